@@ -1,0 +1,17 @@
+"""Exceptions that the CLI turns into one clear sentence and a non-zero exit status."""
+
+
+class EmimicError(Exception):
+    """Base class of errors caused by the user's input rather than by a bug."""
+
+
+class DataError(EmimicError):
+    """A dataset file, column or value is missing, unreadable or invalid."""
+
+
+class ConfigError(EmimicError):
+    """A configuration file or option is invalid."""
+
+
+class ModelNotFoundError(EmimicError):
+    """A pretrained model directory is missing; the message says how to provide it."""

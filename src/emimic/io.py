@@ -1,0 +1,153 @@
+"""Safe reading of per-clip arrays and atomic writing of every file emimic produces.
+
+Dataset pickles are untrusted: :func:`load_array` reads them through a restricted unpickler
+that admits numpy arrays, torch tensors (rebuilt from their storages), dicts, lists and
+scalars and nothing else, so a crafted pickle cannot run code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import pickle
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from emimic.errors import DataError
+
+ARRAY_SUFFIXES: tuple[str, ...] = (".pkl", ".npy", ".pt")
+
+# (module, name) pairs a dataset pickle may reference. numpy arrays need the first group; a
+# pickled torch tensor needs the torch rebuild helpers and storage classes of the second.
+_ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("collections", "OrderedDict"),
+        ("torch._utils", "_rebuild_tensor_v2"),
+        ("torch._utils", "_rebuild_tensor"),
+        ("torch", "FloatStorage"),
+        ("torch", "HalfStorage"),
+        ("torch", "DoubleStorage"),
+        ("torch", "BFloat16Storage"),
+        ("torch.storage", "_load_from_bytes"),
+    }
+)
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        if module == "numpy" and name.endswith("dtype") or module.startswith("numpy.dtypes"):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only numeric arrays are allowed)")
+
+
+def _load_torch_bytes(data: bytes) -> object:
+    import torch
+
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+def read_object(path: Path) -> object:
+    """Read a ``.pkl``/``.npy``/``.pt`` file into Python objects without executing code."""
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return np.load(path, allow_pickle=False)
+    if suffix == ".pt":
+        return _load_torch_bytes(path.read_bytes())
+    if suffix == ".pkl":
+        data = path.read_bytes()
+        # torch.save() writes a zip archive even under a .pkl name.
+        if data[:2] == b"PK":
+            return _load_torch_bytes(data)
+        return _ArrayUnpickler(io.BytesIO(data)).load()
+    raise DataError(f"{path}: unsupported array file type {suffix!r} (expected one of {list(ARRAY_SUFFIXES)}).")
+
+
+def to_numpy(value: object) -> np.ndarray:
+    """Convert an array-like (numpy array, torch tensor, list of numbers) to a numpy array."""
+    if hasattr(value, "detach") and hasattr(value, "numpy"):
+        return value.detach().cpu().float().numpy()  # type: ignore[no-any-return, union-attr]
+    return np.asarray(value)
+
+
+def as_frames(value: object, *, source: str) -> np.ndarray:
+    """Validate one clip's features and return them as a float32 ``(T, D)`` array.
+
+    A 1-D vector is one clip-level frame (T = 1). Anything non-numeric, empty, of rank > 2
+    or holding NaN/Inf is a :class:`DataError` naming ``source``.
+    """
+    try:
+        array = to_numpy(value)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{source}: does not hold a numeric array ({exc}).") from None
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise DataError(f"{source}: holds {type(value).__name__} of dtype {array.dtype}, not a numeric array.")
+    if array.ndim == 1:
+        array = array[None, :]
+    elif array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]  # a batch of one, as HF models emit
+    if array.ndim != 2:
+        raise DataError(f"{source}: has shape {array.shape}; expected (frames, features) or (features,).")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise DataError(f"{source}: is empty (shape {array.shape}).")
+    array = array.astype(np.float32, copy=False)
+    if not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).sum())
+        raise DataError(f"{source}: holds {bad} NaN/Inf value(s).")
+    return np.ascontiguousarray(array)
+
+
+def load_array(path: str | Path) -> np.ndarray:
+    """Load one per-clip feature file as a validated float32 ``(T, D)`` array."""
+    path = Path(path)
+    try:
+        value = read_object(path)
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure to decode is the file's fault
+        raise DataError(f"{path}: cannot be read ({type(exc).__name__}: {exc}).") from None
+    return as_frames(value, source=str(path))
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it over ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_array(path: str | Path, array: np.ndarray) -> None:
+    """Atomically write a float32 array as ``.npy`` (or pickle, when ``path`` ends in ``.pkl``)."""
+    path = Path(path)
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            if path.suffix == ".pkl":
+                pickle.dump(array, handle, protocol=4)
+            else:
+                np.save(handle, array, allow_pickle=False)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Atomically write a UTF-8 text file."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")

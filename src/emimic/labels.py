@@ -1,0 +1,104 @@
+"""The six EMI emotions and the split CSVs that carry them.
+
+A split CSV has the columns ``Filename`` + :data:`EMOTIONS`. ``Filename`` is an integer clip id;
+published files also write it as ``10.0`` or ``00010``, so ids are parsed leniently but strictly
+validated (integer, non-negative, unique).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from emimic.errors import DataError
+from emimic.io import atomic_path
+
+EMOTIONS: tuple[str, ...] = (
+    "Admiration",
+    "Amusement",
+    "Determination",
+    "Empathic Pain",
+    "Excitement",
+    "Joy",
+)
+ID_COLUMN = "Filename"
+ID_WIDTH = 5
+
+
+def clip_stem(clip_id: int) -> str:
+    """The on-disk name of a clip: its integer id zero-padded to five digits."""
+    return str(int(clip_id)).zfill(ID_WIDTH)
+
+
+def parse_clip_id(value: object, *, source: str) -> int:
+    """Parse ``10``, ``10.0`` or ``"00010"`` into ``10``; anything else is a :class:`DataError`."""
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        raise DataError(f"{source}: Filename {text!r} is not an integer clip id.") from None
+    if not np.isfinite(number) or number != int(number) or number < 0:
+        raise DataError(f"{source}: Filename {text!r} is not a non-negative integer clip id.")
+    return int(number)
+
+
+def read_split(path: str | Path, *, require_labels: bool = True) -> pd.DataFrame:
+    """Read a split CSV into a frame indexed by integer clip id.
+
+    Returns the six emotion columns as float (NaN where a split ships no labels). With
+    ``require_labels`` every emotion column must be present, numeric, finite and in [0, 1].
+    """
+    path = Path(path)
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot be read as a CSV ({exc}).") from None
+    raw.columns = [str(c).strip() for c in raw.columns]
+    if ID_COLUMN not in raw.columns:
+        raise DataError(f"{path}: no {ID_COLUMN!r} column (found {list(raw.columns)}).")
+    unknown = [c for c in raw.columns if c != ID_COLUMN and c not in EMOTIONS and not c.startswith("Unnamed")]
+    if unknown:
+        raise DataError(f"{path}: unknown column(s) {unknown}; expected {ID_COLUMN} and {list(EMOTIONS)}.")
+    ids = [parse_clip_id(v, source=f"{path} row {i + 2}") for i, v in enumerate(raw[ID_COLUMN])]
+    duplicated = pd.Index(ids)[pd.Index(ids).duplicated()].unique().tolist()
+    if duplicated:
+        raise DataError(f"{path}: duplicate Filename id(s) {duplicated[:5]}.")
+    missing = [e for e in EMOTIONS if e not in raw.columns]
+    if require_labels and missing:
+        raise DataError(f"{path}: missing label column(s) {missing}.")
+    labels = pd.DataFrame(index=pd.Index(ids, name=ID_COLUMN), columns=list(EMOTIONS), dtype=float)
+    for emotion in EMOTIONS:
+        if emotion not in raw.columns:
+            continue
+        values = pd.to_numeric(raw[emotion].str.strip(), errors="coerce")
+        bad = values.isna() & (raw[emotion].str.strip() != "")
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(f"{path}: column {emotion!r} row {row + 2} holds {raw[emotion].iloc[row]!r}, not a number.")
+        labels[emotion] = values.to_numpy(dtype=float)
+    if require_labels:
+        check_label_values(labels, source=str(path))
+    return labels
+
+
+def check_label_values(labels: pd.DataFrame, *, source: str) -> None:
+    """Raise a :class:`DataError` naming the first missing, non-finite or out-of-range label."""
+    values = labels[list(EMOTIONS)].to_numpy(dtype=float)
+    bad = ~np.isfinite(values) | (values < 0.0) | (values > 1.0)
+    if bad.any():
+        row, col = (int(x) for x in np.argwhere(bad)[0])
+        raise DataError(
+            f"{source}: column {EMOTIONS[col]!r} for Filename {labels.index[row]} is {values[row, col]!r};"
+            " labels must be finite and in [0, 1]."
+        )
+
+
+def write_split(labels: pd.DataFrame, path: str | Path) -> None:
+    """Write a split CSV atomically: integer ``Filename`` then whichever emotion columns are present."""
+    frame = labels.copy()
+    frame.index = frame.index.astype(int)
+    frame.index.name = ID_COLUMN
+    with atomic_path(path) as tmp:
+        frame.sort_index().to_csv(tmp, float_format="%.6f")
