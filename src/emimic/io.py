@@ -47,7 +47,7 @@ class _ArrayUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> object:
         if (module, name) in _ALLOWED_GLOBALS:
             return super().find_class(module, name)
-        if module == "numpy" and name.endswith("dtype") or module.startswith("numpy.dtypes"):
+        if (module == "numpy" and name.endswith("dtype")) or module.startswith("numpy.dtypes"):
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only numeric arrays are allowed)")
 
@@ -58,20 +58,33 @@ def _load_torch_bytes(data: bytes) -> object:
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
+def decode_object(data: bytes, suffix: str, *, source: str) -> object:
+    """Decode the bytes of a ``.pkl``/``.npy``/``.pt`` file into Python objects without executing code."""
+    suffix = suffix.lower()
+    if suffix == ".npy":
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    # torch.save() writes a zip archive, also under a .pkl name.
+    if suffix == ".pt" or (suffix == ".pkl" and data[:2] == b"PK"):
+        return _load_torch_bytes(data)
+    if suffix == ".pkl":
+        return _ArrayUnpickler(io.BytesIO(data)).load()
+    raise DataError(f"{source}: unsupported array file type {suffix!r} (expected one of {list(ARRAY_SUFFIXES)}).")
+
+
 def read_object(path: Path) -> object:
     """Read a ``.pkl``/``.npy``/``.pt`` file into Python objects without executing code."""
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        return np.load(path, allow_pickle=False)
-    if suffix == ".pt":
-        return _load_torch_bytes(path.read_bytes())
-    if suffix == ".pkl":
-        data = path.read_bytes()
-        # torch.save() writes a zip archive even under a .pkl name.
-        if data[:2] == b"PK":
-            return _load_torch_bytes(data)
-        return _ArrayUnpickler(io.BytesIO(data)).load()
-    raise DataError(f"{path}: unsupported array file type {suffix!r} (expected one of {list(ARRAY_SUFFIXES)}).")
+    return decode_object(path.read_bytes(), path.suffix, source=str(path))
+
+
+def decode_array(data: bytes, suffix: str, *, source: str) -> np.ndarray:
+    """Decode and validate one per-clip feature file's bytes as a float32 ``(T, D)`` array."""
+    try:
+        value = decode_object(data, suffix, source=source)
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{source}: cannot be read ({type(exc).__name__}: {exc}).") from None
+    return as_frames(value, source=source)
 
 
 def to_numpy(value: object) -> np.ndarray:
@@ -112,12 +125,10 @@ def load_array(path: str | Path) -> np.ndarray:
     """Load one per-clip feature file as a validated float32 ``(T, D)`` array."""
     path = Path(path)
     try:
-        value = read_object(path)
-    except DataError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any failure to decode is the file's fault
-        raise DataError(f"{path}: cannot be read ({type(exc).__name__}: {exc}).") from None
-    return as_frames(value, source=str(path))
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror}).") from None
+    return decode_array(data, path.suffix, source=str(path))
 
 
 @contextlib.contextmanager
@@ -139,12 +150,11 @@ def save_array(path: str | Path, array: np.ndarray) -> None:
     """Atomically write a float32 array as ``.npy`` (or pickle, when ``path`` ends in ``.pkl``)."""
     path = Path(path)
     array = np.ascontiguousarray(array, dtype=np.float32)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            if path.suffix == ".pkl":
-                pickle.dump(array, handle, protocol=4)
-            else:
-                np.save(handle, array, allow_pickle=False)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        if path.suffix == ".pkl":
+            pickle.dump(array, handle, protocol=4)
+        else:
+            np.save(handle, array, allow_pickle=False)
 
 
 def write_text(path: str | Path, text: str) -> None:
