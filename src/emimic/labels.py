@@ -90,7 +90,7 @@ def check_label_values(labels: pd.DataFrame, *, source: str) -> None:
     if bad.any():
         row, col = (int(x) for x in np.argwhere(bad)[0])
         raise DataError(
-            f"{source}: column {EMOTIONS[col]!r} for Filename {labels.index[row]} is {values[row, col]!r};"
+            f"{source}: column {EMOTIONS[col]!r} for Filename {labels.index[row]} is {float(values[row, col])!r};"
             " labels must be finite and in [0, 1]."
         )
 

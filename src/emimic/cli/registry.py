@@ -24,6 +24,8 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 console = Console(stderr=True)
+# Tables printed to a pipe or a log file are not squeezed into 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 160)
 
 
 @dataclass(frozen=True)

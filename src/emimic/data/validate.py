@@ -1,0 +1,159 @@
+"""Inspect a dataset root and list every problem, instead of failing on the first one.
+
+``validate(root)`` reads every split CSV and every per-clip array once and returns a
+:class:`ValidationReport`: clip counts, modality shapes and lengths, missing-modality counts
+and problems. Problems of severity ``error`` make training impossible (``report.ok`` is then
+False and ``emimic validate`` exits non-zero); ``warning`` ones are worth a look.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from emimic.data.layout import SPLIT_FILES, ModalitySource, discover, read_mapping
+from emimic.errors import DataError
+from emimic.io import as_frames, decode_object, to_numpy
+from emimic.labels import read_split
+from emimic.progress import progress_bar
+
+
+@dataclass(frozen=True)
+class Problem:
+    severity: str  # "error" or "warning"
+    where: str
+    message: str
+
+
+@dataclass
+class ValidationReport:
+    root: Path
+    splits: pd.DataFrame
+    modalities: pd.DataFrame
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.severity == "error" for p in self.problems)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+
+def _read_splits(layout_split_files: dict[str, Path], problems: list[Problem]) -> dict[str, pd.DataFrame]:
+    frames: dict[str, pd.DataFrame] = {}
+    for split, path in layout_split_files.items():
+        try:
+            frames[split] = read_split(path, require_labels=split != "test")
+        except DataError as exc:
+            problems.append(Problem("error", path.name, str(exc)))
+    seen: dict[int, str] = {}
+    for split, frame in frames.items():
+        for clip_id in frame.index:
+            if clip_id in seen:
+                problems.append(
+                    Problem("error", f"{split}_split", f"Filename {clip_id} is in both {seen[clip_id]} and {split}.")
+                )
+            seen.setdefault(int(clip_id), split)
+    return frames
+
+
+def _scan_modality(source: ModalitySource, problems: list[Problem], bar, task) -> dict:
+    """Read every clip of one modality; return its widths, dtypes and lengths."""
+    lengths: dict[int, int] = {}
+    widths: dict[int, int] = {}
+    dtypes: Counter[str] = Counter()
+    if source.container is not None:
+        try:
+            items = list(read_mapping(source.container).items())
+        except DataError as exc:
+            problems.append(Problem("error", source.name, str(exc)))
+            items = []
+        loaders = [(clip_id, f"{source.container} [id {clip_id}]", lambda v=value: v) for clip_id, value in items]
+    else:
+        loaders = [
+            (clip_id, str(path), lambda p=path: decode_object(p.read_bytes(), p.suffix, source=str(p)))
+            for clip_id, path in sorted(source.files.items())
+        ]
+    bar.update(task, total=len(loaders))
+    for clip_id, where, load in loaders:
+        try:
+            value = load()
+            dtypes[str(to_numpy(value).dtype)] += 1
+            frames = as_frames(value, source=where)
+        except DataError as exc:
+            problems.append(Problem("error", source.name, str(exc)))
+        except Exception as exc:
+            problems.append(Problem("error", source.name, f"{where}: cannot be read ({type(exc).__name__}: {exc})."))
+        else:
+            lengths[clip_id], widths[clip_id] = frames.shape
+        bar.advance(task)
+    for first, second in source.duplicates:
+        problems.append(Problem("error", source.name, f"{second} duplicates clip {first.stem} ({first.name})."))
+    for path in source.stray:
+        problems.append(Problem("warning", source.name, f"{path.name}: file name is not a clip id; ignored."))
+    width = Counter(widths.values()).most_common(1)[0][0] if widths else None
+    for clip_id, w in widths.items():
+        if w != width:
+            problems.append(
+                Problem("error", source.name, f"clip {clip_id} has feature width {w}; the modality's width is {width}.")
+            )
+    return {"lengths": lengths, "width": width, "dtypes": dtypes}
+
+
+def validate(root: str | Path, *, progress: bool = True) -> ValidationReport:
+    """Read everything under ``root`` and report splits, modalities and problems."""
+    layout = discover(root)
+    problems: list[Problem] = []
+    if "train" not in layout.split_files:
+        problems.append(Problem("error", "splits", f"no {SPLIT_FILES['train'][0]}: nothing to train on."))
+    if "valid" not in layout.split_files:
+        problems.append(Problem("warning", "splits", f"no {SPLIT_FILES['valid'][0]}: no model selection split."))
+    splits = _read_splits(layout.split_files, problems)
+    all_ids = set().union(*(frame.index for frame in splits.values())) if splits else set()
+    if not layout.modalities:
+        problems.append(Problem("error", "modalities", "no folder of per-clip .pkl/.npy/.pt feature files found."))
+    for path in layout.escaping_links:
+        problems.append(Problem("error", path.parent.name, f"{path} links outside the dataset root; refused."))
+
+    rows = []
+    clips_with_any: set[int] = set()
+    with progress_bar(progress) as bar:
+        for name, source in layout.modalities.items():
+            task = bar.add_task(f"validate {name}", total=None)
+            scan = _scan_modality(source, problems, bar, task)
+            lengths = np.array(list(scan["lengths"].values()) or [0])
+            ids = set(scan["lengths"])
+            clips_with_any |= ids
+            # With an unreadable split CSV every id would look unknown: say nothing rather than noise.
+            unknown = sorted(ids - all_ids) if splits and len(splits) == len(layout.split_files) else []
+            if unknown:
+                problems.append(
+                    Problem("warning", name, f"{len(unknown)} file(s) for ids in no split, e.g. {unknown[:3]}.")
+                )
+            row = {
+                "modality": name,
+                "files": len(scan["lengths"]),
+                "width": scan["width"],
+                "dtype": ",".join(sorted(scan["dtypes"])),
+                "min T": int(lengths.min()),
+                "median T": float(np.median(lengths)),
+                "max T": int(lengths.max()),
+            }
+            for split, frame in splits.items():
+                row[f"no {split}"] = int((~frame.index.isin(list(ids))).sum())
+            rows.append(row)
+    split_rows = []
+    for split, frame in splits.items():
+        without = int((~frame.index.isin(list(clips_with_any))).sum())
+        labelled = bool(np.isfinite(frame.to_numpy(dtype=float)).all()) and len(frame) > 0
+        split_rows.append({"split": split, "clips": len(frame), "labelled": labelled, "without any modality": without})
+        if without:
+            severity = "error" if split == "train" and without == len(frame) else "warning"
+            problems.append(Problem(severity, f"{split}_split", f"{without} clip(s) have no feature file at all."))
+    return ValidationReport(layout.root, pd.DataFrame(split_rows), pd.DataFrame(rows), problems)

@@ -1,0 +1,81 @@
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from emimic.errors import DataError
+from emimic.io import atomic_path, load_array, save_array
+
+
+@pytest.mark.parametrize("suffix", [".pkl", ".npy", ".pt"])
+def test_round_trip_of_every_supported_format(tmp_path: Path, suffix: str) -> None:
+    frames = np.random.default_rng(0).normal(size=(7, 5)).astype(np.float32)
+    path = tmp_path / f"00001{suffix}"
+    if suffix == ".pt":
+        torch.save(torch.from_numpy(frames), path)
+    else:
+        save_array(path, frames)
+    np.testing.assert_array_equal(load_array(path), frames)
+
+
+def test_pickled_torch_tensor_and_float64_and_vector(tmp_path: Path) -> None:
+    torch.save(torch.ones(3, 4, dtype=torch.float64), tmp_path / "a.pkl")  # torch.save under a .pkl name
+    with open(tmp_path / "b.pkl", "wb") as handle:
+        pickle.dump(torch.arange(6.0).reshape(2, 3), handle)  # pickled tensor, not torch.save
+    with open(tmp_path / "c.pkl", "wb") as handle:
+        pickle.dump(np.arange(4, dtype=np.float64), handle)
+    assert load_array(tmp_path / "a.pkl").shape == (3, 4)
+    np.testing.assert_array_equal(load_array(tmp_path / "b.pkl"), np.arange(6.0).reshape(2, 3))
+    vector = load_array(tmp_path / "c.pkl")
+    assert vector.shape == (1, 4) and vector.dtype == np.float32
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/emimic-pwned",))
+
+
+def test_crafted_pickle_never_runs_code(tmp_path: Path) -> None:
+    path = tmp_path / "00001.pkl"
+    path.write_bytes(pickle.dumps(_Exploit()))
+    with pytest.raises(DataError, match=r"00001\.pkl.*refusing to load posix\.system"):
+        load_array(path)
+    assert not Path("/tmp/emimic-pwned").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (np.array([[1.0, np.nan]]), "NaN/Inf"),
+        (np.zeros((0, 3)), "empty"),
+        (np.zeros((2, 3, 4)), "shape"),
+        (np.array(["a", "b"]), "not a numeric array"),
+        ({"a": 1}, "not a numeric array"),
+    ],
+)
+def test_invalid_contents_name_the_file(tmp_path: Path, value: object, message: str) -> None:
+    path = tmp_path / "00042.pkl"
+    path.write_bytes(pickle.dumps(value))
+    with pytest.raises(DataError, match=r"00042\.pkl") as info:
+        load_array(path)
+    assert message in str(info.value)
+
+
+def test_truncated_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "00007.pkl"
+    path.write_bytes(pickle.dumps(np.ones((5, 5)))[:40])
+    with pytest.raises(DataError, match=r"00007\.pkl: cannot be read"):
+        load_array(path)
+
+
+def test_atomic_path_keeps_old_file_when_writing_fails(tmp_path: Path) -> None:
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]

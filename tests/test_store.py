@@ -1,0 +1,127 @@
+import json
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from emimic.data import ClipDataset, FeatureStore, collate_clips, feature_statistics, open_dataset, pack
+from emimic.data.store import default_store_dir
+from emimic.errors import DataError
+from emimic.io import load_array
+
+
+def test_open_dataset_splits_modalities_and_masks(make_root) -> None:
+    root = make_root(missing={"vit": [3, 6]})
+    ds = open_dataset(root)
+    assert ds.modalities == ["vit", "wav2vec2"]
+    assert {k: len(v) for k, v in ds.splits.items()} == {"train": 12, "valid": 6, "test": 4}
+    assert ds.has_labels("train") and not ds.has_labels("test")
+    assert ds.coverage().loc["train", "vit"] == pytest.approx(10 / 12)
+    store = ds.store(progress=False)
+    assert store.present("vit", [3, 6, 9, 999]).tolist() == [False, False, True, False]
+    assert (store.pooled("vit", [3]) == 0).all()
+
+
+def test_pooled_and_frames_match_the_source_files(make_root) -> None:
+    root = make_root(dims={"vit": 6})
+    store = open_dataset(root).store(progress=False)
+    for clip_id in (3, 30, 60):
+        frames = load_array(root / "vit" / f"{clip_id:05d}.pkl")
+        np.testing.assert_allclose(store.frames("vit", clip_id), frames)
+        expected = np.concatenate([frames.mean(0), frames.std(0), frames.min(0), frames.max(0)])
+        np.testing.assert_allclose(store.pooled("vit", [clip_id])[0], expected, rtol=1e-5, atol=1e-6)
+    assert store.lengths("vit", [3])[0] == len(load_array(root / "vit" / "00003.pkl"))
+
+
+def test_float16_store(make_root) -> None:
+    root = make_root()
+    pack(root, dtype="float16", progress=False)
+    store = FeatureStore.open(default_store_dir(root))
+    assert store.manifest["modalities"]["vit"]["dtype"] == "float16"
+    np.testing.assert_allclose(store.frames("vit", 3), load_array(root / "vit" / "00003.pkl"), atol=2e-3)
+
+
+def test_repack_is_a_noop_until_a_clip_changes(make_root) -> None:
+    root = make_root()
+    assert set(pack(root, progress=False).actions.values()) == {"packed"}
+    assert set(pack(root, progress=False).actions.values()) == {"unchanged"}
+    changed = root / "vit" / "00003.pkl"
+    with open(changed, "wb") as handle:
+        pickle.dump(np.full((4, 8), 7.0, np.float32), handle)
+    os.utime(changed, ns=(1, 1))
+    result = pack(root, progress=False)
+    assert result.actions == {"vit": "packed", "wav2vec2": "unchanged"}
+    assert (FeatureStore.open(result.store_dir).frames("vit", 3) == 7.0).all()
+    # the superseded modality folder is gone, the manifest names only live folders
+    manifest = json.loads((result.store_dir / "manifest.json").read_text())
+    live = {e["dir"] for e in manifest["modalities"].values()}
+    assert {p.name for p in result.store_dir.iterdir() if p.is_dir()} == live
+
+
+def test_bad_file_aborts_pack_and_keeps_previous_store(make_root) -> None:
+    root = make_root()
+    first = pack(root, progress=False)
+    before = (first.store_dir / "manifest.json").read_text()
+    (root / "wav2vec2" / "00009.pkl").write_bytes(b"not a pickle")
+    with pytest.raises(DataError, match=r"00009\.pkl: cannot be read"):
+        pack(root, progress=False)
+    assert (first.store_dir / "manifest.json").read_text() == before
+    assert not list(first.store_dir.glob(".*.tmp"))
+    assert FeatureStore.open(first.store_dir).dim("wav2vec2") == 12
+
+
+def test_wrong_width_names_the_file(make_root) -> None:
+    root = make_root()
+    with open(root / "vit" / "00030.pkl", "wb") as handle:
+        pickle.dump(np.ones((3, 5), np.float32), handle)
+    with pytest.raises(DataError, match=r"00030\.pkl: has feature width 5.*width 8"):
+        pack(root, progress=False)
+
+
+def test_single_pickle_mapping_modality(make_root) -> None:
+    root = make_root(dims={"vit": 4})
+    mapping = {f"{i:05d}": np.full((2, 3), float(i)) for i in (3, 6, 9)}
+    with open(root / "googlevit.pkl", "wb") as handle:
+        pickle.dump(mapping, handle)
+    store = open_dataset(root).store(progress=False)
+    assert store.modalities == ["googlevit", "vit"]
+    assert store.present("googlevit", [3, 12]).tolist() == [True, False]
+    assert store.frames("googlevit", 9)[0, 0] == 9.0
+
+
+def test_feature_statistics_match_frame_moments(make_root) -> None:
+    root = make_root(dims={"vit": 3})
+    ds = open_dataset(root)
+    ids = ds.splits["train"].index
+    stats = feature_statistics(ds.store(progress=False), ids, ["vit"])["vit"]
+    frames = np.concatenate([load_array(root / "vit" / f"{i:05d}.pkl") for i in ids])
+    np.testing.assert_allclose(stats.frame_mean, frames.mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(stats.frame_std, frames.std(0), rtol=1e-4)
+
+
+def test_clip_dataset_batches_with_masks_and_sequences(make_root) -> None:
+    root = make_root(missing={"vit": [3]})
+    ds = open_dataset(root)
+    train = ds.splits["train"]
+    dataset = ClipDataset(
+        ds.store(progress=False), train.index, train.to_numpy(), modalities=ds.modalities, sequences=True, max_frames=5
+    )
+    batch = next(iter(DataLoader(dataset, batch_size=4, collate_fn=collate_clips)))
+    assert batch["ids"].tolist() == [3, 6, 9, 12]
+    assert torch.allclose(batch["targets"], torch.tensor(train.to_numpy()[:4], dtype=torch.float32))
+    vit = batch["inputs"]["vit"]
+    assert vit["present"].tolist() == [False, True, True, True]
+    assert vit["lengths"][0] == 0 and (vit["lengths"][1:] <= 5).all()
+    assert vit["frames"].shape[1] <= 5 and vit["frames"][0].abs().sum() == 0
+    assert vit["pooled"].shape == (4, 32)
+
+
+def test_missing_split_and_missing_root_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="not a folder"):
+        open_dataset(tmp_path / "nope")
+    with pytest.raises(DataError, match="no split CSV"):
+        open_dataset(tmp_path)

@@ -1,0 +1,71 @@
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from emimic.data.validate import validate
+
+
+def _dump(path: Path, value: object) -> None:
+    with open(path, "wb") as handle:
+        pickle.dump(value, handle)
+
+
+def _messages(report) -> str:
+    return "\n".join(f"{p.severity} {p.where} {p.message}" for p in report.problems)
+
+
+def test_clean_root_is_ok_with_statistics(make_root) -> None:
+    report = validate(make_root(missing={"vit": [3, 6]}), progress=False)
+    assert report.ok, _messages(report)
+    vit = report.modalities.set_index("modality").loc["vit"]
+    assert vit["files"] == 20 and vit["width"] == 8 and vit["no train"] == 2
+    assert report.splits.set_index("split").loc["test", "labelled"] is np.False_
+
+
+def test_every_problem_is_listed(make_root) -> None:
+    root = make_root()
+    (root / "wav2vec2" / "00009.pkl").write_bytes(b"garbage")
+    _dump(root / "vit" / "00012.pkl", np.array([[np.inf, 1.0]]))
+    _dump(root / "vit" / "00015.pkl", np.ones((3, 5)))
+    np.save(root / "vit" / "00018.npy", np.ones((3, 8)))
+    _dump(root / "vit" / "99999.pkl", np.ones((3, 8)))
+    _dump(root / "vit" / "notes.pkl", np.ones((3, 8)))
+    report = validate(root, progress=False)
+    messages = _messages(report)
+    assert not report.ok
+    for expected in [
+        "00009.pkl: cannot be read",
+        "00012.pkl: holds 1 NaN/Inf",
+        "clip 15 has feature width 5",
+        "duplicates clip 00018",
+        "ids in no split, e.g. [99999]",
+        "notes.pkl: file name is not a clip id",
+    ]:
+        assert expected in messages, messages
+
+
+def test_duplicate_ids_in_a_split(make_root) -> None:
+    root = make_root()
+    text = (root / "valid_split.csv").read_text().splitlines()
+    (root / "valid_split.csv").write_text("\n".join([*text, text[1]]) + "\n")
+    assert "valid_split.csv: duplicate Filename id(s) [39]" in _messages(validate(root, progress=False))
+
+
+def test_labels_out_of_range_and_cross_split_duplicates(make_root) -> None:
+    root = make_root()
+    train = (root / "train_split.csv").read_text().splitlines()
+    (root / "train_split.csv").write_text("\n".join([train[0], train[1].rsplit(",", 1)[0] + ",1.7", *train[2:]]))
+    valid = (root / "valid_split.csv").read_text().splitlines()
+    (root / "valid_split.csv").write_text("\n".join([*valid, "3," + ",".join(["0.5"] * 6)]) + "\n")
+    messages = _messages(validate(root, progress=False))
+    assert "'Joy' for Filename 3 is 1.7" in messages
+    assert "Filename 3 is in both" not in messages  # the broken train split could not be read
+    (root / "train_split.csv").write_text("\n".join(train) + "\n")
+    assert "Filename 3 is in both train and valid" in _messages(validate(root, progress=False))
+
+
+def test_root_without_features_or_train_split_is_not_trainable(tmp_path: Path) -> None:
+    report = validate(tmp_path, progress=False)
+    assert not report.ok
+    assert "nothing to train on" in _messages(report) and "no folder of per-clip" in _messages(report)
