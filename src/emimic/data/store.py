@@ -293,4 +293,4 @@ class FeatureStore:
         if not present[0]:
             raise DataError(f"clip {clip_id} has no {modality!r} features.")
         start, length = self._offsets[modality][rows[0]], self._lengths[modality][rows[0]]
-        return np.asarray(self._frames[modality][start : start + length], dtype=np.float32)
+        return np.array(self._frames[modality][start : start + length], dtype=np.float32)
