@@ -9,6 +9,7 @@ files; reading and validating them is the job of :mod:`emimic.data.store` and
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,7 @@ class ModalitySource:
     duplicates: list[tuple[Path, Path]] = field(default_factory=list)
     stray: list[Path] = field(default_factory=list)
 
-    @property
+    @functools.cached_property
     def ids(self) -> list[int]:
         if self.container is not None:
             return sorted(read_mapping(self.container))

@@ -54,29 +54,36 @@ def pool_frames(frames: np.ndarray) -> np.ndarray:
     return np.concatenate([wide.mean(0), wide.std(0), wide.min(0), wide.max(0)]).astype(np.float32)
 
 
-def _iter_clips(source: ModalitySource) -> Iterator[tuple[int, str, np.ndarray, str]]:
-    """Yield ``(clip id, file name, frames, checksum)`` for every clip of a modality, in id order."""
+def _clips(source: ModalitySource) -> tuple[int, Iterator[tuple[int, str, np.ndarray, str]]]:
+    """The number of clips of a modality and an iterator of ``(clip id, file name, frames, checksum)`` in id order."""
     if source.container is not None:
         data = source.container.read_bytes()
         checksum = hashlib.blake2b(data, digest_size=16).hexdigest()
         mapping = read_mapping(source.container)
-        for clip_id in sorted(mapping):
-            frames = as_frames(mapping[clip_id], source=f"{source.container} [id {clip_id}]")
-            yield clip_id, source.container.name, frames, checksum
-        return
-    for clip_id in sorted(source.files):
-        path = source.files[clip_id]
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise DataError(f"{path}: cannot be read ({exc.strerror}).") from None
-        frames = decode_array(data, path.suffix, source=str(path))
-        yield clip_id, path.name, frames, hashlib.blake2b(data, digest_size=16).hexdigest()
+
+        def from_container() -> Iterator[tuple[int, str, np.ndarray, str]]:
+            for clip_id in sorted(mapping):
+                frames = as_frames(mapping[clip_id], source=f"{source.container} [id {clip_id}]")
+                yield clip_id, source.container.name, frames, checksum
+
+        return len(mapping), from_container()
+
+    def from_files() -> Iterator[tuple[int, str, np.ndarray, str]]:
+        for clip_id in sorted(source.files):
+            path = source.files[clip_id]
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise DataError(f"{path}: cannot be read ({exc.strerror}).") from None
+            frames = decode_array(data, path.suffix, source=str(path))
+            yield clip_id, path.name, frames, hashlib.blake2b(data, digest_size=16).hexdigest()
+
+    return len(source.files), from_files()
 
 
 def _pack_modality(source: ModalitySource, folder: Path, dtype: str, *, progress: bool) -> dict:
     folder.mkdir(parents=True)
-    n_clips = len(source.files) if source.container is None else len(read_mapping(source.container))
+    n_clips, clips = _clips(source)
     ids = np.empty(n_clips, dtype=np.int64)
     lengths = np.empty(n_clips, dtype=np.int64)
     pooled: np.ndarray | None = None
@@ -85,7 +92,7 @@ def _pack_modality(source: ModalitySource, folder: Path, dtype: str, *, progress
     sources: list[str] = ["file,clip_id,frames,blake2b"]
     with open(folder / "frames.bin", "wb") as frames_out, progress_bar(progress) as bar:
         task = bar.add_task(f"pack {source.name}", total=n_clips)
-        for row, (clip_id, name, frames, checksum) in enumerate(_iter_clips(source)):
+        for row, (clip_id, name, frames, checksum) in enumerate(clips):
             if dim is None:
                 dim, first_file = frames.shape[1], name
                 pooled = np.empty((n_clips, 4 * dim), dtype=np.float32)
