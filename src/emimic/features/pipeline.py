@@ -22,7 +22,7 @@ import sys
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -32,12 +32,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from emimic.data.layout import discover
 from emimic.errors import ConfigError, DataError
 from emimic.features.base import ClipInput, Extractor, NoSignal, build_extractor, resolve_name
 from emimic.features.media import Media, decode
 from emimic.io import atomic_path, save_array, write_text
 from emimic.labels import clip_stem
+from emimic.progress import progress_bar
 
 STATE_DIR = "_extract"
 LEDGER = "ledger.csv"
@@ -296,7 +296,7 @@ def extract(
     seed: int = 0,
     clips: Iterable[int] | None = None,
     overwrite: bool = False,
-    progress: Callable[[int, int], None] | None = None,
+    progress: bool = True,
 ) -> pd.DataFrame:
     """Extract ``modalities`` for every ``<root>/raw/<id>.mp4`` and return the run's summary.
 
@@ -304,7 +304,7 @@ def extract(
     ``options`` maps an extractor name to its keyword parameters (``{"wav2vec2": {"layer": 6}}``).
     ``workers`` local processes run clips in parallel, or, with ``ray_address`` (an address or
     ``"local"`` for a local Ray of ``workers`` CPUs), Ray tasks do. ``clips`` restricts the run to
-    those ids. ``progress(done, total)`` is called after every clip.
+    those ids. ``progress`` shows a progress bar (stderr) over the clips to process.
 
     Returns one row per extractor: its output folders and how many clips were ``done``,
     ``skipped`` (already extracted), ``masked`` (nothing to extract, e.g. no audio track) or
@@ -331,6 +331,9 @@ def extract(
     for extractor in extractors:
         extractor.check()  # a missing model is one clear error now, not a failure per clip
     _check_sidecars(root, extractors, spec, overwrite)
+
+    # Imported here: the emimic.data package pulls in torch, which `emimic --help` should not pay for.
+    from emimic.data.layout import discover
 
     layout = discover(root)
     videos = layout.videos
@@ -378,11 +381,12 @@ def extract(
     reports = _run_ray(spec, tasks, ray_address, workers) if ray_address else _run_local(spec, tasks, workers)
     errors: list[dict[str, Any]] = []
     columns: dict[str, list[str]] = {}
-    with open(state / LEDGER, "a", newline="", encoding="utf-8") as handle:
+    with open(state / LEDGER, "a", newline="", encoding="utf-8") as handle, progress_bar(progress) as bar:
+        task = bar.add_task(f"extract {','.join(names)}", total=len(tasks))
         writer = csv.DictWriter(handle, fieldnames=LEDGER_FIELDS)
         if handle.tell() == 0:
             writer.writeheader()
-        for done, report in enumerate(reports, start=1):
+        for report in reports:
             columns.update(report.columns)
             for outcome in report.outcomes:
                 counts[outcome.extractor][outcome.status] += 1
@@ -407,8 +411,7 @@ def extract(
                     )
             # A killed run keeps every line written so far: the ledger is what resumption reads.
             handle.flush()
-            if progress is not None:
-                progress(done, len(tasks))
+            bar.advance(task)
 
     _write_sidecars(root, extractors, spec, columns)
     with atomic_path(state / ERRORS) as tmp:
