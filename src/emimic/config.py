@@ -1,0 +1,238 @@
+"""Typed experiment configuration: the one source of defaults, loaded from YAML.
+
+The defaults of these models *are* the reference method (Huang et al., ABAW 10 EMI), so
+``configs/paper.yaml`` only names it and an ablation preset only spells out what it changes.
+Every section rejects unknown keys: a typo is a :class:`~emimic.errors.ConfigError` naming the
+key, never a silently ignored setting. Names of encoders, fusions and loss terms are checked
+against their registries. YAML is read with ``yaml.safe_load``.
+
+Example::
+
+    from emimic.config import load_config
+    cfg = load_config("paper", overrides={"train.max_epochs": 5, "seed": 1})
+    cfg.model.encoder.name        # 'meanstd'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from emimic.errors import ConfigError
+from emimic.models.encoders import ENCODERS, POOLED_STATS
+from emimic.models.fusion import FUSIONS
+from emimic.models.registry import Registry
+from emimic.training.losses import LOSS_TERMS
+
+DEFAULT_PRESET = "paper"
+
+
+def _registered(registry: Registry, name: str) -> str:
+    try:
+        return registry.check(name)
+    except ConfigError as exc:  # pydantic only aggregates ValueErrors
+        raise ValueError(str(exc)) from None
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EncoderConfig(Section):
+    """How a modality's frames become one vector (registry: ``emimic.models.encoders.ENCODERS``)."""
+
+    name: str = "meanstd"
+    stats: list[Literal["mean", "std", "min", "max"]] = Field(default_factory=lambda: ["mean", "std"], min_length=1)
+    hidden: int = Field(128, gt=0, description="width of the sequence encoders")
+    layers: int = Field(1, gt=0)
+    heads: int = Field(4, gt=0)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    max_frames: int = Field(512, gt=0, description="longer clips are evenly subsampled (sequence encoders)")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        return _registered(ENCODERS, value)
+
+    @field_validator("stats")
+    @classmethod
+    def _ordered(cls, value: list[str]) -> list[str]:
+        return [s for s in POOLED_STATS if s in value]
+
+
+class BranchConfig(Section):
+    """The MLP projecting an encoder's output to the branch embedding."""
+
+    hidden: int = Field(256, gt=0)
+    embed: int = Field(64, gt=0)
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+
+
+class HeadConfig(Section):
+    """The shared regression head (and the width of nothing else: auxiliary heads are linear)."""
+
+    hidden: int = Field(128, gt=0)
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    output: Literal["sigmoid", "clip"] = Field(
+        "sigmoid", description="sigmoid, or a linear output clipped to [0, 1] at inference"
+    )
+
+
+class VADConfig(Section):
+    """The VAD latent prior on the acoustic branch (see emimic.models.vad_prior)."""
+
+    enabled: bool = True
+    modality: str | None = Field(None, description="the acoustic branch; default: wav2vec2 or the first audio-like")
+    observed: str | None = Field("vad", description="modality whose 3 columns serve as an observed prior, if present")
+    prior_std: float = Field(0.5, gt=0.0)
+
+
+class ModelConfig(Section):
+    modalities: list[str] | None = Field(None, description="branches to build; default: every modality found")
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    branch: BranchConfig = Field(default_factory=BranchConfig)
+    fusion: str = "concat"
+    head: HeadConfig = Field(default_factory=HeadConfig)
+    modality_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="training-time chance to mask a branch")
+    vad: VADConfig = Field(default_factory=VADConfig)
+
+    @field_validator("fusion")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        return _registered(FUSIONS, value)
+
+
+class LossConfig(Section):
+    terms: dict[str, float] = Field(default_factory=lambda: {"mse": 1.0, "pcc": 1.0})
+    aux: float = Field(0.3, ge=0.0, description="weight of the auxiliary per-branch losses (0 disables)")
+    vad: float = Field(0.05, ge=0.0, description="weight of the VAD prior's KL term")
+
+    @field_validator("terms")
+    @classmethod
+    def _known(cls, value: dict[str, float]) -> dict[str, float]:
+        checked = {_registered(LOSS_TERMS, name): weight for name, weight in value.items()}
+        if any(w < 0 for w in checked.values()) or not any(checked.values()):
+            raise ValueError("loss term weights must be >= 0 and at least one must be positive")
+        return checked
+
+
+class OptimConfig(Section):
+    lr: float = Field(2e-3, gt=0.0)
+    weight_decay: float = Field(1e-2, ge=0.0)
+    batch_size: int = Field(128, gt=1)
+    scheduler: Literal["cosine", "none"] = "cosine"
+    warmup_epochs: int = Field(1, ge=0)
+
+
+class EMAConfig(Section):
+    enabled: bool = True
+    decay: float = Field(0.99, gt=0.0, lt=1.0)
+    warmup: bool = Field(True, description="use min(decay, (1+n)/(10+n)) so early averages are not stale")
+
+
+class TrainConfig(Section):
+    max_epochs: int = Field(30, gt=0)
+    patience: int = Field(10, gt=0, description="epochs without a better val mean PCC before stopping")
+    ema: EMAConfig = Field(default_factory=EMAConfig)
+    num_workers: int = Field(0, ge=0)
+    accelerator: str = "cpu"
+    devices: int | str = 1
+
+
+class ExperimentConfig(Section):
+    """A complete, resolved experiment: what ``RUN/config.yaml`` records."""
+
+    name: str = DEFAULT_PRESET
+    description: str = ""
+    seed: int = 0
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+def _preset_dir() -> Path:
+    return Path(str(resources.files("emimic") / "configs"))
+
+
+def list_presets() -> dict[str, str]:
+    """Packaged preset names and their one-line descriptions."""
+    out = {}
+    for path in sorted(_preset_dir().glob("*.yaml")):
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        out[path.stem] = str(raw.get("description", "")).strip().splitlines()[0] if raw.get("description") else ""
+    return out
+
+
+def _read_yaml(source: str | Path) -> tuple[dict[str, Any], str]:
+    path = Path(source)
+    if not path.exists() and path.suffix == "":
+        preset = _preset_dir() / f"{source}.yaml"
+        if not preset.exists():
+            raise ConfigError(f"no config file or preset {str(source)!r}; presets: {', '.join(list_presets())}.")
+        path = preset
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror}).") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: is not valid YAML ({exc}).") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: must hold a mapping of settings, not {type(raw).__name__}.")
+    return raw, str(path)
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: object) -> None:
+    node = tree
+    *parents, leaf = key.split(".")
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {key!r}: {part!r} is not a section.")
+        node = child
+    node[leaf] = value
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(p) for p in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"unknown key {where!r}"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message} (got {error.get('input')!r})"
+
+
+def validate_config(raw: Mapping[str, Any], *, source: str = "config") -> ExperimentConfig:
+    """Validate a plain mapping into an :class:`ExperimentConfig`; errors name the offending key."""
+    try:
+        return ExperimentConfig.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: " + "; ".join(_describe(e) for e in exc.errors())) from None
+
+
+def load_config(
+    source: str | Path | None = None, *, overrides: Mapping[str, object] | None = None
+) -> ExperimentConfig:
+    """Load a YAML file or a packaged preset name (default ``paper``), then apply dotted overrides."""
+    raw, where = _read_yaml(source if source is not None else DEFAULT_PRESET)
+    for key, value in (overrides or {}).items():
+        _set_dotted(raw, key, value)
+    return validate_config(raw, source=where)
+
+
+def with_overrides(cfg: ExperimentConfig, overrides: Mapping[str, object]) -> ExperimentConfig:
+    """A validated copy of ``cfg`` with dotted overrides such as ``{"train.max_epochs": 5}`` applied."""
+    raw = cfg.model_dump(mode="json")
+    for key, value in overrides.items():
+        _set_dotted(raw, key, value)
+    return validate_config(raw, source="overrides")
+
+
+def config_to_yaml(cfg: ExperimentConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,201 @@
+"""The EMI model: one branch per modality → fusion → shared 6-d head, plus auxiliary heads.
+
+A branch normalises its modality with statistics stored as buffers (so a checkpoint carries
+them and works on new data), encodes it (:mod:`emimic.models.encoders`), projects it with an
+MLP to the branch embedding and replaces the embedding of clips that lack the modality with a
+learned *missing* embedding. The acoustic branch appends its VAD latent
+(:mod:`emimic.models.vad_prior`). Every branch also feeds a linear auxiliary head trained on the
+same targets, which keeps each modality predictive on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from emimic.errors import ConfigError
+from emimic.labels import EMOTIONS
+from emimic.models.encoders import build_encoder
+from emimic.models.fusion import build_fusion
+from emimic.models.vad_prior import VAD_AXES, VADLatent, VADPrior
+
+if TYPE_CHECKING:
+    from emimic.config import ModelConfig
+
+# Substrings that mark a modality as acoustic when the config does not name the VAD branch.
+AUDIO_HINTS: tuple[str, ...] = ("wav2vec", "hubert", "wavlm", "whisper", "egemaps", "audio", "mfcc", "acoustic")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a trained model was built for: recorded in the checkpoint, checked against new data."""
+
+    modalities: tuple[str, ...]
+    dims: dict[str, int]
+    vad_modality: str | None = None
+    observed_vad: str | None = None
+
+    @property
+    def inputs(self) -> list[str]:
+        """Every modality the model reads (its branches, and the observed VAD prior if separate)."""
+        extra = [self.observed_vad] if self.observed_vad and self.observed_vad not in self.modalities else []
+        return [*self.modalities, *extra]
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "modalities": list(self.modalities)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> ModelSpec:
+        return cls(
+            modalities=tuple(data["modalities"]),
+            dims={str(k): int(v) for k, v in data["dims"].items()},
+            vad_modality=data.get("vad_modality"),
+            observed_vad=data.get("observed_vad"),
+        )
+
+
+def _acoustic(modalities: list[str]) -> str | None:
+    if "wav2vec2" in modalities:
+        return "wav2vec2"
+    return next((m for m in modalities if any(h in m.lower() for h in AUDIO_HINTS)), None)
+
+
+def resolve_spec(cfg: ModelConfig, available: Mapping[str, int]) -> ModelSpec:
+    """Choose the branches and the VAD modalities of ``cfg`` among the ``available`` {modality: width}."""
+    names = sorted(available)
+    chosen = list(cfg.modalities) if cfg.modalities is not None else names
+    unknown = [m for m in chosen if m not in available]
+    if unknown or not chosen:
+        raise ConfigError(f"model.modalities: {unknown or chosen} not in the data; available: {', '.join(names)}.")
+    vad_modality = observed = None
+    if cfg.vad.enabled:
+        vad_modality = cfg.vad.modality or _acoustic(chosen)
+        if vad_modality is not None and vad_modality not in chosen:
+            raise ConfigError(f"model.vad.modality: {vad_modality!r} is not a branch; branches: {', '.join(chosen)}.")
+        if cfg.vad.observed in available and available[cfg.vad.observed] == len(VAD_AXES):
+            observed = cfg.vad.observed
+    return ModelSpec(tuple(chosen), {m: int(available[m]) for m in chosen}, vad_modality, observed)
+
+
+def mlp(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim))
+
+
+class Branch(nn.Module):
+    """One modality: normalise → encode → MLP projection; absent clips get the missing embedding."""
+
+    def __init__(self, dim: int, cfg: ModelConfig):
+        super().__init__()
+        self.register_buffer("pooled_mean", torch.zeros(4 * dim))
+        self.register_buffer("pooled_std", torch.ones(4 * dim))
+        self.register_buffer("frame_mean", torch.zeros(dim))
+        self.register_buffer("frame_std", torch.ones(dim))
+        self.encoder = build_encoder(dim, cfg.encoder)
+        self.project = nn.Sequential(
+            nn.Dropout(cfg.branch.dropout),
+            mlp(self.encoder.out_dim, cfg.branch.hidden, cfg.branch.embed, cfg.branch.dropout),
+            nn.GELU(),
+        )
+        self.missing = nn.Parameter(torch.zeros(cfg.branch.embed))
+        self.out_dim = cfg.branch.embed
+
+    @property
+    def uses_frames(self) -> bool:
+        return self.encoder.uses_frames
+
+    def set_statistics(self, pooled_mean: np.ndarray, pooled_std: np.ndarray, frame_mean: np.ndarray,
+                       frame_std: np.ndarray) -> None:
+        for name, value in zip(("pooled_mean", "pooled_std", "frame_mean", "frame_std"),
+                               (pooled_mean, pooled_std, frame_mean, frame_std), strict=True):
+            getattr(self, name).copy_(torch.as_tensor(value, dtype=torch.float32))
+
+    def forward(self, inputs: Mapping[str, Tensor], present: Tensor) -> Tensor:
+        pooled = (inputs["pooled"] - self.pooled_mean) / self.pooled_std
+        frames = inputs.get("frames")
+        if self.uses_frames and frames is not None:
+            steps = torch.arange(frames.shape[1], device=frames.device)
+            valid = (steps[None, :] < inputs["lengths"][:, None]).unsqueeze(-1)
+            frames = ((frames - self.frame_mean) / self.frame_std) * valid
+        h = self.project(self.encoder(pooled, frames, inputs["lengths"]))
+        return torch.where(present[:, None], h, self.missing.expand_as(h))
+
+
+@dataclass
+class ModelOutput:
+    pred: Tensor  # (B, 6) in [0, 1] (a 'clip' head is unclipped in training)
+    aux: dict[str, Tensor]  # modality -> (B, 6)
+    present: dict[str, Tensor]  # modality -> (B,) bool, after modality dropout
+    vad: VADLatent | None
+
+
+class EMIModel(nn.Module):
+    """Branches → fusion → shared head; see the module docstring."""
+
+    def __init__(self, spec: ModelSpec, cfg: ModelConfig):
+        super().__init__()
+        self.spec = spec
+        self.output = cfg.head.output
+        self.modality_dropout = cfg.modality_dropout
+        self.branches = nn.ModuleDict({m: Branch(spec.dims[m], cfg) for m in spec.modalities})
+        self.vad = VADPrior(cfg.branch.embed, cfg.vad.prior_std) if spec.vad_modality else None
+        widths = [self.vad.out_dim if m == spec.vad_modality and self.vad else cfg.branch.embed
+                  for m in spec.modalities]
+        self.fusion = build_fusion(widths, cfg)
+        self.head = nn.Sequential(nn.Dropout(cfg.head.dropout),
+                                  mlp(self.fusion.out_dim, cfg.head.hidden, len(EMOTIONS), cfg.head.dropout))
+        self.aux_heads = nn.ModuleDict({m: nn.Linear(w, len(EMOTIONS)) for m, w in zip(spec.modalities, widths,
+                                                                                         strict=True)})
+        # standardisation of the observed VAD prior, set from training statistics
+        self.register_buffer("observed_mean", torch.zeros(len(VAD_AXES)))
+        self.register_buffer("observed_std", torch.ones(len(VAD_AXES)))
+
+    @property
+    def uses_frames(self) -> bool:
+        return any(b.uses_frames for b in self.branches.values())
+
+    def set_statistics(self, stats: Mapping[str, object]) -> None:
+        """Initialise the normalisation buffers from :func:`emimic.data.feature_statistics` output."""
+        for modality, branch in self.branches.items():
+            s = stats[modality]
+            branch.set_statistics(s.pooled_mean, s.pooled_std, s.frame_mean, s.frame_std)  # type: ignore[attr-defined]
+        if self.spec.observed_vad:
+            s = stats[self.spec.observed_vad]
+            self.observed_mean.copy_(torch.as_tensor(s.pooled_mean[: len(VAD_AXES)]))  # type: ignore[attr-defined]
+            self.observed_std.copy_(torch.as_tensor(s.pooled_std[: len(VAD_AXES)]))  # type: ignore[attr-defined]
+
+    def _activate(self, logits: Tensor) -> Tensor:
+        if self.output == "sigmoid":
+            return torch.sigmoid(logits)
+        # clipped linear: gradients flow through the raw output in training; predictions are clipped
+        return logits if self.training else logits.clamp(0.0, 1.0)
+
+    def forward(self, inputs: Mapping[str, Mapping[str, Tensor]]) -> ModelOutput:
+        feats, present, aux = [], {}, {}
+        latent = None
+        for modality, branch in self.branches.items():
+            entry = inputs[modality]
+            mask = entry["present"]
+            if self.training and self.modality_dropout:
+                mask = mask & (torch.rand(mask.shape, device=mask.device) >= self.modality_dropout)
+            h = branch(entry, mask)
+            if self.vad is not None and modality == self.spec.vad_modality:
+                h, mu, logvar = self.vad(h)
+                latent = VADLatent(mu, logvar, mask, self.vad.prior_std)
+                if self.spec.observed_vad:
+                    obs = inputs[self.spec.observed_vad]
+                    latent.observed = (obs["pooled"][:, : len(VAD_AXES)] - self.observed_mean) / self.observed_std
+                    latent.observed_present = obs["present"]
+            feats.append(h)
+            present[modality] = mask
+            aux[modality] = self._activate(self.aux_heads[modality](h))
+        pred = self._activate(self.head(self.fusion(feats)))
+        return ModelOutput(pred=pred, aux=aux, present=present, vad=latent)
+
+
+def build_model(spec: ModelSpec, cfg: ModelConfig) -> EMIModel:
+    return EMIModel(spec, cfg)

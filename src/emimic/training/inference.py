@@ -1,0 +1,146 @@
+"""Load a trained run and apply it: predictions for a split, the metric, a submission.
+
+A run folder holds ``checkpoints/best.ckpt`` (EMA weights, loadable with
+``torch.load(weights_only=True)``) whose hyper-parameters record the resolved config, the model
+spec (branches, widths, VAD modalities) and the identity of the feature store it was trained on.
+Applying it to data whose modality widths differ is refused with a clear error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from emimic.config import ExperimentConfig
+from emimic.data import ClipDataset, FeatureStore, VidmimicDataset, collate_clips, open_dataset
+from emimic.errors import DataError, EmimicError
+from emimic.labels import EMOTIONS
+from emimic.metrics import pcc_scores
+from emimic.models.emi import EMIModel, ModelSpec, build_model
+from emimic.submission import to_submission, write_submission
+
+BEST_CHECKPOINT = Path("checkpoints") / "best.ckpt"
+INFERENCE_BATCH = 4096
+
+
+@dataclass
+class TrainedModel:
+    model: EMIModel
+    config: ExperimentConfig
+    spec: ModelSpec
+    data: dict = field(default_factory=dict)  # feature-store identity at training time
+
+
+@dataclass
+class Evaluation:
+    split: str
+    n_clips: int
+    mean_pcc: float
+    pcc: dict[str, float]
+    coverage: dict[str, float] = field(default_factory=dict)  # share of clips with each modality
+
+    def to_dict(self) -> dict:
+        return {"split": self.split, "n_clips": self.n_clips, "mean_pcc": self.mean_pcc, "pcc": self.pcc,
+                "coverage": self.coverage}
+
+
+def load_checkpoint(path: str | Path) -> TrainedModel:
+    """Rebuild the model stored in a checkpoint (weights only: no code from the file is run)."""
+    path = Path(path)
+    if not path.exists():
+        raise EmimicError(f"{path}: no checkpoint here; train a run first (emimic train --data DIR --out RUN).")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    hp = ckpt["hyper_parameters"]
+    config = ExperimentConfig.model_validate(hp["config"])
+    spec = ModelSpec.from_dict(hp["spec"])
+    model = build_model(spec, config.model)
+    model.load_state_dict({k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")})
+    model.eval()
+    return TrainedModel(model, config, spec, dict(hp.get("data") or {}))
+
+
+def load_run(run: str | Path) -> TrainedModel:
+    return load_checkpoint(Path(run) / BEST_CHECKPOINT)
+
+
+def check_compatible(spec: ModelSpec, store: FeatureStore) -> None:
+    """Refuse data that lacks a modality the model reads or whose width differs from training."""
+    for modality in spec.inputs:
+        if modality not in store.modalities:
+            raise DataError(
+                f"the model reads modality {modality!r}, which this dataset lacks (it has {store.modalities})."
+            )
+        expected = spec.dims.get(modality, 3)  # the observed VAD prior is 3 columns wide
+        if store.dim(modality) != expected:
+            raise DataError(
+                f"modality {modality!r} is {store.dim(modality)} wide here but the model was trained on width"
+                f" {expected}: features from a different extractor cannot be used with this model."
+            )
+
+
+def clip_loader(store: FeatureStore, spec: ModelSpec, model: EMIModel, ids: np.ndarray,
+                targets: np.ndarray | None, *, batch_size: int, max_frames: int, shuffle_sampler=None,
+                drop_last: bool = False) -> DataLoader:
+    dataset = ClipDataset(store, ids, targets, modalities=spec.inputs, sequences=model.uses_frames,
+                          max_frames=max_frames)
+    return DataLoader(dataset, batch_size=batch_size, sampler=shuffle_sampler, collate_fn=collate_clips,
+                      drop_last=drop_last)
+
+
+def eval_batch_size(model: EMIModel, train_batch: int) -> int:
+    """Pooled inputs are tiny, so inference takes big batches; sequences keep the training size."""
+    return 2 * train_batch if model.uses_frames else INFERENCE_BATCH
+
+
+@torch.no_grad()
+def predict_ids(trained: TrainedModel, store: FeatureStore, ids: np.ndarray) -> np.ndarray:
+    """``(N, 6)`` predictions in [0, 1] for the clips ``ids``."""
+    check_compatible(trained.spec, store)
+    trained.model.eval()
+    batch = eval_batch_size(trained.model, trained.config.optim.batch_size)
+    loader = clip_loader(store, trained.spec, trained.model, ids, None, batch_size=batch,
+                         max_frames=trained.config.model.encoder.max_frames)
+    preds = [trained.model(batch["inputs"]).pred for batch in loader]
+    out = torch.cat(preds).numpy() if preds else np.zeros((0, len(EMOTIONS)), np.float32)
+    return np.clip(out, 0.0, 1.0)
+
+
+def _open(data: str | Path | VidmimicDataset, *, progress: bool) -> tuple[VidmimicDataset, FeatureStore]:
+    ds = data if isinstance(data, VidmimicDataset) else open_dataset(data)
+    return ds, ds.store(progress=progress)
+
+
+def coverage(store: FeatureStore, modalities: list[str], ids: np.ndarray) -> dict[str, float]:
+    return {m: float(store.present(m, ids).mean()) if len(ids) else 0.0 for m in modalities}
+
+
+def evaluate(run: str | Path | TrainedModel, data: str | Path | VidmimicDataset, *, split: str = "valid",
+             progress: bool = False) -> Evaluation:
+    """Per-dimension PCC and mean PCC of a run on a labelled split (every clip counts; none is dropped)."""
+    trained = run if isinstance(run, TrainedModel) else load_run(run)
+    ds, store = _open(data, progress=progress)
+    if not ds.has_labels(split):
+        raise DataError(f"{ds.root}: the {split!r} split has no labels to evaluate against.")
+    labels = ds.split(split)
+    ids = labels.index.to_numpy(dtype=np.int64)
+    preds = predict_ids(trained, store, ids)
+    scores = pcc_scores(preds, labels[list(EMOTIONS)].to_numpy(dtype=np.float64))
+    return Evaluation(split, len(ids), float(np.mean(list(scores.values()))), scores,
+                      coverage(store, list(trained.spec.modalities), ids))
+
+
+def predict(run: str | Path | TrainedModel, data: str | Path | VidmimicDataset, *, split: str = "test",
+            out: str | Path | None = None, progress: bool = False) -> pd.DataFrame:
+    """Predictions for every clip of ``split`` as a submission frame; written (validated, atomically) to ``out``."""
+    trained = run if isinstance(run, TrainedModel) else load_run(run)
+    ds, store = _open(data, progress=progress)
+    ids = ds.split(split).index.to_numpy(dtype=np.int64)
+    frame = to_submission(ids, predict_ids(trained, store, ids))
+    if out is not None:
+        write_submission(frame, out, expected_ids=ids)
+    return frame
