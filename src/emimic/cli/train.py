@@ -1,0 +1,180 @@
+"""Model commands: train, evaluate, predict, demo, configs. Thin: parse, call the library, print."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from rich.table import Table
+
+from emimic.cli.registry import Handler, command, console, out
+from emimic.config import list_presets
+from emimic.errors import DataError
+from emimic.io import write_text
+from emimic.labels import EMOTIONS
+from emimic.models.encoders import ENCODERS
+from emimic.models.fusion import FUSIONS
+from emimic.training.losses import LOSS_TERMS
+
+
+def pcc_table(scores: dict[str, float], title: str, oracle: dict[str, float] | None = None) -> Table:
+    """Per-dimension PCC (and the oracle ceiling with the fraction reached, when known)."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("emotion")
+    table.add_column("PCC", justify="right")
+    if oracle:
+        table.add_column("oracle", justify="right")
+        table.add_column("fraction", justify="right")
+    rows = [(e, scores[e], (oracle or {}).get(e)) for e in EMOTIONS]
+    mean_oracle = sum(oracle[e] for e in EMOTIONS) / len(EMOTIONS) if oracle else None
+    rows.append(("mean", sum(scores[e] for e in EMOTIONS) / len(EMOTIONS), mean_oracle))
+    for i, (name, value, ceiling) in enumerate(rows):
+        cells = [f"[bold]{name}[/]" if i == len(EMOTIONS) else name, f"{value:.4f}"]
+        if oracle:
+            cells += [f"{ceiling:.4f}", f"{value / ceiling:.1%}" if ceiling else "-"]
+        table.add_row(*cells, end_section=i == len(EMOTIONS) - 1)
+    return table
+
+
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", "-c", default=None,
+        help=f"YAML file or preset name (default: paper; presets: {', '.join(list_presets())})",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="random seed (overrides the config's)")
+    parser.add_argument("--max-epochs", type=int, default=None, help="epoch limit (overrides the config's)")
+
+
+@command("train", "Train a model on a dataset root into a run folder (resumes an interrupted run).",
+         "emimic train --data data/sim --out runs/paper --config paper --seed 0")
+def train_command(parser: argparse.ArgumentParser) -> Handler:
+    parser.add_argument("--data", type=Path, required=True, help="dataset root (Hume-Vidmimic2 layout)")
+    parser.add_argument("--out", type=Path, required=True, help="run folder to create or resume")
+    _add_config_args(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
+
+    def run(args: argparse.Namespace) -> int:
+        from emimic.training.run import train
+
+        result = train(args.data, args.out, config=args.config, seed=args.seed, max_epochs=args.max_epochs,
+                       progress=not args.quiet)
+        out.print(pcc_table(result.valid.pcc, f"Validation ({result.valid.n_clips} clips), best epoch"
+                            f" {result.best_epoch}/{result.epochs}"))
+        out.print(f"run folder: {result.run}  ({result.seconds:.1f} s)")
+        return 0
+
+    return run
+
+
+@command("evaluate", "Per-dimension PCC and mean PCC of a trained run on a labelled split.",
+         "emimic evaluate --run runs/paper --data data/sim --split valid --json valid.json")
+def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
+    parser.add_argument("--run", type=Path, required=True, help="run folder written by `emimic train`")
+    parser.add_argument("--data", type=Path, required=True, help="dataset root")
+    parser.add_argument("--split", default="valid", help="split to score (default: valid)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the scores to this JSON file")
+
+    def run(args: argparse.Namespace) -> int:
+        from emimic.training.inference import evaluate
+
+        result = evaluate(args.run, args.data, split=args.split)
+        out.print(pcc_table(result.pcc, f"{result.split} ({result.n_clips} clips)"))
+        if args.json is not None:
+            payload = {k: result.to_dict()[k] for k in ("split", "n_clips", "mean_pcc", "pcc")}
+            write_text(args.json, json.dumps(payload, indent=2))
+        return 0
+
+    return run
+
+
+@command("predict", "Write a validated submission CSV for a split (Filename + six emotions, sorted, in [0, 1]).",
+         "emimic predict --run runs/paper --data data/sim --split test --out submission.csv")
+def predict_command(parser: argparse.ArgumentParser) -> Handler:
+    parser.add_argument("--run", type=Path, required=True, help="run folder written by `emimic train`")
+    parser.add_argument("--data", type=Path, required=True, help="dataset root")
+    parser.add_argument("--split", default="test", help="split to predict (default: test)")
+    parser.add_argument("--out", type=Path, required=True, help="submission CSV to write")
+
+    def run(args: argparse.Namespace) -> int:
+        from emimic.training.inference import predict
+
+        frame = predict(args.run, args.data, split=args.split, out=args.out)
+        out.print(f"wrote {len(frame)} predictions to {args.out}")
+        return 0
+
+    return run
+
+
+@command("configs", "List the packaged config presets and the registered encoders, fusions and loss terms.",
+         "emimic configs")
+def configs_command(parser: argparse.ArgumentParser) -> Handler:
+    def run(args: argparse.Namespace) -> int:
+        table = Table(title="Config presets (emimic train --config NAME)", title_justify="left")
+        table.add_column("preset")
+        table.add_column("description")
+        for name, description in list_presets().items():
+            table.add_row(name, description)
+        out.print(table)
+        for label, registry in (("encoders", ENCODERS), ("fusions", FUSIONS), ("loss terms", LOSS_TERMS)):
+            out.print(f"{label}: {', '.join(registry.names())}")
+        return 0
+
+    return run
+
+
+def _oracle(data: Path, split: str) -> dict[str, float] | None:
+    from emimic.data.simulate import ORACLE_FILE
+
+    path = data / ORACLE_FILE
+    if not path.exists():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))["oracle_pcc"][split]
+
+
+@command("demo", "Simulate a corpus, validate, pack, train the paper method, evaluate and predict.",
+         "emimic demo --out runs/demo --seed 0")
+def demo_command(parser: argparse.ArgumentParser) -> Handler:
+    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="demo folder (default: runs/demo)")
+    _add_config_args(parser)
+    parser.add_argument("--clips", type=int, default=None, help="corpus size (default: the simulator's)")
+
+    def run(args: argparse.Namespace) -> int:
+        from emimic.cli.data import print_validation
+        from emimic.data import open_dataset
+        from emimic.data.simulate import ORACLE_FILE, SimulationSettings, simulate
+        from emimic.data.validate import validate
+        from emimic.training.inference import evaluate, predict
+        from emimic.training.run import train
+
+        started = time.perf_counter()
+        data, run_dir = args.out / "data", args.out / "run"
+        seed = 0 if args.seed is None else args.seed
+        if not (data / ORACLE_FILE).exists():
+            settings = {"seed": seed} | ({"clips": args.clips} if args.clips else {})
+            console.print(f"[bold]1/5 simulate[/] {data}")
+            simulate(data, SimulationSettings(**settings))
+        console.print("[bold]2/5 validate[/]")
+        report = validate(data)
+        if not report.ok:
+            print_validation(report)
+            raise DataError(f"{data}: the simulated corpus did not validate.")
+        console.print("[bold]3/5 pack[/]")
+        ds = open_dataset(data)
+        ds.store()
+        console.print(f"[bold]4/5 train[/] {args.config or 'paper'} → {run_dir}")
+        train(ds, run_dir, config=args.config, seed=seed, max_epochs=args.max_epochs)
+        console.print("[bold]5/5 evaluate and predict[/]")
+        result = evaluate(run_dir, ds, split="valid")
+        submission = args.out / "submission.csv"
+        predict(run_dir, ds, split="test", out=submission)
+        oracle = _oracle(data, "valid")
+        out.print(pcc_table(result.pcc, f"Validation ({result.n_clips} clips)", oracle))
+        if oracle:
+            ceiling = sum(oracle.values()) / len(oracle)
+            out.print(f"mean PCC {result.mean_pcc:.4f} = {result.mean_pcc / ceiling:.1%} of the oracle {ceiling:.4f}")
+        out.print(f"submission: {submission}   run: {run_dir}   total {time.perf_counter() - started:.0f} s")
+        return 0
+
+    return run
