@@ -24,7 +24,7 @@ class Media:
 
     path: Path
     duration: float
-    """Seconds: the longest decoded stream (or the container's duration when nothing was decoded)."""
+    """Seconds: the container's duration (the longest stream)."""
     audio: np.ndarray | None = None
     """float32 ``(samples,)`` at :data:`SAMPLE_RATE`, mono, in [-1, 1]; ``None`` when absent."""
     audio_problem: str | None = None
@@ -122,7 +122,9 @@ def decode(
         else:
             media.frames = np.stack(frames)
             media.frame_times = np.asarray(times, dtype=np.float64)
+    # The container's duration covers every stream; a file without one (raw streams) falls back
+    # to what was decoded.
     audio_seconds = len(media.audio) / sample_rate if media.audio is not None else 0.0
     video_seconds = float(times[-1]) + step if times else 0.0
-    media.duration = max(audio_seconds, video_seconds) or container_duration
+    media.duration = container_duration or max(audio_seconds, video_seconds)
     return media
