@@ -31,12 +31,14 @@ EPS = 1e-8
 
 
 def batch_pcc(pred: Tensor, target: Tensor) -> Tensor:
-    """``(D,)`` Pearson correlation of each column over the batch; 0 where either side is constant."""
+    """``(D,)`` Pearson correlation of each column over the batch; 0 where either side is constant.
+
+    The variances are floored inside the square root, so a constant column has zero correlation
+    and a finite gradient (a ``where`` after a ``sqrt(0)`` would still back-propagate NaN)."""
     dp = pred - pred.mean(0)
     dt = target - target.mean(0)
     cov = (dp * dt).mean(0)
-    scale = dp.pow(2).mean(0).sqrt() * dt.pow(2).mean(0).sqrt()
-    return torch.where(scale > EPS, cov / scale.clamp(min=EPS), torch.zeros_like(cov))
+    return cov / torch.sqrt((dp.pow(2).mean(0) + EPS) * (dt.pow(2).mean(0) + EPS))
 
 
 def batch_ccc(pred: Tensor, target: Tensor) -> Tensor:

@@ -1,0 +1,48 @@
+import json
+
+import pandas as pd
+
+from emimic.cli import main
+from emimic.labels import EMOTIONS
+
+
+def test_train_evaluate_predict_end_to_end(make_root, tmp_path, capsys):
+    root = make_root(train=32, valid=12, test=6, dims={"vit": 6, "wav2vec2": 10})
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(root), "--out", str(run), "--max-epochs", "2", "--seed", "1",
+                 "--quiet"]) == 0
+    assert "Validation (12 clips)" in capsys.readouterr().out
+
+    scores = tmp_path / "valid.json"
+    assert main(["evaluate", "--run", str(run), "--data", str(root), "--json", str(scores)]) == 0
+    payload = json.loads(scores.read_text())
+    assert payload["split"] == "valid" and payload["n_clips"] == 12
+    assert set(payload["pcc"]) == set(EMOTIONS)
+    assert abs(payload["mean_pcc"] - sum(payload["pcc"].values()) / 6) < 1e-9
+
+    submission = tmp_path / "sub.csv"
+    assert main(["predict", "--run", str(run), "--data", str(root), "--out", str(submission)]) == 0
+    frame = pd.read_csv(submission)
+    assert list(frame.columns) == ["Filename", *EMOTIONS]
+    assert frame["Filename"].tolist() == sorted(frame["Filename"]) and len(frame) == 6
+    assert frame[list(EMOTIONS)].to_numpy().min() >= 0 and frame[list(EMOTIONS)].to_numpy().max() <= 1
+
+
+def test_config_errors_are_one_line(make_root, tmp_path, capsys):
+    root = make_root(dims={"vit": 4})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim:\n  lr: 0.01\n  momentum: 0.9\n")
+    assert main(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--config", str(bad)]) == 1
+    assert "unknown key 'optim.momentum'" in capsys.readouterr().err
+
+
+def test_evaluate_without_a_run_is_a_clear_error(make_root, tmp_path, capsys):
+    root = make_root(dims={"vit": 4})
+    assert main(["evaluate", "--run", str(tmp_path / "nothing"), "--data", str(root)]) == 1
+    assert "no checkpoint here" in capsys.readouterr().err
+
+
+def test_configs_lists_presets_and_registries(capsys):
+    assert main(["configs"]) == 0
+    printed = capsys.readouterr().out
+    assert "paper" in printed and "meanstd" in printed and "concat" in printed

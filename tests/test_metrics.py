@@ -1,0 +1,40 @@
+import numpy as np
+import pytest
+
+from emimic.labels import EMOTIONS
+from emimic.metrics import mean_pcc, pcc_scores, pearson_per_dimension
+
+
+def test_matches_numpy_corrcoef():
+    rng = np.random.default_rng(0)
+    y = rng.random((50, 6))
+    p = y + rng.normal(scale=0.3, size=y.shape)
+    expected = [np.corrcoef(p[:, d], y[:, d])[0, 1] for d in range(6)]
+    np.testing.assert_allclose(pearson_per_dimension(p, y), expected, atol=1e-10)
+    assert mean_pcc(p, y) == pytest.approx(np.mean(expected))
+
+
+def test_constant_predictions_score_zero_not_nan():
+    y = np.random.default_rng(1).random((20, 6))
+    p = np.full_like(y, 0.5)
+    scores = pearson_per_dimension(p, y)
+    assert np.all(scores == 0.0)
+    assert mean_pcc(p, np.full_like(y, 0.2)) == 0.0
+
+
+def test_non_finite_rows_are_left_out_per_dimension():
+    y = np.random.default_rng(2).random((30, 6))
+    p = y.copy()
+    p[3, 0] = np.nan
+    y[5, 1] = np.inf
+    np.testing.assert_allclose(pearson_per_dimension(p, y), np.ones(6), atol=1e-12)
+
+
+def test_scores_are_named_in_official_order():
+    y = np.random.default_rng(3).random((10, 6))
+    assert list(pcc_scores(y, y)) == list(EMOTIONS)
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="same"):
+        pearson_per_dimension(np.zeros((3, 6)), np.zeros((4, 6)))

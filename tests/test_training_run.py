@@ -1,0 +1,59 @@
+import json
+
+import lightning.pytorch as pl
+import pytest
+import torch
+
+from emimic.errors import ConfigError, DataError
+from emimic.training.inference import evaluate, load_run, predict
+from emimic.training.run import train
+
+DIMS = {"vit": 8, "wav2vec2": 12, "text_emb": 4}
+
+
+@pytest.fixture
+def root(make_root):
+    return make_root(train=48, valid=16, test=8, dims=DIMS, missing={"wav2vec2": [3, 30, 60], "text_emb": [6]})
+
+
+class Interrupt(pl.Callback):
+    """Fails during the third epoch, after the second epoch's checkpoint was written."""
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch == 2:
+            raise RuntimeError("simulated crash")
+
+
+def test_resume_after_interruption_gives_the_same_final_metrics(root, tmp_path):
+    options = dict(max_epochs=5, progress=False, overrides={"optim.batch_size": 16})
+    whole = train(root, tmp_path / "whole", **options)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(root, tmp_path / "cut", callbacks=[Interrupt()], **options)
+    assert not (tmp_path / "cut" / "metrics.json").exists()
+    resumed = train(root, tmp_path / "cut", **options)
+    assert resumed.valid.pcc == whole.valid.pcc
+    assert resumed.epochs == whole.epochs == 5
+    history = (tmp_path / "cut" / "history.csv").read_text().splitlines()
+    assert history == (tmp_path / "whole" / "history.csv").read_text().splitlines()
+
+
+def test_run_folder_checkpoint_and_refusals(root, make_root, tmp_path):
+    run = tmp_path / "run"
+    result = train(root, run, max_epochs=2, progress=False, seed=3)
+    for name in ("config.yaml", "history.csv", "metrics.json", "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
+        assert (run / name).exists(), name
+    ckpt = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+    assert ckpt["hyper_parameters"]["spec"]["dims"] == DIMS
+    assert "current_model_state" in ckpt  # EMA: state_dict holds the averaged weights
+    stored = json.loads((run / "metrics.json").read_text())
+    assert stored["mean_pcc"] == pytest.approx(result.valid.mean_pcc)
+    assert evaluate(run, root).pcc == pytest.approx(result.valid.pcc)
+    # a finished run is returned as stored; another config for it is refused
+    assert train(root, run, max_epochs=2, progress=False, seed=3).valid.mean_pcc == result.valid.mean_pcc
+    with pytest.raises(ConfigError, match="different configuration"):
+        train(root, run, max_epochs=4, progress=False, seed=3)
+    # features of another width are refused, not silently mis-read
+    other = make_root("other", dims={"vit": 9, "wav2vec2": 12, "text_emb": 4})
+    with pytest.raises(DataError, match="'vit' is 9 wide here but the model was trained on width 8"):
+        predict(load_run(run), other, split="test")
+
