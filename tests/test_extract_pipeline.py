@@ -1,0 +1,139 @@
+"""The extraction driver: files in the loader's layout, masking, failures, resumption, CLI, pool, Ray."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from emimic.cli.registry import main
+from emimic.data.layout import discover
+from emimic.errors import ConfigError
+from emimic.features import available_extractors, extract
+from emimic.features.tiny import HIDDEN, save_tiny_models
+from emimic.io import load_array
+
+MEDIA = Path(__file__).parent / "media"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A dataset root with only raw videos: 1-2 face+speech, 3 no audio, 4 no face+silence, 5 corrupt."""
+    (tmp_path / "raw").mkdir()
+    for video in sorted(MEDIA.glob("*.mp4")):
+        shutil.copy(video, tmp_path / "raw" / video.name)
+    return tmp_path
+
+
+def unwrapped(text: str) -> str:
+    """Console output with rich's line wrapping undone."""
+    return " ".join(text.split())
+
+
+def stems(folder: Path) -> list[str]:
+    return sorted(p.stem for p in folder.glob("[!_.]*"))
+
+
+def test_every_modality_lands_in_the_loader_layout(root: Path, models: Path) -> None:
+    summary = extract(
+        root,
+        available_extractors(),
+        model_dir=models,
+        options={"whisper": {"encoder": True}, "face": {"landmarks": True}},
+        progress=False,
+    )
+    assert summary.loc["egemaps", ["done", "skipped", "masked", "failed"]].tolist() == [3, 0, 1, 1]
+    assert summary.loc["text_emb", ["done", "masked", "failed"]].tolist() == [2, 2, 1]  # 3: no audio, 4: silent
+    assert summary.loc["face", ["done", "masked", "failed"]].tolist() == [3, 1, 1]
+
+    # Audio modalities: no file for the clip without audio; faces: none for the clip without a face.
+    for name in ("egemaps", "egemaps_func", "wav2vec2", "hubert", "wavlm", "vad", "vad_clip", "vad_emb", "whisper"):
+        assert stems(root / name) == ["00001", "00002", "00004"], name
+    for name in ("facemesh", "face_landmarks", "face_emb"):
+        assert stems(root / name) == ["00001", "00002", "00003"], name
+    assert stems(root / "text_emb") == ["00001", "00002"]
+    assert (root / "text" / "00004.txt").read_text() == ""  # silence: an empty transcript, not an error
+    assert "happy" in (root / "text" / "00001.txt").read_text().lower()
+
+    assert load_array(root / "egemaps" / "00001.npy").shape[1] == 25
+    assert np.load(root / "egemaps_func" / "00001.npy").shape == (88,)
+    assert np.load(root / "vad_clip" / "00002.npy").shape == (3,)
+    assert np.load(root / "text_emb" / "00001.npy").shape == (384,)
+    assert np.load(root / "wav2vec2" / "00001.npy").shape[1] == HIDDEN
+    assert np.load(root / "facemesh" / "00003.npy").shape == (10, 17)
+
+    sidecar = json.loads((root / "egemaps_func" / "_extractor.json").read_text())
+    assert sidecar["extractor"] == "egemaps" and sidecar["level"] == "clip" and len(sidecar["feature_names"]) == 88
+    assert json.loads((root / "facemesh" / "_extractor.json").read_text())["params"]["fps"] == 5.0
+    errors = pd.read_csv(root / "_extract" / "errors.csv")
+    assert set(errors["clip"]) == {5} and errors["error"].str.contains("00005.mp4: cannot be opened").all()
+
+    layout = discover(root)  # the loader sees every output folder as a modality, and no bookkeeping
+    assert {"egemaps", "text_emb", "facemesh", "vad_clip", "whisper"} <= set(layout.modalities)
+    assert not any(name.startswith("_") for name in layout.modalities)
+    assert sorted(layout.transcripts) == [1, 2, 4]
+
+
+def test_resumes_and_retries_only_what_is_unfinished(root: Path) -> None:
+    first = extract(root, "egemaps,face", progress=False)
+    assert first["done"].tolist() == [3, 3]
+    (root / "egemaps" / "00002.npy").unlink()  # as if the run had been killed before clip 2
+    second = extract(root, "egemaps,face", progress=False)
+    # Finished and masked clips are skipped; the deleted clip is redone and the corrupt one retried.
+    assert second.loc["egemaps", ["done", "skipped", "masked", "failed"]].tolist() == [1, 3, 0, 1]
+    assert second.loc["face", ["done", "skipped", "masked", "failed"]].tolist() == [0, 4, 0, 1]
+    assert (root / "egemaps" / "00002.npy").is_file()
+
+
+def test_changed_parameters_need_overwrite(root: Path) -> None:
+    extract(root, "face", clips=[1], progress=False)
+    with pytest.raises(ConfigError, match="--overwrite"):
+        extract(root, "face", clips=[1], fps=2, progress=False)
+    summary = extract(root, "face", clips=[1], fps=2, overwrite=True, progress=False)
+    assert summary.loc["face", "done"] == 1 and np.load(root / "facemesh" / "00001.npy").shape[0] == 8
+
+
+def test_local_processes_match_in_process(root: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    other = tmp_path_factory.mktemp("serial")
+    shutil.copytree(root / "raw", other / "raw")
+    parallel = extract(root, "egemaps,face", workers=2, clips=[1, 3, 4, 5], progress=False)
+    serial = extract(other, "egemaps,face", workers=1, clips=[1, 3, 4, 5], progress=False)
+    pd.testing.assert_frame_equal(parallel, serial)
+    for name in ("egemaps", "facemesh"):
+        for path in (root / name).glob("0*.npy"):
+            np.testing.assert_allclose(np.load(path), np.load(other / name / path.name), atol=1e-5)
+
+
+def test_ray_tasks_on_a_local_two_cpu_ray(root: Path) -> None:
+    pytest.importorskip("ray")
+    summary = extract(root, "egemaps,face", workers=2, ray_address="local", progress=False)
+    assert summary["done"].tolist() == [3, 3] and summary["failed"].tolist() == [1, 1]
+    assert stems(root / "facemesh") == ["00001", "00002", "00003"]
+
+
+def test_cli_runs_lists_and_reports_errors(root: Path, models: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["extract", "--data", str(root), "--modalities", "egemaps", "--quiet"]) == 0
+    assert "egemaps" in capsys.readouterr().out and stems(root / "egemaps") == ["00001", "00002", "00004"]
+    assert main(["extract", "--list"]) == 0 and "face_emb" in capsys.readouterr().out
+    assert main(["extract", "--data", str(root), "--modalities", "wav2vecc"]) == 1
+    assert "available: egemaps, face" in unwrapped(capsys.readouterr().err)
+    assert main(["extract", "--data", str(root), "--modalities", "vad", "--model-dir", str(root)]) == 1
+    assert "needs a local model directory" in unwrapped(capsys.readouterr().err)
+    args = ["--option", "wav2vec2.layer=[0, 1]", "--model-dir", str(models), "--quiet"]
+    assert main(["extract", "--data", str(root), "--modalities", "wav2vec2", *args]) == 0
+    assert json.loads((root / "wav2vec2" / "_extractor.json").read_text())["params"]["layer"] == [0, 1]
+
+
+def test_docs_cover_every_extractor() -> None:
+    docs = (Path(__file__).parents[1] / "docs" / "extract.md").read_text()
+    for name in available_extractors():
+        assert f"`{name}`" in docs, name
