@@ -13,7 +13,7 @@ import pytest
 from emimic.cli.registry import main
 from emimic.data.layout import discover
 from emimic.errors import ConfigError
-from emimic.features import available_extractors, extract
+from emimic.features import EXTRACTORS, ClipInput, Extractor, Output, available_extractors, extract
 from emimic.features.tiny import HIDDEN, save_tiny_models
 from emimic.io import load_array
 
@@ -131,6 +131,32 @@ def test_cli_runs_lists_and_reports_errors(root: Path, models: Path, capsys: pyt
     args = ["--option", "wav2vec2.layer=[0, 1]", "--model-dir", str(models), "--quiet"]
     assert main(["extract", "--data", str(root), "--modalities", "wav2vec2", *args]) == 0
     assert json.loads((root / "wav2vec2" / "_extractor.json").read_text())["params"]["layer"] == [0, 1]
+
+
+class Faulty(Extractor):
+    """Misbehaves differently per clip: raises, returns NaN, returns no frames."""
+
+    name = "faulty"
+
+    def outputs(self) -> tuple[Output, ...]:
+        return (Output("faulty", "frame", "test output"),)
+
+    def _process(self, clip: ClipInput) -> dict[str, pd.DataFrame]:
+        if clip.clip_id == 1:
+            raise RuntimeError("boom")
+        values = np.full((2 if clip.clip_id == 2 else 0, 1), np.nan if clip.clip_id == 2 else 0.0)
+        return {"faulty": pd.DataFrame(values, columns=["x"])}
+
+
+def test_extractor_errors_are_per_clip_and_nothing_invalid_is_written(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(EXTRACTORS, "faulty", Faulty)
+    summary = extract(root, "faulty", clips=[1, 2, 3], progress=False)
+    assert summary.loc["faulty", ["done", "masked", "failed"]].tolist() == [0, 1, 2]
+    errors = pd.read_csv(root / "_extract" / "errors.csv").set_index("clip")["error"]
+    assert "RuntimeError: boom" in errors[1] and "2 NaN/Inf value(s)" in errors[2]
+    assert not (root / "faulty").exists() or stems(root / "faulty") == []
 
 
 def test_docs_cover_every_extractor() -> None:

@@ -18,7 +18,6 @@ import csv
 import hashlib
 import json
 import os
-import sys
 import time
 import traceback
 from collections import Counter
@@ -33,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from emimic.errors import ConfigError, DataError
-from emimic.features.base import ClipInput, Extractor, NoSignal, build_extractor, resolve_name
+from emimic.features.base import ClipInput, Extractor, NoSignal, Output, build_extractor, resolve_name
 from emimic.features.media import Media, decode
 from emimic.io import atomic_path, save_array, write_text
 from emimic.labels import clip_stem
@@ -93,15 +92,17 @@ class ClipRunner:
         if spec.threads > 0:
             os.environ["OMP_NUM_THREADS"] = str(spec.threads)
         self.extractors = {e.name: e for e in spec.build()}
-        if spec.threads > 0 and any("torch" in e.packages for e in self.extractors.values()):
+        self.uses_torch = any("torch" in e.packages for e in self.extractors.values())
+        if spec.threads > 0 and self.uses_torch:
             import torch
 
             torch.set_num_threads(spec.threads)
-        seed_everything(spec.seed)
 
     def run(self, clip_id: int, path: str, pending: tuple[str, ...]) -> ClipReport:
         extractors = [self.extractors[name] for name in pending]
         needs = set().union(*(e.needs for e in extractors))
+        # Seeded per clip, so a clip's features do not depend on which worker ran it or in what order.
+        seed_everything(self.spec.seed + clip_id, torch=self.uses_torch)
         started = time.perf_counter()
         try:
             if needs & {"audio", "video"}:
@@ -126,29 +127,40 @@ class ClipRunner:
         started = time.perf_counter()
         try:
             results = extractor.process(clip)
+            arrays = {o.name: checked_array(o, results[o.name]) for o in extractor.outputs() if o.level != "text"}
+            stem = clip_stem(clip.clip_id)
             for output in extractor.outputs():
-                value = results[output.name]
-                stem = clip_stem(clip.clip_id)
                 if output.level == "text":
-                    write_text(self.root / output.name / f"{stem}.txt", str(value))
+                    write_text(self.root / output.name / f"{stem}.txt", str(results[output.name]))
                     continue
-                array = value.to_numpy(dtype=np.float32)
-                save_array(self.root / output.name / f"{stem}.npy", array[0] if output.level == "clip" else array)
-                report.columns[output.name] = [str(c) for c in value.columns]
+                save_array(self.root / output.name / f"{stem}.npy", arrays[output.name])
+                report.columns[output.name] = [str(c) for c in results[output.name].columns]
         except NoSignal as exc:
             return Outcome(extractor.name, "masked", str(exc), time.perf_counter() - started)
-        except Exception as exc:
+        except Exception as exc:  # one clip's failure must not stop the batch
             where = traceback.extract_tb(exc.__traceback__)[-1]
             reason = f"{type(exc).__name__}: {exc} ({Path(where.filename).name}:{where.lineno})"
             return Outcome(extractor.name, "failed", reason, time.perf_counter() - started)
         return Outcome(extractor.name, "done", "", time.perf_counter() - started)
 
 
-def seed_everything(seed: int) -> None:
-    """Seed numpy and (if loaded) torch, so stochastic layers and decoders repeat across runs."""
-    np.random.seed(seed)
-    if "torch" in sys.modules:
-        sys.modules["torch"].manual_seed(seed)
+def checked_array(output: Output, frame: pd.DataFrame) -> np.ndarray:
+    """The array to save for one output, refusing what the loader would reject (empty, NaN/Inf)."""
+    array = frame.to_numpy(dtype=np.float32)
+    if len(array) == 0:
+        raise NoSignal(f"{output.name}: no frames (clip too short)")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{output.name}: {int((~np.isfinite(array)).sum())} NaN/Inf value(s)")
+    return array[0] if output.level == "clip" else array
+
+
+def seed_everything(seed: int, *, torch: bool) -> None:
+    """Seed numpy (and torch when an extractor uses it), so any stochastic step repeats across runs."""
+    np.random.seed(seed % 2**32)
+    if torch:
+        import torch as torch_module
+
+        torch_module.manual_seed(seed)
 
 
 _RUNNERS: dict[ExtractSpec, ClipRunner] = {}
@@ -235,12 +247,26 @@ def _run_local(spec: ExtractSpec, tasks: list[Task], workers: int) -> Iterator[C
             yield run_clip(spec, *task)
         return
     # spawn, not fork: forked children would inherit half-initialised thread pools of torch/mediapipe.
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         max_workers=workers, mp_context=get_context("spawn"), initializer=_init_pool_worker, initargs=(spec.threads,)
-    ) as pool:
-        futures = [pool.submit(run_clip, spec, *task) for task in tasks]
+    )
+    try:
+        futures = {pool.submit(run_clip, spec, *task): task for task in tasks}
         for future in as_completed(futures):
-            yield future.result()
+            try:
+                yield future.result()
+            except Exception as exc:  # a crashed worker fails its clips, not the run
+                yield crashed(futures[future], exc)
+    finally:
+        # On Ctrl-C or an error, drop the queued clips instead of finishing them first.
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def crashed(task: Task, exc: BaseException) -> ClipReport:
+    """The report of a clip whose worker died (a native crash, out of memory)."""
+    clip_id, _, pending = task
+    reason = f"worker failed: {type(exc).__name__}: {exc}"
+    return ClipReport(clip_id, [Outcome(name, "failed", reason) for name in pending])
 
 
 def _run_ray(spec: ExtractSpec, tasks: list[Task], address: str, workers: int) -> Iterator[ClipReport]:
@@ -258,12 +284,17 @@ def _run_ray(spec: ExtractSpec, tasks: list[Task], address: str, workers: int) -
         # A bounded window of tasks in flight keeps the driver's memory flat on 15k-clip corpora.
         window = max(2, 2 * int(ray.cluster_resources().get("CPU", workers)))
         queue = list(reversed(tasks))
-        running: list[Any] = []
+        running: dict[Any, Task] = {}
         while queue or running:
             while queue and len(running) < window:
-                running.append(remote.remote(spec_ref, *queue.pop()))
-            ready, running = ray.wait(running, num_returns=1)
-            yield ray.get(ready[0])
+                task = queue.pop()
+                running[remote.remote(spec_ref, *task)] = task
+            [ready], _ = ray.wait(list(running), num_returns=1)
+            task = running.pop(ready)
+            try:
+                yield ray.get(ready)
+            except Exception as exc:  # a lost worker or node fails its clip, not the run
+                yield crashed(task, exc)
     finally:
         if started_here:
             ray.shutdown()
@@ -325,7 +356,9 @@ def extract(
         fps=float(fps),
         max_side=max_side,
         seed=int(seed),
-        threads=max(1, (os.cpu_count() or 1) // workers) if workers > 1 or ray_address else 0,
+        # Each Ray task reserves one CPU; local workers share this machine's cores; one in-process
+        # worker leaves the libraries' own defaults (all cores).
+        threads=1 if ray_address else max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0,
     )
     extractors = spec.build()
     for extractor in extractors:
