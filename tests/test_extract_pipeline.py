@@ -86,12 +86,16 @@ def test_every_modality_lands_in_the_loader_layout(root: Path, models: Path) -> 
 def test_resumes_and_retries_only_what_is_unfinished(root: Path) -> None:
     first = extract(root, "egemaps,face", progress=False)
     assert first["done"].tolist() == [3, 3]
-    (root / "egemaps" / "00002.npy").unlink()  # as if the run had been killed before clip 2
+    (root / "egemaps" / "00002.npy").unlink()  # as if the run had been killed before clip 2...
+    with open(root / "_extract" / "ledger.csv", "a") as ledger:
+        ledger.write("3,egemaps,mas")  # ...in the middle of a ledger line
     second = extract(root, "egemaps,face", progress=False)
     # Finished and masked clips are skipped; the deleted clip is redone and the corrupt one retried.
     assert second.loc["egemaps", ["done", "skipped", "masked", "failed"]].tolist() == [1, 3, 0, 1]
     assert second.loc["face", ["done", "skipped", "masked", "failed"]].tolist() == [0, 4, 0, 1]
     assert (root / "egemaps" / "00002.npy").is_file()
+    rows = pd.read_csv(root / "_extract" / "ledger.csv")
+    assert rows["params"].isna().sum() == 1 and len(rows) == 10 + 1 + 3  # the torn line stays alone
 
 
 def test_changed_parameters_need_overwrite(root: Path) -> None:

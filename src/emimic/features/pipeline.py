@@ -26,17 +26,20 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from emimic.errors import ConfigError, DataError
-from emimic.features.base import ClipInput, Extractor, NoSignal, Output, build_extractor, resolve_name
+from emimic.features.base import EXTRACTORS, ClipInput, Extractor, NoSignal, Output, build_extractor, resolve_name
 from emimic.features.media import Media, decode
 from emimic.io import atomic_path, save_array, write_text
 from emimic.labels import clip_stem
 from emimic.progress import progress_bar
+
+if TYPE_CHECKING:
+    from emimic.data.layout import DatasetLayout
 
 STATE_DIR = "_extract"
 LEDGER = "ledger.csv"
@@ -196,7 +199,15 @@ def read_ledger(path: Path) -> dict[tuple[int, str], dict[str, str]]:
     if not path.is_file():
         return {}
     with open(path, newline="", encoding="utf-8") as handle:
-        return {(int(row["clip"]), row["extractor"]): row for row in csv.DictReader(handle)}
+        # A run killed mid-write may leave a truncated last line: it lacks fields and is ignored.
+        rows = [row for row in csv.DictReader(handle) if row.get("params") and row["clip"].isdigit()]
+    return {(int(row["clip"]), row["extractor"]): row for row in rows}
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
 
 
 def _check_sidecars(root: Path, extractors: list[Extractor], spec: ExtractSpec, overwrite: bool) -> None:
@@ -309,9 +320,47 @@ def _parse_names(modalities: Iterable[str] | str) -> tuple[str, ...]:
     if not names:
         raise ConfigError("no extractor requested; pass --modalities, e.g. egemaps,whisper,text_emb.")
     # Registry order runs `whisper` before `text_emb`, so a transcript made in this run is embedded.
-    from emimic.features import EXTRACTORS
-
     return tuple(name for name in EXTRACTORS if name in names)
+
+
+def _plan(
+    layout: DatasetLayout,
+    videos: dict[int, Path],
+    extractors: list[Extractor],
+    digests: dict[str, str],
+    ledger: dict[tuple[int, str], dict[str, str]],
+    counts: dict[str, Counter],
+    *,
+    overwrite: bool,
+) -> list[Task]:
+    """The clips to process and, for each, the extractors still to run; counts the skipped ones."""
+    existing: dict[str, set[int]] = {}
+    for extractor in extractors:
+        for output in extractor.outputs():
+            source = layout.modalities.get(output.name)
+            # Any array file counts, so features shipped with the dataset (.pkl) are never duplicated.
+            existing[output.name] = set(
+                layout.transcripts if output.level == "text" else source.files if source else ()
+            )
+    tasks: list[Task] = []
+    for clip_id in sorted(videos):
+        pending = []
+        for extractor in extractors:
+            finished = not overwrite and all(clip_id in existing[o.name] for o in extractor.outputs())
+            last = ledger.get((clip_id, extractor.name))
+            remembered = (
+                extractor.remember_masked
+                and last is not None
+                and last["status"] == "masked"
+                and last["params"] == digests[extractor.name]
+            )
+            if finished or remembered:
+                counts[extractor.name]["skipped"] += 1
+            else:
+                pending.append(extractor.name)
+        if pending:
+            tasks.append((clip_id, str(videos[clip_id]), tuple(pending)))
+    return tasks
 
 
 def extract(
@@ -381,35 +430,10 @@ def extract(
 
     state = root / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
-    ledger = {} if overwrite else read_ledger(state / LEDGER)
     digests = {e.name: params_digest(e, spec) for e in extractors}
-    existing: dict[str, set[int]] = {}
-    for extractor in extractors:
-        for output in extractor.outputs():
-            source = layout.modalities.get(output.name)
-            existing[output.name] = set(
-                layout.transcripts if output.level == "text" else source.files if source else ()
-            )
-
     counts = {e.name: Counter() for e in extractors}
-    tasks: list[Task] = []
-    for clip_id in sorted(videos):
-        pending = []
-        for extractor in extractors:
-            finished = not overwrite and all(clip_id in existing[o.name] for o in extractor.outputs())
-            last = ledger.get((clip_id, extractor.name))
-            remembered = (
-                extractor.remember_masked
-                and last is not None
-                and last["status"] == "masked"
-                and last["params"] == digests[extractor.name]
-            )
-            if finished or remembered:
-                counts[extractor.name]["skipped"] += 1
-            else:
-                pending.append(extractor.name)
-        if pending:
-            tasks.append((clip_id, str(videos[clip_id]), tuple(pending)))
+    ledger = {} if overwrite else read_ledger(state / LEDGER)
+    tasks = _plan(layout, videos, extractors, digests, ledger, counts, overwrite=overwrite)
 
     reports = _run_ray(spec, tasks, ray_address, workers) if ray_address else _run_local(spec, tasks, workers)
     errors: list[dict[str, Any]] = []
@@ -419,6 +443,8 @@ def extract(
         writer = csv.DictWriter(handle, fieldnames=LEDGER_FIELDS)
         if handle.tell() == 0:
             writer.writeheader()
+        elif not _ends_with_newline(state / LEDGER):
+            handle.write("\n")  # end the line a killed run left unfinished
         for report in reports:
             columns.update(report.columns)
             for outcome in report.outcomes:
