@@ -140,6 +140,9 @@ class TrainConfig(Section):
     patience: int = Field(10, gt=0, description="epochs without a better val mean PCC before stopping")
     ema: EMAConfig = Field(default_factory=EMAConfig)
     num_workers: int = Field(0, ge=0)
+    threads: int | None = Field(
+        1, gt=0, description="torch CPU threads while training (small MLPs run fastest on one); null: torch's default"
+    )
     accelerator: str = "cpu"
     devices: int | str = 1
 

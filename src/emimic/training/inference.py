@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from emimic.config import ExperimentConfig
 from emimic.data import ClipDataset, FeatureStore, VidmimicDataset, collate_clips, open_dataset
@@ -84,12 +84,14 @@ def check_compatible(spec: ModelSpec, store: FeatureStore) -> None:
 
 
 def clip_loader(store: FeatureStore, spec: ModelSpec, model: EMIModel, ids: np.ndarray,
-                targets: np.ndarray | None, *, batch_size: int, max_frames: int, shuffle_sampler=None,
-                drop_last: bool = False) -> DataLoader:
+                targets: np.ndarray | None, *, batch_size: int, max_frames: int,
+                shuffle_sampler: Sampler[int] | None = None, drop_last: bool = False,
+                num_workers: int = 0) -> DataLoader:
+    """Batches of the clips ``ids`` with every modality the model reads (frames only if it needs them)."""
     dataset = ClipDataset(store, ids, targets, modalities=spec.inputs, sequences=model.uses_frames,
                           max_frames=max_frames)
     return DataLoader(dataset, batch_size=batch_size, sampler=shuffle_sampler, collate_fn=collate_clips,
-                      drop_last=drop_last)
+                      drop_last=drop_last, num_workers=num_workers, persistent_workers=num_workers > 0)
 
 
 def eval_batch_size(model: EMIModel, train_batch: int) -> int:

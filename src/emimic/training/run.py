@@ -15,6 +15,7 @@ as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -47,6 +48,18 @@ LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 # Lightning's advice on worker counts and logging does not apply to in-memory pooled batches.
 _QUIET = (r".*does not have many workers.*", r".*LightningModule.*has parameters that were not used.*",
           r".*The number of training batches.*", r".*treespec.*", r".*exists and is not empty.*")
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run a block with ``count`` intra-op CPU threads, then restore the caller's setting."""
+    previous = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class EpochShuffle(Sampler[int]):
@@ -167,10 +180,10 @@ def train(
     train_loader = clip_loader(store, spec, module.net, train_ids, train_y, batch_size=batch,
                                max_frames=cfg.model.encoder.max_frames,
                                shuffle_sampler=EpochShuffle(len(train_ids), cfg.seed),
-                               drop_last=len(train_ids) > batch)
+                               drop_last=len(train_ids) > batch, num_workers=cfg.train.num_workers)
     valid_loader = clip_loader(store, spec, module.net, valid_ids, valid_y,
                                batch_size=eval_batch_size(module.net, batch),
-                               max_frames=cfg.model.encoder.max_frames)
+                               max_frames=cfg.model.encoder.max_frames, num_workers=cfg.train.num_workers)
     _quiet_lightning()
     trainer = pl.Trainer(
         max_epochs=cfg.train.max_epochs,
@@ -185,7 +198,7 @@ def train(
         default_root_dir=run,
     )
     last = run / LAST_CHECKPOINT
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), torch_threads(cfg.train.threads):
         for pattern in _QUIET:
             warnings.filterwarnings("ignore", message=pattern)
         trainer.fit(module, train_loader, valid_loader, ckpt_path=last if last.exists() else None)
