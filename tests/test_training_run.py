@@ -57,3 +57,12 @@ def test_run_folder_checkpoint_and_refusals(root, make_root, tmp_path):
     with pytest.raises(DataError, match="'vit' is 9 wide here but the model was trained on width 8"):
         predict(load_run(run), other, split="test")
 
+
+
+@pytest.mark.parametrize("preset", ["attentive", "no_ema"])
+def test_frame_encoder_and_no_ema_presets_train_and_predict(root, tmp_path, preset):
+    run = tmp_path / preset
+    result = train(root, run, config=preset, max_epochs=1, progress=False)
+    assert result.valid.n_clips == 16
+    frame = predict(run, root, split="test")
+    assert len(frame) == 8 and frame.iloc[:, 1:].to_numpy().max() <= 1
