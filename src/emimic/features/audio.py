@@ -148,16 +148,18 @@ def frame_features(values: np.ndarray, duration: float, prefix: str) -> Any:
 
 @register_extractor("wav2vec2")
 class Wav2Vec2Extractor(HiddenStateExtractor):
-    __doc__ = HiddenStateExtractor.__doc__
+    """wav2vec 2.0 hidden states at 50 Hz (``layer``: an index, or a list to average; default -1, the last)."""
 
 
 @register_extractor("hubert")
 class HubertExtractor(HiddenStateExtractor):
-    __doc__ = HiddenStateExtractor.__doc__
+    """HuBERT hidden states at 50 Hz (``layer``: an index, or a list to average; default -1, the last)."""
+
     example = "`hf download facebook/hubert-base-ls960 --local-dir DIR/hubert`"
 
 
 @register_extractor("wavlm")
 class WavLMExtractor(HiddenStateExtractor):
-    __doc__ = HiddenStateExtractor.__doc__
+    """WavLM hidden states at 50 Hz (``layer``: an index, or a list to average; default -1, the last)."""
+
     example = "`hf download microsoft/wavlm-base-plus --local-dir DIR/wavlm`"

@@ -128,10 +128,11 @@ class VadExtractor(Extractor):
         import torch
 
         audio = normalise_waveform(clip.require_audio())
+        seconds = len(audio) / clip.media.sample_rate
         with torch.inference_mode():
             hidden, logits = self._model(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None])
             hidden = hidden[0]
-            rate = hidden.shape[0] / clip.duration if clip.duration > 0 else 50.0
+            rate = hidden.shape[0] / seconds  # hidden states per second of audio (50 for wav2vec2)
             width = max(1, round(self.window * rate))
             step = max(1, round(self.hop * rate))
             starts = list(range(0, max(1, hidden.shape[0] - width + 1), step))
@@ -139,7 +140,7 @@ class VadExtractor(Extractor):
             over_time = self._model.classifier(pooled).numpy()
             embedding = hidden.mean(dim=0).numpy()
         begin = np.asarray(starts, dtype=float) / rate
-        end = np.minimum(begin + width / rate, clip.duration)
+        end = np.minimum(begin + width / rate, seconds)
         return {
             "vad": frames_frame(over_time, begin, end, self._labels),
             "vad_clip": clip_frame(logits[0].numpy(), clip.duration, self._labels),
