@@ -16,6 +16,7 @@ from emimic.errors import ConfigError
 from emimic.features import EXTRACTORS, ClipInput, Extractor, Output, available_extractors, extract
 from emimic.features.tiny import HIDDEN, save_tiny_models
 from emimic.io import load_array
+from emimic.labels import EMOTIONS, write_split
 
 MEDIA = Path(__file__).parent / "media"
 
@@ -161,6 +162,23 @@ def test_extractor_errors_are_per_clip_and_nothing_invalid_is_written(
     errors = pd.read_csv(root / "_extract" / "errors.csv").set_index("clip")["error"]
     assert "RuntimeError: boom" in errors[1] and "2 NaN/Inf value(s)" in errors[2]
     assert not (root / "faulty").exists() or stems(root / "faulty") == []
+
+
+def test_extracted_features_pack_and_train(tmp_path: Path, models: Path, capsys: pytest.CaptureFixture) -> None:
+    """The issue's acceptance path: raw videos → extract → pack → train, with no glue in between."""
+    root = tmp_path / "corpus"
+    (root / "raw").mkdir(parents=True)
+    ids = list(range(1, 13))
+    for clip_id in ids:  # copies of the four valid clips: speech+face, no audio, no face+silence
+        shutil.copy(MEDIA / f"{(clip_id - 1) % 4 + 1:05d}.mp4", root / "raw" / f"{clip_id:05d}.mp4")
+    labels = pd.DataFrame(np.random.default_rng(0).uniform(size=(12, 6)), index=ids, columns=list(EMOTIONS))
+    write_split(labels.iloc[:8], root / "train_split.csv")
+    write_split(labels.iloc[8:], root / "valid_split.csv")
+    modalities = ["--modalities", "egemaps,whisper,text_emb,vad,face", "--model-dir", str(models)]
+    assert main(["extract", "--data", str(root), *modalities, "--quiet"]) == 0
+    assert main(["pack", str(root), "--quiet"]) == 0
+    assert main(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--max-epochs", "1", "--quiet"]) == 0
+    assert "Validation (4 clips)" in capsys.readouterr().out
 
 
 def test_docs_cover_every_extractor() -> None:
