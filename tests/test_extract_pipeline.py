@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -49,7 +50,7 @@ def test_every_modality_lands_in_the_loader_layout(root: Path, models: Path) -> 
         root,
         available_extractors(),
         model_dir=models,
-        options={"whisper": {"encoder": True}, "face": {"landmarks": True}},
+        options={"whisper": {"encoder": True}, "face": {"landmarks": True, "crops": True, "crop_size": 64}},
         progress=False,
     )
     assert summary.loc["egemaps", ["done", "skipped", "masked", "failed"]].tolist() == [3, 0, 1, 1]
@@ -62,6 +63,10 @@ def test_every_modality_lands_in_the_loader_layout(root: Path, models: Path) -> 
     for name in ("facemesh", "face_landmarks", "face_emb"):
         assert stems(root / name) == ["00001", "00002", "00003"], name
     assert stems(root / "text_emb") == ["00001", "00002"]
+    assert stems(root / "face_images") == ["00001", "00002", "00003"]  # the dataset's pre-cropped layout
+    crops = sorted((root / "face_images" / "00001").glob("*.jpg"), key=lambda p: int(p.stem))
+    assert [p.stem for p in crops] == [str(n) for n in range(19)]
+    assert cv2.imread(str(crops[0])).shape == (64, 64, 3)
     assert (root / "text" / "00004.txt").read_text() == ""  # silence: an empty transcript, not an error
     assert "happy" in (root / "text" / "00001.txt").read_text().lower()
 

