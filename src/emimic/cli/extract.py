@@ -69,6 +69,12 @@ def extract_command(parser: argparse.ArgumentParser) -> Handler:
         help="an extractor parameter, e.g. wav2vec2.layer=6, whisper.encoder=true, face.landmarks=true",
     )
     parser.add_argument("--fps", type=float, default=5.0, help="video frames sampled per second (default: 5)")
+    parser.add_argument(
+        "--max-side",
+        type=int,
+        default=640,
+        help="downscale frames so their larger side is at most this; 0 keeps full size (default: 640)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--overwrite", action="store_true", help="re-extract clips that already have features")
     parser.add_argument("--list", action="store_true", help="list the extractors and exit")
@@ -88,6 +94,7 @@ def extract_command(parser: argparse.ArgumentParser) -> Handler:
             model_dir=args.model_dir,
             options=parse_options(args.option),
             fps=args.fps,
+            max_side=args.max_side,
             seed=args.seed,
             overwrite=args.overwrite,
             progress=not args.quiet,
