@@ -21,6 +21,7 @@ from emimic.features.base import (
     frames_frame,
     locate_model,
     numbered,
+    quiet_transformers,
     register_extractor,
 )
 
@@ -110,14 +111,12 @@ class HiddenStateExtractor(Extractor):
                 f"{self.name}: layer(s) {bad} out of range; the model has {states} hidden states (0..{states - 1})."
             )
 
-    def _load_model(self, path: Path) -> Any:
+    def _load(self) -> None:
         from transformers import AutoModel
 
-        return AutoModel.from_pretrained(path, local_files_only=True)
-
-    def _load(self) -> None:
+        quiet_transformers()
         path = self._model_path()
-        self._model = self._load_model(path).eval()
+        self._model = AutoModel.from_pretrained(path, local_files_only=True).eval()
         preprocessor = path / "preprocessor_config.json"
         # HuBERT-base was trained on raw waveforms, wav2vec2-base on normalised ones: follow the model.
         self._normalise = (

@@ -112,6 +112,14 @@ def clip_frame(values: np.ndarray, duration: float, columns: list[str]) -> pd.Da
     return pd.DataFrame(row, index=frame_index(np.zeros(1), np.full(1, duration)), columns=columns)
 
 
+def quiet_transformers() -> None:
+    """Silence transformers' weight-loading bars and warnings: one per worker would bury the progress bar."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
 def numbered(prefix: str, width: int) -> list[str]:
     """Feature names of an unnamed embedding: ``prefix_0 ... prefix_{width-1}``."""
     return [f"{prefix}_{i}" for i in range(width)]

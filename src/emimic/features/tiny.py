@@ -31,11 +31,11 @@ def save_tiny_models(root: str | Path, *, seed: int = 0) -> Path:
         WavLMConfig,
         WavLMModel,
     )
-    from transformers.utils import logging
 
+    from emimic.features.base import quiet_transformers
     from emimic.features.vad import dimensional_model_class
 
-    logging.disable_progress_bar()
+    quiet_transformers()
     torch.manual_seed(seed)
     root = Path(root)
     speech = {

@@ -31,6 +31,7 @@ from emimic.features.base import (
     frames_frame,
     locate_model,
     numbered,
+    quiet_transformers,
     register_extractor,
 )
 
@@ -119,6 +120,7 @@ class VadExtractor(Extractor):
             )
 
     def _load(self) -> None:
+        quiet_transformers()
         path = self._model_path()
         self._model = dimensional_model_class().from_pretrained(path, local_files_only=True).eval()
         names = [str(self._model.config.id2label[i]).lower() for i in range(3)]

@@ -23,6 +23,7 @@ from emimic.features.base import (
     frames_frame,
     locate_model,
     numbered,
+    quiet_transformers,
     register_extractor,
 )
 
@@ -255,6 +256,7 @@ class FaceEmbeddingExtractor(Extractor):
     def _load(self) -> None:
         from transformers import AutoModel
 
+        quiet_transformers()
         path = self._model_path()
         self._model = AutoModel.from_pretrained(path, local_files_only=True).eval()
         vision = getattr(self._model.config, "vision_config", self._model.config)
