@@ -117,12 +117,12 @@ def _labelled(ds: VidmimicDataset, split: str) -> tuple[np.ndarray, np.ndarray]:
     return labels.index.to_numpy(dtype=np.int64), labels[list(EMOTIONS)].to_numpy(dtype=np.float32)
 
 
-def _callbacks(cfg: ExperimentConfig, run: Path, progress: bool) -> list[Callback]:
+def _callbacks(cfg: ExperimentConfig, run: Path, history: History) -> list[Callback]:
     callbacks: list[Callback] = []
     if cfg.train.ema.enabled:
         callbacks.append(EMA(cfg.train.ema.decay, warmup=cfg.train.ema.warmup))
     callbacks += [
-        History(run / "history.csv", verbose=progress),
+        history,
         # saved at the end of each train epoch, after History recorded it, so the resume point holds the row
         ModelCheckpoint(dirpath=run / BEST_CHECKPOINT.parent, filename=BEST_CHECKPOINT.stem, monitor=MONITOR,
                         mode="max", save_last=True, save_on_train_epoch_end=True, auto_insert_metric_name=False,
@@ -184,13 +184,14 @@ def train(
     valid_loader = clip_loader(store, spec, module.net, valid_ids, valid_y,
                                batch_size=eval_batch_size(module.net, batch),
                                max_frames=cfg.model.encoder.max_frames, num_workers=cfg.train.num_workers)
+    history = History(run / "history.csv", verbose=progress)
     _quiet_lightning()
     trainer = pl.Trainer(
         max_epochs=cfg.train.max_epochs,
         accelerator=cfg.train.accelerator,
         devices=cfg.train.devices,
         deterministic=True,
-        callbacks=[*_callbacks(cfg, run, progress), *callbacks],
+        callbacks=[*_callbacks(cfg, run, history), *callbacks],
         logger=False,
         enable_progress_bar=progress,
         enable_model_summary=False,
@@ -205,8 +206,7 @@ def train(
     if trainer.interrupted:
         raise KeyboardInterrupt
 
-    history = trainer.callbacks[0 if not cfg.train.ema.enabled else 1]
-    rows = history.rows if isinstance(history, History) else []
+    rows = history.rows
     best_epoch = max(rows, key=lambda r: r.get(MONITOR, -np.inf))["epoch"] if rows else 0
     valid = evaluate(load_run(run), ds, split="valid")
     result = TrainResult(run, valid, int(best_epoch), len(rows), time.perf_counter() - started)
