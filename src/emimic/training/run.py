@@ -149,7 +149,8 @@ def train(
 
     Example::
 
-        result = emimic.train("data/sim", "runs/paper", seed=0)
+        from emimic.training import train
+        result = train("data/sim", "runs/paper", seed=0)
         result.valid.mean_pcc
     """
     run = Path(out)
