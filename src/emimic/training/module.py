@@ -34,6 +34,11 @@ class EMIModule(pl.LightningModule):
     def forward(self, inputs: dict[str, dict[str, Tensor]]) -> ModelOutput:
         return self.net(inputs)
 
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        if device.type == "cpu":  # batches are built on the CPU: skip Lightning's recursive walk of the dicts
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def on_train_batch_start(self, batch: dict[str, Any], batch_idx: int) -> None:
         # Dropout, modality dropout and the VAD sample draw from a stream seeded by (seed, step), not
         # from whatever else consumed the global RNG: a resumed run repeats the uninterrupted one exactly.
