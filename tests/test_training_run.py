@@ -44,7 +44,9 @@ def test_run_folder_checkpoint_and_refusals(root, make_root, tmp_path):
         assert (run / name).exists(), name
     ckpt = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
     assert ckpt["hyper_parameters"]["spec"]["dims"] == DIMS
-    assert "current_model_state" in ckpt  # EMA: state_dict holds the averaged weights
+    # EMA: state_dict holds the averaged weights, current_model_state the raw ones (for resuming)
+    weight = "net.head.1.0.weight"
+    assert not torch.equal(ckpt["state_dict"][weight], ckpt["current_model_state"][weight])
     stored = json.loads((run / "metrics.json").read_text())
     assert stored["mean_pcc"] == pytest.approx(result.valid.mean_pcc)
     assert evaluate(run, root).pcc == pytest.approx(result.valid.pcc)
