@@ -30,6 +30,8 @@ def test_resume_after_interruption_gives_the_same_final_metrics(root, tmp_path):
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(root, tmp_path / "cut", callbacks=[Interrupt()], **options)
     assert not (tmp_path / "cut" / "metrics.json").exists()
+    # the resume point is the last finished epoch (the second), whatever its score
+    assert torch.load(tmp_path / "cut" / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
     resumed = train(root, tmp_path / "cut", **options)
     assert resumed.valid.pcc == whole.valid.pcc
     assert resumed.epochs == whole.epochs == 5
@@ -45,8 +47,9 @@ def test_run_folder_checkpoint_and_refusals(root, make_root, tmp_path):
     ckpt = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
     assert ckpt["hyper_parameters"]["spec"]["dims"] == DIMS
     # EMA: state_dict holds the averaged weights, current_model_state the raw ones (for resuming)
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     weight = "net.head.1.0.weight"
-    assert not torch.equal(ckpt["state_dict"][weight], ckpt["current_model_state"][weight])
+    assert not torch.equal(last["state_dict"][weight], last["current_model_state"][weight])
     stored = json.loads((run / "metrics.json").read_text())
     assert stored["mean_pcc"] == pytest.approx(result.valid.mean_pcc)
     assert evaluate(run, root).pcc == pytest.approx(result.valid.pcc)

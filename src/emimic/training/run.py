@@ -123,10 +123,14 @@ def _callbacks(cfg: ExperimentConfig, run: Path, history: History) -> list[Callb
         callbacks.append(EMA(cfg.train.ema.decay, warmup=cfg.train.ema.warmup))
     callbacks += [
         history,
-        # saved at the end of each train epoch, after History recorded it, so the resume point holds the row
+        # Both are saved at the end of each train epoch, after History recorded it, so a resume point holds
+        # the row. The resume point is a checkpoint of its own: Lightning's save_last only saves when the
+        # monitored metric improved, which would make a resumed run repeat every epoch since the best one.
         ModelCheckpoint(dirpath=run / BEST_CHECKPOINT.parent, filename=BEST_CHECKPOINT.stem, monitor=MONITOR,
-                        mode="max", save_last=True, save_on_train_epoch_end=True, auto_insert_metric_name=False,
+                        mode="max", save_on_train_epoch_end=True, auto_insert_metric_name=False,
                         enable_version_counter=False),
+        ModelCheckpoint(dirpath=run / LAST_CHECKPOINT.parent, filename=LAST_CHECKPOINT.stem,
+                        save_on_train_epoch_end=True, enable_version_counter=False),
         EarlyStopping(monitor=MONITOR, mode="max", patience=cfg.train.patience),
     ]
     return callbacks
