@@ -38,6 +38,11 @@ def pcc_table(scores: dict[str, float], title: str, oracle: dict[str, float] | N
     return table
 
 
+def coverage_line(coverage: dict[str, float]) -> str:
+    """Share of the scored clips that have each modality (absent ones are predicted from the rest)."""
+    return "modality coverage: " + ", ".join(f"{m} {share:.0%}" for m, share in coverage.items())
+
+
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", "-c", default=None,
@@ -62,6 +67,7 @@ def train_command(parser: argparse.ArgumentParser) -> Handler:
                        progress=not args.quiet)
         out.print(pcc_table(result.valid.pcc, f"Validation ({result.valid.n_clips} clips), best epoch"
                             f" {result.best_epoch}/{result.epochs}"))
+        out.print(coverage_line(result.valid.coverage))
         out.print(f"run folder: {result.run}  ({result.seconds:.1f} s)")
         return 0
 
@@ -81,6 +87,7 @@ def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
 
         result = evaluate(args.run, args.data, split=args.split)
         out.print(pcc_table(result.pcc, f"{result.split} ({result.n_clips} clips)"))
+        out.print(coverage_line(result.coverage))
         if args.json is not None:
             payload = {k: result.to_dict()[k] for k in ("split", "n_clips", "mean_pcc", "pcc")}
             write_text(args.json, json.dumps(payload, indent=2))
@@ -171,6 +178,7 @@ def demo_command(parser: argparse.ArgumentParser) -> Handler:
         predict(run_dir, ds, split="test", out=submission)
         oracle = _oracle(data, "valid")
         out.print(pcc_table(result.pcc, f"Validation ({result.n_clips} clips)", oracle))
+        out.print(coverage_line(result.coverage))
         if oracle:
             ceiling = sum(oracle.values()) / len(oracle)
             out.print(f"mean PCC {result.mean_pcc:.4f} = {result.mean_pcc / ceiling:.1%} of the oracle {ceiling:.4f}")
