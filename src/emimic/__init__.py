@@ -1,10 +1,44 @@
-"""emimic: Emotional Mimicry Intensity estimation."""
+"""emimic: Emotional Mimicry Intensity estimation.
 
+The library API, importable from the top level (loaded lazily, so ``import emimic`` stays fast)::
+
+    import emimic
+    emimic.simulate("data/sim")                       # a simulated corpus in the Vidmimic layout
+    ds = emimic.open_dataset("data/sim")              # splits as pandas, modalities, FeatureStore
+    emimic.extract("data/mine", ["egemaps", "whisper", "text_emb"])
+    result = emimic.train("data/sim", "runs/paper", seed=0)
+    emimic.evaluate("runs/paper", "data/sim", split="valid")
+    emimic.predict("runs/paper", "data/sim", split="test", out="submission.csv")
+"""
+
+from __future__ import annotations
+
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 try:
     __version__ = version("emimic")
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0"
 
-__all__ = ["__version__"]
+_EXPORTS = {
+    "open_dataset": "emimic.data",
+    "pack": "emimic.data",
+    "validate": "emimic.data.validate",
+    "simulate": "emimic.data.simulate",
+    "SimulationSettings": "emimic.data.simulate",
+    "extract": "emimic.features",
+    "train": "emimic.training",
+    "evaluate": "emimic.training",
+    "predict": "emimic.training",
+    "EMOTIONS": "emimic.labels",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'emimic' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
