@@ -153,8 +153,8 @@ def train(
 
     Example::
 
-        from emimic.training import train
-        result = train("data/sim", "runs/paper", seed=0)
+        import emimic
+        result = emimic.train("data/sim", "runs/paper", seed=0)
         result.valid.mean_pcc
     """
     run = Path(out)
