@@ -1,0 +1,535 @@
+"""A simulated corpus in the Hume-Vidmimic2 layout, with a known accuracy ceiling.
+
+The real challenge data is licensed and cannot ship with emimic, yet every part of the pipeline
+(loader, packer, models, reports) needs a corpus with the same shape and the same difficulties:
+variable-length sequences, wide pretrained-looking features at arbitrary scales, missing
+modalities, empty transcripts, nuisance speakers and noisy crowd labels. :func:`simulate` writes
+such a corpus and returns its *oracle* report: the Pearson correlation between the noise-free
+expected label and the observed, rater-averaged label, i.e. the best mean PCC any model could
+hope for. Accuracy on the simulated corpus is therefore stated as a fraction of that ceiling.
+
+The generative model is documented in ``docs/simulator.md``; in short, a hidden 6-d emotional
+state (plus a valence/arousal/dominance factor derived from it) is expressed in short bursts of
+each clip, through a saturating non-linearity and a random "extractor" projection that differs per
+modality, scaled by a per-speaker expressiveness and buried under speaker, channel and frame
+noise. Model code must read only the corpus files, never this module's internals.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from emimic.errors import ConfigError
+from emimic.io import atomic_path, save_array, write_text
+from emimic.labels import EMOTIONS, clip_stem, write_split
+
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+TRUTH_DIR = ".truth"
+ORACLE_FILE = "oracle.json"
+# Folder names of the written modalities; ``text`` holds transcripts, the others per-clip arrays.
+FACE_DIR, AUDIO_DIR, TEXT_DIR, TEXT_EMB_DIR = "vit", "wav2vec2", "text", "text_emb"
+
+# Correlations of the latent emotional state (order of EMOTIONS). The positive cluster
+# Amusement/Joy/Excitement and the opposition of Empathic Pain to it follow the pattern of
+# crowd-rated emotion intensities; Admiration and Determination sit in between.
+_CORRELATION = np.array(
+    [
+        # Adm   Amu   Det   Pain  Exc   Joy
+        [1.00, 0.20, 0.35, 0.10, 0.30, 0.30],
+        [0.20, 1.00, -0.05, -0.30, 0.55, 0.70],
+        [0.35, -0.05, 1.00, 0.05, 0.35, 0.10],
+        [0.10, -0.30, 0.05, 1.00, -0.20, -0.35],
+        [0.30, 0.55, 0.35, -0.20, 1.00, 0.60],
+        [0.30, 0.70, 0.10, -0.35, 0.60, 1.00],
+    ]
+)
+# Valence, arousal and dominance as weighted sums of the six intensities (rows), then tanh.
+_VAD_WEIGHTS = np.array(
+    [
+        [0.6, 0.9, 0.1, -1.4, 0.5, 1.1],
+        [0.1, 0.6, 0.8, 0.2, 1.4, 0.4],
+        [-0.2, 0.1, 1.4, -0.8, 0.3, 0.2],
+    ]
+)
+FACTORS: tuple[str, ...] = (*EMOTIONS, "valence", "arousal", "dominance")
+# How strongly each modality expresses each factor (columns follow FACTORS). Face is strong on
+# Joy/Amusement, audio on arousal/dominance (hence Excitement/Determination), text on
+# Admiration/Empathic Pain; every emotion is visible, more weakly, in a second modality.
+_MODALITY_WEIGHTS: dict[str, np.ndarray] = {
+    "face": np.array([0.4, 1.0, 0.3, 0.6, 0.5, 1.0, 0.6, 0.2, 0.0]),
+    "audio": np.array([0.2, 0.6, 0.6, 0.3, 0.8, 0.3, 0.3, 1.0, 0.9]),
+    "text": np.array([1.0, 0.2, 0.2, 1.0, 0.1, 0.1, 0.3, 0.0, 0.1]),
+}
+# Phrases a mimicking participant might say, per emotion, and fillers for the rest of a transcript.
+_PHRASES: dict[str, tuple[str, ...]] = {
+    "Admiration": ("wow, that is impressive", "amazing work", "I really respect that", "so talented"),
+    "Amusement": ("haha", "that's hilarious", "so funny", "ha ha ha"),
+    "Determination": ("let's do this", "come on", "I can do it", "keep going"),
+    "Empathic Pain": ("oh no", "ouch, that hurts", "I'm so sorry", "that must be painful"),
+    "Excitement": ("yes!", "let's go!", "this is amazing", "woo"),
+    "Joy": ("I love it", "so happy", "wonderful", "this is great"),
+}
+_FILLERS: tuple[str, ...] = ("um", "okay", "so", "yeah", "hmm", "right", "well", "uh")
+# Stream keys of the per-speaker offsets, one per frame-level modality.
+MODALITY_KEYS: dict[str, int] = {"face": 0, "audio": 1}
+
+
+class SimulationSettings(BaseModel):
+    """Every knob of the simulated corpus; the defaults give a small Vidmimic-like corpus.
+
+    The defaults keep the whole demo (simulate, pack, train) within about a minute on two cores
+    and the corpus near 250 MB, which is why the clips are short: wav2vec2-style audio runs at
+    50 frames/s with 768 float32 features, i.e. 150 kB per second of audio.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    clips: int = Field(2000, ge=3, description="Number of clips over all three splits.")
+    seed: int = Field(0, ge=0, description="Seed of every random draw; equal seeds give identical files.")
+    train_fraction: float = Field(0.6, gt=0, lt=1, description="Share of clips in train_split.csv.")
+    valid_fraction: float = Field(0.2, gt=0, lt=1, description="Share of clips in valid_split.csv; the rest is test.")
+    face_dim: int = Field(384, ge=1, description="Width of the per-frame face features (vit/).")
+    audio_dim: int = Field(768, ge=1, description="Width of the per-frame audio features (wav2vec2/).")
+    text_dim: int = Field(384, ge=1, description="Width of the clip-level transcript embedding (text_emb/).")
+    face_fps: float = Field(8.0, gt=0, description="Sampled face frames per second.")
+    audio_fps: float = Field(50.0, gt=0, description="Audio frames per second (wav2vec2 emits about 50).")
+    min_duration: float = Field(0.5, gt=0, description="Shortest clip, in seconds.")
+    max_duration: float = Field(1.3, gt=0, description="Longest clip, in seconds (durations are uniform).")
+    min_segment: float = Field(0.1, gt=0, le=1, description="Shortest expressive segment, as a share of the clip.")
+    max_segment: float = Field(0.7, gt=0, le=1, description="Longest expressive segment, as a share of the clip.")
+    mirror_rate: float = Field(0.5, ge=0, le=1, description="Share of clips whose face mirrors the stimulus.")
+    missing_face: float = Field(0.05, ge=0, lt=1, description="Share of clips without a vit/ file.")
+    missing_audio: float = Field(0.10, ge=0, lt=1, description="Share of clips without a wav2vec2/ file.")
+    missing_text: float = Field(0.10, ge=0, lt=1, description="Share of clips without a transcript file.")
+    empty_transcript: float = Field(
+        0.15, ge=0, lt=1, description="Share of the remaining clips whose transcript is empty (no text_emb/ file)."
+    )
+    label_steepness: float = Field(
+        3.0, gt=0, description="Slope of the rating-scale saturation: intensity = sigmoid(k * (appraisal - 0.5)))."
+    )
+    n_raters: int = Field(5, ge=1, description="Raters averaged into each label.")
+    rater_noise: float = Field(0.4, ge=0, description="Standard deviation of one rater's error, in label units.")
+    rater_bias: float = Field(0.05, ge=0, description="Spread of each rater's fixed per-emotion bias.")
+    feature_noise: float = Field(0.1, ge=0, description="Per-frame, per-feature noise relative to the signal.")
+    latent_noise: float = Field(0.1, ge=0, description="Slow noise on the latent expression units.")
+    text_noise: float = Field(
+        0.3, ge=0, description="Noise on what a transcript says about the emotional state (text_emb/)."
+    )
+    nuisance_strength: float = Field(
+        1.0, ge=0, description="Amplitude of emotion-free activity bursts (head motion, speech activity)."
+    )
+    speaker_strength: float = Field(0.5, ge=0, description="Size of each speaker's fixed feature offset.")
+    channel_strength: float = Field(0.3, ge=0, description="Size of each clip's recording-channel offset.")
+    expressiveness_spread: float = Field(
+        0.15, ge=0, description="Log-scale spread of how strongly a speaker shows what they feel."
+    )
+    setups: int = Field(3, ge=1, description="Recording setups (camera + microphone), each speaker uses one.")
+    setup_gain_spread: float = Field(
+        0.5, ge=0, description="Log-range of how strongly each setup passes expressions on to the features."
+    )
+    setup_strength: float = Field(2.0, ge=0, description="Size of each setup's fixed feature offset (its signature).")
+    clips_per_speaker: int = Field(8, ge=1, description="Average clips per speaker; speakers never cross splits.")
+    latent_units: int = Field(32, ge=2, description="Latent expression units behind each modality's features.")
+    feature_scale_spread: float = Field(1.0, ge=0, description="Log-scale spread of the per-feature scales.")
+    feature_offset_spread: float = Field(2.0, ge=0, description="Spread of the per-feature offsets.")
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> SimulationSettings:
+        if self.train_fraction + self.valid_fraction >= 1:
+            raise ValueError(
+                f"train_fraction + valid_fraction is {self.train_fraction + self.valid_fraction:g};"
+                " it must stay below 1 to leave clips for the test split."
+            )
+        if self.min_duration > self.max_duration:
+            raise ValueError(f"min_duration {self.min_duration:g} exceeds max_duration {self.max_duration:g}.")
+        return self
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> SimulationSettings:
+        """Read settings from a YAML mapping, with ``overrides`` (e.g. CLI flags) taking precedence."""
+        path = Path(path)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot be read as YAML ({exc}).") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: must hold a mapping of settings, not {type(loaded).__name__}.")
+        try:
+            return cls.model_validate({**loaded, **overrides})
+        except ValidationError as exc:
+            raise ConfigError(f"{path}: invalid simulation settings: {exc}") from None
+
+
+@dataclass
+class SimulatedClip:
+    """One generated clip; ``None`` marks a modality the clip lacks."""
+
+    clip_id: int
+    face: np.ndarray | None
+    audio: np.ndarray | None
+    transcript: str | None
+    text_emb: np.ndarray | None
+
+
+@dataclass
+class _Extractor:
+    """The fixed random map from latent expression to one modality's features (an "extractor")."""
+
+    loadings: np.ndarray  # (factors + nuisances, K): latent direction of each factor
+    gain: np.ndarray  # (K,) slope of each unit's saturating response
+    bias: np.ndarray  # (K,) operating point of each unit
+    projection: np.ndarray  # (K, D) units -> features
+    scale: np.ndarray  # (D,) per-feature scale: features are not unit-scaled
+    offset: np.ndarray  # (D,) per-feature offset
+
+    lateral: np.ndarray  # (K,) bool: units whose sign flips when the participant mirrors the stimulus
+
+    def emit(self, drive: np.ndarray, *, mirrored: bool = False) -> np.ndarray:
+        """Features (before noise) of a latent drive of shape (..., factors + nuisances)."""
+        latent = drive @ self.loadings
+        if mirrored:
+            latent = np.where(self.lateral, -latent, latent)
+        return np.tanh(latent * self.gain + self.bias) @ self.projection
+
+
+def _stream(seed: int, *key: int) -> np.random.Generator:
+    """An independent generator per purpose (and per clip), so outputs do not depend on chunking."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def _normal_cdf(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.vectorize(math.erf, otypes=[float])(x / math.sqrt(2.0)))
+
+
+def expected_clipped(mean: np.ndarray, sd: float) -> np.ndarray:
+    """E[clip(mean + sd * N(0, 1), 0, 1)], the noise-free value of one clipped rating.
+
+    Uses E[clip(X, 0, 1)] = integral over t in [0, 1] of P(X > t) = sd * (G(mean/sd) - G((mean-1)/sd))
+    with G(x) = x * Phi(x) + phi(x), the antiderivative of the normal CDF.
+    """
+    mean = np.asarray(mean, dtype=float)
+    if sd == 0:
+        return np.clip(mean, 0.0, 1.0)
+
+    def antiderivative(x: np.ndarray) -> np.ndarray:
+        return x * _normal_cdf(x) + np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+
+    return sd * (antiderivative(mean / sd) - antiderivative((mean - 1.0) / sd))
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two vectors; NaN when either is constant (no correlation is defined)."""
+    a = np.asarray(a, dtype=float) - np.mean(a)
+    b = np.asarray(b, dtype=float) - np.mean(b)
+    denominator = math.sqrt(float(a @ a) * float(b @ b))
+    return float(a @ b / denominator) if denominator > 0 else float("nan")
+
+
+class CorpusGenerator:
+    """Draws every clip of a simulated corpus in memory; :func:`simulate` writes them to disk.
+
+    Clip-level quantities (labels, speakers, durations, missing modalities) are drawn up front for
+    all clips, which costs a few numbers per clip; frame sequences are drawn one clip at a time
+    from a per-clip random stream, so memory stays bounded and any clip can be regenerated alone.
+    """
+
+    N_NUISANCES = 2
+
+    def __init__(self, settings: SimulationSettings) -> None:
+        self.settings = s = settings
+        world = _stream(s.seed, 0)
+        n_drive = len(FACTORS) + self.N_NUISANCES
+        self.extractors = {
+            name: self._make_extractor(world, weights, n_drive, dim)
+            for (name, weights), dim in zip(
+                _MODALITY_WEIGHTS.items(), (s.face_dim, s.audio_dim, s.text_dim), strict=True
+            )
+        }
+        # A setup scales how visible/audible an expression is (camera distance, microphone gain) and
+        # leaves a clear signature offset: the gain is a multiplicative nuisance that a linear model
+        # cannot undo, while a non-linear one can read the setup and rescale.
+        self.setup_gain = np.exp(np.linspace(-s.setup_gain_spread / 2, s.setup_gain_spread / 2, s.setups))
+        self.setup_offset = {
+            name: s.setup_strength * world.standard_normal((s.setups, dim))
+            for name, dim in (("face", s.face_dim), ("audio", s.audio_dim))
+        }
+        self.rater_bias = world.normal(0.0, s.rater_bias, size=(s.n_raters, len(EMOTIONS)))
+        clips = _stream(s.seed, 1)
+        self._draw_clips(clips)
+
+    def _make_extractor(self, rng: np.random.Generator, weights: np.ndarray, n_drive: int, dim: int) -> _Extractor:
+        k = self.settings.latent_units
+        # Each unit answers mainly to one drive (a factor or a nuisance) and leaks a little of the
+        # others, so the emotional state is recoverable but never from a single clean feature.
+        loadings = 0.3 * rng.standard_normal((n_drive, k))
+        loadings[np.arange(k) % n_drive, np.arange(k)] += 3.0 * rng.choice([-1.0, 1.0], size=k)
+        loadings[: len(FACTORS)] *= weights[:, None]
+        # Each feature is dominated by one latent unit plus a dense weaker mixture, like the
+        # partly disentangled dimensions of a pretrained embedding.
+        projection = 0.4 * rng.standard_normal((k, dim)) / math.sqrt(k)
+        projection[rng.integers(0, k, size=dim), np.arange(dim)] += rng.choice([-1.0, 1.0], size=dim)
+        s = self.settings
+        return _Extractor(
+            loadings=loadings,
+            gain=rng.uniform(1.5, 3.0, size=k),
+            bias=rng.normal(0.0, 1.0, size=k),
+            projection=projection,
+            scale=np.exp(rng.normal(0.0, s.feature_scale_spread, size=dim)),
+            offset=rng.normal(0.0, s.feature_offset_spread, size=dim),
+            lateral=rng.random(k) < 0.5,
+        )
+
+    def _draw_clips(self, rng: np.random.Generator) -> None:
+        s = self.settings
+        n = s.clips
+        n_train = max(1, round(n * s.train_fraction))
+        n_valid = max(1, round(n * s.valid_fraction))
+        if n_train + n_valid >= n:
+            raise ConfigError(f"clips={n} leaves no test clips with these split fractions; use more clips.")
+        self.ids = rng.permutation(n) + 1
+        self.split = np.repeat(np.array(SPLITS), [n_train, n_valid, n - n_train - n_valid])
+        # Speakers never cross splits: a model meets new people at validation time, as in the challenge.
+        speaker = np.empty(n, dtype=np.int64)
+        first = 0
+        for name in SPLITS:
+            members = np.flatnonzero(self.split == name)
+            pool = max(1, math.ceil(len(members) / s.clips_per_speaker))
+            speaker[members] = first + rng.integers(0, pool, size=len(members))
+            first += pool
+        self.speaker = speaker
+        self.n_speakers = first
+        self.expressiveness = np.exp(rng.normal(0.0, s.expressiveness_spread, size=first))
+        self.speaker_setup = rng.integers(0, s.setups, size=first)
+
+        chol = np.linalg.cholesky(_CORRELATION)
+        latent = rng.standard_normal((n, len(EMOTIONS))) @ chol.T
+        # Participants display their (unbounded) appraisal; raters answer on a bounded scale that
+        # saturates, so the intensity is a steep sigmoid of what the features carry.
+        self.intensity = _sigmoid(s.label_steepness * latent - s.label_steepness / 2)
+        vad = np.tanh(0.3 * latent @ _VAD_WEIGHTS.T)
+        self.factors = np.concatenate([0.5 * latent, vad], axis=1)
+        self.duration = rng.uniform(s.min_duration, s.max_duration, size=n)
+
+        self.has_face = rng.random(n) >= s.missing_face
+        self.has_audio = rng.random(n) >= s.missing_audio
+        self.has_transcript = rng.random(n) >= s.missing_text
+        self.has_words = self.has_transcript & (rng.random(n) >= s.empty_transcript)
+
+        ratings = (
+            self.intensity[:, None, :]
+            + self.rater_bias[None]
+            + rng.normal(0.0, s.rater_noise, size=(n, s.n_raters, len(EMOTIONS)))
+        )
+        self.observed = np.clip(ratings, 0.0, 1.0).mean(axis=1)
+        self.expected = expected_clipped(self.intensity[:, None, :] + self.rater_bias[None], s.rater_noise).mean(axis=1)
+
+    def __len__(self) -> int:
+        return self.settings.clips
+
+    def labels(self, split: str, *, expected: bool = False) -> pd.DataFrame:
+        """Observed (or noise-free expected) labels of one split, indexed by clip id."""
+        rows = self.split == split
+        values = self.expected if expected else self.observed
+        return pd.DataFrame(values[rows], index=pd.Index(self.ids[rows], name="Filename"), columns=list(EMOTIONS))
+
+    def clip(self, index: int) -> SimulatedClip:
+        """Generate the clip at position ``index`` (0 <= index < clips), independently of all others."""
+        s = self.settings
+        rng = _stream(s.seed, 2, index)
+        speaker = int(self.speaker[index])
+        gain = self.expressiveness[speaker]
+        duration = float(self.duration[index])
+        # Each factor (and each nuisance) shows in one segment of the clip, of random position and
+        # length; face and audio share the segments, as a smile and a laugh coincide.
+        n_drive = len(FACTORS) + self.N_NUISANCES
+        centre = rng.uniform(0.0, duration, size=n_drive)
+        half = duration * rng.uniform(s.min_segment, s.max_segment, size=n_drive) / 2
+        segments = np.stack([centre - half, centre + half], axis=1)
+        # Nuisance activity is louder for expressive speakers, which is what lets a non-linear
+        # model estimate (and undo) the expressiveness gain from the features themselves.
+        amplitude = np.concatenate(
+            [gain * self.factors[index], gain * s.nuisance_strength * rng.uniform(0.2, 1.0, self.N_NUISANCES)]
+        )
+        mirrored = bool(rng.random() < s.mirror_rate)
+        channel = rng.standard_normal(2)
+        face = audio = text_emb = None
+        if self.has_face[index]:
+            face = self._sequence(rng, speaker, "face", s.face_fps, duration, segments, amplitude, channel[0], mirrored)
+        if self.has_audio[index]:
+            audio = self._sequence(rng, speaker, "audio", s.audio_fps, duration, segments, amplitude, channel[1])
+        transcript = None
+        if self.has_transcript[index]:
+            transcript = self._transcript(rng, index) if self.has_words[index] else ""
+        if self.has_words[index]:
+            text = self.extractors["text"]
+            drive = np.concatenate([self.factors[index], np.zeros(self.N_NUISANCES)])
+            drive += s.text_noise * rng.standard_normal(drive.shape)
+            vector = text.emit(drive) + s.feature_noise * rng.standard_normal(s.text_dim)
+            text_emb = (vector * text.scale + text.offset).astype(np.float32)
+        return SimulatedClip(int(self.ids[index]), face, audio, transcript, text_emb)
+
+    def _sequence(
+        self,
+        rng: np.random.Generator,
+        speaker: int,
+        modality: str,
+        fps: float,
+        duration: float,
+        segments: np.ndarray,
+        amplitude: np.ndarray,
+        channel: float,
+        mirrored: bool = False,
+    ) -> np.ndarray:
+        s = self.settings
+        extractor = self.extractors[modality]
+        dim = extractor.projection.shape[1]
+        frames = max(2, round(duration * fps))
+        t = (np.arange(frames) + 0.5) / fps
+        # Soft-edged boxes: 1 inside a drive's segment, 0 outside, 0.1 s ramps.
+        envelope = _sigmoid((t[:, None] - segments[None, :, 0]) / 0.05) * _sigmoid(
+            (segments[None, :, 1] - t[:, None]) / 0.05
+        )
+        if modality == "audio":
+            # Vocal expression is modulated (laughter, emphatic syllables at 3-6 Hz), so it
+            # averages out over time while its spread and extremes keep it.
+            rate = rng.uniform(3.0, 6.0)
+            carrier = np.sin(2 * np.pi * rate * t + rng.uniform(0, 2 * np.pi))
+            envelope[:, : len(FACTORS)] *= carrier[:, None]
+        drive = envelope * amplitude * self.setup_gain[self.speaker_setup[speaker]]
+        drive += s.latent_noise * _slow_noise(rng, frames, drive.shape[1], max(1, round(0.2 * fps)))
+        features = extractor.emit(drive, mirrored=mirrored)
+        features += s.feature_noise * rng.standard_normal((frames, dim))
+        # Speaker offsets come from the speaker's own stream, so they are shared by all their clips.
+        setup = self.speaker_setup[speaker]
+        features += self.setup_offset[modality][setup]
+        features += s.speaker_strength * _stream(s.seed, 3, MODALITY_KEYS[modality], speaker).standard_normal(dim)
+        features += s.channel_strength * channel * rng.standard_normal(dim)
+        return (features * extractor.scale + extractor.offset).astype(np.float32)
+
+    def _transcript(self, rng: np.random.Generator, index: int) -> str:
+        intensity = self.intensity[index]
+        weights = np.append(intensity**2, 0.15)
+        weights /= weights.sum()
+        words = []
+        for choice in rng.choice(len(weights), size=1 + rng.poisson(2.0 * intensity.max()), p=weights):
+            if choice == len(EMOTIONS):
+                words.append(_FILLERS[rng.integers(len(_FILLERS))])
+            else:
+                phrases = _PHRASES[EMOTIONS[choice]]
+                words.append(phrases[rng.integers(len(phrases))])
+        return " ".join(words)
+
+    def oracle(self) -> dict[str, Any]:
+        """Oracle PCC per split and emotion: noise-free expected label vs. observed label."""
+        per_split: dict[str, dict[str, float]] = {}
+        for split in SPLITS:
+            rows = self.split == split
+            per_split[split] = {
+                emotion: pearson(self.expected[rows, k], self.observed[rows, k]) for k, emotion in enumerate(EMOTIONS)
+            }
+        return {
+            "oracle_mean_pcc": {split: float(np.nanmean(list(v.values()))) for split, v in per_split.items()},
+            "oracle_pcc": per_split,
+            "clips": {split: int((self.split == split).sum()) for split in SPLITS},
+            "speakers": self.n_speakers,
+            "coverage": {
+                FACE_DIR: float(self.has_face.mean()),
+                AUDIO_DIR: float(self.has_audio.mean()),
+                TEXT_DIR: float(self.has_transcript.mean()),
+                TEXT_EMB_DIR: float(self.has_words.mean()),
+            },
+            "settings": self.settings.model_dump(),
+        }
+
+
+def _slow_noise(rng: np.random.Generator, frames: int, units: int, window: int) -> np.ndarray:
+    """Unit-variance noise correlated over ``window`` frames (a moving sum of white noise)."""
+    white = rng.standard_normal((frames + window - 1, units))
+    summed = np.concatenate([np.zeros((1, units)), np.cumsum(white, axis=0)])
+    return (summed[window:] - summed[:-window]) / math.sqrt(window)
+
+
+def simulate(out: str | Path, settings: SimulationSettings | None = None, *, progress: bool = True) -> dict[str, Any]:
+    """Write a simulated corpus under ``out`` and return its oracle report (also in ``oracle.json``).
+
+    Layout: ``{train,valid}_split.csv`` with labels, ``test_split.csv`` with ``Filename`` only (its
+    labels go to ``.truth/test_labels.csv``, which no training code reads), and per-clip files
+    ``vit/<id>.pkl`` (T, face_dim), ``wav2vec2/<id>.pkl`` (T, audio_dim), ``text/<id>.txt`` and
+    ``text_emb/<id>.pkl`` (text_dim,). A clip that lacks a modality has no file in its folder.
+    ``.truth/clips.csv`` records each clip's split, speaker, setup, duration and expected labels.
+    Every file is written atomically and is a pure function of the settings (same seed, same bytes).
+    """
+    settings = settings or SimulationSettings()
+    root = Path(out)
+    generator = CorpusGenerator(settings)
+    for name in (FACE_DIR, AUDIO_DIR, TEXT_DIR, TEXT_EMB_DIR, TRUTH_DIR):
+        (root / name).mkdir(parents=True, exist_ok=True)
+
+    columns = [
+        TextColumn("[bold]simulating[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, disable=not progress) as bar:
+        task = bar.add_task(str(root), total=len(generator))
+        for clip in iter_clips(generator):
+            stem = clip_stem(clip.clip_id)
+            if clip.face is not None:
+                save_array(root / FACE_DIR / f"{stem}.pkl", clip.face)
+            if clip.audio is not None:
+                save_array(root / AUDIO_DIR / f"{stem}.pkl", clip.audio)
+            if clip.transcript is not None:
+                write_text(root / TEXT_DIR / f"{stem}.txt", clip.transcript)
+            if clip.text_emb is not None:
+                save_array(root / TEXT_EMB_DIR / f"{stem}.pkl", clip.text_emb)
+            bar.advance(task)
+
+    write_split(generator.labels("train"), root / "train_split.csv")
+    write_split(generator.labels("valid"), root / "valid_split.csv")
+    test = generator.labels("test")
+    write_split(test.drop(columns=list(EMOTIONS)), root / "test_split.csv")
+    write_split(test, root / TRUTH_DIR / "test_labels.csv")
+    _write_truth_table(generator, root / TRUTH_DIR / "clips.csv")
+
+    report = generator.oracle()
+    with atomic_path(root / ORACLE_FILE) as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def _write_truth_table(generator: CorpusGenerator, path: Path) -> None:
+    """Per-clip ground truth for analyses (never for training): split, nuisances, expected labels."""
+    table = pd.DataFrame(
+        {
+            "split": generator.split,
+            "speaker": generator.speaker,
+            "setup": generator.speaker_setup[generator.speaker],
+            "duration": generator.duration.round(4),
+            **{f"expected {e}": generator.expected[:, k] for k, e in enumerate(EMOTIONS)},
+        },
+        index=pd.Index(generator.ids, name="Filename"),
+    )
+    with atomic_path(path) as tmp:
+        table.sort_index().to_csv(tmp, float_format="%.6f")
+
+
+def iter_clips(generator: CorpusGenerator) -> Iterator[SimulatedClip]:
+    """All clips in order of generation (one at a time, so memory stays bounded)."""
+    for index in range(len(generator)):
+        yield generator.clip(index)
