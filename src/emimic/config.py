@@ -124,7 +124,7 @@ class LossConfig(Section):
 class OptimConfig(Section):
     lr: float = Field(2e-3, gt=0.0)
     weight_decay: float = Field(1e-2, ge=0.0)
-    batch_size: int = Field(128, gt=1)
+    batch_size: int = Field(256, gt=1)
     scheduler: Literal["cosine", "none"] = "cosine"
     warmup_epochs: int = Field(1, ge=0)
 
