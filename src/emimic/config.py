@@ -76,8 +76,8 @@ class BranchConfig(Section):
 class HeadConfig(Section):
     """The shared regression head (and the width of nothing else: auxiliary heads are linear)."""
 
-    hidden: int = Field(128, gt=0)
-    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    hidden: int = Field(256, gt=0)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
     output: Literal["sigmoid", "clip"] = Field(
         "sigmoid", description="sigmoid, or a linear output clipped to [0, 1] at inference"
     )
@@ -109,7 +109,7 @@ class ModelConfig(Section):
 
 class LossConfig(Section):
     terms: dict[str, float] = Field(default_factory=lambda: {"mse": 1.0, "pcc": 1.0})
-    aux: float = Field(0.3, ge=0.0, description="weight of the auxiliary per-branch losses (0 disables)")
+    aux: float = Field(1.0, ge=0.0, description="weight of the auxiliary per-branch losses (0 disables)")
     vad: float = Field(0.05, ge=0.0, description="weight of the VAD prior's KL term")
 
     @field_validator("terms")
