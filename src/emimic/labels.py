@@ -44,6 +44,15 @@ def parse_clip_id(value: object, *, source: str) -> int:
     return int(number)
 
 
+def _parse_ids(column: pd.Series, *, source: str) -> list[int]:
+    """Vectorised :func:`parse_clip_id` over a column; the slow path runs only to name a bad row."""
+    numbers = pd.to_numeric(column.str.strip(), errors="coerce").to_numpy(dtype=float)
+    valid = np.isfinite(numbers) & (numbers >= 0) & (numbers == np.floor(numbers))
+    if valid.all():
+        return numbers.astype(np.int64).tolist()
+    return [parse_clip_id(value, source=f"{source} row {i + 2}") for i, value in enumerate(column)]
+
+
 def read_split(path: str | Path, *, require_labels: bool = True) -> pd.DataFrame:
     """Read a split CSV into a frame indexed by integer clip id.
 
@@ -61,7 +70,7 @@ def read_split(path: str | Path, *, require_labels: bool = True) -> pd.DataFrame
     unknown = [c for c in raw.columns if c != ID_COLUMN and c not in EMOTIONS and not c.startswith("Unnamed")]
     if unknown:
         raise DataError(f"{path}: unknown column(s) {unknown}; expected {ID_COLUMN} and {list(EMOTIONS)}.")
-    ids = [parse_clip_id(v, source=f"{path} row {i + 2}") for i, v in enumerate(raw[ID_COLUMN])]
+    ids = _parse_ids(raw[ID_COLUMN], source=str(path))
     duplicated = pd.Index(ids)[pd.Index(ids).duplicated()].unique().tolist()
     if duplicated:
         raise DataError(f"{path}: duplicate Filename id(s) {duplicated[:5]}.")

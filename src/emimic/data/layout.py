@@ -26,19 +26,22 @@ SPLIT_FILES: dict[str, tuple[str, ...]] = {
 # Folders that hold media or emimic's own state, never per-clip feature arrays.
 NON_MODALITY_DIRS: frozenset[str] = frozenset({"raw", "face_images", "audio", "video", "videos"})
 TRANSCRIPT_DIR = "text"
+VIDEO_DIR = "raw"
+VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".avi", ".mkv", ".webm", ".mov")
 
 
 @dataclass
 class ModalitySource:
     """Where one modality's per-clip arrays live.
 
-    ``files`` maps clip id to its file for a folder modality; ``container`` is the single
-    ``{id: array}`` pickle of a mapping modality.
+    ``names`` maps clip id to its file name in ``path`` for a folder modality; ``container`` is
+    the single ``{id: array}`` pickle of a mapping modality. Names stay plain strings because
+    building 45k ``Path`` objects would dominate the time to open a packed dataset.
     """
 
     name: str
     path: Path
-    files: dict[int, Path] = field(default_factory=dict)
+    names: dict[int, str] = field(default_factory=dict)
     container: Path | None = None
     duplicates: list[tuple[Path, Path]] = field(default_factory=list)
     stray: list[Path] = field(default_factory=list)
@@ -47,15 +50,22 @@ class ModalitySource:
     def ids(self) -> list[int]:
         if self.container is not None:
             return sorted(read_mapping(self.container))
-        return sorted(self.files)
+        return sorted(self.names)
+
+    @property
+    def files(self) -> dict[int, Path]:
+        return {clip_id: self.path / name for clip_id, name in self.names.items()}
 
     def fingerprint(self) -> list[tuple[str, int, int]]:
-        """(relative name, size, mtime) of every source file: cheap change detection without reading."""
-        paths = [self.container] if self.container is not None else [self.files[i] for i in sorted(self.files)]
+        """(name, size, mtime) of every source file: cheap change detection without reading."""
+        if self.container is not None:
+            stat = self.container.stat()
+            return [(self.container.name, stat.st_size, stat.st_mtime_ns)]
+        folder = str(self.path)
         rows = []
-        for path in paths:
-            stat = path.stat()
-            rows.append((path.name, stat.st_size, stat.st_mtime_ns))
+        for clip_id in sorted(self.names):
+            stat = os.stat(os.path.join(folder, self.names[clip_id]))
+            rows.append((self.names[clip_id], stat.st_size, stat.st_mtime_ns))
         return rows
 
 
@@ -64,14 +74,17 @@ class DatasetLayout:
     root: Path
     split_files: dict[str, Path]
     modalities: dict[str, ModalitySource]
-    transcripts: dict[int, Path]
-    videos: dict[int, Path]
+    transcript_names: dict[int, str] = field(default_factory=dict)
+    video_names: dict[int, str] = field(default_factory=dict)
     escaping_links: list[Path] = field(default_factory=list)
 
+    @property
+    def transcripts(self) -> dict[int, Path]:
+        return {clip_id: self.root / TRANSCRIPT_DIR / name for clip_id, name in self.transcript_names.items()}
 
-def _clip_id_of(path: Path) -> int | None:
-    stem = path.stem
-    return int(stem) if stem.isdigit() else None
+    @property
+    def videos(self) -> dict[int, Path]:
+        return {clip_id: self.root / VIDEO_DIR / name for clip_id, name in self.video_names.items()}
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -93,29 +106,30 @@ def read_mapping(path: Path) -> dict[int, object]:
     return {parse_clip_id(key, source=str(path)): array for key, array in value.items()}
 
 
-def _scan_folder(folder: Path, root: Path, suffixes: tuple[str, ...]) -> tuple[dict[int, Path], list, list, list]:
-    files: dict[int, Path] = {}
+def _scan_folder(
+    folder: Path, root: Path, suffixes: tuple[str, ...]
+) -> tuple[dict[int, str], list[tuple[Path, Path]], list[Path], list[Path]]:
+    """Clip files of one folder: ``({id: name}, duplicates, stray names, links leaving the root)``."""
+    names: dict[int, str] = {}
     duplicates: list[tuple[Path, Path]] = []
     stray: list[Path] = []
     escaping: list[Path] = []
     with os.scandir(folder) as entries:
         for entry in entries:
-            if entry.name.startswith((".", "_")) or not entry.is_file():
+            stem, dot, suffix = entry.name.rpartition(".")
+            if not dot or "." + suffix.lower() not in suffixes or entry.name.startswith((".", "_")):
                 continue
-            path = Path(entry.path)
-            if path.suffix.lower() not in suffixes:
+            if not entry.is_file():
                 continue
-            if entry.is_symlink() and not _inside(path, root):
-                escaping.append(path)
-                continue
-            clip_id = _clip_id_of(path)
-            if clip_id is None:
-                stray.append(path)
-            elif clip_id in files:
-                duplicates.append((files[clip_id], path))
+            if entry.is_symlink() and not _inside(Path(entry.path), root):
+                escaping.append(Path(entry.path))
+            elif not stem.isdigit():
+                stray.append(Path(entry.path))
+            elif int(stem) in names:
+                duplicates.append((folder / names[int(stem)], Path(entry.path)))
             else:
-                files[clip_id] = path
-    return files, duplicates, stray, escaping
+                names[int(stem)] = entry.name
+    return names, duplicates, stray, escaping
 
 
 def discover(root: str | Path) -> DatasetLayout:
@@ -131,8 +145,8 @@ def discover(root: str | Path) -> DatasetLayout:
                 split_files[split] = root / name
                 break
     modalities: dict[str, ModalitySource] = {}
-    transcripts: dict[int, Path] = {}
-    videos: dict[int, Path] = {}
+    transcripts: dict[int, str] = {}
+    videos: dict[int, str] = {}
     escaping: list[Path] = []
     for entry in sorted(root.iterdir()):
         if entry.name.startswith((".", "_")):
@@ -142,8 +156,8 @@ def discover(root: str | Path) -> DatasetLayout:
             continue
         if not entry.is_dir():
             continue
-        if entry.name == "raw":
-            videos, _, _, bad = _scan_folder(entry, root, (".mp4", ".avi", ".mkv", ".webm", ".mov"))
+        if entry.name == VIDEO_DIR:
+            videos, _, _, bad = _scan_folder(entry, root, VIDEO_SUFFIXES)
             escaping += bad
             continue
         if entry.name in NON_MODALITY_DIRS:
@@ -151,8 +165,8 @@ def discover(root: str | Path) -> DatasetLayout:
         if entry.name == TRANSCRIPT_DIR:
             transcripts, _, _, bad = _scan_folder(entry, root, (".txt",))
             escaping += bad
-        files, duplicates, stray, bad = _scan_folder(entry, root, ARRAY_SUFFIXES)
+        names, duplicates, stray, bad = _scan_folder(entry, root, ARRAY_SUFFIXES)
         escaping += bad
-        if files or duplicates or stray:
-            modalities[entry.name] = ModalitySource(entry.name, entry, files, None, duplicates, stray)
+        if names or duplicates or stray:
+            modalities[entry.name] = ModalitySource(entry.name, entry, names, None, duplicates, stray)
     return DatasetLayout(root, split_files, modalities, transcripts, videos, escaping)

@@ -69,8 +69,8 @@ def _clips(source: ModalitySource) -> tuple[int, Iterator[tuple[int, str, np.nda
         return len(mapping), from_container()
 
     def from_files() -> Iterator[tuple[int, str, np.ndarray, str]]:
-        for clip_id in sorted(source.files):
-            path = source.files[clip_id]
+        for clip_id in sorted(source.names):
+            path = source.path / source.names[clip_id]
             try:
                 data = path.read_bytes()
             except OSError as exc:
@@ -78,7 +78,7 @@ def _clips(source: ModalitySource) -> tuple[int, Iterator[tuple[int, str, np.nda
             frames = decode_array(data, path.suffix, source=str(path))
             yield clip_id, path.name, frames, hashlib.blake2b(data, digest_size=16).hexdigest()
 
-    return len(source.files), from_files()
+    return len(source.names), from_files()
 
 
 def _pack_modality(source: ModalitySource, folder: Path, dtype: str, *, progress: bool) -> dict:
