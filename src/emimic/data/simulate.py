@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,9 +105,9 @@ class SimulationSettings(BaseModel):
     audio_fps: float = Field(50.0, gt=0, description="Audio frames per second (wav2vec2 emits about 50).")
     min_duration: float = Field(0.5, gt=0, description="Shortest clip, in seconds.")
     max_duration: float = Field(1.3, gt=0, description="Longest clip, in seconds (durations are uniform).")
-    min_segment: float = Field(0.1, gt=0, le=1, description="Shortest expressive segment, as a share of the clip.")
+    min_segment: float = Field(0.3, gt=0, le=1, description="Shortest expressive segment, as a share of the clip.")
     max_segment: float = Field(0.7, gt=0, le=1, description="Longest expressive segment, as a share of the clip.")
-    mirror_rate: float = Field(0.5, ge=0, le=1, description="Share of clips whose face mirrors the stimulus.")
+    mirror_rate: float = Field(0.0, ge=0, le=1, description="Share of clips whose face mirrors the stimulus.")
     missing_face: float = Field(0.05, ge=0, lt=1, description="Share of clips without a vit/ file.")
     missing_audio: float = Field(0.10, ge=0, lt=1, description="Share of clips without a wav2vec2/ file.")
     missing_text: float = Field(0.10, ge=0, lt=1, description="Share of clips without a transcript file.")
@@ -116,27 +115,27 @@ class SimulationSettings(BaseModel):
         0.15, ge=0, lt=1, description="Share of the remaining clips whose transcript is empty (no text_emb/ file)."
     )
     label_steepness: float = Field(
-        3.0, gt=0, description="Slope of the rating-scale saturation: intensity = sigmoid(k * (appraisal - 0.5)))."
+        3.0, gt=0, description="Slope of the rating-scale saturation: intensity = sigmoid(k * (appraisal - 0.5))."
     )
     n_raters: int = Field(5, ge=1, description="Raters averaged into each label.")
     rater_noise: float = Field(0.4, ge=0, description="Standard deviation of one rater's error, in label units.")
     rater_bias: float = Field(0.05, ge=0, description="Spread of each rater's fixed per-emotion bias.")
-    feature_noise: float = Field(0.1, ge=0, description="Per-frame, per-feature noise relative to the signal.")
-    latent_noise: float = Field(0.1, ge=0, description="Slow noise on the latent expression units.")
+    feature_noise: float = Field(0.05, ge=0, description="Per-frame, per-feature noise relative to the signal.")
+    latent_noise: float = Field(0.05, ge=0, description="Slow noise on the latent expression units.")
     text_noise: float = Field(
-        0.3, ge=0, description="Noise on what a transcript says about the emotional state (text_emb/)."
+        0.15, ge=0, description="Noise on what a transcript says about the emotional state (text_emb/)."
     )
     nuisance_strength: float = Field(
         1.0, ge=0, description="Amplitude of emotion-free activity bursts (head motion, speech activity)."
     )
-    speaker_strength: float = Field(0.5, ge=0, description="Size of each speaker's fixed feature offset.")
+    speaker_strength: float = Field(0.3, ge=0, description="Size of each speaker's fixed feature offset.")
     channel_strength: float = Field(0.3, ge=0, description="Size of each clip's recording-channel offset.")
     expressiveness_spread: float = Field(
-        0.15, ge=0, description="Log-scale spread of how strongly a speaker shows what they feel."
+        0.1, ge=0, description="Log-scale spread of how strongly a speaker shows what they feel."
     )
     setups: int = Field(3, ge=1, description="Recording setups (camera + microphone), each speaker uses one.")
     setup_gain_spread: float = Field(
-        0.5, ge=0, description="Log-range of how strongly each setup passes expressions on to the features."
+        0.3, ge=0, description="Log-range of how strongly each setup passes expressions on to the features."
     )
     setup_strength: float = Field(2.0, ge=0, description="Size of each setup's fixed feature offset (its signature).")
     clips_per_speaker: int = Field(8, ge=1, description="Average clips per speaker; speakers never cross splits.")
@@ -262,7 +261,7 @@ class CorpusGenerator:
         }
         # A setup scales how visible/audible an expression is (camera distance, microphone gain) and
         # leaves a clear signature offset: the gain is a multiplicative nuisance that a linear model
-        # cannot undo, while a non-linear one can read the setup and rescale.
+        # cannot undo, while a non-linear one can in principle read the setup and rescale.
         self.setup_gain = np.exp(np.linspace(-s.setup_gain_spread / 2, s.setup_gain_spread / 2, s.setups))
         self.setup_offset = {
             name: s.setup_strength * world.standard_normal((s.setups, dim))
@@ -321,8 +320,10 @@ class CorpusGenerator:
         # Participants display their (unbounded) appraisal; raters answer on a bounded scale that
         # saturates, so the intensity is a steep sigmoid of what the features carry.
         self.intensity = _sigmoid(s.label_steepness * latent - s.label_steepness / 2)
+        # What a participant displays is positive and grows exponentially with the appraisal.
+        display = 0.4 * np.exp(0.6 * latent)
         vad = np.tanh(0.3 * latent @ _VAD_WEIGHTS.T)
-        self.factors = np.concatenate([0.5 * latent, vad], axis=1)
+        self.factors = np.concatenate([display, vad], axis=1)
         self.duration = rng.uniform(s.min_duration, s.max_duration, size=n)
 
         self.has_face = rng.random(n) >= s.missing_face
@@ -341,11 +342,12 @@ class CorpusGenerator:
     def __len__(self) -> int:
         return self.settings.clips
 
-    def labels(self, split: str, *, expected: bool = False) -> pd.DataFrame:
-        """Observed (or noise-free expected) labels of one split, indexed by clip id."""
+    def labels(self, split: str) -> pd.DataFrame:
+        """Observed (rater-averaged) labels of one split, indexed by clip id."""
         rows = self.split == split
-        values = self.expected if expected else self.observed
-        return pd.DataFrame(values[rows], index=pd.Index(self.ids[rows], name="Filename"), columns=list(EMOTIONS))
+        return pd.DataFrame(
+            self.observed[rows], index=pd.Index(self.ids[rows], name="Filename"), columns=list(EMOTIONS)
+        )
 
     def clip(self, index: int) -> SimulatedClip:
         """Generate the clip at position ``index`` (0 <= index < clips), independently of all others."""
@@ -360,8 +362,8 @@ class CorpusGenerator:
         centre = rng.uniform(0.0, duration, size=n_drive)
         half = duration * rng.uniform(s.min_segment, s.max_segment, size=n_drive) / 2
         segments = np.stack([centre - half, centre + half], axis=1)
-        # Nuisance activity is louder for expressive speakers, which is what lets a non-linear
-        # model estimate (and undo) the expressiveness gain from the features themselves.
+        # Nuisance activity is louder for expressive speakers, so a model can estimate the
+        # expressiveness gain from the features themselves (and, in principle, undo it).
         amplitude = np.concatenate(
             [gain * self.factors[index], gain * s.nuisance_strength * rng.uniform(0.2, 1.0, self.N_NUISANCES)]
         )
@@ -409,14 +411,13 @@ class CorpusGenerator:
             # averages out over time while its spread and extremes keep it.
             rate = rng.uniform(3.0, 6.0)
             carrier = np.sin(2 * np.pi * rate * t + rng.uniform(0, 2 * np.pi))
-            envelope[:, : len(FACTORS)] *= carrier[:, None]
+            envelope[:, : len(EMOTIONS)] *= carrier[:, None]
         drive = envelope * amplitude * self.setup_gain[self.speaker_setup[speaker]]
         drive += s.latent_noise * _slow_noise(rng, frames, drive.shape[1], max(1, round(0.2 * fps)))
         features = extractor.emit(drive, mirrored=mirrored)
         features += s.feature_noise * rng.standard_normal((frames, dim))
+        features += self.setup_offset[modality][self.speaker_setup[speaker]]
         # Speaker offsets come from the speaker's own stream, so they are shared by all their clips.
-        setup = self.speaker_setup[speaker]
-        features += self.setup_offset[modality][setup]
         features += s.speaker_strength * _stream(s.seed, 3, MODALITY_KEYS[modality], speaker).standard_normal(dim)
         features += s.channel_strength * channel * rng.standard_normal(dim)
         return (features * extractor.scale + extractor.offset).astype(np.float32)
@@ -488,7 +489,8 @@ def simulate(out: str | Path, settings: SimulationSettings | None = None, *, pro
     ]
     with Progress(*columns, disable=not progress) as bar:
         task = bar.add_task(str(root), total=len(generator))
-        for clip in iter_clips(generator):
+        for index in range(len(generator)):
+            clip = generator.clip(index)
             stem = clip_stem(clip.clip_id)
             if clip.face is not None:
                 save_array(root / FACE_DIR / f"{stem}.pkl", clip.face)
@@ -527,9 +529,3 @@ def _write_truth_table(generator: CorpusGenerator, path: Path) -> None:
     )
     with atomic_path(path) as tmp:
         table.sort_index().to_csv(tmp, float_format="%.6f")
-
-
-def iter_clips(generator: CorpusGenerator) -> Iterator[SimulatedClip]:
-    """All clips in order of generation (one at a time, so memory stays bounded)."""
-    for index in range(len(generator)):
-        yield generator.clip(index)
