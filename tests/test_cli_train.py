@@ -46,3 +46,11 @@ def test_configs_lists_presets_and_registries(capsys):
     assert main(["configs"]) == 0
     printed = capsys.readouterr().out
     assert "paper" in printed and "meanstd" in printed and "concat" in printed
+
+
+def test_demo_runs_every_stage_on_a_small_corpus(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--clips", "80", "--max-epochs", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "of the oracle" in printed and "fraction" in printed
+    assert (out / "submission.csv").exists() and (out / "run" / "metrics.json").exists()
