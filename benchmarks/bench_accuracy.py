@@ -34,6 +34,7 @@ CORPORA: dict[str, dict] = {
     "demo": {"seed": 0, "clips": 4000},  # what `emimic demo` simulates
     "second": {
         "seed": 1,
+        "clips": 4000,
         "face_dim": 768,
         "audio_dim": 1024,
         "text_dim": 256,
