@@ -1,8 +1,8 @@
 """Accuracy of the reference method against baselines, on the same simulated corpus and splits.
 
-For each corpus (the default simulator settings, seed 0; the 4,000-clip corpus of ``emimic demo``;
-and a second corpus with other widths, lengths, noise and missing rates), it trains and scores on
-the validation split:
+For each corpus (the default simulator settings, seed 0, which ``emimic demo`` uses too, and a
+second corpus with other widths, lengths, noise and missing rates), it trains and scores on the
+validation split:
 
 * ``paper``: the reference method (configs/paper.yaml), and ``paper without VAD prior``;
 * ``ridge mean``: ridge regression on the per-modality mean-pooled features;
@@ -31,10 +31,8 @@ import numpy as np
 # The second corpus changes every axis the issue names: widths, lengths, noise, missing rates.
 CORPORA: dict[str, dict] = {
     "default": {"seed": 0},
-    "demo": {"seed": 0, "clips": 4000},  # what `emimic demo` simulates
     "second": {
         "seed": 1,
-        "clips": 4000,
         "face_dim": 768,
         "audio_dim": 1024,
         "text_dim": 256,

@@ -131,11 +131,6 @@ def configs_command(parser: argparse.ArgumentParser) -> Handler:
     return run
 
 
-# 4,000 clips (2,400 for training) is where the paper method gets past 90 % of the oracle on the
-# simulated corpus (80 % with 1,200 training clips), and the demo still runs in well under a minute.
-DEMO_CLIPS = 4000
-
-
 def _oracle(data: Path, split: str) -> dict[str, float] | None:
     from emimic.data.simulate import ORACLE_FILE
 
@@ -150,10 +145,7 @@ def _oracle(data: Path, split: str) -> dict[str, float] | None:
 def demo_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="demo folder (default: runs/demo)")
     _add_config_args(parser)
-    parser.add_argument(
-        "--clips", type=int, default=DEMO_CLIPS,
-        help=f"corpus size (default {DEMO_CLIPS}: with the simulator's default 2000 the paper method is data-limited)",
-    )
+    parser.add_argument("--clips", type=int, default=None, help="corpus size (default: the simulator's, 2000)")
 
     def run(args: argparse.Namespace) -> int:
         from emimic.cli.data import print_validation
@@ -167,8 +159,8 @@ def demo_command(parser: argparse.ArgumentParser) -> Handler:
         data, run_dir = args.out / "data", args.out / "run"
         seed = 0 if args.seed is None else args.seed
         if not (data / ORACLE_FILE).exists():
-            console.print(f"[bold]1/5 simulate[/] {args.clips} clips → {data}")
-            simulate(data, SimulationSettings(seed=seed, clips=args.clips))
+            console.print(f"[bold]1/5 simulate[/] {data}")
+            simulate(data, SimulationSettings(seed=seed, **({"clips": args.clips} if args.clips else {})))
         console.print("[bold]2/5 validate[/]")
         report = validate(data)
         if not report.ok:
