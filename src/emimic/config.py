@@ -141,7 +141,8 @@ class TrainConfig(Section):
     ema: EMAConfig = Field(default_factory=EMAConfig)
     num_workers: int = Field(0, ge=0)
     threads: int | None = Field(
-        1, gt=0, description="torch CPU threads while training (small MLPs run fastest on one); null: torch's default"
+        1, gt=0, description="torch CPU threads for training and inference (small MLPs run fastest on one); null: "
+        "torch's default"
     )
     accelerator: str = "cpu"
     devices: int | str = 1

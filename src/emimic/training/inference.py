@@ -8,6 +8,8 @@ Applying it to data whose modality widths differ is refused with a clear error.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,6 +96,21 @@ def clip_loader(store: FeatureStore, spec: ModelSpec, model: EMIModel, ids: np.n
                       drop_last=drop_last, num_workers=num_workers, persistent_workers=num_workers > 0)
 
 
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run a block with ``count`` intra-op CPU threads, then restore the caller's setting.
+
+    The model's matrices are small: one thread is faster than several, and far faster when other
+    work shares the cores (measured: 21k vs 9k clips/s of inference on 2 busy cores)."""
+    previous = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def eval_batch_size(model: EMIModel, train_batch: int) -> int:
     """Pooled inputs are tiny, so inference takes big batches; sequences keep the training size."""
     return 2 * train_batch if model.uses_frames else INFERENCE_BATCH
@@ -107,7 +124,8 @@ def predict_ids(trained: TrainedModel, store: FeatureStore, ids: np.ndarray) -> 
     batch = eval_batch_size(trained.model, trained.config.optim.batch_size)
     loader = clip_loader(store, trained.spec, trained.model, ids, None, batch_size=batch,
                          max_frames=trained.config.model.encoder.max_frames)
-    preds = [trained.model(batch["inputs"]).pred for batch in loader]
+    with torch_threads(trained.config.train.threads):
+        preds = [trained.model(batch["inputs"]).pred for batch in loader]
     out = torch.cat(preds).numpy() if preds else np.zeros((0, len(EMOTIONS)), np.float32)
     return np.clip(out, 0.0, 1.0)
 

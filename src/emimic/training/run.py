@@ -15,7 +15,6 @@ as an uninterrupted one.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
@@ -38,7 +37,15 @@ from emimic.labels import EMOTIONS
 from emimic.models.emi import resolve_spec
 from emimic.training.ema import EMA
 from emimic.training.history import MONITOR, History
-from emimic.training.inference import BEST_CHECKPOINT, Evaluation, clip_loader, eval_batch_size, evaluate, load_run
+from emimic.training.inference import (
+    BEST_CHECKPOINT,
+    Evaluation,
+    clip_loader,
+    eval_batch_size,
+    evaluate,
+    load_run,
+    torch_threads,
+)
 from emimic.training.module import EMIModule
 
 CONFIG_FILE = "config.yaml"
@@ -48,18 +55,6 @@ LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 # Lightning's advice on worker counts and logging does not apply to in-memory pooled batches.
 _QUIET = (r".*does not have many workers.*", r".*LightningModule.*has parameters that were not used.*",
           r".*The number of training batches.*", r".*treespec.*", r".*exists and is not empty.*")
-
-
-@contextlib.contextmanager
-def torch_threads(count: int | None) -> Iterator[None]:
-    """Run a block with ``count`` intra-op CPU threads, then restore the caller's setting."""
-    previous = torch.get_num_threads()
-    if count is not None:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 class EpochShuffle(Sampler[int]):
