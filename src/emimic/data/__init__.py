@@ -6,8 +6,7 @@ not pay for importing torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from emimic.lazy import lazy_exports
 
 _EXPORTS = {
     "ClipDataset": "emimic.data.dataset",
@@ -26,7 +25,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'emimic.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -6,7 +6,7 @@ Imported lazily so that ``emimic.config`` (which reads the loss-term registry fr
 
 from __future__ import annotations
 
-from typing import Any
+from emimic.lazy import lazy_exports
 
 _EXPORTS = {
     "train": "emimic.training.run",
@@ -20,9 +20,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'emimic.training' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
