@@ -50,10 +50,12 @@ def test_crafted_pickle_never_runs_code(tmp_path: Path) -> None:
     ("value", "message"),
     [
         (np.array([[1.0, np.nan]]), "NaN/Inf"),
-        (np.zeros((0, 3)), "empty"),
+        (np.zeros((0, 3)), "holds no frames"),
+        (np.zeros((3, 0)), "empty"),
         (np.zeros((2, 3, 4)), "shape"),
         (np.array(["a", "b"]), "not a numeric array"),
-        ({"a": 1}, "not a numeric array"),
+        ({"a": np.ones(3), "b": np.ones(3)}, "holds a dict with keys ['a', 'b']"),
+        ({"a": "text"}, "not a numeric array"),
     ],
 )
 def test_invalid_contents_name_the_file(tmp_path: Path, value: object, message: str) -> None:

@@ -53,3 +53,9 @@ def test_bad_csvs_name_the_file_and_value(tmp_path: Path, body: str, header: str
     with pytest.raises(DataError, match=r"train_split\.csv") as info:
         read_split(_csv(tmp_path, body, header))
     assert re.search(message, str(info.value)), str(info.value)
+
+
+def test_byte_order_mark_from_spreadsheet_exports(tmp_path: Path) -> None:
+    path = tmp_path / "valid_split.csv"
+    path.write_bytes(("\ufeff" + HEADER + "\n7,0,0,0,0,0,0.5\n").encode("utf-8"))
+    assert read_split(path).loc[7, "Joy"] == 0.5

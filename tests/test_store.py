@@ -125,3 +125,23 @@ def test_missing_split_and_missing_root_are_clear(tmp_path: Path) -> None:
         open_dataset(tmp_path / "nope")
     with pytest.raises(DataError, match="no split CSV"):
         open_dataset(tmp_path)
+
+
+def test_zero_frame_files_are_masked_not_fatal(make_root) -> None:
+    root = make_root()
+    np.save(root / "vit" / "00006.npy", np.zeros((0, 8), np.float32))
+    (root / "vit" / "00006.pkl").unlink()
+    store = FeatureStore.open(pack(root, progress=False).store_dir)
+    assert store.present("vit", [3, 6, 9]).tolist() == [True, False, True]
+    assert store.manifest["modalities"]["vit"]["n_empty"] == 1
+
+
+def test_single_array_dicts_are_unwrapped_and_other_dicts_refused(make_root) -> None:
+    root = make_root(dims={"vit": 4})
+    with open(root / "vit" / "00003.pkl", "wb") as handle:
+        pickle.dump({"feature": np.ones((2, 4))}, handle)
+    assert FeatureStore.open(pack(root, progress=False).store_dir).frames("vit", 3).shape == (2, 4)
+    with open(root / "vit" / "00006.pkl", "wb") as handle:
+        pickle.dump({"a": np.ones((2, 4)), "b": np.ones((2, 4))}, handle)
+    with pytest.raises(DataError, match=r"00006\.pkl: holds a dict with keys \['a', 'b'\]"):
+        pack(root, progress=False)

@@ -69,3 +69,12 @@ def test_root_without_features_or_train_split_is_not_trainable(tmp_path: Path) -
     report = validate(tmp_path, progress=False)
     assert not report.ok
     assert "nothing to train on" in _messages(report) and "no folder of per-clip" in _messages(report)
+
+
+def test_zero_frame_files_are_a_warning(make_root) -> None:
+    root = make_root()
+    np.save(root / "vit" / "00006.npy", np.zeros((0, 8), np.float32))
+    (root / "vit" / "00006.pkl").unlink()
+    report = validate(root, progress=False)
+    assert report.ok
+    assert "1 file(s) hold zero frames and are masked" in _messages(report)

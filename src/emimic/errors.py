@@ -9,6 +9,10 @@ class DataError(EmimicError):
     """A dataset file, column or value is missing, unreadable or invalid."""
 
 
+class EmptyFeatures(DataError):
+    """A per-clip file that holds zero frames (an extractor found no face, no speech): masked, not fatal."""
+
+
 class ConfigError(EmimicError):
     """A configuration file or option is invalid."""
 

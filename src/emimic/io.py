@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emimic.errors import DataError
+from emimic.errors import DataError, EmptyFeatures
 
 ARRAY_SUFFIXES: tuple[str, ...] = (".pkl", ".npy", ".pt")
 
@@ -94,14 +94,26 @@ def to_numpy(value: object) -> np.ndarray:
     return np.asarray(value)
 
 
+def unwrap(value: object, *, source: str) -> object:
+    """The array inside a single-entry dict (``{"feature": x}``); anything else unchanged."""
+    if not isinstance(value, dict):
+        return value
+    if len(value) != 1:
+        keys = sorted(map(str, value))
+        raise DataError(f"{source}: holds a dict with keys {keys[:5]}; expected one array per clip.")
+    return next(iter(value.values()))
+
+
 def as_frames(value: object, *, source: str) -> np.ndarray:
     """Validate one clip's features and return them as a float32 ``(T, D)`` array.
 
-    A 1-D vector is one clip-level frame (T = 1). Anything non-numeric, empty, of rank > 2
-    or holding NaN/Inf is a :class:`DataError` naming ``source``.
+    A 1-D vector is one clip-level frame (T = 1); a dict holding a single array (``{"feature":
+    x}``, as some extraction scripts save) is that array. Zero frames raise
+    :class:`EmptyFeatures`, which callers treat as a missing clip. Anything non-numeric, of
+    width 0, of rank > 2 or holding NaN/Inf is a :class:`DataError` naming ``source``.
     """
     try:
-        array = to_numpy(value)
+        array = to_numpy(unwrap(value, source=source))
     except (TypeError, ValueError) as exc:
         raise DataError(f"{source}: does not hold a numeric array ({exc}).") from None
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
@@ -112,8 +124,10 @@ def as_frames(value: object, *, source: str) -> np.ndarray:
         array = array[0]  # a batch of one, as HF models emit
     if array.ndim != 2:
         raise DataError(f"{source}: has shape {array.shape}; expected (frames, features) or (features,).")
-    if array.shape[0] == 0 or array.shape[1] == 0:
+    if array.shape[1] == 0:
         raise DataError(f"{source}: is empty (shape {array.shape}).")
+    if array.shape[0] == 0:
+        raise EmptyFeatures(f"{source}: holds no frames (shape {array.shape}).")
     array = array.astype(np.float32, copy=False)
     if not np.isfinite(array).all():
         bad = int((~np.isfinite(array)).sum())

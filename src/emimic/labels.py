@@ -61,7 +61,8 @@ def read_split(path: str | Path, *, require_labels: bool = True) -> pd.DataFrame
     """
     path = Path(path)
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+        # utf-8-sig: spreadsheet exports start with a byte-order mark that would hide the Filename header.
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot be read as a CSV ({exc}).") from None
     raw.columns = [str(c).strip() for c in raw.columns]

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from emimic.data.layout import DatasetLayout, ModalitySource, discover, read_mapping
-from emimic.errors import DataError
+from emimic.errors import DataError, EmptyFeatures
 from emimic.io import as_frames, decode_array, write_text
 from emimic.progress import progress_bar
 
@@ -54,28 +54,38 @@ def pool_frames(frames: np.ndarray) -> np.ndarray:
     return np.concatenate([wide.mean(0), wide.std(0), wide.min(0), wide.max(0)]).astype(np.float32)
 
 
-def _clips(source: ModalitySource) -> tuple[int, Iterator[tuple[int, str, np.ndarray, str]]]:
-    """The number of clips of a modality and an iterator of ``(clip id, file name, frames, checksum)`` in id order."""
+Clip = tuple[int, str, np.ndarray | None, str]
+
+
+def _clips(source: ModalitySource) -> tuple[int, Iterator[Clip]]:
+    """The number of clips of a modality and an iterator of ``(clip id, file name, frames, checksum)``
+    in id order; ``frames`` is None for a file that holds zero frames (masked like a missing file)."""
     if source.container is not None:
         data = source.container.read_bytes()
         checksum = hashlib.blake2b(data, digest_size=16).hexdigest()
         mapping = read_mapping(source.container)
 
-        def from_container() -> Iterator[tuple[int, str, np.ndarray, str]]:
+        def from_container() -> Iterator[Clip]:
             for clip_id in sorted(mapping):
-                frames = as_frames(mapping[clip_id], source=f"{source.container} [id {clip_id}]")
+                try:
+                    frames = as_frames(mapping[clip_id], source=f"{source.container} [id {clip_id}]")
+                except EmptyFeatures:
+                    frames = None
                 yield clip_id, source.container.name, frames, checksum
 
         return len(mapping), from_container()
 
-    def from_files() -> Iterator[tuple[int, str, np.ndarray, str]]:
+    def from_files() -> Iterator[Clip]:
         for clip_id in sorted(source.names):
             path = source.path / source.names[clip_id]
             try:
                 data = path.read_bytes()
             except OSError as exc:
                 raise DataError(f"{path}: cannot be read ({exc.strerror}).") from None
-            frames = decode_array(data, path.suffix, source=str(path))
+            try:
+                frames = decode_array(data, path.suffix, source=str(path))
+            except EmptyFeatures:
+                frames = None
             yield clip_id, path.name, frames, hashlib.blake2b(data, digest_size=16).hexdigest()
 
     return len(source.names), from_files()
@@ -90,9 +100,14 @@ def _pack_modality(source: ModalitySource, folder: Path, dtype: str, *, progress
     dim: int | None = None
     first_file = ""
     sources: list[str] = ["file,clip_id,frames,blake2b"]
+    row = 0
     with open(folder / "frames.bin", "wb") as frames_out, progress_bar(progress) as bar:
         task = bar.add_task(f"pack {source.name}", total=n_clips)
-        for row, (clip_id, name, frames, checksum) in enumerate(clips):
+        for clip_id, name, frames, checksum in clips:
+            bar.advance(task)
+            sources.append(f"{name},{clip_id},{0 if frames is None else frames.shape[0]},{checksum}")
+            if frames is None:
+                continue
             if dim is None:
                 dim, first_file = frames.shape[1], name
                 pooled = np.empty((n_clips, 4 * dim), dtype=np.float32)
@@ -105,8 +120,10 @@ def _pack_modality(source: ModalitySource, folder: Path, dtype: str, *, progress
             ids[row], lengths[row] = clip_id, frames.shape[0]
             pooled[row] = pool_frames(frames)
             frames_out.write(frames.astype(dtype, copy=False).tobytes())
-            sources.append(f"{name},{clip_id},{frames.shape[0]},{checksum}")
-            bar.advance(task)
+            row += 1
+    if pooled is None:
+        raise DataError(f"{source.path}: no clip of modality {source.name!r} holds any frame.")
+    ids, lengths, pooled = ids[:row], lengths[:row], pooled[:row]
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     for name, array in (("ids", ids), ("lengths", lengths), ("offsets", offsets), ("pooled", pooled)):
         np.save(folder / f"{name}.npy", array, allow_pickle=False)
@@ -114,7 +131,8 @@ def _pack_modality(source: ModalitySource, folder: Path, dtype: str, *, progress
     return {
         "dim": dim,
         "dtype": dtype,
-        "n_clips": int(n_clips),
+        "n_clips": row,
+        "n_empty": n_clips - row,
         "n_frames": int(lengths.sum()),
         "length": {
             "min": int(lengths.min()),

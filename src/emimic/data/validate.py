@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from emimic.data.layout import SPLIT_FILES, ModalitySource, discover, read_mapping
-from emimic.errors import DataError
-from emimic.io import as_frames, decode_object, to_numpy
+from emimic.errors import DataError, EmptyFeatures
+from emimic.io import as_frames, decode_object, to_numpy, unwrap
 from emimic.labels import read_split
 from emimic.progress import progress_bar
 
@@ -81,11 +81,14 @@ def _scan_modality(source: ModalitySource, problems: list[Problem], bar, task) -
             for clip_id, path in sorted(source.files.items())
         ]
     bar.update(task, total=len(loaders))
+    empty: list[str] = []
     for clip_id, where, load in loaders:
         try:
             value = load()
-            dtypes[str(to_numpy(value).dtype)] += 1
+            dtypes[str(to_numpy(unwrap(value, source=where)).dtype)] += 1
             frames = as_frames(value, source=where)
+        except EmptyFeatures:
+            empty.append(where)
         except DataError as exc:
             problems.append(Problem("error", source.name, str(exc)))
         except Exception as exc:
@@ -93,6 +96,10 @@ def _scan_modality(source: ModalitySource, problems: list[Problem], bar, task) -
         else:
             lengths[clip_id], widths[clip_id] = frames.shape
         bar.advance(task)
+    if empty:
+        problems.append(
+            Problem("warning", source.name, f"{len(empty)} file(s) hold zero frames and are masked, e.g. {empty[0]}.")
+        )
     for first, second in source.duplicates:
         problems.append(Problem("error", source.name, f"{second} duplicates clip {first.stem} ({first.name})."))
     for path in source.stray:
