@@ -16,10 +16,10 @@ from emimic.features.base import (
     ClipInput,
     Extractor,
     Output,
+    PretrainedExtractor,
     Result,
     clip_frame,
     frames_frame,
-    locate_model,
     numbered,
     quiet_transformers,
     register_extractor,
@@ -70,7 +70,7 @@ def normalise_waveform(audio: np.ndarray) -> np.ndarray:
     return (audio - audio.mean()) / np.sqrt(audio.var() + 1e-7)
 
 
-class HiddenStateExtractor(Extractor):
+class HiddenStateExtractor(PretrainedExtractor):
     """Hidden states of a wav2vec2-family speech model at 50 Hz, from a local transformers directory.
 
     ``layer`` picks the hidden state (0 = the CNN feature projection, -1 = the last transformer
@@ -79,28 +79,22 @@ class HiddenStateExtractor(Extractor):
 
     needs = frozenset({"audio"})
     packages = ("transformers", "torch")
-    example = "`hf download facebook/wav2vec2-base --local-dir DIR/wav2vec2`"
+    model_example = "`hf download facebook/wav2vec2-base --local-dir DIR/wav2vec2`"
 
     def __init__(
         self, *, model_dir: str | Path | None = None, model: str | None = None, layer: int | list[int] = -1
     ) -> None:
-        super().__init__(model_dir=model_dir)
-        self.model = model
+        super().__init__(model_dir=model_dir, model=model)
         self.layers = [layer] if isinstance(layer, int) else [int(x) for x in layer]
         if not self.layers:
             raise ValueError("layer must name at least one hidden state")
 
     @property
     def params(self) -> dict[str, Any]:
-        return {"model": str(self._model_path()), "layer": self.layers if len(self.layers) > 1 else self.layers[0]}
+        return {**super().params, "layer": self.layers if len(self.layers) > 1 else self.layers[0]}
 
     def outputs(self) -> tuple[Output, ...]:
         return (Output(self.name, "frame", f"{self.name} hidden states (layers {self.layers} averaged), 50 Hz"),)
-
-    def _model_path(self) -> Path:
-        return locate_model(
-            self.name, model=self.model, model_dir=self.model_dir, marker="config.json", example=self.example
-        )
 
     def check(self) -> None:
         config = json.loads((self._model_path() / "config.json").read_text())
@@ -154,11 +148,11 @@ class Wav2Vec2Extractor(HiddenStateExtractor):
 class HubertExtractor(HiddenStateExtractor):
     """HuBERT hidden states at 50 Hz (``layer``: an index, or a list to average; default -1, the last)."""
 
-    example = "`hf download facebook/hubert-base-ls960 --local-dir DIR/hubert`"
+    model_example = "`hf download facebook/hubert-base-ls960 --local-dir DIR/hubert`"
 
 
 @register_extractor("wavlm")
 class WavLMExtractor(HiddenStateExtractor):
     """WavLM hidden states at 50 Hz (``layer``: an index, or a list to average; default -1, the last)."""
 
-    example = "`hf download microsoft/wavlm-base-plus --local-dir DIR/wavlm`"
+    model_example = "`hf download microsoft/wavlm-base-plus --local-dir DIR/wavlm`"

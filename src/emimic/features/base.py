@@ -288,3 +288,39 @@ def locate_model(
         f"Download it once on a machine with network, e.g. {example}, then pass --model-dir DIR "
         f"(the model in DIR/{extractor}) or --option {extractor}.model=PATH."
     )
+
+
+class PretrainedExtractor(Extractor):
+    """An extractor backed by a local pretrained model: the ``model`` option (a directory),
+    ``<model_dir>/<name>``, or :meth:`shipped_model` (one a Python package ships), in that order.
+
+    Subclasses set :attr:`model_example` (how to fetch the model once, for the error message) and
+    :attr:`model_marker` (a file the directory must hold).
+    """
+
+    model_marker: ClassVar[str] = "config.json"
+    model_example: ClassVar[str] = ""
+
+    def __init__(self, *, model_dir: str | Path | None = None, model: str | None = None) -> None:
+        super().__init__(model_dir=model_dir)
+        self.model = model
+
+    def shipped_model(self) -> Path | None:
+        return None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"model": str(self._model_path())}
+
+    def _model_path(self) -> Path:
+        return locate_model(
+            self.name,
+            model=self.model,
+            model_dir=self.model_dir,
+            marker=self.model_marker,
+            example=self.model_example,
+            fallback=self.shipped_model,
+        )
+
+    def check(self) -> None:
+        self._model_path()

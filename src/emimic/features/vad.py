@@ -24,12 +24,11 @@ from emimic.errors import ConfigError
 from emimic.features.audio import normalise_waveform
 from emimic.features.base import (
     ClipInput,
-    Extractor,
     Output,
+    PretrainedExtractor,
     Result,
     clip_frame,
     frames_frame,
-    locate_model,
     numbered,
     quiet_transformers,
     register_extractor,
@@ -73,11 +72,12 @@ def dimensional_model_class() -> type:
 
 
 @register_extractor("vad")
-class VadExtractor(Extractor):
+class VadExtractor(PretrainedExtractor):
     """Valence/arousal/dominance per clip (``vad_clip``), over time (``vad``) and the pooled embedding (``vad_emb``)."""
 
     needs = frozenset({"audio"})
     packages = ("transformers", "torch")
+    model_example = "`hf download audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim --local-dir DIR/vad`"
 
     def __init__(
         self,
@@ -87,10 +87,10 @@ class VadExtractor(Extractor):
         window: float = 1.0,
         hop: float = 0.5,
     ) -> None:
-        super().__init__(model_dir=model_dir)
+        super().__init__(model_dir=model_dir, model=model)
         if window <= 0 or hop <= 0:
             raise ValueError(f"window and hop must be positive, got {window} and {hop}")
-        self.model, self.window, self.hop = model, float(window), float(hop)
+        self.window, self.hop = float(window), float(hop)
 
     def outputs(self) -> tuple[Output, ...]:
         return (
@@ -101,16 +101,7 @@ class VadExtractor(Extractor):
 
     @property
     def params(self) -> dict[str, Any]:
-        return {"model": str(self._model_path()), "window": self.window, "hop": self.hop}
-
-    def _model_path(self) -> Path:
-        return locate_model(
-            "vad",
-            model=self.model,
-            model_dir=self.model_dir,
-            marker="config.json",
-            example="`hf download audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim --local-dir DIR/vad`",
-        )
+        return {**super().params, "window": self.window, "hop": self.hop}
 
     def check(self) -> None:
         config = json.loads((self._model_path() / "config.json").read_text())

