@@ -52,6 +52,12 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-epochs", type=int, default=None, help="epoch limit (overrides the config's)")
 
 
+def _add_run_args(parser: argparse.ArgumentParser, *, split: str) -> None:
+    parser.add_argument("--run", type=Path, required=True, help="run folder written by `emimic train`")
+    parser.add_argument("--data", type=Path, required=True, help="dataset root")
+    parser.add_argument("--split", default=split, help=f"split to use (default: {split})")
+
+
 @command("train", "Train a model on a dataset root into a run folder (resumes an interrupted run).",
          "emimic train --data data/sim --out runs/paper --config paper --seed 0")
 def train_command(parser: argparse.ArgumentParser) -> Handler:
@@ -77,9 +83,7 @@ def train_command(parser: argparse.ArgumentParser) -> Handler:
 @command("evaluate", "Per-dimension PCC and mean PCC of a trained run on a labelled split.",
          "emimic evaluate --run runs/paper --data data/sim --split valid --json valid.json")
 def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
-    parser.add_argument("--run", type=Path, required=True, help="run folder written by `emimic train`")
-    parser.add_argument("--data", type=Path, required=True, help="dataset root")
-    parser.add_argument("--split", default="valid", help="split to score (default: valid)")
+    _add_run_args(parser, split="valid")
     parser.add_argument("--json", type=Path, default=None, help="also write the scores to this JSON file")
 
     def run(args: argparse.Namespace) -> int:
@@ -99,9 +103,7 @@ def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
 @command("predict", "Write a validated submission CSV for a split (Filename + six emotions, sorted, in [0, 1]).",
          "emimic predict --run runs/paper --data data/sim --split test --out submission.csv")
 def predict_command(parser: argparse.ArgumentParser) -> Handler:
-    parser.add_argument("--run", type=Path, required=True, help="run folder written by `emimic train`")
-    parser.add_argument("--data", type=Path, required=True, help="dataset root")
-    parser.add_argument("--split", default="test", help="split to predict (default: test)")
+    _add_run_args(parser, split="test")
     parser.add_argument("--out", type=Path, required=True, help="submission CSV to write")
 
     def run(args: argparse.Namespace) -> int:
