@@ -139,6 +139,9 @@ class EMAConfig(Section):
 
 class TrainConfig(Section):
     max_epochs: int = Field(30, gt=0)
+    valid_fraction: float | None = Field(
+        None, gt=0.0, lt=1.0, description="share of train held out for validation when the corpus has no valid split"
+    )
     patience: int = Field(10, gt=0, description="epochs without a better val mean PCC before stopping")
     ema: EMAConfig = Field(default_factory=EMAConfig)
     num_workers: int = Field(0, ge=0)

@@ -64,6 +64,14 @@ def output_folder(text: str) -> Path:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def add_valid_fraction_arg(parser: argparse.ArgumentParser) -> None:
+    """``--valid-fraction``, shared by ``train`` and ``validate`` so both judge a corpus the same way."""
+    parser.add_argument(
+        "--valid-fraction", type=fraction, default=None, metavar="F",
+        help="when the corpus has no valid_split.csv, hold out this share of train for validation (e.g. 0.2)",
+    )
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose errors are one line pointing to ``--help``, not the whole usage block."""
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import ValidationError
 from rich.table import Table
 
-from emimic.cli.arguments import output_folder
+from emimic.cli.arguments import add_valid_fraction_arg, output_folder
 from emimic.cli.registry import Handler, command, out
 from emimic.config import explain
 from emimic.data.store import DTYPES, pack
@@ -103,10 +103,11 @@ def simulate_command(parser: argparse.ArgumentParser) -> Handler:
 )
 def validate_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("root", type=Path, help="dataset root in the Hume-Vidmimic2 layout")
+    add_valid_fraction_arg(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def run(args: argparse.Namespace) -> int:
-        report = validate(args.root, progress=not args.quiet)
+        report = validate(args.root, valid_fraction=args.valid_fraction, progress=not args.quiet)
         print_validation(report)
         return 0 if report.ok else 1
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from emimic.cli.arguments import output_file, output_folder, positive_int, seed_value
+from emimic.cli.arguments import add_valid_fraction_arg, output_file, output_folder, positive_int, seed_value
 from emimic.cli.registry import Handler, command, console, out
 from emimic.config import SEED_MAX, list_presets
 from emimic.errors import DataError
@@ -69,13 +69,19 @@ def train_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--data", type=Path, required=True, help="dataset root (Hume-Vidmimic2 layout)")
     parser.add_argument("--out", type=output_folder, required=True, help="run folder to create or resume")
     _add_config_args(parser)
+    add_valid_fraction_arg(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
 
     def run(args: argparse.Namespace) -> int:
         from emimic.training.run import train
 
-        result = train(args.data, args.out, config=args.config, seed=args.seed, max_epochs=args.max_epochs,
-                       progress=not args.quiet)
+        try:
+            result = train(args.data, args.out, config=args.config, seed=args.seed, max_epochs=args.max_epochs,
+                           valid_fraction=args.valid_fraction, progress=not args.quiet)
+        except DataError as exc:
+            check = f"emimic validate {args.data}" + (f" --valid-fraction {args.valid_fraction}"
+                                                     if args.valid_fraction else "")
+            raise DataError(f"{str(exc).rstrip('.')}; run `{check}` to list every problem.") from None
         out.print(pcc_table(result.valid.pcc, f"Validation ({result.valid.n_clips} clips), best epoch"
                             f" {result.best_epoch}/{result.epochs}"))
         out.print(coverage_line(result.valid.coverage))
