@@ -35,12 +35,12 @@ def test_every_problem_is_listed(make_root) -> None:
     messages = _messages(report)
     assert not report.ok
     for expected in [
-        "00009.pkl: cannot be read",
-        "00012.pkl: holds 1 NaN/Inf",
-        "clip 15 has feature width 5",
-        "duplicates clip 00018",
-        "ids in no split, e.g. [99999]",
-        "notes.pkl: file name is not a clip id",
+        " wav2vec2/00009.pkl: cannot be read",
+        " vit/00012.pkl: holds 1 NaN/Inf",
+        " vit/00015.pkl: feature width 5",
+        " vit/00018.npy duplicates clip 00018 (vit/00018.pkl)",
+        "1 file(s) for ids in no split: 99999.",
+        " vit/notes.pkl: file name is not a clip id",
     ]:
         assert expected in messages, messages
 

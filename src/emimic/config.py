@@ -15,7 +15,8 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +31,7 @@ from emimic.models.registry import Registry
 from emimic.training.losses import LOSS_TERMS
 
 DEFAULT_PRESET = "paper"
+SEED_MAX = 2**32 - 1  # numpy's and Lightning's limit
 
 
 def _registered(registry: Registry, name: str) -> str:
@@ -137,6 +139,9 @@ class EMAConfig(Section):
 
 class TrainConfig(Section):
     max_epochs: int = Field(30, gt=0)
+    valid_fraction: float | None = Field(
+        None, gt=0.0, lt=1.0, description="share of train held out for validation when the corpus has no valid split"
+    )
     patience: int = Field(10, gt=0, description="epochs without a better val mean PCC before stopping")
     ema: EMAConfig = Field(default_factory=EMAConfig)
     num_workers: int = Field(0, ge=0)
@@ -153,7 +158,7 @@ class ExperimentConfig(Section):
 
     name: str = DEFAULT_PRESET
     description: str = ""
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
@@ -204,12 +209,33 @@ def _set_dotted(tree: dict[str, Any], key: str, value: object) -> None:
     node[leaf] = value
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _section_keys(model: type[BaseModel], path: Sequence[str | int]) -> list[str]:
+    """The keys allowed in the section at ``path`` of ``model`` (empty when ``path`` is not a section)."""
+    for part in path:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def _describe(error: Mapping[str, Any], model: type[BaseModel]) -> str:
     where = ".".join(str(p) for p in error["loc"])
     if error["type"] == "extra_forbidden":
-        return f"unknown key {where!r}"
-    message = error["msg"].removeprefix("Value error, ")
-    return f"{where}: {message} (got {error.get('input')!r})"
+        *section, key = error["loc"]
+        allowed = _section_keys(model, section)
+        close = difflib.get_close_matches(str(key), allowed, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
+        return f"unknown key {where!r} ({hint})"
+    message = error["msg"].removeprefix("Value error, ").rstrip(".")
+    # A check of the whole section (loc ()) has no single offending value to quote.
+    return f"{where}: {message} (got {error.get('input')!r})" if where else message
+
+
+def explain(exc: ValidationError, model: type[BaseModel], *, source: str) -> ConfigError:
+    """One sentence for every problem pydantic found: the key, what is wrong, and a did-you-mean for typos."""
+    return ConfigError(f"{source}: " + "; ".join(_describe(e, model) for e in exc.errors()) + ".")
 
 
 def validate_config(raw: Mapping[str, Any], *, source: str = "config") -> ExperimentConfig:
@@ -217,7 +243,7 @@ def validate_config(raw: Mapping[str, Any], *, source: str = "config") -> Experi
     try:
         return ExperimentConfig.model_validate(dict(raw))
     except ValidationError as exc:
-        raise ConfigError(f"{source}: " + "; ".join(_describe(e) for e in exc.errors())) from None
+        raise explain(exc, ExperimentConfig, source=source) from None
 
 
 def load_config(

@@ -19,3 +19,7 @@ class ConfigError(EmimicError):
 
 class ModelNotFoundError(EmimicError):
     """A pretrained model directory is missing; the message says how to provide it."""
+
+
+class OutputPathError(EmimicError):
+    """An output path the user gave cannot be written (missing or read-only folder, a folder where a file goes)."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emimic.errors import DataError, EmptyFeatures
+from emimic.errors import DataError, EmptyFeatures, OutputPathError
 
 ARRAY_SUFFIXES: tuple[str, ...] = (".pkl", ".npy", ".pt")
 
@@ -145,17 +145,66 @@ def load_array(path: str | Path) -> np.ndarray:
     return decode_array(data, path.suffix, source=str(path))
 
 
+def _nearest_existing(folder: Path) -> Path:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def _probe_writable(folder: Path, *, target: Path) -> None:
+    """Create and drop a scratch file: ``os.access`` says yes to root on read-only mounts such as /sys."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise OutputPathError(
+            f"{target}: cannot write in folder {folder} ({exc.strerror}); choose a writable location."
+        ) from None
+
+
+def check_output_path(path: str | Path, *, folder: bool = False, create_parents: bool = False) -> Path:
+    """Refuse, before any work starts, an output path that cannot be written, naming the path as given.
+
+    ``folder`` says the output is a folder (a run folder, a corpus, a store) rather than a file.
+    Missing parent folders are an error unless ``create_parents`` (emimic creates them later), in
+    which case the nearest existing ancestor must be a writable folder.
+    """
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise OutputPathError(f"{path}: is a file, not a folder; choose a folder path.")
+    if not folder and path.is_dir():
+        raise OutputPathError(f"{path}: is a folder; give the path of a file to write.")
+    parent = path if folder else path.parent
+    existing = _nearest_existing(parent.absolute())
+    if existing != parent.absolute() and not create_parents:
+        raise OutputPathError(f"{path}: folder {parent} does not exist; create it first or choose another path.")
+    if not existing.is_dir():
+        raise OutputPathError(f"{path}: {existing} is a file, not a folder; choose another path.")
+    _probe_writable(existing, target=path)
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it over ``path`` only if the block succeeds."""
+    """Yield a temporary path next to ``path``; rename it over ``path`` only if the block succeeds.
+
+    Missing parent folders are created. A path that cannot be written is an :class:`OutputPathError`
+    naming ``path``, never the temporary file.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputPathError(f"{path}: cannot be written ({exc.strerror}); choose a writable location.") from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise OutputPathError(f"{path}: cannot be written ({exc.strerror}); choose another path.") from None
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pydantic import ValidationError
 from rich.table import Table
 
+from emimic.cli.arguments import add_valid_fraction_arg, output_folder
 from emimic.cli.registry import Handler, command, out
+from emimic.config import explain
 from emimic.data.store import DTYPES, pack
 from emimic.data.validate import ValidationReport, validate
-from emimic.errors import ConfigError
 
 
 def frame_table(frame, title: str) -> Table:
@@ -49,7 +51,7 @@ def print_validation(report: ValidationReport) -> None:
 def simulate_command(parser: argparse.ArgumentParser) -> Handler:
     from emimic.data.simulate import SimulationSettings
 
-    parser.add_argument("--out", type=Path, required=True, help="corpus folder to write")
+    parser.add_argument("--out", type=output_folder, required=True, help="corpus folder to write")
     parser.add_argument("--config", type=Path, default=None, help="YAML file of SimulationSettings fields")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     # One flag per setting (e.g. --clips, --seed, --face-dim, --missing-audio); unset flags keep
@@ -75,8 +77,8 @@ def simulate_command(parser: argparse.ArgumentParser) -> Handler:
         else:
             try:
                 settings = SimulationSettings(**overrides)
-            except ValueError as exc:
-                raise ConfigError(f"invalid simulation settings: {exc}") from None
+            except ValidationError as exc:
+                raise explain(exc, SimulationSettings, source="simulate options") from None
         report = simulate(args.out, settings, progress=not args.quiet)
         table = Table(title=f"Oracle PCC of {args.out} (seed {settings.seed})", title_justify="left")
         table.add_column("split")
@@ -101,10 +103,11 @@ def simulate_command(parser: argparse.ArgumentParser) -> Handler:
 )
 def validate_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("root", type=Path, help="dataset root in the Hume-Vidmimic2 layout")
+    add_valid_fraction_arg(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def run(args: argparse.Namespace) -> int:
-        report = validate(args.root, progress=not args.quiet)
+        report = validate(args.root, valid_fraction=args.valid_fraction, progress=not args.quiet)
         print_validation(report)
         return 0 if report.ok else 1
 
@@ -119,7 +122,7 @@ def validate_command(parser: argparse.ArgumentParser) -> Handler:
 def pack_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("root", type=Path, help="dataset root in the Hume-Vidmimic2 layout")
     parser.add_argument("--dtype", choices=DTYPES, default="float32", help="frame storage type (default: float32)")
-    parser.add_argument("--store", type=Path, default=None, help="store folder (default: ROOT/.emimic/store)")
+    parser.add_argument("--store", type=output_folder, default=None, help="store folder (default: ROOT/.emimic/store)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def run(args: argparse.Namespace) -> int:

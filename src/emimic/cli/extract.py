@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from rich.table import Table
 
+from emimic.cli.arguments import positive_int, seed_value
 from emimic.cli.registry import Handler, command, out
 from emimic.errors import ConfigError
 from emimic.features import EXTRACTORS, available_extractors, extract
@@ -52,7 +53,9 @@ def extract_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument(
         "--modalities", default="", help=f"comma-separated extractors to run; available: {names} (see --list)"
     )
-    parser.add_argument("--workers", type=int, default=1, help="local processes (or Ray CPUs with --ray local)")
+    parser.add_argument(
+        "--workers", type=positive_int, default=1, help="local processes (or Ray CPUs with --ray local)"
+    )
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--ray-address", default=None, metavar="ADDR", help="run as Ray tasks on this cluster")
     where.add_argument(
@@ -75,7 +78,7 @@ def extract_command(parser: argparse.ArgumentParser) -> Handler:
         default=640,
         help="downscale frames so their larger side is at most this; 0 keeps full size (default: 640)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=seed_value, default=0, help="random seed (default: 0)")
     parser.add_argument("--overwrite", action="store_true", help="re-extract clips that already have features")
     parser.add_argument("--list", action="store_true", help="list the extractors and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -9,8 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rich.console import Console
+from rich.markup import escape
 
 from emimic import __version__
+from emimic.cli.arguments import OneLineParser
 from emimic.errors import EmimicError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -22,6 +24,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "emimic.cli.extract",
     "emimic.cli.train",
 )
+
+DEBUG_HELP = "on an error, show the full traceback instead of one sentence"
 
 console = Console(stderr=True)
 # Tables printed to a pipe or a log file are not squeezed into 80 columns.
@@ -58,12 +62,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
         except ModuleNotFoundError as exc:
             if exc.name != module:
                 raise
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="emimic",
         description="Emotional Mimicry Intensity estimation: simulate, validate, pack, extract, train, evaluate.",
         epilog="Example: emimic demo --out runs/demo    (see docs/ for every command)",
     )
     parser.add_argument("--version", action="version", version=f"emimic {__version__}")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     handlers: dict[str, Handler] = {}
     for cmd in COMMANDS.values():
@@ -74,8 +79,24 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
             epilog=f"Example:\n  {cmd.example}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+        # Also accepted after the command name; SUPPRESS keeps the global flag's value when it is absent here.
+        child.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
         handlers[cmd.name] = cmd.configure(child)
     return parser, handlers
+
+
+def one_sentence(exc: Exception) -> str:
+    """The message the CLI prints for ``exc``: an :class:`EmimicError`'s own sentence, else a one-line summary.
+
+    Bad input that slips past emimic's own checks usually surfaces as an ``OSError`` naming a path;
+    anything else is most likely a bug, so the sentence asks for the ``--debug`` traceback.
+    """
+    if isinstance(exc, EmimicError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or exc}; check this path (rerun with --debug for the traceback)."
+    detail = " ".join(str(exc).split()) or "no details"
+    return f"unexpected {type(exc).__name__} ({detail}); rerun with --debug for the traceback and report it."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,12 +107,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return handlers[args.command](args)
-    except EmimicError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
-        return 1
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        # soft_wrap: the sentence stays on one line however narrow the terminal is.
+        console.print(f"[bold red]error:[/] {escape(one_sentence(exc))}", highlight=False, soft_wrap=True)
+        return 1
 
 
 if __name__ == "__main__":

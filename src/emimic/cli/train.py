@@ -9,8 +9,9 @@ from pathlib import Path
 
 from rich.table import Table
 
+from emimic.cli.arguments import add_valid_fraction_arg, output_file, output_folder, positive_int, seed_value
 from emimic.cli.registry import Handler, command, console, out
-from emimic.config import list_presets
+from emimic.config import SEED_MAX, list_presets
 from emimic.errors import DataError
 from emimic.io import write_text
 from emimic.labels import EMOTIONS
@@ -48,8 +49,12 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
         "--config", "-c", default=None,
         help=f"YAML file or preset name (default: paper; presets: {', '.join(list_presets())})",
     )
-    parser.add_argument("--seed", type=int, default=None, help="random seed (overrides the config's)")
-    parser.add_argument("--max-epochs", type=int, default=None, help="epoch limit (overrides the config's)")
+    parser.add_argument(
+        "--seed", type=seed_value, default=None, help=f"random seed in [0, {SEED_MAX}] (overrides the config's)"
+    )
+    parser.add_argument(
+        "--max-epochs", type=positive_int, default=None, help="epoch limit, >= 1 (overrides the config's)"
+    )
 
 
 def _add_run_args(parser: argparse.ArgumentParser, *, split: str) -> None:
@@ -62,15 +67,21 @@ def _add_run_args(parser: argparse.ArgumentParser, *, split: str) -> None:
          "emimic train --data data/sim --out runs/paper --config paper --seed 0")
 def train_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--data", type=Path, required=True, help="dataset root (Hume-Vidmimic2 layout)")
-    parser.add_argument("--out", type=Path, required=True, help="run folder to create or resume")
+    parser.add_argument("--out", type=output_folder, required=True, help="run folder to create or resume")
     _add_config_args(parser)
+    add_valid_fraction_arg(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
 
     def run(args: argparse.Namespace) -> int:
         from emimic.training.run import train
 
-        result = train(args.data, args.out, config=args.config, seed=args.seed, max_epochs=args.max_epochs,
-                       progress=not args.quiet)
+        try:
+            result = train(args.data, args.out, config=args.config, seed=args.seed, max_epochs=args.max_epochs,
+                           valid_fraction=args.valid_fraction, progress=not args.quiet)
+        except DataError as exc:
+            check = f"emimic validate {args.data}" + (f" --valid-fraction {args.valid_fraction}"
+                                                     if args.valid_fraction else "")
+            raise DataError(f"{str(exc).rstrip('.')}; run `{check}` to list every problem.") from None
         out.print(pcc_table(result.valid.pcc, f"Validation ({result.valid.n_clips} clips), best epoch"
                             f" {result.best_epoch}/{result.epochs}"))
         out.print(coverage_line(result.valid.coverage))
@@ -84,7 +95,7 @@ def train_command(parser: argparse.ArgumentParser) -> Handler:
          "emimic evaluate --run runs/paper --data data/sim --split valid --json valid.json")
 def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
     _add_run_args(parser, split="valid")
-    parser.add_argument("--json", type=Path, default=None, help="also write the scores to this JSON file")
+    parser.add_argument("--json", type=output_file, default=None, help="also write the scores to this JSON file")
 
     def run(args: argparse.Namespace) -> int:
         from emimic.training.inference import evaluate
@@ -104,7 +115,7 @@ def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
          "emimic predict --run runs/paper --data data/sim --split test --out submission.csv")
 def predict_command(parser: argparse.ArgumentParser) -> Handler:
     _add_run_args(parser, split="test")
-    parser.add_argument("--out", type=Path, required=True, help="submission CSV to write")
+    parser.add_argument("--out", type=output_file, required=True, help="submission CSV to write")
 
     def run(args: argparse.Namespace) -> int:
         from emimic.training.inference import predict
@@ -145,9 +156,9 @@ def _oracle(data: Path, split: str) -> dict[str, float] | None:
 @command("demo", "Simulate a corpus, validate, pack, train the paper method, evaluate and predict.",
          "emimic demo --out runs/demo --seed 0")
 def demo_command(parser: argparse.ArgumentParser) -> Handler:
-    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="demo folder (default: runs/demo)")
+    parser.add_argument("--out", type=output_folder, default=Path("runs/demo"), help="demo folder (default: runs/demo)")
     _add_config_args(parser)
-    parser.add_argument("--clips", type=int, default=None, help="corpus size (default: the simulator's, 2000)")
+    parser.add_argument("--clips", type=positive_int, default=None, help="corpus size (default: the simulator's, 2000)")
 
     def run(args: argparse.Namespace) -> int:
         from emimic.cli.data import print_validation

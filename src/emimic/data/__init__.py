@@ -15,6 +15,7 @@ _EXPORTS = {
     "collate_clips": "emimic.data.dataset",
     "feature_statistics": "emimic.data.dataset",
     "open_dataset": "emimic.data.dataset",
+    "with_valid_split": "emimic.data.dataset",
     "DatasetLayout": "emimic.data.layout",
     "discover": "emimic.data.layout",
     "FeatureStore": "emimic.data.store",

@@ -8,6 +8,7 @@ whole batch with one vectorised read instead of one Python call per clip.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from emimic.data.holdout import resolve_valid_split
 from emimic.data.layout import SPLIT_FILES, DatasetLayout, discover
 from emimic.data.store import FeatureStore, default_store_dir, pack, stale_modalities
 from emimic.errors import DataError
@@ -92,6 +94,20 @@ def open_dataset(
         expected = ", ".join(names[0] for names in SPLIT_FILES.values())
         raise DataError(f"{layout.root}: no split CSV found (expected {expected}).")
     return VidmimicDataset(layout, test_labels=test_labels, store_dir=store_dir)
+
+
+def with_valid_split(ds: VidmimicDataset, valid_fraction: float | None) -> VidmimicDataset:
+    """``ds`` as training sees it: unchanged when it has a valid split, else a copy with part of train held out.
+
+    Refuses, with the sentence ``emimic validate`` prints, a corpus without a valid split when no
+    ``valid_fraction`` is given (see :mod:`emimic.data.holdout`).
+    """
+    splits = resolve_valid_split(ds.splits, valid_fraction, root=ds.root)
+    if "valid" in ds.splits:
+        return ds
+    held = copy.copy(ds)  # shares the layout and the store; only the split table differs
+    held.splits = splits
+    return held
 
 
 @dataclass(frozen=True)

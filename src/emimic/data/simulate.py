@@ -29,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from emimic.config import explain
 from emimic.errors import ConfigError
 from emimic.io import atomic_path, save_array, write_text
 from emimic.labels import EMOTIONS, clip_stem, write_split
@@ -167,7 +168,7 @@ class SimulationSettings(BaseModel):
         try:
             return cls.model_validate({**loaded, **overrides})
         except ValidationError as exc:
-            raise ConfigError(f"{path}: invalid simulation settings: {exc}") from None
+            raise explain(exc, cls, source=str(path)) from None
 
 
 @dataclass

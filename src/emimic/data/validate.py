@@ -9,12 +9,14 @@ False and ``emimic validate`` exits non-zero); ``warning`` ones are worth a look
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from emimic.data.holdout import resolve_valid_split
 from emimic.data.layout import SPLIT_FILES, ModalitySource, discover, read_mapping
 from emimic.errors import DataError, EmptyFeatures
 from emimic.io import as_frames, decode_object, to_numpy, unwrap
@@ -45,6 +47,18 @@ class ValidationReport:
         return [p for p in self.problems if p.severity == "error"]
 
 
+def shown_path(path: Path, root: Path) -> str:
+    """``path`` as the user finds it in the layout: ``vit/00024.pkl``, relative to the dataset root."""
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+
+def listing(items: Iterable[object], *, limit: int = 10) -> str:
+    """``"3, 6, 9"``, or the first ``limit`` items and how many more: ``"3, 6, ..., 30 and 12 more"``."""
+    items = list(items)
+    shown = ", ".join(str(item) for item in items[:limit])
+    return f"{shown} and {len(items) - limit} more" if len(items) > limit else shown
+
+
 def _read_splits(layout_split_files: dict[str, Path], problems: list[Problem]) -> dict[str, pd.DataFrame]:
     frames: dict[str, pd.DataFrame] = {}
     for split, path in layout_split_files.items():
@@ -63,8 +77,13 @@ def _read_splits(layout_split_files: dict[str, Path], problems: list[Problem]) -
     return frames
 
 
-def _scan_modality(source: ModalitySource, problems: list[Problem], bar, task) -> dict:
+def _scan_modality(source: ModalitySource, root: Path, problems: list[Problem], bar, task) -> dict:
     """Read every clip of one modality; return its widths, dtypes and lengths."""
+
+    def relative(path: Path) -> str:
+        return shown_path(path, root)
+
+    where_of: dict[int, str] = {}
     lengths: dict[int, int] = {}
     widths: dict[int, int] = {}
     dtypes: Counter[str] = Counter()
@@ -74,15 +93,17 @@ def _scan_modality(source: ModalitySource, problems: list[Problem], bar, task) -
         except DataError as exc:
             problems.append(Problem("error", source.name, str(exc)))
             items = []
-        loaders = [(clip_id, f"{source.container} [id {clip_id}]", lambda v=value: v) for clip_id, value in items]
+        container = relative(source.container)
+        loaders = [(clip_id, f"{container} [id {clip_id}]", lambda v=value: v) for clip_id, value in items]
     else:
         loaders = [
-            (clip_id, str(path), lambda p=path: decode_object(p.read_bytes(), p.suffix, source=str(p)))
+            (clip_id, relative(path), lambda p=path: decode_object(p.read_bytes(), p.suffix, source=relative(p)))
             for clip_id, path in sorted(source.files.items())
         ]
     bar.update(task, total=len(loaders))
     empty: list[str] = []
     for clip_id, where, load in loaders:
+        where_of[clip_id] = where
         try:
             value = load()
             dtypes[str(to_numpy(unwrap(value, source=where)).dtype)] += 1
@@ -98,42 +119,67 @@ def _scan_modality(source: ModalitySource, problems: list[Problem], bar, task) -
         bar.advance(task)
     if empty:
         problems.append(
-            Problem("warning", source.name, f"{len(empty)} file(s) hold zero frames and are masked, e.g. {empty[0]}.")
+            Problem("warning", source.name, f"{len(empty)} file(s) hold zero frames and are masked: {listing(empty)}.")
         )
     for first, second in source.duplicates:
-        problems.append(Problem("error", source.name, f"{second} duplicates clip {first.stem} ({first.name})."))
+        problems.append(
+            Problem("error", source.name, f"{relative(second)} duplicates clip {first.stem} ({relative(first)}).")
+        )
     for path in source.stray:
-        problems.append(Problem("warning", source.name, f"{path.name}: file name is not a clip id; ignored."))
+        problems.append(Problem("warning", source.name, f"{relative(path)}: file name is not a clip id; ignored."))
     width = Counter(widths.values()).most_common(1)[0][0] if widths else None
     for clip_id, w in widths.items():
         if w != width:
             problems.append(
-                Problem("error", source.name, f"clip {clip_id} has feature width {w}; the modality's width is {width}.")
+                Problem("error", source.name, f"{where_of[clip_id]}: feature width {w}; the modality's is {width}.")
             )
     return {"lengths": lengths, "width": width, "dtypes": dtypes}
 
 
-def validate(root: str | Path, *, progress: bool = True) -> ValidationReport:
-    """Read everything under ``root`` and report splits, modalities and problems."""
+def _check_valid_split(
+    root: Path, splits: dict[str, pd.DataFrame], valid_fraction: float | None, problems: list[Problem]
+) -> None:
+    """Report what ``train`` will do for model selection: the same refusal, or the clips it will hold out."""
+    if "train" not in splits:
+        return
+    try:
+        used = resolve_valid_split(splits, valid_fraction, root=root)
+    except DataError as exc:
+        problems.append(Problem("error", "splits", str(exc)))
+        return
+    if "valid" not in splits:
+        held = used["valid"].index
+        problems.append(
+            Problem("warning", "splits", f"no {SPLIT_FILES['valid'][0]}: train --valid-fraction {valid_fraction} will"
+                    f" hold out {len(held)} of {len(splits['train'])} train clips for validation: {listing(held)}.")
+        )
+
+
+def validate(root: str | Path, *, valid_fraction: float | None = None, progress: bool = True) -> ValidationReport:
+    """Read everything under ``root`` and report splits, modalities and problems.
+
+    ``valid_fraction`` is ``train``'s option for a corpus without a valid split: the report then
+    lists the clips it will hold out, and refuses the corpus with ``train``'s sentence without it.
+    """
     layout = discover(root)
     problems: list[Problem] = []
     if "train" not in layout.split_files:
         problems.append(Problem("error", "splits", f"no {SPLIT_FILES['train'][0]}: nothing to train on."))
-    if "valid" not in layout.split_files:
-        problems.append(Problem("warning", "splits", f"no {SPLIT_FILES['valid'][0]}: no model selection split."))
     splits = _read_splits(layout.split_files, problems)
+    _check_valid_split(layout.root, splits, valid_fraction, problems)
     all_ids = set().union(*(frame.index for frame in splits.values())) if splits else set()
     if not layout.modalities:
         problems.append(Problem("error", "modalities", "no folder of per-clip .pkl/.npy/.pt feature files found."))
     for path in layout.escaping_links:
-        problems.append(Problem("error", path.parent.name, f"{path} links outside the dataset root; refused."))
+        shown = shown_path(path, layout.root)
+        problems.append(Problem("error", path.parent.name, f"{shown} links outside the dataset root; refused."))
 
     rows = []
     clips_with_any: set[int] = set()
     with progress_bar(progress) as bar:
         for name, source in layout.modalities.items():
             task = bar.add_task(f"validate {name}", total=None)
-            scan = _scan_modality(source, problems, bar, task)
+            scan = _scan_modality(source, layout.root, problems, bar, task)
             lengths = np.array(list(scan["lengths"].values()) or [0])
             ids = set(scan["lengths"])
             clips_with_any |= ids
@@ -141,7 +187,7 @@ def validate(root: str | Path, *, progress: bool = True) -> ValidationReport:
             unknown = sorted(ids - all_ids) if splits and len(splits) == len(layout.split_files) else []
             if unknown:
                 problems.append(
-                    Problem("warning", name, f"{len(unknown)} file(s) for ids in no split, e.g. {unknown[:3]}.")
+                    Problem("warning", name, f"{len(unknown)} file(s) for ids in no split: {listing(unknown)}.")
                 )
             row = {
                 "modality": name,
@@ -157,10 +203,13 @@ def validate(root: str | Path, *, progress: bool = True) -> ValidationReport:
             rows.append(row)
     split_rows = []
     for split, frame in splits.items():
-        without = int((~frame.index.isin(list(clips_with_any))).sum())
+        bare = frame.index[~frame.index.isin(list(clips_with_any))]
+        without = len(bare)
         labelled = bool(np.isfinite(frame.to_numpy(dtype=float)).all()) and len(frame) > 0
         split_rows.append({"split": split, "clips": len(frame), "labelled": labelled, "without any modality": without})
         if without:
             severity = "error" if split == "train" and without == len(frame) else "warning"
-            problems.append(Problem(severity, f"{split}_split", f"{without} clip(s) have no feature file at all."))
+            problems.append(
+                Problem(severity, f"{split}_split", f"{without} clip(s) have no feature file at all: {listing(bare)}.")
+            )
     return ValidationReport(layout.root, pd.DataFrame(split_rows), pd.DataFrame(rows), problems)

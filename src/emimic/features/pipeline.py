@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 import traceback
@@ -304,6 +305,28 @@ def crashed(task: Task, exc: BaseException) -> ClipReport:
     return ClipReport(clip_id, [Outcome(name, "failed", reason) for name in pending])
 
 
+RAY_PROBE_SECONDS = 5.0
+_NO_CLUSTER = "start one with `ray start --head` or drop --ray-address"
+
+
+def check_ray_address(address: str) -> None:
+    """Fail in seconds when no Ray cluster answers at ``address``: ``ray.init`` itself retries for minutes.
+
+    ``local`` starts a Ray here and ``auto`` finds a running one (Ray fails fast on that itself);
+    ``HOST:PORT`` and ``ray://HOST:PORT`` are probed with one TCP connection.
+    """
+    if address in ("local", "auto"):
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not (sep and host and port.isdigit()):
+        raise ConfigError(f"--ray-address {address!r} is not HOST:PORT, ray://HOST:PORT or auto (e.g. 10.0.0.5:6379).")
+    try:
+        socket.create_connection((host, int(port)), timeout=RAY_PROBE_SECONDS).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"--ray-address {address}: no Ray cluster answers there ({reason}); {_NO_CLUSTER}.") from None
+
+
 def _run_ray(spec: ExtractSpec, tasks: list[Task], address: str, workers: int) -> Iterator[ClipReport]:
     import ray
 
@@ -312,7 +335,10 @@ def _run_ray(spec: ExtractSpec, tasks: list[Task], address: str, workers: int) -
         if address == "local":
             ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False)
         else:
-            ray.init(address=address, log_to_driver=False)
+            try:
+                ray.init(address=address, log_to_driver=False)
+            except ConnectionError as exc:
+                raise ConfigError(f"--ray-address {address}: {' '.join(str(exc).split())} ({_NO_CLUSTER}).") from None
     try:
         remote = ray.remote(num_cpus=1)(run_clip)
         spec_ref = ray.put(spec)
@@ -425,6 +451,8 @@ def extract(
     unknown = sorted(set(options) - set(names))
     if unknown:
         raise ConfigError(f"options given for {unknown}, which are not among the requested extractors {list(names)}.")
+    if ray_address:
+        check_ray_address(ray_address)
     workers = max(1, int(workers))
     spec = ExtractSpec(
         root=str(root),

@@ -30,7 +30,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from torch.utils.data import Sampler
 
 from emimic.config import ExperimentConfig, config_to_yaml, load_config, with_overrides
-from emimic.data import VidmimicDataset, feature_statistics, open_dataset
+from emimic.data import VidmimicDataset, feature_statistics, open_dataset, with_valid_split
 from emimic.errors import ConfigError, DataError
 from emimic.io import write_text
 from emimic.labels import EMOTIONS
@@ -138,13 +138,15 @@ def train(
     config: ExperimentConfig | str | Path | None = None,
     seed: int | None = None,
     max_epochs: int | None = None,
+    valid_fraction: float | None = None,
     overrides: Mapping[str, object] | None = None,
     progress: bool = True,
     callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     """Train ``config`` (default: the paper preset) on ``data`` into the run folder ``out``.
 
-    Resumes an interrupted run in ``out``; returns the stored result of a finished one.
+    Resumes an interrupted run in ``out``; returns the stored result of a finished one. A corpus
+    without a valid split needs ``valid_fraction`` (see :mod:`emimic.data.holdout`).
 
     Example::
 
@@ -158,6 +160,8 @@ def train(
         overrides["seed"] = seed
     if max_epochs is not None:
         overrides["train.max_epochs"] = max_epochs
+    if valid_fraction is not None:
+        overrides["train.valid_fraction"] = valid_fraction
     if run.exists() and any(run.iterdir()) and not (run / CONFIG_FILE).exists():
         raise ConfigError(f"{run} exists and is not an emimic run folder; choose a new --out.")
     cfg = _resolve_config(run, config, overrides)
@@ -165,7 +169,8 @@ def train(
         return _stored_result(run)
 
     started = time.perf_counter()
-    ds = data if isinstance(data, VidmimicDataset) else open_dataset(data)
+    ds = with_valid_split(data if isinstance(data, VidmimicDataset) else open_dataset(data),
+                          cfg.train.valid_fraction)
     store = ds.store(progress=progress)
     train_ids, train_y = _labelled(ds, "train")
     valid_ids, valid_y = _labelled(ds, "valid")

@@ -1,0 +1,79 @@
+"""Argument types shared by the commands: each refuses a bad value with one sentence naming it.
+
+argparse reports an ``ArgumentTypeError`` as ``emimic CMD: error: argument --seed: ...``, so a
+range or path problem is caught before any work starts and nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from emimic.config import SEED_MAX
+from emimic.errors import OutputPathError
+from emimic.io import check_output_path
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer.") from None
+
+
+def seed_value(text: str) -> int:
+    """A random seed numpy and torch both accept: an integer in [0, 2**32 - 1]."""
+    value = _integer(text)
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{value} is out of range; give a seed from 0 to {SEED_MAX}.")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (epochs, workers, clips)."""
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is too small; give an integer of at least 1.")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A share strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number.") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is not a fraction; give a number between 0 and 1, e.g. 0.2.")
+    return value
+
+
+def output_file(text: str) -> Path:
+    """A file emimic will write: its folder must exist and be writable, and it must not be a folder."""
+    try:
+        return check_output_path(text)
+    except OutputPathError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def output_folder(text: str) -> Path:
+    """A folder emimic will create or fill (missing parents are created): it must be creatable and writable."""
+    try:
+        return check_output_path(text, folder=True, create_parents=True)
+    except OutputPathError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_valid_fraction_arg(parser: argparse.ArgumentParser) -> None:
+    """``--valid-fraction``, shared by ``train`` and ``validate`` so both judge a corpus the same way."""
+    parser.add_argument(
+        "--valid-fraction", type=fraction, default=None, metavar="F",
+        help="when the corpus has no valid_split.csv, hold out this share of train for validation (e.g. 0.2)",
+    )
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line pointing to ``--help``, not the whole usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message.rstrip('.')}; see `{self.prog} --help`.\n")

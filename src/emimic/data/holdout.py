@@ -1,0 +1,73 @@
+"""A validation split held out of ``train_split.csv`` when a corpus ships none (``--valid-fraction F``).
+
+Model selection needs a validation split. A corpus without ``valid_split.csv`` is refused by both
+``emimic validate`` and ``emimic train`` with the same sentence, unless the user asks for a
+held-out share of the training clips. The split CSVs of the Hume-Vidmimic2 layout carry no
+speaker or group column, so clips are held out individually. The draw depends only on the
+training ids and the fraction, not on ``--seed``: runs of several seeds are selected and scored on
+the same clips, and ``validate`` can report exactly what ``train`` will hold out.
+
+Example::
+
+    train, valid = hold_out(splits["train"], 0.2)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from emimic.data.layout import SPLIT_FILES
+from emimic.errors import DataError
+
+VALID_FILE = SPLIT_FILES["valid"][0]
+TRAIN_FILE = SPLIT_FILES["train"][0]
+# A fixed seed: the held-out clips must not change with the training seed.
+_HOLDOUT_SEED = 20_240_607
+
+
+def missing_valid_sentence(root: Path) -> str:
+    """What ``validate`` and ``train`` both say about a corpus with no validation split."""
+    return (
+        f"{root}: no {VALID_FILE}, so there is nothing to select the best epoch on; add one, or pass"
+        f" --valid-fraction F (e.g. 0.2) to train and validate to hold out that share of {TRAIN_FILE}."
+    )
+
+
+def unused_fraction_sentence(root: Path) -> str:
+    return f"{root}: has a {VALID_FILE}, so --valid-fraction does not apply; drop it or remove the file."
+
+
+def hold_out(train: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split the training labels into (kept, held out): ``round(fraction * n)`` clips, at least one each."""
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"--valid-fraction {fraction} is not between 0 and 1; give e.g. 0.2.")
+    if len(train) < 2:
+        raise DataError(f"{TRAIN_FILE} has {len(train)} clip(s); holding out a validation share needs at least 2.")
+    n_valid = min(len(train) - 1, max(1, round(fraction * len(train))))
+    order = np.random.default_rng(_HOLDOUT_SEED).permutation(np.sort(train.index.to_numpy()))
+    held = train.index.isin(order[:n_valid])
+    return train[~held], train[held]
+
+
+def resolve_valid_split(
+    splits: Mapping[str, pd.DataFrame], fraction: float | None, *, root: Path
+) -> dict[str, pd.DataFrame]:
+    """The splits training uses: as given when a valid split exists, else with ``fraction`` of train held out.
+
+    Raises the sentence ``validate`` reports when there is no valid split and no ``fraction``, or a
+    ``fraction`` but also a valid split.
+    """
+    if "valid" in splits:
+        if fraction is not None:
+            raise DataError(unused_fraction_sentence(root))
+        return dict(splits)
+    if fraction is None:
+        raise DataError(missing_valid_sentence(root))
+    if "train" not in splits:
+        raise DataError(f"{root}: no {TRAIN_FILE}: nothing to train on.")
+    kept, held = hold_out(splits["train"], fraction)
+    return {**splits, "train": kept, "valid": held}

@@ -1,0 +1,374 @@
+"""Every bad input is one sentence on stderr, a non-zero exit, no traceback and no half-written output."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import pickle
+import shlex
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emimic.cli import main
+from emimic.data.validate import validate
+from emimic.errors import ConfigError, OutputPathError
+from emimic.io import atomic_path, check_output_path, write_text
+
+TRAIN = ["train", "--data", "{root}", "--quiet"]
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str]:
+    """Exit code and stderr of one CLI call, argparse's own exits included."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+def assert_one_sentence(code: int, err: str, *words: str) -> None:
+    assert code not in (0, None), err
+    assert "Traceback" not in err and "pydantic" not in err and "https://" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    for word in words:
+        assert word in err, (word, err)
+
+
+def files_under(folder: Path) -> set[Path]:
+    return set(folder.rglob("*"))
+
+
+# -- output paths ---------------------------------------------------------------------------------------
+
+# (argv with {root}/{path}, whether the output is a folder emimic creates)
+OUTPUT_COMMANDS = {
+    "train --out": (["train", "--data", "{root}", "--out", "{path}", "--quiet"], True),
+    "simulate --out": (["simulate", "--out", "{path}", "--clips", "30", "--quiet"], True),
+    "pack --store": (["pack", "{root}", "--store", "{path}", "--quiet"], True),
+    "demo --out": (["demo", "--out", "{path}", "--clips", "30"], True),
+    "evaluate --json": (["evaluate", "--run", "{root}", "--data", "{root}", "--json", "{path}"], False),
+    "predict --out": (["predict", "--run", "{root}", "--data", "{root}", "--out", "{path}"], False),
+}
+
+
+def _argv(template: list[str], root: Path, path: Path) -> list[str]:
+    return [part.format(root=root, path=path) for part in template]
+
+
+@pytest.mark.parametrize("name", sorted(OUTPUT_COMMANDS))
+def test_output_path_of_the_wrong_kind(name, make_root, tmp_path, capsys) -> None:
+    template, is_folder = OUTPUT_COMMANDS[name]
+    root = make_root()
+    wrong = root / "train_split.csv" if is_folder else root / "vit"  # a file where a folder goes, and vice versa
+    before = files_under(tmp_path)
+    code, err = run_cli(_argv(template, root, wrong), capsys)
+    assert_one_sentence(code, err, str(wrong), "is a file" if is_folder else "is a folder")
+    assert files_under(tmp_path) == before
+
+
+@pytest.mark.parametrize("name", sorted(name for name, (_, is_folder) in OUTPUT_COMMANDS.items() if not is_folder))
+def test_output_file_in_a_missing_folder(name, make_root, tmp_path, capsys) -> None:
+    template, _ = OUTPUT_COMMANDS[name]
+    root = make_root()
+    target = tmp_path / "no" / "such" / "out.csv"
+    code, err = run_cli(_argv(template, root, target), capsys)
+    assert_one_sentence(code, err, str(target), f"folder {target.parent} does not exist")
+    assert not (tmp_path / "no").exists()
+
+
+@pytest.mark.parametrize("name", sorted(OUTPUT_COMMANDS))
+def test_output_in_a_read_only_folder(name, make_root, tmp_path, capsys, monkeypatch) -> None:
+    template, _ = OUTPUT_COMMANDS[name]
+    root = make_root()
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = tempfile.TemporaryFile
+
+    def refuse(*args, dir=None, **kwargs):
+        # Tests run as root, for whom chmod does not lock a folder: the folder refuses like a read-only mount.
+        if dir is not None and Path(dir) == locked:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    target = locked / "out"
+    code, err = run_cli(_argv(template, root, target), capsys)
+    assert_one_sentence(code, err, str(target), f"cannot write in folder {locked}", "Read-only file system")
+    assert list(locked.iterdir()) == []
+
+
+def test_output_under_a_real_read_only_mount(capsys) -> None:
+    probe = Path("/sys/emimic-probe.csv")
+    try:
+        probe.touch()
+    except OSError:
+        pass
+    else:
+        probe.unlink()
+        pytest.skip("/sys is writable here")
+    code, err = run_cli(["simulate", "--out", "/sys/emimic-sim", "--quiet"], capsys)
+    assert_one_sentence(code, err, "/sys/emimic-sim", "cannot write in folder /sys")
+
+
+def test_missing_parents_of_an_emimic_folder_are_created(tmp_path) -> None:
+    run = tmp_path / "runs" / "paper"
+    assert check_output_path(run, folder=True, create_parents=True) == run
+    assert not (tmp_path / "runs").exists()  # created later, by the command, only when it writes
+
+
+def test_atomic_write_names_the_users_path_never_the_temporary_file(tmp_path, monkeypatch) -> None:
+    folder = tmp_path / "taken"
+    folder.mkdir()
+    with pytest.raises(OutputPathError) as info:
+        write_text(folder, "x")  # os.replace of a file over a folder fails
+    assert str(folder) in str(info.value) and ".tmp" not in str(info.value)
+    assert list(tmp_path.iterdir()) == [folder] and list(folder.iterdir()) == []
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(tempfile, "mkstemp", no_space)
+    target = tmp_path / "out.json"
+    with pytest.raises(OutputPathError, match=r"out.json: cannot be written \(No space left"), atomic_path(target):
+        pass
+
+
+# -- argument ranges ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--seed", "-1"], ["--seed", "-1 is out of range", "0 to 4294967295"]),
+        (["--seed", str(2**32)], ["--seed", "4294967296 is out of range"]),
+        (["--seed", "one"], ["--seed", "'one' is not an integer"]),
+        (["--max-epochs", "0"], ["--max-epochs", "0 is too small", "at least 1"]),
+        (["--valid-fraction", "1.5"], ["--valid-fraction", "1.5 is not a fraction"]),
+    ],
+)
+def test_out_of_range_arguments(extra, words, make_root, tmp_path, capsys) -> None:
+    root = make_root()
+    run = tmp_path / "run"
+    code, err = run_cli(["train", "--data", str(root), "--out", str(run), "--quiet", *extra], capsys)
+    assert_one_sentence(code, err, *words)
+    assert not run.exists()
+
+
+def test_a_seed_out_of_range_in_yaml_names_the_key(make_root, tmp_path, capsys) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(f"seed: {2**32}\n")
+    code, err = run_cli(["train", "--data", str(make_root()), "--out", str(tmp_path / "run"), "-c", str(config)],
+                        capsys)
+    assert_one_sentence(code, err, "c.yaml", "seed", "4294967296")
+
+
+# -- Ray ------------------------------------------------------------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_ray_address_with_no_cluster_fails_fast(tmp_path, capsys) -> None:
+    address = f"127.0.0.1:{_closed_port()}"
+    started = time.perf_counter()
+    code, err = run_cli(["extract", "--data", str(tmp_path), "--modalities", "egemaps", "--ray-address", address,
+                         "--quiet"], capsys)
+    assert time.perf_counter() - started < 15
+    assert_one_sentence(code, err, address, "no Ray cluster answers", "ray start --head")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_malformed_ray_address(tmp_path, capsys) -> None:
+    code, err = run_cli(["extract", "--data", str(tmp_path), "--modalities", "egemaps", "--ray-address", "cluster",
+                         "--quiet"], capsys)
+    assert_one_sentence(code, err, "'cluster' is not HOST:PORT")
+
+
+# -- YAML -----------------------------------------------------------------------------------------------
+
+
+def test_unknown_config_keys_get_a_did_you_mean(make_root, tmp_path, capsys) -> None:
+    config = tmp_path / "typo.yaml"
+    config.write_text("train:\n  max_epoch: 3\nmodel:\n  fusoin: concat\n  colour: red\n")
+    code, err = run_cli(["train", "--data", str(make_root()), "--out", str(tmp_path / "run"), "-c", str(config)],
+                        capsys)
+    assert_one_sentence(code, err, "typo.yaml", "'train.max_epoch' (did you mean 'max_epochs'?)",
+                        "'model.fusoin' (did you mean 'fusion'?)", "'model.colour' (allowed: modalities, encoder")
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_simulator_keys_get_a_did_you_mean(tmp_path, capsys) -> None:
+    config = tmp_path / "sim.yaml"
+    config.write_text("clipz: 40\nflavour: 1\n")
+    out = tmp_path / "sim"
+    code, err = run_cli(["simulate", "--out", str(out), "--config", str(config), "--quiet"], capsys)
+    assert_one_sentence(code, err, "sim.yaml", "'clipz' (did you mean 'clips'?)", "'flavour' (allowed: clips, seed")
+    assert not out.exists()
+
+
+def test_bad_simulator_flag_is_one_sentence(tmp_path, capsys) -> None:
+    code, err = run_cli(["simulate", "--out", str(tmp_path / "sim"), "--clips", "1", "--quiet"], capsys)
+    assert_one_sentence(code, err, "clips", "greater than or equal to 3", "(got 1)")
+
+
+def test_a_section_level_check_is_quoted_without_the_input(tmp_path) -> None:
+    from emimic.data.simulate import SimulationSettings
+
+    config = tmp_path / "sim.yaml"
+    config.write_text("train_fraction: 0.7\nvalid_fraction: 0.4\n")
+    with pytest.raises(ConfigError) as info:
+        SimulationSettings.from_yaml(config)
+    assert str(info.value).startswith(f"{config}: train_fraction + valid_fraction is 1.1;")
+    assert "got" not in str(info.value)
+
+
+# -- valid split ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_valid_root(make_root) -> Path:
+    root = make_root(train=20, valid=6)
+    (root / "valid_split.csv").unlink()
+    return root
+
+
+def problems(root: Path, **kwargs) -> str:
+    return "\n".join(p.message for p in validate(root, progress=False, **kwargs).problems)
+
+
+def test_validate_and_train_refuse_a_corpus_without_valid_split_alike(no_valid_root, tmp_path, capsys) -> None:
+    assert main(["validate", str(no_valid_root), "--quiet"]) == 1
+    capsys.readouterr()
+    run = tmp_path / "run"
+    code, err = run_cli(["train", "--data", str(no_valid_root), "--out", str(run), "--quiet"], capsys)
+    assert_one_sentence(code, err, "no valid_split.csv", "--valid-fraction F", f"emimic validate {no_valid_root}")
+    sentence = err.split("error: ", 1)[1].split("; run `emimic validate")[0]
+    assert sentence in problems(no_valid_root)  # validate says exactly what train says
+    assert not run.exists()
+
+
+def test_valid_fraction_holds_out_what_validate_reports(no_valid_root, tmp_path, capsys) -> None:
+    assert main(["validate", str(no_valid_root), "--valid-fraction", "0.25", "--quiet"]) == 0
+    assert "will hold out 5 of 20 train clips" in problems(no_valid_root, valid_fraction=0.25)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(no_valid_root), "--out", str(run), "--valid-fraction", "0.25",
+                 "--max-epochs", "1", "--quiet"]) == 0
+    assert "Validation (5 clips)" in capsys.readouterr().out
+    assert "valid_fraction: 0.25" in (run / "config.yaml").read_text()
+
+
+def test_valid_fraction_with_a_valid_split_is_refused_by_both(make_root, tmp_path, capsys) -> None:
+    root = make_root()
+    assert main(["validate", str(root), "--valid-fraction", "0.2", "--quiet"]) == 1
+    assert "--valid-fraction does not apply" in capsys.readouterr().out
+    code, err = run_cli(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--valid-fraction", "0.2",
+                         "--quiet"], capsys)
+    assert_one_sentence(code, err, "has a valid_split.csv, so --valid-fraction does not apply")
+
+
+def test_hold_out_is_deterministic_disjoint_and_never_empty() -> None:
+    import pandas as pd
+
+    from emimic.data.holdout import hold_out
+
+    train = pd.DataFrame({"x": np.arange(10.0)}, index=np.arange(10) * 7)
+    kept, held = hold_out(train, 0.3)
+    _, again_held = hold_out(train.sample(frac=1.0, random_state=1), 0.3)
+    assert len(held) == 3 and sorted(held.index) == sorted(again_held.index)
+    assert set(kept.index).isdisjoint(held.index) and len(kept) + len(held) == 10
+    assert len(hold_out(train, 0.01)[1]) == 1 and len(hold_out(train, 0.99)[0]) == 1
+
+
+# -- validate names files and ids; train points to it ----------------------------------------------------
+
+
+def test_validate_lists_ten_ids_then_a_count(make_root) -> None:
+    bare = [3 * i for i in range(1, 13)]  # twelve train clips with no feature file at all
+    root = make_root(train=14, dims={"vit": 4}, missing={"vit": bare})
+    assert "12 clip(s) have no feature file at all: 3, 6, 9, 12, 15, 18, 21, 24, 27, 30 and 2 more." in problems(root)
+
+
+def test_train_on_invalid_data_points_to_validate(make_root, tmp_path, capsys) -> None:
+    root = make_root()
+    (root / "vit" / "00003.pkl").write_bytes(pickle.dumps(np.full((3, 8), np.nan, dtype=np.float32)))
+    code, err = run_cli(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--quiet"], capsys)
+    assert_one_sentence(code, err, "00003.pkl", "NaN", f"run `emimic validate {root}` to list every problem")
+    assert "\nvit/00003.pkl: holds 24 NaN/Inf value(s)." in "\n" + problems(root)  # the name in the layout
+
+
+# -- --debug and exceptions emimic did not anticipate ------------------------------------------------------
+
+
+def test_debug_shows_the_traceback(tmp_path) -> None:
+    config = tmp_path / "typo.yaml"
+    config.write_text("colour: red\n")
+    argv = ["simulate", "--out", str(tmp_path / "sim"), "--config", str(config), "--quiet"]
+    with pytest.raises(ConfigError):
+        main(["--debug", *argv])
+    with pytest.raises(ConfigError):
+        main([*argv, "--debug"])
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        (FileNotFoundError(errno.ENOENT, "No such file or directory", "/data/x.pkl"),
+         ["/data/x.pkl: No such file or directory; check this path"]),
+        (ValueError("bad\nvalue"), ["unexpected ValueError (bad value); rerun with --debug"]),
+    ],
+)
+def test_unanticipated_exceptions_are_one_sentence(error, words, make_root, capsys, monkeypatch) -> None:
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr("emimic.cli.data.validate", fail)
+    code, err = run_cli(["validate", str(make_root()), "--quiet"], capsys)
+    assert_one_sentence(code, err, *words)
+    with pytest.raises(type(error)):
+        main(["--debug", "validate", str(make_root("other")), "--quiet"])
+
+
+def test_messages_with_brackets_are_printed_verbatim(make_root, capsys, monkeypatch) -> None:
+    def fail(*args, **kwargs):
+        raise ConfigError("keys [bold] and [3, 4] are wrong.")
+
+    monkeypatch.setattr("emimic.cli.data.validate", fail)
+    code, err = run_cli(["validate", str(make_root()), "--quiet"], capsys)
+    assert_one_sentence(code, err, "keys [bold] and [3, 4] are wrong.")
+
+
+# -- the documented example ------------------------------------------------------------------------------
+
+DOCS_MARK = "<!-- executed by tests/test_cli_errors.py::test_docs_valid_fraction_example -->"
+
+
+def _documented_commands() -> list[tuple[list[str], int]]:
+    """The shell lines of the marked block in docs/data.md and the exit status each expects (``# exit N``)."""
+    text = (Path(__file__).parents[1] / "docs" / "data.md").read_text(encoding="utf-8")
+    block = text.split(DOCS_MARK, 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = []
+    for line in block.strip().splitlines():
+        command, _, comment = line.partition("#")
+        expected = int(comment.split("exit ", 1)[1].split(":")[0]) if "exit " in comment else 0
+        commands.append((shlex.split(command), expected))
+    return commands
+
+
+def test_docs_valid_fraction_example(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    for argv, expected in _documented_commands():
+        if argv[0] == "rm":
+            Path(argv[1]).unlink()
+            continue
+        assert argv[0] == "emimic"
+        assert main(argv[1:]) == expected, (argv, capsys.readouterr())
+    assert json.loads((tmp_path / "runs" / "noval" / "metrics.json").read_text())["n_clips"] > 0
