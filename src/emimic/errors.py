@@ -19,3 +19,7 @@ class ConfigError(EmimicError):
 
 class ModelNotFoundError(EmimicError):
     """A pretrained model directory is missing; the message says how to provide it."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during resumable work; the message says what was kept and that the same command resumes."""

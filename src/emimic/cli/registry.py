@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rich.console import Console
+from rich.markup import escape
 
 from emimic import __version__
 from emimic.errors import EmimicError
@@ -89,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     except EmimicError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         return 1
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]")
+    except KeyboardInterrupt as exc:
+        # An Interrupted from resumable work carries one sentence: what was kept, how to resume.
+        console.print(f"[yellow]interrupted[/]{': ' + escape(str(exc)) if str(exc) else ''}", highlight=False)
         return 130
 
 
