@@ -309,8 +309,9 @@ def pack(
         try:
             entries[name] = _pack_into(store, layout.modalities[name], dtype, progress=progress)
         except KeyboardInterrupt:
-            kept = f"modalities {', '.join(current)} are packed" if current else "no modality is packed yet"
-            raise Interrupted(f"packing {name} stopped; {kept} in {store}; run the same command to resume.") from None
+            kept = ", ".join(current) or "no modality yet"
+            message = f"packing {name} stopped; the store {store} keeps {kept}; run the same command to resume."
+            raise Interrupted(message) from None
         _write_manifest(store, layout.root, entries)  # the commit point: a killed pack keeps this modality
         current.append(name)
     for name in (name for name, action in actions.items() if action == "removed"):
