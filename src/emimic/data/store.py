@@ -314,9 +314,11 @@ def pack(
             raise Interrupted(message) from None
         _write_manifest(store, layout.root, entries)  # the commit point: a killed pack keeps this modality
         current.append(name)
-    for name in (name for name, action in actions.items() if action == "removed"):
-        del entries[name]
-    _write_manifest(store, layout.root, entries)
+    removed = [name for name, action in actions.items() if action == "removed"]
+    if removed:
+        for name in removed:
+            del entries[name]
+        _write_manifest(store, layout.root, entries)
     _remove_unlisted(store, entries)
     return PackResult(store, actions, time.perf_counter() - started)
 
