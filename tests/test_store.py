@@ -219,13 +219,17 @@ def test_a_store_that_cannot_be_written_is_one_clear_error(make_root, tmp_path: 
         pack(root, store_dir=locked / "store", progress=False)
 
 
-def test_train_keeps_a_float16_store(make_root, tmp_path: Path) -> None:
-    root = make_root(dims={"vit": 4})
-    assert main(["pack", str(root), "--dtype", "float16", "--quiet"]) == 0
-    manifest = default_store_dir(root) / "manifest.json"
+def test_train_and_evaluate_keep_a_float16_store_given_by_flag(make_root, tmp_path: Path) -> None:
+    root, store, run = make_root(dims={"vit": 4}), tmp_path / "store", tmp_path / "run"
+    assert main(["pack", str(root), "--dtype", "float16", "--store", str(store), "--quiet"]) == 0
+    manifest = store / "manifest.json"
     before = (manifest.read_text(), manifest.stat().st_mtime_ns)
-    assert main(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--max-epochs", "1", "--quiet"]) == 0
-    assert main(["pack", str(root), "--quiet"]) == 0  # no --dtype: the store's own
+    assert main(["train", "--data", str(root), "--store", str(store), "--out", str(run), "--max-epochs", "1",
+                 "--quiet"]) == 0
+    assert main(["evaluate", "--run", str(run), "--data", str(root), "--store", str(store)]) == 0
+    assert main(["pack", str(root), "--store", str(store), "--quiet"]) == 0  # no --dtype: the store's own
     assert (manifest.read_text(), manifest.stat().st_mtime_ns) == before
     assert {e["dtype"] for e in json.loads(before[0])["modalities"].values()} == {"float16"}
-    assert set(pack(root, dtype="float32", progress=False).actions.values()) == {"packed"}  # asked for: converted
+    assert not (root / ".emimic").exists()
+    converted = pack(root, dtype="float32", store_dir=store, progress=False)  # asked for explicitly: converted
+    assert set(converted.actions.values()) == {"packed"}
