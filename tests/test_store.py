@@ -2,6 +2,7 @@ import contextlib
 import json
 import os
 import pickle
+import shlex
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -233,3 +234,14 @@ def test_train_and_evaluate_keep_a_float16_store_given_by_flag(make_root, tmp_pa
     assert not (root / ".emimic").exists()
     converted = pack(root, dtype="float32", store_dir=store, progress=False)  # asked for explicitly: converted
     assert set(converted.actions.values()) == {"packed"}
+
+
+def test_docs_store_example_runs(tmp_path: Path, monkeypatch) -> None:
+    section = (Path(__file__).parents[1] / "docs" / "data.md").read_text().split("## Where the store lives")[1]
+    block = section.split("```bash\n")[1].split("```")[0]
+    monkeypatch.chdir(tmp_path)
+    for line in filter(None, (line.split("#")[0].strip() for line in block.splitlines())):
+        command, *args = shlex.split(line)
+        assert command == "emimic" and main(args) == 0, line
+    assert FeatureStore.open(default_store_dir(Path("data/sim"))).identity["vit"]["dtype"] == "float16"
+    assert FeatureStore.open("stores/sim").modalities == ["text_emb", "vit", "wav2vec2"]
