@@ -56,9 +56,12 @@ def slow_decode(data: bytes, suffix: str, *, source: str) -> np.ndarray:
     time.sleep(delay())
     return DECODE(data, suffix, source=source)
 
+# Spawned extraction workers import this script as __mp_main__: they need the extractor too.
+if __name__ in ("__main__", "__mp_main__"):
+    EXTRACTORS[Slow.name] = Slow
+    store.decode_array = slow_decode  # type: ignore[assignment]
+
 if __name__ == "__main__":
     from emimic.cli.registry import main
 
-    EXTRACTORS[Slow.name] = Slow
-    store.decode_array = slow_decode  # type: ignore[assignment]
     sys.exit(main(sys.argv[1:]))
