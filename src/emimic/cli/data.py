@@ -141,13 +141,13 @@ def pack_command(parser: argparse.ArgumentParser) -> Handler:
 
     def run(args: argparse.Namespace) -> int:
         result = pack(args.root, dtype=args.dtype, store_dir=args.store, progress=not args.quiet)
-        table = Table(title=f"Feature store {result.store_dir}", title_justify="left")
+        table = Table(title="Feature store", title_justify="left")
         table.add_column("modality")
         table.add_column("action")
         for name, action in sorted(result.actions.items()):
             table.add_row(name, action)
         out.print(table)
-        out.print(f"done in {result.seconds:.1f} s")
+        out.print(f"store: {result.store_dir}  (done in {result.seconds:.1f} s)")
         return 0
 
     return run
