@@ -155,6 +155,6 @@ def test_pack_ctrl_c_prints_what_was_kept_and_exits_130(make_root) -> None:
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130
     assert err.strip().splitlines() == [
-        f"interrupted: packing wav2vec2 stopped; the store {store} keeps vit; run the same command to resume."
+        f"interrupted: packing stopped; the store {store} keeps vit (wav2vec2 to do); run the same command to resume."
     ]
     assert temporaries(store) == []

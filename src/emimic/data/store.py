@@ -305,15 +305,17 @@ def pack(
     dtype = dtype or store_dtype({"modalities": entries})
     actions = stale_modalities(layout, store, dtype)
     current = [name for name, action in actions.items() if action == "unchanged"]
-    for name in (name for name, action in actions.items() if action == "packed"):
-        try:
+    to_pack = [name for name, action in actions.items() if action == "packed"]
+    try:
+        for name in to_pack:
             entries[name] = _pack_into(store, layout.modalities[name], dtype, progress=progress)
-        except KeyboardInterrupt:
-            kept = ", ".join(current) or "no modality yet"
-            message = f"packing {name} stopped; the store {store} keeps {kept}; run the same command to resume."
-            raise Interrupted(message) from None
-        _write_manifest(store, layout.root, entries)  # the commit point: a killed pack keeps this modality
-        current.append(name)
+            _write_manifest(store, layout.root, entries)  # the commit point: a killed pack keeps this modality
+            current.append(name)
+    except KeyboardInterrupt:
+        kept = ", ".join(current) or "no modality yet"
+        left = ", ".join(name for name in to_pack if name not in current)
+        message = f"packing stopped; the store {store} keeps {kept} ({left} to do); run the same command to resume."
+        raise Interrupted(message) from None
     removed = [name for name, action in actions.items() if action == "removed"]
     if removed:
         for name in removed:
