@@ -104,8 +104,8 @@ def test_extract_ctrl_c_prints_what_was_kept_and_exits_130(videos: Path) -> None
     assert process.returncode == 130
     finished = len(finished_clips(videos))
     assert err.strip().splitlines() == [
-        f"interrupted: extraction stopped after {finished} of {CLIPS} clip(s); their features are kept in"
-        f" {videos}; run the same command to resume."
+        f"interrupted: extraction stopped with {finished} of {CLIPS} clip(s) recorded; the features of every"
+        f" finished clip are kept in {videos}; run the same command to resume."
     ]
     assert temporaries(videos) == []
 

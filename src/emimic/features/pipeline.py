@@ -524,8 +524,8 @@ def extract(
                 finished += 1
     except KeyboardInterrupt:
         raise Interrupted(
-            f"extraction stopped after {finished} of {len(tasks)} clip(s); their features are kept in {root};"
-            " run the same command to resume."
+            f"extraction stopped with {finished} of {len(tasks)} clip(s) recorded; the features of every finished"
+            f" clip are kept in {root}; run the same command to resume."
         ) from None
 
     _write_sidecars(root, extractors, spec, columns)
