@@ -81,6 +81,8 @@ def test_extract_killed_then_rerun_completes_without_redoing_finished_clips(
     process.kill()
     process.wait()
     assert temporaries(videos), "the kill should land while a crop folder is half written"
+    # the parameters are recorded before the first clip: a resume with other ones would be refused
+    assert json.loads((videos / "slow" / "_extractor.json").read_text())["extractor"] == "slow"
     done = {p.name: p.stat().st_mtime_ns for p in finished_clips(videos)}
     arrays = {name: (videos / "slow" / f"{name}.npy").stat().st_mtime_ns for name in done}
 
