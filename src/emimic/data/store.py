@@ -247,7 +247,8 @@ def _prepare(store: Path) -> None:
     try:
         store.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DataError(f"{store}: cannot create the feature store ({exc.strerror}); pass a writable --store DIR.") from None
+        reason = exc.strerror
+        raise DataError(f"{store}: cannot create the feature store ({reason}); pass a writable --store DIR.") from None
     if not writable(store):
         raise DataError(f"{store}: the feature store cannot be written here; pass a writable --store DIR.")
     remove_leftovers(store)
