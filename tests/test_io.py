@@ -1,5 +1,7 @@
 import os
 import pickle
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +9,8 @@ import pytest
 import torch
 
 from emimic.errors import DataError
-from emimic.io import atomic_path, load_array, save_array
+from emimic.features.pipeline import save_images
+from emimic.io import atomic_path, current_umask, load_array, remove_leftovers, save_array, write_text
 
 
 @pytest.mark.parametrize("suffix", [".pkl", ".npy", ".pt"])
@@ -81,3 +84,36 @@ def test_atomic_path_keeps_old_file_when_writing_fails(tmp_path: Path) -> None:
         raise RuntimeError("killed")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+@pytest.fixture
+def group_umask() -> Iterator[int]:
+    """A lab's umask: group may read, others nothing."""
+    previous = os.umask(0o027)
+    yield 0o027
+    os.umask(previous)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_written_files_and_folders_follow_the_umask(tmp_path: Path, group_umask: int) -> None:
+    assert current_umask() == group_umask
+    write_text(tmp_path / "scores.json", "{}")
+    save_array(tmp_path / "00001.npy", np.ones((2, 3), np.float32))
+    save_images(tmp_path / "face_images" / "00001", {0: np.zeros((4, 4, 3), np.uint8)})
+    assert mode(tmp_path / "scores.json") == mode(tmp_path / "00001.npy") == 0o640
+    assert mode(tmp_path / "face_images" / "00001") == 0o750
+    assert mode(tmp_path / "face_images" / "00001" / "0.jpg") == 0o640
+    (tmp_path / "scores.json").chmod(0o600)  # a file the user restricted keeps its mode when replaced
+    write_text(tmp_path / "scores.json", "{}")
+    assert mode(tmp_path / "scores.json") == 0o600
+
+
+def test_leftovers_of_a_killed_writer_are_removed(tmp_path: Path) -> None:
+    (tmp_path / ".00001.npy.abc123.tmp").write_bytes(b"half")
+    (tmp_path / ".00002.xyz.tmp").mkdir()
+    (tmp_path / "00003.npy").write_bytes(b"kept")
+    assert len(remove_leftovers(tmp_path)) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["00003.npy"]

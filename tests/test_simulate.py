@@ -15,7 +15,7 @@ from emimic.data.simulate import (
     expected_clipped,
     simulate,
 )
-from emimic.errors import ConfigError
+from emimic.errors import ConfigError, DataError
 from emimic.io import load_array
 from emimic.labels import EMOTIONS, clip_stem, read_split
 
@@ -152,3 +152,42 @@ def test_cli_simulate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     report = json.loads((out / "oracle.json").read_text())
     assert report["settings"]["seed"] == 2 and report["settings"]["face_dim"] == 4
     assert main(["simulate", "--out", str(out), "--clips", "2", "--quiet"]) == 1
+
+
+def mtimes(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+
+def test_out_folder_holding_anything_else_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="is not empty and holds no simulated corpus; choose a new or empty --out"):
+        simulate(tmp_path, tiny(clips=12), progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    out = tmp_path / "corpus"
+    simulate(out, tiny(clips=12), progress=False)
+    before = mtimes(out)
+    assert main(["simulate", "--out", str(out), "--clips", "12", "--seed", "1", "--face-dim", "6", "--quiet"]) == 1
+    assert "holds a simulation with other settings (audio_dim 10 there, 768 here, audio_fps 20.0 there, 50.0 here," \
+        " seed 0 there, 1 here and 1 more)" in " ".join(capsys.readouterr().err.split())
+    assert mtimes(out) == before  # nothing mixed in
+
+
+def test_same_settings_again_is_a_no_op_and_an_interrupted_run_is_completed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = tiny(clips=12)
+    first = simulate(tmp_path, settings, progress=False)
+    before = mtimes(tmp_path)
+    assert simulate(tmp_path, settings, progress=False) == first
+    assert mtimes(tmp_path) == before
+    args = ["simulate", "--out", str(tmp_path), "--quiet", *(f"--{k.replace('_', '-')}={v}" for k, v in TINY.items())]
+    assert main([*args, "--clips", "12"]) == 0
+    assert "already holds this simulation (same settings); no file was rewritten" in capsys.readouterr().out
+    assert mtimes(tmp_path) == before
+
+    complete = corpus_bytes(tmp_path)
+    (tmp_path / "oracle.json").unlink()  # as if killed before the end
+    (tmp_path / "vit" / "00001.pkl").unlink(missing_ok=True)
+    (tmp_path / "vit" / "00002.pkl").write_bytes(b"")
+    assert simulate(tmp_path, settings, progress=False) == first
+    assert corpus_bytes(tmp_path) == complete

@@ -1,15 +1,21 @@
+import contextlib
 import json
 import os
 import pickle
+import shlex
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from emimic.cli import main
 from emimic.data import ClipDataset, FeatureStore, collate_clips, feature_statistics, open_dataset, pack
-from emimic.data.store import default_store_dir
+from emimic.data.store import cache_dir, cache_store_dir, default_store_dir
 from emimic.errors import DataError
 from emimic.io import load_array
 
@@ -145,3 +151,97 @@ def test_single_array_dicts_are_unwrapped_and_other_dicts_refused(make_root) -> 
         pickle.dump({"a": np.ones((2, 4)), "b": np.ones((2, 4))}, handle)
     with pytest.raises(DataError, match=r"00006\.pkl: holds a dict with keys \['a', 'b'\]"):
         pack(root, progress=False)
+
+
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[None]:
+    """No new entry can be made in ``folder``, for root too: permission bits do not stop root, the
+    immutable attribute does (as a read-only mount would)."""
+    if os.geteuid() != 0:
+        mode = folder.stat().st_mode
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(mode)
+        return
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("cannot make a folder read-only for root here (chattr +i unsupported)")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+def test_read_only_root_keeps_its_store_in_the_cache(make_root, tmp_path: Path, monkeypatch, capsys) -> None:
+    root = make_root(dims={"vit": 4})
+    monkeypatch.setenv("EMIMIC_CACHE", str(tmp_path / "cache"))
+    run, submission = tmp_path / "run", tmp_path / "submission.csv"
+    with read_only(root):
+        assert main(["train", "--data", str(root), "--out", str(run), "--max-epochs", "1", "--quiet"]) == 0
+        cached = cache_store_dir(root)
+        assert cached.parent == tmp_path / "cache" / "stores" and cached.name.startswith("root-")
+        manifest = (cached / "manifest.json").stat().st_mtime_ns
+        assert main(["evaluate", "--run", str(run), "--data", str(root)]) == 0
+        assert main(["predict", "--run", str(run), "--data", str(root), "--out", str(submission)]) == 0
+    assert not (root / ".emimic").exists()
+    assert [p.name for p in (tmp_path / "cache" / "stores").iterdir()] == [cached.name]
+    assert (cached / "manifest.json").stat().st_mtime_ns == manifest  # found again, not re-packed
+    assert len(pd.read_csv(submission)) == 4
+
+
+def test_a_current_store_in_a_read_only_root_is_used(make_root, tmp_path: Path, monkeypatch) -> None:
+    root = make_root(dims={"vit": 4})
+    monkeypatch.setenv("EMIMIC_CACHE", str(tmp_path / "cache"))
+    pack(root, progress=False)
+    with read_only(root), read_only(default_store_dir(root)):
+        assert open_dataset(root).store(progress=False).path == default_store_dir(root)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_store_flag_and_cache_variables(make_root, tmp_path: Path, monkeypatch) -> None:
+    root = make_root(dims={"vit": 4})
+    elsewhere = tmp_path / "elsewhere"
+    assert main(["pack", str(root), "--store", str(elsewhere), "--quiet"]) == 0
+    assert FeatureStore.open(elsewhere).modalities == ["vit"] and not (root / ".emimic").exists()
+    monkeypatch.delenv("EMIMIC_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "emimic"
+    monkeypatch.setenv("EMIMIC_CACHE", str(tmp_path / "mine"))
+    assert cache_dir() == tmp_path / "mine"
+    assert cache_store_dir(root) == cache_store_dir(root / ".." / root.name) != cache_store_dir(tmp_path)
+
+
+def test_a_store_that_cannot_be_written_is_one_clear_error(make_root, tmp_path: Path) -> None:
+    root = make_root(dims={"vit": 4})
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    with read_only(locked), pytest.raises(DataError, match=r"locked/store: cannot create the feature store .*--store"):
+        pack(root, store_dir=locked / "store", progress=False)
+
+
+def test_train_and_evaluate_keep_a_float16_store_given_by_flag(make_root, tmp_path: Path) -> None:
+    root, store, run = make_root(dims={"vit": 4}), tmp_path / "store", tmp_path / "run"
+    assert main(["pack", str(root), "--dtype", "float16", "--store", str(store), "--quiet"]) == 0
+    manifest = store / "manifest.json"
+    before = (manifest.read_text(), manifest.stat().st_mtime_ns)
+    assert main(["train", "--data", str(root), "--store", str(store), "--out", str(run), "--max-epochs", "1",
+                 "--quiet"]) == 0
+    assert main(["evaluate", "--run", str(run), "--data", str(root), "--store", str(store)]) == 0
+    assert main(["pack", str(root), "--store", str(store), "--quiet"]) == 0  # no --dtype: the store's own
+    assert (manifest.read_text(), manifest.stat().st_mtime_ns) == before
+    assert {e["dtype"] for e in json.loads(before[0])["modalities"].values()} == {"float16"}
+    assert not (root / ".emimic").exists()
+    converted = pack(root, dtype="float32", store_dir=store, progress=False)  # asked for explicitly: converted
+    assert set(converted.actions.values()) == {"packed"}
+
+
+def test_docs_store_example_runs(tmp_path: Path, monkeypatch) -> None:
+    section = (Path(__file__).parents[1] / "docs" / "data.md").read_text().split("## Where the store lives")[1]
+    block = section.split("```bash\n")[1].split("```")[0]
+    monkeypatch.chdir(tmp_path)
+    for line in filter(None, (line.split("#")[0].strip() for line in block.splitlines())):
+        command, *args = shlex.split(line)
+        assert command == "emimic" and main(args) == 0, line
+    assert FeatureStore.open(default_store_dir(Path("data/sim"))).identity["vit"]["dtype"] == "float16"
+    assert FeatureStore.open("stores/sim").modalities == ["text_emb", "vit", "wav2vec2"]

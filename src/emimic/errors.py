@@ -23,3 +23,7 @@ class ModelNotFoundError(EmimicError):
 
 class OutputPathError(EmimicError):
     """An output path the user gave cannot be written (missing or read-only folder, a folder where a file goes)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during resumable work; the message says what was kept and that the same command resumes."""

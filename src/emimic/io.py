@@ -11,6 +11,8 @@ import contextlib
 import io
 import os
 import pickle
+import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +22,7 @@ import numpy as np
 from emimic.errors import DataError, EmptyFeatures, OutputPathError
 
 ARRAY_SUFFIXES: tuple[str, ...] = (".pkl", ".npy", ".pt")
+TEMP_SUFFIX = ".tmp"
 
 # (module, name) pairs a dataset pickle may reference. numpy arrays need the first group; a
 # pickled torch tensor needs the torch rebuild helpers and storage classes of the second.
@@ -184,17 +187,38 @@ def check_output_path(path: str | Path, *, folder: bool = False, create_parents:
     return path
 
 
+def current_umask() -> int:
+    """The process umask, read from ``/proc`` where possible: setting it to read it races with other threads."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(*, directory: bool = False) -> int:
+    """The mode ``open()``/``mkdir()`` would give a new file or folder under the current umask."""
+    return (0o777 if directory else 0o666) & ~current_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it over ``path`` only if the block succeeds.
 
-    Missing parent folders are created. A path that cannot be written is an :class:`OutputPathError`
-    naming ``path``, never the temporary file.
+    Missing parent folders are created. The result gets the mode a plain ``open(path, "w")`` would give
+    it: that of the file it replaces, else ``0666`` less the umask (``mkstemp`` alone would leave ``0600``,
+    unreadable to a lab's group). A path that cannot be written is an :class:`OutputPathError` naming
+    ``path``, never the temporary file.
     """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     except OSError as exc:
         raise OutputPathError(f"{path}: cannot be written ({exc.strerror}); choose a writable location.") from None
     os.close(fd)
@@ -202,11 +226,27 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except FileNotFoundError:
+            mode = default_mode()
+        os.chmod(tmp, mode)
+        try:
             os.replace(tmp, path)
         except OSError as exc:
             raise OutputPathError(f"{path}: cannot be written ({exc.strerror}); choose another path.") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_leftovers(folder: Path) -> list[Path]:
+    """Delete the temporary files and folders (``.<name>.*.tmp``) that a killed writer left in ``folder``."""
+    leftovers = sorted(folder.glob(f".*{TEMP_SUFFIX}")) if folder.is_dir() else []
+    for path in leftovers:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return leftovers
 
 
 def save_array(path: str | Path, array: np.ndarray) -> None:

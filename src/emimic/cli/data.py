@@ -11,8 +11,20 @@ from rich.table import Table
 from emimic.cli.arguments import add_valid_fraction_arg, output_folder
 from emimic.cli.registry import Handler, command, out
 from emimic.config import explain
-from emimic.data.store import DTYPES, pack
+from emimic.data.store import CACHE_ENV, DTYPES, pack
 from emimic.data.validate import ValidationReport, validate
+
+
+def add_store_arg(parser: argparse.ArgumentParser) -> None:
+    """``--store DIR``: where the feature store lives, for every command that reads or writes it."""
+    parser.add_argument(
+        "--store",
+        type=output_folder,
+        default=None,
+        metavar="DIR",
+        help=f"feature store folder (default: ROOT/.emimic/store, or the cache ${CACHE_ENV} or ~/.cache/emimic"
+        " when the root is read-only)",
+    )
 
 
 def frame_table(frame, title: str) -> Table:
@@ -67,7 +79,7 @@ def simulate_command(parser: argparse.ArgumentParser) -> Handler:
         )
 
     def run(args: argparse.Namespace) -> int:
-        from emimic.data.simulate import simulate
+        from emimic.data.simulate import existing_simulation, simulate
         from emimic.labels import EMOTIONS
 
         overrides = {n: getattr(args, f"sim_{n}") for n in SimulationSettings.model_fields}
@@ -79,6 +91,7 @@ def simulate_command(parser: argparse.ArgumentParser) -> Handler:
                 settings = SimulationSettings(**overrides)
             except ValidationError as exc:
                 raise explain(exc, SimulationSettings, source="simulate options") from None
+        reused = existing_simulation(args.out, settings) == "finished"
         report = simulate(args.out, settings, progress=not args.quiet)
         table = Table(title=f"Oracle PCC of {args.out} (seed {settings.seed})", title_justify="left")
         table.add_column("split")
@@ -91,6 +104,8 @@ def simulate_command(parser: argparse.ArgumentParser) -> Handler:
             mean = f"{report['oracle_mean_pcc'][split]:.4f}"
             table.add_row(split, str(report["clips"][split]), *cells, f"[bold]{mean}[/]")
         out.print(table)
+        if reused:
+            out.print(f"{args.out} already holds this simulation (same settings); no file was rewritten.")
         return 0
 
     return run
@@ -121,19 +136,21 @@ def validate_command(parser: argparse.ArgumentParser) -> Handler:
 )
 def pack_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("root", type=Path, help="dataset root in the Hume-Vidmimic2 layout")
-    parser.add_argument("--dtype", choices=DTYPES, default="float32", help="frame storage type (default: float32)")
-    parser.add_argument("--store", type=output_folder, default=None, help="store folder (default: ROOT/.emimic/store)")
+    parser.add_argument(
+        "--dtype", choices=DTYPES, default=None, help="frame storage type (default: the store's own; float32 when new)"
+    )
+    add_store_arg(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def run(args: argparse.Namespace) -> int:
         result = pack(args.root, dtype=args.dtype, store_dir=args.store, progress=not args.quiet)
-        table = Table(title=f"Feature store {result.store_dir}", title_justify="left")
+        table = Table(title="Feature store", title_justify="left")
         table.add_column("modality")
         table.add_column("action")
         for name, action in sorted(result.actions.items()):
             table.add_row(name, action)
         out.print(table)
-        out.print(f"done in {result.seconds:.1f} s")
+        out.print(f"store: {result.store_dir}  (done in {result.seconds:.1f} s)")
         return 0
 
     return run

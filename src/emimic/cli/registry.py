@@ -107,8 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return handlers[args.command](args)
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]")
+    except KeyboardInterrupt as exc:
+        # An Interrupted from resumable work carries one sentence: what was kept, how to resume.
+        console.print(f"[yellow]interrupted[/]{': ' + escape(str(exc)) if str(exc) else ''}", highlight=False,
+                      soft_wrap=True)
         return 130
     except Exception as exc:
         if args.debug:

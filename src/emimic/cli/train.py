@@ -6,10 +6,12 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
 from emimic.cli.arguments import add_valid_fraction_arg, output_file, output_folder, positive_int, seed_value
+from emimic.cli.data import add_store_arg
 from emimic.cli.registry import Handler, command, console, out
 from emimic.config import SEED_MAX, list_presets
 from emimic.errors import DataError
@@ -18,6 +20,9 @@ from emimic.labels import EMOTIONS
 from emimic.models.encoders import ENCODERS
 from emimic.models.fusion import FUSIONS
 from emimic.training.losses import LOSS_TERMS
+
+if TYPE_CHECKING:
+    from emimic.data import VidmimicDataset
 
 
 def pcc_table(scores: dict[str, float], title: str, oracle: dict[str, float] | None = None) -> Table:
@@ -60,7 +65,14 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 def _add_run_args(parser: argparse.ArgumentParser, *, split: str) -> None:
     parser.add_argument("--run", type=Path, required=True, help="run folder written by `emimic train`")
     parser.add_argument("--data", type=Path, required=True, help="dataset root")
+    add_store_arg(parser)
     parser.add_argument("--split", default=split, help=f"split to use (default: {split})")
+
+
+def _dataset(args: argparse.Namespace) -> VidmimicDataset:
+    from emimic.data import open_dataset
+
+    return open_dataset(args.data, store_dir=args.store)
 
 
 @command("train", "Train a model on a dataset root into a run folder (resumes an interrupted run).",
@@ -68,6 +80,7 @@ def _add_run_args(parser: argparse.ArgumentParser, *, split: str) -> None:
 def train_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--data", type=Path, required=True, help="dataset root (Hume-Vidmimic2 layout)")
     parser.add_argument("--out", type=output_folder, required=True, help="run folder to create or resume")
+    add_store_arg(parser)
     _add_config_args(parser)
     add_valid_fraction_arg(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
@@ -76,7 +89,7 @@ def train_command(parser: argparse.ArgumentParser) -> Handler:
         from emimic.training.run import train
 
         try:
-            result = train(args.data, args.out, config=args.config, seed=args.seed, max_epochs=args.max_epochs,
+            result = train(_dataset(args), args.out, config=args.config, seed=args.seed, max_epochs=args.max_epochs,
                            valid_fraction=args.valid_fraction, progress=not args.quiet)
         except DataError as exc:
             check = f"emimic validate {args.data}" + (f" --valid-fraction {args.valid_fraction}"
@@ -100,7 +113,7 @@ def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
     def run(args: argparse.Namespace) -> int:
         from emimic.training.inference import evaluate
 
-        result = evaluate(args.run, args.data, split=args.split)
+        result = evaluate(args.run, _dataset(args), split=args.split)
         out.print(pcc_table(result.pcc, f"{result.split} ({result.n_clips} clips)"))
         out.print(coverage_line(result.coverage))
         if args.json is not None:
@@ -120,7 +133,7 @@ def predict_command(parser: argparse.ArgumentParser) -> Handler:
     def run(args: argparse.Namespace) -> int:
         from emimic.training.inference import predict
 
-        frame = predict(args.run, args.data, split=args.split, out=args.out)
+        frame = predict(args.run, _dataset(args), split=args.split, out=args.out)
         out.print(f"wrote {len(frame)} predictions to {args.out}")
         return 0
 
@@ -163,7 +176,7 @@ def demo_command(parser: argparse.ArgumentParser) -> Handler:
     def run(args: argparse.Namespace) -> int:
         from emimic.cli.data import print_validation
         from emimic.data import open_dataset
-        from emimic.data.simulate import ORACLE_FILE, SimulationSettings, simulate
+        from emimic.data.simulate import SimulationSettings, simulate
         from emimic.data.validate import validate
         from emimic.training.inference import evaluate, predict
         from emimic.training.run import train
@@ -171,9 +184,8 @@ def demo_command(parser: argparse.ArgumentParser) -> Handler:
         started = time.perf_counter()
         data, run_dir = args.out / "data", args.out / "run"
         seed = 0 if args.seed is None else args.seed
-        if not (data / ORACLE_FILE).exists():
-            console.print(f"[bold]1/5 simulate[/] {data}")
-            simulate(data, SimulationSettings(seed=seed, **({"clips": args.clips} if args.clips else {})))
+        console.print(f"[bold]1/5 simulate[/] {data}")  # a no-op when data holds this very simulation
+        simulate(data, SimulationSettings(seed=seed, **({"clips": args.clips} if args.clips else {})))
         console.print("[bold]2/5 validate[/]")
         report = validate(data)
         if not report.ok:

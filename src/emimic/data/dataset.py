@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from emimic.data.holdout import resolve_valid_split
 from emimic.data.layout import SPLIT_FILES, DatasetLayout, discover
-from emimic.data.store import FeatureStore, default_store_dir, pack, stale_modalities
+from emimic.data.store import FeatureStore, locate_store, pack, stale_modalities
 from emimic.errors import DataError
 from emimic.labels import EMOTIONS, read_split
 
@@ -44,7 +44,7 @@ class VidmimicDataset:
     def __init__(self, layout: DatasetLayout, *, test_labels: bool = False, store_dir: str | Path | None = None):
         self.layout = layout
         self.root = layout.root
-        self.store_dir = Path(store_dir) if store_dir is not None else default_store_dir(layout.root)
+        self._store_dir = Path(store_dir) if store_dir is not None else None
         self.splits: dict[str, pd.DataFrame] = {}
         for split, path in layout.split_files.items():
             labelled = split != "test" or test_labels
@@ -53,6 +53,14 @@ class VidmimicDataset:
                 frame.loc[:, list(EMOTIONS)] = np.nan
             self.splits[split] = frame
         self._store: FeatureStore | None = None
+
+    @property
+    def store_dir(self) -> Path:
+        """The given store folder, else the one :func:`~emimic.data.store.locate_store` picks (in the
+        root when it is writable, in the cache when not), decided on first use."""
+        if self._store_dir is None:
+            self._store_dir = locate_store(self.layout)
+        return self._store_dir
 
     @property
     def modalities(self) -> list[str]:
@@ -67,8 +75,11 @@ class VidmimicDataset:
             raise DataError(f"{self.root}: no {name!r} split (found {sorted(self.splits)}).")
         return self.splits[name]
 
-    def store(self, *, dtype: str = "float32", progress: bool = True) -> FeatureStore:
-        """The packed feature store, (re)packed first when any modality changed on disk."""
+    def store(self, *, dtype: str | None = None, progress: bool = True) -> FeatureStore:
+        """The packed feature store, (re)packed first when any modality changed on disk.
+
+        ``dtype=None`` keeps the store's own frame dtype (a float16 store stays float16).
+        """
         if self._store is None:
             actions = stale_modalities(self.layout, self.store_dir, dtype)
             if any(action != "unchanged" for action in actions.values()):

@@ -30,13 +30,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from emimic.config import explain
-from emimic.errors import ConfigError
+from emimic.errors import ConfigError, DataError
 from emimic.io import atomic_path, save_array, write_text
 from emimic.labels import EMOTIONS, clip_stem, write_split
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 TRUTH_DIR = ".truth"
 ORACLE_FILE = "oracle.json"
+# Written before any clip, so a folder is recognised as (an unfinished run of) a simulation.
+SETTINGS_FILE = "settings.json"
 # Folder names of the written modalities; ``text`` holds transcripts, the others per-clip arrays.
 FACE_DIR, AUDIO_DIR, TEXT_DIR, TEXT_EMB_DIR = "vit", "wav2vec2", "text", "text_emb"
 
@@ -466,8 +468,45 @@ def _slow_noise(rng: np.random.Generator, frames: int, units: int, window: int) 
     return (summed[window:] - summed[:-window]) / math.sqrt(window)
 
 
+def _differences(recorded: dict[str, Any], wanted: dict[str, Any]) -> str:
+    changed = [k for k in sorted(set(recorded) | set(wanted)) if recorded.get(k) != wanted.get(k)]
+    shown = ", ".join(f"{k} {recorded.get(k)} there, {wanted.get(k)} here" for k in changed[:3])
+    return shown + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+
+
+def existing_simulation(out: str | Path, settings: SimulationSettings) -> str:
+    """What ``out`` holds: ``"none"`` (missing or empty), ``"finished"`` or ``"unfinished"`` (a
+    simulation with these very settings). Anything else raises a :class:`DataError`, since writing
+    there would mix two corpora (old clips survive where the new corpus has none)."""
+    root = Path(out)
+    if not root.exists():
+        return "none"
+    if not root.is_dir():
+        raise DataError(f"{root}: is a file, not a folder; choose another --out.")
+    record = root / TRUTH_DIR / SETTINGS_FILE
+    if not record.is_file():
+        if any(root.iterdir()):
+            raise DataError(f"{root}: is not empty and holds no simulated corpus; choose a new or empty --out folder.")
+        return "none"
+    try:
+        recorded = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{record}: cannot be read ({exc}); choose a new --out folder.") from None
+    wanted = json.loads(settings.model_dump_json())
+    if recorded != wanted:
+        raise DataError(
+            f"{root}: holds a simulation with other settings ({_differences(recorded, wanted)}); choose a new --out"
+            " folder or delete this one."
+        )
+    return "finished" if (root / ORACLE_FILE).is_file() else "unfinished"
+
+
 def simulate(out: str | Path, settings: SimulationSettings | None = None, *, progress: bool = True) -> dict[str, Any]:
     """Write a simulated corpus under ``out`` and return its oracle report (also in ``oracle.json``).
+
+    ``out`` must be new, empty, or a simulation with the same settings: a finished one is left as
+    it is (its stored report is returned, no file is rewritten), an interrupted one is written
+    again in full. Any other folder is refused with a :class:`DataError` (see :func:`existing_simulation`).
 
     Layout: ``{train,valid}_split.csv`` with labels, ``test_split.csv`` with ``Filename`` only (its
     labels go to ``.truth/test_labels.csv``, which no training code reads), and per-clip files
@@ -478,9 +517,12 @@ def simulate(out: str | Path, settings: SimulationSettings | None = None, *, pro
     """
     settings = settings or SimulationSettings()
     root = Path(out)
+    if existing_simulation(root, settings) == "finished":
+        return json.loads((root / ORACLE_FILE).read_text(encoding="utf-8"))
     generator = CorpusGenerator(settings)
     for name in (FACE_DIR, AUDIO_DIR, TEXT_DIR, TEXT_EMB_DIR, TRUTH_DIR):
         (root / name).mkdir(parents=True, exist_ok=True)
+    write_text(root / TRUTH_DIR / SETTINGS_FILE, settings.model_dump_json(indent=2) + "\n")
 
     columns = [
         TextColumn("[bold]simulating[/] {task.description}"),

@@ -11,16 +11,24 @@ Layout under ``<root>/.emimic/store`` (or any ``store_dir``)::
     manifest.json
     <modality>-<token>/frames.bin  ids.npy  offsets.npy  lengths.npy  pooled.npy  sources.csv
 
-Writes are atomic: a modality is packed into a temporary folder, renamed into place, and the
-manifest (the single commit point) is replaced last, so an interrupted pack leaves the previous
-store intact.
+A read-only root (licensed data usually is) gets its store in the cache instead,
+``$EMIMIC_CACHE`` or ``$XDG_CACHE_HOME/emimic`` or ``~/.cache/emimic``, under ``stores/<root
+name>-<hash of its path>``: :func:`locate_store` finds it again, so no flag is needed.
+
+Writes are atomic: a modality is packed into a temporary folder, renamed into place, and only
+then recorded in the manifest (the commit point), one modality at a time. A killed pack leaves
+the previous store intact plus every modality it finished; the next pack removes its temporary
+folder and resumes with the modalities still to do.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -30,8 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from emimic.data.layout import DatasetLayout, ModalitySource, discover, read_mapping
-from emimic.errors import DataError, EmptyFeatures
-from emimic.io import as_frames, decode_array, write_text
+from emimic.errors import DataError, EmptyFeatures, Interrupted
+from emimic.io import TEMP_SUFFIX, as_frames, decode_array, remove_leftovers, write_text
 from emimic.progress import progress_bar
 
 STORE_VERSION = 1
@@ -39,8 +47,53 @@ POOLED_STATS: tuple[str, ...] = ("mean", "std", "min", "max")
 DTYPES: tuple[str, ...] = ("float32", "float16")
 
 
+CACHE_ENV = "EMIMIC_CACHE"
+# The folder name of a packed modality: <modality>-<12 hex of its source fingerprint>-<dtype>.
+_MODALITY_DIR = re.compile(rf"-[0-9a-f]{{12}}-({'|'.join(DTYPES)})$")
+
+
 def default_store_dir(root: Path) -> Path:
+    """The store's place inside a dataset root (used whenever the root is writable)."""
     return root / ".emimic" / "store"
+
+
+def cache_dir() -> Path:
+    """emimic's cache folder: ``$EMIMIC_CACHE``, else ``$XDG_CACHE_HOME/emimic``, else ``~/.cache/emimic``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "emimic"
+
+
+def cache_store_dir(root: Path) -> Path:
+    """The cache folder holding the store of a read-only ``root``, keyed by the root's resolved path."""
+    resolved = Path(root).expanduser().resolve()
+    key = hashlib.sha256(str(resolved).encode()).hexdigest()[:16]
+    return cache_dir() / "stores" / f"{resolved.name}-{key}"
+
+
+def writable(folder: Path) -> bool:
+    """Whether ``folder`` can be created and written to. Tried, not inferred from permission bits,
+    which neither stop root nor reveal a read-only mount."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError:
+        return False
+    return True
+
+
+def locate_store(layout: DatasetLayout) -> Path:
+    """Where the store of a dataset lives when no ``store_dir`` is given.
+
+    Inside the root when the root is writable, or when it already holds a current store (packed
+    before the root was made read-only); in the cache (:func:`cache_store_dir`) otherwise.
+    """
+    in_root = default_store_dir(layout.root)
+    if writable(in_root):
+        return in_root
+    current = _read_manifest(in_root) is not None and set(stale_modalities(layout, in_root).values()) == {"unchanged"}
+    return in_root if current else cache_store_dir(layout.root)
 
 
 def _fingerprint_digest(source: ModalitySource) -> str:
@@ -163,9 +216,19 @@ def _read_manifest(store_dir: Path) -> dict | None:
     return manifest if manifest.get("version") == STORE_VERSION else None
 
 
-def stale_modalities(layout: DatasetLayout, store_dir: Path, dtype: str) -> dict[str, str]:
-    """Which modalities need packing (``packed``), which are current (``unchanged``), which vanished."""
+def store_dtype(manifest: dict | None) -> str:
+    """The frame dtype of a store (float32 for a new one): what a pack without an explicit dtype keeps."""
+    dtypes = {entry["dtype"] for entry in (manifest or {"modalities": {}})["modalities"].values()}
+    return dtypes.pop() if len(dtypes) == 1 else DTYPES[0]
+
+
+def stale_modalities(layout: DatasetLayout, store_dir: Path, dtype: str | None = None) -> dict[str, str]:
+    """Which modalities need packing (``packed``), which are current (``unchanged``), which vanished.
+
+    ``dtype=None`` keeps the store's own dtype (see :func:`store_dtype`).
+    """
     manifest = _read_manifest(store_dir) or {"modalities": {}}
+    dtype = dtype or store_dtype(manifest)
     packed = manifest["modalities"]
     actions = {}
     for name, source in layout.modalities.items():
@@ -179,53 +242,87 @@ def stale_modalities(layout: DatasetLayout, store_dir: Path, dtype: str) -> dict
     return actions
 
 
+def _prepare(store: Path) -> None:
+    """Create the store folder and remove what a killed pack left; a clear error where it cannot be written."""
+    try:
+        store.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror
+        raise DataError(f"{store}: cannot create the feature store ({reason}); pass a writable --store DIR.") from None
+    if not writable(store):
+        raise DataError(f"{store}: the feature store cannot be written here; pass a writable --store DIR.")
+    remove_leftovers(store)
+
+
+def _pack_into(store: Path, source: ModalitySource, dtype: str, *, progress: bool) -> dict:
+    """Pack one modality into a temporary folder, rename it into place and return its manifest entry."""
+    digest = _fingerprint_digest(source)
+    tmp = store / f".{source.name}-{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}"
+    try:
+        entry = _pack_modality(source, tmp, dtype, progress=progress)
+        final = store / f"{source.name}-{digest[:12]}-{dtype}"
+        shutil.rmtree(final, ignore_errors=True)  # a folder packed by a killed run but never recorded
+        tmp.rename(final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {**entry, "dir": final.name, "fingerprint": digest, "source": str(source.path)}
+
+
+def _write_manifest(store: Path, root: Path, entries: dict[str, dict]) -> None:
+    manifest = {"version": STORE_VERSION, "root": str(root), "modalities": entries}
+    write_text(store / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
+
+
+def _remove_unlisted(store: Path, entries: dict[str, dict]) -> None:
+    """Delete packed-modality folders the manifest no longer names (superseded, or packed by a killed run)."""
+    keep = {entry["dir"] for entry in entries.values()}
+    for folder in store.iterdir():
+        if folder.is_dir() and _MODALITY_DIR.search(folder.name) and folder.name not in keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def pack(
     root: str | Path,
     *,
-    dtype: str = "float32",
+    dtype: str | None = None,
     store_dir: str | Path | None = None,
     progress: bool = True,
 ) -> PackResult:
-    """Pack every modality of ``root`` into a FeatureStore; modalities whose files are unchanged are kept."""
-    if dtype not in DTYPES:
+    """Pack every modality of ``root`` into a FeatureStore; modalities whose files are unchanged are kept.
+
+    ``dtype`` is the frame storage type; ``None`` keeps the store's own (float32 for a new store),
+    so packing after ``pack(dtype="float16")`` never silently converts back. ``store_dir`` defaults
+    to :func:`locate_store`. Ctrl-C raises :class:`~emimic.errors.Interrupted` naming what was kept.
+    """
+    if dtype is not None and dtype not in DTYPES:
         raise DataError(f"dtype {dtype!r} is not supported; choose one of {list(DTYPES)}.")
     started = time.perf_counter()
     layout = discover(root)
     if not layout.modalities:
         raise DataError(f"{layout.root}: no modality found (no folder of per-clip .pkl/.npy/.pt files).")
-    store = Path(store_dir) if store_dir is not None else default_store_dir(layout.root)
-    store.mkdir(parents=True, exist_ok=True)
-    for leftover in store.glob(".*.tmp"):
-        shutil.rmtree(leftover, ignore_errors=True)
-    old = _read_manifest(store) or {"modalities": {}}
+    store = Path(store_dir) if store_dir is not None else locate_store(layout)
+    _prepare(store)
+    entries = dict((_read_manifest(store) or {"modalities": {}})["modalities"])
+    dtype = dtype or store_dtype({"modalities": entries})
     actions = stale_modalities(layout, store, dtype)
-    entries: dict[str, dict] = {}
-    created: list[Path] = []
+    current = [name for name, action in actions.items() if action == "unchanged"]
+    to_pack = [name for name, action in actions.items() if action == "packed"]
     try:
-        for name, action in actions.items():
-            if action == "unchanged":
-                entries[name] = old["modalities"][name]
-            elif action == "packed":
-                source = layout.modalities[name]
-                digest = _fingerprint_digest(source)
-                tmp = store / f".{name}-{uuid.uuid4().hex[:8]}.tmp"
-                entry = _pack_modality(source, tmp, dtype, progress=progress)
-                final = store / f"{name}-{digest[:12]}-{dtype}"
-                shutil.rmtree(final, ignore_errors=True)
-                tmp.rename(final)
-                created.append(final)
-                entries[name] = {**entry, "dir": final.name, "fingerprint": digest, "source": str(source.path)}
-    except BaseException:
-        for path in [*created, *store.glob(".*.tmp")]:
-            if path.name not in {e.get("dir") for e in old["modalities"].values()}:
-                shutil.rmtree(path, ignore_errors=True)
-        raise
-    manifest = {"version": STORE_VERSION, "root": str(layout.root), "modalities": entries}
-    write_text(store / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
-    keep = {entry["dir"] for entry in entries.values()}
-    for stale in (e["dir"] for e in old["modalities"].values()):
-        if stale not in keep:
-            shutil.rmtree(store / stale, ignore_errors=True)
+        for name in to_pack:
+            entries[name] = _pack_into(store, layout.modalities[name], dtype, progress=progress)
+            _write_manifest(store, layout.root, entries)  # the commit point: a killed pack keeps this modality
+            current.append(name)
+    except KeyboardInterrupt:
+        kept = ", ".join(current) or "no modality yet"
+        left = ", ".join(name for name in to_pack if name not in current)
+        message = f"packing stopped; the store {store} keeps {kept} ({left} to do); run the same command to resume."
+        raise Interrupted(message) from None
+    removed = [name for name, action in actions.items() if action == "removed"]
+    if removed:
+        for name in removed:
+            del entries[name]
+        _write_manifest(store, layout.root, entries)
+    _remove_unlisted(store, entries)
     return PackResult(store, actions, time.perf_counter() - started)
 
 

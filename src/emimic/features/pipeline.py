@@ -14,11 +14,13 @@ Failures are retried on the next run.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import time
@@ -34,10 +36,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from emimic.errors import ConfigError, DataError
+from emimic.errors import ConfigError, DataError, Interrupted
 from emimic.features.base import EXTRACTORS, ClipInput, Extractor, NoSignal, Output, build_extractor, resolve_name
 from emimic.features.media import Media, decode
-from emimic.io import atomic_path, save_array, write_text
+from emimic.io import TEMP_SUFFIX, atomic_path, default_mode, remove_leftovers, save_array, write_text
 from emimic.labels import clip_stem
 from emimic.progress import progress_bar
 
@@ -169,7 +171,8 @@ def save_images(folder: Path, images: dict[int, np.ndarray]) -> None:
     import cv2
 
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=TEMP_SUFFIX, dir=folder.parent))
+    os.chmod(tmp, default_mode(directory=True))  # mkdtemp's 0700 would hide the crops from a lab's group
     try:
         for number, image in images.items():
             ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
@@ -250,10 +253,14 @@ def _check_sidecars(root: Path, extractors: list[Extractor], spec: ExtractSpec, 
                 )
 
 
-def _write_sidecars(root: Path, extractors: list[Extractor], spec: ExtractSpec, columns: dict[str, list[str]]) -> None:
+def _write_sidecars(
+    root: Path, extractors: list[Extractor], spec: ExtractSpec, columns: dict[str, list[str]], *, missing_only=False
+) -> None:
     for extractor in extractors:
         for output in extractor.outputs():
             path = root / output.name / SIDECAR
+            if missing_only and path.is_file():
+                continue
             previous = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
             record = {
                 **extractor.describe(),
@@ -275,6 +282,9 @@ Task = tuple[int, str, tuple[str, ...]]
 def _init_pool_worker(threads: int) -> None:
     # Before torch/opencv are imported in this process, so their pools take the per-worker share.
     os.environ["OMP_NUM_THREADS"] = str(threads)
+    # Ctrl-C reaches the whole process group: the main process alone stops the run (and finishes
+    # the clips in flight), instead of every worker printing a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _run_local(spec: ExtractSpec, tasks: list[Task], workers: int) -> Iterator[ClipReport]:
@@ -487,6 +497,10 @@ def extract(
 
     state = root / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
+    for output in {o.name for e in extractors for o in e.outputs()}:
+        remove_leftovers(root / output)  # temporary files of a clip a killed run was writing
+    # Recorded before the first clip, so a killed first run still refuses to be resumed with other parameters.
+    _write_sidecars(root, extractors, spec, {}, missing_only=True)
     digests = {e.name: params_digest(e, spec) for e in extractors}
     counts = {e.name: Counter() for e in extractors}
     ledger = {} if overwrite else read_ledger(state / LEDGER)
@@ -495,39 +509,52 @@ def extract(
     reports = _run_ray(spec, tasks, ray_address, workers) if ray_address else _run_local(spec, tasks, workers)
     errors: list[dict[str, Any]] = []
     columns: dict[str, list[str]] = {}
-    with open(state / LEDGER, "a", newline="", encoding="utf-8") as handle, progress_bar(progress) as bar:
-        task = bar.add_task(f"extract {','.join(names)}", total=len(tasks))
-        writer = csv.DictWriter(handle, fieldnames=LEDGER_FIELDS)
-        if handle.tell() == 0:
-            writer.writeheader()
-        elif not _ends_with_newline(state / LEDGER):
-            handle.write("\n")  # end the line a killed run left unfinished
-        for report in reports:
-            columns.update(report.columns)
-            for outcome in report.outcomes:
-                counts[outcome.extractor][outcome.status] += 1
-                writer.writerow(
-                    {
-                        "clip": report.clip_id,
-                        "extractor": outcome.extractor,
-                        "status": outcome.status,
-                        "reason": outcome.reason,
-                        "seconds": f"{outcome.seconds:.3f}",
-                        "params": digests[outcome.extractor],
-                    }
-                )
-                if outcome.status == "failed":
-                    errors.append(
+    finished = 0
+    try:
+        # closing(): on Ctrl-C the pool stops (the clips in flight finish) before the message is printed.
+        with (
+            contextlib.closing(reports),
+            open(state / LEDGER, "a", newline="", encoding="utf-8") as handle,
+            progress_bar(progress) as bar,
+        ):
+            task = bar.add_task(f"extract {','.join(names)}", total=len(tasks))
+            writer = csv.DictWriter(handle, fieldnames=LEDGER_FIELDS)
+            if handle.tell() == 0:
+                writer.writeheader()
+            elif not _ends_with_newline(state / LEDGER):
+                handle.write("\n")  # end the line a killed run left unfinished
+            for report in reports:
+                columns.update(report.columns)
+                for outcome in report.outcomes:
+                    counts[outcome.extractor][outcome.status] += 1
+                    writer.writerow(
                         {
                             "clip": report.clip_id,
-                            "file": str(videos[report.clip_id]),
                             "extractor": outcome.extractor,
-                            "error": outcome.reason,
+                            "status": outcome.status,
+                            "reason": outcome.reason,
+                            "seconds": f"{outcome.seconds:.3f}",
+                            "params": digests[outcome.extractor],
                         }
                     )
-            # A killed run keeps every line written so far: the ledger is what resumption reads.
-            handle.flush()
-            bar.advance(task)
+                    if outcome.status == "failed":
+                        errors.append(
+                            {
+                                "clip": report.clip_id,
+                                "file": str(videos[report.clip_id]),
+                                "extractor": outcome.extractor,
+                                "error": outcome.reason,
+                            }
+                        )
+                # A killed run keeps every line written so far: the ledger is what resumption reads.
+                handle.flush()
+                bar.advance(task)
+                finished += 1
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"extraction stopped with {finished} of {len(tasks)} clip(s) recorded; the features of every finished"
+            f" clip are kept in {root}; run the same command to resume."
+        ) from None
 
     _write_sidecars(root, extractors, spec, columns)
     with atomic_path(state / ERRORS) as tmp:
