@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "emimic.cli.data",
     "emimic.cli.extract",
     "emimic.cli.train",
+    "emimic.cli.report",
 )
 
 console = Console(stderr=True)
