@@ -107,7 +107,7 @@ def test_comparison_marks_differences_within_noise():
     rows = comparison_rows([fake_summary("a", good, labels),
                             fake_summary("b", good + rng.normal(scale=0.02, size=labels.shape), labels),
                             fake_summary("c", labels + rng.normal(scale=1.0, size=labels.shape), labels)])
-    assert [row[-1] for row in rows] == ["", "within noise", "significant"]
+    assert [row[-1] for row in rows] == ["reference", "within noise", "significant"]
     assert rows[2][-2].startswith("-")
 
 
@@ -176,3 +176,12 @@ def test_report_renders_in_a_headless_browser(report, runs, tmp_path):
     broken.write_text(report.replace("base64,iVBOR", "base64,XXXX", 1).replace("</body>", "<script>x(</script></body>"))
     state = browser_state(broken, tmp_path / "profile")
     assert state["broken-images"] == "1" and state["errors"] == "1"
+
+
+def test_docs_python_example_runs(tmp_path, monkeypatch, capsys):
+    page = (Path(__file__).parents[1] / "docs" / "report.md").read_text(encoding="utf-8")
+    (example,) = re.findall(r"## From Python\n\n```python\n(.*?)```", page, flags=re.S)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(example, "docs/report.md", "exec"), {})
+    assert capsys.readouterr().out.strip() == "compare.html"
+    assert "Comparison of 3 runs" in (tmp_path / "compare.html").read_text(encoding="utf-8")

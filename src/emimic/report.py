@@ -7,8 +7,8 @@ several runs: a comparison table and chart, each difference to the first run wit
 interval over the same clips and marked "within noise" when that interval contains 0.
 
 Plots use matplotlib's object API (``Figure``, never pyplot, which keeps global state and leaks figures)
-on the Agg canvas; every colour comes from the palette below, so an emotion, a modality or a run has
-the same colour in every plot.
+on the Agg canvas, laid out once by the constrained layout engine; every colour comes from the palette
+below, so an emotion, a modality or a run has the same colour in every plot.
 
 Example::
 
@@ -138,7 +138,7 @@ def ridge_baseline(dataset: VidmimicDataset, split: str = "valid") -> dict[str, 
 def png_html(fig: Figure, alt: str) -> str:
     """The figure as an ``<img>`` with an embedded PNG (the file stays self-contained and opens offline)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=DPI)
     encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'
 
@@ -148,7 +148,7 @@ def pcc_figure(summary: RunSummary, ridge: dict[str, float], oracle: dict[str, f
     low, high = confidence_interval(summary.bootstrap)
     pcc = np.array([summary.valid.pcc[e] for e in EMOTIONS])
     x = np.arange(len(EMOTIONS))
-    fig = Figure(figsize=(9, 3.8))
+    fig = Figure(figsize=(9, 3.8), layout="constrained")
     ax = fig.subplots()
     ax.bar(x - 0.2, pcc, 0.4, color=[EMOTION_COLOURS[e] for e in EMOTIONS], label="model (95 % CI)",
            yerr=[pcc - low, high - pcc], capsize=3)
@@ -165,13 +165,12 @@ def pcc_figure(summary: RunSummary, ridge: dict[str, float], oracle: dict[str, f
 
 def scatter_figure(evaluation: Evaluation) -> Figure:
     preds, labels = evaluation.arrays()
-    fig = Figure(figsize=(10, 6))
+    fig = Figure(figsize=(10, 6), layout="constrained")
     for k, (ax, emotion) in enumerate(zip(fig.subplots(2, 3).ravel(), EMOTIONS, strict=True)):
         ax.scatter(labels[:, k], preds[:, k], s=6, alpha=0.4, color=EMOTION_COLOURS[emotion], linewidths=0)
         ax.plot([0, 1], [0, 1], color="#999999", lw=0.8)
         ax.set(xlim=(0, 1), ylim=(0, 1), title=f"{emotion}  r={evaluation.pcc[emotion]:.3f}",
                xlabel="true", ylabel="predicted")
-    fig.tight_layout()
     return fig
 
 
@@ -190,7 +189,7 @@ def residual_groups(evaluation: Evaluation) -> dict[str, np.ndarray]:
 
 def residual_figure(evaluation: Evaluation) -> Figure:
     groups = residual_groups(evaluation)
-    fig = Figure(figsize=(7, 3.5))
+    fig = Figure(figsize=(7, 3.5), layout="constrained")
     ax = fig.subplots()
     parts = ax.boxplot(list(groups.values()), patch_artist=True, showfliers=False)
     for patch, name in zip(parts["boxes"], groups, strict=True):
@@ -202,7 +201,7 @@ def residual_figure(evaluation: Evaluation) -> Figure:
 
 
 def learning_figure(history: pd.DataFrame, best_epoch: int) -> Figure:
-    fig = Figure(figsize=(10, 3.5))
+    fig = Figure(figsize=(10, 3.5), layout="constrained")
     loss_ax, pcc_ax = fig.subplots(1, 2)
     for column, label, colour in (("train/loss", "train loss", RUN_COLOURS[0]), ("val/loss", "validation loss",
                                                                                RUN_COLOURS[4])):
@@ -217,12 +216,11 @@ def learning_figure(history: pd.DataFrame, best_epoch: int) -> Figure:
         ax.set(xlabel="epoch", title=title)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
     return fig
 
 
 def labels_figure(dataset: VidmimicDataset) -> Figure:
-    fig = Figure(figsize=(10, 5))
+    fig = Figure(figsize=(10, 5), layout="constrained")
     labelled = [s for s in dataset.splits if dataset.has_labels(s)]
     for ax, emotion in zip(fig.subplots(2, 3).ravel(), EMOTIONS, strict=True):
         for split, alpha in zip(labelled, (0.8, 0.5, 0.3), strict=False):
@@ -231,38 +229,41 @@ def labels_figure(dataset: VidmimicDataset) -> Figure:
                     lw=1.5)
         ax.set(title=emotion, xlabel="label")
         ax.legend(fontsize=7)
-    fig.tight_layout()
     return fig
 
 
 def lengths_figure(dataset: VidmimicDataset) -> Figure:
     store = dataset.store(progress=False)
     ids = np.concatenate([frame.index.to_numpy() for frame in dataset.splits.values()])
-    fig = Figure(figsize=(10, 3))
+    fig = Figure(figsize=(10, 3), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(store.modalities)))
     for ax, modality in zip(axes, store.modalities, strict=True):
         lengths = store.lengths(modality, ids)
         ax.hist(lengths[lengths > 0], bins=30, color=modality_colour(modality))
         ax.set(title=f"{modality} (width {store.dim(modality)})", xlabel="frames per clip")
-    fig.tight_layout()
     return fig
 
 
-def comparison_figure(summaries: Sequence[RunSummary]) -> Figure:
+def comparison_figure(summaries: Sequence[RunSummary], marks: Sequence[str]) -> Figure:
+    """Grouped bars per emotion and for the mean; the axis starts near the lowest interval so that
+    differences between runs are visible (the interval bars show which ones are within noise)."""
     x = np.arange(len(EMOTIONS) + 1)
     width = 0.8 / len(summaries)
-    fig = Figure(figsize=(10, 4))
+    fig = Figure(figsize=(10, 4), layout="constrained")
     ax = fig.subplots()
-    for i, summary in enumerate(summaries):
+    lowest = 1.0
+    for i, (summary, mark) in enumerate(zip(summaries, marks, strict=True)):
         boot = summary.bootstrap
         draws = np.column_stack([boot, boot.mean(axis=1)])
         values = np.array([*(summary.valid.pcc[e] for e in EMOTIONS), summary.valid.mean_pcc])
         low, high = confidence_interval(draws)
-        ax.bar(x - 0.4 + width * (i + 0.5), values, width, color=run_colour(i), label=summary.name,
-               yerr=[values - low, high - values], capsize=2)
+        lowest = min(lowest, float(low.min()))
+        ax.bar(x - 0.4 + width * (i + 0.5), values, width, color=run_colour(i), yerr=[values - low, high - values],
+               capsize=2, label=f"{summary.name} ({mark})" if mark else summary.name)
     ax.set_xticks(x, [*EMOTIONS, "mean"])
+    ax.set_ylim(max(0.0, lowest - 0.05), 1.0)
     ax.set_ylabel("PCC (validation, 95 % CI)")
-    ax.legend(fontsize=8)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(len(summaries), 4), fontsize=8, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     return fig
 
@@ -367,7 +368,7 @@ def comparison_rows(summaries: Sequence[RunSummary]) -> list[list[str]]:
                f"{summary.valid.mean_pcc:.4f}", f"[{low:.3f}, {high:.3f}]"]
         same_clips = summary.valid.clips.index.equals(reference.valid.clips.index)  # type: ignore[union-attr]
         if summary is reference:
-            row += ["reference", ""]
+            row += ["", "reference"]
         elif not same_clips:
             row += ["-", "different clips: not paired"]
         else:
@@ -381,8 +382,9 @@ def comparison_rows(summaries: Sequence[RunSummary]) -> list[list[str]]:
 
 def comparison_section(summaries: Sequence[RunSummary]) -> str:
     header = ["run", "config", "seed", "mean PCC", "95 % CI", f"Δ vs {summaries[0].name} (paired 95 % CI)", ""]
-    return "\n".join([f"<h2>Comparison of {len(summaries)} runs</h2>", html_table(header, comparison_rows(summaries)),
-                      png_html(comparison_figure(summaries), "comparison of runs")])
+    rows = comparison_rows(summaries)
+    return "\n".join([f"<h2>Comparison of {len(summaries)} runs</h2>", html_table(header, rows),
+                      png_html(comparison_figure(summaries, [row[-1] for row in rows]), "comparison of runs")])
 
 
 # Counts images that failed to decode and script errors; the browser test reads these attributes.
@@ -399,7 +401,7 @@ window.addEventListener("load", function () {
 </script>"""
 
 _STYLE = """<style>
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; padding: 0 1em; max-width: 1100px; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 1em 1em 0; display: inline-table; vertical-align: top; }
 td, th { border-bottom: 1px solid #ddd; padding: 3px 10px; text-align: left; font-size: 14px; }
 img { max-width: 100%; display: block; margin: 0.5em 0 1.5em; }
