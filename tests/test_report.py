@@ -100,15 +100,17 @@ def fake_summary(name: str, preds: np.ndarray, labels: np.ndarray) -> RunSummary
     return RunSummary(Path(name), {}, None, None, valid)  # type: ignore[arg-type]
 
 
-def test_comparison_marks_differences_within_noise():
+def test_comparison_marks_differences_within_noise_with_a_paired_bootstrap():
     rng = np.random.default_rng(0)
     labels = rng.random((300, 6))
     good = labels + rng.normal(scale=0.3, size=labels.shape)
     rows = comparison_rows([fake_summary("a", good, labels),
                             fake_summary("b", good + rng.normal(scale=0.02, size=labels.shape), labels),
-                            fake_summary("c", labels + rng.normal(scale=1.0, size=labels.shape), labels)])
-    assert [row[-1] for row in rows] == ["reference", "within noise", "significant"]
-    assert rows[2][-2].startswith("-")
+                            fake_summary("c", labels + rng.normal(scale=1.0, size=labels.shape), labels),
+                            # +0.011 mean PCC: an unpaired interval (about ±0.03) would contain 0, a paired one not
+                            fake_summary("d", good + 0.03 * (labels - good), labels)])
+    assert [row[-1] for row in rows] == ["reference", "within noise", "significant", "significant"]
+    assert rows[2][-2].startswith("-") and rows[3][-2].startswith("+0.011")
 
 
 def test_report_cli_default_paths_and_errors(runs, tmp_path, capsys):
