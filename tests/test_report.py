@@ -116,6 +116,9 @@ def test_comparison_marks_differences_within_noise_with_a_paired_bootstrap():
 def test_report_cli_default_paths_and_errors(runs, tmp_path, capsys):
     assert main(["report", str(runs[0])]) == 0
     assert (runs[0] / "report.html").exists() and f"report: {runs[0] / 'report.html'}" in capsys.readouterr().out
+    assert main(["report", str(runs[0].parent)]) == 0  # a folder of runs (ablation, CV) is compared
+    assert "Comparison of 2 runs" in (runs[0].parent / "report.html").read_text(encoding="utf-8")
+    capsys.readouterr()
     assert main(["report", str(tmp_path)]) == 1
     assert f"{tmp_path}: not a finished run (no metrics.json) nor a folder of runs" in error_text(capsys)
 
@@ -166,8 +169,9 @@ def browser_state(page: Path, profile: Path, *, screenshot: Path | None = None) 
     return dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body.group(1)))
 
 
-def test_report_renders_in_a_headless_browser(report, runs, tmp_path):
-    page = runs[0].parent / "report.html"
+def test_report_renders_in_a_headless_browser(report, tmp_path):
+    page = tmp_path / "report.html"
+    page.write_text(report, encoding="utf-8")
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "report.png"
     state = browser_state(page, tmp_path / "profile", screenshot=shot)
