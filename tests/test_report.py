@@ -49,9 +49,9 @@ def report(runs) -> str:
     return write_report(runs, runs[0].parent / "report.html").read_text(encoding="utf-8")
 
 
-def error_text(capsys) -> str:
-    """stderr with the console's line wrapping undone."""
-    return " ".join(capsys.readouterr().err.split())
+def printed_error(capsys, expected: str) -> bool:
+    """Whether stderr holds ``expected``; whitespace is ignored, as the console wraps long lines (even mid-path)."""
+    return "".join(expected.split()) in "".join(capsys.readouterr().err.split())
 
 
 def embedded_pngs(page: str) -> list[bytes]:
@@ -120,7 +120,12 @@ def test_report_cli_default_paths_and_errors(runs, tmp_path, capsys):
     assert "Comparison of 2 runs" in (runs[0].parent / "report.html").read_text(encoding="utf-8")
     capsys.readouterr()
     assert main(["report", str(tmp_path)]) == 1
-    assert f"{tmp_path}: not a finished run (no metrics.json) nor a folder of runs" in error_text(capsys)
+    assert printed_error(capsys, f"{tmp_path}: not a finished run (no metrics.json) nor a folder of runs")
+    older = shutil.copytree(runs[0], tmp_path / "older")  # a run from before metrics.json had provenance
+    metrics = json.loads((older / "metrics.json").read_text())
+    (older / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if k != "provenance"}))
+    assert main(["report", str(older)]) == 1
+    assert printed_error(capsys, f"{older / 'metrics.json'} does not record its dataset")
 
 
 def test_evaluate_test_split_with_labels_file_and_per_clip_predictions(runs, corpus, tmp_path, capsys):
@@ -138,12 +143,12 @@ def test_evaluate_test_split_with_labels_file_and_per_clip_predictions(runs, cor
     assert payload["mean_pcc"] > 0.2 and payload["pcc_ci95"]["mean"][0] < payload["mean_pcc"]
 
     assert main(["evaluate", "--run", str(runs[0]), "--data", str(corpus), "--split", "test"]) == 1
-    assert "the 'test' split has no labels to evaluate against; give them with --labels FILE" in error_text(capsys)
+    assert printed_error(capsys, "the 'test' split has no labels to evaluate against; give them with --labels FILE")
     partial = tmp_path / "partial.csv"
     pd.read_csv(truth).iloc[2:].to_csv(partial, index=False)
     assert main(["evaluate", "--run", str(runs[0]), "--data", str(corpus), "--split", "test",
                  "--labels", str(partial)]) == 1
-    assert f"{partial}: no labels for 2 clips of the 'test' split" in error_text(capsys)
+    assert printed_error(capsys, f"{partial}: no labels for 2 clips of the 'test' split")
 
 
 def chromium() -> str | None:
