@@ -383,7 +383,9 @@ def comparison_rows(summaries: Sequence[RunSummary]) -> list[list[str]]:
 def comparison_section(summaries: Sequence[RunSummary]) -> str:
     header = ["run", "config", "seed", "mean PCC", "95 % CI", f"Δ vs {summaries[0].name} (paired 95 % CI)", ""]
     rows = comparison_rows(summaries)
-    return "\n".join([f"<h2>Comparison of {len(summaries)} runs</h2>", html_table(header, rows),
+    note = ("<p>Differences are paired over the same validation clips (1,000 bootstrap resamples); the interval"
+            " covers the sampling of clips, not the training seed: compare configs over several seeds.</p>")
+    return "\n".join([f"<h2>Comparison of {len(summaries)} runs</h2>", html_table(header, rows), note,
                       png_html(comparison_figure(summaries, [row[-1] for row in rows]), "comparison of runs")])
 
 
