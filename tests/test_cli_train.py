@@ -54,3 +54,4 @@ def test_demo_runs_every_stage_on_a_small_corpus(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "of the oracle" in printed and "fraction" in printed
     assert (out / "submission.csv").exists() and (out / "run" / "metrics.json").exists()
+    assert f"report: {out / 'report.html'}" in printed and "Run run" in (out / "report.html").read_text()

@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 
 from emimic.labels import EMOTIONS
-from emimic.metrics import mean_pcc, pcc_scores, pearson_per_dimension
+from emimic.metrics import (
+    bootstrap_pcc,
+    confidence_interval,
+    mean_pcc,
+    pcc_scores,
+    pearson_per_dimension,
+    resample_counts,
+)
 
 
 def test_matches_numpy_corrcoef():
@@ -38,3 +45,33 @@ def test_scores_are_named_in_official_order():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="same"):
         pearson_per_dimension(np.zeros((3, 6)), np.zeros((4, 6)))
+
+
+def test_bootstrap_rows_equal_the_pcc_of_each_resample():
+    rng = np.random.default_rng(3)
+    y = rng.random((40, 6))
+    p = y + rng.normal(scale=0.5, size=y.shape)
+    p[7, 2] = np.nan
+    boot = bootstrap_pcc(p, y, samples=5, seed=11)
+    for row, counts in zip(boot, resample_counts(40, samples=5, seed=11), strict=True):
+        chosen = np.repeat(np.arange(40), counts.astype(int))
+        np.testing.assert_allclose(row, pearson_per_dimension(p[chosen], y[chosen]), atol=1e-9)
+
+
+def test_bootstrap_interval_brackets_the_estimate_and_narrows_with_more_clips():
+    rng = np.random.default_rng(4)
+
+    def width(n: int) -> float:
+        y = rng.random((n, 6))
+        p = y + rng.normal(scale=0.5, size=y.shape)
+        low, high = confidence_interval(bootstrap_pcc(p, y, samples=400, seed=0))
+        point = pearson_per_dimension(p, y)
+        assert np.all(low <= point) and np.all(point <= high)
+        return float(np.mean(high - low))
+
+    assert width(1000) < 0.5 * width(100)
+
+
+def test_bootstrap_of_constant_predictions_is_zero():
+    y = np.random.default_rng(5).random((30, 6))
+    assert np.all(bootstrap_pcc(np.full_like(y, 0.3), y, samples=20) == 0.0)

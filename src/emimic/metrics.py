@@ -41,3 +41,43 @@ def pcc_scores(preds: np.ndarray | torch.Tensor, targets: np.ndarray | torch.Ten
 def mean_pcc(preds: np.ndarray | torch.Tensor, targets: np.ndarray | torch.Tensor) -> float:
     """The challenge score: the mean over the six dimensions of the per-dimension PCC."""
     return float(pearson_per_dimension(preds, targets).mean())
+
+
+def resample_counts(n: int, *, samples: int, seed: int) -> np.ndarray:
+    """``(samples, n)`` how often each of ``n`` clips is drawn in each bootstrap resample of size ``n``."""
+    return np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=samples).astype(np.float64)
+
+
+def bootstrap_pcc(preds: np.ndarray, targets: np.ndarray, *, samples: int = 1000, seed: int = 0) -> np.ndarray:
+    """``(samples, D)`` per-dimension PCC on ``samples`` resamples of the clips (drawn with replacement).
+
+    Vectorised: each resample is a row of clip counts, so every moment is one matrix product. The
+    resamples depend only on (seed, number of clips): two prediction sets scored against the same
+    targets with the same seed are paired, which is what a difference between two runs needs.
+    Non-finite values are left out per dimension and constant resamples score 0, as in
+    :func:`pearson_per_dimension`.
+    """
+    p = np.asarray(preds, dtype=np.float64)
+    t = np.asarray(targets, dtype=np.float64)
+    if p.shape != t.shape or p.ndim != 2:
+        raise ValueError(f"predictions {p.shape} and targets {t.shape} must be the same (N, D)")
+    counts = resample_counts(len(p), samples=samples, seed=seed)
+    keep = np.isfinite(p) & np.isfinite(t)
+    # centred first, so sums of squares do not cancel (a constant column becomes exactly zero)
+    p, t = (np.where(keep, x - np.mean(x, axis=0, where=keep), 0.0) for x in (p, t))
+    weight = counts @ keep
+    sum_p, sum_t = counts @ p, counts @ t
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cov = counts @ (p * t) - sum_p * sum_t / weight
+        var_p = counts @ (p * p) - sum_p**2 / weight
+        var_t = counts @ (t * t) - sum_t**2 / weight
+        # compare variances (sums of squares), not standard deviations, with the constant threshold
+        floor = weight * CONSTANT_STD**2
+        valid = (weight >= 2) & (var_p > floor) & (var_t > floor)
+        return np.where(valid, cov / np.sqrt(np.where(valid, var_p * var_t, 1.0)), 0.0)
+
+
+def confidence_interval(samples: np.ndarray, level: float = 0.95) -> np.ndarray:
+    """``(2, ...)`` lower and upper percentile bounds of bootstrap ``samples`` along their first axis."""
+    tail = 100.0 * (1.0 - level) / 2.0
+    return np.percentile(samples, [tail, 100.0 - tail], axis=0)

@@ -25,11 +25,14 @@ if TYPE_CHECKING:
     from emimic.data import VidmimicDataset
 
 
-def pcc_table(scores: dict[str, float], title: str, oracle: dict[str, float] | None = None) -> Table:
-    """Per-dimension PCC (and the oracle ceiling with the fraction reached, when known)."""
+def pcc_table(scores: dict[str, float], title: str, oracle: dict[str, float] | None = None,
+              intervals: dict[str, list[float]] | None = None) -> Table:
+    """Per-dimension PCC (with its 95 % interval, and the oracle ceiling with the fraction reached, when known)."""
     table = Table(title=title, title_justify="left")
     table.add_column("emotion")
     table.add_column("PCC", justify="right")
+    if intervals:
+        table.add_column("95% CI", justify="right")
     if oracle:
         table.add_column("oracle", justify="right")
         table.add_column("fraction", justify="right")
@@ -38,6 +41,9 @@ def pcc_table(scores: dict[str, float], title: str, oracle: dict[str, float] | N
     rows.append(("mean", sum(scores[e] for e in EMOTIONS) / len(EMOTIONS), mean_oracle))
     for i, (name, value, ceiling) in enumerate(rows):
         cells = [f"[bold]{name}[/]" if i == len(EMOTIONS) else name, f"{value:.4f}"]
+        if intervals:
+            low, high = intervals[name]
+            cells.append(f"{low:.3f} to {high:.3f}")
         if oracle:
             cells += [f"{ceiling:.4f}", f"{value / ceiling:.1%}" if ceiling else "-"]
         table.add_row(*cells, end_section=i == len(EMOTIONS) - 1)
@@ -104,21 +110,33 @@ def train_command(parser: argparse.ArgumentParser) -> Handler:
     return run
 
 
-@command("evaluate", "Per-dimension PCC and mean PCC of a trained run on a labelled split.",
-         "emimic evaluate --run runs/paper --data data/sim --split valid --json valid.json")
+@command("evaluate", "Per-dimension PCC (with 95% bootstrap CIs) and mean PCC of a trained run on a labelled split.",
+         "emimic evaluate --run runs/paper --data data/sim --split test --labels data/sim/.truth/test_labels.csv"
+         " --predictions test_clips.csv")
 def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
     _add_run_args(parser, split="valid")
+    parser.add_argument("--labels", type=Path, default=None,
+                        help="labels CSV in the split format to score against (e.g. a simulated corpus's"
+                             " .truth/test_labels.csv); default: the split's own labels")
     parser.add_argument("--json", type=output_file, default=None, help="also write the scores to this JSON file")
+    parser.add_argument("--predictions", type=output_file, default=None,
+                        help="also write per-clip predictions, labels and modality presence to this CSV")
 
     def run(args: argparse.Namespace) -> int:
+        from emimic.provenance import pcc_intervals
         from emimic.training.inference import evaluate
 
-        result = evaluate(args.run, _dataset(args), split=args.split)
-        out.print(pcc_table(result.pcc, f"{result.split} ({result.n_clips} clips)"))
+        result = evaluate(args.run, _dataset(args), split=args.split, labels=args.labels)
+        intervals = pcc_intervals(*result.arrays())
+        out.print(pcc_table(result.pcc, f"{result.split} ({result.n_clips} clips)", intervals=intervals))
         out.print(coverage_line(result.coverage))
         if args.json is not None:
             payload = {k: result.to_dict()[k] for k in ("split", "n_clips", "mean_pcc", "pcc")}
+            payload |= {"pcc_ci95": intervals, "labels": str(args.labels) if args.labels else "split"}
             write_text(args.json, json.dumps(payload, indent=2))
+        if args.predictions is not None:
+            result.write_clips(args.predictions)
+            out.print(f"per-clip predictions: {args.predictions}")
         return 0
 
     return run
@@ -158,15 +176,13 @@ def configs_command(parser: argparse.ArgumentParser) -> Handler:
 
 
 def _oracle(data: Path, split: str) -> dict[str, float] | None:
-    from emimic.data.simulate import ORACLE_FILE
+    from emimic.provenance import load_oracle
 
-    path = data / ORACLE_FILE
-    if not path.exists():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))["oracle_pcc"][split]
+    oracle = load_oracle(data)
+    return None if oracle is None else oracle["oracle_pcc"][split]
 
 
-@command("demo", "Simulate a corpus, validate, pack, train the paper method, evaluate and predict.",
+@command("demo", "Simulate a corpus, validate, pack, train the paper method, evaluate, predict, write the HTML report.",
          "emimic demo --out runs/demo --seed 0")
 def demo_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--out", type=output_folder, default=Path("runs/demo"), help="demo folder (default: runs/demo)")
@@ -178,6 +194,8 @@ def demo_command(parser: argparse.ArgumentParser) -> Handler:
         from emimic.data import open_dataset
         from emimic.data.simulate import SimulationSettings, simulate
         from emimic.data.validate import validate
+        from emimic.provenance import pcc_intervals
+        from emimic.report import write_report
         from emimic.training.inference import evaluate, predict
         from emimic.training.run import train
 
@@ -196,17 +214,19 @@ def demo_command(parser: argparse.ArgumentParser) -> Handler:
         ds.store()
         console.print(f"[bold]4/5 train[/] {args.config or 'paper'} → {run_dir}")
         train(ds, run_dir, config=args.config, seed=seed, max_epochs=args.max_epochs)
-        console.print("[bold]5/5 evaluate and predict[/]")
+        console.print("[bold]5/5 evaluate, predict and report[/]")
         result = evaluate(run_dir, ds, split="valid")
         submission = args.out / "submission.csv"
         predict(run_dir, ds, split="test", out=submission)
         oracle = _oracle(data, "valid")
-        out.print(pcc_table(result.pcc, f"Validation ({result.n_clips} clips)", oracle))
+        out.print(pcc_table(result.pcc, f"Validation ({result.n_clips} clips)", oracle,
+                            intervals=pcc_intervals(*result.arrays())))
         out.print(coverage_line(result.coverage))
         if oracle:
             ceiling = sum(oracle.values()) / len(oracle)
             out.print(f"mean PCC {result.mean_pcc:.4f} = {result.mean_pcc / ceiling:.1%} of the oracle {ceiling:.4f}")
         out.print(f"submission: {submission}   run: {run_dir}   total {time.perf_counter() - started:.0f} s")
+        out.print(f"report: {write_report([run_dir], args.out / 'report.html')}")
         return 0
 
     return run

@@ -21,7 +21,8 @@ from torch.utils.data import DataLoader, Sampler
 from emimic.config import ExperimentConfig
 from emimic.data import ClipDataset, FeatureStore, VidmimicDataset, collate_clips, open_dataset
 from emimic.errors import DataError, EmimicError
-from emimic.labels import EMOTIONS
+from emimic.io import atomic_path
+from emimic.labels import EMOTIONS, read_split
 from emimic.metrics import pcc_scores
 from emimic.models.emi import EMIModel, ModelSpec, build_model
 from emimic.submission import to_submission, write_submission
@@ -45,10 +46,26 @@ class Evaluation:
     mean_pcc: float
     pcc: dict[str, float]
     coverage: dict[str, float] = field(default_factory=dict)  # share of clips with each modality
+    # per clip (index Filename): the prediction and the label of each emotion, and which modalities it has
+    clips: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         return {"split": self.split, "n_clips": self.n_clips, "mean_pcc": self.mean_pcc, "pcc": self.pcc,
                 "coverage": self.coverage}
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(N, 6)`` predictions and labels, in the order of :attr:`clips`."""
+        if self.clips is None:
+            raise ValueError("this evaluation was loaded from metrics.json and holds no per-clip predictions")
+        return (self.clips[[f"pred {e}" for e in EMOTIONS]].to_numpy(dtype=np.float64),
+                self.clips[[f"true {e}" for e in EMOTIONS]].to_numpy(dtype=np.float64))
+
+    def write_clips(self, path: str | Path) -> None:
+        """Per-clip predictions, labels and modality presence as CSV (for error analysis)."""
+        if self.clips is None:
+            raise ValueError("this evaluation holds no per-clip predictions")
+        with atomic_path(Path(path)) as tmp:
+            self.clips.to_csv(tmp, float_format="%.6f")
 
 
 def load_checkpoint(path: str | Path) -> TrainedModel:
@@ -139,19 +156,45 @@ def coverage(store: FeatureStore, modalities: list[str], ids: np.ndarray) -> dic
     return {m: float(store.present(m, ids).mean()) if len(ids) else 0.0 for m in modalities}
 
 
+def external_labels(path: str | Path, ids: np.ndarray, *, split: str) -> pd.DataFrame:
+    """Labels of exactly the clips ``ids`` (in that order) from a split-format CSV such as held-out truth."""
+    labels = read_split(path, require_labels=True)
+    missing = np.setdiff1d(ids, labels.index.to_numpy(dtype=np.int64))
+    if len(missing):
+        shown = ", ".join(str(i) for i in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise DataError(f"{path}: no labels for {len(missing)} clips of the {split!r} split ({shown}); give the"
+                        f" labels file of that split.")
+    return labels.loc[ids]
+
+
 def evaluate(run: str | Path | TrainedModel, data: str | Path | VidmimicDataset, *, split: str = "valid",
-             progress: bool = False) -> Evaluation:
-    """Per-dimension PCC and mean PCC of a run on a labelled split (every clip counts; none is dropped)."""
+             labels: str | Path | None = None, progress: bool = False) -> Evaluation:
+    """Per-dimension PCC and mean PCC of a run on a split (every clip counts; none is dropped).
+
+    The split's own labels are used unless ``labels`` names a CSV in the split format (e.g. a simulated
+    corpus's held-out ``.truth/test_labels.csv``), which must label every clip of the split."""
     trained = run if isinstance(run, TrainedModel) else load_run(run)
     ds, store = _open(data, progress=progress)
-    if not ds.has_labels(split):
-        raise DataError(f"{ds.root}: the {split!r} split has no labels to evaluate against.")
-    labels = ds.split(split)
-    ids = labels.index.to_numpy(dtype=np.int64)
+    ids = ds.split(split).index.to_numpy(dtype=np.int64)
+    if labels is not None:
+        truth = external_labels(labels, ids, split=split)
+    elif ds.has_labels(split):
+        truth = ds.split(split)
+    else:
+        raise DataError(f"{ds.root}: the {split!r} split has no labels to evaluate against; give them with"
+                        f" --labels FILE.")
     preds = predict_ids(trained, store, ids)
-    scores = pcc_scores(preds, labels[list(EMOTIONS)].to_numpy(dtype=np.float64))
+    targets = truth[list(EMOTIONS)].to_numpy(dtype=np.float64)
+    scores = pcc_scores(preds, targets)
+    modalities = list(trained.spec.modalities)
+    clips = pd.DataFrame(
+        {**{f"pred {e}": preds[:, k] for k, e in enumerate(EMOTIONS)},
+         **{f"true {e}": targets[:, k] for k, e in enumerate(EMOTIONS)},
+         **{f"has {m}": store.present(m, ids) for m in modalities}},
+        index=pd.Index(ids, name="Filename"),
+    )
     return Evaluation(split, len(ids), float(np.mean(list(scores.values()))), scores,
-                      coverage(store, list(trained.spec.modalities), ids))
+                      coverage(store, modalities, ids), clips)
 
 
 def predict(run: str | Path | TrainedModel, data: str | Path | VidmimicDataset, *, split: str = "test",

@@ -35,6 +35,7 @@ from emimic.errors import ConfigError, DataError
 from emimic.io import write_text
 from emimic.labels import EMOTIONS
 from emimic.models.emi import resolve_spec
+from emimic.provenance import metrics_record
 from emimic.training.ema import EMA
 from emimic.training.history import MONITOR, History
 from emimic.training.inference import (
@@ -189,7 +190,7 @@ def train(
     valid_loader = clip_loader(store, spec, module.net, valid_ids, valid_y,
                                batch_size=eval_batch_size(module.net, batch),
                                max_frames=cfg.model.encoder.max_frames, num_workers=cfg.train.num_workers)
-    history = History(run / "history.csv", verbose=progress)
+    history = History(run / "history.csv", verbose=progress, raw_weights=cfg.train.ema.enabled)
     _quiet_lightning()
     trainer = pl.Trainer(
         max_epochs=cfg.train.max_epochs,
@@ -215,7 +216,8 @@ def train(
     best_epoch = max(rows, key=lambda r: r.get(MONITOR, -np.inf))["epoch"] if rows else 0
     valid = evaluate(load_run(run), ds, split="valid")
     result = TrainResult(run, valid, int(best_epoch), len(rows), time.perf_counter() - started)
-    write_text(run / METRICS_FILE, json.dumps(result.to_dict(), indent=2))
+    source = None if isinstance(config, ExperimentConfig) else config
+    write_text(run / METRICS_FILE, json.dumps(metrics_record(result, cfg, source, ds), indent=2))
     return result
 
 

@@ -1,0 +1,198 @@
+"""The HTML report, the provenance in metrics.json, and evaluate with a labels file / per-clip predictions."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from emimic.cli import main
+from emimic.data.simulate import TRUTH_DIR, SimulationSettings, simulate
+from emimic.labels import EMOTIONS
+from emimic.report import RunSummary, comparison_rows, write_report
+from emimic.training.inference import Evaluation
+from emimic.training.run import train
+
+ARTIFACTS = Path(__file__).parents[1] / "artifacts"
+SMALL = dict(clips=240, face_dim=16, audio_dim=24, text_dim=8)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("report") / "sim"
+    simulate(root, SimulationSettings(seed=0, **SMALL), progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def runs(corpus) -> list[Path]:
+    """Two short runs on the same corpus: the paper method and the no-EMA variant, from a YAML file."""
+    own = corpus.parent / "mine.yaml"
+    own.write_text("name: paper\ntrain:\n  ema:\n    enabled: false\n")
+    paper = train(corpus, corpus.parent / "paper", seed=0, max_epochs=4, progress=False).run
+    mine = train(corpus, corpus.parent / "mine", config=own, seed=1, max_epochs=4, progress=False).run
+    return [paper, mine]
+
+
+@pytest.fixture(scope="module")
+def report(runs) -> str:
+    return write_report(runs, runs[0].parent / "report.html").read_text(encoding="utf-8")
+
+
+def printed_error(capsys, expected: str) -> bool:
+    """Whether stderr holds ``expected``; whitespace is ignored, as the console wraps long lines (even mid-path)."""
+    return "".join(expected.split()) in "".join(capsys.readouterr().err.split())
+
+
+def embedded_pngs(page: str) -> list[bytes]:
+    return [base64.b64decode(data) for data in re.findall(r'src="data:image/png;base64,([^"]+)"', page)]
+
+
+def test_metrics_json_records_provenance_and_intervals(runs, corpus):
+    stored = json.loads((runs[1] / "metrics.json").read_text())
+    prov = stored["provenance"]
+    assert prov["config"]["name"] == "mine" and prov["config"]["source"].endswith("mine.yaml")
+    assert prov["config"]["resolved"]["train"]["ema"]["enabled"] is False and prov["seed"] == 1
+    assert prov["data"]["root"] == str(corpus.resolve()) and len(prov["data"]["fingerprint"]) == 16
+    assert prov["data"]["split_sizes"] == {"train": 144, "valid": 48, "test": 48}
+    assert 0 < prov["data"]["coverage"]["valid"]["wav2vec2"] < 1
+    assert prov["oracle"]["mean_pcc"]["valid"] > 0.5
+    assert prov["training"] | {"wall_seconds": 0} == {"epochs_run": 4, "max_epochs": 4, "best_epoch":
+                                                      stored["best_epoch"], "patience": 10, "stopped_early": False,
+                                                      "wall_seconds": 0}
+    low, high = stored["pcc_ci95"]["mean"]
+    assert low < stored["mean_pcc"] < high and high - low < 0.5
+
+
+def test_history_records_the_raw_weights_beside_the_ema_ones(runs):
+    ema = pd.read_csv(runs[0] / "history.csv")
+    assert not np.allclose(ema["val/pcc_mean_raw"], ema["val/pcc_mean"])
+    assert "val/pcc_mean_raw" not in pd.read_csv(runs[1] / "history.csv")  # without EMA they are the same weights
+
+
+def test_report_has_every_section_and_every_plot_is_a_real_image(report):
+    for heading in ("Comparison of 2 runs", "Run paper", "Run mine", "Validation PCC", "Predicted vs true",
+                    "Errors by modality coverage", "Learning curves", "Label distributions", "Sequence lengths"):
+        assert heading in report, heading
+    assert "oracle" in report and "ridge baseline" in report and "hit the epoch limit" in report
+    images = embedded_pngs(report)
+    assert len(images) == 1 + 2 * 4 + 2  # comparison, 4 per run, 2 of the data
+    for png in images:
+        pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+        assert pixels.shape[0] > 100 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 10
+
+
+def fake_summary(name: str, preds: np.ndarray, labels: np.ndarray) -> RunSummary:
+    clips = pd.DataFrame({**{f"pred {e}": preds[:, k] for k, e in enumerate(EMOTIONS)},
+                          **{f"true {e}": labels[:, k] for k, e in enumerate(EMOTIONS)}})
+    scores = dict(zip(EMOTIONS, [float(np.corrcoef(preds[:, k], labels[:, k])[0, 1]) for k in range(6)], strict=True))
+    valid = Evaluation("valid", len(preds), float(np.mean(list(scores.values()))), scores, {}, clips)
+    return RunSummary(Path(name), {}, None, None, valid)  # type: ignore[arg-type]
+
+
+def test_comparison_marks_differences_within_noise_with_a_paired_bootstrap():
+    rng = np.random.default_rng(0)
+    labels = rng.random((300, 6))
+    good = labels + rng.normal(scale=0.3, size=labels.shape)
+    rows = comparison_rows([fake_summary("a", good, labels),
+                            fake_summary("b", good + rng.normal(scale=0.02, size=labels.shape), labels),
+                            fake_summary("c", labels + rng.normal(scale=1.0, size=labels.shape), labels),
+                            # +0.011 mean PCC: an unpaired interval (about ±0.03) would contain 0, a paired one not
+                            fake_summary("d", good + 0.03 * (labels - good), labels)])
+    assert [row[-1] for row in rows] == ["reference", "within noise", "significant", "significant"]
+    assert rows[2][-2].startswith("-") and rows[3][-2].startswith("+0.011")
+
+
+def test_report_cli_default_paths_and_errors(runs, tmp_path, capsys):
+    assert main(["report", str(runs[0])]) == 0
+    assert (runs[0] / "report.html").exists() and f"report: {runs[0] / 'report.html'}" in capsys.readouterr().out
+    assert main(["report", str(runs[0].parent)]) == 0  # a folder of runs (ablation, CV) is compared
+    assert "Comparison of 2 runs" in (runs[0].parent / "report.html").read_text(encoding="utf-8")
+    capsys.readouterr()
+    assert main(["report", str(tmp_path)]) == 1
+    assert printed_error(capsys, f"{tmp_path}: not a finished run (no metrics.json) nor a folder of runs")
+    older = shutil.copytree(runs[0], tmp_path / "older")  # a run from before metrics.json had provenance
+    metrics = json.loads((older / "metrics.json").read_text())
+    (older / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if k != "provenance"}))
+    assert main(["report", str(older)]) == 1
+    assert printed_error(capsys, f"{older / 'metrics.json'} does not record its dataset")
+
+
+def test_evaluate_test_split_with_labels_file_and_per_clip_predictions(runs, corpus, tmp_path, capsys):
+    truth = corpus / TRUTH_DIR / "test_labels.csv"
+    clips = tmp_path / "clips.csv"
+    scores = tmp_path / "test.json"
+    assert main(["evaluate", "--run", str(runs[0]), "--data", str(corpus), "--split", "test", "--labels", str(truth),
+                 "--predictions", str(clips), "--json", str(scores)]) == 0
+    assert "test (48 clips)" in capsys.readouterr().out
+    frame = pd.read_csv(clips, index_col="Filename")
+    expected = pd.read_csv(truth, index_col="Filename").loc[frame.index]
+    np.testing.assert_allclose(frame[[f"true {e}" for e in EMOTIONS]].to_numpy(), expected.to_numpy(), atol=1e-6)
+    assert frame.filter(like="has ").shape[1] == 3 and len(frame) == 48
+    payload = json.loads(scores.read_text())
+    assert payload["mean_pcc"] > 0.2 and payload["pcc_ci95"]["mean"][0] < payload["mean_pcc"]
+
+    assert main(["evaluate", "--run", str(runs[0]), "--data", str(corpus), "--split", "test"]) == 1
+    assert printed_error(capsys, "the 'test' split has no labels to evaluate against; give them with --labels FILE")
+    partial = tmp_path / "partial.csv"
+    pd.read_csv(truth).iloc[2:].to_csv(partial, index=False)
+    assert main(["evaluate", "--run", str(runs[0]), "--data", str(corpus), "--split", "test",
+                 "--labels", str(partial)]) == 1
+    assert printed_error(capsys, f"{partial}: no labels for 2 clips of the 'test' split")
+
+
+def chromium() -> str | None:
+    found = next(filter(None, map(shutil.which, ("chromium-headless-shell", "chromium", "chromium-browser"))), None)
+    if found is None and os.environ.get("CI") == "true":
+        pytest.fail("no chromium binary on PATH: CI must install chromium-headless-shell (see .ci/run)")
+    return found
+
+
+def browser_state(page: Path, profile: Path, *, screenshot: Path | None = None) -> dict[str, str]:
+    """The ``data-*`` attributes the report's onload script sets, as rendered by headless Chromium."""
+    binary = chromium()
+    if binary is None:
+        pytest.skip("no chromium binary (install chromium-headless-shell); required when CI=true")
+    flags = [binary, "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}", "--hide-scrollbars"]
+    if screenshot is not None:
+        subprocess.run([*flags, "--window-size=1200,2400", f"--screenshot={screenshot}", page.as_uri()],
+                       check=True, capture_output=True, timeout=120)
+    dom = subprocess.run([*flags, "--dump-dom", page.as_uri()], check=True, capture_output=True, text=True,
+                         timeout=120).stdout
+    body = re.search(r"<body([^>]*)>", dom)
+    assert body is not None, dom[:500]
+    return dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body.group(1)))
+
+
+def test_report_renders_in_a_headless_browser(report, tmp_path):
+    page = tmp_path / "report.html"
+    page.write_text(report, encoding="utf-8")
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "report.png"
+    state = browser_state(page, tmp_path / "profile", screenshot=shot)
+    assert state == {"broken-images": "0", "images": str(len(embedded_pngs(report))), "errors": "0", "ready": "1"}
+    assert np.asarray(Image.open(shot)).std() > 1.0  # the screenshot shows something
+
+    broken = tmp_path / "broken.html"
+    broken.write_text(report.replace("base64,iVBOR", "base64,XXXX", 1).replace("</body>", "<script>x(</script></body>"))
+    state = browser_state(broken, tmp_path / "profile")
+    assert state["broken-images"] == "1" and state["errors"] == "1"
+
+
+def test_docs_python_example_runs(tmp_path, monkeypatch, capsys):
+    page = (Path(__file__).parents[1] / "docs" / "report.md").read_text(encoding="utf-8")
+    (example,) = re.findall(r"## From Python\n\n```python\n(.*?)```", page, flags=re.S)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(example, "docs/report.md", "exec"), {})
+    assert capsys.readouterr().out.strip() == "compare.html"
+    assert "Comparison of 3 runs" in (tmp_path / "compare.html").read_text(encoding="utf-8")
