@@ -71,3 +71,13 @@ def test_frame_encoder_and_no_ema_presets_train_and_predict(root, tmp_path, pres
     assert result.valid.n_clips == 16
     frame = predict(run, root, split="test")
     assert len(frame) == 8 and frame.iloc[:, 1:].to_numpy().max() <= 1
+
+
+def test_clips_in_both_train_and_valid_are_refused_before_anything_is_written(root, tmp_path):
+    valid = root / "valid_split.csv"
+    train_rows = (root / "train_split.csv").read_text().splitlines()[1:13]
+    valid.write_text(valid.read_text() + "\n".join(train_rows) + "\n")
+    with pytest.raises(DataError, match=r"clips 3, 6, 9, 12, 15, 18, 21, 24, 27, 30 and 2 more are in both"
+                                        r" train_split.csv and valid_split.csv.*emimic validate"):
+        train(root, tmp_path / "run", max_epochs=1, progress=False)
+    assert not (tmp_path / "run" / "config.yaml").exists()

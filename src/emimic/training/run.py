@@ -169,6 +169,7 @@ def train(
     store = ds.store(progress=progress)
     train_ids, train_y = _labelled(ds, "train")
     valid_ids, valid_y = _labelled(ds, "valid")
+    ds.check_disjoint("train", "valid")
     spec = resolve_spec(cfg.model, {m: store.dim(m) for m in store.modalities})
     write_text(run / CONFIG_FILE, config_to_yaml(cfg))
 
