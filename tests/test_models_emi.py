@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from emimic.config import ModelConfig
+from emimic.data import ModalityStats
 from emimic.errors import ConfigError
 from emimic.models import ENCODERS, FUSIONS, build_model, resolve_spec
 from emimic.models.emi import ModelSpec
@@ -52,20 +53,46 @@ def test_absent_clip_uses_the_missing_embedding_whatever_its_features():
     assert not torch.equal(model(inputs).pred[1], before)
 
 
+def as_float(values: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(values, dtype=torch.float32)
+
+
+def identity_stats(d: int) -> ModalityStats:
+    return ModalityStats(np.zeros(4 * d), np.ones(4 * d), np.zeros(d), np.ones(d))
+
+
 def test_normalisation_statistics_are_buffers_saved_with_the_model():
     cfg = ModelConfig()
     spec = resolve_spec(cfg, DIMS)
     model = build_model(spec, cfg)
-
-    class Stats:
-        def __init__(self, d):
-            self.pooled_mean, self.pooled_std = np.full(4 * d, 2.0), np.full(4 * d, 3.0)
-            self.frame_mean, self.frame_std = np.zeros(d), np.ones(d)
-
-    model.set_statistics({m: Stats(d) for m, d in DIMS.items()})
+    model.set_statistics({m: ModalityStats(np.full(4 * d, 2.0), np.full(4 * d, 3.0), np.zeros(d), np.ones(d))
+                          for m, d in DIMS.items()})
     state = model.state_dict()
     assert torch.all(state["branches.vit.pooled_mean"] == 2.0)
     assert torch.all(state["branches.vit.pooled_std"] == 3.0)
+
+
+@pytest.mark.parametrize("encoder", ["meanstd", "attentive"])
+def test_branches_standardise_with_the_stored_mean_and_std(encoder):
+    """A model fed x with statistics (m, s) computes what it computes from (x - m) / s with (0, 1)."""
+    torch.manual_seed(0)
+    cfg = ModelConfig.model_validate({"encoder": {"name": encoder, "hidden": 8, "heads": 2}})
+    spec = resolve_spec(cfg, DIMS)
+    model = build_model(spec, cfg).eval()
+    frames = model.uses_frames
+    rng = np.random.default_rng(0)
+    stats = {m: ModalityStats(rng.normal(size=4 * d), rng.uniform(0.2, 5.0, 4 * d), rng.normal(size=d),
+                      rng.uniform(0.2, 5.0, d)) for m, d in DIMS.items()}
+    raw, standard = batch(spec, frames=frames), batch(spec, frames=frames)
+    for m, entry in standard.items():
+        s = stats[m]
+        entry["pooled"] = (entry["pooled"] - as_float(s.pooled_mean)) / as_float(s.pooled_std)
+        if frames:  # padding is masked again by the branch after standardising
+            entry["frames"] = (entry["frames"] - as_float(s.frame_mean)) / as_float(s.frame_std)
+    model.set_statistics(stats)
+    with_stats = model(raw).pred
+    model.set_statistics({m: identity_stats(d) for m, d in DIMS.items()})
+    assert torch.allclose(with_stats, model(standard).pred, atol=1e-5)
 
 
 def test_vad_branch_defaults_to_wav2vec2_and_adds_three_dims():

@@ -38,6 +38,16 @@ def test_pcc_of_constant_batch_is_zero_not_nan():
     assert torch.isfinite(pred.grad).all()
 
 
+def test_pcc_against_constant_targets_is_zero_with_a_finite_gradient():
+    target = torch.rand(5, 6)
+    target[:, 3] = 0.4
+    pred = torch.rand(5, 6, requires_grad=True)
+    value = batch_pcc(pred, target)
+    assert value[3] == 0 and torch.isfinite(value).all()
+    value.mean().backward()
+    assert torch.isfinite(pred.grad).all()
+
+
 def test_unknown_term_lists_the_available_ones():
     with pytest.raises(ConfigError, match="available: ccc, mse, pcc"):
         LOSS_TERMS.get("huber")
