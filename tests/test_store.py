@@ -145,3 +145,26 @@ def test_single_array_dicts_are_unwrapped_and_other_dicts_refused(make_root) -> 
         pickle.dump({"a": np.ones((2, 4)), "b": np.ones((2, 4))}, handle)
     with pytest.raises(DataError, match=r"00006\.pkl: holds a dict with keys \['a', 'b'\]"):
         pack(root, progress=False)
+
+
+def write_extractor_record(root: Path, modality: str, names: list[str]) -> Path:
+    path = root / modality / "_extractor.json"
+    path.write_text(json.dumps({"extractor": modality, "feature_names": names}))
+    return path
+
+
+def test_feature_names_recorded_by_the_extractor_travel_with_the_store(make_root) -> None:
+    root = make_root(dims={"vit": 4, "vad": 3})
+    record = write_extractor_record(root, "vad", ["arousal", "dominance", "valence"])
+    store = open_dataset(root).store(progress=False)
+    assert store.feature_names("vad") == ["arousal", "dominance", "valence"]
+    assert store.feature_names("vit") is None
+    # a corrected record reaches the store: its modality is packed again, the others are kept
+    write_extractor_record(root, "vad", ["valence", "arousal", "dominance"])
+    os.utime(record, ns=(record.stat().st_atime_ns, record.stat().st_mtime_ns + 10**9))
+    assert pack(root, progress=False).actions == {"vad": "packed", "vit": "unchanged"}
+    assert FeatureStore.open(default_store_dir(root)).feature_names("vad") == ["valence", "arousal", "dominance"]
+    write_extractor_record(root, "vad", ["valence", "arousal"])
+    with pytest.raises(DataError, match=r"vad/_extractor.json: names 2 feature columns but the files of modality"
+                                        r" 'vad' are 3 wide"):
+        pack(root, progress=False)
