@@ -87,6 +87,8 @@ def test_every_modality_lands_in_the_loader_layout(root: Path, models: Path) -> 
     assert {"egemaps", "text_emb", "facemesh", "vad_clip", "whisper"} <= set(layout.modalities)
     assert not any(name.startswith("_") for name in layout.modalities)
     assert sorted(layout.transcripts) == [1, 2, 4]
+    # the order of the VAD columns travels with them, for the model to read them by name
+    assert layout.modalities["vad"].feature_names == ["arousal", "dominance", "valence"]
 
 
 def test_resumes_and_retries_only_what_is_unfinished(root: Path) -> None:

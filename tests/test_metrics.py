@@ -29,6 +29,14 @@ def test_constant_predictions_score_zero_not_nan():
     assert mean_pcc(p, np.full_like(y, 0.2)) == 0.0
 
 
+def test_constant_labels_score_zero_whatever_the_predictions():
+    rng = np.random.default_rng(4)
+    y = rng.random((20, 6))
+    y[:, 2] = 0.7  # nobody showed any Determination
+    scores = pearson_per_dimension(rng.random((20, 6)), y)
+    assert np.isfinite(scores).all() and scores[2] == 0.0
+
+
 def test_non_finite_rows_are_left_out_per_dimension():
     y = np.random.default_rng(2).random((30, 6))
     p = y.copy()

@@ -3,11 +3,16 @@ import pytest
 import torch
 
 from emimic.config import ModelConfig
-from emimic.errors import ConfigError
+from emimic.data import ModalityStats
+from emimic.errors import ConfigError, DataError
 from emimic.models import ENCODERS, FUSIONS, build_model, resolve_spec
 from emimic.models.emi import ModelSpec
+from emimic.models.vad_prior import label_prior
 
 DIMS = {"text_emb": 5, "vit": 7, "wav2vec2": 9}
+TARGETS = np.random.default_rng(0).random((16, 6))
+# audeering's column order, as `emimic extract --modalities vad` records it
+EXTRACTED_VAD = {"vad": ["arousal", "dominance", "valence"]}
 
 
 def batch(spec: ModelSpec, size: int = 6, frames: bool = False, seed: int = 0) -> dict:
@@ -52,30 +57,102 @@ def test_absent_clip_uses_the_missing_embedding_whatever_its_features():
     assert not torch.equal(model(inputs).pred[1], before)
 
 
+def as_float(values: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(values, dtype=torch.float32)
+
+
+def identity_stats(d: int) -> ModalityStats:
+    return ModalityStats(np.zeros(4 * d), np.ones(4 * d), np.zeros(d), np.ones(d))
+
+
 def test_normalisation_statistics_are_buffers_saved_with_the_model():
     cfg = ModelConfig()
     spec = resolve_spec(cfg, DIMS)
     model = build_model(spec, cfg)
-
-    class Stats:
-        def __init__(self, d):
-            self.pooled_mean, self.pooled_std = np.full(4 * d, 2.0), np.full(4 * d, 3.0)
-            self.frame_mean, self.frame_std = np.zeros(d), np.ones(d)
-
-    model.set_statistics({m: Stats(d) for m, d in DIMS.items()})
+    model.set_statistics({m: ModalityStats(np.full(4 * d, 2.0), np.full(4 * d, 3.0), np.zeros(d), np.ones(d))
+                          for m, d in DIMS.items()}, TARGETS)
     state = model.state_dict()
     assert torch.all(state["branches.vit.pooled_mean"] == 2.0)
     assert torch.all(state["branches.vit.pooled_std"] == 3.0)
 
 
+@pytest.mark.parametrize("encoder", ["meanstd", "attentive"])
+def test_branches_standardise_with_the_stored_mean_and_std(encoder):
+    """A model fed x with statistics (m, s) computes what it computes from (x - m) / s with (0, 1)."""
+    torch.manual_seed(0)
+    cfg = ModelConfig.model_validate({"encoder": {"name": encoder, "hidden": 8, "heads": 2}})
+    spec = resolve_spec(cfg, DIMS)
+    model = build_model(spec, cfg).eval()
+    frames = model.uses_frames
+    rng = np.random.default_rng(0)
+    stats = {m: ModalityStats(rng.normal(size=4 * d), rng.uniform(0.2, 5.0, 4 * d), rng.normal(size=d),
+                      rng.uniform(0.2, 5.0, d)) for m, d in DIMS.items()}
+    raw, standard = batch(spec, frames=frames), batch(spec, frames=frames)
+    for m, entry in standard.items():
+        s = stats[m]
+        entry["pooled"] = (entry["pooled"] - as_float(s.pooled_mean)) / as_float(s.pooled_std)
+        if frames:  # padding is masked again by the branch after standardising
+            entry["frames"] = (entry["frames"] - as_float(s.frame_mean)) / as_float(s.frame_std)
+    model.set_statistics(stats, TARGETS)
+    with_stats = model(raw).pred
+    model.set_statistics({m: identity_stats(d) for m, d in DIMS.items()}, TARGETS)
+    assert torch.allclose(with_stats, model(standard).pred, atol=1e-5)
+
+
 def test_vad_branch_defaults_to_wav2vec2_and_adds_three_dims():
     cfg = ModelConfig()
-    spec = resolve_spec(cfg, {**DIMS, "vad": 3})
+    spec = resolve_spec(cfg, {**DIMS, "vad": 3}, EXTRACTED_VAD)
     assert spec.vad_modality == "wav2vec2" and spec.observed_vad == "vad"
     model = build_model(spec, cfg)
     assert model.fusion.out_dim == len(spec.modalities) * cfg.branch.embed + 3
     out = model(batch(spec))
     assert out.vad is not None and out.vad.observed is not None
+
+
+def test_observed_vad_columns_are_matched_to_the_axes_by_their_recorded_names():
+    cfg = ModelConfig()
+    spec = resolve_spec(cfg, {**DIMS, "vad": 3}, {"vad": ["Arousal", "Dominance", "Valence"]})
+    assert spec.observed_columns == (2, 0, 1)  # where valence, arousal, dominance are
+    assert ModelSpec.from_dict(spec.to_dict()) == spec
+    model = build_model(spec, cfg).eval()
+    inputs = batch(spec)
+    out = model(inputs)
+    file_columns = inputs["vad"]["pooled"][:, :3]  # the clip means, in the file's column order
+    assert torch.equal(out.vad.observed, file_columns[:, [2, 0, 1]])
+
+
+@pytest.mark.parametrize(("names", "message"), [
+    (None, r"modality 'vad' has 3 columns but no recorded feature names.*vad/_extractor.json"),
+    (["v", "a", "d"], r"vad/_extractor.json names the columns \['v', 'a', 'd'\].*valence, arousal and dominance"),
+])
+def test_an_observed_vad_whose_axes_are_not_named_is_refused(names, message):
+    with pytest.raises(DataError, match=message):
+        resolve_spec(ModelConfig(), {**DIMS, "vad": 3}, {"vad": names})
+    off = ModelConfig.model_validate({"vad": {"observed": None}})
+    assert resolve_spec(off, {**DIMS, "vad": 3}, {"vad": names}).observed_vad is None
+
+
+def test_both_vad_priors_are_in_standard_units_of_the_training_clips():
+    """Label-derived and observed priors: mean 0 and standard deviation 1 per axis over the training clips."""
+    cfg = ModelConfig()
+    spec = resolve_spec(cfg, {**DIMS, "vad": 3}, EXTRACTED_VAD)
+    model = build_model(spec, cfg).eval()
+    size = len(TARGETS)
+    inputs = batch(spec, size=size)
+    for entry in inputs.values():
+        entry["present"][:] = True
+    rng = np.random.default_rng(1)
+    # arousal, dominance and valence on three different scales and offsets
+    observed = rng.normal(size=(size, 12)) * np.tile([0.2, 3.0, 40.0], 4) + np.tile([0.5, -2.0, 10.0], 4)
+    inputs["vad"]["pooled"] = torch.as_tensor(observed, dtype=torch.float32)
+    stats = {m: identity_stats(d) for m, d in DIMS.items()}
+    stats["vad"] = ModalityStats(observed.mean(0), observed.std(0), np.zeros(3), np.ones(3))
+    model.set_statistics(stats, TARGETS)
+    latent = model(inputs).vad
+    targets = torch.as_tensor(TARGETS, dtype=torch.float32)
+    for prior in (label_prior(latent, targets), latent.observed):
+        torch.testing.assert_close(prior.mean(0), torch.zeros(3), atol=1e-4, rtol=0)
+        torch.testing.assert_close(prior.std(0, unbiased=False), torch.ones(3), atol=1e-4, rtol=0)
 
 
 def test_vad_modality_is_the_first_audio_like_one_or_none():
@@ -111,5 +188,5 @@ def test_concat_fusion_contract():
 
 
 def test_spec_round_trips_through_a_plain_dict():
-    spec = resolve_spec(ModelConfig(), {**DIMS, "vad": 3})
+    spec = resolve_spec(ModelConfig(), {**DIMS, "vad": 3}, EXTRACTED_VAD)
     assert ModelSpec.from_dict(spec.to_dict()) == spec

@@ -98,6 +98,27 @@ def test_oracle_report(corpus: tuple[Path, dict]) -> None:
     assert report["clips"] == {"train": 24, "valid": 8, "test": 8}
 
 
+def test_oracle_is_the_pcc_of_expected_and_observed_labels_as_written(corpus: tuple[Path, dict]) -> None:
+    """Recomputed from the files alone: expected labels (.truth/clips.csv) vs the split CSVs' labels."""
+    root, report = corpus
+    truth = pd.read_csv(root / ".truth" / "clips.csv", index_col="Filename")
+    observed = {"train": read_split(root / "train_split.csv"), "valid": read_split(root / "valid_split.csv"),
+                "test": read_split(root / ".truth" / "test_labels.csv")}
+    for split, labels in observed.items():
+        expected = truth.loc[labels.index]
+        for emotion in EMOTIONS:
+            pcc = np.corrcoef(expected[f"expected {emotion}"], labels[emotion])[0, 1]
+            assert report["oracle_pcc"][split][emotion] == pytest.approx(pcc, abs=1e-5), (split, emotion)
+
+
+def test_speakers_never_cross_splits(corpus: tuple[Path, dict]) -> None:
+    root, report = corpus
+    clips = pd.read_csv(root / ".truth" / "clips.csv", index_col="Filename")
+    splits_per_speaker = clips.groupby("speaker")["split"].nunique()
+    assert (splits_per_speaker == 1).all(), splits_per_speaker[splits_per_speaker > 1]
+    assert clips["speaker"].nunique() == report["speakers"] and clips.groupby("speaker").size().max() > 1
+
+
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:
     settings = tiny(clips=12)
     simulate(tmp_path / "a", settings, progress=False)

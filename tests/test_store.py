@@ -245,3 +245,26 @@ def test_docs_store_example_runs(tmp_path: Path, monkeypatch) -> None:
         assert command == "emimic" and main(args) == 0, line
     assert FeatureStore.open(default_store_dir(Path("data/sim"))).identity["vit"]["dtype"] == "float16"
     assert FeatureStore.open("stores/sim").modalities == ["text_emb", "vit", "wav2vec2"]
+
+
+def write_extractor_record(root: Path, modality: str, names: list[str]) -> Path:
+    path = root / modality / "_extractor.json"
+    path.write_text(json.dumps({"extractor": modality, "feature_names": names}))
+    return path
+
+
+def test_feature_names_recorded_by_the_extractor_travel_with_the_store(make_root) -> None:
+    root = make_root(dims={"vit": 4, "vad": 3})
+    record = write_extractor_record(root, "vad", ["arousal", "dominance", "valence"])
+    store = open_dataset(root).store(progress=False)
+    assert store.feature_names("vad") == ["arousal", "dominance", "valence"]
+    assert store.feature_names("vit") is None
+    # a corrected record reaches the store: its modality is packed again, the others are kept
+    write_extractor_record(root, "vad", ["valence", "arousal", "dominance"])
+    os.utime(record, ns=(record.stat().st_atime_ns, record.stat().st_mtime_ns + 10**9))
+    assert pack(root, progress=False).actions == {"vad": "packed", "vit": "unchanged"}
+    assert FeatureStore.open(default_store_dir(root)).feature_names("vad") == ["valence", "arousal", "dominance"]
+    write_extractor_record(root, "vad", ["valence", "arousal"])
+    with pytest.raises(DataError, match=r"vad/_extractor.json: names 2 feature columns but the files of modality"
+                                        r" 'vad' are 3 wide"):
+        pack(root, progress=False)

@@ -38,6 +38,16 @@ def test_pcc_of_constant_batch_is_zero_not_nan():
     assert torch.isfinite(pred.grad).all()
 
 
+def test_pcc_against_constant_targets_is_zero_with_a_finite_gradient():
+    target = torch.rand(5, 6)
+    target[:, 3] = 0.4
+    pred = torch.rand(5, 6, requires_grad=True)
+    value = batch_pcc(pred, target)
+    assert value[3] == 0 and torch.isfinite(value).all()
+    value.mean().backward()
+    assert torch.isfinite(pred.grad).all()
+
+
 def test_unknown_term_lists_the_available_ones():
     with pytest.raises(ConfigError, match="available: ccc, mse, pcc"):
         LOSS_TERMS.get("huber")
@@ -81,15 +91,40 @@ def test_pseudo_vad_is_neutral_without_emotion_and_tends_to_the_anchor():
     assert torch.allclose(pseudo_vad(joy, anchors), anchors[5] / 2)
 
 
+def latent(mu: float, *, observed=None, observed_present=None, present=(True, True, False),
+           label_mean=(0.0, 0.0, 0.0), label_std=(1.0, 1.0, 1.0)) -> VADLatent:
+    rows = len(present)
+    return VADLatent(
+        mu=torch.full((rows, 3), mu), logvar=torch.full((rows, 3), math.log(0.25)), present=torch.tensor(present),
+        prior_std=0.5, label_mean=torch.tensor(label_mean), label_std=torch.tensor(label_std),
+        observed=observed, observed_present=observed_present,
+    )
+
+
 def test_vad_kl_uses_observed_prior_where_present_and_masks_absent_clips():
     targets = torch.zeros(3, 6)
-    observed = torch.full((3, 3), 2.0)
-    latent = VADLatent(
-        mu=torch.full((3, 3), 2.0), logvar=torch.full((3, 3), math.log(0.25)),
-        present=torch.tensor([True, True, False]), prior_std=0.5,
-        observed=observed, observed_present=torch.tensor([True, False, True]),
-    )
+    z = latent(2.0, observed=torch.full((3, 3), 2.0), observed_present=torch.tensor([True, False, True]))
     # clip 0 matches its observed prior exactly (KL 0); clip 1 falls back to the neutral label prior;
     # clip 2 has no acoustic modality and does not count
-    clip1 = gaussian_kl(latent.mu[1:2], latent.logvar[1:2], torch.zeros(1, 3), 0.5).item()
-    assert vad_kl(latent, targets).item() == pytest.approx(clip1 / 2)
+    clip1 = gaussian_kl(z.mu[1:2], z.logvar[1:2], torch.zeros(1, 3), 0.5).item()
+    assert vad_kl(z, targets).item() == pytest.approx(clip1 / 2)
+
+
+def test_label_prior_is_standardised_with_the_training_statistics():
+    targets = torch.rand(2, 6)
+    mean, std = (0.1, 0.2, -0.1), (0.5, 0.25, 2.0)
+    z = latent(0.3, present=(True, True), label_mean=mean, label_std=std)
+    prior = (pseudo_vad(targets, anchor_table()) - torch.tensor(mean)) / torch.tensor(std)
+    assert vad_kl(z, targets).item() == pytest.approx(gaussian_kl(z.mu, z.logvar, prior, 0.5).mean().item())
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.25])
+def test_vad_term_enters_the_total_with_its_weight(weight):
+    torch.manual_seed(0)
+    y, pred = torch.rand(3, 6), torch.rand(3, 6)
+    z = latent(1.5)
+    loss = EMILoss(LossConfig(terms={"mse": 1.0}, aux=0.0, vad=weight))
+    parts = loss(_output(pred, {}, {}, z), y)
+    kl = vad_kl(z, y).item()
+    assert kl > 1
+    assert parts["loss"].item() == pytest.approx(parts["main"].item() + weight * kl)

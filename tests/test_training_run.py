@@ -1,9 +1,11 @@
 import json
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
 
+from emimic.data import feature_statistics, open_dataset
 from emimic.errors import ConfigError, DataError
 from emimic.training.inference import evaluate, load_run, predict
 from emimic.training.run import train
@@ -71,3 +73,27 @@ def test_frame_encoder_and_no_ema_presets_train_and_predict(root, tmp_path, pres
     assert result.valid.n_clips == 16
     frame = predict(run, root, split="test")
     assert len(frame) == 8 and frame.iloc[:, 1:].to_numpy().max() <= 1
+
+
+def test_clips_in_both_train_and_valid_are_refused_before_anything_is_written(root, tmp_path):
+    valid = root / "valid_split.csv"
+    train_rows = (root / "train_split.csv").read_text().splitlines()[1:13]
+    valid.write_text(valid.read_text() + "\n".join(train_rows) + "\n")
+    with pytest.raises(DataError, match=r"clips 3, 6, 9, 12, 15, 18, 21, 24, 27, 30 and 2 more are in both"
+                                        r" train_split.csv and valid_split.csv.*emimic validate"):
+        train(root, tmp_path / "run", max_epochs=1, progress=False)
+    assert not (tmp_path / "run" / "config.yaml").exists()
+
+
+def test_an_observed_vad_is_read_by_the_column_names_recorded_with_it(make_root, tmp_path):
+    root = make_root(train=24, valid=8, test=4, dims={"vit": 4, "wav2vec2": 6, "vad": 3})
+    with pytest.raises(DataError, match="'vad' has 3 columns but no recorded feature names"):
+        train(root, tmp_path / "unnamed", max_epochs=1, progress=False)
+    (root / "vad" / "_extractor.json").write_text(json.dumps({"feature_names": ["arousal", "dominance", "valence"]}))
+    train(root, tmp_path / "named", max_epochs=1, progress=False)
+    trained = load_run(tmp_path / "named")
+    assert trained.spec.observed_columns == (2, 0, 1)
+    ds = open_dataset(root)
+    stats = feature_statistics(ds.store(progress=False), ds.splits["train"].index, ["vad"])["vad"]
+    np.testing.assert_allclose(trained.model.vad.observed_mean, stats.pooled_mean[[2, 0, 1]])
+    np.testing.assert_allclose(trained.model.vad.observed_std, stats.pooled_std[[2, 0, 1]])

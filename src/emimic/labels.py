@@ -7,6 +7,7 @@ validated (integer, non-negative, unique).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,13 @@ ID_WIDTH = 5
 def clip_stem(clip_id: int) -> str:
     """The on-disk name of a clip: its integer id zero-padded to five digits."""
     return str(int(clip_id)).zfill(ID_WIDTH)
+
+
+def describe_ids(ids: Iterable[int], *, shown: int = 10) -> str:
+    """``"3, 6, 9"`` for a few clip ids; past ``shown`` of them the rest is a count (``"... and 12 more"``)."""
+    listed = [str(int(clip_id)) for clip_id in ids]
+    more = f" and {len(listed) - shown} more" if len(listed) > shown else ""
+    return ", ".join(listed[:shown]) + more
 
 
 def parse_clip_id(value: object, *, source: str) -> int:

@@ -22,7 +22,7 @@ from emimic.data.holdout import resolve_valid_split
 from emimic.data.layout import SPLIT_FILES, DatasetLayout, discover
 from emimic.data.store import FeatureStore, locate_store, pack, stale_modalities
 from emimic.errors import DataError
-from emimic.labels import EMOTIONS, read_split
+from emimic.labels import EMOTIONS, describe_ids, read_split
 
 STD_FLOOR = 1e-6
 
@@ -74,6 +74,16 @@ class VidmimicDataset:
         if name not in self.splits:
             raise DataError(f"{self.root}: no {name!r} split (found {sorted(self.splits)}).")
         return self.splits[name]
+
+    def check_disjoint(self, first: str, second: str) -> None:
+        """Refuse clips listed in both splits: selecting a model on clips it trained on inflates its score."""
+        shared = np.intersect1d(self.split(first).index, self.split(second).index)
+        if len(shared):
+            files = " and ".join(self.layout.split_files[s].name for s in (first, second))
+            raise DataError(
+                f"{self.root}: clips {describe_ids(shared)} are in both {files}; a clip may be in one split only"
+                f" (run `emimic validate {self.root}` to list every problem)."
+            )
 
     def store(self, *, dtype: str | None = None, progress: bool = True) -> FeatureStore:
         """The packed feature store, (re)packed first when any modality changed on disk.

@@ -4,12 +4,14 @@ Any sub-folder holding per-clip arrays named ``<id>.{pkl,npy,pt}`` is a modality
 folder; a root-level ``<name>.pkl`` holding ``{id: array}`` is a modality too (some teams ship
 features that way). Media and bookkeeping folders are not modalities. Discovery only lists
 files; reading and validating them is the job of :mod:`emimic.data.store` and
-:mod:`emimic.data.validate`.
+:mod:`emimic.data.validate`. A folder written by ``emimic extract`` also holds ``_extractor.json``,
+whose ``feature_names`` name its columns in order; the store records them with the modality.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,8 @@ NON_MODALITY_DIRS: frozenset[str] = frozenset({"raw", "face_images", "audio", "v
 TRANSCRIPT_DIR = "text"
 VIDEO_DIR = "raw"
 VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".avi", ".mkv", ".webm", ".mov")
+# The record an extractor leaves in each folder it writes (name, parameters, feature names).
+FEATURE_SIDECAR = "_extractor.json"
 
 
 @dataclass
@@ -53,11 +57,32 @@ class ModalitySource:
         return sorted(self.names)
 
     @property
+    def sidecar(self) -> Path | None:
+        """The folder's extractor record, if it has one (a mapping modality never does)."""
+        path = self.path / FEATURE_SIDECAR
+        return path if self.container is None and path.is_file() else None
+
+    @functools.cached_property
+    def feature_names(self) -> list[str] | None:
+        """The column names recorded in the folder's ``_extractor.json``, or None when nothing names them."""
+        if self.sidecar is None:
+            return None
+        try:
+            record = json.loads(self.sidecar.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DataError(f"{self.sidecar}: cannot be read as JSON ({exc}); fix or delete it.") from None
+        names = record.get("feature_names") if isinstance(record, dict) else None
+        if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise DataError(f"{self.sidecar}: feature_names must be a list of column names, not {names!r}.")
+        return names
+
+    @property
     def files(self) -> dict[int, Path]:
         return {clip_id: self.path / name for clip_id, name in self.names.items()}
 
     def fingerprint(self) -> list[tuple[str, int, int]]:
-        """(name, size, mtime) of every source file: cheap change detection without reading."""
+        """(name, size, mtime) of every source file and of the extractor record: cheap change detection
+        without reading."""
         if self.container is not None:
             stat = self.container.stat()
             return [(self.container.name, stat.st_size, stat.st_mtime_ns)]
@@ -66,6 +91,9 @@ class ModalitySource:
         for clip_id in sorted(self.names):
             stat = os.stat(os.path.join(folder, self.names[clip_id]))
             rows.append((self.names[clip_id], stat.st_size, stat.st_mtime_ns))
+        if self.sidecar is not None:  # new feature names must reach the store
+            stat = self.sidecar.stat()
+            rows.append((FEATURE_SIDECAR, stat.st_size, stat.st_mtime_ns))
         return rows
 
 

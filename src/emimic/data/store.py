@@ -4,7 +4,8 @@ Reading 30k small pickles takes minutes; a packed store opens in milliseconds. P
 store keeps the frames of all clips concatenated in one raw array (float32 or float16), the
 clip ids, offsets and lengths, and per-clip pooled statistics ``[mean, std, min, max]`` (always
 float32, computed before any float16 rounding). ``manifest.json`` records shapes, dtypes and a
-fingerprint of the source files; a per-modality ``sources.csv`` keeps each file's checksum.
+fingerprint of the source files and, where an extractor recorded them, the feature (column) names;
+a per-modality ``sources.csv`` keeps each file's checksum.
 
 Layout under ``<root>/.emimic/store`` (or any ``store_dir``)::
 
@@ -196,6 +197,16 @@ def _pack_modality(source: ModalitySource, folder: Path, dtype: str, *, progress
     }
 
 
+def _checked_names(source: ModalitySource, dim: int) -> list[str] | None:
+    names = source.feature_names
+    if names is not None and len(names) != dim:
+        raise DataError(
+            f"{source.sidecar}: names {len(names)} feature columns but the files of modality {source.name!r} are"
+            f" {dim} wide; fix its feature_names or delete it."
+        )
+    return names
+
+
 @dataclass
 class PackResult:
     """What :func:`pack` did per modality: ``packed``, ``unchanged`` or ``removed``."""
@@ -260,6 +271,7 @@ def _pack_into(store: Path, source: ModalitySource, dtype: str, *, progress: boo
     tmp = store / f".{source.name}-{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}"
     try:
         entry = _pack_modality(source, tmp, dtype, progress=progress)
+        entry["feature_names"] = _checked_names(source, entry["dim"])
         final = store / f"{source.name}-{digest[:12]}-{dtype}"
         shutil.rmtree(final, ignore_errors=True)  # a folder packed by a killed run but never recorded
         tmp.rename(final)
@@ -380,6 +392,11 @@ class FeatureStore:
     def dim(self, modality: str) -> int:
         self._check(modality)
         return int(self.manifest["modalities"][modality]["dim"])
+
+    def feature_names(self, modality: str) -> list[str] | None:
+        """The modality's column names in order, as its extractor recorded them; None when unrecorded."""
+        self._check(modality)
+        return self.manifest["modalities"][modality].get("feature_names")
 
     def ids(self, modality: str) -> np.ndarray:
         self._check(modality)

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from emimic.data.layout import FEATURE_SIDECAR as SIDECAR
 from emimic.errors import ConfigError, DataError, Interrupted
 from emimic.features.base import EXTRACTORS, ClipInput, Extractor, NoSignal, Output, build_extractor, resolve_name
 from emimic.features.media import Media, decode
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
 STATE_DIR = "_extract"
 LEDGER = "ledger.csv"
 ERRORS = "errors.csv"
-SIDECAR = "_extractor.json"
 LEDGER_FIELDS = ("clip", "extractor", "status", "reason", "seconds", "params")
 STATUSES = ("done", "skipped", "masked", "failed")
 

@@ -9,6 +9,10 @@ to a regression head (dense → tanh → 3 outputs). Its weights load from a loc
 - ``vad`` ``(T, 3)``: the same head over mean-pooled windows (``window`` s, every ``hop`` s), a
   trajectory for temporal models;
 - ``vad_emb`` ``(D,)``: the pooled hidden state the head reads (the "1024" of the 1024+3 features).
+
+The three columns follow the model's own label order (audeering's: arousal, dominance, valence),
+which the output folder's ``_extractor.json`` records as ``feature_names``; readers match the axes
+by those names (:func:`emimic.models.vad_prior.axis_columns`), never by position.
 """
 
 from __future__ import annotations
@@ -94,8 +98,9 @@ class VadExtractor(PretrainedExtractor):
 
     def outputs(self) -> tuple[Output, ...]:
         return (
-            Output("vad", "frame", f"arousal/dominance/valence over {self.window} s windows every {self.hop} s"),
-            Output("vad_clip", "clip", "arousal/dominance/valence of the whole clip"),
+            Output("vad", "frame", f"valence, arousal, dominance (columns: feature_names) over {self.window} s"
+                   f" windows every {self.hop} s"),
+            Output("vad_clip", "clip", "valence, arousal, dominance (columns: feature_names) of the whole clip"),
             Output("vad_emb", "clip", "mean-pooled hidden state read by the regression head"),
         )
 

@@ -10,7 +10,7 @@ same targets, which keeps each modality predictive on its own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -22,10 +22,11 @@ from emimic.errors import ConfigError
 from emimic.labels import EMOTIONS
 from emimic.models.encoders import build_encoder
 from emimic.models.fusion import build_fusion
-from emimic.models.vad_prior import VAD_AXES, VADLatent, VADPrior
+from emimic.models.vad_prior import FILE_ORDER, VAD_AXES, VADLatent, VADPrior, axis_columns
 
 if TYPE_CHECKING:
     from emimic.config import ModelConfig
+    from emimic.data.dataset import ModalityStats
 
 # Substrings that mark a modality as acoustic when the config does not name the VAD branch.
 AUDIO_HINTS: tuple[str, ...] = ("wav2vec", "hubert", "wavlm", "whisper", "egemaps", "audio", "mfcc", "acoustic")
@@ -39,6 +40,7 @@ class ModelSpec:
     dims: dict[str, int]
     vad_modality: str | None = None
     observed_vad: str | None = None
+    observed_columns: tuple[int, ...] = FILE_ORDER  # column of valence, arousal, dominance in observed_vad
 
     @property
     def inputs(self) -> list[str]:
@@ -47,7 +49,7 @@ class ModelSpec:
         return [*self.modalities, *extra]
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "modalities": list(self.modalities)}
+        return {**asdict(self), "modalities": list(self.modalities), "observed_columns": list(self.observed_columns)}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> ModelSpec:
@@ -56,6 +58,7 @@ class ModelSpec:
             dims={str(k): int(v) for k, v in data["dims"].items()},
             vad_modality=data.get("vad_modality"),
             observed_vad=data.get("observed_vad"),
+            observed_columns=tuple(data.get("observed_columns", FILE_ORDER)),
         )
 
 
@@ -65,21 +68,29 @@ def _acoustic(modalities: list[str]) -> str | None:
     return next((m for m in modalities if any(h in m.lower() for h in AUDIO_HINTS)), None)
 
 
-def resolve_spec(cfg: ModelConfig, available: Mapping[str, int]) -> ModelSpec:
-    """Choose the branches and the VAD modalities of ``cfg`` among the ``available`` {modality: width}."""
+def resolve_spec(cfg: ModelConfig, available: Mapping[str, int],
+                 feature_names: Mapping[str, Sequence[str] | None] | None = None) -> ModelSpec:
+    """Choose the branches and the VAD modalities of ``cfg`` among the ``available`` {modality: width}.
+
+    An observed VAD modality's columns are matched to the axes by their ``feature_names``
+    ({modality: names or None}); without names it is refused (:func:`~emimic.models.vad_prior.axis_columns`).
+    """
     names = sorted(available)
     chosen = list(cfg.modalities) if cfg.modalities is not None else names
     unknown = [m for m in chosen if m not in available]
     if unknown or not chosen:
         raise ConfigError(f"model.modalities: {unknown or chosen} not in the data; available: {', '.join(names)}.")
     vad_modality = observed = None
+    columns = FILE_ORDER
     if cfg.vad.enabled:
         vad_modality = cfg.vad.modality or _acoustic(chosen)
         if vad_modality is not None and vad_modality not in chosen:
             raise ConfigError(f"model.vad.modality: {vad_modality!r} is not a branch; branches: {', '.join(chosen)}.")
-        if cfg.vad.observed in available and available[cfg.vad.observed] == len(VAD_AXES):
-            observed = cfg.vad.observed
-    return ModelSpec(tuple(chosen), {m: int(available[m]) for m in chosen}, vad_modality, observed)
+        observed_name = cfg.vad.observed
+        if vad_modality and observed_name in available and available[observed_name] == len(VAD_AXES):
+            observed = observed_name
+            columns = axis_columns(observed_name, (feature_names or {}).get(observed_name))
+    return ModelSpec(tuple(chosen), {m: int(available[m]) for m in chosen}, vad_modality, observed, columns)
 
 
 def mlp(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Sequential:
@@ -142,7 +153,7 @@ class EMIModel(nn.Module):
         self.output = cfg.head.output
         self.modality_dropout = cfg.modality_dropout
         self.branches = nn.ModuleDict({m: Branch(spec.dims[m], cfg) for m in spec.modalities})
-        self.vad = VADPrior(cfg.branch.embed, cfg.vad.prior_std) if spec.vad_modality else None
+        self.vad = VADPrior(cfg.branch.embed, cfg.vad.prior_std, spec.observed_columns) if spec.vad_modality else None
         widths = [self.vad.out_dim if m == spec.vad_modality and self.vad else cfg.branch.embed
                   for m in spec.modalities]
         self.fusion = build_fusion(widths, cfg)
@@ -150,23 +161,24 @@ class EMIModel(nn.Module):
                                   mlp(self.fusion.out_dim, cfg.head.hidden, len(EMOTIONS), cfg.head.dropout))
         self.aux_heads = nn.ModuleDict({m: nn.Linear(w, len(EMOTIONS)) for m, w in zip(spec.modalities, widths,
                                                                                          strict=True)})
-        # standardisation of the observed VAD prior, set from training statistics
-        self.register_buffer("observed_mean", torch.zeros(len(VAD_AXES)))
-        self.register_buffer("observed_std", torch.ones(len(VAD_AXES)))
 
     @property
     def uses_frames(self) -> bool:
         return any(b.uses_frames for b in self.branches.values())
 
-    def set_statistics(self, stats: Mapping[str, object]) -> None:
-        """Initialise the normalisation buffers from :func:`emimic.data.feature_statistics` output."""
+    def set_statistics(self, stats: Mapping[str, ModalityStats], train_targets: np.ndarray) -> None:
+        """Initialise the normalisation buffers from :func:`emimic.data.feature_statistics` output and the
+        VAD priors' standardisation from the training clips' ``(N, 6)`` targets."""
         for modality, branch in self.branches.items():
             s = stats[modality]
-            branch.set_statistics(s.pooled_mean, s.pooled_std, s.frame_mean, s.frame_std)  # type: ignore[attr-defined]
-        if self.spec.observed_vad:
-            s = stats[self.spec.observed_vad]
-            self.observed_mean.copy_(torch.as_tensor(s.pooled_mean[: len(VAD_AXES)]))  # type: ignore[attr-defined]
-            self.observed_std.copy_(torch.as_tensor(s.pooled_std[: len(VAD_AXES)]))  # type: ignore[attr-defined]
+            branch.set_statistics(s.pooled_mean, s.pooled_std, s.frame_mean, s.frame_std)
+        if self.vad is None:
+            return
+        if self.spec.observed_vad is None:
+            self.vad.set_statistics(train_targets)
+            return
+        observed, axes = stats[self.spec.observed_vad], len(VAD_AXES)  # the clip-mean block of a pooled row
+        self.vad.set_statistics(train_targets, observed.pooled_mean[:axes], observed.pooled_std[:axes])
 
     def _activate(self, logits: Tensor) -> Tensor:
         if self.output == "sigmoid":
@@ -185,10 +197,10 @@ class EMIModel(nn.Module):
             h = branch(entry, mask)
             if self.vad is not None and modality == self.spec.vad_modality:
                 h, mu, logvar = self.vad(h)
-                latent = VADLatent(mu, logvar, mask, self.vad.prior_std)
+                latent = VADLatent(mu, logvar, mask, self.vad.prior_std, self.vad.label_mean, self.vad.label_std)
                 if self.spec.observed_vad:
                     obs = inputs[self.spec.observed_vad]
-                    latent.observed = (obs["pooled"][:, : len(VAD_AXES)] - self.observed_mean) / self.observed_std
+                    latent.observed = self.vad.observed_prior(obs["pooled"])
                     latent.observed_present = obs["present"]
             feats.append(h)
             present[modality] = mask

@@ -78,7 +78,13 @@ def load_checkpoint(path: str | Path) -> TrainedModel:
     config = ExperimentConfig.model_validate(hp["config"])
     spec = ModelSpec.from_dict(hp["spec"])
     model = build_model(spec, config.model)
-    model.load_state_dict({k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")})
+    weights = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise EmimicError(
+            f"{path}: holds a model this version of emimic builds differently (e.g. {(missing or unexpected)[0]!r});"
+            " train the run again with this version."
+        )
     model.eval()
     return TrainedModel(model, config, spec, dict(hp.get("data") or {}))
 

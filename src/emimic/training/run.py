@@ -175,13 +175,15 @@ def train(
     store = ds.store(progress=progress)
     train_ids, train_y = _labelled(ds, "train")
     valid_ids, valid_y = _labelled(ds, "valid")
-    spec = resolve_spec(cfg.model, {m: store.dim(m) for m in store.modalities})
+    ds.check_disjoint("train", "valid")
+    spec = resolve_spec(cfg.model, {m: store.dim(m) for m in store.modalities},
+                        {m: store.feature_names(m) for m in store.modalities})
     write_text(run / CONFIG_FILE, config_to_yaml(cfg))
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     module = EMIModule(config=cfg.model_dump(mode="json"), spec=spec.to_dict(),
                        data={"root": str(ds.root), "identity": store.identity})
-    module.net.set_statistics(feature_statistics(store, train_ids, spec.inputs))
+    module.net.set_statistics(feature_statistics(store, train_ids, spec.inputs), train_y)
     batch = cfg.optim.batch_size
     train_loader = clip_loader(store, spec, module.net, train_ids, train_y, batch_size=batch,
                                max_frames=cfg.model.encoder.max_frames,
