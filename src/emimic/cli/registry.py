@@ -89,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     except EmimicError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         return 1
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]")
+    except KeyboardInterrupt as exc:  # an emimic.errors.Interrupted says what was kept and how to resume
+        console.print(f"[yellow]interrupted:[/] {exc}" if str(exc) else "[yellow]interrupted[/]", highlight=False,
+                      soft_wrap=True)
         return 130
 
 

@@ -16,6 +16,7 @@ from emimic.io import write_text
 from emimic.labels import EMOTIONS
 from emimic.models.encoders import ENCODERS
 from emimic.models.fusion import FUSIONS
+from emimic.outputs import check_output_file
 from emimic.training.losses import LOSS_TERMS
 
 
@@ -52,6 +53,10 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-epochs", type=int, default=None, help="epoch limit (overrides the config's)")
 
 
+def _add_overwrite_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
+
+
 def _add_run_args(parser: argparse.ArgumentParser, *, split: str) -> None:
     parser.add_argument("--run", type=Path, required=True, help="run folder written by `emimic train`")
     parser.add_argument("--data", type=Path, required=True, help="dataset root")
@@ -62,15 +67,20 @@ def _add_run_args(parser: argparse.ArgumentParser, *, split: str) -> None:
          "emimic train --data data/sim --out runs/paper --config paper --seed 0")
 def train_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--data", type=Path, required=True, help="dataset root (Hume-Vidmimic2 layout)")
-    parser.add_argument("--out", type=Path, required=True, help="run folder to create or resume")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="run folder to create; the same command again resumes it or shows its results")
     _add_config_args(parser)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a run made in --out with another config, seed or data")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
 
     def run(args: argparse.Namespace) -> int:
         from emimic.training.run import train
 
         result = train(args.data, args.out, config=args.config, seed=args.seed, max_epochs=args.max_epochs,
-                       progress=not args.quiet)
+                       overwrite=args.overwrite, progress=not args.quiet)
+        if result.stored:
+            out.print(f"{result.run} already finished; showing stored results", highlight=False)
         out.print(pcc_table(result.valid.pcc, f"Validation ({result.valid.n_clips} clips), best epoch"
                             f" {result.best_epoch}/{result.epochs}"))
         out.print(coverage_line(result.valid.coverage))
@@ -84,11 +94,15 @@ def train_command(parser: argparse.ArgumentParser) -> Handler:
          "emimic evaluate --run runs/paper --data data/sim --split valid --json valid.json")
 def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
     _add_run_args(parser, split="valid")
-    parser.add_argument("--json", type=Path, default=None, help="also write the scores to this JSON file")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the scores to this JSON file (outside the dataset root)")
+    _add_overwrite_arg(parser)
 
     def run(args: argparse.Namespace) -> int:
         from emimic.training.inference import evaluate
 
+        if args.json is not None:
+            check_output_file(args.json, dataset_root=args.data, overwrite=args.overwrite)
         result = evaluate(args.run, args.data, split=args.split)
         out.print(pcc_table(result.pcc, f"{result.split} ({result.n_clips} clips)"))
         out.print(coverage_line(result.coverage))
@@ -104,12 +118,13 @@ def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
          "emimic predict --run runs/paper --data data/sim --split test --out submission.csv")
 def predict_command(parser: argparse.ArgumentParser) -> Handler:
     _add_run_args(parser, split="test")
-    parser.add_argument("--out", type=Path, required=True, help="submission CSV to write")
+    parser.add_argument("--out", type=Path, required=True, help="submission CSV to write (outside the dataset root)")
+    _add_overwrite_arg(parser)
 
     def run(args: argparse.Namespace) -> int:
         from emimic.training.inference import predict
 
-        frame = predict(args.run, args.data, split=args.split, out=args.out)
+        frame = predict(args.run, args.data, split=args.split, out=args.out, overwrite=args.overwrite)
         out.print(f"wrote {len(frame)} predictions to {args.out}")
         return 0
 
@@ -148,6 +163,8 @@ def demo_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="demo folder (default: runs/demo)")
     _add_config_args(parser)
     parser.add_argument("--clips", type=int, default=None, help="corpus size (default: the simulator's, 2000)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the demo's run when --config, --seed or --max-epochs changed")
 
     def run(args: argparse.Namespace) -> int:
         from emimic.cli.data import print_validation
@@ -172,11 +189,11 @@ def demo_command(parser: argparse.ArgumentParser) -> Handler:
         ds = open_dataset(data)
         ds.store()
         console.print(f"[bold]4/5 train[/] {args.config or 'paper'} → {run_dir}")
-        train(ds, run_dir, config=args.config, seed=seed, max_epochs=args.max_epochs)
+        train(ds, run_dir, config=args.config, seed=seed, max_epochs=args.max_epochs, overwrite=args.overwrite)
         console.print("[bold]5/5 evaluate and predict[/]")
         result = evaluate(run_dir, ds, split="valid")
         submission = args.out / "submission.csv"
-        predict(run_dir, ds, split="test", out=submission)
+        predict(run_dir, ds, split="test", out=submission, overwrite=True)  # the demo's own file, re-made
         oracle = _oracle(data, "valid")
         out.print(pcc_table(result.pcc, f"Validation ({result.n_clips} clips)", oracle))
         out.print(coverage_line(result.coverage))
