@@ -1,8 +1,12 @@
 """Run folders are never silently reused, mixed or overwritten; failed starts and Ctrl-C leave nothing in the way."""
 
 import json
+import re
+import shlex
 import shutil
 import signal
+from collections.abc import Iterator
+from pathlib import Path
 
 import lightning.pytorch as pl
 import pandas as pd
@@ -19,6 +23,7 @@ from emimic.training.provenance import DataFingerprint, RunRecord, differences, 
 from emimic.training.run import train
 
 QUICK = ["--max-epochs", "2", "--quiet"]
+DOCS = Path(__file__).parents[1] / "docs" / "training.md"
 
 
 def flat(text: str) -> str:
@@ -230,3 +235,24 @@ def test_differences_name_changed_settings_and_unrecorded_data():
     assert differences(_record(), _record(**{"optim.lr": 0.01})) == ["optim.lr was 0.002, now 0.01"]
     legacy = RunRecord(load_config("paper"), None)
     assert differences(legacy, _record()) == ["its data was not recorded (it was made by an earlier emimic)"]
+
+
+def documented_session(marker: str) -> Iterator[tuple[list[str], int, list[str]]]:
+    """The commands of the docs block after ``<!-- example: marker -->``, each with the exit status and the
+    quoted output its comment announces (``# exit 1: "..."``; no status means 0)."""
+    block = DOCS.read_text().split(f"<!-- example: {marker} -->\n```bash\n", 1)[1].split("```", 1)[0]
+    for line in block.splitlines():
+        command, _, comment = line.partition("#")
+        status = re.search(r"exit (\d+)", comment)
+        yield shlex.split(command)[1:], int(status.group(1)) if status else 0, re.findall(r'"([^"]*)"', comment)
+
+
+def test_the_documented_session_behaves_as_documented(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    session = list(documented_session("run-folders"))
+    assert len(session) == 9
+    for argv, status, quoted in session:
+        assert main(argv) == status, argv
+        printed = flat(" ".join(capsys.readouterr()))
+        for fragment in quoted:
+            assert fragment in printed, argv

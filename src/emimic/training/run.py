@@ -116,6 +116,8 @@ def _resolve_config(config: ExperimentConfig | str | Path | None, overrides: Map
 
 def _previous_run(run: Path) -> RunRecord | None:
     """The run already in the folder ``run``, if any; a non-empty folder that holds no run is refused."""
+    if run.exists() and not run.is_dir():
+        raise OutputConflict(f"{run} is a file, not a run folder; choose another --out.")
     previous = read_run_record(run)
     if previous is None and run.exists() and any(run.iterdir()):
         raise OutputConflict(f"{run} exists, is not empty and holds no emimic run; choose another --out.")
