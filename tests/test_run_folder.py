@@ -152,7 +152,7 @@ def test_ctrl_c_says_what_was_kept_and_the_same_command_resumes(make_root, tmp_p
     last = run / "checkpoints" / "last.ckpt"
     assert err.strip() == (f"interrupted: kept {run} after epoch 2/4 (resume point {last}); run the same command"
                            " to resume.")
-    assert signal.getsignal(signal.SIGINT) is handler  # Lightning's "ignore Ctrl-C from now on" is undone
+    assert signal.getsignal(signal.SIGINT) is handler  # a second Ctrl-C still works
     assert train_cli(root, run, "--max-epochs", "4") == 0
     assert json.loads((run / "metrics.json").read_text()) | {"seconds": 0} == \
         json.loads((whole / "metrics.json").read_text()) | {"seconds": 0}
@@ -160,7 +160,7 @@ def test_ctrl_c_says_what_was_kept_and_the_same_command_resumes(make_root, tmp_p
 
 def test_ctrl_c_before_the_first_epoch_keeps_nothing(make_root, tmp_path, capsys):
     run = tmp_path / "run"
-    with pytest.raises(KeyboardInterrupt, match=f"no epoch had finished, so {run} was not kept; run the same"):
+    with pytest.raises(KeyboardInterrupt, match=f"no epoch had finished, so nothing of this run was kept in {run};"):
         train(make_root(), run, max_epochs=1, progress=False, callbacks=[CrashAt(0, KeyboardInterrupt())])
     assert not run.exists()
 

@@ -77,12 +77,16 @@ class RunRecord:
     emimic_version: str = __version__
     created: str = ""
 
-    def to_json(self) -> str:
+    def to_dict(self) -> dict[str, Any]:
+        """What ``run.json`` holds (the full config is ``config.yaml``)."""
         assert self.data is not None, "a new run always knows its data"
         dataset = {"root": self.dataset_root, "fingerprint": self.data.digest, "modalities": self.data.modalities,
                    "labels": self.data.labels}
-        return json.dumps({"emimic": self.emimic_version, "created": self.created or _now(),
-                           "config": self.config.name, "seed": self.config.seed, "dataset": dataset}, indent=2)
+        return {"emimic": self.emimic_version, "created": self.created or _now(), "config": self.config.name,
+                "seed": self.config.seed, "dataset": dataset}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
 
 
 def _now() -> str:

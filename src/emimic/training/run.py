@@ -22,7 +22,6 @@ import contextlib
 import json
 import logging
 import shutil
-import signal
 import time
 import uuid
 import warnings
@@ -167,25 +166,21 @@ def _starting(run: Path, *, replace: bool) -> Iterator[None]:
 def _kept(run: Path, max_epochs: int) -> str:
     """What an interrupted run left, and how to go on: the message of Ctrl-C during ``train``."""
     if not _started(run):
-        return f"no epoch had finished, so {run} was not kept; run the same command to start again."
+        return f"no epoch had finished, so nothing of this run was kept in {run}; run the same command to start again."
     epochs = int(torch.load(run / LAST_CHECKPOINT, map_location="cpu", weights_only=True)["epoch"]) + 1
     return (f"kept {run} after epoch {epochs}/{max_epochs} (resume point {run / LAST_CHECKPOINT}); run the same"
             " command to resume.")
 
 
 def _fit(trainer: pl.Trainer, module: EMIModule, loaders: tuple[DataLoader, DataLoader], resume: Path | None) -> None:
-    """``trainer.fit``, where Ctrl-C stays a KeyboardInterrupt: Lightning turns it into ``sys.exit(1)`` and
-    leaves Ctrl-C ignored for the rest of the process."""
-    handler = signal.getsignal(signal.SIGINT)
+    """``trainer.fit``, where Ctrl-C stays a KeyboardInterrupt: Lightning turns it into ``sys.exit(1)``
+    (after restoring the process's signal handlers)."""
     try:
         trainer.fit(module, *loaders, ckpt_path=resume)
     except SystemExit:
         if trainer.interrupted:
             raise KeyboardInterrupt from None
         raise
-    finally:
-        if handler is not None and signal.getsignal(signal.SIGINT) is not handler:
-            signal.signal(signal.SIGINT, handler)
 
 
 def _labelled(ds: VidmimicDataset, split: str) -> tuple[np.ndarray, np.ndarray]:
