@@ -1,6 +1,7 @@
 """Run folders are never silently reused, mixed or overwritten; failed starts and Ctrl-C leave nothing in the way."""
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -156,6 +157,19 @@ def test_ctrl_c_says_what_was_kept_and_the_same_command_resumes(make_root, tmp_p
     assert train_cli(root, run, "--max-epochs", "4") == 0
     assert json.loads((run / "metrics.json").read_text()) | {"seconds": 0} == \
         json.loads((whole / "metrics.json").read_text()) | {"seconds": 0}
+
+
+class TermAt(pl.Callback):
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # Lightning stops at its next check
+
+
+def test_sigterm_stops_like_ctrl_c_not_as_a_success(make_root, tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt, match=r"kept .*run after epoch 2/3 \(resume point"):
+        train(make_root(), run, max_epochs=3, progress=False, callbacks=[TermAt()])
+    assert not (run / "metrics.json").exists()
 
 
 def test_ctrl_c_before_the_first_epoch_keeps_nothing(make_root, tmp_path, capsys):

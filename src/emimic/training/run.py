@@ -173,8 +173,9 @@ def _kept(run: Path, max_epochs: int) -> str:
 
 
 def _fit(trainer: pl.Trainer, module: EMIModule, loaders: tuple[DataLoader, DataLoader], resume: Path | None) -> None:
-    """``trainer.fit``, where Ctrl-C stays a KeyboardInterrupt: Lightning turns it into ``sys.exit(1)``
-    (after restoring the process's signal handlers)."""
+    """``trainer.fit``, where Ctrl-C stays a KeyboardInterrupt: Lightning turns it into ``sys.exit(1)`` (after
+    restoring the process's signal handlers), and a SIGTERM (a cluster's preemption) into ``SystemExit`` with
+    status 0, which would pass for success; both stop after saving nothing half-made, so both resume alike."""
     try:
         trainer.fit(module, *loaders, ckpt_path=resume)
     except SystemExit:
