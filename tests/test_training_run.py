@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from emimic.data import feature_statistics, open_dataset
-from emimic.errors import ConfigError, DataError
+from emimic.errors import DataError, OutputConflict
 from emimic.training.inference import evaluate, load_run, predict
 from emimic.training.run import train
 
@@ -57,7 +57,7 @@ def test_run_folder_checkpoint_and_refusals(root, make_root, tmp_path):
     assert evaluate(run, root).pcc == pytest.approx(result.valid.pcc)
     # a finished run is returned as stored; another config for it is refused
     assert train(root, run, max_epochs=2, progress=False, seed=3).valid.mean_pcc == result.valid.mean_pcc
-    with pytest.raises(ConfigError, match="different configuration"):
+    with pytest.raises(OutputConflict, match=r"train\.max_epochs was 2, now 4"):
         train(root, run, max_epochs=4, progress=False, seed=3)
     # features of another width are refused, not silently mis-read
     other = make_root("other", dims={"vit": 9, "wav2vec2": 12, "text_emb": 4})

@@ -1,5 +1,10 @@
 """Exceptions that the CLI turns into one clear sentence and a non-zero exit status."""
 
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
 
 class EmimicError(Exception):
     """Base class of errors caused by the user's input rather than by a bug."""
@@ -25,5 +30,28 @@ class OutputPathError(EmimicError):
     """An output path the user gave cannot be written (missing or read-only folder, a folder where a file goes)."""
 
 
+class OutputConflict(EmimicError):
+    """An output path holds something emimic must not silently reuse or replace (another run, a user's file)."""
+
+
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during resumable work; the message says what was kept and that the same command resumes."""
+    """Ctrl-C, carrying one sentence on what was kept and how to resume; the CLI prints it and exits with 130.
+
+    A KeyboardInterrupt still, so callers that catch Ctrl-C keep working."""
+
+
+@contextlib.contextmanager
+def explain_interrupt(kept: Callable[[], str]) -> Iterator[None]:
+    """Turn Ctrl-C inside the block into :class:`Interrupted` whose message is ``kept()``, called then.
+
+    Example::
+
+        with explain_interrupt(lambda: f"kept {done} clips; run the same command to resume"):
+            work()
+    """
+    try:
+        yield
+    except Interrupted:
+        raise
+    except KeyboardInterrupt:
+        raise Interrupted(kept()) from None

@@ -19,6 +19,7 @@ from emimic.io import write_text
 from emimic.labels import EMOTIONS
 from emimic.models.encoders import ENCODERS
 from emimic.models.fusion import FUSIONS
+from emimic.outputs import check_output_file
 from emimic.training.losses import LOSS_TERMS
 
 if TYPE_CHECKING:
@@ -68,6 +69,10 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_overwrite_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
+
+
 def _add_run_args(parser: argparse.ArgumentParser, *, split: str) -> None:
     parser.add_argument("--run", type=Path, required=True, help="run folder written by `emimic train`")
     parser.add_argument("--data", type=Path, required=True, help="dataset root")
@@ -85,10 +90,13 @@ def _dataset(args: argparse.Namespace) -> VidmimicDataset:
          "emimic train --data data/sim --out runs/paper --config paper --seed 0")
 def train_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--data", type=Path, required=True, help="dataset root (Hume-Vidmimic2 layout)")
-    parser.add_argument("--out", type=output_folder, required=True, help="run folder to create or resume")
+    parser.add_argument("--out", type=output_folder, required=True,
+                        help="run folder to create; the same command again resumes it or shows its results")
     add_store_arg(parser)
     _add_config_args(parser)
     add_valid_fraction_arg(parser)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a run made in --out with another config, seed or data")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
 
     def run(args: argparse.Namespace) -> int:
@@ -96,11 +104,13 @@ def train_command(parser: argparse.ArgumentParser) -> Handler:
 
         try:
             result = train(_dataset(args), args.out, config=args.config, seed=args.seed, max_epochs=args.max_epochs,
-                           valid_fraction=args.valid_fraction, progress=not args.quiet)
+                           valid_fraction=args.valid_fraction, overwrite=args.overwrite, progress=not args.quiet)
         except DataError as exc:
             check = f"emimic validate {args.data}" + (f" --valid-fraction {args.valid_fraction}"
                                                      if args.valid_fraction else "")
             raise DataError(f"{str(exc).rstrip('.')}; run `{check}` to list every problem.") from None
+        if result.stored:
+            out.print(f"{result.run} already finished; showing stored results", highlight=False)
         out.print(pcc_table(result.valid.pcc, f"Validation ({result.valid.n_clips} clips), best epoch"
                             f" {result.best_epoch}/{result.epochs}"))
         out.print(coverage_line(result.valid.coverage))
@@ -118,14 +128,19 @@ def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--labels", type=Path, default=None,
                         help="labels CSV in the split format to score against (e.g. a simulated corpus's"
                              " .truth/test_labels.csv); default: the split's own labels")
-    parser.add_argument("--json", type=output_file, default=None, help="also write the scores to this JSON file")
+    parser.add_argument("--json", type=output_file, default=None,
+                        help="also write the scores to this JSON file (outside the dataset root)")
     parser.add_argument("--predictions", type=output_file, default=None,
                         help="also write per-clip predictions, labels and modality presence to this CSV")
+    _add_overwrite_arg(parser)
 
     def run(args: argparse.Namespace) -> int:
         from emimic.provenance import pcc_intervals
         from emimic.training.inference import evaluate
 
+        for path in (args.json, args.predictions):
+            if path is not None:
+                check_output_file(path, dataset_root=args.data, overwrite=args.overwrite)
         result = evaluate(args.run, _dataset(args), split=args.split, labels=args.labels)
         intervals = pcc_intervals(*result.arrays())
         out.print(pcc_table(result.pcc, f"{result.split} ({result.n_clips} clips)", intervals=intervals))
@@ -146,12 +161,14 @@ def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
          "emimic predict --run runs/paper --data data/sim --split test --out submission.csv")
 def predict_command(parser: argparse.ArgumentParser) -> Handler:
     _add_run_args(parser, split="test")
-    parser.add_argument("--out", type=output_file, required=True, help="submission CSV to write")
+    parser.add_argument("--out", type=output_file, required=True,
+                        help="submission CSV to write (outside the dataset root)")
+    _add_overwrite_arg(parser)
 
     def run(args: argparse.Namespace) -> int:
         from emimic.training.inference import predict
 
-        frame = predict(args.run, _dataset(args), split=args.split, out=args.out)
+        frame = predict(args.run, _dataset(args), split=args.split, out=args.out, overwrite=args.overwrite)
         out.print(f"wrote {len(frame)} predictions to {args.out}")
         return 0
 
@@ -188,6 +205,8 @@ def demo_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--out", type=output_folder, default=Path("runs/demo"), help="demo folder (default: runs/demo)")
     _add_config_args(parser)
     parser.add_argument("--clips", type=positive_int, default=None, help="corpus size (default: the simulator's, 2000)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the demo's run when --config, --seed or --max-epochs changed")
 
     def run(args: argparse.Namespace) -> int:
         from emimic.cli.data import print_validation
@@ -213,11 +232,11 @@ def demo_command(parser: argparse.ArgumentParser) -> Handler:
         ds = open_dataset(data)
         ds.store()
         console.print(f"[bold]4/5 train[/] {args.config or 'paper'} → {run_dir}")
-        train(ds, run_dir, config=args.config, seed=seed, max_epochs=args.max_epochs)
+        train(ds, run_dir, config=args.config, seed=seed, max_epochs=args.max_epochs, overwrite=args.overwrite)
         console.print("[bold]5/5 evaluate, predict and report[/]")
         result = evaluate(run_dir, ds, split="valid")
         submission = args.out / "submission.csv"
-        predict(run_dir, ds, split="test", out=submission)
+        predict(run_dir, ds, split="test", out=submission, overwrite=True)  # the demo's own file, re-made
         oracle = _oracle(data, "valid")
         out.print(pcc_table(result.pcc, f"Validation ({result.n_clips} clips)", oracle,
                             intervals=pcc_intervals(*result.arrays())))

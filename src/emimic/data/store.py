@@ -385,6 +385,13 @@ class FeatureStore:
             for name, e in self.manifest["modalities"].items()
         }
 
+    def content_digest(self, modality: str) -> str:
+        """Digest of the modality's source files by content (names, frame counts, checksums): the same for
+        a copy of the data wherever it lies and whatever its file times, unlike the manifest's fingerprint."""
+        self._check(modality)
+        sources = self.path / self.manifest["modalities"][modality]["dir"] / "sources.csv"
+        return hashlib.sha256(sources.read_bytes()).hexdigest()
+
     def _check(self, modality: str) -> None:
         if modality not in self.manifest["modalities"]:
             raise DataError(f"modality {modality!r} is not in the feature store; available: {self.modalities}.")

@@ -25,6 +25,7 @@ from emimic.io import atomic_path
 from emimic.labels import EMOTIONS, read_split
 from emimic.metrics import pcc_scores
 from emimic.models.emi import EMIModel, ModelSpec, build_model
+from emimic.outputs import check_output_file
 from emimic.submission import to_submission, write_submission
 
 BEST_CHECKPOINT = Path("checkpoints") / "best.ckpt"
@@ -204,9 +205,13 @@ def evaluate(run: str | Path | TrainedModel, data: str | Path | VidmimicDataset,
 
 
 def predict(run: str | Path | TrainedModel, data: str | Path | VidmimicDataset, *, split: str = "test",
-            out: str | Path | None = None, progress: bool = False) -> pd.DataFrame:
-    """Predictions for every clip of ``split`` as a submission frame; written (validated, atomically) to ``out``."""
+            out: str | Path | None = None, overwrite: bool = False, progress: bool = False) -> pd.DataFrame:
+    """Predictions for every clip of ``split`` as a submission frame; written (validated, atomically) to ``out``,
+    which must lie outside the dataset root and may replace an existing file only with ``overwrite``."""
     trained = run if isinstance(run, TrainedModel) else load_run(run)
+    if out is not None:
+        check_output_file(out, dataset_root=data.root if isinstance(data, VidmimicDataset) else data,
+                          overwrite=overwrite)
     ds, store = _open(data, progress=progress)
     ids = ds.split(split).index.to_numpy(dtype=np.int64)
     frame = to_submission(ids, predict_ids(trained, store, ids))

@@ -2,22 +2,28 @@
 
 Run folder::
 
-    RUN/config.yaml              the resolved config (what ran)
+    RUN/config.yaml              the resolved config (what ran, seed included)
+    RUN/run.json                 provenance: the data fingerprint, config name, seed, emimic version
     RUN/checkpoints/best.ckpt    EMA weights of the epoch with the best validation mean PCC
     RUN/checkpoints/last.ckpt    state of the last finished epoch (resume point)
     RUN/history.csv              one row per epoch: train losses, val loss, val PCC per dimension
     RUN/metrics.json             validation metrics of the best checkpoint; written last, marks the run complete
 
-Calling ``train`` again on an interrupted run folder resumes from ``last.ckpt``. Shuffling and
-every random draw are seeded per (seed, epoch), so the resumed run ends with the same metrics
-as an uninterrupted one.
+Calling ``train`` again with the same config, seed and data resumes an interrupted run from
+``last.ckpt`` (shuffling and every random draw are seeded per (seed, epoch), so the resumed run
+ends with the same metrics as an uninterrupted one) and returns a finished one as stored. Anything
+else is refused unless ``overwrite``. A run that fails or is interrupted before its first epoch is
+saved leaves nothing behind, so the corrected command starts afresh.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import shutil
 import time
+import uuid
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,14 +33,15 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
 from emimic.config import ExperimentConfig, config_to_yaml, load_config, with_overrides
-from emimic.data import VidmimicDataset, feature_statistics, open_dataset, with_valid_split
-from emimic.errors import ConfigError, DataError
+from emimic.data import FeatureStore, VidmimicDataset, feature_statistics, open_dataset, with_valid_split
+from emimic.errors import DataError, OutputConflict, explain_interrupt
 from emimic.io import write_text
 from emimic.labels import EMOTIONS
-from emimic.models.emi import resolve_spec
+from emimic.models.emi import ModelSpec, resolve_spec
+from emimic.outputs import refuse_inside_dataset
 from emimic.provenance import metrics_record
 from emimic.training.ema import EMA
 from emimic.training.history import MONITOR, History
@@ -48,8 +55,16 @@ from emimic.training.inference import (
     torch_threads,
 )
 from emimic.training.module import EMIModule
+from emimic.training.provenance import (
+    CONFIG_FILE,
+    RECORD_FILE,
+    RunRecord,
+    data_fingerprint,
+    describe,
+    differences,
+    read_run_record,
+)
 
-CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 
@@ -82,28 +97,92 @@ class TrainResult:
     best_epoch: int
     epochs: int
     seconds: float
+    stored: bool = False  # True: the folder held this finished run already; nothing was trained
 
     def to_dict(self) -> dict:
         return {**self.valid.to_dict(), "best_epoch": self.best_epoch, "epochs": self.epochs,
                 "seconds": round(self.seconds, 2)}
 
 
-def _resolve_config(run: Path, config: ExperimentConfig | str | Path | None,
-                    overrides: Mapping[str, object]) -> ExperimentConfig:
-    """The config to run: ``config`` (a preset name, file or object; default: the run's own, else paper)
-    with ``overrides``; it must equal what an existing run folder was started with."""
-    stored_path = run / CONFIG_FILE
+def _resolve_config(config: ExperimentConfig | str | Path | None, overrides: Mapping[str, object],
+                    previous: RunRecord | None) -> ExperimentConfig:
+    """``config`` (a preset name, file or object; default: the run folder's own, else paper) with ``overrides``."""
     if isinstance(config, ExperimentConfig):
-        requested = with_overrides(config, overrides)
-    else:
-        source = config if config is not None else (stored_path if stored_path.exists() else None)
-        requested = load_config(source, overrides=overrides)
-    if stored_path.exists() and load_config(stored_path) != requested:
-        raise ConfigError(
-            f"{run} was started with a different configuration (see {stored_path}); resume it with the same"
-            " options, or choose a new --out."
+        return with_overrides(config, overrides)
+    if config is None and previous is not None:
+        return with_overrides(previous.config, overrides)
+    return load_config(config, overrides=overrides)
+
+
+def _previous_run(run: Path) -> RunRecord | None:
+    """The run already in the folder ``run``, if any; a non-empty folder that holds no run is refused."""
+    if run.exists() and not run.is_dir():
+        raise OutputConflict(f"{run} is a file, not a run folder; choose another --out.")
+    previous = read_run_record(run)
+    if previous is None and run.exists() and any(run.iterdir()):
+        raise OutputConflict(f"{run} exists, is not empty and holds no emimic run; choose another --out.")
+    return previous
+
+
+def _started(run: Path) -> bool:
+    """A run counts once its first epoch is saved: before that, nothing in its folder is worth keeping."""
+    return (run / LAST_CHECKPOINT).exists()
+
+
+def _check_same_run(run: Path, previous: RunRecord, requested: RunRecord) -> None:
+    found = differences(previous, requested)
+    if found:
+        state = "finished" if (run / METRICS_FILE).exists() else "unfinished"
+        raise OutputConflict(
+            f"{run} holds a {state} run made with other settings or data ({describe(found)}); choose another"
+            " --out, or pass --overwrite to replace it."
         )
-    return requested
+
+
+@contextlib.contextmanager
+def _starting(run: Path, *, replace: bool) -> Iterator[None]:
+    """Write a run into ``run`` for good only once it saved an epoch; if it fails before that, remove what it
+    wrote. With ``replace`` the folder's old run is moved aside meanwhile: put back on such a failure, deleted
+    once the new run has saved an epoch (a killed process leaves it in the hidden folder ``.RUN.replaced-*``)."""
+    aside = run.resolve().with_name(f".{run.resolve().name}.replaced-{uuid.uuid4().hex[:8]}") if replace else None
+    if aside is not None:
+        run.rename(aside)
+    existed = run.exists()
+    try:
+        yield
+    except BaseException:
+        if not _started(run):
+            shutil.rmtree(run, ignore_errors=True)
+            if existed:
+                run.mkdir()
+            if aside is not None:
+                aside.rename(run)
+                aside = None
+        raise
+    finally:
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+
+
+def _kept(run: Path, max_epochs: int) -> str:
+    """What an interrupted run left, and how to go on: the message of Ctrl-C during ``train``."""
+    if not _started(run):
+        return f"no epoch had finished, so nothing of this run was kept in {run}; run the same command to start again."
+    epochs = int(torch.load(run / LAST_CHECKPOINT, map_location="cpu", weights_only=True)["epoch"]) + 1
+    return (f"kept {run} after epoch {epochs}/{max_epochs} (resume point {run / LAST_CHECKPOINT}); run the same"
+            " command to resume.")
+
+
+def _fit(trainer: pl.Trainer, module: EMIModule, loaders: tuple[DataLoader, DataLoader], resume: Path | None) -> None:
+    """``trainer.fit``, where Ctrl-C stays a KeyboardInterrupt: Lightning turns it into ``sys.exit(1)`` (after
+    restoring the process's signal handlers), and a SIGTERM (a cluster's preemption) into ``SystemExit`` with
+    status 0, which would pass for success; both stop after saving nothing half-made, so both resume alike."""
+    try:
+        trainer.fit(module, *loaders, ckpt_path=resume)
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
 
 
 def _labelled(ds: VidmimicDataset, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -141,13 +220,16 @@ def train(
     max_epochs: int | None = None,
     valid_fraction: float | None = None,
     overrides: Mapping[str, object] | None = None,
+    overwrite: bool = False,
     progress: bool = True,
     callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     """Train ``config`` (default: the paper preset) on ``data`` into the run folder ``out``.
 
-    Resumes an interrupted run in ``out``; returns the stored result of a finished one. A corpus
-    without a valid split needs ``valid_fraction`` (see :mod:`emimic.data.holdout`).
+    If ``out`` holds the same run (same config, seed and data), an unfinished one resumes and a finished one
+    is returned as stored (``result.stored``); a run made with anything else is refused unless ``overwrite``,
+    which replaces it once the new run has saved its first epoch. A corpus without a valid split needs
+    ``valid_fraction`` (see :mod:`emimic.data.holdout`).
 
     Example::
 
@@ -163,26 +245,55 @@ def train(
         overrides["train.max_epochs"] = max_epochs
     if valid_fraction is not None:
         overrides["train.valid_fraction"] = valid_fraction
-    if run.exists() and any(run.iterdir()) and not (run / CONFIG_FILE).exists():
-        raise ConfigError(f"{run} exists and is not an emimic run folder; choose a new --out.")
-    cfg = _resolve_config(run, config, overrides)
-    if (run / METRICS_FILE).exists():
-        return _stored_result(run)
+    previous = _previous_run(run)
+    cfg = _resolve_config(config, overrides, previous)
 
     started = time.perf_counter()
     ds = with_valid_split(data if isinstance(data, VidmimicDataset) else open_dataset(data),
                           cfg.train.valid_fraction)
+    refuse_inside_dataset(run, ds.root)
     store = ds.store(progress=progress)
-    train_ids, train_y = _labelled(ds, "train")
-    valid_ids, valid_y = _labelled(ds, "valid")
+    labelled = {split: _labelled(ds, split) for split in ("train", "valid")}
     ds.check_disjoint("train", "valid")
     spec = resolve_spec(cfg.model, {m: store.dim(m) for m in store.modalities},
                         {m: store.feature_names(m) for m in store.modalities})
-    write_text(run / CONFIG_FILE, config_to_yaml(cfg))
+    record = RunRecord(cfg, data_fingerprint(store, spec.inputs, labelled), str(ds.root))
+    resume = previous is not None and _started(run) and not overwrite
+    if previous is not None and resume:
+        _check_same_run(run, previous, record)
+        if (run / METRICS_FILE).exists():
+            return _stored_result(run)
 
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    module = EMIModule(config=cfg.model_dump(mode="json"), spec=spec.to_dict(),
-                       data={"root": str(ds.root), "identity": store.identity})
+    # Everything a start needs was checked: only now is the run folder written.
+    replace = previous is not None and not resume
+    with explain_interrupt(lambda: _kept(run, cfg.train.max_epochs)), _starting(run, replace=replace):
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        module = EMIModule(config=cfg.model_dump(mode="json"), spec=spec.to_dict(),
+                           data={"root": str(ds.root), "identity": store.identity})
+        loaders = _loaders(cfg, store, spec, module, labelled)
+        history = History(run / "history.csv", verbose=progress, raw_weights=cfg.train.ema.enabled)
+        trainer = _trainer(cfg, run, [*_callbacks(cfg, run, history), *callbacks], progress=progress)
+        if not resume:
+            write_text(run / CONFIG_FILE, config_to_yaml(cfg))
+            write_text(run / RECORD_FILE, record.to_json())
+        with warnings.catch_warnings(), torch_threads(cfg.train.threads):
+            for pattern in _QUIET:
+                warnings.filterwarnings("ignore", message=pattern)
+            _fit(trainer, module, loaders, run / LAST_CHECKPOINT if resume else None)
+
+        rows = history.rows
+        best_epoch = max(rows, key=lambda r: r.get(MONITOR, -np.inf))["epoch"] if rows else 0
+        valid = evaluate(load_run(run), ds, split="valid")
+    result = TrainResult(run, valid, int(best_epoch), len(rows), time.perf_counter() - started)
+    source = None if isinstance(config, ExperimentConfig) else config
+    write_text(run / METRICS_FILE, json.dumps(metrics_record(result, cfg, source, ds), indent=2))
+    return result
+
+
+def _loaders(cfg: ExperimentConfig, store: FeatureStore, spec: ModelSpec, module: EMIModule,
+             labelled: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> tuple[DataLoader, DataLoader]:
+    """Shuffled training batches (seeded per epoch) and validation batches; statistics from training clips only."""
+    (train_ids, train_y), (valid_ids, valid_y) = labelled["train"], labelled["valid"]
     module.net.set_statistics(feature_statistics(store, train_ids, spec.inputs), train_y)
     batch = cfg.optim.batch_size
     train_loader = clip_loader(store, spec, module.net, train_ids, train_y, batch_size=batch,
@@ -192,35 +303,23 @@ def train(
     valid_loader = clip_loader(store, spec, module.net, valid_ids, valid_y,
                                batch_size=eval_batch_size(module.net, batch),
                                max_frames=cfg.model.encoder.max_frames, num_workers=cfg.train.num_workers)
-    history = History(run / "history.csv", verbose=progress, raw_weights=cfg.train.ema.enabled)
+    return train_loader, valid_loader
+
+
+def _trainer(cfg: ExperimentConfig, run: Path, callbacks: list[Callback], *, progress: bool) -> pl.Trainer:
     _quiet_lightning()
-    trainer = pl.Trainer(
+    return pl.Trainer(
         max_epochs=cfg.train.max_epochs,
         accelerator=cfg.train.accelerator,
         devices=cfg.train.devices,
         deterministic=True,
-        callbacks=[*_callbacks(cfg, run, history), *callbacks],
+        callbacks=callbacks,
         logger=False,
         enable_progress_bar=progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         default_root_dir=run,
     )
-    last = run / LAST_CHECKPOINT
-    with warnings.catch_warnings(), torch_threads(cfg.train.threads):
-        for pattern in _QUIET:
-            warnings.filterwarnings("ignore", message=pattern)
-        trainer.fit(module, train_loader, valid_loader, ckpt_path=last if last.exists() else None)
-    if trainer.interrupted:
-        raise KeyboardInterrupt
-
-    rows = history.rows
-    best_epoch = max(rows, key=lambda r: r.get(MONITOR, -np.inf))["epoch"] if rows else 0
-    valid = evaluate(load_run(run), ds, split="valid")
-    result = TrainResult(run, valid, int(best_epoch), len(rows), time.perf_counter() - started)
-    source = None if isinstance(config, ExperimentConfig) else config
-    write_text(run / METRICS_FILE, json.dumps(metrics_record(result, cfg, source, ds), indent=2))
-    return result
 
 
 def _quiet_lightning() -> None:
@@ -232,4 +331,4 @@ def _stored_result(run: Path) -> TrainResult:
     stored = json.loads((run / METRICS_FILE).read_text(encoding="utf-8"))
     valid = Evaluation(stored["split"], stored["n_clips"], stored["mean_pcc"], stored["pcc"],
                        stored.get("coverage", {}))
-    return TrainResult(run, valid, stored["best_epoch"], stored["epochs"], stored["seconds"])
+    return TrainResult(run, valid, stored["best_epoch"], stored["epochs"], stored["seconds"], stored=True)

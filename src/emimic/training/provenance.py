@@ -1,0 +1,155 @@
+"""What a run was made from, and whether a later ``train`` into the same folder may reuse it.
+
+``RUN/run.json`` is written when a run starts, next to ``RUN/config.yaml`` (the resolved config,
+seed included)::
+
+    {"emimic": "0.1.0", "created": "2026-11-25T22:40:00+00:00", "config": "paper", "seed": 0,
+     "dataset": {"root": "/data/sim", "fingerprint": "9f2c...",
+                 "modalities": {"vit": {"dim": 384, "dtype": "float32", "content": "51ab..."}, ...},
+                 "labels": {"train": "c0de...", "valid": "77aa..."}}}
+
+The data fingerprint depends on content only: the checksums of the feature files the model reads
+(kept by the FeatureStore), their width and stored dtype, and the ids and labels of the clips
+trained and validated on. A copied or moved dataset is the same data; an edited label or a
+re-extracted modality is not. :func:`read_run_record` is the one reader of this record (metrics
+and reports take their provenance from it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emimic import __version__
+from emimic.config import ExperimentConfig, load_config
+from emimic.data.store import FeatureStore
+
+RECORD_FILE = "run.json"
+CONFIG_FILE = "config.yaml"
+# Differences named in a refusal; the rest are counted.
+SHOWN_DIFFERENCES = 3
+
+
+@dataclass(frozen=True)
+class DataFingerprint:
+    """The content a run was trained on."""
+
+    modalities: dict[str, dict[str, Any]]  # per modality the model reads: dim, dtype, content digest
+    labels: dict[str, str]  # per split trained or validated on: digest of its clip ids and labels
+
+    @property
+    def digest(self) -> str:
+        payload = json.dumps({"modalities": self.modalities, "labels": self.labels}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _labels_digest(ids: np.ndarray, targets: np.ndarray) -> str:
+    digest = hashlib.sha256(np.ascontiguousarray(ids, dtype=np.int64).tobytes())
+    digest.update(np.ascontiguousarray(targets, dtype=np.float64).tobytes())
+    return digest.hexdigest()
+
+
+def data_fingerprint(store: FeatureStore, modalities: Sequence[str],
+                     labelled: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> DataFingerprint:
+    """Fingerprint of ``modalities`` of ``store`` and of the ``{split: (ids, targets)}`` used in training."""
+    features = {
+        name: {"dim": store.dim(name), "dtype": store.identity[name]["dtype"], "content": store.content_digest(name)}
+        for name in sorted(modalities)
+    }
+    labels = {split: _labels_digest(ids, targets) for split, (ids, targets) in sorted(labelled.items())}
+    return DataFingerprint(features, labels)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Provenance of a run: the resolved config (seed included), the data and the emimic that made it."""
+
+    config: ExperimentConfig
+    data: DataFingerprint | None  # None: a run made before emimic recorded its data
+    dataset_root: str = ""
+    emimic_version: str = __version__
+    created: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``run.json`` holds (the full config is ``config.yaml``)."""
+        assert self.data is not None, "a new run always knows its data"
+        dataset = {"root": self.dataset_root, "fingerprint": self.data.digest, "modalities": self.data.modalities,
+                   "labels": self.data.labels}
+        return {"emimic": self.emimic_version, "created": self.created or _now(), "config": self.config.name,
+                "seed": self.config.seed, "dataset": dataset}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def read_run_record(run: str | Path) -> RunRecord | None:
+    """The record of the run folder ``run``, or None when it holds no run (no ``config.yaml``)."""
+    run = Path(run)
+    if not (run / CONFIG_FILE).exists():
+        return None
+    config = load_config(run / CONFIG_FILE)
+    if not (run / RECORD_FILE).exists():
+        return RunRecord(config, None)
+    stored = json.loads((run / RECORD_FILE).read_text(encoding="utf-8"))
+    dataset = stored["dataset"]
+    return RunRecord(config, DataFingerprint(dataset["modalities"], dataset["labels"]), dataset["root"],
+                     stored["emimic"], stored["created"])
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _config_differences(old: ExperimentConfig, new: ExperimentConfig) -> list[str]:
+    before, after = _flatten(old.model_dump(mode="json")), _flatten(new.model_dump(mode="json"))
+    return [f"{key} was {before.get(key)!r}, now {after.get(key)!r}"
+            for key in sorted(before.keys() | after.keys()) if before.get(key) != after.get(key)]
+
+
+def _data_differences(old: DataFingerprint | None, new: DataFingerprint) -> list[str]:
+    if old is None:
+        return ["its data was not recorded (it was made by an earlier emimic)"]
+    if old.modalities.keys() != new.modalities.keys():
+        return [f"it read modalities {', '.join(old.modalities)}, now {', '.join(new.modalities)}"]
+    found = []
+    for name, was in old.modalities.items():
+        now = new.modalities[name]
+        if was["dim"] != now["dim"]:
+            found.append(f"{name!r} features were {was['dim']} wide, now {now['dim']}")
+        elif was["dtype"] != now["dtype"]:
+            found.append(f"{name!r} features were stored as {was['dtype']}, now {now['dtype']}")
+        elif was["content"] != now["content"]:
+            found.append(f"the {name!r} feature files differ")
+    found += [f"the {split} labels differ" for split in sorted(old.labels.keys() | new.labels.keys())
+              if old.labels.get(split) != new.labels.get(split)]
+    return found
+
+
+def differences(old: RunRecord, new: RunRecord) -> list[str]:
+    """What differs between the run ``old`` and the one requested as ``new``, in words (empty: the same run)."""
+    assert new.data is not None, "a requested run always knows its data"
+    return _config_differences(old.config, new.config) + _data_differences(old.data, new.data)
+
+
+def describe(found: Sequence[str]) -> str:
+    """``found`` as one clause: the first few differences, then a count of the rest."""
+    shown = "; ".join(found[:SHOWN_DIFFERENCES])
+    rest = len(found) - SHOWN_DIFFERENCES
+    return shown + (f"; and {rest} more" if rest > 0 else "")
