@@ -21,6 +21,7 @@ from emimic.data.simulate import TRUTH_DIR, SimulationSettings, simulate
 from emimic.labels import EMOTIONS
 from emimic.report import RunSummary, comparison_rows, write_report
 from emimic.training.inference import Evaluation
+from emimic.training.provenance import read_run_record
 from emimic.training.run import train
 
 ARTIFACTS = Path(__file__).parents[1] / "artifacts"
@@ -63,7 +64,8 @@ def test_metrics_json_records_provenance_and_intervals(runs, corpus):
     prov = stored["provenance"]
     assert prov["config"]["name"] == "mine" and prov["config"]["source"].endswith("mine.yaml")
     assert prov["config"]["resolved"]["train"]["ema"]["enabled"] is False and prov["seed"] == 1
-    assert prov["data"]["root"] == str(corpus.resolve()) and len(prov["data"]["fingerprint"]) == 16
+    assert prov["data"]["root"] == str(corpus.resolve())
+    assert prov["data"]["fingerprint"] == read_run_record(runs[1]).data.digest  # the one run.json records
     assert prov["data"]["split_sizes"] == {"train": 144, "valid": 48, "test": 48}
     assert 0 < prov["data"]["coverage"]["valid"]["wav2vec2"] < 1
     assert prov["oracle"]["mean_pcc"]["valid"] > 0.5

@@ -1,14 +1,14 @@
 """What produced a result: the block that ``metrics.json`` carries next to the scores.
 
 A figure is only worth reporting with its provenance (DESIGN.md, trust rules): the config (name, where
-it came from, every resolved setting), the seed, the data (path, feature-store fingerprint, split sizes,
-modality coverage), the emimic version, the oracle ceiling when the corpus is simulated, the bootstrap
-confidence interval of each score, the wall time and whether training stopped early or hit its limit.
+it came from, every resolved setting), the seed, the data (path, the content fingerprint that ``run.json``
+records, split sizes, modality coverage), the emimic version, the oracle ceiling when the corpus is
+simulated, the bootstrap confidence interval of each score, the wall time and whether training stopped
+early or hit its limit.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +23,7 @@ from emimic.metrics import bootstrap_pcc, confidence_interval
 
 if TYPE_CHECKING:
     from emimic.data import VidmimicDataset
+    from emimic.training.provenance import DataFingerprint
     from emimic.training.run import TrainResult
 
 BOOTSTRAP_SAMPLES = 1000
@@ -42,11 +43,6 @@ def _describe_source(config_source: str | Path | None, cfg: ExperimentConfig) ->
     return str(path.resolve()) if path.exists() else f"preset {config_source}"
 
 
-def store_fingerprint(identity: dict[str, dict]) -> str:
-    """One short digest of the feature-store identity (per-modality width, dtype and source fingerprint)."""
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def pcc_intervals(preds: np.ndarray, targets: np.ndarray, *, samples: int = BOOTSTRAP_SAMPLES,
                   seed: int = BOOTSTRAP_SEED) -> dict[str, list[float]]:
     """95 % bootstrap interval of each emotion's PCC and of the mean, ``{name: [low, high]}``."""
@@ -61,13 +57,13 @@ def run_provenance(
     cfg: ExperimentConfig,
     config_source: str | Path | None,
     data: VidmimicDataset,
+    fingerprint: DataFingerprint,
     *,
     epochs: int,
     best_epoch: int,
     seconds: float,
 ) -> dict[str, Any]:
-    """The ``provenance`` block of a run's ``metrics.json``."""
-    store = data.store(progress=False)
+    """The ``provenance`` block of a run's ``metrics.json``; ``fingerprint`` is the one ``run.json`` records."""
     oracle = load_oracle(data.root)
     return {
         "emimic_version": __version__,
@@ -80,8 +76,9 @@ def run_provenance(
         "seed": cfg.seed,
         "data": {
             "root": str(Path(data.root).resolve()),
-            "fingerprint": store_fingerprint(store.identity),
-            "modalities": store.identity,
+            "fingerprint": fingerprint.digest,
+            "modalities": fingerprint.modalities,
+            "labels": fingerprint.labels,
             "split_sizes": {split: len(frame) for split, frame in data.splits.items()},
             "coverage": {split: {m: round(v, 4) for m, v in row.items()}
                          for split, row in data.coverage().to_dict(orient="index").items()},
@@ -99,12 +96,12 @@ def run_provenance(
 
 
 def metrics_record(result: TrainResult, cfg: ExperimentConfig, config_source: str | Path | None,
-                   data: VidmimicDataset) -> dict[str, Any]:
+                   data: VidmimicDataset, fingerprint: DataFingerprint) -> dict[str, Any]:
     """What ``RUN/metrics.json`` holds: the validation scores, their 95 % intervals and the provenance."""
     preds, targets = result.valid.arrays()
     return {
         **result.to_dict(),
         "pcc_ci95": pcc_intervals(preds, targets),
-        "provenance": run_provenance(cfg, config_source, data, epochs=result.epochs, best_epoch=result.best_epoch,
-                                     seconds=result.seconds),
+        "provenance": run_provenance(cfg, config_source, data, fingerprint, epochs=result.epochs,
+                                     best_epoch=result.best_epoch, seconds=result.seconds),
     }

@@ -286,7 +286,7 @@ def train(
         valid = evaluate(load_run(run), ds, split="valid")
     result = TrainResult(run, valid, int(best_epoch), len(rows), time.perf_counter() - started)
     source = None if isinstance(config, ExperimentConfig) else config
-    write_text(run / METRICS_FILE, json.dumps(metrics_record(result, cfg, source, ds), indent=2))
+    write_text(run / METRICS_FILE, json.dumps(metrics_record(result, cfg, source, ds, record.data), indent=2))
     return result
 
 
