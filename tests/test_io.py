@@ -53,9 +53,10 @@ def test_crafted_pickle_never_runs_code(tmp_path: Path) -> None:
         (np.zeros((0, 3)), "holds no frames"),
         (np.zeros((3, 0)), "empty"),
         (np.zeros((2, 3, 4)), "shape"),
-        (np.array(["a", "b"]), "not a numeric array"),
+        (np.array(["a", "b"]), "refusing to load dtype 'U1'"),
         ({"a": np.ones(3), "b": np.ones(3)}, "holds a dict with keys ['a', 'b']"),
-        ({"a": "text"}, "not a numeric array"),
+        ({"a": "text"}, "holds a str, not a numpy array or torch tensor; expected a numeric array"),
+        ([[1.0, 2.0]], "holds a list, not a numpy array"),
     ],
 )
 def test_invalid_contents_name_the_file(tmp_path: Path, value: object, message: str) -> None:

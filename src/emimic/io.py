@@ -1,61 +1,29 @@
 """Safe reading of per-clip arrays and atomic writing of every file emimic produces.
 
-Dataset pickles are untrusted: :func:`load_array` reads them through a restricted unpickler
-that admits numpy arrays, torch tensors (rebuilt from their storages), dicts, lists and
-scalars and nothing else, so a crafted pickle cannot run code.
+Dataset files are untrusted: :func:`load_array` reads pickles through
+:mod:`emimic.safepickle` (numeric arrays, tensors and dicts of them, nothing else; a crafted
+pickle cannot run code or allocate more than it holds), ``.npy`` without pickles and ``.pt`` with
+``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import pickle
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from emimic import safepickle
 from emimic.errors import DataError, EmptyFeatures
 
 ARRAY_SUFFIXES: tuple[str, ...] = (".pkl", ".npy", ".pt")
-
-# (module, name) pairs a dataset pickle may reference. numpy arrays need the first group; a
-# pickled torch tensor needs the torch rebuild helpers and storage classes of the second.
-_ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("collections", "OrderedDict"),
-        ("torch._utils", "_rebuild_tensor_v2"),
-        ("torch._utils", "_rebuild_tensor"),
-        ("torch", "FloatStorage"),
-        ("torch", "HalfStorage"),
-        ("torch", "DoubleStorage"),
-        ("torch", "BFloat16Storage"),
-        ("torch.storage", "_load_from_bytes"),
-    }
-)
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> object:
-        if (module, name) in _ALLOWED_GLOBALS:
-            return super().find_class(module, name)
-        if (module == "numpy" and name.endswith("dtype")) or module.startswith("numpy.dtypes"):
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only numeric arrays are allowed)")
-
-
-def _load_torch_bytes(data: bytes) -> object:
-    import torch
-
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
 def decode_object(data: bytes, suffix: str, *, source: str) -> object:
@@ -65,9 +33,9 @@ def decode_object(data: bytes, suffix: str, *, source: str) -> object:
         return np.load(io.BytesIO(data), allow_pickle=False)
     # torch.save() writes a zip archive, also under a .pkl name.
     if suffix == ".pt" or (suffix == ".pkl" and data[:2] == b"PK"):
-        return _load_torch_bytes(data)
+        return safepickle.torch_load(data)
     if suffix == ".pkl":
-        return _ArrayUnpickler(io.BytesIO(data)).load()
+        return safepickle.loads(data)
     raise DataError(f"{source}: unsupported array file type {suffix!r} (expected one of {list(ARRAY_SUFFIXES)}).")
 
 
@@ -80,18 +48,39 @@ def decode_array(data: bytes, suffix: str, *, source: str) -> np.ndarray:
     """Decode and validate one per-clip feature file's bytes as a float32 ``(T, D)`` array."""
     try:
         value = decode_object(data, suffix, source=source)
-    except DataError:
-        raise
-    except Exception as exc:
-        raise DataError(f"{source}: cannot be read ({type(exc).__name__}: {exc}).") from None
+    except Exception as exc:  # a corrupt file can fail anywhere inside pickle, numpy or torch
+        raise read_error(source, exc) from None
     return as_frames(value, source=source)
 
 
+def read_error(source: str, exc: Exception) -> DataError:
+    """The one-sentence :class:`DataError` for a file that failed to decode: a refusal, or where it broke."""
+    if isinstance(exc, DataError):
+        return exc
+    if isinstance(exc, safepickle.RefusedPickle):
+        return DataError(f"{source}: {exc}.")
+    first_line = (str(exc).strip().splitlines() or [""])[0][:200]  # crafted files make long messages
+    return DataError(f"{source}: cannot be read ({type(exc).__name__}: {first_line}).")
+
+
 def to_numpy(value: object) -> np.ndarray:
-    """Convert an array-like (numpy array, torch tensor, list of numbers) to a numpy array."""
-    if hasattr(value, "detach") and hasattr(value, "numpy"):
-        return value.detach().cpu().float().numpy()  # type: ignore[no-any-return, union-attr]
-    return np.asarray(value)
+    """A numpy array or torch tensor as a plain numpy array; anything else is a :class:`TypeError`.
+
+    Lists are refused: nested lists sharing one inner list would turn a small pickle into a huge
+    array. A tensor whose view repeats stored elements (zero strides) is a :class:`ValueError`,
+    raised before anything is copied.
+    """
+    if isinstance(value, np.ndarray):
+        return np.asarray(value)
+    torch = sys.modules.get("torch")  # a tensor exists only if torch was imported to load it
+    if torch is None or not isinstance(value, torch.Tensor):
+        raise TypeError(f"holds a {type(value).__name__}, not a numpy array or torch tensor")
+    if value.layout != torch.strided or value.is_complex():
+        raise TypeError(f"holds a {value.layout} {value.dtype} tensor, not a dense real one")
+    stored = value.untyped_storage().nbytes() // value.element_size()
+    if value.numel() > stored:
+        raise ValueError(f"holds a tensor of shape {tuple(value.shape)} that repeats its {stored} stored value(s)")
+    return value.detach().cpu().float().numpy()
 
 
 def unwrap(value: object, *, source: str) -> object:
@@ -99,8 +88,9 @@ def unwrap(value: object, *, source: str) -> object:
     if not isinstance(value, dict):
         return value
     if len(value) != 1:
-        keys = sorted(map(str, value))
-        raise DataError(f"{source}: holds a dict with keys {keys[:5]}; expected one array per clip.")
+        # Keys come from the file: a crafted one can be deeply nested or huge, so show a short form.
+        keys = sorted(k[:60] if isinstance(k, str) else safepickle.short_repr(k) for k in itertools.islice(value, 5))
+        raise DataError(f"{source}: holds a dict with keys {keys}; expected one array per clip.")
     return next(iter(value.values()))
 
 
@@ -115,7 +105,7 @@ def as_frames(value: object, *, source: str) -> np.ndarray:
     try:
         array = to_numpy(unwrap(value, source=source))
     except (TypeError, ValueError) as exc:
-        raise DataError(f"{source}: does not hold a numeric array ({exc}).") from None
+        raise DataError(f"{source}: {exc}; expected a numeric array.") from None
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
         raise DataError(f"{source}: holds {type(value).__name__} of dtype {array.dtype}, not a numeric array.")
     if array.ndim == 1:

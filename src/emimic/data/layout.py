@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from emimic.errors import DataError
-from emimic.io import ARRAY_SUFFIXES, read_object
+from emimic.io import ARRAY_SUFFIXES, read_error, read_object
 from emimic.labels import parse_clip_id
 
 SPLIT_FILES: dict[str, tuple[str, ...]] = {
@@ -100,7 +100,7 @@ def read_mapping(path: Path) -> dict[int, object]:
     try:
         value = read_object(path)
     except Exception as exc:
-        raise DataError(f"{path}: cannot be read ({type(exc).__name__}: {exc}).") from None
+        raise read_error(str(path), exc) from None
     if not isinstance(value, dict):
         raise DataError(f"{path}: holds {type(value).__name__}, expected a dict of clip id to array.")
     return {parse_clip_id(key, source=str(path)): array for key, array in value.items()}
