@@ -31,8 +31,8 @@ def decode_object(data: bytes, suffix: str, *, source: str) -> object:
     suffix = suffix.lower()
     if suffix == ".npy":
         return np.load(io.BytesIO(data), allow_pickle=False)
-    # torch.save() writes a zip archive, also under a .pkl name.
-    if suffix == ".pt" or (suffix == ".pkl" and data[:2] == b"PK"):
+    # torch.save() output also arrives under a .pkl name.
+    if suffix == ".pt" or (suffix == ".pkl" and safepickle.is_torch_save(data)):
         return safepickle.torch_load(data)
     if suffix == ".pkl":
         return safepickle.loads(data)
@@ -74,7 +74,7 @@ def to_numpy(value: object) -> np.ndarray:
         return np.asarray(value)
     torch = sys.modules.get("torch")  # a tensor exists only if torch was imported to load it
     if torch is None or not isinstance(value, torch.Tensor):
-        raise TypeError(f"holds a {type(value).__name__}, not a numpy array or torch tensor")
+        raise TypeError(f"holds a value of type {type(value).__name__}, not a numpy array or torch tensor")
     if value.layout != torch.strided or value.is_complex():
         raise TypeError(f"holds a {value.layout} {value.dtype} tensor, not a dense real one")
     stored = value.untyped_storage().nbytes() // value.element_size()

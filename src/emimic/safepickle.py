@@ -33,7 +33,14 @@ _MAX_NDIM = 32
 _repr = reprlib.Repr()
 _repr.maxstring = _repr.maxother = 60
 _repr.maxlevel = 2
-short_repr = _repr.repr  # crafted keys and arguments can be deep or huge; messages stay one short line
+
+
+def short_repr(value: object) -> str:
+    """A one-line description of a value from a crafted file, which can be deeply nested or huge."""
+    try:
+        return _repr.repr(value)
+    except ValueError:  # an integer too long to print
+        return f"<{type(value).__name__}>"
 
 
 class RefusedPickle(pickle.UnpicklingError):
@@ -133,6 +140,15 @@ def _check_uncompressed_zip(data: bytes) -> None:
         _refuse(f"compressed zip member {short_repr(packed[0])} (torch.save writes them uncompressed)")
     if sum(m.file_size for m in members) > len(data):
         _refuse("zip members larger than the file")
+
+
+# torch.save without the zip format starts with this pickled magic number (torch.serialization.MAGIC_NUMBER).
+_LEGACY_TORCH_PREFIX = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)
+
+
+def is_torch_save(data: bytes) -> bool:
+    """Whether ``data`` was written by ``torch.save`` (zip or legacy format), whatever the file is called."""
+    return data[:2] == b"PK" or data.startswith(_LEGACY_TORCH_PREFIX)
 
 
 def torch_load(data: bytes) -> object:

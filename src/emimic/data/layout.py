@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from emimic.errors import DataError
 from emimic.io import ARRAY_SUFFIXES, read_error, read_object
 from emimic.labels import parse_clip_id
@@ -103,7 +105,18 @@ def read_mapping(path: Path) -> dict[int, object]:
         raise read_error(str(path), exc) from None
     if not isinstance(value, dict):
         raise DataError(f"{path}: holds {type(value).__name__}, expected a dict of clip id to array.")
-    return {parse_clip_id(key, source=str(path)): array for key, array in value.items()}
+    return {_clip_id_key(key, source=str(path)): array for key, array in value.items()}
+
+
+def _clip_id_key(key: object, *, source: str) -> int:
+    """A container key as a clip id. Keys come from the file: a crafted one is described, never printed whole."""
+    if (
+        not isinstance(key, int | float | str | np.integer | np.floating)
+        or (isinstance(key, int) and key.bit_length() > 63)
+        or (isinstance(key, str) and len(key) > 32)
+    ):
+        raise DataError(f"{source}: holds a {type(key).__name__} key that is not a clip id; keys must be integer ids.")
+    return parse_clip_id(key, source=source)
 
 
 def _scan_folder(
