@@ -201,8 +201,9 @@ def test_submission_validator_rejects_defects(made: tuple[list[int], np.ndarray]
             return
         other = data.draw(st.integers(0, len(frame) - 1).filter(lambda r: r != row))
         if defect == "unsorted":
-            frame = frame.iloc[[other, row] + [r for r in range(len(frame)) if r not in (row, other)]]
-            frame = frame.reset_index(drop=True)
+            order = list(range(len(frame)))
+            order[row], order[other] = other, row  # ids are distinct and ascending: a swap unsorts them
+            frame = frame.iloc[order].reset_index(drop=True)
         else:
             frame.loc[row, "Filename"] = frame.loc[other, "Filename"]
     elif defect == "NaN":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
+import math
 import os
 import pickle
 import sys
@@ -30,13 +31,27 @@ def decode_object(data: bytes, suffix: str, *, source: str) -> object:
     """Decode the bytes of a ``.pkl``/``.npy``/``.pt`` file into Python objects without executing code."""
     suffix = suffix.lower()
     if suffix == ".npy":
-        return np.load(io.BytesIO(data), allow_pickle=False)
+        return _load_npy(data, source=source)
     # torch.save() output also arrives under a .pkl name.
     if suffix == ".pt" or (suffix == ".pkl" and safepickle.is_torch_save(data)):
         return safepickle.torch_load(data)
     if suffix == ".pkl":
         return safepickle.loads(data)
     raise DataError(f"{source}: unsupported array file type {suffix!r} (expected one of {list(ARRAY_SUFFIXES)}).")
+
+
+def _load_npy(data: bytes, *, source: str) -> np.ndarray:
+    """``np.load`` without pickles, once the header's shape is known to fit in the bytes that follow it."""
+    stream = io.BytesIO(data)
+    version = np.lib.format.read_magic(stream)
+    if version not in ((1, 0), (2, 0)):  # 3.0 exists only for record dtypes with unicode field names
+        raise DataError(f"{source}: is a version {version} .npy file; expected a numeric array (version 1 or 2).")
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read_header(stream)
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > len(data) - stream.tell():
+        raise DataError(f"{source}: declares shape {shape} ({declared} bytes) but holds {len(data) - stream.tell()}.")
+    return np.load(io.BytesIO(data), allow_pickle=False)
 
 
 def read_object(path: Path) -> object:

@@ -115,8 +115,8 @@ def _scalar(dtype: object, data: object = b"") -> np.generic:
     return np.frombuffer(_checked_buffer(data, (), dtype), dtype=dtype)[0]
 
 
-def _dtype(spec: object, align: object = False, copy: object = True) -> np.dtype:
-    # Always a copy: the pickle's BUILD then sets the byte order on this object, never on numpy's shared one.
+def _dtype(spec: object, *_align_copy: object) -> np.dtype:
+    # A copy, because the BUILD that follows sets the byte order, and numpy ignores that on its shared dtypes.
     return np.dtype(numeric_dtype(spec), copy=True)
 
 
