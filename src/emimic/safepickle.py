@@ -21,9 +21,12 @@ import warnings
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 # bool, signed and unsigned integers of 1-8 bytes, float16/32/64, either byte order. No objects,
 # strings, records, sub-arrays, datetimes, complex or platform-dependent long doubles.
@@ -52,9 +55,27 @@ def _refuse(what: str) -> NoReturn:
     raise RefusedPickle(f"refusing to load {what} (a dataset pickle may hold only numeric arrays; see docs/data.md)")
 
 
+class _DtypeSpec:
+    """What ``numpy.dtype`` stands for here: a numeric type code whose ``BUILD`` may set only the byte order.
+
+    numpy's own ``dtype.__setstate__`` is never reached: fuzzing showed it crashes the process on a
+    malformed state. ``__slots__`` leaves ``BUILD`` nothing else to set.
+    """
+
+    __slots__ = ("code",)
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    def __setstate__(self, state: object) -> None:
+        if not isinstance(state, tuple) or len(state) < 2 or state[1] not in ("<", ">", "|", "="):
+            _refuse(f"dtype state {short_repr(state)}")
+        self.code = state[1] + self.code.lstrip("<>|=")
+
+
 def numeric_dtype(value: object) -> np.dtype:
-    """A fresh numpy dtype for ``value`` (a dtype or its string code) if it is numeric; else refuse."""
-    code = value.str if isinstance(value, np.dtype) else value
+    """The numpy dtype of ``value`` (a type code or :class:`_DtypeSpec`) if it is numeric; else refuse."""
+    code = value.code if isinstance(value, _DtypeSpec) else value
     if not isinstance(code, str) or not _NUMERIC_DTYPE.fullmatch(code):
         _refuse(f"dtype {short_repr(code)}")
     return np.dtype(code)
@@ -102,22 +123,23 @@ def _reconstruct(*_ignored: object) -> _CheckedArray:
     return _CheckedArray(0, np.uint8)
 
 
-def _frombuffer(buffer: object, dtype: object, shape: object, order: object) -> np.ndarray:
+def _frombuffer(buffer: object, dtype: object, shape: object, order: object) -> _CheckedArray:
     """numpy's protocol-5 constructor, from in-band data only (no out-of-band buffers are passed)."""
     dtype, shape = numeric_dtype(dtype), _checked_shape(shape)
     data = _checked_buffer(buffer, shape, dtype)
-    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if order == "F" else "C")
+    array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if order == "F" else "C")
+    return array.view(_CheckedArray)  # so that a BUILD on it is checked too
 
 
-def _scalar(dtype: object, data: object = b"") -> np.generic:
-    """A numpy scalar (e.g. an ``np.int64`` dict key) from exactly ``itemsize`` bytes."""
+def _scalar(dtype: object, data: object = b"") -> int | float | bool:
+    """A numpy scalar (e.g. an ``np.int64`` dict key) from exactly ``itemsize`` bytes, as a Python number."""
     dtype = numeric_dtype(dtype)
-    return np.frombuffer(_checked_buffer(data, (), dtype), dtype=dtype)[0]
+    return np.frombuffer(_checked_buffer(data, (), dtype), dtype=dtype)[0].item()
 
 
-def _dtype(spec: object, *_align_copy: object) -> np.dtype:
-    # A copy, because the BUILD that follows sets the byte order, and numpy ignores that on its shared dtypes.
-    return np.dtype(numeric_dtype(spec), copy=True)
+def _dtype(spec: object, *_align_copy: object) -> _DtypeSpec:
+    numeric_dtype(spec)
+    return _DtypeSpec(spec)  # type: ignore[arg-type]
 
 
 def _latin1(text: object, encoding: object = "latin1") -> bytes:
@@ -168,7 +190,16 @@ def torch_load(data: bytes) -> object:
         _refuse(found.group(1) if found else "an object torch's weights-only loader does not allow")
 
 
-def _storage_from_bytes(data: object) -> object:
+class _LoadedStorage:
+    """A tensor storage from :func:`_storage_from_bytes`; ``__slots__`` leave the pickle's BUILD nothing to set."""
+
+    __slots__ = ("storage",)
+
+    def __init__(self, storage: object) -> None:
+        self.storage = storage
+
+
+def _storage_from_bytes(data: object) -> _LoadedStorage:
     """``torch.storage._load_from_bytes``, but through ``weights_only=True``: a tensor storage or refuse."""
     import torch
 
@@ -177,46 +208,78 @@ def _storage_from_bytes(data: object) -> object:
     storage = torch_load(data)
     if not isinstance(storage, torch.storage.TypedStorage):
         _refuse(f"a tensor storage payload holding {type(storage).__name__}")
-    return storage
+    return _LoadedStorage(storage)
 
 
 def _tensor_from_storage(storage: object, offset: object, size: object, stride: object, *_ignored: object) -> object:
-    """``torch._utils._rebuild_tensor_v2`` on a storage from :func:`_storage_from_bytes`.
+    """``torch._utils._rebuild_tensor_v2`` on a storage from :func:`_storage_from_bytes`, as a float32 array.
 
     requires_grad, backward hooks and metadata are dropped: features need none of them. torch
-    checks that the view fits in the storage; :func:`emimic.io.to_numpy` refuses views that
-    repeat stored elements (zero strides) before anything is copied.
+    checks that the view fits in the storage; :func:`tensor_to_numpy` refuses views that repeat
+    stored elements (zero strides) before anything is copied.
     """
     import torch
 
-    if not isinstance(storage, torch.storage.TypedStorage) or type(offset) is not int or offset < 0:
+    if not isinstance(storage, _LoadedStorage) or type(offset) is not int or offset < 0:
         _refuse(f"a tensor from {type(storage).__name__} at offset {short_repr(offset)}")
-    return torch._utils._rebuild_tensor_v2(
-        storage, offset, _checked_shape(size), _checked_shape(stride), False, OrderedDict()
+    tensor = torch._utils._rebuild_tensor_v2(
+        storage.storage, offset, _checked_shape(size), _checked_shape(stride), False, OrderedDict()
     )
+    return tensor_to_numpy(tensor).view(_CheckedArray)
+
+
+def tensor_to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A dense real tensor as a float32 array; a view that repeats stored elements is refused before any copy."""
+    import torch
+
+    if tensor.layout != torch.strided or tensor.is_complex():
+        raise TypeError(f"holds a {tensor.layout} {tensor.dtype} tensor, not a dense real one")
+    stored = tensor.untyped_storage().nbytes() // tensor.element_size()
+    if tensor.numel() > stored:
+        raise ValueError(f"holds a tensor of shape {tuple(tensor.shape)} that repeats its {stored} stored value(s)")
+    return tensor.detach().cpu().float().numpy()
 
 
 def _ndarray_placeholder(*_ignored: object) -> NoReturn:
     _refuse("a call of numpy.ndarray")
 
 
+class _Constructor:
+    """An allowed global: callable, but with no ``__dict__`` and frozen attributes, so a pickle's BUILD
+    cannot alter it (a plain function's ``__defaults__`` could be replaced for every later load)."""
+
+    __slots__ = ("_build",)
+
+    def __init__(self, build: Callable[..., object]) -> None:
+        object.__setattr__(self, "_build", build)
+
+    def __call__(self, *args: object) -> object:
+        return self._build(*args)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        _refuse(f"a change to {name!r} of an allowed global")
+
+
 # Every (module, name) a dataset pickle may name, and what emimic calls in its place. numpy 1.x
 # writes numpy.core.*, numpy 2.x numpy._core.*; protocols 0-2 add _codecs.encode and bytes().
 ALLOWED_GLOBALS: dict[tuple[str, str], Callable[..., object]] = {
-    ("numpy", "ndarray"): _ndarray_placeholder,  # only ever an argument of _reconstruct, which ignores it
-    ("numpy", "dtype"): _dtype,
-    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy.core.multiarray", "scalar"): _scalar,
-    ("numpy._core.multiarray", "scalar"): _scalar,
-    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
-    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
-    ("_codecs", "encode"): _latin1,
-    ("__builtin__", "bytes"): _empty_bytes,
-    ("builtins", "bytes"): _empty_bytes,
-    ("collections", "OrderedDict"): OrderedDict,
-    ("torch._utils", "_rebuild_tensor_v2"): _tensor_from_storage,
-    ("torch.storage", "_load_from_bytes"): _storage_from_bytes,
+    key: _Constructor(build)
+    for key, build in {
+        ("numpy", "ndarray"): _ndarray_placeholder,  # only ever an argument of _reconstruct, which ignores it
+        ("numpy", "dtype"): _dtype,
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy.core.multiarray", "scalar"): _scalar,
+        ("numpy._core.multiarray", "scalar"): _scalar,
+        ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+        ("numpy._core.numeric", "_frombuffer"): _frombuffer,
+        ("_codecs", "encode"): _latin1,
+        ("__builtin__", "bytes"): _empty_bytes,
+        ("builtins", "bytes"): _empty_bytes,
+        ("collections", "OrderedDict"): OrderedDict,
+        ("torch._utils", "_rebuild_tensor_v2"): _tensor_from_storage,
+        ("torch.storage", "_load_from_bytes"): _storage_from_bytes,
+    }.items()
 }
 
 
