@@ -259,6 +259,12 @@ def memory_payloads() -> dict[str, tuple[str, bytes, str]]:
         # CPython's unpickler allocates the declared length untouched, then finds the data missing.
         "BINBYTES8 declaring 8 GiB": (".pkl", b"\x80\x04\x8e" + (2**33).to_bytes(8, "little") + b".", "cannot be read"),
         "nested lists sharing one inner list": (".pkl", pickle.dumps(shared), "holds a value of type list"),
+        # Found by fuzzing: CPython's unpickler zero-fills a memo table up to the index a PUT names.
+        "memo index of 2^31": (
+            ".pkl",
+            b"\x80\x02K\x01r" + (2**31).to_bytes(4, "little") + b".",
+            "memo index 2147483648",
+        ),
         "deflated torch.save zip": (
             ".pt",
             _deflated(zip_torch_save(torch.zeros(10**6))),

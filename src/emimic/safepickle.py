@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import math
 import pickle
+import pickletools
 import re
 import reprlib
 import warnings
@@ -34,6 +35,7 @@ _NUMERIC_DTYPE = re.compile(r"[<>|=]?(b1|[iu][1248]|f[248])")
 # Far beyond any per-clip array, small enough that shape arithmetic stays cheap on crafted values.
 _MAX_DIM = 2**48
 _MAX_NDIM = 32
+_MEMO_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
 _repr = reprlib.Repr()
 _repr.maxstring = _repr.maxother = 60
 _repr.maxlevel = 2
@@ -289,9 +291,19 @@ class _ArrayUnpickler(pickle.Unpickler):
         try:
             return ALLOWED_GLOBALS[(module, name)]
         except KeyError:
-            _refuse(f"{module}.{name}"[:120])
+            what = f"{module}.{name}"[:120]
+            _refuse(what if what.isprintable() else repr(what))
+
+
+def _check_memo_indices(data: bytes) -> None:
+    # CPython's unpickler grows its memo table to the largest index a PUT names and zero-fills it: a
+    # 10-byte file could claim gigabytes. Real pickles number their memo entries from 0, one per object.
+    for opcode, arg, _ in pickletools.genops(data):
+        if opcode.name in _MEMO_PUTS and arg >= len(data):
+            _refuse(f"memo index {arg} in a file of {len(data)} bytes")
 
 
 def loads(data: bytes) -> object:
     """Unpickle ``data`` with only :data:`ALLOWED_GLOBALS`; raise :class:`RefusedPickle` for anything else."""
+    _check_memo_indices(data)
     return _ArrayUnpickler(io.BytesIO(data)).load()
