@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from emimic.errors import DataError
+from emimic.data.layout import read_mapping
+from emimic.errors import DataError, EmptyFeatures
 from emimic.features.pipeline import save_images
 from emimic.io import atomic_path, current_umask, load_array, remove_leftovers, save_array, write_text
 
@@ -36,6 +37,46 @@ def test_pickled_torch_tensor_and_float64_and_vector(tmp_path: Path) -> None:
     assert vector.shape == (1, 4) and vector.dtype == np.float32
 
 
+LEGITIMATE_ARRAYS = {
+    "float32": np.arange(6, dtype=np.float32).reshape(2, 3),
+    "float16 vector": np.arange(4, dtype=np.float16),
+    "float64 Fortran order": np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+    "big-endian float32": np.arange(6, dtype=">f4").reshape(3, 2),
+    "int16": np.arange(6, dtype=np.int16).reshape(3, 2),
+    "bool": np.eye(2, dtype=bool),
+}
+LEGITIMATE_TENSORS = {
+    "float32": torch.arange(6.0).reshape(2, 3),
+    "float16": torch.ones(3, 2, dtype=torch.float16),
+    "bfloat16": torch.ones(2, 2, dtype=torch.bfloat16),
+    "int64": torch.arange(4),
+    "strided view": torch.arange(12.0).reshape(3, 4)[:, ::2],
+}
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_arrays_and_tensors_load_at_every_pickle_protocol(tmp_path: Path, protocol: int) -> None:
+    path = tmp_path / "00001.pkl"
+    for name, value in {**LEGITIMATE_ARRAYS, **{f"tensor {k}": v for k, v in LEGITIMATE_TENSORS.items()}}.items():
+        path.write_bytes(pickle.dumps(value, protocol=protocol))
+        expected = np.atleast_2d(np.asarray(value.float() if isinstance(value, torch.Tensor) else value))
+        np.testing.assert_array_equal(load_array(path), expected.astype(np.float32), err_msg=name)
+    path.write_bytes(pickle.dumps(np.zeros((0, 3), np.float32), protocol=protocol))
+    with pytest.raises(EmptyFeatures):
+        load_array(path)  # zero frames: masked, not refused
+    ids = {np.int64(3): np.ones((2, 4)), 5: torch.ones(1, 4)}  # ids from a numpy column are numpy scalars
+    path.write_bytes(pickle.dumps(ids, protocol=protocol))
+    assert {k: v.shape for k, v in read_mapping(path).items()} == {3: (2, 4), 5: (1, 4)}
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+@pytest.mark.parametrize("suffix", [".pt", ".pkl"])
+def test_torch_save_files_load_under_either_name(tmp_path: Path, zip_format: bool, suffix: str) -> None:
+    path = tmp_path / f"00001{suffix}"
+    torch.save({"feature": torch.ones(3, 2)}, path, _use_new_zipfile_serialization=zip_format)
+    np.testing.assert_array_equal(load_array(path), np.ones((3, 2), np.float32))
+
+
 class _Exploit:
     def __reduce__(self):
         return (os.system, ("touch /tmp/emimic-pwned",))
@@ -56,9 +97,10 @@ def test_crafted_pickle_never_runs_code(tmp_path: Path) -> None:
         (np.zeros((0, 3)), "holds no frames"),
         (np.zeros((3, 0)), "empty"),
         (np.zeros((2, 3, 4)), "shape"),
-        (np.array(["a", "b"]), "not a numeric array"),
+        (np.array(["a", "b"]), "refusing to load dtype 'U1'"),
         ({"a": np.ones(3), "b": np.ones(3)}, "holds a dict with keys ['a', 'b']"),
-        ({"a": "text"}, "not a numeric array"),
+        ({"a": "text"}, "holds a value of type str, not a numpy array or torch tensor; expected a numeric array"),
+        ([[1.0, 2.0]], "holds a value of type list, not a numpy array"),
     ],
 )
 def test_invalid_contents_name_the_file(tmp_path: Path, value: object, message: str) -> None:

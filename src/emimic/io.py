@@ -1,77 +1,60 @@
 """Safe reading of per-clip arrays and atomic writing of every file emimic produces.
 
-Dataset pickles are untrusted: :func:`load_array` reads them through a restricted unpickler
-that admits numpy arrays, torch tensors (rebuilt from their storages), dicts, lists and
-scalars and nothing else, so a crafted pickle cannot run code.
+Dataset files are untrusted: :func:`load_array` reads pickles through
+:mod:`emimic.safepickle` (numeric arrays, tensors and dicts of them, nothing else; a crafted
+pickle cannot run code or allocate more than it holds), ``.npy`` without pickles and ``.pt`` with
+``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import itertools
+import math
 import os
 import pickle
 import shutil
 import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from emimic import safepickle
 from emimic.errors import DataError, EmptyFeatures, OutputPathError
 
 ARRAY_SUFFIXES: tuple[str, ...] = (".pkl", ".npy", ".pt")
 TEMP_SUFFIX = ".tmp"
-
-# (module, name) pairs a dataset pickle may reference. numpy arrays need the first group; a
-# pickled torch tensor needs the torch rebuild helpers and storage classes of the second.
-_ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("collections", "OrderedDict"),
-        ("torch._utils", "_rebuild_tensor_v2"),
-        ("torch._utils", "_rebuild_tensor"),
-        ("torch", "FloatStorage"),
-        ("torch", "HalfStorage"),
-        ("torch", "DoubleStorage"),
-        ("torch", "BFloat16Storage"),
-        ("torch.storage", "_load_from_bytes"),
-    }
-)
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> object:
-        if (module, name) in _ALLOWED_GLOBALS:
-            return super().find_class(module, name)
-        if (module == "numpy" and name.endswith("dtype")) or module.startswith("numpy.dtypes"):
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only numeric arrays are allowed)")
-
-
-def _load_torch_bytes(data: bytes) -> object:
-    import torch
-
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
 def decode_object(data: bytes, suffix: str, *, source: str) -> object:
     """Decode the bytes of a ``.pkl``/``.npy``/``.pt`` file into Python objects without executing code."""
     suffix = suffix.lower()
     if suffix == ".npy":
-        return np.load(io.BytesIO(data), allow_pickle=False)
-    # torch.save() writes a zip archive, also under a .pkl name.
-    if suffix == ".pt" or (suffix == ".pkl" and data[:2] == b"PK"):
-        return _load_torch_bytes(data)
+        return _load_npy(data, source=source)
+    # torch.save() output also arrives under a .pkl name.
+    if suffix == ".pt" or (suffix == ".pkl" and safepickle.is_torch_save(data)):
+        return safepickle.torch_load(data)
     if suffix == ".pkl":
-        return _ArrayUnpickler(io.BytesIO(data)).load()
+        return safepickle.loads(data)
     raise DataError(f"{source}: unsupported array file type {suffix!r} (expected one of {list(ARRAY_SUFFIXES)}).")
+
+
+def _load_npy(data: bytes, *, source: str) -> np.ndarray:
+    """``np.load`` without pickles, once the header's shape is known to fit in the bytes that follow it."""
+    stream = io.BytesIO(data)
+    version = np.lib.format.read_magic(stream)
+    if version not in ((1, 0), (2, 0)):  # 3.0 exists only for record dtypes with unicode field names
+        raise DataError(f"{source}: is a version {version} .npy file; expected a numeric array (version 1 or 2).")
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read_header(stream)
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > len(data) - stream.tell():
+        raise DataError(f"{source}: declares shape {shape} ({declared} bytes) but holds {len(data) - stream.tell()}.")
+    return np.load(io.BytesIO(data), allow_pickle=False)
 
 
 def read_object(path: Path) -> object:
@@ -83,18 +66,34 @@ def decode_array(data: bytes, suffix: str, *, source: str) -> np.ndarray:
     """Decode and validate one per-clip feature file's bytes as a float32 ``(T, D)`` array."""
     try:
         value = decode_object(data, suffix, source=source)
-    except DataError:
-        raise
-    except Exception as exc:
-        raise DataError(f"{source}: cannot be read ({type(exc).__name__}: {exc}).") from None
+    except Exception as exc:  # a corrupt file can fail anywhere inside pickle, numpy or torch
+        raise read_error(source, exc) from None
     return as_frames(value, source=source)
 
 
+def read_error(source: str, exc: Exception) -> DataError:
+    """The one-sentence :class:`DataError` for a file that failed to decode: a refusal, or where it broke."""
+    if isinstance(exc, DataError):
+        return exc
+    if isinstance(exc, safepickle.RefusedPickle):
+        return DataError(f"{source}: {exc}.")
+    first_line = (str(exc).strip().splitlines() or [""])[0][:200]  # crafted files make long messages
+    return DataError(f"{source}: cannot be read ({type(exc).__name__}: {first_line}).")
+
+
 def to_numpy(value: object) -> np.ndarray:
-    """Convert an array-like (numpy array, torch tensor, list of numbers) to a numpy array."""
-    if hasattr(value, "detach") and hasattr(value, "numpy"):
-        return value.detach().cpu().float().numpy()  # type: ignore[no-any-return, union-attr]
-    return np.asarray(value)
+    """A numpy array or torch tensor as a plain numpy array; anything else is a :class:`TypeError`.
+
+    Lists are refused: nested lists sharing one inner list would turn a small pickle into a huge
+    array. A tensor whose view repeats stored elements (zero strides) is a :class:`ValueError`,
+    raised before anything is copied.
+    """
+    if isinstance(value, np.ndarray):
+        return np.asarray(value)
+    torch = sys.modules.get("torch")  # a tensor exists only if torch was imported to load it
+    if torch is None or not isinstance(value, torch.Tensor):
+        raise TypeError(f"holds a value of type {type(value).__name__}, not a numpy array or torch tensor")
+    return safepickle.tensor_to_numpy(value)
 
 
 def unwrap(value: object, *, source: str) -> object:
@@ -102,8 +101,9 @@ def unwrap(value: object, *, source: str) -> object:
     if not isinstance(value, dict):
         return value
     if len(value) != 1:
-        keys = sorted(map(str, value))
-        raise DataError(f"{source}: holds a dict with keys {keys[:5]}; expected one array per clip.")
+        # Keys come from the file: a crafted one can be deeply nested or huge, so show a short form.
+        keys = sorted(k[:60] if isinstance(k, str) else safepickle.short_repr(k) for k in itertools.islice(value, 5))
+        raise DataError(f"{source}: holds a dict with keys {keys}; expected one array per clip.")
     return next(iter(value.values()))
 
 
@@ -118,7 +118,7 @@ def as_frames(value: object, *, source: str) -> np.ndarray:
     try:
         array = to_numpy(unwrap(value, source=source))
     except (TypeError, ValueError) as exc:
-        raise DataError(f"{source}: does not hold a numeric array ({exc}).") from None
+        raise DataError(f"{source}: {exc}; expected a numeric array.") from None
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
         raise DataError(f"{source}: holds {type(value).__name__} of dtype {array.dtype}, not a numeric array.")
     if array.ndim == 1:

@@ -16,8 +16,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from emimic.errors import DataError
-from emimic.io import ARRAY_SUFFIXES, read_object
+from emimic.io import ARRAY_SUFFIXES, read_error, read_object
 from emimic.labels import parse_clip_id
 
 SPLIT_FILES: dict[str, tuple[str, ...]] = {
@@ -128,10 +130,21 @@ def read_mapping(path: Path) -> dict[int, object]:
     try:
         value = read_object(path)
     except Exception as exc:
-        raise DataError(f"{path}: cannot be read ({type(exc).__name__}: {exc}).") from None
+        raise read_error(str(path), exc) from None
     if not isinstance(value, dict):
         raise DataError(f"{path}: holds {type(value).__name__}, expected a dict of clip id to array.")
-    return {parse_clip_id(key, source=str(path)): array for key, array in value.items()}
+    return {_clip_id_key(key, source=str(path)): array for key, array in value.items()}
+
+
+def _clip_id_key(key: object, *, source: str) -> int:
+    """A container key as a clip id. Keys come from the file: a crafted one is described, never printed whole."""
+    if (
+        not isinstance(key, int | float | str | np.integer | np.floating)
+        or (isinstance(key, int) and key.bit_length() > 63)
+        or (isinstance(key, str) and len(key) > 32)
+    ):
+        raise DataError(f"{source}: holds a {type(key).__name__} key that is not a clip id; keys must be integer ids.")
+    return parse_clip_id(key, source=source)
 
 
 def _scan_folder(

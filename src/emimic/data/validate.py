@@ -19,7 +19,7 @@ import pandas as pd
 from emimic.data.holdout import resolve_valid_split
 from emimic.data.layout import SPLIT_FILES, ModalitySource, discover, read_mapping
 from emimic.errors import DataError, EmptyFeatures
-from emimic.io import as_frames, decode_object, to_numpy, unwrap
+from emimic.io import as_frames, decode_object, read_error, to_numpy, unwrap
 from emimic.labels import read_split
 from emimic.progress import progress_bar
 
@@ -113,7 +113,7 @@ def _scan_modality(source: ModalitySource, root: Path, problems: list[Problem], 
         except DataError as exc:
             problems.append(Problem("error", source.name, str(exc)))
         except Exception as exc:
-            problems.append(Problem("error", source.name, f"{where}: cannot be read ({type(exc).__name__}: {exc})."))
+            problems.append(Problem("error", source.name, str(read_error(where, exc))))
         else:
             lengths[clip_id], widths[clip_id] = frames.shape
         bar.advance(task)
