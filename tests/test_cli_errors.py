@@ -330,7 +330,7 @@ def test_unanticipated_exceptions_are_one_sentence(error, words, make_root, caps
     def fail(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr("emimic.cli.data.validate", fail)
+    monkeypatch.setattr("emimic.data.validate.validate", fail)  # imported when the command runs
     code, err = run_cli(["validate", str(make_root()), "--quiet"], capsys)
     assert_one_sentence(code, err, *words)
     with pytest.raises(type(error)):
@@ -341,7 +341,7 @@ def test_messages_with_brackets_are_printed_verbatim(make_root, capsys, monkeypa
     def fail(*args, **kwargs):
         raise ConfigError("keys [bold] and [3, 4] are wrong.")
 
-    monkeypatch.setattr("emimic.cli.data.validate", fail)
+    monkeypatch.setattr("emimic.data.validate.validate", fail)  # imported when the command runs
     code, err = run_cli(["validate", str(make_root()), "--quiet"], capsys)
     assert_one_sentence(code, err, "keys [bold] and [3, 4] are wrong.")
 
