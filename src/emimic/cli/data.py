@@ -70,6 +70,12 @@ def simulate_command(parser: argparse.ArgumentParser) -> Handler:
     # One flag per setting (e.g. --clips, --seed, --face-dim, --missing-audio); unset flags keep
     # the YAML value or the default, so the settings class stays the only list of knobs.
     for name, field in SimulationSettings.model_fields.items():
+        if field.annotation is bool:  # a switch: --transcripts-only / --no-transcripts-only
+            parser.add_argument(
+                f"--{name.replace('_', '-')}", dest=f"sim_{name}", action=argparse.BooleanOptionalAction,
+                default=None, help=f"{field.description} (default: {'on' if field.default else 'off'})",
+            )
+            continue
         parser.add_argument(
             f"--{name.replace('_', '-')}",
             dest=f"sim_{name}",
