@@ -4,28 +4,37 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
+import os
 import struct
 import wave
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from conftest import documented_commands
 from emimic.cli.registry import main
 from emimic.data.layout import discover
-from emimic.data.simulate import SimulationSettings, simulate
 from emimic.errors import DataError
 from emimic.features import extract
 from emimic.io import load_array
 
+EXAMPLE = "test_extract_inputs.py::test_docs_text_without_videos_example"
+
 
 @pytest.fixture(scope="module")
-def transcripts_only(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A simulated corpus as teams receive it: transcripts in text/, no text_emb/, no raw/ videos."""
-    root = tmp_path_factory.mktemp("sim") / "corpus"
-    simulate(root, SimulationSettings(clips=30, seed=3, transcripts_only=True), progress=False)
-    return root
+def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The documented example, run once: a transcripts-only corpus, its text modalities extracted, a run."""
+    folder = tmp_path_factory.mktemp("example")
+    previous = Path.cwd()
+    os.chdir(folder)
+    try:
+        codes = [(argv, main(argv[1:]), expected) for argv, expected in documented_commands("extract.md", EXAMPLE)]
+    finally:
+        os.chdir(previous)
+    assert all(code == expected for _, code, expected in codes), codes
+    return folder
 
 
 def write_tone(path: Path, seconds: float = 1.0, rate: int = 16000) -> None:
@@ -38,26 +47,25 @@ def write_tone(path: Path, seconds: float = 1.0, rate: int = 16000) -> None:
         handle.writeframes(struct.pack(f"<{len(samples)}h", *samples))
 
 
-def test_the_simulator_can_write_transcripts_only(transcripts_only: Path) -> None:
-    layout = discover(transcripts_only)
-    assert not (transcripts_only / "text_emb").exists() and "text_emb" not in layout.modalities
-    assert len(layout.transcripts) > 20 and not layout.videos
+def test_docs_text_without_videos_example(example: Path) -> None:
+    coverage = json.loads((example / "runs" / "text" / "metrics.json").read_text())["coverage"]
+    assert {"text_emb", "lexicon", "lexicon_vad"} <= set(coverage)  # trained with the extracted modalities
 
 
-def test_text_extractors_run_on_transcripts_without_videos(transcripts_only: Path, tmp_path: Path) -> None:
-    root = tmp_path / "corpus"
-    shutil.copytree(transcripts_only, root)
-    transcripts = discover(root).transcripts
-    spoken = {i for i, path in transcripts.items() if path.read_text().strip()}
-    summary = extract(root, "text_emb,lexicon", progress=False)
-    silent = len(transcripts) - len(spoken)
+def test_text_extractors_run_on_transcripts_without_videos(example: Path) -> None:
+    root = example / "corpus"
+    layout = discover(root)
+    assert not layout.videos and not list((root / "text_emb").glob("*.pkl"))  # the simulator wrote transcripts only
+    spoken = {i for i, path in layout.transcripts.items() if path.read_text().strip()}
+    ledger = pd.read_csv(root / "_extract" / "ledger.csv")
     for name in ("text_emb", "lexicon"):
-        assert summary.loc[name, ["done", "masked", "failed"]].tolist() == [len(spoken), silent, 0]
-    assert {int(p.stem) for p in (root / "text_emb").glob("*.npy")} == spoken
+        statuses = ledger[ledger["extractor"] == name].set_index("clip")["status"]
+        assert set(statuses[statuses == "done"].index) == spoken
+        assert set(statuses[statuses == "masked"].index) == set(layout.transcripts) - spoken  # empty transcripts
+    assert set(layout.modalities["text_emb"].ids) == spoken
     assert load_array(next((root / "text_emb").glob("*.npy"))).shape == (1, 384)  # one clip-level row
     sidecar = json.loads((root / "lexicon_vad" / "_extractor.json").read_text())
     assert sidecar["feature_names"] == ["valence", "arousal", "dominance"]  # the axis order, recorded
-    assert "text_emb" in discover(root).modalities  # the loader sees the new modality
 
 
 def test_acoustic_extractors_read_audio_files_and_report_clips_without_input(tmp_path: Path) -> None:
@@ -73,9 +81,10 @@ def test_acoustic_extractors_read_audio_files_and_report_clips_without_input(tmp
     assert np.isfinite(frames).all()
 
 
-def test_nothing_to_read_is_one_sentence(transcripts_only: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_nothing_to_read_is_one_sentence(example: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = example / "corpus"
     with pytest.raises(DataError, match=r"no clip has what egemaps reads \(expected raw/<id>\.mp4 or audio/"):
-        extract(transcripts_only, "egemaps", progress=False)
-    assert not (transcripts_only / "_extract").exists()  # refused before writing anything
-    assert main(["extract", "--data", str(transcripts_only), "--modalities", "egemaps", "--quiet"]) == 1
+        extract(root, "egemaps", progress=False)
+    assert not (root / "egemaps").exists()  # refused before writing anything
+    assert main(["extract", "--data", str(root), "--modalities", "egemaps", "--quiet"]) == 1
     assert "no clip has what egemaps reads" in capsys.readouterr().err

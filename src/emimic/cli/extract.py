@@ -1,4 +1,4 @@
-"""The ``extract`` command: features from ``raw/<id>.mp4`` into per-clip folders (thin over emimic.features)."""
+"""The ``extract`` command: features from videos, audio files and transcripts (thin over emimic.features)."""
 
 from __future__ import annotations
 
@@ -45,12 +45,14 @@ def extractor_table() -> Table:
 
 @command(
     "extract",
-    "Extract features from DIR/raw/<id>.mp4 into per-clip folders (resumable, parallel, Ray).",
-    "emimic extract --data data/vidmimic --modalities egemaps,whisper,text_emb,face --workers 4",
+    "Extract features from DIR/raw/<id>.mp4, DIR/audio/<id>.wav|mp3 and DIR/text/<id>.txt into per-clip folders;"
+    " each extractor runs on the clips that hold its input (resumable, parallel, Ray).",
+    "emimic extract --data data/vidmimic --modalities egemaps,whisper,text_emb,face --workers 4\n"
+    "  emimic extract --data data/transcripts_only --modalities text_emb,lexicon",
 )
 def extract_command(parser: argparse.ArgumentParser) -> Handler:
     names = ", ".join(EXTRACTORS.names())
-    parser.add_argument("--data", type=Path, required=False, help="dataset root holding raw/<id>.mp4")
+    parser.add_argument("--data", type=Path, required=False, help="dataset root holding raw/, audio/ and/or text/")
     parser.add_argument(
         "--modalities", default="", help=f"comma-separated extractors to run; available: {names} (see --list)"
     )
