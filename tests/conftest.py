@@ -4,6 +4,7 @@ one small simulated corpus with signal plus one run trained on it, shared by the
 from __future__ import annotations
 
 import pickle
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -59,6 +60,19 @@ def write_root(
             with open(root / name / f"{clip_stem(clip_id)}.pkl", "wb") as handle:
                 pickle.dump(frames, handle)
     return root
+
+
+def documented_commands(page: str, test: str) -> list[tuple[list[str], int]]:
+    """The shell lines of the block marked ``<!-- executed by tests/TEST -->`` in ``docs/PAGE``, each with
+    the exit status it expects (a ``# exit N`` comment; 0 without one)."""
+    text = (Path(__file__).parents[1] / "docs" / page).read_text(encoding="utf-8")
+    block = text.split(f"<!-- executed by tests/{test} -->", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = []
+    for line in block.strip().splitlines():
+        command, _, comment = line.partition("#")
+        expected = int(comment.split("exit ", 1)[1].split(":")[0]) if "exit " in comment else 0
+        commands.append((shlex.split(command), expected))
+    return commands
 
 
 @pytest.fixture

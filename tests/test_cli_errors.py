@@ -6,7 +6,6 @@ import errno
 import json
 import os
 import pickle
-import shlex
 import socket
 import tempfile
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import documented_commands
 from emimic.cli import main
 from emimic.data.validate import validate
 from emimic.errors import ConfigError, OutputPathError
@@ -330,7 +330,7 @@ def test_unanticipated_exceptions_are_one_sentence(error, words, make_root, caps
     def fail(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr("emimic.cli.data.validate", fail)
+    monkeypatch.setattr("emimic.data.validate.validate", fail)  # imported when the command runs
     code, err = run_cli(["validate", str(make_root()), "--quiet"], capsys)
     assert_one_sentence(code, err, *words)
     with pytest.raises(type(error)):
@@ -341,31 +341,16 @@ def test_messages_with_brackets_are_printed_verbatim(make_root, capsys, monkeypa
     def fail(*args, **kwargs):
         raise ConfigError("keys [bold] and [3, 4] are wrong.")
 
-    monkeypatch.setattr("emimic.cli.data.validate", fail)
+    monkeypatch.setattr("emimic.data.validate.validate", fail)  # imported when the command runs
     code, err = run_cli(["validate", str(make_root()), "--quiet"], capsys)
     assert_one_sentence(code, err, "keys [bold] and [3, 4] are wrong.")
 
 
 # -- the documented example ------------------------------------------------------------------------------
 
-DOCS_MARK = "<!-- executed by tests/test_cli_errors.py::test_docs_valid_fraction_example -->"
-
-
-def _documented_commands() -> list[tuple[list[str], int]]:
-    """The shell lines of the marked block in docs/data.md and the exit status each expects (``# exit N``)."""
-    text = (Path(__file__).parents[1] / "docs" / "data.md").read_text(encoding="utf-8")
-    block = text.split(DOCS_MARK, 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
-    commands = []
-    for line in block.strip().splitlines():
-        command, _, comment = line.partition("#")
-        expected = int(comment.split("exit ", 1)[1].split(":")[0]) if "exit " in comment else 0
-        commands.append((shlex.split(command), expected))
-    return commands
-
-
 def test_docs_valid_fraction_example(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
-    for argv, expected in _documented_commands():
+    for argv, expected in documented_commands("data.md", "test_cli_errors.py::test_docs_valid_fraction_example"):
         if argv[0] == "rm":
             Path(argv[1]).unlink()
             continue

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from emimic.errors import ConfigError, ModelNotFoundError
-from emimic.features import ClipInput, NoSignal, available_extractors, build_extractor, decode
+from emimic.features import ClipInput, Media, NoSignal, available_extractors, build_extractor, decode
 from emimic.features.tiny import HIDDEN, SPEECH_MODELS, save_tiny_models
 from emimic.features.vision import GEOMETRY_FEATURES
 
@@ -43,7 +43,7 @@ def seconds(index: pd.MultiIndex, level: str) -> np.ndarray:
 
 def test_registry_is_the_one_list_of_names() -> None:
     assert available_extractors() == sorted(
-        ["egemaps", "wav2vec2", "hubert", "wavlm", "vad", "whisper", "text_emb", "face", "face_emb"]
+        ["egemaps", "wav2vec2", "hubert", "wavlm", "vad", "whisper", "text_emb", "lexicon", "face", "face_emb"]
     )
     assert build_extractor("FaceMesh").name == "face"  # alias, case-insensitive
     with pytest.raises(ConfigError, match=r"did you mean 'egemaps'.*available: egemaps, face"):
@@ -120,6 +120,33 @@ def test_text_embedding_and_empty_transcript() -> None:
     for transcript, reason in (("  ", "empty transcript"), (None, "no transcript")):
         with pytest.raises(NoSignal, match=reason):
             extractor.process(ClipInput(1, decode(SPEECH, audio=False, video=False), transcript=transcript))
+
+
+def text_clip(transcript: str | None) -> ClipInput:
+    return ClipInput(1, Media(path=Path("1.txt"), duration=0.0), transcript=transcript)
+
+
+def test_lexicon_sentiment_and_vad_follow_the_words(tmp_path: Path) -> None:
+    lexicon = build_extractor("lexicon")
+    happy = lexicon.process(text_clip("I love it, so happy, this is wonderful"))
+    sad = lexicon.process(text_clip("oh no, I'm so sorry, that must be painful"))
+    assert list(happy["lexicon_vad"].columns) == ["valence", "arousal", "dominance"]
+    assert happy["lexicon"].shape == (1, 14) and happy["lexicon"].columns[0] == "vader_neg"
+    assert happy["lexicon"]["vader_compound"].item() > 0.5 > sad["lexicon"]["vader_compound"].item()
+    assert happy["lexicon"]["nrc_joy"].item() > sad["lexicon"]["nrc_joy"].item()
+    assert happy["lexicon_vad"]["valence"].item() > 0.7 > 0.3 > sad["lexicon_vad"]["valence"].item()
+    assert happy["lexicon_vad"]["dominance"].item() > sad["lexicon_vad"]["dominance"].item()
+    for transcript, reason in (("  ", "empty transcript"), (None, "no transcript")):
+        with pytest.raises(NoSignal, match=reason):
+            lexicon.process(text_clip(transcript))
+    ratings = tmp_path / "vad.tsv"
+    ratings.write_text("Word\tValence\tArousal\tDominance\nhappy\t0.9\t0.6\t0.7\nsorry\t0.2\t0.4\t0.3\n")
+    rated = build_extractor("lexicon", options={"vad_lexicon": str(ratings)})
+    vad = rated.process(text_clip("Happy, happy and sorry"))["lexicon_vad"].to_numpy()[0]
+    np.testing.assert_allclose(vad, [(0.9 * 2 + 0.2) / 3, (0.6 * 2 + 0.4) / 3, (0.7 * 2 + 0.3) / 3], atol=1e-6)
+    ratings.write_text("not a table\n")
+    with pytest.raises(ConfigError, match=r"vad\.tsv holds no word<TAB>valence"):
+        rated.check()
 
 
 def test_face_geometry_per_sampled_frame_and_no_face(clips: dict) -> None:

@@ -13,14 +13,9 @@ The library API, importable from the top level (loaded lazily, so ``import emimi
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from emimic.lazy import lazy_exports
-
-try:
-    __version__ = version("emimic")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0"
 
 _EXPORTS = {
     "open_dataset": "emimic.data",
@@ -38,4 +33,19 @@ _EXPORTS = {
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+_exported = lazy_exports(__name__, _EXPORTS)
+
+
+def installed_version() -> str:
+    """emimic's installed version ("0.0.0" in a source tree that was never installed)."""
+    # importlib.metadata costs a fifth of a second at start-up: read only when asked.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("emimic")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def __getattr__(name: str) -> Any:
+    return installed_version() if name == "__version__" else _exported(name)

@@ -17,21 +17,18 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from emimic.defaults import DEFAULT_PRESET, SEED_MAX, preset_dir, preset_names
 from emimic.errors import ConfigError
-from emimic.models.encoders import ENCODERS, POOLED_STATS
-from emimic.models.fusion import FUSIONS
-from emimic.models.registry import Registry
-from emimic.training.losses import LOSS_TERMS
+from emimic.registry import ENCODERS, FUSIONS, LOSS_TERMS, Registry
 
-DEFAULT_PRESET = "paper"
-SEED_MAX = 2**32 - 1  # numpy's and Lightning's limit
+PooledStat = Literal["mean", "std", "min", "max"]
+POOLED_STATS: tuple[str, ...] = get_args(PooledStat)  # the order the store packs them in
 
 
 def _registered(registry: Registry, name: str) -> str:
@@ -46,10 +43,10 @@ class Section(BaseModel):
 
 
 class EncoderConfig(Section):
-    """How a modality's frames become one vector (registry: ``emimic.models.encoders.ENCODERS``)."""
+    """How a modality's frames become one vector (registry: ``emimic.registry.ENCODERS``)."""
 
     name: str = "meanstd"
-    stats: list[Literal["mean", "std", "min", "max"]] = Field(default_factory=lambda: ["mean", "std"], min_length=1)
+    stats: list[PooledStat] = Field(default_factory=lambda: ["mean", "std"], min_length=1)
     hidden: int = Field(128, gt=0, description="width of the sequence encoders")
     layers: int = Field(1, gt=0)
     heads: int = Field(4, gt=0)
@@ -165,14 +162,10 @@ class ExperimentConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
 
 
-def _preset_dir() -> Path:
-    return Path(str(resources.files("emimic") / "configs"))
-
-
 def list_presets() -> dict[str, str]:
     """Packaged preset names and their one-line descriptions."""
     out = {}
-    for path in sorted(_preset_dir().glob("*.yaml")):
+    for path in sorted(preset_dir().glob("*.yaml")):
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         out[path.stem] = str(raw.get("description", "")).strip().splitlines()[0] if raw.get("description") else ""
     return out
@@ -181,9 +174,9 @@ def list_presets() -> dict[str, str]:
 def _read_yaml(source: str | Path) -> tuple[dict[str, Any], str]:
     path = Path(source)
     if not path.exists() and path.suffix == "":
-        preset = _preset_dir() / f"{source}.yaml"
+        preset = preset_dir() / f"{source}.yaml"
         if not preset.exists():
-            raise ConfigError(f"no config file or preset {str(source)!r}; presets: {', '.join(list_presets())}.")
+            raise ConfigError(f"no config file or preset {str(source)!r}; presets: {', '.join(preset_names())}.")
         path = preset
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))

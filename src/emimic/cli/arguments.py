@@ -9,9 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from emimic.config import SEED_MAX
+from emimic.defaults import SEED_MAX
 from emimic.errors import OutputPathError
-from emimic.io import check_output_path
 
 
 def _integer(text: str) -> int:
@@ -50,6 +49,7 @@ def fraction(text: str) -> float:
 
 def output_file(text: str) -> Path:
     """A file emimic will write: its folder must exist and be writable, and it must not be a folder."""
+    from emimic.io import check_output_path  # numpy: not for --help
     try:
         return check_output_path(text)
     except OutputPathError as exc:
@@ -58,6 +58,7 @@ def output_file(text: str) -> Path:
 
 def output_folder(text: str) -> Path:
     """A folder emimic will create or fill (missing parents are created): it must be creatable and writable."""
+    from emimic.io import check_output_path  # numpy: not for --help
     try:
         return check_output_path(text, folder=True, create_parents=True)
     except OutputPathError as exc:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
 from rich.table import Table
 
 from emimic.cli.arguments import add_valid_fraction_arg, output_folder
 from emimic.cli.registry import Handler, command, out
-from emimic.config import explain
-from emimic.data.store import CACHE_ENV, DTYPES, pack
-from emimic.data.validate import ValidationReport, validate
+from emimic.defaults import CACHE_ENV, STORE_DTYPES
+
+if TYPE_CHECKING:
+    from emimic.data.validate import ValidationReport
 
 
 def add_store_arg(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +70,12 @@ def simulate_command(parser: argparse.ArgumentParser) -> Handler:
     # One flag per setting (e.g. --clips, --seed, --face-dim, --missing-audio); unset flags keep
     # the YAML value or the default, so the settings class stays the only list of knobs.
     for name, field in SimulationSettings.model_fields.items():
+        if field.annotation is bool:  # a switch: --transcripts-only / --no-transcripts-only
+            parser.add_argument(
+                f"--{name.replace('_', '-')}", dest=f"sim_{name}", action=argparse.BooleanOptionalAction,
+                default=None, help=f"{field.description} (default: {'on' if field.default else 'off'})",
+            )
+            continue
         parser.add_argument(
             f"--{name.replace('_', '-')}",
             dest=f"sim_{name}",
@@ -79,6 +86,9 @@ def simulate_command(parser: argparse.ArgumentParser) -> Handler:
         )
 
     def run(args: argparse.Namespace) -> int:
+        from pydantic import ValidationError
+
+        from emimic.config import explain
         from emimic.data.simulate import existing_simulation, simulate
         from emimic.labels import EMOTIONS
 
@@ -122,6 +132,8 @@ def validate_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def run(args: argparse.Namespace) -> int:
+        from emimic.data.validate import validate
+
         report = validate(args.root, valid_fraction=args.valid_fraction, progress=not args.quiet)
         print_validation(report)
         return 0 if report.ok else 1
@@ -137,12 +149,15 @@ def validate_command(parser: argparse.ArgumentParser) -> Handler:
 def pack_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("root", type=Path, help="dataset root in the Hume-Vidmimic2 layout")
     parser.add_argument(
-        "--dtype", choices=DTYPES, default=None, help="frame storage type (default: the store's own; float32 when new)"
+        "--dtype", choices=STORE_DTYPES, default=None,
+        help="frame storage type (default: the store's own; float32 when new)",
     )
     add_store_arg(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def run(args: argparse.Namespace) -> int:
+        from emimic.data.store import pack
+
         result = pack(args.root, dtype=args.dtype, store_dir=args.store, progress=not args.quiet)
         table = Table(title="Feature store", title_justify="left")
         table.add_column("modality")

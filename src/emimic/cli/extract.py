@@ -1,4 +1,4 @@
-"""The ``extract`` command: features from ``raw/<id>.mp4`` into per-clip folders (thin over emimic.features)."""
+"""The ``extract`` command: features from videos, audio files and transcripts (thin over emimic.features)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.table import Table
 
 from emimic.cli.arguments import positive_int, seed_value
 from emimic.cli.registry import Handler, command, out
 from emimic.errors import ConfigError
-from emimic.features import EXTRACTORS, available_extractors, extract
+from emimic.registry import EXTRACTORS
 
 
 def parse_options(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -20,6 +19,8 @@ def parse_options(items: list[str]) -> dict[str, dict[str, Any]]:
 
     Values are read as YAML scalars/lists, so numbers, booleans and ``[4,6]`` keep their types.
     """
+    import yaml
+
     options: dict[str, dict[str, Any]] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -34,7 +35,7 @@ def extractor_table() -> Table:
     table = Table(title="Extractors", title_justify="left")
     for column in ("name", "needs", "outputs", "description"):
         table.add_column(column, overflow="fold")
-    for name in available_extractors():
+    for name in EXTRACTORS.names():
         extractor = EXTRACTORS[name]()  # default parameters; nothing is loaded
         doc = " ".join((type(extractor).__doc__ or "").split())
         outputs = ", ".join(f"{o.name} ({o.level})" for o in extractor.outputs())
@@ -44,12 +45,14 @@ def extractor_table() -> Table:
 
 @command(
     "extract",
-    "Extract features from DIR/raw/<id>.mp4 into per-clip folders (resumable, parallel, Ray).",
-    "emimic extract --data data/vidmimic --modalities egemaps,whisper,text_emb,face --workers 4",
+    "Extract features from DIR/raw/<id>.mp4, DIR/audio/<id>.wav|mp3 and DIR/text/<id>.txt into per-clip folders;"
+    " each extractor runs on the clips that hold its input (resumable, parallel, Ray).",
+    "emimic extract --data data/vidmimic --modalities egemaps,whisper,text_emb,face --workers 4\n"
+    "  emimic extract --data data/transcripts_only --modalities text_emb,lexicon",
 )
 def extract_command(parser: argparse.ArgumentParser) -> Handler:
-    names = ", ".join(available_extractors())
-    parser.add_argument("--data", type=Path, required=False, help="dataset root holding raw/<id>.mp4")
+    names = ", ".join(EXTRACTORS.names())
+    parser.add_argument("--data", type=Path, required=False, help="dataset root holding raw/, audio/ and/or text/")
     parser.add_argument(
         "--modalities", default="", help=f"comma-separated extractors to run; available: {names} (see --list)"
     )
@@ -89,6 +92,8 @@ def extract_command(parser: argparse.ArgumentParser) -> Handler:
             return 0
         if args.data is None or not args.modalities:
             raise ConfigError("--data and --modalities are required (see `emimic extract --help`).")
+        from emimic.features import extract  # numpy, pandas and the extractors: not needed for --help
+
         summary = extract(
             args.data,
             args.modalities,

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from rich.console import Console
 from rich.markup import escape
 
-from emimic import __version__
+from emimic import installed_version
 from emimic.cli.arguments import OneLineParser
 from emimic.errors import EmimicError
+from emimic.registry import Registry
 
 Handler = Callable[[argparse.Namespace], int]
 Configure = Callable[[argparse.ArgumentParser], Handler]
@@ -33,6 +33,16 @@ console = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 160)
 
 
+class VersionAction(argparse.Action):
+    """``--version``: reads the installed version only when asked (importlib.metadata is slow to import)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        parser.exit(message=f"emimic {installed_version()}\n")
+
+
 @dataclass(frozen=True)
 class Command:
     name: str
@@ -41,48 +51,48 @@ class Command:
     configure: Configure
 
 
-COMMANDS: dict[str, Command] = {}
+COMMANDS: Registry[Command] = Registry("command", modules=COMMAND_MODULES)
 
 
 def command(name: str, summary: str, example: str) -> Callable[[Configure], Configure]:
     """Register a command: the decorated function adds its arguments and returns its handler."""
+    register = COMMANDS.register(name)
 
     def decorate(configure: Configure) -> Configure:
-        if name in COMMANDS:
-            raise ValueError(f"duplicate command {name!r}")
-        COMMANDS[name] = Command(name, summary, example, configure)
+        register(Command(name, summary, example, configure))
         return configure
 
     return decorate
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
-    for module in COMMAND_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+def build_parser(only: Collection[str] | None = None) -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
+    """The parser of every command, with the arguments of the commands in ``only`` (default: all).
+
+    :func:`main` configures just the command it runs: ``emimic CMD --help`` then pays for no
+    other command's imports, and ``emimic --help`` for none.
+    """
+    COMMANDS.load()
     parser = OneLineParser(
         prog="emimic",
         description="Emotional Mimicry Intensity estimation: simulate, validate, pack, extract, train, evaluate.",
         epilog="Example: emimic demo --out runs/demo    (see docs/ for every command)",
     )
-    parser.add_argument("--version", action="version", version=f"emimic {__version__}")
+    parser.add_argument("--version", action=VersionAction)
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     handlers: dict[str, Handler] = {}
     for cmd in COMMANDS.values():
         child = sub.add_parser(
             cmd.name,
-            help=cmd.summary,
+            help=cmd.summary.replace("%", "%%"),  # argparse %-formats help strings ("95%" would crash)
             description=cmd.summary,
             epilog=f"Example:\n  {cmd.example}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         # Also accepted after the command name; SUPPRESS keeps the global flag's value when it is absent here.
         child.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
-        handlers[cmd.name] = cmd.configure(child)
+        if only is None or cmd.name in only:
+            handlers[cmd.name] = cmd.configure(child)
     return parser, handlers
 
 
@@ -100,8 +110,21 @@ def one_sentence(exc: Exception) -> str:
     return f"unexpected {type(exc).__name__} ({detail}); rerun with --debug for the traceback and report it."
 
 
+def selected_command(argv: list[str]) -> list[str]:
+    """The command ``argv`` names (none for ``emimic --help``); a mistyped one raises with a did-you-mean."""
+    COMMANDS.load()
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return [] if first is None else [COMMANDS.check(first)]
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser, handlers = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        only = selected_command(argv)
+    except EmimicError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return 2
+    parser, handlers = build_parser(only)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

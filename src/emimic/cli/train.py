@@ -13,14 +13,10 @@ from rich.table import Table
 from emimic.cli.arguments import add_valid_fraction_arg, output_file, output_folder, positive_int, seed_value
 from emimic.cli.data import add_store_arg
 from emimic.cli.registry import Handler, command, console, out
-from emimic.config import SEED_MAX, list_presets
+from emimic.defaults import DEFAULT_PRESET, SEED_MAX, preset_names
 from emimic.errors import DataError
-from emimic.io import write_text
-from emimic.labels import EMOTIONS
-from emimic.models.encoders import ENCODERS
-from emimic.models.fusion import FUSIONS
 from emimic.outputs import check_output_file
-from emimic.training.losses import LOSS_TERMS
+from emimic.registry import ENCODERS, FUSIONS, LOSS_TERMS
 
 if TYPE_CHECKING:
     from emimic.data import VidmimicDataset
@@ -29,6 +25,8 @@ if TYPE_CHECKING:
 def pcc_table(scores: dict[str, float], title: str, oracle: dict[str, float] | None = None,
               intervals: dict[str, list[float]] | None = None) -> Table:
     """Per-dimension PCC (with its 95 % interval, and the oracle ceiling with the fraction reached, when known)."""
+    from emimic.labels import EMOTIONS  # pandas: not for --help
+
     table = Table(title=title, title_justify="left")
     table.add_column("emotion")
     table.add_column("PCC", justify="right")
@@ -59,7 +57,7 @@ def coverage_line(coverage: dict[str, float]) -> str:
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", "-c", default=None,
-        help=f"YAML file or preset name (default: paper; presets: {', '.join(list_presets())})",
+        help=f"YAML file or preset name (default: {DEFAULT_PRESET}; presets: {', '.join(preset_names())})",
     )
     parser.add_argument(
         "--seed", type=seed_value, default=None, help=f"random seed in [0, {SEED_MAX}] (overrides the config's)"
@@ -135,6 +133,7 @@ def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
     _add_overwrite_arg(parser)
 
     def run(args: argparse.Namespace) -> int:
+        from emimic.io import write_text
         from emimic.provenance import pcc_intervals
         from emimic.training.inference import evaluate
 
@@ -179,6 +178,8 @@ def predict_command(parser: argparse.ArgumentParser) -> Handler:
          "emimic configs")
 def configs_command(parser: argparse.ArgumentParser) -> Handler:
     def run(args: argparse.Namespace) -> int:
+        from emimic.config import list_presets
+
         table = Table(title="Config presets (emimic train --config NAME)", title_justify="left")
         table.add_column("preset")
         table.add_column("description")

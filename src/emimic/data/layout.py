@@ -34,6 +34,8 @@ VIDEO_DIR = "raw"
 VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".avi", ".mkv", ".webm", ".mov")
 # The record an extractor leaves in each folder it writes (name, parameters, feature names).
 FEATURE_SIDECAR = "_extractor.json"
+AUDIO_DIR = "audio"
+AUDIO_SUFFIXES: tuple[str, ...] = (".wav", ".mp3", ".flac")
 
 
 @dataclass
@@ -107,6 +109,7 @@ class DatasetLayout:
     transcript_names: dict[int, str] = field(default_factory=dict)
     video_names: dict[int, str] = field(default_factory=dict)
     escaping_links: list[Path] = field(default_factory=list)
+    audio_names: dict[int, str] = field(default_factory=dict)
 
     @property
     def transcripts(self) -> dict[int, Path]:
@@ -115,6 +118,11 @@ class DatasetLayout:
     @property
     def videos(self) -> dict[int, Path]:
         return {clip_id: self.root / VIDEO_DIR / name for clip_id, name in self.video_names.items()}
+
+    @property
+    def audio_files(self) -> dict[int, Path]:
+        """``audio/<id>.{wav,mp3,flac}``: extracted audio, read when a clip has no video."""
+        return {clip_id: self.root / AUDIO_DIR / name for clip_id, name in self.audio_names.items()}
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -188,6 +196,7 @@ def discover(root: str | Path) -> DatasetLayout:
     modalities: dict[str, ModalitySource] = {}
     transcripts: dict[int, str] = {}
     videos: dict[int, str] = {}
+    audio: dict[int, str] = {}
     escaping: list[Path] = []
     for entry in sorted(root.iterdir()):
         if entry.name.startswith((".", "_")):
@@ -201,6 +210,10 @@ def discover(root: str | Path) -> DatasetLayout:
             videos, _, _, bad = _scan_folder(entry, root, VIDEO_SUFFIXES)
             escaping += bad
             continue
+        if entry.name == AUDIO_DIR:
+            audio, _, _, bad = _scan_folder(entry, root, AUDIO_SUFFIXES)
+            escaping += bad
+            continue
         if entry.name in NON_MODALITY_DIRS:
             continue
         if entry.name == TRANSCRIPT_DIR:
@@ -210,4 +223,4 @@ def discover(root: str | Path) -> DatasetLayout:
         escaping += bad
         if names or duplicates or stray:
             modalities[entry.name] = ModalitySource(entry.name, entry, names, None, duplicates, stray)
-    return DatasetLayout(root, split_files, modalities, transcripts, videos, escaping)
+    return DatasetLayout(root, split_files, modalities, transcripts, videos, escaping, audio)

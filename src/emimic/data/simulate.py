@@ -128,6 +128,11 @@ class SimulationSettings(BaseModel):
     text_noise: float = Field(
         0.15, ge=0, description="Noise on what a transcript says about the emotional state (text_emb/)."
     )
+    transcripts_only: bool = Field(
+        False,
+        description="Write the transcripts (text/) without precomputed text_emb/, as teams receive them; embed them"
+        " with `emimic extract --modalities text_emb`.",
+    )
     nuisance_strength: float = Field(
         1.0, ge=0, description="Amplitude of emotion-free activity bursts (head motion, speech activity)."
     )
@@ -493,6 +498,8 @@ def existing_simulation(out: str | Path, settings: SimulationSettings) -> str:
     except (OSError, json.JSONDecodeError) as exc:
         raise DataError(f"{record}: cannot be read ({exc}); choose a new --out folder.") from None
     wanted = json.loads(settings.model_dump_json())
+    # A setting added since that corpus was written had its default then.
+    recorded = {**json.loads(SimulationSettings().model_dump_json()), **recorded}
     if recorded != wanted:
         raise DataError(
             f"{root}: holds a simulation with other settings ({_differences(recorded, wanted)}); choose a new --out"
@@ -511,7 +518,8 @@ def simulate(out: str | Path, settings: SimulationSettings | None = None, *, pro
     Layout: ``{train,valid}_split.csv`` with labels, ``test_split.csv`` with ``Filename`` only (its
     labels go to ``.truth/test_labels.csv``, which no training code reads), and per-clip files
     ``vit/<id>.pkl`` (T, face_dim), ``wav2vec2/<id>.pkl`` (T, audio_dim), ``text/<id>.txt`` and
-    ``text_emb/<id>.pkl`` (text_dim,). A clip that lacks a modality has no file in its folder.
+    ``text_emb/<id>.pkl`` (text_dim,; not with ``transcripts_only``). A clip that lacks a modality has no file
+    in its folder.
     ``.truth/clips.csv`` records each clip's split, speaker, setup, duration and expected labels.
     Every file is written atomically and is a pure function of the settings (same seed, same bytes).
     """
@@ -520,7 +528,7 @@ def simulate(out: str | Path, settings: SimulationSettings | None = None, *, pro
     if existing_simulation(root, settings) == "finished":
         return json.loads((root / ORACLE_FILE).read_text(encoding="utf-8"))
     generator = CorpusGenerator(settings)
-    for name in (FACE_DIR, AUDIO_DIR, TEXT_DIR, TEXT_EMB_DIR, TRUTH_DIR):
+    for name in (FACE_DIR, AUDIO_DIR, TEXT_DIR, TRUTH_DIR, *(() if settings.transcripts_only else (TEXT_EMB_DIR,))):
         (root / name).mkdir(parents=True, exist_ok=True)
     write_text(root / TRUTH_DIR / SETTINGS_FILE, settings.model_dump_json(indent=2) + "\n")
 
@@ -541,7 +549,7 @@ def simulate(out: str | Path, settings: SimulationSettings | None = None, *, pro
                 save_array(root / AUDIO_DIR / f"{stem}.pkl", clip.audio)
             if clip.transcript is not None:
                 write_text(root / TEXT_DIR / f"{stem}.txt", clip.transcript)
-            if clip.text_emb is not None:
+            if clip.text_emb is not None and not settings.transcripts_only:
                 save_array(root / TEXT_EMB_DIR / f"{stem}.pkl", clip.text_emb)
             bar.advance(task)
 

@@ -39,16 +39,16 @@ from pathlib import Path
 import numpy as np
 
 from emimic.data.layout import DatasetLayout, ModalitySource, discover, read_mapping
+from emimic.defaults import CACHE_ENV, STORE_DTYPES
 from emimic.errors import DataError, EmptyFeatures, Interrupted
 from emimic.io import TEMP_SUFFIX, as_frames, decode_array, remove_leftovers, write_text
 from emimic.progress import progress_bar
 
 STORE_VERSION = 1
 POOLED_STATS: tuple[str, ...] = ("mean", "std", "min", "max")
-DTYPES: tuple[str, ...] = ("float32", "float16")
+DTYPES = STORE_DTYPES
 
 
-CACHE_ENV = "EMIMIC_CACHE"
 # The folder name of a packed modality: <modality>-<12 hex of its source fingerprint>-<dtype>.
 _MODALITY_DIR = re.compile(rf"-[0-9a-f]{{12}}-({'|'.join(DTYPES)})$")
 

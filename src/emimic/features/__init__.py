@@ -8,11 +8,7 @@ Heavy libraries (PyAV, opensmile, transformers, mediapipe, faster-whisper) are i
 the extractors, on first use, so importing this package stays cheap.
 """
 
-# Import order is registry order, which is the order extractors run on a clip: `whisper` (which
-# writes the transcript) comes before `text_emb` (which embeds it).
-from emimic.features import audio, text, vad, vision  # noqa: F401 - registers the extractors
 from emimic.features.base import (
-    EXTRACTORS,
     ClipInput,
     Extractor,
     NoSignal,
@@ -23,6 +19,7 @@ from emimic.features.base import (
 )
 from emimic.features.media import Media, decode
 from emimic.features.pipeline import extract
+from emimic.registry import EXTRACTORS
 
 __all__ = [
     "EXTRACTORS",

@@ -1,4 +1,4 @@
-"""The extractor contract and its registry (the one list of extractor names).
+"""The extractor contract; the one list of extractor names is :data:`emimic.registry.EXTRACTORS`.
 
 An :class:`Extractor` turns one decoded clip (:class:`ClipInput`) into one or more named
 outputs, each a :class:`pandas.DataFrame` whose columns are feature names and whose index is
@@ -15,7 +15,6 @@ data, not an error.
 
 from __future__ import annotations
 
-import difflib
 import importlib.metadata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import pandas as pd
 
 from emimic.errors import ConfigError, ModelNotFoundError
 from emimic.features.media import Media, decode
+from emimic.registry import EXTRACTORS
 
 Level = Literal["frame", "clip", "text", "images"]
 # A DataFrame (frame/clip level), a transcript, or RGB images keyed by sampled-frame number.
@@ -208,47 +208,37 @@ class Extractor:
         return {"extractor": self.name, "params": self.params, "versions": versions}
 
 
-EXTRACTORS: dict[str, type[Extractor]] = {}
-ALIASES: dict[str, str] = {}
-
-
 def register_extractor(name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[type[Extractor]], type[Extractor]]:
-    """Class decorator: make an :class:`Extractor` subclass available under ``name`` (and aliases)."""
+    """Class decorator: make an :class:`Extractor` subclass available under ``name`` (and aliases).
+
+    A built-in's name is also declared in :data:`emimic.registry.EXTRACTORS`, so listing and
+    validating names needs no extractor module.
+    """
+    register = EXTRACTORS.register(name, aliases=aliases)
 
     def decorate(cls: type[Extractor]) -> type[Extractor]:
         if not (isinstance(cls, type) and issubclass(cls, Extractor)):
             raise TypeError(f"{cls!r} must subclass Extractor")
-        for key in (name, *aliases):
-            if key in EXTRACTORS or key in ALIASES:
-                raise ValueError(f"duplicate extractor name {key!r}")
         cls.name = name
-        EXTRACTORS[name] = cls
-        ALIASES.update(dict.fromkeys(aliases, name))
-        return cls
+        return register(cls)
 
     return decorate
 
 
 def resolve_name(name: str) -> str:
-    """The registered name for ``name`` (case-insensitive, aliases allowed) or a ConfigError listing them."""
-    key = name.strip().lower()
-    key = ALIASES.get(key, key)
-    if key in EXTRACTORS:
-        return key
-    close = difflib.get_close_matches(key, [*EXTRACTORS, *ALIASES], n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise ConfigError(f"unknown extractor {name!r}{hint}; available: {', '.join(available_extractors())}.")
+    """The registered name for ``name`` (case-insensitive, aliases allowed) or a ConfigError with a did-you-mean."""
+    return EXTRACTORS.check(name)
 
 
 def available_extractors() -> list[str]:
-    return sorted(EXTRACTORS)
+    return EXTRACTORS.names()
 
 
 def build_extractor(
     name: str, *, model_dir: str | Path | None = None, options: Mapping[str, Any] | None = None
 ) -> Extractor:
     """Instantiate a registered extractor; ``options`` are its keyword parameters (e.g. ``layer=6``)."""
-    cls = EXTRACTORS[resolve_name(name)]
+    cls = EXTRACTORS[name]
     try:
         return cls(model_dir=model_dir, **dict(options or {}))
     except TypeError as exc:

@@ -52,6 +52,9 @@ LEDGER = "ledger.csv"
 ERRORS = "errors.csv"
 LEDGER_FIELDS = ("clip", "extractor", "status", "reason", "seconds", "params")
 STATUSES = ("done", "skipped", "masked", "failed")
+# Clips that lack what an extractor reads (no video or audio file for `egemaps`, no transcript
+# for `text_emb`): counted in the summary, never sent to a worker, not recorded in the ledger.
+NO_INPUT = "no input"
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,37 @@ class ExtractSpec:
     def build(self) -> list[Extractor]:
         options = {name: json.loads(text) for name, text in self.options}
         return [build_extractor(n, model_dir=self.model_dir, options=options.get(n)) for n in self.names]
+
+
+@dataclass(frozen=True)
+class ClipSources:
+    """The inputs one clip offers: ``raw/`` video, ``audio/`` file, ``text/`` transcript (paths or None).
+
+    Audio comes from the video when the clip has one (decoded with its frames), else from the
+    audio file; a transcript is also available when this run's ``whisper`` writes it.
+    """
+
+    video: str | None = None
+    audio: str | None = None
+    transcript: str | None = None
+
+    def provides(self, *, transcribes: bool = False) -> frozenset[str]:
+        """The ``needs`` this clip can meet; ``transcribes``: a transcript is made from its audio in this run."""
+        kinds = {"video", "audio"} if self.video else {"audio"} if self.audio else set()
+        if self.transcript or (transcribes and "audio" in kinds):
+            kinds.add("text")
+        return frozenset(kinds)
+
+    def media(self, needs: set[str]) -> str | None:
+        """The file to decode for ``needs`` (None when only the transcript is read)."""
+        if not needs & {"audio", "video"}:
+            return None
+        return self.video or self.audio
+
+    @property
+    def shown(self) -> str:
+        """The clip's main input, for error reports."""
+        return str(self.video or self.audio or self.transcript)
 
 
 @dataclass
@@ -106,19 +140,21 @@ class ClipRunner:
 
             torch.set_num_threads(spec.threads)
 
-    def run(self, clip_id: int, path: str, pending: tuple[str, ...]) -> ClipReport:
+    def run(self, clip_id: int, sources: ClipSources, pending: tuple[str, ...]) -> ClipReport:
         extractors = [self.extractors[name] for name in pending]
         needs = set().union(*(e.needs for e in extractors))
         # Seeded per clip, so a clip's features do not depend on which worker ran it or in what order.
         seed_everything(self.spec.seed + clip_id, torch=self.uses_torch)
         started = time.perf_counter()
+        path = sources.media(needs)
         try:
-            if needs & {"audio", "video"}:
+            if path is not None:
+                video = "video" in needs and path == sources.video
                 media = decode(
-                    path, audio="audio" in needs, video="video" in needs, fps=self.spec.fps, max_side=self.spec.max_side
+                    path, audio="audio" in needs, video=video, fps=self.spec.fps, max_side=self.spec.max_side
                 )
             else:
-                media = Media(path=Path(path), duration=0.0)
+                media = Media(path=Path(sources.shown), duration=0.0)
         except DataError as exc:
             return ClipReport(clip_id, [Outcome(e.name, "failed", str(exc)) for e in extractors])
         report = ClipReport(clip_id, [], media_seconds=media.duration, decode_seconds=time.perf_counter() - started)
@@ -203,9 +239,9 @@ def _runner(spec: ExtractSpec) -> ClipRunner:
     return _RUNNERS[spec]
 
 
-def run_clip(spec: ExtractSpec, clip_id: int, path: str, pending: tuple[str, ...]) -> ClipReport:
+def run_clip(spec: ExtractSpec, clip_id: int, sources: ClipSources, pending: tuple[str, ...]) -> ClipReport:
     """The unit of work of every backend (in-process, process pool, Ray task)."""
-    return _runner(spec).run(clip_id, path, pending)
+    return _runner(spec).run(clip_id, sources, pending)
 
 
 # -- bookkeeping (main process only) ---------------------------------------------------------------
@@ -276,7 +312,7 @@ def _write_sidecars(
 
 # -- backends ------------------------------------------------------------------------------------------
 
-Task = tuple[int, str, tuple[str, ...]]
+Task = tuple[int, ClipSources, tuple[str, ...]]
 
 
 def _init_pool_worker(threads: int) -> None:
@@ -395,9 +431,31 @@ def finished_clips(layout: DatasetLayout, output: Output) -> set[int]:
     return set(source.files) if source else set()
 
 
+# What a clip must hold for each kind of extractor input (error messages).
+INPUT_FILES = {"video": "raw/<id>.mp4", "audio": "raw/<id>.mp4 or audio/<id>.wav|mp3", "text": "text/<id>.txt"}
+
+
+def writes_transcripts(extractors: list[Extractor]) -> bool:
+    """Whether one of ``extractors`` writes transcripts, which the extractors after it can read."""
+    return any(o.level == "text" for e in extractors for o in e.outputs())
+
+
+def clip_sources(layout: DatasetLayout) -> dict[int, ClipSources]:
+    """Every clip with at least one input: its video, audio file and transcript, where present."""
+    videos, audio, transcripts = layout.videos, layout.audio_files, layout.transcripts
+    return {
+        clip_id: ClipSources(
+            video=str(videos[clip_id]) if clip_id in videos else None,
+            audio=str(audio[clip_id]) if clip_id in audio else None,
+            transcript=str(transcripts[clip_id]) if clip_id in transcripts else None,
+        )
+        for clip_id in sorted({*videos, *audio, *transcripts})
+    }
+
+
 def _plan(
     layout: DatasetLayout,
-    videos: dict[int, Path],
+    sources: dict[int, ClipSources],
     extractors: list[Extractor],
     digests: dict[str, str],
     ledger: dict[tuple[int, str], dict[str, str]],
@@ -405,12 +463,18 @@ def _plan(
     *,
     overwrite: bool,
 ) -> list[Task]:
-    """The clips to process and, for each, the extractors still to run; counts the skipped ones."""
+    """The clips to process and, for each, the extractors still to run; counts the skipped ones and
+    those without the extractor's input."""
     existing = {o.name: finished_clips(layout, o) for e in extractors for o in e.outputs()}
+    transcribes = writes_transcripts(extractors)
     tasks: list[Task] = []
-    for clip_id in sorted(videos):
+    for clip_id, clip in sources.items():
+        provided = clip.provides(transcribes=transcribes)
         pending = []
         for extractor in extractors:
+            if not extractor.needs <= provided:
+                counts[extractor.name][NO_INPUT] += 1
+                continue
             finished = not overwrite and all(clip_id in existing[o.name] for o in extractor.outputs())
             last = ledger.get((clip_id, extractor.name))
             remembered = (
@@ -424,7 +488,7 @@ def _plan(
             else:
                 pending.append(extractor.name)
         if pending:
-            tasks.append((clip_id, str(videos[clip_id]), tuple(pending)))
+            tasks.append((clip_id, clip, tuple(pending)))
     return tasks
 
 
@@ -443,7 +507,12 @@ def extract(
     overwrite: bool = False,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Extract ``modalities`` for every ``<root>/raw/<id>.mp4`` and return the run's summary.
+    """Extract ``modalities`` for every clip that has their inputs and return the run's summary.
+
+    Each extractor runs on the clips that offer what it reads: video frames from
+    ``<root>/raw/<id>.mp4``; audio from that video or, for a clip without one, from
+    ``<root>/audio/<id>.{wav,mp3,flac}``; the transcript ``<root>/text/<id>.txt`` (or the one this
+    run's ``whisper`` writes). A root with transcripts and no videos is enough for ``text_emb``.
 
     ``modalities`` are registered extractor names (``emimic.features.available_extractors()``);
     ``options`` maps an extractor name to its keyword parameters (``{"wav2vec2": {"layer": 6}}``).
@@ -452,8 +521,8 @@ def extract(
     those ids. ``progress`` shows a progress bar (stderr) over the clips to process.
 
     Returns one row per extractor: its output folders and how many clips were ``done``,
-    ``skipped`` (already extracted), ``masked`` (nothing to extract, e.g. no audio track) or
-    ``failed`` (listed with their error in ``<root>/_extract/errors.csv``).
+    ``skipped`` (already extracted), ``masked`` (nothing to extract, e.g. no audio track),
+    ``failed`` (listed with their error in ``<root>/_extract/errors.csv``) or had ``no input``.
     """
     root = Path(root).expanduser().resolve()
     names = _parse_names(modalities)
@@ -485,15 +554,18 @@ def extract(
     from emimic.data.layout import discover
 
     layout = discover(root)
-    videos = layout.videos
+    sources = clip_sources(layout)
     if clips is not None:
         wanted = set(int(c) for c in clips)
-        missing = sorted(wanted - set(videos))
+        missing = sorted(wanted - set(sources))
         if missing:
-            raise DataError(f"{root / 'raw'}: no video for clip id(s) {missing[:5]}.")
-        videos = {i: p for i, p in videos.items() if i in wanted}
-    if not videos:
-        raise DataError(f"{root / 'raw'}: no videos (expected raw/<id>.mp4).")
+            raise DataError(f"{root}: no raw/ video, audio/ file or text/ transcript for clip id(s) {missing[:5]}.")
+        sources = {i: s for i, s in sources.items() if i in wanted}
+    transcribes = writes_transcripts(extractors)
+    if not any(e.needs <= s.provides(transcribes=transcribes) for e in extractors for s in sources.values()):
+        expected = " or ".join(dict.fromkeys(INPUT_FILES[need] for e in extractors for need in sorted(e.needs)))
+        raise DataError(f"{root}: no clip has what {', '.join(names)} read{'s' if len(names) == 1 else ''}"
+                        f" (expected {expected}).")
 
     state = root / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
@@ -504,7 +576,7 @@ def extract(
     digests = {e.name: params_digest(e, spec) for e in extractors}
     counts = {e.name: Counter() for e in extractors}
     ledger = {} if overwrite else read_ledger(state / LEDGER)
-    tasks = _plan(layout, videos, extractors, digests, ledger, counts, overwrite=overwrite)
+    tasks = _plan(layout, sources, extractors, digests, ledger, counts, overwrite=overwrite)
 
     reports = _run_ray(spec, tasks, ray_address, workers) if ray_address else _run_local(spec, tasks, workers)
     errors: list[dict[str, Any]] = []
@@ -541,7 +613,7 @@ def extract(
                         errors.append(
                             {
                                 "clip": report.clip_id,
-                                "file": str(videos[report.clip_id]),
+                                "file": sources[report.clip_id].shown,
                                 "extractor": outcome.extractor,
                                 "error": outcome.reason,
                             }
@@ -564,10 +636,10 @@ def extract(
             {
                 "extractor": e.name,
                 "outputs": ",".join(o.name for o in e.outputs()),
-                **{status: counts[e.name][status] for status in STATUSES},
+                **{status: counts[e.name][status] for status in (*STATUSES, NO_INPUT)},
             }
             for e in extractors
         ]
     ).set_index("extractor")
-    summary.attrs.update(errors=str(state / ERRORS), clips=len(videos), tasks=len(tasks))
+    summary.attrs.update(errors=str(state / ERRORS), clips=len(sources), tasks=len(tasks))
     return summary

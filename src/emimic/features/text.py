@@ -22,6 +22,7 @@ from emimic.features.base import (
     Result,
     clip_frame,
     numbered,
+    quiet_transformers,
     register_extractor,
 )
 
@@ -129,6 +130,8 @@ class TextEmbeddingExtractor(PretrainedExtractor):
         # sentence-transformers asks the Hub for metadata unless told it is offline.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
+
+        quiet_transformers()  # its weight-loading bar would cut through the extraction progress bar
 
         self._model = SentenceTransformer(str(self._model_path()), device="cpu", local_files_only=True)
 

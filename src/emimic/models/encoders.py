@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import Tensor, nn
 
-from emimic.models.registry import Registry
+from emimic.registry import ENCODERS
 
 if TYPE_CHECKING:
     from emimic.config import EncoderConfig
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 # Order of the blocks in a pooled row, as written by the feature store.
 POOLED_STATS: tuple[str, ...] = ("mean", "std", "min", "max")
 
-ENCODERS: Registry[type[Encoder]] = Registry("encoder")
 
 
 class Encoder(nn.Module):

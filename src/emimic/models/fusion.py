@@ -13,12 +13,11 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from emimic.models.registry import Registry
+from emimic.registry import FUSIONS
 
 if TYPE_CHECKING:
     from emimic.config import ModelConfig
 
-FUSIONS: Registry[type[Fusion]] = Registry("fusion")
 
 
 class Fusion(nn.Module):

@@ -17,15 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from emimic.models.registry import Registry
 from emimic.models.vad_prior import vad_kl
+from emimic.registry import LOSS_TERMS
 
 if TYPE_CHECKING:
     from emimic.config import LossConfig
     from emimic.models.emi import ModelOutput
 
 LossTerm = Callable[[Tensor, Tensor], Tensor]
-LOSS_TERMS: Registry[LossTerm] = Registry("loss term")
 
 EPS = 1e-8
 

@@ -1,0 +1,26 @@
+"""Constants and names the command line needs before any heavy import (no numpy, pandas, pydantic).
+
+``emimic --help`` builds every command's parser; what those parsers show (seed range, preset
+names, store dtypes) lives here so that printing help costs no library import.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+SEED_MAX = 2**32 - 1  # numpy's and Lightning's limit
+DEFAULT_PRESET = "paper"
+# Frame storage types of a packed FeatureStore, and the variable naming its cache folder.
+STORE_DTYPES: tuple[str, ...] = ("float32", "float16")
+CACHE_ENV = "EMIMIC_CACHE"
+
+
+def preset_dir() -> Path:
+    """The folder of the packaged YAML presets."""
+    return Path(str(resources.files("emimic") / "configs"))
+
+
+def preset_names() -> list[str]:
+    """Names of the packaged presets (file stems; nothing is parsed)."""
+    return sorted(path.stem for path in preset_dir().glob("*.yaml"))
