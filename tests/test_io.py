@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from emimic.errors import DataError
-from emimic.features.pipeline import save_images
+from emimic.features.runner import save_images
 from emimic.io import atomic_path, current_umask, load_array, remove_leftovers, save_array, write_text
 
 
