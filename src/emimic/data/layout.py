@@ -10,6 +10,7 @@ files; reading and validating them is the job of :mod:`emimic.data.store` and
 from __future__ import annotations
 
 import functools
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,8 @@ SPLIT_FILES: dict[str, tuple[str, ...]] = {
 # Folders that hold media or emimic's own state, never per-clip feature arrays.
 NON_MODALITY_DIRS: frozenset[str] = frozenset({"raw", "face_images", "audio", "video", "videos"})
 TRANSCRIPT_DIR = "text"
+# The recipe an extractor leaves beside its output folder (see emimic.features.recipe).
+SIDECAR = "_extractor.json"
 VIDEO_DIR = "raw"
 VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".avi", ".mkv", ".webm", ".mov")
 
@@ -51,6 +54,11 @@ class ModalitySource:
         if self.container is not None:
             return sorted(read_mapping(self.container))
         return sorted(self.names)
+
+    @property
+    def recipe(self) -> dict | None:
+        """How this modality was extracted (its ``_extractor.json``), None for features emimic did not extract."""
+        return read_recipe(self.path) if self.container is None else None
 
     @property
     def files(self) -> dict[int, Path]:
@@ -104,6 +112,15 @@ def read_mapping(path: Path) -> dict[int, object]:
     if not isinstance(value, dict):
         raise DataError(f"{path}: holds {type(value).__name__}, expected a dict of clip id to array.")
     return {parse_clip_id(key, source=str(path)): array for key, array in value.items()}
+
+
+def read_recipe(folder: Path) -> dict | None:
+    """The extraction recipe in ``folder/_extractor.json``, or None when there is none or it is unreadable."""
+    try:
+        recipe = json.loads((folder / SIDECAR).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return recipe if isinstance(recipe, dict) else None
 
 
 def _scan_folder(

@@ -14,7 +14,7 @@ import contextlib
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,41 @@ from emimic.io import remove_leftovers
 from emimic.progress import progress_bar
 
 
+def make_spec(
+    root: Path,
+    modalities: Iterable[str] | str,
+    options: Mapping[str, dict[str, Any]] | None,
+    *,
+    model_dir: str | Path | None,
+    fps: float,
+    max_side: int | None,
+    seed: int,
+    workers: int = 1,
+    ray_address: str | None = None,
+) -> ExtractSpec:
+    """The validated :class:`ExtractSpec` of a run (see :func:`extract` for the arguments)."""
+    names = parse_names(modalities)
+    options = {resolve_name(k): v for k, v in (options or {}).items()}
+    unknown = sorted(set(options) - set(names))
+    if unknown:
+        raise ConfigError(f"options given for {unknown}, which are not among the requested extractors {list(names)}.")
+    if ray_address:
+        check_ray_address(ray_address)
+    workers = max(1, int(workers))
+    return ExtractSpec(
+        root=str(root),
+        names=names,
+        options=tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in options.items())),
+        model_dir=str(Path(model_dir).expanduser().resolve()) if model_dir is not None else None,
+        fps=float(fps),
+        max_side=max_side,
+        seed=int(seed),
+        # Each Ray task reserves one CPU; local workers share this machine's cores; one in-process
+        # worker leaves the libraries' own defaults (all cores).
+        threads=1 if ray_address else max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0,
+    )
+
+
 def extract(
     root: str | Path,
     modalities: Iterable[str] | str,
@@ -43,6 +78,7 @@ def extract(
     max_side: int | None = 640,
     seed: int = 0,
     clips: Iterable[int] | None = None,
+    videos: Mapping[int, Path] | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> pd.DataFrame:
@@ -52,33 +88,28 @@ def extract(
     ``options`` maps an extractor name to its keyword parameters (``{"wav2vec2": {"layer": 6}}``).
     ``workers`` local processes run clips in parallel, or, with ``ray_address`` (an address or
     ``"local"`` for a local Ray of ``workers`` CPUs), Ray tasks do. ``clips`` restricts the run to
-    those ids. ``progress`` shows a progress bar (stderr) over the clips to process.
+    those ids. ``videos`` (clip id → file) replaces ``<root>/raw/``: the features of files kept
+    elsewhere go into ``root`` (``emimic infer`` extracts a user's videos into a cache folder so).
+    ``progress`` shows a progress bar (stderr) over the clips to process.
 
     Returns one row per extractor: its output folders and how many clips were ``done``,
     ``skipped`` (already extracted), ``masked`` (nothing to extract, e.g. no audio track) or
     ``failed`` (listed with their error in ``<root>/_extract/errors.csv``).
     """
     root = Path(root).expanduser().resolve()
-    names = parse_names(modalities)
-    options = {resolve_name(k): v for k, v in (options or {}).items()}
-    unknown = sorted(set(options) - set(names))
-    if unknown:
-        raise ConfigError(f"options given for {unknown}, which are not among the requested extractors {list(names)}.")
-    if ray_address:
-        check_ray_address(ray_address)
-    workers = max(1, int(workers))
-    spec = ExtractSpec(
-        root=str(root),
-        names=names,
-        options=tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in options.items())),
-        model_dir=str(Path(model_dir).expanduser().resolve()) if model_dir is not None else None,
-        fps=float(fps),
+    spec = make_spec(
+        root,
+        modalities,
+        options,
+        model_dir=model_dir,
+        fps=fps,
         max_side=max_side,
-        seed=int(seed),
-        # Each Ray task reserves one CPU; local workers share this machine's cores; one in-process
-        # worker leaves the libraries' own defaults (all cores).
-        threads=1 if ray_address else max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0,
+        seed=seed,
+        workers=workers,
+        ray_address=ray_address,
     )
+    names = spec.names
+    workers = max(1, int(workers))
     extractors = spec.build()
     for extractor in extractors:
         extractor.check()  # a missing model is one clear error now, not a failure per clip
@@ -88,7 +119,7 @@ def extract(
     from emimic.data.layout import discover
 
     layout = discover(root)
-    videos = layout.videos
+    videos = dict(layout.videos if videos is None else videos)
     if clips is not None:
         wanted = set(int(c) for c in clips)
         missing = sorted(wanted - set(videos))

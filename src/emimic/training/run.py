@@ -180,7 +180,8 @@ def train(
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     module = EMIModule(config=cfg.model_dump(mode="json"), spec=spec.to_dict(),
-                       data={"root": str(ds.root), "identity": store.identity})
+                       data={"root": str(ds.root), "identity": store.identity,
+                             "recipes": {m: store.recipe(m) for m in spec.inputs}})
     module.net.set_statistics(feature_statistics(store, train_ids, spec.inputs))
     batch = cfg.optim.batch_size
     train_loader = clip_loader(store, spec, module.net, train_ids, train_y, batch_size=batch,
