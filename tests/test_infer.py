@@ -170,3 +170,15 @@ def test_docs_example_runs(corpus: Path, tmp_path: Path, monkeypatch, capsys) ->
     predictions = pd.read_csv(tmp_path / "predictions.csv")
     assert len(predictions) == 4 and (tmp_path / "predictions_plots").is_dir()
     assert json.loads((tmp_path / "runs" / "raw" / "metrics.json").read_text())["n_clips"] == 4
+
+
+def test_the_store_carries_each_modalitys_recipe_and_repacks_when_it_changes(make_root) -> None:
+    from emimic.data import FeatureStore, discover, pack
+    from emimic.data.store import stale_modalities
+
+    root = make_root()
+    (root / "vit" / "_extractor.json").write_text(json.dumps(_record(output="vit")))
+    store = FeatureStore.open(pack(root, progress=False).store_dir)
+    assert store.recipe("vit")["extractor"] == "face" and store.recipe("wav2vec2") is None
+    (root / "vit" / "_extractor.json").write_text(json.dumps(_record(output="vit", seed=1)))
+    assert stale_modalities(discover(root), store.path) == {"vit": "packed", "wav2vec2": "unchanged"}
