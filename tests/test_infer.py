@@ -182,3 +182,10 @@ def test_the_store_carries_each_modalitys_recipe_and_repacks_when_it_changes(mak
     assert store.recipe("vit")["extractor"] == "face" and store.recipe("wav2vec2") is None
     (root / "vit" / "_extractor.json").write_text(json.dumps(_record(output="vit", seed=1)))
     assert stale_modalities(discover(root), store.path) == {"vit": "packed", "wav2vec2": "unchanged"}
+
+
+def test_a_modality_no_video_yields_is_masked_not_fatal(run: Path, tmp_path: Path) -> None:
+    """The silent, faceless clip alone: no text_emb, no facemesh anywhere, still predicted from the rest."""
+    result = infer(run, [MEDIA / "00004.mp4"], progress=False)
+    assert list(result.predictions[CLIP_COLUMN]) == ["00004"] and result.failed.empty
+    assert np.isfinite(result.predictions[list(EMOTIONS)].to_numpy()).all()

@@ -40,6 +40,7 @@ from emimic.features.recipe import extractor_model_digest, sidecar_params
 from emimic.features.runner import ExtractSpec
 from emimic.io import atomic_path
 from emimic.labels import EMOTIONS
+from emimic.training.inference import load_run, predict_ids
 
 INFER_CACHE = "infer"
 CLIP_COLUMN = "clip"
@@ -202,21 +203,56 @@ def _failures(errors_csv: Path, names: dict[int, str]) -> pd.DataFrame:
     return errors
 
 
+class AbsentModalities:
+    """A store view in which modalities that no input video yielded exist, with every clip absent.
+
+    Masked exactly like a clip without that modality in training, so one silent video (no transcript,
+    hence no ``text_emb`` anywhere) is still predicted from its other modalities.
+    """
+
+    def __init__(self, store: Any | None, widths: dict[str, int]) -> None:
+        self._store, self._widths = store, widths
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    @property
+    def modalities(self) -> list[str]:
+        return sorted({*(self._store.modalities if self._store is not None else ()), *self._widths})
+
+    def dim(self, modality: str) -> int:
+        return self._widths[modality] if modality in self._widths else self._store.dim(modality)
+
+    def present(self, modality: str, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        if modality in self._widths:
+            return np.zeros(len(ids), dtype=bool)
+        return self._store.present(modality, ids)
+
+    def lengths(self, modality: str, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        if modality in self._widths:
+            return np.zeros(len(ids), dtype=np.int64)
+        return self._store.lengths(modality, ids)
+
+    def pooled(self, modality: str, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        if modality in self._widths:
+            return np.zeros((len(ids), 4 * self._widths[modality]), dtype=np.float32)
+        return self._store.pooled(modality, ids)
+
+
 def _predict(run: Any, root: Path, ids: dict[int, str], progress: bool) -> pd.DataFrame:
     """Pack the extracted features of ``root`` and predict the clips ``ids`` (id → name)."""
+    from emimic.data.layout import discover
     from emimic.data.store import FeatureStore, pack
-    from emimic.training.inference import predict_ids
 
-    store = FeatureStore.open(pack(root, store_dir=root / ".emimic" / "store", progress=progress).store_dir)
-    absent = [m for m in run.spec.inputs if m not in store.modalities]
-    if absent:
-        raise DataError(
-            f"none of the {len(ids)} video(s) yielded modality {', '.join(absent)} (each was masked or failed; see"
-            f" {root / '_extract'}); the run needs at least one clip with it."
-        )
+    store_dir = root / ".emimic" / "store"
+    if discover(root).modalities:
+        pack(root, store_dir=store_dir, progress=progress)
+    store = FeatureStore.open(store_dir) if (store_dir / "manifest.json").is_file() else None
+    absent = [m for m in run.spec.inputs if store is None or m not in store.modalities]
+    # The observed VAD prior is 3 values wide and has no branch width of its own (as in check_compatible).
+    view = AbsentModalities(store, {m: run.spec.dims.get(m, 3) for m in absent})
     order = np.array(sorted(ids), dtype=np.int64)
-    preds = predict_ids(run, store, order)
-    frame = pd.DataFrame(preds, columns=list(EMOTIONS))
+    frame = pd.DataFrame(predict_ids(run, view, order), columns=list(EMOTIONS))
     frame.insert(0, CLIP_COLUMN, [ids[i] for i in order])
     return frame
 
@@ -242,8 +278,6 @@ def infer(
     PNG per clip into that folder; ``model_dir`` holds the extractors' models when they are no
     longer where training found them. ``workers`` local processes extract in parallel.
     """
-    from emimic.training.inference import load_run
-
     trained = load_run(run)
     recipe = run_recipe(trained.data.get("recipes") or {}, trained.spec.inputs, run)
     videos = collect_videos(inputs)
