@@ -43,9 +43,10 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--config", default="paper")
+    parser.add_argument("--workers", type=int, default=2, help="extraction processes")
     args = parser.parse_args()
     started = time.perf_counter()
-    summary = extract(args.data, MODALITIES, fps=FPS, progress=False)
+    summary = extract(args.data, MODALITIES, fps=FPS, workers=args.workers, progress=False)
     print(summary.to_string(), f"\nextraction: {time.perf_counter() - started:.0f} s")
     valid, unseen = [], []
     for seed in args.seeds:

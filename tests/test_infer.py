@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shlex
@@ -14,8 +15,9 @@ import pytest
 
 from emimic.cli.registry import main
 from emimic.errors import ConfigError, DataError
+from emimic.features.pipeline import make_spec
 from emimic.features.recipe import model_digest
-from emimic.infer import CLIP_COLUMN, collect_videos, infer, run_recipe
+from emimic.infer import CLIP_COLUMN, check_recipe, collect_videos, infer, run_recipe
 from emimic.labels import EMOTIONS, write_split
 from emimic.training import train
 from emimic.training.inference import evaluate, load_run
@@ -132,6 +134,16 @@ def test_a_different_model_is_refused(run: Path, tmp_path: Path) -> None:
         handle.write("\n")
     with pytest.raises(ConfigError, match=r"text_emb/ was extracted with a text_emb model of SHA-256 [0-9a-f]{12}"):
         infer(run, [MEDIA / "00001.mp4"], model_dir=models, progress=False)
+
+
+def test_a_changed_parameter_is_refused(run: Path, tmp_path: Path) -> None:
+    recipes = copy.deepcopy(load_run(run).data["recipes"])
+    recipes["facemesh"]["params"]["refine_landmarks"] = False  # as if another emimic drew the mesh differently
+    recipe = run_recipe(recipes, list(recipes), "RUN")
+    spec = make_spec(tmp_path, list(recipe.options), recipe.options, model_dir=None, fps=recipe.fps,
+                     max_side=recipe.max_side, seed=recipe.seed)
+    with pytest.raises(ConfigError, match=r"facemesh/ was extracted with .*'refine_landmarks': False.* here would use"):
+        check_recipe(recipe, spec.build(), spec)
 
 
 def test_model_digest_follows_content(tmp_path: Path) -> None:
