@@ -122,9 +122,19 @@ def wording(valence: float, rng: np.random.Generator) -> str:
     return str(rng.choice(pool))
 
 
+def expected_labels(valence: np.ndarray, arousal: np.ndarray) -> np.ndarray:
+    """The noiseless labels (what infinitely many raters would agree on)."""
+    return np.clip(np.column_stack([valence, arousal, 1 - valence, 1 - arousal]) @ MIXTURES.T, 0, 1)
+
+
 def labels_of(valence: np.ndarray, arousal: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    factors = np.column_stack([valence, arousal, 1 - valence, 1 - arousal])
-    return np.clip(factors @ MIXTURES.T + rng.normal(0, RATER_NOISE, (len(valence), len(EMOTIONS))), 0, 1)
+    noise = rng.normal(0, RATER_NOISE, (len(valence), len(EMOTIONS)))
+    return np.clip(expected_labels(valence, arousal) + noise, 0, 1)
+
+
+def oracle_pcc(expected: np.ndarray, observed: np.ndarray) -> float:
+    """Mean PCC of the noiseless labels against the observed ones: the ceiling of any model."""
+    return float(np.mean([np.corrcoef(expected[:, k], observed[:, k])[0, 1] for k in range(len(EMOTIONS))]))
 
 
 def generate(out: Path, clips: int, unseen: int, valid_fraction: float = 0.25, seed: int = 0) -> None:
@@ -151,6 +161,9 @@ def generate(out: Path, clips: int, unseen: int, valid_fraction: float = 0.25, s
     write_split(labels.iloc[: clips - n_valid], out / "train_split.csv")
     write_split(labels.iloc[clips - n_valid : clips], out / "valid_split.csv")
     write_split(labels.iloc[clips:], out / "unseen_labels.csv")
+    expected = expected_labels(valence, arousal)
+    for name, part in (("valid", slice(clips - n_valid, clips)), ("unseen", slice(clips, total))):
+        print(f"oracle mean PCC, {name}: {oracle_pcc(expected[part], labels.to_numpy()[part]):.3f}")
 
 
 def main() -> None:
