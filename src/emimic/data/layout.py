@@ -27,10 +27,10 @@ SPLIT_FILES: dict[str, tuple[str, ...]] = {
 # Folders that hold media or emimic's own state, never per-clip feature arrays.
 NON_MODALITY_DIRS: frozenset[str] = frozenset({"raw", "face_images", "audio", "video", "videos"})
 TRANSCRIPT_DIR = "text"
-# The recipe an extractor leaves beside its output folder (see emimic.features.recipe).
-SIDECAR = "_extractor.json"
 VIDEO_DIR = "raw"
 VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".avi", ".mkv", ".webm", ".mov")
+# The record an extractor leaves in each folder it writes (name, parameters, feature names).
+FEATURE_SIDECAR = "_extractor.json"
 
 
 @dataclass
@@ -57,7 +57,8 @@ class ModalitySource:
 
     @property
     def recipe(self) -> dict | None:
-        """How this modality was extracted (its ``_extractor.json``), None for features emimic did not extract."""
+        """How this modality was extracted (its ``_extractor.json``, see :mod:`emimic.features.recipe`), None for
+        features emimic did not extract."""
         return read_recipe(self.path) if self.container is None else None
 
     @property
@@ -117,7 +118,7 @@ def read_mapping(path: Path) -> dict[int, object]:
 def read_recipe(folder: Path) -> dict | None:
     """The extraction recipe in ``folder/_extractor.json``, or None when there is none or it is unreadable."""
     try:
-        recipe = json.loads((folder / SIDECAR).read_text(encoding="utf-8"))
+        recipe = json.loads((folder / FEATURE_SIDECAR).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return recipe if isinstance(recipe, dict) else None

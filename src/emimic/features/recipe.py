@@ -18,7 +18,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from emimic.data.layout import SIDECAR, TRANSCRIPT_DIR, read_recipe
+from emimic.data.layout import FEATURE_SIDECAR as SIDECAR
+from emimic.data.layout import TRANSCRIPT_DIR, read_recipe
 from emimic.errors import ConfigError
 from emimic.features.base import Extractor
 from emimic.features.runner import ExtractSpec
