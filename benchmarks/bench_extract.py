@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from emimic.features import decode, extract
-from emimic.features.pipeline import LEDGER, STATE_DIR
+from emimic.features.ledger import LEDGER, STATE_DIR
 from emimic.features.tiny import save_tiny_models
 
 MEDIA = Path(__file__).parents[1] / "tests" / "media"

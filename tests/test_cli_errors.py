@@ -54,6 +54,7 @@ OUTPUT_COMMANDS = {
     "demo --out": (["demo", "--out", "{path}", "--clips", "30"], True),
     "evaluate --json": (["evaluate", "--run", "{root}", "--data", "{root}", "--json", "{path}"], False),
     "predict --out": (["predict", "--run", "{root}", "--data", "{root}", "--out", "{path}"], False),
+    "infer --out": (["infer", "--run", "{root}", "{root}", "--out", "{path}"], False),
 }
 
 

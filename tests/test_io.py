@@ -10,7 +10,7 @@ import torch
 
 from emimic.data.layout import read_mapping
 from emimic.errors import DataError, EmptyFeatures
-from emimic.features.pipeline import save_images
+from emimic.features.runner import save_images
 from emimic.io import atomic_path, current_umask, load_array, remove_leftovers, save_array, write_text
 
 

@@ -81,6 +81,12 @@ class ModalitySource:
         return names
 
     @property
+    def recipe(self) -> dict | None:
+        """How this modality was extracted (its ``_extractor.json``, see :mod:`emimic.features.recipe`), None for
+        features emimic did not extract."""
+        return read_recipe(self.path) if self.container is None else None
+
+    @property
     def files(self) -> dict[int, Path]:
         return {clip_id: self.path / name for clip_id, name in self.names.items()}
 
@@ -153,6 +159,15 @@ def _clip_id_key(key: object, *, source: str) -> int:
     ):
         raise DataError(f"{source}: holds a {type(key).__name__} key that is not a clip id; keys must be integer ids.")
     return parse_clip_id(key, source=source)
+
+
+def read_recipe(folder: Path) -> dict | None:
+    """The extraction recipe in ``folder/_extractor.json``, or None when there is none or it is unreadable."""
+    try:
+        recipe = json.loads((folder / FEATURE_SIDECAR).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return recipe if isinstance(recipe, dict) else None
 
 
 def _scan_folder(

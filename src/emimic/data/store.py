@@ -245,7 +245,7 @@ def stale_modalities(layout: DatasetLayout, store_dir: Path, dtype: str | None =
     for name, source in layout.modalities.items():
         entry = packed.get(name)
         fresh = entry is not None and entry["dtype"] == dtype and entry["fingerprint"] == _fingerprint_digest(source)
-        fresh = fresh and (store_dir / entry["dir"]).is_dir()
+        fresh = fresh and (store_dir / entry["dir"]).is_dir() and entry.get("recipe") == source.recipe
         actions[name] = "unchanged" if fresh else "packed"
     for name in packed:
         if name not in layout.modalities:
@@ -277,7 +277,7 @@ def _pack_into(store: Path, source: ModalitySource, dtype: str, *, progress: boo
         tmp.rename(final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return {**entry, "dir": final.name, "fingerprint": digest, "source": str(source.path)}
+    return {**entry, "dir": final.name, "fingerprint": digest, "source": str(source.path), "recipe": source.recipe}
 
 
 def _write_manifest(store: Path, root: Path, entries: dict[str, dict]) -> None:
@@ -391,6 +391,11 @@ class FeatureStore:
         self._check(modality)
         sources = self.path / self.manifest["modalities"][modality]["dir"] / "sources.csv"
         return hashlib.sha256(sources.read_bytes()).hexdigest()
+
+    def recipe(self, modality: str) -> dict | None:
+        """How a modality was extracted (its ``_extractor.json`` at packing time); None if emimic did not extract it."""
+        self._check(modality)
+        return self.manifest["modalities"][modality].get("recipe")
 
     def _check(self, modality: str) -> None:
         if modality not in self.manifest["modalities"]:

@@ -158,6 +158,10 @@ class Extractor:
     def check(self) -> None:
         """Raise a clear error now if the extractor cannot run (e.g. its model is missing)."""
 
+    def model_location(self) -> Path | None:
+        """The local model directory the features depend on (hashed into the recipe); None for model-free ones."""
+        return None
+
     def _load(self) -> None:
         """Load heavy models; called once per process before the first clip."""
 
@@ -314,3 +318,6 @@ class PretrainedExtractor(Extractor):
 
     def check(self) -> None:
         self._model_path()
+
+    def model_location(self) -> Path | None:
+        return self._model_path()

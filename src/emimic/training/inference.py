@@ -37,7 +37,7 @@ class TrainedModel:
     model: EMIModel
     config: ExperimentConfig
     spec: ModelSpec
-    data: dict = field(default_factory=dict)  # feature-store identity at training time
+    data: dict = field(default_factory=dict)  # feature-store identity and extraction recipes at training time
 
 
 @dataclass

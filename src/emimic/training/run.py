@@ -269,7 +269,8 @@ def train(
     with explain_interrupt(lambda: _kept(run, cfg.train.max_epochs)), _starting(run, replace=replace):
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         module = EMIModule(config=cfg.model_dump(mode="json"), spec=spec.to_dict(),
-                           data={"root": str(ds.root), "identity": store.identity})
+                           data={"root": str(ds.root), "identity": store.identity,
+                                 "recipes": {m: store.recipe(m) for m in spec.inputs}})
         loaders = _loaders(cfg, store, spec, module, labelled)
         history = History(run / "history.csv", verbose=progress, raw_weights=cfg.train.ema.enabled)
         trainer = _trainer(cfg, run, [*_callbacks(cfg, run, history), *callbacks], progress=progress)

@@ -1,0 +1,104 @@
+"""What an extraction run has to do: which extractors, and which clips still need each of them.
+
+A clip is skipped for an extractor when all its outputs exist on disk, or when the ledger says
+the extractor masked it before with the same parameters (no audio, no face) and the input cannot
+appear later. Everything else, including past failures, is planned again.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from emimic.errors import ConfigError
+from emimic.features.base import EXTRACTORS, Extractor, Output, resolve_name
+from emimic.features.runner import ClipSources, Task
+
+if TYPE_CHECKING:
+    from emimic.data.layout import DatasetLayout
+
+# Clips that lack what an extractor reads (no video or audio file for `egemaps`, no transcript
+# for `text_emb`): counted in the summary, never sent to a worker, not recorded in the ledger.
+NO_INPUT = "no input"
+# What a clip must hold for each kind of extractor input (error messages).
+INPUT_FILES = {"video": "raw/<id>.mp4", "audio": "raw/<id>.mp4 or audio/<id>.wav|mp3", "text": "text/<id>.txt"}
+
+
+def parse_names(modalities: Iterable[str] | str) -> tuple[str, ...]:
+    """Registered extractor names from a list or a comma-separated string, in registry (= run) order."""
+    items = modalities.split(",") if isinstance(modalities, str) else list(modalities)
+    names = [resolve_name(item) for item in items if item.strip()]
+    if not names:
+        raise ConfigError("no extractor requested; pass --modalities, e.g. egemaps,whisper,text_emb.")
+    # Registry order runs `whisper` before `text_emb`, so a transcript made in this run is embedded.
+    return tuple(name for name in EXTRACTORS if name in names)
+
+
+def finished_clips(layout: DatasetLayout, output: Output) -> set[int]:
+    """The clips that already have ``output`` on disk."""
+    if output.level == "text":
+        return set(layout.transcripts)
+    if output.level == "images":
+        folder = layout.root / output.name
+        return {int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()} if folder.is_dir() else set()
+    # Any array file counts, so features shipped with the dataset (.pkl) are never duplicated.
+    source = layout.modalities.get(output.name)
+    return set(source.files) if source else set()
+
+
+def writes_transcripts(extractors: list[Extractor]) -> bool:
+    """Whether one of ``extractors`` writes transcripts, which the extractors after it can read."""
+    return any(o.level == "text" for e in extractors for o in e.outputs())
+
+
+def clip_sources(layout: DatasetLayout) -> dict[int, ClipSources]:
+    """Every clip with at least one input: its video, audio file and transcript, where present."""
+    videos, audio, transcripts = layout.videos, layout.audio_files, layout.transcripts
+    return {
+        clip_id: ClipSources(
+            video=str(videos[clip_id]) if clip_id in videos else None,
+            audio=str(audio[clip_id]) if clip_id in audio else None,
+            transcript=str(transcripts[clip_id]) if clip_id in transcripts else None,
+        )
+        for clip_id in sorted({*videos, *audio, *transcripts})
+    }
+
+
+def plan_tasks(
+    layout: DatasetLayout,
+    sources: dict[int, ClipSources],
+    extractors: list[Extractor],
+    digests: dict[str, str],
+    ledger: dict[tuple[int, str], dict[str, str]],
+    counts: dict[str, Counter],
+    *,
+    overwrite: bool,
+) -> list[Task]:
+    """The clips to process and, for each, the extractors still to run; counts the skipped ones and
+    those without the extractor's input."""
+    existing = {o.name: finished_clips(layout, o) for e in extractors for o in e.outputs()}
+    transcribes = writes_transcripts(extractors)
+    tasks: list[Task] = []
+    for clip_id, clip in sources.items():
+        provided = clip.provides(transcribes=transcribes)
+        pending = []
+        for extractor in extractors:
+            if not extractor.needs <= provided:
+                counts[extractor.name][NO_INPUT] += 1
+                continue
+            finished = not overwrite and all(clip_id in existing[o.name] for o in extractor.outputs())
+            last = ledger.get((clip_id, extractor.name))
+            remembered = (
+                extractor.remember_masked
+                and last is not None
+                and last["status"] == "masked"
+                and last["params"] == digests[extractor.name]
+            )
+            if finished or remembered:
+                counts[extractor.name]["skipped"] += 1
+            else:
+                pending.append(extractor.name)
+        if pending:
+            tasks.append((clip_id, clip, tuple(pending)))
+    return tasks

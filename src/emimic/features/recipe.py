@@ -1,0 +1,106 @@
+"""The ``_extractor.json`` sidecar beside each output folder: the recipe its features were made with.
+
+It records the extractor, the options it was built with, its resulting parameters (plus the frame
+sampling of video extractors), the extraction seed, a SHA-256 of its local model directory
+(``model_sha256``, None for model-free extractors), the versions of the libraries that ran, the
+output's feature names and, for an extractor that reads transcripts, the recipe of those
+transcripts (``transcript``: the ``text/`` sidecar, None when the dataset shipped them). A later
+extraction into the same folder with other parameters is refused, so one folder never mixes two
+recipes; the feature store and the runs trained on it carry the recipe, so ``emimic infer`` can
+extract new videos exactly the same way.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from emimic.data.layout import FEATURE_SIDECAR as SIDECAR
+from emimic.data.layout import TRANSCRIPT_DIR, read_recipe
+from emimic.errors import ConfigError
+from emimic.features.base import Extractor
+from emimic.features.runner import ExtractSpec
+from emimic.io import atomic_path
+
+
+def sidecar_params(extractor: Extractor, spec: ExtractSpec) -> dict[str, Any]:
+    params = dict(extractor.params)
+    if "video" in extractor.needs:
+        params.update(fps=spec.fps, max_side=spec.max_side)
+    return params
+
+
+def params_digest(extractor: Extractor, spec: ExtractSpec) -> str:
+    return hashlib.sha256(json.dumps(sidecar_params(extractor, spec), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def model_digest(folder: Path) -> str:
+    """SHA-256 over the relative names and contents of every file under ``folder`` (a model directory)."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    signature = tuple((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _digest(str(folder), signature)
+
+
+@functools.lru_cache(maxsize=16)
+def _digest(folder: str, signature: tuple[tuple[str, int, int], ...]) -> str:
+    # Keyed by every file's size and mtime, so a model is read once per process, not at every sidecar write.
+    digest = hashlib.sha256()
+    for name, _, _ in signature:
+        digest.update(name.encode() + b"\0")
+        with open(Path(folder) / name, "rb") as handle:
+            digest.update(hashlib.file_digest(handle, "sha256").digest())
+    return digest.hexdigest()
+
+
+def extractor_model_digest(extractor: Extractor) -> str | None:
+    location = extractor.model_location()
+    return model_digest(location) if location is not None else None
+
+
+def check_sidecars(root: Path, extractors: list[Extractor], spec: ExtractSpec, overwrite: bool) -> None:
+    """Refuse to add clips to a folder extracted with other parameters (unless ``overwrite``)."""
+    for extractor in extractors:
+        for output in extractor.outputs():
+            path = root / output.name / SIDECAR
+            if overwrite or not path.is_file():
+                continue
+            previous = json.loads(path.read_text(encoding="utf-8"))
+            current = sidecar_params(extractor, spec)
+            if previous.get("extractor") == extractor.name and previous.get("params") != current:
+                raise ConfigError(
+                    f"{output.name}/ was extracted with {previous.get('params')}, not {current};"
+                    " pass --overwrite to re-extract every clip, or write to another dataset root."
+                )
+
+
+def write_sidecars(
+    root: Path, extractors: list[Extractor], spec: ExtractSpec, columns: dict[str, list[str]], *, missing_only=False
+) -> None:
+    """Write each output folder's sidecar; ``columns`` are feature names seen this run (else the old ones kept)."""
+    options = {name: json.loads(text) for name, text in spec.options}
+    for extractor in extractors:
+        model_sha256 = extractor_model_digest(extractor)
+        # Read per extractor: `whisper` runs before `text_emb`, so its transcript recipe is on disk by then.
+        transcript = read_recipe(root / TRANSCRIPT_DIR) if "text" in extractor.needs else None
+        for output in extractor.outputs():
+            path = root / output.name / SIDECAR
+            if missing_only and path.is_file():
+                continue
+            previous = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+            record = {
+                **extractor.describe(),
+                "options": options.get(extractor.name, {}),
+                "params": sidecar_params(extractor, spec),
+                "seed": spec.seed,
+                "model_sha256": model_sha256,
+                "transcript": transcript,
+                "output": output.name,
+                "level": output.level,
+                "description": output.description,
+                "feature_names": columns.get(output.name, previous.get("feature_names")),
+            }
+            with atomic_path(path) as tmp:
+                tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,218 @@
+"""The worker side of extraction: decode one clip, run its pending extractors, save their files.
+
+Every backend (:mod:`emimic.features.backends`) calls :func:`run_clip`, in-process, in a pool of
+local processes or as a Ray task. Each worker process builds its extractors once (:func:`_runner`
+caches them), so heavy models load once per worker, not once per clip. Workers write their clip's
+files atomically and send back a small :class:`ClipReport`; only the main process keeps the books.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from emimic.errors import DataError
+from emimic.features.base import ClipInput, Extractor, NoSignal, Output, build_extractor
+from emimic.features.media import Media, decode
+from emimic.io import TEMP_SUFFIX, default_mode, save_array, write_text
+from emimic.labels import clip_stem
+
+
+@dataclass(frozen=True)
+class ClipSources:
+    """The inputs one clip offers: ``raw/`` video, ``audio/`` file, ``text/`` transcript (paths or None).
+
+    Audio comes from the video when the clip has one (decoded with its frames), else from the
+    audio file; a transcript is also available when this run's ``whisper`` writes it.
+    """
+
+    video: str | None = None
+    audio: str | None = None
+    transcript: str | None = None
+
+    def provides(self, *, transcribes: bool = False) -> frozenset[str]:
+        """The ``needs`` this clip can meet; ``transcribes``: a transcript is made from its audio in this run."""
+        kinds = {"video", "audio"} if self.video else {"audio"} if self.audio else set()
+        if self.transcript or (transcribes and "audio" in kinds):
+            kinds.add("text")
+        return frozenset(kinds)
+
+    def media(self, needs: set[str]) -> str | None:
+        """The file to decode for ``needs`` (None when only the transcript is read)."""
+        if not needs & {"audio", "video"}:
+            return None
+        return self.video or self.audio
+
+    @property
+    def shown(self) -> str:
+        """The clip's main input, for error reports."""
+        return str(self.video or self.audio or self.transcript)
+
+
+# One unit of work: (clip id, its inputs, names of the extractors still to run on it).
+Task = tuple[int, ClipSources, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class ExtractSpec:
+    """Everything a worker needs to rebuild the extractors: small, picklable, hashable."""
+
+    root: str
+    names: tuple[str, ...]
+    options: tuple[tuple[str, str], ...] = ()  # (extractor, JSON of its options), sorted
+    model_dir: str | None = None
+    fps: float = 5.0
+    max_side: int | None = 640
+    seed: int = 0
+    threads: int = 0
+
+    def build(self) -> list[Extractor]:
+        options = {name: json.loads(text) for name, text in self.options}
+        return [build_extractor(n, model_dir=self.model_dir, options=options.get(n)) for n in self.names]
+
+
+@dataclass
+class Outcome:
+    extractor: str
+    status: str
+    reason: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class ClipReport:
+    """What a worker sends back for one clip."""
+
+    clip_id: int
+    outcomes: list[Outcome]
+    media_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    columns: dict[str, list[str]] = field(default_factory=dict)  # feature names per output written
+
+
+class ClipRunner:
+    """Runs the extractors of a spec on one clip at a time (one instance per worker process)."""
+
+    def __init__(self, spec: ExtractSpec) -> None:
+        self.spec = spec
+        self.root = Path(spec.root)
+        if spec.threads > 0:
+            os.environ["OMP_NUM_THREADS"] = str(spec.threads)
+        self.extractors = {e.name: e for e in spec.build()}
+        self.uses_torch = any("torch" in e.packages for e in self.extractors.values())
+        if spec.threads > 0 and self.uses_torch:
+            import torch
+
+            torch.set_num_threads(spec.threads)
+
+    def run(self, clip_id: int, sources: ClipSources, pending: tuple[str, ...]) -> ClipReport:
+        extractors = [self.extractors[name] for name in pending]
+        needs = set().union(*(e.needs for e in extractors))
+        # Seeded per clip, so a clip's features do not depend on which worker ran it or in what order.
+        seed_everything(self.spec.seed + clip_id, torch=self.uses_torch)
+        started = time.perf_counter()
+        path = sources.media(needs)
+        try:
+            if path is not None:
+                video = "video" in needs and path == sources.video
+                media = decode(
+                    path, audio="audio" in needs, video=video, fps=self.spec.fps, max_side=self.spec.max_side
+                )
+            else:
+                media = Media(path=Path(sources.shown), duration=0.0)
+        except DataError as exc:
+            return ClipReport(clip_id, [Outcome(e.name, "failed", str(exc)) for e in extractors])
+        report = ClipReport(clip_id, [], media_seconds=media.duration, decode_seconds=time.perf_counter() - started)
+        clip = ClipInput(clip_id, media)
+        for extractor in extractors:
+            if "text" in extractor.needs and clip.transcript is None:
+                transcript = self.root / "text" / f"{clip_stem(clip_id)}.txt"
+                if transcript.is_file():
+                    clip.transcript = transcript.read_text(encoding="utf-8")
+            report.outcomes.append(self._run_one(extractor, clip, report))
+        return report
+
+    def _run_one(self, extractor: Extractor, clip: ClipInput, report: ClipReport) -> Outcome:
+        started = time.perf_counter()
+        try:
+            results = extractor.process(clip)
+            numeric = [o for o in extractor.outputs() if o.level in ("frame", "clip")]
+            arrays = {o.name: checked_array(o, results[o.name]) for o in numeric}
+            stem = clip_stem(clip.clip_id)
+            for output in extractor.outputs():
+                value = results[output.name]
+                if output.level == "text":
+                    write_text(self.root / output.name / f"{stem}.txt", str(value))
+                elif output.level == "images":
+                    save_images(self.root / output.name / stem, value)
+                else:
+                    save_array(self.root / output.name / f"{stem}.npy", arrays[output.name])
+                    report.columns[output.name] = [str(c) for c in value.columns]
+        except NoSignal as exc:
+            return Outcome(extractor.name, "masked", str(exc), time.perf_counter() - started)
+        except Exception as exc:  # one clip's failure must not stop the batch
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            reason = f"{type(exc).__name__}: {exc} ({Path(where.filename).name}:{where.lineno})"
+            return Outcome(extractor.name, "failed", reason, time.perf_counter() - started)
+        return Outcome(extractor.name, "done", "", time.perf_counter() - started)
+
+
+def checked_array(output: Output, frame: pd.DataFrame) -> np.ndarray:
+    """The array to save for one output, refusing what the loader would reject (empty, NaN/Inf)."""
+    array = frame.to_numpy(dtype=np.float32)
+    if len(array) == 0:
+        raise NoSignal(f"{output.name}: no frames (clip too short)")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{output.name}: {int((~np.isfinite(array)).sum())} NaN/Inf value(s)")
+    return array[0] if output.level == "clip" else array
+
+
+def save_images(folder: Path, images: dict[int, np.ndarray]) -> None:
+    """Write RGB ``images`` as ``folder/<n>.jpg``, all or nothing: built in a hidden sibling, then renamed."""
+    import cv2
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=TEMP_SUFFIX, dir=folder.parent))
+    os.chmod(tmp, default_mode(directory=True))  # mkdtemp's 0700 would hide the crops from a lab's group
+    try:
+        for number, image in images.items():
+            ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+            if not ok:
+                raise ValueError(f"cannot encode frame {number} of {folder.name} as JPEG")
+            (tmp / f"{number}.jpg").write_bytes(data.tobytes())
+        shutil.rmtree(folder, ignore_errors=True)  # a re-extraction replaces the whole clip folder
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def seed_everything(seed: int, *, torch: bool) -> None:
+    """Seed numpy (and torch when an extractor uses it), so any stochastic step repeats across runs."""
+    np.random.seed(seed % 2**32)
+    if torch:
+        import torch as torch_module
+
+        torch_module.manual_seed(seed)
+
+
+_RUNNERS: dict[ExtractSpec, ClipRunner] = {}
+
+
+def _runner(spec: ExtractSpec) -> ClipRunner:
+    if spec not in _RUNNERS:
+        _RUNNERS[spec] = ClipRunner(spec)
+    return _RUNNERS[spec]
+
+
+def run_clip(spec: ExtractSpec, clip_id: int, sources: ClipSources, pending: tuple[str, ...]) -> ClipReport:
+    """The unit of work of every backend (in-process, process pool, Ray task)."""
+    return _runner(spec).run(clip_id, sources, pending)
