@@ -105,10 +105,10 @@ def check_compatible(spec: ModelSpec, store: FeatureStore) -> None:
 def clip_loader(store: FeatureStore, spec: ModelSpec, model: EMIModel, ids: np.ndarray,
                 targets: np.ndarray | None, *, batch_size: int, max_frames: int,
                 shuffle_sampler: Sampler[int] | None = None, drop_last: bool = False,
-                num_workers: int = 0) -> DataLoader:
+                num_workers: int = 0, weights: np.ndarray | None = None) -> DataLoader:
     """Batches of the clips ``ids`` with every modality the model reads (frames only if it needs them)."""
     dataset = ClipDataset(store, ids, targets, modalities=spec.inputs, sequences=model.uses_frames,
-                          max_frames=max_frames)
+                          max_frames=max_frames, weights=weights)
     return DataLoader(dataset, batch_size=batch_size, sampler=shuffle_sampler, collate_fn=collate_clips,
                       drop_last=drop_last, num_workers=num_workers, persistent_workers=num_workers > 0)
 

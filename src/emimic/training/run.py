@@ -48,6 +48,7 @@ from emimic.training.inference import (
     torch_threads,
 )
 from emimic.training.module import EMIModule
+from emimic.training.weights import sample_weights
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
@@ -116,7 +117,8 @@ def _labelled(ds: VidmimicDataset, split: str) -> tuple[np.ndarray, np.ndarray]:
 def _callbacks(cfg: ExperimentConfig, run: Path, history: History) -> list[Callback]:
     callbacks: list[Callback] = []
     if cfg.train.ema.enabled:
-        callbacks.append(EMA(cfg.train.ema.decay, warmup=cfg.train.ema.warmup))
+        ema = cfg.train.ema
+        callbacks.append(EMA(ema.decay, warmup=ema.warmup, warmup_steps=ema.warmup_steps))
     callbacks += [
         history,
         # Both are saved at the end of each train epoch, after History recorded it, so a resume point holds
@@ -186,7 +188,8 @@ def train(
     train_loader = clip_loader(store, spec, module.net, train_ids, train_y, batch_size=batch,
                                max_frames=cfg.model.encoder.max_frames,
                                shuffle_sampler=EpochShuffle(len(train_ids), cfg.seed),
-                               drop_last=len(train_ids) > batch, num_workers=cfg.train.num_workers)
+                               drop_last=len(train_ids) > batch, num_workers=cfg.train.num_workers,
+                               weights=sample_weights(cfg.loss, ds.splits["train"], ds.meta()))
     valid_loader = clip_loader(store, spec, module.net, valid_ids, valid_y,
                                batch_size=eval_batch_size(module.net, batch),
                                max_frames=cfg.model.encoder.max_frames, num_workers=cfg.train.num_workers)
