@@ -177,6 +177,10 @@ class TrainConfig(Section):
         None, gt=0.0, lt=1.0, description="share of train held out for validation when the corpus has no valid split"
     )
     patience: int = Field(10, gt=0, description="epochs without a better val mean PCC before stopping")
+    selection: Literal["best", "last"] = Field(
+        "best", description="checkpoint kept: best (the epoch with the best val mean PCC, early stopping on) or last"
+        " (every epoch runs; for a refit whose validation clips are among its training clips)"
+    )
     ema: EMAConfig = Field(default_factory=EMAConfig)
     num_workers: int = Field(0, ge=0)
     threads: int | None = Field(

@@ -37,8 +37,9 @@ from emimic.io import write_text
 from emimic.labels import EMOTIONS
 from emimic.metrics import bootstrap_pcc, confidence_interval, pcc_scores
 from emimic.provenance import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, load_oracle
+from emimic.training.crossval import fold_view
 from emimic.training.history import MONITOR, RAW_MONITOR
-from emimic.training.inference import Evaluation, evaluate, load_run
+from emimic.training.inference import Evaluation, evaluate, expand_runs, load_run
 from emimic.training.run import METRICS_FILE
 
 # One palette for every plot.
@@ -84,28 +85,13 @@ class RunSummary:
         return bootstrap_pcc(*self.valid.arrays(), samples=BOOTSTRAP_SAMPLES, seed=BOOTSTRAP_SEED)
 
 
-def expand_runs(paths: Sequence[str | Path]) -> list[Path]:
-    """Run folders from the arguments: a run folder, or a folder whose sub-folders are runs (ablation, CV)."""
-    runs: list[Path] = []
-    for given in map(Path, paths):
-        if (given / METRICS_FILE).exists():
-            runs.append(given)
-            continue
-        children = sorted(p.parent for p in given.glob(f"*/{METRICS_FILE}"))
-        if not children:
-            raise EmimicError(f"{given}: not a finished run (no {METRICS_FILE}) nor a folder of runs; train it"
-                              f" first or give a run folder.")
-        runs += children
-    return runs
-
-
 def load_summary(run: Path, data: str | Path | VidmimicDataset | None = None) -> RunSummary:
     metrics = json.loads((run / METRICS_FILE).read_text(encoding="utf-8"))
     root = data if data is not None else metrics.get("provenance", {}).get("data", {}).get("root")
     if root is None:
         raise EmimicError(f"{run / METRICS_FILE} does not record its dataset (a run from an older emimic);"
                           f" give it with --data DIR.")
-    dataset = root if isinstance(root, VidmimicDataset) else open_dataset(root)
+    dataset = fold_view(run, root if isinstance(root, VidmimicDataset) else open_dataset(root))
     history_path = run / "history.csv"
     history = pd.read_csv(history_path) if history_path.exists() else None
     return RunSummary(run, metrics, history, dataset, evaluate(load_run(run), dataset, split="valid"))

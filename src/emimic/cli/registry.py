@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "emimic.cli.data",
     "emimic.cli.extract",
     "emimic.cli.train",
+    "emimic.cli.crossval",
     "emimic.cli.report",
 )
 

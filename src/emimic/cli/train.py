@@ -55,7 +55,7 @@ def coverage_line(coverage: dict[str, float]) -> str:
     return "modality coverage: " + ", ".join(f"{m} {share:.0%}" for m, share in coverage.items())
 
 
-def _add_config_args(parser: argparse.ArgumentParser) -> None:
+def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", "-c", default=None,
         help=f"YAML file or preset name (default: paper; presets: {', '.join(list_presets())})",
@@ -69,13 +69,15 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_run_args(parser: argparse.ArgumentParser, *, split: str) -> None:
-    parser.add_argument("--run", type=Path, required=True, help="run folder written by `emimic train`")
+    parser.add_argument("--run", type=Path, nargs="+", required=True,
+                        help="run folder written by `emimic train`; several runs or a folder of runs (`emimic cv`):"
+                             " the mean of their predictions")
     parser.add_argument("--data", type=Path, required=True, help="dataset root")
     add_store_arg(parser)
     parser.add_argument("--split", default=split, help=f"split to use (default: {split})")
 
 
-def _dataset(args: argparse.Namespace) -> VidmimicDataset:
+def dataset(args: argparse.Namespace) -> VidmimicDataset:
     from emimic.data import open_dataset
 
     return open_dataset(args.data, store_dir=args.store)
@@ -87,7 +89,7 @@ def train_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--data", type=Path, required=True, help="dataset root (Hume-Vidmimic2 layout)")
     parser.add_argument("--out", type=output_folder, required=True, help="run folder to create or resume")
     add_store_arg(parser)
-    _add_config_args(parser)
+    add_config_args(parser)
     add_valid_fraction_arg(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
 
@@ -95,7 +97,7 @@ def train_command(parser: argparse.ArgumentParser) -> Handler:
         from emimic.training.run import train
 
         try:
-            result = train(_dataset(args), args.out, config=args.config, seed=args.seed, max_epochs=args.max_epochs,
+            result = train(dataset(args), args.out, config=args.config, seed=args.seed, max_epochs=args.max_epochs,
                            valid_fraction=args.valid_fraction, progress=not args.quiet)
         except DataError as exc:
             check = f"emimic validate {args.data}" + (f" --valid-fraction {args.valid_fraction}"
@@ -126,7 +128,7 @@ def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
         from emimic.provenance import pcc_intervals
         from emimic.training.inference import evaluate
 
-        result = evaluate(args.run, _dataset(args), split=args.split, labels=args.labels)
+        result = evaluate(args.run, dataset(args), split=args.split, labels=args.labels)
         intervals = pcc_intervals(*result.arrays())
         out.print(pcc_table(result.pcc, f"{result.split} ({result.n_clips} clips)", intervals=intervals))
         out.print(coverage_line(result.coverage))
@@ -143,7 +145,8 @@ def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
 
 
 @command("predict", "Write a validated submission CSV for a split (Filename + six emotions, sorted, in [0, 1]).",
-         "emimic predict --run runs/paper --data data/sim --split test --out submission.csv")
+         "emimic predict --run runs/paper --data data/sim --split test --out submission.csv   (or --run runs/cv:"
+         " the fold and seed ensemble)")
 def predict_command(parser: argparse.ArgumentParser) -> Handler:
     _add_run_args(parser, split="test")
     parser.add_argument("--out", type=output_file, required=True, help="submission CSV to write")
@@ -151,7 +154,7 @@ def predict_command(parser: argparse.ArgumentParser) -> Handler:
     def run(args: argparse.Namespace) -> int:
         from emimic.training.inference import predict
 
-        frame = predict(args.run, _dataset(args), split=args.split, out=args.out)
+        frame = predict(args.run, dataset(args), split=args.split, out=args.out)
         out.print(f"wrote {len(frame)} predictions to {args.out}")
         return 0
 
@@ -186,7 +189,7 @@ def _oracle(data: Path, split: str) -> dict[str, float] | None:
          "emimic demo --out runs/demo --seed 0")
 def demo_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--out", type=output_folder, default=Path("runs/demo"), help="demo folder (default: runs/demo)")
-    _add_config_args(parser)
+    add_config_args(parser)
     parser.add_argument("--clips", type=positive_int, default=None, help="corpus size (default: the simulator's, 2000)")
 
     def run(args: argparse.Namespace) -> int:

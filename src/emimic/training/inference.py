@@ -9,7 +9,7 @@ Applying it to data whose modality widths differ is refused with a clear error.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +87,34 @@ def load_run(run: str | Path) -> TrainedModel:
     return load_checkpoint(Path(run) / BEST_CHECKPOINT)
 
 
+def expand_runs(paths: str | Path | Sequence[str | Path]) -> list[Path]:
+    """Run folders from the arguments: a run folder, or a folder whose sub-folders are runs (ablation, CV)."""
+    from emimic.training.run import METRICS_FILE  # written last by `train`: marks a finished run
+
+    runs: list[Path] = []
+    for given in map(Path, [paths] if isinstance(paths, str | Path) else paths):
+        if (given / METRICS_FILE).exists():
+            runs.append(given)
+            continue
+        children = sorted(p.parent for p in given.glob(f"*/{METRICS_FILE}"))
+        if not children:
+            raise EmimicError(f"{given}: not a finished run (no {METRICS_FILE}) nor a folder of runs; train it"
+                              f" first or give a run folder.")
+        runs += children
+    return runs
+
+
+Runs = str | Path | TrainedModel | Sequence[str | Path | TrainedModel]
+
+
+def load_models(runs: Runs) -> list[TrainedModel]:
+    """The models of ``runs``: a trained model, a run folder, a folder of runs (a CV folder), or several."""
+    given = [runs] if isinstance(runs, str | Path | TrainedModel) else list(runs)
+    models = [item for item in given if isinstance(item, TrainedModel)]
+    folders = [item for item in given if not isinstance(item, TrainedModel)]
+    return models + [load_run(run) for run in (expand_runs(folders) if folders else [])]
+
+
 def check_compatible(spec: ModelSpec, store: FeatureStore) -> None:
     """Refuse data that lacks a modality the model reads or whose width differs from training."""
     for modality in spec.inputs:
@@ -133,6 +161,11 @@ def eval_batch_size(model: EMIModel, train_batch: int) -> int:
     return 2 * train_batch if model.uses_frames else INFERENCE_BATCH
 
 
+def ensemble_predict_ids(models: Sequence[TrainedModel], store: FeatureStore, ids: np.ndarray) -> np.ndarray:
+    """``(N, 6)`` mean of the models' predictions (fold and seed ensembles) for the clips ``ids``."""
+    return np.mean([predict_ids(model, store, ids) for model in models], axis=0)
+
+
 @torch.no_grad()
 def predict_ids(trained: TrainedModel, store: FeatureStore, ids: np.ndarray) -> np.ndarray:
     """``(N, 6)`` predictions in [0, 1] for the clips ``ids``."""
@@ -167,13 +200,15 @@ def external_labels(path: str | Path, ids: np.ndarray, *, split: str) -> pd.Data
     return labels.loc[ids]
 
 
-def evaluate(run: str | Path | TrainedModel, data: str | Path | VidmimicDataset, *, split: str = "valid",
+def evaluate(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "valid",
              labels: str | Path | None = None, progress: bool = False) -> Evaluation:
     """Per-dimension PCC and mean PCC of a run on a split (every clip counts; none is dropped).
 
+    ``run`` may also be several runs or a folder of runs (a CV folder): their predictions are averaged.
     The split's own labels are used unless ``labels`` names a CSV in the split format (e.g. a simulated
     corpus's held-out ``.truth/test_labels.csv``), which must label every clip of the split."""
-    trained = run if isinstance(run, TrainedModel) else load_run(run)
+    models = load_models(run)
+    trained = models[0]
     ds, store = _open(data, progress=progress)
     ids = ds.split(split).index.to_numpy(dtype=np.int64)
     if labels is not None:
@@ -183,7 +218,7 @@ def evaluate(run: str | Path | TrainedModel, data: str | Path | VidmimicDataset,
     else:
         raise DataError(f"{ds.root}: the {split!r} split has no labels to evaluate against; give them with"
                         f" --labels FILE.")
-    preds = predict_ids(trained, store, ids)
+    preds = ensemble_predict_ids(models, store, ids)
     targets = truth[list(EMOTIONS)].to_numpy(dtype=np.float64)
     scores = pcc_scores(preds, targets)
     modalities = list(trained.spec.modalities)
@@ -197,13 +232,16 @@ def evaluate(run: str | Path | TrainedModel, data: str | Path | VidmimicDataset,
                       coverage(store, modalities, ids), clips)
 
 
-def predict(run: str | Path | TrainedModel, data: str | Path | VidmimicDataset, *, split: str = "test",
+def predict(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "test",
             out: str | Path | None = None, progress: bool = False) -> pd.DataFrame:
-    """Predictions for every clip of ``split`` as a submission frame; written (validated, atomically) to ``out``."""
-    trained = run if isinstance(run, TrainedModel) else load_run(run)
+    """Predictions for every clip of ``split`` as a submission frame; written (validated, atomically) to ``out``.
+
+    ``run`` may be several runs or a folder of runs (a CV folder): the submission is the mean of their
+    predictions (an ensemble of fold and seed models)."""
+    models = load_models(run)
     ds, store = _open(data, progress=progress)
     ids = ds.split(split).index.to_numpy(dtype=np.int64)
-    frame = to_submission(ids, predict_ids(trained, store, ids))
+    frame = to_submission(ids, ensemble_predict_ids(models, store, ids))
     if out is not None:
         write_submission(frame, out, expected_ids=ids)
     return frame

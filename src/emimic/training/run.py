@@ -116,6 +116,7 @@ def _labelled(ds: VidmimicDataset, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _callbacks(cfg: ExperimentConfig, run: Path, history: History) -> list[Callback]:
     callbacks: list[Callback] = []
+    selecting = cfg.train.selection == "best"
     if cfg.train.ema.enabled:
         ema = cfg.train.ema
         callbacks.append(EMA(ema.decay, warmup=ema.warmup, warmup_steps=ema.warmup_steps))
@@ -124,13 +125,14 @@ def _callbacks(cfg: ExperimentConfig, run: Path, history: History) -> list[Callb
         # Both are saved at the end of each train epoch, after History recorded it, so a resume point holds
         # the row. The resume point is a checkpoint of its own: Lightning's save_last only saves when the
         # monitored metric improved, which would make a resumed run repeat every epoch since the best one.
-        ModelCheckpoint(dirpath=run / BEST_CHECKPOINT.parent, filename=BEST_CHECKPOINT.stem, monitor=MONITOR,
-                        mode="max", save_on_train_epoch_end=True, auto_insert_metric_name=False,
-                        enable_version_counter=False),
+        ModelCheckpoint(dirpath=run / BEST_CHECKPOINT.parent, filename=BEST_CHECKPOINT.stem,
+                        monitor=MONITOR if selecting else None, mode="max", save_on_train_epoch_end=True,
+                        auto_insert_metric_name=False, enable_version_counter=False),
         ModelCheckpoint(dirpath=run / LAST_CHECKPOINT.parent, filename=LAST_CHECKPOINT.stem,
                         save_on_train_epoch_end=True, enable_version_counter=False),
-        EarlyStopping(monitor=MONITOR, mode="max", patience=cfg.train.patience),
     ]
+    if selecting:
+        callbacks.append(EarlyStopping(monitor=MONITOR, mode="max", patience=cfg.train.patience))
     return callbacks
 
 
@@ -216,7 +218,12 @@ def train(
         raise KeyboardInterrupt
 
     rows = history.rows
-    best_epoch = max(rows, key=lambda r: r.get(MONITOR, -np.inf))["epoch"] if rows else 0
+    if not rows:
+        best_epoch = 0
+    elif cfg.train.selection == "best":
+        best_epoch = max(rows, key=lambda r: r.get(MONITOR, -np.inf))["epoch"]
+    else:
+        best_epoch = rows[-1]["epoch"]
     valid = evaluate(load_run(run), ds, split="valid")
     result = TrainResult(run, valid, int(best_epoch), len(rows), time.perf_counter() - started)
     source = None if isinstance(config, ExperimentConfig) else config
