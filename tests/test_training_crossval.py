@@ -1,0 +1,101 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import write_root
+from emimic.cli import main
+from emimic.data import open_dataset
+from emimic.errors import ConfigError
+from emimic.training.crossval import assign_folds, cross_validate, fold_view
+from emimic.training.inference import evaluate, predict
+
+OPTIONS = dict(max_epochs=3, overrides={"optim.batch_size": 16}, progress=False)
+
+
+@pytest.fixture(scope="module")
+def grouped(tmp_path_factory):
+    """A root whose split CSVs name a speaker per clip (4 clips each), and its finished 3-fold CV with refit."""
+    root = write_root(tmp_path_factory.mktemp("cv") / "data", train=48, valid=16, test=8,
+                      dims={"vit": 8, "wav2vec2": 12})
+    for name in ("train_split.csv", "valid_split.csv"):
+        frame = pd.read_csv(root / name)
+        frame["speaker"] = [f"s{clip_id // 12}" for clip_id in frame["Filename"]]
+        frame.to_csv(root / name, index=False)
+    out = root.parent / "cv"
+    return root, out, cross_validate(root, out, folds=3, seeds=[0, 1], refit=True, **OPTIONS)
+
+
+def test_grouped_folds_cover_train_and_valid_once_and_keep_speakers_together(grouped):
+    root, out, result = grouped
+    ds = open_dataset(root)
+    folds = pd.read_csv(out / "folds.csv", index_col=0)["fold"]
+    pooled = pd.concat([ds.split("train"), ds.split("valid")])
+    assert sorted(folds.index) == sorted(pooled.index) and set(folds) == {1, 2, 3}
+    speakers = ds.meta()["speaker"].reindex(folds.index)
+    assert (folds.groupby(speakers).nunique() == 1).all()
+    assert result.group_column == "speaker"
+    oof = pd.read_csv(out / "oof.csv", index_col=0)
+    assert len(oof) == len(pooled) and np.isfinite(oof.to_numpy()).all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["oof_mean_pcc"] == pytest.approx(result.mean_pcc)
+    assert set(summary["fold_scores"]) == {f"fold{k}-seed{s}" for k in (1, 2, 3) for s in (0, 1)}
+
+
+def test_oof_predictions_come_from_the_models_that_did_not_train_on_the_clip(grouped):
+    root, out, _ = grouped
+    ds = open_dataset(root)
+    oof = pd.read_csv(out / "oof.csv", index_col=0)
+    fold2 = oof.index[oof["fold"] == 2]
+    members = [evaluate(out / f"fold2-seed{s}", fold_view(out / f"fold2-seed{s}", ds)) for s in (0, 1)]
+    assert all(m.clips.index.equals(fold2) for m in members)  # each fold model is scored on its own fold only
+    mean = np.mean([m.clips["pred Joy"].to_numpy() for m in members], axis=0)
+    assert oof.loc[fold2, "pred Joy"].to_numpy() == pytest.approx(mean, abs=1e-5)
+
+
+def test_refit_trains_all_clips_for_the_median_best_epoch(grouped):
+    _, out, result = grouped
+    assert result.refit_epochs == max(1, round(float(np.median(result.best_epochs))))
+    stored = json.loads((out / "refit-seed0" / "metrics.json").read_text())
+    assert stored["epochs"] == stored["best_epoch"] == result.refit_epochs
+    history = pd.read_csv(out / "refit-seed0" / "history.csv")
+    assert len(history) == result.refit_epochs  # every epoch ran: no early stop, the last one is kept
+
+
+def test_predict_with_a_cv_folder_is_the_mean_of_its_models(grouped):
+    root, out, _ = grouped
+    runs = sorted(p.parent for p in out.glob("*/metrics.json"))
+    assert len(runs) == 8  # 3 folds x 2 seeds + 2 refits
+    ensemble = predict(out, root, split="test")
+    members = [predict(run, root, split="test") for run in runs]
+    expected = np.clip(np.mean([m.drop(columns="Filename").to_numpy() for m in members], axis=0), 0, 1)
+    assert ensemble.drop(columns="Filename").to_numpy() == pytest.approx(expected, abs=1e-6)
+
+
+def test_rerun_reuses_finished_folds_and_refuses_other_settings(grouped):
+    root, out, result = grouped
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/metrics.json")}
+    again = cross_validate(root, out, folds=3, seeds=[0, 1], refit=True, **OPTIONS)
+    assert again.mean_pcc == result.mean_pcc
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/metrics.json")} == stamps
+    with pytest.raises(ConfigError, match="was made with other folds"):
+        cross_validate(root, out, folds=4, seeds=[0], **OPTIONS)
+
+
+def test_ungrouped_folds_are_seeded_and_balanced():
+    ids = np.arange(100)
+    first, again = assign_folds(ids, None, 5, seed=3), assign_folds(ids, None, 5, seed=3)
+    assert (first == again).all() and np.bincount(first)[1:].tolist() == [20] * 5
+    assert not (assign_folds(ids, None, 5, seed=4) == first).all()
+
+
+def test_cli_cv_jobs_and_ensemble_predict(tmp_path, capsys):
+    root = write_root(tmp_path / "data", train=24, valid=8, test=4, dims={"vit": 4})
+    assert main(["cv", "--data", str(root), "--folds", "2", "--out", str(tmp_path / "cv"), "--max-epochs", "2",
+                 "--jobs", "2", "--quiet"]) == 0
+    printed = " ".join(capsys.readouterr().out.split())  # the console wraps long titles
+    assert "Out-of-fold PCC: 2 folds, not grouped, 1 seed(s)" in printed and "fold2-seed0" in printed
+    sub = tmp_path / "sub.csv"
+    assert main(["predict", "--run", str(tmp_path / "cv"), "--data", str(root), "--out", str(sub)]) == 0
+    assert len(pd.read_csv(sub)) == 4
