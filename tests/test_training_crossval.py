@@ -1,8 +1,11 @@
 import json
+import shlex
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import write_root
 from emimic.cli import main
@@ -99,3 +102,20 @@ def test_cli_cv_jobs_and_ensemble_predict(tmp_path, capsys):
     sub = tmp_path / "sub.csv"
     assert main(["predict", "--run", str(tmp_path / "cv"), "--data", str(root), "--out", str(sub)]) == 0
     assert len(pd.read_csv(sub)) == 4
+
+
+DOCS_MARK = "<!-- executed by tests/test_training_crossval.py::test_docs_options_example -->"
+
+
+def test_docs_options_example(tmp_path, monkeypatch):
+    text = (Path(__file__).parents[1] / "docs" / "training.md").read_text(encoding="utf-8").split(DOCS_MARK, 1)[1]
+    config = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    commands = text.split("```bash\n", 1)[1].split("```", 1)[0].strip().splitlines()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "winners.yaml").write_text(config)
+    for line in commands:
+        argv = shlex.split(line.partition("#")[0])
+        assert argv[0] == "emimic" and main(argv[1:]) == 0, line
+    resolved = yaml.safe_load((tmp_path / "runs" / "winners" / "config.yaml").read_text())
+    assert resolved["loss"]["sample_weights"] == "sqrt_raters" and resolved["train"]["ema"]["warmup"] == "linear"
+    assert len(pd.read_csv(tmp_path / "runs" / "cv-votes.csv")) > 0

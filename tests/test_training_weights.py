@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from emimic.config import LossConfig
 from emimic.data.simulate import CorpusGenerator, SimulationSettings
@@ -48,3 +49,26 @@ def test_split_csv_may_carry_group_and_rater_columns(tmp_path):
                     "1,0.2,0,0,0,0,0,0\n")
     with pytest.raises(DataError, match="column 'raters' row 2 holds '0'; give the number of raters"):
         read_meta(path)
+
+
+def _final_weights(root, out, sample_weights):
+    from emimic.training.inference import load_run
+    from emimic.training.run import train
+
+    train(root, out, max_epochs=2, progress=False,
+          overrides={"optim.batch_size": 16, "loss.sample_weights": sample_weights})
+    return torch.cat([p.detach().flatten() for p in load_run(out).model.parameters()])
+
+
+def test_clip_weights_reach_the_training_loss(make_root, tmp_path):
+    root = make_root(train=32, valid=8, test=4, dims={"vit": 4})
+    plain = _final_weights(root, tmp_path / "plain", "none")
+    train_csv = root / "train_split.csv"
+    frame = pd.read_csv(train_csv)
+    frame["raters"] = 7
+    frame.to_csv(train_csv, index=False)
+    # equal rater counts weight every clip the same: the very model of no weighting
+    assert torch.equal(_final_weights(root, tmp_path / "equal", "sqrt_raters"), plain)
+    frame["raters"] = [1, 25] * 16
+    frame.to_csv(train_csv, index=False)
+    assert not torch.allclose(_final_weights(root, tmp_path / "varied", "sqrt_raters"), plain, atol=1e-4)
