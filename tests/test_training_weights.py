@@ -27,6 +27,10 @@ def test_simulated_votes_give_back_the_rater_counts():
     # N is only identifiable up to a common factor of the votes (2/6 is also 1/3): never above the truth
     assert (inferred <= gen.raters).all() and (gen.raters % inferred == 0).all()
     assert np.mean(inferred == gen.raters) > 0.8
+    # votes are rounded at random, so the label stays an unbiased estimate of the noise-free one at every level
+    levels = np.digitize(gen.expected, [0.2, 0.4, 0.6, 0.8])
+    for level in range(5):
+        assert abs((gen.observed - gen.expected)[levels == level].mean()) < 0.03
 
 def test_weights_are_sqrt_raters_from_the_column_or_inferred():
     labels = pd.DataFrame([[0.25, 0, 0, 0, 0, 0], [0.5, 0, 0, 0, 0, 0]], index=[1, 2], columns=list(EMOTIONS))
