@@ -10,7 +10,7 @@ import yaml
 from conftest import write_root
 from emimic.cli import main
 from emimic.data import open_dataset
-from emimic.errors import ConfigError
+from emimic.errors import ConfigError, DataError
 from emimic.training.crossval import assign_folds, cross_validate, fold_view
 from emimic.training.inference import evaluate, predict
 
@@ -84,6 +84,10 @@ def test_rerun_reuses_finished_folds_and_refuses_other_settings(grouped):
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/metrics.json")} == stamps
     with pytest.raises(ConfigError, match="was made with other folds"):
         cross_validate(root, out, folds=4, seeds=[0], **OPTIONS)
+    # too many folds for the speakers: refused before anything is written, so a fixed command can start afresh
+    with pytest.raises(DataError, match=r"20 folds need at least 20 groups, but train\+valid has 17; use fewer folds"):
+        cross_validate(root, out.parent / "cv-many", folds=20, **OPTIONS)
+    assert not (out.parent / "cv-many" / "cv.json").exists()
 
 
 def test_ungrouped_folds_are_seeded_and_balanced():

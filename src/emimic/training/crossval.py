@@ -137,7 +137,6 @@ def _check_settings(out: Path, settings: dict) -> None:
                               f" options, or choose a new --out.")
     elif out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} exists and is not an emimic CV folder; choose a new --out.")
-    write_text(path, json.dumps(settings, indent=2))
 
 
 def fold_table(out: Path, labels: pd.DataFrame, meta: pd.DataFrame, folds: int, seed: int) -> pd.Series:
@@ -270,9 +269,11 @@ def cross_validate(
     cfg = with_overrides(cfg, overrides)
     labels, meta = pooled_labels(ds), ds.meta()
     column = group_column(meta)
-    _check_settings(out, {"folds": folds, "fold_seed": fold_seed, "group_column": column,
-                          "config": cfg.model_dump(mode="json", exclude={"seed"})})
+    settings = {"folds": folds, "fold_seed": fold_seed, "group_column": column,
+                "config": cfg.model_dump(mode="json", exclude={"seed"})}
+    _check_settings(out, settings)
     fold_of = fold_table(out, labels, meta, folds, fold_seed)
+    write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2))  # once the folds could be assigned
     ds.store(progress=progress)  # packed once here, before any worker opens it
     seeds = list(dict.fromkeys(seeds))
     plan = _plan(out, ds, cfg, fold_of, seeds)
