@@ -127,6 +127,11 @@ def assign_folds(ids: np.ndarray, groups: np.ndarray | None, folds: int, seed: i
     return fold_of
 
 
+def refit_epoch_count(best_epochs: Sequence[int]) -> int:
+    """Epochs of the refit: the median of the fold models' best epochs (robust to one fold that stopped late)."""
+    return max(1, round(statistics.median(best_epochs)))
+
+
 def _check_settings(out: Path, settings: dict) -> None:
     path = out / SETTINGS_FILE
     if path.exists():
@@ -287,7 +292,7 @@ def cross_validate(
     best_epochs = [results[job.run].best_epoch for job in plan]
     refit_epochs, refit_runs = None, []
     if refit:
-        refit_epochs = max(1, round(statistics.median(best_epochs)))
+        refit_epochs = refit_epoch_count(best_epochs)
         refit_plan = _refit_jobs(out, ds, cfg, fold_of, refit_epochs, seeds)
         run_jobs(refit_plan, ds, workers=jobs, progress=progress, report=quiet)
         refit_runs = [Path(job.run) for job in refit_plan]
