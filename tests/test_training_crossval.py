@@ -90,6 +90,15 @@ def test_rerun_reuses_finished_folds_and_refuses_other_settings(grouped):
     assert not (out.parent / "cv-many" / "cv.json").exists()
 
 
+def test_a_group_column_must_name_every_clip(make_root, tmp_path):
+    root = make_root(train=8, valid=4, test=2, dims={"vit": 4})
+    frame = pd.read_csv(root / "train_split.csv")
+    frame["speaker"] = "s1"
+    frame.to_csv(root / "train_split.csv", index=False)
+    with pytest.raises(DataError, match="group column 'speaker' is empty or absent for 4 clip"):
+        cross_validate(root, tmp_path / "cv", folds=2, **OPTIONS)
+
+
 def test_refit_epochs_are_the_median_best_epoch():
     assert refit_epoch_count([2, 9, 5]) == 5
     assert refit_epoch_count([4, 7, 30, 6]) == 6  # round(6.5) = 6: one late fold does not drag it up

@@ -154,8 +154,12 @@ def fold_table(out: Path, labels: pd.DataFrame, meta: pd.DataFrame, folds: int, 
                             f" since this CV folder was made: choose a new --out.")
         return stored
     column = group_column(meta)
-    groups = meta[column].reindex(labels.index).to_numpy() if column else None
-    table = pd.Series(assign_folds(labels.index.to_numpy(), groups, folds, seed), index=labels.index, name="fold")
+    groups = meta[column].reindex(labels.index) if column else None
+    if groups is not None and (missing := groups.index[groups.isna() | (groups == "")]).size:
+        raise DataError(f"group column {column!r} is empty or absent for {missing.size} clip(s) of train+valid (e.g."
+                        f" Filename {missing[0]}); give every clip of both split CSVs a group, or drop the column.")
+    fold_of = assign_folds(labels.index.to_numpy(), None if groups is None else groups.to_numpy(), folds, seed)
+    table = pd.Series(fold_of, index=labels.index, name="fold")
     with atomic_path(path) as tmp:
         table.to_csv(tmp)
     return table
