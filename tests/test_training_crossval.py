@@ -64,6 +64,7 @@ def test_refit_trains_all_clips_for_the_median_best_epoch(grouped):
     assert stored["epochs"] == stored["best_epoch"] == result.refit_epochs
     history = pd.read_csv(out / "refit-seed0" / "history.csv")
     assert len(history) == result.refit_epochs  # every epoch ran: no early stop, the last one is kept
+    assert yaml.safe_load((out / "refit-seed0" / "config.yaml").read_text())["train"]["selection"] == "last"
 
 
 def test_predict_with_a_cv_folder_is_the_mean_of_its_models(grouped):

@@ -71,3 +71,11 @@ def test_frame_encoder_and_no_ema_presets_train_and_predict(root, tmp_path, pres
     assert result.valid.n_clips == 16
     frame = predict(run, root, split="test")
     assert len(frame) == 8 and frame.iloc[:, 1:].to_numpy().max() <= 1
+
+
+def test_selection_last_runs_every_epoch_and_keeps_the_last(root, tmp_path):
+    # patience 1 would stop a "best" run at the first epoch without progress; "last" ignores the score
+    result = train(root, tmp_path / "last", max_epochs=4, progress=False,
+                   overrides={"optim.batch_size": 16, "train.selection": "last", "train.patience": 1})
+    assert result.epochs == result.best_epoch == 4
+    assert torch.load(tmp_path / "last" / "checkpoints" / "best.ckpt", weights_only=True)["epoch"] == 3
