@@ -74,8 +74,10 @@ def test_frame_encoder_and_no_ema_presets_train_and_predict(root, tmp_path, pres
 
 
 def test_selection_last_runs_every_epoch_and_keeps_the_last(root, tmp_path):
-    # patience 1 would stop a "best" run at the first epoch without progress; "last" ignores the score
+    # weights that cannot move (lr 1e-30, no EMA) never improve the score, so patience 1 would stop a
+    # "best" run after its second epoch and keep the first; "last" ignores the score
     result = train(root, tmp_path / "last", max_epochs=4, progress=False,
-                   overrides={"optim.batch_size": 16, "train.selection": "last", "train.patience": 1})
+                   overrides={"optim.batch_size": 16, "optim.lr": 1e-30, "train.ema.enabled": False,
+                              "train.selection": "last", "train.patience": 1})
     assert result.epochs == result.best_epoch == 4
     assert torch.load(tmp_path / "last" / "checkpoints" / "best.ckpt", weights_only=True)["epoch"] == 3

@@ -39,7 +39,7 @@ from emimic.metrics import bootstrap_pcc, confidence_interval, pcc_scores
 from emimic.provenance import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, load_oracle
 from emimic.training.crossval import fold_view
 from emimic.training.history import MONITOR, RAW_MONITOR
-from emimic.training.inference import Evaluation, evaluate, expand_runs, load_run
+from emimic.training.inference import Evaluation, evaluate, load_run
 from emimic.training.run import METRICS_FILE
 
 # One palette for every plot.
@@ -83,6 +83,21 @@ class RunSummary:
     def bootstrap(self) -> np.ndarray:
         """``(samples, 6)`` per-dimension PCC on the shared bootstrap resamples of the validation clips."""
         return bootstrap_pcc(*self.valid.arrays(), samples=BOOTSTRAP_SAMPLES, seed=BOOTSTRAP_SEED)
+
+
+def expand_runs(paths: Sequence[str | Path]) -> list[Path]:
+    """Run folders from the arguments: a run folder, or a folder whose sub-folders are runs (ablation, CV)."""
+    runs: list[Path] = []
+    for given in map(Path, paths):
+        if (given / METRICS_FILE).exists():
+            runs.append(given)
+            continue
+        children = sorted(p.parent for p in given.glob(f"*/{METRICS_FILE}"))
+        if not children:
+            raise EmimicError(f"{given}: not a finished run (no {METRICS_FILE}) nor a folder of runs; train it"
+                              f" first or give a run folder.")
+        runs += children
+    return runs
 
 
 def load_summary(run: Path, data: str | Path | VidmimicDataset | None = None) -> RunSummary:

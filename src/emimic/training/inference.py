@@ -87,21 +87,15 @@ def load_run(run: str | Path) -> TrainedModel:
     return load_checkpoint(Path(run) / BEST_CHECKPOINT)
 
 
-def expand_runs(paths: str | Path | Sequence[str | Path]) -> list[Path]:
-    """Run folders from the arguments: a run folder, or a folder whose sub-folders are runs (ablation, CV)."""
+def member_runs(path: str | Path) -> list[Path]:
+    """A run folder itself, else the finished runs inside it (a CV or ablation folder)."""
     from emimic.training.run import METRICS_FILE  # written last by `train`: marks a finished run
 
-    runs: list[Path] = []
-    for given in map(Path, [paths] if isinstance(paths, str | Path) else paths):
-        if (given / METRICS_FILE).exists():
-            runs.append(given)
-            continue
-        children = sorted(p.parent for p in given.glob(f"*/{METRICS_FILE}"))
-        if not children:
-            raise EmimicError(f"{given}: not a finished run (no {METRICS_FILE}) nor a folder of runs; train it"
-                              f" first or give a run folder.")
-        runs += children
-    return runs
+    path = Path(path)
+    if (path / BEST_CHECKPOINT).exists():
+        return [path]
+    # nothing inside either: the path itself, so that load_run says what is missing
+    return sorted(p.parent for p in path.glob(f"*/{METRICS_FILE}")) or [path]
 
 
 Runs = str | Path | TrainedModel | Sequence[str | Path | TrainedModel]
@@ -112,7 +106,7 @@ def load_models(runs: Runs) -> list[TrainedModel]:
     given = [runs] if isinstance(runs, str | Path | TrainedModel) else list(runs)
     models = [item for item in given if isinstance(item, TrainedModel)]
     folders = [item for item in given if not isinstance(item, TrainedModel)]
-    return models + [load_run(run) for run in (expand_runs(folders) if folders else [])]
+    return models + [load_run(run) for folder in folders for run in member_runs(folder)]
 
 
 def check_compatible(spec: ModelSpec, store: FeatureStore) -> None:
