@@ -45,8 +45,8 @@ VAD_TRAINED = ("tests/test_training_run.py::test_an_observed_vad_is_read_by_the_
 VAD_SCALE = ("tests/test_models_emi.py::test_both_vad_priors_are_in_standard_units_of_the_training_clips",)
 
 MUTATIONS: tuple[Mutation, ...] = (
-    Mutation("selection keeps the lowest val PCC", RUN, 'stem, monitor=MONITOR,\n                        mode="max"',
-             'stem, monitor=MONITOR,\n                        mode="min"', SELECTION),
+    Mutation("selection keeps the lowest val PCC", RUN, 'monitor=MONITOR if selecting else None, mode="max"',
+             'monitor=MONITOR if selecting else None, mode="min"', SELECTION),
     Mutation("early stopping in the wrong direction", RUN, 'EarlyStopping(monitor=MONITOR, mode="max"',
              'EarlyStopping(monitor=MONITOR, mode="min"',
              (LEARNING + "test_early_stopping_ends_the_run_after_patience_epochs_without_a_higher_pcc",)),
@@ -63,7 +63,7 @@ MUTATIONS: tuple[Mutation, ...] = (
              "feature_statistics(store, np.concatenate([train_ids, valid_ids]), spec.inputs)", TRAIN_STATISTICS),
     Mutation("statistics over every clip", DATASET, "chosen = np.asarray(ids)[present]",
              "chosen = store.ids(modality)", TRAIN_STATISTICS),
-    Mutation("overlapping train/valid accepted", RUN, '    ds.check_disjoint("train", "valid")\n', "",
+    Mutation("overlapping train/valid accepted", RUN, '        ds.check_disjoint("train", "valid")\n', "        pass\n",
              ("tests/test_training_run.py::test_clips_in_both_train_and_valid_are_refused_before_anything_is_written",)),
     Mutation("std normalisation dropped (pooled)", MODEL, '(inputs["pooled"] - self.pooled_mean) / self.pooled_std',
              '(inputs["pooled"] - self.pooled_mean)', STANDARDISATION),
@@ -80,7 +80,8 @@ MUTATIONS: tuple[Mutation, ...] = (
              "speaker[members] = rng.integers(0, pool", ("tests/test_simulate.py::test_speakers_never_cross_splits",)),
     Mutation("constant-target guard removed (metric)", METRICS, " or td.std() < CONSTANT_STD", "",
              ("tests/test_metrics.py::test_constant_labels_score_zero_whatever_the_predictions",)),
-    Mutation("constant-target guard removed (loss)", LOSSES, "(dt.pow(2).mean(0) + EPS)", "dt.pow(2).mean(0)",
+    Mutation("constant-target guard removed (loss)", LOSSES, "(batch_mean(dt.pow(2), weight) + EPS)",
+             "batch_mean(dt.pow(2), weight)",
              ("tests/test_training_losses.py::test_pcc_against_constant_targets_is_zero_with_a_finite_gradient",)),
     Mutation("VAD loss weight ignored", LOSSES, "self.aux_weight * aux + self.vad_weight * vad",
              "self.aux_weight * aux + vad",

@@ -34,7 +34,7 @@ def test_pcc_of_constant_batch_is_zero_not_nan():
     value = batch_pcc(torch.full((5, 6), 0.3), torch.rand(5, 6))
     assert torch.all(value == 0)
     pred = torch.full((5, 6), 0.3, requires_grad=True)
-    LOSS_TERMS.get("pcc")(pred, torch.rand(5, 6)).backward()
+    LOSS_TERMS.get("pcc")(pred, torch.rand(5, 6)).sum().backward()
     assert torch.isfinite(pred.grad).all()
 
 
@@ -46,6 +46,31 @@ def test_pcc_against_constant_targets_is_zero_with_a_finite_gradient():
     assert value[3] == 0 and torch.isfinite(value).all()
     value.mean().backward()
     assert torch.isfinite(pred.grad).all()
+
+
+def test_clip_weights_act_like_repeated_clips():
+    # weight 2 on a clip is the same as the clip appearing twice, for every term
+    weights = torch.tensor([2.0, 1.0, 1.0, 1.0])
+    repeated_p, repeated_t = torch.cat([PRED[:1], PRED]), torch.cat([TARGET[:1], TARGET])
+    for name in ("mse", "pcc", "ccc"):
+        term = LOSS_TERMS.get(name)
+        assert term(PRED, TARGET, weights / weights.sum()).item() == pytest.approx(term(repeated_p, repeated_t).item())
+
+
+def test_emotion_weights_reweight_the_dimensions_at_the_same_scale():
+    torch.manual_seed(1)
+    pred, y = torch.rand(8, 6), torch.rand(8, 6)
+    out = _output(pred, {}, {})
+    per_dim = ((pred - y) ** 2).mean(0)
+    weighted = EMILoss(LossConfig(terms={"mse": 1.0}, aux=0.0, vad=0.0, emotion_weights={"Empathic Pain": 4.0}))
+    # weights (1, 1, 1, 4, 1, 1) normalised to mean 1 are w * 6/9; the objective is their mean over 6 dims
+    expected = (per_dim * torch.tensor([1, 1, 1, 4, 1, 1.0])).sum() / 9
+    assert weighted(out, y)["main"].item() == pytest.approx(expected.item())
+
+
+def test_unknown_emotion_weight_is_refused():
+    with pytest.raises(ValueError, match="unknown emotion"):
+        LossConfig(emotion_weights={"Pain": 2.0})
 
 
 def test_unknown_term_lists_the_available_ones():

@@ -97,3 +97,13 @@ def test_an_observed_vad_is_read_by_the_column_names_recorded_with_it(make_root,
     stats = feature_statistics(ds.store(progress=False), ds.splits["train"].index, ["vad"])["vad"]
     np.testing.assert_allclose(trained.model.vad.observed_mean, stats.pooled_mean[[2, 0, 1]])
     np.testing.assert_allclose(trained.model.vad.observed_std, stats.pooled_std[[2, 0, 1]])
+
+
+def test_selection_last_runs_every_epoch_and_keeps_the_last(root, tmp_path):
+    # weights that cannot move (lr 1e-30, no EMA) never improve the score, so patience 1 would stop a
+    # "best" run after its second epoch and keep the first; "last" ignores the score
+    result = train(root, tmp_path / "last", max_epochs=4, progress=False,
+                   overrides={"optim.batch_size": 16, "optim.lr": 1e-30, "train.ema.enabled": False,
+                              "train.selection": "last", "train.patience": 1})
+    assert result.epochs == result.best_epoch == 4
+    assert torch.load(tmp_path / "last" / "checkpoints" / "best.ckpt", weights_only=True)["epoch"] == 3

@@ -110,6 +110,17 @@ class LossConfig(Section):
     terms: dict[str, float] = Field(default_factory=lambda: {"mse": 1.0, "pcc": 1.0})
     aux: float = Field(1.0, ge=0.0, description="weight of the auxiliary per-branch losses (0 disables)")
     vad: float = Field(0.05, ge=0.0, description="weight of the VAD prior's KL term")
+    sample_weights: Literal["none", "sqrt_raters"] = Field(
+        "none", description="weight each training clip: none, or by the square root of its rater count (the split"
+        " CSV's 'raters' column, else inferred from the label fractions k/N)"
+    )
+    max_raters: int = Field(
+        20, ge=1, description="largest rater count inferred from label fractions (finer labels count as this many)"
+    )
+    emotion_weights: dict[str, float] = Field(
+        default_factory=dict, description="loss weight of each named emotion (others 1), normalised to mean 1; e.g."
+        " {'Empathic Pain': 2.0} for a sparse dimension"
+    )
 
     @field_validator("terms")
     @classmethod
@@ -118,6 +129,18 @@ class LossConfig(Section):
         if any(w < 0 for w in checked.values()) or not any(checked.values()):
             raise ValueError("loss term weights must be >= 0 and at least one must be positive")
         return checked
+
+    @field_validator("emotion_weights")
+    @classmethod
+    def _emotions(cls, value: dict[str, float]) -> dict[str, float]:
+        from emimic.labels import EMOTIONS  # pandas: config validation stays light for --help
+
+        unknown = [name for name in value if name not in EMOTIONS]
+        if unknown:
+            raise ValueError(f"unknown emotion(s) {unknown}; use the names {list(EMOTIONS)}")
+        if any(not w > 0 for w in value.values()):
+            raise ValueError("emotion weights must be > 0")
+        return value
 
 
 class OptimConfig(Section):
@@ -129,9 +152,21 @@ class OptimConfig(Section):
 
 
 class EMAConfig(Section):
+    """Exponential moving average of the weights; ``warmup`` names the schedule of the decay
+    (see :func:`emimic.training.ema.ema_decay`): after ``n`` updates the decay is ``min(decay,
+    (1+n)/(10+n))`` for ``adaptive`` (the paper's; it reaches 0.99 only after ~890 updates),
+    ``decay`` from the first update for ``none``, and ``decay·min(1, n/warmup_steps)`` for ``linear``."""
+
     enabled: bool = True
     decay: float = Field(0.99, gt=0.0, lt=1.0)
-    warmup: bool = Field(True, description="use min(decay, (1+n)/(10+n)) so early averages are not stale")
+    warmup: Literal["adaptive", "none", "linear"] = "adaptive"
+    warmup_steps: int = Field(100, gt=0, description="updates until the decay reaches its value (warmup: linear)")
+
+    @field_validator("warmup", mode="before")
+    @classmethod
+    def _legacy_flag(cls, value: object) -> object:
+        # run folders written before the schedule had a name recorded warmup: true/false
+        return {True: "adaptive", False: "none"}.get(value, value) if isinstance(value, bool) else value
 
 
 class TrainConfig(Section):
@@ -140,6 +175,10 @@ class TrainConfig(Section):
         None, gt=0.0, lt=1.0, description="share of train held out for validation when the corpus has no valid split"
     )
     patience: int = Field(10, gt=0, description="epochs without a better val mean PCC before stopping")
+    selection: Literal["best", "last"] = Field(
+        "best", description="checkpoint kept: best (the epoch with the best val mean PCC, early stopping on) or last"
+        " (every epoch runs; for a refit whose validation clips are among its training clips)"
+    )
     ema: EMAConfig = Field(default_factory=EMAConfig)
     num_workers: int = Field(0, ge=0)
     threads: int | None = Field(

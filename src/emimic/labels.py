@@ -26,6 +26,12 @@ EMOTIONS: tuple[str, ...] = (
 )
 ID_COLUMN = "Filename"
 ID_WIDTH = 5
+# Optional columns a split CSV may carry besides the labels. The first group column present keeps the
+# clips of one group (a speaker, a seed video) together in cross-validation folds; ``raters`` is the
+# number of raters averaged into each label (sample weighting).
+GROUP_COLUMNS: tuple[str, ...] = ("group", "speaker", "seed_video")
+RATERS_COLUMN = "raters"
+META_COLUMNS: tuple[str, ...] = (*GROUP_COLUMNS, RATERS_COLUMN)
 
 
 def clip_stem(clip_id: int) -> str:
@@ -76,9 +82,11 @@ def read_split(path: str | Path, *, require_labels: bool = True) -> pd.DataFrame
     raw.columns = [str(c).strip() for c in raw.columns]
     if ID_COLUMN not in raw.columns:
         raise DataError(f"{path}: no {ID_COLUMN!r} column (found {list(raw.columns)}).")
-    unknown = [c for c in raw.columns if c != ID_COLUMN and c not in EMOTIONS and not c.startswith("Unnamed")]
+    known = {ID_COLUMN, *EMOTIONS, *META_COLUMNS}
+    unknown = [c for c in raw.columns if c not in known and not c.startswith("Unnamed")]
     if unknown:
-        raise DataError(f"{path}: unknown column(s) {unknown}; expected {ID_COLUMN} and {list(EMOTIONS)}.")
+        raise DataError(f"{path}: unknown column(s) {unknown}; expected {ID_COLUMN}, {list(EMOTIONS)} and"
+                        f" optionally {list(META_COLUMNS)}.")
     ids = _parse_ids(raw[ID_COLUMN], source=str(path))
     duplicated = pd.Index(ids)[pd.Index(ids).duplicated()].unique().tolist()
     if duplicated:
@@ -99,6 +107,26 @@ def read_split(path: str | Path, *, require_labels: bool = True) -> pd.DataFrame
     if require_labels:
         check_label_values(labels, source=str(path))
     return labels
+
+
+def read_meta(path: str | Path) -> pd.DataFrame:
+    """The optional :data:`META_COLUMNS` of a split CSV, indexed by integer Filename: groups as text,
+    ``raters`` as a positive integer (a bad count is a :class:`DataError` naming row and value)."""
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    raw.columns = [str(c).strip() for c in raw.columns]
+    meta = pd.DataFrame(index=pd.Index(_parse_ids(raw[ID_COLUMN], source=str(path)), name=ID_COLUMN))
+    for column in (c for c in META_COLUMNS if c in raw.columns):
+        values = raw[column].str.strip()
+        meta[column] = values.to_numpy()
+    if RATERS_COLUMN in meta.columns:
+        counts = pd.to_numeric(meta[RATERS_COLUMN], errors="coerce")
+        bad = ~(counts >= 1) | (counts % 1 != 0)
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(f"{path}: column {RATERS_COLUMN!r} row {row + 2} holds"
+                            f" {meta[RATERS_COLUMN].iloc[row]!r}; give the number of raters, an integer >= 1.")
+        meta[RATERS_COLUMN] = counts.astype(np.int64)
+    return meta
 
 
 def check_label_values(labels: pd.DataFrame, *, source: str) -> None:

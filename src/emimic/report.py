@@ -37,6 +37,7 @@ from emimic.io import write_text
 from emimic.labels import EMOTIONS
 from emimic.metrics import bootstrap_pcc, confidence_interval, pcc_scores
 from emimic.provenance import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, load_oracle
+from emimic.training.crossval import fold_view
 from emimic.training.history import MONITOR, RAW_MONITOR
 from emimic.training.inference import Evaluation, evaluate, load_run
 from emimic.training.run import METRICS_FILE
@@ -105,7 +106,7 @@ def load_summary(run: Path, data: str | Path | VidmimicDataset | None = None) ->
     if root is None:
         raise EmimicError(f"{run / METRICS_FILE} does not record its dataset (a run from an older emimic);"
                           f" give it with --data DIR.")
-    dataset = root if isinstance(root, VidmimicDataset) else open_dataset(root)
+    dataset = fold_view(run, root if isinstance(root, VidmimicDataset) else open_dataset(root))
     history_path = run / "history.csv"
     history = pd.read_csv(history_path) if history_path.exists() else None
     return RunSummary(run, metrics, history, dataset, evaluate(load_run(run), dataset, split="valid"))

@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "emimic.cli.extract",
     "emimic.cli.train",
     "emimic.cli.infer",
+    "emimic.cli.crossval",
     "emimic.cli.report",
 )
 

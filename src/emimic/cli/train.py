@@ -54,7 +54,7 @@ def coverage_line(coverage: dict[str, float]) -> str:
     return "modality coverage: " + ", ".join(f"{m} {share:.0%}" for m, share in coverage.items())
 
 
-def _add_config_args(parser: argparse.ArgumentParser) -> None:
+def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", "-c", default=None,
         help=f"YAML file or preset name (default: {DEFAULT_PRESET}; presets: {', '.join(preset_names())})",
@@ -72,13 +72,15 @@ def _add_overwrite_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_run_args(parser: argparse.ArgumentParser, *, split: str) -> None:
-    parser.add_argument("--run", type=Path, required=True, help="run folder written by `emimic train`")
+    parser.add_argument("--run", type=Path, nargs="+", required=True,
+                        help="run folder written by `emimic train`; several runs or a folder of runs (`emimic cv`):"
+                             " the mean of their predictions")
     parser.add_argument("--data", type=Path, required=True, help="dataset root")
     add_store_arg(parser)
     parser.add_argument("--split", default=split, help=f"split to use (default: {split})")
 
 
-def _dataset(args: argparse.Namespace) -> VidmimicDataset:
+def dataset(args: argparse.Namespace) -> VidmimicDataset:
     from emimic.data import open_dataset
 
     return open_dataset(args.data, store_dir=args.store)
@@ -91,7 +93,7 @@ def train_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--out", type=output_folder, required=True,
                         help="run folder to create; the same command again resumes it or shows its results")
     add_store_arg(parser)
-    _add_config_args(parser)
+    add_config_args(parser)
     add_valid_fraction_arg(parser)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a run made in --out with another config, seed or data")
@@ -101,7 +103,7 @@ def train_command(parser: argparse.ArgumentParser) -> Handler:
         from emimic.training.run import train
 
         try:
-            result = train(_dataset(args), args.out, config=args.config, seed=args.seed, max_epochs=args.max_epochs,
+            result = train(dataset(args), args.out, config=args.config, seed=args.seed, max_epochs=args.max_epochs,
                            valid_fraction=args.valid_fraction, overwrite=args.overwrite, progress=not args.quiet)
         except DataError as exc:
             check = f"emimic validate {args.data}" + (f" --valid-fraction {args.valid_fraction}"
@@ -140,7 +142,7 @@ def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
         for path in (args.json, args.predictions):
             if path is not None:
                 check_output_file(path, dataset_root=args.data, overwrite=args.overwrite)
-        result = evaluate(args.run, _dataset(args), split=args.split, labels=args.labels)
+        result = evaluate(args.run, dataset(args), split=args.split, labels=args.labels)
         intervals = pcc_intervals(*result.arrays())
         out.print(pcc_table(result.pcc, f"{result.split} ({result.n_clips} clips)", intervals=intervals))
         out.print(coverage_line(result.coverage))
@@ -157,7 +159,8 @@ def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
 
 
 @command("predict", "Write a validated submission CSV for a split (Filename + six emotions, sorted, in [0, 1]).",
-         "emimic predict --run runs/paper --data data/sim --split test --out submission.csv")
+         "emimic predict --run runs/paper --data data/sim --split test --out submission.csv   (or --run runs/cv:"
+         " the fold and seed ensemble)")
 def predict_command(parser: argparse.ArgumentParser) -> Handler:
     _add_run_args(parser, split="test")
     parser.add_argument("--out", type=output_file, required=True,
@@ -167,7 +170,7 @@ def predict_command(parser: argparse.ArgumentParser) -> Handler:
     def run(args: argparse.Namespace) -> int:
         from emimic.training.inference import predict
 
-        frame = predict(args.run, _dataset(args), split=args.split, out=args.out, overwrite=args.overwrite)
+        frame = predict(args.run, dataset(args), split=args.split, out=args.out, overwrite=args.overwrite)
         out.print(f"wrote {len(frame)} predictions to {args.out}")
         return 0
 
@@ -204,7 +207,7 @@ def _oracle(data: Path, split: str) -> dict[str, float] | None:
          "emimic demo --out runs/demo --seed 0")
 def demo_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--out", type=output_folder, default=Path("runs/demo"), help="demo folder (default: runs/demo)")
-    _add_config_args(parser)
+    add_config_args(parser)
     parser.add_argument("--clips", type=positive_int, default=None, help="corpus size (default: the simulator's, 2000)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the demo's run when --config, --seed or --max-epochs changed")

@@ -22,7 +22,7 @@ from emimic.data.holdout import resolve_valid_split
 from emimic.data.layout import SPLIT_FILES, DatasetLayout, discover
 from emimic.data.store import FeatureStore, locate_store, pack, stale_modalities
 from emimic.errors import DataError
-from emimic.labels import EMOTIONS, describe_ids, read_split
+from emimic.labels import EMOTIONS, describe_ids, read_meta, read_split
 
 STD_FLOOR = 1e-6
 
@@ -96,6 +96,11 @@ class VidmimicDataset:
                 pack(self.root, dtype=dtype, store_dir=self.store_dir, progress=progress)
             self._store = FeatureStore.open(self.store_dir)
         return self._store
+
+    def meta(self) -> pd.DataFrame:
+        """The split CSVs' optional columns (groups, rater counts) of every clip, indexed by Filename."""
+        frames = [read_meta(path) for path in self.layout.split_files.values()]
+        return pd.concat(frames) if frames else pd.DataFrame()
 
     def coverage(self) -> pd.DataFrame:
         """Fraction of each split's clips that have each modality (rows: splits, columns: modalities)."""
@@ -186,7 +191,7 @@ class ClipDataset(Dataset):
 
     Each item (and each batch, through ``__getitems__``) is a dict::
 
-        {"ids": (B,), "targets": (B, 6),
+        {"ids": (B,), "targets": (B, 6), "weights": (B,) clip weights of the loss (1 unless given),
          "inputs": {modality: {"pooled": (B, 4*D), "present": (B,), "lengths": (B,),
                                "frames": (B, T, D)  # only with sequences=True}}}
 
@@ -203,6 +208,7 @@ class ClipDataset(Dataset):
         modalities: Sequence[str],
         sequences: bool = False,
         max_frames: int = 512,
+        weights: np.ndarray | None = None,
     ):
         self.store = store
         self.ids = np.asarray(ids, dtype=np.int64)
@@ -211,6 +217,7 @@ class ClipDataset(Dataset):
         if targets is None:
             targets = np.zeros((len(self.ids), len(EMOTIONS)), dtype=np.float32)
         self.targets = torch.as_tensor(targets, dtype=torch.float32)
+        self.weights = torch.ones(len(self.ids)) if weights is None else torch.as_tensor(weights, dtype=torch.float32)
         self.modalities = list(modalities)
         self.sequences = sequences
         self.max_frames = max_frames
@@ -236,7 +243,8 @@ class ClipDataset(Dataset):
             if self.sequences:
                 entry["frames"] = self._frames(m, rows)
             inputs[m] = entry
-        return {"ids": torch.from_numpy(self.ids[rows.numpy()]), "targets": self.targets[rows], "inputs": inputs}
+        return {"ids": torch.from_numpy(self.ids[rows.numpy()]), "targets": self.targets[rows],
+                "weights": self.weights[rows], "inputs": inputs}
 
     def _frames(self, modality: str, rows: torch.Tensor) -> torch.Tensor:
         lengths = self._lengths[modality][rows].clamp(max=self.max_frames)

@@ -120,7 +120,16 @@ class SimulationSettings(BaseModel):
     label_steepness: float = Field(
         3.0, gt=0, description="Slope of the rating-scale saturation: intensity = sigmoid(k * (appraisal - 0.5))."
     )
-    n_raters: int = Field(5, ge=1, description="Raters averaged into each label.")
+    n_raters: int = Field(5, ge=1, description="Raters averaged into each label (the most, with min_raters).")
+    min_raters: int = Field(
+        0, ge=0, description="When >= 1, each clip is rated by its own number of raters, uniform in"
+        " [min_raters, n_raters], so labels differ in how noisy they are (0: every clip has n_raters)."
+    )
+    rating_levels: int = Field(
+        0, ge=0, description="0: continuous ratings; L >= 2: each rater answers one of L evenly spaced levels in"
+        " [0, 1], rounded at random so that its expectation is the clipped rating (2: a 0/1 vote, so a label is a"
+        " fraction k/N of its N raters, as in Hume-Vidmimic2)."
+    )
     rater_noise: float = Field(0.4, ge=0, description="Standard deviation of one rater's error, in label units.")
     rater_bias: float = Field(0.05, ge=0, description="Spread of each rater's fixed per-emotion bias.")
     feature_noise: float = Field(0.05, ge=0, description="Per-frame, per-feature noise relative to the signal.")
@@ -158,6 +167,10 @@ class SimulationSettings(BaseModel):
                 f"train_fraction + valid_fraction is {self.train_fraction + self.valid_fraction:g};"
                 " it must stay below 1 to leave clips for the test split."
             )
+        if self.rating_levels == 1:
+            raise ValueError("rating_levels 1 leaves a single answer; use 0 (continuous) or at least 2.")
+        if self.min_raters > self.n_raters:
+            raise ValueError(f"min_raters {self.min_raters} exceeds n_raters {self.n_raters}.")
         if self.min_duration > self.max_duration:
             raise ValueError(f"min_duration {self.min_duration:g} exceeds max_duration {self.max_duration:g}.")
         return self
@@ -344,8 +357,17 @@ class CorpusGenerator:
             + self.rater_bias[None]
             + rng.normal(0.0, s.rater_noise, size=(n, s.n_raters, len(EMOTIONS)))
         )
-        self.observed = np.clip(ratings, 0.0, 1.0).mean(axis=1)
-        self.expected = expected_clipped(self.intensity[:, None, :] + self.rater_bias[None], s.rater_noise).mean(axis=1)
+        votes = np.clip(ratings, 0.0, 1.0)
+        # drawn after everything else, so the default corpus stays what it was
+        if s.rating_levels:
+            steps = s.rating_levels - 1
+            votes = np.floor(votes * steps + rng.random(votes.shape)) / steps
+        self.raters = rng.integers(s.min_raters, s.n_raters + 1, size=n) if s.min_raters else np.full(n, s.n_raters)
+        rated = (np.arange(s.n_raters)[None, :] < self.raters[:, None])[..., None]  # (n, raters, 1)
+        # a level answer's expectation is the clipped rating's, so every scale shares one noise-free label
+        per_rater = expected_clipped(self.intensity[:, None, :] + self.rater_bias[None], s.rater_noise)
+        self.observed = (votes * rated).sum(axis=1) / self.raters[:, None]
+        self.expected = (per_rater * rated).sum(axis=1) / self.raters[:, None]
 
     def __len__(self) -> int:
         return self.settings.clips
@@ -574,6 +596,7 @@ def _write_truth_table(generator: CorpusGenerator, path: Path) -> None:
             "speaker": generator.speaker,
             "setup": generator.speaker_setup[generator.speaker],
             "duration": generator.duration.round(4),
+            "raters": generator.raters,
             **{f"expected {e}": generator.expected[:, k] for k, e in enumerate(EMOTIONS)},
         },
         index=pd.Index(generator.ids, name="Filename"),

@@ -9,7 +9,7 @@ Applying it to data whose modality widths differ is refused with a clear error.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,6 +94,28 @@ def load_run(run: str | Path) -> TrainedModel:
     return load_checkpoint(Path(run) / BEST_CHECKPOINT)
 
 
+def member_runs(path: str | Path) -> list[Path]:
+    """A run folder itself, else the finished runs inside it (a CV or ablation folder)."""
+    from emimic.training.run import METRICS_FILE  # written last by `train`: marks a finished run
+
+    path = Path(path)
+    if (path / BEST_CHECKPOINT).exists():
+        return [path]
+    # nothing inside either: the path itself, so that load_run says what is missing
+    return sorted(p.parent for p in path.glob(f"*/{METRICS_FILE}")) or [path]
+
+
+Runs = str | Path | TrainedModel | Sequence[str | Path | TrainedModel]
+
+
+def load_models(runs: Runs) -> list[TrainedModel]:
+    """The models of ``runs``: a trained model, a run folder, a folder of runs (a CV folder), or several."""
+    given = [runs] if isinstance(runs, str | Path | TrainedModel) else list(runs)
+    models = [item for item in given if isinstance(item, TrainedModel)]
+    folders = [item for item in given if not isinstance(item, TrainedModel)]
+    return models + [load_run(run) for folder in folders for run in member_runs(folder)]
+
+
 def check_compatible(spec: ModelSpec, store: FeatureStore) -> None:
     """Refuse data that lacks a modality the model reads or whose width differs from training."""
     for modality in spec.inputs:
@@ -112,10 +134,10 @@ def check_compatible(spec: ModelSpec, store: FeatureStore) -> None:
 def clip_loader(store: FeatureStore, spec: ModelSpec, model: EMIModel, ids: np.ndarray,
                 targets: np.ndarray | None, *, batch_size: int, max_frames: int,
                 shuffle_sampler: Sampler[int] | None = None, drop_last: bool = False,
-                num_workers: int = 0) -> DataLoader:
+                num_workers: int = 0, weights: np.ndarray | None = None) -> DataLoader:
     """Batches of the clips ``ids`` with every modality the model reads (frames only if it needs them)."""
     dataset = ClipDataset(store, ids, targets, modalities=spec.inputs, sequences=model.uses_frames,
-                          max_frames=max_frames)
+                          max_frames=max_frames, weights=weights)
     return DataLoader(dataset, batch_size=batch_size, sampler=shuffle_sampler, collate_fn=collate_clips,
                       drop_last=drop_last, num_workers=num_workers, persistent_workers=num_workers > 0)
 
@@ -138,6 +160,11 @@ def torch_threads(count: int | None) -> Iterator[None]:
 def eval_batch_size(model: EMIModel, train_batch: int) -> int:
     """Pooled inputs are tiny, so inference takes big batches; sequences keep the training size."""
     return 2 * train_batch if model.uses_frames else INFERENCE_BATCH
+
+
+def ensemble_predict_ids(models: Sequence[TrainedModel], store: FeatureStore, ids: np.ndarray) -> np.ndarray:
+    """``(N, 6)`` mean of the models' predictions (fold and seed ensembles) for the clips ``ids``."""
+    return np.mean([predict_ids(model, store, ids) for model in models], axis=0)
 
 
 @torch.no_grad()
@@ -174,13 +201,15 @@ def external_labels(path: str | Path, ids: np.ndarray, *, split: str) -> pd.Data
     return labels.loc[ids]
 
 
-def evaluate(run: str | Path | TrainedModel, data: str | Path | VidmimicDataset, *, split: str = "valid",
+def evaluate(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "valid",
              labels: str | Path | None = None, progress: bool = False) -> Evaluation:
     """Per-dimension PCC and mean PCC of a run on a split (every clip counts; none is dropped).
 
+    ``run`` may also be several runs or a folder of runs (a CV folder): their predictions are averaged.
     The split's own labels are used unless ``labels`` names a CSV in the split format (e.g. a simulated
     corpus's held-out ``.truth/test_labels.csv``), which must label every clip of the split."""
-    trained = run if isinstance(run, TrainedModel) else load_run(run)
+    models = load_models(run)
+    trained = models[0]
     ds, store = _open(data, progress=progress)
     ids = ds.split(split).index.to_numpy(dtype=np.int64)
     if labels is not None:
@@ -190,7 +219,7 @@ def evaluate(run: str | Path | TrainedModel, data: str | Path | VidmimicDataset,
     else:
         raise DataError(f"{ds.root}: the {split!r} split has no labels to evaluate against; give them with"
                         f" --labels FILE.")
-    preds = predict_ids(trained, store, ids)
+    preds = ensemble_predict_ids(models, store, ids)
     targets = truth[list(EMOTIONS)].to_numpy(dtype=np.float64)
     scores = pcc_scores(preds, targets)
     modalities = list(trained.spec.modalities)
@@ -204,17 +233,20 @@ def evaluate(run: str | Path | TrainedModel, data: str | Path | VidmimicDataset,
                       coverage(store, modalities, ids), clips)
 
 
-def predict(run: str | Path | TrainedModel, data: str | Path | VidmimicDataset, *, split: str = "test",
+def predict(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "test",
             out: str | Path | None = None, overwrite: bool = False, progress: bool = False) -> pd.DataFrame:
     """Predictions for every clip of ``split`` as a submission frame; written (validated, atomically) to ``out``,
-    which must lie outside the dataset root and may replace an existing file only with ``overwrite``."""
-    trained = run if isinstance(run, TrainedModel) else load_run(run)
+    which must lie outside the dataset root and may replace an existing file only with ``overwrite``.
+
+    ``run`` may be several runs or a folder of runs (a CV folder): the submission is the mean of their
+    predictions (an ensemble of fold and seed models)."""
     if out is not None:
         check_output_file(out, dataset_root=data.root if isinstance(data, VidmimicDataset) else data,
                           overwrite=overwrite)
+    models = load_models(run)
     ds, store = _open(data, progress=progress)
     ids = ds.split(split).index.to_numpy(dtype=np.int64)
-    frame = to_submission(ids, predict_ids(trained, store, ids))
+    frame = to_submission(ids, ensemble_predict_ids(models, store, ids))
     if out is not None:
         write_submission(frame, out, expected_ids=ids)
     return frame

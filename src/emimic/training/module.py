@@ -45,7 +45,8 @@ class EMIModule(pl.LightningModule):
         torch.manual_seed(self.cfg.seed * 1_000_003 + self.global_step)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        parts = self.loss(self.net(batch["inputs"]), batch["targets"])
+        weights = batch["weights"] if self.cfg.loss.sample_weights != "none" else None
+        parts = self.loss(self.net(batch["inputs"]), batch["targets"], weights)
         size = len(batch["targets"])
         self.log_dict({f"train/{k}": v.detach() for k, v in parts.items()}, on_step=False, on_epoch=True,
                       batch_size=size)

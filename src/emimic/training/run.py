@@ -64,6 +64,7 @@ from emimic.training.provenance import (
     differences,
     read_run_record,
 )
+from emimic.training.weights import sample_weights
 
 METRICS_FILE = "metrics.json"
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
@@ -194,20 +195,23 @@ def _labelled(ds: VidmimicDataset, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _callbacks(cfg: ExperimentConfig, run: Path, history: History) -> list[Callback]:
     callbacks: list[Callback] = []
+    selecting = cfg.train.selection == "best"
     if cfg.train.ema.enabled:
-        callbacks.append(EMA(cfg.train.ema.decay, warmup=cfg.train.ema.warmup))
+        ema = cfg.train.ema
+        callbacks.append(EMA(ema.decay, warmup=ema.warmup, warmup_steps=ema.warmup_steps))
     callbacks += [
         history,
         # Both are saved at the end of each train epoch, after History recorded it, so a resume point holds
         # the row. The resume point is a checkpoint of its own: Lightning's save_last only saves when the
         # monitored metric improved, which would make a resumed run repeat every epoch since the best one.
-        ModelCheckpoint(dirpath=run / BEST_CHECKPOINT.parent, filename=BEST_CHECKPOINT.stem, monitor=MONITOR,
-                        mode="max", save_on_train_epoch_end=True, auto_insert_metric_name=False,
-                        enable_version_counter=False),
+        ModelCheckpoint(dirpath=run / BEST_CHECKPOINT.parent, filename=BEST_CHECKPOINT.stem,
+                        monitor=MONITOR if selecting else None, mode="max", save_on_train_epoch_end=True,
+                        auto_insert_metric_name=False, enable_version_counter=False),
         ModelCheckpoint(dirpath=run / LAST_CHECKPOINT.parent, filename=LAST_CHECKPOINT.stem,
                         save_on_train_epoch_end=True, enable_version_counter=False),
-        EarlyStopping(monitor=MONITOR, mode="max", patience=cfg.train.patience),
     ]
+    if selecting:
+        callbacks.append(EarlyStopping(monitor=MONITOR, mode="max", patience=cfg.train.patience))
     return callbacks
 
 
@@ -254,7 +258,8 @@ def train(
     refuse_inside_dataset(run, ds.root)
     store = ds.store(progress=progress)
     labelled = {split: _labelled(ds, split) for split in ("train", "valid")}
-    ds.check_disjoint("train", "valid")
+    if cfg.train.selection == "best":  # "last" selects nothing: a refit may score clips it trained on
+        ds.check_disjoint("train", "valid")
     spec = resolve_spec(cfg.model, {m: store.dim(m) for m in store.modalities},
                         {m: store.feature_names(m) for m in store.modalities})
     record = RunRecord(cfg, data_fingerprint(store, spec.inputs, labelled), str(ds.root))
@@ -271,7 +276,8 @@ def train(
         module = EMIModule(config=cfg.model_dump(mode="json"), spec=spec.to_dict(),
                            data={"root": str(ds.root), "identity": store.identity,
                                  "recipes": {m: store.recipe(m) for m in spec.inputs}})
-        loaders = _loaders(cfg, store, spec, module, labelled)
+        weights = sample_weights(cfg.loss, ds.splits["train"], ds.meta())
+        loaders = _loaders(cfg, store, spec, module, labelled, weights)
         history = History(run / "history.csv", verbose=progress, raw_weights=cfg.train.ema.enabled)
         trainer = _trainer(cfg, run, [*_callbacks(cfg, run, history), *callbacks], progress=progress)
         if not resume:
@@ -283,7 +289,12 @@ def train(
             _fit(trainer, module, loaders, run / LAST_CHECKPOINT if resume else None)
 
         rows = history.rows
-        best_epoch = max(rows, key=lambda r: r.get(MONITOR, -np.inf))["epoch"] if rows else 0
+        if not rows:
+            best_epoch = 0
+        elif cfg.train.selection == "best":
+            best_epoch = max(rows, key=lambda r: r.get(MONITOR, -np.inf))["epoch"]
+        else:
+            best_epoch = rows[-1]["epoch"]
         valid = evaluate(load_run(run), ds, split="valid")
     result = TrainResult(run, valid, int(best_epoch), len(rows), time.perf_counter() - started)
     source = None if isinstance(config, ExperimentConfig) else config
@@ -292,15 +303,18 @@ def train(
 
 
 def _loaders(cfg: ExperimentConfig, store: FeatureStore, spec: ModelSpec, module: EMIModule,
-             labelled: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> tuple[DataLoader, DataLoader]:
-    """Shuffled training batches (seeded per epoch) and validation batches; statistics from training clips only."""
+             labelled: Mapping[str, tuple[np.ndarray, np.ndarray]],
+             weights: np.ndarray | None) -> tuple[DataLoader, DataLoader]:
+    """Shuffled training batches (seeded per epoch, ``weights`` per training clip) and validation batches;
+    statistics from training clips only."""
     (train_ids, train_y), (valid_ids, valid_y) = labelled["train"], labelled["valid"]
     module.net.set_statistics(feature_statistics(store, train_ids, spec.inputs), train_y)
     batch = cfg.optim.batch_size
     train_loader = clip_loader(store, spec, module.net, train_ids, train_y, batch_size=batch,
                                max_frames=cfg.model.encoder.max_frames,
                                shuffle_sampler=EpochShuffle(len(train_ids), cfg.seed),
-                               drop_last=len(train_ids) > batch, num_workers=cfg.train.num_workers)
+                               drop_last=len(train_ids) > batch, num_workers=cfg.train.num_workers,
+                               weights=weights)
     valid_loader = clip_loader(store, spec, module.net, valid_ids, valid_y,
                                batch_size=eval_batch_size(module.net, batch),
                                max_frames=cfg.model.encoder.max_frames, num_workers=cfg.train.num_workers)

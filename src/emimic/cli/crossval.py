@@ -1,0 +1,64 @@
+"""The ``cv`` command: k-fold cross-validation over train+valid, out-of-fold score, optional refit."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from emimic.cli.arguments import output_folder, positive_int, seed_value
+from emimic.cli.data import add_store_arg
+from emimic.cli.registry import Handler, command, console, out
+from emimic.cli.train import add_config_args, dataset, pcc_table
+
+if TYPE_CHECKING:
+    from emimic.training.crossval import FoldJob
+    from emimic.training.run import TrainResult
+
+
+def fold_line(job: FoldJob, result: TrainResult) -> None:
+    """One line per finished model, as it finishes (folds may finish out of order with --jobs)."""
+    name = f"fold {job.fold} seed {job.seed}" if job.fold else f"refit seed {job.seed}"
+    console.print(f"{name}: valid mean PCC {result.valid.mean_pcc:.4f} ({result.valid.n_clips} clips), best epoch"
+                  f" {result.best_epoch}/{result.epochs}, {result.seconds:.1f} s  -> {job.run}")
+
+
+@command("cv", "Cross-validate over train+valid (grouped folds when the CSVs name groups): out-of-fold PCC with"
+         " CIs, optional refit; `predict --run CV` averages its models.",
+         "emimic cv --data data/sim --folds 5 --seeds 0 1 --out runs/cv --refit --jobs 2")
+def cv_command(parser: argparse.ArgumentParser) -> Handler:
+    parser.add_argument("--data", type=Path, required=True, help="dataset root (Hume-Vidmimic2 layout)")
+    parser.add_argument("--out", type=output_folder, required=True, help="CV folder to create or resume")
+    parser.add_argument("--folds", type=positive_int, default=5, help="number of folds, >= 2 (default: 5)")
+    add_config_args(parser)
+    parser.add_argument("--seeds", type=seed_value, nargs="+", default=None,
+                        help="one model per fold and seed (default: the --seed, else the config's seed)")
+    parser.add_argument("--fold-seed", type=seed_value, default=0, help="seed of the fold assignment (default: 0)")
+    parser.add_argument("--refit", action="store_true",
+                        help="also train on all of train+valid for the median best epoch of the folds")
+    parser.add_argument("--jobs", type=positive_int, default=1, help="models trained in parallel (local processes)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or per-fold lines")
+    add_store_arg(parser)
+
+    def run(args: argparse.Namespace) -> int:
+        from emimic.config import load_config
+        from emimic.training.crossval import cross_validate
+
+        cfg = load_config(args.config)
+        seeds = args.seeds or [args.seed if args.seed is not None else cfg.seed]
+        result = cross_validate(dataset(args), args.out, folds=args.folds, seeds=seeds, config=cfg,
+                                max_epochs=args.max_epochs, refit=args.refit, jobs=args.jobs,
+                                fold_seed=args.fold_seed, progress=not args.quiet,
+                                report=None if args.quiet else fold_line)
+        grouping = f"grouped by {result.group_column!r}" if result.group_column else "not grouped"
+        out.print(pcc_table(result.pcc, f"Out-of-fold PCC: {result.folds} folds, {grouping}, {len(result.seeds)}"
+                            f" seed(s)", intervals=result.pcc_ci95))
+        folds = ", ".join(f"{name} {score:.4f}" for name, score in result.fold_scores.items())
+        out.print(f"per fold: {folds}")
+        if result.refit_epochs is not None:
+            out.print(f"refit on train+valid for {result.refit_epochs} epochs (median best epoch):"
+                      f" {', '.join(str(p) for p in result.refit_runs)}")
+        out.print(f"CV folder: {result.out}  (predict with the ensemble: emimic predict --run {result.out} ...)")
+        return 0
+
+    return run

@@ -1,0 +1,308 @@
+"""``cross_validate()``: k folds over train+valid, the out-of-fold score, an optional refit.
+
+Every clip of train and valid lands in exactly one fold. When the split CSVs carry a group column
+(the first of :data:`~emimic.labels.GROUP_COLUMNS` present: ``group``, ``speaker``, ``seed_video``),
+the folds are grouped (scikit-learn's ``GroupKFold``), so a speaker's clips never sit on both sides;
+otherwise they are plain ``KFold``. Both shuffle with ``fold_seed``. Each (fold, seed) model is one
+``train`` run folder, trained on the other folds and validated (model selection) on its fold; its
+predictions on that fold are its out-of-fold (OOF) predictions, averaged over the seeds. The OOF mean
+PCC over all clips of train+valid is the CV estimate, with a 95 % bootstrap interval per dimension.
+
+With ``refit``, one model per seed is trained on all of train+valid for the median of the folds'
+best epochs (``train.selection: last``: there is no held-out clip to select on; its ``metrics.json``
+scores the valid split, which it trained on, so it is no estimate). ``emimic predict --run CV``
+averages every model of the folder (folds x seeds, and the refits).
+
+CV folder::
+
+    CV/cv.json                 what the folder was made with (folds, fold seed, group column, config)
+    CV/folds.csv               Filename, fold (1..K): the seeded fold assignment, written once
+    CV/fold{k}-seed{s}/        a `train` run folder: trained on the other folds, validated on fold k
+    CV/oof.csv                 per clip: fold, OOF prediction (mean over seeds) and label of each emotion
+    CV/summary.json            OOF mean PCC, per-dimension PCC with 95 % CIs, per-fold scores, best epochs
+    CV/refit-seed{s}/          with refit: a run on all of train+valid
+
+Calling it again on the same folder resumes: finished runs are reused (``train``'s run-folder
+logic), an interrupted one continues from its last epoch, and a folder made with other folds, fold
+seed or config is refused.
+
+Example::
+
+    from emimic.training.crossval import cross_validate
+    cv = cross_validate("data/sim", "runs/cv", folds=5, seeds=[0, 1], refit=True, jobs=2)
+    cv.mean_pcc, cv.refit_epochs
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import GroupKFold, KFold
+
+from emimic.config import ExperimentConfig, load_config, with_overrides
+from emimic.data import VidmimicDataset, open_dataset
+from emimic.errors import ConfigError, DataError
+from emimic.io import atomic_path, write_text
+from emimic.labels import EMOTIONS, GROUP_COLUMNS
+from emimic.metrics import pcc_scores
+from emimic.progress import progress_bar
+from emimic.provenance import pcc_intervals
+from emimic.training.inference import evaluate
+from emimic.training.run import TrainResult, train
+
+SETTINGS_FILE = "cv.json"
+FOLDS_FILE = "folds.csv"
+OOF_FILE = "oof.csv"
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass(frozen=True)
+class FoldJob:
+    """One model to train: what a worker process needs (plain, picklable values only)."""
+
+    root: str
+    store_dir: str
+    run: str
+    fold: int  # 0: the refit on all of train+valid
+    seed: int
+    config: ExperimentConfig
+    fold_ids: dict[str, list[int]]  # split name -> clip ids of this job's dataset
+
+
+@dataclass
+class CVResult:
+    out: Path
+    folds: int
+    seeds: list[int]
+    group_column: str | None
+    mean_pcc: float
+    pcc: dict[str, float]
+    pcc_ci95: dict[str, list[float]]
+    fold_scores: dict[str, float]  # "fold{k}-seed{s}" -> validation mean PCC on fold k
+    best_epochs: list[int]
+    refit_epochs: int | None
+    refit_runs: list[Path] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"folds": self.folds, "seeds": self.seeds, "group_column": self.group_column,
+                "oof_mean_pcc": self.mean_pcc, "oof_pcc": self.pcc, "oof_pcc_ci95": self.pcc_ci95,
+                "fold_scores": self.fold_scores, "best_epochs": self.best_epochs, "refit_epochs": self.refit_epochs,
+                "refit_runs": [p.name for p in self.refit_runs]}
+
+
+def pooled_labels(ds: VidmimicDataset) -> pd.DataFrame:
+    """The labels of every clip of train and valid (the clips CV folds)."""
+    names = [name for name in ("train", "valid") if name in ds.splits]
+    for name in names:
+        if not ds.has_labels(name):
+            raise DataError(f"{ds.root}: cross-validation needs labels for every clip of the {name!r} split.")
+    return pd.concat([ds.split(name) for name in names]).sort_index()
+
+
+def group_column(meta: pd.DataFrame) -> str | None:
+    return next((c for c in GROUP_COLUMNS if c in meta.columns), None)
+
+
+def assign_folds(ids: np.ndarray, groups: np.ndarray | None, folds: int, seed: int) -> np.ndarray:
+    """``(N,)`` fold (1..``folds``) of each clip, seeded; clips of one group share a fold."""
+    units = len(np.unique(groups)) if groups is not None else len(ids)
+    if units < folds:
+        kind = "groups" if groups is not None else "clips"
+        raise DataError(f"{folds} folds need at least {folds} {kind}, but train+valid has {units}; use fewer folds.")
+    splitter = (GroupKFold(folds, shuffle=True, random_state=seed) if groups is not None
+                else KFold(folds, shuffle=True, random_state=seed))
+    fold_of = np.zeros(len(ids), dtype=np.int64)
+    for k, (_, held) in enumerate(splitter.split(ids, groups=groups), start=1):
+        fold_of[held] = k
+    return fold_of
+
+
+def refit_epoch_count(best_epochs: Sequence[int]) -> int:
+    """Epochs of the refit: the median of the fold models' best epochs (robust to one fold that stopped late)."""
+    return max(1, round(statistics.median(best_epochs)))
+
+
+def _check_settings(out: Path, settings: dict) -> None:
+    path = out / SETTINGS_FILE
+    if path.exists():
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(k for k in settings if stored.get(k) != settings[k])
+        if changed:
+            raise ConfigError(f"{out} was made with other {', '.join(changed)} (see {path}); rerun it with the same"
+                              f" options, or choose a new --out.")
+    elif out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} exists and is not an emimic CV folder; choose a new --out.")
+
+
+def fold_table(out: Path, labels: pd.DataFrame, meta: pd.DataFrame, folds: int, seed: int) -> pd.Series:
+    """The fold of every clip (index Filename): read from ``folds.csv``, or assigned and written there once."""
+    path = out / FOLDS_FILE
+    if path.exists():
+        stored = pd.read_csv(path, index_col=0)["fold"]
+        if not stored.index.equals(labels.index):
+            raise DataError(f"{path} assigns other clips than train+valid of this dataset holds; the data changed"
+                            f" since this CV folder was made: choose a new --out.")
+        return stored
+    column = group_column(meta)
+    groups = meta[column].reindex(labels.index) if column else None
+    if groups is not None and (missing := groups.index[groups.isna() | (groups == "")]).size:
+        raise DataError(f"group column {column!r} is empty or absent for {missing.size} clip(s) of train+valid (e.g."
+                        f" Filename {missing[0]}); give every clip of both split CSVs a group, or drop the column.")
+    fold_of = assign_folds(labels.index.to_numpy(), None if groups is None else groups.to_numpy(), folds, seed)
+    table = pd.Series(fold_of, index=labels.index, name="fold")
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp)
+    return table
+
+
+def job_dataset(job: FoldJob, ds: VidmimicDataset | None = None) -> VidmimicDataset:
+    """The dataset a job trains on: the corpus with train and valid replaced by the job's clips."""
+    base = ds if ds is not None else open_dataset(job.root, store_dir=job.store_dir)
+    return split_view(base, job.fold_ids["train"], job.fold_ids["valid"])
+
+
+def split_view(ds: VidmimicDataset, train_ids: Sequence[int], valid_ids: Sequence[int]) -> VidmimicDataset:
+    """``ds`` with train and valid made of the given clips of train+valid (test is kept)."""
+    pooled = pooled_labels(ds)
+    held = copy.copy(ds)  # shares the layout and the packed store; only the split table differs
+    held.splits = {**ds.splits, "train": pooled.loc[list(train_ids)], "valid": pooled.loc[list(valid_ids)]}
+    return held
+
+
+def fold_view(run: str | Path, ds: VidmimicDataset) -> VidmimicDataset:
+    """The dataset as the run folder ``run`` saw it: a fold run of a CV folder validates on its fold (so
+    ``emimic report CV`` scores each fold model on clips it never trained on); any other run sees ``ds``."""
+    run = Path(run)
+    match = re.fullmatch(r"fold(\d+)-seed\d+", run.name)
+    if match is None or not (run.parent / FOLDS_FILE).exists():
+        return ds
+    fold_of = pd.read_csv(run.parent / FOLDS_FILE, index_col=0)["fold"]
+    k = int(match.group(1))
+    return split_view(ds, fold_of.index[fold_of != k], fold_of.index[fold_of == k])
+
+
+def run_job(job: FoldJob, ds: VidmimicDataset | None = None) -> TrainResult:
+    return train(job_dataset(job, ds), job.run, config=job.config, seed=job.seed, progress=False)
+
+
+def _plan(out: Path, ds: VidmimicDataset, cfg: ExperimentConfig, fold_of: pd.Series,
+          seeds: Sequence[int]) -> list[FoldJob]:
+    jobs = []
+    for k in sorted(fold_of.unique()):
+        ids = {"train": fold_of.index[fold_of != k].tolist(), "valid": fold_of.index[fold_of == k].tolist()}
+        jobs += [FoldJob(str(ds.root), str(ds.store_dir), str(out / f"fold{k}-seed{s}"), int(k), s, cfg, ids)
+                 for s in seeds]
+    return jobs
+
+
+def _refit_jobs(out: Path, ds: VidmimicDataset, cfg: ExperimentConfig, fold_of: pd.Series, epochs: int,
+                seeds: Sequence[int]) -> list[FoldJob]:
+    refit = with_overrides(cfg, {"train.max_epochs": epochs, "train.selection": "last"})
+    valid = ds.split("valid").index.tolist() if "valid" in ds.splits else fold_of.index[fold_of == 1].tolist()
+    ids = {"train": fold_of.index.tolist(), "valid": valid}
+    return [FoldJob(str(ds.root), str(ds.store_dir), str(out / f"refit-seed{s}"), 0, s, refit, ids) for s in seeds]
+
+
+def run_jobs(jobs: Sequence[FoldJob], ds: VidmimicDataset, *, workers: int, progress: bool,
+             report: Callable[[FoldJob, TrainResult], None]) -> dict[str, TrainResult]:
+    """Train every job (in this process, or on ``workers`` local processes); ``report`` each as it finishes."""
+    results: dict[str, TrainResult] = {}
+    with progress_bar(progress) as bar:
+        task = bar.add_task("cross-validation models", total=len(jobs))
+
+        def finished(job: FoldJob, result: TrainResult) -> None:
+            results[job.run] = result
+            report(job, result)
+            bar.advance(task)
+
+        if workers <= 1:
+            for job in jobs:
+                finished(job, run_job(job, ds))
+            return results
+        # spawn, not fork: forked children would inherit torch's half-initialised thread pools
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(run_job, job): job for job in jobs}
+            for future in as_completed(futures):
+                finished(futures[future], future.result())
+    return results
+
+
+def out_of_fold(ds: VidmimicDataset, jobs: Sequence[FoldJob], labels: pd.DataFrame,
+                fold_of: pd.Series) -> pd.DataFrame:
+    """Per clip: fold, OOF prediction (mean over the seeds' models of its fold) and label of each emotion."""
+    preds = pd.DataFrame(0.0, index=labels.index, columns=list(EMOTIONS))
+    counts = pd.Series(0, index=labels.index)
+    for job in jobs:
+        clips = evaluate(job.run, job_dataset(job, ds), split="valid").clips
+        preds.loc[clips.index] += clips[[f"pred {e}" for e in EMOTIONS]].to_numpy()
+        counts.loc[clips.index] += 1
+    preds = preds.div(counts, axis=0)
+    return pd.DataFrame({"fold": fold_of, **{f"pred {e}": preds[e] for e in EMOTIONS},
+                         **{f"true {e}": labels[e] for e in EMOTIONS}})
+
+
+def cross_validate(
+    data: str | Path | VidmimicDataset,
+    out: str | Path,
+    *,
+    folds: int = 5,
+    seeds: Sequence[int] = (0,),
+    config: ExperimentConfig | str | Path | None = None,
+    max_epochs: int | None = None,
+    overrides: Mapping[str, object] | None = None,
+    refit: bool = False,
+    jobs: int = 1,
+    fold_seed: int = 0,
+    progress: bool = True,
+    report: Callable[[FoldJob, TrainResult], None] | None = None,
+) -> CVResult:
+    """Cross-validate ``config`` (default: paper) over train+valid of ``data`` into the CV folder ``out``.
+
+    ``report(job, result)`` is called as each model finishes (the CLI prints one line per fold)."""
+    if folds < 2:
+        raise ConfigError(f"--folds {folds}: cross-validation needs at least 2 folds.")
+    out = Path(out)
+    ds = data if isinstance(data, VidmimicDataset) else open_dataset(data)
+    overrides = dict(overrides or {}) | ({"train.max_epochs": max_epochs} if max_epochs is not None else {})
+    cfg = config if isinstance(config, ExperimentConfig) else load_config(config)
+    cfg = with_overrides(cfg, overrides)
+    labels, meta = pooled_labels(ds), ds.meta()
+    column = group_column(meta)
+    settings = {"folds": folds, "fold_seed": fold_seed, "group_column": column,
+                "config": cfg.model_dump(mode="json", exclude={"seed"})}
+    _check_settings(out, settings)
+    fold_of = fold_table(out, labels, meta, folds, fold_seed)
+    write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2))  # once the folds could be assigned
+    ds.store(progress=progress)  # packed once here, before any worker opens it
+    seeds = list(dict.fromkeys(seeds))
+    plan = _plan(out, ds, cfg, fold_of, seeds)
+    quiet: Callable[[FoldJob, TrainResult], None] = report or (lambda job, result: None)
+    results = run_jobs(plan, ds, workers=jobs, progress=progress, report=quiet)
+    oof = out_of_fold(ds, plan, labels, fold_of)
+    with atomic_path(out / OOF_FILE) as tmp:
+        oof.to_csv(tmp, float_format="%.6f")
+    preds, truth = (oof[[f"{kind} {e}" for e in EMOTIONS]].to_numpy(copy=True) for kind in ("pred", "true"))
+    scores = pcc_scores(preds, truth)
+    best_epochs = [results[job.run].best_epoch for job in plan]
+    refit_epochs, refit_runs = None, []
+    if refit:
+        refit_epochs = refit_epoch_count(best_epochs)
+        refit_plan = _refit_jobs(out, ds, cfg, fold_of, refit_epochs, seeds)
+        run_jobs(refit_plan, ds, workers=jobs, progress=progress, report=quiet)
+        refit_runs = [Path(job.run) for job in refit_plan]
+    result = CVResult(out, folds, seeds, column, float(np.mean(list(scores.values()))), scores,
+                      pcc_intervals(preds, truth),
+                      {Path(job.run).name: results[job.run].valid.mean_pcc for job in plan}, best_epochs,
+                      refit_epochs, refit_runs)
+    write_text(out / SUMMARY_FILE, json.dumps(result.to_dict(), indent=2))
+    return result

@@ -1,0 +1,141 @@
+import json
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import write_root
+from emimic.cli import main
+from emimic.data import open_dataset
+from emimic.errors import ConfigError, DataError
+from emimic.training.crossval import assign_folds, cross_validate, fold_view, refit_epoch_count
+from emimic.training.inference import evaluate, predict
+
+OPTIONS = dict(max_epochs=3, overrides={"optim.batch_size": 16}, progress=False)
+
+
+@pytest.fixture(scope="module")
+def grouped(tmp_path_factory):
+    """A root whose split CSVs name a speaker per clip (4 clips each), and its finished 3-fold CV with refit."""
+    root = write_root(tmp_path_factory.mktemp("cv") / "data", train=48, valid=16, test=8,
+                      dims={"vit": 8, "wav2vec2": 12})
+    for name in ("train_split.csv", "valid_split.csv"):
+        frame = pd.read_csv(root / name)
+        frame["speaker"] = [f"s{clip_id // 12}" for clip_id in frame["Filename"]]
+        frame.to_csv(root / name, index=False)
+    out = root.parent / "cv"
+    return root, out, cross_validate(root, out, folds=3, seeds=[0, 1], refit=True, **OPTIONS)
+
+
+def test_grouped_folds_cover_train_and_valid_once_and_keep_speakers_together(grouped):
+    root, out, result = grouped
+    ds = open_dataset(root)
+    folds = pd.read_csv(out / "folds.csv", index_col=0)["fold"]
+    pooled = pd.concat([ds.split("train"), ds.split("valid")])
+    assert sorted(folds.index) == sorted(pooled.index) and set(folds) == {1, 2, 3}
+    speakers = ds.meta()["speaker"].reindex(folds.index)
+    assert (folds.groupby(speakers).nunique() == 1).all()
+    assert result.group_column == "speaker"
+    oof = pd.read_csv(out / "oof.csv", index_col=0)
+    assert len(oof) == len(pooled) and np.isfinite(oof.to_numpy()).all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["oof_mean_pcc"] == pytest.approx(result.mean_pcc)
+    assert set(summary["fold_scores"]) == {f"fold{k}-seed{s}" for k in (1, 2, 3) for s in (0, 1)}
+
+
+def test_oof_predictions_come_from_the_models_that_did_not_train_on_the_clip(grouped):
+    root, out, _ = grouped
+    ds = open_dataset(root)
+    oof = pd.read_csv(out / "oof.csv", index_col=0)
+    fold2 = oof.index[oof["fold"] == 2]
+    members = [evaluate(out / f"fold2-seed{s}", fold_view(out / f"fold2-seed{s}", ds)) for s in (0, 1)]
+    assert all(m.clips.index.equals(fold2) for m in members)  # each fold model is scored on its own fold only
+    mean = np.mean([m.clips["pred Joy"].to_numpy() for m in members], axis=0)
+    assert oof.loc[fold2, "pred Joy"].to_numpy() == pytest.approx(mean, abs=1e-5)
+
+
+def test_refit_trains_all_clips_for_the_median_best_epoch(grouped):
+    _, out, result = grouped
+    assert result.refit_epochs == refit_epoch_count(result.best_epochs)
+    stored = json.loads((out / "refit-seed0" / "metrics.json").read_text())
+    assert stored["epochs"] == stored["best_epoch"] == result.refit_epochs
+    history = pd.read_csv(out / "refit-seed0" / "history.csv")
+    assert len(history) == result.refit_epochs  # every epoch ran: no early stop, the last one is kept
+    assert yaml.safe_load((out / "refit-seed0" / "config.yaml").read_text())["train"]["selection"] == "last"
+
+
+def test_predict_with_a_cv_folder_is_the_mean_of_its_models(grouped):
+    root, out, _ = grouped
+    runs = sorted(p.parent for p in out.glob("*/metrics.json"))
+    assert len(runs) == 8  # 3 folds x 2 seeds + 2 refits
+    ensemble = predict(out, root, split="test")
+    members = [predict(run, root, split="test") for run in runs]
+    expected = np.clip(np.mean([m.drop(columns="Filename").to_numpy() for m in members], axis=0), 0, 1)
+    assert ensemble.drop(columns="Filename").to_numpy() == pytest.approx(expected, abs=1e-6)
+
+
+def test_rerun_reuses_finished_folds_and_refuses_other_settings(grouped):
+    root, out, result = grouped
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/metrics.json")}
+    again = cross_validate(root, out, folds=3, seeds=[0, 1], refit=True, **OPTIONS)
+    assert again.mean_pcc == result.mean_pcc
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/metrics.json")} == stamps
+    with pytest.raises(ConfigError, match="was made with other folds"):
+        cross_validate(root, out, folds=4, seeds=[0], **OPTIONS)
+    # too many folds for the speakers: refused before anything is written, so a fixed command can start afresh
+    with pytest.raises(DataError, match=r"20 folds need at least 20 groups, but train\+valid has 17; use fewer folds"):
+        cross_validate(root, out.parent / "cv-many", folds=20, **OPTIONS)
+    assert not (out.parent / "cv-many" / "cv.json").exists()
+
+
+def test_a_group_column_must_name_every_clip(make_root, tmp_path):
+    root = make_root(train=8, valid=4, test=2, dims={"vit": 4})
+    frame = pd.read_csv(root / "train_split.csv")
+    frame["speaker"] = "s1"
+    frame.to_csv(root / "train_split.csv", index=False)
+    with pytest.raises(DataError, match="group column 'speaker' is empty or absent for 4 clip"):
+        cross_validate(root, tmp_path / "cv", folds=2, **OPTIONS)
+
+
+def test_refit_epochs_are_the_median_best_epoch():
+    assert refit_epoch_count([2, 9, 5]) == 5
+    assert refit_epoch_count([4, 7, 30, 6]) == 6  # round(6.5) = 6: one late fold does not drag it up
+    assert refit_epoch_count([0, 0, 1]) == 1
+
+
+def test_ungrouped_folds_are_seeded_and_balanced():
+    ids = np.arange(100)
+    first, again = assign_folds(ids, None, 5, seed=3), assign_folds(ids, None, 5, seed=3)
+    assert (first == again).all() and np.bincount(first)[1:].tolist() == [20] * 5
+    assert not (assign_folds(ids, None, 5, seed=4) == first).all()
+
+
+def test_cli_cv_jobs_and_ensemble_predict(tmp_path, capsys):
+    root = write_root(tmp_path / "data", train=24, valid=8, test=4, dims={"vit": 4})
+    assert main(["cv", "--data", str(root), "--folds", "2", "--out", str(tmp_path / "cv"), "--max-epochs", "2",
+                 "--jobs", "2", "--quiet"]) == 0
+    printed = " ".join(capsys.readouterr().out.split())  # the console wraps long titles
+    assert "Out-of-fold PCC: 2 folds, not grouped, 1 seed(s)" in printed and "fold2-seed0" in printed
+    sub = tmp_path / "sub.csv"
+    assert main(["predict", "--run", str(tmp_path / "cv"), "--data", str(root), "--out", str(sub)]) == 0
+    assert len(pd.read_csv(sub)) == 4
+
+
+DOCS_MARK = "<!-- executed by tests/test_training_crossval.py::test_docs_options_example -->"
+
+
+def test_docs_options_example(tmp_path, monkeypatch):
+    text = (Path(__file__).parents[1] / "docs" / "training.md").read_text(encoding="utf-8").split(DOCS_MARK, 1)[1]
+    config = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    commands = text.split("```bash\n", 1)[1].split("```", 1)[0].strip().splitlines()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "winners.yaml").write_text(config)
+    for line in commands:
+        argv = shlex.split(line.partition("#")[0])
+        assert argv[0] == "emimic" and main(argv[1:]) == 0, line
+    resolved = yaml.safe_load((tmp_path / "runs" / "winners" / "config.yaml").read_text())
+    assert resolved["loss"]["sample_weights"] == "sqrt_raters" and resolved["train"]["ema"]["warmup"] == "linear"
+    assert len(pd.read_csv(tmp_path / "runs" / "cv-votes.csv")) > 0
