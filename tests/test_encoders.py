@@ -1,6 +1,10 @@
 """Sequence encoders: masking, the residual guarantee over pooling, length bucketing, chunked frame
 gathering, and learning a within-frame co-occurrence that pooled statistics cannot see."""
 
+import re
+import textwrap
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -169,3 +173,12 @@ def test_sequence_encoders_learn_a_co_occurrence_that_pooling_misses(name, co_oc
     model = build_encoder(4, EncoderConfig(name=name, hidden=12, heads=2, dropout=0.0))
     assert abs(pooled_pcc) < 0.2
     assert fit(model, clips, labels) > 0.7
+
+
+def test_docs_encoder_example_runs(capsys):
+    page = (Path(__file__).parents[1] / "docs" / "method.md").read_text(encoding="utf-8")
+    (example,) = re.findall(r"fusion reads:\n\n  ```python\n(.*?)  ```", page, flags=re.S)
+    code = textwrap.dedent(example)
+    exec(compile(code, "docs/method.md", "exec"), {})
+    expected = code.strip().splitlines()[-1].removeprefix("# ")
+    assert capsys.readouterr().out.strip() == expected
