@@ -2,7 +2,6 @@
 gathering, and learning a within-frame co-occurrence that pooled statistics cannot see."""
 
 import re
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -177,8 +176,7 @@ def test_sequence_encoders_learn_a_co_occurrence_that_pooling_misses(name, co_oc
 
 def test_docs_encoder_example_runs(capsys):
     page = (Path(__file__).parents[1] / "docs" / "method.md").read_text(encoding="utf-8")
-    (example,) = re.findall(r"fusion reads:\n\n  ```python\n(.*?)  ```", page, flags=re.S)
-    code = textwrap.dedent(example)
+    (code,) = re.findall(r"fusion reads:\n\n```python\n(.*?)```", page, flags=re.S)
     exec(compile(code, "docs/method.md", "exec"), {})
     expected = code.strip().splitlines()[-1].removeprefix("# ")
     assert capsys.readouterr().out.strip() == expected
