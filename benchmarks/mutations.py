@@ -32,6 +32,7 @@ class Mutation:
 
 RUN, INFERENCE, DATASET, MODEL = (f"src/emimic/{name}.py" for name in ("training/run", "training/inference",
                                                                         "data/dataset", "models/emi"))
+ENCODERS = "src/emimic/models/encoders.py"
 EMA, SIMULATE, METRICS, LOSSES = (f"src/emimic/{name}.py" for name in ("training/ema", "data/simulate", "metrics",
                                                                        "training/losses"))
 PRIOR, STORE = "src/emimic/models/vad_prior.py", "src/emimic/data/store.py"
@@ -67,8 +68,8 @@ MUTATIONS: tuple[Mutation, ...] = (
              ("tests/test_training_run.py::test_clips_in_both_train_and_valid_are_refused_before_anything_is_written",)),
     Mutation("std normalisation dropped (pooled)", MODEL, '(inputs["pooled"] - self.pooled_mean) / self.pooled_std',
              '(inputs["pooled"] - self.pooled_mean)', STANDARDISATION),
-    Mutation("std normalisation dropped (frames)", MODEL, "((frames - self.frame_mean) / self.frame_std) * valid",
-             "(frames - self.frame_mean) * valid", STANDARDISATION),
+    Mutation("std normalisation dropped (frames)", ENCODERS, "    weight = layer.weight / std\n",
+             "    weight = layer.weight\n", STANDARDISATION),
     Mutation("std statistics dropped", DATASET, "pooled_std=np.maximum(pooled.std(0), STD_FLOOR).astype(np.float32)",
              "pooled_std=np.ones(4 * dim, np.float32)", TRAIN_STATISTICS),
     Mutation("EMA decay the wrong way round", EMA, "averaged * d + current * (1.0 - d)",

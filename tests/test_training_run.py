@@ -66,7 +66,7 @@ def test_run_folder_checkpoint_and_refusals(root, make_root, tmp_path):
 
 
 
-@pytest.mark.parametrize("preset", ["attentive", "no_ema"])
+@pytest.mark.parametrize("preset", ["attentive", "gru", "transformer", "no_ema"])
 def test_frame_encoder_and_no_ema_presets_train_and_predict(root, tmp_path, preset):
     run = tmp_path / preset
     result = train(root, run, config=preset, max_epochs=1, progress=False)

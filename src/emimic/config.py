@@ -51,7 +51,9 @@ class EncoderConfig(Section):
     layers: int = Field(1, gt=0)
     heads: int = Field(4, gt=0)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    max_frames: int = Field(512, gt=0, description="longer clips are evenly subsampled (sequence encoders)")
+    max_frames: int = Field(
+        64, gt=0, description="sequence encoders: a longer clip becomes this many chunk means (peaks survive)"
+    )
 
     @field_validator("name")
     @classmethod

@@ -9,14 +9,14 @@ whole batch with one vectorised read instead of one Python call per clip.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from emimic.data.holdout import resolve_valid_split
 from emimic.data.layout import SPLIT_FILES, DatasetLayout, discover
@@ -179,11 +179,92 @@ def feature_statistics(
     return stats
 
 
-def _frame_indices(length: int, max_frames: int) -> np.ndarray:
-    """Every frame when the clip is short enough, else ``max_frames`` evenly spaced ones (deterministic)."""
-    if length <= max_frames:
-        return np.arange(length)
-    return np.linspace(0, length - 1, max_frames).round().astype(np.int64)
+def chunk_bounds(lengths: np.ndarray, max_steps: int) -> np.ndarray:
+    """For every frame of the clips (concatenated in order), the index of the step it falls in.
+
+    A clip keeps ``min(length, max_steps)`` steps: a longer one is cut into ``max_steps``
+    contiguous chunks of near-equal length, every frame in exactly one chunk.
+    """
+    steps = np.minimum(lengths, max_steps)
+    clip = np.repeat(np.arange(len(lengths)), lengths)
+    frame = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.repeat(np.cumsum(steps) - steps, lengths) + (frame * steps[clip]) // np.maximum(lengths[clip], 1)
+
+
+def gather_frames(frames: np.ndarray, starts: np.ndarray, lengths: np.ndarray, max_steps: int) -> torch.Tensor:
+    """``(sum of min(length, max_steps), D)`` float32: the steps of the clips whose frames are
+    ``frames[starts[i] : starts[i] + lengths[i]]``, concatenated (packed, no padding), read from the
+    memory map at once with no Python loop over clips.
+
+    A clip longer than ``max_steps`` becomes the means of ``max_steps`` contiguous chunks: unlike even
+    subsampling, which can step over a short burst, every frame counts, so a time-localised peak
+    survives (smoothed over one chunk) at its place in the clip.
+    """
+    begin = np.cumsum(lengths) - lengths
+    rows = np.arange(int(lengths.sum())) + np.repeat(starts - begin, lengths)
+    data = torch.from_numpy(np.asarray(np.asarray(frames)[rows], dtype=np.float32))
+    if lengths.max(initial=0) <= max_steps:
+        return data
+    step = torch.from_numpy(chunk_bounds(lengths, max_steps))
+    total = int(np.minimum(lengths, max_steps).sum())
+    counts = torch.zeros(total).index_add_(0, step, torch.ones(len(step)))
+    return torch.zeros(total, data.shape[1]).index_add_(0, step, data).div_(counts[:, None])
+
+
+class EpochShuffle(Sampler[int]):
+    """Random order that depends only on (seed, epoch): Lightning calls ``set_epoch`` every epoch."""
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(torch.randperm(self.size, generator=self.generator()).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class LengthBuckets(Sampler[list[int]]):
+    """Batches of clips of similar length, so a batch of sequences is padded little; seeded by (seed, epoch).
+
+    Every epoch the clips are shuffled (:class:`EpochShuffle`, whose epoch Lightning sets), with
+    ``drop_last`` the remainder of that random order is left out, and each pool of ``pool`` batches is
+    sorted by length with a random jitter of about ``jitter`` (relative), so the batches' make-up changes
+    from epoch to epoch, then cut into batches, which are served in random order. Without
+    ``drop_last`` every clip is in exactly one batch per epoch.
+    """
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, seed: int, *, drop_last: bool = False,
+                 pool: int = 16, jitter: float = 0.2):
+        self.lengths = np.asarray(lengths, dtype=np.float64)
+        self.batch_size, self.drop_last, self.pool, self.jitter = batch_size, drop_last, pool, jitter
+        self.sampler = EpochShuffle(len(self.lengths), seed)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        generator = self.sampler.generator()
+        order = torch.randperm(len(self.lengths), generator=generator).numpy()
+        if self.drop_last:
+            order = order[: len(order) - len(order) % self.batch_size]
+        noise = torch.empty(len(self.lengths), dtype=torch.float64).uniform_(-self.jitter, self.jitter,
+                                                                              generator=generator).numpy()
+        key = np.log1p(self.lengths) + noise
+        batches: list[np.ndarray] = []
+        width = self.batch_size * self.pool
+        for start in range(0, len(order), width):
+            chunk = order[start : start + width]
+            chunk = chunk[np.argsort(key[chunk], kind="stable")]
+            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        return iter([batches[i].tolist() for i in torch.randperm(len(batches), generator=generator).tolist()])
+
+    def __len__(self) -> int:
+        n, size = len(self.lengths), self.batch_size
+        return n // size if self.drop_last else -(-n // size)
 
 
 class ClipDataset(Dataset):
@@ -193,10 +274,15 @@ class ClipDataset(Dataset):
 
         {"ids": (B,), "targets": (B, 6), "weights": (B,) clip weights of the loss (1 unless given),
          "inputs": {modality: {"pooled": (B, 4*D), "present": (B,), "lengths": (B,),
-                               "frames": (B, T, D)  # only with sequences=True}}}
+                               "frames": (sum(lengths), D)  # only with sequences=True}}}
+
+    ``frames`` is packed: the steps of the batch's clips concatenated in batch order, clip ``i``
+    contributing ``lengths[i]`` of them (0 when absent); the sequence encoders pad them only after
+    projecting them to their (much smaller) width.
 
     Pooled statistics of the dataset's clips are read into memory once; frames stay
-    memory-mapped and are read per batch.
+    memory-mapped and are read per batch with one vectorised read (:func:`gather_frames`), a clip
+    longer than ``max_frames`` reduced to ``max_frames`` chunk means.
     """
 
     def __init__(
@@ -223,7 +309,9 @@ class ClipDataset(Dataset):
         self.max_frames = max_frames
         self._pooled = {m: torch.from_numpy(store.pooled(m, self.ids)) for m in self.modalities}
         self._present = {m: torch.from_numpy(store.present(m, self.ids)) for m in self.modalities}
-        self._lengths = {m: torch.from_numpy(store.lengths(m, self.ids)) for m in self.modalities}
+        spans = {m: store.spans(m, self.ids) for m in self.modalities}
+        self._starts = {m: start for m, (start, _) in spans.items()}
+        self._lengths = {m: torch.from_numpy(length) for m, (_, length) in spans.items()}
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -247,15 +335,15 @@ class ClipDataset(Dataset):
                 "weights": self.weights[rows], "inputs": inputs}
 
     def _frames(self, modality: str, rows: torch.Tensor) -> torch.Tensor:
-        lengths = self._lengths[modality][rows].clamp(max=self.max_frames)
-        batch = torch.zeros(len(rows), max(int(lengths.max()), 1), self.store.dim(modality))
-        for slot, row in enumerate(rows.tolist()):
-            if not self._present[modality][row]:
-                continue
-            frames = self.store.frames(modality, int(self.ids[row]))
-            picked = frames[_frame_indices(len(frames), self.max_frames)]
-            batch[slot, : len(picked)] = torch.from_numpy(picked)
-        return batch
+        picked = rows.numpy()
+        return gather_frames(self.store.frame_rows(modality), self._starts[modality][picked],
+                             self._lengths[modality].numpy()[picked], self.max_frames)
+
+    def sequence_lengths(self) -> np.ndarray:
+        """``(N,)`` steps each clip contributes to a batch of sequences (summed over modalities): the
+        length :class:`LengthBuckets` sorts by."""
+        return sum((self._lengths[m].clamp(max=self.max_frames).numpy() for m in self.modalities),
+                   np.zeros(len(self.ids), dtype=np.int64))
 
 
 def collate_clips(batch: dict) -> dict:

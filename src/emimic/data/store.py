@@ -438,6 +438,16 @@ class FeatureStore:
         out[~present] = 0.0
         return out
 
+    def spans(self, modality: str, ids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where each clip's frames start in :meth:`frame_rows` and how many there are (0 where absent)."""
+        rows, present = self.rows(modality, ids)
+        return self._offsets[modality][rows], np.where(present, self._lengths[modality][rows], 0)
+
+    def frame_rows(self, modality: str) -> np.ndarray:
+        """The memory-mapped ``(frames of all clips, D)`` array of a modality (read-only; index it with spans)."""
+        self._check(modality)
+        return self._frames[modality]
+
     def frames(self, modality: str, clip_id: int) -> np.ndarray:
         """The ``(T, D)`` frames of one clip (a float32 copy); a :class:`DataError` if it is absent."""
         rows, present = self.rows(modality, [clip_id])

@@ -127,12 +127,9 @@ class Branch(nn.Module):
 
     def forward(self, inputs: Mapping[str, Tensor], present: Tensor) -> Tensor:
         pooled = (inputs["pooled"] - self.pooled_mean) / self.pooled_std
-        frames = inputs.get("frames")
-        if self.uses_frames and frames is not None:
-            steps = torch.arange(frames.shape[1], device=frames.device)
-            valid = (steps[None, :] < inputs["lengths"][:, None]).unsqueeze(-1)
-            frames = ((frames - self.frame_mean) / self.frame_std) * valid
-        h = self.project(self.encoder(pooled, frames, inputs["lengths"]))
+        # frames are normalised inside the encoder's first layer (folded into its weights), never copied
+        h = self.project(self.encoder(pooled, inputs.get("frames"), inputs["lengths"],
+                                      norm=(self.frame_mean, self.frame_std)))
         return torch.where(present[:, None], h, self.missing.expand_as(h))
 
 

@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Sampler, SequentialSampler
 
 from emimic.config import ExperimentConfig
 from emimic.data import ClipDataset, FeatureStore, VidmimicDataset, collate_clips, open_dataset
+from emimic.data.dataset import EpochShuffle, LengthBuckets
 from emimic.errors import DataError, EmimicError
 from emimic.io import atomic_path
 from emimic.labels import EMOTIONS, read_split
@@ -132,14 +133,27 @@ def check_compatible(spec: ModelSpec, store: FeatureStore) -> None:
 
 
 def clip_loader(store: FeatureStore, spec: ModelSpec, model: EMIModel, ids: np.ndarray,
-                targets: np.ndarray | None, *, batch_size: int, max_frames: int,
-                shuffle_sampler: Sampler[int] | None = None, drop_last: bool = False,
-                num_workers: int = 0, weights: np.ndarray | None = None) -> DataLoader:
-    """Batches of the clips ``ids`` with every modality the model reads (frames only if it needs them)."""
+                targets: np.ndarray | None, *, batch_size: int, max_frames: int, seed: int | None = None,
+                drop_last: bool = False, num_workers: int = 0, weights: np.ndarray | None = None) -> DataLoader:
+    """Batches of the clips ``ids`` with every modality the model reads (frames only if it needs them).
+
+    With a ``seed`` the clips are shuffled per (seed, epoch); without one they keep their order, or,
+    for a model that reads frames, come sorted by length (so little padding is computed; the order
+    is ``loader.batch_sampler``'s). A model reading frames is trained on :class:`LengthBuckets`.
+    ``weights`` are per-clip loss weights (see :mod:`emimic.training.weights`).
+    """
     dataset = ClipDataset(store, ids, targets, modalities=spec.inputs, sequences=model.uses_frames,
                           max_frames=max_frames, weights=weights)
-    return DataLoader(dataset, batch_size=batch_size, sampler=shuffle_sampler, collate_fn=collate_clips,
-                      drop_last=drop_last, num_workers=num_workers, persistent_workers=num_workers > 0)
+    if model.uses_frames and seed is not None:
+        batches: Sampler = LengthBuckets(dataset.sequence_lengths(), batch_size, seed, drop_last=drop_last)
+    elif model.uses_frames:
+        order = np.argsort(dataset.sequence_lengths(), kind="stable")
+        batches = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+    else:
+        sampler = EpochShuffle(len(ids), seed) if seed is not None else SequentialSampler(dataset)
+        batches = BatchSampler(sampler, batch_size, drop_last)
+    return DataLoader(dataset, batch_sampler=batches, collate_fn=collate_clips, num_workers=num_workers,
+                      persistent_workers=num_workers > 0)
 
 
 @contextlib.contextmanager
@@ -175,9 +189,10 @@ def predict_ids(trained: TrainedModel, store: FeatureStore, ids: np.ndarray) -> 
     batch = eval_batch_size(trained.model, trained.config.optim.batch_size)
     loader = clip_loader(store, trained.spec, trained.model, ids, None, batch_size=batch,
                          max_frames=trained.config.model.encoder.max_frames)
+    out = np.zeros((len(ids), len(EMOTIONS)), np.float32)
     with torch_threads(trained.config.train.threads):
-        preds = [trained.model(batch["inputs"]).pred for batch in loader]
-    out = torch.cat(preds).numpy() if preds else np.zeros((0, len(EMOTIONS)), np.float32)
+        for rows, batch in zip(loader.batch_sampler, loader, strict=True):
+            out[rows] = trained.model(batch["inputs"]).pred.numpy()
     return np.clip(out, 0.0, 1.0)
 
 

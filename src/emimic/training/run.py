@@ -33,7 +33,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from emimic.config import ExperimentConfig, config_to_yaml, load_config, with_overrides
 from emimic.data import FeatureStore, VidmimicDataset, feature_statistics, open_dataset, with_valid_split
@@ -72,23 +72,6 @@ LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 # Lightning's advice on worker counts and logging does not apply to in-memory pooled batches.
 _QUIET = (r".*does not have many workers.*", r".*LightningModule.*has parameters that were not used.*",
           r".*The number of training batches.*", r".*treespec.*", r".*exists and is not empty.*")
-
-
-class EpochShuffle(Sampler[int]):
-    """Random order that depends only on (seed, epoch): Lightning calls ``set_epoch`` every epoch."""
-
-    def __init__(self, size: int, seed: int):
-        self.size, self.seed, self.epoch = size, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
-
-    def __len__(self) -> int:
-        return self.size
 
 
 @dataclass
@@ -311,8 +294,7 @@ def _loaders(cfg: ExperimentConfig, store: FeatureStore, spec: ModelSpec, module
     module.net.set_statistics(feature_statistics(store, train_ids, spec.inputs), train_y)
     batch = cfg.optim.batch_size
     train_loader = clip_loader(store, spec, module.net, train_ids, train_y, batch_size=batch,
-                               max_frames=cfg.model.encoder.max_frames,
-                               shuffle_sampler=EpochShuffle(len(train_ids), cfg.seed),
+                               max_frames=cfg.model.encoder.max_frames, seed=cfg.seed,
                                drop_last=len(train_ids) > batch, num_workers=cfg.train.num_workers,
                                weights=weights)
     valid_loader = clip_loader(store, spec, module.net, valid_ids, valid_y,

@@ -1,0 +1,127 @@
+"""Accuracy and speed of every encoder preset against the pooled default, on three simulated corpora.
+
+For each corpus and each encoder preset (``paper``: mean/std pooling, ``rich_stats``, ``attentive``,
+``gru``, ``transformer``) it trains ``--seeds`` runs for exactly ``--epochs`` epochs (early stopping
+off) and prints the validation mean PCC (mean ± std over seeds) and the seconds per epoch
+(validation included), with the ratio to the ``paper`` preset's epoch measured in the same run.
+
+Corpora (``--clips`` clips each, 60/20/20 train/valid/test, simulator seed 0):
+
+* ``default``: the simulator's defaults (clips of 0.5-1.3 s: vit 4-10 frames, wav2vec2 25-65);
+* ``long``: clips of 1.5-4 s (vit 12-32, wav2vec2 75-200 frames) whose expressive segments cover only
+  8-20 % of the clip, so the signal is strongly time-localised;
+* ``w2v``: wav2vec2-length sequences, 50 frames/s over 2-6 s (100-300 frames; vit 16-48).
+
+Run: ``python benchmarks/bench_encoders.py --clips 1000 --seeds 0 1 2 --epochs 12 [--json out.json]``;
+``--encoders`` and ``--corpus`` pick subsets (``--clips 300 --epochs 3 --seeds 0`` runs in a few minutes).
+Corpora are simulated once under ``--work`` and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_train import EpochTimer
+
+CORPORA: dict[str, dict] = {
+    "default": {},
+    "long": {"min_duration": 1.5, "max_duration": 4.0, "min_segment": 0.08, "max_segment": 0.2},
+    "w2v": {"min_duration": 2.0, "max_duration": 6.0, "audio_fps": 50.0},
+}
+ENCODERS: tuple[str, ...] = ("paper", "rich_stats", "attentive", "gru", "transformer")
+BASELINE = "paper"
+
+
+def corpus(work: Path, name: str, clips: int) -> Path:
+    """Simulate the corpus ``name`` with ``clips`` clips once (reused when finished) and pack it."""
+    from emimic.data import open_dataset
+    from emimic.data.simulate import ORACLE_FILE, SimulationSettings, simulate
+
+    root = work / f"enc-{name}-{clips}"
+    if not (root / ORACLE_FILE).exists():
+        shutil.rmtree(root, ignore_errors=True)
+        started = time.perf_counter()
+        simulate(root, SimulationSettings(clips=clips, seed=0, **CORPORA[name]), progress=False)
+        print(f"simulated {name} ({clips} clips) in {time.perf_counter() - started:.0f} s", flush=True)
+    open_dataset(root).store(progress=False)
+    return root
+
+
+def run_once(root: Path, preset: str, seed: int, epochs: int, work: Path) -> dict:
+    from emimic.data import open_dataset
+    from emimic.training.run import train
+
+    run = work / "enc-runs" / f"{root.name}-{preset}-{seed}"
+    shutil.rmtree(run, ignore_errors=True)
+    timer = EpochTimer()
+    started = time.perf_counter()
+    result = train(open_dataset(root), run, config=preset, seed=seed, max_epochs=epochs,
+                   overrides={"train.patience": epochs}, progress=False, callbacks=[timer])
+    return {"mean_pcc": result.valid.mean_pcc, "seconds_per_epoch": float(np.median(timer.seconds)),
+            "seconds_total": time.perf_counter() - started}
+
+
+def bench_corpus(root: Path, presets: list[str], seeds: list[int], epochs: int, work: Path) -> dict:
+    oracle = json.loads((root / "oracle.json").read_text())["oracle_mean_pcc"]["valid"]
+    rows: dict[str, list[dict]] = {}
+    for preset in presets:
+        rows[preset] = []
+        for seed in seeds:
+            rows[preset].append(run_once(root, preset, seed, epochs, work))
+            last = rows[preset][-1]
+            print(f"  {root.name:18s} {preset:12s} seed {seed}: PCC {last['mean_pcc']:.4f}"
+                  f"  {last['seconds_per_epoch']:.2f} s/epoch  ({last['seconds_total']:.0f} s)", flush=True)
+    return {"oracle_valid": oracle, "runs": rows}
+
+
+def summary(result: dict) -> list[str]:
+    runs = result["runs"]
+    base = np.mean([r["seconds_per_epoch"] for r in runs[BASELINE]]) if BASELINE in runs else float("nan")
+    lines = [f"  {'encoder':12s} {'mean PCC':>17s} {'s/epoch':>8s} {'x pooled':>9s} {'total s':>8s}"]
+    for preset, seeds in runs.items():
+        pcc = np.array([r["mean_pcc"] for r in seeds])
+        epoch = float(np.mean([r["seconds_per_epoch"] for r in seeds]))
+        total = float(np.mean([r["seconds_total"] for r in seeds]))
+        lines.append(f"  {preset:12s} {pcc.mean():8.4f} ± {pcc.std():.4f} {epoch:8.2f} {epoch / base:9.1f}"
+                     f" {total:8.0f}")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=int, default=1000, help="clips per simulated corpus")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
+    parser.add_argument("--epochs", type=int, default=12, help="epochs per run (early stopping off)")
+    parser.add_argument("--encoders", nargs="+", default=list(ENCODERS), help="presets to compare")
+    parser.add_argument("--corpus", nargs="+", choices=sorted(CORPORA), default=list(CORPORA))
+    parser.add_argument("--threads", type=int, default=2, help="torch threads outside the model")
+    parser.add_argument("--work", type=Path, default=Path("bench_data"), help="corpora and runs go here")
+    parser.add_argument("--json", type=Path, default=None, help="also write every run's figures here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    presets = [BASELINE, *[p for p in args.encoders if p != BASELINE]]
+    results = {}
+    for name in args.corpus:
+        root = corpus(args.work, name, args.clips)
+        results[name] = bench_corpus(root, presets, args.seeds, args.epochs, args.work)
+    print(f"\n{args.clips} clips per corpus, seeds {args.seeds}, {args.epochs} epochs;"
+          f" s/epoch includes validation, x pooled is the ratio to {BASELINE} in this run")
+    for name, result in results.items():
+        print(f"\n{name} corpus (oracle valid mean PCC {result['oracle_valid']:.4f})")
+        print("\n".join(summary(result)))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, **results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
