@@ -238,6 +238,16 @@ class AbsentModalities:
             return np.zeros((len(ids), 4 * self._widths[modality]), dtype=np.float32)
         return self._store.pooled(modality, ids)
 
+    def spans(self, modality: str, ids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if modality in self._widths:
+            return np.zeros(len(ids), dtype=np.int64), np.zeros(len(ids), dtype=np.int64)
+        return self._store.spans(modality, ids)
+
+    def frame_rows(self, modality: str) -> np.ndarray:
+        if modality in self._widths:
+            return np.zeros((0, self._widths[modality]), dtype=np.float32)
+        return self._store.frame_rows(modality)
+
 
 def _predict(run: Any, root: Path, ids: dict[int, str], progress: bool) -> pd.DataFrame:
     """Pack the extracted features of ``root`` and predict the clips ``ids`` (id → name)."""
