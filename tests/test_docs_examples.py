@@ -118,6 +118,12 @@ def pages_with_sessions() -> list[Path]:
     return [page for page in PAGES if any(block.tested_by is None for block in examples(page))]
 
 
+def test_shell_lines_join_continuations_and_read_the_exit_status_their_comment_expects() -> None:
+    code = "# a comment\nemimic evaluate --run r \\\n    --split test   # exit 1: no labels\n\nrm x  # exit code 0\n"
+    assert shell_commands(code) == [("emimic evaluate --run r      --split test   # exit 1: no labels", 1),
+                                    ("rm x  # exit code 0", 0)]
+
+
 @pytest.mark.parametrize("page", pages_with_sessions(), ids=lambda page: page.name)
 def test_the_examples_of_the_page_run_in_order(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
@@ -161,5 +167,5 @@ def test_the_parser_sees_every_fence_of_the_page(page: Path) -> None:
 def test_readme_make_targets_run_the_demo_and_the_tests() -> None:
     """README.md's ``make demo`` / ``make test`` (a dry run: building the venv needs the network)."""
     done = subprocess.run(["make", "-n", "-C", str(REPO), "demo", "test"], capture_output=True, text=True, check=True)
-    assert "emimic demo --out runs/demo" in done.stdout
+    assert "emimic demo --out runs/demo\n" in done.stdout
     assert "pytest -q" in done.stdout and "pip install --quiet torch==2.13.0" in done.stdout
