@@ -140,6 +140,13 @@ def test_the_examples_of_the_page_run_in_order(page: Path, tmp_path: Path, monke
             run_python_block(block)
 
 
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+def test_a_misspelt_annotation_is_not_taken_for_an_example_to_run(page: Path) -> None:
+    for block in code_blocks(page):
+        if "tested by" in block.note:
+            assert block.tested_by, f"{block.where}: write it as <!-- tested by tests/test_x.py::test_name -->"
+
+
 def annotated_examples() -> list[Block]:
     return [block for page in PAGES for block in examples(page) if block.tested_by is not None]
 
