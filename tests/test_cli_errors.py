@@ -348,7 +348,7 @@ def test_messages_with_brackets_are_printed_verbatim(make_root, capsys, monkeypa
 
 # -- the documented example ------------------------------------------------------------------------------
 
-DOCS_MARK = "<!-- tested by tests/test_cli_errors.py::test_docs_valid_fraction_example -->"
+DOCS_MARK = "<!-- executed by tests/test_cli_errors.py::test_docs_valid_fraction_example -->"
 
 
 def _documented_commands() -> list[tuple[list[str], int]]:

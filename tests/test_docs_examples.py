@@ -1,7 +1,7 @@
 """Every example in docs/ runs in a test.
 
 Each ```python and ```bash block of docs/*.md and README.md is either run here or names, in an HTML comment
-on the line before its fence, the test that runs it: ``<!-- tested by tests/test_x.py::test_name -->``. Here,
+on the line before its fence, the test that runs it: ``<!-- executed by tests/test_x.py::test_name -->``. Here,
 the blocks of one page run in order as one session in a fresh folder, as a user would type them: ``emimic``
 lines in-process through :func:`emimic.cli.main`, other shell lines through bash, python blocks with ``exec``.
 A shell line expected to fail says so in its comment (``# exit 1: ...``). A ```yaml block is a config example:
@@ -28,7 +28,7 @@ from emimic.cli import main
 REPO = Path(__file__).parents[1]
 PAGES = [*sorted((REPO / "docs").glob("*.md")), REPO / "README.md"]
 EXAMPLE_LANGUAGES = ("python", "bash")
-TESTED_BY = re.compile(r"<!-- tested by (?P<file>tests/[\w/]+\.py)::(?P<test>\w+) -->")
+EXECUTED_BY = re.compile(r"<!-- executed by (?P<file>tests/[\w/]+\.py)::(?P<test>\w+) -->")
 SAVED_AS = re.compile(r"<!-- file: (?P<name>[\w.-]+) -->")
 EXPECTED_EXIT = re.compile(r"#.*\bexit (\d+)")
 
@@ -48,8 +48,8 @@ class Block:
         return f"{self.page.relative_to(REPO)}:{self.line}"
 
     @property
-    def tested_by(self) -> re.Match[str] | None:
-        return TESTED_BY.fullmatch(self.note)
+    def executed_by(self) -> re.Match[str] | None:
+        return EXECUTED_BY.fullmatch(self.note)
 
 
 def code_blocks(page: Path) -> list[Block]:
@@ -115,7 +115,7 @@ def save_config_files(page: Path) -> list[str]:
 
 
 def pages_with_sessions() -> list[Path]:
-    return [page for page in PAGES if any(block.tested_by is None for block in examples(page))]
+    return [page for page in PAGES if any(block.executed_by is None for block in examples(page))]
 
 
 def test_shell_lines_join_continuations_and_read_the_exit_status_their_comment_expects() -> None:
@@ -130,7 +130,7 @@ def test_the_examples_of_the_page_run_in_order(page: Path, tmp_path: Path, monke
     monkeypatch.chdir(tmp_path)
     Path("tests").symlink_to(REPO / "tests")  # the repository's test videos (tests/media) stand in for a user's
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")  # `python`: this one
-    session = [block for block in examples(page) if block.tested_by is None]
+    session = [block for block in examples(page) if block.executed_by is None]
     for name in save_config_files(page):
         assert any(name in block.code for block in session), f"{page.name}: no example of the page uses {name}"
     for block in session:
@@ -143,17 +143,17 @@ def test_the_examples_of_the_page_run_in_order(page: Path, tmp_path: Path, monke
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
 def test_a_misspelt_annotation_is_not_taken_for_an_example_to_run(page: Path) -> None:
     for block in code_blocks(page):
-        if "tested by" in block.note:
-            assert block.tested_by, f"{block.where}: write it as <!-- tested by tests/test_x.py::test_name -->"
+        if "executed by" in block.note:
+            assert block.executed_by, f"{block.where}: write it as <!-- executed by tests/test_x.py::test_name -->"
 
 
 def annotated_examples() -> list[Block]:
-    return [block for page in PAGES for block in examples(page) if block.tested_by is not None]
+    return [block for page in PAGES for block in examples(page) if block.executed_by is not None]
 
 
 @pytest.mark.parametrize("block", annotated_examples(), ids=lambda block: block.where)
 def test_an_annotated_example_names_a_test_that_reads_its_page(block: Block) -> None:
-    annotation = block.tested_by
+    annotation = block.executed_by
     assert annotation is not None
     test_file = REPO / annotation["file"]
     assert test_file.is_file(), f"{block.where}: {annotation['file']} does not exist"

@@ -261,9 +261,9 @@ def test_differences_name_changed_settings_and_unrecorded_data():
 
 
 def documented_session(test: str) -> Iterator[tuple[list[str], int, list[str]]]:
-    """The commands of the docs block marked ``<!-- tested by tests/test_run_folder.py::test -->``, each with the
+    """The commands of the docs block marked ``<!-- executed by tests/test_run_folder.py::test -->``, each with the
     exit status and the quoted output its comment announces (``# exit 1: "..."``; no status means 0)."""
-    marker = f"<!-- tested by tests/test_run_folder.py::{test} -->\n```bash\n"
+    marker = f"<!-- executed by tests/test_run_folder.py::{test} -->\n```bash\n"
     block = DOCS.read_text().split(marker, 1)[1].split("```", 1)[0]
     for line in block.splitlines():
         command, _, comment = line.partition("#")
