@@ -49,6 +49,7 @@ def test_configs_lists_presets_and_registries(capsys):
 
 
 def test_demo_runs_every_stage_on_a_small_corpus(tmp_path, capsys):
+    """The `emimic demo` of docs/training.md and README.md's `make demo`, on a small corpus."""
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--clips", "80", "--max-epochs", "2"]) == 0
     printed = capsys.readouterr().out

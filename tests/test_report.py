@@ -193,7 +193,7 @@ def test_report_renders_in_a_headless_browser(report, tmp_path):
 
 def test_docs_python_example_runs(tmp_path, monkeypatch, capsys):
     page = (Path(__file__).parents[1] / "docs" / "report.md").read_text(encoding="utf-8")
-    (example,) = re.findall(r"## From Python\n\n```python\n(.*?)```", page, flags=re.S)
+    (example,) = re.findall(r"## From Python\n\n<!-- executed by [^\n]*\n```python\n(.*?)```", page, flags=re.S)
     monkeypatch.chdir(tmp_path)
     exec(compile(example, "docs/report.md", "exec"), {})
     assert capsys.readouterr().out.strip() == "compare.html"

@@ -260,10 +260,11 @@ def test_differences_name_changed_settings_and_unrecorded_data():
     assert differences(legacy, _record()) == ["its data was not recorded (it was made by an earlier emimic)"]
 
 
-def documented_session(marker: str) -> Iterator[tuple[list[str], int, list[str]]]:
-    """The commands of the docs block after ``<!-- example: marker -->``, each with the exit status and the
-    quoted output its comment announces (``# exit 1: "..."``; no status means 0)."""
-    block = DOCS.read_text().split(f"<!-- example: {marker} -->\n```bash\n", 1)[1].split("```", 1)[0]
+def documented_session(test: str) -> Iterator[tuple[list[str], int, list[str]]]:
+    """The commands of the docs block marked ``<!-- executed by tests/test_run_folder.py::test -->``, each with the
+    exit status and the quoted output its comment announces (``# exit 1: "..."``; no status means 0)."""
+    marker = f"<!-- executed by tests/test_run_folder.py::{test} -->\n```bash\n"
+    block = DOCS.read_text().split(marker, 1)[1].split("```", 1)[0]
     for line in block.splitlines():
         command, _, comment = line.partition("#")
         status = re.search(r"exit (\d+)", comment)
@@ -272,7 +273,7 @@ def documented_session(marker: str) -> Iterator[tuple[list[str], int, list[str]]
 
 def test_the_documented_session_behaves_as_documented(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    session = list(documented_session("run-folders"))
+    session = list(documented_session("test_the_documented_session_behaves_as_documented"))
     assert len(session) == 9
     for argv, status, quoted in session:
         assert main(argv) == status, argv
