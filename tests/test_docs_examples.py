@@ -103,10 +103,11 @@ def run_python_block(block: Block) -> None:
 
 
 def save_config_files(page: Path) -> list[str]:
-    """Write the page's ```yaml blocks under the names their notes give; every yaml block must name one."""
+    """Write the page's ```yaml blocks under the names their notes give; every yaml block must name one,
+    unless it names the test that runs it."""
     names = []
     for block in code_blocks(page):
-        if block.language == "yaml":
+        if block.language == "yaml" and block.executed_by is None:
             saved_as = SAVED_AS.fullmatch(block.note)
             assert saved_as, f"{block.where}: a yaml block is a config example; put <!-- file: NAME --> before it"
             Path(saved_as["name"]).write_text(block.code, encoding="utf-8")

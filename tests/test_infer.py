@@ -167,7 +167,8 @@ def test_clip_names_are_relative_to_the_inputs_shared_folder(tmp_path: Path) -> 
 
 
 def _documented_commands() -> list[list[str]]:
-    block = re.findall(r"<!-- executed by tests/test_infer.py -->\n```bash\n(.*?)```", DOCS.read_text(), flags=re.S)
+    block = re.findall(r"<!-- executed by tests/test_infer.py::test_docs_example_runs -->\n```bash\n(.*?)```",
+                       DOCS.read_text(), flags=re.S)
     return [shlex.split(line) for line in block[0].strip().splitlines() if not line.startswith("#")]
 
 
@@ -182,6 +183,10 @@ def test_docs_example_runs(corpus: Path, tmp_path: Path, monkeypatch, capsys) ->
     predictions = pd.read_csv(tmp_path / "predictions.csv")
     assert len(predictions) == 4 and (tmp_path / "predictions_plots").is_dir()
     assert json.loads((tmp_path / "runs" / "raw" / "metrics.json").read_text())["n_clips"] == 4
+    annotation = "<!-- executed by tests/test_infer.py::test_docs_example_runs -->"
+    python_example = re.findall(annotation + r"\n```python\n(.*?)```", DOCS.read_text(), flags=re.S)[0]
+    exec(python_example, {})
+    assert pd.read_csv(tmp_path / "from_python.csv").equals(predictions)
 
 
 def test_the_store_carries_each_modalitys_recipe_and_repacks_when_it_changes(make_root) -> None:
