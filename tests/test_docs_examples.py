@@ -173,7 +173,9 @@ def test_the_parser_sees_every_fence_of_the_page(page: Path) -> None:
 
 
 def test_readme_make_targets_run_the_demo_and_the_tests() -> None:
-    """README.md's ``make demo`` / ``make test`` (a dry run: building the venv needs the network)."""
-    done = subprocess.run(["make", "-n", "-C", str(REPO), "demo", "test"], capture_output=True, text=True, check=True)
+    """README.md's ``make demo`` / ``make test`` (a dry run: building the venv needs the network; ``-B``: every
+    step is listed, also where the venv is already built)."""
+    done = subprocess.run(["make", "-n", "-B", "-C", str(REPO), "demo", "test"], capture_output=True, text=True,
+                          check=True)
     assert "emimic demo --out runs/demo\n" in done.stdout
     assert "pytest -q" in done.stdout and "pip install --quiet torch==2.13.0" in done.stdout
