@@ -39,9 +39,10 @@ def clip_stem(clip_id: int) -> str:
     return str(int(clip_id)).zfill(ID_WIDTH)
 
 
-def describe_ids(ids: Iterable[int], *, shown: int = 10) -> str:
-    """``"3, 6, 9"`` for a few clip ids; past ``shown`` of them the rest is a count (``"... and 12 more"``)."""
-    listed = [str(int(clip_id)) for clip_id in ids]
+def shortlist(items: Iterable[object], *, shown: int = 10) -> str:
+    """``"3, 6, 9"`` for a few clip ids or file names; past ``shown`` of them the rest is a count
+    (``"3, 6, ..., 30 and 12 more"``)."""
+    listed = [str(item) for item in items]
     more = f" and {len(listed) - shown} more" if len(listed) > shown else ""
     return ", ".join(listed[:shown]) + more
 

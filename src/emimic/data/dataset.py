@@ -22,7 +22,7 @@ from emimic.data.holdout import resolve_valid_split
 from emimic.data.layout import SPLIT_FILES, DatasetLayout, discover
 from emimic.data.store import FeatureStore, locate_store, pack, stale_modalities
 from emimic.errors import DataError
-from emimic.labels import EMOTIONS, describe_ids, read_meta, read_split
+from emimic.labels import EMOTIONS, read_meta, read_split, shortlist
 
 STD_FLOOR = 1e-6
 
@@ -81,7 +81,7 @@ class VidmimicDataset:
         if len(shared):
             files = " and ".join(self.layout.split_files[s].name for s in (first, second))
             raise DataError(
-                f"{self.root}: clips {describe_ids(shared)} are in both {files}; a clip may be in one split only"
+                f"{self.root}: clips {shortlist(shared)} are in both {files}; a clip may be in one split only"
                 f" (run `emimic validate {self.root}` to list every problem)."
             )
 

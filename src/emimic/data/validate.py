@@ -9,7 +9,6 @@ False and ``emimic validate`` exits non-zero); ``warning`` ones are worth a look
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from emimic.data.holdout import resolve_valid_split
 from emimic.data.layout import SPLIT_FILES, ModalitySource, discover, read_mapping
 from emimic.errors import DataError, EmptyFeatures
 from emimic.io import as_frames, decode_object, read_error, to_numpy, unwrap
-from emimic.labels import read_split
+from emimic.labels import read_split, shortlist
 from emimic.progress import progress_bar
 
 
@@ -50,13 +49,6 @@ class ValidationReport:
 def shown_path(path: Path, root: Path) -> str:
     """``path`` as the user finds it in the layout: ``vit/00024.pkl``, relative to the dataset root."""
     return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
-
-
-def listing(items: Iterable[object], *, limit: int = 10) -> str:
-    """``"3, 6, 9"``, or the first ``limit`` items and how many more: ``"3, 6, ..., 30 and 12 more"``."""
-    items = list(items)
-    shown = ", ".join(str(item) for item in items[:limit])
-    return f"{shown} and {len(items) - limit} more" if len(items) > limit else shown
 
 
 def _read_splits(layout_split_files: dict[str, Path], problems: list[Problem]) -> dict[str, pd.DataFrame]:
@@ -119,7 +111,8 @@ def _scan_modality(source: ModalitySource, root: Path, problems: list[Problem], 
         bar.advance(task)
     if empty:
         problems.append(
-            Problem("warning", source.name, f"{len(empty)} file(s) hold zero frames and are masked: {listing(empty)}.")
+            Problem("warning", source.name,
+                    f"{len(empty)} file(s) hold zero frames and are masked: {shortlist(empty)}.")
         )
     for first, second in source.duplicates:
         problems.append(
@@ -151,7 +144,7 @@ def _check_valid_split(
         held = used["valid"].index
         problems.append(
             Problem("warning", "splits", f"no {SPLIT_FILES['valid'][0]}: train --valid-fraction {valid_fraction} will"
-                    f" hold out {len(held)} of {len(splits['train'])} train clips for validation: {listing(held)}.")
+                    f" hold out {len(held)} of {len(splits['train'])} train clips for validation: {shortlist(held)}.")
         )
 
 
@@ -187,7 +180,7 @@ def validate(root: str | Path, *, valid_fraction: float | None = None, progress:
             unknown = sorted(ids - all_ids) if splits and len(splits) == len(layout.split_files) else []
             if unknown:
                 problems.append(
-                    Problem("warning", name, f"{len(unknown)} file(s) for ids in no split: {listing(unknown)}.")
+                    Problem("warning", name, f"{len(unknown)} file(s) for ids in no split: {shortlist(unknown)}.")
                 )
             row = {
                 "modality": name,
@@ -210,6 +203,7 @@ def validate(root: str | Path, *, valid_fraction: float | None = None, progress:
         if without:
             severity = "error" if split == "train" and without == len(frame) else "warning"
             problems.append(
-                Problem(severity, f"{split}_split", f"{without} clip(s) have no feature file at all: {listing(bare)}.")
+                Problem(severity, f"{split}_split",
+                        f"{without} clip(s) have no feature file at all: {shortlist(bare)}.")
             )
     return ValidationReport(layout.root, pd.DataFrame(split_rows), pd.DataFrame(rows), problems)
