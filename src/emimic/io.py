@@ -154,15 +154,23 @@ def _nearest_existing(folder: Path) -> Path:
     return folder
 
 
-def _probe_writable(folder: Path, *, target: Path) -> None:
-    """Create and drop a scratch file: ``os.access`` says yes to root on read-only mounts such as /sys."""
+def write_failure(folder: Path) -> OSError | None:
+    """Why a file cannot be written in ``folder`` (None: it can). Tried with a scratch file, not inferred from
+    permission bits: ``os.access`` says yes to root on read-only mounts such as /sys."""
     try:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
+        return exc
+    return None
+
+
+def _probe_writable(folder: Path, *, target: Path) -> None:
+    failure = write_failure(folder)
+    if failure is not None:
         raise OutputPathError(
-            f"{target}: cannot write in folder {folder} ({exc.strerror}); choose a writable location."
-        ) from None
+            f"{target}: cannot write in folder {folder} ({failure.strerror}); choose a writable location."
+        )
 
 
 def check_output_path(path: str | Path, *, folder: bool = False, create_parents: bool = False) -> Path:

@@ -29,7 +29,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -41,7 +40,7 @@ import numpy as np
 from emimic.data.layout import DatasetLayout, ModalitySource, discover, read_mapping
 from emimic.defaults import CACHE_ENV, STORE_DTYPES
 from emimic.errors import DataError, EmptyFeatures, Interrupted
-from emimic.io import TEMP_SUFFIX, as_frames, decode_array, remove_leftovers, write_text
+from emimic.io import TEMP_SUFFIX, as_frames, decode_array, remove_leftovers, write_failure, write_text
 from emimic.progress import progress_bar
 
 STORE_VERSION = 1
@@ -77,11 +76,9 @@ def writable(folder: Path) -> bool:
     which neither stop root nor reveal a read-only mount."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
     except OSError:
         return False
-    return True
+    return write_failure(folder) is None
 
 
 def locate_store(layout: DatasetLayout) -> Path:
