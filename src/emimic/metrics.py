@@ -77,6 +77,15 @@ def bootstrap_pcc(preds: np.ndarray, targets: np.ndarray, *, samples: int = 1000
         return np.where(valid, cov / np.sqrt(np.where(valid, var_p * var_t, 1.0)), 0.0)
 
 
+def paired_difference_interval(boot: np.ndarray, reference_boot: np.ndarray,
+                               level: float = 0.95) -> tuple[float, float]:
+    """Interval of the mean-PCC difference of two prediction sets scored on the *same* bootstrap resamples
+    of the same clips (``(samples, D)`` each, from :func:`bootstrap_pcc` with one seed): paired over clips,
+    so what both get right or wrong alike cancels out. An interval that contains 0 is within noise."""
+    low, high = confidence_interval(boot.mean(axis=1) - reference_boot.mean(axis=1), level)
+    return float(low), float(high)
+
+
 def confidence_interval(samples: np.ndarray, level: float = 0.95) -> np.ndarray:
     """``(2, ...)`` lower and upper percentile bounds of bootstrap ``samples`` along their first axis."""
     tail = 100.0 * (1.0 - level) / 2.0

@@ -11,9 +11,13 @@ Two rules, the same for the CLI and the library:
 
 from __future__ import annotations
 
+import json
+import shutil
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from emimic.errors import OutputConflict
+from emimic.errors import ConfigError, OutputConflict
 
 
 def refuse_inside_dataset(path: str | Path, root: str | Path) -> None:
@@ -30,3 +34,25 @@ def check_output_file(path: str | Path, *, dataset_root: str | Path, overwrite: 
     refuse_inside_dataset(path, dataset_root)
     if Path(path).exists() and not overwrite:
         raise OutputConflict(f"{path} already exists; pass --overwrite to replace it, or choose another path.")
+
+
+def check_folder_settings(out: str | Path, record: str, settings: Mapping[str, Any], *, kind: str,
+                          overwrite: bool | None = None) -> None:
+    """Refuse to add to the results folder ``out`` (a CV or ablation folder) what other ``settings`` would make.
+
+    ``record`` is the file in ``out`` that holds the settings it was made with. A folder made with other settings
+    is refused, or with ``overwrite=True`` emptied; ``overwrite=None``: the command offers no ``--overwrite``. A
+    non-empty folder without ``record`` is never emimic's, so it is refused either way."""
+    out = Path(out)
+    path = out / record
+    if path.exists():
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(k for k in settings if stored.get(k) != settings[k])
+        if changed and overwrite:
+            shutil.rmtree(out)
+        elif changed:
+            offer = ", pass --overwrite to replace it," if overwrite is not None else ","
+            raise ConfigError(f"{out} was made with other {', '.join(changed)} (see {path}); rerun it with the same"
+                              f" options{offer} or choose a new --out.")
+    elif out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} exists and is not an emimic {kind} folder; choose a new --out.")

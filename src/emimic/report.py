@@ -35,7 +35,7 @@ from emimic.data import VidmimicDataset, open_dataset
 from emimic.errors import EmimicError
 from emimic.io import write_text
 from emimic.labels import EMOTIONS
-from emimic.metrics import bootstrap_pcc, confidence_interval, pcc_scores
+from emimic.metrics import bootstrap_pcc, confidence_interval, paired_difference_interval, pcc_scores
 from emimic.provenance import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, load_oracle
 from emimic.training.crossval import fold_view
 from emimic.training.history import MONITOR, RAW_MONITOR
@@ -359,11 +359,9 @@ def data_section(dataset: VidmimicDataset) -> str:
 def comparison_rows(summaries: Sequence[RunSummary]) -> list[list[str]]:
     """Mean PCC with its interval per run, and the paired difference to the first run over the same clips."""
     reference = summaries[0]
-    reference_boot = reference.bootstrap.mean(axis=1)
     rows = []
     for summary in summaries:
-        boot = summary.bootstrap.mean(axis=1)
-        low, high = confidence_interval(boot)
+        low, high = confidence_interval(summary.bootstrap.mean(axis=1))
         prov = summary.provenance
         row = [summary.name, prov.get("config", {}).get("name", "-"), str(prov.get("seed", "-")),
                f"{summary.valid.mean_pcc:.4f}", f"[{low:.3f}, {high:.3f}]"]
@@ -373,7 +371,7 @@ def comparison_rows(summaries: Sequence[RunSummary]) -> list[list[str]]:
         elif not same_clips:
             row += ["-", "different clips: not paired"]
         else:
-            diff_low, diff_high = confidence_interval(boot - reference_boot)
+            diff_low, diff_high = paired_difference_interval(summary.bootstrap, reference.bootstrap)
             delta = summary.valid.mean_pcc - reference.valid.mean_pcc
             noise = "within noise" if diff_low <= 0.0 <= diff_high else "significant"
             row += [f"{delta:+.4f} [{diff_low:+.3f}, {diff_high:+.3f}]", noise]

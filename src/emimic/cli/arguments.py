@@ -78,3 +78,15 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message.rstrip('.')}; see `{self.prog} --help`.\n")
+
+
+def add_runner_args(parser: argparse.ArgumentParser, *, what: str) -> None:
+    """``--jobs``, ``--backend`` and ``--ray-address``: where the independent trainings of ``cv`` and ``ablate`` run
+    (see :mod:`emimic.training.jobs`)."""
+    parser.add_argument("--jobs", type=positive_int, default=1,
+                        help=f"{what} trained at once: local processes, or the CPUs of a Ray started here (default: 1)")
+    parser.add_argument("--backend", choices=("local", "ray"), default="local",
+                        help="local: processes on this machine (default); ray: one Ray task of 1 CPU per model")
+    parser.add_argument("--ray-address", default=None, metavar="ADDR",
+                        help="with --backend ray: join this cluster (HOST:PORT, ray://HOST:PORT or auto) instead of"
+                        " starting a Ray here")

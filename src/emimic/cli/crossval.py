@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from emimic.cli.arguments import output_folder, positive_int, seed_value
+from emimic.cli.arguments import add_runner_args, output_folder, positive_int, seed_value
 from emimic.cli.data import add_store_arg
 from emimic.cli.registry import Handler, command, console, out
 from emimic.cli.train import add_config_args, dataset, pcc_table
@@ -36,7 +36,7 @@ def cv_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--fold-seed", type=seed_value, default=0, help="seed of the fold assignment (default: 0)")
     parser.add_argument("--refit", action="store_true",
                         help="also train on all of train+valid for the median best epoch of the folds")
-    parser.add_argument("--jobs", type=positive_int, default=1, help="models trained in parallel (local processes)")
+    add_runner_args(parser, what="models")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-fold lines")
     add_store_arg(parser)
 
@@ -48,6 +48,7 @@ def cv_command(parser: argparse.ArgumentParser) -> Handler:
         seeds = args.seeds or [args.seed if args.seed is not None else cfg.seed]
         result = cross_validate(dataset(args), args.out, folds=args.folds, seeds=seeds, config=cfg,
                                 max_epochs=args.max_epochs, refit=args.refit, jobs=args.jobs,
+                                backend=args.backend, ray_address=args.ray_address,
                                 fold_seed=args.fold_seed, progress=not args.quiet,
                                 report=None if args.quiet else fold_line)
         grouping = f"grouped by {result.group_column!r}" if result.group_column else "not grouped"

@@ -7,6 +7,7 @@ clip, never the run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -77,7 +78,11 @@ def check_ray_address(address: str) -> None:
         raise ConfigError(f"--ray-address {address}: no Ray cluster answers there ({reason}); {_NO_CLUSTER}.") from None
 
 
-def run_ray(spec: ExtractSpec, tasks: list[Task], address: str, workers: int) -> Iterator[ClipReport]:
+@contextlib.contextmanager
+def ray_session(address: str, workers: int) -> Iterator[Any]:
+    """The ``ray`` module, connected for the duration of the block: ``local`` starts a Ray of ``workers`` CPUs
+    here, anything else joins that cluster (probe it first with :func:`check_ray_address`: ``ray.init``
+    retries for minutes). A Ray started here is shut down afterwards; one already running is left alone."""
     import ray
 
     started_here = not ray.is_initialized()
@@ -90,6 +95,14 @@ def run_ray(spec: ExtractSpec, tasks: list[Task], address: str, workers: int) ->
             except ConnectionError as exc:
                 raise ConfigError(f"--ray-address {address}: {' '.join(str(exc).split())} ({_NO_CLUSTER}).") from None
     try:
+        yield ray
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def run_ray(spec: ExtractSpec, tasks: list[Task], address: str, workers: int) -> Iterator[ClipReport]:
+    with ray_session(address, workers) as ray:
         remote = ray.remote(num_cpus=1)(run_clip)
         spec_ref = ray.put(spec)
         # A bounded window of tasks in flight keeps the driver's memory flat on 15k-clip corpora.
@@ -106,6 +119,3 @@ def run_ray(spec: ExtractSpec, tasks: list[Task], address: str, workers: int) ->
                 yield ray.get(ready)
             except Exception as exc:  # a lost worker or node fails its clip, not the run
                 yield crashed(task, exc)
-    finally:
-        if started_here:
-            ray.shutdown()

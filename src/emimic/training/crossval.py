@@ -40,9 +40,7 @@ import json
 import re
 import statistics
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -55,9 +53,10 @@ from emimic.errors import ConfigError, DataError
 from emimic.io import atomic_path, write_text
 from emimic.labels import EMOTIONS, GROUP_COLUMNS
 from emimic.metrics import pcc_scores
-from emimic.progress import progress_bar
+from emimic.outputs import check_folder_settings
 from emimic.provenance import pcc_intervals
 from emimic.training.inference import evaluate
+from emimic.training.jobs import Backend, Runner
 from emimic.training.run import TrainResult, train
 
 SETTINGS_FILE = "cv.json"
@@ -132,18 +131,6 @@ def refit_epoch_count(best_epochs: Sequence[int]) -> int:
     return max(1, round(statistics.median(best_epochs)))
 
 
-def _check_settings(out: Path, settings: dict) -> None:
-    path = out / SETTINGS_FILE
-    if path.exists():
-        stored = json.loads(path.read_text(encoding="utf-8"))
-        changed = sorted(k for k in settings if stored.get(k) != settings[k])
-        if changed:
-            raise ConfigError(f"{out} was made with other {', '.join(changed)} (see {path}); rerun it with the same"
-                              f" options, or choose a new --out.")
-    elif out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out} exists and is not an emimic CV folder; choose a new --out.")
-
-
 def fold_table(out: Path, labels: pd.DataFrame, meta: pd.DataFrame, folds: int, seed: int) -> pd.Series:
     """The fold of every clip (index Filename): read from ``folds.csv``, or assigned and written there once."""
     path = out / FOLDS_FILE
@@ -195,6 +182,13 @@ def run_job(job: FoldJob, ds: VidmimicDataset | None = None) -> TrainResult:
     return train(job_dataset(job, ds), job.run, config=job.config, seed=job.seed, progress=False)
 
 
+def _train_all(jobs: Sequence[FoldJob], ds: VidmimicDataset, runner: Runner,
+               report: Callable[[FoldJob, TrainResult], None]) -> dict[str, TrainResult]:
+    results = runner.run(jobs, run_job, inline=lambda job: run_job(job, ds), label="cross-validation models",
+                         report=report)
+    return {job.run: result for job, result in zip(jobs, results, strict=True)}
+
+
 def _plan(out: Path, ds: VidmimicDataset, cfg: ExperimentConfig, fold_of: pd.Series,
           seeds: Sequence[int]) -> list[FoldJob]:
     jobs = []
@@ -211,30 +205,6 @@ def _refit_jobs(out: Path, ds: VidmimicDataset, cfg: ExperimentConfig, fold_of: 
     valid = ds.split("valid").index.tolist() if "valid" in ds.splits else fold_of.index[fold_of == 1].tolist()
     ids = {"train": fold_of.index.tolist(), "valid": valid}
     return [FoldJob(str(ds.root), str(ds.store_dir), str(out / f"refit-seed{s}"), 0, s, refit, ids) for s in seeds]
-
-
-def run_jobs(jobs: Sequence[FoldJob], ds: VidmimicDataset, *, workers: int, progress: bool,
-             report: Callable[[FoldJob, TrainResult], None]) -> dict[str, TrainResult]:
-    """Train every job (in this process, or on ``workers`` local processes); ``report`` each as it finishes."""
-    results: dict[str, TrainResult] = {}
-    with progress_bar(progress) as bar:
-        task = bar.add_task("cross-validation models", total=len(jobs))
-
-        def finished(job: FoldJob, result: TrainResult) -> None:
-            results[job.run] = result
-            report(job, result)
-            bar.advance(task)
-
-        if workers <= 1:
-            for job in jobs:
-                finished(job, run_job(job, ds))
-            return results
-        # spawn, not fork: forked children would inherit torch's half-initialised thread pools
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(run_job, job): job for job in jobs}
-            for future in as_completed(futures):
-                finished(futures[future], future.result())
-    return results
 
 
 def out_of_fold(ds: VidmimicDataset, jobs: Sequence[FoldJob], labels: pd.DataFrame,
@@ -262,13 +232,17 @@ def cross_validate(
     overrides: Mapping[str, object] | None = None,
     refit: bool = False,
     jobs: int = 1,
+    backend: Backend = "local",
+    ray_address: str | None = None,
     fold_seed: int = 0,
     progress: bool = True,
     report: Callable[[FoldJob, TrainResult], None] | None = None,
 ) -> CVResult:
     """Cross-validate ``config`` (default: paper) over train+valid of ``data`` into the CV folder ``out``.
 
-    ``report(job, result)`` is called as each model finishes (the CLI prints one line per fold)."""
+    ``jobs`` models train at once on local processes (``backend`` ``local``) or as Ray tasks (``ray``, on
+    ``ray_address``, default a local Ray; see :mod:`emimic.training.jobs`). ``report(job, result)`` is
+    called as each model finishes (the CLI prints one line per fold)."""
     if folds < 2:
         raise ConfigError(f"--folds {folds}: cross-validation needs at least 2 folds.")
     out = Path(out)
@@ -280,14 +254,15 @@ def cross_validate(
     column = group_column(meta)
     settings = {"folds": folds, "fold_seed": fold_seed, "group_column": column,
                 "config": cfg.model_dump(mode="json", exclude={"seed"})}
-    _check_settings(out, settings)
+    check_folder_settings(out, SETTINGS_FILE, settings, kind="CV")
     fold_of = fold_table(out, labels, meta, folds, fold_seed)
     write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2))  # once the folds could be assigned
     ds.store(progress=progress)  # packed once here, before any worker opens it
     seeds = list(dict.fromkeys(seeds))
     plan = _plan(out, ds, cfg, fold_of, seeds)
     quiet: Callable[[FoldJob, TrainResult], None] = report or (lambda job, result: None)
-    results = run_jobs(plan, ds, workers=jobs, progress=progress, report=quiet)
+    runner = Runner(jobs, backend, ray_address, progress)
+    results = _train_all(plan, ds, runner, quiet)
     oof = out_of_fold(ds, plan, labels, fold_of)
     with atomic_path(out / OOF_FILE) as tmp:
         oof.to_csv(tmp, float_format="%.6f")
@@ -298,7 +273,7 @@ def cross_validate(
     if refit:
         refit_epochs = refit_epoch_count(best_epochs)
         refit_plan = _refit_jobs(out, ds, cfg, fold_of, refit_epochs, seeds)
-        run_jobs(refit_plan, ds, workers=jobs, progress=progress, report=quiet)
+        _train_all(refit_plan, ds, runner, quiet)
         refit_runs = [Path(job.run) for job in refit_plan]
     result = CVResult(out, folds, seeds, column, float(np.mean(list(scores.values()))), scores,
                       pcc_intervals(preds, truth),

@@ -1,0 +1,83 @@
+"""The ``ablate`` command: a grid of configs x seeds, one table of mean ± std, changes and noise marks."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.table import Table
+
+from emimic.cli.arguments import add_runner_args, output_folder, positive_int, seed_value
+from emimic.cli.data import add_store_arg
+from emimic.cli.registry import Handler, command, console, out
+from emimic.cli.train import dataset
+
+if TYPE_CHECKING:
+    from emimic.training.ablate import AblationJob, AblationResult
+    from emimic.training.run import TrainResult
+
+# A default epoch limit for ablations: every cell x seed is a full training, and the ranking of cells is
+# settled well before the paper preset's 30 (see docs/ablation.md for the measurement).
+ABLATION_MAX_EPOCHS = 10
+
+
+def run_line(job: AblationJob, result: TrainResult) -> None:
+    """One line per finished run, as it finishes (runs may finish out of order with --jobs)."""
+    how = "reused" if result.stored else f"trained in {result.seconds:.1f} s"
+    console.print(f"{job.cell} seed {job.seed}: valid mean PCC {result.valid.mean_pcc:.4f}, best epoch"
+                  f" {result.best_epoch}/{result.epochs}, {how}", highlight=False)
+
+
+def summary_tables(result: AblationResult) -> tuple[Table, Table]:
+    """The comparison with the reference cell, and the per-dimension PCCs (two tables, so each fits a terminal)."""
+    from emimic.training.ablate import COMPARISON_COLUMNS, SUMMARY_HEADER, summary_rows
+
+    title = f"Ablation ({len(result.seeds)} seed(s), validation split): {result.out}"
+    comparison = Table(title=title, title_justify="left")
+    dimensions = Table(title="Per-dimension validation PCC, mean ± std over seeds", title_justify="left")
+    dimensions.add_column(SUMMARY_HEADER[0])
+    for i, name in enumerate(SUMMARY_HEADER):
+        table = comparison if i < COMPARISON_COLUMNS else dimensions
+        table.add_column(name, justify="left" if i in (0, COMPARISON_COLUMNS - 1) else "right", no_wrap=i > 0)
+    colours = {"better": "green", "worse": "red", "within noise": "dim", "reference": "bold"}
+    for summary, row in zip(result.summary, summary_rows(result.summary), strict=True):
+        mark = f"[{colours[summary.verdict]}]{row[COMPARISON_COLUMNS - 1]}[/]"
+        comparison.add_row(*row[:COMPARISON_COLUMNS - 1], mark)
+        dimensions.add_row(row[0], *row[COMPARISON_COLUMNS:])
+    return comparison, dimensions
+
+
+@command("ablate", "Train a grid of configs x seeds (default: the paper method and one change at a time) and"
+         " tabulate mean ± std, the change against paper with a paired t-test and bootstrap, and noise marks.",
+         "emimic ablate --data data/sim --seeds 0 1 2 --out runs/ablation --jobs 2")
+def ablate_command(parser: argparse.ArgumentParser) -> Handler:
+    parser.add_argument("--data", type=Path, required=True, help="dataset root (Hume-Vidmimic2 layout)")
+    parser.add_argument("--out", type=output_folder, default=Path("runs/ablation"),
+                        help="ablation folder to create or resume (default: runs/ablation)")
+    parser.add_argument("--grid", default=None, metavar="FILE",
+                        help="grid YAML (default: the packaged grid, docs/ablation.md)")
+    parser.add_argument("--seeds", type=seed_value, nargs="+", default=[0, 1, 2],
+                        help="seeds of every cell (default: 0 1 2)")
+    parser.add_argument("--max-epochs", type=positive_int, default=ABLATION_MAX_EPOCHS,
+                        help=f"epoch limit of every run (default: {ABLATION_MAX_EPOCHS})")
+    add_runner_args(parser, what="runs")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an ablation folder made with another grid, seeds or data")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or per-run lines")
+    add_store_arg(parser)
+
+    def run(args: argparse.Namespace) -> int:
+        from emimic.training.ablate import SUMMARY_FILE, TABLE_FILE, ablate
+
+        result = ablate(dataset(args), args.out, grid=args.grid, seeds=args.seeds, max_epochs=args.max_epochs,
+                        jobs=args.jobs, backend=args.backend, ray_address=args.ray_address,
+                        overwrite=args.overwrite, progress=not args.quiet, report=None if args.quiet else run_line)
+        for table in summary_tables(result):
+            out.print(table)
+        for name, reason in result.skipped.items():
+            out.print(f"skipped {name}: {reason}", highlight=False)
+        out.print(f"table: {result.out / SUMMARY_FILE}, per run: {result.out / TABLE_FILE}")
+        return 0
+
+    return run

@@ -1,0 +1,450 @@
+"""``ablate()``: a grid of configs x seeds, each an ordinary ``train`` run, summarised with noise marks.
+
+A *grid* (YAML, :class:`Grid`) names *cells*, each a set of dotted config overrides of a *base*
+preset (default ``paper``), and may *generate* cells from the registry and the data: one per
+registered fusion (``fusion_<name>``) and one per single modality and pair of modalities
+(``modalities=<a>+<b>``), plus all modalities but the text ones (``no_text``) when the data has text.
+The packaged default grid (``configs/grids/default.yaml``) varies one factor at a time from the
+paper method. A cell that cannot apply to the data (a modality the data lacks, a model the data
+cannot feed) is *skipped* with its reason, not failed; a modality name that is neither in the data nor
+one an extractor writes is a typo, refused with a did-you-mean.
+
+Every (cell, seed) is a ``train`` run folder ``OUT/<cell>/seed<s>/``: a finished one is reused, an
+interrupted one resumes. The summary compares each cell with the reference cell (``paper``):
+
+- mean ± standard deviation over seeds (ddof 1) of the validation mean PCC and of each dimension;
+- the change of the mean PCC, paired by seed, with a paired t-test across seeds (``scipy.stats.ttest_rel``);
+- a paired bootstrap over validation clips of the seed-averaged predictions (the resampling of
+  ``emimic report``): the 95 % interval of the change;
+- *within noise* unless both agree: t-test p < 0.05 (with >= 2 seeds) and a bootstrap interval that
+  excludes 0 on the same side as the change.
+
+Folder::
+
+    OUT/ablation.json        what the folder was made with: data fingerprint, seeds, every cell's config
+    OUT/<cell>/seed<s>/      a `train` run folder
+    OUT/ablation.csv         one row per cell x seed: status (trained, reused, skipped), PCCs, epochs, time
+    OUT/ablation.md          the summary table (mean ± std, change, p, interval, mark) and the skipped cells
+
+Example::
+
+    from emimic.training.ablate import ablate
+    result = ablate("data/sim", "runs/ablation", seeds=[0, 1, 2], max_epochs=8, jobs=2)
+    result.summary[0].name, result.summary[0].mean
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import json
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import Field, ValidationError, field_validator
+
+from emimic.config import ExperimentConfig, Section, explain, load_config, with_overrides
+from emimic.data import FeatureStore, VidmimicDataset, open_dataset
+from emimic.data.simulate import AUDIO_DIR, FACE_DIR, TEXT_EMB_DIR
+from emimic.defaults import DEFAULT_PRESET, preset_dir
+from emimic.errors import ConfigError, DataError
+from emimic.io import atomic_path, write_text
+from emimic.labels import EMOTIONS
+from emimic.metrics import bootstrap_pcc, paired_difference_interval
+from emimic.outputs import check_folder_settings
+from emimic.provenance import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED
+from emimic.registry import EXTRACTORS, FUSIONS
+from emimic.training.inference import evaluate
+from emimic.training.jobs import Backend, Runner
+from emimic.training.provenance import data_fingerprint
+from emimic.training.run import TrainResult, train
+
+SETTINGS_FILE = "ablation.json"
+TABLE_FILE = "ablation.csv"
+SUMMARY_FILE = "ablation.md"
+DEFAULT_GRID = "default"
+ALPHA = 0.05
+_CELL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]*")
+
+
+def grid_dir() -> Path:
+    """The folder of the packaged grids."""
+    return preset_dir() / "grids"
+
+
+class GridGenerate(Section):
+    """Cells made from the registry and the data rather than written out."""
+
+    fusions: bool = Field(False, description="a cell fusion_<name> per registered fusion other than the base's")
+    modality_subsets: bool = Field(
+        False, description="a cell per single modality and per pair of the data's modalities, and no_text"
+    )
+
+
+class Grid(Section):
+    """A grid file: named cells of dotted config overrides of ``base``, compared with ``reference``."""
+
+    description: str = ""
+    base: str = DEFAULT_PRESET
+    reference: str = "paper"
+    cells: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
+    generate: GridGenerate = Field(default_factory=GridGenerate)
+
+    @field_validator("cells")
+    @classmethod
+    def _names(cls, value: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
+        bad = [name for name in value if not _CELL_NAME.fullmatch(str(name))]
+        if bad:
+            raise ValueError(f"cell names {bad} must be letters, digits and _ . + = - (each names a folder)")
+        return {str(name): dict(overrides or {}) for name, overrides in value.items()}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One configuration of the grid: its overrides of the base, and its config or why it is skipped."""
+
+    name: str
+    overrides: dict[str, Any]
+    config: ExperimentConfig | None = None
+    skipped: str | None = None
+
+
+@dataclass(frozen=True)
+class AblationJob:
+    """One (cell, seed) to train: plain, picklable values for a worker process or a Ray task."""
+
+    root: str
+    store_dir: str
+    cell: str
+    seed: int
+    run: str
+    config: ExperimentConfig
+
+
+@dataclass
+class CellSummary:
+    """A cell over its seeds, and its comparison with the reference cell (``None`` for the reference)."""
+
+    name: str
+    seeds: int
+    mean: float
+    std: float
+    pcc_mean: dict[str, float]
+    pcc_std: dict[str, float]
+    delta: float | None = None
+    p_value: float | None = None  # paired t-test across seeds; None with a single seed
+    interval: tuple[float, float] | None = None  # paired bootstrap over clips of the change
+    within_noise: bool | None = None
+
+    @property
+    def verdict(self) -> str:
+        if self.delta is None:
+            return "reference"
+        if self.within_noise:
+            return "within noise"
+        return "better" if self.delta > 0 else "worse"
+
+
+@dataclass
+class AblationResult:
+    out: Path
+    seeds: list[int]
+    reference: str
+    summary: list[CellSummary]
+    table: pd.DataFrame  # ablation.csv
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- the grid
+
+
+def load_grid(source: str | Path | None = None) -> Grid:
+    """A grid file, or a packaged grid by name (default ``default``); every cell is checked against its base."""
+    path = Path(source) if source is not None else grid_dir() / f"{DEFAULT_GRID}.yaml"
+    if not path.exists() and path.suffix == "" and (grid_dir() / f"{source}.yaml").exists():
+        path = grid_dir() / f"{source}.yaml"
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: the grid cannot be read ({exc.strerror}); give a YAML file.") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: is not valid YAML ({' '.join(str(exc).split())}).") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a grid is a mapping (base, reference, cells, generate), not {type(raw).__name__}.")
+    try:
+        grid = Grid.model_validate(raw)
+    except ValidationError as exc:
+        raise explain(exc, Grid, source=str(path)) from None
+    base = load_config(grid.base)
+    for name, overrides in grid.cells.items():
+        cell_config(base, name, overrides, source=path)
+    if grid.reference not in grid.cells:
+        raise ConfigError(f"{path}: reference {grid.reference!r} is not a cell; cells: {', '.join(grid.cells)}.")
+    return grid
+
+
+def cell_config(base: ExperimentConfig, name: str, overrides: Mapping[str, Any], *,
+                source: str | Path = "grid") -> ExperimentConfig:
+    """``base`` with the cell's overrides; a bad key or value is a ConfigError naming the cell."""
+    try:
+        return with_overrides(base, {**overrides, "name": name})
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: cell {name!r}: {str(exc).removeprefix('overrides: ')}") from None
+
+
+def text_modalities() -> set[str]:
+    """Modalities made from transcripts: the outputs of the extractors that read text, and the simulator's."""
+    names = {TEXT_EMB_DIR}
+    for extractor in EXTRACTORS.names():
+        cls = EXTRACTORS[extractor]
+        if "text" in cls.needs:
+            names |= {output.name for output in cls().outputs()}
+    return names
+
+
+def known_modalities() -> set[str]:
+    """Names a modality may have although this data lacks it: what emimic's extractors write, and the
+    folders of the Vidmimic layout."""
+    names = {FACE_DIR, AUDIO_DIR, TEXT_EMB_DIR, *EXTRACTORS.names()}
+    for extractor in EXTRACTORS.names():
+        names |= {output.name for output in EXTRACTORS[extractor]().outputs()}
+    return names
+
+
+def generated_cells(grid: Grid, base: ExperimentConfig, modalities: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The cells ``grid.generate`` asks for, on data with ``modalities``."""
+    cells: dict[str, dict[str, Any]] = {}
+    if grid.generate.fusions:
+        cells |= {f"fusion_{name}": {"model.fusion": name} for name in FUSIONS.names() if name != base.model.fusion}
+    if grid.generate.modality_subsets:
+        subsets = [[m] for m in modalities] + [list(pair) for pair in itertools.combinations(modalities, 2)]
+        cells |= {f"modalities={'+'.join(s)}": {"model.modalities": s} for s in subsets if len(s) < len(modalities)}
+        text = text_modalities()
+        spoken = [m for m in modalities if m not in text]
+        if spoken and len(spoken) < len(modalities) and spoken not in subsets:
+            cells["no_text"] = {"model.modalities": spoken}
+    return cells
+
+
+def why_skipped(cfg: ExperimentConfig, store: FeatureStore, *, cell: str) -> str | None:
+    """Why the cell's model cannot be trained on ``store`` (None: it can); a modality name that is no modality
+    at all is a typo and raises."""
+    from emimic.models.emi import EMIModel, resolve_spec  # torch: only once there is data to plan on
+
+    absent = [m for m in cfg.model.modalities or [] if m not in store.modalities]
+    if absent:
+        known = known_modalities()
+        for name in absent:
+            if name not in known:
+                close = difflib.get_close_matches(name, [*store.modalities, *sorted(known)], n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"cell {cell!r}: unknown modality {name!r}{hint}; the data has"
+                                  f" {', '.join(store.modalities)}.")
+        return f"the data has no {', '.join(absent)} (it has {', '.join(store.modalities)})"
+    try:
+        spec = resolve_spec(cfg.model, {m: store.dim(m) for m in store.modalities},
+                            {m: store.feature_names(m) for m in store.modalities})
+        EMIModel(spec, cfg.model)
+    except (ConfigError, DataError) as exc:
+        return str(exc)
+    return None
+
+
+def plan_cells(grid: Grid, store: FeatureStore, overrides: Mapping[str, Any]) -> list[Cell]:
+    """Every cell of ``grid`` on this data (the reference first), each with its config or why it is skipped."""
+    base = load_config(grid.base, overrides=overrides)
+    written = {grid.reference: grid.cells[grid.reference], **grid.cells}
+    cells = []
+    for name, cell_overrides in {**written, **generated_cells(grid, base, store.modalities)}.items():
+        cfg = cell_config(base, name, cell_overrides)
+        reason = why_skipped(cfg, store, cell=name)
+        cells.append(Cell(name, cell_overrides, None if reason else cfg, reason))
+    if cells[0].skipped:
+        raise ConfigError(f"the reference cell {grid.reference!r} cannot run on this data: {cells[0].skipped}.")
+    return cells
+
+
+# ---------------------------------------------------------------- runs
+
+
+def train_job(job: AblationJob, ds: VidmimicDataset | None = None) -> TrainResult:
+    data = ds if ds is not None else open_dataset(job.root, store_dir=job.store_dir)
+    return train(data, job.run, config=job.config, seed=job.seed, progress=False)
+
+
+def _jobs(out: Path, ds: VidmimicDataset, cells: Sequence[Cell], seeds: Sequence[int]) -> list[AblationJob]:
+    return [AblationJob(str(ds.root.resolve()), str(Path(ds.store_dir).resolve()), cell.name, seed,
+                        str((out / cell.name / f"seed{seed}").resolve()), cell.config)
+            for cell in cells if cell.config is not None for seed in seeds]
+
+
+def _settings(ds: VidmimicDataset, store: FeatureStore, cells: Sequence[Cell], seeds: Sequence[int]) -> dict:
+    labelled = {}
+    for split in ("train", "valid"):
+        frame = ds.split(split)
+        labelled[split] = (frame.index.to_numpy(dtype=np.int64), frame[list(EMOTIONS)].to_numpy(dtype=np.float32))
+    grid = {c.name: c.config.model_dump(mode="json", exclude={"seed"}) if c.config else f"skipped: {c.skipped}"
+            for c in cells}
+    return {"data": data_fingerprint(store, store.modalities, labelled).digest, "seeds": list(seeds), "grid": grid}
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def paired_t_test(values: Sequence[float], reference: Sequence[float]) -> float | None:
+    """Two-sided p of the paired t-test of ``values`` against ``reference`` (paired by seed); None under 2 pairs.
+    Identical differences have no spread: p is 1 when they are all 0, else 0."""
+    from scipy.stats import ttest_rel
+
+    diffs = np.asarray(values, dtype=float) - np.asarray(reference, dtype=float)
+    if len(diffs) < 2:
+        return None
+    if np.ptp(diffs) == 0.0:
+        return 1.0 if diffs[0] == 0.0 else 0.0
+    return float(ttest_rel(values, reference).pvalue)
+
+
+def is_within_noise(delta: float, p_value: float | None, interval: tuple[float, float]) -> bool:
+    """A change counts only when the seeds (t-test, when there are >= 2) and the clips (bootstrap interval on
+    the change's side of 0) both say so."""
+    low, high = interval
+    clips_agree = low > 0.0 if delta > 0 else high < 0.0
+    seeds_agree = p_value is None or p_value < ALPHA
+    return not (clips_agree and seeds_agree)
+
+
+def summarise(scores: pd.DataFrame, reference: str, boot: Mapping[str, np.ndarray]) -> list[CellSummary]:
+    """Per cell (rows of ``scores``: cell, seed, mean_pcc and one column per emotion) its mean ± std over seeds
+    and its change against ``reference``, paired by seed (t-test) and over clips (``boot[cell]``: ``(samples,
+    6)`` PCC of its seed-averaged predictions on the shared bootstrap resamples)."""
+    ref = scores[scores["cell"] == reference].set_index("seed")
+    summaries = []
+    for name, rows in scores.groupby("cell", sort=False):
+        rows = rows.set_index("seed")
+        std = rows.std(numeric_only=True, ddof=1).fillna(0.0)
+        summary = CellSummary(str(name), len(rows), float(rows["mean_pcc"].mean()), float(std["mean_pcc"]),
+                              {e: float(rows[e].mean()) for e in EMOTIONS}, {e: float(std[e]) for e in EMOTIONS})
+        if name != reference:
+            paired = rows.index.intersection(ref.index)
+            summary.delta = float((rows.loc[paired, "mean_pcc"] - ref.loc[paired, "mean_pcc"]).mean())
+            summary.p_value = paired_t_test(rows.loc[paired, "mean_pcc"], ref.loc[paired, "mean_pcc"])
+            summary.interval = paired_difference_interval(boot[str(name)], boot[reference])
+            summary.within_noise = is_within_noise(summary.delta, summary.p_value, summary.interval)
+        summaries.append(summary)
+    return summaries
+
+
+def seed_averaged_bootstrap(out: Path, ds: VidmimicDataset, cells: Sequence[Cell],
+                            seeds: Sequence[int]) -> dict[str, np.ndarray]:
+    """``(samples, 6)`` PCC of each cell's seed-averaged validation predictions on the shared clip resamples."""
+    boot = {}
+    for cell in cells:
+        if cell.config is not None:
+            evaluation = evaluate([out / cell.name / f"seed{s}" for s in seeds], ds, split="valid")
+            boot[cell.name] = bootstrap_pcc(*evaluation.arrays(), samples=BOOTSTRAP_SAMPLES, seed=BOOTSTRAP_SEED)
+    return boot
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def result_row(job: AblationJob, result: TrainResult) -> dict[str, Any]:
+    return {"cell": job.cell, "seed": job.seed, "status": "reused" if result.stored else "trained", "reason": "",
+            "mean_pcc": result.valid.mean_pcc, **result.valid.pcc, "best_epoch": result.best_epoch,
+            "epochs": result.epochs, "seconds": round(result.seconds, 2), "run": job.run}
+
+
+def _skipped_rows(cells: Sequence[Cell], seeds: Sequence[int]) -> list[dict[str, Any]]:
+    return [{"cell": c.name, "seed": s, "status": "skipped", "reason": c.skipped} for c in cells if c.skipped
+            for s in seeds]
+
+
+def _fmt(value: float | None, spec: str = ".4f") -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+
+def summary_rows(summary: Sequence[CellSummary]) -> list[list[str]]:
+    """The table's cells as text (:data:`SUMMARY_HEADER`), for ablation.md and the terminal."""
+    rows = []
+    for s in summary:
+        interval = "-" if s.interval is None else f"[{s.interval[0]:+.3f}, {s.interval[1]:+.3f}]"
+        rows.append([s.name, str(s.seeds), f"{s.mean:.4f} ± {s.std:.4f}", _fmt(s.delta, "+.4f"),
+                     _fmt(s.p_value, ".3f"), interval, s.verdict,
+                     *(f"{s.pcc_mean[e]:.3f} ± {s.pcc_std[e]:.3f}" for e in EMOTIONS)])
+    return rows
+
+
+SUMMARY_HEADER = ["cell", "seeds", "mean PCC ± std", "Δ", "p (t-test)", "Δ 95 % CI (clips)", "mark", *EMOTIONS]
+COMPARISON_COLUMNS = len(SUMMARY_HEADER) - len(EMOTIONS)  # the terminal prints the emotions in a table of their own
+
+
+def markdown(result: AblationResult, ds: VidmimicDataset, settings: Mapping[str, Any]) -> str:
+    lines = [f"# Ablation: {result.out}", "",
+             f"Data `{ds.root}` (fingerprint {settings['data']}), validation split; seeds {result.seeds};"
+             f" reference cell `{result.reference}`.", "",
+             "| " + " | ".join(SUMMARY_HEADER) + " |", "|" + "---|" * len(SUMMARY_HEADER)]
+    lines += ["| " + " | ".join(row) + " |" for row in summary_rows(result.summary)]
+    lines += ["", f"mean PCC and the emotions: validation PCC, mean ± standard deviation over seeds. Δ: change of the"
+              f" mean PCC against `{result.reference}`, averaged over seeds (paired by seed); p: paired t-test"
+              f" across seeds; CI: 95 % paired bootstrap over the validation clips of the seed-averaged predictions"
+              f" ({BOOTSTRAP_SAMPLES} resamples). *within noise* unless p < {ALPHA} and the CI excludes 0 on the"
+              " side of Δ."]
+    if result.skipped:
+        lines += ["", "## Skipped cells", ""] + [f"- `{name}`: {reason}" for name, reason in result.skipped.items()]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- the command
+
+
+def ablate(
+    data: str | Path | VidmimicDataset,
+    out: str | Path,
+    *,
+    grid: Grid | str | Path | None = None,
+    seeds: Sequence[int] = (0, 1, 2),
+    max_epochs: int | None = None,
+    overrides: Mapping[str, object] | None = None,
+    jobs: int = 1,
+    backend: Backend = "local",
+    ray_address: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    report: Callable[[AblationJob, TrainResult], None] | None = None,
+) -> AblationResult:
+    """Train every cell of ``grid`` (default: the packaged default grid) with every seed into ``out``.
+
+    ``max_epochs`` and ``overrides`` apply to the base of every cell. ``jobs`` runs train at once (local
+    processes, or Ray tasks with ``backend="ray"``). ``report(job, result)`` is called as each run finishes."""
+    out = Path(out)
+    grid = grid if isinstance(grid, Grid) else load_grid(grid)
+    ds = data if isinstance(data, VidmimicDataset) else open_dataset(data)
+    store = ds.store(progress=progress)  # packed once here, before any worker opens it
+    seeds = list(dict.fromkeys(seeds))
+    base_overrides = dict(overrides or {}) | ({"train.max_epochs": max_epochs} if max_epochs is not None else {})
+    cells = plan_cells(grid, store, base_overrides)
+    settings = _settings(ds, store, cells, seeds)
+    check_folder_settings(out, SETTINGS_FILE, settings, kind="ablation", overwrite=overwrite)
+    write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2))
+    plan = _jobs(out, ds, cells, seeds)
+    runner = Runner(jobs, backend, ray_address, progress)
+    results = runner.run(plan, train_job, inline=lambda job: train_job(job, ds), label="ablation runs",
+                         report=report)
+    table = pd.DataFrame([*(result_row(j, r) for j, r in zip(plan, results, strict=True)),
+                          *_skipped_rows(cells, seeds)])
+    table = table.astype({"seed": "Int64", "best_epoch": "Int64", "epochs": "Int64"})  # skipped rows have none
+    with atomic_path(out / TABLE_FILE) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6f")
+    scores = table[table["status"] != "skipped"]
+    summary = summarise(scores, grid.reference, seed_averaged_bootstrap(out, ds, cells, seeds))
+    result = AblationResult(out, seeds, grid.reference, summary, table,
+                            {c.name: c.skipped for c in cells if c.skipped})
+    write_text(out / SUMMARY_FILE, markdown(result, ds, settings))
+    return result

@@ -1,0 +1,88 @@
+"""Run many independent trainings (CV folds, ablation cells): in this process, on local processes, or as Ray tasks.
+
+Each job is a plain, picklable value and ``work(job)`` a module-level function that trains it into its
+own run folder, so a job can run anywhere the run folder is reachable; ``report(job, result)`` is
+called in this process as each one finishes (in finishing order), under one progress bar.
+
+Backends:
+
+- ``local`` (default): ``workers`` <= 1 runs the jobs here one after another (with ``inline`` when
+  given: it may reuse objects already open in this process); more run on that many spawned processes.
+- ``ray``: each job is a Ray task of one CPU, on a Ray started here with ``workers`` CPUs
+  (``ray_address`` ``local``) or on the cluster at ``ray_address`` (probed first, so a wrong address
+  fails in seconds; see :mod:`emimic.features.backends`). Paths in the jobs must be absolute and
+  visible to every node.
+
+Example::
+
+    from emimic.training.jobs import Runner
+    results = Runner(workers=2).run(jobs, train_job, label="ablation runs", report=print)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from typing import Literal, TypeVar
+
+from emimic.progress import progress_bar
+
+Backend = Literal["local", "ray"]
+BACKENDS: tuple[str, ...] = ("local", "ray")
+
+J = TypeVar("J")
+R = TypeVar("R")
+
+
+def _local(jobs: Sequence[J], work: Callable[[J], R], inline: Callable[[J], R],
+           workers: int) -> Iterator[tuple[int, R]]:
+    if workers <= 1:
+        for index, job in enumerate(jobs):
+            yield index, inline(job)
+        return
+    # spawn, not fork: forked children would inherit torch's half-initialised thread pools
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(work, job): index for index, job in enumerate(jobs)}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def _ray(jobs: Sequence[J], work: Callable[[J], R], address: str, workers: int) -> Iterator[tuple[int, R]]:
+    from emimic.features.backends import check_ray_address, ray_session
+
+    check_ray_address(address)
+    with ray_session(address, workers) as ray:
+        remote = ray.remote(num_cpus=1)(work)
+        running = {remote.remote(job): index for index, job in enumerate(jobs)}
+        while running:
+            [ready], _ = ray.wait(list(running), num_returns=1)
+            yield running.pop(ready), ray.get(ready)
+
+
+@dataclass(frozen=True)
+class Runner:
+    """Where and how many jobs run at once (the ``--jobs``, ``--backend`` and ``--ray-address`` of a command)."""
+
+    workers: int = 1
+    backend: Backend = "local"
+    ray_address: str | None = None  # backend ray: a cluster's address, or None for a Ray started here
+    progress: bool = True
+
+    def run(self, jobs: Sequence[J], work: Callable[[J], R], *, inline: Callable[[J], R] | None = None,
+            label: str = "models", report: Callable[[J, R], None] | None = None) -> list[R]:
+        """``work(job)`` for every job; the results in the order of ``jobs``."""
+        if self.backend == "ray":
+            finished = _ray(jobs, work, self.ray_address or "local", self.workers)
+        else:
+            finished = _local(jobs, work, inline or work, self.workers)
+        results: dict[int, R] = {}
+        with progress_bar(self.progress) as bar:
+            task = bar.add_task(label, total=len(jobs))
+            for index, result in finished:
+                results[index] = result
+                if report is not None:
+                    report(jobs[index], result)
+                bar.advance(task)
+        return [results[index] for index in range(len(jobs))]
