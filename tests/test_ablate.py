@@ -1,0 +1,193 @@
+"""`emimic ablate`: grid parsing, cells that cannot apply, the statistics of the table, resume and refusal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import write_root
+from emimic.cli import main
+from emimic.errors import ConfigError
+from emimic.labels import EMOTIONS
+from emimic.registry import FUSIONS
+from emimic.training.ablate import (
+    TABLE_FILE,
+    Grid,
+    generated_cells,
+    is_within_noise,
+    load_grid,
+    paired_t_test,
+    plan_cells,
+    summarise,
+)
+
+TINY_DIMS = {"vit": 6, "wav2vec2": 8, "text_emb": 4}
+
+
+def grid_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "grid.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_root(tmp_path_factory.mktemp("ablate") / "root", train=24, valid=12, dims=TINY_DIMS)
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tiny_root: Path):
+    from emimic.data import open_dataset
+
+    return open_dataset(tiny_root).store(progress=False)
+
+
+# ---------------------------------------------------------------- the grid file
+
+
+def test_the_packaged_default_grid_loads_and_varies_one_factor_at_a_time() -> None:
+    grid = load_grid()
+    assert grid.reference == "paper" and grid.cells["paper"] == {}
+    assert {"loss_mse_only", "loss_mse_pcc", "loss_with_ccc", "no_ema", "no_vad"} <= set(grid.cells)
+    assert grid.generate.fusions and grid.generate.modality_subsets
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("cell:\n  paper: {}\n", r"unknown key 'cell' \(did you mean 'cells'\?\)"),
+    ("cells:\n  paper: {}\n  x: {model.fusoin: concat}\n", r"cell 'x': unknown key 'model.fusoin' \(did you mean"
+                                                         r" 'fusion'\?\)"),
+    ("cells:\n  paper: {}\n  x: {model.fusion: concta}\n", r"cell 'x': model.fusion: unknown fusion 'concta' \(did"
+                                                         r" you mean 'concat'\?\)"),
+    ("cells:\n  main: {}\n", r"reference 'paper' is not a cell; cells: main"),
+    ("cells:\n  paper: {}\n  a/b: {}\n", r"cell names \['a/b'\] must be letters"),
+    ("generate:\n  fusion: true\ncells:\n  paper: {}\n", r"unknown key 'generate.fusion' \(did you mean 'fusions'"),
+])
+def test_a_wrong_grid_is_one_sentence_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_grid(grid_file(tmp_path, text))
+
+
+def test_a_mistyped_modality_is_refused_and_an_absent_one_skips_its_cell(tmp_path: Path, tiny_store) -> None:
+    typo = load_grid(grid_file(tmp_path, "cells:\n  paper: {}\n  v: {model.modalities: [vti]}\n"))
+    with pytest.raises(ConfigError, match=r"cell 'v': unknown modality 'vti' \(did you mean 'vit'\?\)"):
+        plan_cells(typo, tiny_store, {})
+    absent = load_grid(grid_file(tmp_path, "cells:\n  paper: {}\n  e: {model.modalities: [egemaps, vit]}\n"))
+    paper, egemaps = plan_cells(absent, tiny_store, {})
+    assert paper.config is not None and paper.skipped is None
+    assert egemaps.config is None and egemaps.skipped.startswith("the data has no egemaps (it has text_emb, vit,")
+
+
+def test_generated_cells_cover_every_fusion_and_the_modality_subsets_with_and_without_text(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from emimic.config import load_config
+
+    monkeypatch.setitem(FUSIONS, "plugin_fusion", object)  # a fusion registered by anyone is a cell too
+    grid = Grid(generate={"fusions": True, "modality_subsets": True})
+    base = load_config("paper")
+    cells = generated_cells(grid, base, ["text_emb", "vit", "wav2vec2"])
+    fusions = {name.removeprefix("fusion_") for name in cells if name.startswith("fusion_")}
+    assert fusions == set(FUSIONS.names()) - {"concat"}  # the base's fusion is the paper cell itself
+    assert "plugin_fusion" in fusions
+    subsets = {tuple(c["model.modalities"]) for n, c in cells.items() if n.startswith("modalities=")}
+    assert subsets == {("text_emb",), ("vit",), ("wav2vec2",), ("text_emb", "vit"), ("text_emb", "wav2vec2"),
+                       ("vit", "wav2vec2")}
+    assert "no_text" not in cells  # vit+wav2vec2 is already the subset without text
+    four = generated_cells(grid, base, ["egemaps", "text_emb", "vit", "wav2vec2"])
+    assert four["no_text"] == {"model.modalities": ["egemaps", "vit", "wav2vec2"]}
+    assert "no_text" not in generated_cells(grid, base, ["vit", "wav2vec2"])  # no text in the data
+
+
+# ---------------------------------------------------------------- statistics on hand-made numbers
+
+
+def scores(cells: dict[str, list[float]]) -> pd.DataFrame:
+    rows = [{"cell": name, "seed": seed, "mean_pcc": value, **dict.fromkeys(EMOTIONS, value)}
+            for name, values in cells.items() for seed, value in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+def test_the_paired_t_test_matches_the_textbook_value() -> None:
+    # differences 0.10, 0.09, 0.11: mean 0.10, sd 0.01, t = 0.10 / (0.01 / sqrt 3) = 17.32 on 2 df -> p = 0.0033
+    assert paired_t_test([0.60, 0.61, 0.62], [0.50, 0.52, 0.51]) == pytest.approx(0.00332, abs=1e-4)
+    assert paired_t_test([0.5, 0.6], [0.5, 0.6]) == 1.0 and paired_t_test([0.6], [0.5]) is None
+
+
+def test_a_change_counts_only_when_seeds_and_clips_both_say_so() -> None:
+    assert not is_within_noise(0.1, 0.003, (0.05, 0.15))
+    assert is_within_noise(0.1, 0.003, (-0.01, 0.15))  # the clips disagree
+    assert is_within_noise(0.1, 0.20, (0.05, 0.15))  # the seeds disagree
+    assert is_within_noise(-0.1, 0.003, (0.05, 0.15))  # the interval is on the other side of 0
+    assert not is_within_noise(-0.1, 0.003, (-0.15, -0.05))
+    assert not is_within_noise(0.1, None, (0.05, 0.15))  # one seed: the clips alone judge
+
+
+def test_the_summary_gives_mean_std_change_and_marks_on_hand_made_numbers() -> None:
+    rng = np.random.default_rng(0)
+    reference = rng.normal(0.5, 0.01, size=(1000, len(EMOTIONS)))
+    boot = {"paper": reference, "clear": reference + 0.1 + rng.normal(0, 0.01, reference.shape),
+            "noisy": reference + rng.normal(0, 0.2, reference.shape), "worse": reference - 0.1}
+    table = scores({"paper": [0.50, 0.52, 0.51], "clear": [0.60, 0.61, 0.62], "noisy": [0.49, 0.55, 0.50],
+                    "worse": [0.40, 0.43, 0.41]})
+    paper, clear, noisy, worse = summarise(table, "paper", boot)
+    assert (paper.verdict, paper.mean, paper.std) == ("reference", pytest.approx(0.51), pytest.approx(0.01))
+    assert clear.delta == pytest.approx(0.10) and clear.p_value == pytest.approx(0.00332, abs=1e-4)
+    assert clear.interval[0] > 0 and clear.verdict == "better"
+    assert clear.pcc_mean["Joy"] == pytest.approx(0.61) and clear.pcc_std["Joy"] == pytest.approx(0.01)
+    assert noisy.interval[0] < 0 < noisy.interval[1] and noisy.verdict == "within noise"
+    assert worse.delta == pytest.approx(-0.0967, abs=1e-4) and worse.verdict == "worse"
+
+
+# ---------------------------------------------------------------- end to end through the CLI
+
+
+@pytest.fixture(scope="module")
+def ablation(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[str]]:
+    """A 2-cell x 2-seed ablation of 2 epochs (plus a skipped cell), run once through the CLI."""
+    folder = tmp_path_factory.mktemp("ablation")
+    grid = grid_file(folder, "cells:\n  paper: {}\n  no_ema: {train.ema.enabled: false}\n"
+                             "  face_mesh: {model.modalities: [facemesh]}\n")
+    argv = ["ablate", "--data", str(tiny_root), "--grid", str(grid), "--seeds", "0", "1", "--max-epochs", "2",
+            "--out", str(folder / "out"), "--quiet"]
+    assert main(argv) == 0
+    return folder / "out", grid, argv
+
+
+def test_ablate_writes_one_row_per_cell_and_seed_and_the_table(ablation: tuple[Path, Path, list[str]]) -> None:
+    out, _, _ = ablation
+    table = pd.read_csv(out / TABLE_FILE)
+    assert list(zip(table["cell"], table["seed"], table["status"], strict=True)) == [
+        ("paper", 0, "trained"), ("paper", 1, "trained"), ("no_ema", 0, "trained"), ("no_ema", 1, "trained"),
+        ("face_mesh", 0, "skipped"), ("face_mesh", 1, "skipped")]
+    assert set(EMOTIONS) <= set(table.columns) and table["mean_pcc"].notna().sum() == 4
+    assert all((out / cell / f"seed{s}" / "metrics.json").exists() for cell in ("paper", "no_ema") for s in (0, 1))
+    summary = (out / "ablation.md").read_text(encoding="utf-8")
+    assert "| paper | 2 |" in summary and "| no_ema | 2 |" in summary and "reference" in summary
+    assert "- `face_mesh`: the data has no facemesh" in summary
+
+
+def test_a_second_call_reuses_every_finished_run(ablation: tuple[Path, Path, list[str]],
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    out, _, argv = ablation
+    runs = sorted(out.glob("*/seed*/metrics.json"))
+    before = [path.stat().st_mtime_ns for path in runs]
+    capsys.readouterr()
+    assert main([a for a in argv if a != "--quiet"]) == 0
+    assert [path.stat().st_mtime_ns for path in runs] == before
+    assert set(pd.read_csv(out / TABLE_FILE)["status"]) == {"reused", "skipped"}
+    printed = capsys.readouterr().err
+    assert "paper seed 1: valid mean PCC" in printed and printed.count(", reused") == 4
+
+
+def test_a_folder_made_with_other_seeds_is_refused_unless_overwrite(ablation: tuple[Path, Path, list[str]],
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out, _, argv = ablation
+    other = [*argv[: argv.index("--seeds") + 1], "0", *argv[argv.index("--max-epochs"):]]
+    capsys.readouterr()
+    assert main(other) == 1
+    assert f"{out} was made with other seeds (see {out / 'ablation.json'}); rerun it with the same options, pass" \
+           " --overwrite to replace it, or choose a new --out." in " ".join(capsys.readouterr().err.split())
+    assert main([*other, "--overwrite"]) == 0
+    assert set(pd.read_csv(out / TABLE_FILE)["seed"]) == {0} and not (out / "paper" / "seed1").exists()
