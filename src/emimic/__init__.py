@@ -22,7 +22,7 @@ _EXPORTS = {
     "pack": "emimic.data",
     "validate": "emimic.data.validate",
     "simulate": "emimic.data.simulate",
-    "SimulationSettings": "emimic.data.simulate",
+    "SimulationSettings": "emimic.data.simulation_settings",
     "extract": "emimic.features",
     "train": "emimic.training",
     "evaluate": "emimic.training",

@@ -62,27 +62,27 @@ def print_validation(report: ValidationReport) -> None:
     "emimic simulate --out data/sim --clips 500 --seed 1",
 )
 def simulate_command(parser: argparse.ArgumentParser) -> Handler:
-    from emimic.data.simulate import SimulationSettings
+    from emimic.data.simulation_knobs import KNOBS  # plain data: the flags cost no pydantic or numpy import
 
     parser.add_argument("--out", type=output_folder, required=True, help="corpus folder to write")
     parser.add_argument("--config", type=Path, default=None, help="YAML file of SimulationSettings fields")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     # One flag per setting (e.g. --clips, --seed, --face-dim, --missing-audio); unset flags keep
-    # the YAML value or the default, so the settings class stays the only list of knobs.
-    for name, field in SimulationSettings.model_fields.items():
-        if field.annotation is bool:  # a switch: --transcripts-only / --no-transcripts-only
+    # the YAML value or the default, so the list of knobs stays the only list of flags.
+    for knob in KNOBS:
+        if knob.kind is bool:  # a switch: --transcripts-only / --no-transcripts-only
             parser.add_argument(
-                f"--{name.replace('_', '-')}", dest=f"sim_{name}", action=argparse.BooleanOptionalAction,
-                default=None, help=f"{field.description} (default: {'on' if field.default else 'off'})",
+                knob.flag, dest=f"sim_{knob.name}", action=argparse.BooleanOptionalAction,
+                default=None, help=f"{knob.description} (default: {'on' if knob.default else 'off'})",
             )
             continue
         parser.add_argument(
-            f"--{name.replace('_', '-')}",
-            dest=f"sim_{name}",
-            type=field.annotation,
+            knob.flag,
+            dest=f"sim_{knob.name}",
+            type=knob.kind,
             default=None,
-            metavar=field.annotation.__name__.upper(),
-            help=f"{field.description} (default: {field.default})",
+            metavar=knob.kind.__name__.upper(),
+            help=f"{knob.description} (default: {knob.default})",
         )
 
     def run(args: argparse.Namespace) -> int:
@@ -90,9 +90,10 @@ def simulate_command(parser: argparse.ArgumentParser) -> Handler:
 
         from emimic.config import explain
         from emimic.data.simulate import existing_simulation, simulate
+        from emimic.data.simulation_settings import SimulationSettings
         from emimic.labels import EMOTIONS
 
-        overrides = {n: getattr(args, f"sim_{n}") for n in SimulationSettings.model_fields}
+        overrides = {k.name: getattr(args, f"sim_{k.name}") for k in KNOBS}
         overrides = {n: v for n, v in overrides.items() if v is not None}
         if args.config is not None:
             settings = SimulationSettings.from_yaml(args.config, **overrides)

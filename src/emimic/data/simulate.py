@@ -25,11 +25,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from emimic.config import explain
+from emimic.data.simulation_settings import SimulationSettings
 from emimic.errors import ConfigError, DataError
 from emimic.io import atomic_path, save_array, write_text
 from emimic.labels import EMOTIONS, clip_stem, write_split
@@ -85,110 +83,6 @@ _PHRASES: dict[str, tuple[str, ...]] = {
 _FILLERS: tuple[str, ...] = ("um", "okay", "so", "yeah", "hmm", "right", "well", "uh")
 # Stream keys of the per-speaker offsets, one per frame-level modality.
 MODALITY_KEYS: dict[str, int] = {"face": 0, "audio": 1}
-
-
-class SimulationSettings(BaseModel):
-    """Every knob of the simulated corpus; the defaults give a small Vidmimic-like corpus.
-
-    The defaults keep the whole demo (simulate, pack, train) within about a minute on two cores
-    and the corpus near 250 MB, which is why the clips are short: wav2vec2-style audio runs at
-    50 frames/s with 768 float32 features, i.e. 150 kB per second of audio.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    clips: int = Field(2000, ge=3, description="Number of clips over all three splits.")
-    seed: int = Field(0, ge=0, description="Seed of every random draw; equal seeds give identical files.")
-    train_fraction: float = Field(0.6, gt=0, lt=1, description="Share of clips in train_split.csv.")
-    valid_fraction: float = Field(0.2, gt=0, lt=1, description="Share of clips in valid_split.csv; the rest is test.")
-    face_dim: int = Field(384, ge=1, description="Width of the per-frame face features (vit/).")
-    audio_dim: int = Field(768, ge=1, description="Width of the per-frame audio features (wav2vec2/).")
-    text_dim: int = Field(384, ge=1, description="Width of the clip-level transcript embedding (text_emb/).")
-    face_fps: float = Field(8.0, gt=0, description="Sampled face frames per second.")
-    audio_fps: float = Field(50.0, gt=0, description="Audio frames per second (wav2vec2 emits about 50).")
-    min_duration: float = Field(0.5, gt=0, description="Shortest clip, in seconds.")
-    max_duration: float = Field(1.3, gt=0, description="Longest clip, in seconds (durations are uniform).")
-    min_segment: float = Field(0.3, gt=0, le=1, description="Shortest expressive segment, as a share of the clip.")
-    max_segment: float = Field(0.7, gt=0, le=1, description="Longest expressive segment, as a share of the clip.")
-    mirror_rate: float = Field(0.0, ge=0, le=1, description="Share of clips whose face mirrors the stimulus.")
-    missing_face: float = Field(0.05, ge=0, lt=1, description="Share of clips without a vit/ file.")
-    missing_audio: float = Field(0.10, ge=0, lt=1, description="Share of clips without a wav2vec2/ file.")
-    missing_text: float = Field(0.10, ge=0, lt=1, description="Share of clips without a transcript file.")
-    empty_transcript: float = Field(
-        0.15, ge=0, lt=1, description="Share of the remaining clips whose transcript is empty (no text_emb/ file)."
-    )
-    label_steepness: float = Field(
-        3.0, gt=0, description="Slope of the rating-scale saturation: intensity = sigmoid(k * (appraisal - 0.5))."
-    )
-    n_raters: int = Field(5, ge=1, description="Raters averaged into each label (the most, with min_raters).")
-    min_raters: int = Field(
-        0, ge=0, description="When >= 1, each clip is rated by its own number of raters, uniform in"
-        " [min_raters, n_raters], so labels differ in how noisy they are (0: every clip has n_raters)."
-    )
-    rating_levels: int = Field(
-        0, ge=0, description="0: continuous ratings; L >= 2: each rater answers one of L evenly spaced levels in"
-        " [0, 1], rounded at random so that its expectation is the clipped rating (2: a 0/1 vote, so a label is a"
-        " fraction k/N of its N raters, as in Hume-Vidmimic2)."
-    )
-    rater_noise: float = Field(0.4, ge=0, description="Standard deviation of one rater's error, in label units.")
-    rater_bias: float = Field(0.05, ge=0, description="Spread of each rater's fixed per-emotion bias.")
-    feature_noise: float = Field(0.05, ge=0, description="Per-frame, per-feature noise relative to the signal.")
-    latent_noise: float = Field(0.05, ge=0, description="Slow noise on the latent expression units.")
-    text_noise: float = Field(
-        0.15, ge=0, description="Noise on what a transcript says about the emotional state (text_emb/)."
-    )
-    transcripts_only: bool = Field(
-        False,
-        description="Write the transcripts (text/) without precomputed text_emb/, as teams receive them; embed them"
-        " with `emimic extract --modalities text_emb`.",
-    )
-    nuisance_strength: float = Field(
-        1.0, ge=0, description="Amplitude of emotion-free activity bursts (head motion, speech activity)."
-    )
-    speaker_strength: float = Field(0.3, ge=0, description="Size of each speaker's fixed feature offset.")
-    channel_strength: float = Field(0.3, ge=0, description="Size of each clip's recording-channel offset.")
-    expressiveness_spread: float = Field(
-        0.1, ge=0, description="Log-scale spread of how strongly a speaker shows what they feel."
-    )
-    setups: int = Field(3, ge=1, description="Recording setups (camera + microphone), each speaker uses one.")
-    setup_gain_spread: float = Field(
-        0.3, ge=0, description="Log-range of how strongly each setup passes expressions on to the features."
-    )
-    setup_strength: float = Field(2.0, ge=0, description="Size of each setup's fixed feature offset (its signature).")
-    clips_per_speaker: int = Field(8, ge=1, description="Average clips per speaker; speakers never cross splits.")
-    latent_units: int = Field(32, ge=2, description="Latent expression units behind each modality's features.")
-    feature_scale_spread: float = Field(1.0, ge=0, description="Log-scale spread of the per-feature scales.")
-    feature_offset_spread: float = Field(2.0, ge=0, description="Spread of the per-feature offsets.")
-
-    @model_validator(mode="after")
-    def _check_consistency(self) -> SimulationSettings:
-        if self.train_fraction + self.valid_fraction >= 1:
-            raise ValueError(
-                f"train_fraction + valid_fraction is {self.train_fraction + self.valid_fraction:g};"
-                " it must stay below 1 to leave clips for the test split."
-            )
-        if self.rating_levels == 1:
-            raise ValueError("rating_levels 1 leaves a single answer; use 0 (continuous) or at least 2.")
-        if self.min_raters > self.n_raters:
-            raise ValueError(f"min_raters {self.min_raters} exceeds n_raters {self.n_raters}.")
-        if self.min_duration > self.max_duration:
-            raise ValueError(f"min_duration {self.min_duration:g} exceeds max_duration {self.max_duration:g}.")
-        return self
-
-    @classmethod
-    def from_yaml(cls, path: str | Path, **overrides: Any) -> SimulationSettings:
-        """Read settings from a YAML mapping, with ``overrides`` (e.g. CLI flags) taking precedence."""
-        path = Path(path)
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot be read as YAML ({exc}).") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: must hold a mapping of settings, not {type(loaded).__name__}.")
-        try:
-            return cls.model_validate({**loaded, **overrides})
-        except ValidationError as exc:
-            raise explain(exc, cls, source=str(path)) from None
 
 
 @dataclass
