@@ -58,7 +58,7 @@ from emimic.errors import ConfigError, DataError
 from emimic.io import atomic_path, write_text
 from emimic.labels import EMOTIONS
 from emimic.metrics import bootstrap_pcc, paired_difference_interval
-from emimic.outputs import check_folder_settings
+from emimic.outputs import check_folder_settings, refuse_inside_dataset
 from emimic.provenance import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED
 from emimic.registry import EXTRACTORS, FUSIONS
 from emimic.training.inference import evaluate
@@ -258,11 +258,13 @@ def why_skipped(cfg: ExperimentConfig, store: FeatureStore, *, cell: str) -> str
 
 
 def plan_cells(grid: Grid, store: FeatureStore, overrides: Mapping[str, Any]) -> list[Cell]:
-    """Every cell of ``grid`` on this data (the reference first), each with its config or why it is skipped."""
+    """Every cell of ``grid`` on this data (the reference first, then the written ones, then the generated ones
+    whose names are not taken), each with its config or why it is skipped."""
     base = load_config(grid.base, overrides=overrides)
     written = {grid.reference: grid.cells[grid.reference], **grid.cells}
     cells = []
-    for name, cell_overrides in {**written, **generated_cells(grid, base, store.modalities)}.items():
+    generated = generated_cells(grid, base, store.modalities)
+    for name, cell_overrides in {**written, **{n: o for n, o in generated.items() if n not in written}}.items():
         cfg = cell_config(base, name, cell_overrides)
         reason = why_skipped(cfg, store, cell=name)
         cells.append(Cell(name, cell_overrides, None if reason else cfg, reason))
@@ -426,6 +428,7 @@ def ablate(
     out = Path(out)
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
     ds = data if isinstance(data, VidmimicDataset) else open_dataset(data)
+    refuse_inside_dataset(out, ds.root)
     store = ds.store(progress=progress)  # packed once here, before any worker opens it
     seeds = list(dict.fromkeys(seeds))
     base_overrides = dict(overrides or {}) | ({"train.max_epochs": max_epochs} if max_epochs is not None else {})
