@@ -5,18 +5,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 import torch
 
 from emimic.config import ModelConfig
+from emimic.data import open_dataset
 from emimic.errors import ConfigError
 from emimic.metrics import mean_pcc
 from emimic.models import FUSIONS, build_model, resolve_spec
 from emimic.models.emi import EMIModel
 from emimic.models.fusion import MAX_TENSOR_WIDTH, BranchOutput, BranchShape
-from emimic.training.inference import torch_threads
+from emimic.training.inference import load_run, predict_ids, torch_threads
+
+if TYPE_CHECKING:
+    from emimic.training.run import TrainResult
 
 # Each modality expresses two of the six dimensions (vit: 0-1, wav2vec2: 2-3, text_emb: 4-5).
 DIMS = {"text_emb": 6, "vit": 8, "wav2vec2": 10}
@@ -146,6 +152,24 @@ def test_the_features_of_an_absent_modality_never_reach_the_output(fusion: str, 
     assert changed[:8].all()  # every row with a present modality
 
 
+@pytest.mark.parametrize("fusion", ["gated", "attention", "tensor", "low_rank", "late"])
+def test_fusions_that_leave_absent_branches_out_ignore_their_missing_embeddings(fusion: str) -> None:
+    """On a clip with a present branch, these fusions give absent ones no weight: the learned missing
+    embeddings and tokens change nothing there (concat and text_anchored use them by design)."""
+    model = build(fusion, "attentive").eval()
+    data = generate(12, seed=9)
+    inputs = data.batch(mixed_rows(data), sequences=True)
+    before = model(inputs).pred
+    with torch.no_grad():
+        for branch in model.branches.values():
+            branch.missing.add_(1.0)
+            if branch.missing_frames is not None:
+                branch.missing_frames.add_(1.0)
+    after = model(inputs).pred
+    assert torch.equal(after[:8], before[:8])  # rows with at least one present branch
+    assert not torch.equal(after[8:], before[8:])  # rows with none are fused from the missing embeddings
+
+
 def test_modality_dropout_sends_a_clip_down_the_path_of_missing_data() -> None:
     """In training, a dropped branch is what an absent one is: the model trained with dropout on (all other
     randomness off) predicts exactly what it predicts in evaluation for data flagged as its mask says."""
@@ -256,3 +280,20 @@ def test_every_fusion_learns_to_combine_the_modalities(fusion: str, encoder: str
     score = train_and_score(build(fusion, encoder), corpus, held_out)
     assert score > LEARNED_PCC, f"{fusion} with {encoder}: held-out mean PCC {score:.3f}"
     assert np.isfinite(score)
+
+
+def test_hiding_a_modality_at_prediction_takes_the_path_of_missing_data(trained_run: TrainResult,
+                                                                        simulated_root: Path) -> None:
+    """What bench_missing.py measures: clearing ``present`` changes the clips that have the modality, and
+    only those (hiding it where it is missing already changes nothing)."""
+    trained = load_run(trained_run.run)
+    ds = open_dataset(simulated_root)
+    store = ds.store(progress=False)
+    ids = ds.split("valid").index.to_numpy(dtype=np.int64)
+    has = store.present("text_emb", ids)
+    assert 0 < has.sum() < len(ids)
+    base = predict_ids(trained, store, ids)
+    np.testing.assert_array_equal(predict_ids(trained, store, ids, {"text_emb": ~has}), base)
+    hidden = predict_ids(trained, store, ids, {"text_emb": has})
+    assert (np.abs(hidden[has] - base[has]).max(axis=1) > 0).all()
+    np.testing.assert_array_equal(hidden[~has], base[~has])

@@ -13,8 +13,9 @@ and, for the fusions that read frames, its sequence with one learned missing tok
 
 * ``concat`` (the reference method): the embeddings side by side; an absent branch contributes its
   missing embedding.
-* ``gated``: per clip, softmax weights over the present branches (computed from all embeddings)
-  mix the branches projected to ``width``; an absent branch gets weight 0.
+* ``gated``: per clip, softmax weights over the present branches (computed from the present
+  embeddings, zeros for absent ones) mix the branches projected to ``width``; an absent branch gets
+  weight 0.
 * ``attention``: the branches' tokens (see :class:`Tokens`: the embedding, then the frame states when
   the encoder gives them), each with a learned modality embedding, pass one transformer layer in
   which the tokens of absent branches are masked out as keys; the mean of each branch's tokens, zero
@@ -154,10 +155,10 @@ class GatedFusion(Fusion):
         self.out_dim = width
 
     def forward(self, inputs: list[BranchOutput]) -> Tensor:
-        embeddings = [x.embedding for x in inputs]
-        scores = self.gate(torch.cat(embeddings, dim=1))
+        # the gate sees zeros for absent branches: which ones are missing, not their missing embeddings
+        scores = self.gate(torch.cat([zero_absent(x.embedding, x.present) for x in inputs], dim=1))
         weights = scores.masked_fill(~or_all_when_none(presence(inputs)), float("-inf")).softmax(dim=1)
-        values = torch.stack([project(e) for project, e in zip(self.project, embeddings, strict=True)], dim=1)
+        values = torch.stack([project(x.embedding) for project, x in zip(self.project, inputs, strict=True)], dim=1)
         return (weights.unsqueeze(-1) * values).sum(1)
 
 
@@ -291,8 +292,9 @@ class TensorFusion(Fusion):
 
     def forward(self, inputs: list[BranchOutput]) -> Tensor:
         fused: Tensor | None = None
-        for x, project in zip(inputs, self.project, strict=True):
-            z = with_constant(zero_absent(project(x.embedding), x.present))
+        present = or_all_when_none(presence(inputs))
+        for m, (x, project) in enumerate(zip(inputs, self.project, strict=True)):
+            z = with_constant(zero_absent(project(x.embedding), present[:, m]))
             fused = z if fused is None else (fused.unsqueeze(2) * z.unsqueeze(1)).flatten(1)
         assert fused is not None  # a model has at least one branch
         return fused
@@ -323,8 +325,9 @@ class LowRankFusion(Fusion):
 
     def forward(self, inputs: list[BranchOutput]) -> Tensor:
         fused: Tensor | None = None
-        for x, factor in zip(inputs, self.factors, strict=True):
-            term = torch.einsum("bd,rdo->bro", with_constant(zero_absent(x.embedding, x.present)), factor)
+        present = or_all_when_none(presence(inputs))
+        for m, (x, factor) in enumerate(zip(inputs, self.factors, strict=True)):
+            term = torch.einsum("bd,rdo->bro", with_constant(zero_absent(x.embedding, present[:, m])), factor)
             fused = term if fused is None else fused * term
         assert fused is not None  # a model has at least one branch
         return torch.einsum("r,bro->bo", self.rank_weights, fused) + self.bias
