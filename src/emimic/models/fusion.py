@@ -46,6 +46,7 @@ from torch import Tensor, nn
 
 from emimic.errors import ConfigError
 from emimic.labels import EMOTIONS
+from emimic.models.encoders import masked_mean
 from emimic.models.layers import mlp
 from emimic.registry import FUSIONS
 
@@ -94,12 +95,6 @@ def or_all_when_none(present: Tensor) -> Tensor:
     """``present`` with the rows that have no branch set all True: such a clip is fused from the missing
     embeddings of every branch, and softmaxes and means over branches stay defined."""
     return present | ~present.any(dim=1, keepdim=True)
-
-
-def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
-    """Mean of ``values`` ``(B, N, D)`` over the ``N`` entries where ``mask`` ``(B, N)`` holds; 0 where none does."""
-    weights = mask.to(values.dtype).unsqueeze(-1)
-    return (values * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
 def zero_absent(x: Tensor, present: Tensor) -> Tensor:
