@@ -5,7 +5,7 @@ import torch
 from emimic.config import ModelConfig
 from emimic.data import ModalityStats
 from emimic.errors import ConfigError, DataError
-from emimic.models import ENCODERS, FUSIONS, build_model, resolve_spec
+from emimic.models import ENCODERS, build_model, resolve_spec
 from emimic.models.emi import ModelSpec
 from emimic.models.vad_prior import label_prior
 
@@ -181,12 +181,6 @@ def test_clip_head_is_linear_in_training_and_clipped_at_inference():
         model.head[-1][-1].bias.fill_(5.0)
         assert (model.train()(inputs).pred > 1).any()
         assert (model.eval()(inputs).pred <= 1).all()
-
-
-def test_concat_fusion_contract():
-    fusion = FUSIONS.get("concat")([2, 3], ModelConfig())
-    assert fusion.out_dim == 5
-    assert fusion([torch.zeros(4, 2), torch.ones(4, 3)]).shape == (4, 5)
 
 
 def test_spec_round_trips_through_a_plain_dict():

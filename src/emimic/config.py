@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from emimic.defaults import DEFAULT_PRESET, SEED_MAX, preset_dir, preset_names
 from emimic.errors import ConfigError
@@ -93,11 +93,34 @@ class VADConfig(Section):
     prior_std: float = Field(0.5, gt=0.0)
 
 
+class FusionConfig(Section):
+    """Hyper-parameters of the fusions (registry ``emimic.registry.FUSIONS``); each fusion reads only its own
+    (see docs/method.md, "Fusion")."""
+
+    width: int = Field(64, gt=0, description="gated, attention, text_anchored, low_rank: width of the fused tokens")
+    heads: int = Field(4, gt=0, description="attention, text_anchored: attention heads (must divide width)")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="attention, text_anchored: dropout on attention weights")
+    rank: int = Field(4, gt=0, description="low_rank: rank of the factorised fusion tensor")
+    tensor_width: int = Field(
+        8, gt=0, description="tensor: each branch is projected to this width before the outer product"
+    )
+    text_modality: str | None = Field(
+        None, description="text_anchored: the query branch; default: text_emb, else the first text-like branch"
+    )
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> FusionConfig:
+        if self.width % self.heads:
+            raise ValueError(f"width {self.width} is not a multiple of heads {self.heads}; change one of them")
+        return self
+
+
 class ModelConfig(Section):
     modalities: list[str] | None = Field(None, description="branches to build; default: every modality found")
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     branch: BranchConfig = Field(default_factory=BranchConfig)
     fusion: str = "concat"
+    fusion_options: FusionConfig = Field(default_factory=FusionConfig)
     head: HeadConfig = Field(default_factory=HeadConfig)
     modality_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="training-time chance to mask a branch")
     vad: VADConfig = Field(default_factory=VADConfig)

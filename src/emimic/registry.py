@@ -146,7 +146,12 @@ class Registry(MutableMapping[str, T]):
 ENCODERS: Registry[Any] = Registry(
     "encoder", modules=("emimic.models.encoders",), names=("meanstd", "attentive", "gru", "transformer")
 )
-FUSIONS: Registry[Any] = Registry("fusion", modules=("emimic.models.fusion",), names=("concat",))
+FUSIONS: Registry[Any] = Registry(
+    "fusion",
+    modules=("emimic.models.fusion",),
+    names=("concat", "gated", "attention", "text_anchored", "tensor", "low_rank", "late"),
+    aliases={"taemi": "text_anchored", "lmf": "low_rank", "tfn": "tensor", "cross_attention": "attention"},
+)
 LOSS_TERMS: Registry[Any] = Registry("loss term", modules=("emimic.training.losses",), names=("mse", "pcc", "ccc"))
 # Declaration order is the order extractors run on a clip: `whisper` (which writes the transcript)
 # comes before the extractors that read it (`text_emb`, `lexicon`).

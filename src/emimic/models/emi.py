@@ -3,9 +3,11 @@
 A branch normalises its modality with statistics stored as buffers (so a checkpoint carries
 them and works on new data), encodes it (:mod:`emimic.models.encoders`), projects it with an
 MLP to the branch embedding and replaces the embedding of clips that lack the modality with a
-learned *missing* embedding. The acoustic branch appends its VAD latent
-(:mod:`emimic.models.vad_prior`). Every branch also feeds a linear auxiliary head trained on the
-same targets, which keeps each modality predictive on its own.
+learned *missing* embedding; for a fusion that reads the encoder's per-step states it also replaces
+an absent clip's whole sequence with one learned *missing token*. Modality dropout (training only)
+sends a clip down the same path as real missing data, by clearing its ``present`` flag. The
+acoustic branch appends its VAD latent (:mod:`emimic.models.vad_prior`). Every branch also feeds a
+linear auxiliary head trained on the same targets, which keeps each modality predictive on its own.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from torch import Tensor, nn
 from emimic.errors import ConfigError
 from emimic.labels import EMOTIONS
 from emimic.models.encoders import build_encoder
-from emimic.models.fusion import build_fusion
+from emimic.models.fusion import TOKEN_INIT_STD, BranchOutput, BranchShape, build_fusion
+from emimic.models.layers import mlp
 from emimic.models.vad_prior import FILE_ORDER, VAD_AXES, VADLatent, VADPrior, axis_columns
 
 if TYPE_CHECKING:
@@ -93,12 +96,18 @@ def resolve_spec(cfg: ModelConfig, available: Mapping[str, int],
     return ModelSpec(tuple(chosen), {m: int(available[m]) for m in chosen}, vad_modality, observed, columns)
 
 
-def mlp(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim))
+def replace_absent_sequences(frames: Tensor, mask: Tensor, present: Tensor, token: Tensor) -> tuple[Tensor, Tensor]:
+    """``frames`` ``(B, T, F)`` and ``mask`` ``(B, T)`` where each absent row is the one-step sequence ``[token]``."""
+    first_step = torch.zeros_like(mask)
+    first_step[:, 0] = True
+    mask = torch.where(present[:, None], mask, first_step)
+    frames = torch.where(present[:, None, None], frames, first_step.unsqueeze(-1) * token)
+    return frames, mask
 
 
 class Branch(nn.Module):
-    """One modality: normalise → encode → MLP projection; absent clips get the missing embedding."""
+    """One modality: normalise → encode → MLP projection; absent clips get the missing embedding (and,
+    once :meth:`pass_frames` is called, the missing token in place of their per-step states)."""
 
     def __init__(self, dim: int, cfg: ModelConfig):
         super().__init__()
@@ -113,6 +122,7 @@ class Branch(nn.Module):
             nn.GELU(),
         )
         self.missing = nn.Parameter(torch.zeros(cfg.branch.embed))
+        self.register_parameter("missing_frames", None)
         self.out_dim = cfg.branch.embed
 
     @property
@@ -125,12 +135,21 @@ class Branch(nn.Module):
                                (pooled_mean, pooled_std, frame_mean, frame_std), strict=True):
             getattr(self, name).copy_(torch.as_tensor(value, dtype=torch.float32))
 
-    def forward(self, inputs: Mapping[str, Tensor], present: Tensor) -> Tensor:
+    def pass_frames(self) -> None:
+        """Hand the fusion the encoder's per-step states, with a learned token for an absent clip's sequence."""
+        self.missing_frames = nn.Parameter(TOKEN_INIT_STD * torch.randn(self.encoder.frame_dim))
+
+    def forward(self, inputs: Mapping[str, Tensor], present: Tensor) -> BranchOutput:
         pooled = (inputs["pooled"] - self.pooled_mean) / self.pooled_std
         # frames are normalised inside the encoder's first layer (folded into its weights), never copied
-        h = self.project(self.encoder(pooled, inputs.get("frames"), inputs["lengths"],
-                                      norm=(self.frame_mean, self.frame_std)))
-        return torch.where(present[:, None], h, self.missing.expand_as(h))
+        encoded = self.encoder.encode(pooled, inputs.get("frames"), inputs["lengths"],
+                                      norm=(self.frame_mean, self.frame_std))
+        h = self.project(encoded.vector)
+        embedding = torch.where(present[:, None], h, self.missing.expand_as(h))
+        if self.missing_frames is None or encoded.frames is None or encoded.mask is None:
+            return BranchOutput(embedding, present)
+        frames, mask = replace_absent_sequences(encoded.frames, encoded.mask, present, self.missing_frames)
+        return BranchOutput(embedding, present, frames, mask)
 
 
 @dataclass
@@ -153,9 +172,12 @@ class EMIModel(nn.Module):
         self.vad = VADPrior(cfg.branch.embed, cfg.vad.prior_std, spec.observed_columns) if spec.vad_modality else None
         widths = [self.vad.out_dim if m == spec.vad_modality and self.vad else cfg.branch.embed
                   for m in spec.modalities]
-        self.fusion = build_fusion(widths, cfg)
-        self.head = nn.Sequential(nn.Dropout(cfg.head.dropout),
-                                  mlp(self.fusion.out_dim, cfg.head.hidden, len(EMOTIONS), cfg.head.dropout))
+        self.fusion = build_fusion([BranchShape(m, width, self.branches[m].encoder.frame_dim)
+                                    for m, width in zip(spec.modalities, widths, strict=True)], cfg)
+        for modality in self.fusion.frame_branches:
+            self.branches[modality].pass_frames()
+        self.head = nn.Identity() if self.fusion.predicts else nn.Sequential(
+            nn.Dropout(cfg.head.dropout), mlp(self.fusion.out_dim, cfg.head.hidden, len(EMOTIONS), cfg.head.dropout))
         self.aux_heads = nn.ModuleDict({m: nn.Linear(w, len(EMOTIONS)) for m, w in zip(spec.modalities, widths,
                                                                                          strict=True)})
 
@@ -184,25 +206,25 @@ class EMIModel(nn.Module):
         return logits if self.training else logits.clamp(0.0, 1.0)
 
     def forward(self, inputs: Mapping[str, Mapping[str, Tensor]]) -> ModelOutput:
-        feats, present, aux = [], {}, {}
+        outputs, present, aux = [], {}, {}
         latent = None
         for modality, branch in self.branches.items():
             entry = inputs[modality]
             mask = entry["present"]
             if self.training and self.modality_dropout:
                 mask = mask & (torch.rand(mask.shape, device=mask.device) >= self.modality_dropout)
-            h = branch(entry, mask)
+            out = branch(entry, mask)
             if self.vad is not None and modality == self.spec.vad_modality:
-                h, mu, logvar = self.vad(h)
+                out.embedding, mu, logvar = self.vad(out.embedding)
                 latent = VADLatent(mu, logvar, mask, self.vad.prior_std, self.vad.label_mean, self.vad.label_std)
                 if self.spec.observed_vad:
                     obs = inputs[self.spec.observed_vad]
                     latent.observed = self.vad.observed_prior(obs["pooled"])
                     latent.observed_present = obs["present"]
-            feats.append(h)
+            outputs.append(out)
             present[modality] = mask
-            aux[modality] = self._activate(self.aux_heads[modality](h))
-        pred = self._activate(self.head(self.fusion(feats)))
+            aux[modality] = self._activate(self.aux_heads[modality](out.embedding))
+        pred = self._activate(self.head(self.fusion(outputs)))
         return ModelOutput(pred=pred, aux=aux, present=present, vad=latent)
 
 

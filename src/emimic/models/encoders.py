@@ -80,8 +80,9 @@ def frame_mask(lengths: Tensor, steps: int) -> Tensor:
 
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``x`` ``(B, T, D)`` over the steps where ``mask`` ``(B, T)`` holds; 0 for a row with none."""
     weights = mask.to(x.dtype).unsqueeze(-1)
-    return (x * weights).sum(1) / weights.sum(1)
+    return (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
 def masked_max(x: Tensor, mask: Tensor) -> Tensor:

@@ -9,7 +9,7 @@ Applying it to data whose modality widths differ is refused with a clear error.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -182,8 +182,10 @@ def ensemble_predict_ids(models: Sequence[TrainedModel], store: FeatureStore, id
 
 
 @torch.no_grad()
-def predict_ids(trained: TrainedModel, store: FeatureStore, ids: np.ndarray) -> np.ndarray:
-    """``(N, 6)`` predictions in [0, 1] for the clips ``ids``."""
+def predict_ids(trained: TrainedModel, store: FeatureStore, ids: np.ndarray,
+                absent: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    """``(N, 6)`` predictions in [0, 1] for the clips ``ids``. ``absent`` ({modality: (N,) bool}) flags clips
+    as lacking a modality they have: the model takes them down the path of real missing data (robustness studies)."""
     check_compatible(trained.spec, store)
     trained.model.eval()
     batch = eval_batch_size(trained.model, trained.config.optim.batch_size)
@@ -192,6 +194,8 @@ def predict_ids(trained: TrainedModel, store: FeatureStore, ids: np.ndarray) -> 
     out = np.zeros((len(ids), len(EMOTIONS)), np.float32)
     with torch_threads(trained.config.train.threads):
         for rows, batch in zip(loader.batch_sampler, loader, strict=True):
+            for modality, hidden in (absent or {}).items():
+                batch["inputs"][modality]["present"] &= ~torch.as_tensor(hidden[rows])
             out[rows] = trained.model(batch["inputs"]).pred.numpy()
     return np.clip(out, 0.0, 1.0)
 
