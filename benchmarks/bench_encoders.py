@@ -3,7 +3,10 @@
 For each corpus and each encoder preset (``paper``: mean/std pooling, ``rich_stats``, ``attentive``,
 ``gru``, ``transformer``) it trains ``--seeds`` runs for exactly ``--epochs`` epochs (early stopping
 off) and prints the validation mean PCC (mean ± std over seeds) and the seconds per epoch
-(validation included), with the ratio to the ``paper`` preset's epoch measured in the same run.
+(validation included), with the ratio to the ``paper`` run of the same seed, run just before it (the
+presets of a seed run back to back, so a change of load on a shared machine hits both). ``--rounds N``
+also builds every preset's model once and times N rounds of one model epoch each, alternating (see
+:func:`interleaved_epochs`): the steadier ratio when the machine is busy. The load average is printed.
 
 Corpora (``--clips`` clips each unless ``--clips-for`` says otherwise, 60/20/20 train/valid/test, simulator seed 0):
 
@@ -14,7 +17,7 @@ Corpora (``--clips`` clips each unless ``--clips-for`` says otherwise, 60/20/20 
 * ``w2v``: wav2vec2-length sequences, 50 frames/s over 2-6 s (100-300 frames; vit 16-48).
 
 Run: ``python benchmarks/bench_encoders.py --clips 4000 --clips-for long=1500 w2v=1500 --seeds 0 1 2 --epochs 8
-[--json out.json]``;
+--rounds 3 [--json out.json]`` (``--seeds`` with no value: the timing rounds only);
 ``--encoders`` and ``--corpus`` pick subsets (``--clips 300 --epochs 3 --seeds 0`` runs in a few minutes).
 Corpora are simulated once under ``--work`` and reused.
 """
@@ -196,7 +199,7 @@ def main() -> None:
         if args.rounds:
             results[name]["interleaved"] = interleaved_epochs(root, presets, args.rounds)
     load = {"before": load_before, "after": os.getloadavg()}
-    print(f"\nseeds {args.seeds}, {args.epochs} epochs; s/epoch includes validation,"
+    print(f"\nseeds {args.seeds}, {args.epochs} epochs, {args.rounds} timing rounds; s/epoch includes validation,"
           f" x pooled is the mean over seeds of the ratio to the {BASELINE} run of the same seed, run just before;"
           f" load average (1, 5, 15 min) before {fmt_load(load['before'])}, after {fmt_load(load['after'])}")
     for name, result in results.items():
