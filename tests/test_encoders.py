@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from emimic.config import EncoderConfig, ModelConfig
-from emimic.data.dataset import LengthBuckets, gather_frames
+from emimic.data import ClipDataset, open_dataset
+from emimic.data import dataset as dataset_module
+from emimic.data.dataset import LengthBuckets, chunked_steps, gather_frames
 from emimic.data.store import pool_frames
 from emimic.metrics import mean_pcc
 from emimic.models import build_model, resolve_spec
@@ -116,6 +118,49 @@ def test_frames_are_gathered_packed_and_long_clips_become_chunk_means():
     expected = np.concatenate([store[30:33], np.stack(chunks), store[20:22]])
     np.testing.assert_allclose(packed, expected, rtol=1e-6)
     np.testing.assert_array_equal(gather_frames(store, starts, lengths, max_steps=10).numpy()[3:13], store[5:15])
+
+
+def test_steps_cached_in_blocks_equal_one_gather_and_keep_a_float16_store_small(monkeypatch):
+    rng = np.random.default_rng(1)
+    lengths = np.array([3, 0, 10, 2, 7])
+    starts = np.array([30, 0, 5, 20, 40])
+    store = rng.normal(size=(50, 3)).astype(np.float32)
+    monkeypatch.setattr(dataset_module, "CACHE_BLOCK", 2)  # three blocks, one of them holding an absent clip
+    torch.testing.assert_close(chunked_steps(store, starts, lengths, 4), gather_frames(store, starts, lengths, 4))
+    half = chunked_steps(store.astype(np.float16), starts, lengths, 4)
+    assert half.dtype == torch.float16
+    torch.testing.assert_close(half.float(), gather_frames(store, starts, lengths, 4), atol=2e-3, rtol=2e-3)
+
+
+def test_a_batch_of_the_dataset_reads_the_cached_steps_of_exactly_its_clips(make_root):
+    """Cached once at construction, a batch's frames (any order, absent clips included) are what a gather
+    from the memory map for that batch gives, every epoch."""
+    ds = open_dataset(make_root(missing={"vit": [6]}))
+    store = ds.store(progress=False)
+    ids = ds.splits["train"].index.to_numpy()
+    dataset = ClipDataset(store, ids, modalities=["vit", "wav2vec2"], sequences=True, max_frames=6)
+    rows = [5, 1, 0, 11, 1]
+    batch = dataset.__getitems__(rows)
+    for modality in ("vit", "wav2vec2"):
+        starts, lengths = store.spans(modality, ids[rows])
+        assert (lengths > 6).any() and batch["inputs"][modality]["lengths"].tolist() == np.minimum(lengths, 6).tolist()
+        expected = gather_frames(store.frame_rows(modality), starts, lengths, 6)
+        torch.testing.assert_close(batch["inputs"][modality]["frames"], expected)
+    assert batch["inputs"]["vit"]["lengths"][1] == 0  # clip 6 has no vit file: it adds no step
+
+
+def test_the_gru_without_padding_skips_packing_and_computes_the_same():
+    """A bucketed batch of equal lengths runs the GRU on the padded tensor directly; its clips must encode
+    as they do in a batch with padding (which takes the packed path)."""
+    model = encoder("gru", dim=5)
+    randomise(model)
+    g = torch.Generator().manual_seed(3)
+    frames, pooled = torch.randn(17, 5, generator=g), torch.randn(3, 20, generator=g)
+    equal = model.encode(pooled[:2], frames[:10], torch.tensor([5, 5]))
+    assert bool(equal.mask.all())
+    padded = model.encode(pooled, frames, torch.tensor([5, 5, 7]))
+    torch.testing.assert_close(equal.vector, padded.vector[:2])
+    torch.testing.assert_close(equal.frames, padded.frames[:2, :5])
 
 
 def co_occurrence_clips(n: int, steps: int = 8, dim: int = 4, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray]:

@@ -52,7 +52,8 @@ class EncoderConfig(Section):
     heads: int = Field(4, gt=0)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     max_frames: int = Field(
-        64, gt=0, description="sequence encoders: a longer clip becomes this many chunk means (peaks survive)"
+        8, gt=0, description="sequence encoders: a longer clip becomes this many chunk means (peaks survive);"
+        " an epoch's cost grows with it"
     )
 
     @field_validator("name")

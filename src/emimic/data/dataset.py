@@ -25,6 +25,7 @@ from emimic.errors import DataError
 from emimic.labels import EMOTIONS, read_meta, read_split, shortlist
 
 STD_FLOOR = 1e-6
+CACHE_BLOCK = 256  # clips whose frames chunked_steps copies out of the memory map at once
 
 
 class VidmimicDataset:
@@ -191,6 +192,12 @@ def chunk_bounds(lengths: np.ndarray, max_steps: int) -> np.ndarray:
     return np.repeat(np.cumsum(steps) - steps, lengths) + (frame * steps[clip]) // np.maximum(lengths[clip], 1)
 
 
+def packed_rows(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Row indices ``starts[0] .. starts[0] + lengths[0] - 1, starts[1] ..``: the spans of the clips, concatenated."""
+    begin = np.cumsum(lengths) - lengths
+    return np.arange(int(lengths.sum())) + np.repeat(starts - begin, lengths)
+
+
 def gather_frames(frames: np.ndarray, starts: np.ndarray, lengths: np.ndarray, max_steps: int) -> torch.Tensor:
     """``(sum of min(length, max_steps), D)`` float32: the steps of the clips whose frames are
     ``frames[starts[i] : starts[i] + lengths[i]]``, concatenated (packed, no padding), read from the
@@ -200,15 +207,23 @@ def gather_frames(frames: np.ndarray, starts: np.ndarray, lengths: np.ndarray, m
     subsampling, which can step over a short burst, every frame counts, so a time-localised peak
     survives (smoothed over one chunk) at its place in the clip.
     """
-    begin = np.cumsum(lengths) - lengths
-    rows = np.arange(int(lengths.sum())) + np.repeat(starts - begin, lengths)
-    data = torch.from_numpy(np.asarray(np.asarray(frames)[rows], dtype=np.float32))
+    data = torch.from_numpy(np.asarray(np.asarray(frames)[packed_rows(starts, lengths)], dtype=np.float32))
     if lengths.max(initial=0) <= max_steps:
         return data
     step = torch.from_numpy(chunk_bounds(lengths, max_steps))
     total = int(np.minimum(lengths, max_steps).sum())
     counts = torch.zeros(total).index_add_(0, step, torch.ones(len(step)))
     return torch.zeros(total, data.shape[1]).index_add_(0, step, data).div_(counts[:, None])
+
+
+def chunked_steps(frames: np.ndarray, starts: np.ndarray, lengths: np.ndarray, max_steps: int) -> torch.Tensor:
+    """:func:`gather_frames` of all the clips, computed ``CACHE_BLOCK`` clips at a time (so only one block's
+    frames are ever copied out of the memory map) and kept in the store's dtype: a float16 store gives a
+    float16 cache, never larger than the frames it summarises."""
+    dtype = torch.float16 if frames.dtype == np.float16 else torch.float32
+    blocks = [gather_frames(frames, starts[i : i + CACHE_BLOCK], lengths[i : i + CACHE_BLOCK], max_steps).to(dtype)
+              for i in range(0, len(lengths), CACHE_BLOCK)]
+    return torch.cat(blocks) if blocks else torch.zeros(0, frames.shape[1], dtype=dtype)
 
 
 class EpochShuffle(Sampler[int]):
@@ -280,9 +295,12 @@ class ClipDataset(Dataset):
     contributing ``lengths[i]`` of them (0 when absent); the sequence encoders pad them only after
     projecting them to their (much smaller) width.
 
-    Pooled statistics of the dataset's clips are read into memory once; frames stay
-    memory-mapped and are read per batch with one vectorised read (:func:`gather_frames`), a clip
-    longer than ``max_frames`` reduced to ``max_frames`` chunk means.
+    Pooled statistics of the dataset's clips are read into memory once. With ``sequences=True`` so
+    are their steps: every clip's frames, a clip longer than ``max_frames`` reduced to ``max_frames``
+    chunk means (:func:`chunked_steps`), are computed once when the dataset is built, not once per
+    epoch, and a batch is then one ``index_select`` of that cache. The cache holds
+    ``min(length, max_frames)`` steps per clip in the store's dtype, so it is never larger than the
+    frames of the dataset's clips in the store.
     """
 
     def __init__(
@@ -310,8 +328,14 @@ class ClipDataset(Dataset):
         self._pooled = {m: torch.from_numpy(store.pooled(m, self.ids)) for m in self.modalities}
         self._present = {m: torch.from_numpy(store.present(m, self.ids)) for m in self.modalities}
         spans = {m: store.spans(m, self.ids) for m in self.modalities}
-        self._starts = {m: start for m, (start, _) in spans.items()}
         self._lengths = {m: torch.from_numpy(length) for m, (_, length) in spans.items()}
+        self._steps: dict[str, torch.Tensor] = {}
+        self._step_starts: dict[str, np.ndarray] = {}
+        if sequences:
+            for m, (start, length) in spans.items():
+                self._steps[m] = chunked_steps(store.frame_rows(m), start, length, max_frames)
+                steps = np.minimum(length, max_frames)
+                self._step_starts[m] = np.cumsum(steps) - steps
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -336,8 +360,9 @@ class ClipDataset(Dataset):
 
     def _frames(self, modality: str, rows: torch.Tensor) -> torch.Tensor:
         picked = rows.numpy()
-        return gather_frames(self.store.frame_rows(modality), self._starts[modality][picked],
-                             self._lengths[modality].numpy()[picked], self.max_frames)
+        steps = self._lengths[modality].numpy()[picked].clip(max=self.max_frames)
+        index = torch.from_numpy(packed_rows(self._step_starts[modality][picked], steps))
+        return self._steps[modality].index_select(0, index).float()
 
     def sequence_lengths(self) -> np.ndarray:
         """``(N,)`` steps each clip contributes to a batch of sequences (summed over modalities): the

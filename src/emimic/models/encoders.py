@@ -203,6 +203,8 @@ class GRUEncoder(SequenceEncoder):
         self.residual = self._residual(2 * self.frame_dim)
 
     def temporal(self, x: Tensor, mask: Tensor, lengths: Tensor) -> Tensor:
+        if bool(mask.all()):  # no padding (common with length buckets and max_frames): packing would only cost
+            return self.rnn(x)[0]
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True,
                                                    enforce_sorted=False)
         out, _ = self.rnn(packed)
