@@ -27,8 +27,8 @@ from emimic.training.ablate import (
 TINY_DIMS = {"vit": 6, "wav2vec2": 8, "text_emb": 4}
 
 
-def grid_file(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "grid.yaml"
+def grid_file(tmp_path: Path, text: str, name: str = "grid.yaml") -> Path:
+    path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -191,3 +191,23 @@ def test_a_folder_made_with_other_seeds_is_refused_unless_overwrite(ablation: tu
            " --overwrite to replace it, or choose a new --out." in " ".join(capsys.readouterr().err.split())
     assert main([*other, "--overwrite"]) == 0
     assert set(pd.read_csv(out / TABLE_FILE)["seed"]) == {0} and not (out / "paper" / "seed1").exists()
+
+
+def test_a_grid_that_gains_a_cell_reuses_the_others_and_a_changed_cell_is_refused(
+        ablation: tuple[Path, Path, list[str]], capsys: pytest.CaptureFixture[str]) -> None:
+    out, grid, argv = ablation
+    runs = sorted(out.glob("*/seed0/metrics.json"))
+    before = [path.stat().st_mtime_ns for path in runs]
+    grown = grid_file(grid.parent, grid.read_text(encoding="utf-8") + "  no_vad: {model.vad.enabled: false}\n",
+                      name="grown.yaml")
+    seeds = [*argv[: argv.index("--seeds") + 1], "0", *argv[argv.index("--max-epochs"):]]
+    with_grid = [a if a != str(grid) else str(grown) for a in seeds]
+    assert main(with_grid) == 0
+    assert [path.stat().st_mtime_ns for path in runs] == before
+    table = pd.read_csv(out / TABLE_FILE).set_index("cell")
+    assert table.loc["no_vad", "status"] == "trained" and table.loc["paper", "status"] == "reused"
+    changed = grid_file(grid.parent, grid.read_text(encoding="utf-8").replace("enabled: false", "decay: 0.9"),
+                        name="changed.yaml")
+    capsys.readouterr()
+    assert main([a if a != str(grid) else str(changed) for a in seeds]) == 1
+    assert "was made with other grid" in " ".join(capsys.readouterr().err.split())

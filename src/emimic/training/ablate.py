@@ -297,6 +297,19 @@ def _settings(ds: VidmimicDataset, store: FeatureStore, cells: Sequence[Cell], s
     return {"data": data_fingerprint(store, store.modalities, labelled).digest, "seeds": list(seeds), "grid": grid}
 
 
+def _extends(out: Path, settings: dict) -> bool:
+    """Whether ``out`` holds an ablation of the same data and seeds whose cells, where the grid still names them,
+    are unchanged: a grid that only gains (or drops) cells keeps every finished run valid, so they are reused."""
+    path = out / SETTINGS_FILE
+    if not path.exists():
+        return False
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    if any(stored.get(key) != settings[key] for key in ("data", "seeds")):
+        return False
+    kept = stored.get("grid", {})
+    return all(kept[name] == config for name, config in settings["grid"].items() if name in kept)
+
+
 # ---------------------------------------------------------------- statistics
 
 
@@ -434,7 +447,8 @@ def ablate(
     base_overrides = dict(overrides or {}) | ({"train.max_epochs": max_epochs} if max_epochs is not None else {})
     cells = plan_cells(grid, store, base_overrides)
     settings = _settings(ds, store, cells, seeds)
-    check_folder_settings(out, SETTINGS_FILE, settings, kind="ablation", overwrite=overwrite)
+    if not _extends(out, settings):
+        check_folder_settings(out, SETTINGS_FILE, settings, kind="ablation", overwrite=overwrite)
     write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2))
     plan = _jobs(out, ds, cells, seeds)
     runner = Runner(jobs, backend, ray_address, progress)
