@@ -25,6 +25,7 @@ only read it (the folder must be on a filesystem every process sees).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -257,8 +258,8 @@ def train(
     if previous is not None and resume:
         if primary:
             _check_same_run(run, previous, record)
-        if (run / METRICS_FILE).exists():
-            return _stored_result(run)
+        if (run / METRICS_FILE).exists():  # every process returns it; the ones of rank > 0 say so
+            return dataclasses.replace(_stored_result(run), rank=0 if primary else max(rank_zero_only.rank, 1))
     history = History(run / "history.csv", verbose=progress, raw_weights=cfg.train.ema.enabled)
     trainer = _trainer(cfg, run, [*_callbacks(cfg, run, history), *callbacks], progress=progress)
 
