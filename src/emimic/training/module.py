@@ -5,7 +5,7 @@ multi-objective loss; validates with the challenge metric.
 The validation PCC is torchmetrics' ``PearsonCorrCoef``: each process updates running moments with
 its own validation clips and ``compute()`` merges the moments of every process (an all-gather), so
 under DDP the score is the PCC over the whole split, exactly as one process computes it, never a mean
-of per-process PCCs. Moments are kept in float64, so mixed-precision training does not round them.
+of per-process PCCs. The moments are kept in float64 (under mixed precision too).
 """
 
 from __future__ import annotations
