@@ -23,11 +23,14 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from emimic.defaults import DEFAULT_PRESET, SEED_MAX, preset_dir, preset_names
+from emimic.defaults import ACCELERATORS, DEFAULT_PRESET, PRECISIONS, SEED_MAX, STRATEGIES, preset_dir, preset_names
 from emimic.errors import ConfigError
 from emimic.registry import ENCODERS, FUSIONS, LOSS_TERMS, Registry
 
 PooledStat = Literal["mean", "std", "min", "max"]
+Accelerator = Literal[ACCELERATORS]  # type: ignore[valid-type]
+Precision = Literal[PRECISIONS]  # type: ignore[valid-type]
+Strategy = Literal[STRATEGIES]  # type: ignore[valid-type]
 POOLED_STATS: tuple[str, ...] = get_args(PooledStat)  # the order the store packs them in
 
 
@@ -211,8 +214,23 @@ class TrainConfig(Section):
         1, gt=0, description="torch CPU threads for training and inference (small MLPs run fastest on one); null: "
         "torch's default"
     )
-    accelerator: str = "cpu"
-    devices: int | str = 1
+    accelerator: Accelerator = Field("cpu", description="cpu, gpu, or auto (a GPU when there is one)")
+    devices: int | Literal["auto"] = Field(
+        1, description="processes (one per device) per node; > 1 trains with DDP, one batch of optim.batch_size each"
+    )
+    num_nodes: int = Field(1, gt=0, description="machines; with devices, the world size is num_nodes x devices")
+    strategy: Strategy = Field(
+        "auto", description="Lightning's: auto (ddp when there is more than one process) or ddp (starts a process"
+        " per device by running the command again, or joins the processes torchrun or SLURM started)"
+    )
+    precision: Precision = Field("32-true", description="32-true, or 16-mixed / bf16-mixed (automatic mixed precision)")
+
+    @field_validator("devices")
+    @classmethod
+    def _some_devices(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("devices must be at least 1 (or auto)")
+        return value
 
 
 class ExperimentConfig(Section):

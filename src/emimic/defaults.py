@@ -14,6 +14,10 @@ DEFAULT_PRESET = "paper"
 # Frame storage types of a packed FeatureStore, and the variable naming its cache folder.
 STORE_DTYPES: tuple[str, ...] = ("float32", "float16")
 CACHE_ENV = "EMIMIC_CACHE"
+# Where and how `train` runs (Lightning's names): the choices of the config and of `emimic train`'s flags.
+ACCELERATORS: tuple[str, ...] = ("cpu", "gpu", "auto")
+PRECISIONS: tuple[str, ...] = ("32-true", "16-mixed", "bf16-mixed")
+STRATEGIES: tuple[str, ...] = ("auto", "ddp")
 
 
 def preset_dir() -> Path:

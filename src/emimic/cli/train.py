@@ -13,7 +13,7 @@ from rich.table import Table
 from emimic.cli.arguments import add_valid_fraction_arg, output_file, output_folder, positive_int, seed_value
 from emimic.cli.data import add_store_arg
 from emimic.cli.registry import Handler, command, console, out
-from emimic.defaults import DEFAULT_PRESET, SEED_MAX, preset_names
+from emimic.defaults import ACCELERATORS, DEFAULT_PRESET, PRECISIONS, SEED_MAX, STRATEGIES, preset_names
 from emimic.errors import DataError
 from emimic.outputs import check_output_file
 from emimic.registry import ENCODERS, FUSIONS, LOSS_TERMS
@@ -86,8 +86,30 @@ def dataset(args: argparse.Namespace) -> VidmimicDataset:
     return open_dataset(args.data, store_dir=args.store)
 
 
+def _add_device_args(parser: argparse.ArgumentParser) -> None:
+    """Where training runs (each overrides the config's ``train.*`` field of the same name)."""
+    parser.add_argument("--accelerator", choices=ACCELERATORS, default=None,
+                        help="cpu, gpu, or auto (a GPU when there is one); default: the config's (cpu)")
+    parser.add_argument("--devices", type=positive_int, default=None,
+                        help="processes per machine, one per device (CPU processes or GPUs); > 1 trains with DDP")
+    parser.add_argument("--num-nodes", type=positive_int, default=None,
+                        help="machines (under torchrun or SLURM, or Lightning's launcher with NODE_RANK set)")
+    parser.add_argument("--strategy", choices=STRATEGIES, default=None,
+                        help="Lightning strategy; auto is ddp when there is more than one process")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="32-true (default), or automatic mixed precision 16-mixed (GPU) / bf16-mixed")
+
+
+def device_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The ``train.*`` overrides of the device flags that were given."""
+    given = {"accelerator": args.accelerator, "devices": args.devices, "num_nodes": args.num_nodes,
+             "strategy": args.strategy, "precision": args.precision}
+    return {f"train.{key}": value for key, value in given.items() if value is not None}
+
+
 @command("train", "Train a model on a dataset root into a run folder (resumes an interrupted run).",
-         "emimic train --data data/sim --out runs/paper --config paper --seed 0")
+         "emimic train --data data/sim --out runs/paper --config paper --seed 0   (2 processes: --devices 2;"
+         " see docs/training.md for torchrun and SLURM)")
 def train_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--data", type=Path, required=True, help="dataset root (Hume-Vidmimic2 layout)")
     parser.add_argument("--out", type=output_folder, required=True,
@@ -95,6 +117,7 @@ def train_command(parser: argparse.ArgumentParser) -> Handler:
     add_store_arg(parser)
     add_config_args(parser)
     add_valid_fraction_arg(parser)
+    _add_device_args(parser)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a run made in --out with another config, seed or data")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
@@ -104,11 +127,14 @@ def train_command(parser: argparse.ArgumentParser) -> Handler:
 
         try:
             result = train(dataset(args), args.out, config=args.config, seed=args.seed, max_epochs=args.max_epochs,
-                           valid_fraction=args.valid_fraction, overwrite=args.overwrite, progress=not args.quiet)
+                           valid_fraction=args.valid_fraction, overrides=device_overrides(args),
+                           overwrite=args.overwrite, progress=not args.quiet)
         except DataError as exc:
             check = f"emimic validate {args.data}" + (f" --valid-fraction {args.valid_fraction}"
                                                      if args.valid_fraction else "")
             raise DataError(f"{str(exc).rstrip('.')}; run `{check}` to list every problem.") from None
+        if result.rank != 0:  # under DDP every process returns here; one prints
+            return 0
         if result.stored:
             out.print(f"{result.run} already finished; showing stored results", highlight=False)
         out.print(pcc_table(result.valid.pcc, f"Validation ({result.valid.n_clips} clips), best epoch"

@@ -227,10 +227,17 @@ def chunked_steps(frames: np.ndarray, starts: np.ndarray, lengths: np.ndarray, m
 
 
 class EpochShuffle(Sampler[int]):
-    """Random order that depends only on (seed, epoch): Lightning calls ``set_epoch`` every epoch."""
+    """Random order that depends only on (seed, epoch): Lightning calls ``set_epoch`` every epoch.
 
-    def __init__(self, size: int, seed: int):
+    With ``replicas`` > 1 (distributed training) every process draws the same order and keeps its own
+    share, clips ``rank``, ``rank + replicas``, ...: the shares are disjoint and equally long (the at
+    most ``replicas - 1`` clips left over are left out that epoch), so every process takes the same
+    number of steps.
+    """
+
+    def __init__(self, size: int, seed: int, *, rank: int = 0, replicas: int = 1):
         self.size, self.seed, self.epoch = size, seed, 0
+        self.rank, self.replicas = rank, replicas
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -238,11 +245,16 @@ class EpochShuffle(Sampler[int]):
     def generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
 
+    def order(self, generator: torch.Generator) -> np.ndarray:
+        """This process's clips in this epoch's random order, drawn from ``generator``."""
+        order = torch.randperm(self.size, generator=generator).numpy()
+        return order[self.rank : len(self) * self.replicas : self.replicas] if self.replicas > 1 else order
+
     def __iter__(self) -> Iterator[int]:
-        return iter(torch.randperm(self.size, generator=self.generator()).tolist())
+        return iter(self.order(self.generator()).tolist())
 
     def __len__(self) -> int:
-        return self.size
+        return self.size // self.replicas
 
 
 class LengthBuckets(Sampler[list[int]]):
@@ -252,18 +264,19 @@ class LengthBuckets(Sampler[list[int]]):
     ``drop_last`` the remainder of that random order is left out, and each pool of ``pool`` batches is
     sorted by length with a random jitter of about ``jitter`` (relative), so the batches' make-up changes
     from epoch to epoch, then cut into batches, which are served in random order. Without
-    ``drop_last`` every clip is in exactly one batch per epoch.
+    ``drop_last`` every clip is in exactly one batch per epoch. With ``replicas`` > 1 each process
+    buckets its own share of the clips (see :class:`EpochShuffle`).
     """
 
     def __init__(self, lengths: np.ndarray, batch_size: int, seed: int, *, drop_last: bool = False,
-                 pool: int = 16, jitter: float = 0.2):
+                 pool: int = 16, jitter: float = 0.2, rank: int = 0, replicas: int = 1):
         self.lengths = np.asarray(lengths, dtype=np.float64)
         self.batch_size, self.drop_last, self.pool, self.jitter = batch_size, drop_last, pool, jitter
-        self.sampler = EpochShuffle(len(self.lengths), seed)
+        self.sampler = EpochShuffle(len(self.lengths), seed, rank=rank, replicas=replicas)
 
     def __iter__(self) -> Iterator[list[int]]:
         generator = self.sampler.generator()
-        order = torch.randperm(len(self.lengths), generator=generator).numpy()
+        order = self.sampler.order(generator)
         if self.drop_last:
             order = order[: len(order) - len(order) % self.batch_size]
         noise = torch.empty(len(self.lengths), dtype=torch.float64).uniform_(-self.jitter, self.jitter,
@@ -278,7 +291,7 @@ class LengthBuckets(Sampler[list[int]]):
         return iter([batches[i].tolist() for i in torch.randperm(len(batches), generator=generator).tolist()])
 
     def __len__(self) -> int:
-        n, size = len(self.lengths), self.batch_size
+        n, size = len(self.sampler), self.batch_size
         return n // size if self.drop_last else -(-n // size)
 
 

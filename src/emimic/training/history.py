@@ -17,7 +17,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from emimic.io import atomic_path
-from emimic.metrics import mean_pcc
+from emimic.training.module import pcc_metric, synced_pcc, update_pcc
 
 MONITOR = "val/pcc_mean"
 
@@ -44,7 +44,9 @@ class History(Callback):
         if self.raw_weights and trainer.val_dataloaders is not None:
             metrics[RAW_MONITOR] = raw_weights_pcc(trainer.val_dataloaders, pl_module)
         row = {"epoch": trainer.current_epoch + 1, **dict(sorted(metrics.items()))}
-        self.rows.append(row)
+        self.rows.append(row)  # on every process: the rows travel in the checkpoint
+        if not trainer.is_global_zero:
+            return
         with atomic_path(self.path) as tmp:
             pd.DataFrame(self.rows).to_csv(tmp, index=False, float_format="%.6f")
         if self.verbose:
@@ -69,13 +71,15 @@ class History(Callback):
 
 @torch.no_grad()
 def raw_weights_pcc(loader: Iterable[dict[str, Any]], pl_module: pl.LightningModule) -> float:
-    """Validation mean PCC of the weights the optimiser holds (after validation swapped the EMA ones out)."""
+    """Validation mean PCC of the weights the optimiser holds (after validation swapped the EMA ones out).
+
+    Under DDP each process scores its own validation clips and the PCC is computed over all of them
+    (every process must call this)."""
     was_training = pl_module.training
     pl_module.eval()
-    preds, targets = [], []
+    metric = pcc_metric().to(pl_module.device)
     for batch in loader:
         batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
-        preds.append(pl_module(batch["inputs"]).pred.cpu())
-        targets.append(batch["targets"].cpu())
+        update_pcc(metric, pl_module(batch["inputs"]).pred, batch["targets"])
     pl_module.train(was_training)
-    return mean_pcc(torch.cat(preds), torch.cat(targets))
+    return float(synced_pcc(metric).mean())

@@ -1,21 +1,54 @@
 """The LightningModule: builds the model from plain dicts (config + model spec), so a checkpoint
 is self-describing and loads with ``torch.load(weights_only=True)``; trains with the
-multi-objective loss; validates with the challenge metric."""
+multi-objective loss; validates with the challenge metric.
+
+The validation PCC is torchmetrics' ``PearsonCorrCoef``: each process updates running moments with
+its own validation clips and ``compute()`` merges the moments of every process (an all-gather), so
+under DDP the score is the PCC over the whole split, exactly as one process computes it, never a mean
+of per-process PCCs. The moments are kept in float64 (under mixed precision too).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from torch import Tensor
+from torchmetrics import MeanMetric
+from torchmetrics.regression import PearsonCorrCoef
 
 from emimic.config import ExperimentConfig
 from emimic.labels import EMOTIONS
-from emimic.metrics import pcc_scores
 from emimic.models.emi import ModelOutput, ModelSpec, build_model
 from emimic.training.losses import EMILoss
+
+# Named by torchmetrics when a column is constant (the PCC is then reported as 0, see synced_pcc).
+CONSTANT_WARNING = r".*The variance of predictions or target is close to zero.*"
+
+
+def pcc_metric() -> PearsonCorrCoef:
+    """Per-emotion Pearson correlation accumulated over batches (and over processes, on ``compute``)."""
+    metric = PearsonCorrCoef(num_outputs=len(EMOTIONS))
+    metric.set_dtype(torch.float64)
+    return metric
+
+
+def update_pcc(metric: PearsonCorrCoef, preds: Tensor, targets: Tensor) -> None:
+    metric.update(preds.detach().double(), targets.double())
+
+
+def synced_pcc(metric: PearsonCorrCoef) -> Tensor:
+    """``(6,)`` PCC over every clip the processes saw, then reset. Every process must call it (it gathers).
+
+    A constant column scores 0, not NaN, as in :func:`emimic.metrics.pearson_per_dimension`, so a
+    degenerate model is uninformative rather than breaking model selection."""
+    scores = torch.nan_to_num(metric.compute(), nan=0.0)
+    metric.reset()
+    return scores
 
 
 class EMIModule(pl.LightningModule):
@@ -28,8 +61,8 @@ class EMIModule(pl.LightningModule):
         self.spec = ModelSpec.from_dict(spec)
         self.net = build_model(self.spec, self.cfg.model)
         self.loss = EMILoss(self.cfg.loss)
-        self._val_preds: list[Tensor] = []
-        self._val_targets: list[Tensor] = []
+        self.val_pcc = pcc_metric()
+        self.val_loss = MeanMetric()
 
     def forward(self, inputs: dict[str, dict[str, Tensor]]) -> ModelOutput:
         return self.net(inputs)
@@ -39,34 +72,43 @@ class EMIModule(pl.LightningModule):
             return batch
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
-    def on_train_batch_start(self, batch: dict[str, Any], batch_idx: int) -> None:
-        # Dropout, modality dropout and the VAD sample draw from a stream seeded by (seed, step), not
-        # from whatever else consumed the global RNG: a resumed run repeats the uninterrupted one exactly.
-        torch.manual_seed(self.cfg.seed * 1_000_003 + self.global_step)
+    @contextlib.contextmanager
+    def _step_random_stream(self) -> Iterator[None]:
+        """Dropout, modality dropout and the VAD sample of a training step draw from a stream seeded by
+        (seed, step, process), not from whatever else consumed the random state, so a resumed run repeats
+        the uninterrupted one exactly. The stream is forked off: the process's global random state (which
+        user callbacks, samplers and Lightning share) is the same after the step as before it. (A private
+        ``torch.Generator`` cannot reach ``nn.Dropout``, hence the fork.)"""
+        cuda = self.device.type == "cuda"
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self._trainer is not None else (1, 0)
+        with torch.random.fork_rng(devices=[self.device] if cuda else [], device_type=self.device.type):
+            torch.manual_seed((self.cfg.seed * 1_000_003 + self.global_step) * world + rank)
+            yield
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         weights = batch["weights"] if self.cfg.loss.sample_weights != "none" else None
-        parts = self.loss(self.net(batch["inputs"]), batch["targets"], weights)
+        with self._step_random_stream():
+            parts = self.loss(self.net(batch["inputs"]), batch["targets"], weights)
         size = len(batch["targets"])
         self.log_dict({f"train/{k}": v.detach() for k, v in parts.items()}, on_step=False, on_epoch=True,
-                      batch_size=size)
+                      batch_size=size, sync_dist=True)  # under DDP: the mean over every process's clips
         return parts["loss"]
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         out = self.net(batch["inputs"])
-        self.log("val/loss", self.loss(out, batch["targets"])["loss"], on_epoch=True, batch_size=len(out.pred))
-        self._val_preds.append(out.pred.detach().cpu())
-        self._val_targets.append(batch["targets"].cpu())
+        self.val_loss.update(self.loss(out, batch["targets"])["loss"].detach(), len(out.pred))
+        update_pcc(self.val_pcc, out.pred, batch["targets"])
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val_preds:
+        if self.val_loss.update_count == 0:
             return
-        scores = pcc_scores(torch.cat(self._val_preds), torch.cat(self._val_targets))
-        self._val_preds.clear()
-        self._val_targets.clear()
-        self.log("val/pcc_mean", sum(scores.values()) / len(EMOTIONS), prog_bar=True)
-        for emotion, value in scores.items():
-            self.log(f"val/pcc_{emotion.lower().replace(' ', '_')}", value)
+        # Computed on every process (both gather from all of them), so every process holds the same values;
+        # Lightning's sync with "max" keeps them exact (a mean of N equal copies need not be).
+        scores = synced_pcc(self.val_pcc)
+        per_emotion = {f"val/pcc_{e.lower().replace(' ', '_')}": v for e, v in zip(EMOTIONS, scores, strict=True)}
+        self.log_dict({"val/loss": self.val_loss.compute(), **per_emotion}, sync_dist=True, reduce_fx="max")
+        self.log("val/pcc_mean", scores.mean(), prog_bar=True, sync_dist=True, reduce_fx="max")
+        self.val_loss.reset()
 
     def configure_optimizers(self) -> Any:
         optim = self.cfg.optim

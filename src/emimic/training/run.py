@@ -14,13 +14,21 @@ Calling ``train`` again with the same config, seed and data resumes an interrupt
 ends with the same metrics as an uninterrupted one) and returns a finished one as stored. Anything
 else is refused unless ``overwrite``. A run that fails or is interrupted before its first epoch is
 saved leaves nothing behind, so the corrected command starts afresh.
+
+Distributed training (``train.devices`` x ``train.num_nodes`` > 1) runs the same ``train`` in every
+process, launched by Lightning itself, by ``torchrun`` or by SLURM; the batches come from
+:class:`~emimic.training.datamodule.EMIDataModule`. Only the process of global rank 0 decides about
+and writes the run folder (config.yaml, run.json, history.csv, checkpoints, metrics.json); the others
+only read it (the folder must be on a filesystem every process sees).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
+import os
 import shutil
 import time
 import uuid
@@ -32,29 +40,24 @@ from pathlib import Path
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from torch.utils.data import DataLoader
 
 from emimic.config import ExperimentConfig, config_to_yaml, load_config, with_overrides
-from emimic.data import FeatureStore, VidmimicDataset, feature_statistics, open_dataset, with_valid_split
-from emimic.errors import DataError, OutputConflict, explain_interrupt
+from emimic.data import VidmimicDataset, open_dataset, with_valid_split
+from emimic.data.store import stale_modalities
+from emimic.errors import ConfigError, DataError, OutputConflict, explain_interrupt
 from emimic.io import write_text
 from emimic.labels import EMOTIONS
-from emimic.models.emi import ModelSpec, resolve_spec
+from emimic.models.emi import resolve_spec
 from emimic.outputs import refuse_inside_dataset
 from emimic.provenance import metrics_record
+from emimic.training.datamodule import EMIDataModule
 from emimic.training.ema import EMA
 from emimic.training.history import MONITOR, History
-from emimic.training.inference import (
-    BEST_CHECKPOINT,
-    Evaluation,
-    clip_loader,
-    eval_batch_size,
-    evaluate,
-    load_run,
-    torch_threads,
-)
-from emimic.training.module import EMIModule
+from emimic.training.inference import BEST_CHECKPOINT, Evaluation, evaluate, load_run, torch_threads
+from emimic.training.module import CONSTANT_WARNING, EMIModule
 from emimic.training.provenance import (
     CONFIG_FILE,
     RECORD_FILE,
@@ -71,7 +74,8 @@ LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 
 # Lightning's advice on worker counts and logging does not apply to in-memory pooled batches.
 _QUIET = (r".*does not have many workers.*", r".*LightningModule.*has parameters that were not used.*",
-          r".*The number of training batches.*", r".*treespec.*", r".*exists and is not empty.*")
+          r".*The number of training batches.*", r".*treespec.*", r".*exists and is not empty.*", CONSTANT_WARNING,
+          r".*overridden `transfer_batch_to_device`.*")
 
 
 @dataclass
@@ -82,6 +86,7 @@ class TrainResult:
     epochs: int
     seconds: float
     stored: bool = False  # True: the folder held this finished run already; nothing was trained
+    rank: int = 0  # global rank of this process under DDP: only rank 0 wrote the run folder
 
     def to_dict(self) -> dict:
         return {**self.valid.to_dict(), "best_epoch": self.best_epoch, "epochs": self.epochs,
@@ -157,12 +162,12 @@ def _kept(run: Path, max_epochs: int) -> str:
             " command to resume.")
 
 
-def _fit(trainer: pl.Trainer, module: EMIModule, loaders: tuple[DataLoader, DataLoader], resume: Path | None) -> None:
+def _fit(trainer: pl.Trainer, module: EMIModule, data: EMIDataModule, resume: Path | None) -> None:
     """``trainer.fit``, where Ctrl-C stays a KeyboardInterrupt: Lightning turns it into ``sys.exit(1)`` (after
     restoring the process's signal handlers), and a SIGTERM (a cluster's preemption) into ``SystemExit`` with
     status 0, which would pass for success; both stop after saving nothing half-made, so both resume alike."""
     try:
-        trainer.fit(module, *loaders, ckpt_path=resume)
+        trainer.fit(module, datamodule=data, ckpt_path=resume)
     except SystemExit:
         if trainer.interrupted:
             raise KeyboardInterrupt from None
@@ -232,13 +237,16 @@ def train(
         overrides["train.max_epochs"] = max_epochs
     if valid_fraction is not None:
         overrides["train.valid_fraction"] = valid_fraction
-    previous = _previous_run(run)
+    primary = launched_as_rank_zero()
+    previous = _previous_run(run) if primary else read_run_record(run)
     cfg = _resolve_config(config, overrides, previous)
 
     started = time.perf_counter()
     ds = with_valid_split(data if isinstance(data, VidmimicDataset) else open_dataset(data),
                           cfg.train.valid_fraction)
     refuse_inside_dataset(run, ds.root)
+    if not primary:
+        _check_packed(ds)
     store = ds.store(progress=progress)
     labelled = {split: _labelled(ds, split) for split in ("train", "valid")}
     if cfg.train.selection == "best":  # "last" selects nothing: a refit may score clips it trained on
@@ -248,75 +256,94 @@ def train(
     record = RunRecord(cfg, data_fingerprint(store, spec.inputs, labelled), str(ds.root))
     resume = previous is not None and _started(run) and not overwrite
     if previous is not None and resume:
-        _check_same_run(run, previous, record)
-        if (run / METRICS_FILE).exists():
-            return _stored_result(run)
+        if primary:
+            _check_same_run(run, previous, record)
+        if (run / METRICS_FILE).exists():  # every process returns it; the ones of rank > 0 say so
+            return dataclasses.replace(_stored_result(run), rank=0 if primary else max(rank_zero_only.rank, 1))
+    history = History(run / "history.csv", verbose=progress, raw_weights=cfg.train.ema.enabled)
+    trainer = _trainer(cfg, run, [*_callbacks(cfg, run, history), *callbacks], progress=progress)
 
-    # Everything a start needs was checked: only now is the run folder written.
+    # Everything a start needs was checked: only now is the run folder written (by rank 0 alone).
     replace = previous is not None and not resume
-    with explain_interrupt(lambda: _kept(run, cfg.train.max_epochs)), _starting(run, replace=replace):
+    writing = _starting(run, replace=replace) if primary else contextlib.nullcontext()
+    with explain_interrupt(lambda: _kept(run, cfg.train.max_epochs)), writing:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         module = EMIModule(config=cfg.model_dump(mode="json"), spec=spec.to_dict(),
                            data={"root": str(ds.root), "identity": store.identity,
                                  "recipes": {m: store.recipe(m) for m in spec.inputs}})
-        weights = sample_weights(cfg.loss, ds.splits["train"], ds.meta())
-        loaders = _loaders(cfg, store, spec, module, labelled, weights)
-        history = History(run / "history.csv", verbose=progress, raw_weights=cfg.train.ema.enabled)
-        trainer = _trainer(cfg, run, [*_callbacks(cfg, run, history), *callbacks], progress=progress)
-        if not resume:
+        datamodule = EMIDataModule(cfg, store, spec, module.net, labelled,
+                                   sample_weights(cfg.loss, ds.splits["train"], ds.meta()))
+        datamodule.set_statistics(module.net)
+        if primary and not resume:
             write_text(run / CONFIG_FILE, config_to_yaml(cfg))
             write_text(run / RECORD_FILE, record.to_json())
         with warnings.catch_warnings(), torch_threads(cfg.train.threads):
             for pattern in _QUIET:
                 warnings.filterwarnings("ignore", message=pattern)
-            _fit(trainer, module, loaders, run / LAST_CHECKPOINT if resume else None)
-
-        rows = history.rows
-        if not rows:
-            best_epoch = 0
-        elif cfg.train.selection == "best":
-            best_epoch = max(rows, key=lambda r: r.get(MONITOR, -np.inf))["epoch"]
-        else:
-            best_epoch = rows[-1]["epoch"]
+            _fit(trainer, module, datamodule, run / LAST_CHECKPOINT if resume else None)
+        best_epoch = _best_epoch(cfg, history.rows)
         valid = evaluate(load_run(run), ds, split="valid")
-    result = TrainResult(run, valid, int(best_epoch), len(rows), time.perf_counter() - started)
-    source = None if isinstance(config, ExperimentConfig) else config
-    write_text(run / METRICS_FILE, json.dumps(metrics_record(result, cfg, source, ds, record.data), indent=2))
+    result = TrainResult(run, valid, best_epoch, len(history.rows), time.perf_counter() - started,
+                         rank=trainer.global_rank)
+    if trainer.is_global_zero:
+        source = None if isinstance(config, ExperimentConfig) else config
+        write_text(run / METRICS_FILE, json.dumps(metrics_record(result, cfg, source, ds, record.data), indent=2))
     return result
 
 
-def _loaders(cfg: ExperimentConfig, store: FeatureStore, spec: ModelSpec, module: EMIModule,
-             labelled: Mapping[str, tuple[np.ndarray, np.ndarray]],
-             weights: np.ndarray | None) -> tuple[DataLoader, DataLoader]:
-    """Shuffled training batches (seeded per epoch, ``weights`` per training clip) and validation batches;
-    statistics from training clips only."""
-    (train_ids, train_y), (valid_ids, valid_y) = labelled["train"], labelled["valid"]
-    module.net.set_statistics(feature_statistics(store, train_ids, spec.inputs), train_y)
-    batch = cfg.optim.batch_size
-    train_loader = clip_loader(store, spec, module.net, train_ids, train_y, batch_size=batch,
-                               max_frames=cfg.model.encoder.max_frames, seed=cfg.seed,
-                               drop_last=len(train_ids) > batch, num_workers=cfg.train.num_workers,
-                               weights=weights)
-    valid_loader = clip_loader(store, spec, module.net, valid_ids, valid_y,
-                               batch_size=eval_batch_size(module.net, batch),
-                               max_frames=cfg.model.encoder.max_frames, num_workers=cfg.train.num_workers)
-    return train_loader, valid_loader
+def launched_as_rank_zero() -> bool:
+    """Whether this process is the one of global rank 0, as its launcher's environment says before any Trainer
+    exists: ``RANK`` (torchrun), ``LOCAL_RANK`` (Lightning's own launcher), ``SLURM_PROCID`` (srun), and the
+    machine's ``NODE_RANK`` / ``GROUP_RANK`` (Lightning's launcher on several machines, torchrun). A plain
+    process is rank 0."""
+    node = os.environ.get("NODE_RANK") or os.environ.get("GROUP_RANK") or "0"
+    return rank_zero_only.rank == 0 and int(node) == 0
+
+
+def _check_packed(ds: VidmimicDataset) -> None:
+    """Processes other than rank 0 never pack: under torchrun or SLURM they all start at once, and two packs
+    of one store would race (Lightning's own launcher starts them after rank 0 packed)."""
+    if any(action != "unchanged" for action in stale_modalities(ds.layout, ds.store_dir).values()):
+        raise DataError(f"{ds.root}: the feature store is not packed (or is stale); run `emimic pack {ds.root}`"
+                        " once before launching training on several processes.")
+
+
+def _best_epoch(cfg: ExperimentConfig, rows: Sequence[Mapping[str, float]]) -> int:
+    if not rows:
+        return 0
+    if cfg.train.selection == "best":
+        return int(max(rows, key=lambda r: r.get(MONITOR, -np.inf))["epoch"])
+    return int(rows[-1]["epoch"])
 
 
 def _trainer(cfg: ExperimentConfig, run: Path, callbacks: list[Callback], *, progress: bool) -> pl.Trainer:
+    """The Trainer of ``cfg.train`` (where and how it runs); a setting this machine cannot honour is a ConfigError."""
     _quiet_lightning()
-    return pl.Trainer(
-        max_epochs=cfg.train.max_epochs,
-        accelerator=cfg.train.accelerator,
-        devices=cfg.train.devices,
-        deterministic=True,
-        callbacks=callbacks,
-        logger=False,
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=run,
-    )
+    where = cfg.train
+    try:
+        return pl.Trainer(
+            max_epochs=where.max_epochs,
+            accelerator=where.accelerator,
+            devices=where.devices,
+            num_nodes=where.num_nodes,
+            strategy=where.strategy,
+            precision=where.precision,
+            use_distributed_sampler=False,  # EMIDataModule shares the clips out itself
+            deterministic=True,
+            callbacks=callbacks,
+            logger=False,
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            default_root_dir=run,
+        )
+    except (MisconfigurationException, RuntimeError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0].rstrip(".")
+        raise ConfigError(
+            f"cannot train with accelerator {where.accelerator!r}, devices {where.devices!r}, num_nodes"
+            f" {where.num_nodes}, strategy {where.strategy!r}, precision {where.precision!r} here ({reason});"
+            " choose other --accelerator / --devices / --strategy / --precision."
+        ) from None
 
 
 def _quiet_lightning() -> None:

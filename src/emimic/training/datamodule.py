@@ -1,0 +1,92 @@
+"""The LightningDataModule of a training run: the clips of train and valid over the packed FeatureStore.
+
+One process (``train.devices: 1``) trains on every training clip per epoch, shuffled per (seed, epoch),
+with length buckets for a model that reads frames, and validates on every validation clip. Under DDP
+(``devices`` x ``num_nodes`` > 1 processes) each process gets its own share of both splits:
+
+- train: every process draws the same per-(seed, epoch) order and keeps every ``world``-th clip of it
+  (:class:`~emimic.data.dataset.EpochShuffle`), so the shares are disjoint and equally long (every process
+  takes the same number of steps, which DDP needs); a model reading frames buckets its own share by length.
+  Each process's batch holds ``optim.batch_size`` clips, so one optimiser step sees ``world`` batches.
+- valid: Lightning's :class:`UnrepeatedDistributedSampler` picks clips ``rank``, ``rank + world``, ...:
+  no clip is counted twice (the default ``DistributedSampler`` pads the split with repeats, which shifts
+  the PCC), and the validation metric, a torchmetrics metric synced across processes
+  (:class:`~emimic.training.module.EMIModule`), sees the whole split exactly once.
+
+Lightning must not swap in samplers of its own: the Trainer runs with ``use_distributed_sampler=False``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import lightning.pytorch as pl
+import numpy as np
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader
+
+from emimic.config import ExperimentConfig
+from emimic.data import FeatureStore, feature_statistics
+from emimic.errors import DataError
+from emimic.models.emi import EMIModel, ModelSpec
+from emimic.training.inference import clip_loader, eval_batch_size
+
+Labelled = Mapping[str, tuple[np.ndarray, np.ndarray]]  # split -> (clip ids, (N, 6) labels)
+
+
+class EMIDataModule(pl.LightningDataModule):
+    """Training and validation batches of ``labelled`` (train and valid ids with labels) from ``store``.
+
+    ``model`` is only asked whether it reads frames; ``weights`` are the per-clip loss weights of the
+    training clips; ``eval_batch`` overrides the validation batch size (default: :func:`eval_batch_size`).
+
+    Example::
+
+        dm = EMIDataModule(cfg, store, spec, module.net, {"train": (ids, y), "valid": (vids, vy)})
+        dm.set_statistics(module.net)
+        trainer.fit(module, datamodule=dm)
+    """
+
+    def __init__(self, cfg: ExperimentConfig, store: FeatureStore, spec: ModelSpec, model: EMIModel,
+                 labelled: Labelled, weights: np.ndarray | None = None, *, eval_batch: int | None = None):
+        super().__init__()
+        self.cfg, self.store, self.spec, self.model = cfg, store, spec, model
+        self.labelled, self.weights = labelled, weights
+        self.eval_batch = eval_batch or eval_batch_size(model, cfg.optim.batch_size)
+
+    def set_statistics(self, model: EMIModel) -> None:
+        """Normalise ``model``'s inputs and initialise its output with statistics of the training clips only."""
+        ids, targets = self.labelled["train"]
+        model.set_statistics(feature_statistics(self.store, ids, self.spec.inputs), targets)
+
+    def _process(self) -> tuple[int, int]:
+        """``(rank, world size)`` of this process (``(0, 1)`` outside a Trainer)."""
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def setup(self, stage: str) -> None:
+        _, world = self._process()
+        for split, (ids, _) in self.labelled.items():
+            if len(ids) < world:
+                raise DataError(
+                    f"the {split!r} split has {len(ids)} clips, fewer than the {world} training processes; train"
+                    " with fewer --devices / --num-nodes."
+                )
+
+    def train_dataloader(self) -> DataLoader:
+        rank, world = self._process()
+        ids, targets = self.labelled["train"]
+        batch = self.cfg.optim.batch_size
+        return clip_loader(self.store, self.spec, self.model, ids, targets, batch_size=batch,
+                           max_frames=self.cfg.model.encoder.max_frames, seed=self.cfg.seed,
+                           drop_last=len(ids) // world > batch, num_workers=self.cfg.train.num_workers,
+                           weights=self.weights, rank=rank, replicas=world)
+
+    def val_dataloader(self) -> DataLoader:
+        rank, world = self._process()
+        ids, targets = self.labelled["valid"]
+        share = np.fromiter(UnrepeatedDistributedSampler(ids, num_replicas=world, rank=rank, shuffle=False),
+                            dtype=np.int64)
+        return clip_loader(self.store, self.spec, self.model, ids[share], targets[share],
+                           batch_size=self.eval_batch, max_frames=self.cfg.model.encoder.max_frames,
+                           num_workers=self.cfg.train.num_workers)

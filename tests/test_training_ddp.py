@@ -1,0 +1,190 @@
+"""Distributed training: two CPU processes (gloo) score validation as one process does, and train as well.
+
+The two-process run goes through the command line in a subprocess, because Lightning's ``ddp`` strategy
+starts the second process by running the same command again.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import lightning.pytorch as pl
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+import emimic
+from conftest import documented_commands
+from emimic.cli import main
+from emimic.config import load_config
+from emimic.data import open_dataset
+from emimic.errors import ConfigError
+from emimic.metrics import pcc_scores
+from emimic.models.emi import resolve_spec
+from emimic.training.datamodule import EMIDataModule
+from emimic.training.history import MONITOR
+from emimic.training.inference import evaluate
+from emimic.training.module import pcc_metric, synced_pcc, update_pcc
+from emimic.training.run import train
+
+# The documented pair of runs: one process, then two, on the learning corpus. With the default batch of 256
+# every epoch is one step over all 90 training clips, for one process as for two (45 clips each, gradients
+# averaged), so the runs differ only where a batch's clips interact (the PCC term of the loss) and by their
+# dropout draws. One process, seeds 0-2: 0.574, 0.554, 0.569 (range 0.020); two processes, seed 0: 0.568
+# (measured). The bound is 1.5 times the range over seeds.
+TRAINED_TOLERANCE = 0.03
+# Fixed weights: the two scores differ only by float rounding (float32 forward passes, float64 moments).
+METRIC_TOLERANCE = 1e-6
+DOCUMENTED = "test_training_ddp.py::test_two_processes_score_validation_over_the_whole_split"
+
+
+@pytest.fixture(scope="module")
+def documented_runs(simulated_root, tmp_path_factory):
+    """The runs of the example in docs/training.md: one process in-process, the two processes through the
+    command line in a subprocess (Lightning starts the second process by running the command again)."""
+    folder = tmp_path_factory.mktemp("ddp")
+    (folder / "data").mkdir()
+    (folder / "data" / "sim").symlink_to(simulated_root)
+    (one, _), (two, _) = documented_commands("training.md", DOCUMENTED)
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        assert main(one[1:]) == 0
+    finally:
+        os.chdir(cwd)
+    env = {**os.environ, "PYTHONPATH": str(Path(emimic.__file__).parents[1])}
+    done = subprocess.run([sys.executable, "-m", "emimic", *two[1:]], cwd=folder, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "--devices 2" in " ".join(two)
+    return folder / "runs" / "one", folder / "runs" / "ddp", done.stdout
+
+
+def test_two_processes_score_validation_over_the_whole_split(documented_runs, simulated_root):
+    _, run, printed = documented_runs
+    history = pd.read_csv(run / "history.csv")
+    assert history["epoch"].tolist() == list(range(1, len(history) + 1))  # one writer: no row twice
+    best = history.loc[history[MONITOR].idxmax()]
+    # the best epoch's validation score, computed by two processes each holding half of the valid clips,
+    # is the score one process computes for the weights saved at that epoch
+    alone = evaluate(run, simulated_root, split="valid")
+    assert best[MONITOR] == pytest.approx(alone.mean_pcc, abs=METRIC_TOLERANCE)
+    for emotion, value in alone.pcc.items():
+        assert best[f"val/pcc_{emotion.lower().replace(' ', '_')}"] == pytest.approx(value, abs=METRIC_TOLERANCE)
+    assert printed.count("Validation (30 clips)") == 1  # rank 1 prints nothing
+
+
+def test_two_processes_train_as_well_as_one(documented_runs):
+    one, two, _ = documented_runs
+    assert yaml.safe_load((two / "config.yaml").read_text())["train"]["devices"] == 2
+    scores = [json.loads((run / "metrics.json").read_text())["mean_pcc"] for run in (one, two)]
+    assert abs(scores[1] - scores[0]) <= TRAINED_TOLERANCE
+    assert scores[1] > 0.4  # it learned
+
+
+def test_the_metric_accumulated_over_batches_of_any_size_is_the_split_pcc():
+    rng = np.random.default_rng(0)
+    targets = rng.uniform(size=(23, 6))
+    preds = targets + rng.normal(scale=0.3, size=targets.shape)
+    preds[:, 2] = 0.4  # a constant column scores 0, as in emimic.metrics
+    metric = pcc_metric()
+    for rows in np.split(np.arange(23), [1, 6, 7, 20]):  # batches of 1, 5, 1, 13 and 3 clips
+        update_pcc(metric, torch.tensor(preds[rows], dtype=torch.float32), torch.tensor(targets[rows]))
+    expected = pcc_scores(torch.tensor(preds, dtype=torch.float32), targets)
+    np.testing.assert_allclose(synced_pcc(metric).numpy(), list(expected.values()), atol=1e-9)
+    assert metric.update_count == 0  # reset for the next epoch
+
+
+@pytest.fixture(scope="module")
+def datamodule_parts(tmp_path_factory):
+    from conftest import write_root
+
+    root = write_root(tmp_path_factory.mktemp("dm") / "root", train=41, valid=13, test=2)
+    ds = open_dataset(root)
+    store = ds.store(progress=False)
+    labelled = {s: (ds.splits[s].index.to_numpy(np.int64), ds.splits[s].to_numpy(np.float32)) for s in ds.splits
+                if s != "test"}
+    return store, labelled
+
+
+@pytest.mark.parametrize("encoder", ["meanstd", "attentive"])
+def test_each_process_gets_its_own_share_of_the_clips(datamodule_parts, encoder):
+    store, labelled = datamodule_parts
+    cfg = load_config("paper", overrides={"optim.batch_size": 4, "model.encoder.name": encoder})
+    spec = resolve_spec(cfg.model, {m: store.dim(m) for m in store.modalities})
+    model = pl.LightningModule()
+    model.uses_frames = encoder != "meanstd"
+    train_ids, valid_ids = labelled["train"][0], labelled["valid"][0]
+
+    def shares(world: int, epoch: int) -> tuple[list[list[int]], list[list[int]]]:
+        trained, validated = [], []
+        for rank in range(world):
+            dm = EMIDataModule(cfg, store, spec, model, labelled)
+            dm.trainer = SimpleNamespace(global_rank=rank, world_size=world)
+            loader = dm.train_dataloader()
+            loader.batch_sampler.sampler.set_epoch(epoch)
+            trained.append([int(i) for batch in loader for i in batch["ids"]])
+            validated.append([int(i) for batch in dm.val_dataloader() for i in batch["ids"]])
+        return trained, validated
+
+    trained, validated = shares(3, epoch=1)
+    # 41 clips: 13 per process, 3 full batches of 4 each (the same number of steps everywhere)
+    assert [len(t) for t in trained] == [12, 12, 12]
+    assert len(set().union(*trained)) == 36 and set().union(*trained) <= set(train_ids)  # disjoint shares
+    assert sorted(i for v in validated for i in v) == sorted(valid_ids)  # every valid clip exactly once
+    assert shares(3, epoch=2)[0] != trained  # reshuffled per epoch
+    assert len(set(shares(1, epoch=1)[0][0])) == 40  # one process: 10 batches of 4 from all 41
+
+
+class GlobalRandomState(pl.Callback):
+    """Records the global random state around every training step."""
+
+    def __init__(self):
+        self.changed: list[bool] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.before = torch.get_rng_state()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.changed.append(not torch.equal(self.before, torch.get_rng_state()))
+
+
+def test_the_per_step_seed_leaves_the_global_random_state_alone(make_root, tmp_path):
+    root = make_root(train=24, valid=8, test=2)
+    spy = GlobalRandomState()
+    train(root, tmp_path / "run", max_epochs=2, progress=False, callbacks=[spy],
+          overrides={"optim.batch_size": 8, "model.modality_dropout": 0.3})
+    assert spy.changed and not any(spy.changed)
+
+
+class Autocast(pl.Callback):
+    """Records the dtype CPU autocast gives matrix products during the model's forward passes."""
+
+    def on_fit_start(self, trainer, pl_module):
+        self.dtypes = set()
+        pl_module.net.register_forward_hook(lambda *_: self.dtypes.add(
+            torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32))
+
+
+def test_bf16_mixed_precision_trains_on_cpu(make_root, tmp_path):
+    root = make_root(train=24, valid=8, test=2)
+    spy = Autocast()
+    result = train(root, tmp_path / "run", max_epochs=1, progress=False, callbacks=[spy],
+                   overrides={"optim.batch_size": 8, "train.precision": "bf16-mixed"})
+    assert torch.bfloat16 in spy.dtypes  # training and validation steps run under bf16 autocast
+    assert np.isfinite(result.valid.mean_pcc)
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]["precision"] == "bf16-mixed"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_a_gpu_run_without_a_gpu_is_one_sentence(make_root, tmp_path):
+    root = make_root(train=24, valid=8, test=2)
+    with pytest.raises(ConfigError, match=r"cannot train with accelerator 'gpu', devices 1, .* here \(.*\); choose"
+                                          r" other --accelerator"):
+        train(root, tmp_path / "run", max_epochs=1, progress=False, overrides={"train.accelerator": "gpu"})
+    assert not (tmp_path / "run").exists()
