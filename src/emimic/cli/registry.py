@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "emimic.cli.train",
     "emimic.cli.infer",
     "emimic.cli.crossval",
+    "emimic.cli.sweep",
     "emimic.cli.report",
 )
 

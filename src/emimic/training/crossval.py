@@ -55,6 +55,7 @@ from emimic.errors import ConfigError, DataError
 from emimic.io import atomic_path, write_text
 from emimic.labels import EMOTIONS, GROUP_COLUMNS
 from emimic.metrics import pcc_scores
+from emimic.outputs import check_settings
 from emimic.progress import progress_bar
 from emimic.provenance import pcc_intervals
 from emimic.training.inference import evaluate
@@ -130,18 +131,6 @@ def assign_folds(ids: np.ndarray, groups: np.ndarray | None, folds: int, seed: i
 def refit_epoch_count(best_epochs: Sequence[int]) -> int:
     """Epochs of the refit: the median of the fold models' best epochs (robust to one fold that stopped late)."""
     return max(1, round(statistics.median(best_epochs)))
-
-
-def _check_settings(out: Path, settings: dict) -> None:
-    path = out / SETTINGS_FILE
-    if path.exists():
-        stored = json.loads(path.read_text(encoding="utf-8"))
-        changed = sorted(k for k in settings if stored.get(k) != settings[k])
-        if changed:
-            raise ConfigError(f"{out} was made with other {', '.join(changed)} (see {path}); rerun it with the same"
-                              f" options, or choose a new --out.")
-    elif out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out} exists and is not an emimic CV folder; choose a new --out.")
 
 
 def fold_table(out: Path, labels: pd.DataFrame, meta: pd.DataFrame, folds: int, seed: int) -> pd.Series:
@@ -280,7 +269,7 @@ def cross_validate(
     column = group_column(meta)
     settings = {"folds": folds, "fold_seed": fold_seed, "group_column": column,
                 "config": cfg.model_dump(mode="json", exclude={"seed"})}
-    _check_settings(out, settings)
+    check_settings(out, SETTINGS_FILE, settings, kind="CV")
     fold_of = fold_table(out, labels, meta, folds, fold_seed)
     write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2))  # once the folds could be assigned
     ds.store(progress=progress)  # packed once here, before any worker opens it
