@@ -127,6 +127,8 @@ class CategoricalParam(Section):
 
 
 Param = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
+PARAM_TYPES: dict[str, type[FloatParam | IntParam | CategoricalParam]] = {
+    "float": FloatParam, "int": IntParam, "categorical": CategoricalParam}
 
 
 class PrunerConfig(Section):
@@ -173,10 +175,24 @@ def load_space(source: str | Path | None = None) -> SearchSpace:
         raise ConfigError(f"{path}: is not valid YAML ({exc}).") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: must hold a mapping with 'params', not {type(raw).__name__}.")
+    params = raw.get("params")
+    if isinstance(params, dict):  # each on its own, so an error names the parameter and its allowed keys
+        raw = {**raw, "params": {name: _param(name, spec, str(path)) for name, spec in params.items()}}
     try:
         return SearchSpace.model_validate(raw)
     except ValidationError as exc:
         raise explain(exc, SearchSpace, source=str(path)) from None
+
+
+def _param(name: str, raw: object, source: str) -> FloatParam | IntParam | CategoricalParam:
+    kind = PARAM_TYPES.get(raw.get("type")) if isinstance(raw, dict) else None
+    if kind is None:
+        raise ConfigError(f"{source}: params.{name} must be a mapping with type: {', '.join(PARAM_TYPES)} (got"
+                          f" {raw!r}).")
+    try:
+        return kind.model_validate(raw)
+    except ValidationError as exc:
+        raise explain(exc, kind, source=f"{source}: params.{name}") from None
 
 
 @dataclass(frozen=True)
@@ -342,13 +358,15 @@ def sweep(
     space = space if isinstance(space, SearchSpace) else load_space(space)
     space.check_against(cfg, space_source)
     ds = with_valid_split(ds, cfg.train.valid_fraction)
-    storage = storage or str(out / STUDY_FILE)
     settings = _settings(ds, cfg, space, progress)
-    check_settings(out, SETTINGS_FILE, {**settings, "storage": storage}, kind="sweep")
+    # The default storage is recorded relative to the folder, so a moved sweep folder still resumes.
+    recorded = {**settings, "storage": storage or f"OUT/{STUDY_FILE}"}
+    check_settings(out, SETTINGS_FILE, recorded, kind="sweep")
+    storage = storage or str(out / STUDY_FILE)
     name = _study_name(settings)
     out.mkdir(parents=True, exist_ok=True)
     study = _create(name, storage, space)
-    write_text(out / SETTINGS_FILE, json.dumps({**settings, "storage": storage, "study": name}, indent=2))
+    write_text(out / SETTINGS_FILE, json.dumps({**recorded, "study": name}, indent=2))
 
     done = finished_trials(study)
     base_seed = np.random.SeedSequence([cfg.seed, done])  # a resumed sweep samples anew, not trial 0's values
