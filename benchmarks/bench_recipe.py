@@ -59,9 +59,10 @@ def cv_ensemble(root: Path, work: Path, folds: int, seed: int) -> dict[str, list
     return {"valid": [result.mean_pcc], "test": [evaluate(result.out, root, split="test", labels=truth(root)).mean_pcc]}
 
 
-def spread(values) -> str:
-    values = np.asarray(values, dtype=float)
-    return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}" if len(values) > 1 else f"{values.mean():.4f}"
+def spread(values, *, signed: bool = False) -> str:
+    values = np.atleast_1d(np.asarray(values, dtype=float))
+    mean = f"{values.mean():+.4f}" if signed else f"{values.mean():.4f}"
+    return f"{mean} ± {values.std(ddof=1):.4f}" if len(values) > 1 else mean
 
 
 def table(results: dict, seeds: list[int], folds: int) -> str:
@@ -76,7 +77,8 @@ def table(results: dict, seeds: list[int], folds: int) -> str:
             if model != "paper":
                 paired = len(scores["valid"]) == len(seeds)
                 diffs = [spread(np.subtract(scores[k], found["paper"][k][: len(scores[k])]) if paired
-                                else np.subtract(scores[k][0], found["paper"][k][0])) for k in ("valid", "test")]
+                                else np.subtract(scores[k][0], found["paper"][k][0]), signed=True)
+                         for k in ("valid", "test")]
             valid = spread(scores["valid"]) + (" (out-of-fold)" if model.endswith("ensemble") else "")
             lines.append(f"| {label if i == 0 else ''} | {model} | {valid} | {spread(scores['test'])} | {diffs[0]}"
                          f" | {diffs[1]} |")
