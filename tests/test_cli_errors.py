@@ -55,6 +55,7 @@ OUTPUT_COMMANDS = {
     "evaluate --json": (["evaluate", "--run", "{root}", "--data", "{root}", "--json", "{path}"], False),
     "predict --out": (["predict", "--run", "{root}", "--data", "{root}", "--out", "{path}"], False),
     "infer --out": (["infer", "--run", "{root}", "{root}", "--out", "{path}"], False),
+    "sweep --out": (["sweep", "--data", "{root}", "--out", "{path}", "--trials", "1"], True),
 }
 
 

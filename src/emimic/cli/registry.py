@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "emimic.cli.infer",
     "emimic.cli.crossval",
     "emimic.cli.ablate",
+    "emimic.cli.sweep",
     "emimic.cli.report",
 )
 

@@ -1,0 +1,399 @@
+"""``sweep()``: an Optuna search over the experiment config; every trial is one ``train`` run folder.
+
+The search space is a YAML file (default: the packaged ``configs/spaces/default.yaml``; unknown keys
+are refused) mapping dotted config keys to distributions::
+
+    params:
+      optim.lr: {type: float, low: 5.0e-4, high: 1.0e-2, log: true}
+      model.branch.embed: {type: categorical, choices: [32, 64, 128]}
+      model.fusion: {type: categorical, registry: fusion}   # every registered fusion
+    pruner: {startup_trials: 3, warmup_epochs: 5}          # Optuna's MedianPruner
+    enqueue: [{optim.lr: 2.0e-3}]                          # trials to run first (then TPE samples)
+
+Each trial trains the base config (``config``, default paper) with its sampled values into
+``OUT/trials/NNNN`` and reports the validation mean PCC every epoch; a trial whose curve falls below
+the median of the finished trials' at the same epoch is pruned (state PRUNED). The objective is the
+run's best validation mean PCC (the selected checkpoint's).
+
+Sweep folder::
+
+    OUT/sweep.json       what the study was made with: base config, space, data fingerprint, storage
+    OUT/study.log        the Optuna study (JournalStorage file; --storage names another, e.g. sqlite:///s.db)
+    OUT/trials/NNNN/     a `train` run folder per trial
+    OUT/trials.csv       one row per trial: number, state, value, epochs, seconds and its parameters
+    OUT/best.yaml        the base config with the best trial's values: ``emimic train --config OUT/best.yaml``
+
+Calling it again with the same settings resumes: ``trials`` is the total the study should hold, so
+the same count runs nothing new and a larger one adds trials; a trial a killed sweep left running is
+run again in its own folder (which resumes from its last epoch). Other data, space, base config or
+storage are refused. ``jobs`` > 1 runs trials on that many local processes sharing the storage.
+
+Example::
+
+    from emimic.training.sweep import sweep
+    result = sweep("data/sim", "runs/sweep", trials=20, max_epochs=30, jobs=2)
+    result.best_value, result.best_config
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import optuna
+import pandas as pd
+import yaml
+from optuna.trial import FrozenTrial, TrialState
+from optuna_integration import PyTorchLightningPruningCallback
+from pydantic import Field, ValidationError, model_validator
+
+from emimic.config import ExperimentConfig, Section, config_to_yaml, explain, load_config, with_overrides
+from emimic.data import VidmimicDataset, open_dataset, with_valid_split
+from emimic.defaults import preset_dir
+from emimic.errors import ConfigError
+from emimic.io import atomic_path, write_text
+from emimic.labels import EMOTIONS
+from emimic.outputs import check_folder_settings, refuse_inside_dataset
+from emimic.registry import ENCODERS, FUSIONS
+from emimic.training.history import MONITOR
+from emimic.training.provenance import data_fingerprint
+from emimic.training.run import train
+
+SETTINGS_FILE = "sweep.json"
+STUDY_FILE = "study.log"
+TRIALS_DIR = "trials"
+TABLE_FILE = "trials.csv"
+BEST_FILE = "best.yaml"
+DEFAULT_SPACE = preset_dir() / "spaces" / "default.yaml"
+# A trial a killed sweep left RUNNING is failed and enqueued again; the new one names the old one here.
+RETRY_OF = "retry_of"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+CHOICE_REGISTRIES = {"fusion": FUSIONS, "encoder": ENCODERS}
+
+Choice = bool | int | float | str
+
+
+class FloatParam(Section):
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+
+    def values(self) -> list[Choice]:
+        return [self.low, self.high]
+
+    def suggest(self, trial: optuna.Trial, name: str) -> Choice:
+        return trial.suggest_float(name, self.low, self.high, log=self.log)
+
+
+class IntParam(Section):
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+
+    def values(self) -> list[Choice]:
+        return [self.low, self.high]
+
+    def suggest(self, trial: optuna.Trial, name: str) -> Choice:
+        return trial.suggest_int(name, self.low, self.high, log=self.log)
+
+
+class CategoricalParam(Section):
+    """Listed ``choices``, or every name of a ``registry`` (``fusion``, ``encoder``) as the registry has them."""
+
+    type: Literal["categorical"]
+    choices: list[Choice] | None = Field(None, min_length=1)
+    registry: Literal["fusion", "encoder"] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CategoricalParam:
+        if (self.choices is None) == (self.registry is None):
+            raise ValueError("give either choices or registry")
+        return self
+
+    def values(self) -> list[Choice]:
+        return list(self.choices) if self.choices is not None else CHOICE_REGISTRIES[str(self.registry)].names()
+
+    def suggest(self, trial: optuna.Trial, name: str) -> Choice:
+        return trial.suggest_categorical(name, self.values())
+
+
+Param = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
+PARAM_TYPES: dict[str, type[FloatParam | IntParam | CategoricalParam]] = {
+    "float": FloatParam, "int": IntParam, "categorical": CategoricalParam}
+
+
+class PrunerConfig(Section):
+    """Optuna's MedianPruner: no pruning before ``startup_trials`` finished trials, nor before ``warmup_epochs``."""
+
+    startup_trials: int = Field(3, ge=0)
+    warmup_epochs: int = Field(5, ge=0)
+
+
+class SearchSpace(Section):
+    params: dict[str, Param] = Field(min_length=1)
+    pruner: PrunerConfig = Field(default_factory=PrunerConfig)
+    enqueue: list[dict[str, Choice]] = Field(default_factory=list, description="trials to run first")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> SearchSpace:
+        for name, param in self.params.items():
+            if isinstance(param, FloatParam | IntParam) and not param.low < param.high:
+                raise ValueError(f"params.{name}: low must be below high")
+        for trial in self.enqueue:
+            if unknown := sorted(set(trial) - set(self.params)):
+                raise ValueError(f"enqueue: {unknown} are not among the params")
+        return self
+
+    def check_against(self, cfg: ExperimentConfig, source: str) -> None:
+        """Every key must be a setting of ``cfg`` and every bound and choice a valid value of it."""
+        for name, param in self.params.items():
+            for value in param.values():
+                try:
+                    with_overrides(cfg, {name: value})
+                except ConfigError as exc:
+                    detail = str(exc).removeprefix("overrides: ").rstrip(".")
+                    raise ConfigError(f"{source}: params.{name} = {value!r} is no valid setting ({detail}).") from None
+
+
+def load_space(source: str | Path | None = None) -> SearchSpace:
+    """The search space of the YAML file ``source`` (default: the packaged default space)."""
+    path = Path(source) if source is not None else DEFAULT_SPACE
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror}); give a search space YAML file.") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: is not valid YAML ({exc}).") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: must hold a mapping with 'params', not {type(raw).__name__}.")
+    params = raw.get("params")
+    if isinstance(params, dict):  # each on its own, so an error names the parameter and its allowed keys
+        raw = {**raw, "params": {name: _param(name, spec, str(path)) for name, spec in params.items()}}
+    try:
+        return SearchSpace.model_validate(raw)
+    except ValidationError as exc:
+        raise explain(exc, SearchSpace, source=str(path)) from None
+
+
+def _param(name: str, raw: object, source: str) -> FloatParam | IntParam | CategoricalParam:
+    kind = PARAM_TYPES.get(raw.get("type")) if isinstance(raw, dict) else None
+    if kind is None:
+        raise ConfigError(f"{source}: params.{name} must be a mapping with type: {', '.join(PARAM_TYPES)} (got"
+                          f" {raw!r}).")
+    try:
+        return kind.model_validate(raw)
+    except ValidationError as exc:
+        raise explain(exc, kind, source=f"{source}: params.{name}") from None
+
+
+@dataclass(frozen=True)
+class Worker:
+    """What one process of a sweep needs to run its share of trials (plain, picklable values)."""
+
+    root: str
+    store_dir: str
+    out: str
+    storage: str
+    study: str
+    config: ExperimentConfig
+    space: SearchSpace
+    trials: int
+    sampler_seed: int
+
+
+@dataclass
+class SweepResult:
+    out: Path
+    table: pd.DataFrame  # one row per trial (trials.csv)
+    ran: int  # trials this call ran
+    best_trial: int | None
+    best_value: float | None
+    best_params: dict[str, Any]
+    best_config: Path | None
+
+
+def open_storage(spec: str) -> optuna.storages.BaseStorage:
+    """A database URL (``sqlite:///sweep.db``) is an RDB storage; anything else is a JournalStorage file's path
+    (safe for several processes on one machine, where sqlite may report 'database is locked')."""
+    if "://" in spec:
+        return optuna.storages.RDBStorage(spec)
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(spec))
+
+
+def _pruner(space: SearchSpace) -> optuna.pruners.BasePruner:
+    return optuna.pruners.MedianPruner(n_startup_trials=space.pruner.startup_trials,
+                                       n_warmup_steps=space.pruner.warmup_epochs)
+
+
+def _load(worker: Worker) -> optuna.Study:
+    return optuna.load_study(study_name=worker.study, storage=open_storage(worker.storage),
+                             sampler=optuna.samplers.TPESampler(seed=worker.sampler_seed), pruner=_pruner(worker.space))
+
+
+def objective(trial: optuna.Trial, ds: VidmimicDataset, worker: Worker) -> float:
+    """Train the base config with the trial's values; the best validation mean PCC of its run."""
+    cfg = with_overrides(worker.config, {name: p.suggest(trial, name) for name, p in worker.space.params.items()})
+    run = trial.user_attrs.get("run") or f"{trial.number:04d}"
+    trial.set_user_attr("run", run)
+    result = train(ds, Path(worker.out) / TRIALS_DIR / run, config=cfg, progress=False,
+                   callbacks=[PyTorchLightningPruningCallback(trial, monitor=MONITOR)])
+    trial.set_user_attr("epochs", result.epochs)
+    trial.set_user_attr("best_epoch", result.best_epoch)
+    return result.valid.mean_pcc
+
+
+def run_worker(worker: Worker, ds: VidmimicDataset | None = None,
+               report: Callable[[FrozenTrial], None] | None = None) -> None:
+    """Run ``worker.trials`` trials of the study; a sampled config that is no valid config fails its trial only."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a spawned worker starts with optuna's INFO lines
+    ds = ds if ds is not None else open_dataset(worker.root, store_dir=worker.store_dir)
+    ds = with_valid_split(ds, worker.config.train.valid_fraction)
+    callbacks = [lambda study, trial: report(trial)] if report is not None else []
+    _load(worker).optimize(lambda trial: objective(trial, ds, worker), n_trials=worker.trials,
+                           catch=(ConfigError,), callbacks=callbacks)
+
+
+def _settings(ds: VidmimicDataset, cfg: ExperimentConfig, space: SearchSpace, progress: bool) -> dict[str, Any]:
+    """What the study is made with: a resumed sweep must match all of it."""
+    store = ds.store(progress=progress)  # packed once here, before any worker opens it
+    labelled = {}
+    for name in ("train", "valid"):
+        if name in ds.splits and ds.has_labels(name):
+            table = ds.split(name)
+            labelled[name] = (table.index.to_numpy(), table[list(EMOTIONS)].to_numpy(dtype=np.float32))
+    return {"config": cfg.model_dump(mode="json"), "space": space.model_dump(mode="json"),
+            "data": data_fingerprint(store, store.modalities, labelled).digest}
+
+
+def _study_name(settings: Mapping[str, Any]) -> str:
+    """One study per settings, so a storage shared by several sweeps never mixes their trials."""
+    return "emimic-" + hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _create(name: str, storage: str, space: SearchSpace) -> optuna.Study:
+    """The study (created with the space's enqueued trials on first use); trials a killed sweep left RUNNING
+    are failed and enqueued again with their parameters and run folder."""
+    study = optuna.create_study(study_name=name, storage=open_storage(storage), direction="maximize",
+                                load_if_exists=True)
+    if not study.trials:
+        for params in space.enqueue:
+            study.enqueue_trial(params)
+    for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(stale.number, state=TrialState.FAIL)
+        study.enqueue_trial(stale.params, user_attrs={"run": stale.user_attrs.get("run", f"{stale.number:04d}"),
+                                                      RETRY_OF: stale.number})
+    return study
+
+
+def finished_trials(study: optuna.Study) -> int:
+    """Trials that count towards the total: finished ones, except those enqueued again after a kill."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get(RETRY_OF) for t in trials}
+    return sum(t.state in FINISHED and t.number not in retried for t in trials)
+
+
+def _shares(remaining: int, jobs: int) -> list[int]:
+    """``remaining`` trials split over at most ``jobs`` workers, none idle."""
+    return [n for n in (remaining // jobs + (i < remaining % jobs) for i in range(jobs)) if n]
+
+
+def trial_table(study: optuna.Study) -> pd.DataFrame:
+    rows = []
+    for t in study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING)):
+        seconds = t.duration.total_seconds() if t.duration is not None else None
+        rows.append({"trial": t.number, "state": t.state.name, "value": t.value,
+                     "epochs": t.user_attrs.get("epochs", len(t.intermediate_values)),
+                     "seconds": None if seconds is None else round(seconds, 1), "run": t.user_attrs.get("run"),
+                     **t.params})
+    return pd.DataFrame(rows)
+
+
+def _best(study: optuna.Study) -> FrozenTrial | None:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return max(complete, key=lambda t: t.value) if complete else None
+
+
+def _write_best(out: Path, cfg: ExperimentConfig, best: FrozenTrial, data: Path) -> Path:
+    described = (f"Best of the `emimic sweep` in {out} on {data}: trial {best.number}, validation mean PCC"
+                 f" {best.value:.4f}.")
+    best_cfg = with_overrides(cfg, {**best.params, "name": f"{cfg.name}-sweep", "description": described})
+    write_text(out / BEST_FILE, config_to_yaml(best_cfg))
+    return out / BEST_FILE
+
+
+def sweep(
+    data: str | Path | VidmimicDataset,
+    out: str | Path,
+    *,
+    trials: int,
+    config: ExperimentConfig | str | Path | None = None,
+    space: SearchSpace | str | Path | None = None,
+    max_epochs: int | None = None,
+    seed: int | None = None,
+    storage: str | None = None,
+    jobs: int = 1,
+    progress: bool = True,
+    report: Callable[[FrozenTrial], None] | None = None,
+) -> SweepResult:
+    """Search ``space`` around ``config`` (default: paper) on ``data`` until the study in ``out`` holds ``trials``
+    finished trials; ``report(trial)`` is called as each trial finishes (in the process that ran it)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # trials are reported through ``report``
+    out = Path(out)
+    ds = data if isinstance(data, VidmimicDataset) else open_dataset(data)
+    refuse_inside_dataset(out, ds.root)
+    overrides = {key: value for key, value in (("train.max_epochs", max_epochs), ("seed", seed)) if value is not None}
+    cfg = with_overrides(config if isinstance(config, ExperimentConfig) else load_config(config), overrides)
+    space_source = "search space" if isinstance(space, SearchSpace) else str(space or DEFAULT_SPACE)
+    space = space if isinstance(space, SearchSpace) else load_space(space)
+    space.check_against(cfg, space_source)
+    ds = with_valid_split(ds, cfg.train.valid_fraction)
+    settings = _settings(ds, cfg, space, progress)
+    # The default storage is recorded relative to the folder, so a moved sweep folder still resumes.
+    recorded = {**settings, "storage": storage or f"OUT/{STUDY_FILE}"}
+    check_folder_settings(out, SETTINGS_FILE, recorded, kind="sweep")
+    storage = storage or str(out / STUDY_FILE)
+    name = _study_name(settings)
+    out.mkdir(parents=True, exist_ok=True)
+    study = _create(name, storage, space)
+    write_text(out / SETTINGS_FILE, json.dumps({**recorded, "study": name}, indent=2))
+
+    done = finished_trials(study)
+    base_seed = np.random.SeedSequence([cfg.seed, done])  # a resumed sweep samples anew, not trial 0's values
+    workers = [Worker(str(ds.root), str(ds.store_dir), str(out), storage, name, cfg, space, share,
+                      int(child.generate_state(1)[0]))
+               for share, child in zip(_shares(max(0, trials - done), jobs), base_seed.spawn(jobs), strict=False)]
+    _run(workers, ds, report)
+    return _results(out, study, cfg, ds.root, ran=finished_trials(study) - done)
+
+
+def _run(workers: list[Worker], ds: VidmimicDataset, report: Callable[[FrozenTrial], None] | None) -> None:
+    if len(workers) <= 1:  # none: the study holds its trials already
+        for worker in workers:
+            run_worker(worker, ds, report)
+        return
+    # spawn, not fork: forked children would inherit torch's half-initialised thread pools
+    with ProcessPoolExecutor(max_workers=len(workers), mp_context=get_context("spawn")) as pool:
+        for future in [pool.submit(run_worker, worker, None, report) for worker in workers]:
+            future.result()
+
+
+def _results(out: Path, study: optuna.Study, cfg: ExperimentConfig, root: Path, ran: int) -> SweepResult:
+    table = trial_table(study)
+    with atomic_path(out / TABLE_FILE) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    best = _best(study)
+    if best is None:
+        return SweepResult(out, table, ran, None, None, {}, None)
+    return SweepResult(out, table, ran, best.number, best.value, dict(best.params), _write_best(out, cfg, best, root))
+

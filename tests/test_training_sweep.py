@@ -1,0 +1,132 @@
+import shutil
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from emimic.config import load_config
+from emimic.errors import ConfigError
+from emimic.registry import ENCODERS, FUSIONS
+from emimic.training.sweep import (
+    DEFAULT_SPACE,
+    SETTINGS_FILE,
+    SearchSpace,
+    finished_trials,
+    load_space,
+    open_storage,
+    sweep,
+)
+
+# The first trial learns, the second cannot (lr 1e-7): with pruning allowed from the first epoch after one
+# finished trial, the median pruner must stop it after its first epoch. The third is sampled.
+PRUNING_SPACE = {
+    "params": {"optim.lr": {"type": "categorical", "choices": [0.01, 1.0e-7]},
+               "model.branch.embed": {"type": "int", "low": 8, "high": 32}},
+    "pruner": {"startup_trials": 1, "warmup_epochs": 0},
+    "enqueue": [{"optim.lr": 0.01, "model.branch.embed": 16}, {"optim.lr": 1.0e-7, "model.branch.embed": 16}],
+}
+OPTIONS = dict(max_epochs=3, config="paper", progress=False)
+
+
+@pytest.fixture(scope="module")
+def swept(simulated_root, tmp_path_factory):
+    """A finished 3-trial sweep of the learning corpus."""
+    out = tmp_path_factory.mktemp("sweep") / "sweep"
+    space = SearchSpace.model_validate(PRUNING_SPACE)
+    return out, space, sweep(simulated_root, out, trials=3, space=space, **OPTIONS)
+
+
+def write_space(path: Path, raw: object) -> Path:
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return path
+
+
+def test_a_sweep_runs_its_trials_prunes_the_hopeless_one_and_writes_the_table(swept):
+    out, _, result = swept
+    table = pd.read_csv(out / "trials.csv")
+    assert list(table["trial"]) == [0, 1, 2]
+    assert table.loc[0, "state"] == "COMPLETE" and table.loc[0, "epochs"] == 3
+    assert table.loc[1, "state"] == "PRUNED" and table.loc[1, "epochs"] == 1
+    assert {"optim.lr", "model.branch.embed", "value", "seconds"} <= set(table.columns)
+    complete = result.table[result.table["state"] == "COMPLETE"]
+    assert result.ran == 3 and result.best_value == complete["value"].max()
+    assert (out / "trials" / "0000" / "metrics.json").exists()
+
+
+def test_best_yaml_is_the_base_config_with_the_best_values_and_loads_as_a_config(swept):
+    out, _, result = swept
+    best = load_config(out / "best.yaml")
+    expected = load_config("paper", overrides={"train.max_epochs": 3, **result.best_params})
+    assert best.model_dump(exclude={"name", "description"}) == expected.model_dump(exclude={"name", "description"})
+    trained = load_config(out / "trials" / f"{result.best_trial:04d}" / "config.yaml")
+    assert best.model_dump(exclude={"name", "description"}) == trained.model_dump(exclude={"name", "description"})
+
+
+def test_the_same_call_again_runs_nothing_and_other_settings_are_refused(swept, simulated_root):
+    out, space, first = swept
+    again = sweep(simulated_root, out, trials=3, space=space, **OPTIONS)
+    assert again.ran == 0 and again.table.equals(first.table)
+    other = SearchSpace.model_validate({**PRUNING_SPACE, "pruner": {"startup_trials": 2, "warmup_epochs": 0}})
+    with pytest.raises(ConfigError, match=rf"was made with other space \(see {out / SETTINGS_FILE}\)"):
+        sweep(simulated_root, out, trials=3, space=other, **OPTIONS)
+
+
+def test_a_trial_a_killed_sweep_left_running_is_run_again_in_its_folder(swept, simulated_root, tmp_path):
+    out, space, _ = swept
+    copy = shutil.copytree(out, tmp_path / "sweep")
+    storage = open_storage(str(copy / "study.log"))
+    name = storage.get_all_studies()[0].study_name
+    study = optuna.load_study(study_name=name, storage=storage)
+    killed = study.ask({"optim.lr": optuna.distributions.CategoricalDistribution([0.01, 1.0e-7]),
+                        "model.branch.embed": optuna.distributions.IntDistribution(8, 32)})
+    killed.set_user_attr("run", "0003")
+    result = sweep(simulated_root, copy, trials=4, space=space, **OPTIONS)  # a moved sweep folder resumes
+    retry = result.table.iloc[-1]
+    assert result.table.loc[3, "state"] == "FAIL" and retry["run"] == "0003" and retry["state"] != "RUNNING"
+    assert retry["optim.lr"] == killed.params["optim.lr"] and finished_trials(study) == 4
+
+
+def test_space_errors_name_the_key_and_what_to_do(tmp_path):
+    cases = {
+        "typo.yaml": ({"params": {"optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "logg": True}}},
+                      r"params\.optim\.lr: unknown key 'logg' \(did you mean 'log'\?\)"),
+        "type.yaml": ({"params": {"optim.lr": {"type": "real", "low": 1e-3, "high": 1e-2}}},
+                      r"params\.optim\.lr must be a mapping with type: float, int, categorical \(got"),
+        "section.yaml": ({"params": {"optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2}}, "prune": {}},
+                         r"unknown key 'prune' \(did you mean 'pruner'\?\)"),
+        "bounds.yaml": ({"params": {"optim.lr": {"type": "float", "low": 1e-2, "high": 1e-3}}},
+                        r"params\.optim\.lr: low must be below high"),
+        "neither.yaml": ({"params": {"model.fusion": {"type": "categorical"}}}, r"give either choices or registry"),
+        "enqueue.yaml": ({"params": {"optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2}},
+                          "enqueue": [{"optim.lrr": 1e-3}]}, r"enqueue: \['optim\.lrr'\] are not among the params"),
+        "list.yaml": (["optim.lr"], r"must hold a mapping with 'params', not list"),
+    }
+    for name, (raw, message) in cases.items():
+        with pytest.raises(ConfigError, match=rf"^{tmp_path / name}: .*{message}"):
+            load_space(write_space(tmp_path / name, raw))
+    with pytest.raises(ConfigError, match=r"nope\.yaml: cannot be read .*; give a search space YAML file\."):
+        load_space(tmp_path / "nope.yaml")
+
+
+def test_a_parameter_must_be_a_valid_setting_of_the_config_at_every_bound(tmp_path):
+    paper = load_config("paper")
+    misspelt = load_space(write_space(tmp_path / "s.yaml", {"params": {"optim.lrr": {
+        "type": "float", "low": 1e-3, "high": 1e-2}}}))
+    with pytest.raises(ConfigError, match=r"s\.yaml: params\.optim\.lrr = 0\.001 is no valid setting \(unknown key"
+                                          r" 'optim\.lrr' \(did you mean 'lr'\?\)\)\."):
+        misspelt.check_against(paper, "s.yaml")
+    too_high = load_space(write_space(tmp_path / "d.yaml", {"params": {"model.branch.dropout": {
+        "type": "float", "low": 0.1, "high": 1.0}}}))
+    with pytest.raises(ConfigError, match=r"params\.model\.branch\.dropout = 1\.0 is no valid setting"):
+        too_high.check_against(paper, "d.yaml")
+
+
+def test_registry_choices_are_the_names_the_registries_hold_now(monkeypatch):
+    space = load_space(DEFAULT_SPACE)
+    space.check_against(load_config("paper"), str(DEFAULT_SPACE))
+    assert space.params["model.fusion"].values() == FUSIONS.names()
+    assert space.params["model.encoder.name"].values() == ENCODERS.names()
+    monkeypatch.setitem(FUSIONS, "plugin_fusion", object)
+    assert "plugin_fusion" in space.params["model.fusion"].values()
