@@ -11,8 +11,9 @@ Every corpus uses 75 % of its clips for training and 20 % for validation (200 cl
 the issue's ~300-clip corpus with 60 validation clips). One corpus per size (seed 0) is simulated
 under ``--work``; each configuration is trained with every ``--seeds`` training seed on it, so the
 spread is the seed-to-seed instability of training (ridge is deterministic). Prints validation mean
-PCC, mean ± std over seeds, per size, and the check the defaults must pass: default > ridge on the
-mean at every size.
+PCC, mean ± std over seeds, per size, the score of each configuration's seed ensemble (the average
+of its seeds' predictions, as ``emimic evaluate`` on several runs gives it), and the check the defaults
+must pass: default > ridge on the mean at every size.
 
     python benchmarks/bench_small.py --setting weak_text acoustic_only --sizes 200 400 800 2000 --seeds 0 1 2
     # a variant of a configuration: LABEL=PRESET_OR_YAML[+dotted.key=value...]
@@ -35,7 +36,7 @@ from ridge import ridge_mean_pcc
 from emimic.data import open_dataset
 from emimic.data.simulate import ORACLE_FILE, SimulationSettings, simulate
 from emimic.defaults import DEFAULT_PRESET
-from emimic.training import train
+from emimic.training import evaluate, train
 
 SPLIT_FRACTIONS = {"train_fraction": 0.75, "valid_fraction": 0.2}
 SETTINGS: dict[str, dict] = {
@@ -85,15 +86,24 @@ def oracle_mean(root: Path) -> float:
     return float(json.loads((root / ORACLE_FILE).read_text())["oracle_mean_pcc"]["valid"])
 
 
+def run_folders(variant: Variant, runs: Path, seeds: list[int]) -> list[Path]:
+    return [runs / f"{variant.label.split()[0]}-seed{seed}" for seed in seeds]
+
+
 def scores_of(variant: Variant, root: Path, runs: Path, seeds: list[int]) -> list[float]:
+    """Validation mean PCC of ``variant`` trained with each seed (into ``runs``)."""
     dataset = open_dataset(root)
     out = []
-    for seed in seeds:
-        run = runs / f"{variant.label.split()[0]}-seed{seed}"
+    for seed, run in zip(seeds, run_folders(variant, runs, seeds), strict=True):
         shutil.rmtree(run, ignore_errors=True)
         result = train(dataset, run, config=variant.config, seed=seed, overrides=variant.overrides, progress=False)
         out.append(result.valid.mean_pcc)
     return out
+
+
+def ensemble_score(variant: Variant, root: Path, runs: Path, seeds: list[int]) -> float:
+    """Validation mean PCC of the average prediction of the seeds' runs (``emimic evaluate`` on several runs)."""
+    return evaluate(run_folders(variant, runs, seeds), open_dataset(root), split="valid").mean_pcc
 
 
 def spread(values: list[float]) -> str:
@@ -107,8 +117,11 @@ def bench(setting: str, sizes: list[int], seeds: list[int], variants: list[Varia
         root = corpus(work, setting, clips)
         dataset = open_dataset(root)
         row = {"ridge": [ridge_mean_pcc(dataset)], "oracle": [oracle_mean(root)]}
+        runs = work / "runs" / f"{setting}-{clips}"
         for variant in variants:
-            row[variant.label] = scores_of(variant, root, work / "runs" / f"{setting}-{clips}", seeds)
+            row[variant.label] = scores_of(variant, root, runs, seeds)
+            if len(seeds) > 1:
+                row[f"{variant.label}, {len(seeds)}-seed ensemble"] = [ensemble_score(variant, root, runs, seeds)]
         table[clips] = row
         cells = "  ".join(f"{label} {spread(values)}" for label, values in row.items())
         print(f"{setting} {clips:5d} clips: {cells}  ({time.perf_counter() - started:.0f} s)", flush=True)
