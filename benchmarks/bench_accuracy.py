@@ -92,7 +92,7 @@ def paper_score(ds, run: Path, overrides: dict, seed: int) -> dict[str, float]:
     from emimic.training.run import train
 
     shutil.rmtree(run, ignore_errors=True)
-    return train(ds, run, seed=seed, overrides=overrides, progress=False).valid.pcc
+    return train(ds, run, config="paper", seed=seed, overrides=overrides, progress=False).valid.pcc
 
 
 def bench_corpus(name: str, settings: dict, work: Path, seed: int) -> dict:

@@ -2,7 +2,7 @@
 
 Runs on a corpus written by ``benchmarks/raw_media.py`` (espeak-ng speech over a warped face):
 extracts eGeMAPS, a Whisper transcript, its MiniLM embedding and FaceMesh geometry, trains the
-default (paper) configuration for each seed, and scores ``emimic infer`` on the held-out unseen
+default configuration (``--config``: another) for each seed, and scores ``emimic infer`` on the held-out unseen
 videos against their labels. Prints the validation and unseen mean PCC per seed.
 
     python benchmarks/raw_media.py --out data/raw_media --clips 120 --unseen 16
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emimic.defaults import DEFAULT_PRESET
 from emimic.features import extract
 from emimic.infer import CLIP_COLUMN, infer
 from emimic.labels import EMOTIONS, read_split
@@ -42,7 +43,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--runs", type=Path, required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--config", default="paper")
+    parser.add_argument("--config", default=DEFAULT_PRESET)
     parser.add_argument("--workers", type=int, default=2, help="extraction processes")
     args = parser.parse_args()
     started = time.perf_counter()

@@ -78,7 +78,8 @@ def run(root: Path, runs: Path, seeds: list[int]) -> dict[str, dict[int, dict[st
             folder = runs / f"{'-'.join(modalities)}-seed{seed}"
             shutil.rmtree(folder, ignore_errors=True)
             started = time.perf_counter()
-            result = train(ds, folder, seed=seed, overrides={"model.modalities": modalities}, progress=False)
+            result = train(ds, folder, config="paper", seed=seed, overrides={"model.modalities": modalities},
+                           progress=False)
             scores[label][seed] = result.valid.pcc
             mean = float(np.mean(list(result.valid.pcc.values())))
             print(f"  seed {seed} {label:22s} {mean:.4f}  ({time.perf_counter() - started:.0f} s)", flush=True)

@@ -71,8 +71,8 @@ def main() -> None:
     shutil.rmtree(run, ignore_errors=True)
     timer = EpochTimer()
     started = time.perf_counter()
-    result = train(ds, run, max_epochs=args.epochs, overrides={"train.patience": args.epochs}, progress=False,
-                   callbacks=[timer])
+    result = train(ds, run, config="paper", max_epochs=args.epochs, overrides={"train.patience": args.epochs},
+                   progress=False, callbacks=[timer])
     total = time.perf_counter() - started
 
     trained = load_run(run)

@@ -23,12 +23,13 @@ import argparse
 import shutil
 import subprocess
 import tempfile
+import wave
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import ndimage
-from skimage import data, io, transform, util
+from skimage import data, transform, util
 
 from emimic.features.vision import detect_landmarks
 from emimic.labels import EMOTIONS, clip_stem, write_split
@@ -98,23 +99,22 @@ def speak(text: str, arousal: float, path: Path) -> None:
 
 
 def seconds(path: Path) -> float:
-    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
-                         check=True, capture_output=True, text=True).stdout
-    return float(out)
+    with wave.open(str(path), "rb") as speech:
+        return speech.getnframes() / speech.getframerate()
 
 
 def write_clip(path: Path, face: np.ndarray, points: np.ndarray, valence: float, arousal: float, text: str,
-               work: Path) -> None:
+               work: Path, fps: int = FPS) -> None:
+    """Speech over the warped face at ``fps`` frames/s; frames go to ffmpeg through a pipe (no image files)."""
     speak(text, arousal, work / "speech.wav")
-    frames = max(2, int(seconds(work / "speech.wav") * FPS))
-    for n in range(frames):
-        amount = min(1.0, 2 * n / frames)  # builds up over the first half, then holds
-        io.imsave(work / f"f{n:04d}.png", expression(face, points, valence, arousal, amount), check_contrast=False)
-    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-framerate", str(FPS), "-i", str(work / "f%04d.png"),
+    frames = max(2, int(seconds(work / "speech.wav") * fps))
+    video = np.stack([expression(face, points, valence, arousal, amount=min(1.0, 2 * n / frames))
+                      for n in range(frames)])  # the expression builds up over the first half, then holds
+    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                    "-s", f"{SIZE}x{SIZE}", "-framerate", str(fps), "-i", "pipe:0",
                     "-i", str(work / "speech.wav"), "-c:v", "libx264", "-crf", "30", "-pix_fmt", "yuv420p",
-                    "-c:a", "aac", "-b:a", "24k", "-ac", "1", "-ar", "16000", "-shortest", str(path)], check=True)
-    for frame in work.glob("f*.png"):
-        frame.unlink()
+                    "-c:a", "aac", "-b:a", "24k", "-ac", "1", "-ar", "16000", "-shortest", str(path)],
+                   input=video.tobytes(), check=True)
 
 
 def wording(valence: float, rng: np.random.Generator) -> str:
@@ -137,10 +137,15 @@ def oracle_pcc(expected: np.ndarray, observed: np.ndarray) -> float:
     return float(np.mean([np.corrcoef(expected[:, k], observed[:, k])[0, 1] for k in range(len(EMOTIONS))]))
 
 
-def generate(out: Path, clips: int, unseen: int, valid_fraction: float = 0.25, seed: int = 0) -> None:
-    for tool in ("espeak-ng", "ffmpeg", "ffprobe"):
-        if shutil.which(tool) is None:
-            raise SystemExit(f"{tool} is not installed; apt-get install -y espeak-ng ffmpeg")
+def missing_tools() -> list[str]:
+    """The command-line tools the generator needs that are not on the PATH."""
+    return [tool for tool in ("espeak-ng", "ffmpeg") if shutil.which(tool) is None]
+
+
+def generate(out: Path, clips: int, unseen: int, valid_fraction: float = 0.25, seed: int = 0, fps: int = FPS,
+             verbose: bool = True) -> None:
+    if missing_tools():
+        raise SystemExit(f"{', '.join(missing_tools())} not installed; apt-get install -y espeak-ng ffmpeg")
     rng = np.random.default_rng(seed)
     total = clips + unseen
     valence, arousal = rng.uniform(size=total), rng.uniform(size=total)
@@ -154,16 +159,19 @@ def generate(out: Path, clips: int, unseen: int, valid_fraction: float = 0.25, s
             folder = out / ("raw" if k < clips else "unseen")
             target = folder / f"{clip_stem(clip_id)}.mp4"
             if not target.exists():
-                write_clip(target, face, points, valence[k], arousal[k], texts[k], Path(work))
-            print(f"\r{k + 1}/{total}", end="", flush=True)
-    print()
+                write_clip(target, face, points, valence[k], arousal[k], texts[k], Path(work), fps)
+            if verbose:
+                print(f"\r{k + 1}/{total}", end="", flush=True)
+    if verbose:
+        print()
     n_valid = round(clips * valid_fraction)
     write_split(labels.iloc[: clips - n_valid], out / "train_split.csv")
     write_split(labels.iloc[clips - n_valid : clips], out / "valid_split.csv")
     write_split(labels.iloc[clips:], out / "unseen_labels.csv")
     expected = expected_labels(valence, arousal)
     for name, part in (("valid", slice(clips - n_valid, clips)), ("unseen", slice(clips, total))):
-        print(f"oracle mean PCC, {name}: {oracle_pcc(expected[part], labels.to_numpy()[part]):.3f}")
+        if verbose:
+            print(f"oracle mean PCC, {name}: {oracle_pcc(expected[part], labels.to_numpy()[part]):.3f}")
 
 
 def main() -> None:
@@ -172,8 +180,9 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=120, help="clips in train + valid")
     parser.add_argument("--unseen", type=int, default=16, help="further clips for emimic infer")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fps", type=int, default=FPS, help="video frames per second")
     args = parser.parse_args()
-    generate(args.out, args.clips, args.unseen, seed=args.seed)
+    generate(args.out, args.clips, args.unseen, seed=args.seed, fps=args.fps)
 
 
 if __name__ == "__main__":

@@ -97,5 +97,5 @@ def trained_run(simulated_root: Path, tmp_path_factory: pytest.TempPathFactory) 
     from emimic.training.run import train  # imported here: collecting the suite stays free of Lightning
 
     out = tmp_path_factory.mktemp("learning-run") / "run"
-    return train(simulated_root, out, seed=0, max_epochs=LEARNING_MAX_EPOCHS, overrides=LEARNING_OVERRIDES,
-                 progress=False)
+    return train(simulated_root, out, config="paper", seed=0, max_epochs=LEARNING_MAX_EPOCHS,
+                 overrides=LEARNING_OVERRIDES, progress=False)

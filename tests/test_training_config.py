@@ -1,14 +1,27 @@
+import pandas as pd
 import pytest
 
-from emimic.config import config_to_yaml, list_presets, load_config, with_overrides
+from emimic.config import ExperimentConfig, config_to_yaml, list_presets, load_config, with_overrides
+from emimic.defaults import DEFAULT_PRESET
 from emimic.errors import ConfigError
 
 
+def flat(cfg: ExperimentConfig) -> dict[str, object]:
+    """Every setting under its dotted key."""
+    return pd.json_normalize(cfg.model_dump(mode="json"), sep=".").iloc[0].to_dict()
+
+
 def test_paper_preset_is_the_schema_defaults():
-    cfg = load_config()
-    assert cfg.name == "paper"
+    cfg = load_config("paper")
+    assert cfg.model_dump(exclude={"description"}) == ExperimentConfig().model_dump(exclude={"description"})
     assert cfg.model.fusion == "concat" and cfg.train.ema.enabled and cfg.model.vad.enabled
-    assert "paper" in list_presets()
+
+
+def test_without_a_config_the_default_preset_is_the_paper_method_sized_for_small_corpora():
+    cfg = load_config()
+    assert cfg.name == DEFAULT_PRESET == "default"
+    changed = {key for key, value in flat(cfg).items() if flat(ExperimentConfig())[key] != value}
+    assert changed == {"name", "description", "optim.batch_size", "model.branch.hidden", "model.head.hidden"}
 
 
 @pytest.mark.parametrize("preset", sorted(list_presets()))

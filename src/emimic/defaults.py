@@ -10,7 +10,8 @@ from importlib import resources
 from pathlib import Path
 
 SEED_MAX = 2**32 - 1  # numpy's and Lightning's limit
-DEFAULT_PRESET = "paper"
+# What `emimic train` uses without --config: the paper method sized for small corpora (docs/training.md).
+DEFAULT_PRESET = "default"
 # Frame storage types of a packed FeatureStore, and the variable naming its cache folder.
 STORE_DTYPES: tuple[str, ...] = ("float32", "float16")
 CACHE_ENV = "EMIMIC_CACHE"

@@ -229,7 +229,7 @@ def _oracle(data: Path, split: str) -> dict[str, float] | None:
     return None if oracle is None else oracle["oracle_pcc"][split]
 
 
-@command("demo", "Simulate a corpus, validate, pack, train the paper method, evaluate, predict, write the HTML report.",
+@command("demo", "Simulate a corpus, validate, pack, train the default preset, evaluate, predict, write the report.",
          "emimic demo --out runs/demo --seed 0")
 def demo_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--out", type=output_folder, default=Path("runs/demo"), help="demo folder (default: runs/demo)")
@@ -261,7 +261,7 @@ def demo_command(parser: argparse.ArgumentParser) -> Handler:
         console.print("[bold]3/5 pack[/]")
         ds = open_dataset(data)
         ds.store()
-        console.print(f"[bold]4/5 train[/] {args.config or 'paper'} → {run_dir}")
+        console.print(f"[bold]4/5 train[/] {args.config or DEFAULT_PRESET} → {run_dir}")
         train(ds, run_dir, config=args.config, seed=seed, max_epochs=args.max_epochs, overwrite=args.overwrite)
         console.print("[bold]5/5 evaluate, predict and report[/]")
         result = evaluate(run_dir, ds, split="valid")

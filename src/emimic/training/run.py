@@ -216,7 +216,7 @@ def train(
     progress: bool = True,
     callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
-    """Train ``config`` (default: the paper preset) on ``data`` into the run folder ``out``.
+    """Train ``config`` (default: the ``default`` preset) on ``data`` into the run folder ``out``.
 
     If ``out`` holds the same run (same config, seed and data), an unfinished one resumes and a finished one
     is returned as stored (``result.stored``); a run made with anything else is refused unless ``overwrite``,
