@@ -10,7 +10,7 @@ are refused) mapping dotted config keys to distributions::
     pruner: {startup_trials: 3, warmup_epochs: 5}          # Optuna's MedianPruner
     enqueue: [{optim.lr: 2.0e-3}]                          # trials to run first (then TPE samples)
 
-Each trial trains the base config (``config``, default paper) with its sampled values into
+Each trial trains the base config (``config``, default: the default preset) with its sampled values into
 ``OUT/trials/NNNN`` and reports the validation mean PCC every epoch; a trial whose curve falls below
 the median of the finished trials' at the same epoch is pruned (state PRUNED). The objective is the
 run's best validation mean PCC (the selected checkpoint's).
@@ -346,7 +346,7 @@ def sweep(
     progress: bool = True,
     report: Callable[[FrozenTrial], None] | None = None,
 ) -> SweepResult:
-    """Search ``space`` around ``config`` (default: paper) on ``data`` until the study in ``out`` holds ``trials``
+    """Search ``space`` around ``config`` (default: the default preset) on ``data`` until the study in ``out`` holds ``trials``
     finished trials; ``report(trial)`` is called as each trial finishes (in the process that ran it)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # trials are reported through ``report``
     out = Path(out)
