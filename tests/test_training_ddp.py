@@ -32,7 +32,7 @@ from emimic.training.inference import evaluate
 from emimic.training.module import pcc_metric, synced_pcc, update_pcc
 from emimic.training.run import train
 
-# The documented pair of runs: one process, then two, on the learning corpus. With the default batch of 256
+# The documented pair of runs: one process, then two, on the learning corpus. With the paper preset's batch of 256
 # every epoch is one step over all 90 training clips, for one process as for two (45 clips each, gradients
 # averaged), so the runs differ only where a batch's clips interact (the PCC term of the loss) and by their
 # dropout draws. One process, seeds 0-2: 0.574, 0.554, 0.569 (range 0.020); two processes, seed 0: 0.568
