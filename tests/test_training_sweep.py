@@ -101,7 +101,7 @@ def test_space_errors_name_the_key_and_what_to_do(tmp_path):
         "neither.yaml": ({"params": {"model.fusion": {"type": "categorical"}}}, r"give either choices or registry"),
         "enqueue.yaml": ({"params": {"optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2}},
                           "enqueue": [{"optim.lrr": 1e-3}]}, r"enqueue: \['optim\.lrr'\] are not among the params"),
-        "list.yaml": (["optim.lr"], r"must hold a mapping with 'params', not list"),
+        "list.yaml": (["optim.lr"], r"must hold a mapping of 'params' and its options, not list"),
     }
     for name, (raw, message) in cases.items():
         with pytest.raises(ConfigError, match=rf"^{tmp_path / name}: .*{message}"):

@@ -254,6 +254,23 @@ def list_presets() -> dict[str, str]:
     return out
 
 
+def read_yaml_mapping(path: Path, *, what: str, holds: str) -> dict[str, Any]:
+    """The mapping in the YAML file ``path`` (an empty file is ``{}``), or one ConfigError sentence naming the file.
+
+    ``what`` names the kind of file the user should give (``"a config YAML file"``), ``holds`` what its mapping
+    holds (``"settings"``); config files, ablation grids and search spaces share this reader."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror}); give {what}.") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: is not valid YAML ({' '.join(str(exc).split())}).") from None
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: must hold a mapping of {holds}, not {type(raw).__name__}.")
+    return raw
+
+
 def _read_yaml(source: str | Path) -> tuple[dict[str, Any], str]:
     path = Path(source)
     if not path.exists() and path.suffix == "":
@@ -261,17 +278,7 @@ def _read_yaml(source: str | Path) -> tuple[dict[str, Any], str]:
         if not preset.exists():
             raise ConfigError(f"no config file or preset {str(source)!r}; presets: {', '.join(preset_names())}.")
         path = preset
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read ({exc.strerror}).") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: is not valid YAML ({exc}).") from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: must hold a mapping of settings, not {type(raw).__name__}.")
-    return raw, str(path)
+    return read_yaml_mapping(path, what="a config YAML file", holds="settings"), str(path)
 
 
 def _set_dotted(tree: dict[str, Any], key: str, value: object) -> None:

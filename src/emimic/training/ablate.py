@@ -47,10 +47,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from emimic.config import ExperimentConfig, Section, explain, load_config, with_overrides
+from emimic.config import ExperimentConfig, Section, explain, load_config, read_yaml_mapping, with_overrides
 from emimic.data import FeatureStore, VidmimicDataset, open_dataset
 from emimic.data.simulate import AUDIO_DIR, FACE_DIR, TEXT_EMB_DIR
 from emimic.defaults import DEFAULT_PRESET, preset_dir
@@ -170,14 +169,7 @@ def load_grid(source: str | Path | None = None) -> Grid:
     path = Path(source) if source is not None else grid_dir() / f"{DEFAULT_GRID}.yaml"
     if not path.exists() and path.suffix == "" and (grid_dir() / f"{source}.yaml").exists():
         path = grid_dir() / f"{source}.yaml"
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ConfigError(f"{path}: the grid cannot be read ({exc.strerror}); give a YAML file.") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: is not valid YAML ({' '.join(str(exc).split())}).") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a grid is a mapping (base, reference, cells, generate), not {type(raw).__name__}.")
+    raw = read_yaml_mapping(path, what="a grid YAML file", holds="base, reference, cells and generate")
     try:
         grid = Grid.model_validate(raw)
     except ValidationError as exc:

@@ -49,12 +49,19 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import optuna
 import pandas as pd
-import yaml
 from optuna.trial import FrozenTrial, TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 from pydantic import Field, ValidationError, model_validator
 
-from emimic.config import ExperimentConfig, Section, config_to_yaml, explain, load_config, with_overrides
+from emimic.config import (
+    ExperimentConfig,
+    Section,
+    config_to_yaml,
+    explain,
+    load_config,
+    read_yaml_mapping,
+    with_overrides,
+)
 from emimic.data import VidmimicDataset, open_dataset, with_valid_split
 from emimic.defaults import preset_dir
 from emimic.errors import ConfigError
@@ -167,14 +174,7 @@ class SearchSpace(Section):
 def load_space(source: str | Path | None = None) -> SearchSpace:
     """The search space of the YAML file ``source`` (default: the packaged default space)."""
     path = Path(source) if source is not None else DEFAULT_SPACE
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read ({exc.strerror}); give a search space YAML file.") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: is not valid YAML ({exc}).") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: must hold a mapping with 'params', not {type(raw).__name__}.")
+    raw = read_yaml_mapping(path, what="a search space YAML file", holds="'params' and its options")
     params = raw.get("params")
     if isinstance(params, dict):  # each on its own, so an error names the parameter and its allowed keys
         raw = {**raw, "params": {name: _param(name, spec, str(path)) for name, spec in params.items()}}
@@ -346,8 +346,9 @@ def sweep(
     progress: bool = True,
     report: Callable[[FrozenTrial], None] | None = None,
 ) -> SweepResult:
-    """Search ``space`` around ``config`` (default: the default preset) on ``data`` until the study in ``out`` holds ``trials``
-    finished trials; ``report(trial)`` is called as each trial finishes (in the process that ran it)."""
+    """Search ``space`` around ``config`` (default: the default preset) on ``data`` until the study in ``out``
+    holds ``trials`` finished trials; ``report(trial)`` is called as each trial finishes (in the process that ran
+    it)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # trials are reported through ``report``
     out = Path(out)
     ds = data if isinstance(data, VidmimicDataset) else open_dataset(data)
