@@ -33,6 +33,7 @@ class Mutation:
 RUN, INFERENCE, DATASET, MODEL = (f"src/emimic/{name}.py" for name in ("training/run", "training/inference",
                                                                         "data/dataset", "models/emi"))
 ENCODERS = "src/emimic/models/encoders.py"
+DATAMODULE = "src/emimic/training/datamodule.py"
 EMA, SIMULATE, METRICS, LOSSES = (f"src/emimic/{name}.py" for name in ("training/ema", "data/simulate", "metrics",
                                                                        "training/losses"))
 PRIOR, STORE = "src/emimic/models/vad_prior.py", "src/emimic/data/store.py"
@@ -51,17 +52,18 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("early stopping in the wrong direction", RUN, 'EarlyStopping(monitor=MONITOR, mode="max"',
              'EarlyStopping(monitor=MONITOR, mode="min"',
              (LEARNING + "test_early_stopping_ends_the_run_after_patience_epochs_without_a_higher_pcc",)),
-    Mutation("best epoch: the worst one", RUN, "best_epoch = max(rows, key=", "best_epoch = min(rows, key=",
+    Mutation("best epoch: the worst one", RUN, "return int(max(rows, key=", "return int(min(rows, key=",
              BEST_EPOCH),
-    Mutation("best epoch: the last one", RUN, 'best_epoch = max(rows, key=lambda r: r.get(MONITOR, -np.inf))["epoch"]',
-             'best_epoch = rows[-1]["epoch"]', BEST_EPOCH),
+    Mutation("best epoch: the last one", RUN, 'return int(max(rows, key=lambda r: r.get(MONITOR, -np.inf))["epoch"])',
+             'return int(rows[-1]["epoch"])', BEST_EPOCH),
     Mutation("best epoch: off by one", RUN, 'r.get(MONITOR, -np.inf))["epoch"]',
              'r.get(MONITOR, -np.inf))["epoch"] - 1', BEST_EPOCH),
     Mutation("inference on the raw weights", INFERENCE, 'ckpt["state_dict"].items()',
              'ckpt.get("current_model_state", ckpt["state_dict"]).items()', (*EMA_USED, *SELECTION)),
     Mutation("EMA callback left out", RUN, "    if cfg.train.ema.enabled:\n", "    if False:\n", EMA_USED),
-    Mutation("statistics over train + valid", RUN, "feature_statistics(store, train_ids, spec.inputs)",
-             "feature_statistics(store, np.concatenate([train_ids, valid_ids]), spec.inputs)", TRAIN_STATISTICS),
+    Mutation("statistics over train + valid", DATAMODULE, "feature_statistics(self.store, ids, self.spec.inputs)",
+             "feature_statistics(self.store, np.concatenate([ids, self.labelled['valid'][0]]), self.spec.inputs)",
+             TRAIN_STATISTICS),
     Mutation("statistics over every clip", DATASET, "chosen = np.asarray(ids)[present]",
              "chosen = store.ids(modality)", TRAIN_STATISTICS),
     Mutation("overlapping train/valid accepted", RUN, '        ds.check_disjoint("train", "valid")\n', "        pass\n",
