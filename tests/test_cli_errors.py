@@ -56,6 +56,8 @@ OUTPUT_COMMANDS = {
     "predict --out": (["predict", "--run", "{root}", "--data", "{root}", "--out", "{path}"], False),
     "infer --out": (["infer", "--run", "{root}", "{root}", "--out", "{path}"], False),
     "sweep --out": (["sweep", "--data", "{root}", "--out", "{path}", "--trials", "1"], True),
+    "ablate --out": (["ablate", "--data", "{root}", "--out", "{path}", "--seeds", "0", "--max-epochs", "1"], True),
+    "cv --out": (["cv", "--data", "{root}", "--out", "{path}", "--folds", "2", "--max-epochs", "1"], True),
 }
 
 
