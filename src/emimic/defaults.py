@@ -15,6 +15,8 @@ DEFAULT_PRESET = "default"
 # Frame storage types of a packed FeatureStore, and the variable naming its cache folder.
 STORE_DTYPES: tuple[str, ...] = ("float32", "float16")
 CACHE_ENV = "EMIMIC_CACHE"
+# Where the jobs of `cv` and `ablate` run (emimic.training.jobs.Backend).
+RUNNER_BACKENDS: tuple[str, ...] = ("local", "ray")
 # Where and how `train` runs (Lightning's names): the choices of the config and of `emimic train`'s flags.
 ACCELERATORS: tuple[str, ...] = ("cpu", "gpu", "auto")
 PRECISIONS: tuple[str, ...] = ("32-true", "16-mixed", "bf16-mixed")

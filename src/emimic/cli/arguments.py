@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from emimic.defaults import SEED_MAX
+from emimic.defaults import RUNNER_BACKENDS, SEED_MAX
 from emimic.errors import OutputPathError
 
 
@@ -85,7 +85,7 @@ def add_runner_args(parser: argparse.ArgumentParser, *, what: str) -> None:
     (see :mod:`emimic.training.jobs`)."""
     parser.add_argument("--jobs", type=positive_int, default=1,
                         help=f"{what} trained at once: local processes, or the CPUs of a Ray started here (default: 1)")
-    parser.add_argument("--backend", choices=("local", "ray"), default="local",
+    parser.add_argument("--backend", choices=RUNNER_BACKENDS, default="local",
                         help="local: processes on this machine (default); ray: one Ray task of 1 CPU per model")
     parser.add_argument("--ray-address", default=None, metavar="ADDR",
                         help="with --backend ray: join this cluster (HOST:PORT, ray://HOST:PORT or auto) instead of"

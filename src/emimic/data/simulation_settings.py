@@ -10,12 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Self
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
-from emimic.config import explain
+from emimic.config import explain, read_yaml_mapping
 from emimic.data.simulation_knobs import KNOBS
-from emimic.errors import ConfigError
 
 
 class _Consistent(BaseModel):
@@ -42,12 +40,7 @@ class _Consistent(BaseModel):
     def from_yaml(cls, path: str | Path, **overrides: Any) -> Self:
         """Read settings from a YAML mapping, with ``overrides`` (e.g. CLI flags) taking precedence."""
         path = Path(path)
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot be read as YAML ({exc}).") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: must hold a mapping of settings, not {type(loaded).__name__}.")
+        loaded = read_yaml_mapping(path, what="a simulation settings YAML file", holds="settings")
         try:
             return cls.model_validate({**loaded, **overrides})
         except ValidationError as exc:

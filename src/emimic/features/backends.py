@@ -11,7 +11,7 @@ import contextlib
 import os
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from typing import Any
@@ -28,25 +28,32 @@ def _init_pool_worker(threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+@contextlib.contextmanager
+def spawned_pool(workers: int, initializer: Callable[..., None] | None = None,
+                 initargs: tuple[Any, ...] = ()) -> Iterator[ProcessPoolExecutor]:
+    """A pool of ``workers`` spawned processes (not forked: forked children would inherit half-initialised
+    thread pools of torch/mediapipe). On leaving it, by Ctrl-C or an error too, the queued work is dropped
+    instead of being run first; work in flight finishes (or stops on its own Ctrl-C)."""
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=initializer,
+                               initargs=initargs)
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def run_local(spec: ExtractSpec, tasks: list[Task], workers: int) -> Iterator[ClipReport]:
     if workers <= 1:
         for task in tasks:
             yield run_clip(spec, *task)
         return
-    # spawn, not fork: forked children would inherit half-initialised thread pools of torch/mediapipe.
-    pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=get_context("spawn"), initializer=_init_pool_worker, initargs=(spec.threads,)
-    )
-    try:
+    with spawned_pool(workers, _init_pool_worker, (spec.threads,)) as pool:
         futures = {pool.submit(run_clip, spec, *task): task for task in tasks}
         for future in as_completed(futures):
             try:
                 yield future.result()
             except Exception as exc:  # a crashed worker fails its clips, not the run
                 yield crashed(futures[future], exc)
-    finally:
-        # On Ctrl-C or an error, drop the queued clips instead of finishing them first.
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def crashed(task: Task, exc: BaseException) -> ClipReport:

@@ -439,11 +439,11 @@ def ablate(
     base_overrides = dict(overrides or {}) | ({"train.max_epochs": max_epochs} if max_epochs is not None else {})
     cells = plan_cells(grid, store, base_overrides)
     settings = _settings(ds, store, cells, seeds)
+    runner = Runner(jobs, backend, ray_address, progress)  # a wrong --ray-address refuses before any write
     if not _extends(out, settings):
         check_folder_settings(out, SETTINGS_FILE, settings, kind="ablation", overwrite=overwrite)
     write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2))
     plan = _jobs(out, ds, cells, seeds)
-    runner = Runner(jobs, backend, ray_address, progress)
     results = runner.run(plan, train_job, inline=lambda job: train_job(job, ds), label="ablation runs",
                          report=report)
     table = pd.DataFrame([*(result_row(j, r) for j, r in zip(plan, results, strict=True)),

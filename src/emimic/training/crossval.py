@@ -183,7 +183,7 @@ def run_job(job: FoldJob, ds: VidmimicDataset | None = None) -> TrainResult:
 
 
 def _train_all(jobs: Sequence[FoldJob], ds: VidmimicDataset, runner: Runner,
-               report: Callable[[FoldJob, TrainResult], None]) -> dict[str, TrainResult]:
+               report: Callable[[FoldJob, TrainResult], None] | None) -> dict[str, TrainResult]:
     results = runner.run(jobs, run_job, inline=lambda job: run_job(job, ds), label="cross-validation models",
                          report=report)
     return {job.run: result for job, result in zip(jobs, results, strict=True)}
@@ -254,15 +254,14 @@ def cross_validate(
     column = group_column(meta)
     settings = {"folds": folds, "fold_seed": fold_seed, "group_column": column,
                 "config": cfg.model_dump(mode="json", exclude={"seed"})}
+    runner = Runner(jobs, backend, ray_address, progress)  # a wrong --ray-address refuses before any write
     check_folder_settings(out, SETTINGS_FILE, settings, kind="CV")
     fold_of = fold_table(out, labels, meta, folds, fold_seed)
     write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2))  # once the folds could be assigned
     ds.store(progress=progress)  # packed once here, before any worker opens it
     seeds = list(dict.fromkeys(seeds))
     plan = _plan(out, ds, cfg, fold_of, seeds)
-    quiet: Callable[[FoldJob, TrainResult], None] = report or (lambda job, result: None)
-    runner = Runner(jobs, backend, ray_address, progress)
-    results = _train_all(plan, ds, runner, quiet)
+    results = _train_all(plan, ds, runner, report)
     oof = out_of_fold(ds, plan, labels, fold_of)
     with atomic_path(out / OOF_FILE) as tmp:
         oof.to_csv(tmp, float_format="%.6f")
@@ -273,7 +272,7 @@ def cross_validate(
     if refit:
         refit_epochs = refit_epoch_count(best_epochs)
         refit_plan = _refit_jobs(out, ds, cfg, fold_of, refit_epochs, seeds)
-        _train_all(refit_plan, ds, runner, quiet)
+        _train_all(refit_plan, ds, runner, report)
         refit_runs = [Path(job.run) for job in refit_plan]
     result = CVResult(out, folds, seeds, column, float(np.mean(list(scores.values()))), scores,
                       pcc_intervals(preds, truth),

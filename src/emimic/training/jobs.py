@@ -22,15 +22,14 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
 from typing import Literal, TypeVar
 
+from emimic.features.backends import check_ray_address, spawned_pool
 from emimic.progress import progress_bar
 
 Backend = Literal["local", "ray"]
-BACKENDS: tuple[str, ...] = ("local", "ray")
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -42,17 +41,16 @@ def _local(jobs: Sequence[J], work: Callable[[J], R], inline: Callable[[J], R],
         for index, job in enumerate(jobs):
             yield index, inline(job)
         return
-    # spawn, not fork: forked children would inherit torch's half-initialised thread pools
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+    # workers keep Ctrl-C: an interrupted training keeps its resume point and stops (emimic.errors.Interrupted)
+    with spawned_pool(workers) as pool:
         futures = {pool.submit(work, job): index for index, job in enumerate(jobs)}
         for future in as_completed(futures):
             yield futures[future], future.result()
 
 
 def _ray(jobs: Sequence[J], work: Callable[[J], R], address: str, workers: int) -> Iterator[tuple[int, R]]:
-    from emimic.features.backends import check_ray_address, ray_session
+    from emimic.features.backends import ray_session
 
-    check_ray_address(address)
     with ray_session(address, workers) as ray:
         remote = ray.remote(num_cpus=1)(work)
         running = {remote.remote(job): index for index, job in enumerate(jobs)}
@@ -69,6 +67,11 @@ class Runner:
     backend: Backend = "local"
     ray_address: str | None = None  # backend ray: a cluster's address, or None for a Ray started here
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        # before a command writes anything: a wrong address is one sentence, not a half-made results folder
+        if self.backend == "ray":
+            check_ray_address(self.ray_address or "local")
 
     def run(self, jobs: Sequence[J], work: Callable[[J], R], *, inline: Callable[[J], R] | None = None,
             label: str = "models", report: Callable[[J, R], None] | None = None) -> list[R]:

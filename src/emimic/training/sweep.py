@@ -40,9 +40,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -65,6 +63,7 @@ from emimic.config import (
 from emimic.data import VidmimicDataset, open_dataset, with_valid_split
 from emimic.defaults import preset_dir
 from emimic.errors import ConfigError
+from emimic.features.backends import spawned_pool
 from emimic.io import atomic_path, write_text
 from emimic.labels import EMOTIONS
 from emimic.outputs import check_folder_settings, refuse_inside_dataset
@@ -383,8 +382,7 @@ def _run(workers: list[Worker], ds: VidmimicDataset, report: Callable[[FrozenTri
         for worker in workers:
             run_worker(worker, ds, report)
         return
-    # spawn, not fork: forked children would inherit torch's half-initialised thread pools
-    with ProcessPoolExecutor(max_workers=len(workers), mp_context=get_context("spawn")) as pool:
+    with spawned_pool(len(workers)) as pool:
         for future in [pool.submit(run_worker, worker, None, report) for worker in workers]:
             future.result()
 
