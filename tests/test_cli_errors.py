@@ -16,6 +16,7 @@ import pytest
 
 from conftest import documented_commands
 from emimic.cli import main
+from emimic.data import open_dataset, with_valid_split
 from emimic.data.validate import validate
 from emimic.errors import ConfigError, OutputPathError
 from emimic.io import atomic_path, check_output_path, write_text
@@ -268,6 +269,12 @@ def test_valid_fraction_holds_out_what_validate_reports(no_valid_root, tmp_path,
                  "--max-epochs", "1", "--quiet"]) == 0
     assert "Validation (5 clips)" in capsys.readouterr().out
     assert "valid_fraction: 0.25" in (run / "config.yaml").read_text()
+
+
+def test_a_held_out_dataset_is_not_held_out_again(no_valid_root) -> None:
+    held = with_valid_split(open_dataset(no_valid_root), 0.25)
+    assert with_valid_split(held, 0.25) is held  # what sweep, then the train() of each trial, ask for
+    assert len(held.splits["valid"]) == 5
 
 
 def test_valid_fraction_with_a_valid_split_is_refused_by_both(make_root, tmp_path, capsys) -> None:

@@ -42,6 +42,8 @@ class VidmimicDataset:
         x = ds.store().pooled("vit", ds.splits["valid"].index)
     """
 
+    held_out_fraction: float | None = None  # set on the copy with_valid_split makes by holding out part of train
+
     def __init__(self, layout: DatasetLayout, *, test_labels: bool = False, store_dir: str | Path | None = None):
         self.layout = layout
         self.root = layout.root
@@ -129,11 +131,14 @@ def with_valid_split(ds: VidmimicDataset, valid_fraction: float | None) -> Vidmi
     Refuses, with the sentence ``emimic validate`` prints, a corpus without a valid split when no
     ``valid_fraction`` is given (see :mod:`emimic.data.holdout`).
     """
+    if valid_fraction is not None and ds.held_out_fraction == valid_fraction:
+        return ds  # held out already (sweep and the train() it calls both ask): never held out twice
     splits = resolve_valid_split(ds.splits, valid_fraction, root=ds.root)
     if "valid" in ds.splits:
         return ds
     held = copy.copy(ds)  # shares the layout and the store; only the split table differs
     held.splits = splits
+    held.held_out_fraction = valid_fraction
     return held
 
 
