@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from emimic.cli import main
 from emimic.config import load_config
 from emimic.errors import ConfigError
 from emimic.registry import ENCODERS, FUSIONS
@@ -130,3 +131,12 @@ def test_registry_choices_are_the_names_the_registries_hold_now(monkeypatch):
     assert space.params["model.encoder.name"].values() == ENCODERS.names()
     monkeypatch.setitem(FUSIONS, "plugin_fusion", object)
     assert "plugin_fusion" in space.params["model.fusion"].values()
+
+
+def test_a_storage_that_cannot_be_opened_is_one_sentence_and_leaves_no_folder(simulated_root, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    argv = ["sweep", "--data", str(simulated_root), "--out", str(out), "--trials", "1", "--storage", "nosuchdb://x/y"]
+    assert main(argv) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--storage 'nosuchdb://x/y' cannot be opened" in err and "Traceback" not in err
+    assert not out.exists()

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,11 +224,16 @@ class SweepResult:
 def open_storage(spec: str) -> optuna.storages.BaseStorage:
     """A database URL (``sqlite:///sweep.db``) is an RDB storage; anything else is a JournalStorage file's path
     (safe for several processes on one machine, where sqlite may report 'database is locked')."""
-    if "://" in spec:
-        return optuna.storages.RDBStorage(spec)
     from optuna.storages.journal import JournalFileBackend
 
-    return optuna.storages.JournalStorage(JournalFileBackend(spec))
+    try:
+        if "://" in spec:
+            return optuna.storages.RDBStorage(spec)
+        return optuna.storages.JournalStorage(JournalFileBackend(spec))
+    except Exception as exc:  # optuna and sqlalchemy raise many kinds; the user gets one sentence either way
+        detail = " ".join(str(exc).split())[:200]
+        raise ConfigError(f"--storage {spec!r} cannot be opened ({type(exc).__name__}: {detail}); give a database"
+                          " URL such as sqlite:///sweep.db, or the path of a journal file.") from None
 
 
 def _pruner(space: SearchSpace) -> optuna.pruners.BasePruner:
@@ -364,8 +370,14 @@ def sweep(
     check_folder_settings(out, SETTINGS_FILE, recorded, kind="sweep")
     storage = storage or str(out / STUDY_FILE)
     name = _study_name(settings)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    study = _create(name, storage, space)
+    try:
+        study = _create(name, storage, space)
+    except ConfigError:
+        if created:  # nothing of a sweep that could not start stays behind
+            shutil.rmtree(out)
+        raise
     write_text(out / SETTINGS_FILE, json.dumps({**recorded, "study": name}, indent=2))
 
     done = finished_trials(study)
