@@ -80,6 +80,11 @@ def test_a_ray_address_where_nothing_answers_fails_in_seconds(ray: StandInRay) -
     assert ray.started is None
 
 
+def test_a_ray_address_without_the_ray_backend_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"^--ray-address 10\.0\.0\.5:6379 applies to --backend ray only;"):
+        Runner(workers=2, ray_address="10.0.0.5:6379")
+
+
 def test_local_processes_return_the_results_in_job_order() -> None:
     assert Runner(workers=2, progress=False).run([3, 1, 2], double) == [6, 2, 4]
 

@@ -26,6 +26,7 @@ from concurrent.futures import as_completed
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
+from emimic.errors import ConfigError
 from emimic.features.backends import check_ray_address, spawned_pool
 from emimic.progress import progress_bar
 
@@ -72,6 +73,9 @@ class Runner:
         # before a command writes anything: a wrong address is one sentence, not a half-made results folder
         if self.backend == "ray":
             check_ray_address(self.ray_address or "local")
+        elif self.ray_address is not None:
+            raise ConfigError(f"--ray-address {self.ray_address} applies to --backend ray only; add --backend ray, or"
+                              " drop --ray-address to run on local processes.")
 
     def run(self, jobs: Sequence[J], work: Callable[[J], R], *, inline: Callable[[J], R] | None = None,
             label: str = "models", report: Callable[[J, R], None] | None = None) -> list[R]:
