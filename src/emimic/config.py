@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -128,6 +128,10 @@ class ModelConfig(Section):
     head: HeadConfig = Field(default_factory=HeadConfig)
     modality_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="training-time chance to mask a branch")
     vad: VADConfig = Field(default_factory=VADConfig)
+    members: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        1, description="models trained side by side from their own initialisations, predicting their mean (a seed"
+        " ensemble in one run); auto: by the number of training clips (emimic.models.ensemble.auto_members)"
+    )
 
     @field_validator("fusion")
     @classmethod

@@ -13,7 +13,7 @@ linear auxiliary head trained on the same targets, which keeps each modality pre
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -30,6 +30,7 @@ from emimic.models.vad_prior import FILE_ORDER, VAD_AXES, VADLatent, VADPrior, a
 if TYPE_CHECKING:
     from emimic.config import ModelConfig
     from emimic.data.dataset import ModalityStats
+    from emimic.models.ensemble import EMIEnsemble
 
 # Substrings that mark a modality as acoustic when the config does not name the VAD branch.
 AUDIO_HINTS: tuple[str, ...] = ("wav2vec", "hubert", "wavlm", "whisper", "egemaps", "audio", "mfcc", "acoustic")
@@ -158,6 +159,8 @@ class ModelOutput:
     aux: dict[str, Tensor]  # modality -> (B, 6)
     present: dict[str, Tensor]  # modality -> (B,) bool, after modality dropout
     vad: VADLatent | None
+    # an ensemble's output is the mean prediction; each member's own output, which the loss trains, is here
+    members: list[ModelOutput] = field(default_factory=list)
 
 
 class EMIModel(nn.Module):
@@ -228,5 +231,14 @@ class EMIModel(nn.Module):
         return ModelOutput(pred=pred, aux=aux, present=present, vad=latent)
 
 
-def build_model(spec: ModelSpec, cfg: ModelConfig) -> EMIModel:
-    return EMIModel(spec, cfg)
+def build_model(spec: ModelSpec, cfg: ModelConfig) -> EMIModel | EMIEnsemble:
+    """The model of ``cfg``: one :class:`EMIModel`, or an :class:`~emimic.models.ensemble.EMIEnsemble` of
+    ``cfg.members`` of them (resolve ``members: auto`` first, :func:`~emimic.models.ensemble.resolve_members`)."""
+    if cfg.members == "auto":
+        raise ConfigError("model.members: 'auto' must be resolved against the training clips before a model is built"
+                          " (emimic.models.ensemble.resolve_members).")
+    if cfg.members == 1:
+        return EMIModel(spec, cfg)
+    from emimic.models.ensemble import EMIEnsemble
+
+    return EMIEnsemble(spec, cfg, cfg.members)

@@ -95,7 +95,11 @@ class EMILoss:
         return (per_dim * self.emotion_weights.to(per_dim)).mean()
 
     def __call__(self, output: ModelOutput, targets: Tensor, weights: Tensor | None = None) -> dict[str, Tensor]:
-        """Loss parts of a batch; ``weights``: optional ``(B,)`` clip weights (any positive scale)."""
+        """Loss parts of a batch; ``weights``: optional ``(B,)`` clip weights (any positive scale). An ensemble's
+        parts are the means of its members' own: each member is trained as if alone."""
+        if output.members:
+            parts = [self(member, targets, weights) for member in output.members]
+            return {name: torch.stack([p[name] for p in parts]).mean() for name in parts[0]}
         main = self.objective(output.pred, targets, None if weights is None else normalised(weights))
         aux = main.new_zeros(())
         if self.aux_weight:

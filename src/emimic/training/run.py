@@ -51,6 +51,7 @@ from emimic.errors import ConfigError, DataError, OutputConflict, explain_interr
 from emimic.io import write_text
 from emimic.labels import EMOTIONS
 from emimic.models.emi import resolve_spec
+from emimic.models.ensemble import resolve_members
 from emimic.outputs import refuse_inside_dataset
 from emimic.provenance import metrics_record
 from emimic.training.datamodule import EMIDataModule
@@ -249,6 +250,7 @@ def train(
         _check_packed(ds)
     store = ds.store(progress=progress)
     labelled = {split: _labelled(ds, split) for split in ("train", "valid")}
+    cfg = resolve_members(cfg, len(labelled["train"][0]))
     if cfg.train.selection == "best":  # "last" selects nothing: a refit may score clips it trained on
         ds.check_disjoint("train", "valid")
     spec = resolve_spec(cfg.model, {m: store.dim(m) for m in store.modalities},
