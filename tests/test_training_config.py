@@ -21,7 +21,8 @@ def test_without_a_config_the_default_preset_is_the_paper_method_sized_for_small
     cfg = load_config()
     assert cfg.name == DEFAULT_PRESET == "default"
     changed = {key for key, value in flat(cfg).items() if flat(ExperimentConfig())[key] != value}
-    assert changed == {"name", "description", "optim.batch_size", "model.branch.hidden", "model.head.hidden"}
+    assert changed == {"name", "description", "optim.batch_size", "model.branch.hidden", "model.head.hidden",
+                       "model.members"}
 
 
 @pytest.mark.parametrize("preset", sorted(list_presets()))
