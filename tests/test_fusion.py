@@ -171,6 +171,20 @@ def test_fusions_that_read_absent_branches_as_learned_tokens_train_them(fusion: 
         assert untrained == [], f"{fusion}: no gradient reaches {modality}'s {untrained}"
 
 
+@pytest.mark.parametrize("fusion", ["attention", "text_anchored"])
+def test_a_clip_gets_the_same_prediction_whatever_padding_its_batch_adds(fusion: str) -> None:
+    """Padded steps are masked out as keys: a clip whose sequence (or missing token) is shorter than the
+    batch's longest gets, with autograd (training) and without it (torch's fused kernels), what it gets alone."""
+    model = build(fusion, "attentive").eval()
+    data = generate(12, seed=10)
+    rows = mixed_rows(data)  # absent rows: the one-step missing token, then padding
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad):
+            batched = model(data.batch(rows, sequences=True)).pred
+            alone = torch.cat([model(data.batch(rows[i : i + 1], sequences=True)).pred for i in range(len(rows))])
+        torch.testing.assert_close(batched, alone)
+
+
 @pytest.mark.parametrize("fusion", ["gated", "tensor", "low_rank", "late"])
 def test_fusions_that_leave_absent_branches_out_ignore_their_missing_embeddings(fusion: str) -> None:
     """On a clip with a present branch, these fusions give absent ones no weight: the learned missing
