@@ -160,9 +160,10 @@ def test_fusions_that_read_absent_branches_as_learned_tokens_train_them(fusion: 
     read frames): on clips where another branch is present, the loss reaches every one of them."""
     model = build(fusion, "attentive")
     data = generate(12, seed=9)
-    rows = mixed_rows(data)[4:8]  # text_emb present on each, vit or wav2vec2 absent (or both)
+    rows = mixed_rows(data)[4:8]  # each lacks vit or wav2vec2 (or both), and has a present branch
+    data.present["text_emb"][rows[0]] = False  # a clip without transcript, with wav2vec2
     model(data.batch(rows, sequences=True)).pred.sum().backward()
-    for modality in ("vit", "wav2vec2"):
+    for modality in DIMS:
         branch = model.branches[modality]
         assert (branch.missing_frames is not None) == (modality in model.fusion.frame_branches)
         learned = {"missing": branch.missing, "missing_frames": branch.missing_frames}
