@@ -1,10 +1,13 @@
-"""The emimic CLI with slow work, so a test can interrupt or kill it at a known point.
+"""The emimic CLI stopped at a named point, so a test can interrupt or kill it there and nowhere else.
 
-``python tests/interruptible.py ARGS...`` runs ``emimic ARGS...`` with a ``slow`` extractor
-registered and every file that ``pack`` reads delayed by ``$SLOW_SECONDS`` (default 0). The
-``slow`` extractor needs no media (any ``raw/<id>.mp4`` will do) and writes, per clip, a
-``slow/<id>.npy`` array and a ``slow_images/<id>/`` folder of ``IMAGES`` crops, sleeping between
-crops: a kill then lands while a crop folder is half written.
+``python tests/interruptible.py ARGS...`` runs ``emimic ARGS...`` with a ``slow`` extractor registered.
+Work passes named points: ``<modality>/<file>`` before ``pack`` decodes that file, and
+``slow_images/<id>/<n>.jpg`` before the ``slow`` extractor hands over crop ``n`` of clip ``id`` (crops
+below ``n`` are then written, in the clip's temporary folder). At the point named by ``$HOLD_AT`` the
+command creates the file ``$HOLD_FILE`` and waits there: a test waits for that file, then signals. No
+sleep has to outlast a race, however loaded the machine. The ``slow`` extractor needs no media (any
+``raw/<id>.mp4`` will do) and writes, per clip, a ``slow/<id>.npy`` array and a ``slow_images/<id>/``
+folder of ``IMAGES`` crops.
 """
 
 from __future__ import annotations
@@ -13,27 +16,40 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from emimic.data import store
 from emimic.features.base import EXTRACTORS, ClipInput, Extractor, Output
+from emimic.labels import clip_stem
 
 IMAGES = 3
+# How long a held command waits for the test's signal before it gives up (a test that failed to signal).
+HOLD_LIMIT_SECONDS = 600.0
 
 
-def delay() -> float:
-    return float(os.environ.get("SLOW_SECONDS", "0"))
+def reach(point: str) -> None:
+    """Pass ``point``; when it is ``$HOLD_AT``, announce it in ``$HOLD_FILE`` and wait there for a signal."""
+    if point != os.environ.get("HOLD_AT"):
+        return
+    Path(os.environ["HOLD_FILE"]).write_text(point, encoding="utf-8")
+    time.sleep(HOLD_LIMIT_SECONDS)
+    sys.exit(f"held at {point} for {HOLD_LIMIT_SECONDS:.0f} s and no signal came")
 
 
-class SlowImages(dict):
-    """Crops that take ``delay()`` seconds each to hand over, as a slow face detector would."""
+class HeldImages(dict):
+    """The crops of one clip, handed over one by one past the points ``slow_images/<id>/<n>.jpg``."""
+
+    def __init__(self, stem: str, images: dict[int, np.ndarray]):
+        super().__init__(images)
+        self.stem = stem
 
     def items(self) -> Iterator[tuple[int, np.ndarray]]:  # type: ignore[override]
         for number, image in super().items():
+            reach(f"slow_images/{self.stem}/{number}.jpg")
             yield number, image
-            time.sleep(delay())
 
 
 class Slow(Extractor):
@@ -45,21 +61,22 @@ class Slow(Extractor):
         return (Output("slow", "frame", "clip id, twice"), Output("slow_images", "images", "grey crops"))
 
     def _process(self, clip: ClipInput) -> dict[str, object]:
-        crops = SlowImages({n: np.full((8, 8, 3), 10 * n, np.uint8) for n in range(IMAGES)})
+        crops = HeldImages(clip_stem(clip.clip_id), {n: np.full((8, 8, 3), 10 * n, np.uint8) for n in range(IMAGES)})
         return {"slow": pd.DataFrame(np.full((2, 3), clip.clip_id, np.float32)), "slow_images": crops}
 
 
 DECODE = store.decode_array
 
 
-def slow_decode(data: bytes, suffix: str, *, source: str) -> np.ndarray:
-    time.sleep(delay())
+def held_decode(data: bytes, suffix: str, *, source: str) -> np.ndarray:
+    path = Path(source)
+    reach(f"{path.parent.name}/{path.name}")
     return DECODE(data, suffix, source=source)
 
 # Spawned extraction workers import this script as __mp_main__: they need the extractor too.
 if __name__ in ("__main__", "__mp_main__"):
     EXTRACTORS[Slow.name] = Slow
-    store.decode_array = slow_decode  # type: ignore[assignment]
+    store.decode_array = held_decode  # type: ignore[assignment]
 
 if __name__ == "__main__":
     from emimic.cli.registry import main

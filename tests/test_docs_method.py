@@ -16,3 +16,4 @@ def test_every_python_example_of_the_method_page_runs() -> None:
     done = subprocess.run([sys.executable, "-c", "\n".join(blocks)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "(2, 0, 1)" in done.stdout
+    assert "trained: missing embedding True missing token True" in done.stdout  # attention reads absent branches

@@ -123,6 +123,8 @@ def test_every_fusion_builds_from_the_model_widths_and_stays_finite_whatever_is_
     out.pred.sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     assert torch.isfinite(model.eval()(inputs).pred).all()
+    with torch.no_grad():  # without autograd (as predict_ids) torch runs its fused transformer kernels
+        assert torch.isfinite(model(inputs).pred).all()
 
 
 @pytest.mark.parametrize("encoder", ENCODERS)
@@ -152,10 +154,42 @@ def test_the_features_of_an_absent_modality_never_reach_the_output(fusion: str, 
     assert changed[:8].all()  # every row with a present modality
 
 
-@pytest.mark.parametrize("fusion", ["gated", "attention", "tensor", "low_rank", "late"])
+@pytest.mark.parametrize("fusion", ["concat", "attention", "text_anchored"])
+def test_fusions_that_read_absent_branches_as_learned_tokens_train_them(fusion: str) -> None:
+    """These fusions read an absent branch as its learned missing embedding (and missing token, when they
+    read frames): on clips where another branch is present, the loss reaches every one of them."""
+    model = build(fusion, "attentive")
+    data = generate(12, seed=9)
+    rows = mixed_rows(data)[4:8]  # each lacks vit or wav2vec2 (or both), and has a present branch
+    data.present["text_emb"][rows[0]] = False  # a clip without transcript, with wav2vec2
+    model(data.batch(rows, sequences=True)).pred.sum().backward()
+    for modality in DIMS:
+        branch = model.branches[modality]
+        assert (branch.missing_frames is not None) == (modality in model.fusion.frame_branches)
+        learned = {"missing": branch.missing, "missing_frames": branch.missing_frames}
+        untrained = [name for name, p in learned.items() if p is not None and not (p.grad is not None
+                                                                                   and p.grad.abs().sum() > 0)]
+        assert untrained == [], f"{fusion}: no gradient reaches {modality}'s {untrained}"
+
+
+@pytest.mark.parametrize("fusion", ["attention", "text_anchored"])
+def test_a_clip_gets_the_same_prediction_whatever_padding_its_batch_adds(fusion: str) -> None:
+    """Padded steps are masked out as keys: a clip whose sequence (or missing token) is shorter than the
+    batch's longest gets, with autograd (training) and without it (torch's fused kernels), what it gets alone."""
+    model = build(fusion, "attentive").eval()
+    data = generate(12, seed=10)
+    rows = mixed_rows(data)  # absent rows: the one-step missing token, then padding
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad):
+            batched = model(data.batch(rows, sequences=True)).pred
+            alone = torch.cat([model(data.batch(rows[i : i + 1], sequences=True)).pred for i in range(len(rows))])
+        torch.testing.assert_close(batched, alone)
+
+
+@pytest.mark.parametrize("fusion", ["gated", "tensor", "low_rank", "late"])
 def test_fusions_that_leave_absent_branches_out_ignore_their_missing_embeddings(fusion: str) -> None:
     """On a clip with a present branch, these fusions give absent ones no weight: the learned missing
-    embeddings and tokens change nothing there (concat and text_anchored use them by design)."""
+    embeddings change nothing there (concat, attention and text_anchored use them by design)."""
     model = build(fusion, "attentive").eval()
     data = generate(12, seed=9)
     inputs = data.batch(mixed_rows(data), sequences=True)
@@ -163,8 +197,6 @@ def test_fusions_that_leave_absent_branches_out_ignore_their_missing_embeddings(
     with torch.no_grad():
         for branch in model.branches.values():
             branch.missing.add_(1.0)
-            if branch.missing_frames is not None:
-                branch.missing_frames.add_(1.0)
     after = model(inputs).pred
     assert torch.equal(after[:8], before[:8])  # rows with at least one present branch
     assert not torch.equal(after[8:], before[8:])  # rows with none are fused from the missing embeddings

@@ -1,6 +1,7 @@
 """Ctrl-C and SIGKILL during `extract` and `pack`: the same command then completes, no partial
-file remains and finished work is not redone. The commands run in a subprocess
-(tests/interruptible.py) whose work is slowed down, so the signal lands at a known point."""
+file remains and finished work is not redone. The commands run in a subprocess (tests/interruptible.py)
+that stops at a named point of its work and announces it: the signal is sent once the announcement is
+there, so it lands at that point on a loaded machine as on an idle one."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,28 +25,60 @@ from interruptible import IMAGES, Slow
 
 HELPER = Path(__file__).with_name("interruptible.py")
 CLIPS = 8
+# Bounds on a loaded machine (interpreter start-up with torch, then the work up to the point), not delays.
+REACH_SECONDS = 300.0
+EXIT_SECONDS = 120.0
+
+Hold = Callable[[list[str], str], subprocess.Popen]
 
 
-def start(args: list[str], *, delay: float) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "SLOW_SECONDS": str(delay),
-        "COLUMNS": "400",  # one message, one line: no wrapping by the console
-        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")]),
-    }
-    return subprocess.Popen([sys.executable, str(HELPER), *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+@pytest.fixture
+def held(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hold]:
+    """``held(args, point)``: ``emimic ARGS`` started and stopped at ``point`` (see tests/interruptible.py);
+    a command a failed test left running is killed."""
+    started: list[subprocess.Popen] = []
+
+    def run_to(args: list[str], point: str) -> subprocess.Popen:
+        announcement = tmp_path_factory.mktemp("hold") / "reached"
+        env = {
+            **os.environ,
+            "HOLD_AT": point,
+            "HOLD_FILE": str(announcement),
+            "COLUMNS": "400",  # one message, one line: no wrapping by the console
+            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")]),
+        }
+        process = subprocess.Popen([sys.executable, str(HELPER), *args], env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        started.append(process)
+        wait_for(announcement.exists, process, point)
+        return process
+
+    yield run_to
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
-def wait_for(condition: Callable[[], bool], process: subprocess.Popen, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
+def wait_for(condition: Callable[[], bool], process: subprocess.Popen, point: str) -> None:
+    deadline = time.monotonic() + REACH_SECONDS
     while not condition():
         if process.poll() is not None:
-            raise AssertionError(f"the command ended before the signal:\n{process.communicate()}")
+            raise AssertionError(f"the command ended before reaching {point}:\n{process.communicate()}")
         if time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError("the command never reached the point to interrupt")
+            raise AssertionError(f"the command did not reach {point} in {REACH_SECONDS:.0f} s")
         time.sleep(0.02)
+
+
+def interrupt(process: subprocess.Popen) -> str:
+    """Ctrl-C: the command's standard error once it has ended."""
+    process.send_signal(signal.SIGINT)
+    return process.communicate(timeout=EXIT_SECONDS)[1]
+
+
+def kill(process: subprocess.Popen) -> None:
+    process.kill()
+    process.communicate(timeout=EXIT_SECONDS)
 
 
 def temporaries(root: Path) -> list[Path]:
@@ -74,13 +107,12 @@ def half_written_crops(root: Path) -> bool:
 
 
 def test_extract_killed_then_rerun_completes_without_redoing_finished_clips(
-    videos: Path, monkeypatch: pytest.MonkeyPatch
+    videos: Path, held: Hold, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    process = start(["extract", "--data", str(videos), "--modalities", "slow", "--quiet"], delay=0.15)
-    wait_for(lambda: len(finished_clips(videos)) >= 2 and half_written_crops(videos), process)
-    process.kill()
-    process.wait()
-    assert temporaries(videos), "the kill should land while a crop folder is half written"
+    # clips 1 and 2 are finished, clip 3 has written crop 0 of its IMAGES and not crop 1
+    kill(held(["extract", "--data", str(videos), "--modalities", "slow", "--quiet"], "slow_images/00003/1.jpg"))
+    assert half_written_crops(videos), "the kill should land while a crop folder is half written"
+    assert [p.name for p in finished_clips(videos)] == ["00001", "00002"]
     # the parameters are recorded before the first clip: a resume with other ones would be refused
     assert json.loads((videos / "slow" / "_extractor.json").read_text())["extractor"] == "slow"
     done = {p.name: p.stat().st_mtime_ns for p in finished_clips(videos)}
@@ -98,41 +130,30 @@ def test_extract_killed_then_rerun_completes_without_redoing_finished_clips(
         assert len(list((videos / "slow_images" / f"{clip_id:05d}").glob("*.jpg"))) == IMAGES
 
 
-def test_extract_ctrl_c_prints_what_was_kept_and_exits_130(videos: Path) -> None:
-    process = start(["extract", "--data", str(videos), "--modalities", "slow", "--quiet"], delay=0.15)
-    wait_for(lambda: len(finished_clips(videos)) >= 1, process)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=60)
+def test_extract_ctrl_c_prints_what_was_kept_and_exits_130(videos: Path, held: Hold) -> None:
+    # clip 1 is finished, clip 2 has written crop 0 of its IMAGES
+    process = held(["extract", "--data", str(videos), "--modalities", "slow", "--quiet"], "slow_images/00002/1.jpg")
+    err = interrupt(process)
     assert process.returncode == 130
-    finished = len(finished_clips(videos))
     assert err.strip().splitlines() == [
-        f"interrupted: extraction stopped with {finished} of {CLIPS} clip(s) recorded; the features of every"
+        f"interrupted: extraction stopped with 1 of {CLIPS} clip(s) recorded; the features of every"
         f" finished clip are kept in {videos}; run the same command to resume."
     ]
+    assert [p.name for p in finished_clips(videos)] == ["00001"]
     assert temporaries(videos) == []
 
 
 # -- pack ---------------------------------------------------------------------------------------------
 
 
-def packing_second_modality(store: Path) -> bool:
-    """`vit` is committed to the manifest and `wav2vec2` is being written."""
-    manifest = store / "manifest.json"
-    try:
-        committed = json.loads(manifest.read_text())["modalities"] if manifest.is_file() else {}
-    except json.JSONDecodeError:
-        return False
-    frames = [p / "frames.bin" for p in store.glob(".wav2vec2-*.tmp")]
-    return "vit" in committed and any(f.is_file() and f.stat().st_size > 0 for f in frames)
+# `vit` is packed and committed to the manifest; `wav2vec2` is being written, its 10th clip of 22 next.
+PACKING_SECOND_MODALITY = "wav2vec2/00030.pkl"
 
 
-def test_pack_killed_then_rerun_keeps_the_finished_modality(make_root) -> None:
+def test_pack_killed_then_rerun_keeps_the_finished_modality(make_root, held: Hold) -> None:
     root = make_root()
     store = default_store_dir(root)
-    process = start(["pack", str(root), "--quiet"], delay=0.03)
-    wait_for(lambda: packing_second_modality(store), process)
-    process.kill()
-    process.wait()
+    kill(held(["pack", str(root), "--quiet"], PACKING_SECOND_MODALITY))
     assert temporaries(store), "the kill should land while wav2vec2 is half packed"
     vit = store / json.loads((store / "manifest.json").read_text())["modalities"]["vit"]["dir"]
     before = (vit.stat().st_ino, (vit / "frames.bin").stat().st_mtime_ns)
@@ -148,13 +169,11 @@ def test_pack_killed_then_rerun_keeps_the_finished_modality(make_root) -> None:
             np.testing.assert_array_equal(packed.frames(name, clip_id), load_array(root / name / f"{clip_id:05d}.pkl"))
 
 
-def test_pack_ctrl_c_prints_what_was_kept_and_exits_130(make_root) -> None:
+def test_pack_ctrl_c_prints_what_was_kept_and_exits_130(make_root, held: Hold) -> None:
     root = make_root()
     store = default_store_dir(root)
-    process = start(["pack", str(root), "--quiet"], delay=0.03)
-    wait_for(lambda: packing_second_modality(store), process)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=60)
+    process = held(["pack", str(root), "--quiet"], PACKING_SECOND_MODALITY)
+    err = interrupt(process)
     assert process.returncode == 130
     assert err.strip().splitlines() == [
         f"interrupted: packing stopped; the store {store} keeps vit (wav2vec2 to do); run the same command to resume."

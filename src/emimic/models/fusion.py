@@ -17,9 +17,11 @@ and, for the fusions that read frames, its sequence with one learned missing tok
   embeddings, zeros for absent ones) mix the branches projected to ``width``; an absent branch gets
   weight 0.
 * ``attention``: the branches' tokens (see :class:`Tokens`: the embedding, then the frame states when
-  the encoder gives them), each with a learned modality embedding, pass one transformer layer in
-  which the tokens of absent branches are masked out as keys; the mean of each branch's tokens, zero
-  for an absent one, side by side.
+  the encoder gives them), each with a learned modality embedding, pass one transformer layer; the
+  mean of each branch's tokens, side by side. An absent branch takes part as its learned missing
+  embedding and token (a key for the other branches, and its own slot), so modality dropout trains
+  them; masking them out instead left them without a gradient on every clip with a present branch.
+  Every branch has at least one unmasked token, so no clip's attention is empty.
 * ``text_anchored`` (TAEMI, ABAW 10): the text embedding is the query of one cross-attention per
   other branch over its tokens; absent branches are attended as their learned missing embedding and
   token, and a clip without a transcript queries with the text branch's missing embedding. Without a
@@ -175,7 +177,7 @@ class Tokens(nn.Module):
 
 @FUSIONS.register("attention")
 class AttentionFusion(Fusion):
-    """One transformer layer over the tokens of every branch; absent branches are masked out as keys."""
+    """One transformer layer over the tokens of every branch; an absent branch's are its learned missing ones."""
 
     def __init__(self, branches: Sequence[BranchShape], cfg: ModelConfig):
         super().__init__(branches, cfg)
@@ -188,12 +190,12 @@ class AttentionFusion(Fusion):
         self.out_dim = len(self.shapes) * options.width
 
     def forward(self, inputs: list[BranchOutput]) -> Tensor:
-        present = or_all_when_none(presence(inputs))
         tokens, masks = [], []
         for m, (x, to_tokens) in enumerate(zip(inputs, self.tokens, strict=True)):
+            # not masked by presence: an absent branch's tokens are its learned missing ones, which must be read
             sequence, mask = to_tokens(x)
             tokens.append(sequence + self.modality[m])
-            masks.append(mask & present[:, m : m + 1])
+            masks.append(mask)
         states = self.body(torch.cat(tokens, dim=1), src_key_padding_mask=~torch.cat(masks, dim=1))
         per_branch = torch.split(states, [mask.shape[1] for mask in masks], dim=1)
         return torch.cat([masked_mean(s, mask) for s, mask in zip(per_branch, masks, strict=True)], dim=1)
