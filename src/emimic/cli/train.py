@@ -162,7 +162,7 @@ def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
 
     def run(args: argparse.Namespace) -> int:
         from emimic.io import write_text
-        from emimic.provenance import pcc_intervals
+        from emimic.metrics import pcc_intervals
         from emimic.training.inference import evaluate
 
         for path in (args.json, args.predictions):
@@ -223,7 +223,7 @@ def configs_command(parser: argparse.ArgumentParser) -> Handler:
 
 
 def _oracle(data: Path, split: str) -> dict[str, float] | None:
-    from emimic.provenance import load_oracle
+    from emimic.data.simulate import load_oracle
 
     oracle = load_oracle(data)
     return None if oracle is None else oracle["oracle_pcc"][split]
@@ -243,7 +243,7 @@ def demo_command(parser: argparse.ArgumentParser) -> Handler:
         from emimic.data import open_dataset
         from emimic.data.simulate import SimulationSettings, simulate
         from emimic.data.validate import validate
-        from emimic.provenance import pcc_intervals
+        from emimic.metrics import pcc_intervals
         from emimic.report import write_report
         from emimic.training.inference import evaluate, predict
         from emimic.training.run import train

@@ -56,9 +56,8 @@ from emimic.defaults import DEFAULT_PRESET, preset_dir
 from emimic.errors import ConfigError, DataError
 from emimic.io import atomic_path, write_text
 from emimic.labels import EMOTIONS
-from emimic.metrics import bootstrap_pcc, paired_difference_interval
+from emimic.metrics import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, bootstrap_pcc, paired_difference_interval
 from emimic.outputs import check_folder_settings, refuse_inside_dataset
-from emimic.provenance import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED
 from emimic.registry import EXTRACTORS, FUSIONS
 from emimic.training.inference import evaluate
 from emimic.training.jobs import Backend, Runner

@@ -52,9 +52,8 @@ from emimic.data import VidmimicDataset, open_dataset
 from emimic.errors import ConfigError, DataError
 from emimic.io import atomic_path, write_text
 from emimic.labels import EMOTIONS, GROUP_COLUMNS
-from emimic.metrics import pcc_scores
+from emimic.metrics import pcc_intervals, pcc_scores
 from emimic.outputs import check_folder_settings
-from emimic.provenance import pcc_intervals
 from emimic.training.inference import evaluate
 from emimic.training.jobs import Backend, Runner
 from emimic.training.run import TrainResult, train

@@ -49,11 +49,9 @@ from emimic.data import VidmimicDataset, open_dataset, with_valid_split
 from emimic.data.store import stale_modalities
 from emimic.errors import ConfigError, DataError, OutputConflict, explain_interrupt
 from emimic.io import write_text
-from emimic.labels import EMOTIONS
 from emimic.models.emi import resolve_spec
 from emimic.models.ensemble import resolve_members
 from emimic.outputs import refuse_inside_dataset
-from emimic.provenance import metrics_record
 from emimic.training.datamodule import EMIDataModule
 from emimic.training.ema import EMA
 from emimic.training.history import MONITOR, History
@@ -66,6 +64,8 @@ from emimic.training.provenance import (
     data_fingerprint,
     describe,
     differences,
+    labelled_splits,
+    metrics_record,
     read_run_record,
 )
 from emimic.training.weights import sample_weights
@@ -175,13 +175,6 @@ def _fit(trainer: pl.Trainer, module: EMIModule, data: EMIDataModule, resume: Pa
         raise
 
 
-def _labelled(ds: VidmimicDataset, split: str) -> tuple[np.ndarray, np.ndarray]:
-    if split not in ds.splits or not ds.has_labels(split):
-        raise DataError(f"{ds.root}: training needs a labelled {split!r} split.")
-    labels = ds.splits[split]
-    return labels.index.to_numpy(dtype=np.int64), labels[list(EMOTIONS)].to_numpy(dtype=np.float32)
-
-
 def _callbacks(cfg: ExperimentConfig, run: Path, history: History) -> list[Callback]:
     callbacks: list[Callback] = []
     selecting = cfg.train.selection == "best"
@@ -249,7 +242,7 @@ def train(
     if not primary:
         _check_packed(ds)
     store = ds.store(progress=progress)
-    labelled = {split: _labelled(ds, split) for split in ("train", "valid")}
+    labelled = labelled_splits(ds)
     cfg = resolve_members(cfg, len(labelled["train"][0]))
     if cfg.train.selection == "best":  # "last" selects nothing: a refit may score clips it trained on
         ds.check_disjoint("train", "valid")
