@@ -86,10 +86,12 @@ def data_fingerprint(store: FeatureStore, modalities: Sequence[str],
     return DataFingerprint(features, labels)
 
 
-def labelled_splits(ds: VidmimicDataset) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``{split: (ids, targets)}`` of the train and valid splits; one that is missing or unlabelled is refused."""
+def labelled_splits(ds: VidmimicDataset, splits: Sequence[str] = TRAINING_SPLITS
+                    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{split: (ids, targets)}`` of ``splits`` (default train and valid); one that is missing or unlabelled is
+    refused."""
     labelled = {}
-    for split in TRAINING_SPLITS:
+    for split in splits:
         if split not in ds.splits or not ds.has_labels(split):
             raise DataError(f"{ds.root}: training needs a labelled {split!r} split.")
         table = ds.splits[split]
@@ -98,9 +100,11 @@ def labelled_splits(ds: VidmimicDataset) -> dict[str, tuple[np.ndarray, np.ndarr
 
 
 def corpus_fingerprint(ds: VidmimicDataset, store: FeatureStore) -> str:
-    """The digest of every modality of ``store`` and of the train and valid labels: what a folder of many runs
-    (``cv``, ``ablate``, ``sweep``) records, whichever modalities each of its runs reads."""
-    return data_fingerprint(store, store.modalities, labelled_splits(ds)).digest
+    """The digest of every modality of ``store`` and of the labels of train and valid (those present: ``cv`` folds a
+    corpus without a valid split): what a folder of many runs (``cv``, ``ablate``, ``sweep``) records, whichever
+    modalities each of its runs reads."""
+    present = [split for split in TRAINING_SPLITS if split in ds.splits]
+    return data_fingerprint(store, store.modalities, labelled_splits(ds, present)).digest
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,9 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 import time
-import uuid
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +49,7 @@ from emimic.errors import ConfigError, DataError, OutputConflict, explain_interr
 from emimic.io import write_text
 from emimic.models.emi import resolve_spec
 from emimic.models.ensemble import resolve_members
-from emimic.outputs import refuse_inside_dataset
+from emimic.outputs import provisional_output, refuse_inside_dataset
 from emimic.training.datamodule import EMIDataModule
 from emimic.training.ema import EMA
 from emimic.training.history import MONITOR, History
@@ -127,31 +125,6 @@ def _check_same_run(run: Path, previous: RunRecord, requested: RunRecord) -> Non
             f"{run} holds a {state} run made with other settings or data ({describe(found)}); choose another"
             " --out, or pass --overwrite to replace it."
         )
-
-
-@contextlib.contextmanager
-def _starting(run: Path, *, replace: bool) -> Iterator[None]:
-    """Write a run into ``run`` for good only once it saved an epoch; if it fails before that, remove what it
-    wrote. With ``replace`` the folder's old run is moved aside meanwhile: put back on such a failure, deleted
-    once the new run has saved an epoch (a killed process leaves it in the hidden folder ``.RUN.replaced-*``)."""
-    aside = run.resolve().with_name(f".{run.resolve().name}.replaced-{uuid.uuid4().hex[:8]}") if replace else None
-    if aside is not None:
-        run.rename(aside)
-    existed = run.exists()
-    try:
-        yield
-    except BaseException:
-        if not _started(run):
-            shutil.rmtree(run, ignore_errors=True)
-            if existed:
-                run.mkdir()
-            if aside is not None:
-                aside.rename(run)
-                aside = None
-        raise
-    finally:
-        if aside is not None:
-            shutil.rmtree(aside, ignore_errors=True)
 
 
 def _kept(run: Path, max_epochs: int) -> str:
@@ -260,7 +233,8 @@ def train(
 
     # Everything a start needs was checked: only now is the run folder written (by rank 0 alone).
     replace = previous is not None and not resume
-    writing = _starting(run, replace=replace) if primary else contextlib.nullcontext()
+    writing = (provisional_output(run, replace=replace, started=lambda: _started(run)) if primary
+               else contextlib.nullcontext())
     with explain_interrupt(lambda: _kept(run, cfg.train.max_epochs)), writing:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         module = EMIModule(config=cfg.model_dump(mode="json"), spec=spec.to_dict(),

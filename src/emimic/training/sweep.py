@@ -66,11 +66,10 @@ from emimic.defaults import preset_dir
 from emimic.errors import ConfigError
 from emimic.features.backends import spawned_pool
 from emimic.io import atomic_path, write_text
-from emimic.labels import EMOTIONS
 from emimic.outputs import check_folder_settings, refuse_inside_dataset
 from emimic.registry import ENCODERS, FUSIONS
 from emimic.training.history import MONITOR
-from emimic.training.provenance import data_fingerprint
+from emimic.training.provenance import corpus_fingerprint
 from emimic.training.run import train
 
 SETTINGS_FILE = "sweep.json"
@@ -272,13 +271,8 @@ def run_worker(worker: Worker, ds: VidmimicDataset | None = None,
 def _settings(ds: VidmimicDataset, cfg: ExperimentConfig, space: SearchSpace, progress: bool) -> dict[str, Any]:
     """What the study is made with: a resumed sweep must match all of it."""
     store = ds.store(progress=progress)  # packed once here, before any worker opens it
-    labelled = {}
-    for name in ("train", "valid"):
-        if name in ds.splits and ds.has_labels(name):
-            table = ds.split(name)
-            labelled[name] = (table.index.to_numpy(), table[list(EMOTIONS)].to_numpy(dtype=np.float32))
     return {"config": cfg.model_dump(mode="json"), "space": space.model_dump(mode="json"),
-            "data": data_fingerprint(store, store.modalities, labelled).digest}
+            "data": corpus_fingerprint(ds, store)}
 
 
 def _study_name(settings: Mapping[str, Any]) -> str:
