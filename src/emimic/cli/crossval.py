@@ -13,7 +13,8 @@ from emimic.cli.train import add_config_args, dataset, job_line, pcc_table
 
 @command("cv", "Cross-validate over train+valid (grouped folds when the CSVs name groups): out-of-fold PCC with"
          " CIs, optional refit; `predict --run CV` averages its models.",
-         "emimic cv --data data/sim --folds 5 --seeds 0 1 --out runs/cv --refit --jobs 2")
+         "emimic cv --data data/sim --folds 5 --seeds 0 1 --out runs/cv --refit --jobs 2   (other --folds into the"
+         " same folder: add --overwrite to replace it)")
 def cv_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--data", type=Path, required=True, help="dataset root (Hume-Vidmimic2 layout)")
     parser.add_argument("--out", type=output_folder, required=True, help="CV folder to create or resume")
