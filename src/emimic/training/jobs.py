@@ -1,4 +1,4 @@
-"""Run many independent trainings (CV folds, ablation cells): in this process, on local processes, or as Ray tasks.
+"""Run many independent trainings (CV folds, ablation cells, sweep workers): here, on local processes, or as Ray tasks.
 
 Each job is a plain, picklable value and ``work(job)`` a module-level function that trains it into its
 own run folder, so a job can run anywhere the run folder is reachable; ``report(job, result)`` is
