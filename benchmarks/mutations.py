@@ -5,7 +5,8 @@ must fail, and the file is restored afterwards (also on Ctrl-C).
 Run from the repository root: ``python benchmarks/mutations.py [NAME ...]`` (all mutations by
 default; about 10 minutes on 2 cores, most of it the shared trained run of tests/test_learning.py,
 which each mutation of training code retrains). Prints one line per mutation and exits non-zero
-if any mutation left its tests green.
+if any mutation left its tests green. ``--list`` runs nothing: it prints where each mutation applies
+and exits non-zero if the code one changes is no longer in its file exactly once (after a refactor).
 """
 
 from __future__ import annotations
@@ -110,13 +111,18 @@ MUTATIONS: tuple[Mutation, ...] = (
 )
 
 
+def located(mutation: Mutation) -> tuple[str, int]:
+    """The text of the mutated file and the line of the code the mutation changes."""
+    text = (ROOT / mutation.file).read_text(encoding="utf-8")
+    if text.count(mutation.original) != 1:
+        raise SystemExit(f"{mutation.file}: the code that {mutation.name!r} changes is not there once; update it.")
+    return text, text[: text.index(mutation.original)].count("\n") + 1
+
+
 def run(mutation: Mutation) -> tuple[int, list[str]]:
     """Line of the mutated code and the tests that failed with it (none: the mutation survived)."""
     path = ROOT / mutation.file
-    text = path.read_text(encoding="utf-8")
-    if text.count(mutation.original) != 1:
-        raise SystemExit(f"{mutation.file}: the code that {mutation.name!r} changes is not there once; update it.")
-    line = text[: text.index(mutation.original)].count("\n") + 1
+    text, line = located(mutation)
     path.write_text(text.replace(mutation.original, mutation.mutated), encoding="utf-8")
     try:
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
@@ -132,7 +138,13 @@ def run(mutation: Mutation) -> tuple[int, list[str]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="mutations to run (default: all)")
-    chosen = parser.parse_args().names
+    parser.add_argument("--list", action="store_true", help="print where each mutation applies; run nothing")
+    args = parser.parse_args()
+    chosen = args.names
+    if args.list:
+        for mutation in MUTATIONS:
+            print(f"{mutation.name:45} {mutation.file}:{located(mutation)[1]}  {', '.join(mutation.tests)}")
+        return 0
     survivors = []
     for mutation in MUTATIONS:
         if chosen and mutation.name not in chosen:

@@ -1,5 +1,6 @@
 """The shared job runner of `cv` and `ablate`: local processes, and Ray tasks (dispatch checked with a stand-in
-Ray: a real local Ray takes minutes to start on the 2 shared CPU cores the suite runs on)."""
+Ray: a real local Ray takes minutes to start on the 2 shared CPU cores the suite runs on); the defaults and the
+--overwrite the two commands share."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ import pytest
 
 from conftest import write_root
 from emimic.cli import main
+from emimic.defaults import ABLATION_MAX_EPOCHS
 from emimic.errors import ConfigError
+from emimic.training.ablate import ablate
+from emimic.training.crossval import cross_validate
 from emimic.training.jobs import Runner
 
 
@@ -99,3 +103,107 @@ def test_cli_cv_and_ablate_dispatch_to_ray(ray: StandInRay, tmp_path: Path) -> N
     assert main(["ablate", "--data", str(root), "--grid", str(grid), "--seeds", "0", "--max-epochs", "1",
                  "--out", str(tmp_path / "ablation"), "--backend", "ray", "--quiet"]) == 0
     assert ray.task_cpus == [1, 1, 1]
+
+
+# ---------------------------------------------------------------- what cv and ablate share
+
+
+class StopBeforeTraining(RuntimeError):
+    """What the stand-in for ``train`` raises: the run fails before it writes anything."""
+
+
+@pytest.fixture
+def planned(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, int]]:
+    """(run folder, max epochs, seed) of each run a command hands to ``train``, which fails at once instead."""
+    runs: list[tuple[str, int, int]] = []
+
+    def fail(data: Any, run: str, *, config: Any, seed: int, progress: bool) -> None:
+        runs.append((run, config.train.max_epochs, seed))
+        raise StopBeforeTraining(run)
+
+    monkeypatch.setattr("emimic.training.jobs.train", fail)
+    return runs
+
+
+@pytest.fixture(scope="module")
+def small_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_root(tmp_path_factory.mktemp("jobs") / "root", train=16, valid=8, dims={"vit": 4})
+
+
+def one_cell_grid(folder: Path) -> Path:
+    grid = folder / "grid.yaml"
+    grid.write_text("cells:\n  paper: {}\n", encoding="utf-8")
+    return grid
+
+
+def test_ablate_trains_the_same_epochs_from_python_and_from_the_command_line(
+        small_root: Path, planned: list[tuple[str, int, int]], tmp_path: Path) -> None:
+    grid = one_cell_grid(tmp_path)
+    with pytest.raises(StopBeforeTraining):
+        ablate(small_root, tmp_path / "python", grid=grid, seeds=[0], progress=False)
+    assert main(["ablate", "--data", str(small_root), "--grid", str(grid), "--seeds", "0",
+                 "--out", str(tmp_path / "cli"), "--quiet"]) == 1
+    assert [epochs for _, epochs, _ in planned] == [ABLATION_MAX_EPOCHS] * 2 == [10, 10]  # the paper preset has 30
+    # no run saved an epoch: nothing of either ablation is left, so a corrected command starts afresh
+    assert not (tmp_path / "python").exists() and not (tmp_path / "cli").exists()
+
+
+def test_cv_trains_the_config_seed_from_python_and_from_the_command_line_with_absolute_paths(
+        small_root: Path, planned: list[tuple[str, int, int]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "seven.yaml").write_text("name: seven\nseed: 7\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)  # relative paths given: a job must still name absolute ones (a Ray node's own cwd)
+    with pytest.raises(StopBeforeTraining):
+        cross_validate(small_root, "python", folds=2, config="seven.yaml", progress=False)
+    assert main(["cv", "--data", str(small_root), "--folds", "2", "--config", "seven.yaml", "--out", "cli",
+                 "--quiet"]) == 1
+    assert [seed for _, _, seed in planned] == [7, 7]
+    assert [run for run, _, _ in planned] == [str(tmp_path / "python" / "fold1-seed7"),
+                                              str(tmp_path / "cli" / "fold1-seed7")]
+    assert not (tmp_path / "python").exists() and not (tmp_path / "cli").exists()
+
+
+def test_cv_folds_a_corpus_without_a_valid_split(planned: list[tuple[str, int, int]], tmp_path: Path) -> None:
+    root = write_root(tmp_path / "root", train=16, valid=0, dims={"vit": 4})
+    (root / "valid_split.csv").unlink()
+    with pytest.raises(StopBeforeTraining):  # the folder's data fingerprint covers the train split alone
+        cross_validate(root, tmp_path / "cv", folds=2, progress=False)
+    assert len(planned) == 1
+
+
+# (options the folder is made with, other options, the settings file, what differs)
+OVERWRITTEN = {
+    "cv": (["--folds", "2"], ["--folds", "3"], "cv.json", "folds"),
+    "ablate": (["--seeds", "0"], ["--seeds", "1"], "ablation.json", "seeds"),
+}
+
+
+@pytest.mark.parametrize("command", list(OVERWRITTEN))
+def test_overwrite_replaces_a_folder_made_otherwise_and_keeps_it_if_the_new_run_fails_first(
+        command: str, small_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    made_with, other, record, differs = OVERWRITTEN[command]
+    out = tmp_path / command
+    common = [command, "--data", str(small_root), "--max-epochs", "1", "--out", str(out)]
+    if command == "ablate":
+        common += ["--grid", str(one_cell_grid(tmp_path))]
+    assert main([*common, *made_with]) == 0
+    settings = (out / record).read_text(encoding="utf-8")
+    (out / "notes.txt").write_text("the old folder's", encoding="utf-8")
+    printed = " ".join(capsys.readouterr().err.split())
+    assert ": valid mean PCC " in printed and " clips), best epoch 1/1, trained in " in printed  # one line format
+
+    assert main([*common, *other]) == 1
+    assert f"{out} was made with other {differs} (see {out / record}); rerun it with the same options, pass" \
+           " --overwrite to replace it, or choose a new --out." in " ".join(capsys.readouterr().err.split())
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise StopBeforeTraining
+
+    with monkeypatch.context() as patch:
+        patch.setattr("emimic.training.jobs.train", fail)
+        assert main([*common, *other, "--overwrite"]) == 1
+    assert (out / record).read_text(encoding="utf-8") == settings and (out / "notes.txt").exists()
+
+    assert main([*common, *other, "--overwrite"]) == 0
+    assert (out / record).read_text(encoding="utf-8") != settings and not (out / "notes.txt").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # the old folder, moved aside, is gone

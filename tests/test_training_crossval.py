@@ -1,5 +1,6 @@
 import json
 import shlex
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,17 @@ def test_rerun_reuses_finished_folds_and_refuses_other_settings(grouped):
     with pytest.raises(DataError, match=r"20 folds need at least 20 groups, but train\+valid has 17; use fewer folds"):
         cross_validate(root, out.parent / "cv-many", folds=20, **OPTIONS)
     assert not (out.parent / "cv-many" / "cv.json").exists()
+
+
+def test_a_cv_folder_made_from_other_data_is_refused_before_anything_trains(grouped, tmp_path):
+    root, out, _ = grouped
+    edited, folder = shutil.copytree(root, tmp_path / "data"), shutil.copytree(out, tmp_path / "cv")
+    labels = pd.read_csv(edited / "train_split.csv")
+    labels.loc[0, "Joy"] = 1.0 - labels.loc[0, "Joy"]
+    labels.to_csv(edited / "train_split.csv", index=False)
+    with pytest.raises(ConfigError, match=rf"{folder} was made with other data \(see {folder / 'cv.json'}\); rerun"
+                                          " it with the same options, pass --overwrite to replace it"):
+        cross_validate(edited, folder, folds=3, seeds=[0, 1], refit=True, **OPTIONS)
 
 
 def test_a_group_column_must_name_every_clip(make_root, tmp_path):

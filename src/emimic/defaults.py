@@ -15,6 +15,11 @@ DEFAULT_PRESET = "default"
 # Frame storage types of a packed FeatureStore, and the variable naming its cache folder.
 STORE_DTYPES: tuple[str, ...] = ("float32", "float16")
 CACHE_ENV = "EMIMIC_CACHE"
+# The epoch limit of every run of `emimic ablate`, from the command line and from Python alike: every cell x seed
+# is a full training, compared with the others at this equal budget (docs/ablation.md, "Defaults and what they cost").
+ABLATION_MAX_EPOCHS = 10
+# The preset a grid's cells start from and the cell they are compared with, unless the grid says otherwise.
+ABLATION_BASE = "paper"
 # Where the jobs of `cv` and `ablate` run (emimic.training.jobs.Backend).
 RUNNER_BACKENDS: tuple[str, ...] = ("local", "ray")
 # Where and how `train` runs (Lightning's names): the choices of the config and of `emimic train`'s flags.

@@ -15,6 +15,10 @@ from emimic.labels import EMOTIONS
 
 # Below this standard deviation a column counts as constant.
 CONSTANT_STD = 1e-9
+# The bootstrap of every reported interval (metrics.json, evaluate, report, cv, ablate): the same resamples of the
+# same clips everywhere, so intervals of two runs are paired.
+BOOTSTRAP_SAMPLES = 1000
+BOOTSTRAP_SEED = 0
 
 
 def pearson_per_dimension(preds: np.ndarray | torch.Tensor, targets: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -48,7 +52,8 @@ def resample_counts(n: int, *, samples: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=samples).astype(np.float64)
 
 
-def bootstrap_pcc(preds: np.ndarray, targets: np.ndarray, *, samples: int = 1000, seed: int = 0) -> np.ndarray:
+def bootstrap_pcc(preds: np.ndarray, targets: np.ndarray, *, samples: int = BOOTSTRAP_SAMPLES,
+                  seed: int = BOOTSTRAP_SEED) -> np.ndarray:
     """``(samples, D)`` per-dimension PCC on ``samples`` resamples of the clips (drawn with replacement).
 
     Vectorised: each resample is a row of clip counts, so every moment is one matrix product. The
@@ -90,3 +95,13 @@ def confidence_interval(samples: np.ndarray, level: float = 0.95) -> np.ndarray:
     """``(2, ...)`` lower and upper percentile bounds of bootstrap ``samples`` along their first axis."""
     tail = 100.0 * (1.0 - level) / 2.0
     return np.percentile(samples, [tail, 100.0 - tail], axis=0)
+
+
+def pcc_intervals(preds: np.ndarray, targets: np.ndarray, *, samples: int = BOOTSTRAP_SAMPLES,
+                  seed: int = BOOTSTRAP_SEED) -> dict[str, list[float]]:
+    """95 % bootstrap interval of each emotion's PCC and of the mean, ``{name: [low, high]}``."""
+    boot = bootstrap_pcc(preds, targets, samples=samples, seed=seed)
+    draws = np.column_stack([boot, boot.mean(axis=1)])
+    low, high = confidence_interval(draws)
+    names = [*EMOTIONS, "mean"]
+    return {name: [round(float(lo), 4), round(float(hi), 4)] for name, lo, hi in zip(names, low, high, strict=True)}

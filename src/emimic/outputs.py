@@ -7,13 +7,19 @@ Two rules, the same for the CLI and the library:
   can be mistaken for data (``predict --out DATA/train_split.csv`` would replace the labels);
 - an existing file is never replaced unless the user passes ``--overwrite`` (``overwrite=True``):
   a submission or a scores file from an earlier run is kept unless the user says otherwise.
+
+A folder of results (a ``train`` run, a ``cv`` or ``ablate`` folder) is written under
+:func:`provisional_output`: what a new run wrote is kept only once it has saved an epoch, and a folder
+it replaces (``--overwrite``) is put back if it fails before that.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,22 +43,51 @@ def check_output_file(path: str | Path, *, dataset_root: str | Path, overwrite: 
 
 
 def check_folder_settings(out: str | Path, record: str, settings: Mapping[str, Any], *, kind: str,
-                          overwrite: bool | None = None) -> None:
-    """Refuse to add to the results folder ``out`` (a CV or ablation folder) what other ``settings`` would make.
+                          overwrite: bool | None = None) -> bool:
+    """Refuse to add to the results folder ``out`` (a CV, ablation or sweep folder) what other ``settings`` would make.
 
     ``record`` is the file in ``out`` that holds the settings it was made with. A folder made with other settings
-    is refused, or with ``overwrite=True`` emptied; ``overwrite=None``: the command offers no ``--overwrite``. A
-    non-empty folder without ``record`` is never emimic's, so it is refused either way."""
+    is refused, unless ``overwrite=True``: then the answer is True, and the caller replaces the folder under
+    :func:`provisional_output`. ``overwrite=None``: the command offers no ``--overwrite``. A non-empty folder
+    without ``record`` is never emimic's, so it is refused either way."""
     out = Path(out)
     path = out / record
     if path.exists():
         stored = json.loads(path.read_text(encoding="utf-8"))
         changed = sorted(k for k in settings if stored.get(k) != settings[k])
         if changed and overwrite:
-            shutil.rmtree(out)
-        elif changed:
+            return True
+        if changed:
             offer = ", pass --overwrite to replace it," if overwrite is not None else ","
             raise ConfigError(f"{out} was made with other {', '.join(changed)} (see {path}); rerun it with the same"
                               f" options{offer} or choose a new --out.")
     elif out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} exists and is not an emimic {kind} folder; choose a new --out.")
+    return False
+
+
+@contextlib.contextmanager
+def provisional_output(folder: str | Path, *, replace: bool, started: Callable[[], bool]) -> Iterator[None]:
+    """Keep what the block writes into ``folder`` only once ``started()`` says a run in it saved an epoch: if the
+    block fails before that, remove what it wrote, so the corrected command starts afresh. With ``replace`` the
+    folder's old content is moved aside meanwhile: put back on such a failure, deleted once the block ends after
+    starting (a killed process leaves it in the hidden folder ``.NAME.replaced-*`` next to ``folder``)."""
+    folder = Path(folder)
+    aside = folder.resolve().with_name(f".{folder.resolve().name}.replaced-{uuid.uuid4().hex[:8]}") if replace else None
+    if aside is not None:
+        folder.rename(aside)
+    existed = folder.exists()
+    try:
+        yield
+    except BaseException:
+        if not started():
+            shutil.rmtree(folder, ignore_errors=True)
+            if existed:
+                folder.mkdir()
+            if aside is not None:
+                aside.rename(folder)
+                aside = None
+        raise
+    finally:
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)

@@ -32,11 +32,18 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from emimic.data import VidmimicDataset, open_dataset
+from emimic.data.simulate import load_oracle
 from emimic.errors import EmimicError
 from emimic.io import write_text
 from emimic.labels import EMOTIONS
-from emimic.metrics import bootstrap_pcc, confidence_interval, paired_difference_interval, pcc_scores
-from emimic.provenance import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, load_oracle
+from emimic.metrics import (
+    BOOTSTRAP_SAMPLES,
+    BOOTSTRAP_SEED,
+    bootstrap_pcc,
+    confidence_interval,
+    paired_difference_interval,
+    pcc_scores,
+)
 from emimic.training.crossval import fold_view
 from emimic.training.history import MONITOR, RAW_MONITOR
 from emimic.training.inference import Evaluation, evaluate, load_run

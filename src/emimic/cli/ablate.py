@@ -10,24 +10,12 @@ from rich.table import Table
 
 from emimic.cli.arguments import add_runner_args, output_folder, positive_int, seed_value
 from emimic.cli.data import add_store_arg
-from emimic.cli.registry import Handler, command, console, out
-from emimic.cli.train import dataset
+from emimic.cli.registry import Handler, command, out
+from emimic.cli.train import dataset, job_line
+from emimic.defaults import ABLATION_MAX_EPOCHS
 
 if TYPE_CHECKING:
-    from emimic.training.ablate import AblationJob, AblationResult
-    from emimic.training.run import TrainResult
-
-# A default epoch limit for ablations: every cell x seed is a full training, and the ranking of cells is
-# settled well before the paper preset's 30 (see docs/ablation.md for the measurement).
-ABLATION_MAX_EPOCHS = 10
-
-
-def run_line(job: AblationJob, result: TrainResult) -> None:
-    """One line per finished run, as it finishes (runs may finish out of order with --jobs)."""
-    how = "reused" if result.stored else f"trained in {result.seconds:.1f} s"
-    console.print(f"{job.cell} seed {job.seed}: valid mean PCC {result.valid.mean_pcc:.4f}, best epoch"
-                  f" {result.best_epoch}/{result.epochs}, {how}", highlight=False)
-
+    from emimic.training.ablate import AblationResult
 
 def summary_tables(result: AblationResult) -> tuple[Table, Table]:
     """The comparison with the reference cell, and the per-dimension PCCs (two tables, so each fits a terminal)."""
@@ -60,7 +48,8 @@ def ablate_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--seeds", type=seed_value, nargs="+", default=[0, 1, 2],
                         help="seeds of every cell (default: 0 1 2)")
     parser.add_argument("--max-epochs", type=positive_int, default=ABLATION_MAX_EPOCHS,
-                        help=f"epoch limit of every run (default: {ABLATION_MAX_EPOCHS})")
+                        help=f"epoch limit of every run; a cell may set its own train.max_epochs (default:"
+                             f" {ABLATION_MAX_EPOCHS}, the same from Python)")
     add_runner_args(parser, what="runs")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an ablation folder made with another grid, seeds or data")
@@ -72,7 +61,7 @@ def ablate_command(parser: argparse.ArgumentParser) -> Handler:
 
         result = ablate(dataset(args), args.out, grid=args.grid, seeds=args.seeds, max_epochs=args.max_epochs,
                         jobs=args.jobs, backend=args.backend, ray_address=args.ray_address,
-                        overwrite=args.overwrite, progress=not args.quiet, report=None if args.quiet else run_line)
+                        overwrite=args.overwrite, progress=not args.quiet, report=None if args.quiet else job_line)
         for table in summary_tables(result):
             out.print(table)
         for name, reason in result.skipped.items():

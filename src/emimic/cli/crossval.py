@@ -4,28 +4,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from emimic.cli.arguments import add_runner_args, output_folder, positive_int, seed_value
 from emimic.cli.data import add_store_arg
-from emimic.cli.registry import Handler, command, console, out
-from emimic.cli.train import add_config_args, dataset, pcc_table
-
-if TYPE_CHECKING:
-    from emimic.training.crossval import FoldJob
-    from emimic.training.run import TrainResult
-
-
-def fold_line(job: FoldJob, result: TrainResult) -> None:
-    """One line per finished model, as it finishes (folds may finish out of order with --jobs)."""
-    name = f"fold {job.fold} seed {job.seed}" if job.fold else f"refit seed {job.seed}"
-    console.print(f"{name}: valid mean PCC {result.valid.mean_pcc:.4f} ({result.valid.n_clips} clips), best epoch"
-                  f" {result.best_epoch}/{result.epochs}, {result.seconds:.1f} s  -> {job.run}")
+from emimic.cli.registry import Handler, command, out
+from emimic.cli.train import add_config_args, dataset, job_line, pcc_table
 
 
 @command("cv", "Cross-validate over train+valid (grouped folds when the CSVs name groups): out-of-fold PCC with"
          " CIs, optional refit; `predict --run CV` averages its models.",
-         "emimic cv --data data/sim --folds 5 --seeds 0 1 --out runs/cv --refit --jobs 2")
+         "emimic cv --data data/sim --folds 5 --seeds 0 1 --out runs/cv --refit --jobs 2   (other --folds into the"
+         " same folder: add --overwrite to replace it)")
 def cv_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--data", type=Path, required=True, help="dataset root (Hume-Vidmimic2 layout)")
     parser.add_argument("--out", type=output_folder, required=True, help="CV folder to create or resume")
@@ -37,20 +26,19 @@ def cv_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--refit", action="store_true",
                         help="also train on all of train+valid for the median best epoch of the folds")
     add_runner_args(parser, what="models")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or per-fold lines")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a CV folder made with other folds, fold seed, config or data")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or per-model lines")
     add_store_arg(parser)
 
     def run(args: argparse.Namespace) -> int:
-        from emimic.config import load_config
         from emimic.training.crossval import cross_validate
 
-        cfg = load_config(args.config)
-        seeds = args.seeds or [args.seed if args.seed is not None else cfg.seed]
-        result = cross_validate(dataset(args), args.out, folds=args.folds, seeds=seeds, config=cfg,
-                                max_epochs=args.max_epochs, refit=args.refit, jobs=args.jobs,
-                                backend=args.backend, ray_address=args.ray_address,
-                                fold_seed=args.fold_seed, progress=not args.quiet,
-                                report=None if args.quiet else fold_line)
+        result = cross_validate(dataset(args), args.out, folds=args.folds, seeds=args.seeds, config=args.config,
+                                max_epochs=args.max_epochs, overrides={} if args.seed is None else {"seed": args.seed},
+                                refit=args.refit, jobs=args.jobs, backend=args.backend, ray_address=args.ray_address,
+                                fold_seed=args.fold_seed, overwrite=args.overwrite, progress=not args.quiet,
+                                report=None if args.quiet else job_line)
         grouping = f"grouped by {result.group_column!r}" if result.group_column else "not grouped"
         out.print(pcc_table(result.pcc, f"Out-of-fold PCC: {result.folds} folds, {grouping}, {len(result.seeds)}"
                             f" seed(s)", intervals=result.pcc_ci95))

@@ -20,6 +20,8 @@ from emimic.registry import ENCODERS, FUSIONS, LOSS_TERMS
 
 if TYPE_CHECKING:
     from emimic.data import VidmimicDataset
+    from emimic.training.jobs import TrainJob
+    from emimic.training.run import TrainResult
 
 
 def pcc_table(scores: dict[str, float], title: str, oracle: dict[str, float] | None = None,
@@ -52,6 +54,13 @@ def pcc_table(scores: dict[str, float], title: str, oracle: dict[str, float] | N
 def coverage_line(coverage: dict[str, float]) -> str:
     """Share of the scored clips that have each modality (absent ones are predicted from the rest)."""
     return "modality coverage: " + ", ".join(f"{m} {share:.0%}" for m, share in coverage.items())
+
+
+def job_line(job: TrainJob, result: TrainResult) -> None:
+    """One line per finished run of ``cv`` or ``ablate``, as it finishes (in finishing order with --jobs)."""
+    how = "reused" if result.stored else f"trained in {result.seconds:.1f} s"
+    console.print(f"{job.label}: valid mean PCC {result.valid.mean_pcc:.4f} ({result.valid.n_clips} clips), best"
+                  f" epoch {result.best_epoch}/{result.epochs}, {how}", highlight=False)
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -162,7 +171,7 @@ def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
 
     def run(args: argparse.Namespace) -> int:
         from emimic.io import write_text
-        from emimic.provenance import pcc_intervals
+        from emimic.metrics import pcc_intervals
         from emimic.training.inference import evaluate
 
         for path in (args.json, args.predictions):
@@ -223,7 +232,7 @@ def configs_command(parser: argparse.ArgumentParser) -> Handler:
 
 
 def _oracle(data: Path, split: str) -> dict[str, float] | None:
-    from emimic.provenance import load_oracle
+    from emimic.data.simulate import load_oracle
 
     oracle = load_oracle(data)
     return None if oracle is None else oracle["oracle_pcc"][split]
@@ -243,7 +252,7 @@ def demo_command(parser: argparse.ArgumentParser) -> Handler:
         from emimic.data import open_dataset
         from emimic.data.simulate import SimulationSettings, simulate
         from emimic.data.validate import validate
-        from emimic.provenance import pcc_intervals
+        from emimic.metrics import pcc_intervals
         from emimic.report import write_report
         from emimic.training.inference import evaluate, predict
         from emimic.training.run import train

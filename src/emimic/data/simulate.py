@@ -424,6 +424,12 @@ def existing_simulation(out: str | Path, settings: SimulationSettings) -> str:
     return "finished" if (root / ORACLE_FILE).is_file() else "unfinished"
 
 
+def load_oracle(root: str | Path) -> dict[str, Any] | None:
+    """The oracle report :func:`simulate` wrote into a dataset root, or None for a corpus that is not simulated."""
+    path = Path(root) / ORACLE_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
 def simulate(out: str | Path, settings: SimulationSettings | None = None, *, progress: bool = True) -> dict[str, Any]:
     """Write a simulated corpus under ``out`` and return its oracle report (also in ``oracle.json``).
 

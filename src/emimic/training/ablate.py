@@ -52,18 +52,17 @@ from pydantic import Field, ValidationError, field_validator
 from emimic.config import ExperimentConfig, Section, explain, load_config, read_yaml_mapping, with_overrides
 from emimic.data import FeatureStore, VidmimicDataset, open_dataset
 from emimic.data.simulate import AUDIO_DIR, FACE_DIR, TEXT_EMB_DIR
-from emimic.defaults import DEFAULT_PRESET, preset_dir
+from emimic.defaults import ABLATION_BASE, ABLATION_MAX_EPOCHS, preset_dir
 from emimic.errors import ConfigError, DataError
 from emimic.io import atomic_path, write_text
 from emimic.labels import EMOTIONS
-from emimic.metrics import bootstrap_pcc, paired_difference_interval
+from emimic.metrics import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, bootstrap_pcc, paired_difference_interval
 from emimic.outputs import check_folder_settings, refuse_inside_dataset
-from emimic.provenance import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED
 from emimic.registry import EXTRACTORS, FUSIONS
 from emimic.training.inference import evaluate
-from emimic.training.jobs import Backend, Runner
-from emimic.training.provenance import data_fingerprint
-from emimic.training.run import TrainResult, train
+from emimic.training.jobs import Backend, Runner, TrainJob, results_folder, train_job
+from emimic.training.provenance import corpus_fingerprint
+from emimic.training.run import TrainResult
 
 SETTINGS_FILE = "ablation.json"
 TABLE_FILE = "ablation.csv"
@@ -91,8 +90,8 @@ class Grid(Section):
     """A grid file: named cells of dotted config overrides of ``base``, compared with ``reference``."""
 
     description: str = ""
-    base: str = DEFAULT_PRESET
-    reference: str = "paper"
+    base: str = ABLATION_BASE
+    reference: str = ABLATION_BASE
     cells: dict[str, dict[str, Any] | None] = Field(default_factory=dict)
     generate: GridGenerate = Field(default_factory=GridGenerate)
 
@@ -116,15 +115,14 @@ class Cell:
 
 
 @dataclass(frozen=True)
-class AblationJob:
-    """One (cell, seed) to train: plain, picklable values for a worker process or a Ray task."""
+class AblationJob(TrainJob):
+    """One (cell, seed) to train."""
 
-    root: str
-    store_dir: str
     cell: str
-    seed: int
-    run: str
-    config: ExperimentConfig
+
+    @property
+    def label(self) -> str:
+        return f"{self.cell} seed {self.seed}"
 
 
 @dataclass
@@ -268,25 +266,15 @@ def plan_cells(grid: Grid, store: FeatureStore, overrides: Mapping[str, Any]) ->
 # ---------------------------------------------------------------- runs
 
 
-def train_job(job: AblationJob, ds: VidmimicDataset | None = None) -> TrainResult:
-    data = ds if ds is not None else open_dataset(job.root, store_dir=job.store_dir)
-    return train(data, job.run, config=job.config, seed=job.seed, progress=False)
-
-
 def _jobs(out: Path, ds: VidmimicDataset, cells: Sequence[Cell], seeds: Sequence[int]) -> list[AblationJob]:
-    return [AblationJob(str(ds.root.resolve()), str(Path(ds.store_dir).resolve()), cell.name, seed,
-                        str((out / cell.name / f"seed{seed}").resolve()), cell.config)
+    return [AblationJob.at(ds, out / cell.name / f"seed{seed}", seed, cell.config, cell=cell.name)
             for cell in cells if cell.config is not None for seed in seeds]
 
 
 def _settings(ds: VidmimicDataset, store: FeatureStore, cells: Sequence[Cell], seeds: Sequence[int]) -> dict:
-    labelled = {}
-    for split in ("train", "valid"):
-        frame = ds.split(split)
-        labelled[split] = (frame.index.to_numpy(dtype=np.int64), frame[list(EMOTIONS)].to_numpy(dtype=np.float32))
     grid = {c.name: c.config.model_dump(mode="json", exclude={"seed"}) if c.config else f"skipped: {c.skipped}"
             for c in cells}
-    return {"data": data_fingerprint(store, store.modalities, labelled).digest, "seeds": list(seeds), "grid": grid}
+    return {"data": corpus_fingerprint(ds, store), "seeds": list(seeds), "grid": grid}
 
 
 def _extends(out: Path, settings: dict) -> bool:
@@ -417,7 +405,7 @@ def ablate(
     *,
     grid: Grid | str | Path | None = None,
     seeds: Sequence[int] = (0, 1, 2),
-    max_epochs: int | None = None,
+    max_epochs: int | None = ABLATION_MAX_EPOCHS,
     overrides: Mapping[str, object] | None = None,
     jobs: int = 1,
     backend: Backend = "local",
@@ -428,7 +416,8 @@ def ablate(
 ) -> AblationResult:
     """Train every cell of ``grid`` (default: the packaged default grid) with every seed into ``out``.
 
-    ``max_epochs`` and ``overrides`` apply to the base of every cell. ``jobs`` runs train at once (local
+    ``max_epochs`` (default 10, as for ``emimic ablate``; None: the base config's own) and ``overrides`` apply to
+    the base of every cell, under the cell's own overrides. ``jobs`` runs train at once (local
     processes, or Ray tasks with ``backend="ray"``). ``report(job, result)`` is called as each run finishes."""
     out = Path(out)
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
@@ -440,12 +429,13 @@ def ablate(
     cells = plan_cells(grid, store, base_overrides)
     settings = _settings(ds, store, cells, seeds)
     runner = Runner(jobs, backend, ray_address, progress)  # a wrong --ray-address refuses before any write
-    if not _extends(out, settings):
-        check_folder_settings(out, SETTINGS_FILE, settings, kind="ablation", overwrite=overwrite)
-    write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2))
-    plan = _jobs(out, ds, cells, seeds)
-    results = runner.run(plan, train_job, inline=lambda job: train_job(job, ds), label="ablation runs",
-                         report=report)
+    replace = not _extends(out, settings) and check_folder_settings(out, SETTINGS_FILE, settings, kind="ablation",
+                                                                     overwrite=overwrite)
+    with results_folder(out, replace=replace):
+        write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2))
+        plan = _jobs(out, ds, cells, seeds)
+        results = runner.run(plan, train_job, inline=lambda job: train_job(job, ds), label="ablation runs",
+                             report=report)
     table = pd.DataFrame([*(result_row(j, r) for j, r in zip(plan, results, strict=True)),
                           *_skipped_rows(cells, seeds)])
     table = table.astype({"seed": "Int64", "best_epoch": "Int64", "epochs": "Int64"})  # skipped rows have none

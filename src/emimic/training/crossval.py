@@ -15,7 +15,7 @@ averages every model of the folder (folds x seeds, and the refits).
 
 CV folder::
 
-    CV/cv.json                 what the folder was made with (folds, fold seed, group column, config)
+    CV/cv.json                 what the folder was made with (folds, fold seed, group column, config, data fingerprint)
     CV/folds.csv               Filename, fold (1..K): the seeded fold assignment, written once
     CV/fold{k}-seed{s}/        a `train` run folder: trained on the other folds, validated on fold k
     CV/oof.csv                 per clip: fold, OOF prediction (mean over seeds) and label of each emotion
@@ -24,7 +24,8 @@ CV folder::
 
 Calling it again on the same folder resumes: finished runs are reused (``train``'s run-folder
 logic), an interrupted one continues from its last epoch, and a folder made with other folds, fold
-seed or config is refused.
+seed, config or data is refused unless ``overwrite``. A call that fails before any model saved an
+epoch leaves no folder behind (and puts back the one it was to replace).
 
 Example::
 
@@ -52,12 +53,12 @@ from emimic.data import VidmimicDataset, open_dataset
 from emimic.errors import ConfigError, DataError
 from emimic.io import atomic_path, write_text
 from emimic.labels import EMOTIONS, GROUP_COLUMNS
-from emimic.metrics import pcc_scores
+from emimic.metrics import pcc_intervals, pcc_scores
 from emimic.outputs import check_folder_settings
-from emimic.provenance import pcc_intervals
 from emimic.training.inference import evaluate
-from emimic.training.jobs import Backend, Runner
-from emimic.training.run import TrainResult, train
+from emimic.training.jobs import Backend, Runner, TrainJob, results_folder, train_job
+from emimic.training.provenance import corpus_fingerprint
+from emimic.training.run import TrainResult
 
 SETTINGS_FILE = "cv.json"
 FOLDS_FILE = "folds.csv"
@@ -66,16 +67,19 @@ SUMMARY_FILE = "summary.json"
 
 
 @dataclass(frozen=True)
-class FoldJob:
-    """One model to train: what a worker process needs (plain, picklable values only)."""
+class FoldJob(TrainJob):
+    """One model of the CV folder: trained on the clips of ``fold_ids["train"]``, validated on ``fold_ids["valid"]``."""
 
-    root: str
-    store_dir: str
-    run: str
     fold: int  # 0: the refit on all of train+valid
-    seed: int
-    config: ExperimentConfig
     fold_ids: dict[str, list[int]]  # split name -> clip ids of this job's dataset
+
+    @property
+    def label(self) -> str:
+        return f"fold {self.fold} seed {self.seed}" if self.fold else f"refit seed {self.seed}"
+
+    def dataset(self, ds: VidmimicDataset | None = None) -> VidmimicDataset:
+        """The corpus with train and valid replaced by this job's clips."""
+        return split_view(super().dataset(ds), self.fold_ids["train"], self.fold_ids["valid"])
 
 
 @dataclass
@@ -152,12 +156,6 @@ def fold_table(out: Path, labels: pd.DataFrame, meta: pd.DataFrame, folds: int, 
     return table
 
 
-def job_dataset(job: FoldJob, ds: VidmimicDataset | None = None) -> VidmimicDataset:
-    """The dataset a job trains on: the corpus with train and valid replaced by the job's clips."""
-    base = ds if ds is not None else open_dataset(job.root, store_dir=job.store_dir)
-    return split_view(base, job.fold_ids["train"], job.fold_ids["valid"])
-
-
 def split_view(ds: VidmimicDataset, train_ids: Sequence[int], valid_ids: Sequence[int]) -> VidmimicDataset:
     """``ds`` with train and valid made of the given clips of train+valid (test is kept)."""
     pooled = pooled_labels(ds)
@@ -178,13 +176,9 @@ def fold_view(run: str | Path, ds: VidmimicDataset) -> VidmimicDataset:
     return split_view(ds, fold_of.index[fold_of != k], fold_of.index[fold_of == k])
 
 
-def run_job(job: FoldJob, ds: VidmimicDataset | None = None) -> TrainResult:
-    return train(job_dataset(job, ds), job.run, config=job.config, seed=job.seed, progress=False)
-
-
 def _train_all(jobs: Sequence[FoldJob], ds: VidmimicDataset, runner: Runner,
                report: Callable[[FoldJob, TrainResult], None] | None) -> dict[str, TrainResult]:
-    results = runner.run(jobs, run_job, inline=lambda job: run_job(job, ds), label="cross-validation models",
+    results = runner.run(jobs, train_job, inline=lambda job: train_job(job, ds), label="cross-validation models",
                          report=report)
     return {job.run: result for job, result in zip(jobs, results, strict=True)}
 
@@ -194,8 +188,7 @@ def _plan(out: Path, ds: VidmimicDataset, cfg: ExperimentConfig, fold_of: pd.Ser
     jobs = []
     for k in sorted(fold_of.unique()):
         ids = {"train": fold_of.index[fold_of != k].tolist(), "valid": fold_of.index[fold_of == k].tolist()}
-        jobs += [FoldJob(str(ds.root), str(ds.store_dir), str(out / f"fold{k}-seed{s}"), int(k), s, cfg, ids)
-                 for s in seeds]
+        jobs += [FoldJob.at(ds, out / f"fold{k}-seed{s}", s, cfg, fold=int(k), fold_ids=ids) for s in seeds]
     return jobs
 
 
@@ -204,7 +197,7 @@ def _refit_jobs(out: Path, ds: VidmimicDataset, cfg: ExperimentConfig, fold_of: 
     refit = with_overrides(cfg, {"train.max_epochs": epochs, "train.selection": "last"})
     valid = ds.split("valid").index.tolist() if "valid" in ds.splits else fold_of.index[fold_of == 1].tolist()
     ids = {"train": fold_of.index.tolist(), "valid": valid}
-    return [FoldJob(str(ds.root), str(ds.store_dir), str(out / f"refit-seed{s}"), 0, s, refit, ids) for s in seeds]
+    return [FoldJob.at(ds, out / f"refit-seed{s}", s, refit, fold=0, fold_ids=ids) for s in seeds]
 
 
 def out_of_fold(ds: VidmimicDataset, jobs: Sequence[FoldJob], labels: pd.DataFrame,
@@ -213,7 +206,7 @@ def out_of_fold(ds: VidmimicDataset, jobs: Sequence[FoldJob], labels: pd.DataFra
     preds = pd.DataFrame(0.0, index=labels.index, columns=list(EMOTIONS))
     counts = pd.Series(0, index=labels.index)
     for job in jobs:
-        clips = evaluate(job.run, job_dataset(job, ds), split="valid").clips
+        clips = evaluate(job.run, job.dataset(ds), split="valid").clips
         preds.loc[clips.index] += clips[[f"pred {e}" for e in EMOTIONS]].to_numpy()
         counts.loc[clips.index] += 1
     preds = preds.div(counts, axis=0)
@@ -226,7 +219,7 @@ def cross_validate(
     out: str | Path,
     *,
     folds: int = 5,
-    seeds: Sequence[int] = (0,),
+    seeds: Sequence[int] | None = None,
     config: ExperimentConfig | str | Path | None = None,
     max_epochs: int | None = None,
     overrides: Mapping[str, object] | None = None,
@@ -235,14 +228,17 @@ def cross_validate(
     backend: Backend = "local",
     ray_address: str | None = None,
     fold_seed: int = 0,
+    overwrite: bool = False,
     progress: bool = True,
     report: Callable[[FoldJob, TrainResult], None] | None = None,
 ) -> CVResult:
-    """Cross-validate ``config`` (default: paper) over train+valid of ``data`` into the CV folder ``out``.
+    """Cross-validate ``config`` (default: the default preset) over train+valid of ``data`` into the CV folder ``out``,
+    one model per fold and seed of ``seeds`` (default: the config's seed, after ``overrides``).
 
     ``jobs`` models train at once on local processes (``backend`` ``local``) or as Ray tasks (``ray``, on
-    ``ray_address``, default a local Ray; see :mod:`emimic.training.jobs`). ``report(job, result)`` is
-    called as each model finishes (the CLI prints one line per fold)."""
+    ``ray_address``, default a local Ray; see :mod:`emimic.training.jobs`). A folder made with other folds, fold
+    seed, config or data is refused unless ``overwrite``, which replaces it once a new model has saved an epoch.
+    ``report(job, result)`` is called as each model finishes (the CLI prints one line per model)."""
     if folds < 2:
         raise ConfigError(f"--folds {folds}: cross-validation needs at least 2 folds.")
     out = Path(out)
@@ -250,18 +246,19 @@ def cross_validate(
     overrides = dict(overrides or {}) | ({"train.max_epochs": max_epochs} if max_epochs is not None else {})
     cfg = config if isinstance(config, ExperimentConfig) else load_config(config)
     cfg = with_overrides(cfg, overrides)
+    seeds = list(dict.fromkeys(seeds if seeds is not None else [cfg.seed]))
     labels, meta = pooled_labels(ds), ds.meta()
     column = group_column(meta)
+    store = ds.store(progress=progress)  # packed once here, before any worker opens it
     settings = {"folds": folds, "fold_seed": fold_seed, "group_column": column,
-                "config": cfg.model_dump(mode="json", exclude={"seed"})}
+                "config": cfg.model_dump(mode="json", exclude={"seed"}), "data": corpus_fingerprint(ds, store)}
     runner = Runner(jobs, backend, ray_address, progress)  # a wrong --ray-address refuses before any write
-    check_folder_settings(out, SETTINGS_FILE, settings, kind="CV")
-    fold_of = fold_table(out, labels, meta, folds, fold_seed)
-    write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2))  # once the folds could be assigned
-    ds.store(progress=progress)  # packed once here, before any worker opens it
-    seeds = list(dict.fromkeys(seeds))
-    plan = _plan(out, ds, cfg, fold_of, seeds)
-    results = _train_all(plan, ds, runner, report)
+    replace = check_folder_settings(out, SETTINGS_FILE, settings, kind="CV", overwrite=overwrite)
+    with results_folder(out, replace=replace):
+        fold_of = fold_table(out, labels, meta, folds, fold_seed)
+        write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2))  # once the folds could be assigned
+        plan = _plan(out, ds, cfg, fold_of, seeds)
+        results = _train_all(plan, ds, runner, report)
     oof = out_of_fold(ds, plan, labels, fold_of)
     with atomic_path(out / OOF_FILE) as tmp:
         oof.to_csv(tmp, float_format="%.6f")
@@ -273,7 +270,7 @@ def cross_validate(
         refit_epochs = refit_epoch_count(best_epochs)
         refit_plan = _refit_jobs(out, ds, cfg, fold_of, refit_epochs, seeds)
         _train_all(refit_plan, ds, runner, report)
-        refit_runs = [Path(job.run) for job in refit_plan]
+        refit_runs = [out / Path(job.run).name for job in refit_plan]
     result = CVResult(out, folds, seeds, column, float(np.mean(list(scores.values()))), scores,
                       pcc_intervals(preds, truth),
                       {Path(job.run).name: results[job.run].valid.mean_pcc for job in plan}, best_epochs,

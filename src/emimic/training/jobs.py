@@ -1,4 +1,4 @@
-"""Run many independent trainings (CV folds, ablation cells): in this process, on local processes, or as Ray tasks.
+"""Run many independent trainings (CV folds, ablation cells, sweep workers): here, on local processes, or as Ray tasks.
 
 Each job is a plain, picklable value and ``work(job)`` a module-level function that trains it into its
 own run folder, so a job can run anywhere the run folder is reachable; ``report(job, result)`` is
@@ -13,9 +13,11 @@ Backends:
   fails in seconds; see :mod:`emimic.features.backends`). Paths in the jobs must be absolute and
   visible to every node.
 
+A job of ``cv`` or ``ablate`` is a :class:`TrainJob` (one ``train`` run folder), run by :func:`train_job`.
+
 Example::
 
-    from emimic.training.jobs import Runner
+    from emimic.training.jobs import Runner, train_job
     results = Runner(workers=2).run(jobs, train_job, label="ablation runs", report=print)
 """
 
@@ -23,12 +25,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import as_completed
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from pathlib import Path
+from typing import Any, Literal, Self, TypeVar
 
+from emimic.config import ExperimentConfig
+from emimic.data import VidmimicDataset, open_dataset
 from emimic.errors import ConfigError
 from emimic.features.backends import check_ray_address, spawned_pool
+from emimic.outputs import provisional_output
 from emimic.progress import progress_bar
+from emimic.training.run import LAST_CHECKPOINT, TrainResult, train
 
 Backend = Literal["local", "ray"]
 
@@ -93,3 +101,42 @@ class Runner:
                     report(jobs[index], result)
                 bar.advance(task)
         return [results[index] for index in range(len(jobs))]
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One ``train`` run: plain, picklable values for a worker process or a Ray task. Paths are absolute, as a
+    Ray node does not share this process's working folder (make one with :meth:`at`)."""
+
+    root: str
+    store_dir: str
+    run: str
+    seed: int
+    config: ExperimentConfig
+
+    @classmethod
+    def at(cls, ds: VidmimicDataset, run: Path, seed: int, config: ExperimentConfig, **details: Any) -> Self:
+        """The job that trains ``config`` with ``seed`` on ``ds`` into the run folder ``run``."""
+        return cls(str(Path(ds.root).resolve()), str(Path(ds.store_dir).resolve()), str(run.resolve()), seed, config,
+                   **details)
+
+    @property
+    def label(self) -> str:
+        """What the command prints for this run."""
+        return Path(self.run).name
+
+    def dataset(self, ds: VidmimicDataset | None = None) -> VidmimicDataset:
+        """The dataset the run trains on: ``ds`` where this process has it open already, else the one at ``root``."""
+        return ds if ds is not None else open_dataset(self.root, store_dir=self.store_dir)
+
+
+def train_job(job: TrainJob, ds: VidmimicDataset | None = None) -> TrainResult:
+    """Train ``job`` into its run folder (a finished one is returned as stored, an interrupted one resumes)."""
+    return train(job.dataset(ds), job.run, config=job.config, seed=job.seed, progress=False)
+
+
+def results_folder(out: Path, *, replace: bool) -> AbstractContextManager[None]:
+    """Write the folder of many runs ``out`` for good once one of its runs saved an epoch (see
+    :func:`~emimic.outputs.provisional_output`): a command that fails before that leaves nothing, and a folder it
+    replaces (``replace``: ``--overwrite``) is put back."""
+    return provisional_output(out, replace=replace, started=lambda: any(out.rglob(LAST_CHECKPOINT.name)))

@@ -1,4 +1,5 @@
-"""What a run was made from, and whether a later ``train`` into the same folder may reuse it.
+"""What a run was made from: the record that decides whether a later ``train`` may reuse its folder, and the
+block that reports a figure with its provenance.
 
 ``RUN/run.json`` is written when a run starts, next to ``RUN/config.yaml`` (the resolved config,
 seed included)::
@@ -12,7 +13,15 @@ The data fingerprint depends on content only: the checksums of the feature files
 (kept by the FeatureStore), their width and stored dtype, and the ids and labels of the clips
 trained and validated on. A copied or moved dataset is the same data; an edited label or a
 re-extracted modality is not. :func:`read_run_record` is the one reader of this record (metrics
-and reports take their provenance from it).
+and reports take their provenance from it). A folder of many runs (``cv``, ``ablate``, ``sweep``)
+records :func:`corpus_fingerprint`: every modality, and the train and valid labels.
+
+``RUN/metrics.json`` carries the scores with a ``provenance`` block (:func:`metrics_record`): a
+figure is only worth reporting with its provenance (DESIGN.md, trust rules): the config (name, where
+it came from, every resolved setting), the seed, the data (path, the fingerprint of ``run.json``,
+split sizes, modality coverage), the emimic version, the oracle ceiling when the corpus is
+simulated, the bootstrap confidence interval of each score, the wall time and whether training
+stopped early or hit its limit.
 """
 
 from __future__ import annotations
@@ -23,15 +32,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from emimic import __version__
 from emimic.config import ExperimentConfig, load_config
+from emimic.data.simulate import load_oracle
 from emimic.data.store import FeatureStore
+from emimic.errors import DataError
+from emimic.labels import EMOTIONS
+from emimic.metrics import pcc_intervals
+
+if TYPE_CHECKING:
+    from emimic.data import VidmimicDataset
+    from emimic.training.run import TrainResult
 
 RECORD_FILE = "run.json"
+# The splits a model trains and validates on: what its data fingerprint covers.
+TRAINING_SPLITS = ("train", "valid")
 CONFIG_FILE = "config.yaml"
 # Differences named in a refusal; the rest are counted.
 SHOWN_DIFFERENCES = 3
@@ -65,6 +84,27 @@ def data_fingerprint(store: FeatureStore, modalities: Sequence[str],
     }
     labels = {split: _labels_digest(ids, targets) for split, (ids, targets) in sorted(labelled.items())}
     return DataFingerprint(features, labels)
+
+
+def labelled_splits(ds: VidmimicDataset, splits: Sequence[str] = TRAINING_SPLITS
+                    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{split: (ids, targets)}`` of ``splits`` (default train and valid); one that is missing or unlabelled is
+    refused."""
+    labelled = {}
+    for split in splits:
+        if split not in ds.splits or not ds.has_labels(split):
+            raise DataError(f"{ds.root}: training needs a labelled {split!r} split.")
+        table = ds.splits[split]
+        labelled[split] = (table.index.to_numpy(dtype=np.int64), table[list(EMOTIONS)].to_numpy(dtype=np.float32))
+    return labelled
+
+
+def corpus_fingerprint(ds: VidmimicDataset, store: FeatureStore) -> str:
+    """The digest of every modality of ``store`` and of the labels of train and valid (those present: ``cv`` folds a
+    corpus without a valid split): what a folder of many runs (``cv``, ``ablate``, ``sweep``) records, whichever
+    modalities each of its runs reads."""
+    present = [split for split in TRAINING_SPLITS if split in ds.splits]
+    return data_fingerprint(store, store.modalities, labelled_splits(ds, present)).digest
 
 
 @dataclass(frozen=True)
@@ -153,3 +193,64 @@ def describe(found: Sequence[str]) -> str:
     shown = "; ".join(found[:SHOWN_DIFFERENCES])
     rest = len(found) - SHOWN_DIFFERENCES
     return shown + (f"; and {rest} more" if rest > 0 else "")
+
+
+def _describe_source(config_source: str | Path | None, cfg: ExperimentConfig) -> str:
+    if config_source is None:
+        return f"preset {cfg.name}"
+    path = Path(config_source)
+    return str(path.resolve()) if path.exists() else f"preset {config_source}"
+
+
+def run_provenance(
+    cfg: ExperimentConfig,
+    config_source: str | Path | None,
+    data: VidmimicDataset,
+    fingerprint: DataFingerprint,
+    *,
+    epochs: int,
+    best_epoch: int,
+    seconds: float,
+) -> dict[str, Any]:
+    """The ``provenance`` block of a run's ``metrics.json``; ``fingerprint`` is the one ``run.json`` records."""
+    oracle = load_oracle(data.root)
+    return {
+        "emimic_version": __version__,
+        "config": {
+            # a run from my.yaml is called "my", not the preset its file may start from
+            "name": Path(config_source).stem if config_source is not None else cfg.name,
+            "source": _describe_source(config_source, cfg),
+            "resolved": cfg.model_dump(mode="json"),
+        },
+        "seed": cfg.seed,
+        "data": {
+            "root": str(Path(data.root).resolve()),
+            "fingerprint": fingerprint.digest,
+            "modalities": fingerprint.modalities,
+            "labels": fingerprint.labels,
+            "split_sizes": {split: len(frame) for split, frame in data.splits.items()},
+            "coverage": {split: {m: round(v, 4) for m, v in row.items()}
+                         for split, row in data.coverage().to_dict(orient="index").items()},
+        },
+        "oracle": None if oracle is None else {"mean_pcc": oracle["oracle_mean_pcc"], "pcc": oracle["oracle_pcc"]},
+        "training": {
+            "epochs_run": epochs,
+            "max_epochs": cfg.train.max_epochs,
+            "best_epoch": best_epoch,
+            "patience": cfg.train.patience,
+            "stopped_early": epochs < cfg.train.max_epochs,
+            "wall_seconds": round(seconds, 2),
+        },
+    }
+
+
+def metrics_record(result: TrainResult, cfg: ExperimentConfig, config_source: str | Path | None,
+                   data: VidmimicDataset, fingerprint: DataFingerprint) -> dict[str, Any]:
+    """What ``RUN/metrics.json`` holds: the validation scores, their 95 % intervals and the provenance."""
+    preds, targets = result.valid.arrays()
+    return {
+        **result.to_dict(),
+        "pcc_ci95": pcc_intervals(preds, targets),
+        "provenance": run_provenance(cfg, config_source, data, fingerprint, epochs=result.epochs,
+                                     best_epoch=result.best_epoch, seconds=result.seconds),
+    }

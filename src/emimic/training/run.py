@@ -29,11 +29,9 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 import time
-import uuid
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,11 +47,9 @@ from emimic.data import VidmimicDataset, open_dataset, with_valid_split
 from emimic.data.store import stale_modalities
 from emimic.errors import ConfigError, DataError, OutputConflict, explain_interrupt
 from emimic.io import write_text
-from emimic.labels import EMOTIONS
 from emimic.models.emi import resolve_spec
 from emimic.models.ensemble import resolve_members
-from emimic.outputs import refuse_inside_dataset
-from emimic.provenance import metrics_record
+from emimic.outputs import provisional_output, refuse_inside_dataset
 from emimic.training.datamodule import EMIDataModule
 from emimic.training.ema import EMA
 from emimic.training.history import MONITOR, History
@@ -66,6 +62,8 @@ from emimic.training.provenance import (
     data_fingerprint,
     describe,
     differences,
+    labelled_splits,
+    metrics_record,
     read_run_record,
 )
 from emimic.training.weights import sample_weights
@@ -129,31 +127,6 @@ def _check_same_run(run: Path, previous: RunRecord, requested: RunRecord) -> Non
         )
 
 
-@contextlib.contextmanager
-def _starting(run: Path, *, replace: bool) -> Iterator[None]:
-    """Write a run into ``run`` for good only once it saved an epoch; if it fails before that, remove what it
-    wrote. With ``replace`` the folder's old run is moved aside meanwhile: put back on such a failure, deleted
-    once the new run has saved an epoch (a killed process leaves it in the hidden folder ``.RUN.replaced-*``)."""
-    aside = run.resolve().with_name(f".{run.resolve().name}.replaced-{uuid.uuid4().hex[:8]}") if replace else None
-    if aside is not None:
-        run.rename(aside)
-    existed = run.exists()
-    try:
-        yield
-    except BaseException:
-        if not _started(run):
-            shutil.rmtree(run, ignore_errors=True)
-            if existed:
-                run.mkdir()
-            if aside is not None:
-                aside.rename(run)
-                aside = None
-        raise
-    finally:
-        if aside is not None:
-            shutil.rmtree(aside, ignore_errors=True)
-
-
 def _kept(run: Path, max_epochs: int) -> str:
     """What an interrupted run left, and how to go on: the message of Ctrl-C during ``train``."""
     if not _started(run):
@@ -173,13 +146,6 @@ def _fit(trainer: pl.Trainer, module: EMIModule, data: EMIDataModule, resume: Pa
         if trainer.interrupted:
             raise KeyboardInterrupt from None
         raise
-
-
-def _labelled(ds: VidmimicDataset, split: str) -> tuple[np.ndarray, np.ndarray]:
-    if split not in ds.splits or not ds.has_labels(split):
-        raise DataError(f"{ds.root}: training needs a labelled {split!r} split.")
-    labels = ds.splits[split]
-    return labels.index.to_numpy(dtype=np.int64), labels[list(EMOTIONS)].to_numpy(dtype=np.float32)
 
 
 def _callbacks(cfg: ExperimentConfig, run: Path, history: History) -> list[Callback]:
@@ -249,7 +215,7 @@ def train(
     if not primary:
         _check_packed(ds)
     store = ds.store(progress=progress)
-    labelled = {split: _labelled(ds, split) for split in ("train", "valid")}
+    labelled = labelled_splits(ds)
     cfg = resolve_members(cfg, len(labelled["train"][0]))
     if cfg.train.selection == "best":  # "last" selects nothing: a refit may score clips it trained on
         ds.check_disjoint("train", "valid")
@@ -267,7 +233,8 @@ def train(
 
     # Everything a start needs was checked: only now is the run folder written (by rank 0 alone).
     replace = previous is not None and not resume
-    writing = _starting(run, replace=replace) if primary else contextlib.nullcontext()
+    writing = (provisional_output(run, replace=replace, started=lambda: _started(run)) if primary
+               else contextlib.nullcontext())
     with explain_interrupt(lambda: _kept(run, cfg.train.max_epochs)), writing:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
         module = EMIModule(config=cfg.model_dump(mode="json"), spec=spec.to_dict(),

@@ -26,7 +26,8 @@ Sweep folder::
 Calling it again with the same settings resumes: ``trials`` is the total the study should hold, so
 the same count runs nothing new and a larger one adds trials; a trial a killed sweep left running is
 run again in its own folder (which resumes from its last epoch). Other data, space, base config or
-storage are refused. ``jobs`` > 1 runs trials on that many local processes sharing the storage.
+storage are refused. ``jobs`` > 1 runs trials on that many local processes sharing the storage (the runner of
+:mod:`emimic.training.jobs`).
 
 Example::
 
@@ -37,6 +38,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -64,13 +66,12 @@ from emimic.config import (
 from emimic.data import VidmimicDataset, open_dataset, with_valid_split
 from emimic.defaults import preset_dir
 from emimic.errors import ConfigError
-from emimic.features.backends import spawned_pool
 from emimic.io import atomic_path, write_text
-from emimic.labels import EMOTIONS
 from emimic.outputs import check_folder_settings, refuse_inside_dataset
 from emimic.registry import ENCODERS, FUSIONS
 from emimic.training.history import MONITOR
-from emimic.training.provenance import data_fingerprint
+from emimic.training.jobs import Runner
+from emimic.training.provenance import corpus_fingerprint
 from emimic.training.run import train
 
 SETTINGS_FILE = "sweep.json"
@@ -272,13 +273,8 @@ def run_worker(worker: Worker, ds: VidmimicDataset | None = None,
 def _settings(ds: VidmimicDataset, cfg: ExperimentConfig, space: SearchSpace, progress: bool) -> dict[str, Any]:
     """What the study is made with: a resumed sweep must match all of it."""
     store = ds.store(progress=progress)  # packed once here, before any worker opens it
-    labelled = {}
-    for name in ("train", "valid"):
-        if name in ds.splits and ds.has_labels(name):
-            table = ds.split(name)
-            labelled[name] = (table.index.to_numpy(), table[list(EMOTIONS)].to_numpy(dtype=np.float32))
     return {"config": cfg.model_dump(mode="json"), "space": space.model_dump(mode="json"),
-            "data": data_fingerprint(store, store.modalities, labelled).digest}
+            "data": corpus_fingerprint(ds, store)}
 
 
 def _study_name(settings: Mapping[str, Any]) -> str:
@@ -390,13 +386,10 @@ def sweep(
 
 
 def _run(workers: list[Worker], ds: VidmimicDataset, report: Callable[[FrozenTrial], None] | None) -> None:
-    if len(workers) <= 1:  # none: the study holds its trials already
-        for worker in workers:
-            run_worker(worker, ds, report)
-        return
-    with spawned_pool(len(workers)) as pool:
-        for future in [pool.submit(run_worker, worker, None, report) for worker in workers]:
-            future.result()
+    """Each worker in a process of its own (one worker: here, on the open ``ds``); none: the study is complete. The
+    trials report themselves as they finish, so the runner shows no bar of its own."""
+    Runner(len(workers), progress=False).run(workers, functools.partial(run_worker, report=report),
+                                             inline=lambda worker: run_worker(worker, ds, report))
 
 
 def _results(out: Path, study: optuna.Study, cfg: ExperimentConfig, root: Path, ran: int) -> SweepResult:
