@@ -12,7 +12,7 @@ learns. Sources are written as float16 (half the disk); everything after that is
   with ``--threads`` torch threads: seconds per epoch (median), peak RSS (``ru_maxrss``: includes the
   memory-mapped frame pages the process touched, which are page cache) and peak private memory
   (``RssAnon``, sampled every epoch; goal <= 2 GB), for the pooled encoder (meanstd) and a sequence
-  encoder (attentive, frames cut into ``max_frames`` 64 chunk means);
+  encoder (attentive, frames cut into ``model.encoder.max_frames`` chunk means: 8 by default);
 * ``cv``: ``emimic cv --folds 5 --max-epochs E`` end to end (pooled encoder);
 * ``ddp``: the pooled training with ``--devices 1`` and ``--devices 2`` (DDP, gloo, one torch thread per
   process, ``optim.batch_size`` halved so one step still sees 256 clips): seconds per epoch and speed-up.
