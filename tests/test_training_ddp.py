@@ -87,6 +87,23 @@ def test_two_processes_train_as_well_as_one(documented_runs):
     assert scores[1] > 0.4  # it learned
 
 
+def test_more_processes_than_clips_are_refused_before_the_run_folder_is_written(make_root, tmp_path, monkeypatch,
+                                                                               capsys):
+    import emimic.training.run as run_module
+
+    written = []
+    monkeypatch.setattr(run_module, "write_text", lambda path, text: written.append(path))
+    # refused before Lightning's launcher would start the second process (it would run pytest again)
+    monkeypatch.setattr(run_module, "_fit", lambda *args: pytest.fail("training started"))
+    root, out = make_root(train=12, valid=1, test=2), tmp_path / "run"
+    code = main(["train", "--data", str(root), "--out", str(out), "--devices", "2", "--accelerator", "cpu", "--quiet"])
+    assert code == 1
+    assert capsys.readouterr().err.strip() == (
+        "error: 2 training processes (--devices x --num-nodes) need at least 2 clips in the 'valid' split, which has"
+        " 1; train with fewer --devices / --num-nodes.")
+    assert not written and not out.exists()
+
+
 def test_the_metric_accumulated_over_batches_of_any_size_is_the_split_pcc():
     rng = np.random.default_rng(0)
     targets = rng.uniform(size=(23, 6))

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 
 from emimic.config import ExperimentConfig
 from emimic.data import FeatureStore, feature_statistics
-from emimic.errors import DataError
+from emimic.errors import ConfigError
 from emimic.models.emi import EMIModel, ModelSpec
 from emimic.training.inference import clip_loader, eval_batch_size
 
@@ -65,13 +65,7 @@ class EMIDataModule(pl.LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def setup(self, stage: str) -> None:
-        _, world = self._process()
-        for split, (ids, _) in self.labelled.items():
-            if len(ids) < world:
-                raise DataError(
-                    f"the {split!r} split has {len(ids)} clips, fewer than the {world} training processes; train"
-                    " with fewer --devices / --num-nodes."
-                )
+        check_world(self.labelled, self._process()[1])
 
     def train_dataloader(self) -> DataLoader:
         rank, world = self._process()
@@ -90,3 +84,14 @@ class EMIDataModule(pl.LightningDataModule):
         return clip_loader(self.store, self.spec, self.model, ids[share], targets[share],
                            batch_size=self.eval_batch, max_frames=self.cfg.model.encoder.max_frames,
                            num_workers=self.cfg.train.num_workers)
+
+
+def check_world(labelled: Labelled, world: int) -> None:
+    """Refuse more processes than a split has clips: every process needs some clips of each split (one with no
+    validation clip would skip the synced metric the others wait for). ``train`` checks this before it writes."""
+    for split, (ids, _) in labelled.items():
+        if len(ids) < world:
+            raise ConfigError(
+                f"{world} training processes (--devices x --num-nodes) need at least {world} clips in the {split!r}"
+                f" split, which has {len(ids)}; train with fewer --devices / --num-nodes."
+            )

@@ -19,7 +19,8 @@ Distributed training (``train.devices`` x ``train.num_nodes`` > 1) runs the same
 process, launched by Lightning itself, by ``torchrun`` or by SLURM; the batches come from
 :class:`~emimic.training.datamodule.EMIDataModule`. Only the process of global rank 0 decides about
 and writes the run folder (config.yaml, run.json, history.csv, checkpoints, metrics.json); the others
-only read it (the folder must be on a filesystem every process sees).
+only read it (the folder must be on a filesystem every process sees). A world larger than a split is
+refused before anything is written.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ from emimic.models.emi import resolve_spec
 from emimic.models.ensemble import resolve_members
 from emimic.outputs import refuse_inside_dataset
 from emimic.provenance import metrics_record
-from emimic.training.datamodule import EMIDataModule
+from emimic.training.datamodule import EMIDataModule, check_world
 from emimic.training.ema import EMA
 from emimic.training.history import MONITOR, History
 from emimic.training.inference import BEST_CHECKPOINT, Evaluation, evaluate, load_run, torch_threads
@@ -264,6 +265,7 @@ def train(
             return dataclasses.replace(_stored_result(run), rank=0 if primary else max(rank_zero_only.rank, 1))
     history = History(run / "history.csv", verbose=progress, raw_weights=cfg.train.ema.enabled)
     trainer = _trainer(cfg, run, [*_callbacks(cfg, run, history), *callbacks], progress=progress)
+    check_world(labelled, trainer.world_size)
 
     # Everything a start needs was checked: only now is the run folder written (by rank 0 alone).
     replace = previous is not None and not resume
