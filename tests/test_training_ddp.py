@@ -41,6 +41,7 @@ TRAINED_TOLERANCE = 0.03
 # Fixed weights: the two scores differ only by float rounding (float32 forward passes, float64 moments).
 METRIC_TOLERANCE = 1e-6
 DOCUMENTED = "test_training_ddp.py::test_two_processes_score_validation_over_the_whole_split"
+SUBPROCESS_ENV = {**os.environ, "PYTHONPATH": str(Path(emimic.__file__).parents[1])}
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +58,8 @@ def documented_runs(simulated_root, tmp_path_factory):
         assert main(one[1:]) == 0
     finally:
         os.chdir(cwd)
-    env = {**os.environ, "PYTHONPATH": str(Path(emimic.__file__).parents[1])}
-    done = subprocess.run([sys.executable, "-m", "emimic", *two[1:]], cwd=folder, env=env, capture_output=True,
-                          text=True, timeout=300, check=False)
+    done = subprocess.run([sys.executable, "-m", "emimic", *two[1:]], cwd=folder, env=SUBPROCESS_ENV,
+                          capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "--devices 2" in " ".join(two)
     return folder / "runs" / "one", folder / "runs" / "ddp", done.stdout
@@ -85,6 +85,33 @@ def test_two_processes_train_as_well_as_one(documented_runs):
     scores = [json.loads((run / "metrics.json").read_text())["mean_pcc"] for run in (one, two)]
     assert abs(scores[1] - scores[0]) <= TRAINED_TOLERANCE
     assert scores[1] > 0.4  # it learned
+
+
+@pytest.fixture(scope="module")
+def process_reports(tmp_path_factory):
+    """What each of two processes training the ``gru`` preset returned, held and did (``tests/ddp_train.py``)."""
+    from conftest import write_root
+
+    folder = tmp_path_factory.mktemp("ddp-reports")
+    root = write_root(folder / "root", train=25, valid=8, test=2)
+    script = Path(__file__).with_name("ddp_train.py")
+    done = subprocess.run([sys.executable, str(script), str(root), str(folder / "run"), str(folder)],
+                          env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    train_ids = open_dataset(root).splits["train"].index.tolist()
+    return [json.loads((folder / f"rank{rank}.json").read_text()) for rank in (0, 1)], train_ids
+
+
+def test_rank_zero_alone_evaluates_and_every_rank_returns_the_same_scores(process_reports):
+    (first, second), _ = process_reports
+    assert (first["evaluations"], second["evaluations"]) == (1, 0)
+    assert (first["result"]["rank"], second["result"]["rank"]) == (0, 1)
+    assert first["result"]["has_clips"] and not second["result"]["has_clips"]  # rank 1 has no per-clip rows
+    # rank 1's scores (the synced metric of the best epoch) are rank 0's evaluation of the saved weights
+    for key in ("split", "n_clips", "coverage", "best_epoch", "epochs"):
+        assert second["result"][key] == first["result"][key]
+    assert second["result"]["mean_pcc"] == pytest.approx(first["result"]["mean_pcc"], abs=METRIC_TOLERANCE)
+    assert second["result"]["pcc"] == pytest.approx(first["result"]["pcc"], abs=METRIC_TOLERANCE)
 
 
 def test_more_processes_than_clips_are_refused_before_the_run_folder_is_written(make_root, tmp_path, monkeypatch,
