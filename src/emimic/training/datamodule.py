@@ -4,10 +4,12 @@ One process (``train.devices: 1``) trains on every training clip per epoch, shuf
 with length buckets for a model that reads frames, and validates on every validation clip. Under DDP
 (``devices`` x ``num_nodes`` > 1 processes) each process gets its own share of both splits:
 
-- train: every process draws the same per-(seed, epoch) order and keeps every ``world``-th clip of it
-  (:class:`~emimic.data.dataset.EpochShuffle`), so the shares are disjoint and equally long (every process
-  takes the same number of steps, which DDP needs); a model reading frames buckets its own share by length.
-  Each process's batch holds ``optim.batch_size`` clips, so one optimiser step sees ``world`` batches.
+- train: each process trains on its own share of the clips for the whole run, a partition seeded by
+  ``seed`` (:func:`~emimic.data.dataset.process_share`), so it reads, and for a model reading frames caches
+  the steps of, those clips only. Every epoch it shuffles its share per (seed, epoch) and draws as many
+  clips as the smallest share holds (a larger share leaves out another clip each epoch), so every process
+  takes the same number of steps, which DDP needs; a model reading frames buckets them by length. Each
+  process's batch holds ``optim.batch_size`` clips, so one optimiser step sees ``world`` batches.
 - valid: Lightning's :class:`UnrepeatedDistributedSampler` picks clips ``rank``, ``rank + world``, ...:
   no clip is counted twice (the default ``DistributedSampler`` pads the split with repeats, which shifts
   the PCC), and the validation metric, a torchmetrics metric synced across processes
@@ -27,6 +29,7 @@ from torch.utils.data import DataLoader
 
 from emimic.config import ExperimentConfig
 from emimic.data import FeatureStore, feature_statistics
+from emimic.data.dataset import process_share
 from emimic.errors import ConfigError
 from emimic.models.emi import EMIModel, ModelSpec
 from emimic.training.inference import clip_loader, eval_batch_size
@@ -70,11 +73,13 @@ class EMIDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         rank, world = self._process()
         ids, targets = self.labelled["train"]
+        share = process_share(len(ids), self.cfg.seed, rank=rank, replicas=world)
+        per_epoch = len(ids) // world
         batch = self.cfg.optim.batch_size
-        return clip_loader(self.store, self.spec, self.model, ids, targets, batch_size=batch,
+        return clip_loader(self.store, self.spec, self.model, ids[share], targets[share], batch_size=batch,
                            max_frames=self.cfg.model.encoder.max_frames, seed=self.cfg.seed,
-                           drop_last=len(ids) // world > batch, num_workers=self.cfg.train.num_workers,
-                           weights=self.weights, rank=rank, replicas=world)
+                           drop_last=per_epoch > batch, num_workers=self.cfg.train.num_workers,
+                           weights=None if self.weights is None else self.weights[share], per_epoch=per_epoch)
 
     def val_dataloader(self) -> DataLoader:
         rank, world = self._process()
