@@ -41,6 +41,7 @@ TRAINED_TOLERANCE = 0.03
 # Fixed weights: the two scores differ only by float rounding (float32 forward passes, float64 moments).
 METRIC_TOLERANCE = 1e-6
 DOCUMENTED = "test_training_ddp.py::test_two_processes_score_validation_over_the_whole_split"
+SUBPROCESS_ENV = {**os.environ, "PYTHONPATH": str(Path(emimic.__file__).parents[1])}
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +58,8 @@ def documented_runs(simulated_root, tmp_path_factory):
         assert main(one[1:]) == 0
     finally:
         os.chdir(cwd)
-    env = {**os.environ, "PYTHONPATH": str(Path(emimic.__file__).parents[1])}
-    done = subprocess.run([sys.executable, "-m", "emimic", *two[1:]], cwd=folder, env=env, capture_output=True,
-                          text=True, timeout=300, check=False)
+    done = subprocess.run([sys.executable, "-m", "emimic", *two[1:]], cwd=folder, env=SUBPROCESS_ENV,
+                          capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "--devices 2" in " ".join(two)
     return folder / "runs" / "one", folder / "runs" / "ddp", done.stdout
@@ -85,6 +85,62 @@ def test_two_processes_train_as_well_as_one(documented_runs):
     scores = [json.loads((run / "metrics.json").read_text())["mean_pcc"] for run in (one, two)]
     assert abs(scores[1] - scores[0]) <= TRAINED_TOLERANCE
     assert scores[1] > 0.4  # it learned
+
+
+@pytest.fixture(scope="module")
+def process_reports(tmp_path_factory):
+    """What each of two processes training the ``gru`` preset returned, held and did (``tests/ddp_train.py``)."""
+    from conftest import write_root
+
+    folder = tmp_path_factory.mktemp("ddp-reports")
+    root = write_root(folder / "root", train=25, valid=8, test=2)
+    script = Path(__file__).with_name("ddp_train.py")
+    done = subprocess.run([sys.executable, str(script), str(root), str(folder / "run"), str(folder)],
+                          env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    train_ids = open_dataset(root).splits["train"].index.tolist()
+    return [json.loads((folder / f"rank{rank}.json").read_text()) for rank in (0, 1)], train_ids
+
+
+def test_rank_zero_alone_evaluates_and_every_rank_returns_the_same_scores(process_reports):
+    (first, second), _ = process_reports
+    assert (first["evaluations"], second["evaluations"]) == (1, 0)
+    assert (first["result"]["rank"], second["result"]["rank"]) == (0, 1)
+    assert first["result"]["has_clips"] and not second["result"]["has_clips"]  # rank 1 has no per-clip rows
+    # rank 1's scores (the synced metric of the best epoch) are rank 0's evaluation of the saved weights
+    for key in ("split", "n_clips", "coverage", "best_epoch", "epochs"):
+        assert second["result"][key] == first["result"][key]
+    assert second["result"]["mean_pcc"] == pytest.approx(first["result"]["mean_pcc"], abs=METRIC_TOLERANCE)
+    assert second["result"]["pcc"] == pytest.approx(first["result"]["pcc"], abs=METRIC_TOLERANCE)
+
+
+def test_each_process_caches_the_frames_of_its_own_clips_only(process_reports):
+    (first, second), train_ids = process_reports
+    shares = [set(report["loaders"]["train"]) for report in (first, second)]
+    assert not shares[0] & shares[1] and shares[0] | shares[1] == set(train_ids)  # 25 clips: 13 and 12
+    assert sorted(len(share) for share in shares) == [12, 13]
+    valid = [report["loaders"]["valid"] for report in (first, second)]
+    assert len(valid[0]) == len(valid[1]) == 4 and not set(valid[0]) & set(valid[1])
+    # every clip's frames are cached once per loader holding it; rank 0 then evaluates the whole valid split
+    assert second["cached_clips"] == len(shares[1]) + 4
+    assert first["cached_clips"] == len(shares[0]) + 4 + 8
+
+
+def test_more_processes_than_clips_are_refused_before_the_run_folder_is_written(make_root, tmp_path, monkeypatch,
+                                                                               capsys):
+    import emimic.training.run as run_module
+
+    written = []
+    monkeypatch.setattr(run_module, "write_text", lambda path, text: written.append(path))
+    # refused before Lightning's launcher would start the second process (it would run pytest again)
+    monkeypatch.setattr(run_module, "_fit", lambda *args: pytest.fail("training started"))
+    root, out = make_root(train=12, valid=1, test=2), tmp_path / "run"
+    code = main(["train", "--data", str(root), "--out", str(out), "--devices", "2", "--accelerator", "cpu", "--quiet"])
+    assert code == 1
+    assert capsys.readouterr().err.strip() == (
+        "error: 2 training processes (--devices x --num-nodes) need at least 2 clips in the 'valid' split, which has"
+        " 1; train with fewer --devices / --num-nodes.")
+    assert not written and not out.exists()
 
 
 def test_the_metric_accumulated_over_batches_of_any_size_is_the_split_pcc():
@@ -121,24 +177,33 @@ def test_each_process_gets_its_own_share_of_the_clips(datamodule_parts, encoder)
     model.uses_frames = encoder != "meanstd"
     train_ids, valid_ids = labelled["train"][0], labelled["valid"][0]
 
-    def shares(world: int, epoch: int) -> tuple[list[list[int]], list[list[int]]]:
-        trained, validated = [], []
+    def shares(world: int, epochs: range) -> tuple[list[list[int]], list[list[list[int]]], list[list[int]]]:
+        """Per process: the clips its training loader holds, those it trains on in each epoch, and its valid clips."""
+        held, trained, validated = [], [], []
         for rank in range(world):
             dm = EMIDataModule(cfg, store, spec, model, labelled)
             dm.trainer = SimpleNamespace(global_rank=rank, world_size=world)
             loader = dm.train_dataloader()
-            loader.batch_sampler.sampler.set_epoch(epoch)
-            trained.append([int(i) for batch in loader for i in batch["ids"]])
+            held.append(loader.dataset.ids.tolist())  # the clips whose inputs (and frames) it holds
+            trained.append([])
+            for epoch in epochs:
+                loader.batch_sampler.sampler.set_epoch(epoch)
+                assert len(list(loader.batch_sampler.sampler)) == len(train_ids) // world  # drawn: equal everywhere
+                trained[-1].append([int(i) for batch in loader for i in batch["ids"]])
             validated.append([int(i) for batch in dm.val_dataloader() for i in batch["ids"]])
-        return trained, validated
+        return held, trained, validated
 
-    trained, validated = shares(3, epoch=1)
-    # 41 clips: 13 per process, 3 full batches of 4 each (the same number of steps everywhere)
-    assert [len(t) for t in trained] == [12, 12, 12]
-    assert len(set().union(*trained)) == 36 and set().union(*trained) <= set(train_ids)  # disjoint shares
+    held, trained, validated = shares(3, range(8))
+    # 41 clips: fixed shares of 14, 14 and 13 clips; every epoch each process draws 13 of its own, 3 full
+    # batches of 4 (the same number of steps everywhere)
+    assert sorted(len(h) for h in held) == [13, 14, 14] and sorted(i for h in held for i in h) == sorted(train_ids)
+    for share, epochs in zip(held, trained, strict=True):
+        assert all(len(clips) == 12 and set(clips) <= set(share) for clips in epochs)
+        assert epochs[1] != epochs[2]  # reshuffled per epoch
+    assert set().union(*(clips for epochs in trained for clips in epochs)) == set(train_ids)  # none left out for good
     assert sorted(i for v in validated for i in v) == sorted(valid_ids)  # every valid clip exactly once
-    assert shares(3, epoch=2)[0] != trained  # reshuffled per epoch
-    assert len(set(shares(1, epoch=1)[0][0])) == 40  # one process: 10 batches of 4 from all 41
+    alone, alone_trained, _ = shares(1, range(1))
+    assert len(alone[0]) == 41 and len(set(alone_trained[0][0])) == 40  # one process: 10 batches of 4 from all 41
 
 
 class GlobalRandomState(pl.Callback):

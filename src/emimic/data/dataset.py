@@ -231,18 +231,26 @@ def chunked_steps(frames: np.ndarray, starts: np.ndarray, lengths: np.ndarray, m
     return torch.cat(blocks) if blocks else torch.zeros(0, frames.shape[1], dtype=dtype)
 
 
+def process_share(size: int, seed: int, *, rank: int = 0, replicas: int = 1) -> np.ndarray:
+    """Positions (sorted) of the clips, out of ``size``, that process ``rank`` of ``replicas`` trains on for the
+    whole run: a partition seeded by ``seed`` alone, into shares whose sizes differ by at most one. Fixed
+    shares let each process read (and cache the frames of) its own clips only; one process gets them all."""
+    if replicas == 1:
+        return np.arange(size)
+    return np.sort(np.random.default_rng([seed, replicas]).permutation(size)[rank::replicas])
+
+
 class EpochShuffle(Sampler[int]):
     """Random order that depends only on (seed, epoch): Lightning calls ``set_epoch`` every epoch.
 
-    With ``replicas`` > 1 (distributed training) every process draws the same order and keeps its own
-    share, clips ``rank``, ``rank + replicas``, ...: the shares are disjoint and equally long (the at
-    most ``replicas - 1`` clips left over are left out that epoch), so every process takes the same
-    number of steps.
+    ``per_epoch`` (default: all) clips are drawn each epoch: under DDP every process draws as many,
+    the smallest share's size (see :func:`process_share`), so every process takes the same number of
+    steps; a larger share leaves out another random clip each epoch.
     """
 
-    def __init__(self, size: int, seed: int, *, rank: int = 0, replicas: int = 1):
+    def __init__(self, size: int, seed: int, *, per_epoch: int | None = None):
         self.size, self.seed, self.epoch = size, seed, 0
-        self.rank, self.replicas = rank, replicas
+        self.per_epoch = size if per_epoch is None else per_epoch
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -251,15 +259,14 @@ class EpochShuffle(Sampler[int]):
         return torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
 
     def order(self, generator: torch.Generator) -> np.ndarray:
-        """This process's clips in this epoch's random order, drawn from ``generator``."""
-        order = torch.randperm(self.size, generator=generator).numpy()
-        return order[self.rank : len(self) * self.replicas : self.replicas] if self.replicas > 1 else order
+        """This epoch's clips in random order, drawn from ``generator``."""
+        return torch.randperm(self.size, generator=generator).numpy()[: self.per_epoch]
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.order(self.generator()).tolist())
 
     def __len__(self) -> int:
-        return self.size // self.replicas
+        return self.per_epoch
 
 
 class LengthBuckets(Sampler[list[int]]):
@@ -269,15 +276,15 @@ class LengthBuckets(Sampler[list[int]]):
     ``drop_last`` the remainder of that random order is left out, and each pool of ``pool`` batches is
     sorted by length with a random jitter of about ``jitter`` (relative), so the batches' make-up changes
     from epoch to epoch, then cut into batches, which are served in random order. Without
-    ``drop_last`` every clip is in exactly one batch per epoch. With ``replicas`` > 1 each process
-    buckets its own share of the clips (see :class:`EpochShuffle`).
+    ``drop_last`` every clip drawn is in exactly one batch per epoch; ``per_epoch`` clips are drawn (see
+    :class:`EpochShuffle`).
     """
 
     def __init__(self, lengths: np.ndarray, batch_size: int, seed: int, *, drop_last: bool = False,
-                 pool: int = 16, jitter: float = 0.2, rank: int = 0, replicas: int = 1):
+                 pool: int = 16, jitter: float = 0.2, per_epoch: int | None = None):
         self.lengths = np.asarray(lengths, dtype=np.float64)
         self.batch_size, self.drop_last, self.pool, self.jitter = batch_size, drop_last, pool, jitter
-        self.sampler = EpochShuffle(len(self.lengths), seed, rank=rank, replicas=replicas)
+        self.sampler = EpochShuffle(len(self.lengths), seed, per_epoch=per_epoch)
 
     def __iter__(self) -> Iterator[list[int]]:
         generator = self.sampler.generator()

@@ -4,10 +4,12 @@ One process (``train.devices: 1``) trains on every training clip per epoch, shuf
 with length buckets for a model that reads frames, and validates on every validation clip. Under DDP
 (``devices`` x ``num_nodes`` > 1 processes) each process gets its own share of both splits:
 
-- train: every process draws the same per-(seed, epoch) order and keeps every ``world``-th clip of it
-  (:class:`~emimic.data.dataset.EpochShuffle`), so the shares are disjoint and equally long (every process
-  takes the same number of steps, which DDP needs); a model reading frames buckets its own share by length.
-  Each process's batch holds ``optim.batch_size`` clips, so one optimiser step sees ``world`` batches.
+- train: each process trains on its own share of the clips for the whole run, a partition seeded by
+  ``seed`` (:func:`~emimic.data.dataset.process_share`), so it reads, and for a model reading frames caches
+  the steps of, those clips only. Every epoch it shuffles its share per (seed, epoch) and draws as many
+  clips as the smallest share holds (a larger share leaves out another clip each epoch), so every process
+  takes the same number of steps, which DDP needs; a model reading frames buckets them by length. Each
+  process's batch holds ``optim.batch_size`` clips, so one optimiser step sees ``world`` batches.
 - valid: Lightning's :class:`UnrepeatedDistributedSampler` picks clips ``rank``, ``rank + world``, ...:
   no clip is counted twice (the default ``DistributedSampler`` pads the split with repeats, which shifts
   the PCC), and the validation metric, a torchmetrics metric synced across processes
@@ -27,7 +29,8 @@ from torch.utils.data import DataLoader
 
 from emimic.config import ExperimentConfig
 from emimic.data import FeatureStore, feature_statistics
-from emimic.errors import DataError
+from emimic.data.dataset import process_share
+from emimic.errors import ConfigError
 from emimic.models.emi import EMIModel, ModelSpec
 from emimic.training.inference import clip_loader, eval_batch_size
 
@@ -65,22 +68,18 @@ class EMIDataModule(pl.LightningDataModule):
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def setup(self, stage: str) -> None:
-        _, world = self._process()
-        for split, (ids, _) in self.labelled.items():
-            if len(ids) < world:
-                raise DataError(
-                    f"the {split!r} split has {len(ids)} clips, fewer than the {world} training processes; train"
-                    " with fewer --devices / --num-nodes."
-                )
+        check_world(self.labelled, self._process()[1])
 
     def train_dataloader(self) -> DataLoader:
         rank, world = self._process()
         ids, targets = self.labelled["train"]
+        share = process_share(len(ids), self.cfg.seed, rank=rank, replicas=world)
+        per_epoch = len(ids) // world
         batch = self.cfg.optim.batch_size
-        return clip_loader(self.store, self.spec, self.model, ids, targets, batch_size=batch,
+        return clip_loader(self.store, self.spec, self.model, ids[share], targets[share], batch_size=batch,
                            max_frames=self.cfg.model.encoder.max_frames, seed=self.cfg.seed,
-                           drop_last=len(ids) // world > batch, num_workers=self.cfg.train.num_workers,
-                           weights=self.weights, rank=rank, replicas=world)
+                           drop_last=per_epoch > batch, num_workers=self.cfg.train.num_workers,
+                           weights=None if self.weights is None else self.weights[share], per_epoch=per_epoch)
 
     def val_dataloader(self) -> DataLoader:
         rank, world = self._process()
@@ -90,3 +89,14 @@ class EMIDataModule(pl.LightningDataModule):
         return clip_loader(self.store, self.spec, self.model, ids[share], targets[share],
                            batch_size=self.eval_batch, max_frames=self.cfg.model.encoder.max_frames,
                            num_workers=self.cfg.train.num_workers)
+
+
+def check_world(labelled: Labelled, world: int) -> None:
+    """Refuse more processes than a split has clips: every process needs some clips of each split (one with no
+    validation clip would skip the synced metric the others wait for). ``train`` checks this before it writes."""
+    for split, (ids, _) in labelled.items():
+        if len(ids) < world:
+            raise ConfigError(
+                f"{world} training processes (--devices x --num-nodes) need at least {world} clips in the {split!r}"
+                f" split, which has {len(ids)}; train with fewer --devices / --num-nodes."
+            )

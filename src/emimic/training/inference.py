@@ -135,25 +135,25 @@ def check_compatible(spec: ModelSpec, store: FeatureStore) -> None:
 def clip_loader(store: FeatureStore, spec: ModelSpec, model: EMIModel, ids: np.ndarray,
                 targets: np.ndarray | None, *, batch_size: int, max_frames: int, seed: int | None = None,
                 drop_last: bool = False, num_workers: int = 0, weights: np.ndarray | None = None,
-                rank: int = 0, replicas: int = 1) -> DataLoader:
+                per_epoch: int | None = None) -> DataLoader:
     """Batches of the clips ``ids`` with every modality the model reads (frames only if it needs them).
 
-    With a ``seed`` the clips are shuffled per (seed, epoch); without one they keep their order, or,
-    for a model that reads frames, come sorted by length (so little padding is computed; the order
-    is ``loader.batch_sampler``'s). A model reading frames is trained on :class:`LengthBuckets`.
-    ``weights`` are per-clip loss weights (see :mod:`emimic.training.weights`). With ``replicas`` > 1
-    the shuffled clips are shared out among that many processes, this one being ``rank``.
+    With a ``seed`` the clips are shuffled per (seed, epoch), ``per_epoch`` of them (default: all) drawn
+    each epoch; without one they keep their order, or, for a model that reads frames, come sorted by
+    length (so little padding is computed; the order is ``loader.batch_sampler``'s). A model reading
+    frames is trained on :class:`LengthBuckets`. ``weights`` are per-clip loss weights (see
+    :mod:`emimic.training.weights`).
     """
     dataset = ClipDataset(store, ids, targets, modalities=spec.inputs, sequences=model.uses_frames,
                           max_frames=max_frames, weights=weights)
     if model.uses_frames and seed is not None:
         batches: Sampler = LengthBuckets(dataset.sequence_lengths(), batch_size, seed, drop_last=drop_last,
-                                         rank=rank, replicas=replicas)
+                                         per_epoch=per_epoch)
     elif model.uses_frames:
         order = np.argsort(dataset.sequence_lengths(), kind="stable")
         batches = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
     else:
-        sampler = (EpochShuffle(len(ids), seed, rank=rank, replicas=replicas) if seed is not None
+        sampler = (EpochShuffle(len(ids), seed, per_epoch=per_epoch) if seed is not None
                    else SequentialSampler(dataset))
         batches = BatchSampler(sampler, batch_size, drop_last)
     return DataLoader(dataset, batch_sampler=batches, collate_fn=collate_clips, num_workers=num_workers,

@@ -37,6 +37,11 @@ def pcc_metric() -> PearsonCorrCoef:
     return metric
 
 
+def pcc_column(emotion: str) -> str:
+    """The name the validation PCC of ``emotion`` is logged under (a ``history.csv`` column)."""
+    return f"val/pcc_{emotion.lower().replace(' ', '_')}"
+
+
 def update_pcc(metric: PearsonCorrCoef, preds: Tensor, targets: Tensor) -> None:
     metric.update(preds.detach().double(), targets.double())
 
@@ -105,7 +110,7 @@ class EMIModule(pl.LightningModule):
         # Computed on every process (both gather from all of them), so every process holds the same values;
         # Lightning's sync with "max" keeps them exact (a mean of N equal copies need not be).
         scores = synced_pcc(self.val_pcc)
-        per_emotion = {f"val/pcc_{e.lower().replace(' ', '_')}": v for e, v in zip(EMOTIONS, scores, strict=True)}
+        per_emotion = {pcc_column(e): v for e, v in zip(EMOTIONS, scores, strict=True)}
         self.log_dict({"val/loss": self.val_loss.compute(), **per_emotion}, sync_dist=True, reduce_fx="max")
         self.log("val/pcc_mean", scores.mean(), prog_bar=True, sync_dist=True, reduce_fx="max")
         self.val_loss.reset()

@@ -18,8 +18,10 @@ saved leaves nothing behind, so the corrected command starts afresh.
 Distributed training (``train.devices`` x ``train.num_nodes`` > 1) runs the same ``train`` in every
 process, launched by Lightning itself, by ``torchrun`` or by SLURM; the batches come from
 :class:`~emimic.training.datamodule.EMIDataModule`. Only the process of global rank 0 decides about
-and writes the run folder (config.yaml, run.json, history.csv, checkpoints, metrics.json); the others
-only read it (the folder must be on a filesystem every process sees).
+and writes the run folder (config.yaml, run.json, history.csv, checkpoints, metrics.json) and evaluates
+the saved weights after training; the others only read it (the folder must be on a filesystem every
+process sees) and return the synced validation scores (see :class:`TrainResult`). A world larger than a
+split is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -43,18 +45,19 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from emimic.config import ExperimentConfig, config_to_yaml, load_config, with_overrides
-from emimic.data import VidmimicDataset, open_dataset, with_valid_split
+from emimic.data import FeatureStore, VidmimicDataset, open_dataset, with_valid_split
 from emimic.data.store import stale_modalities
 from emimic.errors import ConfigError, DataError, OutputConflict, explain_interrupt
 from emimic.io import write_text
+from emimic.labels import EMOTIONS
 from emimic.models.emi import resolve_spec
 from emimic.models.ensemble import resolve_members
 from emimic.outputs import provisional_output, refuse_inside_dataset
-from emimic.training.datamodule import EMIDataModule
+from emimic.training.datamodule import EMIDataModule, check_world
 from emimic.training.ema import EMA
 from emimic.training.history import MONITOR, History
-from emimic.training.inference import BEST_CHECKPOINT, Evaluation, evaluate, load_run, torch_threads
-from emimic.training.module import CONSTANT_WARNING, EMIModule
+from emimic.training.inference import BEST_CHECKPOINT, Evaluation, coverage, evaluate, load_run, torch_threads
+from emimic.training.module import CONSTANT_WARNING, EMIModule, pcc_column
 from emimic.training.provenance import (
     CONFIG_FILE,
     RECORD_FILE,
@@ -79,6 +82,11 @@ _QUIET = (r".*does not have many workers.*", r".*LightningModule.*has parameters
 
 @dataclass
 class TrainResult:
+    """What ``train`` returns, in every process. Under DDP only rank 0 evaluates the saved weights on the valid
+    split (``valid.clips``: its per-clip predictions) and writes ``metrics.json``; a process of rank > 0 gets the
+    same run, epochs and best epoch, and as ``valid`` that epoch's scores as the validation metric synced over
+    every process computed them: equal to rank 0's to float rounding (1e-6), with ``valid.clips`` None."""
+
     run: Path
     valid: Evaluation
     best_epoch: int
@@ -230,6 +238,7 @@ def train(
             return dataclasses.replace(_stored_result(run), rank=0 if primary else max(rank_zero_only.rank, 1))
     history = History(run / "history.csv", verbose=progress, raw_weights=cfg.train.ema.enabled)
     trainer = _trainer(cfg, run, [*_callbacks(cfg, run, history), *callbacks], progress=progress)
+    check_world(labelled, trainer.world_size)
 
     # Everything a start needs was checked: only now is the run folder written (by rank 0 alone).
     replace = previous is not None and not resume
@@ -251,13 +260,26 @@ def train(
                 warnings.filterwarnings("ignore", message=pattern)
             _fit(trainer, module, datamodule, run / LAST_CHECKPOINT if resume else None)
         best_epoch = _best_epoch(cfg, history.rows)
-        valid = evaluate(load_run(run), ds, split="valid")
+        # rank 0 alone scores the saved weights (the others would repeat its work and might read a checkpoint
+        # it is still writing); the others take the synced metric's scores of that epoch: no collective here
+        valid = (evaluate(load_run(run), ds, split="valid") if trainer.is_global_zero else
+                 _epoch_scores(history.rows, best_epoch, labelled["valid"][0], store, spec.modalities))
     result = TrainResult(run, valid, best_epoch, len(history.rows), time.perf_counter() - started,
                          rank=trainer.global_rank)
     if trainer.is_global_zero:
         source = None if isinstance(config, ExperimentConfig) else config
         write_text(run / METRICS_FILE, json.dumps(metrics_record(result, cfg, source, ds, record.data), indent=2))
     return result
+
+
+def _epoch_scores(rows: Sequence[Mapping[str, float]], epoch: int, ids: np.ndarray, store: FeatureStore,
+                  modalities: Sequence[str]) -> Evaluation:
+    """The validation result of ``epoch`` as its ``history.csv`` row holds it: the scores of the metric synced
+    over every process, which rank 0's evaluation of that epoch's weights matches to float rounding (the
+    valid clips ``ids``; no per-clip predictions)."""
+    row = next(row for row in rows if row["epoch"] == epoch)
+    pcc = {emotion: row[pcc_column(emotion)] for emotion in EMOTIONS}
+    return Evaluation("valid", len(ids), row[MONITOR], pcc, coverage(store, list(modalities), ids))
 
 
 def launched_as_rank_zero() -> bool:
