@@ -69,25 +69,37 @@ def check_folder_settings(out: str | Path, record: str, settings: Mapping[str, A
 @contextlib.contextmanager
 def provisional_output(folder: str | Path, *, replace: bool, started: Callable[[], bool]) -> Iterator[None]:
     """Keep what the block writes into ``folder`` only once ``started()`` says a run in it saved an epoch: if the
-    block fails before that, remove what it wrote, so the corrected command starts afresh. With ``replace`` the
-    folder's old content is moved aside meanwhile: put back on such a failure, deleted once the block ends after
-    starting (a killed process leaves it in the hidden folder ``.NAME.replaced-*`` next to ``folder``)."""
+    block fails before that, remove what it added (what was in ``folder`` before stays), so the corrected command
+    starts afresh. With ``replace`` the folder's old content is moved aside meanwhile: put back on such a failure,
+    deleted only once a run started. Whatever else goes wrong (a second Ctrl-C during the clean-up, a file the
+    clean-up could not remove) leaves the old content in the hidden folder ``.NAME.replaced-*`` next to
+    ``folder``, never deleted."""
     folder = Path(folder)
     aside = folder.resolve().with_name(f".{folder.resolve().name}.replaced-{uuid.uuid4().hex[:8]}") if replace else None
     if aside is not None:
         folder.rename(aside)
-    existed = folder.exists()
+    before = set(folder.iterdir()) if folder.is_dir() else None
     try:
         yield
     except BaseException:
         if not started():
-            shutil.rmtree(folder, ignore_errors=True)
-            if existed:
-                folder.mkdir()
+            _remove_added(folder, before)
             if aside is not None:
                 aside.rename(folder)
-                aside = None
-        raise
-    finally:
-        if aside is not None:
+        elif aside is not None:
             shutil.rmtree(aside, ignore_errors=True)
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _remove_added(folder: Path, before: set[Path] | None) -> None:
+    """Remove what appeared in ``folder`` since it held ``before`` (None: it did not exist, remove it whole)."""
+    if before is None:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    for entry in set(folder.iterdir()) - before if folder.is_dir() else ():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
