@@ -103,6 +103,18 @@ def test_a_cv_folder_made_from_other_data_is_refused_before_anything_trains(grou
         cross_validate(edited, folder, folds=3, seeds=[0, 1], refit=True, **OPTIONS)
 
 
+def test_a_rerun_may_add_seeds_but_not_drop_the_models_of_one(grouped, tmp_path):
+    root, out, _ = grouped
+    folder = shutil.copytree(out, tmp_path / "cv")
+    assert json.loads((folder / "cv.json").read_text())["seeds"] == [0, 1]
+    stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+    with pytest.raises(ConfigError, match=rf"{folder} holds the models of seed\(s\) 1 too, which `predict --run"
+                                          rf" {folder}` would average in .*; rerun it with --seeds 0 1, pass"
+                                          " --overwrite to replace it"):
+        cross_validate(root, folder, folds=3, seeds=[0], refit=True, **OPTIONS)
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == stamps
+
+
 def test_a_group_column_must_name_every_clip(make_root, tmp_path):
     root = make_root(train=8, valid=4, test=2, dims={"vit": 4})
     frame = pd.read_csv(root / "train_split.csv")

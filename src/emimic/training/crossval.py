@@ -24,8 +24,10 @@ CV folder::
 
 Calling it again on the same folder resumes: finished runs are reused (``train``'s run-folder
 logic), an interrupted one continues from its last epoch, and a folder made with other folds, fold
-seed, config or data is refused unless ``overwrite``. A call that fails before any model saved an
-epoch leaves no folder behind (and puts back the one it was to replace).
+seed, config or data is refused unless ``overwrite``. Seeds may be added, never dropped: the folder's
+models are what ``predict --run CV`` averages, so a rerun without a seed it holds would leave that
+seed's models in the ensemble unasked. A call that fails before any model saved an epoch leaves no
+folder behind (and puts back the one it was to replace).
 
 Example::
 
@@ -214,6 +216,21 @@ def out_of_fold(ds: VidmimicDataset, jobs: Sequence[FoldJob], labels: pd.DataFra
                          **{f"true {e}": labels[e] for e in EMOTIONS}})
 
 
+def _drops_seeds(out: Path, seeds: Sequence[int], *, overwrite: bool) -> bool:
+    """Whether the CV folder ``out`` holds models of seeds that ``seeds`` leaves out: refused, or with ``overwrite``
+    True (the folder is replaced). Adding seeds is fine; a folder recorded before seeds were recorded counts as
+    dropping none."""
+    path = out / SETTINGS_FILE
+    held = json.loads(path.read_text(encoding="utf-8")).get("seeds") if path.exists() else None
+    dropped = sorted(set(held or []) - set(seeds))
+    if not dropped or overwrite:
+        return bool(dropped)
+    wanted = " ".join(str(seed) for seed in sorted(set(held) | set(seeds)))
+    raise ConfigError(f"{out} holds the models of seed(s) {', '.join(map(str, dropped))} too, which `predict --run"
+                      f" {out}` would average in (see {path}); rerun it with --seeds {wanted}, pass --overwrite to"
+                      " replace it, or choose a new --out.")
+
+
 def cross_validate(
     data: str | Path | VidmimicDataset,
     out: str | Path,
@@ -254,9 +271,11 @@ def cross_validate(
                 "config": cfg.model_dump(mode="json", exclude={"seed"}), "data": corpus_fingerprint(ds, store)}
     runner = Runner(jobs, backend, ray_address, progress)  # a wrong --ray-address refuses before any write
     replace = check_folder_settings(out, SETTINGS_FILE, settings, kind="CV", overwrite=overwrite)
+    replace = replace or _drops_seeds(out, seeds, overwrite=overwrite)
     with results_folder(out, replace=replace):
         fold_of = fold_table(out, labels, meta, folds, fold_seed)
-        write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2))  # once the folds could be assigned
+        # once the folds could be assigned
+        write_text(out / SETTINGS_FILE, json.dumps(settings | {"seeds": seeds}, indent=2))
         plan = _plan(out, ds, cfg, fold_of, seeds)
         results = _train_all(plan, ds, runner, report)
     oof = out_of_fold(ds, plan, labels, fold_of)
