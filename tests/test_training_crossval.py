@@ -115,6 +115,19 @@ def test_a_rerun_may_add_seeds_but_not_drop_the_models_of_one(grouped, tmp_path)
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == stamps
 
 
+def test_every_fold_and_refit_model_has_the_members_auto_gives_a_fold(grouped, tmp_path, monkeypatch):
+    root, _, _ = grouped
+    # 64 clips in 3 folds: a fold model trains on 42, the refit on 64; auto gives 2 members below 50 clips here
+    monkeypatch.setattr("emimic.models.ensemble.AUTO_MEMBERS", ((50, 2),))
+    out = tmp_path / "cv"
+    cross_validate(root, out, folds=3, seeds=[0], refit=True, max_epochs=1, progress=False,
+                   overrides={"optim.batch_size": 16, "model.members": "auto"})
+    members = {run.name: yaml.safe_load((run / "config.yaml").read_text())["model"]["members"]
+               for run in out.glob("*-seed0")}
+    assert members == {"fold1-seed0": 2, "fold2-seed0": 2, "fold3-seed0": 2, "refit-seed0": 2}
+    assert json.loads((out / "cv.json").read_text())["config"]["model"]["members"] == 2
+
+
 def test_a_group_column_must_name_every_clip(make_root, tmp_path):
     root = make_root(train=8, valid=4, test=2, dims={"vit": 4})
     frame = pd.read_csv(root / "train_split.csv")

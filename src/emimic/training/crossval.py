@@ -56,6 +56,7 @@ from emimic.errors import ConfigError, DataError
 from emimic.io import atomic_path, write_text
 from emimic.labels import EMOTIONS, GROUP_COLUMNS
 from emimic.metrics import pcc_intervals, pcc_scores
+from emimic.models.ensemble import resolve_members
 from emimic.outputs import check_folder_settings
 from emimic.training.inference import evaluate
 from emimic.training.jobs import Backend, Runner, TrainJob, results_folder, train_job
@@ -265,6 +266,8 @@ def cross_validate(
     cfg = with_overrides(cfg, overrides)
     seeds = list(dict.fromkeys(seeds if seeds is not None else [cfg.seed]))
     labels, meta = pooled_labels(ds), ds.meta()
+    # resolved once, for the clips a fold model trains on: every fold, seed and refit model has as many members
+    cfg = resolve_members(cfg, len(labels) * (folds - 1) // folds)
     column = group_column(meta)
     store = ds.store(progress=progress)  # packed once here, before any worker opens it
     settings = {"folds": folds, "fold_seed": fold_seed, "group_column": column,
