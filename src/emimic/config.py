@@ -138,6 +138,13 @@ class ModelConfig(Section):
     def _known(cls, value: str) -> str:
         return _registered(FUSIONS, value)
 
+    @field_validator("members", mode="before")
+    @classmethod
+    def _member_count(cls, value: Any) -> Any:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError("must be a whole number >= 1 or auto")
+
 
 class LossConfig(Section):
     terms: dict[str, float] = Field(default_factory=lambda: {"mse": 1.0, "pcc": 1.0})
