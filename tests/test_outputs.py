@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from emimic.outputs import provisional_output
+from emimic.errors import ConfigError
+from emimic.outputs import check_folder_settings, provisional_output
 
 
 def fill(folder: Path, *names: str) -> None:
@@ -69,3 +71,16 @@ def test_a_replaced_folder_is_deleted_once_the_new_run_started(tmp_path: Path) -
         fill(folder, "new.json")
     assert contents(folder) == {"new.json": "new.json"}
     assert [p.name for p in tmp_path.iterdir()] == ["cv"]
+
+
+def test_a_folder_from_an_earlier_emimic_that_did_not_record_a_setting_is_refused_as_such(tmp_path: Path) -> None:
+    folder = tmp_path / "cv"
+    fill(folder)
+    (folder / "cv.json").write_text(json.dumps({"folds": 3}))
+    with pytest.raises(ConfigError, match=rf"{folder} was made by an earlier emimic, which did not record its data"
+                                          r" \(see .*cv.json\); it cannot be checked against this run, pass"
+                                          " --overwrite to replace it, or choose a new --out"):
+        check_folder_settings(folder, "cv.json", {"folds": 3, "data": "abc"}, kind="CV", overwrite=False)
+    with pytest.raises(ConfigError, match="was made with other folds"):
+        check_folder_settings(folder, "cv.json", {"folds": 4}, kind="CV", overwrite=False)
+    assert check_folder_settings(folder, "cv.json", {"folds": 3, "data": "abc"}, kind="CV", overwrite=True)

@@ -57,8 +57,12 @@ def check_folder_settings(out: str | Path, record: str, settings: Mapping[str, A
         changed = sorted(k for k in settings if stored.get(k) != settings[k])
         if changed and overwrite:
             return True
+        offer = ", pass --overwrite to replace it," if overwrite is not None else ","
+        unrecorded = [k for k in changed if k not in stored]
+        if unrecorded:  # an earlier emimic did not record it: whether it differs is unknown, so it is not reused
+            raise ConfigError(f"{out} was made by an earlier emimic, which did not record its {', '.join(unrecorded)}"
+                              f" (see {path}); it cannot be checked against this run{offer} or choose a new --out.")
         if changed:
-            offer = ", pass --overwrite to replace it," if overwrite is not None else ","
             raise ConfigError(f"{out} was made with other {', '.join(changed)} (see {path}); rerun it with the same"
                               f" options{offer} or choose a new --out.")
     elif out.exists() and any(out.iterdir()):
