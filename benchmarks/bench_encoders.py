@@ -102,10 +102,12 @@ class ModelEpoch:
         from emimic.data import feature_statistics, open_dataset
         from emimic.labels import EMOTIONS
         from emimic.models import build_model, resolve_spec
+        from emimic.models.ensemble import resolve_members
         from emimic.training.inference import clip_loader, eval_batch_size
 
         started = time.perf_counter()
-        ds, self.cfg = open_dataset(root), load_config(preset)
+        ds = open_dataset(root)
+        self.cfg = resolve_members(load_config(preset), len(ds.splits["train"]))
         store = ds.store(progress=False)
         spec = resolve_spec(self.cfg.model, {m: store.dim(m) for m in store.modalities},
                             {m: store.feature_names(m) for m in store.modalities})

@@ -102,7 +102,8 @@ class TrainResult:
 
 def _resolve_config(config: ExperimentConfig | str | Path | None, overrides: Mapping[str, object],
                     previous: RunRecord | None) -> ExperimentConfig:
-    """``config`` (a preset name, file or object; default: the run folder's own, else paper) with ``overrides``."""
+    """``config`` (a preset name, file or object; default: the run folder's own, else the default preset) with
+    ``overrides``."""
     if isinstance(config, ExperimentConfig):
         return with_overrides(config, overrides)
     if config is None and previous is not None:
