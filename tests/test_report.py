@@ -37,7 +37,8 @@ def corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(corpus) -> list[Path]:
-    """Two short runs on the same corpus: the paper method and the no-EMA variant, from a YAML file."""
+    """Two short runs on the same corpus: the default preset (a seed ensemble of 5 models on its 144 training
+    clips) and the paper method without EMA, from a YAML file."""
     own = corpus.parent / "mine.yaml"
     own.write_text("name: paper\ntrain:\n  ema:\n    enabled: false\n")
     paper = train(corpus, corpus.parent / "paper", seed=0, max_epochs=4, progress=False).run
@@ -198,3 +199,7 @@ def test_docs_python_example_runs(tmp_path, monkeypatch, capsys):
     exec(compile(example, "docs/report.md", "exec"), {})
     assert capsys.readouterr().out.strip() == "compare.html"
     assert "Comparison of 3 runs" in (tmp_path / "compare.html").read_text(encoding="utf-8")
+
+
+def test_the_provenance_says_when_a_run_is_a_seed_ensemble(report: str) -> None:
+    assert report.count("a seed ensemble of 5 models") == 1  # the default preset's run; the paper run is one model

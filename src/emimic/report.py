@@ -292,9 +292,11 @@ def provenance_table(summary: RunSummary) -> str:
     stop_text = "-" if stopped is None else (
         f"stopped early (patience {training['patience']})" if stopped
         else "hit the epoch limit: may not have converged")
+    members = config.get("resolved", {}).get("model", {}).get("members", 1)
     rows = [
         ("run folder", summary.path),
-        ("config", f"{config.get('name', '-')} ({config.get('source', '-')})"),
+        ("config", f"{config.get('name', '-')} ({config.get('source', '-')})"
+                   + (f", a seed ensemble of {members} models" if members != 1 else "")),
         ("seed", prov.get("seed", "-")),
         ("dataset", f"{data.get('root', summary.dataset.root)}  fingerprint {data.get('fingerprint', '-')}"),
         ("split sizes", ", ".join(f"{k} {v}" for k, v in data.get("split_sizes", {}).items()) or "-"),
