@@ -30,7 +30,7 @@ from emimic.models.vad_prior import FILE_ORDER, VAD_AXES, VADLatent, VADPrior, a
 if TYPE_CHECKING:
     from emimic.config import ModelConfig
     from emimic.data.dataset import ModalityStats
-    from emimic.models.ensemble import EMIEnsemble
+    from emimic.models.ensemble import AnyModel
 
 # Substrings that mark a modality as acoustic when the config does not name the VAD branch.
 AUDIO_HINTS: tuple[str, ...] = ("wav2vec", "hubert", "wavlm", "whisper", "egemaps", "audio", "mfcc", "acoustic")
@@ -231,7 +231,7 @@ class EMIModel(nn.Module):
         return ModelOutput(pred=pred, aux=aux, present=present, vad=latent)
 
 
-def build_model(spec: ModelSpec, cfg: ModelConfig) -> EMIModel | EMIEnsemble:
+def build_model(spec: ModelSpec, cfg: ModelConfig) -> AnyModel:
     """The model of ``cfg``: one :class:`EMIModel`, or an :class:`~emimic.models.ensemble.EMIEnsemble` of
     ``cfg.members`` of them (resolve ``members: auto`` first, :func:`~emimic.models.ensemble.resolve_members`)."""
     if cfg.members == "auto":

@@ -65,3 +65,6 @@ class EMIEnsemble(nn.Module):
         outputs = [member(inputs) for member in self.members]
         pred = torch.stack([out.pred for out in outputs]).mean(0)
         return ModelOutput(pred=pred, aux={}, present={}, vad=None, members=outputs)
+
+
+AnyModel = EMIModel | EMIEnsemble  # what build_model returns: one model, or a seed ensemble of them

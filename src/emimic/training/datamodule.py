@@ -31,7 +31,8 @@ from emimic.config import ExperimentConfig
 from emimic.data import FeatureStore, feature_statistics
 from emimic.data.dataset import process_share
 from emimic.errors import ConfigError
-from emimic.models.emi import EMIModel, ModelSpec
+from emimic.models.emi import ModelSpec
+from emimic.models.ensemble import AnyModel
 from emimic.training.inference import clip_loader, eval_batch_size
 
 Labelled = Mapping[str, tuple[np.ndarray, np.ndarray]]  # split -> (clip ids, (N, 6) labels)
@@ -50,14 +51,14 @@ class EMIDataModule(pl.LightningDataModule):
         trainer.fit(module, datamodule=dm)
     """
 
-    def __init__(self, cfg: ExperimentConfig, store: FeatureStore, spec: ModelSpec, model: EMIModel,
+    def __init__(self, cfg: ExperimentConfig, store: FeatureStore, spec: ModelSpec, model: AnyModel,
                  labelled: Labelled, weights: np.ndarray | None = None, *, eval_batch: int | None = None):
         super().__init__()
         self.cfg, self.store, self.spec, self.model = cfg, store, spec, model
         self.labelled, self.weights = labelled, weights
         self.eval_batch = eval_batch or eval_batch_size(model, cfg.optim.batch_size)
 
-    def set_statistics(self, model: EMIModel) -> None:
+    def set_statistics(self, model: AnyModel) -> None:
         """Normalise ``model``'s inputs and initialise its output with statistics of the training clips only."""
         ids, targets = self.labelled["train"]
         model.set_statistics(feature_statistics(self.store, ids, self.spec.inputs), targets)

@@ -25,7 +25,8 @@ from emimic.errors import DataError, EmimicError
 from emimic.io import atomic_path
 from emimic.labels import EMOTIONS, read_split
 from emimic.metrics import pcc_scores
-from emimic.models.emi import EMIModel, ModelSpec, build_model
+from emimic.models.emi import ModelSpec, build_model
+from emimic.models.ensemble import AnyModel
 from emimic.outputs import check_output_file
 from emimic.submission import to_submission, write_submission
 
@@ -35,7 +36,7 @@ INFERENCE_BATCH = 4096
 
 @dataclass
 class TrainedModel:
-    model: EMIModel
+    model: AnyModel
     config: ExperimentConfig
     spec: ModelSpec
     data: dict = field(default_factory=dict)  # feature-store identity and extraction recipes at training time
@@ -132,7 +133,7 @@ def check_compatible(spec: ModelSpec, store: FeatureStore) -> None:
             )
 
 
-def clip_loader(store: FeatureStore, spec: ModelSpec, model: EMIModel, ids: np.ndarray,
+def clip_loader(store: FeatureStore, spec: ModelSpec, model: AnyModel, ids: np.ndarray,
                 targets: np.ndarray | None, *, batch_size: int, max_frames: int, seed: int | None = None,
                 drop_last: bool = False, num_workers: int = 0, weights: np.ndarray | None = None,
                 per_epoch: int | None = None) -> DataLoader:
@@ -175,7 +176,7 @@ def torch_threads(count: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def eval_batch_size(model: EMIModel, train_batch: int) -> int:
+def eval_batch_size(model: AnyModel, train_batch: int) -> int:
     """Pooled inputs are tiny, so inference takes big batches; sequences keep the training size."""
     return 2 * train_batch if model.uses_frames else INFERENCE_BATCH
 
