@@ -9,9 +9,8 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from tests.conftest import LEARNING_MAX_EPOCHS, LEARNING_OVERRIDES
-from tests.test_models_emi import DIMS, batch
 
+from conftest import LEARNING_MAX_EPOCHS, LEARNING_OVERRIDES
 from emimic.config import ExperimentConfig, ModelConfig, load_config
 from emimic.data import open_dataset
 from emimic.errors import ConfigError
@@ -21,6 +20,7 @@ from emimic.models.ensemble import EMIEnsemble, auto_members, resolve_members
 from emimic.training.history import MONITOR
 from emimic.training.inference import evaluate, load_run, predict_ids
 from emimic.training.losses import EMILoss
+from test_models_emi import DIMS, batch
 
 
 def ensemble(members: int = 3) -> EMIEnsemble:
