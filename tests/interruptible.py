@@ -13,6 +13,7 @@ folder of ``IMAGES`` crops.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -81,4 +82,7 @@ if __name__ in ("__main__", "__mp_main__"):
 if __name__ == "__main__":
     from emimic.cli.registry import main
 
+    # A shell without job control starts background commands with SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: a test suite launched that way must still see Ctrl-C reach the command under test.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.exit(main(sys.argv[1:]))
