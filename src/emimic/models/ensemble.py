@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from emimic.config import with_overrides
 from emimic.models.emi import EMIModel, ModelOutput, ModelSpec
 
 if TYPE_CHECKING:
@@ -40,8 +41,7 @@ def resolve_members(cfg: ExperimentConfig, train_clips: int) -> ExperimentConfig
     """``cfg`` with ``model.members: auto`` replaced by its number for ``train_clips`` (what the run records)."""
     if cfg.model.members != "auto":
         return cfg
-    model = cfg.model.model_copy(update={"members": auto_members(train_clips)})
-    return cfg.model_copy(update={"model": model})
+    return with_overrides(cfg, {"model.members": auto_members(train_clips)})
 
 
 class EMIEnsemble(nn.Module):
