@@ -34,6 +34,11 @@ class OutputConflict(EmimicError):
     """An output path holds something emimic must not silently reuse or replace (another run, a user's file)."""
 
 
+class IncompatibleRun(EmimicError):
+    """A run folder this emimic must not use as it is: made by a newer emimic, or by one older than a change that
+    alters its predictions (see :mod:`emimic.models.formats`)."""
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C, carrying one sentence on what was kept and how to resume; the CLI prints it and exits with 130.
 

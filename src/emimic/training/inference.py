@@ -29,6 +29,7 @@ from emimic.models.emi import ModelSpec, build_model
 from emimic.models.ensemble import AnyModel
 from emimic.outputs import check_output_file
 from emimic.submission import to_submission, write_submission
+from emimic.training.provenance import check_model_format, read_model_format
 
 BEST_CHECKPOINT = Path("checkpoints") / "best.ckpt"
 INFERENCE_BATCH = 4096
@@ -71,14 +72,26 @@ class Evaluation:
             self.clips.to_csv(tmp, float_format="%.6f")
 
 
-def load_checkpoint(path: str | Path) -> TrainedModel:
-    """Rebuild the model stored in a checkpoint (weights only: no code from the file is run)."""
-    path = Path(path)
+def load_run(run: str | Path) -> TrainedModel:
+    """Rebuild the model of the run folder ``run`` from ``checkpoints/best.ckpt`` (weights only: no code from the
+    file is run): the one loader of trained runs (evaluate, predict, infer, report, ensembles, ``train``).
+
+    A run of a newer model format than this emimic knows, or of an older one than a change that alters its
+    predictions, is refused (see :mod:`emimic.models.formats`)."""
+    run = Path(run)
+    made_with = read_model_format(run)
+    path = run / BEST_CHECKPOINT
     if not path.exists():
         raise EmimicError(f"{path}: no checkpoint here; train a run first (emimic train --data DIR --out RUN).")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    config = ExperimentConfig.model_validate(ckpt["hyper_parameters"]["config"])
+    check_model_format(run, made_with, config)  # before building: a change may also rename the model's weights
+    return _rebuild(path, ckpt, config)
+
+
+def _rebuild(path: Path, ckpt: Mapping, config: ExperimentConfig) -> TrainedModel:
+    """The model of the checkpoint ``ckpt`` (read from ``path``), trained with ``config``, in eval mode."""
     hp = ckpt["hyper_parameters"]
-    config = ExperimentConfig.model_validate(hp["config"])
     spec = ModelSpec.from_dict(hp["spec"])
     model = build_model(spec, config.model)
     weights = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
@@ -90,10 +103,6 @@ def load_checkpoint(path: str | Path) -> TrainedModel:
         )
     model.eval()
     return TrainedModel(model, config, spec, dict(hp.get("data") or {}))
-
-
-def load_run(run: str | Path) -> TrainedModel:
-    return load_checkpoint(Path(run) / BEST_CHECKPOINT)
 
 
 def member_runs(path: str | Path) -> list[Path]:

@@ -4,7 +4,7 @@ block that reports a figure with its provenance.
 ``RUN/run.json`` is written when a run starts, next to ``RUN/config.yaml`` (the resolved config,
 seed included)::
 
-    {"emimic": "0.1.0", "created": "2026-11-25T22:40:00+00:00", "config": "paper", "seed": 0,
+    {"emimic": "0.1.0", "model_format": 2, "created": "2026-11-25T22:40:00+00:00", "config": "paper", "seed": 0,
      "dataset": {"root": "/data/sim", "fingerprint": "9f2c...",
                  "modalities": {"vit": {"dim": 384, "dtype": "float32", "content": "51ab..."}, ...},
                  "labels": {"train": "c0de...", "valid": "77aa..."}}}
@@ -15,6 +15,9 @@ trained and validated on. A copied or moved dataset is the same data; an edited 
 re-extracted modality is not. :func:`read_run_record` is the one reader of this record (metrics
 and reports take their provenance from it). A folder of many runs (``cv``, ``ablate``, ``sweep``)
 records :func:`corpus_fingerprint`: every modality, and the train and valid labels.
+
+``model_format`` is the model format of the emimic that trained the run (:mod:`emimic.models.formats`): every
+loading and resuming of a run checks it (:func:`read_model_format`, :func:`check_model_format`).
 
 ``RUN/metrics.json`` carries the scores with a ``provenance`` block (:func:`metrics_record`): a
 figure is only worth reporting with its provenance (DESIGN.md, trust rules): the config (name, where
@@ -40,15 +43,17 @@ from emimic import __version__
 from emimic.config import ExperimentConfig, load_config
 from emimic.data.simulate import load_oracle
 from emimic.data.store import FeatureStore
-from emimic.errors import DataError
+from emimic.errors import DataError, IncompatibleRun
 from emimic.labels import EMOTIONS
 from emimic.metrics import pcc_intervals
+from emimic.models.formats import FIRST_FORMAT, MODEL_FORMAT, changes_since
 
 if TYPE_CHECKING:
     from emimic.data import VidmimicDataset
     from emimic.training.run import TrainResult
 
 RECORD_FILE = "run.json"
+FORMAT_KEY = "model_format"
 # The splits a model trains and validates on: what its data fingerprint covers.
 TRAINING_SPLITS = ("train", "valid")
 CONFIG_FILE = "config.yaml"
@@ -116,14 +121,15 @@ class RunRecord:
     dataset_root: str = ""
     emimic_version: str = __version__
     created: str = ""
+    model_format: int = MODEL_FORMAT
 
     def to_dict(self) -> dict[str, Any]:
         """What ``run.json`` holds (the full config is ``config.yaml``)."""
         assert self.data is not None, "a new run always knows its data"
         dataset = {"root": self.dataset_root, "fingerprint": self.data.digest, "modalities": self.data.modalities,
                    "labels": self.data.labels}
-        return {"emimic": self.emimic_version, "created": self.created or _now(), "config": self.config.name,
-                "seed": self.config.seed, "dataset": dataset}
+        return {"emimic": self.emimic_version, FORMAT_KEY: self.model_format, "created": self.created or _now(),
+                "config": self.config.name, "seed": self.config.seed, "dataset": dataset}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -133,18 +139,53 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def read_run_record(run: str | Path) -> RunRecord | None:
-    """The record of the run folder ``run``, or None when it holds no run (no ``config.yaml``)."""
+def _stored_record(run: Path) -> dict[str, Any] | None:
+    path = run / RECORD_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def read_model_format(run: str | Path) -> int:
+    """The model format of the run folder ``run`` (:data:`FIRST_FORMAT` when its ``run.json`` records none, or
+    when it has no ``run.json``); a format newer than this emimic knows is refused, before anything else of the
+    run is read (a newer emimic's config may not even parse here)."""
     run = Path(run)
+    made_with = (_stored_record(run) or {}).get(FORMAT_KEY, FIRST_FORMAT)
+    if not isinstance(made_with, int) or made_with < FIRST_FORMAT:
+        raise IncompatibleRun(f"{run / RECORD_FILE}: {FORMAT_KEY} {made_with!r} is not a model format (a whole number"
+                              f" from {FIRST_FORMAT}); restore the file emimic wrote, or train the run again.")
+    if made_with > MODEL_FORMAT:
+        raise IncompatibleRun(f"{run} was made by a newer emimic (model format {made_with}; emimic {__version__}"
+                              f" knows formats up to {MODEL_FORMAT}); upgrade emimic to use it.")
+    return made_with
+
+
+def check_model_format(run: str | Path, made_with: int, config: ExperimentConfig) -> None:
+    """Refuse the run folder ``run``, trained with ``config`` by an emimic of model format ``made_with``, when a
+    later change alters its predictions (see :mod:`emimic.models.formats`): its weights were trained for what
+    the model computed then."""
+    changes = changes_since(made_with, config)
+    if changes:
+        what = "; and ".join(change.what for change in changes)
+        raise IncompatibleRun(
+            f"{run} was trained with model format {made_with}, and since format {changes[0].format} {what}; train it"
+            " again with this emimic (the same emimic train command with --overwrite)."
+        )
+
+
+def read_run_record(run: str | Path) -> RunRecord | None:
+    """The record of the run folder ``run``, or None when it holds no run (no ``config.yaml``); a run of a newer
+    model format than this emimic knows is refused (:func:`read_model_format`)."""
+    run = Path(run)
+    made_with = read_model_format(run)
     if not (run / CONFIG_FILE).exists():
         return None
     config = load_config(run / CONFIG_FILE)
-    if not (run / RECORD_FILE).exists():
-        return RunRecord(config, None)
-    stored = json.loads((run / RECORD_FILE).read_text(encoding="utf-8"))
+    stored = _stored_record(run)
+    if stored is None:
+        return RunRecord(config, None, model_format=made_with)
     dataset = stored["dataset"]
     return RunRecord(config, DataFingerprint(dataset["modalities"], dataset["labels"]), dataset["root"],
-                     stored["emimic"], stored["created"])
+                     stored["emimic"], stored["created"], made_with)
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

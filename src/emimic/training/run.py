@@ -3,7 +3,7 @@
 Run folder::
 
     RUN/config.yaml              the resolved config (what ran, seed included)
-    RUN/run.json                 provenance: the data fingerprint, config name, seed, emimic version
+    RUN/run.json                 provenance: the data fingerprint, config name, seed, emimic version and model format
     RUN/checkpoints/best.ckpt    EMA weights of the epoch with the best validation mean PCC
     RUN/checkpoints/last.ckpt    state of the last finished epoch (resume point)
     RUN/history.csv              one row per epoch: train losses, val loss, val PCC per dimension
@@ -12,7 +12,8 @@ Run folder::
 Calling ``train`` again with the same config, seed and data resumes an interrupted run from
 ``last.ckpt`` (shuffling and every random draw are seeded per (seed, epoch), so the resumed run
 ends with the same metrics as an uninterrupted one) and returns a finished one as stored. Anything
-else is refused unless ``overwrite``. A run that fails or is interrupted before its first epoch is
+else is refused unless ``overwrite``, and so is a run whose model format a later change of emimic
+affects (:mod:`emimic.models.formats`). A run that fails or is interrupted before its first epoch is
 saved leaves nothing behind, so the corrected command starts afresh.
 
 Distributed training (``train.devices`` x ``train.num_nodes`` > 1) runs the same ``train`` in every
@@ -62,6 +63,7 @@ from emimic.training.provenance import (
     CONFIG_FILE,
     RECORD_FILE,
     RunRecord,
+    check_model_format,
     data_fingerprint,
     describe,
     differences,
@@ -233,6 +235,8 @@ def train(
     record = RunRecord(cfg, data_fingerprint(store, spec.inputs, labelled), str(ds.root))
     resume = previous is not None and _started(run) and not overwrite
     if previous is not None and resume:
+        # every process refuses alike (the files decide), so none waits for a rank that stopped
+        check_model_format(run, previous.model_format, previous.config)
         if primary:
             _check_same_run(run, previous, record)
         if (run / METRICS_FILE).exists():  # every process returns it; the ones of rank > 0 say so

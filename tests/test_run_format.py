@@ -1,0 +1,175 @@
+"""A run records its model format; a run older than a change that alters its predictions, or newer than this
+emimic, is refused wherever runs are loaded or resumed, and the runs no change affects keep loading.
+
+An "old" run is a run trained here whose run.json lost its model_format: exactly what a run made before emimic
+recorded the number looks like."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+
+import emimic
+from emimic.cli import main
+from emimic.config import load_config
+from emimic.errors import IncompatibleRun
+from emimic.models.formats import CHANGES, FIRST_FORMAT, MODEL_FORMAT, changes_since, format_table
+from emimic.training.inference import evaluate, load_run
+from emimic.training.provenance import FORMAT_KEY, RECORD_FILE
+from emimic.training.run import train
+
+DOCS = Path(__file__).parents[1] / "docs" / "training.md"
+FUSIONS = ("attention", "concat")
+
+
+def flat(text: str) -> str:
+    """Console output with rich's line wrapping undone."""
+    return " ".join(text.split())
+
+
+def old_run_refusal(run: Path) -> str:
+    return (f"{run} was trained with model format 1, and since format 2 the attention fusion reads learned"
+            " missing-modality tokens instead of masking absent modalities out, which changes its predictions on"
+            " clips that lack a modality; train it again with this emimic (the same emimic train command with"
+            " --overwrite).")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
+    """A small root (some clips lack audio) and a one-epoch run of each fusion of :data:`FUSIONS` on it; tests copy
+    a run before editing it."""
+    from conftest import write_root
+
+    base = tmp_path_factory.mktemp("formats")
+    root = write_root(base / "root", missing={"wav2vec2": [3, 39, 57]})
+    runs = {fusion: base / fusion for fusion in FUSIONS}
+    for fusion, run in runs.items():
+        train(root, run, max_epochs=1, overrides={"model.fusion": fusion}, progress=False)
+    return root, runs
+
+
+def copy_as(run: Path, into: Path, model_format: object | None) -> Path:
+    """A copy of ``run`` at ``into`` whose run.json records ``model_format`` (None: records none, as an old run)."""
+    copy = Path(shutil.copytree(run, into))
+    record = json.loads((copy / RECORD_FILE).read_text(encoding="utf-8"))
+    record.pop(FORMAT_KEY)
+    if model_format is not None:
+        record[FORMAT_KEY] = model_format
+    (copy / RECORD_FILE).write_text(json.dumps(record), encoding="utf-8")
+    return copy
+
+
+class FitStarts(pl.Callback):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.count += 1
+
+
+def train_cli(root: Path, run: Path, *extra: str) -> int:
+    return main(["train", "--data", str(root), "--out", str(run), "--max-epochs", "1", "--quiet", *extra])
+
+
+def test_a_run_records_the_model_format_of_the_emimic_that_trained_it(trained):
+    _, runs = trained
+    for run in runs.values():
+        assert json.loads((run / RECORD_FILE).read_text(encoding="utf-8"))[FORMAT_KEY] == MODEL_FORMAT
+    assert load_run(runs["attention"]).config.model.fusion == "attention"
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict", "report", "infer"])
+def test_every_command_refuses_an_attention_run_from_before_the_missing_tokens(trained, tmp_path, capsys, command):
+    root, runs = trained
+    old = copy_as(runs["attention"], tmp_path / "old", None)
+    argv = {"evaluate": ["evaluate", "--run", str(old), "--data", str(root)],
+            "predict": ["predict", "--run", str(old), "--data", str(root), "--out", str(tmp_path / "sub.csv")],
+            "report": ["report", str(old), "--out", str(tmp_path / "report.html")],
+            "infer": ["infer", "--run", str(old), str(tmp_path / "clip.mp4"), "--out", str(tmp_path / "p.csv")]}
+    assert main(argv[command]) == 1
+    assert flat(capsys.readouterr().err) == f"error: {old_run_refusal(old)}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]  # nothing written
+
+
+def test_a_run_without_run_json_is_as_old(trained, tmp_path):
+    _, runs = trained
+    old = Path(shutil.copytree(runs["attention"], tmp_path / "old"))
+    (old / RECORD_FILE).unlink()
+    with pytest.raises(IncompatibleRun, match=re.escape(old_run_refusal(old))):
+        load_run(old)
+
+
+def test_an_ensemble_with_an_old_attention_member_is_refused_naming_it(trained, tmp_path):
+    root, runs = trained
+    copy_as(runs["concat"], tmp_path / "cv" / "fold0", None)
+    old = copy_as(runs["attention"], tmp_path / "cv" / "fold1", None)
+    with pytest.raises(IncompatibleRun, match=re.escape(old_run_refusal(old))):
+        evaluate(tmp_path / "cv", root)
+
+
+def test_train_refuses_to_show_or_resume_an_old_attention_run_and_overwrite_retrains_it(trained, tmp_path, capsys):
+    root, runs = trained
+    old = copy_as(runs["attention"], tmp_path / "old", None)
+    assert train_cli(root, old) == 1  # finished: would show its stored results
+    assert flat(capsys.readouterr().err) == f"error: {old_run_refusal(old)}"
+    (old / "metrics.json").unlink()  # unfinished: would resume from last.ckpt
+    fit = FitStarts()
+    with pytest.raises(IncompatibleRun, match=re.escape(old_run_refusal(old))):
+        train(root, old, max_epochs=1, progress=False, callbacks=[fit])
+    assert fit.count == 0  # refused before resuming, not by the evaluation after it
+
+    assert train_cli(root, old, "--overwrite") == 0
+    assert json.loads((old / RECORD_FILE).read_text(encoding="utf-8"))[FORMAT_KEY] == MODEL_FORMAT
+    load_run(old)
+
+
+def test_runs_of_other_fusions_from_before_the_number_keep_loading_and_resuming(trained, tmp_path, capsys):
+    root, runs = trained
+    old = copy_as(runs["concat"], tmp_path / "old", None)
+    np.testing.assert_array_equal(evaluate(old, root).arrays()[0], evaluate(runs["concat"], root).arrays()[0])
+    assert train_cli(root, old) == 0
+    assert f"{old} already finished; showing stored results" in flat(capsys.readouterr().out)
+
+
+def newer_refusal(run: Path) -> str:
+    return (f"{run} was made by a newer emimic (model format {MODEL_FORMAT + 1}; emimic {emimic.__version__} knows"
+            f" formats up to {MODEL_FORMAT}); upgrade emimic to use it.")
+
+
+def test_a_run_of_a_newer_format_is_refused_before_its_config_is_read(trained, tmp_path, capsys):
+    root, runs = trained
+    newer = copy_as(runs["concat"], tmp_path / "newer", MODEL_FORMAT + 1)
+    with pytest.raises(IncompatibleRun, match=re.escape(newer_refusal(newer))):
+        load_run(newer)
+    # a newer emimic may write settings this one does not know: the format is what the user must hear about
+    with (newer / "config.yaml").open("a", encoding="utf-8") as config:
+        config.write("newer_setting: 1\n")
+    assert train_cli(root, newer) == 1
+    assert flat(capsys.readouterr().err) == f"error: {newer_refusal(newer)}"
+
+
+def test_a_model_format_that_is_no_number_is_refused(trained, tmp_path):
+    _, runs = trained
+    edited = copy_as(runs["concat"], tmp_path / "edited", "2")
+    with pytest.raises(IncompatibleRun, match=re.escape(f"{edited / RECORD_FILE}: model_format '2' is not a model"
+                                                         " format (a whole number from 1); restore the file emimic"
+                                                         " wrote, or train the run again.")):
+        load_run(edited)
+
+
+def test_the_changelog_numbers_each_change_once_and_names_the_runs_it_alters():
+    assert [change.format for change in CHANGES] == list(range(FIRST_FORMAT + 1, MODEL_FORMAT + 1))
+    attention, concat = (load_config("paper", overrides={"model.fusion": f}) for f in FUSIONS)
+    assert changes_since(FIRST_FORMAT, attention) == [CHANGES[0]]
+    assert changes_since(FIRST_FORMAT, concat) == []
+    assert changes_since(MODEL_FORMAT, attention) == []
+
+
+def test_the_docs_show_the_changelog():
+    assert format_table() in DOCS.read_text(encoding="utf-8")
