@@ -171,5 +171,7 @@ def test_the_changelog_numbers_each_change_once_and_names_the_runs_it_alters():
     assert changes_since(MODEL_FORMAT, attention) == []
 
 
-def test_the_docs_show_the_changelog():
-    assert format_table() in DOCS.read_text(encoding="utf-8")
+def test_the_docs_show_the_changelog_and_the_refusal():
+    text = DOCS.read_text(encoding="utf-8")
+    assert format_table() in text
+    assert f"error: {old_run_refusal(Path('runs/a'))}" in flat(text)
