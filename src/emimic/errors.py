@@ -34,6 +34,10 @@ class OutputConflict(EmimicError):
     """An output path holds something emimic must not silently reuse or replace (another run, a user's file)."""
 
 
+class EmimicWarning(UserWarning):
+    """Something a user should know that stops nothing; the CLI prints it as one line."""
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C, carrying one sentence on what was kept and how to resume; the CLI prints it and exits with 130.
 
