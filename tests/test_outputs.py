@@ -133,6 +133,7 @@ REFUSED_AT_ONCE = {
     "train": ["--config", "no-such-preset"],
     "cv": ["--config", "no-such-preset"],
     "ablate": ["--grid", "no-such-grid.yaml"],
+    "sweep": ["--config", "no-such-preset", "--trials", "1"],
 }
 
 
