@@ -10,6 +10,10 @@ class EmimicError(Exception):
     """Base class of errors caused by the user's input rather than by a bug."""
 
 
+class EmimicWarning(UserWarning):
+    """Something a user should know that stops nothing; the CLI prints it as one line."""
+
+
 class DataError(EmimicError):
     """A dataset file, column or value is missing, unreadable or invalid."""
 
@@ -32,10 +36,6 @@ class OutputPathError(EmimicError):
 
 class OutputConflict(EmimicError):
     """An output path holds something emimic must not silently reuse or replace (another run, a user's file)."""
-
-
-class EmimicWarning(UserWarning):
-    """Something a user should know that stops nothing; the CLI prints it as one line."""
 
 
 class Interrupted(KeyboardInterrupt):
