@@ -209,3 +209,23 @@ def test_a_study_in_an_outside_storage_is_never_mixed_into_another_folder_nor_de
     with pytest.raises(ConfigError, match=rf"already holds the study {name} of these settings, with 1 trial"):
         sweep(simulated_root, tmp_path / "a", trials=1, storage=storage, overwrite=True, **OTHER)
     assert json.loads((tmp_path / "a" / SETTINGS_FILE).read_text())["config"]["train"]["max_epochs"] == 2
+
+
+def test_a_second_ctrl_c_during_the_clean_up_keeps_the_old_sweep_and_the_next_run_names_the_study_left(
+        swept, simulated_root, tmp_path, monkeypatch):
+    copy = shutil.copytree(swept[0], tmp_path / "sweep")
+    before = snapshot(copy)
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("emimic.training.sweep.train", ctrl_c)  # in the first epoch of the new sweep's first trial
+    monkeypatch.setattr(optuna, "delete_study", ctrl_c)  # and again while its new study is being deleted
+    with pytest.raises(KeyboardInterrupt):
+        sweep(simulated_root, copy, trials=1, storage=storage, overwrite=True, **OTHER)
+    assert snapshot(copy) == before and beside(copy) == ["studies.db", "sweep"]
+    monkeypatch.undo()
+    (left,) = optuna.get_all_study_names(storage)
+    with pytest.raises(ConfigError, match=rf"already holds the study {left} of these settings, with 1 trial"):
+        sweep(simulated_root, tmp_path / "new", trials=1, storage=storage, **OTHER)
