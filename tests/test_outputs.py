@@ -1,14 +1,17 @@
-"""emimic.outputs.provisional_output: what a failed or interrupted command leaves of a results folder."""
+"""emimic.outputs: what a failed or interrupted command leaves of a results folder, and how the next one says so."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import warnings
 from pathlib import Path
 
 import pytest
 
+from emimic.cli import main
 from emimic.errors import ConfigError
-from emimic.outputs import check_folder_settings, provisional_output
+from emimic.outputs import LeftoverWarning, check_folder_settings, leftover_message, provisional_output, warn_leftovers
 
 
 def fill(folder: Path, *names: str) -> None:
@@ -84,3 +87,66 @@ def test_a_folder_from_an_earlier_emimic_that_did_not_record_a_setting_is_refuse
     with pytest.raises(ConfigError, match="was made with other folds"):
         check_folder_settings(folder, "cv.json", {"folds": 4}, kind="CV", overwrite=False)
     assert check_folder_settings(folder, "cv.json", {"folds": 3, "data": "abc"}, kind="CV", overwrite=True)
+
+
+def test_a_deletion_cut_short_leaves_a_folder_named_as_incomplete(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "cv"
+    fill(folder, "old.json")
+
+    def ctrl_c_while_deleting(path: Path, **kwargs: object) -> None:  # the old content is half deleted
+        (path / "old.json").unlink()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "rmtree", ctrl_c_while_deleting)
+    with pytest.raises(KeyboardInterrupt), provisional_output(folder, replace=True, started=lambda: True):
+        fill(folder, "new.json")
+    assert [p.name.split("-")[0] for p in tmp_path.iterdir() if p.name != "cv"] == [".cv.discarded"]
+
+
+def test_leftovers_beside_a_folder_are_one_sentence_naming_them_and_nothing_without(tmp_path: Path) -> None:
+    folder = tmp_path / "cv"
+    fill(folder, "cv.json")
+    fill(tmp_path / ".cvx.replaced-00000000")  # another folder's
+    fill(tmp_path / "cv.replaced-00000000")  # not hidden: not one of emimic's
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_leftovers(folder)
+    assert leftover_message(folder) is None
+    fill(tmp_path / ".cv.replaced-1a2b3c4d", "cv.json")
+    assert leftover_message(folder) == (
+        f"{tmp_path}/.cv.replaced-1a2b3c4d holds the old content of {folder}, moved aside by a command that replaced"
+        f" it and was interrupted; delete it if you do not need it, or move it back in place of {folder}.")
+    fill(tmp_path / ".cv.replaced-5e6f7a8b")
+    fill(tmp_path / ".cv.discarded-9c0d1e2f")
+    with pytest.warns(LeftoverWarning) as caught:
+        warn_leftovers(folder)
+    assert len(caught) == 1 and str(caught[0].message) == (
+        f"{tmp_path}/.cv.replaced-1a2b3c4d, {tmp_path}/.cv.replaced-5e6f7a8b hold the old content of {folder}, moved"
+        " aside by a command that replaced it and was interrupted; delete them if you do not need them, or move one"
+        f" back in place of {folder}; {tmp_path}/.cv.discarded-9c0d1e2f is what an interrupted deletion left of an"
+        f" old {folder}; delete it.")
+
+
+# Each command refuses its arguments at once, after the warning: no training is needed to see the warning.
+REFUSED_AT_ONCE = {
+    "train": ["--config", "no-such-preset"],
+    "cv": ["--config", "no-such-preset"],
+    "ablate": ["--grid", "no-such-grid.yaml"],
+    "sweep": ["--config", "no-such-preset", "--trials", "1"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(REFUSED_AT_ONCE))
+def test_every_command_that_writes_an_out_folder_warns_of_leftovers_in_one_line(
+        command: str, make_root, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root, out = make_root(), tmp_path / "runs" / "out"
+    argv = [command, "--data", str(root), "--out", str(out), "--quiet", *REFUSED_AT_ONCE[command]]
+    assert main(argv) != 0
+    assert "warning" not in capsys.readouterr().err
+    fill(out.parent / ".out.replaced-1a2b3c4d", "cv.json")
+    assert main(argv) != 0
+    lines = capsys.readouterr().err.splitlines()
+    warned = [line for line in lines if line.startswith("warning:")]
+    assert warned == [f"warning: {leftover_message(out)}"] and "Traceback" not in lines
+    assert lines[-1].startswith("error:")

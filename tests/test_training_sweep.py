@@ -1,3 +1,4 @@
+import json
 import shutil
 from pathlib import Path
 
@@ -29,6 +30,10 @@ PRUNING_SPACE = {
     "enqueue": [{"optim.lr": 0.01, "model.branch.embed": 16}, {"optim.lr": 1.0e-7, "model.branch.embed": 16}],
 }
 OPTIONS = dict(max_epochs=3, config="paper", progress=False)
+# Another sweep, as small as one can be: its trials train 1 epoch, and no trial is pruned.
+OTHER_SPACE = SearchSpace.model_validate({"params": {"optim.lr": {"type": "categorical", "choices": [0.005, 0.02]}},
+                                          "pruner": {"startup_trials": 5, "warmup_epochs": 0}})
+OTHER = dict(space=OTHER_SPACE, max_epochs=1, config="paper", progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +145,87 @@ def test_a_storage_that_cannot_be_opened_is_one_sentence_and_leaves_no_folder(si
     err = " ".join(capsys.readouterr().err.split())
     assert "--storage 'nosuchdb://x/y' cannot be opened" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def beside(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.parent.iterdir())
+
+
+def test_overwrite_replaces_a_finished_sweep_and_the_new_one_holds_only_its_own_trials(swept, simulated_root,
+                                                                                        tmp_path):
+    copy = shutil.copytree(swept[0], tmp_path / "sweep")
+    result = sweep(simulated_root, copy, trials=2, overwrite=True, **OTHER)
+    assert result.ran == 2 and list(result.table["trial"]) == [0, 1]
+    assert set(result.table["optim.lr"]) <= {0.005, 0.02} and "model.branch.embed" not in result.table
+    assert sorted(p.name for p in (copy / "trials").iterdir()) == ["0000", "0001"]
+    assert json.loads((copy / SETTINGS_FILE).read_text())["space"] == OTHER_SPACE.model_dump(mode="json")
+    assert len(open_storage(str(copy / "study.log")).get_all_studies()) == 1
+    assert beside(copy) == ["sweep"]  # the old sweep is gone, nothing hidden is left
+
+
+def test_an_overwrite_that_fails_before_a_trial_saved_an_epoch_puts_the_old_sweep_back(swept, simulated_root,
+                                                                                       tmp_path, monkeypatch):
+    copy = shutil.copytree(swept[0], tmp_path / "sweep")
+    before = snapshot(copy)
+
+    def fails_before_its_first_epoch(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr("emimic.training.sweep.train", fails_before_its_first_epoch)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        sweep(simulated_root, copy, trials=2, overwrite=True, **OTHER)
+    assert snapshot(copy) == before and beside(copy) == ["sweep"]
+
+
+def test_a_study_in_an_outside_storage_is_never_mixed_into_another_folder_nor_deleted(simulated_root, tmp_path,
+                                                                                      monkeypatch):
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    first = sweep(simulated_root, tmp_path / "a", trials=1, storage=storage, **OTHER)
+    name = json.loads((tmp_path / "a" / SETTINGS_FILE).read_text())["study"]
+    # the same settings into a folder that does not record the study: its trial would be taken for this folder's
+    with pytest.raises(ConfigError, match=(
+            rf"^--storage {storage} already holds the study {name} of these settings, with 1 trial\(s\) that"
+            rf" {tmp_path / 'b'} does not record \(their run folders are elsewhere or gone\); delete the study to"
+            rf" start it afresh here \(optuna delete-study --storage {storage} --study-name {name}\), or give"
+            r" another --storage\.$")):
+        sweep(simulated_root, tmp_path / "b", trials=1, storage=storage, **OTHER)
+    assert not (tmp_path / "b").exists()
+    # --overwrite replaces the folder; the study the old folder used stays in the storage, untouched
+    replacing = {**OTHER, "max_epochs": 2}
+    monkeypatch.setattr("emimic.training.sweep.train", lambda *args, **kwargs: 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # a failed start deletes the study it created, nothing else
+        sweep(simulated_root, tmp_path / "a", trials=1, storage=storage, overwrite=True, **replacing)
+    assert optuna.get_all_study_names(storage) == [name]
+    monkeypatch.undo()
+    second = sweep(simulated_root, tmp_path / "a", trials=1, storage=storage, overwrite=True, **replacing)
+    kept = optuna.load_study(study_name=name, storage=storage)
+    assert [t.value for t in kept.trials] == list(first.table["value"]) and len(second.table) == 1
+    assert len(optuna.get_all_study_names(storage)) == 2
+    # ... so going back to the first settings finds that study, and says so rather than mixing it in
+    with pytest.raises(ConfigError, match=rf"already holds the study {name} of these settings, with 1 trial"):
+        sweep(simulated_root, tmp_path / "a", trials=1, storage=storage, overwrite=True, **OTHER)
+    assert json.loads((tmp_path / "a" / SETTINGS_FILE).read_text())["config"]["train"]["max_epochs"] == 2
+
+
+def test_a_second_ctrl_c_during_the_clean_up_keeps_the_old_sweep_and_the_next_run_names_the_study_left(
+        swept, simulated_root, tmp_path, monkeypatch):
+    copy = shutil.copytree(swept[0], tmp_path / "sweep")
+    before = snapshot(copy)
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("emimic.training.sweep.train", ctrl_c)  # in the first epoch of the new sweep's first trial
+    monkeypatch.setattr(optuna, "delete_study", ctrl_c)  # and again while its new study is being deleted
+    with pytest.raises(KeyboardInterrupt):
+        sweep(simulated_root, copy, trials=1, storage=storage, overwrite=True, **OTHER)
+    assert snapshot(copy) == before and beside(copy) == ["studies.db", "sweep"]
+    monkeypatch.undo()
+    (left,) = optuna.get_all_study_names(storage)
+    with pytest.raises(ConfigError, match=rf"already holds the study {left} of these settings, with 1 trial"):
+        sweep(simulated_root, tmp_path / "new", trials=1, storage=storage, **OTHER)

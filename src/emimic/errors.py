@@ -10,6 +10,10 @@ class EmimicError(Exception):
     """Base class of errors caused by the user's input rather than by a bug."""
 
 
+class EmimicWarning(UserWarning):
+    """Something a user should know that stops nothing; the CLI prints it as one line."""
+
+
 class DataError(EmimicError):
     """A dataset file, column or value is missing, unreadable or invalid."""
 

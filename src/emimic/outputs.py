@@ -8,9 +8,11 @@ Two rules, the same for the CLI and the library:
 - an existing file is never replaced unless the user passes ``--overwrite`` (``overwrite=True``):
   a submission or a scores file from an earlier run is kept unless the user says otherwise.
 
-A folder of results (a ``train`` run, a ``cv`` or ``ablate`` folder) is written under
+A folder of results (a ``train`` run, a ``cv``, ``ablate`` or ``sweep`` folder) is written under
 :func:`provisional_output`: what a new run wrote is kept only once it has saved an epoch, and a folder
-it replaces (``--overwrite``) is put back if it fails before that.
+it replaces (``--overwrite``) is put back if it fails before that. A process killed meanwhile leaves the old
+content beside the folder (``.NAME.replaced-*``; never deleted, so no result is lost): every command that writes
+the folder says so first (:func:`warn_leftovers`).
 """
 
 from __future__ import annotations
@@ -19,11 +21,21 @@ import contextlib
 import json
 import shutil
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from emimic.errors import ConfigError, OutputConflict
+from emimic.errors import ConfigError, EmimicWarning, OutputConflict
+
+# The hidden folders beside NAME that provisional_output makes: the old content, moved aside whole (a user may move
+# it back), and the old content being deleted once the new run started (incomplete if that was interrupted).
+REPLACED = "replaced"
+DISCARDED = "discarded"
+
+
+class LeftoverWarning(EmimicWarning):
+    """Beside a folder emimic is about to write lie copies of its old content that a replacement left."""
 
 
 def refuse_inside_dataset(path: str | Path, root: str | Path) -> None:
@@ -76,10 +88,10 @@ def provisional_output(folder: str | Path, *, replace: bool, started: Callable[[
     block fails before that, remove what it added (what was in ``folder`` before stays), so the corrected command
     starts afresh. With ``replace`` the folder's old content is moved aside meanwhile: put back on such a failure,
     deleted only once a run started. Whatever else goes wrong (a second Ctrl-C during the clean-up, a file the
-    clean-up could not remove) leaves the old content in the hidden folder ``.NAME.replaced-*`` next to
-    ``folder``, never deleted."""
+    clean-up could not remove) leaves the old content whole in the hidden folder ``.NAME.replaced-*`` next to
+    ``folder``, never deleted; a deletion cut short leaves ``.NAME.discarded-*`` (see :func:`warn_leftovers`)."""
     folder = Path(folder)
-    aside = folder.resolve().with_name(f".{folder.resolve().name}.replaced-{uuid.uuid4().hex[:8]}") if replace else None
+    aside = _hidden_copy(folder, REPLACED) if replace else None
     if aside is not None:
         folder.rename(aside)
     before = set(folder.iterdir()) if folder.is_dir() else None
@@ -91,10 +103,66 @@ def provisional_output(folder: str | Path, *, replace: bool, started: Callable[[
             if aside is not None:
                 aside.rename(folder)
         elif aside is not None:
-            shutil.rmtree(aside, ignore_errors=True)
+            _discard(aside)
         raise
     if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
+        _discard(aside)
+
+
+def _hidden_copy(folder: Path, kind: str) -> Path:
+    """A new name for a copy of ``folder``'s content beside it: ``.NAME.KIND-XXXXXXXX``."""
+    resolved = folder.resolve()
+    return resolved.with_name(f".{resolved.name}.{kind}-{uuid.uuid4().hex[:8]}")
+
+
+def _discard(aside: Path) -> None:
+    """Delete the replaced content ``aside``. It is renamed first, so a deletion cut short (Ctrl-C, a file that
+    cannot be removed) leaves a ``.NAME.discarded-*`` folder, which nobody would take for a whole copy; a rename
+    that fails leaves the whole copy, which the next command reports."""
+    try:
+        doomed = aside.rename(aside.with_name(aside.name.replace(f".{REPLACED}-", f".{DISCARDED}-", 1)))
+    except OSError:
+        return
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def leftovers(folder: str | Path, kind: str) -> list[Path]:
+    """The ``.NAME.KIND-*`` folders beside ``folder`` (``kind``: :data:`REPLACED` or :data:`DISCARDED`), as paths
+    beside ``folder`` as it was given."""
+    folder = Path(folder)
+    folder = folder if folder.name else folder.resolve()  # "." has no name of its own
+    prefix = f".{folder.resolve().name}.{kind}-"
+    parent = folder.resolve().parent
+    found = (entry.name for entry in parent.iterdir() if entry.name.startswith(prefix)) if parent.is_dir() else ()
+    return sorted(folder.with_name(name) for name in found)
+
+
+def leftover_message(folder: str | Path) -> str | None:
+    """One sentence on the copies a replacement of ``folder`` left beside it, or None when there are none."""
+    replaced, discarded = leftovers(folder, REPLACED), leftovers(folder, DISCARDED)
+    parts = []
+    if replaced:
+        it, holds = ("them", "hold") if len(replaced) > 1 else ("it", "holds")
+        parts.append(f"{_names(replaced)} {holds} the old content of {folder}, moved aside by a command that replaced"
+                     f" it and was interrupted; delete {it} if you do not need {it}, or move"
+                     f" {'one' if len(replaced) > 1 else 'it'} back in place of {folder}")
+    if discarded:
+        it, is_ = ("them", "are") if len(discarded) > 1 else ("it", "is")
+        parts.append(f"{_names(discarded)} {is_} what an interrupted deletion left of an old {folder}; delete {it}")
+    return "; ".join(parts) + "." if parts else None
+
+
+def _names(paths: list[Path]) -> str:
+    return ", ".join(str(path) for path in paths)
+
+
+def warn_leftovers(folder: str | Path) -> None:
+    """Warn (:class:`LeftoverWarning`, one line in the CLI) when a replacement of ``folder`` left copies beside it.
+    They are never deleted here, not even by ``--overwrite``: one may be the only copy of results the user
+    still wants."""
+    message = leftover_message(folder)
+    if message is not None:
+        warnings.warn(message, LeftoverWarning, stacklevel=2)
 
 
 def _remove_added(folder: Path, before: set[Path] | None) -> None:

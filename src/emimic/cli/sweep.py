@@ -52,7 +52,8 @@ def trials_table(table: pd.DataFrame, title: str) -> Table:
 
 @command("sweep", "Search the config with Optuna (TPE, median pruning on validation mean PCC): one run per trial,"
          " a results table and the best config as YAML; resumable, parallel trials with --jobs.",
-         "emimic sweep --data data/sim --trials 20 --max-epochs 30 --out runs/sweep --jobs 2")
+         "emimic sweep --data data/sim --trials 20 --max-epochs 30 --out runs/sweep --jobs 2   (another --space,"
+         " --config or --max-epochs into the same folder: add --overwrite to replace it)")
 def sweep_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--data", type=Path, required=True, help="dataset root (Hume-Vidmimic2 layout)")
     parser.add_argument("--out", type=output_folder, required=True,
@@ -66,6 +67,9 @@ def sweep_command(parser: argparse.ArgumentParser) -> Handler:
                         help="Optuna storage: a database URL (sqlite:///sweep.db) or a journal file path (default:"
                              " OUT/study.log, safe for --jobs)")
     parser.add_argument("--jobs", type=positive_int, default=1, help="trials run in parallel (local processes)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a sweep folder made with another config, space, data or storage (kept until a"
+                             " new trial saved an epoch)")
     parser.add_argument("--quiet", action="store_true", help="no per-trial lines")
     add_store_arg(parser)
 
@@ -74,7 +78,7 @@ def sweep_command(parser: argparse.ArgumentParser) -> Handler:
 
         result = sweep(dataset(args), args.out, trials=args.trials, config=args.config, space=args.space,
                        max_epochs=args.max_epochs, seed=args.seed, storage=args.storage, jobs=args.jobs,
-                       progress=not args.quiet, report=None if args.quiet else trial_line)
+                       overwrite=args.overwrite, progress=not args.quiet, report=None if args.quiet else trial_line)
         out.print(trials_table(result.table, f"Sweep {result.out}: {len(result.table)} trials ({result.ran} run now),"
                                              " best first"))
         if result.best_config is None:

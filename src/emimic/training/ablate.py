@@ -57,7 +57,7 @@ from emimic.errors import ConfigError, DataError
 from emimic.io import atomic_path, write_text
 from emimic.labels import EMOTIONS
 from emimic.metrics import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, bootstrap_pcc, paired_difference_interval
-from emimic.outputs import check_folder_settings, refuse_inside_dataset
+from emimic.outputs import check_folder_settings, refuse_inside_dataset, warn_leftovers
 from emimic.registry import EXTRACTORS, FUSIONS
 from emimic.training.inference import evaluate
 from emimic.training.jobs import Backend, Runner, TrainJob, results_folder, train_job
@@ -420,6 +420,7 @@ def ablate(
     the base of every cell, under the cell's own overrides. ``jobs`` runs train at once (local
     processes, or Ray tasks with ``backend="ray"``). ``report(job, result)`` is called as each run finishes."""
     out = Path(out)
+    warn_leftovers(out)
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
     ds = data if isinstance(data, VidmimicDataset) else open_dataset(data)
     refuse_inside_dataset(out, ds.root)

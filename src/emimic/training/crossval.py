@@ -57,7 +57,7 @@ from emimic.io import atomic_path, write_text
 from emimic.labels import EMOTIONS, GROUP_COLUMNS
 from emimic.metrics import pcc_intervals, pcc_scores
 from emimic.models.ensemble import resolve_members
-from emimic.outputs import check_folder_settings
+from emimic.outputs import check_folder_settings, warn_leftovers
 from emimic.training.inference import evaluate
 from emimic.training.jobs import Backend, Runner, TrainJob, results_folder, train_job
 from emimic.training.provenance import corpus_fingerprint
@@ -257,9 +257,10 @@ def cross_validate(
     ``ray_address``, default a local Ray; see :mod:`emimic.training.jobs`). A folder made with other folds, fold
     seed, config or data is refused unless ``overwrite``, which replaces it once a new model has saved an epoch.
     ``report(job, result)`` is called as each model finishes (the CLI prints one line per model)."""
+    out = Path(out)
+    warn_leftovers(out)
     if folds < 2:
         raise ConfigError(f"--folds {folds}: cross-validation needs at least 2 folds.")
-    out = Path(out)
     ds = data if isinstance(data, VidmimicDataset) else open_dataset(data)
     overrides = dict(overrides or {}) | ({"train.max_epochs": max_epochs} if max_epochs is not None else {})
     cfg = config if isinstance(config, ExperimentConfig) else load_config(config)

@@ -139,4 +139,9 @@ def results_folder(out: Path, *, replace: bool) -> AbstractContextManager[None]:
     """Write the folder of many runs ``out`` for good once one of its runs saved an epoch (see
     :func:`~emimic.outputs.provisional_output`): a command that fails before that leaves nothing, and a folder it
     replaces (``replace``: ``--overwrite``) is put back."""
-    return provisional_output(out, replace=replace, started=lambda: any(out.rglob(LAST_CHECKPOINT.name)))
+    return provisional_output(out, replace=replace, started=lambda: holds_a_started_run(out))
+
+
+def holds_a_started_run(folder: Path) -> bool:
+    """Whether a run anywhere under ``folder`` saved an epoch: what makes a folder of runs worth keeping."""
+    return any(folder.rglob(LAST_CHECKPOINT.name))

@@ -53,7 +53,7 @@ from emimic.io import write_text
 from emimic.labels import EMOTIONS
 from emimic.models.emi import resolve_spec
 from emimic.models.ensemble import resolve_members
-from emimic.outputs import provisional_output, refuse_inside_dataset
+from emimic.outputs import provisional_output, refuse_inside_dataset, warn_leftovers
 from emimic.training.datamodule import EMIDataModule, check_world
 from emimic.training.ema import EMA
 from emimic.training.history import MONITOR, History
@@ -216,6 +216,8 @@ def train(
     if valid_fraction is not None:
         overrides["train.valid_fraction"] = valid_fraction
     primary = launched_as_rank_zero()
+    if primary:
+        warn_leftovers(run)
     previous = _previous_run(run) if primary else read_run_record(run)
     cfg = _resolve_config(config, overrides, previous)
 

@@ -26,8 +26,16 @@ Sweep folder::
 Calling it again with the same settings resumes: ``trials`` is the total the study should hold, so
 the same count runs nothing new and a larger one adds trials; a trial a killed sweep left running is
 run again in its own folder (which resumes from its last epoch). Other data, space, base config or
-storage are refused. ``jobs`` > 1 runs trials on that many local processes sharing the storage (the runner of
-:mod:`emimic.training.jobs`).
+storage are refused, unless ``overwrite``: the new sweep then replaces the folder once one of its trials saved an
+epoch (until then the old folder is kept aside and put back if it fails, see :mod:`emimic.outputs`). ``jobs`` > 1
+runs trials on that many local processes sharing the storage (the runner of :mod:`emimic.training.jobs`).
+
+A study belongs to the sweep folder that made it. A storage outside the folder (``--storage sqlite:///s.db``) may
+hold the studies of several sweeps (named after their settings); a study there that already ran trials is never
+adopted by a folder that does not record it (its trials' run folders are elsewhere, or gone) and never deleted by
+emimic (another folder may be using it): that is refused, naming the study and how to delete it. Only a study this
+call created is deleted again, when the sweep fails before any trial saved an epoch, so the corrected command
+starts afresh.
 
 Example::
 
@@ -38,11 +46,11 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
-import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -67,10 +75,10 @@ from emimic.data import VidmimicDataset, open_dataset, with_valid_split
 from emimic.defaults import preset_dir
 from emimic.errors import ConfigError
 from emimic.io import atomic_path, write_text
-from emimic.outputs import check_folder_settings, refuse_inside_dataset
+from emimic.outputs import check_folder_settings, refuse_inside_dataset, warn_leftovers
 from emimic.registry import ENCODERS, FUSIONS
 from emimic.training.history import MONITOR
-from emimic.training.jobs import Runner
+from emimic.training.jobs import Runner, holds_a_started_run, results_folder
 from emimic.training.provenance import corpus_fingerprint
 from emimic.training.run import train
 
@@ -282,11 +290,10 @@ def _study_name(settings: Mapping[str, Any]) -> str:
     return "emimic-" + hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _create(name: str, storage: str, space: SearchSpace) -> optuna.Study:
+def _create(name: str, storage: optuna.storages.BaseStorage, space: SearchSpace) -> optuna.Study:
     """The study (created with the space's enqueued trials on first use); trials a killed sweep left RUNNING
     are failed and enqueued again with their parameters and run folder."""
-    study = optuna.create_study(study_name=name, storage=open_storage(storage), direction="maximize",
-                                load_if_exists=True)
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
     if not study.trials:
         for params in space.enqueue:
             study.enqueue_trial(params)
@@ -295,6 +302,45 @@ def _create(name: str, storage: str, space: SearchSpace) -> optuna.Study:
         study.enqueue_trial(stale.params, user_attrs={"run": stale.user_attrs.get("run", f"{stale.number:04d}"),
                                                       RETRY_OF: stale.number})
     return study
+
+
+def _trials_run(storage: optuna.storages.BaseStorage, name: str) -> int | None:
+    """How many trials of the study ``name`` in ``storage`` ran (merely enqueued ones do not count); None: there
+    is no such study."""
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return None
+    return sum(t.state != TrialState.WAITING for t in storage.get_all_trials(study_id, deepcopy=False))
+
+
+def _delete_command(storage: str, name: str) -> str:
+    """The shell command that deletes the study ``name`` from the storage ``storage`` (as --storage takes it)."""
+    journal = "" if "://" in storage else " --storage-class JournalFileBackend"
+    return f"optuna delete-study --storage {storage}{journal} --study-name {name}"
+
+
+@contextlib.contextmanager
+def _study(name: str, storage: str, space: SearchSpace, *, out: Path, recorded: bool) -> Iterator[optuna.Study]:
+    """The study ``name`` of the sweep folder ``out`` (``recorded``: ``out`` already records it). A study that
+    ran trials for another folder is refused; one made here is deleted again if the block fails before a trial
+    saved an epoch in ``out``."""
+    opened = open_storage(storage)
+    ran = _trials_run(opened, name)
+    if ran and not recorded:
+        raise ConfigError(f"--storage {storage} already holds the study {name} of these settings, with {ran}"
+                          f" trial(s) that {out} does not record (their run folders are elsewhere or gone); delete"
+                          f" the study to start it afresh here ({_delete_command(storage, name)}), or give another"
+                          " --storage.")
+    study = _create(name, opened, space)
+    try:
+        yield study
+    except BaseException:
+        if ran is None and not holds_a_started_run(out):
+            # the error that stopped the sweep is the one to show; a study left behind is named by the refusal above
+            with contextlib.suppress(Exception):
+                optuna.delete_study(study_name=name, storage=opened)
+        raise
 
 
 def finished_trials(study: optuna.Study) -> int:
@@ -344,14 +390,17 @@ def sweep(
     seed: int | None = None,
     storage: str | None = None,
     jobs: int = 1,
+    overwrite: bool = False,
     progress: bool = True,
     report: Callable[[FrozenTrial], None] | None = None,
 ) -> SweepResult:
     """Search ``space`` around ``config`` (default: the default preset) on ``data`` until the study in ``out``
     holds ``trials`` finished trials; ``report(trial)`` is called as each trial finishes (in the process that ran
-    it)."""
+    it). A folder made with other settings is refused unless ``overwrite``, which replaces it once a trial of the
+    new sweep saved an epoch."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # trials are reported through ``report``
     out = Path(out)
+    warn_leftovers(out)
     ds = data if isinstance(data, VidmimicDataset) else open_dataset(data)
     refuse_inside_dataset(out, ds.root)
     overrides = {key: value for key, value in (("train.max_epochs", max_epochs), ("seed", seed)) if value is not None}
@@ -363,26 +412,27 @@ def sweep(
     settings = _settings(ds, cfg, space, progress)
     # The default storage is recorded relative to the folder, so a moved sweep folder still resumes.
     recorded = {**settings, "storage": storage or f"OUT/{STUDY_FILE}"}
-    check_folder_settings(out, SETTINGS_FILE, recorded, kind="sweep")
+    replace = check_folder_settings(out, SETTINGS_FILE, recorded, kind="sweep", overwrite=overwrite)
+    resuming = not replace and (out / SETTINGS_FILE).exists()
     storage = storage or str(out / STUDY_FILE)
     name = _study_name(settings)
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        study = _create(name, storage, space)
-    except ConfigError:
-        if created:  # nothing of a sweep that could not start stays behind
-            shutil.rmtree(out)
-        raise
-    write_text(out / SETTINGS_FILE, json.dumps({**recorded, "study": name}, indent=2))
-
-    done = finished_trials(study)
-    base_seed = np.random.SeedSequence([cfg.seed, done])  # a resumed sweep samples anew, not trial 0's values
-    workers = [Worker(str(ds.root), str(ds.store_dir), str(out), storage, name, cfg, space, share,
-                      int(child.generate_state(1)[0]))
-               for share, child in zip(_shares(max(0, trials - done), jobs), base_seed.spawn(jobs), strict=False)]
-    _run(workers, ds, report)
+    with results_folder(out, replace=replace):
+        out.mkdir(parents=True, exist_ok=True)
+        with _study(name, storage, space, out=out, recorded=resuming) as study:
+            write_text(out / SETTINGS_FILE, json.dumps({**recorded, "study": name}, indent=2))
+            done = finished_trials(study)
+            _run(_workers(ds, out, cfg, space, storage, name, remaining=max(0, trials - done), jobs=jobs, done=done),
+                 ds, report)
     return _results(out, study, cfg, ds.root, ran=finished_trials(study) - done)
+
+
+def _workers(ds: VidmimicDataset, out: Path, cfg: ExperimentConfig, space: SearchSpace, storage: str, name: str, *,
+             remaining: int, jobs: int, done: int) -> list[Worker]:
+    """``remaining`` trials shared by at most ``jobs`` workers, each with a sampler seed of its own."""
+    base_seed = np.random.SeedSequence([cfg.seed, done])  # a resumed sweep samples anew, not trial 0's values
+    return [Worker(str(ds.root), str(ds.store_dir), str(out), storage, name, cfg, space, share,
+                   int(child.generate_state(1)[0]))
+            for share, child in zip(_shares(remaining, jobs), base_seed.spawn(jobs), strict=False)]
 
 
 def _run(workers: list[Worker], ds: VidmimicDataset, report: Callable[[FrozenTrial], None] | None) -> None:
