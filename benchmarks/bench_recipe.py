@@ -18,7 +18,7 @@ Run: ``python benchmarks/bench_recipe.py [--seeds 0 1 2] [--folds 5] [--json ben
 
 ``--ceiling`` adds what the recipes could reach were the raters exact: each recipe is also trained (first
 seed) on a twin of the corpus whose train and valid labels are the simulator's noise-free expected labels
-(``.truth/clips.csv``; features linked, not copied), and every run is scored on the valid split against those
+(``.truth/clips.csv``; feature folders linked), and every run is scored on the valid split against those
 expected labels. Since an observed label is the expected one plus rater noise independent of the features,
 a model's PCC with the observed labels is about its PCC with the expected ones times the oracle's; so
 paper + 0.02 on the observed labels needs about ``(paper + 0.02) / oracle`` on the expected ones, which the
@@ -68,15 +68,19 @@ def cv_ensemble(root: Path, work: Path, folds: int, seed: int) -> dict[str, list
 
 
 def noise_free_twin(root: Path, twin: Path) -> Path:
-    """``twin``: the corpus ``root`` with its train and valid labels replaced by the noise-free expected labels."""
+    """``twin``: the corpus ``root`` with its train and valid labels replaced by the noise-free expected labels (its
+    feature folders are links; the twin packs a store of its own). ``oracle.json`` is left out: it scores the
+    observed labels, which the twin does not have."""
     import pandas as pd
 
     from emimic.labels import EMOTIONS
 
     twin.mkdir(parents=True, exist_ok=True)
     for entry in root.iterdir():
-        if entry.name not in {"train_split.csv", "valid_split.csv", ".emimic"} and not (twin / entry.name).exists():
-            (twin / entry.name).symlink_to(entry.resolve())
+        link = twin / entry.name
+        if entry.name not in {"train_split.csv", "valid_split.csv", ".emimic", "oracle.json"}:
+            link.unlink(missing_ok=True)  # a link left by an earlier call may point to a corpus simulated anew
+            link.symlink_to(entry.resolve())
     expected = pd.read_csv(root / ".truth" / "clips.csv", index_col="Filename")
     for split in ("train", "valid"):
         labels = pd.read_csv(root / f"{split}_split.csv", index_col="Filename")

@@ -41,4 +41,8 @@ def test_the_noise_free_twin_has_the_expected_labels_and_the_corpus_features(ben
         np.testing.assert_allclose(labels[list(EMOTIONS)].to_numpy(), expected, atol=1e-6)
         assert not np.allclose(labels[list(EMOTIONS)].to_numpy(), original.split(split)[list(EMOTIONS)].to_numpy())
     assert {split: (simulated_root / f"{split}_split.csv").read_bytes() for split in before} == before
-    assert bench_recipe.noise_free_twin(simulated_root, tmp_path / "twin") == twin  # a second call reuses it
+    assert not (twin / "oracle.json").exists()  # the corpus's oracle scores labels the twin does not have
+    (twin / "vit").unlink()
+    (twin / "vit").symlink_to(tmp_path / "gone")  # dangling, as after the corpus was simulated anew elsewhere
+    bench_recipe.noise_free_twin(simulated_root, tmp_path / "twin")
+    assert open_dataset(twin).modalities == original.modalities

@@ -81,6 +81,8 @@ def test_a_run_records_the_model_format_of_the_emimic_that_trained_it(trained):
     _, runs = trained
     for run in runs.values():
         assert json.loads((run / RECORD_FILE).read_text(encoding="utf-8"))[FORMAT_KEY] == MODEL_FORMAT
+        metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+        assert metrics["provenance"][FORMAT_KEY] == MODEL_FORMAT  # a reported figure says what computed it
     assert load_run(runs["attention"]).config.model.fusion == "attention"
 
 
@@ -135,11 +137,15 @@ def test_runs_of_other_fusions_from_before_the_number_keep_loading_and_resuming(
     np.testing.assert_array_equal(evaluate(old, root).arrays()[0], evaluate(runs["concat"], root).arrays()[0])
     assert train_cli(root, old) == 0
     assert f"{old} already finished; showing stored results" in flat(capsys.readouterr().out)
+    (old / "metrics.json").unlink()  # unfinished: resumes from last.ckpt
+    fit = FitStarts()
+    train(root, old, max_epochs=1, progress=False, callbacks=[fit])
+    assert fit.count == 1 and (old / "metrics.json").exists()
 
 
 def newer_refusal(run: Path) -> str:
     return (f"{run} was made by a newer emimic (model format {MODEL_FORMAT + 1}; emimic {emimic.__version__} knows"
-            f" formats up to {MODEL_FORMAT}); upgrade emimic to use it.")
+            f" formats up to {MODEL_FORMAT}); upgrade emimic to use it, or train it again with --overwrite.")
 
 
 def test_a_run_of_a_newer_format_is_refused_before_its_config_is_read(trained, tmp_path, capsys):
@@ -154,13 +160,59 @@ def test_a_run_of_a_newer_format_is_refused_before_its_config_is_read(trained, t
     assert flat(capsys.readouterr().err) == f"error: {newer_refusal(newer)}"
 
 
-def test_a_model_format_that_is_no_number_is_refused(trained, tmp_path):
+@pytest.mark.parametrize("model_format", ["2", True])
+def test_a_model_format_that_is_no_number_is_refused(trained, tmp_path, model_format):
     _, runs = trained
-    edited = copy_as(runs["concat"], tmp_path / "edited", "2")
-    with pytest.raises(IncompatibleRun, match=re.escape(f"{edited / RECORD_FILE}: model_format '2' is not a model"
-                                                         " format (a whole number from 1); restore the file emimic"
-                                                         " wrote, or train the run again.")):
+    edited = copy_as(runs["concat"], tmp_path / "edited", model_format)
+    with pytest.raises(IncompatibleRun, match=re.escape(f"{edited / RECORD_FILE}: model_format {model_format!r} is"
+                                                         " not a model format (a whole number from 1); restore the"
+                                                         " file emimic wrote, or train the run again with"
+                                                         " --overwrite.")):
         load_run(edited)
+
+
+@pytest.mark.parametrize("content", ["{", "[1]"])
+def test_a_damaged_run_json_is_refused_naming_it(trained, tmp_path, capsys, content):
+    root, runs = trained
+    damaged = Path(shutil.copytree(runs["concat"], tmp_path / "damaged"))
+    (damaged / RECORD_FILE).write_text(content, encoding="utf-8")
+    assert main(["evaluate", "--run", str(damaged), "--data", str(root)]) == 1
+    assert flat(capsys.readouterr().err).startswith(f"error: {damaged / RECORD_FILE}: cannot be read as the record"
+                                                    " of a run")
+
+
+@pytest.mark.parametrize("edit", ["newer", "damaged"])
+def test_overwrite_replaces_a_run_this_emimic_cannot_read(trained, tmp_path, edit):
+    root, runs = trained
+    run = copy_as(runs["concat"], tmp_path / "run", MODEL_FORMAT + 1)
+    if edit == "damaged":
+        (run / RECORD_FILE).write_text("{", encoding="utf-8")
+    (run / "stale.txt").write_text("from the replaced run", encoding="utf-8")
+    assert train_cli(root, run, "--overwrite") == 0
+    assert json.loads((run / RECORD_FILE).read_text(encoding="utf-8"))[FORMAT_KEY] == MODEL_FORMAT
+    assert not (run / "stale.txt").exists()  # replaced whole, not written over
+    load_run(run)
+
+
+def test_a_resumed_sweep_refuses_an_attention_trial_from_before_the_missing_tokens(trained, tmp_path, capsys):
+    from emimic.training.sweep import SETTINGS_FILE, TRIALS_DIR
+
+    root, runs = trained
+    space = tmp_path / "space.yaml"
+    space.write_text("params:\n  optim.lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\n", encoding="utf-8")
+    argv = ["sweep", "--data", str(root), "--out", str(tmp_path / "sweep"), "--trials", "1", "--max-epochs", "1",
+            "--space", str(space), "--config", "paper", "--quiet"]
+    settings = tmp_path / "sweep" / SETTINGS_FILE
+    assert main(argv) == 0 and settings.exists()
+    capsys.readouterr()
+    trial = next((tmp_path / "sweep" / TRIALS_DIR).iterdir())
+    shutil.rmtree(trial)
+    copy_as(runs["attention"], trial, None)  # as an attention trial made before the change would be
+    assert main([*argv[:5], "--trials", "2", *argv[7:]]) == 1
+    assert flat(capsys.readouterr().err) == (
+        f"error: {trial} was trained with model format 1, and since format 2 the attention fusion reads learned"
+        " missing-modality tokens instead of masking absent modalities out, which changes its predictions on clips"
+        f" that lack a modality; pass --overwrite to replace the sweep {tmp_path / 'sweep'}, or choose a new --out.")
 
 
 def test_the_changelog_numbers_each_change_once_and_names_the_runs_it_alters():

@@ -140,8 +140,19 @@ def _now() -> str:
 
 
 def _stored_record(run: Path) -> dict[str, Any] | None:
+    """The content of ``run.json``, or None when there is none; a file that is no JSON object is refused."""
     path = run / RECORD_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        stored = exc
+    if not isinstance(stored, dict):
+        detail = f" ({stored})" if isinstance(stored, Exception) else ""
+        raise IncompatibleRun(f"{path}: cannot be read as the record of a run{detail}; restore the file emimic wrote,"
+                              f" or train the run again with --overwrite.")
+    return stored
 
 
 def read_model_format(run: str | Path) -> int:
@@ -150,25 +161,28 @@ def read_model_format(run: str | Path) -> int:
     run is read (a newer emimic's config may not even parse here)."""
     run = Path(run)
     made_with = (_stored_record(run) or {}).get(FORMAT_KEY, FIRST_FORMAT)
-    if not isinstance(made_with, int) or made_with < FIRST_FORMAT:
+    if type(made_with) is not int or made_with < FIRST_FORMAT:  # not isinstance: True is no format
         raise IncompatibleRun(f"{run / RECORD_FILE}: {FORMAT_KEY} {made_with!r} is not a model format (a whole number"
-                              f" from {FIRST_FORMAT}); restore the file emimic wrote, or train the run again.")
+                              f" from {FIRST_FORMAT}); restore the file emimic wrote, or train the run again with"
+                              " --overwrite.")
     if made_with > MODEL_FORMAT:
         raise IncompatibleRun(f"{run} was made by a newer emimic (model format {made_with}; emimic {__version__}"
-                              f" knows formats up to {MODEL_FORMAT}); upgrade emimic to use it.")
+                              f" knows formats up to {MODEL_FORMAT}); upgrade emimic to use it, or train it again"
+                              " with --overwrite.")
     return made_with
 
 
-def check_model_format(run: str | Path, made_with: int, config: ExperimentConfig) -> None:
+def check_model_format(run: str | Path, made_with: int, config: ExperimentConfig, *,
+                       remedy: str = "train it again with this emimic (the same emimic train command with"
+                                     " --overwrite)") -> None:
     """Refuse the run folder ``run``, trained with ``config`` by an emimic of model format ``made_with``, when a
     later change alters its predictions (see :mod:`emimic.models.formats`): its weights were trained for what
-    the model computed then."""
+    the model computed then. ``remedy`` ends the sentence."""
     changes = changes_since(made_with, config)
     if changes:
         what = "; and ".join(change.what for change in changes)
         raise IncompatibleRun(
-            f"{run} was trained with model format {made_with}, and since format {changes[0].format} {what}; train it"
-            " again with this emimic (the same emimic train command with --overwrite)."
+            f"{run} was trained with model format {made_with}, and since format {changes[0].format} {what}; {remedy}."
         )
 
 
@@ -257,6 +271,7 @@ def run_provenance(
     oracle = load_oracle(data.root)
     return {
         "emimic_version": __version__,
+        FORMAT_KEY: MODEL_FORMAT,
         "config": {
             # a run from my.yaml is called "my", not the preset its file may start from
             "name": Path(config_source).stem if config_source is not None else cfg.name,

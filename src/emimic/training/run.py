@@ -48,7 +48,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from emimic.config import ExperimentConfig, config_to_yaml, load_config, with_overrides
 from emimic.data import FeatureStore, VidmimicDataset, open_dataset, with_valid_split
 from emimic.data.store import stale_modalities
-from emimic.errors import ConfigError, DataError, OutputConflict, explain_interrupt
+from emimic.errors import ConfigError, DataError, IncompatibleRun, OutputConflict, explain_interrupt
 from emimic.io import write_text
 from emimic.labels import EMOTIONS
 from emimic.models.emi import resolve_spec
@@ -113,14 +113,27 @@ def _resolve_config(config: ExperimentConfig | str | Path | None, overrides: Map
     return load_config(config, overrides=overrides)
 
 
-def _previous_run(run: Path) -> RunRecord | None:
-    """The run already in the folder ``run``, if any; a non-empty folder that holds no run is refused."""
+def _previous_run(run: Path, *, overwrite: bool) -> RunRecord | None:
+    """The run already in the folder ``run``, if any (see :func:`_readable_run`); a non-empty folder that holds no
+    run is refused."""
     if run.exists() and not run.is_dir():
         raise OutputConflict(f"{run} is a file, not a run folder; choose another --out.")
-    previous = read_run_record(run)
-    if previous is None and run.exists() and any(run.iterdir()):
+    previous = _readable_run(run, overwrite=overwrite)
+    unreadable = overwrite and (run / RECORD_FILE).exists()  # what alone makes a run unreadable is its run.json
+    if previous is None and not unreadable and run.exists() and any(run.iterdir()):
         raise OutputConflict(f"{run} exists, is not empty and holds no emimic run; choose another --out.")
     return previous
+
+
+def _readable_run(run: Path, *, overwrite: bool) -> RunRecord | None:
+    """The record of the run in ``run``; one this emimic cannot read (a newer model format, a damaged ``run.json``)
+    is refused, unless ``overwrite``: then it counts as none, and the folder is replaced unread."""
+    try:
+        return read_run_record(run)
+    except IncompatibleRun:
+        if overwrite:
+            return None
+        raise
 
 
 def _started(run: Path) -> bool:
@@ -218,7 +231,11 @@ def train(
     primary = launched_as_rank_zero()
     if primary:
         warn_leftovers(run)
-    previous = _previous_run(run) if primary else read_run_record(run)
+    previous = _previous_run(run, overwrite=overwrite) if primary else _readable_run(run, overwrite=overwrite)
+    resume = previous is not None and _started(run) and not overwrite
+    if resume:  # refused before the data is opened: packing a corpus may take minutes
+        # every process refuses alike (the files decide), so none waits for a rank that stopped
+        check_model_format(run, previous.model_format, previous.config)
     cfg = _resolve_config(config, overrides, previous)
 
     started = time.perf_counter()
@@ -235,10 +252,7 @@ def train(
     spec = resolve_spec(cfg.model, {m: store.dim(m) for m in store.modalities},
                         {m: store.feature_names(m) for m in store.modalities})
     record = RunRecord(cfg, data_fingerprint(store, spec.inputs, labelled), str(ds.root))
-    resume = previous is not None and _started(run) and not overwrite
     if previous is not None and resume:
-        # every process refuses alike (the files decide), so none waits for a rank that stopped
-        check_model_format(run, previous.model_format, previous.config)
         if primary:
             _check_same_run(run, previous, record)
         if (run / METRICS_FILE).exists():  # every process returns it; the ones of rank > 0 say so
@@ -248,7 +262,7 @@ def train(
     check_world(labelled, trainer.world_size)
 
     # Everything a start needs was checked: only now is the run folder written (by rank 0 alone).
-    replace = previous is not None and not resume
+    replace = not resume and (previous is not None or (overwrite and run.is_dir() and any(run.iterdir())))
     writing = (provisional_output(run, replace=replace, started=lambda: _started(run)) if primary
                else contextlib.nullcontext())
     with explain_interrupt(lambda: _kept(run, cfg.train.max_epochs)), writing:

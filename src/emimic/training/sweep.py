@@ -79,7 +79,7 @@ from emimic.outputs import check_folder_settings, refuse_inside_dataset, warn_le
 from emimic.registry import ENCODERS, FUSIONS
 from emimic.training.history import MONITOR
 from emimic.training.jobs import Runner, holds_a_started_run, results_folder
-from emimic.training.provenance import corpus_fingerprint
+from emimic.training.provenance import RECORD_FILE, check_model_format, corpus_fingerprint, read_run_record
 from emimic.training.run import train
 
 SETTINGS_FILE = "sweep.json"
@@ -414,6 +414,8 @@ def sweep(
     recorded = {**settings, "storage": storage or f"OUT/{STUDY_FILE}"}
     replace = check_folder_settings(out, SETTINGS_FILE, recorded, kind="sweep", overwrite=overwrite)
     resuming = not replace and (out / SETTINGS_FILE).exists()
+    if resuming:
+        _check_trial_formats(out)
     storage = storage or str(out / STUDY_FILE)
     name = _study_name(settings)
     with results_folder(out, replace=replace):
@@ -424,6 +426,16 @@ def sweep(
             _run(_workers(ds, out, cfg, space, storage, name, remaining=max(0, trials - done), jobs=jobs, done=done),
                  ds, report)
     return _results(out, study, cfg, ds.root, ran=finished_trials(study) - done)
+
+
+def _check_trial_formats(out: Path) -> None:
+    """A resumed sweep ranks its finished trials with the new ones, so a trial whose predictions a later change of
+    emimic alters (see :mod:`emimic.models.formats`) is refused: its score is not what its model gives now."""
+    for record in sorted((out / TRIALS_DIR).glob(f"*/{RECORD_FILE}")):
+        trial = read_run_record(record.parent)
+        if trial is not None:
+            check_model_format(record.parent, trial.model_format, trial.config,
+                               remedy=f"pass --overwrite to replace the sweep {out}, or choose a new --out")
 
 
 def _workers(ds: VidmimicDataset, out: Path, cfg: ExperimentConfig, space: SearchSpace, storage: str, name: str, *,
