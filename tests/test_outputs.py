@@ -76,6 +76,15 @@ def test_a_replaced_folder_is_deleted_once_the_new_run_started(tmp_path: Path) -
     assert [p.name for p in tmp_path.iterdir()] == ["cv"]
 
 
+def test_a_block_that_ends_without_a_run_keeps_the_folder_it_was_replacing(tmp_path: Path) -> None:
+    folder = tmp_path / "sweep"
+    fill(folder, "old.json")
+    with provisional_output(folder, replace=True, started=lambda: False):
+        fill(folder, "new.json")
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith(".sweep.replaced-")]
+    assert len(kept) == 1 and contents(kept[0]) == {"old.json": "old.json"}
+
+
 def test_a_folder_from_an_earlier_emimic_that_did_not_record_a_setting_is_refused_as_such(tmp_path: Path) -> None:
     folder = tmp_path / "cv"
     fill(folder)
@@ -102,6 +111,28 @@ def test_a_deletion_cut_short_leaves_a_folder_named_as_incomplete(tmp_path: Path
     with pytest.raises(KeyboardInterrupt), provisional_output(folder, replace=True, started=lambda: True):
         fill(folder, "new.json")
     assert [p.name.split("-")[0] for p in tmp_path.iterdir() if p.name != "cv"] == [".cv.discarded"]
+
+
+def test_copies_of_a_folder_named_like_a_copy_are_named_and_found_as_its_own(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "x.replaced-1"
+    fill(folder, "old.json")
+    monkeypatch.setattr(shutil, "rmtree", lambda path, **kwargs: None)  # a deletion that did not happen
+    with provisional_output(folder, replace=True, started=lambda: True):
+        fill(folder, "new.json")
+    (copy,) = (p for p in tmp_path.iterdir() if p != folder)
+    assert copy.name.startswith(".x.replaced-1.discarded-")
+    assert leftover_message(folder) == f"{copy} is what an interrupted deletion left of an old {folder}; delete it."
+    assert leftover_message(tmp_path / "x") is None  # not the copy of a folder "x"
+
+
+def test_leftovers_of_the_parent_folder_are_named_by_a_path_that_leads_there(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    fill(tmp_path / "runs" / "sub")
+    fill(tmp_path / ".runs.replaced-1a2b3c4d")
+    monkeypatch.chdir(tmp_path / "runs" / "sub")
+    message = leftover_message("..")
+    assert message is not None and message.startswith(f"{tmp_path}/.runs.replaced-1a2b3c4d holds")
 
 
 def test_leftovers_beside_a_folder_are_one_sentence_naming_them_and_nothing_without(tmp_path: Path) -> None:

@@ -181,6 +181,32 @@ def test_an_overwrite_that_fails_before_a_trial_saved_an_epoch_puts_the_old_swee
     assert snapshot(copy) == before and beside(copy) == ["sweep"]
 
 
+def test_an_overwrite_whose_every_trial_fails_as_an_invalid_config_keeps_the_old_sweep(swept, simulated_root,
+                                                                                        tmp_path, monkeypatch):
+    copy = shutil.copytree(swept[0], tmp_path / "sweep")
+    before = snapshot(copy)
+
+    def invalid(*args, **kwargs):  # a sampled combination that is no valid config fails its trial only
+        raise ConfigError("model.fusion: tensor needs at least two modalities.")
+
+    monkeypatch.setattr("emimic.training.sweep.train", invalid)
+    with pytest.raises(ConfigError, match=f"no trial of the new sweep in {copy} saved an epoch \\(2 failed\\), so"
+                                          " the sweep it was to replace is kept"):
+        sweep(simulated_root, copy, trials=2, overwrite=True, **OTHER)
+    assert snapshot(copy) == before and beside(copy) == ["sweep"]
+
+
+def test_the_command_that_deletes_a_study_survives_the_shell(tmp_path):
+    import shlex
+
+    from emimic.training.sweep import _delete_command
+
+    storage = str(tmp_path / "my studies.log")
+    words = shlex.split(_delete_command(storage, "emimic-0123"))
+    assert words[words.index("--storage") + 1] == storage and words[-1] == "emimic-0123"
+    assert shlex.split(_delete_command("sqlite:///a b.db?timeout=5", "x"))[3] == "sqlite:///a b.db?timeout=5"
+
+
 def test_a_study_in_an_outside_storage_is_never_mixed_into_another_folder_nor_deleted(simulated_root, tmp_path,
                                                                                       monkeypatch):
     storage = f"sqlite:///{tmp_path / 'studies.db'}"

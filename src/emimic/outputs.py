@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
 import uuid
 import warnings
@@ -105,7 +106,7 @@ def provisional_output(folder: str | Path, *, replace: bool, started: Callable[[
         elif aside is not None:
             _discard(aside)
         raise
-    if aside is not None:
+    if aside is not None and started():  # a block that ended without a run leaves the old copy, reported later
         _discard(aside)
 
 
@@ -120,7 +121,8 @@ def _discard(aside: Path) -> None:
     cannot be removed) leaves a ``.NAME.discarded-*`` folder, which nobody would take for a whole copy; a rename
     that fails leaves the whole copy, which the next command reports."""
     try:
-        doomed = aside.rename(aside.with_name(aside.name.replace(f".{REPLACED}-", f".{DISCARDED}-", 1)))
+        name, _, suffix = aside.name.rpartition(f".{REPLACED}-")  # NAME itself may hold ".replaced-"
+        doomed = aside.rename(aside.with_name(f"{name}.{DISCARDED}-{suffix}"))
     except OSError:
         return
     shutil.rmtree(doomed, ignore_errors=True)
@@ -130,10 +132,10 @@ def leftovers(folder: str | Path, kind: str) -> list[Path]:
     """The ``.NAME.KIND-*`` folders beside ``folder`` (``kind``: :data:`REPLACED` or :data:`DISCARDED`), as paths
     beside ``folder`` as it was given."""
     folder = Path(folder)
-    folder = folder if folder.name else folder.resolve()  # "." has no name of its own
-    prefix = f".{folder.resolve().name}.{kind}-"
+    folder = folder if folder.name not in ("", "..") else folder.resolve()  # "." and ".." name no folder of their own
+    copy = re.compile(rf"\.{re.escape(folder.resolve().name)}\.{kind}-[0-9a-f]{{8}}")
     parent = folder.resolve().parent
-    found = (entry.name for entry in parent.iterdir() if entry.name.startswith(prefix)) if parent.is_dir() else ()
+    found = (entry.name for entry in parent.iterdir() if copy.fullmatch(entry.name)) if parent.is_dir() else ()
     return sorted(folder.with_name(name) for name in found)
 
 

@@ -50,6 +50,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import shlex
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -317,7 +318,7 @@ def _trials_run(storage: optuna.storages.BaseStorage, name: str) -> int | None:
 def _delete_command(storage: str, name: str) -> str:
     """The shell command that deletes the study ``name`` from the storage ``storage`` (as --storage takes it)."""
     journal = "" if "://" in storage else " --storage-class JournalFileBackend"
-    return f"optuna delete-study --storage {storage}{journal} --study-name {name}"
+    return f"optuna delete-study --storage {shlex.quote(storage)}{journal} --study-name {shlex.quote(name)}"
 
 
 @contextlib.contextmanager
@@ -425,6 +426,10 @@ def sweep(
             done = finished_trials(study)
             _run(_workers(ds, out, cfg, space, storage, name, remaining=max(0, trials - done), jobs=jobs, done=done),
                  ds, report)
+            if replace and not holds_a_started_run(out):  # the old sweep is worth more than a new one of no run
+                failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+                raise ConfigError(f"no trial of the new sweep in {out} saved an epoch ({failed} failed), so the sweep"
+                                  " it was to replace is kept; fix the search space or config and run again.")
     return _results(out, study, cfg, ds.root, ran=finished_trials(study) - done)
 
 
