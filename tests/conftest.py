@@ -62,6 +62,11 @@ def write_root(
     return root
 
 
+def flat(text: str) -> str:
+    """Console output with rich's line wrapping undone."""
+    return " ".join(text.split())
+
+
 def documented_commands(page: str, test: str) -> list[tuple[list[str], int]]:
     """The shell lines of the block marked ``<!-- executed by tests/TEST -->`` in ``docs/PAGE``, each with
     the exit status it expects (a ``# exit N`` comment; 0 without one)."""

@@ -12,6 +12,7 @@ import lightning.pytorch as pl
 import pandas as pd
 import pytest
 
+from conftest import flat
 from emimic.cli import main
 from emimic.config import config_to_yaml, load_config
 from emimic.errors import ConfigError, OutputConflict
@@ -24,11 +25,6 @@ from emimic.training.run import train
 
 QUICK = ["--max-epochs", "2", "--quiet"]
 DOCS = Path(__file__).parents[1] / "docs" / "training.md"
-
-
-def flat(text: str) -> str:
-    """Console output with rich's line wrapping undone."""
-    return " ".join(text.split())
 
 
 def train_cli(root, run, *extra: str) -> int:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import emimic
+from conftest import flat
 from emimic.cli import main
 from emimic.config import load_config
 from emimic.errors import IncompatibleRun
@@ -26,11 +27,6 @@ from emimic.training.run import train
 
 DOCS = Path(__file__).parents[1] / "docs" / "training.md"
 FUSIONS = ("attention", "concat")
-
-
-def flat(text: str) -> str:
-    """Console output with rich's line wrapping undone."""
-    return " ".join(text.split())
 
 
 def old_run_refusal(run: Path) -> str:
