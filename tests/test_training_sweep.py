@@ -255,3 +255,43 @@ def test_a_second_ctrl_c_during_the_clean_up_keeps_the_old_sweep_and_the_next_ru
     (left,) = optuna.get_all_study_names(storage)
     with pytest.raises(ConfigError, match=rf"already holds the study {left} of these settings, with 1 trial"):
         sweep(simulated_root, tmp_path / "new", trials=1, storage=storage, **OTHER)
+
+
+def test_a_sweep_a_crash_stopped_keeps_its_study_and_the_same_command_reruns_the_crashed_trial(simulated_root,
+                                                                                               tmp_path, monkeypatch):
+    from emimic.training import sweep as sweep_module
+
+    real_train, calls = sweep_module.train, []
+
+    def second_trial_crashes(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("out of memory")
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "train", second_trial_crashes)
+    out = tmp_path / "sweep"
+    with pytest.raises(RuntimeError, match="out of memory"):
+        sweep(simulated_root, out, trials=2, **OTHER)
+    monkeypatch.undo()
+    assert (out / SETTINGS_FILE).exists() and (out / "trials" / "0000" / "metrics.json").exists()
+    result = sweep(simulated_root, out, trials=2, **OTHER)
+    assert result.ran == 1
+    assert list(result.table["state"]) == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert list(result.table["run"]) == ["0000", "0001", "0001"]  # the rerun trains in the crashed trial's folder
+    assert (out / "trials" / "0001" / "metrics.json").exists()
+    assert sweep(simulated_root, out, trials=2, **OTHER).ran == 0  # done: the same command again runs nothing
+
+
+def test_a_trial_whose_sampled_config_is_invalid_counts_as_done_and_is_not_rerun(simulated_root, tmp_path,
+                                                                                  monkeypatch):
+    from emimic.training import sweep as sweep_module
+
+    def invalid(*args, **kwargs):
+        raise ConfigError("model.fusion: tensor needs at least two modalities.")
+
+    monkeypatch.setattr(sweep_module, "train", invalid)
+    out = tmp_path / "sweep"
+    assert sweep(simulated_root, out, trials=1, **OTHER).ran == 1
+    monkeypatch.undo()
+    assert sweep(simulated_root, out, trials=1, **OTHER).ran == 0

@@ -89,8 +89,9 @@ TRIALS_DIR = "trials"
 TABLE_FILE = "trials.csv"
 BEST_FILE = "best.yaml"
 DEFAULT_SPACE = preset_dir() / "spaces" / "default.yaml"
-# A trial a killed sweep left RUNNING is failed and enqueued again; the new one names the old one here.
+# A trial a killed sweep left RUNNING, or one a crash or Ctrl-C failed, is enqueued again; the new one names it here.
 RETRY_OF = "retry_of"
+INVALID = "invalid_config"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 CHOICE_REGISTRIES = {"fusion": FUSIONS, "encoder": ENCODERS}
 
@@ -258,11 +259,16 @@ def _load(worker: Worker) -> optuna.Study:
 
 def objective(trial: optuna.Trial, ds: VidmimicDataset, worker: Worker) -> float:
     """Train the base config with the trial's values; the best validation mean PCC of its run."""
-    cfg = with_overrides(worker.config, {name: p.suggest(trial, name) for name, p in worker.space.params.items()})
     run = trial.user_attrs.get("run") or f"{trial.number:04d}"
     trial.set_user_attr("run", run)
-    result = train(ds, Path(worker.out) / TRIALS_DIR / run, config=cfg, progress=False,
-                   callbacks=[PyTorchLightningPruningCallback(trial, monitor=MONITOR)])
+    try:
+        cfg = with_overrides(worker.config,
+                             {name: p.suggest(trial, name) for name, p in worker.space.params.items()})
+        result = train(ds, Path(worker.out) / TRIALS_DIR / run, config=cfg, progress=False,
+                       callbacks=[PyTorchLightningPruningCallback(trial, monitor=MONITOR)])
+    except ConfigError:
+        trial.set_user_attr(INVALID, True)  # it would fail again: done, unlike a trial a crash or Ctrl-C failed
+        raise
     trial.set_user_attr("epochs", result.epochs)
     trial.set_user_attr("best_epoch", result.best_epoch)
     return result.valid.mean_pcc
@@ -292,16 +298,22 @@ def _study_name(settings: Mapping[str, Any]) -> str:
 
 
 def _create(name: str, storage: optuna.storages.BaseStorage, space: SearchSpace) -> optuna.Study:
-    """The study (created with the space's enqueued trials on first use); trials a killed sweep left RUNNING
-    are failed and enqueued again with their parameters and run folder."""
+    """The study (created with the space's enqueued trials on first use). A trial that did not end on its own
+    (left RUNNING by a killed sweep, or failed by a crash or Ctrl-C rather than as an invalid config) is failed
+    if need be and enqueued again, once, with its parameters and run folder."""
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
     if not study.trials:
         for params in space.enqueue:
             study.enqueue_trial(params)
-    for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study.tell(stale.number, state=TrialState.FAIL)
-        study.enqueue_trial(stale.params, user_attrs={"run": stale.user_attrs.get("run", f"{stale.number:04d}"),
-                                                      RETRY_OF: stale.number})
+    retried = {t.user_attrs.get(RETRY_OF) for t in study.get_trials(deepcopy=False)}
+    crashed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+               if not t.user_attrs.get(INVALID) and t.number not in retried]
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in stale:
+        study.tell(trial.number, state=TrialState.FAIL)
+    for trial in [*crashed, *stale]:
+        study.enqueue_trial(trial.params, user_attrs={"run": trial.user_attrs.get("run", f"{trial.number:04d}"),
+                                                      RETRY_OF: trial.number})
     return study
 
 
