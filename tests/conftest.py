@@ -3,10 +3,13 @@ one small simulated corpus with signal plus one run trained on it, shared by the
 
 from __future__ import annotations
 
+import importlib.util
 import pickle
 import shlex
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,6 +31,7 @@ LEARNING_CORPUS = SimulationSettings(clips=150, seed=0, face_dim=16, audio_dim=2
 LEARNING_OVERRIDES: dict[str, object] = {"optim.batch_size": 16, "optim.lr": 1e-2, "optim.weight_decay": 0.0,
                                           "train.patience": 3}
 LEARNING_MAX_EPOCHS = 30
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
 
 def write_root(
@@ -60,6 +64,18 @@ def write_root(
             with open(root / name / f"{clip_stem(clip_id)}.pkl", "wb") as handle:
                 pickle.dump(frames, handle)
     return root
+
+
+def import_benchmark(name: str) -> ModuleType:
+    """The script ``benchmarks/NAME.py`` as a module, importing its sibling scripts as it does when run."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(BENCHMARKS))
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        patch.setitem(sys.modules, name, module)  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return module
 
 
 def flat(text: str) -> str:

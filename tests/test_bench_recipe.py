@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import import_benchmark
 from emimic.data import open_dataset
 from emimic.labels import EMOTIONS
-
-BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
 def bench_recipe():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(BENCHMARKS))  # the script imports its sibling bench_accuracy.py, as when run
-        spec = importlib.util.spec_from_file_location("bench_recipe", BENCHMARKS / "bench_recipe.py")
-        module = importlib.util.module_from_spec(spec)
-        patch.setitem(sys.modules, "bench_recipe", module)
-        spec.loader.exec_module(module)
-    return module
+    return import_benchmark("bench_recipe")
 
 
 def test_the_noise_free_twin_has_the_expected_labels_and_the_corpus_features(bench_recipe, simulated_root: Path,

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import import_benchmark
 from emimic.data import open_dataset
-
-BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
 def bench_small():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(BENCHMARKS))  # the script imports its sibling ridge.py, as when run
-        spec = importlib.util.spec_from_file_location("bench_small", BENCHMARKS / "bench_small.py")
-        module = importlib.util.module_from_spec(spec)
-        patch.setitem(sys.modules, "bench_small", module)  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-    return module
+    return import_benchmark("bench_small")
 
 
 def test_a_variant_is_a_preset_with_dotted_overrides(bench_small) -> None:
