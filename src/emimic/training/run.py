@@ -233,7 +233,7 @@ def train(
         warn_leftovers(run)
     previous = _previous_run(run, overwrite=overwrite) if primary else _readable_run(run, overwrite=overwrite)
     resume = previous is not None and _started(run) and not overwrite
-    if resume:  # refused before the data is opened: packing a corpus may take minutes
+    if previous is not None and resume:  # refused before the data is opened: packing a corpus may take minutes
         # every process refuses alike (the files decide), so none waits for a rank that stopped
         check_model_format(run, previous.model_format, previous.config)
     cfg = _resolve_config(config, overrides, previous)
