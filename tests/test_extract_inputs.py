@@ -88,3 +88,24 @@ def test_nothing_to_read_is_one_sentence(example: Path, capsys: pytest.CaptureFi
     assert not (root / "egemaps").exists()  # refused before writing anything
     assert main(["extract", "--data", str(root), "--modalities", "egemaps", "--quiet"]) == 1
     assert "no clip has what egemaps reads" in capsys.readouterr().err
+
+
+def test_a_feature_folder_emimic_did_not_extract_is_never_mixed_into(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from emimic.data.simulate import SimulationSettings, simulate
+
+    root = tmp_path / "corpus"  # transcripts and the simulator's own text_emb vectors, as a challenge corpus ships
+    simulate(root, SimulationSettings(clips=30, seed=0, face_dim=8, audio_dim=8, text_dim=8), progress=False)
+    given = sorted(p.name for p in (root / "text_emb").iterdir())
+    refusal = (f"error: {root / 'text_emb'}/ holds {len(given)} file(s) that emimic did not extract (it has no"
+               " _extractor.json); text_emb would mix its own with them; move or rename that folder first (a renamed"
+               " feature folder is read as a modality of its own), or extract into another dataset root.")
+    for extra in ([], ["--overwrite"]):
+        assert main(["extract", "--data", str(root), "--modalities", "text_emb", "--quiet", *extra]) == 1
+        assert " ".join(capsys.readouterr().err.split()) == refusal
+    assert sorted(p.name for p in (root / "text_emb").iterdir()) == given and not (root / "_extract").exists()
+
+    (root / "text_emb").rename(root / "text_emb_given")
+    summary = extract(root, "text_emb", progress=False)
+    assert summary.loc["text_emb", "skipped"] == 0 and summary.loc["text_emb", "done"] > 0
+    assert {"text_emb", "text_emb_given"} <= set(discover(root).modalities)

@@ -20,7 +20,7 @@ from typing import Any
 
 from emimic.data.layout import FEATURE_SIDECAR as SIDECAR
 from emimic.data.layout import TRANSCRIPT_DIR, read_recipe
-from emimic.errors import ConfigError
+from emimic.errors import ConfigError, DataError
 from emimic.features.base import Extractor
 from emimic.features.runner import ExtractSpec
 from emimic.io import atomic_path
@@ -61,11 +61,17 @@ def extractor_model_digest(extractor: Extractor) -> str | None:
 
 
 def check_sidecars(root: Path, extractors: list[Extractor], spec: ExtractSpec, overwrite: bool) -> None:
-    """Refuse to add clips to a folder extracted with other parameters (unless ``overwrite``)."""
+    """Refuse to add clips to a folder extracted with other parameters (unless ``overwrite``), or to one emimic did
+    not extract at all: its files would be taken for this extractor's (their clips skipped) and the sidecar would
+    then claim the whole folder, which is the recipe ``emimic infer`` repeats. ``overwrite`` would not help there:
+    a clip this extractor masks keeps its old file."""
     for extractor in extractors:
         for output in extractor.outputs():
             path = root / output.name / SIDECAR
-            if overwrite or not path.is_file():
+            if not path.is_file():
+                _refuse_foreign(root / output.name, extractor.name)
+                continue
+            if overwrite:
                 continue
             previous = json.loads(path.read_text(encoding="utf-8"))
             current = sidecar_params(extractor, spec)
@@ -74,6 +80,17 @@ def check_sidecars(root: Path, extractors: list[Extractor], spec: ExtractSpec, o
                     f"{output.name}/ was extracted with {previous.get('params')}, not {current};"
                     " pass --overwrite to re-extract every clip, or write to another dataset root."
                 )
+
+
+def _refuse_foreign(folder: Path, extractor: str) -> None:
+    """Refuse the output folder ``folder`` when it holds files but no sidecar: emimic did not extract them."""
+    if not folder.is_dir():
+        return
+    held = sum(1 for p in folder.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
+    if held:
+        raise DataError(f"{folder}/ holds {held} file(s) that emimic did not extract (it has no {SIDECAR});"
+                        f" {extractor} would mix its own with them; move or rename that folder first (a renamed"
+                        " feature folder is read as a modality of its own), or extract into another dataset root.")
 
 
 def write_sidecars(
