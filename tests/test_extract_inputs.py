@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import documented_commands
+from conftest import documented_commands, flat
 from emimic.cli.registry import main
 from emimic.data.layout import discover
 from emimic.errors import DataError
@@ -97,13 +97,16 @@ def test_a_feature_folder_emimic_did_not_extract_is_never_mixed_into(tmp_path: P
     root = tmp_path / "corpus"  # transcripts and the simulator's own text_emb vectors, as a challenge corpus ships
     simulate(root, SimulationSettings(clips=30, seed=0, face_dim=8, audio_dim=8, text_dim=8), progress=False)
     given = sorted(p.name for p in (root / "text_emb").iterdir())
-    refusal = (f"error: {root / 'text_emb'}/ holds {len(given)} file(s) that emimic did not extract (it has no"
+    refusal = (f"error: {root / 'text_emb'}/ holds {len(given)} entries that emimic did not extract (it has no"
                " _extractor.json); text_emb would mix its own with them; move or rename that folder first (a renamed"
                " feature folder is read as a modality of its own), or extract into another dataset root.")
     for extra in ([], ["--overwrite"]):
         assert main(["extract", "--data", str(root), "--modalities", "text_emb", "--quiet", *extra]) == 1
-        assert " ".join(capsys.readouterr().err.split()) == refusal
+        assert flat(capsys.readouterr().err) == refusal
     assert sorted(p.name for p in (root / "text_emb").iterdir()) == given and not (root / "_extract").exists()
+
+    assert main(["extract", "--data", str(root), "--modalities", "whisper", "--quiet"]) == 1  # provided transcripts
+    assert flat(capsys.readouterr().err).startswith(f"error: {root / 'text'}/ holds")
 
     (root / "text_emb").rename(root / "text_emb_given")
     summary = extract(root, "text_emb", progress=False)

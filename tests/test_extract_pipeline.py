@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import flat
 from emimic.cli.registry import main
 from emimic.data.layout import discover
 from emimic.errors import ConfigError
@@ -35,10 +36,6 @@ def root(tmp_path: Path) -> Path:
         shutil.copy(video, tmp_path / "raw" / video.name)
     return tmp_path
 
-
-def unwrapped(text: str) -> str:
-    """Console output with rich's line wrapping undone."""
-    return " ".join(text.split())
 
 
 def stems(folder: Path) -> list[str]:
@@ -137,9 +134,9 @@ def test_cli_runs_lists_and_reports_errors(root: Path, models: Path, capsys: pyt
     assert "egemaps" in capsys.readouterr().out and stems(root / "egemaps") == ["00001", "00002", "00004"]
     assert main(["extract", "--list"]) == 0 and "face_emb" in capsys.readouterr().out
     assert main(["extract", "--data", str(root), "--modalities", "wav2vecc"]) == 1
-    assert "available: egemaps, face" in unwrapped(capsys.readouterr().err)
+    assert "available: egemaps, face" in flat(capsys.readouterr().err)
     assert main(["extract", "--data", str(root), "--modalities", "vad", "--model-dir", str(root)]) == 1
-    assert "needs a local model directory" in unwrapped(capsys.readouterr().err)
+    assert "needs a local model directory" in flat(capsys.readouterr().err)
     args = ["--option", "wav2vec2.layer=[0, 1]", "--model-dir", str(models), "--quiet"]
     assert main(["extract", "--data", str(root), "--modalities", "wav2vec2", *args]) == 0
     assert json.loads((root / "wav2vec2" / "_extractor.json").read_text())["params"]["layer"] == [0, 1]

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import flat
 from emimic.cli.registry import main
 from emimic.errors import ConfigError, DataError
 from emimic.features.pipeline import make_spec
@@ -27,9 +28,6 @@ MODALITIES = "egemaps,whisper,text_emb,face"
 FPS = "2"  # fewer frames for FaceMesh: the test is about the recipe, not the face
 DOCS = Path(__file__).parents[1] / "docs" / "infer.md"
 
-
-def unwrapped(text: str) -> str:
-    return " ".join(text.split())
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +93,8 @@ def test_cli_writes_csv_and_plots_and_lists_failures(run: Path, tmp_path: Path, 
                  "--report", "--quiet"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "Predictions (1 clips)" in captured.out and "predictions_plots/ (1 PNG)" in unwrapped(captured.out)
-    assert "failed: 00005:" in captured.err and "cannot be opened as a video" in unwrapped(captured.err)
+    assert "Predictions (1 clips)" in captured.out and "predictions_plots/ (1 PNG)" in flat(captured.out)
+    assert "failed: 00005:" in captured.err and "cannot be opened as a video" in flat(captured.err)
     assert (tmp_path / "predictions_plots" / "00001.png").stat().st_size > 0
 
 

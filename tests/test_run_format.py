@@ -208,7 +208,11 @@ def test_a_resumed_sweep_refuses_an_attention_trial_from_before_the_missing_toke
     assert flat(capsys.readouterr().err) == (
         f"error: {trial} was trained with model format 1, and since format 2 the attention fusion reads learned"
         " missing-modality tokens instead of masking absent modalities out, which changes its predictions on clips"
-        f" that lack a modality; pass --overwrite to replace the sweep {tmp_path / 'sweep'}, or choose a new --out.")
+        " that lack a modality, so the sweep cannot rank it with new trials; pass --overwrite to replace the sweep"
+        f" {tmp_path / 'sweep'}, or choose a new --out.")
+    assert main([*argv[:5], "--trials", "2", *argv[7:], "--overwrite"]) == 0  # the advice works: a new sweep
+    assert sorted(p.name for p in (tmp_path / "sweep" / TRIALS_DIR).iterdir()) == ["0000", "0001"]
+    assert json.loads((trial / RECORD_FILE).read_text(encoding="utf-8"))[FORMAT_KEY] == MODEL_FORMAT
 
 
 def test_the_changelog_numbers_each_change_once_and_names_the_runs_it_alters():

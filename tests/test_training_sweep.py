@@ -295,3 +295,23 @@ def test_a_trial_whose_sampled_config_is_invalid_counts_as_done_and_is_not_rerun
     assert sweep(simulated_root, out, trials=1, **OTHER).ran == 1
     monkeypatch.undo()
     assert sweep(simulated_root, out, trials=1, **OTHER).ran == 0
+
+
+def test_a_rerun_that_crashes_again_counts_as_done_so_the_sweep_can_finish(simulated_root, tmp_path, monkeypatch):
+    from emimic.training import sweep as sweep_module
+
+    real_train, calls = sweep_module.train, []
+
+    def later_trials_always_crash(*args, **kwargs):  # the sampled values always run out of memory
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("out of memory")
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "train", later_trials_always_crash)
+    out = tmp_path / "sweep"
+    for _ in range(2):  # the first run, then its rerun of the crashed trial
+        with pytest.raises(RuntimeError, match="out of memory"):
+            sweep(simulated_root, out, trials=2, **OTHER)
+    result = sweep(simulated_root, out, trials=2, **OTHER)
+    assert result.ran == 0 and list(result.table["state"]) == ["COMPLETE", "FAIL", "FAIL"]

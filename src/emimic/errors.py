@@ -40,7 +40,12 @@ class OutputConflict(EmimicError):
 
 class IncompatibleRun(EmimicError):
     """A run folder this emimic must not use as it is: made by a newer emimic, or by one older than a change that
-    alters its predictions (see :mod:`emimic.models.formats`)."""
+    alters its predictions (see :mod:`emimic.models.formats`). ``reason`` is what is wrong with the run, which a
+    caller that offers another way out (a sweep of such runs) words its own sentence with."""
+
+    def __init__(self, reason: str, remedy: str) -> None:
+        super().__init__(f"{reason}; {remedy}.")
+        self.reason = reason
 
 
 class Interrupted(KeyboardInterrupt):

@@ -44,11 +44,10 @@ from emimic.metrics import (
     paired_difference_interval,
     pcc_scores,
 )
-from emimic.models.formats import FIRST_FORMAT
 from emimic.training.crossval import fold_view
 from emimic.training.history import MONITOR, RAW_MONITOR
 from emimic.training.inference import Evaluation, evaluate, load_run
-from emimic.training.provenance import FORMAT_KEY
+from emimic.training.provenance import read_model_format
 from emimic.training.run import METRICS_FILE
 
 # One palette for every plot.
@@ -305,7 +304,7 @@ def provenance_table(summary: RunSummary) -> str:
         ("epochs", f"best {summary.metrics.get('best_epoch')} of {training.get('epochs_run', '-')} run,"
                    f" limit {training.get('max_epochs', '-')}: {stop_text}"),
         ("wall time", f"{training.get('wall_seconds', summary.metrics.get('seconds', '-'))} s"),
-        ("emimic", f"{prov.get('emimic_version', '-')}, model format {prov.get(FORMAT_KEY, FIRST_FORMAT)}"),
+        ("emimic", f"{prov.get('emimic_version', '-')}, model format {read_model_format(summary.path)}"),
     ]
     return html_table(("", ""), rows)
 

@@ -86,11 +86,13 @@ def _refuse_foreign(folder: Path, extractor: str) -> None:
     """Refuse the output folder ``folder`` when it holds files but no sidecar: emimic did not extract them."""
     if not folder.is_dir():
         return
-    held = sum(1 for p in folder.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
+    held = sum(1 for p in folder.iterdir() if not p.name.startswith((".", "_")))
     if held:
-        raise DataError(f"{folder}/ holds {held} file(s) that emimic did not extract (it has no {SIDECAR});"
-                        f" {extractor} would mix its own with them; move or rename that folder first (a renamed"
-                        " feature folder is read as a modality of its own), or extract into another dataset root.")
+        kept = ("" if folder.name == TRANSCRIPT_DIR else
+                " (a renamed feature folder is read as a modality of its own)")
+        raise DataError(f"{folder}/ holds {held} entries that emimic did not extract (it has no {SIDECAR});"
+                        f" {extractor} would mix its own with them; move or rename that folder first{kept}, or extract"
+                        " into another dataset root.")
 
 
 def write_sidecars(

@@ -150,8 +150,8 @@ def _stored_record(run: Path) -> dict[str, Any] | None:
         stored = exc
     if not isinstance(stored, dict):
         detail = f" ({stored})" if isinstance(stored, Exception) else ""
-        raise IncompatibleRun(f"{path}: cannot be read as the record of a run{detail}; restore the file emimic wrote,"
-                              f" or train the run again with --overwrite.")
+        raise IncompatibleRun(f"{path}: cannot be read as the record of a run{detail}",
+                              "restore the file emimic wrote, or train the run again with --overwrite")
     return stored
 
 
@@ -163,27 +163,25 @@ def read_model_format(run: str | Path) -> int:
     made_with = (_stored_record(run) or {}).get(FORMAT_KEY, FIRST_FORMAT)
     if type(made_with) is not int or made_with < FIRST_FORMAT:  # not isinstance: True is no format
         raise IncompatibleRun(f"{run / RECORD_FILE}: {FORMAT_KEY} {made_with!r} is not a model format (a whole number"
-                              f" from {FIRST_FORMAT}); restore the file emimic wrote, or train the run again with"
-                              " --overwrite.")
+                              f" from {FIRST_FORMAT})", "restore the file emimic wrote, or train the run again with"
+                              " --overwrite")
     if made_with > MODEL_FORMAT:
         raise IncompatibleRun(f"{run} was made by a newer emimic (model format {made_with}; emimic {__version__}"
-                              f" knows formats up to {MODEL_FORMAT}); upgrade emimic to use it, or train it again"
-                              " with --overwrite.")
+                              f" knows formats up to {MODEL_FORMAT})",
+                              "upgrade emimic to use it, or train it again with --overwrite")
     return made_with
 
 
-def check_model_format(run: str | Path, made_with: int, config: ExperimentConfig, *,
-                       remedy: str = "train it again with this emimic (the same emimic train command with"
-                                     " --overwrite)") -> None:
+def check_model_format(run: str | Path, made_with: int, config: ExperimentConfig) -> None:
     """Refuse the run folder ``run``, trained with ``config`` by an emimic of model format ``made_with``, when a
     later change alters its predictions (see :mod:`emimic.models.formats`): its weights were trained for what
-    the model computed then. ``remedy`` ends the sentence."""
+    the model computed then."""
     changes = changes_since(made_with, config)
     if changes:
         what = "; and ".join(change.what for change in changes)
-        raise IncompatibleRun(
-            f"{run} was trained with model format {made_with}, and since format {changes[0].format} {what}; {remedy}."
-        )
+        raise IncompatibleRun(f"{run} was trained with model format {made_with}, and since format"
+                              f" {changes[0].format} {what}",
+                              "train it again with this emimic (the same emimic train command with --overwrite)")
 
 
 def read_run_record(run: str | Path) -> RunRecord | None:

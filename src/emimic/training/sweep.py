@@ -74,7 +74,7 @@ from emimic.config import (
 )
 from emimic.data import VidmimicDataset, open_dataset, with_valid_split
 from emimic.defaults import preset_dir
-from emimic.errors import ConfigError
+from emimic.errors import ConfigError, IncompatibleRun
 from emimic.io import atomic_path, write_text
 from emimic.outputs import check_folder_settings, refuse_inside_dataset, warn_leftovers
 from emimic.registry import ENCODERS, FUSIONS
@@ -300,14 +300,15 @@ def _study_name(settings: Mapping[str, Any]) -> str:
 def _create(name: str, storage: optuna.storages.BaseStorage, space: SearchSpace) -> optuna.Study:
     """The study (created with the space's enqueued trials on first use). A trial that did not end on its own
     (left RUNNING by a killed sweep, or failed by a crash or Ctrl-C rather than as an invalid config) is failed
-    if need be and enqueued again, once, with its parameters and run folder."""
+    if need be and enqueued again with its parameters and run folder. A rerun that crashes too counts as done, so
+    a trial whose values always crash (memory) cannot hold the sweep up."""
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
     if not study.trials:
         for params in space.enqueue:
             study.enqueue_trial(params)
     retried = {t.user_attrs.get(RETRY_OF) for t in study.get_trials(deepcopy=False)}
     crashed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-               if not t.user_attrs.get(INVALID) and t.number not in retried]
+               if not t.user_attrs.get(INVALID) and RETRY_OF not in t.user_attrs and t.number not in retried]
     stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for trial in stale:
         study.tell(trial.number, state=TrialState.FAIL)
@@ -426,9 +427,9 @@ def sweep(
     # The default storage is recorded relative to the folder, so a moved sweep folder still resumes.
     recorded = {**settings, "storage": storage or f"OUT/{STUDY_FILE}"}
     replace = check_folder_settings(out, SETTINGS_FILE, recorded, kind="sweep", overwrite=overwrite)
+    if not replace and (out / SETTINGS_FILE).exists():
+        replace = _outdated_trials(out, overwrite=overwrite)
     resuming = not replace and (out / SETTINGS_FILE).exists()
-    if resuming:
-        _check_trial_formats(out)
     storage = storage or str(out / STUDY_FILE)
     name = _study_name(settings)
     with results_folder(out, replace=replace):
@@ -445,14 +446,21 @@ def sweep(
     return _results(out, study, cfg, ds.root, ran=finished_trials(study) - done)
 
 
-def _check_trial_formats(out: Path) -> None:
-    """A resumed sweep ranks its finished trials with the new ones, so a trial whose predictions a later change of
-    emimic alters (see :mod:`emimic.models.formats`) is refused: its score is not what its model gives now."""
+def _outdated_trials(out: Path, *, overwrite: bool) -> bool:
+    """Whether the sweep ``out``, about to resume, must be replaced: a resumed sweep ranks its finished trials with
+    the new ones, so a trial whose predictions a later change of emimic alters, or one this emimic cannot read
+    (see :mod:`emimic.models.formats`), is refused; with ``overwrite`` the answer is True instead."""
     for record in sorted((out / TRIALS_DIR).glob(f"*/{RECORD_FILE}")):
-        trial = read_run_record(record.parent)
-        if trial is not None:
-            check_model_format(record.parent, trial.model_format, trial.config,
-                               remedy=f"pass --overwrite to replace the sweep {out}, or choose a new --out")
+        try:
+            trial = read_run_record(record.parent)
+            if trial is not None:
+                check_model_format(record.parent, trial.model_format, trial.config)
+        except IncompatibleRun as exc:
+            if overwrite:
+                return True
+            raise IncompatibleRun(f"{exc.reason}, so the sweep cannot rank it with new trials",
+                                  f"pass --overwrite to replace the sweep {out}, or choose a new --out") from None
+    return False
 
 
 def _workers(ds: VidmimicDataset, out: Path, cfg: ExperimentConfig, space: SearchSpace, storage: str, name: str, *,
