@@ -160,7 +160,13 @@ def read_model_format(run: str | Path) -> int:
     when it has no ``run.json``); a format newer than this emimic knows is refused, before anything else of the
     run is read (a newer emimic's config may not even parse here)."""
     run = Path(run)
-    made_with = (_stored_record(run) or {}).get(FORMAT_KEY, FIRST_FORMAT)
+    return _model_format(run, _stored_record(run))
+
+
+def _model_format(run: Path, stored: dict[str, Any] | None) -> int:
+    """The model format ``stored`` (the run's ``run.json``, None: none) records, checked as
+    :func:`read_model_format` says."""
+    made_with = (stored or {}).get(FORMAT_KEY, FIRST_FORMAT)
     if type(made_with) is not int or made_with < FIRST_FORMAT:  # not isinstance: True is no format
         raise IncompatibleRun(f"{run / RECORD_FILE}: {FORMAT_KEY} {made_with!r} is not a model format (a whole number"
                               f" from {FIRST_FORMAT})", "restore the file emimic wrote, or train the run again with"
@@ -188,11 +194,11 @@ def read_run_record(run: str | Path) -> RunRecord | None:
     """The record of the run folder ``run``, or None when it holds no run (no ``config.yaml``); a run of a newer
     model format than this emimic knows is refused (:func:`read_model_format`)."""
     run = Path(run)
-    made_with = read_model_format(run)
+    stored = _stored_record(run)
+    made_with = _model_format(run, stored)
     if not (run / CONFIG_FILE).exists():
         return None
     config = load_config(run / CONFIG_FILE)
-    stored = _stored_record(run)
     if stored is None:
         return RunRecord(config, None, model_format=made_with)
     dataset = stored["dataset"]
