@@ -131,12 +131,12 @@ def _discard(aside: Path) -> None:
 def leftovers(folder: str | Path, kind: str) -> list[Path]:
     """The ``.NAME.KIND-*`` folders beside ``folder`` (``kind``: :data:`REPLACED` or :data:`DISCARDED`), as paths
     beside ``folder`` as it was given."""
-    folder = Path(folder)
-    folder = folder if folder.name not in ("", "..") else folder.resolve()  # "." and ".." name no folder of their own
-    copy = re.compile(rf"\.{re.escape(folder.resolve().name)}\.{kind}-[0-9a-f]{{8}}")
-    parent = folder.resolve().parent
+    resolved = Path(folder).resolve()
+    shown = Path(folder) if Path(folder).name not in ("", "..") else resolved  # "." and ".." name no folder
+    copy = re.compile(rf"\.{re.escape(resolved.name)}\.{kind}-[0-9a-f]{{8}}")
+    parent = resolved.parent
     found = (entry.name for entry in parent.iterdir() if copy.fullmatch(entry.name)) if parent.is_dir() else ()
-    return sorted(folder.with_name(name) for name in found)
+    return sorted(shown.with_name(name) for name in found)
 
 
 def leftover_message(folder: str | Path) -> str | None:
