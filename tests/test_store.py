@@ -68,6 +68,29 @@ def test_repack_is_a_noop_until_a_clip_changes(make_root) -> None:
     assert {p.name for p in result.store_dir.iterdir() if p.is_dir()} == live
 
 
+def test_a_damaged_store_is_named_and_repacked(make_root, tmp_path: Path) -> None:
+    """A packed frames.bin truncated afterwards (a full disk, a cleanup) is packed again, not read as garbage."""
+    root = make_root()
+    store_dir = pack(root, progress=False).store_dir
+    frames = next(store_dir.glob("vit-*/frames.bin"))
+    frames.write_bytes(b"")
+    with pytest.raises(DataError) as caught:
+        FeatureStore.open(store_dir)
+    assert str(caught.value) == (
+        f"{frames}: the packed 'vit' features are missing or damaged (not the size the store's manifest records);"
+        f" pack them again: emimic pack {root}"
+    )
+    ds = open_dataset(root)
+    np.testing.assert_allclose(ds.store(progress=False).frames("vit", 3), load_array(root / "vit" / "00003.pkl"))
+    assert pack(root, progress=False).actions == {"vit": "unchanged", "wav2vec2": "unchanged"}
+
+    elsewhere = pack(root, store_dir=tmp_path / "elsewhere", progress=False).store_dir
+    next(elsewhere.glob("wav2vec2-*/pooled.npy")).unlink()
+    with pytest.raises(DataError, match=rf"pack them again: emimic pack {root} --store {elsewhere}$"):
+        FeatureStore.open(elsewhere)
+    assert pack(root, store_dir=elsewhere, progress=False).actions == {"vit": "unchanged", "wav2vec2": "packed"}
+
+
 def test_bad_file_aborts_pack_and_keeps_previous_store(make_root) -> None:
     root = make_root()
     first = pack(root, progress=False)

@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import time
 import uuid
@@ -230,10 +231,36 @@ def store_dtype(manifest: dict | None) -> str:
     return dtypes.pop() if len(dtypes) == 1 else DTYPES[0]
 
 
+_PACKED_FILES: tuple[str, ...] = ("ids.npy", "lengths.npy", "offsets.npy", "pooled.npy", "sources.csv")
+
+
+def damaged_files(store_dir: Path, entry: dict) -> list[Path]:
+    """The files of a packed modality that are missing or whose size disagrees with its manifest entry.
+
+    A store is written atomically, so this only finds what happened to it afterwards: a file deleted,
+    truncated (a full disk, a cleanup that emptied large files) or replaced.
+    """
+    folder = store_dir / entry["dir"]
+    frames = folder / "frames.bin"
+    expected = entry["n_frames"] * entry["dim"] * np.dtype(entry["dtype"]).itemsize
+    damaged = [folder / name for name in _PACKED_FILES if not (folder / name).is_file()]
+    if not frames.is_file() or frames.stat().st_size != expected:
+        damaged.append(frames)
+    return damaged
+
+
+def _pack_command(root: Path, store_dir: Path) -> str:
+    command = f"emimic pack {shlex.quote(str(root))}"
+    if store_dir.resolve() not in (default_store_dir(root).resolve(), cache_store_dir(root)):
+        command += f" --store {shlex.quote(str(store_dir))}"
+    return command
+
+
 def stale_modalities(layout: DatasetLayout, store_dir: Path, dtype: str | None = None) -> dict[str, str]:
     """Which modalities need packing (``packed``), which are current (``unchanged``), which vanished.
 
-    ``dtype=None`` keeps the store's own dtype (see :func:`store_dtype`).
+    ``dtype=None`` keeps the store's own dtype (see :func:`store_dtype`). A packed modality whose
+    files are missing or damaged (:func:`damaged_files`) is packed again.
     """
     manifest = _read_manifest(store_dir) or {"modalities": {}}
     dtype = dtype or store_dtype(manifest)
@@ -242,7 +269,7 @@ def stale_modalities(layout: DatasetLayout, store_dir: Path, dtype: str | None =
     for name, source in layout.modalities.items():
         entry = packed.get(name)
         fresh = entry is not None and entry["dtype"] == dtype and entry["fingerprint"] == _fingerprint_digest(source)
-        fresh = fresh and (store_dir / entry["dir"]).is_dir() and entry.get("recipe") == source.recipe
+        fresh = fresh and entry.get("recipe") == source.recipe and not damaged_files(store_dir, entry)
         actions[name] = "unchanged" if fresh else "packed"
     for name in packed:
         if name not in layout.modalities:
@@ -354,6 +381,11 @@ class FeatureStore:
         self._pooled: dict[str, np.ndarray] = {}
         self._frames: dict[str, np.ndarray] = {}
         for name, entry in manifest["modalities"].items():
+            if damaged := damaged_files(store_dir, entry):
+                raise DataError(
+                    f"{damaged[0]}: the packed {name!r} features are missing or damaged (not the size the store's"
+                    f" manifest records); pack them again: {_pack_command(Path(manifest['root']), store_dir)}"
+                )
             folder = store_dir / entry["dir"]
             self._ids[name] = np.load(folder / "ids.npy")
             self._offsets[name] = np.load(folder / "offsets.npy")
