@@ -11,7 +11,15 @@ import pytest
 
 from emimic.cli import main
 from emimic.errors import ConfigError
-from emimic.outputs import LeftoverWarning, check_folder_settings, leftover_message, provisional_output, warn_leftovers
+from emimic.outputs import (
+    LeftoverWarning,
+    MayAdd,
+    MayGainOrDrop,
+    check_folder_settings,
+    leftover_message,
+    provisional_output,
+    warn_leftovers,
+)
 
 
 def fill(folder: Path, *names: str) -> None:
@@ -96,6 +104,50 @@ def test_a_folder_from_an_earlier_emimic_that_did_not_record_a_setting_is_refuse
     with pytest.raises(ConfigError, match="was made with other folds"):
         check_folder_settings(folder, "cv.json", {"folds": 4}, kind="CV", overwrite=False)
     assert check_folder_settings(folder, "cv.json", {"folds": 3, "data": "abc"}, kind="CV", overwrite=True)
+
+
+def record(folder: Path, **settings: object) -> Path:
+    fill(folder)
+    (folder / "made.json").write_text(json.dumps(settings))
+    return folder
+
+
+def test_a_setting_that_may_grow_takes_more_and_refuses_less_in_one_sentence(tmp_path: Path) -> None:
+    folder = record(tmp_path / "cv", folds=3, seeds=[0, 1])
+    rules = {"seeds": MayAdd("--seeds", "the models of seed(s) {items} too, which predict would average in")}
+    for seeds in ([0, 1], [1, 0], [0, 1, 2]):
+        assert not check_folder_settings(folder, "made.json", {"folds": 3, "seeds": seeds}, kind="CV", rules=rules)
+    with pytest.raises(ConfigError, match=rf"^{folder} was made with other seeds: it holds the models of seed\(s\) 0"
+                                          " too, which predict would average in, so seeds may be added but not dropped"
+                                          rf" \(see {folder / 'made.json'}\); rerun it with --seeds 0 1 2, or choose a"
+                                          r" new --out\.$"):
+        check_folder_settings(folder, "made.json", {"folds": 3, "seeds": [1, 2]}, kind="CV", rules=rules)
+    # with another setting changed too, the advice is the options the folder was made with
+    with pytest.raises(ConfigError, match=rf"^{folder} was made with other folds, seeds: it holds .* rerun it with the"
+                                          " same options, pass --overwrite to replace it, or choose a new --out"):
+        check_folder_settings(folder, "made.json", {"folds": 4, "seeds": [1]}, kind="CV", rules=rules, overwrite=False)
+    assert check_folder_settings(folder, "made.json", {"folds": 3, "seeds": [1]}, kind="CV", rules=rules,
+                                 overwrite=True)
+    # a folder that did not record the list drops none of it
+    assert not check_folder_settings(record(tmp_path / "old", folds=3), "made.json", {"folds": 3, "seeds": [5]},
+                                     kind="CV", rules=rules)
+
+
+def test_a_mapping_that_may_gain_or_drop_entries_refuses_a_changed_one_by_name(tmp_path: Path) -> None:
+    folder = record(tmp_path / "ablation", seeds=[0], grid={"paper": 1, "no_ema": 2, "no_vad": 3})
+    rules = {"grid": MayGainOrDrop("cell")}
+    for grid in ({"paper": 1}, {"paper": 1, "no_ema": 2, "no_vad": 3, "fusion_gated": 4}, {"fusion_gated": 4}):
+        assert not check_folder_settings(folder, "made.json", {"seeds": [0], "grid": grid}, kind="ablation",
+                                         rules=rules, overwrite=False)
+    with pytest.raises(ConfigError, match=rf"^{folder} was made with other grid: its cell\(s\) no_ema, no_vad changed,"
+                                          " and cells may be added or dropped but not changed"
+                                          rf" \(see {folder / 'made.json'}\); rerun it with the same options, pass"
+                                          r" --overwrite to replace it, or choose a new --out\.$"):
+        check_folder_settings(folder, "made.json", {"seeds": [0], "grid": {"paper": 1, "no_ema": 0, "no_vad": 0}},
+                              kind="ablation", rules=rules, overwrite=False)
+    with pytest.raises(ConfigError, match=rf"^{folder} was made with other seeds \(see"):  # other keys: equal
+        check_folder_settings(folder, "made.json", {"seeds": [0, 1], "grid": {"paper": 1}}, kind="ablation",
+                              rules=rules, overwrite=False)
 
 
 def test_a_deletion_cut_short_leaves_a_folder_named_as_incomplete(tmp_path: Path,

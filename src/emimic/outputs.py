@@ -13,6 +13,10 @@ A folder of results (a ``train`` run, a ``cv``, ``ablate`` or ``sweep`` folder) 
 it replaces (``--overwrite``) is put back if it fails before that. A process killed meanwhile leaves the old
 content beside the folder (``.NAME.replaced-*``; never deleted, so no result is lost): every command that writes
 the folder says so first (:func:`warn_leftovers`).
+
+Whether a folder may take a new call is decided by :func:`check_folder_settings` against the settings the folder
+records, each compared by a :class:`SettingRule`: equal by default, or one that lets it grow (:class:`MayAdd`,
+:class:`MayChangeEntries`).
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ import shutil
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from emimic.errors import ConfigError, EmimicWarning, OutputConflict
 
@@ -55,32 +60,102 @@ def check_output_file(path: str | Path, *, dataset_root: str | Path, overwrite: 
         raise OutputConflict(f"{path} already exists; pass --overwrite to replace it, or choose another path.")
 
 
+@dataclass(frozen=True)
+class Conflict:
+    """Why a results folder cannot take a setting's new value: ``detail``, a clause for the refusal (may be empty),
+    and ``rerun``, the options that would fit (None: the ones the folder was made with)."""
+
+    detail: str = ""
+    rerun: str | None = None
+
+
+class SettingRule(Protocol):
+    """How :func:`check_folder_settings` compares one recorded setting with the one a new call wants."""
+
+    def conflict(self, stored: Any, wanted: Any) -> Conflict | None:
+        """What keeps a folder made with ``stored`` (None: it did not record the setting) from taking ``wanted``;
+        None: nothing does."""
+
+
+class Same:
+    """The default rule: the folder takes only the value it was made with."""
+
+    def conflict(self, stored: Any, wanted: Any) -> Conflict | None:
+        return None if stored == wanted else Conflict()
+
+
+@dataclass(frozen=True)
+class MayAdd:
+    """A list the folder may gain items of, never lose one, because what it holds for an item stays in use:
+    ``holds`` says what, with ``{items}`` for the dropped ones (e.g. a CV's seeds, whose models ``predict --run``
+    averages). ``option`` gives the list on the command line. A folder that did not record the list drops none."""
+
+    option: str
+    holds: str
+
+    def conflict(self, stored: Any, wanted: Any) -> Conflict | None:
+        dropped = [item for item in stored or [] if item not in wanted]
+        if not dropped:
+            return None
+        holds = self.holds.replace("{items}", ", ".join(map(str, dropped)))  # not format: a path may hold braces
+        noun = self.option.removeprefix("--")
+        return Conflict(f"it holds {holds}, so {noun} may be added but not dropped",
+                        f"{self.option} {' '.join(map(str, sorted({*stored, *wanted})))}")
+
+
+@dataclass(frozen=True)
+class MayGainOrDrop:
+    """A mapping the folder may gain or lose entries of (an ablation grid's cells, each in a folder of its own);
+    an entry kept must not change. ``entry`` names one."""
+
+    entry: str
+
+    def conflict(self, stored: Any, wanted: Any) -> Conflict | None:
+        kept = stored or {}
+        changed = [name for name in kept if name in wanted and kept[name] != wanted[name]]
+        if not changed:
+            return None
+        return Conflict(f"its {self.entry}(s) {', '.join(changed)} changed, and {self.entry}s may be added or dropped"
+                        " but not changed")
+
+
 def check_folder_settings(out: str | Path, record: str, settings: Mapping[str, Any], *, kind: str,
-                          overwrite: bool | None = None) -> bool:
+                          overwrite: bool | None = None, rules: Mapping[str, SettingRule] | None = None) -> bool:
     """Refuse to add to the results folder ``out`` (a CV, ablation or sweep folder) what other ``settings`` would make.
 
-    ``record`` is the file in ``out`` that holds the settings it was made with. A folder made with other settings
-    is refused, unless ``overwrite=True``: then the answer is True, and the caller replaces the folder under
-    :func:`provisional_output`. ``overwrite=None``: the command offers no ``--overwrite``. A non-empty folder
-    without ``record`` is never emimic's, so it is refused either way."""
+    ``record`` is the file in ``out`` that holds the settings it was made with; each setting is compared by its rule
+    in ``rules``, by default :class:`Same`. A folder made with settings that conflict is refused, unless
+    ``overwrite=True``: then the answer is True, and the caller replaces the folder under :func:`provisional_output`.
+    ``overwrite=None``: the command offers no ``--overwrite``. A non-empty folder without ``record`` is never
+    emimic's, so it is refused either way."""
     out = Path(out)
     path = out / record
     if path.exists():
         stored = json.loads(path.read_text(encoding="utf-8"))
-        changed = sorted(k for k in settings if stored.get(k) != settings[k])
-        if changed and overwrite:
+        rules = rules or {}
+        conflicts = {key: (rules.get(key) or Same()).conflict(stored.get(key), value)
+                     for key, value in sorted(settings.items())}
+        conflicts = {key: conflict for key, conflict in conflicts.items() if conflict is not None}
+        if conflicts and overwrite:
             return True
         offer = ", pass --overwrite to replace it," if overwrite is not None else ","
-        unrecorded = [k for k in changed if k not in stored]
+        unrecorded = [k for k in conflicts if k not in stored]
         if unrecorded:  # an earlier emimic did not record it: whether it differs is unknown, so it is not reused
             raise ConfigError(f"{out} was made by an earlier emimic, which did not record its {', '.join(unrecorded)}"
                               f" (see {path}); it cannot be checked against this run{offer} or choose a new --out.")
-        if changed:
-            raise ConfigError(f"{out} was made with other {', '.join(changed)} (see {path}); rerun it with the same"
-                              f" options{offer} or choose a new --out.")
+        if conflicts:
+            raise ConfigError(_refusal(out, path, conflicts, offer))
     elif out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} exists and is not an emimic {kind} folder; choose a new --out.")
     return False
+
+
+def _refusal(out: Path, path: Path, conflicts: Mapping[str, Conflict], offer: str) -> str:
+    """The one sentence refusing ``out`` for ``conflicts``: which settings, why (where a rule says), and what to do."""
+    details = "; ".join(conflict.detail for conflict in conflicts.values() if conflict.detail)
+    (only,) = conflicts.values() if len(conflicts) == 1 else (Conflict(),)
+    return (f"{out} was made with other {', '.join(conflicts)}{': ' + details if details else ''} (see {path}); rerun"
+            f" it with {only.rerun or 'the same options'}{offer} or choose a new --out.")
 
 
 @contextlib.contextmanager
