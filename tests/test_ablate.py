@@ -196,6 +196,23 @@ def test_leftovers_found_by_runs_on_worker_processes_are_one_warning_line_each(
         f"warning: {leftover_message(out)}", f"warning: {leftover_message(out / 'paper' / 'seed1')}"]
 
 
+def test_an_overwrite_that_ends_with_nothing_trained_puts_the_old_ablation_back(
+        ablation: tuple[Path, Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    out = Path(shutil.copytree(ablation[0], tmp_path / "out"))
+    argv = [a if a != str(ablation[0]) else str(out) for a in ablation[2]]
+    other = [*argv[: argv.index("--seeds") + 1], "7", *argv[argv.index("--max-epochs"):], "--overwrite"]
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    monkeypatch.setattr("emimic.training.ablate._jobs", lambda *args: [])  # every cell skipped: nothing to run
+    capsys.readouterr()
+    assert main(other) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: the new ablation in {out} saved no epoch, so the ablation it was to replace is kept as it was; it had"
+        " nothing to train; check its options and run again.")
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no .out.replaced-* beside it
+
+
 def test_a_folder_made_with_other_seeds_is_refused_unless_overwrite(ablation: tuple[Path, Path, list[str]],
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     out, _, argv = ablation

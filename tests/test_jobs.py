@@ -186,6 +186,14 @@ def test_cv_folds_a_corpus_without_a_valid_split(planned: list[tuple[str, int, i
     assert len(planned) == 1
 
 
+@pytest.mark.parametrize("command", [ablate, cross_validate])
+def test_no_seeds_at_all_are_refused_before_anything_is_written(command: Any, small_root: Path,
+                                                                 tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^no seeds were given; give at least one \(--seeds 0\)\.$"):
+        command(small_root, tmp_path / "out", seeds=[], progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 # (options the folder is made with, other options, the settings file, what differs)
 OVERWRITTEN = {
     "cv": (["--folds", "2"], ["--folds", "3"], "cv.json", "folds"),

@@ -10,9 +10,10 @@ Two rules, the same for the CLI and the library:
 
 A folder of results (a ``train`` run, a ``cv``, ``ablate`` or ``sweep`` folder) is written under
 :func:`provisional_output`: what a new run wrote is kept only once it has saved an epoch, and a folder
-it replaces (``--overwrite``) is put back if it fails before that. A process killed meanwhile leaves the old
-content beside the folder (``.NAME.replaced-*``; never deleted, so no result is lost): every command that writes
-the folder says so first (:func:`warn_leftovers`).
+it replaces (``--overwrite``) is replaced only by a result that holds such a run: it is put back if the new command
+fails before that, and if it ends without any run having saved an epoch (:class:`NothingSaved` says so). A process
+killed meanwhile leaves the old content beside the folder (``.NAME.replaced-*``; never deleted, so no result is
+lost): every command that writes the folder says so first (:func:`warn_leftovers`).
 
 Whether a folder may take a new call is decided by :func:`check_folder_settings` against the settings the folder
 records, each compared by a :class:`SettingRule`: equal by default, or one that lets it grow (:class:`MayAdd`,
@@ -158,14 +159,28 @@ def _refusal(out: Path, path: Path, conflicts: Mapping[str, Conflict], offer: st
             f" it with {only.rerun or 'the same options'}{offer} or choose a new --out.")
 
 
+class NothingSaved(ConfigError):
+    """A command that was to replace a results folder ended without any run of it saving an epoch, so the old
+    folder is kept as it was."""
+
+    def __init__(self, folder: str | Path, kind: str, *, detail: str = "",
+                 advice: str = "it had nothing to train; check its options and run again") -> None:
+        super().__init__(f"the new {kind} in {folder} saved no epoch{detail}, so the {kind} it was to replace is"
+                         f" kept as it was; {advice}.")
+
+
 @contextlib.contextmanager
-def provisional_output(folder: str | Path, *, replace: bool, started: Callable[[], bool]) -> Iterator[None]:
-    """Keep what the block writes into ``folder`` only once ``started()`` says a run in it saved an epoch: if the
-    block fails before that, remove what it added (what was in ``folder`` before stays), so the corrected command
-    starts afresh. With ``replace`` the folder's old content is moved aside meanwhile: put back on such a failure,
-    deleted only once a run started. Whatever else goes wrong (a second Ctrl-C during the clean-up, a file the
-    clean-up could not remove) leaves the old content whole in the hidden folder ``.NAME.replaced-*`` next to
-    ``folder``, never deleted; a deletion cut short leaves ``.NAME.discarded-*`` (see :func:`warn_leftovers`)."""
+def provisional_output(folder: str | Path, *, replace: bool, started: Callable[[], bool],
+                       kind: str) -> Iterator[None]:
+    """Keep what the block writes into ``folder`` (a ``kind``: run, CV, ablation, sweep) only once ``started()``
+    says a run in it saved an epoch: if the block fails before that, remove what it added (what was in ``folder``
+    before stays), so the corrected command starts afresh. With ``replace`` the folder's old content is moved aside
+    meanwhile and deleted only once a run started; it is put back when the block fails before that, and when it
+    ends without a run (then :class:`NothingSaved` is raised: a new folder without a run is no result to replace
+    a folder with, and the caller must not go on writing into the old one). Whatever else goes wrong (a second
+    Ctrl-C during the clean-up, a file the clean-up could not remove) leaves the old content whole in the hidden
+    folder ``.NAME.replaced-*`` next to ``folder``, never deleted; a deletion cut short leaves ``.NAME.discarded-*``
+    (see :func:`warn_leftovers`)."""
     folder = Path(folder)
     aside = _hidden_copy(folder, REPLACED) if replace else None
     if aside is not None:
@@ -173,6 +188,8 @@ def provisional_output(folder: str | Path, *, replace: bool, started: Callable[[
     before = set(folder.iterdir()) if folder.is_dir() else None
     try:
         yield
+        if aside is not None and not started():
+            raise NothingSaved(folder, kind)
     except BaseException:
         if not started():
             _remove_added(folder, before)
@@ -181,7 +198,7 @@ def provisional_output(folder: str | Path, *, replace: bool, started: Callable[[
         elif aside is not None:
             _discard(aside)
         raise
-    if aside is not None and started():  # a block that ended without a run leaves the old copy, reported later
+    if aside is not None:
         _discard(aside)
 
 

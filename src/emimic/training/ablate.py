@@ -60,7 +60,7 @@ from emimic.metrics import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, bootstrap_pcc, pai
 from emimic.outputs import MayGainOrDrop, check_folder_settings, refuse_inside_dataset, warn_leftovers
 from emimic.registry import EXTRACTORS, FUSIONS
 from emimic.training.inference import evaluate
-from emimic.training.jobs import Backend, Runner, TrainJob, results_folder, train_job
+from emimic.training.jobs import Backend, Runner, TrainJob, distinct_seeds, results_folder, train_job
 from emimic.training.provenance import corpus_fingerprint
 from emimic.training.run import TrainResult
 
@@ -412,7 +412,7 @@ def ablate(
     ds = data if isinstance(data, VidmimicDataset) else open_dataset(data)
     refuse_inside_dataset(out, ds.root)
     store = ds.store(progress=progress)  # packed once here, before any worker opens it
-    seeds = list(dict.fromkeys(seeds))
+    seeds = distinct_seeds(seeds)
     base_overrides = dict(overrides or {}) | ({"train.max_epochs": max_epochs} if max_epochs is not None else {})
     cells = plan_cells(grid, store, base_overrides)
     settings = _settings(ds, store, cells, seeds)
@@ -420,7 +420,7 @@ def ablate(
     # a grid may gain or drop cells: the runs of the cells it keeps unchanged stay valid, and are reused
     replace = check_folder_settings(out, SETTINGS_FILE, settings, kind="ablation", overwrite=overwrite,
                                     rules={"grid": MayGainOrDrop("cell")})
-    with results_folder(out, replace=replace):
+    with results_folder(out, replace=replace, kind="ablation"):
         write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2))
         plan = _jobs(out, ds, cells, seeds)
         results = runner.run(plan, train_job, inline=lambda job: train_job(job, ds), label="ablation runs",

@@ -59,7 +59,7 @@ from emimic.metrics import pcc_intervals, pcc_scores
 from emimic.models.ensemble import resolve_members
 from emimic.outputs import MayAdd, check_folder_settings, warn_leftovers
 from emimic.training.inference import evaluate
-from emimic.training.jobs import Backend, Runner, TrainJob, results_folder, train_job
+from emimic.training.jobs import Backend, Runner, TrainJob, distinct_seeds, results_folder, train_job
 from emimic.training.provenance import corpus_fingerprint
 from emimic.training.run import TrainResult
 
@@ -250,7 +250,7 @@ def cross_validate(
     overrides = dict(overrides or {}) | ({"train.max_epochs": max_epochs} if max_epochs is not None else {})
     cfg = config if isinstance(config, ExperimentConfig) else load_config(config)
     cfg = with_overrides(cfg, overrides)
-    seeds = list(dict.fromkeys(seeds if seeds is not None else [cfg.seed]))
+    seeds = distinct_seeds(seeds if seeds is not None else [cfg.seed])
     labels, meta = pooled_labels(ds), ds.meta()
     # resolved once, for the clips a fold model trains on: every fold, seed and refit model has as many members
     cfg = resolve_members(cfg, len(labels) * (folds - 1) // folds)
@@ -264,7 +264,7 @@ def cross_validate(
     seeds_grow = MayAdd("--seeds", f"the models of seed(s) {{items}} too, which `predict --run {out}` would average in")
     replace = check_folder_settings(out, SETTINGS_FILE, settings, kind="CV", overwrite=overwrite,
                                     rules={"seeds": seeds_grow})
-    with results_folder(out, replace=replace):
+    with results_folder(out, replace=replace, kind="CV"):
         fold_of = fold_table(out, labels, meta, folds, fold_seed)
         # once the folds could be assigned
         write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2))

@@ -155,11 +155,21 @@ def train_job(job: TrainJob, ds: VidmimicDataset | None = None) -> TrainResult:
     return train(job.dataset(ds), job.run, config=job.config, seed=job.seed, progress=False)
 
 
-def results_folder(out: Path, *, replace: bool) -> AbstractContextManager[None]:
-    """Write the folder of many runs ``out`` for good once one of its runs saved an epoch (see
-    :func:`~emimic.outputs.provisional_output`): a command that fails before that leaves nothing, and a folder it
-    replaces (``replace``: ``--overwrite``) is put back."""
-    return provisional_output(out, replace=replace, started=lambda: holds_a_started_run(out))
+def distinct_seeds(seeds: Sequence[int]) -> list[int]:
+    """``seeds`` without repeats, in their order; none at all is refused (a command of no model has nothing to
+    report)."""
+    distinct = list(dict.fromkeys(seeds))
+    if not distinct:
+        raise ConfigError("no seeds were given; give at least one (--seeds 0).")
+    return distinct
+
+
+def results_folder(out: Path, *, replace: bool, kind: str) -> AbstractContextManager[None]:
+    """Write the folder of many runs ``out`` (a ``kind``: CV, ablation, sweep) for good once one of its runs saved an
+    epoch (see :func:`~emimic.outputs.provisional_output`): a command that fails before that leaves nothing, and a
+    folder it replaces (``replace``: ``--overwrite``) is put back, as it is when the command ends without such a
+    run."""
+    return provisional_output(out, replace=replace, started=lambda: holds_a_started_run(out), kind=kind)
 
 
 def holds_a_started_run(folder: Path) -> bool:
