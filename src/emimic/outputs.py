@@ -17,7 +17,7 @@ lost): every command that writes the folder says so first (:func:`warn_leftovers
 
 Whether a folder may take a new call is decided by :func:`check_folder_settings` against the settings the folder
 records, each compared by a :class:`SettingRule`: equal by default, or one that lets it grow (:class:`MayAdd`,
-:class:`MayChangeEntries`).
+:class:`MayGainOrDrop`), declared by the caller per setting.
 """
 
 from __future__ import annotations
@@ -134,9 +134,9 @@ def check_folder_settings(out: str | Path, record: str, settings: Mapping[str, A
     if path.exists():
         stored = json.loads(path.read_text(encoding="utf-8"))
         rules = rules or {}
-        conflicts = {key: (rules.get(key) or Same()).conflict(stored.get(key), value)
-                     for key, value in sorted(settings.items())}
-        conflicts = {key: conflict for key, conflict in conflicts.items() if conflict is not None}
+        compared = {key: (rules.get(key) or Same()).conflict(stored.get(key), value)
+                    for key, value in sorted(settings.items())}
+        conflicts = {key: conflict for key, conflict in compared.items() if conflict is not None}
         if conflicts and overwrite:
             return True
         offer = ", pass --overwrite to replace it," if overwrite is not None else ","
@@ -154,9 +154,10 @@ def check_folder_settings(out: str | Path, record: str, settings: Mapping[str, A
 def _refusal(out: Path, path: Path, conflicts: Mapping[str, Conflict], offer: str) -> str:
     """The one sentence refusing ``out`` for ``conflicts``: which settings, why (where a rule says), and what to do."""
     details = "; ".join(conflict.detail for conflict in conflicts.values() if conflict.detail)
-    (only,) = conflicts.values() if len(conflicts) == 1 else (Conflict(),)
+    # a rule's own advice fits when its setting is the only one that conflicts
+    rerun = next(iter(conflicts.values())).rerun if len(conflicts) == 1 else None
     return (f"{out} was made with other {', '.join(conflicts)}{': ' + details if details else ''} (see {path}); rerun"
-            f" it with {only.rerun or 'the same options'}{offer} or choose a new --out.")
+            f" it with {rerun or 'the same options'}{offer} or choose a new --out.")
 
 
 class NothingSaved(ConfigError):
