@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from conftest import write_root
 from emimic.cli import main
 from emimic.errors import ConfigError
 from emimic.labels import EMOTIONS
+from emimic.outputs import leftover_message
 from emimic.registry import FUSIONS
 from emimic.training.ablate import (
     TABLE_FILE,
@@ -179,6 +181,36 @@ def test_a_second_call_reuses_every_finished_run(ablation: tuple[Path, Path, lis
     assert set(pd.read_csv(out / TABLE_FILE)["status"]) == {"reused", "skipped"}
     printed = capsys.readouterr().err
     assert "paper seed 1: valid mean PCC" in printed and printed.count(", reused") == 4
+
+
+def test_leftovers_found_by_runs_on_worker_processes_are_one_warning_line_each(
+        ablation: tuple[Path, Path, list[str]], tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    out = Path(shutil.copytree(ablation[0], tmp_path / "out"))
+    argv = [a if a != str(ablation[0]) else str(out) for a in ablation[2]]
+    (tmp_path / ".out.replaced-1a2b3c4d").mkdir()  # found by the command itself
+    (out / "paper" / ".seed1.replaced-5e6f7a8b").mkdir()  # found by the worker that reuses paper/seed1
+    capfd.readouterr()
+    assert main([*argv, "--jobs", "2"]) == 0
+    printed = capfd.readouterr().err.splitlines()  # the workers' stderr too: it is the terminal's
+    assert [line for line in printed if "replaced-" in line] == [
+        f"warning: {leftover_message(out)}", f"warning: {leftover_message(out / 'paper' / 'seed1')}"]
+
+
+def test_an_overwrite_that_ends_with_nothing_trained_puts_the_old_ablation_back(
+        ablation: tuple[Path, Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    out = Path(shutil.copytree(ablation[0], tmp_path / "out"))
+    argv = [a if a != str(ablation[0]) else str(out) for a in ablation[2]]
+    other = [*argv[: argv.index("--seeds") + 1], "7", *argv[argv.index("--max-epochs"):], "--overwrite"]
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    monkeypatch.setattr("emimic.training.ablate._jobs", lambda *args: [])  # every cell skipped: nothing to run
+    capsys.readouterr()
+    assert main(other) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: the new ablation in {out} saved no epoch, so the ablation it was to replace is kept as it was; it had"
+        " nothing to train; check its options and run again.")
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no .out.replaced-* beside it
 
 
 def test_a_folder_made_with_other_seeds_is_refused_unless_overwrite(ablation: tuple[Path, Path, list[str]],

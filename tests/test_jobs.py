@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import types
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ import pytest
 from conftest import write_root
 from emimic.cli import main
 from emimic.defaults import ABLATION_MAX_EPOCHS
-from emimic.errors import ConfigError
+from emimic.errors import ConfigError, emimic_warnings_to
+from emimic.outputs import LeftoverWarning
 from emimic.training.ablate import ablate
 from emimic.training.crossval import cross_validate
 from emimic.training.jobs import Runner
@@ -93,6 +95,20 @@ def test_local_processes_return_the_results_in_job_order() -> None:
     assert Runner(workers=2, progress=False).run([3, 1, 2], double) == [6, 2, 4]
 
 
+def warn_and_double(job: int) -> int:
+    warnings.warn(f"job {job} found leftovers", LeftoverWarning, stacklevel=1)
+    return 2 * job
+
+
+def test_the_warnings_of_a_job_run_elsewhere_are_raised_again_here_before_its_report(ray: StandInRay) -> None:
+    seen: list[str] = []
+    with emimic_warnings_to(lambda warning: seen.append(str(warning))):
+        Runner(workers=2, backend="ray", progress=False).run(
+            [1, 2], warn_and_double, report=lambda job, result: seen.append(f"report {job}"))
+    # a Ray task's output never reaches the command: its warnings must come back with its result
+    assert seen == ["job 2 found leftovers", "report 2", "job 1 found leftovers", "report 1"]
+
+
 def test_cli_cv_and_ablate_dispatch_to_ray(ray: StandInRay, tmp_path: Path) -> None:
     root = write_root(tmp_path / "root", train=16, valid=8)
     assert main(["cv", "--data", str(root), "--folds", "2", "--max-epochs", "1", "--out", str(tmp_path / "cv"),
@@ -168,6 +184,14 @@ def test_cv_folds_a_corpus_without_a_valid_split(planned: list[tuple[str, int, i
     with pytest.raises(StopBeforeTraining):  # the folder's data fingerprint covers the train split alone
         cross_validate(root, tmp_path / "cv", folds=2, progress=False)
     assert len(planned) == 1
+
+
+@pytest.mark.parametrize("command", [ablate, cross_validate])
+def test_no_seeds_at_all_are_refused_before_anything_is_written(command: Any, small_root: Path,
+                                                                 tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^no seeds were given; give at least one \(--seeds 0\)\.$"):
+        command(small_root, tmp_path / "out", seeds=[], progress=False)
+    assert not (tmp_path / "out").exists()
 
 
 # (options the folder is made with, other options, the settings file, what differs)

@@ -11,7 +11,16 @@ import pytest
 
 from emimic.cli import main
 from emimic.errors import ConfigError
-from emimic.outputs import LeftoverWarning, check_folder_settings, leftover_message, provisional_output, warn_leftovers
+from emimic.outputs import (
+    LeftoverWarning,
+    MayAdd,
+    MayGainOrDrop,
+    NothingSaved,
+    check_folder_settings,
+    leftover_message,
+    provisional_output,
+    warn_leftovers,
+)
 
 
 def fill(folder: Path, *names: str) -> None:
@@ -27,7 +36,7 @@ def contents(folder: Path) -> dict[str, str]:
 def test_a_failure_before_a_run_started_removes_only_what_the_block_added(tmp_path: Path) -> None:
     folder = tmp_path / "ablation"
     fill(folder, "ablation.json", "notes.txt")
-    with pytest.raises(RuntimeError), provisional_output(folder, replace=False, started=lambda: False):
+    with pytest.raises(RuntimeError), provisional_output(folder, replace=False, started=lambda: False, kind="CV"):
         fill(folder, "cell-seed0.json")
         (folder / "run").mkdir()
         raise RuntimeError("failed before its first epoch")
@@ -36,7 +45,7 @@ def test_a_failure_before_a_run_started_removes_only_what_the_block_added(tmp_pa
 
 def test_a_new_folder_that_failed_before_a_run_started_is_removed(tmp_path: Path) -> None:
     folder = tmp_path / "cv"
-    with pytest.raises(RuntimeError), provisional_output(folder, replace=False, started=lambda: False):
+    with pytest.raises(RuntimeError), provisional_output(folder, replace=False, started=lambda: False, kind="CV"):
         fill(folder, "cv.json")
         raise RuntimeError("failed")
     assert not folder.exists()
@@ -45,7 +54,7 @@ def test_a_new_folder_that_failed_before_a_run_started_is_removed(tmp_path: Path
 def test_a_replaced_folder_comes_back_when_the_new_run_fails_before_it_started(tmp_path: Path) -> None:
     folder = tmp_path / "cv"
     fill(folder, "cv.json")
-    with pytest.raises(RuntimeError), provisional_output(folder, replace=True, started=lambda: False):
+    with pytest.raises(RuntimeError), provisional_output(folder, replace=True, started=lambda: False, kind="CV"):
         assert not folder.exists()
         fill(folder, "new.json")
         raise RuntimeError("failed")
@@ -60,7 +69,7 @@ def test_an_interrupted_clean_up_never_deletes_the_folder_it_was_replacing(tmp_p
     def second_ctrl_c() -> bool:  # the user presses Ctrl-C again while the failed start is being cleaned up
         raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt), provisional_output(folder, replace=True, started=second_ctrl_c):
+    with pytest.raises(KeyboardInterrupt), provisional_output(folder, replace=True, started=second_ctrl_c, kind="CV"):
         fill(folder, "new.json")
         raise KeyboardInterrupt
     kept = [p for p in tmp_path.iterdir() if p.name.startswith(".cv.replaced-")]
@@ -70,19 +79,29 @@ def test_an_interrupted_clean_up_never_deletes_the_folder_it_was_replacing(tmp_p
 def test_a_replaced_folder_is_deleted_once_the_new_run_started(tmp_path: Path) -> None:
     folder = tmp_path / "cv"
     fill(folder, "old.json")
-    with provisional_output(folder, replace=True, started=lambda: True):
+    with provisional_output(folder, replace=True, started=lambda: True, kind="CV"):
         fill(folder, "new.json")
     assert contents(folder) == {"new.json": "new.json"}
     assert [p.name for p in tmp_path.iterdir()] == ["cv"]
 
 
-def test_a_block_that_ends_without_a_run_keeps_the_folder_it_was_replacing(tmp_path: Path) -> None:
-    folder = tmp_path / "sweep"
+def test_a_block_that_ends_without_a_run_puts_the_folder_it_was_replacing_back_and_says_so(tmp_path: Path) -> None:
+    folder = tmp_path / "ablation"
     fill(folder, "old.json")
-    with provisional_output(folder, replace=True, started=lambda: False):
+    said = (rf"^the new ablation in {folder} saved no epoch, so the ablation it was to replace is kept as it was; it"
+            r" had nothing to train; check its options and run again\.$")
+    with pytest.raises(NothingSaved, match=said), provisional_output(folder, replace=True, started=lambda: False,
+                                                                     kind="ablation"):
         fill(folder, "new.json")
-    kept = [p for p in tmp_path.iterdir() if p.name.startswith(".sweep.replaced-")]
-    assert len(kept) == 1 and contents(kept[0]) == {"old.json": "old.json"}
+    assert contents(folder) == {"old.json": "old.json"}
+    assert [p.name for p in tmp_path.iterdir()] == ["ablation"]  # no .ablation.replaced-* copy beside it
+
+
+def test_a_block_that_ends_without_a_run_and_replaces_nothing_keeps_what_it_wrote(tmp_path: Path) -> None:
+    folder = tmp_path / "cv"
+    with provisional_output(folder, replace=False, started=lambda: False, kind="CV"):
+        fill(folder, "cv.json")
+    assert contents(folder) == {"cv.json": "cv.json"}
 
 
 def test_a_folder_from_an_earlier_emimic_that_did_not_record_a_setting_is_refused_as_such(tmp_path: Path) -> None:
@@ -98,6 +117,50 @@ def test_a_folder_from_an_earlier_emimic_that_did_not_record_a_setting_is_refuse
     assert check_folder_settings(folder, "cv.json", {"folds": 3, "data": "abc"}, kind="CV", overwrite=True)
 
 
+def record(folder: Path, **settings: object) -> Path:
+    fill(folder)
+    (folder / "made.json").write_text(json.dumps(settings))
+    return folder
+
+
+def test_a_setting_that_may_grow_takes_more_and_refuses_less_in_one_sentence(tmp_path: Path) -> None:
+    folder = record(tmp_path / "cv", folds=3, seeds=[0, 1])
+    rules = {"seeds": MayAdd("--seeds", "the models of seed(s) {items} too, which predict would average in")}
+    for seeds in ([0, 1], [1, 0], [0, 1, 2]):
+        assert not check_folder_settings(folder, "made.json", {"folds": 3, "seeds": seeds}, kind="CV", rules=rules)
+    with pytest.raises(ConfigError, match=rf"^{folder} was made with other seeds: it holds the models of seed\(s\) 0"
+                                          " too, which predict would average in, so seeds may be added but not dropped"
+                                          rf" \(see {folder / 'made.json'}\); rerun it with --seeds 0 1 2, or choose a"
+                                          r" new --out\.$"):
+        check_folder_settings(folder, "made.json", {"folds": 3, "seeds": [1, 2]}, kind="CV", rules=rules)
+    # with another setting changed too, the advice is the options the folder was made with
+    with pytest.raises(ConfigError, match=rf"^{folder} was made with other folds, seeds: it holds .* rerun it with the"
+                                          " same options, pass --overwrite to replace it, or choose a new --out"):
+        check_folder_settings(folder, "made.json", {"folds": 4, "seeds": [1]}, kind="CV", rules=rules, overwrite=False)
+    assert check_folder_settings(folder, "made.json", {"folds": 3, "seeds": [1]}, kind="CV", rules=rules,
+                                 overwrite=True)
+    # a folder that did not record the list drops none of it
+    assert not check_folder_settings(record(tmp_path / "old", folds=3), "made.json", {"folds": 3, "seeds": [5]},
+                                     kind="CV", rules=rules)
+
+
+def test_a_mapping_that_may_gain_or_drop_entries_refuses_a_changed_one_by_name(tmp_path: Path) -> None:
+    folder = record(tmp_path / "ablation", seeds=[0], grid={"paper": 1, "no_ema": 2, "no_vad": 3})
+    rules = {"grid": MayGainOrDrop("cell")}
+    for grid in ({"paper": 1}, {"paper": 1, "no_ema": 2, "no_vad": 3, "fusion_gated": 4}, {"fusion_gated": 4}):
+        assert not check_folder_settings(folder, "made.json", {"seeds": [0], "grid": grid}, kind="ablation",
+                                         rules=rules, overwrite=False)
+    with pytest.raises(ConfigError, match=rf"^{folder} was made with other grid: its cell\(s\) no_ema, no_vad changed,"
+                                          " and cells may be added or dropped but not changed"
+                                          rf" \(see {folder / 'made.json'}\); rerun it with the same options, pass"
+                                          r" --overwrite to replace it, or choose a new --out\.$"):
+        check_folder_settings(folder, "made.json", {"seeds": [0], "grid": {"paper": 1, "no_ema": 0, "no_vad": 0}},
+                              kind="ablation", rules=rules, overwrite=False)
+    with pytest.raises(ConfigError, match=rf"^{folder} was made with other seeds \(see"):  # other keys: equal
+        check_folder_settings(folder, "made.json", {"seeds": [0, 1], "grid": {"paper": 1}}, kind="ablation",
+                              rules=rules, overwrite=False)
+
+
 def test_a_deletion_cut_short_leaves_a_folder_named_as_incomplete(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "cv"
@@ -108,7 +171,7 @@ def test_a_deletion_cut_short_leaves_a_folder_named_as_incomplete(tmp_path: Path
         raise KeyboardInterrupt
 
     monkeypatch.setattr(shutil, "rmtree", ctrl_c_while_deleting)
-    with pytest.raises(KeyboardInterrupt), provisional_output(folder, replace=True, started=lambda: True):
+    with pytest.raises(KeyboardInterrupt), provisional_output(folder, replace=True, started=lambda: True, kind="CV"):
         fill(folder, "new.json")
     assert [p.name.split("-")[0] for p in tmp_path.iterdir() if p.name != "cv"] == [".cv.discarded"]
 
@@ -118,7 +181,7 @@ def test_copies_of_a_folder_named_like_a_copy_are_named_and_found_as_its_own(tmp
     folder = tmp_path / "x.replaced-1"
     fill(folder, "old.json")
     monkeypatch.setattr(shutil, "rmtree", lambda path, **kwargs: None)  # a deletion that did not happen
-    with provisional_output(folder, replace=True, started=lambda: True):
+    with provisional_output(folder, replace=True, started=lambda: True, kind="CV"):
         fill(folder, "new.json")
     (copy,) = (p for p in tmp_path.iterdir() if p != folder)
     assert copy.name.startswith(".x.replaced-1.discarded-")

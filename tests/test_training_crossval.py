@@ -108,9 +108,10 @@ def test_a_rerun_may_add_seeds_but_not_drop_the_models_of_one(grouped, tmp_path)
     folder = shutil.copytree(out, tmp_path / "cv")
     assert json.loads((folder / "cv.json").read_text())["seeds"] == [0, 1]
     stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
-    with pytest.raises(ConfigError, match=rf"{folder} holds the models of seed\(s\) 1 too, which `predict --run"
-                                          rf" {folder}` would average in .*; rerun it with --seeds 0 1, pass"
-                                          " --overwrite to replace it"):
+    with pytest.raises(ConfigError, match=rf"^{folder} was made with other seeds: it holds the models of seed\(s\) 1"
+                                          rf" too, which `predict --run {folder}` would average in, so seeds may be"
+                                          rf" added but not dropped \(see {folder / 'cv.json'}\); rerun it with --seeds"
+                                          " 0 1, pass --overwrite to replace it, or choose a new --out.$"):
         cross_validate(root, folder, folds=3, seeds=[0], refit=True, **OPTIONS)
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == stamps
 

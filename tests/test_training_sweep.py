@@ -10,6 +10,7 @@ import yaml
 from emimic.cli import main
 from emimic.config import load_config
 from emimic.errors import ConfigError
+from emimic.outputs import NothingSaved
 from emimic.registry import ENCODERS, FUSIONS
 from emimic.training.sweep import (
     DEFAULT_SPACE,
@@ -190,8 +191,9 @@ def test_an_overwrite_whose_every_trial_fails_as_an_invalid_config_keeps_the_old
         raise ConfigError("model.fusion: tensor needs at least two modalities.")
 
     monkeypatch.setattr("emimic.training.sweep.train", invalid)
-    with pytest.raises(ConfigError, match=f"no trial of the new sweep in {copy} saved an epoch \\(2 failed\\), so"
-                                          " the sweep it was to replace is kept"):
+    with pytest.raises(NothingSaved, match=f"^the new sweep in {copy} saved no epoch \\(2 of its trials failed\\), so"
+                                           " the sweep it was to replace is kept as it was; fix the search space or"
+                                           " config and run again.$"):
         sweep(simulated_root, copy, trials=2, overwrite=True, **OTHER)
     assert snapshot(copy) == before and beside(copy) == ["sweep"]
 

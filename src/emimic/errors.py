@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterator
 
 
@@ -69,3 +70,31 @@ def explain_interrupt(kept: Callable[[], str]) -> Iterator[None]:
         raise
     except KeyboardInterrupt:
         raise Interrupted(kept()) from None
+
+
+@contextlib.contextmanager
+def emimic_warnings_to(handle: Callable[[EmimicWarning], None]) -> Iterator[None]:
+    """Within the block, hand every :class:`EmimicWarning` raised to ``handle``, each time it is raised (Python shows
+    one once per place, in two lines with a file and line number); other warnings are shown as before.
+
+    The CLI prints them as ``warning:`` lines; a worker process collects them for the command to print (see
+    :mod:`emimic.training.jobs`).
+
+    Example::
+
+        caught = []
+        with emimic_warnings_to(caught.append):
+            work()
+    """
+    with warnings.catch_warnings():
+        shown_before = warnings.showwarning
+
+        def show(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+            if isinstance(message, EmimicWarning):
+                handle(message)
+            else:
+                shown_before(message, category, *args, **kwargs)  # type: ignore[arg-type]
+
+        warnings.showwarning = show
+        warnings.simplefilter("always", EmimicWarning)
+        yield

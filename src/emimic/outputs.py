@@ -10,9 +10,14 @@ Two rules, the same for the CLI and the library:
 
 A folder of results (a ``train`` run, a ``cv``, ``ablate`` or ``sweep`` folder) is written under
 :func:`provisional_output`: what a new run wrote is kept only once it has saved an epoch, and a folder
-it replaces (``--overwrite``) is put back if it fails before that. A process killed meanwhile leaves the old
-content beside the folder (``.NAME.replaced-*``; never deleted, so no result is lost): every command that writes
-the folder says so first (:func:`warn_leftovers`).
+it replaces (``--overwrite``) is replaced only by a result that holds such a run: it is put back if the new command
+fails before that, and if it ends without any run having saved an epoch (:class:`NothingSaved` says so). A process
+killed meanwhile leaves the old content beside the folder (``.NAME.replaced-*``; never deleted, so no result is
+lost): every command that writes the folder says so first (:func:`warn_leftovers`).
+
+Whether a folder may take a new call is decided by :func:`check_folder_settings` against the settings the folder
+records, each compared by a :class:`SettingRule`: equal by default, or one that lets it grow (:class:`MayAdd`,
+:class:`MayGainOrDrop`), declared by the caller per setting.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ import shutil
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from emimic.errors import ConfigError, EmimicWarning, OutputConflict
 
@@ -55,42 +61,127 @@ def check_output_file(path: str | Path, *, dataset_root: str | Path, overwrite: 
         raise OutputConflict(f"{path} already exists; pass --overwrite to replace it, or choose another path.")
 
 
+@dataclass(frozen=True)
+class Conflict:
+    """Why a results folder cannot take a setting's new value: ``detail``, a clause for the refusal (may be empty),
+    and ``rerun``, the options that would fit (None: the ones the folder was made with)."""
+
+    detail: str = ""
+    rerun: str | None = None
+
+
+class SettingRule(Protocol):
+    """How :func:`check_folder_settings` compares one recorded setting with the one a new call wants."""
+
+    def conflict(self, stored: Any, wanted: Any) -> Conflict | None:
+        """What keeps a folder made with ``stored`` (None: it did not record the setting) from taking ``wanted``;
+        None: nothing does."""
+
+
+class Same:
+    """The default rule: the folder takes only the value it was made with."""
+
+    def conflict(self, stored: Any, wanted: Any) -> Conflict | None:
+        return None if stored == wanted else Conflict()
+
+
+@dataclass(frozen=True)
+class MayAdd:
+    """A list the folder may gain items of, never lose one, because what it holds for an item stays in use:
+    ``holds`` says what, with ``{items}`` for the dropped ones (e.g. a CV's seeds, whose models ``predict --run``
+    averages). ``option`` gives the list on the command line. A folder that did not record the list drops none."""
+
+    option: str
+    holds: str
+
+    def conflict(self, stored: Any, wanted: Any) -> Conflict | None:
+        dropped = [item for item in stored or [] if item not in wanted]
+        if not dropped:
+            return None
+        holds = self.holds.replace("{items}", ", ".join(map(str, dropped)))  # not format: a path may hold braces
+        noun = self.option.removeprefix("--")
+        return Conflict(f"it holds {holds}, so {noun} may be added but not dropped",
+                        f"{self.option} {' '.join(map(str, sorted({*stored, *wanted})))}")
+
+
+@dataclass(frozen=True)
+class MayGainOrDrop:
+    """A mapping the folder may gain or lose entries of (an ablation grid's cells, each in a folder of its own);
+    an entry kept must not change. ``entry`` names one."""
+
+    entry: str
+
+    def conflict(self, stored: Any, wanted: Any) -> Conflict | None:
+        kept = stored or {}
+        changed = [name for name in kept if name in wanted and kept[name] != wanted[name]]
+        if not changed:
+            return None
+        return Conflict(f"its {self.entry}(s) {', '.join(changed)} changed, and {self.entry}s may be added or dropped"
+                        " but not changed")
+
+
 def check_folder_settings(out: str | Path, record: str, settings: Mapping[str, Any], *, kind: str,
-                          overwrite: bool | None = None) -> bool:
+                          overwrite: bool | None = None, rules: Mapping[str, SettingRule] | None = None) -> bool:
     """Refuse to add to the results folder ``out`` (a CV, ablation or sweep folder) what other ``settings`` would make.
 
-    ``record`` is the file in ``out`` that holds the settings it was made with. A folder made with other settings
-    is refused, unless ``overwrite=True``: then the answer is True, and the caller replaces the folder under
-    :func:`provisional_output`. ``overwrite=None``: the command offers no ``--overwrite``. A non-empty folder
-    without ``record`` is never emimic's, so it is refused either way."""
+    ``record`` is the file in ``out`` that holds the settings it was made with; each setting is compared by its rule
+    in ``rules``, by default :class:`Same`. A folder made with settings that conflict is refused, unless
+    ``overwrite=True``: then the answer is True, and the caller replaces the folder under :func:`provisional_output`.
+    ``overwrite=None``: the command offers no ``--overwrite``. A non-empty folder without ``record`` is never
+    emimic's, so it is refused either way."""
     out = Path(out)
     path = out / record
     if path.exists():
         stored = json.loads(path.read_text(encoding="utf-8"))
-        changed = sorted(k for k in settings if stored.get(k) != settings[k])
-        if changed and overwrite:
+        rules = rules or {}
+        compared = {key: (rules.get(key) or Same()).conflict(stored.get(key), value)
+                    for key, value in sorted(settings.items())}
+        conflicts = {key: conflict for key, conflict in compared.items() if conflict is not None}
+        if conflicts and overwrite:
             return True
         offer = ", pass --overwrite to replace it," if overwrite is not None else ","
-        unrecorded = [k for k in changed if k not in stored]
+        unrecorded = [k for k in conflicts if k not in stored]
         if unrecorded:  # an earlier emimic did not record it: whether it differs is unknown, so it is not reused
             raise ConfigError(f"{out} was made by an earlier emimic, which did not record its {', '.join(unrecorded)}"
                               f" (see {path}); it cannot be checked against this run{offer} or choose a new --out.")
-        if changed:
-            raise ConfigError(f"{out} was made with other {', '.join(changed)} (see {path}); rerun it with the same"
-                              f" options{offer} or choose a new --out.")
+        if conflicts:
+            raise ConfigError(_refusal(out, path, conflicts, offer))
     elif out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} exists and is not an emimic {kind} folder; choose a new --out.")
     return False
 
 
+def _refusal(out: Path, path: Path, conflicts: Mapping[str, Conflict], offer: str) -> str:
+    """The one sentence refusing ``out`` for ``conflicts``: which settings, why (where a rule says), and what to do."""
+    details = "; ".join(conflict.detail for conflict in conflicts.values() if conflict.detail)
+    # a rule's own advice fits when its setting is the only one that conflicts
+    rerun = next(iter(conflicts.values())).rerun if len(conflicts) == 1 else None
+    return (f"{out} was made with other {', '.join(conflicts)}{': ' + details if details else ''} (see {path}); rerun"
+            f" it with {rerun or 'the same options'}{offer} or choose a new --out.")
+
+
+class NothingSaved(ConfigError):
+    """A command that was to replace a results folder ended without any run of it saving an epoch, so the old
+    folder is kept as it was."""
+
+    def __init__(self, folder: str | Path, kind: str, *, detail: str = "",
+                 advice: str = "it had nothing to train; check its options and run again") -> None:
+        super().__init__(f"the new {kind} in {folder} saved no epoch{detail}, so the {kind} it was to replace is"
+                         f" kept as it was; {advice}.")
+
+
 @contextlib.contextmanager
-def provisional_output(folder: str | Path, *, replace: bool, started: Callable[[], bool]) -> Iterator[None]:
-    """Keep what the block writes into ``folder`` only once ``started()`` says a run in it saved an epoch: if the
-    block fails before that, remove what it added (what was in ``folder`` before stays), so the corrected command
-    starts afresh. With ``replace`` the folder's old content is moved aside meanwhile: put back on such a failure,
-    deleted only once a run started. Whatever else goes wrong (a second Ctrl-C during the clean-up, a file the
-    clean-up could not remove) leaves the old content whole in the hidden folder ``.NAME.replaced-*`` next to
-    ``folder``, never deleted; a deletion cut short leaves ``.NAME.discarded-*`` (see :func:`warn_leftovers`)."""
+def provisional_output(folder: str | Path, *, replace: bool, started: Callable[[], bool],
+                       kind: str) -> Iterator[None]:
+    """Keep what the block writes into ``folder`` (a ``kind``: run, CV, ablation, sweep) only once ``started()``
+    says a run in it saved an epoch: if the block fails before that, remove what it added (what was in ``folder``
+    before stays), so the corrected command starts afresh. With ``replace`` the folder's old content is moved aside
+    meanwhile and deleted only once a run started; it is put back when the block fails before that, and when it
+    ends without a run (then :class:`NothingSaved` is raised: a new folder without a run is no result to replace
+    a folder with, and the caller must not go on writing into the old one). Whatever else goes wrong (a second
+    Ctrl-C during the clean-up, a file the clean-up could not remove) leaves the old content whole in the hidden
+    folder ``.NAME.replaced-*`` next to ``folder``, never deleted; a deletion cut short leaves ``.NAME.discarded-*``
+    (see :func:`warn_leftovers`)."""
     folder = Path(folder)
     aside = _hidden_copy(folder, REPLACED) if replace else None
     if aside is not None:
@@ -98,6 +189,8 @@ def provisional_output(folder: str | Path, *, replace: bool, started: Callable[[
     before = set(folder.iterdir()) if folder.is_dir() else None
     try:
         yield
+        if aside is not None and not started():
+            raise NothingSaved(folder, kind)
     except BaseException:
         if not started():
             _remove_added(folder, before)
@@ -106,7 +199,7 @@ def provisional_output(folder: str | Path, *, replace: bool, started: Callable[[
         elif aside is not None:
             _discard(aside)
         raise
-    if aside is not None and started():  # a block that ended without a run leaves the old copy, reported later
+    if aside is not None:
         _discard(aside)
 
 

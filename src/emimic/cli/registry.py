@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
@@ -13,7 +12,7 @@ from rich.markup import escape
 
 from emimic import installed_version
 from emimic.cli.arguments import OneLineParser
-from emimic.errors import EmimicError, EmimicWarning
+from emimic.errors import EmimicError, EmimicWarning, emimic_warnings_to
 from emimic.registry import Registry
 
 Handler = Callable[[argparse.Namespace], int]
@@ -115,19 +114,9 @@ def one_sentence(exc: Exception) -> str:
     return f"unexpected {type(exc).__name__} ({detail}); rerun with --debug for the traceback and report it."
 
 
-def show_emimic_warnings_as_lines() -> None:
-    """Print each :class:`EmimicWarning` as one ``warning:`` line on stderr, every time it is raised (Python's own
-    format is two lines with a file and line number, shown once per place); other warnings keep Python's way."""
-    python_way = warnings.showwarning
-
-    def show(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
-        if issubclass(category, EmimicWarning):
-            console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
-        else:
-            python_way(message, category, *args, **kwargs)  # type: ignore[arg-type]
-
-    warnings.showwarning = show
-    warnings.simplefilter("always", EmimicWarning)
+def print_warning(warning: EmimicWarning) -> None:
+    """An :class:`EmimicWarning` as one ``warning:`` line on stderr (see :func:`~emimic.errors.emimic_warnings_to`)."""
+    console.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False, soft_wrap=True)
 
 
 def selected_command(argv: list[str]) -> list[str]:
@@ -150,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        with warnings.catch_warnings():
-            show_emimic_warnings_as_lines()
+        with emimic_warnings_to(print_warning):
             return handlers[args.command](args)
     except KeyboardInterrupt as exc:
         # An Interrupted from resumable work carries one sentence: what was kept, how to resume.

@@ -57,10 +57,10 @@ from emimic.errors import ConfigError, DataError
 from emimic.io import atomic_path, write_text
 from emimic.labels import EMOTIONS
 from emimic.metrics import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, bootstrap_pcc, paired_difference_interval
-from emimic.outputs import check_folder_settings, refuse_inside_dataset, warn_leftovers
+from emimic.outputs import MayGainOrDrop, check_folder_settings, refuse_inside_dataset, warn_leftovers
 from emimic.registry import EXTRACTORS, FUSIONS
 from emimic.training.inference import evaluate
-from emimic.training.jobs import Backend, Runner, TrainJob, results_folder, train_job
+from emimic.training.jobs import Backend, Runner, TrainJob, distinct_seeds, results_folder, train_job
 from emimic.training.provenance import corpus_fingerprint
 from emimic.training.run import TrainResult
 
@@ -277,19 +277,6 @@ def _settings(ds: VidmimicDataset, store: FeatureStore, cells: Sequence[Cell], s
     return {"data": corpus_fingerprint(ds, store), "seeds": list(seeds), "grid": grid}
 
 
-def _extends(out: Path, settings: dict) -> bool:
-    """Whether ``out`` holds an ablation of the same data and seeds whose cells, where the grid still names them,
-    are unchanged: a grid that only gains (or drops) cells keeps every finished run valid, so they are reused."""
-    path = out / SETTINGS_FILE
-    if not path.exists():
-        return False
-    stored = json.loads(path.read_text(encoding="utf-8"))
-    if any(stored.get(key) != settings[key] for key in ("data", "seeds")):
-        return False
-    kept = stored.get("grid", {})
-    return all(kept[name] == config for name, config in settings["grid"].items() if name in kept)
-
-
 # ---------------------------------------------------------------- statistics
 
 
@@ -425,14 +412,15 @@ def ablate(
     ds = data if isinstance(data, VidmimicDataset) else open_dataset(data)
     refuse_inside_dataset(out, ds.root)
     store = ds.store(progress=progress)  # packed once here, before any worker opens it
-    seeds = list(dict.fromkeys(seeds))
+    seeds = distinct_seeds(seeds)
     base_overrides = dict(overrides or {}) | ({"train.max_epochs": max_epochs} if max_epochs is not None else {})
     cells = plan_cells(grid, store, base_overrides)
     settings = _settings(ds, store, cells, seeds)
     runner = Runner(jobs, backend, ray_address, progress)  # a wrong --ray-address refuses before any write
-    replace = not _extends(out, settings) and check_folder_settings(out, SETTINGS_FILE, settings, kind="ablation",
-                                                                     overwrite=overwrite)
-    with results_folder(out, replace=replace):
+    # a grid may gain or drop cells: the runs of the cells it keeps unchanged stay valid, and are reused
+    replace = check_folder_settings(out, SETTINGS_FILE, settings, kind="ablation", overwrite=overwrite,
+                                    rules={"grid": MayGainOrDrop("cell")})
+    with results_folder(out, replace=replace, kind="ablation"):
         write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2))
         plan = _jobs(out, ds, cells, seeds)
         results = runner.run(plan, train_job, inline=lambda job: train_job(job, ds), label="ablation runs",

@@ -57,9 +57,9 @@ from emimic.io import atomic_path, write_text
 from emimic.labels import EMOTIONS, GROUP_COLUMNS
 from emimic.metrics import pcc_intervals, pcc_scores
 from emimic.models.ensemble import resolve_members
-from emimic.outputs import check_folder_settings, warn_leftovers
+from emimic.outputs import MayAdd, check_folder_settings, warn_leftovers
 from emimic.training.inference import evaluate
-from emimic.training.jobs import Backend, Runner, TrainJob, results_folder, train_job
+from emimic.training.jobs import Backend, Runner, TrainJob, distinct_seeds, results_folder, train_job
 from emimic.training.provenance import corpus_fingerprint
 from emimic.training.run import TrainResult
 
@@ -217,21 +217,6 @@ def out_of_fold(ds: VidmimicDataset, jobs: Sequence[FoldJob], labels: pd.DataFra
                          **{f"true {e}": labels[e] for e in EMOTIONS}})
 
 
-def _drops_seeds(out: Path, seeds: Sequence[int], *, overwrite: bool) -> bool:
-    """Whether the CV folder ``out`` holds models of seeds that ``seeds`` leaves out: refused, or with ``overwrite``
-    True (the folder is replaced). Adding seeds is fine; a folder recorded before seeds were recorded counts as
-    dropping none."""
-    path = out / SETTINGS_FILE
-    held = json.loads(path.read_text(encoding="utf-8")).get("seeds") if path.exists() else None
-    dropped = sorted(set(held or []) - set(seeds))
-    if not dropped or overwrite:
-        return bool(dropped)
-    wanted = " ".join(str(seed) for seed in sorted(set(held) | set(seeds)))
-    raise ConfigError(f"{out} holds the models of seed(s) {', '.join(map(str, dropped))} too, which `predict --run"
-                      f" {out}` would average in (see {path}); rerun it with --seeds {wanted}, pass --overwrite to"
-                      " replace it, or choose a new --out.")
-
-
 def cross_validate(
     data: str | Path | VidmimicDataset,
     out: str | Path,
@@ -265,21 +250,24 @@ def cross_validate(
     overrides = dict(overrides or {}) | ({"train.max_epochs": max_epochs} if max_epochs is not None else {})
     cfg = config if isinstance(config, ExperimentConfig) else load_config(config)
     cfg = with_overrides(cfg, overrides)
-    seeds = list(dict.fromkeys(seeds if seeds is not None else [cfg.seed]))
+    seeds = distinct_seeds(seeds if seeds is not None else [cfg.seed])
     labels, meta = pooled_labels(ds), ds.meta()
     # resolved once, for the clips a fold model trains on: every fold, seed and refit model has as many members
     cfg = resolve_members(cfg, len(labels) * (folds - 1) // folds)
     column = group_column(meta)
     store = ds.store(progress=progress)  # packed once here, before any worker opens it
     settings = {"folds": folds, "fold_seed": fold_seed, "group_column": column,
-                "config": cfg.model_dump(mode="json", exclude={"seed"}), "data": corpus_fingerprint(ds, store)}
+                "config": cfg.model_dump(mode="json", exclude={"seed"}), "data": corpus_fingerprint(ds, store),
+                "seeds": seeds}
     runner = Runner(jobs, backend, ray_address, progress)  # a wrong --ray-address refuses before any write
-    replace = check_folder_settings(out, SETTINGS_FILE, settings, kind="CV", overwrite=overwrite)
-    replace = replace or _drops_seeds(out, seeds, overwrite=overwrite)
-    with results_folder(out, replace=replace):
+    # a rerun may add seeds, never drop one: the folder's models are what `predict --run` averages
+    seeds_grow = MayAdd("--seeds", f"the models of seed(s) {{items}} too, which `predict --run {out}` would average in")
+    replace = check_folder_settings(out, SETTINGS_FILE, settings, kind="CV", overwrite=overwrite,
+                                    rules={"seeds": seeds_grow})
+    with results_folder(out, replace=replace, kind="CV"):
         fold_of = fold_table(out, labels, meta, folds, fold_seed)
         # once the folds could be assigned
-        write_text(out / SETTINGS_FILE, json.dumps(settings | {"seeds": seeds}, indent=2))
+        write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2))
         plan = _plan(out, ds, cfg, fold_of, seeds)
         results = _train_all(plan, ds, runner, report)
     oof = out_of_fold(ds, plan, labels, fold_of)

@@ -2,7 +2,9 @@
 
 Each job is a plain, picklable value and ``work(job)`` a module-level function that trains it into its
 own run folder, so a job can run anywhere the run folder is reachable; ``report(job, result)`` is
-called in this process as each one finishes (in finishing order), under one progress bar.
+called in this process as each one finishes (in finishing order), under one progress bar. The emimic
+warnings a job raises elsewhere (e.g. leftover copies beside its run folder) come back with its result and
+are raised again here, just before its report, so the CLI prints them as it prints its own.
 
 Backends:
 
@@ -23,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import as_completed
 from contextlib import AbstractContextManager
@@ -32,7 +35,7 @@ from typing import Any, Literal, Self, TypeVar
 
 from emimic.config import ExperimentConfig
 from emimic.data import VidmimicDataset, open_dataset
-from emimic.errors import ConfigError
+from emimic.errors import ConfigError, EmimicWarning, emimic_warnings_to
 from emimic.features.backends import check_ray_address, spawned_pool
 from emimic.outputs import provisional_output
 from emimic.progress import progress_bar
@@ -44,25 +47,40 @@ J = TypeVar("J")
 R = TypeVar("R")
 
 
+# What a job sent elsewhere returns: its result, and the emimic warnings it raised, for this process to show.
+Returned = tuple[R, list[EmimicWarning]]
+
+
+def _with_warnings(work: Callable[[J], R], job: J) -> Returned[R]:
+    """``work(job)`` in a worker process or a Ray task, with the emimic warnings it raised (e.g. leftovers beside
+    its run folder): the command shows them as its own, in its own format (a worker would print them in Python's
+    two-line one, and a Ray task, whose output is not relayed, not at all). A job that fails takes its warnings
+    with it: the command stops with its error."""
+    caught: list[EmimicWarning] = []
+    with emimic_warnings_to(caught.append):
+        result = work(job)
+    return result, caught
+
+
 def _local(jobs: Sequence[J], work: Callable[[J], R], inline: Callable[[J], R],
-           workers: int) -> Iterator[tuple[int, R]]:
+           workers: int) -> Iterator[tuple[int, Returned[R]]]:
     if workers <= 1:
         for index, job in enumerate(jobs):
-            yield index, inline(job)
+            yield index, (inline(job), [])  # here, its warnings are shown as they are raised
         return
     # workers keep Ctrl-C: an interrupted training keeps its resume point and stops (emimic.errors.Interrupted)
     with spawned_pool(workers) as pool:
-        futures = {pool.submit(work, job): index for index, job in enumerate(jobs)}
+        futures = {pool.submit(_with_warnings, work, job): index for index, job in enumerate(jobs)}
         for future in as_completed(futures):
             yield futures[future], future.result()
 
 
-def _ray(jobs: Sequence[J], work: Callable[[J], R], address: str, workers: int) -> Iterator[tuple[int, R]]:
+def _ray(jobs: Sequence[J], work: Callable[[J], R], address: str, workers: int) -> Iterator[tuple[int, Returned[R]]]:
     from emimic.features.backends import ray_session
 
     with ray_session(address, workers) as ray:
-        remote = ray.remote(num_cpus=1)(work)
-        running = {remote.remote(job): index for index, job in enumerate(jobs)}
+        remote = ray.remote(num_cpus=1)(_with_warnings)
+        running = {remote.remote(work, job): index for index, job in enumerate(jobs)}
         while running:
             [ready], _ = ray.wait(list(running), num_returns=1)
             yield running.pop(ready), ray.get(ready)
@@ -95,7 +113,9 @@ class Runner:
         results: dict[int, R] = {}
         with progress_bar(self.progress) as bar:
             task = bar.add_task(label, total=len(jobs))
-            for index, result in finished:
+            for index, (result, caught) in finished:
+                for warning in caught:
+                    warnings.warn(warning, stacklevel=2)
                 results[index] = result
                 if report is not None:
                     report(jobs[index], result)
@@ -135,11 +155,21 @@ def train_job(job: TrainJob, ds: VidmimicDataset | None = None) -> TrainResult:
     return train(job.dataset(ds), job.run, config=job.config, seed=job.seed, progress=False)
 
 
-def results_folder(out: Path, *, replace: bool) -> AbstractContextManager[None]:
-    """Write the folder of many runs ``out`` for good once one of its runs saved an epoch (see
-    :func:`~emimic.outputs.provisional_output`): a command that fails before that leaves nothing, and a folder it
-    replaces (``replace``: ``--overwrite``) is put back."""
-    return provisional_output(out, replace=replace, started=lambda: holds_a_started_run(out))
+def distinct_seeds(seeds: Sequence[int]) -> list[int]:
+    """``seeds`` without repeats, in their order; none at all is refused (a command of no model has nothing to
+    report)."""
+    distinct = list(dict.fromkeys(seeds))
+    if not distinct:
+        raise ConfigError("no seeds were given; give at least one (--seeds 0).")
+    return distinct
+
+
+def results_folder(out: Path, *, replace: bool, kind: str) -> AbstractContextManager[None]:
+    """Write the folder of many runs ``out`` (a ``kind``: CV, ablation, sweep) for good once one of its runs saved an
+    epoch (see :func:`~emimic.outputs.provisional_output`): a command that fails before that leaves nothing, and a
+    folder it replaces (``replace``: ``--overwrite``) is put back, as it is when the command ends without such a
+    run."""
+    return provisional_output(out, replace=replace, started=lambda: holds_a_started_run(out), kind=kind)
 
 
 def holds_a_started_run(folder: Path) -> bool:

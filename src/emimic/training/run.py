@@ -263,7 +263,7 @@ def train(
 
     # Everything a start needs was checked: only now is the run folder written (by rank 0 alone).
     replace = not resume and (previous is not None or (overwrite and run.is_dir() and any(run.iterdir())))
-    writing = (provisional_output(run, replace=replace, started=lambda: _started(run)) if primary
+    writing = (provisional_output(run, replace=replace, started=lambda: _started(run), kind="run") if primary
                else contextlib.nullcontext())
     with explain_interrupt(lambda: _kept(run, cfg.train.max_epochs)), writing:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)

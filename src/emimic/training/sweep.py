@@ -76,7 +76,7 @@ from emimic.data import VidmimicDataset, open_dataset, with_valid_split
 from emimic.defaults import preset_dir
 from emimic.errors import ConfigError, IncompatibleRun
 from emimic.io import atomic_path, write_text
-from emimic.outputs import check_folder_settings, refuse_inside_dataset, warn_leftovers
+from emimic.outputs import NothingSaved, check_folder_settings, refuse_inside_dataset, warn_leftovers
 from emimic.registry import ENCODERS, FUSIONS
 from emimic.training.history import MONITOR
 from emimic.training.jobs import Runner, holds_a_started_run, results_folder
@@ -432,17 +432,18 @@ def sweep(
     resuming = not replace and (out / SETTINGS_FILE).exists()
     storage = storage or str(out / STUDY_FILE)
     name = _study_name(settings)
-    with results_folder(out, replace=replace):
+    with results_folder(out, replace=replace, kind="sweep"):
         out.mkdir(parents=True, exist_ok=True)
         with _study(name, storage, space, out=out, recorded=resuming) as study:
             write_text(out / SETTINGS_FILE, json.dumps({**recorded, "study": name}, indent=2))
             done = finished_trials(study)
             _run(_workers(ds, out, cfg, space, storage, name, remaining=max(0, trials - done), jobs=jobs, done=done),
                  ds, report)
-            if replace and not holds_a_started_run(out):  # the old sweep is worth more than a new one of no run
+            if replace and not holds_a_started_run(out):
+                # results_folder's own refusal, raised here so that _study deletes the study it created
                 failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
-                raise ConfigError(f"no trial of the new sweep in {out} saved an epoch ({failed} failed), so the sweep"
-                                  " it was to replace is kept; fix the search space or config and run again.")
+                raise NothingSaved(out, "sweep", detail=f" ({failed} of its trials failed)",
+                                   advice="fix the search space or config and run again")
     return _results(out, study, cfg, ds.root, ran=finished_trials(study) - done)
 
 
