@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -170,13 +171,27 @@ def test_ablate_writes_one_row_per_cell_and_seed_and_the_table(ablation: tuple[P
     assert "- `face_mesh`: the data has no facemesh" in summary
 
 
-def test_a_second_call_reuses_every_finished_run(ablation: tuple[Path, Path, list[str]],
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    out, _, argv = ablation
+@pytest.fixture
+def copied(ablation: tuple[Path, Path, list[str]], tmp_path: Path) -> tuple[Path, Path, list[str]]:
+    """A copy of the ablation's folder for a test that writes into it: its folder, grid and argv (with --out the
+    copy), so that no test depends on what another did to the shared one."""
+    out, grid, argv = ablation
+    copy = Path(shutil.copytree(out, tmp_path / "out"))
+    return copy, grid, [a if a != str(out) else str(copy) for a in argv]
+
+
+def with_grid(argv: list[str], grid: Path) -> list[str]:
+    return [*argv[: argv.index("--grid") + 1], str(grid), *argv[argv.index("--grid") + 2:]]
+
+
+def test_a_second_call_with_the_seeds_in_another_order_reuses_every_finished_run(
+        copied: tuple[Path, Path, list[str]], capsys: pytest.CaptureFixture[str]) -> None:
+    out, _, argv = copied
     runs = sorted(out.glob("*/seed*/metrics.json"))
     before = [path.stat().st_mtime_ns for path in runs]
+    reordered = [*argv[: argv.index("--seeds") + 1], "1", "0", *argv[argv.index("--max-epochs"):]]
     capsys.readouterr()
-    assert main([a for a in argv if a != "--quiet"]) == 0
+    assert main([a for a in reordered if a != "--quiet"]) == 0
     assert [path.stat().st_mtime_ns for path in runs] == before
     assert set(pd.read_csv(out / TABLE_FILE)["status"]) == {"reused", "skipped"}
     printed = capsys.readouterr().err
@@ -184,9 +199,8 @@ def test_a_second_call_reuses_every_finished_run(ablation: tuple[Path, Path, lis
 
 
 def test_leftovers_found_by_runs_on_worker_processes_are_one_warning_line_each(
-        ablation: tuple[Path, Path, list[str]], tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    out = Path(shutil.copytree(ablation[0], tmp_path / "out"))
-    argv = [a if a != str(ablation[0]) else str(out) for a in ablation[2]]
+        copied: tuple[Path, Path, list[str]], tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    out, _, argv = copied
     (tmp_path / ".out.replaced-1a2b3c4d").mkdir()  # found by the command itself
     (out / "paper" / ".seed1.replaced-5e6f7a8b").mkdir()  # found by the worker that reuses paper/seed1
     capfd.readouterr()
@@ -196,26 +210,9 @@ def test_leftovers_found_by_runs_on_worker_processes_are_one_warning_line_each(
         f"warning: {leftover_message(out)}", f"warning: {leftover_message(out / 'paper' / 'seed1')}"]
 
 
-def test_an_overwrite_that_ends_with_nothing_trained_puts_the_old_ablation_back(
-        ablation: tuple[Path, Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    out = Path(shutil.copytree(ablation[0], tmp_path / "out"))
-    argv = [a if a != str(ablation[0]) else str(out) for a in ablation[2]]
-    other = [*argv[: argv.index("--seeds") + 1], "7", *argv[argv.index("--max-epochs"):], "--overwrite"]
-    before = sorted(p.relative_to(out) for p in out.rglob("*"))
-    monkeypatch.setattr("emimic.training.ablate._jobs", lambda *args: [])  # every cell skipped: nothing to run
-    capsys.readouterr()
-    assert main(other) == 1
-    assert capsys.readouterr().err.splitlines()[-1] == (
-        f"error: the new ablation in {out} saved no epoch, so the ablation it was to replace is kept as it was; it had"
-        " nothing to train; check its options and run again.")
-    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no .out.replaced-* beside it
-
-
-def test_a_folder_made_with_other_seeds_is_refused_unless_overwrite(ablation: tuple[Path, Path, list[str]],
+def test_a_folder_made_with_other_seeds_is_refused_unless_overwrite(copied: tuple[Path, Path, list[str]],
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    out, _, argv = ablation
+    out, _, argv = copied
     other = [*argv[: argv.index("--seeds") + 1], "0", *argv[argv.index("--max-epochs"):]]
     capsys.readouterr()
     assert main(other) == 1
@@ -226,20 +223,54 @@ def test_a_folder_made_with_other_seeds_is_refused_unless_overwrite(ablation: tu
 
 
 def test_a_grid_that_gains_a_cell_reuses_the_others_and_a_changed_cell_is_refused(
-        ablation: tuple[Path, Path, list[str]], capsys: pytest.CaptureFixture[str]) -> None:
-    out, grid, argv = ablation
-    runs = sorted(out.glob("*/seed0/metrics.json"))
+        copied: tuple[Path, Path, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out, grid, argv = copied
+    runs = sorted(out.glob("*/seed*/metrics.json"))
     before = [path.stat().st_mtime_ns for path in runs]
-    grown = grid_file(grid.parent, grid.read_text(encoding="utf-8") + "  no_vad: {model.vad.enabled: false}\n",
+    grown = grid_file(tmp_path, grid.read_text(encoding="utf-8") + "  no_vad: {model.vad.enabled: false}\n",
                       name="grown.yaml")
-    seeds = [*argv[: argv.index("--seeds") + 1], "0", *argv[argv.index("--max-epochs"):]]
-    with_grid = [a if a != str(grid) else str(grown) for a in seeds]
-    assert main(with_grid) == 0
+    assert main(with_grid(argv, grown)) == 0
     assert [path.stat().st_mtime_ns for path in runs] == before
     table = pd.read_csv(out / TABLE_FILE).set_index("cell")
-    assert table.loc["no_vad", "status"] == "trained" and table.loc["paper", "status"] == "reused"
-    changed = grid_file(grid.parent, grid.read_text(encoding="utf-8").replace("enabled: false", "decay: 0.9"),
+    assert set(table.loc["no_vad", "status"]) == {"trained"} and set(table.loc["paper", "status"]) == {"reused"}
+    changed = grid_file(tmp_path, grid.read_text(encoding="utf-8").replace("enabled: false", "decay: 0.9"),
                         name="changed.yaml")
     capsys.readouterr()
-    assert main([a if a != str(grid) else str(changed) for a in seeds]) == 1
+    assert main(with_grid(argv, changed)) == 1
     assert "was made with other grid" in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_dropped_cell_stays_recorded_so_its_return_changed_is_a_conflict_that_overwrite_resolves(
+        copied: tuple[Path, Path, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out, _, argv = copied
+    assert main(with_grid(argv, grid_file(tmp_path, "cells:\n  paper: {}\n", name="paper.yaml"))) == 0
+    recorded = json.loads((out / "ablation.json").read_text(encoding="utf-8"))["grid"]
+    assert list(recorded) == ["paper", "no_ema", "face_mesh"]  # no_ema/seed*/ stay in the folder, and recorded
+    changed = with_grid(argv, grid_file(tmp_path, "cells:\n  paper: {}\n  no_ema: {train.ema.decay: 0.9}\n",
+                                        name="changed.yaml"))
+    capsys.readouterr()
+    assert main(changed) == 1
+    assert f"{out} was made with other grid: its cell(s) no_ema changed" in " ".join(capsys.readouterr().err.split())
+    assert main([*changed, "--overwrite"]) == 0
+    assert list(json.loads((out / "ablation.json").read_text(encoding="utf-8"))["grid"]) == ["paper", "no_ema"]
+
+
+def test_a_cell_folder_holding_another_run_than_the_record_shows_is_refused_before_any_write_unless_overwrite(
+        copied: tuple[Path, Path, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out, _, argv = copied
+    settings = json.loads((out / "ablation.json").read_text(encoding="utf-8"))
+    del settings["grid"]["no_ema"]  # as an earlier emimic left it after a grid that dropped the cell
+    (out / "ablation.json").write_text(json.dumps(settings), encoding="utf-8")
+    before = (out / "ablation.json").read_text(encoding="utf-8")
+    changed = with_grid(argv, grid_file(tmp_path, "cells:\n  paper: {}\n  no_ema: {train.ema.decay: 0.9}\n",
+                                        name="changed.yaml"))
+    capsys.readouterr()
+    assert main(changed) == 1
+    assert " ".join(capsys.readouterr().err.split()) == (
+        f"error: {out / 'no_ema' / 'seed0'} holds a run made with other settings or data than cell 'no_ema' of this"
+        " grid (train.ema.decay was 0.99, now 0.9; train.ema.enabled was False, now True), which"
+        f" {out / 'ablation.json'} does not show; pass --overwrite to replace the ablation {out}, or choose a new"
+        " --out.")
+    assert (out / "ablation.json").read_text(encoding="utf-8") == before
+    assert main([*changed, "--overwrite"]) == 0
+    assert set(pd.read_csv(out / TABLE_FILE)["status"]) == {"trained"}

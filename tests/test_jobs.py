@@ -187,10 +187,12 @@ def test_cv_folds_a_corpus_without_a_valid_split(planned: list[tuple[str, int, i
 
 
 @pytest.mark.parametrize("command", [ablate, cross_validate])
-def test_no_seeds_at_all_are_refused_before_anything_is_written(command: Any, small_root: Path,
-                                                                 tmp_path: Path) -> None:
+def test_no_seeds_at_all_are_refused_before_anything_is_packed_or_written(command: Any, tmp_path: Path) -> None:
+    root = write_root(tmp_path / "root", train=8, valid=4, dims={"vit": 4})
+    before = sorted(root.rglob("*"))
     with pytest.raises(ConfigError, match=r"^no seeds were given; give at least one \(--seeds 0\)\.$"):
-        command(small_root, tmp_path / "out", seeds=[], progress=False)
+        command(root, tmp_path / "out", seeds=[], progress=False)
+    assert sorted(root.rglob("*")) == before  # no store packed into the root
     assert not (tmp_path / "out").exists()
 
 

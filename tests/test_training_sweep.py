@@ -9,8 +9,7 @@ import yaml
 
 from emimic.cli import main
 from emimic.config import load_config
-from emimic.errors import ConfigError
-from emimic.outputs import NothingSaved
+from emimic.errors import ConfigError, NothingSaved
 from emimic.registry import ENCODERS, FUSIONS
 from emimic.training.sweep import (
     DEFAULT_SPACE,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 
 class EmimicError(Exception):
@@ -25,6 +26,19 @@ class EmptyFeatures(DataError):
 
 class ConfigError(EmimicError):
     """A configuration file or option is invalid."""
+
+
+class NothingSaved(ConfigError):
+    """A command that was to replace a results folder ended without any run of it saving an epoch, so the old
+    folder is kept as it was (see :func:`emimic.outputs.provisional_output`). A sweep whose trials all failed says
+    so with its own ``detail`` and ``advice``; for other commands it is a safety net that their checks keep out of
+    reach, hence the default advice."""
+
+    def __init__(self, folder: str | Path, kind: str, *, detail: str = "",
+                 advice: str = "emimic does not expect this of a command that ended without an error; please report"
+                               " it") -> None:
+        super().__init__(f"the new {kind} in {folder} saved no epoch{detail}, so the {kind} it was to replace is"
+                         f" kept as it was; {advice}.")
 
 
 class ModelNotFoundError(EmimicError):

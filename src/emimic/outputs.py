@@ -11,13 +11,17 @@ Two rules, the same for the CLI and the library:
 A folder of results (a ``train`` run, a ``cv``, ``ablate`` or ``sweep`` folder) is written under
 :func:`provisional_output`: what a new run wrote is kept only once it has saved an epoch, and a folder
 it replaces (``--overwrite``) is replaced only by a result that holds such a run: it is put back if the new command
-fails before that, and if it ends without any run having saved an epoch (:class:`NothingSaved` says so). A process
+fails before that, and, as a safety net, if it ends without any run having saved an epoch (:class:`NothingSaved`
+says so; ``train``, ``cv`` and ``ablate`` always have a run to train by then, a sweep may see all its trials fail). A
+process
 killed meanwhile leaves the old content beside the folder (``.NAME.replaced-*``; never deleted, so no result is
 lost): every command that writes the folder says so first (:func:`warn_leftovers`).
 
 Whether a folder may take a new call is decided by :func:`check_folder_settings` against the settings the folder
-records, each compared by a :class:`SettingRule`: equal by default, or one that lets it grow (:class:`MayAdd`,
-:class:`MayGainOrDrop`), declared by the caller per setting.
+records, each compared by a :class:`SettingRule`: equal by default, equal in any order (:class:`SameItems`), or one
+that lets it grow (:class:`MayAdd`, :class:`MayGainOrDrop`), declared by the caller per setting. The folder then
+records what the rule merges: every item and entry it was ever given, so that what its run folders hold stays
+recorded when a later call drops it. A setting the folder did not record (an earlier emimic) is never reused.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from emimic.errors import ConfigError, EmimicWarning, OutputConflict
+from emimic.errors import ConfigError, EmimicWarning, NothingSaved, OutputConflict
 
 # The hidden folders beside NAME that provisional_output makes: the old content, moved aside whole (a user may move
 # it back), and the old content being deleted once the new run started (incomplete if that was interrupted).
@@ -71,11 +75,14 @@ class Conflict:
 
 
 class SettingRule(Protocol):
-    """How :func:`check_folder_settings` compares one recorded setting with the one a new call wants."""
+    """How :func:`check_folder_settings` compares one recorded setting with the one a new call wants, and what the
+    folder records once it took the call."""
 
     def conflict(self, stored: Any, wanted: Any) -> Conflict | None:
-        """What keeps a folder made with ``stored`` (None: it did not record the setting) from taking ``wanted``;
-        None: nothing does."""
+        """What keeps a folder made with ``stored`` from taking ``wanted``; None: nothing does."""
+
+    def recorded(self, stored: Any, wanted: Any) -> Any:
+        """What the folder records after a call with ``wanted`` that it took."""
 
 
 class Same:
@@ -84,71 +91,105 @@ class Same:
     def conflict(self, stored: Any, wanted: Any) -> Conflict | None:
         return None if stored == wanted else Conflict()
 
+    def recorded(self, stored: Any, wanted: Any) -> Any:
+        return wanted
+
+
+class SameItems:
+    """A list the folder takes only with the items it was made with, in any order (an ablation's seeds)."""
+
+    def conflict(self, stored: Any, wanted: Any) -> Conflict | None:
+        return None if sorted(stored) == sorted(wanted) else Conflict()
+
+    def recorded(self, stored: Any, wanted: Any) -> Any:
+        return sorted(wanted)
+
 
 @dataclass(frozen=True)
 class MayAdd:
     """A list the folder may gain items of, never lose one, because what it holds for an item stays in use:
     ``holds`` says what, with ``{items}`` for the dropped ones (e.g. a CV's seeds, whose models ``predict --run``
-    averages). ``option`` gives the list on the command line. A folder that did not record the list drops none."""
+    averages). ``option`` gives the list on the command line. The folder records every item, sorted."""
 
     option: str
     holds: str
 
     def conflict(self, stored: Any, wanted: Any) -> Conflict | None:
-        dropped = [item for item in stored or [] if item not in wanted]
+        dropped = [item for item in stored if item not in wanted]
         if not dropped:
             return None
         holds = self.holds.replace("{items}", ", ".join(map(str, dropped)))  # not format: a path may hold braces
         noun = self.option.removeprefix("--")
         return Conflict(f"it holds {holds}, so {noun} may be added but not dropped",
-                        f"{self.option} {' '.join(map(str, sorted({*stored, *wanted})))}")
+                        f"{self.option} {' '.join(map(str, self.recorded(stored, wanted)))}")
+
+    def recorded(self, stored: Any, wanted: Any) -> Any:
+        return sorted({*stored, *wanted})
 
 
 @dataclass(frozen=True)
 class MayGainOrDrop:
     """A mapping the folder may gain or lose entries of (an ablation grid's cells, each in a folder of its own);
-    an entry kept must not change. ``entry`` names one."""
+    an entry kept must not change. ``entry`` names one. The folder records every entry it was ever given, the
+    dropped ones too: their folders stay, so one that comes back changed is a conflict."""
 
     entry: str
 
     def conflict(self, stored: Any, wanted: Any) -> Conflict | None:
-        kept = stored or {}
-        changed = [name for name in kept if name in wanted and kept[name] != wanted[name]]
+        changed = [name for name in stored if name in wanted and stored[name] != wanted[name]]
         if not changed:
             return None
         return Conflict(f"its {self.entry}(s) {', '.join(changed)} changed, and {self.entry}s may be added or dropped"
                         " but not changed")
 
+    def recorded(self, stored: Any, wanted: Any) -> Any:
+        return {**stored, **wanted}
+
+
+@dataclass(frozen=True)
+class FolderCheck:
+    """What :func:`check_folder_settings` decided: whether the call replaces the folder, and the settings the
+    folder is to record once the call writes it (each setting as its rule merges the stored value with the new)."""
+
+    replace: bool
+    record: dict[str, Any]
+
 
 def check_folder_settings(out: str | Path, record: str, settings: Mapping[str, Any], *, kind: str,
-                          overwrite: bool | None = None, rules: Mapping[str, SettingRule] | None = None) -> bool:
+                          overwrite: bool | None = None, rules: Mapping[str, SettingRule] | None = None) -> FolderCheck:
     """Refuse to add to the results folder ``out`` (a CV, ablation or sweep folder) what other ``settings`` would make.
 
     ``record`` is the file in ``out`` that holds the settings it was made with; each setting is compared by its rule
-    in ``rules``, by default :class:`Same`. A folder made with settings that conflict is refused, unless
-    ``overwrite=True``: then the answer is True, and the caller replaces the folder under :func:`provisional_output`.
-    ``overwrite=None``: the command offers no ``--overwrite``. A non-empty folder without ``record`` is never
-    emimic's, so it is refused either way."""
+    in ``rules``, by default :class:`Same`. A folder made with settings that conflict, or one that did not record
+    one of them (made by an earlier emimic), is refused, unless ``overwrite=True``: then the folder is to be
+    replaced (under :func:`provisional_output`). ``overwrite=None``: the command offers no ``--overwrite``. A
+    non-empty folder without ``record`` is never emimic's, so it is refused either way."""
+    rules = rules or {}
+    assert rules.keys() <= settings.keys(), f"rules for no setting: {sorted(rules.keys() - settings.keys())}"
     out = Path(out)
     path = out / record
-    if path.exists():
-        stored = json.loads(path.read_text(encoding="utf-8"))
-        rules = rules or {}
-        compared = {key: (rules.get(key) or Same()).conflict(stored.get(key), value)
-                    for key, value in sorted(settings.items())}
-        conflicts = {key: conflict for key, conflict in compared.items() if conflict is not None}
-        if conflicts and overwrite:
-            return True
-        offer = ", pass --overwrite to replace it," if overwrite is not None else ","
-        unrecorded = [k for k in conflicts if k not in stored]
-        if unrecorded:  # an earlier emimic did not record it: whether it differs is unknown, so it is not reused
-            raise ConfigError(f"{out} was made by an earlier emimic, which did not record its {', '.join(unrecorded)}"
-                              f" (see {path}); it cannot be checked against this run{offer} or choose a new --out.")
-        if conflicts:
-            raise ConfigError(_refusal(out, path, conflicts, offer))
-    elif out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out} exists and is not an emimic {kind} folder; choose a new --out.")
-    return False
+    if not path.exists():
+        if out.exists() and any(out.iterdir()):
+            raise ConfigError(f"{out} exists and is not an emimic {kind} folder; choose a new --out.")
+        return FolderCheck(False, dict(settings))
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    # a setting an earlier emimic did not record is not reused: whether it differs is unknown
+    unrecorded = [key for key in sorted(settings) if key not in stored]
+    conflicts = {key: conflict for key in sorted(settings) if key in stored
+                 and (conflict := _rule(rules, key).conflict(stored[key], settings[key])) is not None}
+    if (unrecorded or conflicts) and overwrite:
+        return FolderCheck(True, dict(settings))
+    offer = ", pass --overwrite to replace it," if overwrite is not None else ","
+    if unrecorded:
+        raise ConfigError(f"{out} was made by an earlier emimic, which did not record its {', '.join(unrecorded)}"
+                          f" (see {path}); it cannot be checked against this run{offer} or choose a new --out.")
+    if conflicts:
+        raise ConfigError(_refusal(out, path, conflicts, offer))
+    return FolderCheck(False, {key: _rule(rules, key).recorded(stored[key], value) for key, value in settings.items()})
+
+
+def _rule(rules: Mapping[str, SettingRule], key: str) -> SettingRule:
+    return rules.get(key) or Same()
 
 
 def _refusal(out: Path, path: Path, conflicts: Mapping[str, Conflict], offer: str) -> str:
@@ -160,16 +201,6 @@ def _refusal(out: Path, path: Path, conflicts: Mapping[str, Conflict], offer: st
             f" it with {rerun or 'the same options'}{offer} or choose a new --out.")
 
 
-class NothingSaved(ConfigError):
-    """A command that was to replace a results folder ended without any run of it saving an epoch, so the old
-    folder is kept as it was."""
-
-    def __init__(self, folder: str | Path, kind: str, *, detail: str = "",
-                 advice: str = "it had nothing to train; check its options and run again") -> None:
-        super().__init__(f"the new {kind} in {folder} saved no epoch{detail}, so the {kind} it was to replace is"
-                         f" kept as it was; {advice}.")
-
-
 @contextlib.contextmanager
 def provisional_output(folder: str | Path, *, replace: bool, started: Callable[[], bool],
                        kind: str) -> Iterator[None]:
@@ -177,8 +208,9 @@ def provisional_output(folder: str | Path, *, replace: bool, started: Callable[[
     says a run in it saved an epoch: if the block fails before that, remove what it added (what was in ``folder``
     before stays), so the corrected command starts afresh. With ``replace`` the folder's old content is moved aside
     meanwhile and deleted only once a run started; it is put back when the block fails before that, and when it
-    ends without a run (then :class:`NothingSaved` is raised: a new folder without a run is no result to replace
-    a folder with, and the caller must not go on writing into the old one). Whatever else goes wrong (a second
+    ends without a run (then :class:`NothingSaved` is raised, a safety net that callers which always train something
+    never reach: a new folder without a run is no result to replace a folder with, and the caller must not go on
+    writing into the old one). Whatever else goes wrong (a second
     Ctrl-C during the clean-up, a file the clean-up could not remove) leaves the old content whole in the hidden
     folder ``.NAME.replaced-*`` next to ``folder``, never deleted; a deletion cut short leaves ``.NAME.discarded-*``
     (see :func:`warn_leftovers`)."""

@@ -57,11 +57,19 @@ from emimic.errors import ConfigError, DataError
 from emimic.io import atomic_path, write_text
 from emimic.labels import EMOTIONS
 from emimic.metrics import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, bootstrap_pcc, paired_difference_interval
-from emimic.outputs import MayGainOrDrop, check_folder_settings, refuse_inside_dataset, warn_leftovers
+from emimic.outputs import MayGainOrDrop, SameItems, check_folder_settings, refuse_inside_dataset, warn_leftovers
 from emimic.registry import EXTRACTORS, FUSIONS
 from emimic.training.inference import evaluate
-from emimic.training.jobs import Backend, Runner, TrainJob, distinct_seeds, results_folder, train_job
-from emimic.training.provenance import corpus_fingerprint
+from emimic.training.jobs import (
+    Backend,
+    Runner,
+    TrainJob,
+    distinct_seeds,
+    results_folder,
+    run_conflict,
+    train_job,
+)
+from emimic.training.provenance import corpus_fingerprint, describe
 from emimic.training.run import TrainResult
 
 SETTINGS_FILE = "ablation.json"
@@ -271,6 +279,21 @@ def _jobs(out: Path, ds: VidmimicDataset, cells: Sequence[Cell], seeds: Sequence
             for cell in cells if cell.config is not None for seed in seeds]
 
 
+def _holds_other_runs(out: Path, plan: Sequence[AblationJob], ds: VidmimicDataset, *, overwrite: bool) -> bool:
+    """Whether ``out`` is to be replaced because a cell's run folder holds another run than the cell's, which
+    ``ablation.json`` does not show (a folder an earlier emimic left so, or one a user copied there): refused unless
+    ``overwrite``, before anything is written, where the cell's own ``train`` would refuse midway."""
+    for job in plan:
+        found = run_conflict(job, ds)
+        if found and overwrite:
+            return True
+        if found:
+            raise ConfigError(f"{job.run} holds a run made with other settings or data than cell {job.cell!r} of this"
+                              f" grid ({describe(found)}), which {out / SETTINGS_FILE} does not show; pass --overwrite"
+                              f" to replace the ablation {out}, or choose a new --out.")
+    return False
+
+
 def _settings(ds: VidmimicDataset, store: FeatureStore, cells: Sequence[Cell], seeds: Sequence[int]) -> dict:
     grid = {c.name: c.config.model_dump(mode="json", exclude={"seed"}) if c.config else f"skipped: {c.skipped}"
             for c in cells}
@@ -408,21 +431,23 @@ def ablate(
     processes, or Ray tasks with ``backend="ray"``). ``report(job, result)`` is called as each run finishes."""
     out = Path(out)
     warn_leftovers(out)
+    seeds = distinct_seeds(seeds)
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
     ds = data if isinstance(data, VidmimicDataset) else open_dataset(data)
     refuse_inside_dataset(out, ds.root)
     store = ds.store(progress=progress)  # packed once here, before any worker opens it
-    seeds = distinct_seeds(seeds)
     base_overrides = dict(overrides or {}) | ({"train.max_epochs": max_epochs} if max_epochs is not None else {})
     cells = plan_cells(grid, store, base_overrides)
     settings = _settings(ds, store, cells, seeds)
     runner = Runner(jobs, backend, ray_address, progress)  # a wrong --ray-address refuses before any write
-    # a grid may gain or drop cells: the runs of the cells it keeps unchanged stay valid, and are reused
-    replace = check_folder_settings(out, SETTINGS_FILE, settings, kind="ablation", overwrite=overwrite,
-                                    rules={"grid": MayGainOrDrop("cell")})
+    # a grid may gain or drop cells: the runs of the cells it keeps unchanged stay valid, and are reused; the
+    # dropped ones stay recorded, as their runs stay in the folder
+    check = check_folder_settings(out, SETTINGS_FILE, settings, kind="ablation", overwrite=overwrite,
+                                  rules={"seeds": SameItems(), "grid": MayGainOrDrop("cell")})
+    plan = _jobs(out, ds, cells, seeds)
+    replace = check.replace or _holds_other_runs(out, plan, ds, overwrite=overwrite)
     with results_folder(out, replace=replace, kind="ablation"):
-        write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2))
-        plan = _jobs(out, ds, cells, seeds)
+        write_text(out / SETTINGS_FILE, json.dumps(settings if replace else check.record, indent=2))
         results = runner.run(plan, train_job, inline=lambda job: train_job(job, ds), label="ablation runs",
                              report=report)
     table = pd.DataFrame([*(result_row(j, r) for j, r in zip(plan, results, strict=True)),

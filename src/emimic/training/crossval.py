@@ -15,7 +15,8 @@ averages every model of the folder (folds x seeds, and the refits).
 
 CV folder::
 
-    CV/cv.json                 what the folder was made with (folds, fold seed, group column, config, data fingerprint)
+    CV/cv.json                 what the folder was made with (folds, fold seed, group column, config, data fingerprint,
+                               and every seed it holds models of)
     CV/folds.csv               Filename, fold (1..K): the seeded fold assignment, written once
     CV/fold{k}-seed{s}/        a `train` run folder: trained on the other folds, validated on fold k
     CV/oof.csv                 per clip: fold, OOF prediction (mean over seeds) and label of each emotion
@@ -26,8 +27,10 @@ Calling it again on the same folder resumes: finished runs are reused (``train``
 logic), an interrupted one continues from its last epoch, and a folder made with other folds, fold
 seed, config or data is refused unless ``overwrite``. Seeds may be added, never dropped: the folder's
 models are what ``predict --run CV`` averages, so a rerun without a seed it holds would leave that
-seed's models in the ensemble unasked. A call that fails before any model saved an epoch leaves no
-folder behind (and puts back the one it was to replace).
+seed's models in the ensemble unasked. ``cv.json`` records every seed the folder holds models of; a
+folder made before seeds were recorded cannot be checked, and is refused unless ``overwrite``. A call
+that fails before any model saved an epoch leaves no folder behind (and puts back the one it was to
+replace).
 
 Example::
 
@@ -240,8 +243,10 @@ def cross_validate(
 
     ``jobs`` models train at once on local processes (``backend`` ``local``) or as Ray tasks (``ray``, on
     ``ray_address``, default a local Ray; see :mod:`emimic.training.jobs`). A folder made with other folds, fold
-    seed, config or data is refused unless ``overwrite``, which replaces it once a new model has saved an epoch.
-    ``report(job, result)`` is called as each model finishes (the CLI prints one line per model)."""
+    seed, config or data, one that holds models of a seed not in ``seeds`` (``predict --run`` would average them
+    in), or one that did not record its seeds, is refused unless ``overwrite``, which replaces it once a new model
+    has saved an epoch. ``seeds`` may add to the folder's. ``report(job, result)`` is called as each model finishes
+    (the CLI prints one line per model)."""
     out = Path(out)
     warn_leftovers(out)
     if folds < 2:
@@ -262,12 +267,12 @@ def cross_validate(
     runner = Runner(jobs, backend, ray_address, progress)  # a wrong --ray-address refuses before any write
     # a rerun may add seeds, never drop one: the folder's models are what `predict --run` averages
     seeds_grow = MayAdd("--seeds", f"the models of seed(s) {{items}} too, which `predict --run {out}` would average in")
-    replace = check_folder_settings(out, SETTINGS_FILE, settings, kind="CV", overwrite=overwrite,
-                                    rules={"seeds": seeds_grow})
-    with results_folder(out, replace=replace, kind="CV"):
+    check = check_folder_settings(out, SETTINGS_FILE, settings, kind="CV", overwrite=overwrite,
+                                  rules={"seeds": seeds_grow})
+    with results_folder(out, replace=check.replace, kind="CV"):
         fold_of = fold_table(out, labels, meta, folds, fold_seed)
         # once the folds could be assigned
-        write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2))
+        write_text(out / SETTINGS_FILE, json.dumps(check.record, indent=2))
         plan = _plan(out, ds, cfg, fold_of, seeds)
         results = _train_all(plan, ds, runner, report)
     oof = out_of_fold(ds, plan, labels, fold_of)

@@ -33,13 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Self, TypeVar
 
-from emimic.config import ExperimentConfig
+from emimic.config import ExperimentConfig, with_overrides
 from emimic.data import VidmimicDataset, open_dataset
 from emimic.errors import ConfigError, EmimicWarning, emimic_warnings_to
 from emimic.features.backends import check_ray_address, spawned_pool
 from emimic.outputs import provisional_output
 from emimic.progress import progress_bar
-from emimic.training.run import LAST_CHECKPOINT, TrainResult, train
+from emimic.training.run import LAST_CHECKPOINT, TrainResult, run_differences, train
 
 Backend = Literal["local", "ray"]
 
@@ -155,10 +155,17 @@ def train_job(job: TrainJob, ds: VidmimicDataset | None = None) -> TrainResult:
     return train(job.dataset(ds), job.run, config=job.config, seed=job.seed, progress=False)
 
 
+def run_conflict(job: TrainJob, ds: VidmimicDataset | None = None) -> list[str]:
+    """How the run already in ``job``'s run folder differs from ``job`` (empty: the same run, or none): what would
+    make :func:`train_job` refuse it, found before anything is trained (see
+    :func:`~emimic.training.run.run_differences`)."""
+    return run_differences(job.run, job.dataset(ds), with_overrides(job.config, {"seed": job.seed}))
+
+
 def distinct_seeds(seeds: Sequence[int]) -> list[int]:
-    """``seeds`` without repeats, in their order; none at all is refused (a command of no model has nothing to
-    report)."""
-    distinct = list(dict.fromkeys(seeds))
+    """``seeds`` without repeats, sorted (``--seeds 1 0`` asks for the same models as ``--seeds 0 1``); none at all
+    is refused (a command of no model has nothing to report)."""
+    distinct = sorted(set(seeds))
     if not distinct:
         raise ConfigError("no seeds were given; give at least one (--seeds 0).")
     return distinct

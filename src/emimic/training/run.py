@@ -51,7 +51,7 @@ from emimic.data.store import stale_modalities
 from emimic.errors import ConfigError, DataError, IncompatibleRun, OutputConflict, explain_interrupt
 from emimic.io import write_text
 from emimic.labels import EMOTIONS
-from emimic.models.emi import resolve_spec
+from emimic.models.emi import ModelSpec, resolve_spec
 from emimic.models.ensemble import resolve_members
 from emimic.outputs import provisional_output, refuse_inside_dataset, warn_leftovers
 from emimic.training.datamodule import EMIDataModule, check_world
@@ -245,13 +245,10 @@ def train(
     if not primary:
         _check_packed(ds)
     store = ds.store(progress=progress)
-    labelled = labelled_splits(ds)
-    cfg = resolve_members(cfg, len(labelled["train"][0]))
+    record, spec, labelled = requested_run(ds, cfg)
+    cfg = record.config
     if cfg.train.selection == "best":  # "last" selects nothing: a refit may score clips it trained on
         ds.check_disjoint("train", "valid")
-    spec = resolve_spec(cfg.model, {m: store.dim(m) for m in store.modalities},
-                        {m: store.feature_names(m) for m in store.modalities})
-    record = RunRecord(cfg, data_fingerprint(store, spec.inputs, labelled), str(ds.root))
     if previous is not None and resume:
         if primary:
             _check_same_run(run, previous, record)
@@ -291,6 +288,30 @@ def train(
         source = None if isinstance(config, ExperimentConfig) else config
         write_text(run / METRICS_FILE, json.dumps(metrics_record(result, cfg, source, ds, record.data), indent=2))
     return result
+
+
+def requested_run(ds: VidmimicDataset, cfg: ExperimentConfig
+                  ) -> tuple[RunRecord, ModelSpec, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """The run ``train`` makes of ``cfg`` on ``ds`` (as training sees it, its store packed): its record (the config
+    resolved for the data, and the data's fingerprint), its model spec and the labelled splits it trains on."""
+    store = ds.store(progress=False)
+    labelled = labelled_splits(ds)
+    cfg = resolve_members(cfg, len(labelled["train"][0]))
+    spec = resolve_spec(cfg.model, {m: store.dim(m) for m in store.modalities},
+                        {m: store.feature_names(m) for m in store.modalities})
+    return RunRecord(cfg, data_fingerprint(store, spec.inputs, labelled), str(ds.root)), spec, labelled
+
+
+def run_differences(run: str | Path, ds: VidmimicDataset, cfg: ExperimentConfig) -> list[str]:
+    """What keeps the folder ``run`` from taking ``train(ds, run, config=cfg)``, in the words of train's refusal:
+    how the run it holds differs from that one. Empty when it holds the same run, or none that saved an epoch
+    (train resumes, or starts it afresh)."""
+    run = Path(run)
+    previous = read_run_record(run) if _started(run) else None
+    if previous is None:
+        return []
+    record, _, _ = requested_run(with_valid_split(ds, cfg.train.valid_fraction), cfg)
+    return differences(previous, record)
 
 
 def _epoch_scores(rows: Sequence[Mapping[str, float]], epoch: int, ids: np.ndarray, store: FeatureStore,

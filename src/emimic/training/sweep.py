@@ -74,9 +74,9 @@ from emimic.config import (
 )
 from emimic.data import VidmimicDataset, open_dataset, with_valid_split
 from emimic.defaults import preset_dir
-from emimic.errors import ConfigError, IncompatibleRun
+from emimic.errors import ConfigError, IncompatibleRun, NothingSaved
 from emimic.io import atomic_path, write_text
-from emimic.outputs import NothingSaved, check_folder_settings, refuse_inside_dataset, warn_leftovers
+from emimic.outputs import check_folder_settings, refuse_inside_dataset, warn_leftovers
 from emimic.registry import ENCODERS, FUSIONS
 from emimic.training.history import MONITOR
 from emimic.training.jobs import Runner, holds_a_started_run, results_folder
@@ -426,7 +426,7 @@ def sweep(
     settings = _settings(ds, cfg, space, progress)
     # The default storage is recorded relative to the folder, so a moved sweep folder still resumes.
     recorded = {**settings, "storage": storage or f"OUT/{STUDY_FILE}"}
-    replace = check_folder_settings(out, SETTINGS_FILE, recorded, kind="sweep", overwrite=overwrite)
+    replace = check_folder_settings(out, SETTINGS_FILE, recorded, kind="sweep", overwrite=overwrite).replace
     if not replace and (out / SETTINGS_FILE).exists():
         replace = _outdated_trials(out, overwrite=overwrite)
     resuming = not replace and (out / SETTINGS_FILE).exists()
