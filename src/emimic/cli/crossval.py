@@ -27,8 +27,8 @@ def cv_command(parser: argparse.ArgumentParser) -> Handler:
                         help="also train on all of train+valid for the median best epoch of the folds")
     add_runner_args(parser, what="models")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace a CV folder made with other folds, fold seed, config or data, or dropping"
-                             " seeds (kept until a new model saved an epoch)")
+                        help="replace a CV folder made with other folds, fold seed, config or data, dropping"
+                             " seeds, or that did not record its seeds (kept until a new model saved an epoch)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-model lines")
     add_store_arg(parser)
 
