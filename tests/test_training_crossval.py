@@ -116,6 +116,28 @@ def test_a_rerun_may_add_seeds_but_not_drop_the_models_of_one(grouped, tmp_path)
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == stamps
 
 
+def test_a_refit_of_other_epochs_is_refused_before_any_refit_trains_and_replaced_with_overwrite(
+        grouped, tmp_path, monkeypatch):
+    root, out, result = grouped
+    folder = shutil.copytree(out, tmp_path / "cv")
+    moved = result.refit_epochs % OPTIONS["max_epochs"] + 1  # as when added seeds move the median best epoch
+    monkeypatch.setattr("emimic.training.crossval.refit_epoch_count", lambda best_epochs: moved)
+    stamps = {p: p.stat().st_mtime_ns for p in folder.glob("*-seed*/**/*") if p.is_file()}  # every model's files
+    with pytest.raises(ConfigError, match=rf"^{folder / 'refit-seed0'} holds a refit made otherwise \(train.max_epochs"
+                                          rf" was {result.refit_epochs}, now {moved}\), and the folds now choose"
+                                          rf" {moved} epochs .*; pass --overwrite to refit it again \(the fold models"
+                                          r" are kept\), or choose a new --out\.$"):
+        cross_validate(root, folder, folds=3, seeds=[0, 1], refit=True, **OPTIONS)
+    assert {p: p.stat().st_mtime_ns for p in folder.glob("*-seed*/**/*") if p.is_file()} == stamps  # no refit ran
+    assert cross_validate(root, folder, folds=3, seeds=[0, 1], refit=True, overwrite=True, **OPTIONS).refit_epochs \
+        == moved
+    for seed in (0, 1):
+        assert yaml.safe_load((folder / f"refit-seed{seed}" / "config.yaml").read_text())["train"]["max_epochs"] \
+            == moved
+    fold_files = [p for p in stamps if p.relative_to(folder).parts[0].startswith("fold")]
+    assert all(p.stat().st_mtime_ns == stamps[p] for p in fold_files)  # the fold models are kept
+
+
 def test_every_fold_and_refit_model_has_the_members_auto_gives_a_fold(grouped, tmp_path, monkeypatch):
     root, _, _ = grouped
     # 64 clips in 3 folds: a fold model trains on 42, the refit on 64; auto gives 2 members below 50 clips here

@@ -42,6 +42,7 @@ Example::
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 import statistics
@@ -62,8 +63,16 @@ from emimic.metrics import pcc_intervals, pcc_scores
 from emimic.models.ensemble import resolve_members
 from emimic.outputs import MayAdd, check_folder_settings, warn_leftovers
 from emimic.training.inference import evaluate
-from emimic.training.jobs import Backend, Runner, TrainJob, distinct_seeds, results_folder, train_job
-from emimic.training.provenance import corpus_fingerprint
+from emimic.training.jobs import (
+    Backend,
+    Runner,
+    TrainJob,
+    distinct_seeds,
+    results_folder,
+    run_conflict,
+    train_job,
+)
+from emimic.training.provenance import corpus_fingerprint, describe
 from emimic.training.run import TrainResult
 
 SETTINGS_FILE = "cv.json"
@@ -199,11 +208,23 @@ def _plan(out: Path, ds: VidmimicDataset, cfg: ExperimentConfig, fold_of: pd.Ser
 
 
 def _refit_jobs(out: Path, ds: VidmimicDataset, cfg: ExperimentConfig, fold_of: pd.Series, epochs: int,
-                seeds: Sequence[int]) -> list[FoldJob]:
+                seeds: Sequence[int], *, overwrite: bool) -> list[FoldJob]:
+    """The refit of each seed. A refit folder may hold a refit of other epochs: the folds' median best epoch moves
+    when seeds are added. That is refused before any refit trains, or, with ``overwrite``, that refit is replaced
+    (the fold models stay: they are what chose the new count)."""
     refit = with_overrides(cfg, {"train.max_epochs": epochs, "train.selection": "last"})
     valid = ds.split("valid").index.tolist() if "valid" in ds.splits else fold_of.index[fold_of == 1].tolist()
     ids = {"train": fold_of.index.tolist(), "valid": valid}
-    return [FoldJob.at(ds, out / f"refit-seed{s}", s, refit, fold=0, fold_ids=ids) for s in seeds]
+    jobs = []
+    for seed in seeds:
+        job = FoldJob.at(ds, out / f"refit-seed{seed}", seed, refit, fold=0, fold_ids=ids)
+        found = run_conflict(job, ds)
+        if found and not overwrite:
+            raise ConfigError(f"{job.run} holds a refit made otherwise ({describe(found)}), and the folds now choose"
+                              f" {epochs} epochs (their median best epoch moves when seeds are added); pass --overwrite"
+                              " to refit it again (the fold models are kept), or choose a new --out.")
+        jobs.append(dataclasses.replace(job, replace=bool(found)))
+    return jobs
 
 
 def out_of_fold(ds: VidmimicDataset, jobs: Sequence[FoldJob], labels: pd.DataFrame,
@@ -284,7 +305,7 @@ def cross_validate(
     refit_epochs, refit_runs = None, []
     if refit:
         refit_epochs = refit_epoch_count(best_epochs)
-        refit_plan = _refit_jobs(out, ds, cfg, fold_of, refit_epochs, seeds)
+        refit_plan = _refit_jobs(out, ds, cfg, fold_of, refit_epochs, seeds, overwrite=overwrite)
         _train_all(refit_plan, ds, runner, report)
         refit_runs = [out / Path(job.run).name for job in refit_plan]
     result = CVResult(out, folds, seeds, column, float(np.mean(list(scores.values()))), scores,

@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import as_completed
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Self, TypeVar
 
@@ -133,6 +133,7 @@ class TrainJob:
     run: str
     seed: int
     config: ExperimentConfig
+    replace: bool = field(default=False, kw_only=True)  # the run folder holds another run, to be replaced
 
     @classmethod
     def at(cls, ds: VidmimicDataset, run: Path, seed: int, config: ExperimentConfig, **details: Any) -> Self:
@@ -151,8 +152,9 @@ class TrainJob:
 
 
 def train_job(job: TrainJob, ds: VidmimicDataset | None = None) -> TrainResult:
-    """Train ``job`` into its run folder (a finished one is returned as stored, an interrupted one resumes)."""
-    return train(job.dataset(ds), job.run, config=job.config, seed=job.seed, progress=False)
+    """Train ``job`` into its run folder (a finished one is returned as stored, an interrupted one resumes; with
+    ``job.replace`` the run the folder holds is replaced)."""
+    return train(job.dataset(ds), job.run, config=job.config, seed=job.seed, overwrite=job.replace, progress=False)
 
 
 def run_conflict(job: TrainJob, ds: VidmimicDataset | None = None) -> list[str]:
