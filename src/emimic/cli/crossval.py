@@ -28,7 +28,8 @@ def cv_command(parser: argparse.ArgumentParser) -> Handler:
     add_runner_args(parser, what="models")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a CV folder made with other folds, fold seed, config or data, dropping"
-                             " seeds, or that did not record its seeds (kept until a new model saved an epoch)")
+                             " seeds, or that did not record its seeds (kept until a new model saved an epoch);"
+                             " with --refit, also a refit of other epochs than the folds now choose")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-model lines")
     add_store_arg(parser)
 

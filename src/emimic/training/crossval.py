@@ -10,8 +10,9 @@ PCC over all clips of train+valid is the CV estimate, with a 95 % bootstrap inte
 
 With ``refit``, one model per seed is trained on all of train+valid for the median of the folds'
 best epochs (``train.selection: last``: there is no held-out clip to select on; its ``metrics.json``
-scores the valid split, which it trained on, so it is no estimate). ``emimic predict --run CV``
-averages every model of the folder (folds x seeds, and the refits).
+scores the valid split, which it trained on, so it is no estimate). Added seeds may move that median:
+a refit of the old count is then refused before any refit trains, and replaced with ``overwrite``.
+``emimic predict --run CV`` averages every model of the folder (folds x seeds, and the refits).
 
 CV folder::
 
