@@ -133,7 +133,7 @@ def planned(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, int]]:
     """(run folder, max epochs, seed) of each run a command hands to ``train``, which fails at once instead."""
     runs: list[tuple[str, int, int]] = []
 
-    def fail(data: Any, run: str, *, config: Any, seed: int, progress: bool) -> None:
+    def fail(data: Any, run: str, *, config: Any, seed: int, overwrite: bool, progress: bool) -> None:
         runs.append((run, config.train.max_epochs, seed))
         raise StopBeforeTraining(run)
 
