@@ -47,6 +47,11 @@ def shortlist(items: Iterable[object], *, shown: int = 10) -> str:
     return ", ".join(listed[:shown]) + more
 
 
+def empty_split_sentence(path: str | Path) -> str:
+    """What every command says of a split CSV that holds a header and no clip."""
+    return f"{path}: lists no clips (only a header); add the split's clips or remove the file."
+
+
 def parse_clip_id(value: object, *, source: str) -> int:
     """Parse ``10``, ``10.0`` or ``"00010"`` into ``10``; anything else is a :class:`DataError`."""
     text = str(value).strip()

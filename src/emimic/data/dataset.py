@@ -22,7 +22,7 @@ from emimic.data.holdout import resolve_valid_split
 from emimic.data.layout import SPLIT_FILES, DatasetLayout, discover
 from emimic.data.store import FeatureStore, locate_store, pack, stale_modalities
 from emimic.errors import DataError
-from emimic.labels import EMOTIONS, read_meta, read_split, shortlist
+from emimic.labels import EMOTIONS, empty_split_sentence, read_meta, read_split, shortlist
 
 STD_FLOOR = 1e-6
 CACHE_BLOCK = 256  # clips whose frames chunked_steps copies out of the memory map at once
@@ -77,6 +77,13 @@ class VidmimicDataset:
         if name not in self.splits:
             raise DataError(f"{self.root}: no {name!r} split (found {sorted(self.splits)}).")
         return self.splits[name]
+
+    def clips(self, name: str) -> pd.DataFrame:
+        """The split ``name`` for a command that works on its clips: one whose CSV lists none is refused."""
+        frame = self.split(name)
+        if frame.empty:
+            raise DataError(empty_split_sentence(self.layout.split_files.get(name, self.root)))
+        return frame
 
     def check_disjoint(self, first: str, second: str) -> None:
         """Refuse clips listed in both splits: selecting a model on clips it trained on inflates its score."""

@@ -47,6 +47,7 @@ from emimic.progress import progress_bar
 STORE_VERSION = 1
 POOLED_STATS: tuple[str, ...] = ("mean", "std", "min", "max")
 DTYPES = STORE_DTYPES
+FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
 # The folder name of a packed modality: <modality>-<12 hex of its source fingerprint>-<dtype>.
@@ -143,6 +144,14 @@ def _clips(source: ModalitySource) -> tuple[int, Iterator[Clip]]:
     return len(source.names), from_files()
 
 
+def _check_float16_range(frames: np.ndarray, where: Path) -> None:
+    """Refuse frames that float16 would turn into Inf (its largest value is 65504): the model would learn NaN."""
+    peak = float(np.abs(frames).max())
+    if peak > FLOAT16_MAX:
+        raise DataError(f"{where}: holds values up to {peak:.3g}, beyond the float16 range (±{FLOAT16_MAX:.0f});"
+                        " pack this dataset with --dtype float32.")
+
+
 def _pack_modality(source: ModalitySource, folder: Path, dtype: str, *, progress: bool) -> dict:
     folder.mkdir(parents=True)
     n_clips, clips = _clips(source)
@@ -169,6 +178,8 @@ def _pack_modality(source: ModalitySource, folder: Path, dtype: str, *, progress
                     f" clips of modality {source.name!r} have width {dim}."
                 )
             assert pooled is not None
+            if dtype == "float16":
+                _check_float16_range(frames, source.path / name)
             ids[row], lengths[row] = clip_id, frames.shape[0]
             pooled[row] = pool_frames(frames)
             frames_out.write(frames.astype(dtype, copy=False).tobytes())

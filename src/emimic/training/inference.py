@@ -21,6 +21,7 @@ from torch.utils.data import BatchSampler, DataLoader, Sampler, SequentialSample
 from emimic.config import ExperimentConfig
 from emimic.data import ClipDataset, FeatureStore, VidmimicDataset, collate_clips, open_dataset
 from emimic.data.dataset import EpochShuffle, LengthBuckets
+from emimic.data.holdout import MIN_PCC_CLIPS
 from emimic.errors import DataError, EmimicError
 from emimic.io import atomic_path
 from emimic.labels import EMOTIONS, read_split
@@ -95,6 +96,7 @@ def _rebuild(path: Path, ckpt: Mapping, config: ExperimentConfig) -> TrainedMode
     spec = ModelSpec.from_dict(hp["spec"])
     model = build_model(spec, config.model)
     weights = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    _check_finite_weights(path, weights)
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if missing or unexpected:
         raise EmimicError(
@@ -103,6 +105,14 @@ def _rebuild(path: Path, ckpt: Mapping, config: ExperimentConfig) -> TrainedMode
         )
     model.eval()
     return TrainedModel(model, config, spec, dict(hp.get("data") or {}))
+
+
+def _check_finite_weights(path: Path, weights: Mapping[str, torch.Tensor]) -> None:
+    """Refuse the weights of a run whose training diverged: NaN weights predict NaN, which no score may hide."""
+    bad = [name for name, value in weights.items() if value.is_floating_point() and not value.isfinite().all()]
+    if bad:
+        raise EmimicError(f"{path}: holds NaN/Inf weights ({bad[0]!r} and {len(bad) - 1} more), so training diverged;"
+                          " train again with --overwrite and a lower learning rate (optim.lr).")
 
 
 def member_runs(path: str | Path) -> list[Path]:
@@ -211,7 +221,18 @@ def predict_ids(trained: TrainedModel, store: FeatureStore, ids: np.ndarray,
             for modality, hidden in (absent or {}).items():
                 batch["inputs"][modality]["present"] &= ~torch.as_tensor(hidden[rows])
             out[rows] = trained.model(batch["inputs"]).pred.numpy()
+    _check_finite_predictions(out, ids)
     return np.clip(out, 0.0, 1.0)
+
+
+def _check_finite_predictions(preds: np.ndarray, ids: np.ndarray) -> None:
+    """Refuse NaN/Inf predictions (finite weights can overflow too): the metric would leave those clips out and
+    report a score of the others."""
+    bad = ~np.isfinite(preds).all(axis=1)
+    if bad.any():
+        raise EmimicError(f"the model predicts NaN/Inf for {int(bad.sum())} of {len(ids)} clip(s) (e.g. Filename"
+                          f" {int(ids[bad][0])}), as after a training that diverged; train the run again with"
+                          " --overwrite and a lower learning rate (optim.lr).")
 
 
 def _open(data: str | Path | VidmimicDataset, *, progress: bool) -> tuple[VidmimicDataset, FeatureStore]:
@@ -244,7 +265,10 @@ def evaluate(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "val
     models = load_models(run)
     trained = models[0]
     ds, store = _open(data, progress=progress)
-    ids = ds.split(split).index.to_numpy(dtype=np.int64)
+    ids = ds.clips(split).index.to_numpy(dtype=np.int64)
+    if len(ids) < MIN_PCC_CLIPS:
+        raise DataError(f"{ds.root}: the {split!r} split has {len(ids)} clip; a PCC needs at least {MIN_PCC_CLIPS},"
+                        " so evaluate a larger split.")
     if labels is not None:
         truth = external_labels(labels, ids, split=split)
     elif ds.has_labels(split):
@@ -278,7 +302,7 @@ def predict(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "test
                           overwrite=overwrite)
     models = load_models(run)
     ds, store = _open(data, progress=progress)
-    ids = ds.split(split).index.to_numpy(dtype=np.int64)
+    ids = ds.clips(split).index.to_numpy(dtype=np.int64)
     frame = to_submission(ids, ensemble_predict_ids(models, store, ids))
     if out is not None:
         write_submission(frame, out, expected_ids=ids)

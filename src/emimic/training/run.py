@@ -47,6 +47,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from emimic.config import ExperimentConfig, config_to_yaml, load_config, with_overrides
 from emimic.data import FeatureStore, VidmimicDataset, open_dataset, with_valid_split
+from emimic.data.holdout import check_valid_size
 from emimic.data.store import stale_modalities
 from emimic.errors import ConfigError, DataError, IncompatibleRun, OutputConflict, explain_interrupt
 from emimic.io import write_text
@@ -249,6 +250,7 @@ def train(
     cfg = resolve_members(cfg, len(labelled["train"][0]))
     if cfg.train.selection == "best":  # "last" selects nothing: a refit may score clips it trained on
         ds.check_disjoint("train", "valid")
+        check_valid_size(ds.splits["valid"], root=ds.root)
     spec = resolve_spec(cfg.model, {m: store.dim(m) for m in store.modalities},
                         {m: store.feature_names(m) for m in store.modalities})
     record = RunRecord(cfg, data_fingerprint(store, spec.inputs, labelled), str(ds.root))

@@ -1,0 +1,105 @@
+"""Messy but plausible inputs from new users: each is one clear error naming what to fix, or just works."""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from emimic.cli import main
+from emimic.data.store import FeatureStore, pack
+from emimic.data.validate import validate
+from emimic.errors import DataError
+from test_cli_errors import assert_one_sentence, run_cli
+
+
+def problems(root: Path) -> dict[str, str]:
+    """``{message: severity}`` of everything ``validate`` finds under ``root``."""
+    return {p.message: p.severity for p in validate(root, progress=False).problems}
+
+
+def keep_rows(path: Path, rows: int) -> None:
+    """Cut a split CSV down to its header and first ``rows`` clips."""
+    pd.read_csv(path).head(rows).to_csv(path, index=False)
+
+
+# -- split CSVs with too few clips ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("split", ["train", "valid"])
+def test_a_header_only_training_split_is_refused_by_validate_and_train_alike(split, make_root, tmp_path,
+                                                                              capsys) -> None:
+    root = make_root()
+    keep_rows(root / f"{split}_split.csv", 0)
+    sentence = f"{root}/{split}_split.csv: lists no clips (only a header); add the split's clips or remove the file."
+    assert problems(root)[sentence] == "error"
+    code, err = run_cli(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--quiet"], capsys)
+    assert_one_sentence(code, err, sentence.rstrip("."))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_header_only_test_split_is_a_warning_and_predict_writes_no_empty_submission(trained_run,
+                                                                                      simulated_root, tmp_path,
+                                                                                      capsys) -> None:
+    root = shutil.copytree(simulated_root, tmp_path / "corpus", ignore=shutil.ignore_patterns(".emimic"))
+    (root / "test_split.csv").write_text("Filename\n")
+    assert problems(root)[f"{root / 'test_split.csv'}: lists no clips (only a header); add the split's clips or"
+                          " remove the file."] == "warning"
+    out = tmp_path / "submission.csv"
+    code, err = run_cli(["predict", "--run", str(trained_run.run), "--data", str(root), "--out", str(out)], capsys)
+    assert_one_sentence(code, err, "test_split.csv: lists no clips")
+    assert not out.exists()
+
+
+def test_a_one_clip_valid_split_cannot_select_an_epoch_nor_be_scored(make_root, tmp_path, capsys) -> None:
+    one = make_root("one", valid=1)
+    assert any("the validation split has 1 clip(s)" in message for message in problems(one))
+    code, err = run_cli(["train", "--data", str(one), "--out", str(tmp_path / "run"), "--quiet"], capsys)
+    assert_one_sentence(code, err, "the validation split has 1 clip(s)", "needs at least 2")
+    two = make_root("two", valid=2)  # two clips have a PCC: validate, train and evaluate all work
+    assert not any("validation split" in message for message in problems(two))
+    assert main(["train", "--data", str(two), "--out", str(tmp_path / "run"), "--max-epochs", "1", "--quiet"]) == 0
+    assert main(["evaluate", "--run", str(tmp_path / "run"), "--data", str(two)]) == 0
+    capsys.readouterr()
+    code, err = run_cli(["evaluate", "--run", str(tmp_path / "run"), "--data", str(one)], capsys)
+    assert_one_sentence(code, err, "the 'valid' split has 1 clip; a PCC needs at least 2")
+
+
+# -- values that overflow: never a score, a submission or a store of NaN ------------------------------------------
+
+
+def test_float16_packing_refuses_features_beyond_its_range(make_root) -> None:
+    root = make_root()
+    path = root / "vit" / "00006.pkl"
+    path.write_bytes(pickle.dumps(np.full((4, 8), 7e4, dtype=np.float32)))  # float16 stops at 65504
+    with pytest.raises(DataError, match=r"00006\.pkl: holds values up to 7e\+04, beyond the float16 range.*--dtype"
+                                        r" float32"):
+        pack(root, dtype="float16", progress=False)
+    assert FeatureStore.open(pack(root, dtype="float32", progress=False).store_dir).frames("vit", 6).max() == 7e4
+
+
+def test_a_diverged_training_reports_no_score(make_root, tmp_path, capsys) -> None:
+    root = make_root()
+    config = tmp_path / "hot.yaml"
+    config.write_text("name: hot\noptim:\n  lr: 1.0e+8\n")  # the loss becomes NaN within three epochs
+    run = tmp_path / "run"
+    code, err = run_cli(["train", "--data", str(root), "--out", str(run), "--config", str(config),
+                         "--max-epochs", "3", "--quiet"], capsys)
+    assert_one_sentence(code, err, "diverged", "--overwrite and a lower learning rate")
+    assert not (run / "metrics.json").exists()  # never reported as a finished run with a score
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_by_name(trained_run, simulated_root, tmp_path, capsys) -> None:
+    run = shutil.copytree(trained_run.run, tmp_path / "run")
+    checkpoint = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+    name = next(k for k, v in checkpoint["state_dict"].items() if k.startswith("net.") and v.is_floating_point())
+    checkpoint["state_dict"][name].view(-1)[0] = float("nan")
+    torch.save(checkpoint, run / "checkpoints" / "best.ckpt")
+    code, err = run_cli(["predict", "--run", str(run), "--data", str(simulated_root), "--out",
+                         str(tmp_path / "submission.csv")], capsys)
+    assert_one_sentence(code, err, "best.ckpt: holds NaN/Inf weights", name.removeprefix("net."), "diverged")
