@@ -12,9 +12,12 @@ import pytest
 import torch
 
 from emimic.cli import main
+from emimic.data.dataset import ModalityStats, feature_statistics, open_dataset
+from emimic.data.layout import discover
 from emimic.data.store import FeatureStore, pack
 from emimic.data.validate import validate
 from emimic.errors import DataError
+from emimic.features import extract
 from test_cli_errors import assert_one_sentence, run_cli
 
 
@@ -103,3 +106,57 @@ def test_a_checkpoint_with_nan_weights_is_refused_by_name(trained_run, simulated
     code, err = run_cli(["predict", "--run", str(run), "--data", str(simulated_root), "--out",
                          str(tmp_path / "submission.csv")], capsys)
     assert_one_sentence(code, err, "best.ckpt: holds NaN/Inf weights", name.removeprefix("net."), "diverged")
+
+
+# -- feature scales --------------------------------------------------------------------------------------------
+
+
+def _statistics(root: Path) -> ModalityStats:
+    ds = open_dataset(root)
+    return feature_statistics(ds.store(progress=False), ds.splits["train"].index, ["vit"])["vit"]
+
+
+@pytest.mark.parametrize("scale", [1e-9, 1e9])
+def test_standardisation_keeps_the_variation_of_features_at_any_scale(make_root, scale) -> None:
+    roots = {factor: make_root(f"x{factor}") for factor in (1.0, scale)}
+    for factor, root in roots.items():
+        for path in (root / "vit").glob("*.pkl"):
+            frames = pickle.loads(path.read_bytes())
+            frames[:, 0] = 5.0  # a constant column: no variation to keep
+            path.write_bytes(pickle.dumps((frames * factor).astype(np.float32)))
+    plain, scaled = (_statistics(root) for root in roots.values())
+    varying = np.arange(4 * 8) % 8 != 0  # pooled [mean, std, min, max] of every column but the constant one
+    np.testing.assert_allclose(scaled.pooled_std[varying], plain.pooled_std[varying] * scale, rtol=1e-4)
+    np.testing.assert_allclose(scaled.frame_std[1:], plain.frame_std[1:] * scale, rtol=1e-4)
+    assert (scaled.pooled_std[~varying] == 1.0).all() and scaled.frame_std[0] == 1.0
+
+
+# -- run folders a user damaged ----------------------------------------------------------------------------------
+
+
+def test_a_run_whose_best_checkpoint_was_deleted_says_how_to_get_it_back(trained_run, simulated_root, tmp_path,
+                                                                          capsys) -> None:
+    run = shutil.copytree(trained_run.run, tmp_path / "run")
+    (run / "checkpoints" / "best.ckpt").unlink()
+    sentence = f"{run}/checkpoints/best.ckpt: is missing, so the weights of this run are lost; train it again with"
+    code, err = run_cli(["evaluate", "--run", str(run), "--data", str(simulated_root)], capsys)
+    assert_one_sentence(code, err, sentence, f"--out {run} --overwrite")
+    # the same training command used to show the stored score of a run nothing could use any more
+    code, err = run_cli(["train", "--data", str(simulated_root), "--out", str(run), "--quiet"], capsys)
+    assert_one_sentence(code, err, sentence)
+
+
+# -- transcripts ------------------------------------------------------------------------------------------------
+
+
+def test_a_transcript_that_is_not_utf8_fails_its_clip_only(tmp_path) -> None:
+    text = tmp_path / "corpus" / "text"
+    text.mkdir(parents=True)
+    (text / "00001.txt").write_bytes("café olé, so happy".encode("latin-1"))  # a Windows editor's encoding
+    (text / "00002.txt").write_bytes("\ufeffwow I love it".encode())  # a byte-order mark, as Notepad writes
+    (text / "00003.txt").write_text("that is great, amazing", encoding="utf-8")
+    extract(tmp_path / "corpus", ["lexicon"], progress=False)
+    errors = pd.read_csv(tmp_path / "corpus" / "_extract" / "errors.csv")
+    assert errors["clip"].tolist() == [1]
+    assert f"{text / '00001.txt'}: is not UTF-8 text (byte 0xe9 at offset 3); save it as UTF-8." in errors["error"][0]
+    assert sorted(discover(tmp_path / "corpus").modalities["lexicon"].ids) == [2, 3]

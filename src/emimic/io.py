@@ -148,6 +148,17 @@ def load_array(path: str | Path) -> np.ndarray:
     return decode_array(data, path.suffix, source=str(path))
 
 
+def read_transcript(path: Path) -> str:
+    """A transcript file as text: UTF-8, a leading byte-order mark dropped; other bytes are a :class:`DataError`."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start});"
+                        " save it as UTF-8.") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror}).") from None
+
+
 def _nearest_existing(folder: Path) -> Path:
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent

@@ -22,7 +22,7 @@ from emimic.config import ExperimentConfig
 from emimic.data import ClipDataset, FeatureStore, VidmimicDataset, collate_clips, open_dataset
 from emimic.data.dataset import EpochShuffle, LengthBuckets
 from emimic.data.holdout import MIN_PCC_CLIPS
-from emimic.errors import DataError, EmimicError
+from emimic.errors import DataError, EmimicError, OutputConflict
 from emimic.io import atomic_path
 from emimic.labels import EMOTIONS, read_split
 from emimic.metrics import pcc_scores
@@ -30,7 +30,7 @@ from emimic.models.emi import ModelSpec, build_model
 from emimic.models.ensemble import AnyModel
 from emimic.outputs import check_output_file
 from emimic.submission import to_submission, write_submission
-from emimic.training.provenance import check_model_format, read_model_format
+from emimic.training.provenance import RECORD_FILE, check_model_format, read_model_format
 
 BEST_CHECKPOINT = Path("checkpoints") / "best.ckpt"
 INFERENCE_BATCH = 4096
@@ -82,12 +82,20 @@ def load_run(run: str | Path) -> TrainedModel:
     run = Path(run)
     made_with = read_model_format(run)
     path = run / BEST_CHECKPOINT
+    if not path.exists() and (run / RECORD_FILE).exists():
+        raise OutputConflict(lost_weights_sentence(run))
     if not path.exists():
         raise EmimicError(f"{path}: no checkpoint here; train a run first (emimic train --data DIR --out RUN).")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     config = ExperimentConfig.model_validate(ckpt["hyper_parameters"]["config"])
     check_model_format(run, made_with, config)  # before building: a change may also rename the model's weights
     return _rebuild(path, ckpt, config)
+
+
+def lost_weights_sentence(run: Path) -> str:
+    """What every command says of a run folder whose best checkpoint was deleted: only training again restores it."""
+    return (f"{run / BEST_CHECKPOINT}: is missing, so the weights of this run are lost; train it again with"
+            f" `emimic train --data DIR --out {run} --overwrite`.")
 
 
 def _rebuild(path: Path, ckpt: Mapping, config: ExperimentConfig) -> TrainedModel:

@@ -58,7 +58,15 @@ from emimic.outputs import provisional_output, refuse_inside_dataset, warn_lefto
 from emimic.training.datamodule import EMIDataModule, check_world
 from emimic.training.ema import EMA
 from emimic.training.history import MONITOR, History
-from emimic.training.inference import BEST_CHECKPOINT, Evaluation, coverage, evaluate, load_run, torch_threads
+from emimic.training.inference import (
+    BEST_CHECKPOINT,
+    Evaluation,
+    coverage,
+    evaluate,
+    load_run,
+    lost_weights_sentence,
+    torch_threads,
+)
 from emimic.training.module import CONSTANT_WARNING, EMIModule, pcc_column
 from emimic.training.provenance import (
     CONFIG_FILE,
@@ -257,6 +265,8 @@ def train(
     if previous is not None and resume:
         if primary:
             _check_same_run(run, previous, record)
+        if (run / METRICS_FILE).exists() and not (run / BEST_CHECKPOINT).exists():
+            raise OutputConflict(lost_weights_sentence(run))  # a score whose model is gone is no result
         if (run / METRICS_FILE).exists():  # every process returns it; the ones of rank > 0 say so
             return dataclasses.replace(_stored_result(run), rank=0 if primary else max(rank_zero_only.rank, 1))
     history = History(run / "history.csv", verbose=progress, raw_weights=cfg.train.ema.enabled)
