@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from emimic.data.store import FeatureStore, pack
 from emimic.data.validate import validate
 from emimic.errors import DataError
 from emimic.features import extract
+from emimic.labels import read_meta, read_split
 from test_cli_errors import assert_one_sentence, run_cli
 
 
@@ -160,3 +162,52 @@ def test_a_transcript_that_is_not_utf8_fails_its_clip_only(tmp_path) -> None:
     assert errors["clip"].tolist() == [1]
     assert f"{text / '00001.txt'}: is not UTF-8 text (byte 0xe9 at offset 3); save it as UTF-8." in errors["error"][0]
     assert sorted(discover(tmp_path / "corpus").modalities["lexicon"].ids) == [2, 3]
+
+
+# -- spreadsheet exports and feature folders ----------------------------------------------------------------------
+
+
+def test_empty_rows_a_spreadsheet_leaves_at_the_end_are_ignored(make_root) -> None:
+    root = make_root()
+    path = root / "train_split.csv"
+    clean = read_split(path)
+    path.write_text(path.read_text() + ",,,,,,\n , ,,,,,\n")
+    pd.testing.assert_frame_equal(read_split(path), clean)
+    assert read_meta(path).index.equals(clean.index)
+    assert validate(root, progress=False).ok
+
+
+def test_a_semicolon_separated_split_is_named_as_such(make_root) -> None:
+    root = make_root()
+    path = root / "train_split.csv"
+    path.write_text(path.read_text().replace(",", ";"))
+    with pytest.raises(DataError, match=r"train_split\.csv: its columns are separated by ';'; save it comma-separated"):
+        read_split(path)
+
+
+def test_two_files_for_one_clip_are_refused_by_pack_and_train_as_by_validate(make_root, tmp_path, capsys) -> None:
+    root = make_root()
+    np.save(root / "vit" / "00003.npy", np.zeros((4, 8), dtype=np.float32))  # beside vit/00003.pkl
+    assert not validate(root, progress=False).ok
+    with pytest.raises(DataError, match=r"vit/00003\.\w+: duplicates clip 00003 \(00003\.\w+\); keep one of the two"):
+        pack(root, progress=False)
+    code, err = run_cli(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--quiet"], capsys)
+    assert_one_sentence(code, err, "duplicates clip 00003", "keep one of the two files")
+
+
+def test_an_empty_feature_file_says_so(make_root) -> None:
+    root = make_root()
+    (root / "vit" / "00003.pkl").write_bytes(b"")
+    message = "vit/00003.pkl: is an empty file (0 bytes); extract it again, or delete it to mask the clip."
+    assert message in {p.message for p in validate(root, progress=False).problems}
+    with pytest.raises(DataError, match=re.escape(message)):
+        pack(root, progress=False)
+
+
+def test_predicting_without_a_modality_the_run_reads_says_which(trained_run, simulated_root, tmp_path,
+                                                               capsys) -> None:
+    root = shutil.copytree(simulated_root, tmp_path / "corpus", ignore=shutil.ignore_patterns(".emimic", "vit"))
+    code, err = run_cli(["predict", "--run", str(trained_run.run), "--data", str(root), "--out",
+                         str(tmp_path / "submission.csv")], capsys)
+    assert_one_sentence(code, err, f"{root}: has no 'vit' features, which the model reads",
+                        "add that folder, or use a run trained without it")

@@ -33,6 +33,8 @@ TEMP_SUFFIX = ".tmp"
 def decode_object(data: bytes, suffix: str, *, source: str) -> object:
     """Decode the bytes of a ``.pkl``/``.npy``/``.pt`` file into Python objects without executing code."""
     suffix = suffix.lower()
+    if not data:  # a writer killed before its first byte (emimic's own writes are atomic)
+        raise DataError(f"{source}: is an empty file (0 bytes); extract it again, or delete it to mask the clip.")
     if suffix == ".npy":
         return _load_npy(data, source=source)
     # torch.save() output also arrives under a .pkl name.

@@ -271,8 +271,13 @@ def stale_modalities(layout: DatasetLayout, store_dir: Path, dtype: str | None =
     """Which modalities need packing (``packed``), which are current (``unchanged``), which vanished.
 
     ``dtype=None`` keeps the store's own dtype (see :func:`store_dtype`). A packed modality whose
-    files are missing or damaged (:func:`damaged_files`) is packed again.
+    files are missing or damaged (:func:`damaged_files`) is packed again. A modality with two files for
+    one clip (``00001.pkl`` and ``00001.npy``) is refused: which of them was meant is the user's call.
     """
+    for source in layout.modalities.values():
+        if source.duplicates:
+            first, second = source.duplicates[0]
+            raise DataError(f"{second}: duplicates clip {first.stem} ({first.name}); keep one of the two files.")
     manifest = _read_manifest(store_dir) or {"modalities": {}}
     dtype = dtype or store_dtype(manifest)
     packed = manifest["modalities"]

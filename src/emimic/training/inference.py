@@ -150,7 +150,8 @@ def check_compatible(spec: ModelSpec, store: FeatureStore) -> None:
     for modality in spec.inputs:
         if modality not in store.modalities:
             raise DataError(
-                f"the model reads modality {modality!r}, which this dataset lacks (it has {store.modalities})."
+                f"{store.manifest['root']}: has no {modality!r} features, which the model reads (it has"
+                f" {store.modalities}); add that folder, or use a run trained without it."
             )
         expected = spec.dims.get(modality, 3)  # the observed VAD prior is 3 columns wide
         if store.dim(modality) != expected:
