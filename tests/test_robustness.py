@@ -211,3 +211,20 @@ def test_predicting_without_a_modality_the_run_reads_says_which(trained_run, sim
                          str(tmp_path / "submission.csv")], capsys)
     assert_one_sentence(code, err, f"{root}: has no 'vit' features, which the model reads",
                         "add that folder, or use a run trained without it")
+
+
+def test_a_modality_without_any_frame_is_refused_by_validate_as_by_pack(make_root) -> None:
+    root = make_root(dims={"vit": 8, "face": 4})
+    for path in (root / "face").glob("*.pkl"):
+        path.write_bytes(pickle.dumps(np.zeros((0, 4), dtype=np.float32)))  # no face found in any clip
+    sentence = "no clip of modality 'face' holds any frame; delete the folder"
+    assert any(sentence in p.message and p.severity == "error" for p in validate(root, progress=False).problems)
+    with pytest.raises(DataError, match=sentence):
+        pack(root, progress=False)
+
+
+def test_float64_values_beyond_float32_are_not_called_nan(make_root) -> None:
+    root = make_root()
+    (root / "vit" / "00003.pkl").write_bytes(pickle.dumps(np.full((3, 8), 1e300)))
+    message = "vit/00003.pkl: holds values up to 1e+300, beyond the float32 range emimic computes in; rescale them."
+    assert message in {p.message for p in validate(root, progress=False).problems}

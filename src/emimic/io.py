@@ -133,11 +133,15 @@ def as_frames(value: object, *, source: str) -> np.ndarray:
         raise DataError(f"{source}: is empty (shape {array.shape}).")
     if array.shape[0] == 0:
         raise EmptyFeatures(f"{source}: holds no frames (shape {array.shape}).")
-    array = array.astype(np.float32, copy=False)
     if not np.isfinite(array).all():
         bad = int((~np.isfinite(array)).sum())
         raise DataError(f"{source}: holds {bad} NaN/Inf value(s).")
-    return np.ascontiguousarray(array)
+    with np.errstate(over="ignore"):  # an overflow is reported below, as one sentence
+        single = array.astype(np.float32, copy=False)
+    if single is not array and not np.isfinite(single).all():  # float64 values past float32's 3.4e38
+        raise DataError(f"{source}: holds values up to {float(np.abs(array).max()):.3g}, beyond the float32 range"
+                        " emimic computes in; rescale them.")
+    return np.ascontiguousarray(single)
 
 
 def load_array(path: str | Path) -> np.ndarray:

@@ -144,6 +144,12 @@ def _clips(source: ModalitySource) -> tuple[int, Iterator[Clip]]:
     return len(source.names), from_files()
 
 
+def no_frames_sentence(path: Path | str, modality: str) -> str:
+    """What ``pack`` and ``validate`` say of a modality whose every file holds zero frames: nothing to learn from."""
+    return (f"{path}: no clip of modality {modality!r} holds any frame; delete the folder, or extract it again if"
+            " that was not expected.")
+
+
 def _check_float16_range(frames: np.ndarray, where: Path) -> None:
     """Refuse frames that float16 would turn into Inf (its largest value is 65504): the model would learn NaN."""
     peak = float(np.abs(frames).max())
@@ -185,7 +191,7 @@ def _pack_modality(source: ModalitySource, folder: Path, dtype: str, *, progress
             frames_out.write(frames.astype(dtype, copy=False).tobytes())
             row += 1
     if pooled is None:
-        raise DataError(f"{source.path}: no clip of modality {source.name!r} holds any frame.")
+        raise DataError(no_frames_sentence(source.path, source.name))
     ids, lengths, pooled = ids[:row], lengths[:row], pooled[:row]
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     for name, array in (("ids", ids), ("lengths", lengths), ("offsets", offsets), ("pooled", pooled)):

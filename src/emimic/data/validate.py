@@ -17,6 +17,7 @@ import pandas as pd
 
 from emimic.data.holdout import check_valid_size, resolve_valid_split
 from emimic.data.layout import SPLIT_FILES, ModalitySource, discover, read_mapping
+from emimic.data.store import no_frames_sentence
 from emimic.errors import DataError, EmptyFeatures
 from emimic.io import as_frames, decode_object, read_error, to_numpy, unwrap
 from emimic.labels import empty_split_sentence, read_split, shortlist
@@ -113,7 +114,9 @@ def _scan_modality(source: ModalitySource, root: Path, problems: list[Problem], 
         else:
             lengths[clip_id], widths[clip_id] = frames.shape
         bar.advance(task)
-    if empty:
+    if empty and len(empty) == len(loaders):  # what pack refuses: no frame to learn from
+        problems.append(Problem("error", source.name, no_frames_sentence(relative(source.path), source.name)))
+    elif empty:
         problems.append(
             Problem("warning", source.name,
                     f"{len(empty)} file(s) hold zero frames and are masked: {shortlist(empty)}.")
