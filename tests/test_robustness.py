@@ -228,3 +228,26 @@ def test_float64_values_beyond_float32_are_not_called_nan(make_root) -> None:
     (root / "vit" / "00003.pkl").write_bytes(pickle.dumps(np.full((3, 8), 1e300)))
     message = "vit/00003.pkl: holds values up to 1e+300, beyond the float32 range emimic computes in; rescale them."
     assert message in {p.message for p in validate(root, progress=False).problems}
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:1000])
+
+
+@pytest.mark.parametrize(("damaged", "command", "sentence"), [
+    ("checkpoints/best.ckpt", "evaluate", "best.ckpt: cannot be read as a checkpoint (PytorchStreamReader failed"),
+    ("checkpoints/last.ckpt", "train", "last.ckpt: cannot be read as a checkpoint (PytorchStreamReader failed"),
+    ("metrics.json", "report", "metrics.json: cannot be read as the metrics of a run ("),
+    ("metrics.json", "train", "metrics.json: cannot be read as the metrics of a run ("),
+])
+def test_a_damaged_run_file_is_named_with_the_way_out(damaged, command, sentence, trained_run, simulated_root,
+                                                      tmp_path, capsys) -> None:
+    run = shutil.copytree(trained_run.run, tmp_path / "run")
+    _truncate(run / damaged)
+    if damaged.endswith("last.ckpt"):
+        (run / "metrics.json").unlink()  # an interrupted run: the same command resumes from last.ckpt
+    argv = {"evaluate": ["evaluate", "--run", str(run), "--data", str(simulated_root)],
+            "train": ["train", "--data", str(simulated_root), "--out", str(run), "--quiet"],
+            "report": ["report", str(run), "--out", str(tmp_path / "report.html")]}[command]
+    code, err = run_cli(argv, capsys)
+    assert_one_sentence(code, err, sentence, "restore the file emimic wrote, or train the run again with --overwrite")

@@ -22,7 +22,7 @@ from emimic.config import ExperimentConfig
 from emimic.data import ClipDataset, FeatureStore, VidmimicDataset, collate_clips, open_dataset
 from emimic.data.dataset import EpochShuffle, LengthBuckets
 from emimic.data.holdout import MIN_PCC_CLIPS
-from emimic.errors import DataError, EmimicError, OutputConflict
+from emimic.errors import DataError, EmimicError, IncompatibleRun, OutputConflict
 from emimic.io import atomic_path
 from emimic.labels import EMOTIONS, read_split
 from emimic.metrics import pcc_scores
@@ -86,10 +86,20 @@ def load_run(run: str | Path) -> TrainedModel:
         raise OutputConflict(lost_weights_sentence(run))
     if not path.exists():
         raise EmimicError(f"{path}: no checkpoint here; train a run first (emimic train --data DIR --out RUN).")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = read_checkpoint(path)
     config = ExperimentConfig.model_validate(ckpt["hyper_parameters"]["config"])
     check_model_format(run, made_with, config)  # before building: a change may also rename the model's weights
     return _rebuild(path, ckpt, config)
+
+
+def read_checkpoint(path: Path) -> dict:
+    """A checkpoint of a run folder, weights only; a damaged one (truncated, overwritten) is refused by name."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch reports a damaged file from its zip reader, its unpickler or numpy alike
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:200]
+        raise IncompatibleRun(f"{path}: cannot be read as a checkpoint ({reason})",
+                              "restore the file emimic wrote, or train the run again with --overwrite") from None
 
 
 def lost_weights_sentence(run: Path) -> str:

@@ -65,6 +65,7 @@ from emimic.training.inference import (
     evaluate,
     load_run,
     lost_weights_sentence,
+    read_checkpoint,
     torch_threads,
 )
 from emimic.training.module import CONSTANT_WARNING, EMIModule, pcc_column
@@ -245,6 +246,8 @@ def train(
     if previous is not None and resume:  # refused before the data is opened: packing a corpus may take minutes
         # every process refuses alike (the files decide), so none waits for a rank that stopped
         check_model_format(run, previous.model_format, previous.config)
+        if not (run / METRICS_FILE).exists():
+            read_checkpoint(run / LAST_CHECKPOINT)  # a damaged resume point, named before Lightning trips on it
     cfg = _resolve_config(config, overrides, previous)
 
     started = time.perf_counter()
@@ -375,8 +378,21 @@ def _quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def read_metrics(run: Path) -> dict:
+    """The ``metrics.json`` of a finished run; one that is not a JSON object is refused by name."""
+    path = run / METRICS_FILE
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        stored = exc
+    if not isinstance(stored, dict):
+        raise IncompatibleRun(f"{path}: cannot be read as the metrics of a run ({stored})",
+                              "restore the file emimic wrote, or train the run again with --overwrite")
+    return stored
+
+
 def _stored_result(run: Path) -> TrainResult:
-    stored = json.loads((run / METRICS_FILE).read_text(encoding="utf-8"))
+    stored = read_metrics(run)
     valid = Evaluation(stored["split"], stored["n_clips"], stored["mean_pcc"], stored["pcc"],
                        stored.get("coverage", {}))
     return TrainResult(run, valid, stored["best_epoch"], stored["epochs"], stored["seconds"], stored=True)
