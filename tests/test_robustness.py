@@ -251,3 +251,9 @@ def test_a_damaged_run_file_is_named_with_the_way_out(damaged, command, sentence
             "report": ["report", str(run), "--out", str(tmp_path / "report.html")]}[command]
     code, err = run_cli(argv, capsys)
     assert_one_sentence(code, err, sentence, "restore the file emimic wrote, or train the run again with --overwrite")
+
+
+def test_simulate_refuses_splits_too_small_for_a_pcc(tmp_path, capsys) -> None:
+    code, err = run_cli(["simulate", "--out", str(tmp_path / "sim"), "--clips", "5", "--quiet"], capsys)
+    assert_one_sentence(code, err, "clips=5 leaves 1 valid and 1 test clip(s)", "a PCC needs at least 2")
+    assert not (tmp_path / "sim").exists()
