@@ -257,3 +257,11 @@ def test_simulate_refuses_splits_too_small_for_a_pcc(tmp_path, capsys) -> None:
     code, err = run_cli(["simulate", "--out", str(tmp_path / "sim"), "--clips", "5", "--quiet"], capsys)
     assert_one_sentence(code, err, "clips=5 leaves 1 valid and 1 test clip(s)", "a PCC needs at least 2")
     assert not (tmp_path / "sim").exists()
+
+
+def test_sweep_refuses_a_one_clip_valid_split_before_any_trial(make_root, tmp_path, capsys) -> None:
+    root = make_root(valid=1)
+    code, err = run_cli(["sweep", "--data", str(root), "--out", str(tmp_path / "sweep"), "--trials", "1",
+                         "--max-epochs", "1", "--quiet"], capsys)
+    assert_one_sentence(code, err, "the validation split has 1 clip(s)")  # not optuna's traceback of a trial
+    assert not (tmp_path / "sweep").exists()
