@@ -134,12 +134,12 @@ def test_more_processes_than_clips_are_refused_before_the_run_folder_is_written(
     monkeypatch.setattr(run_module, "write_text", lambda path, text: written.append(path))
     # refused before Lightning's launcher would start the second process (it would run pytest again)
     monkeypatch.setattr(run_module, "_fit", lambda *args: pytest.fail("training started"))
-    root, out = make_root(train=12, valid=1, test=2), tmp_path / "run"
-    code = main(["train", "--data", str(root), "--out", str(out), "--devices", "2", "--accelerator", "cpu", "--quiet"])
+    root, out = make_root(train=12, valid=2, test=2), tmp_path / "run"  # a valid split of 1 clip is refused anyway
+    code = main(["train", "--data", str(root), "--out", str(out), "--devices", "3", "--accelerator", "cpu", "--quiet"])
     assert code == 1
     assert capsys.readouterr().err.strip() == (
-        "error: 2 training processes (--devices x --num-nodes) need at least 2 clips in the 'valid' split, which has"
-        " 1; train with fewer --devices / --num-nodes.")
+        "error: 3 training processes (--devices x --num-nodes) need at least 3 clips in the 'valid' split, which has"
+        " 2; train with fewer --devices / --num-nodes.")
     assert not written and not out.exists()
 
 

@@ -33,6 +33,8 @@ TEMP_SUFFIX = ".tmp"
 def decode_object(data: bytes, suffix: str, *, source: str) -> object:
     """Decode the bytes of a ``.pkl``/``.npy``/``.pt`` file into Python objects without executing code."""
     suffix = suffix.lower()
+    if not data:  # a writer killed before its first byte (emimic's own writes are atomic)
+        raise DataError(f"{source}: is an empty file (0 bytes); extract it again, or delete it to mask the clip.")
     if suffix == ".npy":
         return _load_npy(data, source=source)
     # torch.save() output also arrives under a .pkl name.
@@ -131,11 +133,15 @@ def as_frames(value: object, *, source: str) -> np.ndarray:
         raise DataError(f"{source}: is empty (shape {array.shape}).")
     if array.shape[0] == 0:
         raise EmptyFeatures(f"{source}: holds no frames (shape {array.shape}).")
-    array = array.astype(np.float32, copy=False)
     if not np.isfinite(array).all():
         bad = int((~np.isfinite(array)).sum())
         raise DataError(f"{source}: holds {bad} NaN/Inf value(s).")
-    return np.ascontiguousarray(array)
+    with np.errstate(over="ignore"):  # an overflow is reported below, as one sentence
+        single = array.astype(np.float32, copy=False)
+    if single is not array and not np.isfinite(single).all():  # float64 values past float32's 3.4e38
+        raise DataError(f"{source}: holds values up to {float(np.abs(array).max()):.3g}, beyond the float32 range"
+                        " emimic computes in; rescale them.")
+    return np.ascontiguousarray(single)
 
 
 def load_array(path: str | Path) -> np.ndarray:
@@ -146,6 +152,17 @@ def load_array(path: str | Path) -> np.ndarray:
     except OSError as exc:
         raise DataError(f"{path}: cannot be read ({exc.strerror}).") from None
     return decode_array(data, path.suffix, source=str(path))
+
+
+def read_transcript(path: Path) -> str:
+    """A transcript file as text: UTF-8, a leading byte-order mark dropped; other bytes are a :class:`DataError`."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start});"
+                        " save it as UTF-8.") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror}).") from None
 
 
 def _nearest_existing(folder: Path) -> Path:

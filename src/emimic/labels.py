@@ -47,6 +47,11 @@ def shortlist(items: Iterable[object], *, shown: int = 10) -> str:
     return ", ".join(listed[:shown]) + more
 
 
+def empty_split_sentence(path: str | Path) -> str:
+    """What every command says of a split CSV that holds a header and no clip."""
+    return f"{path}: lists no clips (only a header); add the split's clips or remove the file."
+
+
 def parse_clip_id(value: object, *, source: str) -> int:
     """Parse ``10``, ``10.0`` or ``"00010"`` into ``10``; anything else is a :class:`DataError`."""
     text = str(value).strip()
@@ -68,6 +73,20 @@ def _parse_ids(column: pd.Series, *, source: str) -> list[int]:
     return [parse_clip_id(value, source=f"{source} row {i + 2}") for i, value in enumerate(column)]
 
 
+def _read_cells(path: Path) -> pd.DataFrame:
+    """Every cell of a split CSV as stripped-header text, without the empty rows spreadsheets leave at its end."""
+    try:
+        # utf-8-sig: spreadsheet exports start with a byte-order mark that would hide the Filename header.
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot be read as a CSV ({exc}).") from None
+    raw.columns = [str(c).strip() for c in raw.columns]
+    if len(raw.columns) == 1 and ";" in raw.columns[0]:
+        raise DataError(f"{path}: its columns are separated by ';'; save it comma-separated, as the challenge ships.")
+    filled = (raw.apply(lambda column: column.str.strip()) != "").any(axis=1).to_numpy()
+    return raw.iloc[: len(filled) - int(np.argmax(filled[::-1]))] if filled.any() else raw.iloc[:0]
+
+
 def read_split(path: str | Path, *, require_labels: bool = True) -> pd.DataFrame:
     """Read a split CSV into a frame indexed by integer clip id.
 
@@ -75,12 +94,7 @@ def read_split(path: str | Path, *, require_labels: bool = True) -> pd.DataFrame
     ``require_labels`` every emotion column must be present, numeric, finite and in [0, 1].
     """
     path = Path(path)
-    try:
-        # utf-8-sig: spreadsheet exports start with a byte-order mark that would hide the Filename header.
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot be read as a CSV ({exc}).") from None
-    raw.columns = [str(c).strip() for c in raw.columns]
+    raw = _read_cells(path)
     if ID_COLUMN not in raw.columns:
         raise DataError(f"{path}: no {ID_COLUMN!r} column (found {list(raw.columns)}).")
     known = {ID_COLUMN, *EMOTIONS, *META_COLUMNS}
@@ -113,8 +127,7 @@ def read_split(path: str | Path, *, require_labels: bool = True) -> pd.DataFrame
 def read_meta(path: str | Path) -> pd.DataFrame:
     """The optional :data:`META_COLUMNS` of a split CSV, indexed by integer Filename: groups as text,
     ``raters`` as a positive integer (a bad count is a :class:`DataError` naming row and value)."""
-    raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    raw.columns = [str(c).strip() for c in raw.columns]
+    raw = _read_cells(Path(path))
     meta = pd.DataFrame(index=pd.Index(_parse_ids(raw[ID_COLUMN], source=str(path)), name=ID_COLUMN))
     for column in (c for c in META_COLUMNS if c in raw.columns):
         values = raw[column].str.strip()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -48,7 +47,7 @@ from emimic.training.crossval import fold_view
 from emimic.training.history import MONITOR, RAW_MONITOR
 from emimic.training.inference import Evaluation, evaluate, load_run
 from emimic.training.provenance import read_model_format
-from emimic.training.run import METRICS_FILE
+from emimic.training.run import METRICS_FILE, read_metrics
 
 # One palette for every plot.
 EMOTION_COLOURS = dict(zip(EMOTIONS, ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"),
@@ -109,7 +108,7 @@ def expand_runs(paths: Sequence[str | Path]) -> list[Path]:
 
 
 def load_summary(run: Path, data: str | Path | VidmimicDataset | None = None) -> RunSummary:
-    metrics = json.loads((run / METRICS_FILE).read_text(encoding="utf-8"))
+    metrics = read_metrics(run)
     root = data if data is not None else metrics.get("provenance", {}).get("data", {}).get("root")
     if root is None:
         raise EmimicError(f"{run / METRICS_FILE} does not record its dataset (a run from an older emimic);"

@@ -22,9 +22,12 @@ from emimic.data.holdout import resolve_valid_split
 from emimic.data.layout import SPLIT_FILES, DatasetLayout, discover
 from emimic.data.store import FeatureStore, locate_store, pack, stale_modalities
 from emimic.errors import DataError
-from emimic.labels import EMOTIONS, read_meta, read_split, shortlist
+from emimic.labels import EMOTIONS, empty_split_sentence, read_meta, read_split, shortlist
 
-STD_FLOOR = 1e-6
+# A column counts as constant when its standard deviation is within float32 rounding of its mean (1 ulp), or is
+# below the smallest normal float32: relative, so features of any scale (1e-9 or 1e9) keep their variation.
+CONSTANT_RELATIVE_STD = float(np.finfo(np.float32).eps)
+TINY_STD = float(np.finfo(np.float32).tiny)
 CACHE_BLOCK = 256  # clips whose frames chunked_steps copies out of the memory map at once
 
 
@@ -77,6 +80,13 @@ class VidmimicDataset:
         if name not in self.splits:
             raise DataError(f"{self.root}: no {name!r} split (found {sorted(self.splits)}).")
         return self.splits[name]
+
+    def clips(self, name: str) -> pd.DataFrame:
+        """The split ``name`` for a command that works on its clips: one whose CSV lists none is refused."""
+        frame = self.split(name)
+        if frame.empty:
+            raise DataError(empty_split_sentence(self.layout.split_files.get(name, self.root)))
+        return frame
 
     def check_disjoint(self, first: str, second: str) -> None:
         """Refuse clips listed in both splits: selecting a model on clips it trained on inflates its score."""
@@ -152,6 +162,14 @@ class ModalityStats:
     frame_std: np.ndarray  # (D,)
 
 
+def scale_or_one(std: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """The float32 divisor that standardises columns of standard deviation ``std`` and mean ``mean``: ``std``,
+    or 1 for a constant column, whose standardised training values are then 0 and other clips' stay bounded
+    (dividing by a fixed small floor instead erased features of a small scale and blew up the rest)."""
+    constant = std <= np.maximum(CONSTANT_RELATIVE_STD * np.abs(mean), TINY_STD)
+    return np.where(constant, 1.0, std).astype(np.float32)
+
+
 def feature_statistics(
     store: FeatureStore, ids: Sequence[int] | np.ndarray, modalities: Sequence[str]
 ) -> dict[str, ModalityStats]:
@@ -178,9 +196,9 @@ def feature_statistics(
         frame_var = weights @ (clip_std**2 + clip_mean**2) - frame_mean**2
         stats[modality] = ModalityStats(
             pooled_mean=pooled.mean(0).astype(np.float32),
-            pooled_std=np.maximum(pooled.std(0), STD_FLOOR).astype(np.float32),
+            pooled_std=scale_or_one(pooled.std(0), pooled.mean(0)),
             frame_mean=frame_mean.astype(np.float32),
-            frame_std=np.sqrt(np.maximum(frame_var, STD_FLOOR**2)).astype(np.float32),
+            frame_std=scale_or_one(np.sqrt(np.maximum(frame_var, 0.0)), frame_mean),
         )
     return stats
 

@@ -27,6 +27,8 @@ VALID_FILE = SPLIT_FILES["valid"][0]
 TRAIN_FILE = SPLIT_FILES["train"][0]
 # A fixed seed: the held-out clips must not change with the training seed.
 _HOLDOUT_SEED = 20_240_607
+# A Pearson correlation needs two clips: fewer leaves the best epoch to chance.
+MIN_PCC_CLIPS = 2
 
 
 def missing_valid_sentence(root: Path) -> str:
@@ -39,6 +41,15 @@ def missing_valid_sentence(root: Path) -> str:
 
 def unused_fraction_sentence(root: Path) -> str:
     return f"{root}: has a {VALID_FILE}, so --valid-fraction does not apply; drop it or remove the file."
+
+
+def check_valid_size(valid: pd.DataFrame, *, root: Path) -> None:
+    """Refuse a validation split too small to select the best epoch on (what ``validate`` and ``train`` both say)."""
+    if len(valid) < MIN_PCC_CLIPS:
+        raise DataError(
+            f"{root}: the validation split has {len(valid)} clip(s), but selecting the best epoch by PCC needs at"
+            f" least {MIN_PCC_CLIPS}; add clips to {VALID_FILE} (with cv: use fewer folds)."
+        )
 
 
 def hold_out(train: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:

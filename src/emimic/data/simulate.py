@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from emimic.data.holdout import MIN_PCC_CLIPS
 from emimic.data.simulation_settings import SimulationSettings
 from emimic.errors import ConfigError, DataError
 from emimic.io import atomic_path, save_array, write_text
@@ -215,6 +216,9 @@ class CorpusGenerator:
         n_valid = max(1, round(n * s.valid_fraction))
         if n_train + n_valid >= n:
             raise ConfigError(f"clips={n} leaves no test clips with these split fractions; use more clips.")
+        if min(n_valid, n - n_train - n_valid) < MIN_PCC_CLIPS:  # train would refuse it, the oracle be NaN
+            raise ConfigError(f"clips={n} leaves {n_valid} valid and {n - n_train - n_valid} test clip(s) with these"
+                              f" split fractions, and a PCC needs at least {MIN_PCC_CLIPS}; use more clips.")
         self.ids = rng.permutation(n) + 1
         self.split = np.repeat(np.array(SPLITS), [n_train, n_valid, n - n_train - n_valid])
         # Speakers never cross splits: a model meets new people at validation time, as in the challenge.

@@ -47,6 +47,7 @@ from emimic.progress import progress_bar
 STORE_VERSION = 1
 POOLED_STATS: tuple[str, ...] = ("mean", "std", "min", "max")
 DTYPES = STORE_DTYPES
+FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
 # The folder name of a packed modality: <modality>-<12 hex of its source fingerprint>-<dtype>.
@@ -143,6 +144,20 @@ def _clips(source: ModalitySource) -> tuple[int, Iterator[Clip]]:
     return len(source.names), from_files()
 
 
+def no_frames_sentence(path: Path | str, modality: str) -> str:
+    """What ``pack`` and ``validate`` say of a modality whose every file holds zero frames: nothing to learn from."""
+    return (f"{path}: no clip of modality {modality!r} holds any frame; delete the folder, or extract it again if"
+            " that was not expected.")
+
+
+def _check_float16_range(frames: np.ndarray, where: Path) -> None:
+    """Refuse frames that float16 would turn into Inf (its largest value is 65504): the model would learn NaN."""
+    peak = float(np.abs(frames).max())
+    if peak > FLOAT16_MAX:
+        raise DataError(f"{where}: holds values up to {peak:.3g}, beyond the float16 range (±{FLOAT16_MAX:.0f});"
+                        " pack this dataset with --dtype float32.")
+
+
 def _pack_modality(source: ModalitySource, folder: Path, dtype: str, *, progress: bool) -> dict:
     folder.mkdir(parents=True)
     n_clips, clips = _clips(source)
@@ -169,12 +184,14 @@ def _pack_modality(source: ModalitySource, folder: Path, dtype: str, *, progress
                     f" clips of modality {source.name!r} have width {dim}."
                 )
             assert pooled is not None
+            if dtype == "float16":
+                _check_float16_range(frames, source.path / name)
             ids[row], lengths[row] = clip_id, frames.shape[0]
             pooled[row] = pool_frames(frames)
             frames_out.write(frames.astype(dtype, copy=False).tobytes())
             row += 1
     if pooled is None:
-        raise DataError(f"{source.path}: no clip of modality {source.name!r} holds any frame.")
+        raise DataError(no_frames_sentence(source.path, source.name))
     ids, lengths, pooled = ids[:row], lengths[:row], pooled[:row]
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     for name, array in (("ids", ids), ("lengths", lengths), ("offsets", offsets), ("pooled", pooled)):
@@ -260,8 +277,13 @@ def stale_modalities(layout: DatasetLayout, store_dir: Path, dtype: str | None =
     """Which modalities need packing (``packed``), which are current (``unchanged``), which vanished.
 
     ``dtype=None`` keeps the store's own dtype (see :func:`store_dtype`). A packed modality whose
-    files are missing or damaged (:func:`damaged_files`) is packed again.
+    files are missing or damaged (:func:`damaged_files`) is packed again. A modality with two files for
+    one clip (``00001.pkl`` and ``00001.npy``) is refused: which of them was meant is the user's call.
     """
+    for source in layout.modalities.values():
+        if source.duplicates:
+            first, second = source.duplicates[0]
+            raise DataError(f"{second}: duplicates clip {first.stem} ({first.name}); keep one of the two files.")
     manifest = _read_manifest(store_dir) or {"modalities": {}}
     dtype = dtype or store_dtype(manifest)
     packed = manifest["modalities"]

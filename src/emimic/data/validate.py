@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emimic.data.holdout import resolve_valid_split
+from emimic.data.holdout import check_valid_size, resolve_valid_split
 from emimic.data.layout import SPLIT_FILES, ModalitySource, discover, read_mapping
+from emimic.data.store import no_frames_sentence
 from emimic.errors import DataError, EmptyFeatures
 from emimic.io import as_frames, decode_object, read_error, to_numpy, unwrap
-from emimic.labels import read_split, shortlist
+from emimic.labels import empty_split_sentence, read_split, shortlist
 from emimic.progress import progress_bar
 
 
@@ -58,6 +59,10 @@ def _read_splits(layout_split_files: dict[str, Path], problems: list[Problem]) -
             frames[split] = read_split(path, require_labels=split != "test")
         except DataError as exc:
             problems.append(Problem("error", path.name, str(exc)))
+            continue
+        if frames[split].empty:  # training cannot do without train or valid; predict has nothing to do
+            severity = "warning" if split == "test" else "error"
+            problems.append(Problem(severity, path.name, empty_split_sentence(path)))
     seen: dict[int, str] = {}
     for split, frame in frames.items():
         for clip_id in frame.index:
@@ -109,7 +114,9 @@ def _scan_modality(source: ModalitySource, root: Path, problems: list[Problem], 
         else:
             lengths[clip_id], widths[clip_id] = frames.shape
         bar.advance(task)
-    if empty:
+    if empty and len(empty) == len(loaders):  # what pack refuses: no frame to learn from
+        problems.append(Problem("error", source.name, no_frames_sentence(relative(source.path), source.name)))
+    elif empty:
         problems.append(
             Problem("warning", source.name,
                     f"{len(empty)} file(s) hold zero frames and are masked: {shortlist(empty)}.")
@@ -137,6 +144,8 @@ def _check_valid_split(
         return
     try:
         used = resolve_valid_split(splits, valid_fraction, root=root)
+        if len(used["valid"]):  # an empty valid_split.csv is reported as such
+            check_valid_size(used["valid"], root=root)
     except DataError as exc:
         problems.append(Problem("error", "splits", str(exc)))
         return

@@ -23,7 +23,7 @@ import pandas as pd
 from emimic.errors import DataError
 from emimic.features.base import ClipInput, Extractor, NoSignal, Output, build_extractor
 from emimic.features.media import Media, decode
-from emimic.io import TEMP_SUFFIX, default_mode, save_array, write_text
+from emimic.io import TEMP_SUFFIX, default_mode, read_transcript, save_array, write_text
 from emimic.labels import clip_stem
 
 
@@ -134,16 +134,20 @@ class ClipRunner:
         report = ClipReport(clip_id, [], media_seconds=media.duration, decode_seconds=time.perf_counter() - started)
         clip = ClipInput(clip_id, media)
         for extractor in extractors:
-            if "text" in extractor.needs and clip.transcript is None:
-                transcript = self.root / "text" / f"{clip_stem(clip_id)}.txt"
-                if transcript.is_file():
-                    clip.transcript = transcript.read_text(encoding="utf-8")
             report.outcomes.append(self._run_one(extractor, clip, report))
         return report
+
+    def _load_transcript(self, clip: ClipInput) -> None:
+        """Give ``clip`` its ``text/<id>.txt`` (once), if it has one."""
+        path = self.root / "text" / f"{clip_stem(clip.clip_id)}.txt"
+        if clip.transcript is None and path.is_file():
+            clip.transcript = read_transcript(path)
 
     def _run_one(self, extractor: Extractor, clip: ClipInput, report: ClipReport) -> Outcome:
         started = time.perf_counter()
         try:
+            if "text" in extractor.needs:  # read in here: an unreadable transcript fails this clip, not the batch
+                self._load_transcript(clip)
             results = extractor.process(clip)
             numeric = [o for o in extractor.outputs() if o.level in ("frame", "clip")]
             arrays = {o.name: checked_array(o, results[o.name]) for o in numeric}

@@ -21,7 +21,8 @@ from torch.utils.data import BatchSampler, DataLoader, Sampler, SequentialSample
 from emimic.config import ExperimentConfig
 from emimic.data import ClipDataset, FeatureStore, VidmimicDataset, collate_clips, open_dataset
 from emimic.data.dataset import EpochShuffle, LengthBuckets
-from emimic.errors import DataError, EmimicError
+from emimic.data.holdout import MIN_PCC_CLIPS
+from emimic.errors import DataError, EmimicError, IncompatibleRun, OutputConflict
 from emimic.io import atomic_path
 from emimic.labels import EMOTIONS, read_split
 from emimic.metrics import pcc_scores
@@ -29,7 +30,7 @@ from emimic.models.emi import ModelSpec, build_model
 from emimic.models.ensemble import AnyModel
 from emimic.outputs import check_output_file
 from emimic.submission import to_submission, write_submission
-from emimic.training.provenance import check_model_format, read_model_format
+from emimic.training.provenance import RECORD_FILE, check_model_format, read_model_format
 
 BEST_CHECKPOINT = Path("checkpoints") / "best.ckpt"
 INFERENCE_BATCH = 4096
@@ -81,12 +82,30 @@ def load_run(run: str | Path) -> TrainedModel:
     run = Path(run)
     made_with = read_model_format(run)
     path = run / BEST_CHECKPOINT
+    if not path.exists() and (run / RECORD_FILE).exists():
+        raise OutputConflict(lost_weights_sentence(run))
     if not path.exists():
         raise EmimicError(f"{path}: no checkpoint here; train a run first (emimic train --data DIR --out RUN).")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = read_checkpoint(path)
     config = ExperimentConfig.model_validate(ckpt["hyper_parameters"]["config"])
     check_model_format(run, made_with, config)  # before building: a change may also rename the model's weights
     return _rebuild(path, ckpt, config)
+
+
+def read_checkpoint(path: Path) -> dict:
+    """A checkpoint of a run folder, weights only; a damaged one (truncated, overwritten) is refused by name."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch reports a damaged file from its zip reader, its unpickler or numpy alike
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:200]
+        raise IncompatibleRun(f"{path}: cannot be read as a checkpoint ({reason})",
+                              "restore the file emimic wrote, or train the run again with --overwrite") from None
+
+
+def lost_weights_sentence(run: Path) -> str:
+    """What every command says of a run folder whose best checkpoint was deleted: only training again restores it."""
+    return (f"{run / BEST_CHECKPOINT}: is missing, so the weights of this run are lost; train it again with"
+            f" `emimic train --data DIR --out {run} --overwrite`.")
 
 
 def _rebuild(path: Path, ckpt: Mapping, config: ExperimentConfig) -> TrainedModel:
@@ -95,6 +114,7 @@ def _rebuild(path: Path, ckpt: Mapping, config: ExperimentConfig) -> TrainedMode
     spec = ModelSpec.from_dict(hp["spec"])
     model = build_model(spec, config.model)
     weights = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    _check_finite_weights(path, weights)
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if missing or unexpected:
         raise EmimicError(
@@ -103,6 +123,14 @@ def _rebuild(path: Path, ckpt: Mapping, config: ExperimentConfig) -> TrainedMode
         )
     model.eval()
     return TrainedModel(model, config, spec, dict(hp.get("data") or {}))
+
+
+def _check_finite_weights(path: Path, weights: Mapping[str, torch.Tensor]) -> None:
+    """Refuse the weights of a run whose training diverged: NaN weights predict NaN, which no score may hide."""
+    bad = [name for name, value in weights.items() if value.is_floating_point() and not value.isfinite().all()]
+    if bad:
+        raise EmimicError(f"{path}: holds NaN/Inf weights ({bad[0]!r} and {len(bad) - 1} more), so training diverged;"
+                          " train again with --overwrite and a lower learning rate (optim.lr).")
 
 
 def member_runs(path: str | Path) -> list[Path]:
@@ -132,7 +160,8 @@ def check_compatible(spec: ModelSpec, store: FeatureStore) -> None:
     for modality in spec.inputs:
         if modality not in store.modalities:
             raise DataError(
-                f"the model reads modality {modality!r}, which this dataset lacks (it has {store.modalities})."
+                f"{store.manifest['root']}: has no {modality!r} features, which the model reads (it has"
+                f" {store.modalities}); add that folder, or use a run trained without it."
             )
         expected = spec.dims.get(modality, 3)  # the observed VAD prior is 3 columns wide
         if store.dim(modality) != expected:
@@ -211,7 +240,18 @@ def predict_ids(trained: TrainedModel, store: FeatureStore, ids: np.ndarray,
             for modality, hidden in (absent or {}).items():
                 batch["inputs"][modality]["present"] &= ~torch.as_tensor(hidden[rows])
             out[rows] = trained.model(batch["inputs"]).pred.numpy()
+    _check_finite_predictions(out, ids)
     return np.clip(out, 0.0, 1.0)
+
+
+def _check_finite_predictions(preds: np.ndarray, ids: np.ndarray) -> None:
+    """Refuse NaN/Inf predictions (finite weights can overflow too): the metric would leave those clips out and
+    report a score of the others."""
+    bad = ~np.isfinite(preds).all(axis=1)
+    if bad.any():
+        raise EmimicError(f"the model predicts NaN/Inf for {int(bad.sum())} of {len(ids)} clip(s) (e.g. Filename"
+                          f" {int(ids[bad][0])}), as after a training that diverged; train the run again with"
+                          " --overwrite and a lower learning rate (optim.lr).")
 
 
 def _open(data: str | Path | VidmimicDataset, *, progress: bool) -> tuple[VidmimicDataset, FeatureStore]:
@@ -244,7 +284,10 @@ def evaluate(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "val
     models = load_models(run)
     trained = models[0]
     ds, store = _open(data, progress=progress)
-    ids = ds.split(split).index.to_numpy(dtype=np.int64)
+    ids = ds.clips(split).index.to_numpy(dtype=np.int64)
+    if len(ids) < MIN_PCC_CLIPS:
+        raise DataError(f"{ds.root}: the {split!r} split has {len(ids)} clip; a PCC needs at least {MIN_PCC_CLIPS},"
+                        " so evaluate a larger split.")
     if labels is not None:
         truth = external_labels(labels, ids, split=split)
     elif ds.has_labels(split):
@@ -278,7 +321,7 @@ def predict(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "test
                           overwrite=overwrite)
     models = load_models(run)
     ds, store = _open(data, progress=progress)
-    ids = ds.split(split).index.to_numpy(dtype=np.int64)
+    ids = ds.clips(split).index.to_numpy(dtype=np.int64)
     frame = to_submission(ids, ensemble_predict_ids(models, store, ids))
     if out is not None:
         write_submission(frame, out, expected_ids=ids)

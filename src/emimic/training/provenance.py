@@ -97,6 +97,8 @@ def labelled_splits(ds: VidmimicDataset, splits: Sequence[str] = TRAINING_SPLITS
     refused."""
     labelled = {}
     for split in splits:
+        if split in ds.splits:
+            ds.clips(split)  # an empty split is refused by name, not as an unlabelled one
         if split not in ds.splits or not ds.has_labels(split):
             raise DataError(f"{ds.root}: training needs a labelled {split!r} split.")
         table = ds.splits[split]

@@ -47,6 +47,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from emimic.config import ExperimentConfig, config_to_yaml, load_config, with_overrides
 from emimic.data import FeatureStore, VidmimicDataset, open_dataset, with_valid_split
+from emimic.data.holdout import check_valid_size
 from emimic.data.store import stale_modalities
 from emimic.errors import ConfigError, DataError, IncompatibleRun, OutputConflict, explain_interrupt
 from emimic.io import write_text
@@ -57,7 +58,16 @@ from emimic.outputs import provisional_output, refuse_inside_dataset, warn_lefto
 from emimic.training.datamodule import EMIDataModule, check_world
 from emimic.training.ema import EMA
 from emimic.training.history import MONITOR, History
-from emimic.training.inference import BEST_CHECKPOINT, Evaluation, coverage, evaluate, load_run, torch_threads
+from emimic.training.inference import (
+    BEST_CHECKPOINT,
+    Evaluation,
+    coverage,
+    evaluate,
+    load_run,
+    lost_weights_sentence,
+    read_checkpoint,
+    torch_threads,
+)
 from emimic.training.module import CONSTANT_WARNING, EMIModule, pcc_column
 from emimic.training.provenance import (
     CONFIG_FILE,
@@ -236,6 +246,8 @@ def train(
     if previous is not None and resume:  # refused before the data is opened: packing a corpus may take minutes
         # every process refuses alike (the files decide), so none waits for a rank that stopped
         check_model_format(run, previous.model_format, previous.config)
+        if not (run / METRICS_FILE).exists():
+            read_checkpoint(run / LAST_CHECKPOINT)  # a damaged resume point, named before Lightning trips on it
     cfg = _resolve_config(config, overrides, previous)
 
     started = time.perf_counter()
@@ -249,9 +261,12 @@ def train(
     cfg = record.config
     if cfg.train.selection == "best":  # "last" selects nothing: a refit may score clips it trained on
         ds.check_disjoint("train", "valid")
+        check_valid_size(ds.splits["valid"], root=ds.root)
     if previous is not None and resume:
         if primary:
             _check_same_run(run, previous, record)
+        if (run / METRICS_FILE).exists() and not (run / BEST_CHECKPOINT).exists():
+            raise OutputConflict(lost_weights_sentence(run))  # a score whose model is gone is no result
         if (run / METRICS_FILE).exists():  # every process returns it; the ones of rank > 0 say so
             return dataclasses.replace(_stored_result(run), rank=0 if primary else max(rank_zero_only.rank, 1))
     history = History(run / "history.csv", verbose=progress, raw_weights=cfg.train.ema.enabled)
@@ -384,8 +399,21 @@ def _quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def read_metrics(run: Path) -> dict:
+    """The ``metrics.json`` of a finished run; one that is not a JSON object is refused by name."""
+    path = run / METRICS_FILE
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        stored = exc
+    if not isinstance(stored, dict):
+        raise IncompatibleRun(f"{path}: cannot be read as the metrics of a run ({stored})",
+                              "restore the file emimic wrote, or train the run again with --overwrite")
+    return stored
+
+
 def _stored_result(run: Path) -> TrainResult:
-    stored = json.loads((run / METRICS_FILE).read_text(encoding="utf-8"))
+    stored = read_metrics(run)
     valid = Evaluation(stored["split"], stored["n_clips"], stored["mean_pcc"], stored["pcc"],
                        stored.get("coverage", {}))
     return TrainResult(run, valid, stored["best_epoch"], stored["epochs"], stored["seconds"], stored=True)

@@ -1,0 +1,267 @@
+"""Messy but plausible inputs from new users: each is one clear error naming what to fix, or just works."""
+
+from __future__ import annotations
+
+import pickle
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from emimic.cli import main
+from emimic.data.dataset import ModalityStats, feature_statistics, open_dataset
+from emimic.data.layout import discover
+from emimic.data.store import FeatureStore, pack
+from emimic.data.validate import validate
+from emimic.errors import DataError
+from emimic.features import extract
+from emimic.labels import read_meta, read_split
+from test_cli_errors import assert_one_sentence, run_cli
+
+
+def problems(root: Path) -> dict[str, str]:
+    """``{message: severity}`` of everything ``validate`` finds under ``root``."""
+    return {p.message: p.severity for p in validate(root, progress=False).problems}
+
+
+def keep_rows(path: Path, rows: int) -> None:
+    """Cut a split CSV down to its header and first ``rows`` clips."""
+    pd.read_csv(path).head(rows).to_csv(path, index=False)
+
+
+# -- split CSVs with too few clips ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("split", ["train", "valid"])
+def test_a_header_only_training_split_is_refused_by_validate_and_train_alike(split, make_root, tmp_path,
+                                                                              capsys) -> None:
+    root = make_root()
+    keep_rows(root / f"{split}_split.csv", 0)
+    sentence = f"{root}/{split}_split.csv: lists no clips (only a header); add the split's clips or remove the file."
+    assert problems(root)[sentence] == "error"
+    code, err = run_cli(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--quiet"], capsys)
+    assert_one_sentence(code, err, sentence.rstrip("."))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_header_only_test_split_is_a_warning_and_predict_writes_no_empty_submission(trained_run,
+                                                                                      simulated_root, tmp_path,
+                                                                                      capsys) -> None:
+    root = shutil.copytree(simulated_root, tmp_path / "corpus", ignore=shutil.ignore_patterns(".emimic"))
+    (root / "test_split.csv").write_text("Filename\n")
+    assert problems(root)[f"{root / 'test_split.csv'}: lists no clips (only a header); add the split's clips or"
+                          " remove the file."] == "warning"
+    out = tmp_path / "submission.csv"
+    code, err = run_cli(["predict", "--run", str(trained_run.run), "--data", str(root), "--out", str(out)], capsys)
+    assert_one_sentence(code, err, "test_split.csv: lists no clips")
+    assert not out.exists()
+
+
+def test_a_one_clip_valid_split_cannot_select_an_epoch_nor_be_scored(make_root, tmp_path, capsys) -> None:
+    one = make_root("one", valid=1)
+    assert any("the validation split has 1 clip(s)" in message for message in problems(one))
+    code, err = run_cli(["train", "--data", str(one), "--out", str(tmp_path / "run"), "--quiet"], capsys)
+    assert_one_sentence(code, err, "the validation split has 1 clip(s)", "needs at least 2")
+    two = make_root("two", valid=2)  # two clips have a PCC: validate, train and evaluate all work
+    assert not any("validation split" in message for message in problems(two))
+    assert main(["train", "--data", str(two), "--out", str(tmp_path / "run"), "--max-epochs", "1", "--quiet"]) == 0
+    assert main(["evaluate", "--run", str(tmp_path / "run"), "--data", str(two)]) == 0
+    capsys.readouterr()
+    code, err = run_cli(["evaluate", "--run", str(tmp_path / "run"), "--data", str(one)], capsys)
+    assert_one_sentence(code, err, "the 'valid' split has 1 clip; a PCC needs at least 2")
+
+
+# -- values that overflow: never a score, a submission or a store of NaN ------------------------------------------
+
+
+def test_float16_packing_refuses_features_beyond_its_range(make_root) -> None:
+    root = make_root()
+    path = root / "vit" / "00006.pkl"
+    path.write_bytes(pickle.dumps(np.full((4, 8), 7e4, dtype=np.float32)))  # float16 stops at 65504
+    with pytest.raises(DataError, match=r"00006\.pkl: holds values up to 7e\+04, beyond the float16 range.*--dtype"
+                                        r" float32"):
+        pack(root, dtype="float16", progress=False)
+    assert FeatureStore.open(pack(root, dtype="float32", progress=False).store_dir).frames("vit", 6).max() == 7e4
+
+
+def test_a_diverged_training_reports_no_score(make_root, tmp_path, capsys) -> None:
+    root = make_root()
+    config = tmp_path / "hot.yaml"
+    config.write_text("name: hot\noptim:\n  lr: 1.0e+8\n")  # the loss becomes NaN within three epochs
+    run = tmp_path / "run"
+    code, err = run_cli(["train", "--data", str(root), "--out", str(run), "--config", str(config),
+                         "--max-epochs", "3", "--quiet"], capsys)
+    assert_one_sentence(code, err, "diverged", "--overwrite and a lower learning rate")
+    assert not (run / "metrics.json").exists()  # never reported as a finished run with a score
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_by_name(trained_run, simulated_root, tmp_path, capsys) -> None:
+    run = shutil.copytree(trained_run.run, tmp_path / "run")
+    checkpoint = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+    name = next(k for k, v in checkpoint["state_dict"].items() if k.startswith("net.") and v.is_floating_point())
+    checkpoint["state_dict"][name].view(-1)[0] = float("nan")
+    torch.save(checkpoint, run / "checkpoints" / "best.ckpt")
+    code, err = run_cli(["predict", "--run", str(run), "--data", str(simulated_root), "--out",
+                         str(tmp_path / "submission.csv")], capsys)
+    assert_one_sentence(code, err, "best.ckpt: holds NaN/Inf weights", name.removeprefix("net."), "diverged")
+
+
+# -- feature scales --------------------------------------------------------------------------------------------
+
+
+def _statistics(root: Path) -> ModalityStats:
+    ds = open_dataset(root)
+    return feature_statistics(ds.store(progress=False), ds.splits["train"].index, ["vit"])["vit"]
+
+
+@pytest.mark.parametrize("scale", [1e-9, 1e9])
+def test_standardisation_keeps_the_variation_of_features_at_any_scale(make_root, scale) -> None:
+    roots = {factor: make_root(f"x{factor}") for factor in (1.0, scale)}
+    for factor, root in roots.items():
+        for path in (root / "vit").glob("*.pkl"):
+            frames = pickle.loads(path.read_bytes())
+            frames[:, 0] = 5.0  # a constant column: no variation to keep
+            path.write_bytes(pickle.dumps((frames * factor).astype(np.float32)))
+    plain, scaled = (_statistics(root) for root in roots.values())
+    varying = np.arange(4 * 8) % 8 != 0  # pooled [mean, std, min, max] of every column but the constant one
+    np.testing.assert_allclose(scaled.pooled_std[varying], plain.pooled_std[varying] * scale, rtol=1e-4)
+    np.testing.assert_allclose(scaled.frame_std[1:], plain.frame_std[1:] * scale, rtol=1e-4)
+    assert (scaled.pooled_std[~varying] == 1.0).all() and scaled.frame_std[0] == 1.0
+
+
+# -- run folders a user damaged ----------------------------------------------------------------------------------
+
+
+def test_a_run_whose_best_checkpoint_was_deleted_says_how_to_get_it_back(trained_run, simulated_root, tmp_path,
+                                                                          capsys) -> None:
+    run = shutil.copytree(trained_run.run, tmp_path / "run")
+    (run / "checkpoints" / "best.ckpt").unlink()
+    sentence = f"{run}/checkpoints/best.ckpt: is missing, so the weights of this run are lost; train it again with"
+    code, err = run_cli(["evaluate", "--run", str(run), "--data", str(simulated_root)], capsys)
+    assert_one_sentence(code, err, sentence, f"--out {run} --overwrite")
+    # the same training command used to show the stored score of a run nothing could use any more
+    code, err = run_cli(["train", "--data", str(simulated_root), "--out", str(run), "--quiet"], capsys)
+    assert_one_sentence(code, err, sentence)
+
+
+# -- transcripts ------------------------------------------------------------------------------------------------
+
+
+def test_a_transcript_that_is_not_utf8_fails_its_clip_only(tmp_path) -> None:
+    text = tmp_path / "corpus" / "text"
+    text.mkdir(parents=True)
+    (text / "00001.txt").write_bytes("café olé, so happy".encode("latin-1"))  # a Windows editor's encoding
+    (text / "00002.txt").write_bytes("\ufeffwow I love it".encode())  # a byte-order mark, as Notepad writes
+    (text / "00003.txt").write_text("that is great, amazing", encoding="utf-8")
+    extract(tmp_path / "corpus", ["lexicon"], progress=False)
+    errors = pd.read_csv(tmp_path / "corpus" / "_extract" / "errors.csv")
+    assert errors["clip"].tolist() == [1]
+    assert f"{text / '00001.txt'}: is not UTF-8 text (byte 0xe9 at offset 3); save it as UTF-8." in errors["error"][0]
+    assert sorted(discover(tmp_path / "corpus").modalities["lexicon"].ids) == [2, 3]
+
+
+# -- spreadsheet exports and feature folders ----------------------------------------------------------------------
+
+
+def test_empty_rows_a_spreadsheet_leaves_at_the_end_are_ignored(make_root) -> None:
+    root = make_root()
+    path = root / "train_split.csv"
+    clean = read_split(path)
+    path.write_text(path.read_text() + ",,,,,,\n , ,,,,,\n")
+    pd.testing.assert_frame_equal(read_split(path), clean)
+    assert read_meta(path).index.equals(clean.index)
+    assert validate(root, progress=False).ok
+
+
+def test_a_semicolon_separated_split_is_named_as_such(make_root) -> None:
+    root = make_root()
+    path = root / "train_split.csv"
+    path.write_text(path.read_text().replace(",", ";"))
+    with pytest.raises(DataError, match=r"train_split\.csv: its columns are separated by ';'; save it comma-separated"):
+        read_split(path)
+
+
+def test_two_files_for_one_clip_are_refused_by_pack_and_train_as_by_validate(make_root, tmp_path, capsys) -> None:
+    root = make_root()
+    np.save(root / "vit" / "00003.npy", np.zeros((4, 8), dtype=np.float32))  # beside vit/00003.pkl
+    assert not validate(root, progress=False).ok
+    with pytest.raises(DataError, match=r"vit/00003\.\w+: duplicates clip 00003 \(00003\.\w+\); keep one of the two"):
+        pack(root, progress=False)
+    code, err = run_cli(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--quiet"], capsys)
+    assert_one_sentence(code, err, "duplicates clip 00003", "keep one of the two files")
+
+
+def test_an_empty_feature_file_says_so(make_root) -> None:
+    root = make_root()
+    (root / "vit" / "00003.pkl").write_bytes(b"")
+    message = "vit/00003.pkl: is an empty file (0 bytes); extract it again, or delete it to mask the clip."
+    assert message in {p.message for p in validate(root, progress=False).problems}
+    with pytest.raises(DataError, match=re.escape(message)):
+        pack(root, progress=False)
+
+
+def test_predicting_without_a_modality_the_run_reads_says_which(trained_run, simulated_root, tmp_path,
+                                                               capsys) -> None:
+    root = shutil.copytree(simulated_root, tmp_path / "corpus", ignore=shutil.ignore_patterns(".emimic", "vit"))
+    code, err = run_cli(["predict", "--run", str(trained_run.run), "--data", str(root), "--out",
+                         str(tmp_path / "submission.csv")], capsys)
+    assert_one_sentence(code, err, f"{root}: has no 'vit' features, which the model reads",
+                        "add that folder, or use a run trained without it")
+
+
+def test_a_modality_without_any_frame_is_refused_by_validate_as_by_pack(make_root) -> None:
+    root = make_root(dims={"vit": 8, "face": 4})
+    for path in (root / "face").glob("*.pkl"):
+        path.write_bytes(pickle.dumps(np.zeros((0, 4), dtype=np.float32)))  # no face found in any clip
+    sentence = "no clip of modality 'face' holds any frame; delete the folder"
+    assert any(sentence in p.message and p.severity == "error" for p in validate(root, progress=False).problems)
+    with pytest.raises(DataError, match=sentence):
+        pack(root, progress=False)
+
+
+def test_float64_values_beyond_float32_are_not_called_nan(make_root) -> None:
+    root = make_root()
+    (root / "vit" / "00003.pkl").write_bytes(pickle.dumps(np.full((3, 8), 1e300)))
+    message = "vit/00003.pkl: holds values up to 1e+300, beyond the float32 range emimic computes in; rescale them."
+    assert message in {p.message for p in validate(root, progress=False).problems}
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:1000])
+
+
+@pytest.mark.parametrize(("damaged", "command", "sentence"), [
+    ("checkpoints/best.ckpt", "evaluate", "best.ckpt: cannot be read as a checkpoint (PytorchStreamReader failed"),
+    ("checkpoints/last.ckpt", "train", "last.ckpt: cannot be read as a checkpoint (PytorchStreamReader failed"),
+    ("metrics.json", "report", "metrics.json: cannot be read as the metrics of a run ("),
+    ("metrics.json", "train", "metrics.json: cannot be read as the metrics of a run ("),
+])
+def test_a_damaged_run_file_is_named_with_the_way_out(damaged, command, sentence, trained_run, simulated_root,
+                                                      tmp_path, capsys) -> None:
+    run = shutil.copytree(trained_run.run, tmp_path / "run")
+    _truncate(run / damaged)
+    if damaged.endswith("last.ckpt"):
+        (run / "metrics.json").unlink()  # an interrupted run: the same command resumes from last.ckpt
+    argv = {"evaluate": ["evaluate", "--run", str(run), "--data", str(simulated_root)],
+            "train": ["train", "--data", str(simulated_root), "--out", str(run), "--quiet"],
+            "report": ["report", str(run), "--out", str(tmp_path / "report.html")]}[command]
+    code, err = run_cli(argv, capsys)
+    assert_one_sentence(code, err, sentence, "restore the file emimic wrote, or train the run again with --overwrite")
+
+
+def test_simulate_refuses_splits_too_small_for_a_pcc(tmp_path, capsys) -> None:
+    code, err = run_cli(["simulate", "--out", str(tmp_path / "sim"), "--clips", "5", "--quiet"], capsys)
+    assert_one_sentence(code, err, "clips=5 leaves 1 valid and 1 test clip(s)", "a PCC needs at least 2")
+    assert not (tmp_path / "sim").exists()
+
+
+def test_sweep_refuses_a_one_clip_valid_split_before_any_trial(make_root, tmp_path, capsys) -> None:
+    root = make_root(valid=1)
+    code, err = run_cli(["sweep", "--data", str(root), "--out", str(tmp_path / "sweep"), "--trials", "1",
+                         "--max-epochs", "1", "--quiet"], capsys)
+    assert_one_sentence(code, err, "the validation split has 1 clip(s)")  # not optuna's traceback of a trial
+    assert not (tmp_path / "sweep").exists()
