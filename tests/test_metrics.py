@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 
@@ -83,3 +85,14 @@ def test_bootstrap_interval_brackets_the_estimate_and_narrows_with_more_clips():
 def test_bootstrap_of_constant_predictions_is_zero():
     y = np.random.default_rng(5).random((30, 6))
     assert np.all(bootstrap_pcc(np.full_like(y, 0.3), y, samples=20) == 0.0)
+
+
+def test_read_only_arrays_are_scored_without_a_torch_warning() -> None:
+    """Arrays read from a memory map or a pandas frame may be read-only; torch warns when it shares them."""
+    rng = np.random.default_rng(0)
+    preds, targets = rng.random((20, 6)), rng.random((20, 6))
+    expected = pearson_per_dimension(preds, targets)
+    preds.flags.writeable = targets.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(pearson_per_dimension(preds, targets), expected)

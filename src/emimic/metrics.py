@@ -21,10 +21,17 @@ BOOTSTRAP_SAMPLES = 1000
 BOOTSTRAP_SEED = 0
 
 
+def _float64(values: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """A float64 tensor of ``values``; an array is copied, since one read from a memory map or a pandas frame may
+    be read-only, which torch warns about when it shares the memory."""
+    if isinstance(values, torch.Tensor):
+        return values.to(torch.float64)
+    return torch.from_numpy(np.array(values, dtype=np.float64))
+
+
 def pearson_per_dimension(preds: np.ndarray | torch.Tensor, targets: np.ndarray | torch.Tensor) -> np.ndarray:
     """``(D,)`` Pearson correlation of each column of ``(N, D)`` predictions with the targets."""
-    p = torch.as_tensor(preds, dtype=torch.float64)
-    t = torch.as_tensor(targets, dtype=torch.float64)
+    p, t = _float64(preds), _float64(targets)
     if p.shape != t.shape or p.ndim != 2:
         raise ValueError(f"predictions {tuple(p.shape)} and targets {tuple(t.shape)} must be the same (N, D)")
     out = np.zeros(p.shape[1])
