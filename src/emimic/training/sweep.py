@@ -428,7 +428,7 @@ def sweep(
     settings = _settings(ds, cfg, space, progress)
     # The default storage is recorded relative to the folder, so a moved sweep folder still resumes.
     recorded = {**settings, "storage": storage or f"OUT/{STUDY_FILE}"}
-    replace = check_folder_settings(out, SETTINGS_FILE, recorded, kind="sweep", overwrite=overwrite).replace
+    replace = check_folder_settings(out, SETTINGS_FILE, recorded, kind="sweep", overwrite=overwrite)
     if not replace and (out / SETTINGS_FILE).exists():
         replace = _outdated_trials(out, overwrite=overwrite)
     resuming = not replace and (out / SETTINGS_FILE).exists()
