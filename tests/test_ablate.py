@@ -184,9 +184,12 @@ def with_grid(argv: list[str], grid: Path) -> list[str]:
     return [*argv[: argv.index("--grid") + 1], str(grid), *argv[argv.index("--grid") + 2:]]
 
 
-def test_a_second_call_with_the_seeds_in_another_order_reuses_every_finished_run(
+def test_a_second_call_with_the_seeds_in_another_order_than_recorded_reuses_every_finished_run(
         copied: tuple[Path, Path, list[str]], capsys: pytest.CaptureFixture[str]) -> None:
     out, _, argv = copied
+    settings = json.loads((out / "ablation.json").read_text(encoding="utf-8"))
+    settings["seeds"] = [1, 0]  # as an earlier emimic recorded them: in the order given
+    (out / "ablation.json").write_text(json.dumps(settings), encoding="utf-8")
     runs = sorted(out.glob("*/seed*/metrics.json"))
     before = [path.stat().st_mtime_ns for path in runs]
     reordered = [*argv[: argv.index("--seeds") + 1], "1", "0", *argv[argv.index("--max-epochs"):]]
@@ -222,55 +225,78 @@ def test_a_folder_made_with_other_seeds_is_refused_unless_overwrite(copied: tupl
     assert set(pd.read_csv(out / TABLE_FILE)["seed"]) == {0} and not (out / "paper" / "seed1").exists()
 
 
-def test_a_grid_that_gains_a_cell_reuses_the_others_and_a_changed_cell_is_refused(
+def refusal(run: Path, cell: str, found: str) -> str:
+    return (f"error: {run} holds a run that cell {cell!r} of this grid cannot reuse ({found}); pass --overwrite to"
+            " train it again (the runs this grid can reuse are kept), or choose a new --out.")
+
+
+def stamps(out: Path) -> dict[Path, int]:
+    return {path: path.stat().st_mtime_ns for path in out.glob("*/seed*/metrics.json")}
+
+
+def test_a_grid_that_gains_a_cell_reuses_the_others_and_a_changed_cell_is_refused_before_any_run_trains(
         copied: tuple[Path, Path, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out, grid, argv = copied
-    runs = sorted(out.glob("*/seed*/metrics.json"))
-    before = [path.stat().st_mtime_ns for path in runs]
+    before = stamps(out)
     grown = grid_file(tmp_path, grid.read_text(encoding="utf-8") + "  no_vad: {model.vad.enabled: false}\n",
                       name="grown.yaml")
+    changed = grid_file(tmp_path, "cells:\n  paper: {}\n  no_vad: {model.vad.enabled: false}\n"
+                                  "  no_ema: {train.ema.decay: 0.9}\n", name="changed.yaml")
+    capsys.readouterr()
+    assert main(with_grid(argv, changed)) == 1  # no_vad, new, comes first in the grid: nothing of it trains
+    assert " ".join(capsys.readouterr().err.split()) == refusal(
+        out / "no_ema" / "seed0", "no_ema", "train.ema.decay was 0.99, now 0.9; train.ema.enabled was False, now True")
+    assert not (out / "no_vad").exists() and stamps(out) == before
     assert main(with_grid(argv, grown)) == 0
-    assert [path.stat().st_mtime_ns for path in runs] == before
+    assert stamps(out).items() >= before.items()  # every run of the cells it shares is reused
     table = pd.read_csv(out / TABLE_FILE).set_index("cell")
     assert set(table.loc["no_vad", "status"]) == {"trained"} and set(table.loc["paper", "status"]) == {"reused"}
-    changed = grid_file(tmp_path, grid.read_text(encoding="utf-8").replace("enabled: false", "decay: 0.9"),
-                        name="changed.yaml")
-    capsys.readouterr()
-    assert main(with_grid(argv, changed)) == 1
-    assert "was made with other grid" in " ".join(capsys.readouterr().err.split())
 
 
-def test_a_dropped_cell_stays_recorded_so_its_return_changed_is_a_conflict_that_overwrite_resolves(
-        copied: tuple[Path, Path, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_cell_binds_only_through_the_runs_its_folders_hold(
+        copied: tuple[Path, Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     out, _, argv = copied
-    assert main(with_grid(argv, grid_file(tmp_path, "cells:\n  paper: {}\n", name="paper.yaml"))) == 0
-    recorded = json.loads((out / "ablation.json").read_text(encoding="utf-8"))["grid"]
-    assert list(recorded) == ["paper", "no_ema", "face_mesh"]  # no_ema/seed*/ stay in the folder, and recorded
-    changed = with_grid(argv, grid_file(tmp_path, "cells:\n  paper: {}\n  no_ema: {train.ema.decay: 0.9}\n",
-                                        name="changed.yaml"))
-    capsys.readouterr()
-    assert main(changed) == 1
-    assert f"{out} was made with other grid: its cell(s) no_ema changed" in " ".join(capsys.readouterr().err.split())
-    assert main([*changed, "--overwrite"]) == 0
-    assert list(json.loads((out / "ablation.json").read_text(encoding="utf-8"))["grid"]) == ["paper", "no_ema"]
+    before = stamps(out)
+
+    from emimic.training import jobs
+
+    train = jobs.train
+
+    def crash_in_big(data: Path, run: str, **kwargs: object) -> object:  # as an out-of-memory before the first epoch
+        if Path(run).parent.name == "big":
+            raise MemoryError(run)
+        return train(data, run, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(jobs, "train", crash_in_big)
+        assert main(with_grid(argv, grid_file(tmp_path, "cells:\n  paper: {}\n  big: {model.head.dropout: 0.5}\n",
+                                              name="big.yaml"))) == 1
+    fixed = grid_file(tmp_path, "cells:\n  paper: {}\n  big: {model.head.dropout: 0.2}\n", name="fixed.yaml")
+    assert main(with_grid(argv, fixed)) == 0
+    # a dropped cell whose folders the user deleted comes back changed as a new cell
+    shutil.rmtree(out / "no_ema")
+    assert main(with_grid(argv, grid_file(tmp_path, "cells:\n  paper: {}\n  no_ema: {train.ema.decay: 0.9}\n",
+                                          name="no_ema.yaml"))) == 0
+    table = pd.read_csv(out / TABLE_FILE).set_index("cell")
+    assert set(table.loc["no_ema", "status"]) == {"trained"} and set(table.loc["paper", "status"]) == {"reused"}
+    assert all(stamps(out)[path] == stamp for path, stamp in before.items() if "paper" in path.parts)
+    assert json.loads((out / "ablation.json").read_text(encoding="utf-8"))["grid"].keys() == {"paper", "no_ema"}
 
 
-def test_a_cell_folder_holding_another_run_than_the_record_shows_is_refused_before_any_write_unless_overwrite(
-        copied: tuple[Path, Path, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_overwrite_replaces_only_the_runs_a_cell_cannot_reuse_an_unreadable_one_too(
+        copied: tuple[Path, Path, list[str]], capsys: pytest.CaptureFixture[str]) -> None:
     out, _, argv = copied
-    settings = json.loads((out / "ablation.json").read_text(encoding="utf-8"))
-    del settings["grid"]["no_ema"]  # as an earlier emimic left it after a grid that dropped the cell
-    (out / "ablation.json").write_text(json.dumps(settings), encoding="utf-8")
-    before = (out / "ablation.json").read_text(encoding="utf-8")
-    changed = with_grid(argv, grid_file(tmp_path, "cells:\n  paper: {}\n  no_ema: {train.ema.decay: 0.9}\n",
-                                        name="changed.yaml"))
+    before = stamps(out)
+    (out / "no_ema" / "seed1" / "run.json").write_text("{broken", encoding="utf-8")
     capsys.readouterr()
-    assert main(changed) == 1
-    assert " ".join(capsys.readouterr().err.split()) == (
-        f"error: {out / 'no_ema' / 'seed0'} holds a run made with other settings or data than cell 'no_ema' of this"
-        " grid (train.ema.decay was 0.99, now 0.9; train.ema.enabled was False, now True), which"
-        f" {out / 'ablation.json'} does not show; pass --overwrite to replace the ablation {out}, or choose a new"
-        " --out.")
-    assert (out / "ablation.json").read_text(encoding="utf-8") == before
-    assert main([*changed, "--overwrite"]) == 0
-    assert set(pd.read_csv(out / TABLE_FILE)["status"]) == {"trained"}
+    assert main(argv) == 1
+    assert " ".join(capsys.readouterr().err.split()).startswith(
+        f"error: {out / 'no_ema' / 'seed1'} holds a run that cell 'no_ema' of this grid cannot reuse"
+        f" ({out / 'no_ema' / 'seed1' / 'run.json'}: cannot be read as the record of a run (Expecting")
+    assert stamps(out) == before
+    assert main([*argv, "--overwrite"]) == 0
+    table = pd.read_csv(out / TABLE_FILE).set_index(["cell", "seed"])["status"]
+    assert table[("no_ema", 1)] == "trained" and set(table.drop(("no_ema", 1))) == {"reused", "skipped"}
+    assert {path: stamps(out)[path] for path in before if "seed1" not in path.parts or "paper" in path.parts} == {
+        path: stamp for path, stamp in before.items() if "seed1" not in path.parts or "paper" in path.parts}

@@ -13,9 +13,6 @@ from emimic.cli import main
 from emimic.errors import ConfigError, NothingSaved
 from emimic.outputs import (
     LeftoverWarning,
-    MayAdd,
-    MayGainOrDrop,
-    SameItems,
     check_folder_settings,
     leftover_message,
     provisional_output,
@@ -114,7 +111,7 @@ def test_a_folder_from_an_earlier_emimic_that_did_not_record_a_setting_is_refuse
         check_folder_settings(folder, "cv.json", {"folds": 3, "data": "abc"}, kind="CV", overwrite=False)
     with pytest.raises(ConfigError, match="was made with other folds"):
         check_folder_settings(folder, "cv.json", {"folds": 4}, kind="CV", overwrite=False)
-    assert check_folder_settings(folder, "cv.json", {"folds": 3, "data": "abc"}, kind="CV", overwrite=True).replace
+    assert check_folder_settings(folder, "cv.json", {"folds": 3, "data": "abc"}, kind="CV", overwrite=True)
 
 
 def record(folder: Path, **settings: object) -> Path:
@@ -123,70 +120,24 @@ def record(folder: Path, **settings: object) -> Path:
     return folder
 
 
-def test_a_setting_that_may_grow_takes_more_and_refuses_less_in_one_sentence(tmp_path: Path) -> None:
-    folder = record(tmp_path / "cv", folds=3, seeds=[0, 1])
-    rules = {"seeds": MayAdd("--seeds", "the models of seed(s) {items} too, which predict would average in")}
-    for seeds, recorded in (([0, 1], [0, 1]), ([1, 0], [0, 1]), ([2, 1, 0], [0, 1, 2])):
-        check = check_folder_settings(folder, "made.json", {"folds": 3, "seeds": seeds}, kind="CV", rules=rules)
-        assert not check.replace and check.record == {"folds": 3, "seeds": recorded}
-    with pytest.raises(ConfigError, match=rf"^{folder} was made with other seeds: it holds the models of seed\(s\) 0"
-                                          " too, which predict would average in, so seeds may be added but not dropped"
-                                          rf" \(see {folder / 'made.json'}\); rerun it with --seeds 0 1 2, or choose a"
-                                          r" new --out\.$"):
-        check_folder_settings(folder, "made.json", {"folds": 3, "seeds": [1, 2]}, kind="CV", rules=rules)
-    # with another setting changed too, the advice is the options the folder was made with
-    with pytest.raises(ConfigError, match=rf"^{folder} was made with other folds, seeds: it holds .* rerun it with the"
-                                          " same options, pass --overwrite to replace it, or choose a new --out"):
-        check_folder_settings(folder, "made.json", {"folds": 4, "seeds": [1]}, kind="CV", rules=rules, overwrite=False)
-    check = check_folder_settings(folder, "made.json", {"folds": 3, "seeds": [1]}, kind="CV", rules=rules,
-                                  overwrite=True)
-    assert check.replace and check.record == {"folds": 3, "seeds": [1]}  # the folder is replaced: only [1] stays
+def test_a_list_compared_in_any_order_takes_its_items_in_any_order(tmp_path: Path) -> None:
+    folder = record(tmp_path / "ablation", seeds=[1, 0], data="abc")  # recorded in the order given, as emimic once did
+    assert not check_folder_settings(folder, "made.json", {"seeds": [0, 1], "data": "abc"}, kind="ablation",
+                                     overwrite=False, any_order=["seeds"])
+    with pytest.raises(ConfigError, match=rf"^{folder} was made with other seeds \(see {folder / 'made.json'}\); rerun"
+                                          " it with the same options, pass --overwrite to replace it, or choose a new"
+                                          r" --out\.$"):
+        check_folder_settings(folder, "made.json", {"seeds": [0], "data": "abc"}, kind="ablation", overwrite=False,
+                              any_order=["seeds"])
+    with pytest.raises(ConfigError, match="was made with other seeds"):  # a setting not named keeps its order
+        check_folder_settings(folder, "made.json", {"seeds": [0, 1], "data": "abc"}, kind="ablation", overwrite=False)
 
 
-def test_a_folder_that_did_not_record_a_list_that_may_grow_is_refused_as_unrecorded(tmp_path: Path) -> None:
-    # its run folders may hold items the call would not name (a CV's other seeds, which predict would average in)
-    folder = record(tmp_path / "old", folds=3)
-    rules = {"seeds": MayAdd("--seeds", "the models of seed(s) {items}")}
-    with pytest.raises(ConfigError, match=rf"^{folder} was made by an earlier emimic, which did not record its seeds"):
-        check_folder_settings(folder, "made.json", {"folds": 3, "seeds": [5]}, kind="CV", rules=rules,
-                              overwrite=False)
-    assert check_folder_settings(folder, "made.json", {"folds": 3, "seeds": [5]}, kind="CV", rules=rules,
-                                 overwrite=True).replace
-
-
-def test_a_list_compared_as_items_takes_them_in_any_order_and_records_them_sorted(tmp_path: Path) -> None:
-    folder = record(tmp_path / "ablation", seeds=[1, 0])  # recorded in the order given, as emimic once did
-    check = check_folder_settings(folder, "made.json", {"seeds": [0, 1]}, kind="ablation",
-                                  rules={"seeds": SameItems()}, overwrite=False)
-    assert not check.replace and check.record == {"seeds": [0, 1]}
-    with pytest.raises(ConfigError, match="was made with other seeds"):
-        check_folder_settings(folder, "made.json", {"seeds": [0]}, kind="ablation", rules={"seeds": SameItems()},
-                              overwrite=False)
-
-
-def test_a_mapping_that_may_gain_or_drop_entries_refuses_a_changed_one_by_name(tmp_path: Path) -> None:
-    folder = record(tmp_path / "ablation", seeds=[0], grid={"paper": 1, "no_ema": 2, "no_vad": 3})
-    rules = {"grid": MayGainOrDrop("cell")}
-    for grid in ({"paper": 1}, {"paper": 1, "no_ema": 2, "no_vad": 3, "fusion_gated": 4}, {"fusion_gated": 4}):
-        check = check_folder_settings(folder, "made.json", {"seeds": [0], "grid": grid}, kind="ablation",
-                                      rules=rules, overwrite=False)
-        # the dropped entries stay recorded: their folders stay, so one that comes back changed is a conflict
-        assert not check.replace and check.record["grid"] == {"paper": 1, "no_ema": 2, "no_vad": 3, **grid}
-    with pytest.raises(ConfigError, match=rf"^{folder} was made with other grid: its cell\(s\) no_ema, no_vad changed,"
-                                          " and cells may be added or dropped but not changed"
-                                          rf" \(see {folder / 'made.json'}\); rerun it with the same options, pass"
-                                          r" --overwrite to replace it, or choose a new --out\.$"):
-        check_folder_settings(folder, "made.json", {"seeds": [0], "grid": {"paper": 1, "no_ema": 0, "no_vad": 0}},
-                              kind="ablation", rules=rules, overwrite=False)
-    with pytest.raises(ConfigError, match=rf"^{folder} was made with other seeds \(see"):  # other keys: equal
-        check_folder_settings(folder, "made.json", {"seeds": [0, 1], "grid": {"paper": 1}}, kind="ablation",
-                              rules=rules, overwrite=False)
-
-
-def test_a_rule_for_no_setting_is_a_programming_error(tmp_path: Path) -> None:
-    # a misspelt key would leave its setting to the default rule, Same, and refuse what its rule allows
-    with pytest.raises(AssertionError, match=r"rules for no setting: \['seed'\]"):
-        check_folder_settings(tmp_path / "cv", "cv.json", {"seeds": [0]}, kind="CV", rules={"seed": SameItems()})
+def test_any_order_naming_no_setting_is_a_programming_error(tmp_path: Path) -> None:
+    # a misspelt key would leave its setting compared in order, and refuse what the caller meant to allow
+    with pytest.raises(AssertionError, match=r"any_order names no setting: \['seed'\]"):
+        check_folder_settings(tmp_path / "cv", "cv.json", {"seeds": [0]}, kind="CV", overwrite=False,
+                              any_order=["seed"])
 
 
 def test_a_deletion_cut_short_leaves_a_folder_named_as_incomplete(tmp_path: Path,

@@ -190,6 +190,29 @@ def test_overwrite_replaces_a_run_this_emimic_cannot_read(trained, tmp_path, edi
     load_run(run)
 
 
+def test_the_check_of_a_run_folder_before_training_names_what_overwrite_resolves(trained, tmp_path):
+    # what `cv` and `ablate` check every run folder with before any run trains (emimic.training.jobs)
+    from emimic.data import open_dataset
+    from emimic.errors import OutputConflict
+    from emimic.training.run import run_differences
+
+    root, runs = trained
+    ds = open_dataset(root)
+    config = {fusion: load_config(run / "config.yaml") for fusion, run in runs.items()}
+    assert run_differences(runs["concat"], ds, config["concat"]) == []  # the same run: resumed or reused
+    old = copy_as(runs["attention"], tmp_path / "old", None)
+    assert run_differences(old, ds, config["attention"]) == [old_run_refusal(old).partition("; train it")[0]]
+    newer = copy_as(runs["concat"], tmp_path / "newer", MODEL_FORMAT + 1)
+    assert run_differences(newer, ds, config["concat"]) == [newer_refusal(newer).partition("; upgrade")[0]]
+    (newer / RECORD_FILE).write_text("{", encoding="utf-8")
+    [damaged] = run_differences(newer, ds, config["concat"])
+    assert damaged.startswith(f"{newer / RECORD_FILE}: cannot be read as the record of a run")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("not a run", encoding="utf-8")
+    with pytest.raises(OutputConflict, match="is not empty and holds no emimic run"):  # --overwrite does not help
+        run_differences(tmp_path / "notes", ds, config["concat"])
+
+
 def test_a_resumed_sweep_refuses_an_attention_trial_from_before_the_missing_tokens(trained, tmp_path, capsys):
     from emimic.training.sweep import SETTINGS_FILE, TRIALS_DIR
 

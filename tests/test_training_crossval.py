@@ -106,14 +106,23 @@ def test_a_cv_folder_made_from_other_data_is_refused_before_anything_trains(grou
 def test_a_rerun_may_add_seeds_but_not_drop_the_models_of_one(grouped, tmp_path):
     root, out, _ = grouped
     folder = shutil.copytree(out, tmp_path / "cv")
-    assert json.loads((folder / "cv.json").read_text())["seeds"] == [0, 1]
     stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
-    with pytest.raises(ConfigError, match=rf"^{folder} was made with other seeds: it holds the models of seed\(s\) 1"
-                                          rf" too, which `predict --run {folder}` would average in, so seeds may be"
-                                          rf" added but not dropped \(see {folder / 'cv.json'}\); rerun it with --seeds"
-                                          " 0 1, pass --overwrite to replace it, or choose a new --out.$"):
+    with pytest.raises(ConfigError, match=rf"^{folder} holds the models of seed\(s\) 1 too, which `predict --run"
+                                          rf" {folder}` would average in, so seeds may be added but not dropped; rerun"
+                                          " it with --seeds 0 1, pass --overwrite to replace it, or choose a new"
+                                          " --out.$"):
         cross_validate(root, folder, folds=3, seeds=[0], refit=True, **OPTIONS)
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == stamps
+
+
+def test_a_seed_binds_only_through_models_that_saved_an_epoch(grouped, tmp_path):
+    root, out, _ = grouped
+    folder = shutil.copytree(out, tmp_path / "cv")
+    shutil.rmtree(folder / "fold1-seed1" / "checkpoints")  # as a start killed before its first epoch was saved
+    for run in ("fold2-seed1", "fold3-seed1", "refit-seed1"):  # never started, or deleted by the user
+        shutil.rmtree(folder / run)
+    again = cross_validate(root, folder, folds=3, seeds=[0], **OPTIONS)
+    assert again.seeds == [0] and json.loads((folder / "summary.json").read_text())["seeds"] == [0]
 
 
 def test_a_refit_of_other_epochs_is_refused_before_any_refit_trains_and_replaced_with_overwrite(
@@ -136,6 +145,23 @@ def test_a_refit_of_other_epochs_is_refused_before_any_refit_trains_and_replaced
             == moved
     fold_files = [p for p in stamps if p.relative_to(folder).parts[0].startswith("fold")]
     assert all(p.stat().st_mtime_ns == stamps[p] for p in fold_files)  # the fold models are kept
+
+
+def test_a_refused_refit_says_why_and_leaves_the_summary_in_step_with_the_folds(grouped, tmp_path):
+    root, out, _ = grouped
+    folder = shutil.copytree(out, tmp_path / "cv")
+    (folder / "refit-seed0" / "run.json").write_text("{broken", encoding="utf-8")
+    (folder / "summary.json").write_text("{}", encoding="utf-8")  # what the refusal must not leave as it was
+    # no word of the folds' epochs: they are not what differs
+    damaged = folder / "refit-seed0" / "run.json"
+    with pytest.raises(ConfigError, match=rf"^{damaged.parent} holds a refit made otherwise \({damaged}: cannot be read"
+                                          r" as the record of a run \(.*\)\); pass --overwrite to refit it again"
+                                          r" \(the fold models are kept\), or choose a new --out\.$") as refused:
+        cross_validate(root, folder, folds=3, seeds=[0, 1], refit=True, **OPTIONS)
+    assert "epochs" not in str(refused.value)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1] and summary["refit_epochs"] is None and summary["refit_runs"] == []
+    assert summary["oof_mean_pcc"] == pytest.approx(grouped[2].mean_pcc)
 
 
 def test_every_fold_and_refit_model_has_the_members_auto_gives_a_fold(grouped, tmp_path, monkeypatch):

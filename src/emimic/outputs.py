@@ -13,15 +13,14 @@ A folder of results (a ``train`` run, a ``cv``, ``ablate`` or ``sweep`` folder) 
 it replaces (``--overwrite``) is replaced only by a result that holds such a run: it is put back if the new command
 fails before that, and, as a safety net, if it ends without any run having saved an epoch (:class:`NothingSaved`
 says so; ``train``, ``cv`` and ``ablate`` always have a run to train by then, a sweep may see all its trials fail). A
-process
-killed meanwhile leaves the old content beside the folder (``.NAME.replaced-*``; never deleted, so no result is
+process killed meanwhile leaves the old content beside the folder (``.NAME.replaced-*``; never deleted, so no result is
 lost): every command that writes the folder says so first (:func:`warn_leftovers`).
 
 Whether a folder may take a new call is decided by :func:`check_folder_settings` against the settings the folder
-records, each compared by a :class:`SettingRule`: equal by default, equal in any order (:class:`SameItems`), or one
-that lets it grow (:class:`MayAdd`, :class:`MayGainOrDrop`), declared by the caller per setting. The folder then
-records what the rule merges: every item and entry it was ever given, so that what its run folders hold stays
-recorded when a later call drops it. A setting the folder did not record (an earlier emimic) is never reused.
+records (its data, folds, config, ...), which must be the same. What may differ between calls (an ablation's cells,
+a CV's seeds) is not pinned by the record: the caller reads what the folder's run folders actually hold, so a
+cell or seed that never saved an epoch, or whose folders the user deleted, binds nothing. A setting the folder did
+not record (an earlier emimic) is never reused.
 """
 
 from __future__ import annotations
@@ -32,10 +31,9 @@ import re
 import shutil
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from emimic.errors import ConfigError, EmimicWarning, NothingSaved, OutputConflict
 
@@ -65,140 +63,41 @@ def check_output_file(path: str | Path, *, dataset_root: str | Path, overwrite: 
         raise OutputConflict(f"{path} already exists; pass --overwrite to replace it, or choose another path.")
 
 
-@dataclass(frozen=True)
-class Conflict:
-    """Why a results folder cannot take a setting's new value: ``detail``, a clause for the refusal (may be empty),
-    and ``rerun``, the options that would fit (None: the ones the folder was made with)."""
+def check_folder_settings(out: str | Path, record: str, settings: Mapping[str, Any], *, kind: str, overwrite: bool,
+                          any_order: Collection[str] = ()) -> bool:
+    """Refuse to add to the results folder ``out`` (a CV, ablation or sweep folder) what other ``settings`` would make;
+    return whether the call is to replace the folder (``overwrite``, under :func:`provisional_output`).
 
-    detail: str = ""
-    rerun: str | None = None
-
-
-class SettingRule(Protocol):
-    """How :func:`check_folder_settings` compares one recorded setting with the one a new call wants, and what the
-    folder records once it took the call."""
-
-    def conflict(self, stored: Any, wanted: Any) -> Conflict | None:
-        """What keeps a folder made with ``stored`` from taking ``wanted``; None: nothing does."""
-
-    def recorded(self, stored: Any, wanted: Any) -> Any:
-        """What the folder records after a call with ``wanted`` that it took."""
-
-
-class Same:
-    """The default rule: the folder takes only the value it was made with."""
-
-    def conflict(self, stored: Any, wanted: Any) -> Conflict | None:
-        return None if stored == wanted else Conflict()
-
-    def recorded(self, stored: Any, wanted: Any) -> Any:
-        return wanted
-
-
-class SameItems:
-    """A list the folder takes only with the items it was made with, in any order (an ablation's seeds)."""
-
-    def conflict(self, stored: Any, wanted: Any) -> Conflict | None:
-        return None if sorted(stored) == sorted(wanted) else Conflict()
-
-    def recorded(self, stored: Any, wanted: Any) -> Any:
-        return sorted(wanted)
-
-
-@dataclass(frozen=True)
-class MayAdd:
-    """A list the folder may gain items of, never lose one, because what it holds for an item stays in use:
-    ``holds`` says what, with ``{items}`` for the dropped ones (e.g. a CV's seeds, whose models ``predict --run``
-    averages). ``option`` gives the list on the command line. The folder records every item, sorted."""
-
-    option: str
-    holds: str
-
-    def conflict(self, stored: Any, wanted: Any) -> Conflict | None:
-        dropped = [item for item in stored if item not in wanted]
-        if not dropped:
-            return None
-        holds = self.holds.replace("{items}", ", ".join(map(str, dropped)))  # not format: a path may hold braces
-        noun = self.option.removeprefix("--")
-        return Conflict(f"it holds {holds}, so {noun} may be added but not dropped",
-                        f"{self.option} {' '.join(map(str, self.recorded(stored, wanted)))}")
-
-    def recorded(self, stored: Any, wanted: Any) -> Any:
-        return sorted({*stored, *wanted})
-
-
-@dataclass(frozen=True)
-class MayGainOrDrop:
-    """A mapping the folder may gain or lose entries of (an ablation grid's cells, each in a folder of its own);
-    an entry kept must not change. ``entry`` names one. The folder records every entry it was ever given, the
-    dropped ones too: their folders stay, so one that comes back changed is a conflict."""
-
-    entry: str
-
-    def conflict(self, stored: Any, wanted: Any) -> Conflict | None:
-        changed = [name for name in stored if name in wanted and stored[name] != wanted[name]]
-        if not changed:
-            return None
-        return Conflict(f"its {self.entry}(s) {', '.join(changed)} changed, and {self.entry}s may be added or dropped"
-                        " but not changed")
-
-    def recorded(self, stored: Any, wanted: Any) -> Any:
-        return {**stored, **wanted}
-
-
-@dataclass(frozen=True)
-class FolderCheck:
-    """What :func:`check_folder_settings` decided: whether the call replaces the folder, and the settings the
-    folder is to record once the call writes it (each setting as its rule merges the stored value with the new)."""
-
-    replace: bool
-    record: dict[str, Any]
-
-
-def check_folder_settings(out: str | Path, record: str, settings: Mapping[str, Any], *, kind: str,
-                          overwrite: bool | None = None, rules: Mapping[str, SettingRule] | None = None) -> FolderCheck:
-    """Refuse to add to the results folder ``out`` (a CV, ablation or sweep folder) what other ``settings`` would make.
-
-    ``record`` is the file in ``out`` that holds the settings it was made with; each setting is compared by its rule
-    in ``rules``, by default :class:`Same`. A folder made with settings that conflict, or one that did not record
-    one of them (made by an earlier emimic), is refused, unless ``overwrite=True``: then the folder is to be
-    replaced (under :func:`provisional_output`). ``overwrite=None``: the command offers no ``--overwrite``. A
-    non-empty folder without ``record`` is never emimic's, so it is refused either way."""
-    rules = rules or {}
-    assert rules.keys() <= settings.keys(), f"rules for no setting: {sorted(rules.keys() - settings.keys())}"
+    ``record`` is the file in ``out`` that holds the settings it was made with. Each setting must equal the stored
+    one; the lists named in ``any_order`` (an ablation's seeds) may hold their items in another order. A folder
+    made with other settings, or one that did not record one of them (made by an earlier emimic), is refused unless
+    ``overwrite``. A non-empty folder without ``record`` is never emimic's, so it is refused either way."""
+    assert set(any_order) <= settings.keys(), f"any_order names no setting: {sorted(set(any_order) - settings.keys())}"
     out = Path(out)
     path = out / record
     if not path.exists():
         if out.exists() and any(out.iterdir()):
             raise ConfigError(f"{out} exists and is not an emimic {kind} folder; choose a new --out.")
-        return FolderCheck(False, dict(settings))
+        return False
     stored = json.loads(path.read_text(encoding="utf-8"))
     # a setting an earlier emimic did not record is not reused: whether it differs is unknown
     unrecorded = [key for key in sorted(settings) if key not in stored]
-    conflicts = {key: conflict for key in sorted(settings) if key in stored
-                 and (conflict := _rule(rules, key).conflict(stored[key], settings[key])) is not None}
-    if (unrecorded or conflicts) and overwrite:
-        return FolderCheck(True, dict(settings))
-    offer = ", pass --overwrite to replace it," if overwrite is not None else ","
+    differing = [key for key in sorted(settings) if key in stored
+                 and _comparable(stored[key], key in any_order) != _comparable(settings[key], key in any_order)]
+    if (unrecorded or differing) and overwrite:
+        return True
     if unrecorded:
         raise ConfigError(f"{out} was made by an earlier emimic, which did not record its {', '.join(unrecorded)}"
-                          f" (see {path}); it cannot be checked against this run{offer} or choose a new --out.")
-    if conflicts:
-        raise ConfigError(_refusal(out, path, conflicts, offer))
-    return FolderCheck(False, {key: _rule(rules, key).recorded(stored[key], value) for key, value in settings.items()})
+                          f" (see {path}); it cannot be checked against this run, pass --overwrite to replace it, or"
+                          " choose a new --out.")
+    if differing:
+        raise ConfigError(f"{out} was made with other {', '.join(differing)} (see {path}); rerun it with the same"
+                          " options, pass --overwrite to replace it, or choose a new --out.")
+    return False
 
 
-def _rule(rules: Mapping[str, SettingRule], key: str) -> SettingRule:
-    return rules.get(key) or Same()
-
-
-def _refusal(out: Path, path: Path, conflicts: Mapping[str, Conflict], offer: str) -> str:
-    """The one sentence refusing ``out`` for ``conflicts``: which settings, why (where a rule says), and what to do."""
-    details = "; ".join(conflict.detail for conflict in conflicts.values() if conflict.detail)
-    # a rule's own advice fits when its setting is the only one that conflicts
-    rerun = next(iter(conflicts.values())).rerun if len(conflicts) == 1 else None
-    return (f"{out} was made with other {', '.join(conflicts)}{': ' + details if details else ''} (see {path}); rerun"
-            f" it with {rerun or 'the same options'}{offer} or choose a new --out.")
+def _comparable(value: Any, unordered: bool) -> Any:
+    return sorted(value) if unordered else value
 
 
 @contextlib.contextmanager

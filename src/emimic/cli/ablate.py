@@ -52,9 +52,9 @@ def ablate_command(parser: argparse.ArgumentParser) -> Handler:
                              f" {ABLATION_MAX_EPOCHS}, the same from Python)")
     add_runner_args(parser, what="runs")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace an ablation folder made with other seeds or data, or changing a cell (one"
-                             " dropped earlier too), or whose cell folder holds another run than it records (kept"
-                             " until a new run saved an epoch)")
+                        help="replace an ablation folder made with other seeds or data; otherwise replace only"
+                             " the runs its cells cannot reuse (a changed cell's, an unreadable one), keeping the"
+                             " others (what is replaced is kept until a new run saved an epoch)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-run lines")
     add_store_arg(parser)
 

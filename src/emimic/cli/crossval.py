@@ -27,9 +27,10 @@ def cv_command(parser: argparse.ArgumentParser) -> Handler:
                         help="also train on all of train+valid for the median best epoch of the folds")
     add_runner_args(parser, what="models")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace a CV folder made with other folds, fold seed, config or data, dropping"
-                             " seeds, or that did not record its seeds (kept until a new model saved an epoch);"
-                             " with --refit, also a refit of other epochs than the folds now choose")
+                        help="replace a CV folder made with other folds, fold seed, config or data, or holding"
+                             " models of seeds not given; otherwise replace only the models it cannot reuse (a"
+                             " refit of other epochs than the folds now choose, an unreadable run), keeping the"
+                             " others (what is replaced is kept until a new model saved an epoch)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or per-model lines")
     add_store_arg(parser)
 

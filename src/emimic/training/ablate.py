@@ -10,7 +10,10 @@ cannot feed) is *skipped* with its reason, not failed; a modality name that is n
 one an extractor writes is a typo, refused with a did-you-mean.
 
 Every (cell, seed) is a ``train`` run folder ``OUT/<cell>/seed<s>/``: a finished one is reused, an
-interrupted one resumes. The summary compares each cell with the reference cell (``paper``):
+interrupted one resumes. A later call may gain, drop or change cells (its data and seeds must be the folder's):
+before any run trains, every run folder of the grid is checked against its cell, and one holding a run the cell
+cannot reuse (other settings, an unreadable ``run.json``) is refused, or with ``overwrite`` replaced alone. The
+summary compares each cell with the reference cell (``paper``):
 
 - mean ± standard deviation over seeds (ddof 1) of the validation mean PCC and of each dimension;
 - the change of the mean PCC, paired by seed, with a paired t-test across seeds (``scipy.stats.ttest_rel``);
@@ -21,7 +24,8 @@ interrupted one resumes. The summary compares each cell with the reference cell 
 
 Folder::
 
-    OUT/ablation.json        what the folder was made with: data fingerprint, seeds, every cell's config
+    OUT/ablation.json        what the folder was made with (data fingerprint, seeds), and the cells of the last
+                             call, each's config (each run folder records its own, which is what is checked)
     OUT/<cell>/seed<s>/      a `train` run folder
     OUT/ablation.csv         one row per cell x seed: status (trained, reused, skipped), PCCs, epochs, time
     OUT/ablation.md          the summary table (mean ± std, change, p, interval, mark) and the skipped cells
@@ -57,16 +61,16 @@ from emimic.errors import ConfigError, DataError
 from emimic.io import atomic_path, write_text
 from emimic.labels import EMOTIONS
 from emimic.metrics import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, bootstrap_pcc, paired_difference_interval
-from emimic.outputs import MayGainOrDrop, SameItems, check_folder_settings, refuse_inside_dataset, warn_leftovers
+from emimic.outputs import check_folder_settings, refuse_inside_dataset, warn_leftovers
 from emimic.registry import EXTRACTORS, FUSIONS
 from emimic.training.inference import evaluate
 from emimic.training.jobs import (
     Backend,
     Runner,
     TrainJob,
+    checked_run_folders,
     distinct_seeds,
     results_folder,
-    run_conflict,
     train_job,
 )
 from emimic.training.provenance import corpus_fingerprint, describe
@@ -279,25 +283,22 @@ def _jobs(out: Path, ds: VidmimicDataset, cells: Sequence[Cell], seeds: Sequence
             for cell in cells if cell.config is not None for seed in seeds]
 
 
-def _holds_other_runs(out: Path, plan: Sequence[AblationJob], ds: VidmimicDataset, *, overwrite: bool) -> bool:
-    """Whether ``out`` is to be replaced because a cell's run folder holds another run than the cell's, which
-    ``ablation.json`` does not show (a folder an earlier emimic left so, or one a user copied there): refused unless
-    ``overwrite``, before anything is written, where the cell's own ``train`` would refuse midway."""
-    for job in plan:
-        found = run_conflict(job, ds)
-        if found and overwrite:
-            return True
-        if found:
-            raise ConfigError(f"{job.run} holds a run made with other settings or data than cell {job.cell!r} of this"
-                              f" grid ({describe(found)}), which {out / SETTINGS_FILE} does not show; pass --overwrite"
-                              f" to replace the ablation {out}, or choose a new --out.")
-    return False
+def _refusal(job: AblationJob, found: list[str]) -> str:
+    return (f"{job.run} holds a run that cell {job.cell!r} of this grid cannot reuse ({describe(found)}); pass"
+            " --overwrite to train it again (the runs this grid can reuse are kept), or choose a new --out.")
 
 
-def _settings(ds: VidmimicDataset, store: FeatureStore, cells: Sequence[Cell], seeds: Sequence[int]) -> dict:
-    grid = {c.name: c.config.model_dump(mode="json", exclude={"seed"}) if c.config else f"skipped: {c.skipped}"
+def _settings(ds: VidmimicDataset, store: FeatureStore, seeds: Sequence[int]) -> dict:
+    """What the folder is made with, checked against ``ablation.json`` (each cell's runs are checked by their own
+    folders instead, see :func:`ablate`)."""
+    return {"data": corpus_fingerprint(ds, store), "seeds": list(seeds)}
+
+
+def _grid_record(cells: Sequence[Cell]) -> dict[str, Any]:
+    """The cells of this call, each as its resolved config (seed aside) or why it is skipped: how the tables of the
+    folder were made."""
+    return {c.name: c.config.model_dump(mode="json", exclude={"seed"}) if c.config else f"skipped: {c.skipped}"
             for c in cells}
-    return {"data": corpus_fingerprint(ds, store), "seeds": list(seeds), "grid": grid}
 
 
 # ---------------------------------------------------------------- statistics
@@ -428,7 +429,8 @@ def ablate(
 
     ``max_epochs`` (default 10, as for ``emimic ablate``; None: the base config's own) and ``overrides`` apply to
     the base of every cell, under the cell's own overrides. ``jobs`` runs train at once (local
-    processes, or Ray tasks with ``backend="ray"``). ``report(job, result)`` is called as each run finishes."""
+    processes, or Ray tasks with ``backend="ray"``). ``overwrite`` replaces a folder made with other data or seeds,
+    else only the runs that the cells cannot reuse. ``report(job, result)`` is called as each run finishes."""
     out = Path(out)
     warn_leftovers(out)
     seeds = distinct_seeds(seeds)
@@ -438,16 +440,15 @@ def ablate(
     store = ds.store(progress=progress)  # packed once here, before any worker opens it
     base_overrides = dict(overrides or {}) | ({"train.max_epochs": max_epochs} if max_epochs is not None else {})
     cells = plan_cells(grid, store, base_overrides)
-    settings = _settings(ds, store, cells, seeds)
+    settings = _settings(ds, store, seeds)
     runner = Runner(jobs, backend, ray_address, progress)  # a wrong --ray-address refuses before any write
-    # a grid may gain or drop cells: the runs of the cells it keeps unchanged stay valid, and are reused; the
-    # dropped ones stay recorded, as their runs stay in the folder
-    check = check_folder_settings(out, SETTINGS_FILE, settings, kind="ablation", overwrite=overwrite,
-                                  rules={"seeds": SameItems(), "grid": MayGainOrDrop("cell")})
-    plan = _jobs(out, ds, cells, seeds)
-    replace = check.replace or _holds_other_runs(out, plan, ds, overwrite=overwrite)
+    replace = check_folder_settings(out, SETTINGS_FILE, settings, kind="ablation", overwrite=overwrite,
+                                    any_order=["seeds"])
     with results_folder(out, replace=replace, kind="ablation"):
-        write_text(out / SETTINGS_FILE, json.dumps(settings if replace else check.record, indent=2))
+        # the grid may gain, drop or change cells: what binds is what the cells' run folders hold, checked here
+        # before any run trains (a cell that never saved an epoch, or whose folders are gone, binds nothing)
+        plan = checked_run_folders(_jobs(out, ds, cells, seeds), ds, overwrite=overwrite, refusal=_refusal)
+        write_text(out / SETTINGS_FILE, json.dumps({**settings, "grid": _grid_record(cells)}, indent=2))
         results = runner.run(plan, train_job, inline=lambda job: train_job(job, ds), label="ablation runs",
                              report=report)
     table = pd.DataFrame([*(result_row(j, r) for j, r in zip(plan, results, strict=True)),

@@ -16,22 +16,24 @@ a refit of the old count is then refused before any refit trains, and replaced w
 
 CV folder::
 
-    CV/cv.json                 what the folder was made with (folds, fold seed, group column, config, data fingerprint,
-                               and every seed it holds models of)
+    CV/cv.json                 what the folder was made with (folds, fold seed, group column, config, data fingerprint)
     CV/folds.csv               Filename, fold (1..K): the seeded fold assignment, written once
     CV/fold{k}-seed{s}/        a `train` run folder: trained on the other folds, validated on fold k
     CV/oof.csv                 per clip: fold, OOF prediction (mean over seeds) and label of each emotion
-    CV/summary.json            OOF mean PCC, per-dimension PCC with 95 % CIs, per-fold scores, best epochs
+    CV/summary.json            OOF mean PCC, per-dimension PCC with 95 % CIs, per-fold scores, best epochs (written
+                               once the fold models are done, and again with the refit)
     CV/refit-seed{s}/          with refit: a run on all of train+valid
 
 Calling it again on the same folder resumes: finished runs are reused (``train``'s run-folder
 logic), an interrupted one continues from its last epoch, and a folder made with other folds, fold
 seed, config or data is refused unless ``overwrite``. Seeds may be added, never dropped: the folder's
 models are what ``predict --run CV`` averages, so a rerun without a seed it holds would leave that
-seed's models in the ensemble unasked. ``cv.json`` records every seed the folder holds models of; a
-folder made before seeds were recorded cannot be checked, and is refused unless ``overwrite``. A call
-that fails before any model saved an epoch leaves no folder behind (and puts back the one it was to
-replace).
+seed's models in the ensemble unasked. The seeds the folder holds models of are read from its run folders
+(those that saved an epoch), not recorded, so a seed whose models never saved one binds nothing. Before any
+model trains, every run folder of the plan is checked: one holding a model that ``train`` would refuse (an
+unreadable ``run.json``, an outdated model format) stops the call at once, or with ``overwrite`` is replaced
+alone. A call that fails before any model saved an epoch leaves no folder behind (and puts back the one it was
+to replace).
 
 Example::
 
@@ -43,7 +45,6 @@ Example::
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import re
 import statistics
@@ -62,24 +63,25 @@ from emimic.io import atomic_path, write_text
 from emimic.labels import EMOTIONS, GROUP_COLUMNS
 from emimic.metrics import pcc_intervals, pcc_scores
 from emimic.models.ensemble import resolve_members
-from emimic.outputs import MayAdd, check_folder_settings, warn_leftovers
+from emimic.outputs import check_folder_settings, warn_leftovers
 from emimic.training.inference import evaluate
 from emimic.training.jobs import (
     Backend,
     Runner,
     TrainJob,
+    checked_run_folders,
     distinct_seeds,
     results_folder,
-    run_conflict,
     train_job,
 )
 from emimic.training.provenance import corpus_fingerprint, describe
-from emimic.training.run import TrainResult
+from emimic.training.run import LAST_CHECKPOINT, TrainResult
 
 SETTINGS_FILE = "cv.json"
 FOLDS_FILE = "folds.csv"
 OOF_FILE = "oof.csv"
 SUMMARY_FILE = "summary.json"
+_MODEL_FOLDER = re.compile(r"(?:fold\d+|refit)-seed(\d+)")  # the run folders of a CV, by seed
 
 
 @dataclass(frozen=True)
@@ -209,23 +211,45 @@ def _plan(out: Path, ds: VidmimicDataset, cfg: ExperimentConfig, fold_of: pd.Ser
 
 
 def _refit_jobs(out: Path, ds: VidmimicDataset, cfg: ExperimentConfig, fold_of: pd.Series, epochs: int,
-                seeds: Sequence[int], *, overwrite: bool) -> list[FoldJob]:
-    """The refit of each seed. A refit folder may hold a refit of other epochs: the folds' median best epoch moves
-    when seeds are added. That is refused before any refit trains, or, with ``overwrite``, that refit is replaced
-    (the fold models stay: they are what chose the new count)."""
+                seeds: Sequence[int]) -> list[FoldJob]:
+    """The refit of each seed on all of train+valid, for ``epochs``."""
     refit = with_overrides(cfg, {"train.max_epochs": epochs, "train.selection": "last"})
     valid = ds.split("valid").index.tolist() if "valid" in ds.splits else fold_of.index[fold_of == 1].tolist()
     ids = {"train": fold_of.index.tolist(), "valid": valid}
-    jobs = []
-    for seed in seeds:
-        job = FoldJob.at(ds, out / f"refit-seed{seed}", seed, refit, fold=0, fold_ids=ids)
-        found = run_conflict(job, ds)
-        if found and not overwrite:
-            raise ConfigError(f"{job.run} holds a refit made otherwise ({describe(found)}), and the folds now choose"
-                              f" {epochs} epochs (their median best epoch moves when seeds are added); pass --overwrite"
-                              " to refit it again (the fold models are kept), or choose a new --out.")
-        jobs.append(dataclasses.replace(job, replace=bool(found)))
-    return jobs
+    return [FoldJob.at(ds, out / f"refit-seed{seed}", seed, refit, fold=0, fold_ids=ids) for seed in seeds]
+
+
+def _model_refusal(job: FoldJob, found: list[str]) -> str:
+    return (f"{job.run} holds a model that this CV cannot reuse ({describe(found)}); pass --overwrite to train it"
+            " again (the models it can reuse are kept), or choose a new --out.")
+
+
+def _refit_refusal(job: FoldJob, found: list[str]) -> str:
+    """A refit folder may hold a refit of other epochs: the folds' median best epoch moves when seeds are added."""
+    epochs = job.config.train.max_epochs
+    moved = (f", and the folds now choose {epochs} epochs (their median best epoch moves when seeds are added)"
+             if any(difference.startswith("train.max_epochs was ") for difference in found) else "")
+    return (f"{job.run} holds a refit made otherwise ({describe(found)}){moved}; pass --overwrite to refit it again"
+            " (the fold models are kept), or choose a new --out.")
+
+
+def held_seeds(out: Path) -> list[int]:
+    """The seeds of the models in the CV folder ``out`` that saved an epoch (its fold and refit runs): the ones
+    ``predict --run`` averages in once they are finished."""
+    started = (_MODEL_FOLDER.fullmatch(checkpoint.parents[1].name) for checkpoint in out.glob(f"*/{LAST_CHECKPOINT}"))
+    return sorted({int(match.group(1)) for match in started if match})
+
+
+def _check_seeds(out: Path, seeds: Sequence[int], *, overwrite: bool) -> bool:
+    """Whether the CV folder ``out`` is to be replaced (``overwrite``) because it holds models of seeds not in
+    ``seeds``, which ``predict --run`` would average in unasked; refused without ``overwrite``."""
+    dropped = [seed for seed in held_seeds(out) if seed not in seeds]
+    if dropped and not overwrite:
+        kept = " ".join(map(str, sorted({*dropped, *seeds})))
+        raise ConfigError(f"{out} holds the models of seed(s) {', '.join(map(str, dropped))} too, which `predict --run"
+                          f" {out}` would average in, so seeds may be added but not dropped; rerun it with --seeds"
+                          f" {kept}, pass --overwrite to replace it, or choose a new --out.")
+    return bool(dropped)
 
 
 def out_of_fold(ds: VidmimicDataset, jobs: Sequence[FoldJob], labels: pd.DataFrame,
@@ -265,10 +289,11 @@ def cross_validate(
 
     ``jobs`` models train at once on local processes (``backend`` ``local``) or as Ray tasks (``ray``, on
     ``ray_address``, default a local Ray; see :mod:`emimic.training.jobs`). A folder made with other folds, fold
-    seed, config or data, one that holds models of a seed not in ``seeds`` (``predict --run`` would average them
-    in), or one that did not record its seeds, is refused unless ``overwrite``, which replaces it once a new model
-    has saved an epoch. ``seeds`` may add to the folder's. ``report(job, result)`` is called as each model finishes
-    (the CLI prints one line per model)."""
+    seed, config or data, or one that holds models of a seed not in ``seeds`` (``predict --run`` would average them
+    in), is refused unless ``overwrite``, which replaces it once a new model has saved an epoch; a model or refit
+    folder that cannot be reused as it is (a refit of other epochs, an unreadable run) is refused too, or with
+    ``overwrite`` replaced alone. ``seeds`` may add to the folder's. ``report(job, result)`` is called as each model
+    finishes (the CLI prints one line per model)."""
     out = Path(out)
     warn_leftovers(out)
     if folds < 2:
@@ -284,18 +309,17 @@ def cross_validate(
     column = group_column(meta)
     store = ds.store(progress=progress)  # packed once here, before any worker opens it
     settings = {"folds": folds, "fold_seed": fold_seed, "group_column": column,
-                "config": cfg.model_dump(mode="json", exclude={"seed"}), "data": corpus_fingerprint(ds, store),
-                "seeds": seeds}
+                "config": cfg.model_dump(mode="json", exclude={"seed"}), "data": corpus_fingerprint(ds, store)}
     runner = Runner(jobs, backend, ray_address, progress)  # a wrong --ray-address refuses before any write
-    # a rerun may add seeds, never drop one: the folder's models are what `predict --run` averages
-    seeds_grow = MayAdd("--seeds", f"the models of seed(s) {{items}} too, which `predict --run {out}` would average in")
-    check = check_folder_settings(out, SETTINGS_FILE, settings, kind="CV", overwrite=overwrite,
-                                  rules={"seeds": seeds_grow})
-    with results_folder(out, replace=check.replace, kind="CV"):
+    # seeds may be added, never dropped: the folder's models are what `predict --run` averages; which seeds it
+    # holds models of is read from its run folders, not recorded, so a seed that never saved an epoch binds nothing
+    replace = check_folder_settings(out, SETTINGS_FILE, settings, kind="CV", overwrite=overwrite)
+    replace = replace or _check_seeds(out, seeds, overwrite=overwrite)
+    with results_folder(out, replace=replace, kind="CV"):
         fold_of = fold_table(out, labels, meta, folds, fold_seed)
-        # once the folds could be assigned
-        write_text(out / SETTINGS_FILE, json.dumps(check.record, indent=2))
-        plan = _plan(out, ds, cfg, fold_of, seeds)
+        plan = checked_run_folders(_plan(out, ds, cfg, fold_of, seeds), ds, overwrite=overwrite,
+                                   refusal=_model_refusal)
+        write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2))  # once the folds could be assigned
         results = _train_all(plan, ds, runner, report)
     oof = out_of_fold(ds, plan, labels, fold_of)
     with atomic_path(out / OOF_FILE) as tmp:
@@ -303,15 +327,16 @@ def cross_validate(
     preds, truth = (oof[[f"{kind} {e}" for e in EMOTIONS]].to_numpy(copy=True) for kind in ("pred", "true"))
     scores = pcc_scores(preds, truth)
     best_epochs = [results[job.run].best_epoch for job in plan]
-    refit_epochs, refit_runs = None, []
-    if refit:
-        refit_epochs = refit_epoch_count(best_epochs)
-        refit_plan = _refit_jobs(out, ds, cfg, fold_of, refit_epochs, seeds, overwrite=overwrite)
-        _train_all(refit_plan, ds, runner, report)
-        refit_runs = [out / Path(job.run).name for job in refit_plan]
     result = CVResult(out, folds, seeds, column, float(np.mean(list(scores.values()))), scores,
                       pcc_intervals(preds, truth),
-                      {Path(job.run).name: results[job.run].valid.mean_pcc for job in plan}, best_epochs,
-                      refit_epochs, refit_runs)
+                      {Path(job.run).name: results[job.run].valid.mean_pcc for job in plan}, best_epochs, None)
+    # written before the refit too, so that a refit refused or failing leaves it in step with oof.csv
     write_text(out / SUMMARY_FILE, json.dumps(result.to_dict(), indent=2))
+    if refit:
+        result.refit_epochs = refit_epoch_count(best_epochs)
+        refit_plan = checked_run_folders(_refit_jobs(out, ds, cfg, fold_of, result.refit_epochs, seeds), ds,
+                                         overwrite=overwrite, refusal=_refit_refusal)
+        _train_all(refit_plan, ds, runner, report)
+        result.refit_runs = [out / Path(job.run).name for job in refit_plan]
+        write_text(out / SUMMARY_FILE, json.dumps(result.to_dict(), indent=2))
     return result

@@ -15,7 +15,9 @@ Backends:
   fails in seconds; see :mod:`emimic.features.backends`). Paths in the jobs must be absolute and
   visible to every node.
 
-A job of ``cv`` or ``ablate`` is a :class:`TrainJob` (one ``train`` run folder), run by :func:`train_job`.
+A job of ``cv`` or ``ablate`` is a :class:`TrainJob` (one ``train`` run folder), run by :func:`train_job`;
+:func:`checked_run_folders` checks every run folder of a plan before any job trains, so a folder holding a run that
+``train`` would refuse stops the command at once, not halfway through.
 
 Example::
 
@@ -25,6 +27,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import as_completed
@@ -45,6 +48,7 @@ Backend = Literal["local", "ray"]
 
 J = TypeVar("J")
 R = TypeVar("R")
+TJ = TypeVar("TJ", bound="TrainJob")
 
 
 # What a job sent elsewhere returns: its result, and the emimic warnings it raised, for this process to show.
@@ -158,10 +162,24 @@ def train_job(job: TrainJob, ds: VidmimicDataset | None = None) -> TrainResult:
 
 
 def run_conflict(job: TrainJob, ds: VidmimicDataset | None = None) -> list[str]:
-    """How the run already in ``job``'s run folder differs from ``job`` (empty: the same run, or none): what would
-    make :func:`train_job` refuse it, found before anything is trained (see
-    :func:`~emimic.training.run.run_differences`)."""
+    """How the run already in ``job``'s run folder differs from ``job``, or why it cannot be used (empty: the same
+    run, or none that saved an epoch): what would make :func:`train_job` refuse it, found before anything is trained
+    (see :func:`~emimic.training.run.run_differences`)."""
     return run_differences(job.run, job.dataset(ds), with_overrides(job.config, {"seed": job.seed}))
+
+
+def checked_run_folders(jobs: Sequence[TJ], ds: VidmimicDataset, *, overwrite: bool,
+                        refusal: Callable[[TJ, list[str]], str]) -> list[TJ]:
+    """``jobs``, each checked against the run its folder holds before any of them trains: one that ``train`` would
+    refuse (:func:`run_conflict`) is refused here with ``refusal(job, differences)`` (one sentence), or, with
+    ``overwrite``, marked to replace just that run; the others are reused or resumed."""
+    checked = []
+    for job in jobs:
+        found = run_conflict(job, ds)
+        if found and not overwrite:
+            raise ConfigError(refusal(job, found))
+        checked.append(dataclasses.replace(job, replace=bool(found)))
+    return checked
 
 
 def distinct_seeds(seeds: Sequence[int]) -> list[int]:

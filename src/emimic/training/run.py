@@ -318,13 +318,19 @@ def requested_run(ds: VidmimicDataset, cfg: ExperimentConfig
 
 
 def run_differences(run: str | Path, ds: VidmimicDataset, cfg: ExperimentConfig) -> list[str]:
-    """What keeps the folder ``run`` from taking ``train(ds, run, config=cfg)``, in the words of train's refusal:
-    how the run it holds differs from that one. Empty when it holds the same run, or none that saved an epoch
-    (train resumes, or starts it afresh)."""
+    """What keeps the folder ``run`` from taking ``train(ds, run, config=cfg)`` without ``overwrite``, in the words of
+    train's refusal: how the run it holds differs from that one, or why this emimic cannot use it (a ``run.json`` it
+    cannot read, a model format a later change affects); ``overwrite`` resolves each. Empty when it holds the same
+    run, or one that never saved an epoch (train resumes it, or starts it afresh). A folder that holds no run at all
+    is refused as train refuses it (:class:`OutputConflict`), which ``overwrite`` does not change."""
     run = Path(run)
-    previous = read_run_record(run) if _started(run) else None
-    if previous is None:
-        return []
+    try:
+        previous = _previous_run(run, overwrite=False)
+        if previous is None or not _started(run):
+            return []
+        check_model_format(run, previous.model_format, previous.config)
+    except IncompatibleRun as exc:
+        return [exc.reason]
     record, _, _ = requested_run(with_valid_split(ds, cfg.train.valid_fraction), cfg)
     return differences(previous, record)
 

@@ -28,8 +28,9 @@ the same count runs nothing new and a larger one adds trials; a trial a killed s
 run again in its own folder (which resumes from its last epoch). Other data, space, base config or
 storage are refused, unless ``overwrite``: the new sweep then replaces the folder once one of its trials saved an
 epoch (until then the old folder is kept aside and put back if it fails, see :mod:`emimic.outputs`). ``jobs`` > 1
-runs trials on that many local processes sharing the storage (the runner of :mod:`emimic.training.jobs`): a job
-is a worker's whole share of trials, so the emimic warnings of its trials are raised here when it has run them all
+runs trials on up to that many local processes sharing the storage, one per trial left at most (the runner of
+:mod:`emimic.training.jobs`; when one is enough, the trials run in this process): a job is a worker's whole share
+of trials, so the emimic warnings of its trials are raised here when it has run them all
 (lost with it if it fails), while each trial is reported as it finishes.
 
 A study belongs to the sweep folder that made it. A storage outside the folder (``--storage sqlite:///s.db``) may
@@ -430,7 +431,7 @@ def sweep(
     settings = _settings(ds, cfg, space, progress)
     # The default storage is recorded relative to the folder, so a moved sweep folder still resumes.
     recorded = {**settings, "storage": storage or f"OUT/{STUDY_FILE}"}
-    replace = check_folder_settings(out, SETTINGS_FILE, recorded, kind="sweep", overwrite=overwrite).replace
+    replace = check_folder_settings(out, SETTINGS_FILE, recorded, kind="sweep", overwrite=overwrite)
     if not replace and (out / SETTINGS_FILE).exists():
         replace = _outdated_trials(out, overwrite=overwrite)
     resuming = not replace and (out / SETTINGS_FILE).exists()
