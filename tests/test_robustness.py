@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import re
 import shutil
@@ -20,6 +21,7 @@ from emimic.data.validate import validate
 from emimic.errors import DataError
 from emimic.features import extract
 from emimic.labels import read_meta, read_split
+from emimic.training.crossval import assign_folds, cross_validate
 from test_cli_errors import assert_one_sentence, run_cli
 
 
@@ -63,16 +65,52 @@ def test_a_header_only_test_split_is_a_warning_and_predict_writes_no_empty_submi
 
 def test_a_one_clip_valid_split_cannot_select_an_epoch_nor_be_scored(make_root, tmp_path, capsys) -> None:
     one = make_root("one", valid=1)
-    assert any("the validation split has 1 clip(s)" in message for message in problems(one))
-    code, err = run_cli(["train", "--data", str(one), "--out", str(tmp_path / "run"), "--quiet"], capsys)
-    assert_one_sentence(code, err, "the validation split has 1 clip(s)", "needs at least 2")
+    sentence = f"{one}: the validation split has 1 clip(s), but a PCC needs at least 2; add clips to valid_split.csv."
+    assert problems(one)[sentence] == "error"
+    last = tmp_path / "last.yaml"
+    last.write_text("name: last\ntrain:\n  selection: last\n")
+    for config in ("default", str(last)):  # a `last` run is scored on it too, once trained: refused before
+        code, err = run_cli(["train", "--data", str(one), "--out", str(tmp_path / "run"), "--quiet",
+                             "--config", config], capsys)
+        assert_one_sentence(code, err, sentence.rstrip("."))
+    assert not (one / ".emimic").exists()  # refused before the store is packed
     two = make_root("two", valid=2)  # two clips have a PCC: validate, train and evaluate all work
     assert not any("validation split" in message for message in problems(two))
     assert main(["train", "--data", str(two), "--out", str(tmp_path / "run"), "--max-epochs", "1", "--quiet"]) == 0
     assert main(["evaluate", "--run", str(tmp_path / "run"), "--data", str(two)]) == 0
     capsys.readouterr()
     code, err = run_cli(["evaluate", "--run", str(tmp_path / "run"), "--data", str(one)], capsys)
-    assert_one_sentence(code, err, "the 'valid' split has 1 clip; a PCC needs at least 2")
+    assert_one_sentence(code, err, f"{one}: the 'valid' split has 1 clip(s), but a PCC needs at least 2; evaluate a"
+                                   " larger split")
+
+
+def test_a_held_out_valid_split_too_small_asks_for_a_larger_fraction(make_root, tmp_path, capsys) -> None:
+    root = make_root(train=10)
+    (root / "valid_split.csv").unlink()
+    sentence = f"{root}: the validation split has 1 clip(s), but a PCC needs at least 2; use a larger --valid-fraction."
+    assert {p.message for p in validate(root, valid_fraction=0.1, progress=False).problems} >= {sentence}
+    code, err = run_cli(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--valid-fraction", "0.1",
+                         "--quiet"], capsys)
+    assert_one_sentence(code, err, sentence.rstrip("."))
+
+
+def test_cv_refuses_folds_of_one_clip_before_any_model_trains(make_root, tmp_path, capsys) -> None:
+    root = make_root(train=3, valid=2)  # 3 folds of 5 clips: 2, 2 and 1
+    code, err = run_cli(["cv", "--data", str(root), "--folds", "3", "--out", str(tmp_path / "cv"), "--quiet"], capsys)
+    assert_one_sentence(code, err, "3 folds leave 1 clip(s) in fold", "needs at least 2; use fewer folds")
+    assert not (tmp_path / "cv").exists()
+    uneven = assign_folds(np.arange(6), np.array(["a", "a", "a", "a", "b", "c"]), 2, seed=0)  # groups: 4 + 2 clips
+    assert sorted(np.bincount(uneven)[1:]) == [2, 4]
+    with pytest.raises(DataError, match=r"3 folds leave 1 clip\(s\) in fold"):
+        assign_folds(np.arange(6), np.array(["a", "a", "a", "a", "b", "c"]), 3, seed=0)
+
+
+def test_a_cv_refit_scores_on_fold_one_when_the_valid_split_is_too_small(make_root, tmp_path) -> None:
+    root = make_root(train=8, valid=1)  # the folds pool the one valid clip with train; the refit trains on all 9
+    result = cross_validate(root, tmp_path / "cv", folds=2, refit=True, max_epochs=1, progress=False)
+    folds = pd.read_csv(tmp_path / "cv" / "folds.csv", index_col=0)["fold"]
+    refit = json.loads((tmp_path / "cv" / "refit-seed0" / "metrics.json").read_text())
+    assert result.refit_runs and refit["n_clips"] == (folds == 1).sum()
 
 
 # -- values that overflow: never a score, a submission or a store of NaN ------------------------------------------

@@ -21,7 +21,7 @@ from torch.utils.data import BatchSampler, DataLoader, Sampler, SequentialSample
 from emimic.config import ExperimentConfig
 from emimic.data import ClipDataset, FeatureStore, VidmimicDataset, collate_clips, open_dataset
 from emimic.data.dataset import EpochShuffle, LengthBuckets
-from emimic.data.holdout import MIN_PCC_CLIPS
+from emimic.data.holdout import check_pcc_size
 from emimic.errors import DataError, EmimicError, IncompatibleRun, OutputConflict
 from emimic.io import atomic_path
 from emimic.labels import EMOTIONS, read_split
@@ -284,10 +284,9 @@ def evaluate(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "val
     models = load_models(run)
     trained = models[0]
     ds, store = _open(data, progress=progress)
-    ids = ds.clips(split).index.to_numpy(dtype=np.int64)
-    if len(ids) < MIN_PCC_CLIPS:
-        raise DataError(f"{ds.root}: the {split!r} split has {len(ids)} clip; a PCC needs at least {MIN_PCC_CLIPS},"
-                        " so evaluate a larger split.")
+    clips = ds.clips(split)
+    check_pcc_size(clips, root=ds.root, split=repr(split), remedy="evaluate a larger split")
+    ids = clips.index.to_numpy(dtype=np.int64)
     if labels is not None:
         truth = external_labels(labels, ids, split=split)
     elif ds.has_labels(split):
