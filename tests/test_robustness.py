@@ -186,6 +186,15 @@ def test_a_run_whose_best_checkpoint_was_deleted_says_how_to_get_it_back(trained
     assert_one_sentence(code, err, sentence)
 
 
+def test_a_run_still_on_its_first_epoch_is_not_called_lost(trained_run, simulated_root, tmp_path, capsys) -> None:
+    run = shutil.copytree(trained_run.run, tmp_path / "run")
+    for name in ("checkpoints/best.ckpt", "metrics.json"):  # what a run holds before its first epoch ends
+        (run / name).unlink()
+    code, err = run_cli(["evaluate", "--run", str(run), "--data", str(simulated_root)], capsys)
+    assert_one_sentence(code, err, f"{run}: has not saved an epoch yet", "resume it with the same `emimic train`")
+    assert "lost" not in err
+
+
 # -- transcripts ------------------------------------------------------------------------------------------------
 
 

@@ -83,7 +83,7 @@ def load_run(run: str | Path) -> TrainedModel:
     made_with = read_model_format(run)
     path = run / BEST_CHECKPOINT
     if not path.exists() and (run / RECORD_FILE).exists():
-        raise OutputConflict(lost_weights_sentence(run))
+        raise OutputConflict(missing_weights_sentence(run))
     if not path.exists():
         raise EmimicError(f"{path}: no checkpoint here; train a run first (emimic train --data DIR --out RUN).")
     ckpt = read_checkpoint(path)
@@ -103,9 +103,20 @@ def read_checkpoint(path: Path) -> dict:
 
 
 def lost_weights_sentence(run: Path) -> str:
-    """What every command says of a run folder whose best checkpoint was deleted: only training again restores it."""
+    """What every command says of a finished run whose best checkpoint was deleted: only training again restores it."""
     return (f"{run / BEST_CHECKPOINT}: is missing, so the weights of this run are lost; train it again with"
             f" `emimic train --data DIR --out {run} --overwrite`.")
+
+
+def missing_weights_sentence(run: Path) -> str:
+    """What to say of a started run without a best checkpoint: lost once it finished (its ``metrics.json`` is written
+    last), else it has not saved an epoch yet."""
+    from emimic.training.run import METRICS_FILE  # the import of run.py is deferred, as in member_runs
+
+    if (run / METRICS_FILE).exists():
+        return lost_weights_sentence(run)
+    return (f"{run}: has not saved an epoch yet (it is still training, or stopped before its first epoch ended);"
+            " wait for it, or resume it with the same `emimic train` command.")
 
 
 def _rebuild(path: Path, ckpt: Mapping, config: ExperimentConfig) -> TrainedModel:
