@@ -126,6 +126,36 @@ def test_float16_packing_refuses_features_beyond_its_range(make_root) -> None:
     assert FeatureStore.open(pack(root, dtype="float32", progress=False).store_dir).frames("vit", 6).max() == 7e4
 
 
+def test_float16_packing_refuses_features_it_would_turn_into_zeros(make_root) -> None:
+    root = make_root()
+    path = root / "vit" / "00006.pkl"
+    frames = np.random.default_rng(0).normal(size=(10, 8)).astype(np.float32)
+    frames[:, :3] *= 1e-9  # 3 of 8 columns (38 %) below float16's smallest normal: kept as float16 keeps them
+    path.write_bytes(pickle.dumps(frames))
+    pack(root, dtype="float16", progress=False)
+    path.write_bytes(pickle.dumps(frames * 1e-9))  # every value: float16 would store zeros
+    with pytest.raises(DataError, match=r"00006\.pkl: 100% of its non-zero values are below 6\.1e-05, the smallest"
+                                        r" float16 normal.*--dtype float32"):
+        pack(root, dtype="float16", progress=False)
+    assert FeatureStore.open(pack(root, dtype="float32", progress=False).store_dir).frames("vit", 6).any()
+
+
+def test_a_one_pickle_modality_is_named_with_the_clip_and_never_as_a_clip_file(make_root) -> None:
+    root = make_root()
+    clips = {int(p.stem): pickle.loads(p.read_bytes()) for p in (root / "vit").glob("*.pkl")}
+    clips[6] = clips[6] * 0 + 7e4
+    shutil.rmtree(root / "vit")
+    container = root / "vit.pkl"  # every clip in one pickle, as some teams keep them
+    container.write_bytes(pickle.dumps(clips))
+    with pytest.raises(DataError, match=rf"^{re.escape(str(container))} \[id 6\]: holds values up to 7e\+04"):
+        pack(root, dtype="float16", progress=False)
+    container.write_bytes(b"")
+    with pytest.raises(DataError, match=rf"^{re.escape(str(container))}: is an empty file \(0 bytes\) where the"
+                                        r" features of every clip of modality 'vit' belong; .* delete it to train"
+                                        " without them"):
+        pack(root, progress=False)
+
+
 def test_a_diverged_training_reports_no_score(make_root, tmp_path, capsys) -> None:
     root = make_root()
     config = tmp_path / "hot.yaml"
