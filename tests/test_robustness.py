@@ -18,10 +18,11 @@ from emimic.data.dataset import ModalityStats, feature_statistics, open_dataset
 from emimic.data.layout import discover
 from emimic.data.store import FeatureStore, pack
 from emimic.data.validate import validate
-from emimic.errors import DataError
+from emimic.errors import DataError, IncompatibleRun
 from emimic.features import extract
 from emimic.labels import read_meta, read_split
 from emimic.training.crossval import assign_folds, cross_validate
+from emimic.training.run import read_metrics
 from test_cli_errors import assert_one_sentence, run_cli
 
 
@@ -175,7 +176,20 @@ def test_a_checkpoint_with_nan_weights_is_refused_by_name(trained_run, simulated
     torch.save(checkpoint, run / "checkpoints" / "best.ckpt")
     code, err = run_cli(["predict", "--run", str(run), "--data", str(simulated_root), "--out",
                          str(tmp_path / "submission.csv")], capsys)
-    assert_one_sentence(code, err, "best.ckpt: holds NaN/Inf weights", name.removeprefix("net."), "diverged")
+    assert_one_sentence(code, err, f"best.ckpt: holds NaN/Inf weights ({name.removeprefix('net.')!r}), so training"
+                                   " diverged")
+
+
+def test_predictions_that_overflow_name_both_causes(trained_run, simulated_root, tmp_path, capsys) -> None:
+    root = shutil.copytree(simulated_root, tmp_path / "corpus", ignore=shutil.ignore_patterns(".emimic"))
+    clip = read_split(root / "test_split.csv", require_labels=False).index[0]
+    for path in root.glob(f"*/{clip:05d}.pkl"):  # every modality: finite values no training clip came near
+        frames = np.asarray(pickle.loads(path.read_bytes()), dtype=np.float32)
+        path.write_bytes(pickle.dumps(np.full_like(frames, 3e38)))
+    code, err = run_cli(["predict", "--run", str(trained_run.run), "--data", str(root), "--out",
+                         str(tmp_path / "submission.csv")], capsys)
+    assert_one_sentence(code, err, f"(e.g. Filename {clip}): these clips hold extreme feature values, or the training"
+                                   " diverged; check their features")
 
 
 # -- feature scales --------------------------------------------------------------------------------------------
@@ -328,6 +342,18 @@ def test_a_damaged_run_file_is_named_with_the_way_out(damaged, command, sentence
             "report": ["report", str(run), "--out", str(tmp_path / "report.html")]}[command]
     code, err = run_cli(argv, capsys)
     assert_one_sentence(code, err, sentence, "restore the file emimic wrote, or train the run again with --overwrite")
+
+
+def test_a_metrics_file_emimic_did_not_write_is_named_once(tmp_path) -> None:
+    (tmp_path / "listed").mkdir()
+    (tmp_path / "listed" / "metrics.json").write_text("[0.5]")
+    (tmp_path / "folder" / "metrics.json").mkdir(parents=True)
+    for run, reason in (("listed", "it holds a JSON list, not an object"), ("folder", "Is a directory")):
+        with pytest.raises(IncompatibleRun) as refused:
+            read_metrics(tmp_path / run)
+        path = str(tmp_path / run / "metrics.json")
+        assert str(refused.value).startswith(f"{path}: cannot be read as the metrics of a run ({reason})")
+        assert str(refused.value).count(path) == 1
 
 
 def test_simulate_refuses_splits_too_small_for_a_pcc(tmp_path, capsys) -> None:

@@ -201,8 +201,8 @@ def _pack_modality(source: ModalitySource, folder: Path, dtype: str, *, progress
                 pooled = np.empty((n_clips, 4 * dim), dtype=np.float32)
             elif frames.shape[1] != dim:
                 raise DataError(
-                    f"{_clip_source(source, name, clip_id)}: has feature width {frames.shape[1]}, but {first_file} and the other"
-                    f" clips of modality {source.name!r} have width {dim}."
+                    f"{_clip_source(source, name, clip_id)}: has feature width {frames.shape[1]}, but {first_file}"
+                    f" and the other clips of modality {source.name!r} have width {dim}."
                 )
             assert pooled is not None
             if dtype == "float16":

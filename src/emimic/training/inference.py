@@ -24,7 +24,7 @@ from emimic.data.dataset import EpochShuffle, LengthBuckets
 from emimic.data.holdout import check_pcc_size
 from emimic.errors import DataError, EmimicError, IncompatibleRun, OutputConflict
 from emimic.io import atomic_path
-from emimic.labels import EMOTIONS, read_split
+from emimic.labels import EMOTIONS, read_split, shortlist
 from emimic.metrics import pcc_scores
 from emimic.models.emi import ModelSpec, build_model
 from emimic.models.ensemble import AnyModel
@@ -140,8 +140,9 @@ def _check_finite_weights(path: Path, weights: Mapping[str, torch.Tensor]) -> No
     """Refuse the weights of a run whose training diverged: NaN weights predict NaN, which no score may hide."""
     bad = [name for name, value in weights.items() if value.is_floating_point() and not value.isfinite().all()]
     if bad:
-        raise EmimicError(f"{path}: holds NaN/Inf weights ({bad[0]!r} and {len(bad) - 1} more), so training diverged;"
-                          " train again with --overwrite and a lower learning rate (optim.lr).")
+        named = shortlist([repr(name) for name in bad], shown=1)
+        raise EmimicError(f"{path}: holds NaN/Inf weights ({named}), so training diverged; train again with"
+                          " --overwrite and a lower learning rate (optim.lr).")
 
 
 def member_runs(path: str | Path) -> list[Path]:
@@ -261,8 +262,9 @@ def _check_finite_predictions(preds: np.ndarray, ids: np.ndarray) -> None:
     bad = ~np.isfinite(preds).all(axis=1)
     if bad.any():
         raise EmimicError(f"the model predicts NaN/Inf for {int(bad.sum())} of {len(ids)} clip(s) (e.g. Filename"
-                          f" {int(ids[bad][0])}), as after a training that diverged; train the run again with"
-                          " --overwrite and a lower learning rate (optim.lr).")
+                          f" {int(ids[bad][0])}): these clips hold extreme feature values, or the training diverged;"
+                          " check their features with `emimic validate`, or train the run again with --overwrite and"
+                          " a lower learning rate (optim.lr).")
 
 
 def _open(data: str | Path | VidmimicDataset, *, progress: bool) -> tuple[VidmimicDataset, FeatureStore]:

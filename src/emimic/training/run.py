@@ -416,10 +416,13 @@ def read_metrics(run: Path) -> dict:
     path = run / METRICS_FILE
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        stored = exc
-    if not isinstance(stored, dict):
-        raise IncompatibleRun(f"{path}: cannot be read as the metrics of a run ({stored})",
+        reason = "" if isinstance(stored, dict) else f"it holds a JSON {type(stored).__name__}, not an object"
+    except OSError as exc:  # its text names the path, which the sentence starts with
+        reason = exc.strerror or type(exc).__name__
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        reason = str(exc)
+    if reason:
+        raise IncompatibleRun(f"{path}: cannot be read as the metrics of a run ({reason})",
                               "restore the file emimic wrote, or train the run again with --overwrite")
     return stored
 
