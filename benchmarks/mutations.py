@@ -73,7 +73,7 @@ MUTATIONS: tuple[Mutation, ...] = (
              '(inputs["pooled"] - self.pooled_mean)', STANDARDISATION),
     Mutation("std normalisation dropped (frames)", ENCODERS, "    weight = layer.weight / std\n",
              "    weight = layer.weight\n", STANDARDISATION),
-    Mutation("std statistics dropped", DATASET, "pooled_std=scale_or_one(pooled.std(0), pooled.mean(0))",
+    Mutation("std statistics dropped", DATASET, "pooled_std=column_scales(pooled.std(0), pooled.mean(0))",
              "pooled_std=np.ones(4 * dim, np.float32)", TRAIN_STATISTICS),
     Mutation("EMA decay the wrong way round", EMA, "averaged * d + current * (1.0 - d)",
              "averaged * (1.0 - d) + current * d", ("tests/test_training_ema.py",)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import re
 import shutil
@@ -17,9 +18,11 @@ from emimic.data.dataset import ModalityStats, feature_statistics, open_dataset
 from emimic.data.layout import discover
 from emimic.data.store import FeatureStore, pack
 from emimic.data.validate import validate
-from emimic.errors import DataError
+from emimic.errors import DataError, IncompatibleRun
 from emimic.features import extract
 from emimic.labels import read_meta, read_split
+from emimic.training.crossval import assign_folds, cross_validate
+from emimic.training.run import read_metrics
 from test_cli_errors import assert_one_sentence, run_cli
 
 
@@ -45,7 +48,7 @@ def test_a_header_only_training_split_is_refused_by_validate_and_train_alike(spl
     assert problems(root)[sentence] == "error"
     code, err = run_cli(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--quiet"], capsys)
     assert_one_sentence(code, err, sentence.rstrip("."))
-    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "run").exists() and not (root / ".emimic").exists()  # refused before packing
 
 
 def test_a_header_only_test_split_is_a_warning_and_predict_writes_no_empty_submission(trained_run,
@@ -63,16 +66,52 @@ def test_a_header_only_test_split_is_a_warning_and_predict_writes_no_empty_submi
 
 def test_a_one_clip_valid_split_cannot_select_an_epoch_nor_be_scored(make_root, tmp_path, capsys) -> None:
     one = make_root("one", valid=1)
-    assert any("the validation split has 1 clip(s)" in message for message in problems(one))
-    code, err = run_cli(["train", "--data", str(one), "--out", str(tmp_path / "run"), "--quiet"], capsys)
-    assert_one_sentence(code, err, "the validation split has 1 clip(s)", "needs at least 2")
+    sentence = f"{one}: the validation split has 1 clip(s), but a PCC needs at least 2; add clips to valid_split.csv."
+    assert problems(one)[sentence] == "error"
+    last = tmp_path / "last.yaml"
+    last.write_text("name: last\ntrain:\n  selection: last\n")
+    for config in ("default", str(last)):  # a `last` run is scored on it too, once trained: refused before
+        code, err = run_cli(["train", "--data", str(one), "--out", str(tmp_path / "run"), "--quiet",
+                             "--config", config], capsys)
+        assert_one_sentence(code, err, sentence.rstrip("."))
+    assert not (one / ".emimic").exists()  # refused before the store is packed
     two = make_root("two", valid=2)  # two clips have a PCC: validate, train and evaluate all work
     assert not any("validation split" in message for message in problems(two))
     assert main(["train", "--data", str(two), "--out", str(tmp_path / "run"), "--max-epochs", "1", "--quiet"]) == 0
     assert main(["evaluate", "--run", str(tmp_path / "run"), "--data", str(two)]) == 0
     capsys.readouterr()
     code, err = run_cli(["evaluate", "--run", str(tmp_path / "run"), "--data", str(one)], capsys)
-    assert_one_sentence(code, err, "the 'valid' split has 1 clip; a PCC needs at least 2")
+    assert_one_sentence(code, err, f"{one}: the 'valid' split has 1 clip(s), but a PCC needs at least 2; evaluate a"
+                                   " larger split")
+
+
+def test_a_held_out_valid_split_too_small_asks_for_a_larger_fraction(make_root, tmp_path, capsys) -> None:
+    root = make_root(train=10)
+    (root / "valid_split.csv").unlink()
+    sentence = f"{root}: the validation split has 1 clip(s), but a PCC needs at least 2; use a larger --valid-fraction."
+    assert {p.message for p in validate(root, valid_fraction=0.1, progress=False).problems} >= {sentence}
+    code, err = run_cli(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--valid-fraction", "0.1",
+                         "--quiet"], capsys)
+    assert_one_sentence(code, err, sentence.rstrip("."))
+
+
+def test_cv_refuses_folds_of_one_clip_before_any_model_trains(make_root, tmp_path, capsys) -> None:
+    root = make_root(train=3, valid=2)  # 3 folds of 5 clips: 2, 2 and 1
+    code, err = run_cli(["cv", "--data", str(root), "--folds", "3", "--out", str(tmp_path / "cv"), "--quiet"], capsys)
+    assert_one_sentence(code, err, "3 folds leave 1 clip(s) in fold", "needs at least 2; use fewer folds")
+    assert not (tmp_path / "cv").exists()
+    uneven = assign_folds(np.arange(6), np.array(["a", "a", "a", "a", "b", "c"]), 2, seed=0)  # groups: 4 + 2 clips
+    assert sorted(np.bincount(uneven)[1:]) == [2, 4]
+    with pytest.raises(DataError, match=r"3 folds leave 1 clip\(s\) in fold"):
+        assign_folds(np.arange(6), np.array(["a", "a", "a", "a", "b", "c"]), 3, seed=0)
+
+
+def test_a_cv_refit_scores_on_fold_one_when_the_valid_split_is_too_small(make_root, tmp_path) -> None:
+    root = make_root(train=8, valid=1)  # the folds pool the one valid clip with train; the refit trains on all 9
+    result = cross_validate(root, tmp_path / "cv", folds=2, refit=True, max_epochs=1, progress=False)
+    folds = pd.read_csv(tmp_path / "cv" / "folds.csv", index_col=0)["fold"]
+    refit = json.loads((tmp_path / "cv" / "refit-seed0" / "metrics.json").read_text())
+    assert result.refit_runs and refit["n_clips"] == (folds == 1).sum()
 
 
 # -- values that overflow: never a score, a submission or a store of NaN ------------------------------------------
@@ -86,6 +125,36 @@ def test_float16_packing_refuses_features_beyond_its_range(make_root) -> None:
                                         r" float32"):
         pack(root, dtype="float16", progress=False)
     assert FeatureStore.open(pack(root, dtype="float32", progress=False).store_dir).frames("vit", 6).max() == 7e4
+
+
+def test_float16_packing_refuses_features_it_would_turn_into_zeros(make_root) -> None:
+    root = make_root()
+    path = root / "vit" / "00006.pkl"
+    frames = np.random.default_rng(0).normal(size=(10, 8)).astype(np.float32)
+    frames[:, :3] *= 1e-9  # 3 of 8 columns (38 %) below float16's smallest normal: kept as float16 keeps them
+    path.write_bytes(pickle.dumps(frames))
+    pack(root, dtype="float16", progress=False)
+    path.write_bytes(pickle.dumps(frames * 1e-9))  # every value: float16 would store zeros
+    with pytest.raises(DataError, match=r"00006\.pkl: 100% of its non-zero values are below 6\.1e-05, the smallest"
+                                        r" float16 normal.*--dtype float32"):
+        pack(root, dtype="float16", progress=False)
+    assert FeatureStore.open(pack(root, dtype="float32", progress=False).store_dir).frames("vit", 6).any()
+
+
+def test_a_one_pickle_modality_is_named_with_the_clip_and_never_as_a_clip_file(make_root) -> None:
+    root = make_root()
+    clips = {int(p.stem): pickle.loads(p.read_bytes()) for p in (root / "vit").glob("*.pkl")}
+    clips[6] = clips[6] * 0 + 7e4
+    shutil.rmtree(root / "vit")
+    container = root / "vit.pkl"  # every clip in one pickle, as some teams keep them
+    container.write_bytes(pickle.dumps(clips))
+    with pytest.raises(DataError, match=rf"^{re.escape(str(container))} \[id 6\]: holds values up to 7e\+04"):
+        pack(root, dtype="float16", progress=False)
+    container.write_bytes(b"")
+    with pytest.raises(DataError, match=rf"^{re.escape(str(container))}: is an empty file \(0 bytes\) where the"
+                                        r" features of every clip of modality 'vit' belong; .* delete it to train"
+                                        " without them"):
+        pack(root, progress=False)
 
 
 def test_a_diverged_training_reports_no_score(make_root, tmp_path, capsys) -> None:
@@ -107,7 +176,20 @@ def test_a_checkpoint_with_nan_weights_is_refused_by_name(trained_run, simulated
     torch.save(checkpoint, run / "checkpoints" / "best.ckpt")
     code, err = run_cli(["predict", "--run", str(run), "--data", str(simulated_root), "--out",
                          str(tmp_path / "submission.csv")], capsys)
-    assert_one_sentence(code, err, "best.ckpt: holds NaN/Inf weights", name.removeprefix("net."), "diverged")
+    assert_one_sentence(code, err, f"best.ckpt: holds NaN/Inf weights ({name.removeprefix('net.')!r}), so training"
+                                   " diverged")
+
+
+def test_predictions_that_overflow_name_both_causes(trained_run, simulated_root, tmp_path, capsys) -> None:
+    root = shutil.copytree(simulated_root, tmp_path / "corpus", ignore=shutil.ignore_patterns(".emimic"))
+    clip = read_split(root / "test_split.csv", require_labels=False).index[0]
+    for path in root.glob(f"*/{clip:05d}.pkl"):  # every modality: finite values no training clip came near
+        frames = np.asarray(pickle.loads(path.read_bytes()), dtype=np.float32)
+        path.write_bytes(pickle.dumps(np.full_like(frames, 3e38)))
+    code, err = run_cli(["predict", "--run", str(trained_run.run), "--data", str(root), "--out",
+                         str(tmp_path / "submission.csv")], capsys)
+    assert_one_sentence(code, err, f"(e.g. Filename {clip}): these clips hold extreme feature values, or the training"
+                                   " diverged; check their features")
 
 
 # -- feature scales --------------------------------------------------------------------------------------------
@@ -130,7 +212,9 @@ def test_standardisation_keeps_the_variation_of_features_at_any_scale(make_root,
     varying = np.arange(4 * 8) % 8 != 0  # pooled [mean, std, min, max] of every column but the constant one
     np.testing.assert_allclose(scaled.pooled_std[varying], plain.pooled_std[varying] * scale, rtol=1e-4)
     np.testing.assert_allclose(scaled.frame_std[1:], plain.frame_std[1:] * scale, rtol=1e-4)
-    assert (scaled.pooled_std[~varying] == 1.0).all() and scaled.frame_std[0] == 1.0
+    # the constant column is divided by the median scale of the others: a clip differing there stays on their scale
+    np.testing.assert_allclose(scaled.pooled_std[~varying], np.median(scaled.pooled_std[varying]), rtol=1e-6)
+    np.testing.assert_allclose(scaled.frame_std[0], np.median(scaled.frame_std[1:]), rtol=1e-6)
 
 
 # -- run folders a user damaged ----------------------------------------------------------------------------------
@@ -146,6 +230,15 @@ def test_a_run_whose_best_checkpoint_was_deleted_says_how_to_get_it_back(trained
     # the same training command used to show the stored score of a run nothing could use any more
     code, err = run_cli(["train", "--data", str(simulated_root), "--out", str(run), "--quiet"], capsys)
     assert_one_sentence(code, err, sentence)
+
+
+def test_a_run_still_on_its_first_epoch_is_not_called_lost(trained_run, simulated_root, tmp_path, capsys) -> None:
+    run = shutil.copytree(trained_run.run, tmp_path / "run")
+    for name in ("checkpoints/best.ckpt", "metrics.json"):  # what a run holds before its first epoch ends
+        (run / name).unlink()
+    code, err = run_cli(["evaluate", "--run", str(run), "--data", str(simulated_root)], capsys)
+    assert_one_sentence(code, err, f"{run}: has not saved an epoch yet", "resume it with the same `emimic train`")
+    assert "lost" not in err
 
 
 # -- transcripts ------------------------------------------------------------------------------------------------
@@ -251,6 +344,18 @@ def test_a_damaged_run_file_is_named_with_the_way_out(damaged, command, sentence
             "report": ["report", str(run), "--out", str(tmp_path / "report.html")]}[command]
     code, err = run_cli(argv, capsys)
     assert_one_sentence(code, err, sentence, "restore the file emimic wrote, or train the run again with --overwrite")
+
+
+def test_a_metrics_file_emimic_did_not_write_is_named_once(tmp_path) -> None:
+    (tmp_path / "listed").mkdir()
+    (tmp_path / "listed" / "metrics.json").write_text("[0.5]")
+    (tmp_path / "folder" / "metrics.json").mkdir(parents=True)
+    for run, reason in (("listed", "it holds a JSON list, not an object"), ("folder", "Is a directory")):
+        with pytest.raises(IncompatibleRun) as refused:
+            read_metrics(tmp_path / run)
+        path = str(tmp_path / run / "metrics.json")
+        assert str(refused.value).startswith(f"{path}: cannot be read as the metrics of a run ({reason})")
+        assert str(refused.value).count(path) == 1
 
 
 def test_simulate_refuses_splits_too_small_for_a_pcc(tmp_path, capsys) -> None:

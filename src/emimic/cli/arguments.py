@@ -69,7 +69,8 @@ def add_valid_fraction_arg(parser: argparse.ArgumentParser) -> None:
     """``--valid-fraction``, shared by ``train`` and ``validate`` so both judge a corpus the same way."""
     parser.add_argument(
         "--valid-fraction", type=fraction, default=None, metavar="F",
-        help="when the corpus has no valid_split.csv, hold out this share of train for validation (e.g. 0.2)",
+        help="when the corpus has no valid_split.csv, hold out this share of train for validation, at least 2"
+             " clips (e.g. 0.2)",
     )
 
 

@@ -18,7 +18,8 @@ from emimic.cli.train import add_config_args, dataset, job_line, pcc_table
 def cv_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--data", type=Path, required=True, help="dataset root (Hume-Vidmimic2 layout)")
     parser.add_argument("--out", type=output_folder, required=True, help="CV folder to create or resume")
-    parser.add_argument("--folds", type=positive_int, default=5, help="number of folds, >= 2 (default: 5)")
+    parser.add_argument("--folds", type=positive_int, default=5,
+                        help="number of folds, >= 2, each of at least 2 clips (a PCC needs them; default: 5)")
     add_config_args(parser)
     parser.add_argument("--seeds", type=seed_value, nargs="+", default=None,
                         help="one model per fold and seed (default: the --seed, else the config's seed)")

@@ -162,12 +162,15 @@ class ModalityStats:
     frame_std: np.ndarray  # (D,)
 
 
-def scale_or_one(std: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """The float32 divisor that standardises columns of standard deviation ``std`` and mean ``mean``: ``std``,
-    or 1 for a constant column, whose standardised training values are then 0 and other clips' stay bounded
-    (dividing by a fixed small floor instead erased features of a small scale and blew up the rest)."""
+def column_scales(std: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """The float32 divisor that standardises columns of standard deviation ``std`` and mean ``mean``: ``std``, or,
+    for a column constant over the training clips, the median scale of the other columns (1 if all are constant).
+    A constant column's training values standardise to 0 whatever it is divided by; this divisor keeps another
+    clip's deviation there on the scale of the other inputs (dividing by 1 gave inputs of 1e9 on 1e9-scale
+    features; a fixed small floor erased features of a small scale and blew up the rest)."""
     constant = std <= np.maximum(CONSTANT_RELATIVE_STD * np.abs(mean), TINY_STD)
-    return np.where(constant, 1.0, std).astype(np.float32)
+    typical = float(np.median(std[~constant])) if not constant.all() else 1.0
+    return np.where(constant, typical, std).astype(np.float32)
 
 
 def feature_statistics(
@@ -196,9 +199,9 @@ def feature_statistics(
         frame_var = weights @ (clip_std**2 + clip_mean**2) - frame_mean**2
         stats[modality] = ModalityStats(
             pooled_mean=pooled.mean(0).astype(np.float32),
-            pooled_std=scale_or_one(pooled.std(0), pooled.mean(0)),
+            pooled_std=column_scales(pooled.std(0), pooled.mean(0)),
             frame_mean=frame_mean.astype(np.float32),
-            frame_std=scale_or_one(np.sqrt(np.maximum(frame_var, 0.0)), frame_mean),
+            frame_std=column_scales(np.sqrt(np.maximum(frame_var, 0.0)), frame_mean),
         )
     return stats
 

@@ -43,13 +43,19 @@ def unused_fraction_sentence(root: Path) -> str:
     return f"{root}: has a {VALID_FILE}, so --valid-fraction does not apply; drop it or remove the file."
 
 
-def check_valid_size(valid: pd.DataFrame, *, root: Path) -> None:
-    """Refuse a validation split too small to select the best epoch on (what ``validate`` and ``train`` both say)."""
-    if len(valid) < MIN_PCC_CLIPS:
-        raise DataError(
-            f"{root}: the validation split has {len(valid)} clip(s), but selecting the best epoch by PCC needs at"
-            f" least {MIN_PCC_CLIPS}; add clips to {VALID_FILE} (with cv: use fewer folds)."
-        )
+def check_pcc_size(clips: pd.DataFrame, *, root: Path, split: str, remedy: str) -> None:
+    """Refuse a split of fewer clips than a PCC needs, in the one sentence every command says (``remedy``: what the
+    user can do in that command)."""
+    if len(clips) < MIN_PCC_CLIPS:
+        raise DataError(f"{root}: the {split} split has {len(clips)} clip(s), but a PCC needs at least"
+                        f" {MIN_PCC_CLIPS}; {remedy}.")
+
+
+def check_valid_size(valid: pd.DataFrame, *, root: Path, fraction: float | None) -> None:
+    """Refuse a validation split too small to select the best epoch on (what ``validate`` and ``train`` both say);
+    ``fraction``: the ``--valid-fraction`` it was held out with, if it was."""
+    remedy = f"add clips to {VALID_FILE}" if fraction is None else "use a larger --valid-fraction"
+    check_pcc_size(valid, root=root, split="validation", remedy=remedy)
 
 
 def hold_out(train: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:

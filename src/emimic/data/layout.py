@@ -141,6 +141,9 @@ def _inside(path: Path, root: Path) -> bool:
 
 def read_mapping(path: Path) -> dict[int, object]:
     """Read a ``{id: array}`` container pickle; keys are parsed as clip ids."""
+    if path.is_file() and path.stat().st_size == 0:  # unlike a per-clip file, deleting it drops the whole modality
+        raise DataError(f"{path}: is an empty file (0 bytes) where the features of every clip of modality"
+                        f" {path.stem!r} belong; restore or extract it again, or delete it to train without them.")
     try:
         value = read_object(path)
     except Exception as exc:

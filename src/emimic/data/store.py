@@ -48,6 +48,11 @@ STORE_VERSION = 1
 POOLED_STATS: tuple[str, ...] = ("mean", "std", "min", "max")
 DTYPES = STORE_DTYPES
 FLOAT16_MAX = float(np.finfo(np.float16).max)
+FLOAT16_TINY = float(np.finfo(np.float16).tiny)  # its smallest normal value, 6.1e-5
+# float16 rounds values below FLOAT16_TINY to 0 or keeps them with fewer significant bits: a clip is refused when
+# more than this share of its non-zero values lie there (its features are of a scale float16 cannot hold), while a
+# few tiny values among ordinary ones (the tail of a feature near 0) are stored as float16 stores them.
+FLOAT16_MAX_TINY_SHARE = 0.5
 
 
 # The folder name of a packed modality: <modality>-<12 hex of its source fingerprint>-<dtype>.
@@ -121,7 +126,7 @@ def _clips(source: ModalitySource) -> tuple[int, Iterator[Clip]]:
         def from_container() -> Iterator[Clip]:
             for clip_id in sorted(mapping):
                 try:
-                    frames = as_frames(mapping[clip_id], source=f"{source.container} [id {clip_id}]")
+                    frames = as_frames(mapping[clip_id], source=_clip_source(source, "", clip_id))
                 except EmptyFeatures:
                     frames = None
                 yield clip_id, source.container.name, frames, checksum
@@ -150,12 +155,28 @@ def no_frames_sentence(path: Path | str, modality: str) -> str:
             " that was not expected.")
 
 
-def _check_float16_range(frames: np.ndarray, where: Path) -> None:
-    """Refuse frames that float16 would turn into Inf (its largest value is 65504): the model would learn NaN."""
-    peak = float(np.abs(frames).max())
+def _check_float16_range(frames: np.ndarray, where: str) -> None:
+    """Refuse frames that float16 would turn into Inf (its largest value is 65504): the model would learn NaN; or
+    mostly into 0 or a few bits (see ``FLOAT16_MAX_TINY_SHARE``): the stored frames would lose what the features
+    say, while the pooled statistics (float32) keep it."""
+    magnitude = np.abs(frames)
+    peak = float(magnitude.max())
     if peak > FLOAT16_MAX:
         raise DataError(f"{where}: holds values up to {peak:.3g}, beyond the float16 range (±{FLOAT16_MAX:.0f});"
                         " pack this dataset with --dtype float32.")
+    zeros = magnitude.size - np.count_nonzero(magnitude)
+    nonzero = magnitude.size - zeros
+    tiny = np.count_nonzero(magnitude < FLOAT16_TINY) - zeros
+    if nonzero and tiny / nonzero > FLOAT16_MAX_TINY_SHARE:
+        raise DataError(f"{where}: {tiny / nonzero:.0%} of its non-zero values are below {FLOAT16_TINY:.2g}, the"
+                        " smallest float16 normal, which rounds them to 0 or a few bits; pack this dataset with"
+                        " --dtype float32.")
+
+
+def _clip_source(source: ModalitySource, name: str, clip_id: int) -> str:
+    """How an error names the source of one clip: its file, or its entry in a one-pickle modality (as
+    :func:`~emimic.io.as_frames` is told)."""
+    return str(source.path / name) if source.container is None else f"{source.container} [id {clip_id}]"
 
 
 def _pack_modality(source: ModalitySource, folder: Path, dtype: str, *, progress: bool) -> dict:
@@ -180,12 +201,12 @@ def _pack_modality(source: ModalitySource, folder: Path, dtype: str, *, progress
                 pooled = np.empty((n_clips, 4 * dim), dtype=np.float32)
             elif frames.shape[1] != dim:
                 raise DataError(
-                    f"{source.path / name}: has feature width {frames.shape[1]}, but {first_file} and the other"
-                    f" clips of modality {source.name!r} have width {dim}."
+                    f"{_clip_source(source, name, clip_id)}: has feature width {frames.shape[1]}, but {first_file}"
+                    f" and the other clips of modality {source.name!r} have width {dim}."
                 )
             assert pooled is not None
             if dtype == "float16":
-                _check_float16_range(frames, source.path / name)
+                _check_float16_range(frames, _clip_source(source, name, clip_id))
             ids[row], lengths[row] = clip_id, frames.shape[0]
             pooled[row] = pool_frames(frames)
             frames_out.write(frames.astype(dtype, copy=False).tobytes())

@@ -145,7 +145,7 @@ def _check_valid_split(
     try:
         used = resolve_valid_split(splits, valid_fraction, root=root)
         if len(used["valid"]):  # an empty valid_split.csv is reported as such
-            check_valid_size(used["valid"], root=root)
+            check_valid_size(used["valid"], root=root, fraction=valid_fraction)
     except DataError as exc:
         problems.append(Problem("error", "splits", str(exc)))
         return

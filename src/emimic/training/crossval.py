@@ -58,6 +58,7 @@ from sklearn.model_selection import GroupKFold, KFold
 
 from emimic.config import ExperimentConfig, load_config, with_overrides
 from emimic.data import VidmimicDataset, open_dataset
+from emimic.data.holdout import MIN_PCC_CLIPS
 from emimic.errors import ConfigError, DataError
 from emimic.io import atomic_path, write_text
 from emimic.labels import EMOTIONS, GROUP_COLUMNS
@@ -145,7 +146,18 @@ def assign_folds(ids: np.ndarray, groups: np.ndarray | None, folds: int, seed: i
     fold_of = np.zeros(len(ids), dtype=np.int64)
     for k, (_, held) in enumerate(splitter.split(ids, groups=groups), start=1):
         fold_of[held] = k
+    _check_fold_sizes(fold_of, folds)
     return fold_of
+
+
+def _check_fold_sizes(fold_of: np.ndarray, folds: int) -> None:
+    """Refuse folds too small to validate on before any model trains: each fold model selects its best epoch by
+    the PCC of its fold (grouped folds may be uneven)."""
+    sizes = np.bincount(fold_of, minlength=folds + 1)[1:]
+    if sizes.min() < MIN_PCC_CLIPS:
+        raise DataError(f"{folds} folds leave {sizes.min()} clip(s) in fold {sizes.argmin() + 1}, but each fold model"
+                        f" selects its best epoch by a PCC over its fold, which needs at least {MIN_PCC_CLIPS};"
+                        " use fewer folds.")
 
 
 def refit_epoch_count(best_epochs: Sequence[int]) -> int:
@@ -214,7 +226,11 @@ def _refit_jobs(out: Path, ds: VidmimicDataset, cfg: ExperimentConfig, fold_of: 
                 seeds: Sequence[int]) -> list[FoldJob]:
     """The refit of each seed on all of train+valid, for ``epochs``."""
     refit = with_overrides(cfg, {"train.max_epochs": epochs, "train.selection": "last"})
-    valid = ds.split("valid").index.tolist() if "valid" in ds.splits else fold_of.index[fold_of == 1].tolist()
+    # its valid score is of clips it trained on, a sanity figure only: on the valid split, or on fold 1 where that
+    # split is absent or too small for the PCC train's final evaluation needs
+    given = ds.splits.get("valid")
+    valid = (given.index.tolist() if given is not None and len(given) >= MIN_PCC_CLIPS
+             else fold_of.index[fold_of == 1].tolist())
     ids = {"train": fold_of.index.tolist(), "valid": valid}
     return [FoldJob.at(ds, out / f"refit-seed{seed}", seed, refit, fold=0, fold_ids=ids) for seed in seeds]
 

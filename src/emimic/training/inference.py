@@ -21,10 +21,10 @@ from torch.utils.data import BatchSampler, DataLoader, Sampler, SequentialSample
 from emimic.config import ExperimentConfig
 from emimic.data import ClipDataset, FeatureStore, VidmimicDataset, collate_clips, open_dataset
 from emimic.data.dataset import EpochShuffle, LengthBuckets
-from emimic.data.holdout import MIN_PCC_CLIPS
+from emimic.data.holdout import check_pcc_size
 from emimic.errors import DataError, EmimicError, IncompatibleRun, OutputConflict
 from emimic.io import atomic_path
-from emimic.labels import EMOTIONS, read_split
+from emimic.labels import EMOTIONS, read_split, shortlist
 from emimic.metrics import pcc_scores
 from emimic.models.emi import ModelSpec, build_model
 from emimic.models.ensemble import AnyModel
@@ -83,7 +83,7 @@ def load_run(run: str | Path) -> TrainedModel:
     made_with = read_model_format(run)
     path = run / BEST_CHECKPOINT
     if not path.exists() and (run / RECORD_FILE).exists():
-        raise OutputConflict(lost_weights_sentence(run))
+        raise OutputConflict(missing_weights_sentence(run))
     if not path.exists():
         raise EmimicError(f"{path}: no checkpoint here; train a run first (emimic train --data DIR --out RUN).")
     ckpt = read_checkpoint(path)
@@ -103,9 +103,20 @@ def read_checkpoint(path: Path) -> dict:
 
 
 def lost_weights_sentence(run: Path) -> str:
-    """What every command says of a run folder whose best checkpoint was deleted: only training again restores it."""
+    """What every command says of a finished run whose best checkpoint was deleted: only training again restores it."""
     return (f"{run / BEST_CHECKPOINT}: is missing, so the weights of this run are lost; train it again with"
             f" `emimic train --data DIR --out {run} --overwrite`.")
+
+
+def missing_weights_sentence(run: Path) -> str:
+    """What to say of a started run without a best checkpoint: lost once it finished (its ``metrics.json`` is written
+    last), else it has not saved an epoch yet."""
+    from emimic.training.run import METRICS_FILE  # the import of run.py is deferred, as in member_runs
+
+    if (run / METRICS_FILE).exists():
+        return lost_weights_sentence(run)
+    return (f"{run}: has not saved an epoch yet (it is still training, or stopped before its first epoch ended);"
+            " wait for it, or resume it with the same `emimic train` command.")
 
 
 def _rebuild(path: Path, ckpt: Mapping, config: ExperimentConfig) -> TrainedModel:
@@ -129,8 +140,9 @@ def _check_finite_weights(path: Path, weights: Mapping[str, torch.Tensor]) -> No
     """Refuse the weights of a run whose training diverged: NaN weights predict NaN, which no score may hide."""
     bad = [name for name, value in weights.items() if value.is_floating_point() and not value.isfinite().all()]
     if bad:
-        raise EmimicError(f"{path}: holds NaN/Inf weights ({bad[0]!r} and {len(bad) - 1} more), so training diverged;"
-                          " train again with --overwrite and a lower learning rate (optim.lr).")
+        named = shortlist([repr(name) for name in bad], shown=1)
+        raise EmimicError(f"{path}: holds NaN/Inf weights ({named}), so training diverged; train again with"
+                          " --overwrite and a lower learning rate (optim.lr).")
 
 
 def member_runs(path: str | Path) -> list[Path]:
@@ -250,8 +262,9 @@ def _check_finite_predictions(preds: np.ndarray, ids: np.ndarray) -> None:
     bad = ~np.isfinite(preds).all(axis=1)
     if bad.any():
         raise EmimicError(f"the model predicts NaN/Inf for {int(bad.sum())} of {len(ids)} clip(s) (e.g. Filename"
-                          f" {int(ids[bad][0])}), as after a training that diverged; train the run again with"
-                          " --overwrite and a lower learning rate (optim.lr).")
+                          f" {int(ids[bad][0])}): these clips hold extreme feature values, or the training diverged;"
+                          " check their features with `emimic validate`, or train the run again with --overwrite and"
+                          " a lower learning rate (optim.lr).")
 
 
 def _open(data: str | Path | VidmimicDataset, *, progress: bool) -> tuple[VidmimicDataset, FeatureStore]:
@@ -284,10 +297,9 @@ def evaluate(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "val
     models = load_models(run)
     trained = models[0]
     ds, store = _open(data, progress=progress)
-    ids = ds.clips(split).index.to_numpy(dtype=np.int64)
-    if len(ids) < MIN_PCC_CLIPS:
-        raise DataError(f"{ds.root}: the {split!r} split has {len(ids)} clip; a PCC needs at least {MIN_PCC_CLIPS},"
-                        " so evaluate a larger split.")
+    clips = ds.clips(split)
+    check_pcc_size(clips, root=ds.root, split=repr(split), remedy="evaluate a larger split")
+    ids = clips.index.to_numpy(dtype=np.int64)
     if labels is not None:
         truth = external_labels(labels, ids, split=split)
     elif ds.has_labels(split):

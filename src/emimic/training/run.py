@@ -72,6 +72,7 @@ from emimic.training.module import CONSTANT_WARNING, EMIModule, pcc_column
 from emimic.training.provenance import (
     CONFIG_FILE,
     RECORD_FILE,
+    TRAINING_SPLITS,
     RunRecord,
     check_model_format,
     data_fingerprint,
@@ -254,6 +255,7 @@ def train(
     ds = with_valid_split(data if isinstance(data, VidmimicDataset) else open_dataset(data),
                           cfg.train.valid_fraction)
     refuse_inside_dataset(run, ds.root)
+    _check_split_sizes(ds)
     if not primary:
         _check_packed(ds)
     store = ds.store(progress=progress)
@@ -261,7 +263,6 @@ def train(
     cfg = record.config
     if cfg.train.selection == "best":  # "last" selects nothing: a refit may score clips it trained on
         ds.check_disjoint("train", "valid")
-        check_valid_size(ds.splits["valid"], root=ds.root)
     if previous is not None and resume:
         if primary:
             _check_same_run(run, previous, record)
@@ -303,6 +304,17 @@ def train(
         source = None if isinstance(config, ExperimentConfig) else config
         write_text(run / METRICS_FILE, json.dumps(metrics_record(result, cfg, source, ds, record.data), indent=2))
     return result
+
+
+def _check_split_sizes(ds: VidmimicDataset) -> None:
+    """Refuse an empty train or valid split, or a valid split too small for a PCC, before the store is packed
+    (minutes on a large corpus). Whatever ``train.selection``: a ``last`` run is scored on its valid split when it
+    ends, so a 1-clip split would be refused only after the whole training; the cv refit, which trains on
+    train+valid, picks a valid split of enough clips itself."""
+    for name in TRAINING_SPLITS:
+        if name in ds.splits:
+            ds.clips(name)
+    check_valid_size(ds.splits["valid"], root=ds.root, fraction=ds.held_out_fraction)
 
 
 def requested_run(ds: VidmimicDataset, cfg: ExperimentConfig
@@ -410,10 +422,13 @@ def read_metrics(run: Path) -> dict:
     path = run / METRICS_FILE
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        stored = exc
-    if not isinstance(stored, dict):
-        raise IncompatibleRun(f"{path}: cannot be read as the metrics of a run ({stored})",
+        reason = "" if isinstance(stored, dict) else f"it holds a JSON {type(stored).__name__}, not an object"
+    except OSError as exc:  # its text names the path, which the sentence starts with
+        reason = exc.strerror or type(exc).__name__
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        reason = str(exc)
+    if reason:
+        raise IncompatibleRun(f"{path}: cannot be read as the metrics of a run ({reason})",
                               "restore the file emimic wrote, or train the run again with --overwrite")
     return stored
 

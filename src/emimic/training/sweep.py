@@ -427,7 +427,8 @@ def sweep(
     space = space if isinstance(space, SearchSpace) else load_space(space)
     space.check_against(cfg, space_source)
     ds = with_valid_split(ds, cfg.train.valid_fraction)
-    check_valid_size(ds.clips("valid"), root=ds.root)  # refused once here, not by every trial
+    # refused once here, not by every trial
+    check_valid_size(ds.clips("valid"), root=ds.root, fraction=ds.held_out_fraction)
     settings = _settings(ds, cfg, space, progress)
     # The default storage is recorded relative to the folder, so a moved sweep folder still resumes.
     recorded = {**settings, "storage": storage or f"OUT/{STUDY_FILE}"}
