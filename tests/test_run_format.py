@@ -207,6 +207,18 @@ def test_the_check_of_a_run_folder_before_training_names_what_overwrite_resolves
     (newer / RECORD_FILE).write_text("{", encoding="utf-8")
     [damaged] = run_differences(newer, ds, config["concat"])
     assert damaged.startswith(f"{newer / RECORD_FILE}: cannot be read as the record of a run")
+    # the files a resume or a reuse would trip on, which train refuses too
+    damaged = shutil.copytree(runs["concat"], tmp_path / "damaged")
+    (damaged / "metrics.json").write_text("[]", encoding="utf-8")
+    [reason] = run_differences(damaged, ds, config["concat"])
+    assert reason.startswith(f"{damaged / 'metrics.json'}: cannot be read as the metrics of a run")
+    (damaged / "checkpoints" / "best.ckpt").unlink()
+    assert run_differences(damaged, ds, config["concat"]) == [
+        f"{damaged / 'checkpoints' / 'best.ckpt'}: is missing, so the weights of this run are lost"]
+    (damaged / "metrics.json").unlink()
+    (damaged / "checkpoints" / "last.ckpt").write_bytes(b"truncated")
+    [reason] = run_differences(damaged, ds, config["concat"])
+    assert reason.startswith(f"{damaged / 'checkpoints' / 'last.ckpt'}: cannot be read as a checkpoint")
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "todo.txt").write_text("not a run", encoding="utf-8")
     with pytest.raises(OutputConflict, match="is not empty and holds no emimic run"):  # --overwrite does not help

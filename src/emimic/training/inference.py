@@ -102,10 +102,10 @@ def read_checkpoint(path: Path) -> dict:
                               "restore the file emimic wrote, or train the run again with --overwrite") from None
 
 
-def lost_weights_sentence(run: Path) -> str:
+def lost_weights(run: Path) -> IncompatibleRun:
     """What every command says of a finished run whose best checkpoint was deleted: only training again restores it."""
-    return (f"{run / BEST_CHECKPOINT}: is missing, so the weights of this run are lost; train it again with"
-            f" `emimic train --data DIR --out {run} --overwrite`.")
+    return IncompatibleRun(f"{run / BEST_CHECKPOINT}: is missing, so the weights of this run are lost",
+                           f"train it again with `emimic train --data DIR --out {run} --overwrite`")
 
 
 def missing_weights_sentence(run: Path) -> str:
@@ -114,7 +114,7 @@ def missing_weights_sentence(run: Path) -> str:
     from emimic.training.run import METRICS_FILE  # the import of run.py is deferred, as in member_runs
 
     if (run / METRICS_FILE).exists():
-        return lost_weights_sentence(run)
+        return str(lost_weights(run))
     return (f"{run}: has not saved an epoch yet (it is still training, or stopped before its first epoch ended);"
             " wait for it, or resume it with the same `emimic train` command.")
 

@@ -64,7 +64,7 @@ from emimic.training.inference import (
     coverage,
     evaluate,
     load_run,
-    lost_weights_sentence,
+    lost_weights,
     read_checkpoint,
     torch_threads,
 )
@@ -150,6 +150,18 @@ def _readable_run(run: Path, *, overwrite: bool) -> RunRecord | None:
 def _started(run: Path) -> bool:
     """A run counts once its first epoch is saved: before that, nothing in its folder is worth keeping."""
     return (run / LAST_CHECKPOINT).exists()
+
+
+def check_reusable(run: Path) -> None:
+    """Refuse a started run whose files a resume or a reuse would trip on: a damaged resume point (``last.ckpt``,
+    named before Lightning reads it), or, once finished, a deleted best checkpoint (a score whose model is gone is
+    no result) or a damaged ``metrics.json``. Each is an :class:`IncompatibleRun`, which ``overwrite`` resolves."""
+    if not (run / METRICS_FILE).exists():
+        read_checkpoint(run / LAST_CHECKPOINT)
+        return
+    if not (run / BEST_CHECKPOINT).exists():
+        raise lost_weights(run)
+    read_metrics(run)
 
 
 def _check_same_run(run: Path, previous: RunRecord, requested: RunRecord) -> None:
@@ -247,8 +259,7 @@ def train(
     if previous is not None and resume:  # refused before the data is opened: packing a corpus may take minutes
         # every process refuses alike (the files decide), so none waits for a rank that stopped
         check_model_format(run, previous.model_format, previous.config)
-        if not (run / METRICS_FILE).exists():
-            read_checkpoint(run / LAST_CHECKPOINT)  # a damaged resume point, named before Lightning trips on it
+        check_reusable(run)
     cfg = _resolve_config(config, overrides, previous)
 
     started = time.perf_counter()
@@ -266,8 +277,6 @@ def train(
     if previous is not None and resume:
         if primary:
             _check_same_run(run, previous, record)
-        if (run / METRICS_FILE).exists() and not (run / BEST_CHECKPOINT).exists():
-            raise OutputConflict(lost_weights_sentence(run))  # a score whose model is gone is no result
         if (run / METRICS_FILE).exists():  # every process returns it; the ones of rank > 0 say so
             return dataclasses.replace(_stored_result(run), rank=0 if primary else max(rank_zero_only.rank, 1))
     history = History(run / "history.csv", verbose=progress, raw_weights=cfg.train.ema.enabled)
@@ -332,7 +341,8 @@ def requested_run(ds: VidmimicDataset, cfg: ExperimentConfig
 def run_differences(run: str | Path, ds: VidmimicDataset, cfg: ExperimentConfig) -> list[str]:
     """What keeps the folder ``run`` from taking ``train(ds, run, config=cfg)`` without ``overwrite``, in the words of
     train's refusal: how the run it holds differs from that one, or why this emimic cannot use it (a ``run.json`` it
-    cannot read, a model format a later change affects); ``overwrite`` resolves each. Empty when it holds the same
+    cannot read, a model format a later change affects, files a resume or reuse would trip on: see
+    :func:`check_reusable`); ``overwrite`` resolves each. Empty when it holds the same
     run, or one that never saved an epoch (train resumes it, or starts it afresh). A folder that holds no run at all
     is refused as train refuses it (:class:`OutputConflict`), which ``overwrite`` does not change."""
     run = Path(run)
@@ -341,6 +351,7 @@ def run_differences(run: str | Path, ds: VidmimicDataset, cfg: ExperimentConfig)
         if previous is None or not _started(run):
             return []
         check_model_format(run, previous.model_format, previous.config)
+        check_reusable(run)
     except IncompatibleRun as exc:
         return [exc.reason]
     record, _, _ = requested_run(with_valid_split(ds, cfg.train.valid_fraction), cfg)
