@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -20,11 +21,19 @@ from typing import Any
 
 import pandas as pd
 
-from emimic.errors import ConfigError, DataError, Interrupted
+from emimic.errors import ConfigError, DataError, EmimicWarning, Interrupted
 from emimic.features.backends import check_ray_address, run_local, run_ray
 from emimic.features.base import resolve_name
 from emimic.features.ledger import ERRORS, LEDGER, STATE_DIR, STATUSES, open_ledger, read_ledger, write_errors
-from emimic.features.plan import INPUT_FILES, NO_INPUT, clip_sources, parse_names, plan_tasks, writes_transcripts
+from emimic.features.plan import (
+    INPUT_FILES,
+    NO_INPUT,
+    clip_sources,
+    parse_names,
+    plan_tasks,
+    skipped_media,
+    writes_transcripts,
+)
 from emimic.features.recipe import check_sidecars, params_digest, write_sidecars
 from emimic.features.runner import ClipSources, ExtractSpec
 from emimic.io import remove_leftovers
@@ -124,7 +133,12 @@ def extract(
     from emimic.data.layout import discover
 
     layout = discover(root)
-    sources = clip_sources(layout) if videos is None else {i: ClipSources(video=str(p)) for i, p in videos.items()}
+    if videos is None:
+        sources = clip_sources(layout)
+        for sentence in skipped_media(layout):
+            warnings.warn(EmimicWarning(sentence), stacklevel=2)
+    else:
+        sources = {i: ClipSources(video=str(p)) for i, p in videos.items()}
     if clips is not None:
         wanted = set(int(c) for c in clips)
         missing = sorted(wanted - set(sources))

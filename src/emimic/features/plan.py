@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from emimic.errors import ConfigError
 from emimic.features.base import EXTRACTORS, Extractor, Output, resolve_name
 from emimic.features.runner import ClipSources, Task
+from emimic.labels import shortlist
 
 if TYPE_CHECKING:
     from emimic.data.layout import DatasetLayout
@@ -45,6 +47,45 @@ def finished_clips(layout: DatasetLayout, output: Output) -> set[int]:
     # Any array file counts, so features shipped with the dataset (.pkl) are never duplicated.
     source = layout.modalities.get(output.name)
     return set(source.files) if source else set()
+
+
+# Why discovery leaves a media file out (see skipped_media), with what to do about it.
+_SKIPPED = {
+    "name": "not named by a clip id; rename each to its zero-padded id, e.g. 00001.mp4",
+    "duplicate": "another file in the folder has the same clip id; keep one of them",
+    "missing": "a link to a missing file; restore the file or remove the link",
+    "outside": "a link leaving the dataset root, which emimic does not follow; copy the file in, or make the whole"
+    " folder a link",
+}
+
+
+def _skip_reason(entry: Path) -> str:
+    if entry.is_symlink() and not entry.exists():
+        return "missing"
+    if not entry.stem.isdigit():
+        return "name"
+    return "outside" if entry.is_symlink() else "duplicate"
+
+
+def skipped_media(layout: DatasetLayout) -> list[str]:
+    """One sentence per folder and reason naming the ``raw/`` and ``audio/`` files that discovery left out, which
+    would otherwise vanish from the run without a word."""
+    from emimic.data.layout import AUDIO_DIR, AUDIO_SUFFIXES, VIDEO_DIR, VIDEO_SUFFIXES
+
+    sentences = []
+    for folder, suffixes, listed in ((VIDEO_DIR, VIDEO_SUFFIXES, layout.video_names),
+                                     (AUDIO_DIR, AUDIO_SUFFIXES, layout.audio_names)):
+        path = layout.root / folder
+        entries = sorted(path.iterdir()) if path.is_dir() else []
+        skipped: dict[str, list[str]] = {}
+        for entry in entries:
+            if (entry.name.startswith((".", "_")) or entry.suffix.lower() not in suffixes
+                    or entry.name in listed.values() or not (entry.is_file() or entry.is_symlink())):
+                continue
+            skipped.setdefault(_skip_reason(entry), []).append(repr(entry.name))
+        sentences += [f"{path}/: {shortlist(names)} not extracted: {_SKIPPED[reason]}."
+                      for reason, names in skipped.items()]
+    return sentences
 
 
 def writes_transcripts(extractors: list[Extractor]) -> bool:

@@ -22,12 +22,15 @@ from emimic.data.layout import FEATURE_SIDECAR as SIDECAR
 from emimic.data.layout import TRANSCRIPT_DIR, read_recipe
 from emimic.errors import ConfigError, DataError
 from emimic.features.base import Extractor
+from emimic.features.media import DECODER_VERSION
 from emimic.features.runner import ExtractSpec
 from emimic.io import atomic_path
 
 
 def sidecar_params(extractor: Extractor, spec: ExtractSpec) -> dict[str, Any]:
     params = dict(extractor.params)
+    if extractor.needs & {"audio", "video"}:
+        params["decoder"] = DECODER_VERSION
     if "video" in extractor.needs:
         params.update(fps=spec.fps, max_side=spec.max_side)
     return params

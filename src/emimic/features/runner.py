@@ -20,11 +20,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emimic.errors import DataError
+from emimic.errors import DataError, EmimicError
 from emimic.features.base import ClipInput, Extractor, NoSignal, Output, build_extractor
 from emimic.features.media import Media, decode
 from emimic.io import TEMP_SUFFIX, default_mode, read_transcript, save_array, write_text
 from emimic.labels import clip_stem
+
+# About two hours of speech at 15 characters a second; a clip's transcript is far shorter.
+MAX_TRANSCRIPT_CHARS = 100_000
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,8 @@ class ClipRunner:
                 media = decode(
                     path, audio="audio" in needs, video=video, fps=self.spec.fps, max_side=self.spec.max_side
                 )
+                if "audio" in needs and media.audio is None and sources.audio and path != sources.audio:
+                    take_audio(media, decode(sources.audio, video=False))
             else:
                 media = Media(path=Path(sources.shown), duration=0.0)
         except DataError as exc:
@@ -141,7 +146,7 @@ class ClipRunner:
         """Give ``clip`` its ``text/<id>.txt`` (once), if it has one."""
         path = self.root / "text" / f"{clip_stem(clip.clip_id)}.txt"
         if clip.transcript is None and path.is_file():
-            clip.transcript = read_transcript(path)
+            clip.transcript = checked_transcript(path, read_transcript(path))
 
     def _run_one(self, extractor: Extractor, clip: ClipInput, report: ClipReport) -> Outcome:
         started = time.perf_counter()
@@ -163,11 +168,33 @@ class ClipRunner:
                     report.columns[output.name] = [str(c) for c in value.columns]
         except NoSignal as exc:
             return Outcome(extractor.name, "masked", str(exc), time.perf_counter() - started)
+        except EmimicError as exc:  # the input's fault: its sentence names the file and what to do
+            return Outcome(extractor.name, "failed", str(exc), time.perf_counter() - started)
         except Exception as exc:  # one clip's failure must not stop the batch
             where = traceback.extract_tb(exc.__traceback__)[-1]
             reason = f"{type(exc).__name__}: {exc} ({Path(where.filename).name}:{where.lineno})"
             return Outcome(extractor.name, "failed", reason, time.perf_counter() - started)
         return Outcome(extractor.name, "done", "", time.perf_counter() - started)
+
+
+def take_audio(media: Media, other: Media) -> None:
+    """Give a video without an audio track the audio of the clip's ``audio/`` file (which may lack one too)."""
+    media.audio, media.sample_rate = other.audio, other.sample_rate
+    if other.audio is None:
+        media.audio_problem = f"no audio track, nor in {other.path.name} ({other.audio_problem})"
+    else:
+        media.audio_problem = None
+
+
+def checked_transcript(path: Path, text: str) -> str:
+    """``text`` read from ``path``, refused when far longer than one clip's speech: the lexicon's sentiment
+    analysis takes time quadratic in its length, so a wrong file in ``text/`` would stall the run for hours."""
+    if len(text) > MAX_TRANSCRIPT_CHARS:
+        raise DataError(
+            f"{path}: holds {len(text):,} characters, more than the {MAX_TRANSCRIPT_CHARS:,} a clip's transcript may"
+            " hold (about two hours of speech); check that it is this clip's transcript, or shorten it."
+        )
+    return text
 
 
 def checked_array(output: Output, frame: pd.DataFrame) -> np.ndarray:

@@ -1,0 +1,181 @@
+"""Raw media as users have it: phone rotation, surround audio, clipped speech, broken and misnamed files.
+
+Tiny files are made with the ffmpeg command-line tool (skipped without it, failing under CI=true
+as in tests/test_raw_media.py); each test guards one case of docs/extract.md's table of inputs.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from emimic.data.layout import discover
+from emimic.errors import ConfigError, DataError, EmimicWarning
+from emimic.features import extract, runner
+from emimic.features import media as media_module
+from emimic.features.media import decode
+from emimic.features.plan import skipped_media
+
+MEDIA = Path(__file__).parent / "media"
+
+if shutil.which("ffmpeg") is None:
+    if os.environ.get("CI") == "true":
+        raise RuntimeError("ffmpeg is required under CI (apt-get install -y ffmpeg)")
+    pytest.skip("ffmpeg is not installed", allow_module_level=True)
+
+
+def ffmpeg(*args: str | Path) -> None:
+    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", *map(str, args)], check=True)
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The inputs, 1-2 s each: a picture with distinct quadrants upright and as a phone stores it (sideways, with
+    a display matrix that turns it back), a spoken-like tone in mono, stereo and 5.1, and one clipped at full scale."""
+    folder = tmp_path_factory.mktemp("made")
+    quadrants = "color=red:s=32x48:d=1[a];color=blue:s=32x48:d=1[b];[a][b]hstack,format=yuv444p"
+    ffmpeg("-f", "lavfi", "-i", quadrants, "-r", "5", "-c:v", "libx264", "-qp", "0", folder / "upright.mp4")
+    ffmpeg("-i", folder / "upright.mp4", "-vf", "transpose=2", "-c:v", "libx264", "-qp", "0", folder / "side.mp4")
+    # ffmpeg 5-7 turn this tag into the display matrix a phone writes: rotate the stored picture clockwise.
+    ffmpeg("-i", folder / "side.mp4", "-c", "copy", "-metadata:s:v:0", "rotate=270", folder / "phone.mp4")
+    tone = ("-f", "lavfi", "-i", "sine=f=300:d=1:r=22050,volume=0.5")
+    ffmpeg(*tone, "-c:a", "pcm_s16le", folder / "mono.wav")
+    ffmpeg(*tone, "-af", "pan=stereo|c0=c0|c1=c0", "-c:a", "pcm_s16le", folder / "stereo.wav")
+    ffmpeg(*tone, "-af", "pan=5.1|FL=c0|FR=c0|FC=c0|LFE=c0|BL=c0|BR=c0", "-c:a", "pcm_s16le", folder / "surround.wav")
+    ffmpeg(*tone, "-af", "volume=30dB", "-c:a", "pcm_s16le", folder / "clipped.wav")
+    return folder
+
+
+def test_a_phone_video_is_decoded_upright(made: Path) -> None:
+    upright = decode(made / "upright.mp4", audio=False).frames
+    phone = decode(made / "phone.mp4", audio=False).frames
+    assert phone.shape == upright.shape and upright.shape[1:] == (48, 64, 3)
+    assert np.abs(phone.astype(int) - upright).max() < 8  # lossless but for the RGB conversion
+
+
+def test_mono_stereo_and_surround_copies_give_one_signal(made: Path) -> None:
+    mono = decode(made / "mono.wav").audio
+    for layout in ("stereo", "surround"):
+        copy = decode(made / f"{layout}.wav").audio
+        assert copy.shape == mono.shape
+        np.testing.assert_allclose(copy, mono, atol=1e-3, err_msg=layout)
+
+
+def test_clipped_audio_stays_within_full_scale(made: Path) -> None:
+    audio = decode(made / "clipped.wav").audio
+    assert audio.max() == pytest.approx(1.0) and audio.min() == pytest.approx(-1.0)  # resampling would overshoot
+
+
+def test_a_frame_buffer_sized_too_small_grows(made: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container that understates its duration (or has none) still yields every sampled frame."""
+    expected = decode(made / "upright.mp4", audio=False, fps=5)
+    monkeypatch.setattr(media_module, "_MAX_RESERVED_BYTES", 2 * expected.frames[0].nbytes)
+    grown = decode(made / "upright.mp4", audio=False, fps=5)
+    np.testing.assert_array_equal(grown.frames, expected.frames)
+    np.testing.assert_array_equal(grown.frame_times, expected.frame_times)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", r"broken\.mp4: is an empty file \(0 bytes\); copy or export the recording again\."),
+        (b"not a video", r"broken\.mp4: is not a video or audio file FFmpeg can read \(Invalid data found when"
+                         r" processing input\); it may be cut short .*check that it plays, or copy it again\."),
+        ("half", r"broken\.mp4: is not a video or audio file FFmpeg can read"),  # its index is at the end: gone
+    ],
+)
+def test_a_broken_file_is_named_with_what_to_do(tmp_path: Path, content: bytes | str, message: str) -> None:
+    data = (MEDIA / "00001.mp4").read_bytes()
+    (tmp_path / "broken.mp4").write_bytes(data[: len(data) // 2] if content == "half" else content)
+    with pytest.raises(DataError, match=message):
+        decode(tmp_path / "broken.mp4")
+
+
+def test_a_file_cut_after_its_index_says_where(tmp_path: Path) -> None:
+    ffmpeg("-i", MEDIA / "00001.mp4", "-c", "copy", "-movflags", "+faststart", tmp_path / "whole.mp4")
+    data = (tmp_path / "whole.mp4").read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=r"cut\.mp4: is damaged or cut short after \d+\.\d s \(.*\); check that it"
+                                        r" plays to the end"):
+        decode(tmp_path / "cut.mp4")
+
+
+def test_a_dangling_link_and_an_unreadable_file_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "link.mp4").symlink_to(tmp_path / "gone.mp4")
+    with pytest.raises(DataError, match=r"link\.mp4: is a link to .*gone\.mp4, which does not exist; restore"):
+        decode(tmp_path / "link.mp4")
+    import av
+
+    def denied(path: str, *args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", path)  # what av.open raises without read access
+
+    monkeypatch.setattr(av, "open", denied)
+    with pytest.raises(DataError, match=r"00001\.mp4: cannot be read \(permission denied\); give the user running"):
+        decode(MEDIA / "00001.mp4")
+
+
+def test_a_video_without_audio_takes_the_clips_audio_file(tmp_path: Path) -> None:
+    """raw/<id>.mp4 without an audio track beside audio/<id>.wav: the speech comes from the file."""
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "audio").mkdir()
+    shutil.copy(MEDIA / "00003.mp4", tmp_path / "raw" / "00001.mp4")  # a face, no audio track
+    ffmpeg("-i", MEDIA / "00001.mp4", "-vn", tmp_path / "audio" / "00001.wav")
+    shutil.copy(MEDIA / "00001.mp4", tmp_path / "raw" / "my clip.mp4")  # named in a warning, not extracted
+    with pytest.warns(EmimicWarning, match=r"raw/: 'my clip\.mp4' not extracted: not named by a clip id"):
+        summary = extract(tmp_path, ["egemaps"], progress=False)
+    assert summary.loc["egemaps", ["done", "masked"]].tolist() == [1, 0]
+    assert (tmp_path / "egemaps_func" / "00001.npy").is_file()
+
+
+def test_media_that_discovery_leaves_out_are_named(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in ("00001.mp4", "00001.mov", "my clip.mp4", "notes.txt"):
+        (raw / name).write_bytes(b"x")
+    (raw / "00002.mp4").symlink_to(raw / "gone.mp4")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.mp4"
+    outside.write_bytes(b"x")
+    (raw / "00003.mp4").symlink_to(outside)
+    sentences = skipped_media(discover(tmp_path))
+    assert sentences == [
+        f"{raw}/: '00001.mov' not extracted: another file in the folder has the same clip id; keep one of them.",
+        f"{raw}/: '00002.mp4' not extracted: a link to a missing file; restore the file or remove the link.",
+        f"{raw}/: '00003.mp4' not extracted: a link leaving the dataset root, which emimic does not follow; copy the"
+        " file in, or make the whole folder a link.",
+        f"{raw}/: 'my clip.mp4' not extracted: not named by a clip id; rename each to its zero-padded id, e.g."
+        " 00001.mp4.",
+    ]
+
+
+def test_an_overlong_transcript_fails_its_clip_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wrong file in text/ (a book, a log) fails its clip at once instead of stalling the lexicon for hours."""
+    monkeypatch.setattr(runner, "MAX_TRANSCRIPT_CHARS", 1_000)  # the real limit is 100,000: a slow test
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "00001.txt").write_text("I am so happy to see you.")
+    (tmp_path / "text" / "00002.txt").write_text("word " * 300)
+    summary = extract(tmp_path, ["lexicon"], progress=False)
+    assert summary.loc["lexicon", ["done", "failed"]].tolist() == [1, 1]
+    errors = pd.read_csv(tmp_path / "_extract" / "errors.csv")
+    assert errors["error"].tolist() == [
+        f"{tmp_path}/text/00002.txt: holds 1,500 characters, more than the 1,000 a clip's transcript may hold (about"
+        " two hours of speech); check that it is this clip's transcript, or shorten it."
+    ]
+
+
+def test_features_of_an_older_decoder_are_not_mixed_in(tmp_path: Path) -> None:
+    """The decoder's version is part of an audio or video extractor's recipe: a folder made before is refused."""
+    (tmp_path / "raw").mkdir()
+    shutil.copy(MEDIA / "00001.mp4", tmp_path / "raw" / "00001.mp4")
+    extract(tmp_path, ["egemaps"], progress=False)
+    sidecar = tmp_path / "egemaps" / "_extractor.json"
+    assert '"decoder": 2' in sidecar.read_text()
+    sidecar.write_text(sidecar.read_text().replace('"decoder": 2', '"decoder": 1'))
+    with pytest.raises(ConfigError, match=r"egemaps/ was extracted with .*'decoder': 1.*pass --overwrite"):
+        extract(tmp_path, ["egemaps"], progress=False)
