@@ -21,7 +21,9 @@ from emimic.errors import ConfigError, DataError, EmimicWarning
 from emimic.features import extract, runner
 from emimic.features import media as media_module
 from emimic.features.media import decode
+from emimic.features.pipeline import make_spec
 from emimic.features.plan import skipped_media
+from emimic.infer import check_recipe, run_recipe
 
 MEDIA = Path(__file__).parent / "media"
 
@@ -177,5 +179,18 @@ def test_features_of_an_older_decoder_are_not_mixed_in(tmp_path: Path) -> None:
     sidecar = tmp_path / "egemaps" / "_extractor.json"
     assert '"decoder": 2' in sidecar.read_text()
     sidecar.write_text(sidecar.read_text().replace('"decoder": 2', '"decoder": 1'))
-    with pytest.raises(ConfigError, match=r"egemaps/ was extracted with .*'decoder': 1.*pass --overwrite"):
+    with pytest.raises(ConfigError, match=r"egemaps/ was extracted by an older emimic \(decoder 1: phone videos left"
+                                          r" sideways, surround audio summed rather than averaged; this one is decoder"
+                                          r" 2\); pass --overwrite to re-extract every clip"):
         extract(tmp_path, ["egemaps"], progress=False)
+
+
+def test_a_run_of_an_older_decoder_is_refused_by_infer(tmp_path: Path) -> None:
+    record = {"extractor": "egemaps", "options": {}, "params": {"feature_set": "eGeMAPSv02"}, "seed": 0,
+              "model_sha256": None, "transcript": None, "output": "egemaps"}  # recorded before the decoder version
+    recipe = run_recipe({"egemaps": record}, ["egemaps"], "RUN")
+    spec = make_spec(tmp_path, ["egemaps"], recipe.options, model_dir=None, fps=recipe.fps, max_side=recipe.max_side,
+                     seed=recipe.seed)
+    with pytest.raises(ConfigError, match=r"egemaps/ was extracted by an older emimic \(decoder 1: .*\); re-extract"
+                                          r" the training features with `emimic extract --overwrite` and retrain"):
+        check_recipe(recipe, spec.build(), spec)

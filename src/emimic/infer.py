@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,13 +34,13 @@ import pandas as pd
 
 from emimic.data.layout import VIDEO_SUFFIXES
 from emimic.data.store import CACHE_ENV, cache_dir
-from emimic.errors import ConfigError, DataError
+from emimic.errors import ConfigError, DataError, EmimicWarning
 from emimic.features.base import EXTRACTORS, Extractor
 from emimic.features.pipeline import extract, make_spec
-from emimic.features.recipe import extractor_model_digest, sidecar_params
+from emimic.features.recipe import extractor_model_digest, older_decoder, sidecar_params
 from emimic.features.runner import ExtractSpec
 from emimic.io import atomic_path
-from emimic.labels import EMOTIONS
+from emimic.labels import EMOTIONS, shortlist
 from emimic.training.inference import load_run, predict_ids
 
 INFER_CACHE = "infer"
@@ -79,11 +80,16 @@ def collect_videos(inputs: Sequence[str | Path]) -> dict[str, Path]:
     for item in inputs:
         path = Path(item).expanduser()
         if path.is_dir():
-            files += sorted(
+            found = sorted(
                 p for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
+                if p.suffix.lower() in VIDEO_SUFFIXES
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
+            files += [p for p in found if p.is_file()]
+            dangling = [str(p) for p in found if p.is_symlink() and not p.exists()]
+            if dangling:
+                warnings.warn(EmimicWarning(f"{shortlist(dangling)}: link(s) to missing files, not predicted; restore"
+                                            " the files or remove the links."), stacklevel=2)
         elif path.is_file():
             files.append(path)
         else:
@@ -171,6 +177,9 @@ def check_recipe(recipe: Recipe, extractors: list[Extractor], spec: ExtractSpec)
         extractor.check()  # a missing model is the clear ModelNotFoundError, before any hashing
         here = {k: v for k, v in sidecar_params(extractor, spec).items() if k != "model"}
         then = {k: v for k, v in record["params"].items() if k != "model"}
+        if older := older_decoder(then, here):
+            raise ConfigError(f"{output}/ {older}; re-extract the training features with `emimic extract --overwrite`"
+                              " and retrain to use this run on new videos.")
         if here != then:
             raise ConfigError(f"{output}/ was extracted with {then}, but {extractor.name} here would use {here}.")
         digest = extractor_model_digest(extractor)

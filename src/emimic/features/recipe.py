@@ -36,6 +36,18 @@ def sidecar_params(extractor: Extractor, spec: ExtractSpec) -> dict[str, Any]:
     return params
 
 
+def older_decoder(previous: dict[str, Any], current: dict[str, Any]) -> str | None:
+    """What to say when two recipes differ only in the media decoder's version (features of an older emimic)."""
+    def rest(params: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in params.items() if k != "decoder"}
+
+    before = previous.get("decoder", 1)
+    if "decoder" not in current or before == current["decoder"] or rest(previous) != rest(current):
+        return None
+    return (f"was extracted by an older emimic (decoder {before}: phone videos left sideways, surround audio summed"
+            f" rather than averaged; this one is decoder {current['decoder']})")
+
+
 def params_digest(extractor: Extractor, spec: ExtractSpec) -> str:
     return hashlib.sha256(json.dumps(sidecar_params(extractor, spec), sort_keys=True).encode()).hexdigest()[:12]
 
@@ -79,6 +91,9 @@ def check_sidecars(root: Path, extractors: list[Extractor], spec: ExtractSpec, o
             previous = json.loads(path.read_text(encoding="utf-8"))
             current = sidecar_params(extractor, spec)
             if previous.get("extractor") == extractor.name and previous.get("params") != current:
+                if older := older_decoder(previous.get("params") or {}, current):
+                    raise ConfigError(f"{output.name}/ {older}; pass --overwrite to re-extract every clip, or write"
+                                      " to another dataset root.")
                 raise ConfigError(
                     f"{output.name}/ was extracted with {previous.get('params')}, not {current};"
                     " pass --overwrite to re-extract every clip, or write to another dataset root."
