@@ -23,7 +23,7 @@ from emimic.features import media as media_module
 from emimic.features.media import decode
 from emimic.features.pipeline import make_spec
 from emimic.features.plan import skipped_media
-from emimic.infer import check_recipe, run_recipe
+from emimic.infer import check_recipe, collect_videos, run_recipe
 
 MEDIA = Path(__file__).parent / "media"
 
@@ -194,3 +194,10 @@ def test_a_run_of_an_older_decoder_is_refused_by_infer(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"egemaps/ was extracted by an older emimic \(decoder 1: .*\); re-extract"
                                           r" the training features with `emimic extract --overwrite` and retrain"):
         check_recipe(recipe, spec.build(), spec)
+
+
+def test_infer_names_dangling_links_in_its_input_folders(tmp_path: Path) -> None:
+    (tmp_path / "a.MP4").write_bytes(b"")  # collected by its suffix in any case; decoding it is extract's job
+    (tmp_path / "b.mp4").symlink_to(tmp_path / "gone.mp4")
+    with pytest.warns(EmimicWarning, match=r"b\.mp4: link\(s\) to missing files, not predicted; restore the files"):
+        assert list(collect_videos([tmp_path, tmp_path / ".." / tmp_path.name / "a.MP4"])) == ["a"]
