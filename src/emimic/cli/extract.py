@@ -52,7 +52,11 @@ def extractor_table() -> Table:
 )
 def extract_command(parser: argparse.ArgumentParser) -> Handler:
     names = ", ".join(EXTRACTORS.names())
-    parser.add_argument("--data", type=Path, required=False, help="dataset root holding raw/, audio/ and/or text/")
+    parser.add_argument(
+        "--data", type=Path, required=False,
+        help="dataset root holding raw/<id>.mp4 (or .mov, .mkv, .webm, .avi), audio/<id>.wav|mp3|flac and/or"
+        " text/<id>.txt; files named otherwise are listed in a warning (docs/extract.md: what is read)",
+    )
     parser.add_argument(
         "--modalities", default="", help=f"comma-separated extractors to run; available: {names} (see --list)"
     )
