@@ -136,6 +136,17 @@ def test_a_video_without_audio_takes_the_clips_audio_file(tmp_path: Path) -> Non
     assert (tmp_path / "egemaps_func" / "00001.npy").is_file()
 
 
+def test_a_broken_audio_file_fails_only_the_audio_extractors(tmp_path: Path) -> None:
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "audio").mkdir()
+    shutil.copy(MEDIA / "00003.mp4", tmp_path / "raw" / "00001.mp4")  # a face, no audio track
+    (tmp_path / "audio" / "00001.wav").write_bytes(b"RIFF, then nothing")
+    summary = extract(tmp_path, ["egemaps", "face"], fps=1, progress=False)
+    assert summary.loc[:, "failed"].tolist() == [1, 0] and summary.loc["face", "done"] == 1
+    error = pd.read_csv(tmp_path / "_extract" / "errors.csv")["error"][0]
+    assert error.startswith(f"{tmp_path}/audio/00001.wav: is not a video or audio file FFmpeg can read")
+
+
 def test_media_that_discovery_leaves_out_are_named(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     raw.mkdir()

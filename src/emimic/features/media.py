@@ -52,6 +52,8 @@ class Media:
     """float64 ``(N,)`` presentation time of each frame in seconds from the stream start."""
     video_problem: str | None = None
     sample_rate: int = SAMPLE_RATE
+    audio_error: str | None = None
+    """Why the clip's audio could not be read (a broken ``audio/`` file): its audio extractors fail, the rest run."""
 
 
 def _scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:

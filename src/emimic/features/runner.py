@@ -131,7 +131,7 @@ class ClipRunner:
                     path, audio="audio" in needs, video=video, fps=self.spec.fps, max_side=self.spec.max_side
                 )
                 if "audio" in needs and media.audio is None and sources.audio and path != sources.audio:
-                    take_audio(media, decode(sources.audio, video=False))
+                    take_audio(media, sources.audio)
             else:
                 media = Media(path=Path(sources.shown), duration=0.0)
         except DataError as exc:
@@ -177,8 +177,14 @@ class ClipRunner:
         return Outcome(extractor.name, "done", "", time.perf_counter() - started)
 
 
-def take_audio(media: Media, other: Media) -> None:
-    """Give a video without an audio track the audio of the clip's ``audio/`` file (which may lack one too)."""
+def take_audio(media: Media, audio_file: str) -> None:
+    """Give a video without an audio track the audio of the clip's ``audio/`` file (which may lack one too, or
+    be broken: then only the audio extractors fail)."""
+    try:
+        other = decode(audio_file, video=False)
+    except DataError as exc:
+        media.audio_error = str(exc)
+        return
     media.audio, media.sample_rate = other.audio, other.sample_rate
     if other.audio is None:
         media.audio_problem = f"no audio track, nor in {other.path.name} ({other.audio_problem})"
