@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -39,10 +41,12 @@ def ffmpeg(*args: str | Path) -> None:
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The inputs, 1-2 s each: a picture with distinct quadrants upright and as a phone stores it (sideways, with
-    a display matrix that turns it back), a spoken-like tone in mono, stereo and 5.1, and one clipped at full scale."""
+    """The inputs, 1-2 s each: a picture with four distinct quadrants upright and as a phone stores it (sideways,
+    with a display matrix that turns it back), a spoken-like tone in mono, stereo and 5.1 (a silent LFE channel),
+    and one clipped at full scale."""
     folder = tmp_path_factory.mktemp("made")
-    quadrants = "color=red:s=32x48:d=1[a];color=blue:s=32x48:d=1[b];[a][b]hstack,format=yuv444p"
+    quadrants = ("color=red:s=32x24:d=1[a];color=blue:s=32x24:d=1[b];color=green:s=32x24:d=1[c];"
+                 "color=yellow:s=32x24:d=1[d];[a][b]hstack[top];[c][d]hstack[bottom];[top][bottom]vstack,format=yuv444p")
     ffmpeg("-f", "lavfi", "-i", quadrants, "-r", "5", "-c:v", "libx264", "-qp", "0", folder / "upright.mp4")
     ffmpeg("-i", folder / "upright.mp4", "-vf", "transpose=2", "-c:v", "libx264", "-qp", "0", folder / "side.mp4")
     # ffmpeg 5-7 turn this tag into the display matrix a phone writes: rotate the stored picture clockwise.
@@ -50,7 +54,9 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tone = ("-f", "lavfi", "-i", "sine=f=300:d=1:r=22050,volume=0.5")
     ffmpeg(*tone, "-c:a", "pcm_s16le", folder / "mono.wav")
     ffmpeg(*tone, "-af", "pan=stereo|c0=c0|c1=c0", "-c:a", "pcm_s16le", folder / "stereo.wav")
-    ffmpeg(*tone, "-af", "pan=5.1|FL=c0|FR=c0|FC=c0|LFE=c0|BL=c0|BR=c0", "-c:a", "pcm_s16le", folder / "surround.wav")
+    # A silent LFE channel: averaged in, it would lower the level by a sixth.
+    ffmpeg(*tone, "-af", "pan=5.1|FL=c0|FR=c0|FC=c0|LFE=0*c0|BL=c0|BR=c0", "-c:a", "pcm_s16le",
+           folder / "surround.wav")
     ffmpeg(*tone, "-af", "volume=30dB", "-c:a", "pcm_s16le", folder / "clipped.wav")
     return folder
 
@@ -60,6 +66,35 @@ def test_a_phone_video_is_decoded_upright(made: Path) -> None:
     phone = decode(made / "phone.mp4", audio=False).frames
     assert phone.shape == upright.shape and upright.shape[1:] == (48, 64, 3)
     assert np.abs(phone.astype(int) - upright).max() < 8  # lossless but for the RGB conversion
+
+
+def with_display_matrix(source: Path, target: Path, a: int, b: int, c: int, d: int) -> Path:
+    """``source`` (one video track) with its track header's display matrix set to (a, b, c, d), as a phone or an
+    editor writes it: a player shows the stored pixel (x, y) at (a·x + c·y, b·x + d·y)."""
+    data = bytearray(source.read_bytes())
+    header = data.index(b"tkhd")
+    offset = header + 4 + (52 if data[header + 4] == 1 else 40)  # past version, times, ids, layer and volume
+    one = 1 << 16
+    data[offset:offset + 36] = struct.pack(">9i", a * one, b * one, 0, c * one, d * one, 0, 0, 0, 1 << 30)
+    target.write_bytes(data)
+    return target
+
+
+@pytest.mark.parametrize(
+    ("matrix", "shown"),
+    [
+        ((0, -1, 1, 0), lambda picture: np.rot90(picture, 1)),  # a quarter turn counter-clockwise
+        ((-1, 0, 0, -1), lambda picture: np.rot90(picture, 2)),
+        ((0, 1, -1, 0), lambda picture: np.rot90(picture, 3)),
+        ((-1, 0, 0, 1), lambda picture: picture[:, ::-1]),  # mirrored left to right (frame.rotation says -180)
+        ((1, 0, 0, -1), lambda picture: picture[::-1]),  # mirrored top to bottom (frame.rotation says 0)
+    ],
+    ids=["90", "180", "270", "hflip", "vflip"],
+)
+def test_frames_come_out_as_the_display_matrix_shows_them(made: Path, tmp_path: Path, matrix, shown) -> None:
+    stored = decode(made / "upright.mp4", audio=False).frames[0]  # the four quadrants tell every turn and mirror
+    turned = with_display_matrix(made / "upright.mp4", tmp_path / "turned.mp4", *matrix)
+    np.testing.assert_array_equal(decode(turned, audio=False).frames[0], shown(stored))
 
 
 def test_mono_stereo_and_surround_copies_give_one_signal(made: Path) -> None:
@@ -73,6 +108,36 @@ def test_mono_stereo_and_surround_copies_give_one_signal(made: Path) -> None:
 def test_clipped_audio_stays_within_full_scale(made: Path) -> None:
     audio = decode(made / "clipped.wav").audio
     assert audio.max() == pytest.approx(1.0) and audio.min() == pytest.approx(-1.0)  # resampling would overshoot
+
+
+def test_a_rate_change_midway_through_a_file_is_read_whole(made: Path, tmp_path: Path) -> None:
+    """Recordings concatenated as one file (MPEG-TS at 44.1 kHz, then at 48 kHz): one resampler per setup."""
+    parts = []
+    for rate in (44_100, 48_000):
+        parts.append(tmp_path / f"{rate}.ts")
+        ffmpeg("-f", "lavfi", "-i", f"sine=f=300:d=1:r={rate}", "-c:a", "mp2", parts[-1])
+    (tmp_path / "both.ts").write_bytes(b"".join(part.read_bytes() for part in parts))
+    audio = decode(tmp_path / "both.ts").audio
+    assert len(audio) / 16_000 == pytest.approx(2.0, abs=0.1)
+
+
+def test_an_unforeseen_decoding_error_fails_its_clip_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "raw").mkdir()
+    for clip in ("00001", "00002"):
+        shutil.copy(MEDIA / "00001.mp4", tmp_path / "raw" / f"{clip}.mp4")
+
+    def fragile(path: str | Path, **kwargs: object) -> media_module.Media:
+        if Path(path).name == "00001.mp4":
+            raise ValueError("Frame does not match AudioResampler setup.")  # what PyAV raised for a rate change
+        return decode(path, **kwargs)
+
+    monkeypatch.setattr(runner, "decode", fragile)
+    summary = extract(tmp_path, ["egemaps"], progress=False)
+    assert summary.loc["egemaps", ["done", "failed"]].tolist() == [1, 1]
+    [error] = pd.read_csv(tmp_path / "_extract" / "errors.csv")["error"]
+    assert re.fullmatch(rf"{tmp_path}/raw/00001\.mp4: could not be decoded \(ValueError: Frame does not match"
+                        r" AudioResampler setup\. \(test_media_robustness\.py:\d+\)\); check that it plays, or"
+                        r" convert it with ffmpeg\.", error)
 
 
 def test_a_frame_buffer_sized_too_small_grows(made: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -109,9 +174,23 @@ def test_a_file_cut_after_its_index_says_where(tmp_path: Path) -> None:
         decode(tmp_path / "cut.mp4")
 
 
+def test_a_file_holding_far_less_than_its_header_states_is_cut_short(tmp_path: Path) -> None:
+    """A Matroska file cut in half decodes without an error from FFmpeg; streams of different lengths are fine."""
+    ffmpeg("-f", "lavfi", "-i", "testsrc=s=64x48:d=2:r=10", "-f", "lavfi", "-i", "sine=d=0.5", "-c:v", "mjpeg",
+           "-c:a", "pcm_s16le", tmp_path / "whole.mkv")
+    assert decode(tmp_path / "whole.mkv", video=False).audio is not None  # 0.5 s of audio in a 2 s file
+    data = (tmp_path / "whole.mkv").read_bytes()
+    (tmp_path / "cut.mkv").write_bytes(data[: len(data) // 2])
+    for audio, video in ((True, True), (True, False), (False, True)):
+        with pytest.raises(DataError, match=r"cut\.mkv: is cut short: it holds 0\.\d s of the 2\.0 s its header"
+                                            r" states \(an interrupted copy or download\); check that it plays to"):
+            decode(tmp_path / "cut.mkv", audio=audio, video=video)
+
+
 def test_a_dangling_link_and_an_unreadable_file_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "link.mp4").symlink_to(tmp_path / "gone.mp4")
-    with pytest.raises(DataError, match=r"link\.mp4: is a link to .*gone\.mp4, which does not exist; restore"):
+    with pytest.raises(DataError, match=r"link\.mp4 -> .*gone\.mp4: link\(s\) to a missing file, cannot be decoded;"
+                                         r" restore the file\(s\) or remove the link\(s\)\."):
         decode(tmp_path / "link.mp4")
     import av
 

@@ -7,15 +7,16 @@ cannot be opened or decoded is a :class:`~emimic.errors.DataError` naming the fi
 what to do about it.
 
 Frames come out as a player shows them: a phone video stored sideways with a rotation in its
-display matrix is turned upright. Audio of any channel layout is the mean of its channels
-(the low-frequency effects channel left out), so mono, stereo and 5.1 copies of one recording
-give the same signal.
+display matrix is turned upright, and a mirrored one is mirrored back. Audio of any channel
+layout is the mean of its channels (the low-frequency effects channel left out), so mono, stereo
+and 5.1 copies of one recording give the same signal.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,16 +24,26 @@ from typing import Any
 import numpy as np
 
 from emimic.errors import DataError
+from emimic.labels import shortlist
 
 SAMPLE_RATE = 16_000
 # Recorded in the recipe of every extractor that reads media, so features decoded differently never
-# share a folder or a run. 2: frames turned upright, audio the mean of its channels, clipped to [-1, 1].
+# share a folder or a run.
 DECODER_VERSION = 2
+# What each version's predecessor did differently (refusal messages name it): frames upright and audio the
+# mean of its channels, clipped to [-1, 1], came with 2.
+DECODER_CHANGES = {2: "phone videos left sideways, stereo and surround audio summed rather than averaged"}
 # The low-frequency effects channel of surround layouts carries rumble, not speech.
 _EFFECTS_CHANNELS = frozenset({"LFE", "LFE2"})
 # Frame buffers are sized from the container's duration up to this many bytes before decoding;
 # past it they grow as frames arrive (a wrong duration must not reserve the machine's memory).
 _MAX_RESERVED_BYTES = 2**31
+# Containers whose header states the length of the recording (the others derive it from what they hold, or
+# estimate it from the bit rate, as an MP3 without a Xing header does): only there can a cut be measured.
+_HEADER_DURATION_FORMATS = frozenset({"matroska", "webm", "mov", "mp4", "avi", "flac"})
+# A file holding less than this share of the duration its header states is cut short (an interrupted copy),
+# not a recording whose streams differ in length: the longest stream is compared.
+_MIN_SHARE_OF_DECLARED = 0.8
 
 
 @dataclass
@@ -64,13 +75,19 @@ def _scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, in
     return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
 
 
+def dangling_links(links: Sequence[Path], consequence: str) -> str:
+    """The one sentence for links whose target is gone (decoding, extract's warning, infer's warning):
+    ``consequence`` says what emimic does without them, e.g. ``"not extracted"``."""
+    shown = shortlist(f"{link} -> {os.readlink(link)}" for link in links)
+    return f"{shown}: link(s) to a missing file, {consequence}; restore the file(s) or remove the link(s)."
+
+
 def open_container(path: Path) -> Any:
     """``av.open(path)``, or a :class:`DataError` that says why the file cannot be read and what to do."""
     import av  # heavy; only extraction needs it
 
     if path.is_symlink() and not path.exists():
-        raise DataError(f"{path}: is a link to {os.readlink(path)}, which does not exist; restore that file or"
-                        " remove the link.")
+        raise DataError(dangling_links([path], "cannot be decoded"))
     try:
         empty = path.stat().st_size == 0
     except OSError as exc:
@@ -94,23 +111,25 @@ class _Downmix:
 
     The mono signal is the mean of the channels (without the effects channel). Mixing here rather
     than in libswresample keeps a 5.1 track from being summed several times louder than the same
-    recording in mono, and a stream whose layout changes midway gets a new resampler.
+    recording in mono, and a stream whose layout, rate or sample format changes midway (concatenated
+    recordings) gets a new resampler, which libswresample requires.
     """
 
     def __init__(self, rate: int) -> None:
         self.rate = rate
         self._resampler: Any = None
-        self._layout: str | None = None
+        self._setup: tuple[str, int, str] | None = None  # (layout, rate, sample format) the resampler takes
         self._kept: list[int] = []  # indices of the channels that are averaged
         self._chunks: list[np.ndarray] = []
 
     def add(self, frame: Any) -> None:
-        if frame.layout.name != self._layout:
+        setup = (frame.layout.name, frame.sample_rate, frame.format.name)
+        if setup != self._setup:
             import av
 
             self.flush()
             self._resampler = av.AudioResampler(format="fltp", rate=self.rate)
-            self._layout = frame.layout.name
+            self._setup = setup
             channels = [c.name for c in frame.layout.channels]
             kept = [i for i, name in enumerate(channels) if name not in _EFFECTS_CHANNELS]
             self._kept = kept or list(range(len(channels)))
@@ -129,6 +148,36 @@ class _Downmix:
         if not self._chunks or not any(len(c) for c in self._chunks):
             return None
         return np.clip(np.concatenate(self._chunks), -1.0, 1.0)
+
+
+def display_matrix(frame: Any) -> tuple[int, int, int, int] | None:
+    """The linear part ``(a, b, c, d)`` of a frame's display matrix, None when it has none: a player shows the
+    stored pixel (x, y) at (a·x + c·y, b·x + d·y) plus a shift, with y pointing down (FFmpeg's display.h)."""
+    side = frame.side_data.get("DISPLAYMATRIX")
+    if side is None:
+        return None
+    matrix = np.frombuffer(bytes(side), dtype=np.int32)  # 16.16 fixed point, in the machine's byte order
+    return int(matrix[0]), int(matrix[1]), int(matrix[3]), int(matrix[4])
+
+
+def upright(picture: np.ndarray, matrix: tuple[int, int, int, int] | None) -> np.ndarray:
+    """``picture`` (rows, columns, ...) as its display matrix shows it, to the nearest quarter turn: turned, and
+    mirrored when the matrix mirrors (negative determinant), as FFmpeg's autorotate shows it.
+
+    ``frame.rotation`` alone cannot tell a mirror from a turn (a horizontal mirror reads as a half turn).
+    """
+    if matrix is None:
+        return picture
+    a, b, c, d = matrix
+    if abs(c) > abs(a):  # a quarter turn: stored rows become displayed columns, x' = c·y and y' = b·x
+        picture, horizontal, vertical = picture.swapaxes(0, 1), c, b
+    else:  # x' = a·x and y' = d·y
+        horizontal, vertical = a, d
+    if horizontal < 0:
+        picture = picture[:, ::-1]
+    if vertical < 0:
+        picture = picture[::-1]
+    return picture
 
 
 class _FrameSampler:
@@ -155,12 +204,11 @@ class _FrameSampler:
         t = frame.time - self._start
         if t + 1e-6 < self._next_time:
             return
-        quarter_turns = round(frame.rotation / 90) % 4  # counter-clockwise, as np.rot90 turns
         if self._size is None:
             # Every frame gets the first one's size: a stream that changes resolution midway still stacks.
             self._size = _scaled_size(frame.width, frame.height, self.max_side)
         width, height = self._size
-        picture = np.rot90(frame.to_ndarray(format="rgb24", width=width, height=height), quarter_turns)
+        picture = upright(frame.to_ndarray(format="rgb24", width=width, height=height), display_matrix(frame))
         self._store(picture)
         self._times.append(t)
         while self._next_time <= t + 1e-6:
@@ -183,6 +231,20 @@ class _FrameSampler:
 
     def frames(self) -> np.ndarray | None:
         return None if self._buffer is None else self._buffer[: len(self._times)]
+
+
+def _check_complete(path: Path, container: Any, held: float) -> None:
+    """Refuse a file that holds far less than the duration its header states (``held`` seconds): FFmpeg reads a
+    Matroska file cut in half without an error, and half a clip's features would pass for all of them."""
+    import av
+
+    formats = set(container.format.name.split(","))
+    declared = float(container.duration) / av.time_base if container.duration else 0.0
+    if formats & _HEADER_DURATION_FORMATS and held < _MIN_SHARE_OF_DECLARED * declared:
+        raise DataError(
+            f"{path}: is cut short: it holds {max(held, 0.0):.1f} s of the {declared:.1f} s its header states (an"
+            " interrupted copy or download); check that it plays to the end, or copy or export it again."
+        )
 
 
 def decode(
@@ -211,12 +273,20 @@ def decode(
         if video_stream is not None:
             # Decoding B-frames on several threads is the costliest part of the read.
             video_stream.thread_type = "AUTO"
-        streams = [s for s in (audio_stream, video_stream) if s is not None]
+        decoded = {s.index for s in (audio_stream, video_stream) if s is not None}
+        # Every played stream is demuxed (reading the file costs the same), so the length the file holds is known
+        # whichever streams are decoded.
+        played = [*container.streams.audio[:1], *container.streams.video[:1]]
         container_duration = float(container.duration) / av.time_base if container.duration else 0.0
         mix = _Downmix(sample_rate)
         sampler = _FrameSampler(fps, max_side, container_duration)
+        end = 0.0  # seconds: where the file's last packet ends
         try:
-            for packet in container.demux(*streams) if streams else ():
+            for packet in container.demux(*played) if played else ():
+                if packet.pts is not None:
+                    end = max(end, float((packet.pts + packet.duration) * packet.time_base))
+                if packet.stream.index not in decoded:
+                    continue
                 for frame in packet.decode():
                     if isinstance(frame, av.AudioFrame):
                         mix.add(frame)
@@ -224,11 +294,12 @@ def decode(
                         sampler.add(frame)
             mix.flush()
         except av.error.FFmpegError as exc:
-            decoded = f" after {sampler.times[-1]:.1f} s" if len(sampler.times) else ""
+            reached = f" after {sampler.times[-1]:.1f} s" if len(sampler.times) else ""
             raise DataError(
-                f"{path}: is damaged or cut short{decoded} ({exc.strerror}); check that it plays to the end, or copy"
+                f"{path}: is damaged or cut short{reached} ({exc.strerror}); check that it plays to the end, or copy"
                 " or export it again."
             ) from None
+        _check_complete(path, container, end - (container.start_time or 0) / av.time_base)
 
     media = Media(path=path, duration=0.0, sample_rate=sample_rate)
     if audio:

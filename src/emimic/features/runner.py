@@ -34,8 +34,9 @@ MAX_TRANSCRIPT_CHARS = 100_000
 class ClipSources:
     """The inputs one clip offers: ``raw/`` video, ``audio/`` file, ``text/`` transcript (paths or None).
 
-    Audio comes from the video when the clip has one (decoded with its frames), else from the
-    audio file; a transcript is also available when this run's ``whisper`` writes it.
+    Audio comes from the video when the clip has one (decoded with its frames), and from the audio
+    file when the clip has no video or its video has no audio track; a transcript is also available
+    when this run's ``whisper`` writes it.
     """
 
     video: str | None = None
@@ -134,8 +135,9 @@ class ClipRunner:
                     take_audio(media, sources.audio)
             else:
                 media = Media(path=Path(sources.shown), duration=0.0)
-        except DataError as exc:
-            return ClipReport(clip_id, [Outcome(e.name, "failed", str(exc)) for e in extractors])
+        except Exception as exc:  # a decoder fault on one file must not stop the other clips
+            reason = decode_error(path, exc)
+            return ClipReport(clip_id, [Outcome(e.name, "failed", reason) for e in extractors])
         report = ClipReport(clip_id, [], media_seconds=media.duration, decode_seconds=time.perf_counter() - started)
         clip = ClipInput(clip_id, media)
         for extractor in extractors:
@@ -171,10 +173,22 @@ class ClipRunner:
         except EmimicError as exc:  # the input's fault: its sentence names the file and what to do
             return Outcome(extractor.name, "failed", str(exc), time.perf_counter() - started)
         except Exception as exc:  # one clip's failure must not stop the batch
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            reason = f"{type(exc).__name__}: {exc} ({Path(where.filename).name}:{where.lineno})"
-            return Outcome(extractor.name, "failed", reason, time.perf_counter() - started)
+            return Outcome(extractor.name, "failed", unexpected(exc), time.perf_counter() - started)
         return Outcome(extractor.name, "done", "", time.perf_counter() - started)
+
+
+def unexpected(exc: Exception) -> str:
+    """An error no check foresaw, for errors.csv: its type, message and where it was raised."""
+    where = traceback.extract_tb(exc.__traceback__)[-1]
+    return f"{type(exc).__name__}: {exc} ({Path(where.filename).name}:{where.lineno})"
+
+
+def decode_error(path: str | Path | None, exc: Exception) -> str:
+    """The sentence errors.csv gets when ``path`` cannot be decoded: the file's own, or one for a fault no check
+    foresaw (such as a PyAV error of an unusual stream)."""
+    if isinstance(exc, DataError):
+        return str(exc)
+    return f"{path}: could not be decoded ({unexpected(exc)}); check that it plays, or convert it with ffmpeg."
 
 
 def take_audio(media: Media, audio_file: str) -> None:
@@ -182,8 +196,8 @@ def take_audio(media: Media, audio_file: str) -> None:
     be broken: then only the audio extractors fail)."""
     try:
         other = decode(audio_file, video=False)
-    except DataError as exc:
-        media.audio_error = str(exc)
+    except Exception as exc:  # a fault of the audio file fails only the audio extractors
+        media.audio_error = decode_error(audio_file, exc)
         return
     media.audio, media.sample_rate = other.audio, other.sample_rate
     if other.audio is None:
