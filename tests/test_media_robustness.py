@@ -215,6 +215,16 @@ def test_a_video_without_audio_takes_the_clips_audio_file(tmp_path: Path) -> Non
     assert (tmp_path / "egemaps_func" / "00001.npy").is_file()
 
 
+def test_an_audio_file_added_later_reaches_a_clip_masked_for_want_of_audio(tmp_path: Path) -> None:
+    (tmp_path / "raw").mkdir()
+    shutil.copy(MEDIA / "00003.mp4", tmp_path / "raw" / "00001.mp4")  # a face, no audio track
+    assert extract(tmp_path, ["egemaps"], progress=False).loc["egemaps", "masked"] == 1
+    assert extract(tmp_path, ["egemaps"], progress=False).loc["egemaps", "skipped"] == 1  # the mask is remembered
+    (tmp_path / "audio").mkdir()
+    ffmpeg("-i", MEDIA / "00001.mp4", "-vn", tmp_path / "audio" / "00001.wav")
+    assert extract(tmp_path, ["egemaps"], progress=False).loc["egemaps", "done"] == 1
+
+
 def test_a_broken_audio_file_fails_only_the_audio_extractors(tmp_path: Path) -> None:
     (tmp_path / "raw").mkdir()
     (tmp_path / "audio").mkdir()

@@ -29,6 +29,7 @@ from emimic.features.plan import (
     INPUT_FILES,
     NO_INPUT,
     clip_sources,
+    ledger_key,
     parse_names,
     plan_tasks,
     skipped_media,
@@ -161,6 +162,10 @@ def extract(
     counts = {e.name: Counter() for e in extractors}
     ledger = {} if overwrite else read_ledger(state / LEDGER)
     tasks = plan_tasks(layout, sources, extractors, digests, ledger, counts, overwrite=overwrite)
+    needs = {e.name: e.needs for e in extractors}
+
+    def key(clip_id: int, name: str) -> str:
+        return ledger_key(digests[name], sources[clip_id], needs[name])
 
     reports = run_ray(spec, tasks, ray_address, workers) if ray_address else run_local(spec, tasks, workers)
     columns: dict[str, list[str]] = {}
@@ -169,7 +174,7 @@ def extract(
         # closing(): on Ctrl-C the pool stops (the clips in flight finish) before the message is printed.
         with (
             contextlib.closing(reports),
-            open_ledger(state / LEDGER, digests, {i: s.shown for i, s in sources.items()}) as ledger_writer,
+            open_ledger(state / LEDGER, key, {i: s.shown for i, s in sources.items()}) as ledger_writer,
             progress_bar(progress) as bar,
         ):
             task = bar.add_task(f"extract {','.join(names)}", total=len(tasks))

@@ -1,12 +1,14 @@
 """What an extraction run has to do: which extractors, and which clips still need each of them.
 
 A clip is skipped for an extractor when all its outputs exist on disk, or when the ledger says
-the extractor masked it before with the same parameters (no audio, no face) and the input cannot
-appear later. Everything else, including past failures, is planned again.
+the extractor masked it before with the same parameters and the same input files (no audio, no
+face), for an input that cannot appear later. Everything else, including past failures and a clip
+given a new input file since (an ``audio/`` file beside a video without sound), is planned again.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -88,6 +90,13 @@ def skipped_media(layout: DatasetLayout) -> list[str]:
     return sentences
 
 
+def ledger_key(digest: str, clip: ClipSources, needs: frozenset[str]) -> str:
+    """What the ledger records an outcome under: the extractor's parameter ``digest`` and the files it could read,
+    so a mask is remembered only while the clip offers the same inputs."""
+    files = "\0".join(clip.readable(needs))
+    return hashlib.sha256(f"{digest}\0{files}".encode()).hexdigest()[:12]
+
+
 def writes_transcripts(extractors: list[Extractor]) -> bool:
     """Whether one of ``extractors`` writes transcripts, which the extractors after it can read."""
     return any(o.level == "text" for e in extractors for o in e.outputs())
@@ -134,7 +143,7 @@ def plan_tasks(
                 extractor.remember_masked
                 and last is not None
                 and last["status"] == "masked"
-                and last["params"] == digests[extractor.name]
+                and last["params"] == ledger_key(digests[extractor.name], clip, extractor.needs)
             )
             if finished or remembered:
                 counts[extractor.name]["skipped"] += 1

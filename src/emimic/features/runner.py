@@ -50,6 +50,12 @@ class ClipSources:
             kinds.add("text")
         return frozenset(kinds)
 
+    def readable(self, needs: frozenset[str]) -> tuple[str, ...]:
+        """Names of the files an extractor with ``needs`` may read: a new one (an ``audio/`` file beside a video
+        without sound) can change what it finds."""
+        kinds = {"video": (self.video,), "audio": (self.video, self.audio), "text": (self.transcript,)}
+        return tuple(dict.fromkeys(Path(p).name for need in sorted(needs) for p in kinds[need] if p))
+
     def media(self, needs: set[str]) -> str | None:
         """The file to decode for ``needs`` (None when only the transcript is read)."""
         if not needs & {"audio", "video"}:
