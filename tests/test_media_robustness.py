@@ -237,23 +237,50 @@ def test_a_broken_audio_file_fails_only_the_audio_extractors(tmp_path: Path) -> 
 
 
 def test_media_that_discovery_leaves_out_are_named(tmp_path: Path) -> None:
-    raw = tmp_path / "raw"
+    raw, audio = tmp_path / "raw", tmp_path / "audio"
     raw.mkdir()
-    for name in ("00001.mp4", "00001.mov", "my clip.mp4", "notes.txt"):
+    audio.mkdir()
+    for name in ("00001.mp4", "00001.mov", "00005.mp4", "my clip.mp4", "1².mp4", "notes.txt", "00007.3gp"):
         (raw / name).write_bytes(b"x")
+    for name in ("00001.m4a", "00002.ogg", ".DS_Store"):
+        (audio / name).write_bytes(b"x")
     (raw / "00002.mp4").symlink_to(raw / "gone.mp4")
     outside = tmp_path.parent / f"{tmp_path.name}-outside.mp4"
     outside.write_bytes(b"x")
     (raw / "00003.mp4").symlink_to(outside)
+    (raw / "00005.mkv").symlink_to(raw / "00005.mp4")  # a second file of clip 5, through a link inside the root
+    (tmp_path / "takes").mkdir()
+    (raw / "00006.mp4").symlink_to(tmp_path / "takes")
     sentences = skipped_media(discover(tmp_path))
-    assert sentences == [
-        f"{raw}/: '00001.mov' not extracted: another file in the folder has the same clip id; keep one of them.",
-        f"{raw}/: '00002.mp4' not extracted: a link to a missing file; restore the file or remove the link.",
-        f"{raw}/: '00003.mp4' not extracted: a link leaving the dataset root, which emimic does not follow; copy the"
-        " file in, or make the whole folder a link.",
-        f"{raw}/: 'my clip.mp4' not extracted: not named by a clip id; rename each to its zero-padded id, e.g."
-        " 00001.mp4.",
+    expected = [
+        rf"{raw}/: '1²\.mp4', 'my clip\.mp4' not extracted: not named by a clip id; rename each to its zero-padded id,"
+        r" e\.g\. 00001\.mp4\.",
+        rf"{raw}/: '00001\.mo?[pv]4?', '00005\.m(p4|kv)' not extracted: another file in the folder has the same clip"
+        r" id; keep one of them\.",
+        rf"{raw}/: '00003\.mp4' not extracted: a link leaving the dataset root, which emimic does not follow; copy the"
+        r" file in, or make the whole folder a link\.",
+        rf"{raw}/: '00006\.mp4' not extracted: a folder; emimic reads the files directly in raw/, not in folders"
+        r" inside it\.",
+        rf"{raw}/: '00007\.3gp', 'notes\.txt' not extracted: emimic reads \.mp4, \.avi, \.mkv, \.webm, \.mov, \.m4v"
+        r" files in raw/; convert each \(e\.g\. ffmpeg -i 00001\.3gp 00001\.mp4\) or move it out\.",
+        rf"{raw}/00002\.mp4 -> {raw}/gone\.mp4: link\(s\) to a missing file, not extracted; restore the file\(s\) or"
+        r" remove the link\(s\)\.",
+        rf"{audio}/: '00002\.ogg' not extracted: emimic reads \.wav, \.mp3, \.flac, \.m4a files in audio/; convert"
+        r" each .*",
     ]
+    assert len(sentences) == len(expected), sentences
+    for sentence, pattern in zip(sentences, expected, strict=True):
+        assert re.fullmatch(pattern, sentence), sentence
+
+
+def test_phone_recordings_m4v_and_m4a_are_read(tmp_path: Path) -> None:
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "audio").mkdir()
+    shutil.copy(MEDIA / "00001.mp4", tmp_path / "raw" / "00001.M4V")
+    ffmpeg("-i", MEDIA / "00001.mp4", "-vn", "-c:a", "aac", tmp_path / "audio" / "00002.m4a")
+    layout = discover(tmp_path)
+    assert list(layout.videos) == [1] and list(layout.audio_files) == [2] and not skipped_media(layout)
+    assert len(decode(layout.audio_files[2]).audio) / 16_000 == pytest.approx(3.7, abs=0.1)
 
 
 def test_an_overlong_transcript_fails_its_clip_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -299,5 +326,6 @@ def test_a_run_of_an_older_decoder_is_refused_by_infer(tmp_path: Path) -> None:
 def test_infer_names_dangling_links_in_its_input_folders(tmp_path: Path) -> None:
     (tmp_path / "a.MP4").write_bytes(b"")  # collected by its suffix in any case; decoding it is extract's job
     (tmp_path / "b.mp4").symlink_to(tmp_path / "gone.mp4")
-    with pytest.warns(EmimicWarning, match=r"b\.mp4: link\(s\) to missing files, not predicted; restore the files"):
+    with pytest.warns(EmimicWarning, match=r"b\.mp4 -> .*gone\.mp4: link\(s\) to a missing file, not predicted;"
+                                           r" restore the file\(s\) or remove the link\(s\)\."):
         assert list(collect_videos([tmp_path, tmp_path / ".." / tmp_path.name / "a.MP4"])) == ["a"]

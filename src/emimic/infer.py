@@ -36,11 +36,12 @@ from emimic.data.layout import VIDEO_SUFFIXES
 from emimic.data.store import CACHE_ENV, cache_dir
 from emimic.errors import ConfigError, DataError, EmimicWarning
 from emimic.features.base import EXTRACTORS, Extractor
+from emimic.features.media import dangling_links
 from emimic.features.pipeline import extract, make_spec
 from emimic.features.recipe import extractor_model_digest, older_decoder, sidecar_params
 from emimic.features.runner import ExtractSpec
 from emimic.io import atomic_path
-from emimic.labels import EMOTIONS, shortlist
+from emimic.labels import EMOTIONS
 from emimic.training.inference import load_run, predict_ids
 
 INFER_CACHE = "infer"
@@ -86,10 +87,9 @@ def collect_videos(inputs: Sequence[str | Path]) -> dict[str, Path]:
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
             files += [p for p in found if p.is_file()]
-            dangling = [str(p) for p in found if p.is_symlink() and not p.exists()]
+            dangling = [p for p in found if p.is_symlink() and not p.exists()]
             if dangling:
-                warnings.warn(EmimicWarning(f"{shortlist(dangling)}: link(s) to missing files, not predicted; restore"
-                                            " the files or remove the links."), stacklevel=2)
+                warnings.warn(EmimicWarning(dangling_links(dangling, "not predicted")), stacklevel=2)
         elif path.is_file():
             files.append(path)
         else:

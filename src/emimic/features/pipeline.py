@@ -95,8 +95,8 @@ def extract(
     """Extract ``modalities`` for every clip that has their inputs and return the run's summary.
 
     Each extractor runs on the clips that offer what it reads: video frames from
-    ``<root>/raw/<id>.mp4``; audio from that video or, for a clip without one, from
-    ``<root>/audio/<id>.{wav,mp3,flac}``; the transcript ``<root>/text/<id>.txt`` (or the one this
+    ``<root>/raw/<id>.mp4``; audio from that video or, for a clip without one or without sound in it,
+    from ``<root>/audio/<id>.{wav,mp3,flac,m4a}``; the transcript ``<root>/text/<id>.txt`` (or the one this
     run's ``whisper`` writes). A root with transcripts and no videos is enough for ``text_emb``.
 
     ``modalities`` are registered extractor names (``emimic.features.available_extractors()``);

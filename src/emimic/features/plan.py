@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 from emimic.errors import ConfigError
 from emimic.features.base import EXTRACTORS, Extractor, Output, resolve_name
+from emimic.features.media import dangling_links
 from emimic.features.runner import ClipSources, Task
-from emimic.labels import shortlist
+from emimic.labels import is_clip_stem, shortlist
 
 if TYPE_CHECKING:
     from emimic.data.layout import DatasetLayout
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 # for `text_emb`): counted in the summary, never sent to a worker, not recorded in the ledger.
 NO_INPUT = "no input"
 # What a clip must hold for each kind of extractor input (error messages).
-INPUT_FILES = {"video": "raw/<id>.mp4", "audio": "raw/<id>.mp4 or audio/<id>.wav|mp3", "text": "text/<id>.txt"}
+INPUT_FILES = {"video": "raw/<id>.mp4", "audio": "raw/<id>.mp4 or audio/<id>.wav|mp3|flac|m4a", "text": "text/<id>.txt"}
 
 
 def parse_names(modalities: Iterable[str] | str) -> tuple[str, ...]:
@@ -45,48 +46,64 @@ def finished_clips(layout: DatasetLayout, output: Output) -> set[int]:
         return set(layout.transcripts)
     if output.level == "images":
         folder = layout.root / output.name
-        return {int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()} if folder.is_dir() else set()
+        if not folder.is_dir():
+            return set()
+        return {int(p.name) for p in folder.iterdir() if p.is_dir() and is_clip_stem(p.name)}
     # Any array file counts, so features shipped with the dataset (.pkl) are never duplicated.
     source = layout.modalities.get(output.name)
     return set(source.files) if source else set()
 
 
-# Why discovery leaves a media file out (see skipped_media), with what to do about it.
+# Why a file in raw/ or audio/ is not extracted, with what to do about it (see skipped_media).
 _SKIPPED = {
     "name": "not named by a clip id; rename each to its zero-padded id, e.g. 00001.mp4",
     "duplicate": "another file in the folder has the same clip id; keep one of them",
-    "missing": "a link to a missing file; restore the file or remove the link",
     "outside": "a link leaving the dataset root, which emimic does not follow; copy the file in, or make the whole"
     " folder a link",
+    "folder": "a folder; emimic reads the files directly in {folder}/, not in folders inside it",
+    "suffix": "emimic reads {suffixes} files in {folder}/; convert each (e.g. ffmpeg -i 00001.3gp 00001.mp4) or"
+    " move it out",
 }
 
 
-def _skip_reason(entry: Path) -> str:
-    if entry.is_symlink() and not entry.exists():
-        return "missing"
-    if not entry.stem.isdigit():
-        return "name"
-    return "outside" if entry.is_symlink() else "duplicate"
+def _unlisted(folder: Path, suffixes: tuple[str, ...]) -> dict[str, list[Path]]:
+    """The entries of ``folder`` that discovery does not look at: dangling links, folders and files of another
+    suffix (hidden and ``_`` names left alone, as discovery leaves them)."""
+    found: dict[str, list[Path]] = {"missing": [], "folder": [], "suffix": []}
+    for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if entry.name.startswith((".", "_")):
+            continue
+        if entry.is_symlink() and not entry.exists():
+            found["missing"].append(entry)
+        elif entry.is_dir():
+            found["folder"].append(entry)
+        elif entry.suffix.lower() not in suffixes:
+            found["suffix"].append(entry)
+    return found
 
 
 def skipped_media(layout: DatasetLayout) -> list[str]:
-    """One sentence per folder and reason naming the ``raw/`` and ``audio/`` files that discovery left out, which
+    """One sentence per folder and reason naming the ``raw/`` and ``audio/`` entries that discovery left out, which
     would otherwise vanish from the run without a word."""
     from emimic.data.layout import AUDIO_DIR, AUDIO_SUFFIXES, VIDEO_DIR, VIDEO_SUFFIXES
 
     sentences = []
-    for folder, suffixes, listed in ((VIDEO_DIR, VIDEO_SUFFIXES, layout.video_names),
-                                     (AUDIO_DIR, AUDIO_SUFFIXES, layout.audio_names)):
-        path = layout.root / folder
-        entries = sorted(path.iterdir()) if path.is_dir() else []
-        skipped: dict[str, list[str]] = {}
-        for entry in entries:
-            if (entry.name.startswith((".", "_")) or entry.suffix.lower() not in suffixes
-                    or entry.name in listed.values() or not (entry.is_file() or entry.is_symlink())):
-                continue
-            skipped.setdefault(_skip_reason(entry), []).append(repr(entry.name))
-        sentences += [f"{path}/: {shortlist(names)} not extracted: {_SKIPPED[reason]}."
-                      for reason, names in skipped.items()]
+    for name, suffixes in ((VIDEO_DIR, VIDEO_SUFFIXES), (AUDIO_DIR, AUDIO_SUFFIXES)):
+        folder = layout.root / name
+        unlisted = _unlisted(folder, suffixes)
+        skipped = {
+            "name": layout.media_stray,
+            "duplicate": [left_out for _, left_out in layout.media_duplicates],
+            "outside": layout.escaping_links,
+            "folder": unlisted["folder"],
+            "suffix": unlisted["suffix"],
+        }
+        for reason, paths in skipped.items():
+            names = sorted(repr(p.name) for p in paths if p.parent == folder)
+            what = _SKIPPED[reason].format(folder=name, suffixes=", ".join(suffixes))
+            sentences += [f"{folder}/: {shortlist(names)} not extracted: {what}."] if names else []
+        if unlisted["missing"]:
+            sentences.append(dangling_links(unlisted["missing"], "not extracted"))
     return sentences
 
 
