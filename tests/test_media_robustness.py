@@ -289,37 +289,59 @@ def test_an_overlong_transcript_fails_its_clip_alone(tmp_path: Path, monkeypatch
     (tmp_path / "text").mkdir()
     (tmp_path / "text" / "00001.txt").write_text("I am so happy to see you.")
     (tmp_path / "text" / "00002.txt").write_text("word " * 300)
+    (tmp_path / "text" / "00003.txt").write_text("word " * 801)  # more than 4 bytes a character: not even read
+    reads = []
+    monkeypatch.setattr(runner, "read_transcript", lambda path: reads.append(path.name) or path.read_text())
     summary = extract(tmp_path, ["lexicon"], progress=False)
-    assert summary.loc["lexicon", ["done", "failed"]].tolist() == [1, 1]
+    assert summary.loc["lexicon", ["done", "failed"]].tolist() == [1, 2] and reads == ["00001.txt", "00002.txt"]
     errors = pd.read_csv(tmp_path / "_extract" / "errors.csv")
     assert errors["error"].tolist() == [
-        f"{tmp_path}/text/00002.txt: holds 1,500 characters, more than the 1,000 a clip's transcript may hold (about"
-        " two hours of speech); check that it is this clip's transcript, or shorten it."
+        f"{tmp_path}/text/00002.txt: holds 1,500 characters, more than the 1,000 characters a clip's transcript may"
+        " hold (about two hours of speech); check that it is this clip's transcript, or shorten it.",
+        f"{tmp_path}/text/00003.txt: holds 4,005 bytes, more than the 1,000 characters a clip's transcript may hold"
+        " (about two hours of speech); check that it is this clip's transcript, or shorten it.",
     ]
 
 
-def test_features_of_an_older_decoder_are_not_mixed_in(tmp_path: Path) -> None:
-    """The decoder's version is part of an audio or video extractor's recipe: a folder made before is refused."""
+@pytest.mark.parametrize(
+    ("decoder", "message"),
+    [
+        (1, r"egemaps/ was extracted by an older emimic \(decoder 1: phone videos left sideways, stereo and surround"
+            r" audio summed rather than averaged; this one is decoder 2\); pass --overwrite to re-extract every clip,"
+            r" or write to another dataset root\."),
+        (3, r"egemaps/ was extracted by a newer emimic \(decoder 3; this one is decoder 2\); upgrade emimic \(pip"
+            r" install -U emimic\) to add to it, or write to another dataset root\."),
+    ],
+)
+def test_features_of_another_decoder_are_not_mixed_in(tmp_path: Path, decoder: int, message: str) -> None:
+    """The decoder's version is part of an audio or video extractor's recipe: a folder made by another is refused."""
     (tmp_path / "raw").mkdir()
     shutil.copy(MEDIA / "00001.mp4", tmp_path / "raw" / "00001.mp4")
     extract(tmp_path, ["egemaps"], progress=False)
     sidecar = tmp_path / "egemaps" / "_extractor.json"
     assert '"decoder": 2' in sidecar.read_text()
-    sidecar.write_text(sidecar.read_text().replace('"decoder": 2', '"decoder": 1'))
-    with pytest.raises(ConfigError, match=r"egemaps/ was extracted by an older emimic \(decoder 1: phone videos left"
-                                          r" sideways, surround audio summed rather than averaged; this one is decoder"
-                                          r" 2\); pass --overwrite to re-extract every clip"):
+    sidecar.write_text(sidecar.read_text().replace('"decoder": 2', f'"decoder": {decoder}'))
+    with pytest.raises(ConfigError, match=message):
         extract(tmp_path, ["egemaps"], progress=False)
 
 
-def test_a_run_of_an_older_decoder_is_refused_by_infer(tmp_path: Path) -> None:
-    record = {"extractor": "egemaps", "options": {}, "params": {"feature_set": "eGeMAPSv02"}, "seed": 0,
-              "model_sha256": None, "transcript": None, "output": "egemaps"}  # recorded before the decoder version
+@pytest.mark.parametrize(
+    ("decoder", "message"),
+    [
+        (None, r"egemaps/ was extracted by an older emimic \(decoder 1: .*\); re-extract the training features with"
+               r" `emimic extract --overwrite` and retrain"),
+        (3, r"egemaps/ was extracted by a newer emimic \(decoder 3; this one is decoder 2\); upgrade emimic \(pip"
+            r" install -U emimic\) to use this run on new videos\."),
+    ],
+)
+def test_a_run_of_another_decoder_is_refused_by_infer(tmp_path: Path, decoder: int | None, message: str) -> None:
+    params = {"feature_set": "eGeMAPSv02"} | ({"decoder": decoder} if decoder else {})  # none: recorded before it
+    record = {"extractor": "egemaps", "options": {}, "params": params, "seed": 0, "model_sha256": None,
+              "transcript": None, "output": "egemaps"}
     recipe = run_recipe({"egemaps": record}, ["egemaps"], "RUN")
     spec = make_spec(tmp_path, ["egemaps"], recipe.options, model_dir=None, fps=recipe.fps, max_side=recipe.max_side,
                      seed=recipe.seed)
-    with pytest.raises(ConfigError, match=r"egemaps/ was extracted by an older emimic \(decoder 1: .*\); re-extract"
-                                          r" the training features with `emimic extract --overwrite` and retrain"):
+    with pytest.raises(ConfigError, match=message):
         check_recipe(recipe, spec.build(), spec)
 
 

@@ -38,7 +38,7 @@ from emimic.errors import ConfigError, DataError, EmimicWarning
 from emimic.features.base import EXTRACTORS, Extractor
 from emimic.features.media import dangling_links
 from emimic.features.pipeline import extract, make_spec
-from emimic.features.recipe import extractor_model_digest, older_decoder, sidecar_params
+from emimic.features.recipe import decoder_change, extractor_model_digest, sidecar_params
 from emimic.features.runner import ExtractSpec
 from emimic.io import atomic_path
 from emimic.labels import EMOTIONS
@@ -177,9 +177,13 @@ def check_recipe(recipe: Recipe, extractors: list[Extractor], spec: ExtractSpec)
         extractor.check()  # a missing model is the clear ModelNotFoundError, before any hashing
         here = {k: v for k, v in sidecar_params(extractor, spec).items() if k != "model"}
         then = {k: v for k, v in record["params"].items() if k != "model"}
-        if older := older_decoder(then, here):
-            raise ConfigError(f"{output}/ {older}; re-extract the training features with `emimic extract --overwrite`"
-                              " and retrain to use this run on new videos.")
+        if change := decoder_change(
+            then, here,
+            older="re-extract the training features with `emimic extract --overwrite` and retrain to use this run on"
+            " new videos",
+            newer="upgrade emimic (pip install -U emimic) to use this run on new videos",
+        ):
+            raise ConfigError(f"{output}/ {change}.")
         if here != then:
             raise ConfigError(f"{output}/ was extracted with {then}, but {extractor.name} here would use {here}.")
         digest = extractor_model_digest(extractor)

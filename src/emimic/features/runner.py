@@ -154,7 +154,7 @@ class ClipRunner:
         """Give ``clip`` its ``text/<id>.txt`` (once), if it has one."""
         path = self.root / "text" / f"{clip_stem(clip.clip_id)}.txt"
         if clip.transcript is None and path.is_file():
-            clip.transcript = checked_transcript(path, read_transcript(path))
+            clip.transcript = load_transcript(path)
 
     def _run_one(self, extractor: Extractor, clip: ClipInput, report: ClipReport) -> Outcome:
         started = time.perf_counter()
@@ -212,15 +212,24 @@ def take_audio(media: Media, audio_file: str) -> None:
         media.audio_problem = None
 
 
-def checked_transcript(path: Path, text: str) -> str:
-    """``text`` read from ``path``, refused when far longer than one clip's speech: the lexicon's sentiment
-    analysis takes time quadratic in its length, so a wrong file in ``text/`` would stall the run for hours."""
+def load_transcript(path: Path) -> str:
+    """The transcript in ``path``, refused when far longer than one clip's speech: the lexicon's sentiment analysis
+    takes time quadratic in its length, so a wrong file in ``text/`` would stall the run for hours. A file larger
+    than the limit at UTF-8's widest (4 bytes a character) is refused before it is read."""
+    size = path.stat().st_size
+    if size > 4 * MAX_TRANSCRIPT_CHARS:
+        raise _too_long(path, f"{size:,} bytes")
+    text = read_transcript(path)
     if len(text) > MAX_TRANSCRIPT_CHARS:
-        raise DataError(
-            f"{path}: holds {len(text):,} characters, more than the {MAX_TRANSCRIPT_CHARS:,} a clip's transcript may"
-            " hold (about two hours of speech); check that it is this clip's transcript, or shorten it."
-        )
+        raise _too_long(path, f"{len(text):,} characters")
     return text
+
+
+def _too_long(path: Path, held: str) -> DataError:
+    return DataError(
+        f"{path}: holds {held}, more than the {MAX_TRANSCRIPT_CHARS:,} characters a clip's transcript may hold (about"
+        " two hours of speech); check that it is this clip's transcript, or shorten it."
+    )
 
 
 def checked_array(output: Output, frame: pd.DataFrame) -> np.ndarray:
