@@ -12,12 +12,14 @@ import re
 import shutil
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import emimic as emimic_package
 from emimic.data.layout import discover
 from emimic.errors import ConfigError, DataError, EmimicWarning
 from emimic.features import extract, runner
@@ -351,3 +353,19 @@ def test_infer_names_dangling_links_in_its_input_folders(tmp_path: Path) -> None
     with pytest.warns(EmimicWarning, match=r"b\.mp4 -> .*gone\.mp4: link\(s\) to a missing file, not predicted;"
                                            r" restore the file\(s\) or remove the link\(s\)\."):
         assert list(collect_videos([tmp_path, tmp_path / ".." / tmp_path.name / "a.MP4"])) == ["a"]
+
+
+def test_docs_messy_folder_session(tmp_path: Path) -> None:
+    """docs/extract.md's session on a messy folder prints what the page shows."""
+    page = (Path(__file__).parents[1] / "docs" / "extract.md").read_text(encoding="utf-8")
+    marked = page.split("<!-- executed by tests/test_media_robustness.py::test_docs_messy_folder_session -->")[1]
+    script, shown = marked.split("```bash\n", 1)[1].split("```", 1)[0], marked.split("```text\n", 1)[1].split("```")[0]
+    (tmp_path / "tests").symlink_to(Path(__file__).parent)
+    emimic = f'emimic() {{ "{sys.executable}" -m emimic "$@"; }}\n'  # the emimic under test, not one on PATH
+    source = str(Path(emimic_package.__file__).parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(["bash", "-euc", emimic + script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          check=True)
+    for line in shown.splitlines():
+        if line != "...":
+            assert re.search(re.escape(line).replace(re.escape("..."), ".*"), done.stdout + done.stderr), line
