@@ -3,8 +3,8 @@
 Both streams are demuxed in a single pass over the container, so a clip is read once per run
 however many extractors consume it. A missing or empty audio track is not an error: it is
 recorded in :attr:`Media.audio_problem` and the audio extractors mask the clip. A file that
-cannot be opened or decoded is a :class:`~emimic.errors.DataError` naming the file and saying
-what to do about it.
+cannot be opened or decoded, or that holds far less than the duration its header states, is a
+:class:`~emimic.errors.DataError` naming the file and saying what to do about it.
 
 Frames come out as a player shows them: a phone video stored sideways with a rotation in its
 display matrix is turned upright, and a mirrored one is mirrored back. Audio of any channel
@@ -284,7 +284,7 @@ def decode(
         try:
             for packet in container.demux(*played) if played else ():
                 if packet.pts is not None:
-                    end = max(end, float((packet.pts + packet.duration) * packet.time_base))
+                    end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
                 if packet.stream.index not in decoded:
                     continue
                 for frame in packet.decode():
