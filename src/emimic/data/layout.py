@@ -184,21 +184,22 @@ def _scan_folder(
     duplicates: list[tuple[Path, Path]] = []
     stray: list[Path] = []
     escaping: list[Path] = []
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            stem, dot, suffix = entry.name.rpartition(".")
-            if not dot or "." + suffix.lower() not in suffixes or entry.name.startswith((".", "_")):
-                continue
-            if not entry.is_file():
-                continue
-            if entry.is_symlink() and not _inside(Path(entry.path), root):
-                escaping.append(Path(entry.path))
-            elif not is_clip_stem(stem):
-                stray.append(Path(entry.path))
-            elif int(stem) in names:
-                duplicates.append((folder / names[int(stem)], Path(entry.path)))
-            else:
-                names[int(stem)] = entry.name
+    with os.scandir(folder) as listed:
+        entries = sorted(listed, key=lambda entry: entry.name)  # which of two files of a clip is kept must not vary
+    for entry in entries:
+        stem, dot, suffix = entry.name.rpartition(".")
+        if not dot or "." + suffix.lower() not in suffixes or entry.name.startswith((".", "_")):
+            continue
+        if not entry.is_file():
+            continue
+        if entry.is_symlink() and not _inside(Path(entry.path), root):
+            escaping.append(Path(entry.path))
+        elif not is_clip_stem(stem):
+            stray.append(Path(entry.path))
+        elif int(stem) in names:
+            duplicates.append((folder / names[int(stem)], Path(entry.path)))
+        else:
+            names[int(stem)] = entry.name
     return names, duplicates, stray, escaping
 
 
