@@ -90,8 +90,10 @@ def with_display_matrix(source: Path, target: Path, a: int, b: int, c: int, d: i
         ((0, 1, -1, 0), lambda picture: np.rot90(picture, 3)),
         ((-1, 0, 0, 1), lambda picture: picture[:, ::-1]),  # mirrored left to right (frame.rotation says -180)
         ((1, 0, 0, -1), lambda picture: picture[::-1]),  # mirrored top to bottom (frame.rotation says 0)
+        ((0, 1, 1, 0), lambda picture: picture.swapaxes(0, 1)),  # mirrored across the main diagonal
+        ((0, -1, -1, 0), lambda picture: np.rot90(picture, 2).swapaxes(0, 1)),  # across the other diagonal
     ],
-    ids=["90", "180", "270", "hflip", "vflip"],
+    ids=["90", "180", "270", "hflip", "vflip", "transpose", "antitranspose"],
 )
 def test_frames_come_out_as_the_display_matrix_shows_them(made: Path, tmp_path: Path, matrix, shown) -> None:
     stored = decode(made / "upright.mp4", audio=False).frames[0]  # the four quadrants tell every turn and mirror
@@ -123,23 +125,34 @@ def test_a_rate_change_midway_through_a_file_is_read_whole(made: Path, tmp_path:
     assert len(audio) / 16_000 == pytest.approx(2.0, abs=0.1)
 
 
-def test_an_unforeseen_decoding_error_fails_its_clip_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        (ValueError("Frame does not match AudioResampler setup."),  # what PyAV raised for a rate change
+         r"emimic could not decode it \(ValueError: Frame does not match AudioResampler setup\."
+         r" \(test_media_robustness\.py:\d+\)\); if it plays elsewhere, report it with the file\."),
+        (MemoryError(), r"emimic ran out of memory decoding it; lower --fps or --max-side, or run fewer --workers\."),
+    ],
+    ids=["fault", "memory"],
+)
+def test_an_unforeseen_decoding_error_fails_its_clip_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: Exception, message: str
+) -> None:
+    """Neither blames a file that may play: the fault may be emimic's, or the machine's memory."""
     (tmp_path / "raw").mkdir()
     for clip in ("00001", "00002"):
         shutil.copy(MEDIA / "00001.mp4", tmp_path / "raw" / f"{clip}.mp4")
 
     def fragile(path: str | Path, **kwargs: object) -> media_module.Media:
         if Path(path).name == "00001.mp4":
-            raise ValueError("Frame does not match AudioResampler setup.")  # what PyAV raised for a rate change
+            raise fault
         return decode(path, **kwargs)
 
     monkeypatch.setattr(runner, "decode", fragile)
     summary = extract(tmp_path, ["egemaps"], progress=False)
     assert summary.loc["egemaps", ["done", "failed"]].tolist() == [1, 1]
     [error] = pd.read_csv(tmp_path / "_extract" / "errors.csv")["error"]
-    assert re.fullmatch(rf"{tmp_path}/raw/00001\.mp4: could not be decoded \(ValueError: Frame does not match"
-                        r" AudioResampler setup\. \(test_media_robustness\.py:\d+\)\); check that it plays, or"
-                        r" convert it with ffmpeg\.", error)
+    assert re.fullmatch(rf"{tmp_path}/raw/00001\.mp4: {message}", error), error
 
 
 def test_a_frame_buffer_sized_too_small_grows(made: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -177,16 +190,23 @@ def test_a_file_cut_after_its_index_says_where(tmp_path: Path) -> None:
 
 
 def test_a_file_holding_far_less_than_its_header_states_is_cut_short(tmp_path: Path) -> None:
-    """A Matroska file cut in half decodes without an error from FFmpeg; streams of different lengths are fine."""
-    ffmpeg("-f", "lavfi", "-i", "testsrc=s=64x48:d=2:r=10", "-f", "lavfi", "-i", "sine=d=0.5", "-c:v", "mjpeg",
-           "-c:a", "pcm_s16le", tmp_path / "whole.mkv")
+    """A Matroska file cut in half decodes without an error from FFmpeg. Streams of different lengths, a longer
+    track that is not played and a segment starting at 10 s (whose header counts from 0) are whole files."""
+    clip = ("-f", "lavfi", "-i", "testsrc=s=64x48:d=2:r=10", "-f", "lavfi", "-i", "sine=d=0.5")
+    ffmpeg(*clip, "-c:v", "mjpeg", "-c:a", "pcm_s16le", tmp_path / "whole.mkv")
     assert decode(tmp_path / "whole.mkv", video=False).audio is not None  # 0.5 s of audio in a 2 s file
-    data = (tmp_path / "whole.mkv").read_bytes()
-    (tmp_path / "cut.mkv").write_bytes(data[: len(data) // 2])
-    for audio, video in ((True, True), (True, False), (False, True)):
-        with pytest.raises(DataError, match=r"cut\.mkv: is cut short: it holds 0\.\d s of the 2\.0 s its header"
-                                            r" states \(an interrupted copy or download\); check that it plays to"):
-            decode(tmp_path / "cut.mkv", audio=audio, video=video)
+    ffmpeg(*clip, "-f", "lavfi", "-i", "sine=d=10", "-map", "0", "-map", "1", "-map", "2", "-c:v", "mjpeg", "-c:a",
+           "pcm_s16le", tmp_path / "second_track.mkv")  # a 10 s second audio track
+    assert decode(tmp_path / "second_track.mkv").duration == pytest.approx(10.0, abs=0.1)
+    ffmpeg("-i", tmp_path / "whole.mkv", "-c", "copy", "-output_ts_offset", "10", tmp_path / "offset.mkv")
+    assert decode(tmp_path / "offset.mkv").duration == pytest.approx(2.0, abs=0.1)
+    for whole in ("whole", "offset"):
+        data = (tmp_path / f"{whole}.mkv").read_bytes()
+        (tmp_path / "cut.mkv").write_bytes(data[: len(data) // 2])
+        for audio, video in ((True, True), (True, False), (False, True)):
+            with pytest.raises(DataError, match=r"cut\.mkv: is cut short: it holds \d\.\d s of the 2\.0 s its header"
+                                                r" states \(an interrupted copy or download\); check that it plays"):
+                decode(tmp_path / "cut.mkv", audio=audio, video=video)
 
 
 def test_a_dangling_link_and_an_unreadable_file_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

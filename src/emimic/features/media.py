@@ -41,8 +41,12 @@ _MAX_RESERVED_BYTES = 2**31
 # Containers whose header states the length of the recording (the others derive it from what they hold, or
 # estimate it from the bit rate, as an MP3 without a Xing header does): only there can a cut be measured.
 _HEADER_DURATION_FORMATS = frozenset({"matroska", "webm", "mov", "mp4", "avi", "flac"})
+# Containers whose header duration counts from time 0 to the last timestamp, as FFmpeg's Matroska muxer writes
+# it (a segment cut from the middle of a recording starts at 10 s and states 20 s); in the others it counts from
+# the file's start time.
+_DURATION_FROM_ZERO_FORMATS = frozenset({"matroska", "webm"})
 # A file holding less than this share of the duration its header states is cut short (an interrupted copy),
-# not a recording whose streams differ in length: the longest stream is compared.
+# not a recording whose streams differ in length: the end of the longest stream is compared.
 _MIN_SHARE_OF_DECLARED = 0.8
 
 
@@ -52,7 +56,7 @@ class Media:
 
     path: Path
     duration: float
-    """Seconds: the container's duration (the longest stream)."""
+    """Seconds: how long the header says the file lasts from its first timestamp (the longest stream)."""
     audio: np.ndarray | None = None
     """float32 ``(samples,)`` at :data:`SAMPLE_RATE`, mono, in [-1, 1]; ``None`` when absent."""
     audio_problem: str | None = None
@@ -233,16 +237,32 @@ class _FrameSampler:
         return None if self._buffer is None else self._buffer[: len(self._times)]
 
 
-def _check_complete(path: Path, container: Any, held: float) -> None:
-    """Refuse a file that holds far less than the duration its header states (``held`` seconds): FFmpeg reads a
-    Matroska file cut in half without an error, and half a clip's features would pass for all of them."""
+def _start_seconds(container: Any) -> float:
     import av
 
-    formats = set(container.format.name.split(","))
-    declared = float(container.duration) / av.time_base if container.duration else 0.0
-    if formats & _HEADER_DURATION_FORMATS and held < _MIN_SHARE_OF_DECLARED * declared:
+    return (container.start_time or 0) / av.time_base
+
+
+def _stated_seconds(container: Any) -> float:
+    """How long the header says the file lasts from its first timestamp (0 when it says nothing)."""
+    import av
+
+    if not container.duration:
+        return 0.0
+    stated = float(container.duration) / av.time_base
+    if set(container.format.name.split(",")) & _DURATION_FROM_ZERO_FORMATS:
+        stated -= _start_seconds(container)
+    return max(stated, 0.0)
+
+
+def _check_complete(path: Path, container: Any, held: float) -> None:
+    """Refuse a file whose streams end far short of the duration its header states (``held``: seconds from the
+    file's start to the latest packet end of any stream): FFmpeg reads a Matroska file cut in half without an
+    error, and half a clip's features would pass for all of them."""
+    stated = _stated_seconds(container)
+    if set(container.format.name.split(",")) & _HEADER_DURATION_FORMATS and held < _MIN_SHARE_OF_DECLARED * stated:
         raise DataError(
-            f"{path}: is cut short: it holds {max(held, 0.0):.1f} s of the {declared:.1f} s its header states (an"
+            f"{path}: is cut short: it holds {max(held, 0.0):.1f} s of the {stated:.1f} s its header states (an"
             " interrupted copy or download); check that it plays to the end, or copy or export it again."
         )
 
@@ -274,15 +294,15 @@ def decode(
             # Decoding B-frames on several threads is the costliest part of the read.
             video_stream.thread_type = "AUTO"
         decoded = {s.index for s in (audio_stream, video_stream) if s is not None}
-        # Every played stream is demuxed (reading the file costs the same), so the length the file holds is known
-        # whichever streams are decoded.
-        played = [*container.streams.audio[:1], *container.streams.video[:1]]
-        container_duration = float(container.duration) / av.time_base if container.duration else 0.0
+        stated = _stated_seconds(container)
         mix = _Downmix(sample_rate)
-        sampler = _FrameSampler(fps, max_side, container_duration)
-        end = 0.0  # seconds: where the file's last packet ends
+        sampler = _FrameSampler(fps, max_side, stated)
+        end = 0.0  # seconds: where the file's last packet of any stream ends
         try:
-            for packet in container.demux(*played) if played else ():
+            # Every stream is demuxed (reading the file costs the same) and only the played ones decoded: the header's
+            # duration covers all of them (a second audio track, a subtitle), so the end the file holds is measured
+            # over all of them.
+            for packet in container.demux():
                 if packet.pts is not None:
                     end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
                 if packet.stream.index not in decoded:
@@ -299,7 +319,7 @@ def decode(
                 f"{path}: is damaged or cut short{reached} ({exc.strerror}); check that it plays to the end, or copy"
                 " or export it again."
             ) from None
-        _check_complete(path, container, end - (container.start_time or 0) / av.time_base)
+        _check_complete(path, container, end - _start_seconds(container))
 
     media = Media(path=path, duration=0.0, sample_rate=sample_rate)
     if audio:
@@ -316,9 +336,9 @@ def decode(
             media.video_problem = "video track has no decodable frames"
         else:
             media.frame_times = sampler.times
-    # The container's duration covers every stream; a file without one (raw streams) falls back
+    # The header's duration covers every stream; a file without one (raw streams) falls back
     # to what was decoded.
     audio_seconds = len(media.audio) / sample_rate if media.audio is not None else 0.0
     video_seconds = float(sampler.times[-1]) + sampler.step if len(sampler.times) else 0.0
-    media.duration = container_duration or max(audio_seconds, video_seconds)
+    media.duration = stated or max(audio_seconds, video_seconds)
     return media

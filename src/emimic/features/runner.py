@@ -190,11 +190,13 @@ def unexpected(exc: Exception) -> str:
 
 
 def decode_error(path: str | Path | None, exc: Exception) -> str:
-    """The sentence errors.csv gets when ``path`` cannot be decoded: the file's own, or one for a fault no check
-    foresaw (such as a PyAV error of an unusual stream)."""
+    """The sentence errors.csv gets when ``path`` cannot be decoded: the file's own, a lack of memory, or one for a
+    fault no check foresaw, worded so as not to blame a file that may be sound (the fault may be emimic's)."""
     if isinstance(exc, DataError):
         return str(exc)
-    return f"{path}: could not be decoded ({unexpected(exc)}); check that it plays, or convert it with ffmpeg."
+    if isinstance(exc, MemoryError):
+        return f"{path}: emimic ran out of memory decoding it; lower --fps or --max-side, or run fewer --workers."
+    return f"{path}: emimic could not decode it ({unexpected(exc)}); if it plays elsewhere, report it with the file."
 
 
 def take_audio(media: Media, audio_file: str) -> None:
