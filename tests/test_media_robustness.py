@@ -284,11 +284,12 @@ def test_media_that_discovery_leaves_out_are_named(tmp_path: Path) -> None:
         rf"{raw}/: '00006\.mp4' not extracted: a folder; emimic reads the files directly in raw/, not in folders"
         r" inside it\.",
         rf"{raw}/: '00007\.3gp', 'notes\.txt' not extracted: emimic reads \.mp4, \.avi, \.mkv, \.webm, \.mov, \.m4v"
-        r" files in raw/; convert each \(e\.g\. ffmpeg -i 00001\.3gp 00001\.mp4\) or move it out\.",
+        r" files in raw/; move each out of raw/, or convert a recording to \.mp4, e\.g\. ffmpeg -i 00001\.3gp"
+        r" 00001\.mp4\.",
         rf"{raw}/00002\.mp4 -> {raw}/gone\.mp4: link\(s\) to a missing file, not extracted; restore the file\(s\) or"
         r" remove the link\(s\)\.",
-        rf"{audio}/: '00002\.ogg' not extracted: emimic reads \.wav, \.mp3, \.flac, \.m4a files in audio/; convert"
-        r" each .*",
+        rf"{audio}/: '00002\.ogg' not extracted: emimic reads \.wav, \.mp3, \.flac, \.m4a files in audio/; move each"
+        r" out of audio/, or convert a recording to \.wav, e\.g\. ffmpeg -i 00001\.ogg 00001\.wav\.",
     ]
     assert len(sentences) == len(expected), sentences
     for sentence, pattern in zip(sentences, expected, strict=True):

@@ -1,9 +1,9 @@
 """The books of an extraction root, kept by the main process alone under ``<root>/_extract/``.
 
 ``ledger.csv`` appends one row per clip × extractor outcome (``done``, ``skipped``, ``masked``,
-``failed``) under a key of the parameters it ran with and the input files it could read
+``failed``) under a key of the parameters it ran with and the names of the input files it could read
 (:func:`emimic.features.plan.ledger_key`): resumption reads it to skip clips an extractor masked
-before with the same parameters and inputs. ``errors.csv`` lists the failures of the last run.
+before with the same parameters and input file names. ``errors.csv`` lists the failures of the last run.
 """
 
 from __future__ import annotations

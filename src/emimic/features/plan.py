@@ -1,9 +1,9 @@
 """What an extraction run has to do: which extractors, and which clips still need each of them.
 
 A clip is skipped for an extractor when all its outputs exist on disk, or when the ledger says
-the extractor masked it before with the same parameters and the same input files (no audio, no
-face), for an input that cannot appear later. Everything else, including past failures and a clip
-given a new input file since (an ``audio/`` file beside a video without sound), is planned again.
+the extractor masked it before with the same parameters and the same input file names (no audio,
+no face), for an input that cannot appear later. Everything else, including past failures and a
+clip given a new input file since (an ``audio/`` file beside a video without sound), is planned again.
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ _SKIPPED = {
     "outside": "a link leaving the dataset root, which emimic does not follow; copy the file in, or make the whole"
     " folder a link",
     "folder": "a folder; emimic reads the files directly in {folder}/, not in folders inside it",
-    "suffix": "emimic reads {suffixes} files in {folder}/; convert each (e.g. ffmpeg -i 00001.3gp 00001.mp4) or"
-    " move it out",
+    "suffix": "emimic reads {suffixes} files in {folder}/; move each out of {folder}/, or convert a recording to"
+    " {target}, e.g. ffmpeg -i {example} 00001{target}",
 }
 
 
@@ -88,7 +88,8 @@ def skipped_media(layout: DatasetLayout) -> list[str]:
     from emimic.data.layout import AUDIO_DIR, AUDIO_SUFFIXES, VIDEO_DIR, VIDEO_SUFFIXES
 
     sentences = []
-    for name, suffixes in ((VIDEO_DIR, VIDEO_SUFFIXES), (AUDIO_DIR, AUDIO_SUFFIXES)):
+    # `example`: a recording in a format not read, for the conversion the "suffix" sentence suggests.
+    for name, suffixes, example in ((VIDEO_DIR, VIDEO_SUFFIXES, "00001.3gp"), (AUDIO_DIR, AUDIO_SUFFIXES, "00001.ogg")):
         folder = layout.root / name
         unlisted = _unlisted(folder, suffixes)
         skipped = {
@@ -100,7 +101,9 @@ def skipped_media(layout: DatasetLayout) -> list[str]:
         }
         for reason, paths in skipped.items():
             names = sorted(repr(p.name) for p in paths if p.parent == folder)
-            what = _SKIPPED[reason].format(folder=name, suffixes=", ".join(suffixes))
+            what = _SKIPPED[reason].format(
+                folder=name, suffixes=", ".join(suffixes), target=suffixes[0], example=example
+            )
             sentences += [f"{folder}/: {shortlist(names)} not extracted: {what}."] if names else []
         if unlisted["missing"]:
             sentences.append(dangling_links(unlisted["missing"], "not extracted"))
@@ -108,8 +111,9 @@ def skipped_media(layout: DatasetLayout) -> list[str]:
 
 
 def ledger_key(digest: str, clip: ClipSources, needs: frozenset[str]) -> str:
-    """What the ledger records an outcome under: the extractor's parameter ``digest`` and the files it could read,
-    so a mask is remembered only while the clip offers the same inputs."""
+    """What the ledger records an outcome under: the extractor's parameter ``digest`` and the names of the files it
+    could read, so a mask is forgotten when the clip gains or loses an input file. A file replaced under the same
+    name keeps the mask (its content is not read here): ``--overwrite`` extracts it again."""
     files = "\0".join(clip.readable(needs))
     return hashlib.sha256(f"{digest}\0{files}".encode()).hexdigest()[:12]
 
