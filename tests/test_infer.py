@@ -94,7 +94,7 @@ def test_cli_writes_csv_and_plots_and_lists_failures(run: Path, tmp_path: Path, 
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "Predictions (1 clips)" in captured.out and "predictions_plots/ (1 PNG)" in flat(captured.out)
-    assert "failed: 00005:" in captured.err and "cannot be opened as a video" in flat(captured.err)
+    assert "failed: 00005:" in captured.err and "is not a video or audio file FFmpeg can read" in flat(captured.err)
     assert (tmp_path / "predictions_plots" / "00001.png").stat().st_size > 0
 
 

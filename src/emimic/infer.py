@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,10 +34,11 @@ import pandas as pd
 
 from emimic.data.layout import VIDEO_SUFFIXES
 from emimic.data.store import CACHE_ENV, cache_dir
-from emimic.errors import ConfigError, DataError
+from emimic.errors import ConfigError, DataError, EmimicWarning
 from emimic.features.base import EXTRACTORS, Extractor
+from emimic.features.media import dangling_links
 from emimic.features.pipeline import extract, make_spec
-from emimic.features.recipe import extractor_model_digest, sidecar_params
+from emimic.features.recipe import decoder_change, extractor_model_digest, sidecar_params
 from emimic.features.runner import ExtractSpec
 from emimic.io import atomic_path
 from emimic.labels import EMOTIONS
@@ -79,11 +81,15 @@ def collect_videos(inputs: Sequence[str | Path]) -> dict[str, Path]:
     for item in inputs:
         path = Path(item).expanduser()
         if path.is_dir():
-            files += sorted(
+            found = sorted(
                 p for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
+                if p.suffix.lower() in VIDEO_SUFFIXES
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
+            files += [p for p in found if p.is_file()]
+            dangling = [p for p in found if p.is_symlink() and not p.exists()]
+            if dangling:
+                warnings.warn(EmimicWarning(dangling_links(dangling, "not predicted")), stacklevel=2)
         elif path.is_file():
             files.append(path)
         else:
@@ -171,6 +177,13 @@ def check_recipe(recipe: Recipe, extractors: list[Extractor], spec: ExtractSpec)
         extractor.check()  # a missing model is the clear ModelNotFoundError, before any hashing
         here = {k: v for k, v in sidecar_params(extractor, spec).items() if k != "model"}
         then = {k: v for k, v in record["params"].items() if k != "model"}
+        if change := decoder_change(
+            then, here,
+            older="re-extract the training features with `emimic extract --overwrite` and retrain to use this run on"
+            " new videos",
+            newer="upgrade emimic (pip install -U emimic) to use this run on new videos",
+        ):
+            raise ConfigError(f"{output}/ {change}.")
         if here != then:
             raise ConfigError(f"{output}/ was extracted with {then}, but {extractor.name} here would use {here}.")
         digest = extractor_model_digest(extractor)

@@ -52,6 +52,11 @@ def empty_split_sentence(path: str | Path) -> str:
     return f"{path}: lists no clips (only a header); add the split's clips or remove the file."
 
 
+def is_clip_stem(stem: str) -> bool:
+    """Whether a file name without its suffix is a clip id: ASCII digits only ('1²' passes str.isdigit)."""
+    return stem.isascii() and stem.isdigit()
+
+
 def parse_clip_id(value: object, *, source: str) -> int:
     """Parse ``10``, ``10.0`` or ``"00010"`` into ``10``; anything else is a :class:`DataError`."""
     text = str(value).strip()

@@ -45,14 +45,20 @@ def extractor_table() -> Table:
 
 @command(
     "extract",
-    "Extract features from DIR/raw/<id>.mp4, DIR/audio/<id>.wav|mp3 and DIR/text/<id>.txt into per-clip folders;"
+    "Extract features from DIR/raw/<id>.mp4, DIR/audio/<id>.wav|mp3|flac|m4a and DIR/text/<id>.txt into per-clip"
+    " folders;"
     " each extractor runs on the clips that hold its input (resumable, parallel, Ray).",
     "emimic extract --data data/vidmimic --modalities egemaps,whisper,text_emb,face --workers 4\n"
     "  emimic extract --data data/transcripts_only --modalities text_emb,lexicon",
 )
 def extract_command(parser: argparse.ArgumentParser) -> Handler:
     names = ", ".join(EXTRACTORS.names())
-    parser.add_argument("--data", type=Path, required=False, help="dataset root holding raw/, audio/ and/or text/")
+    parser.add_argument(
+        "--data", type=Path, required=False,
+        help="dataset root holding raw/<id>.mp4 (or .mov, .mkv, .webm, .avi, .m4v), audio/<id>.wav|mp3|flac|m4a"
+        " and/or text/<id>.txt; other files in raw/ and audio/ are named in a warning (docs/extract.md: what is"
+        " read)",
+    )
     parser.add_argument(
         "--modalities", default="", help=f"comma-separated extractors to run; available: {names} (see --list)"
     )

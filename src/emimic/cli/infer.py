@@ -26,7 +26,10 @@ def plots_folder(predictions: Path) -> Path:
     "emimic infer --run runs/raw new_videos/ clip7.mp4 --out predictions.csv --report",
 )
 def infer_command(parser: argparse.ArgumentParser) -> Handler:
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="video files or folders of them")
+    parser.add_argument(
+        "inputs", nargs="+", type=Path, metavar="INPUT",
+        help="video files or folders of them (a name starting with '-' goes after --: `-- -take2.mp4`)",
+    )
     parser.add_argument("--run", type=Path, required=True, help="a trained run folder (emimic train --out RUN)")
     parser.add_argument(
         "--out", type=output_file, default=Path("predictions.csv"),

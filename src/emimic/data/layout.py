@@ -20,7 +20,7 @@ import numpy as np
 
 from emimic.errors import DataError
 from emimic.io import ARRAY_SUFFIXES, read_error, read_object
-from emimic.labels import parse_clip_id
+from emimic.labels import is_clip_stem, parse_clip_id
 
 SPLIT_FILES: dict[str, tuple[str, ...]] = {
     "train": ("train_split.csv",),
@@ -31,11 +31,11 @@ SPLIT_FILES: dict[str, tuple[str, ...]] = {
 NON_MODALITY_DIRS: frozenset[str] = frozenset({"raw", "face_images", "audio", "video", "videos"})
 TRANSCRIPT_DIR = "text"
 VIDEO_DIR = "raw"
-VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".avi", ".mkv", ".webm", ".mov")
+VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
 # The record an extractor leaves in each folder it writes (name, parameters, feature names).
 FEATURE_SIDECAR = "_extractor.json"
 AUDIO_DIR = "audio"
-AUDIO_SUFFIXES: tuple[str, ...] = (".wav", ".mp3", ".flac")
+AUDIO_SUFFIXES: tuple[str, ...] = (".wav", ".mp3", ".flac", ".m4a")
 
 
 @dataclass
@@ -116,6 +116,9 @@ class DatasetLayout:
     video_names: dict[int, str] = field(default_factory=dict)
     escaping_links: list[Path] = field(default_factory=list)
     audio_names: dict[int, str] = field(default_factory=dict)
+    # raw/ and audio/ files left out: (kept, left out) for a second file of one clip id, and names of no clip id.
+    media_duplicates: list[tuple[Path, Path]] = field(default_factory=list)
+    media_stray: list[Path] = field(default_factory=list)
 
     @property
     def transcripts(self) -> dict[int, Path]:
@@ -127,7 +130,7 @@ class DatasetLayout:
 
     @property
     def audio_files(self) -> dict[int, Path]:
-        """``audio/<id>.{wav,mp3,flac}``: extracted audio, read when a clip has no video."""
+        """``audio/<id>.{wav,mp3,flac,m4a}``: extracted audio, read when a clip has no video or no sound in it."""
         return {clip_id: self.root / AUDIO_DIR / name for clip_id, name in self.audio_names.items()}
 
 
@@ -181,21 +184,22 @@ def _scan_folder(
     duplicates: list[tuple[Path, Path]] = []
     stray: list[Path] = []
     escaping: list[Path] = []
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            stem, dot, suffix = entry.name.rpartition(".")
-            if not dot or "." + suffix.lower() not in suffixes or entry.name.startswith((".", "_")):
-                continue
-            if not entry.is_file():
-                continue
-            if entry.is_symlink() and not _inside(Path(entry.path), root):
-                escaping.append(Path(entry.path))
-            elif not stem.isdigit():
-                stray.append(Path(entry.path))
-            elif int(stem) in names:
-                duplicates.append((folder / names[int(stem)], Path(entry.path)))
-            else:
-                names[int(stem)] = entry.name
+    with os.scandir(folder) as listed:
+        entries = sorted(listed, key=lambda entry: entry.name)  # which of two files of a clip is kept must not vary
+    for entry in entries:
+        stem, dot, suffix = entry.name.rpartition(".")
+        if not dot or "." + suffix.lower() not in suffixes or entry.name.startswith((".", "_")):
+            continue
+        if not entry.is_file():
+            continue
+        if entry.is_symlink() and not _inside(Path(entry.path), root):
+            escaping.append(Path(entry.path))
+        elif not is_clip_stem(stem):
+            stray.append(Path(entry.path))
+        elif int(stem) in names:
+            duplicates.append((folder / names[int(stem)], Path(entry.path)))
+        else:
+            names[int(stem)] = entry.name
     return names, duplicates, stray, escaping
 
 
@@ -216,6 +220,8 @@ def discover(root: str | Path) -> DatasetLayout:
     videos: dict[int, str] = {}
     audio: dict[int, str] = {}
     escaping: list[Path] = []
+    media_duplicates: list[tuple[Path, Path]] = []
+    media_stray: list[Path] = []
     for entry in sorted(root.iterdir()):
         if entry.name.startswith((".", "_")):
             continue
@@ -225,12 +231,14 @@ def discover(root: str | Path) -> DatasetLayout:
         if not entry.is_dir():
             continue
         if entry.name == VIDEO_DIR:
-            videos, _, _, bad = _scan_folder(entry, root, VIDEO_SUFFIXES)
+            videos, duplicates, stray, bad = _scan_folder(entry, root, VIDEO_SUFFIXES)
             escaping += bad
+            media_duplicates, media_stray = media_duplicates + duplicates, media_stray + stray
             continue
         if entry.name == AUDIO_DIR:
-            audio, _, _, bad = _scan_folder(entry, root, AUDIO_SUFFIXES)
+            audio, duplicates, stray, bad = _scan_folder(entry, root, AUDIO_SUFFIXES)
             escaping += bad
+            media_duplicates, media_stray = media_duplicates + duplicates, media_stray + stray
             continue
         if entry.name in NON_MODALITY_DIRS:
             continue
@@ -241,4 +249,5 @@ def discover(root: str | Path) -> DatasetLayout:
         escaping += bad
         if names or duplicates or stray:
             modalities[entry.name] = ModalitySource(entry.name, entry, names, None, duplicates, stray)
-    return DatasetLayout(root, split_files, modalities, transcripts, videos, escaping, audio)
+    return DatasetLayout(root, split_files, modalities, transcripts, videos, escaping, audio, media_duplicates,
+                         media_stray)

@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pandas as pd
 
-from emimic.errors import ConfigError, ModelNotFoundError
+from emimic.errors import ConfigError, DataError, ModelNotFoundError
 from emimic.features.media import Media, decode
 from emimic.registry import EXTRACTORS
 
@@ -71,6 +71,8 @@ class ClipInput:
         return self.cache[key]
 
     def require_audio(self) -> np.ndarray:
+        if self.media.audio_error is not None:
+            raise DataError(self.media.audio_error)
         if self.media.audio is None:
             raise NoSignal(self.media.audio_problem or "no audio")
         return self.media.audio

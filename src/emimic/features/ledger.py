@@ -1,15 +1,16 @@
 """The books of an extraction root, kept by the main process alone under ``<root>/_extract/``.
 
 ``ledger.csv`` appends one row per clip × extractor outcome (``done``, ``skipped``, ``masked``,
-``failed``) with the digest of the parameters it ran with: resumption reads it to skip clips an
-extractor masked before with the same parameters. ``errors.csv`` lists the failures of the last run.
+``failed``) under a key of the parameters it ran with and the names of the input files it could read
+(:func:`emimic.features.plan.ledger_key`): resumption reads it to skip clips an extractor masked
+before with the same parameters and input file names. ``errors.csv`` lists the failures of the last run.
 """
 
 from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,8 @@ def _ends_with_newline(path: Path) -> bool:
 class LedgerWriter:
     """Appends each clip's outcomes to the ledger as they arrive and collects the failures."""
 
-    def __init__(self, handle: Any, digests: dict[str, str], inputs: dict[int, str]) -> None:
-        self._handle, self._digests, self._inputs = handle, digests, inputs
+    def __init__(self, handle: Any, key: Callable[[int, str], str], inputs: dict[int, str]) -> None:
+        self._handle, self._key, self._inputs = handle, key, inputs
         self._writer = csv.DictWriter(handle, fieldnames=LEDGER_FIELDS)
         self.errors: list[dict[str, Any]] = []
 
@@ -60,7 +61,7 @@ class LedgerWriter:
                     "status": outcome.status,
                     "reason": outcome.reason,
                     "seconds": f"{outcome.seconds:.3f}",
-                    "params": self._digests[outcome.extractor],
+                    "params": self._key(report.clip_id, outcome.extractor),
                 }
             )
             if outcome.status == "failed":
@@ -77,15 +78,16 @@ class LedgerWriter:
 
 
 @contextmanager
-def open_ledger(path: Path, digests: dict[str, str], inputs: dict[int, str]) -> Iterator[LedgerWriter]:
+def open_ledger(path: Path, key: Callable[[int, str], str], inputs: dict[int, str]) -> Iterator[LedgerWriter]:
     """A :class:`LedgerWriter` appending to ``path`` (header written once, a killed run's last line ended);
-    ``inputs`` names each clip's main input file for the error list."""
+    ``key(clip, extractor)`` is what an outcome is recorded under, ``inputs`` names each clip's main input file
+    for the error list."""
     with open(path, "a", newline="", encoding="utf-8") as handle:
         if handle.tell() == 0:
             csv.DictWriter(handle, fieldnames=LEDGER_FIELDS).writeheader()
         elif not _ends_with_newline(path):
             handle.write("\n")  # end the line a killed run left unfinished
-        yield LedgerWriter(handle, digests, inputs)
+        yield LedgerWriter(handle, key, inputs)
 
 
 def write_errors(path: Path, errors: list[dict[str, Any]]) -> None:

@@ -3,19 +3,51 @@
 Both streams are demuxed in a single pass over the container, so a clip is read once per run
 however many extractors consume it. A missing or empty audio track is not an error: it is
 recorded in :attr:`Media.audio_problem` and the audio extractors mask the clip. A file that
-cannot be opened or decoded is a :class:`~emimic.errors.DataError` naming the file.
+cannot be opened or decoded, or that holds far less than the duration its header states, is a
+:class:`~emimic.errors.DataError` naming the file and saying what to do about it.
+
+Frames come out as a player shows them: a phone video stored sideways with a rotation in its
+display matrix is turned upright, and a mirrored one is mirrored back. Audio of any channel
+layout is the mean of its channels (the low-frequency effects channel left out), so mono, stereo
+and 5.1 copies of one recording give the same signal.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from emimic.errors import DataError
+from emimic.labels import shortlist
 
 SAMPLE_RATE = 16_000
+# Recorded in the recipe of every extractor that reads media, so features decoded differently never
+# share a folder or a run.
+DECODER_VERSION = 2
+# What each version's predecessor did differently (refusal messages name it): frames upright and audio the
+# mean of its channels, clipped to [-1, 1], came with 2.
+DECODER_CHANGES = {2: "phone videos left sideways, stereo and surround audio summed rather than averaged"}
+# The low-frequency effects channel of surround layouts carries rumble, not speech.
+_EFFECTS_CHANNELS = frozenset({"LFE", "LFE2"})
+# Frame buffers are sized from the container's duration up to this many bytes before decoding;
+# past it they grow as frames arrive (a wrong duration must not reserve the machine's memory).
+_MAX_RESERVED_BYTES = 2**31
+# Containers whose header states the length of the recording (the others derive it from what they hold, or
+# estimate it from the bit rate, as an MP3 without a Xing header does): only there can a cut be measured.
+_HEADER_DURATION_FORMATS = frozenset({"matroska", "webm", "mov", "mp4", "avi", "flac"})
+# Containers whose header duration counts from time 0 to the last timestamp, as FFmpeg's Matroska muxer writes
+# it (a segment cut from the middle of a recording starts at 10 s and states 20 s); in the others it counts from
+# the file's start time.
+_DURATION_FROM_ZERO_FORMATS = frozenset({"matroska", "webm"})
+# A file holding less than this share of the duration its header states is cut short (an interrupted copy),
+# not a recording whose streams differ in length: the end of the longest stream is compared.
+_MIN_SHARE_OF_DECLARED = 0.8
 
 
 @dataclass
@@ -24,17 +56,19 @@ class Media:
 
     path: Path
     duration: float
-    """Seconds: the container's duration (the longest stream)."""
+    """Seconds: how long the header says the file lasts from its first timestamp (the longest stream)."""
     audio: np.ndarray | None = None
     """float32 ``(samples,)`` at :data:`SAMPLE_RATE`, mono, in [-1, 1]; ``None`` when absent."""
     audio_problem: str | None = None
     """Why :attr:`audio` is ``None`` (for the report), e.g. ``"no audio track"``."""
     frames: np.ndarray | None = None
-    """uint8 ``(N, H, W, 3)`` RGB frames sampled at ``fps``; ``None`` when not requested or absent."""
+    """uint8 ``(N, H, W, 3)`` RGB frames sampled at ``fps``, upright; ``None`` when not requested or absent."""
     frame_times: np.ndarray | None = None
     """float64 ``(N,)`` presentation time of each frame in seconds from the stream start."""
     video_problem: str | None = None
     sample_rate: int = SAMPLE_RATE
+    audio_error: str | None = None
+    """Why the clip's audio could not be read (a broken ``audio/`` file): its audio extractors fail, the rest run."""
 
 
 def _scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
@@ -43,6 +77,194 @@ def _scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, in
     scale = max_side / max(width, height)
     # Even sizes keep swscale on its fast path for yuv420p input.
     return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+
+
+def dangling_links(links: Sequence[Path], consequence: str) -> str:
+    """The one sentence for links whose target is gone (decoding, extract's warning, infer's warning):
+    ``consequence`` says what emimic does without them, e.g. ``"not extracted"``."""
+    shown = shortlist(f"{link} -> {os.readlink(link)}" for link in links)
+    return f"{shown}: link(s) to a missing file, {consequence}; restore the file(s) or remove the link(s)."
+
+
+def open_container(path: Path) -> Any:
+    """``av.open(path)``, or a :class:`DataError` that says why the file cannot be read and what to do."""
+    import av  # heavy; only extraction needs it
+
+    if path.is_symlink() and not path.exists():
+        raise DataError(dangling_links([path], "cannot be decoded"))
+    try:
+        empty = path.stat().st_size == 0
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror}).") from None
+    if empty:
+        raise DataError(f"{path}: is an empty file (0 bytes); copy or export the recording again.")
+    try:
+        return av.open(str(path))
+    except (av.error.FFmpegError, OSError) as exc:
+        if exc.errno == errno.EACCES:
+            raise DataError(f"{path}: cannot be read (permission denied); give the user running emimic read"
+                            " access to it (chmod a+r).") from None
+        raise DataError(
+            f"{path}: is not a video or audio file FFmpeg can read ({exc.strerror}); it may be cut short (an"
+            " interrupted copy or download) or hold something else: check that it plays, or copy it again."
+        ) from None
+
+
+class _Downmix:
+    """Audio frames of any layout and rate → one float32 mono signal at ``rate``, in [-1, 1].
+
+    The mono signal is the mean of the channels (without the effects channel). Mixing here rather
+    than in libswresample keeps a 5.1 track from being summed several times louder than the same
+    recording in mono, and a stream whose layout, rate or sample format changes midway (concatenated
+    recordings) gets a new resampler, which libswresample requires.
+    """
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self._resampler: Any = None
+        self._setup: tuple[str, int, str] | None = None  # (layout, rate, sample format) the resampler takes
+        self._kept: list[int] = []  # indices of the channels that are averaged
+        self._chunks: list[np.ndarray] = []
+
+    def add(self, frame: Any) -> None:
+        setup = (frame.layout.name, frame.sample_rate, frame.format.name)
+        if setup != self._setup:
+            import av
+
+            self.flush()
+            self._resampler = av.AudioResampler(format="fltp", rate=self.rate)
+            self._setup = setup
+            channels = [c.name for c in frame.layout.channels]
+            kept = [i for i, name in enumerate(channels) if name not in _EFFECTS_CHANNELS]
+            self._kept = kept or list(range(len(channels)))
+        self._mix(self._resampler.resample(frame))
+
+    def flush(self) -> None:
+        if self._resampler is not None:
+            self._mix(self._resampler.resample(None))
+
+    def _mix(self, frames: list[Any]) -> None:
+        for out in frames:
+            self._chunks.append(out.to_ndarray()[self._kept].mean(axis=0, dtype=np.float32))
+
+    def signal(self) -> np.ndarray | None:
+        """The mono signal (None when no sample was decoded); resampling overshoot of clipped input is cut at ±1."""
+        if not self._chunks or not any(len(c) for c in self._chunks):
+            return None
+        return np.clip(np.concatenate(self._chunks), -1.0, 1.0)
+
+
+def display_matrix(frame: Any) -> tuple[int, int, int, int] | None:
+    """The linear part ``(a, b, c, d)`` of a frame's display matrix, None when it has none: a player shows the
+    stored pixel (x, y) at (a·x + c·y, b·x + d·y) plus a shift, with y pointing down (FFmpeg's display.h)."""
+    side = frame.side_data.get("DISPLAYMATRIX")
+    if side is None:
+        return None
+    matrix = np.frombuffer(bytes(side), dtype=np.int32)  # 16.16 fixed point, in the machine's byte order
+    return int(matrix[0]), int(matrix[1]), int(matrix[3]), int(matrix[4])
+
+
+def upright(picture: np.ndarray, matrix: tuple[int, int, int, int] | None) -> np.ndarray:
+    """``picture`` (rows, columns, ...) as its display matrix shows it, to the nearest quarter turn: turned, and
+    mirrored when the matrix mirrors (negative determinant), as FFmpeg's autorotate shows it.
+
+    ``frame.rotation`` alone cannot tell a mirror from a turn (a horizontal mirror reads as a half turn).
+    """
+    if matrix is None:
+        return picture
+    a, b, c, d = matrix
+    if abs(c) > abs(a):  # a quarter turn: stored rows become displayed columns, x' = c·y and y' = b·x
+        picture, horizontal, vertical = picture.swapaxes(0, 1), c, b
+    else:  # x' = a·x and y' = d·y
+        horizontal, vertical = a, d
+    if horizontal < 0:
+        picture = picture[:, ::-1]
+    if vertical < 0:
+        picture = picture[::-1]
+    return picture
+
+
+class _FrameSampler:
+    """Keeps the first frame at or after each multiple of ``1/fps``, upright, RGB, at one size.
+
+    Frames go straight into one buffer sized from the expected count, so a long clip holds its
+    sampled frames once in memory (not once in a list and again in the stacked array).
+    """
+
+    def __init__(self, fps: float, max_side: int | None, expected_seconds: float) -> None:
+        self.step, self.max_side = 1.0 / fps, max_side
+        self._expected = max(1, int(expected_seconds * fps) + 2)
+        self._buffer: np.ndarray | None = None
+        self._times: list[float] = []
+        self._size: tuple[int, int] | None = None  # (width, height) of the stored picture
+        self._next_time = 0.0
+        self._start: float | None = None
+
+    def add(self, frame: Any) -> None:
+        if frame.time is None:
+            return
+        if self._start is None:
+            self._start = frame.time
+        t = frame.time - self._start
+        if t + 1e-6 < self._next_time:
+            return
+        if self._size is None:
+            # Every frame gets the first one's size: a stream that changes resolution midway still stacks.
+            self._size = _scaled_size(frame.width, frame.height, self.max_side)
+        width, height = self._size
+        picture = upright(frame.to_ndarray(format="rgb24", width=width, height=height), display_matrix(frame))
+        self._store(picture)
+        self._times.append(t)
+        while self._next_time <= t + 1e-6:
+            self._next_time += self.step
+
+    def _store(self, picture: np.ndarray) -> None:
+        count = len(self._times)
+        if self._buffer is None:
+            fits = max(1, _MAX_RESERVED_BYTES // picture.nbytes)
+            self._buffer = np.empty((min(self._expected, fits), *picture.shape), dtype=np.uint8)
+        elif count == len(self._buffer):
+            grown = np.empty((2 * count, *picture.shape), dtype=np.uint8)
+            grown[:count] = self._buffer
+            self._buffer = grown
+        self._buffer[count] = picture
+
+    @property
+    def times(self) -> np.ndarray:
+        return np.asarray(self._times, dtype=np.float64)
+
+    def frames(self) -> np.ndarray | None:
+        return None if self._buffer is None else self._buffer[: len(self._times)]
+
+
+def _start_seconds(container: Any) -> float:
+    import av
+
+    return (container.start_time or 0) / av.time_base
+
+
+def _stated_seconds(container: Any) -> float:
+    """How long the header says the file lasts from its first timestamp (0 when it says nothing)."""
+    import av
+
+    if not container.duration:
+        return 0.0
+    stated = float(container.duration) / av.time_base
+    if set(container.format.name.split(",")) & _DURATION_FROM_ZERO_FORMATS:
+        stated -= _start_seconds(container)
+    return max(stated, 0.0)
+
+
+def _check_complete(path: Path, container: Any, held: float) -> None:
+    """Refuse a file whose streams end far short of the duration its header states (``held``: seconds from the
+    file's start to the latest packet end of any stream): FFmpeg reads a Matroska file cut in half without an
+    error, and half a clip's features would pass for all of them."""
+    stated = _stated_seconds(container)
+    if set(container.format.name.split(",")) & _HEADER_DURATION_FORMATS and held < _MIN_SHARE_OF_DECLARED * stated:
+        raise DataError(
+            f"{path}: is cut short: it holds {max(held, 0.0):.1f} s of the {stated:.1f} s its header states (an"
+            " interrupted copy or download); check that it plays to the end, or copy or export it again."
+        )
 
 
 def decode(
@@ -54,77 +276,69 @@ def decode(
     max_side: int | None = 640,
     sample_rate: int = SAMPLE_RATE,
 ) -> Media:
-    """Decode ``path``: audio resampled to ``sample_rate`` mono float32, frames at ``fps`` as RGB.
+    """Decode ``path``: audio resampled to ``sample_rate`` mono float32, frames at ``fps`` as upright RGB.
 
     Frames are picked by timestamp (the first frame at or after each multiple of ``1/fps``), so a
     variable-frame-rate file is sampled evenly; ``max_side`` bounds the larger frame side.
     """
-    import av  # heavy; only extraction needs it
+    import av
 
     path = Path(path)
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as exc:
-        raise DataError(f"{path}: cannot be opened as a video ({exc}).") from None
+    container = open_container(path)
     with container:
         audio_stream = container.streams.audio[0] if audio and container.streams.audio else None
         video_stream = container.streams.video[0] if video and container.streams.video else None
         if video_stream is not None:
             # Decoding B-frames on several threads is the costliest part of the read.
             video_stream.thread_type = "AUTO"
-        streams = [s for s in (audio_stream, video_stream) if s is not None]
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        chunks: list[np.ndarray] = []
-        frames: list[np.ndarray] = []
-        times: list[float] = []
-        step = 1.0 / fps
-        next_time = 0.0
-        video_start: float | None = None
+        decoded = {s.index for s in (audio_stream, video_stream) if s is not None}
+        stated = _stated_seconds(container)
+        mix = _Downmix(sample_rate)
+        sampler = _FrameSampler(fps, max_side, stated)
+        end = 0.0  # seconds: where the file's last packet of any stream ends
         try:
-            for packet in container.demux(*streams) if streams else ():
+            # Every stream is demuxed (reading the file costs the same) and only the played ones decoded: the header's
+            # duration covers all of them (a second audio track, a subtitle), so the end the file holds is measured
+            # over all of them.
+            for packet in container.demux():
+                if packet.pts is not None:
+                    end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+                if packet.stream.index not in decoded:
+                    continue
                 for frame in packet.decode():
                     if isinstance(frame, av.AudioFrame):
-                        chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
-                        continue
-                    if frame.time is None:
-                        continue
-                    if video_start is None:
-                        video_start = frame.time
-                    t = frame.time - video_start
-                    if t + 1e-6 < next_time:
-                        continue
-                    width, height = _scaled_size(frame.width, frame.height, max_side)
-                    frames.append(frame.to_ndarray(format="rgb24", width=width, height=height))
-                    times.append(t)
-                    while next_time <= t + 1e-6:
-                        next_time += step
-            if audio_stream is not None:
-                chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+                        mix.add(frame)
+                    else:
+                        sampler.add(frame)
+            mix.flush()
         except av.error.FFmpegError as exc:
-            raise DataError(f"{path}: cannot be decoded ({exc}).") from None
-        container_duration = float(container.duration) / av.time_base if container.duration else 0.0
+            reached = f" after {sampler.times[-1]:.1f} s" if len(sampler.times) else ""
+            raise DataError(
+                f"{path}: is damaged or cut short{reached} ({exc.strerror}); check that it plays to the end, or copy"
+                " or export it again."
+            ) from None
+        _check_complete(path, container, end - _start_seconds(container))
 
     media = Media(path=path, duration=0.0, sample_rate=sample_rate)
     if audio:
+        media.audio = mix.signal()
         if audio_stream is None:
             media.audio_problem = "no audio track"
-        elif not chunks or sum(len(c) for c in chunks) == 0:
+        elif media.audio is None:
             media.audio_problem = "audio track is empty"
-        else:
-            media.audio = np.concatenate(chunks).astype(np.float32, copy=False)
     if video:
+        media.frames = sampler.frames()
         if video_stream is None:
             media.video_problem = "no video track"
-        elif not frames:
+        elif media.frames is None:
             media.video_problem = "video track has no decodable frames"
         else:
-            media.frames = np.stack(frames)
-            media.frame_times = np.asarray(times, dtype=np.float64)
-    # The container's duration covers every stream; a file without one (raw streams) falls back
+            media.frame_times = sampler.times
+    # The header's duration covers every stream; a file without one (raw streams) falls back
     # to what was decoded.
     audio_seconds = len(media.audio) / sample_rate if media.audio is not None else 0.0
-    video_seconds = float(times[-1]) + step if times else 0.0
-    media.duration = container_duration or max(audio_seconds, video_seconds)
+    video_seconds = float(sampler.times[-1]) + sampler.step if len(sampler.times) else 0.0
+    media.duration = stated or max(audio_seconds, video_seconds)
     return media

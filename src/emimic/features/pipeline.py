@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -20,11 +21,20 @@ from typing import Any
 
 import pandas as pd
 
-from emimic.errors import ConfigError, DataError, Interrupted
+from emimic.errors import ConfigError, DataError, EmimicWarning, Interrupted
 from emimic.features.backends import check_ray_address, run_local, run_ray
 from emimic.features.base import resolve_name
 from emimic.features.ledger import ERRORS, LEDGER, STATE_DIR, STATUSES, open_ledger, read_ledger, write_errors
-from emimic.features.plan import INPUT_FILES, NO_INPUT, clip_sources, parse_names, plan_tasks, writes_transcripts
+from emimic.features.plan import (
+    INPUT_FILES,
+    NO_INPUT,
+    clip_sources,
+    ledger_key,
+    parse_names,
+    plan_tasks,
+    skipped_media,
+    writes_transcripts,
+)
 from emimic.features.recipe import check_sidecars, params_digest, write_sidecars
 from emimic.features.runner import ClipSources, ExtractSpec
 from emimic.io import remove_leftovers
@@ -85,8 +95,8 @@ def extract(
     """Extract ``modalities`` for every clip that has their inputs and return the run's summary.
 
     Each extractor runs on the clips that offer what it reads: video frames from
-    ``<root>/raw/<id>.mp4``; audio from that video or, for a clip without one, from
-    ``<root>/audio/<id>.{wav,mp3,flac}``; the transcript ``<root>/text/<id>.txt`` (or the one this
+    ``<root>/raw/<id>.mp4``; audio from that video or, for a clip without one or without sound in it,
+    from ``<root>/audio/<id>.{wav,mp3,flac,m4a}``; the transcript ``<root>/text/<id>.txt`` (or the one this
     run's ``whisper`` writes). A root with transcripts and no videos is enough for ``text_emb``.
 
     ``modalities`` are registered extractor names (``emimic.features.available_extractors()``);
@@ -124,7 +134,12 @@ def extract(
     from emimic.data.layout import discover
 
     layout = discover(root)
-    sources = clip_sources(layout) if videos is None else {i: ClipSources(video=str(p)) for i, p in videos.items()}
+    if videos is None:
+        sources = clip_sources(layout)
+        for sentence in skipped_media(layout):
+            warnings.warn(EmimicWarning(sentence), stacklevel=2)
+    else:
+        sources = {i: ClipSources(video=str(p)) for i, p in videos.items()}
     if clips is not None:
         wanted = set(int(c) for c in clips)
         missing = sorted(wanted - set(sources))
@@ -147,6 +162,10 @@ def extract(
     counts = {e.name: Counter() for e in extractors}
     ledger = {} if overwrite else read_ledger(state / LEDGER)
     tasks = plan_tasks(layout, sources, extractors, digests, ledger, counts, overwrite=overwrite)
+    needs = {e.name: e.needs for e in extractors}
+
+    def key(clip_id: int, name: str) -> str:
+        return ledger_key(digests[name], sources[clip_id], needs[name])
 
     reports = run_ray(spec, tasks, ray_address, workers) if ray_address else run_local(spec, tasks, workers)
     columns: dict[str, list[str]] = {}
@@ -155,7 +174,7 @@ def extract(
         # closing(): on Ctrl-C the pool stops (the clips in flight finish) before the message is printed.
         with (
             contextlib.closing(reports),
-            open_ledger(state / LEDGER, digests, {i: s.shown for i, s in sources.items()}) as ledger_writer,
+            open_ledger(state / LEDGER, key, {i: s.shown for i, s in sources.items()}) as ledger_writer,
             progress_bar(progress) as bar,
         ):
             task = bar.add_task(f"extract {','.join(names)}", total=len(tasks))

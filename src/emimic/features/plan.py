@@ -1,19 +1,24 @@
 """What an extraction run has to do: which extractors, and which clips still need each of them.
 
 A clip is skipped for an extractor when all its outputs exist on disk, or when the ledger says
-the extractor masked it before with the same parameters (no audio, no face) and the input cannot
-appear later. Everything else, including past failures, is planned again.
+the extractor masked it before with the same parameters and the same input file names (no audio,
+no face), for an input that cannot appear later. Everything else, including past failures and a
+clip given a new input file since (an ``audio/`` file beside a video without sound), is planned again.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from emimic.errors import ConfigError
 from emimic.features.base import EXTRACTORS, Extractor, Output, resolve_name
+from emimic.features.media import dangling_links
 from emimic.features.runner import ClipSources, Task
+from emimic.labels import is_clip_stem, shortlist
 
 if TYPE_CHECKING:
     from emimic.data.layout import DatasetLayout
@@ -22,7 +27,7 @@ if TYPE_CHECKING:
 # for `text_emb`): counted in the summary, never sent to a worker, not recorded in the ledger.
 NO_INPUT = "no input"
 # What a clip must hold for each kind of extractor input (error messages).
-INPUT_FILES = {"video": "raw/<id>.mp4", "audio": "raw/<id>.mp4 or audio/<id>.wav|mp3", "text": "text/<id>.txt"}
+INPUT_FILES = {"video": "raw/<id>.mp4", "audio": "raw/<id>.mp4 or audio/<id>.wav|mp3|flac|m4a", "text": "text/<id>.txt"}
 
 
 def parse_names(modalities: Iterable[str] | str) -> tuple[str, ...]:
@@ -41,10 +46,76 @@ def finished_clips(layout: DatasetLayout, output: Output) -> set[int]:
         return set(layout.transcripts)
     if output.level == "images":
         folder = layout.root / output.name
-        return {int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()} if folder.is_dir() else set()
+        if not folder.is_dir():
+            return set()
+        return {int(p.name) for p in folder.iterdir() if p.is_dir() and is_clip_stem(p.name)}
     # Any array file counts, so features shipped with the dataset (.pkl) are never duplicated.
     source = layout.modalities.get(output.name)
     return set(source.files) if source else set()
+
+
+# Why a file in raw/ or audio/ is not extracted, with what to do about it (see skipped_media).
+_SKIPPED = {
+    "name": "not named by a clip id; rename each to its zero-padded id, e.g. 00001.mp4",
+    "duplicate": "another file in the folder has the same clip id; keep one of them",
+    "outside": "a link leaving the dataset root, which emimic does not follow; copy the file in, or make the whole"
+    " folder a link",
+    "folder": "a folder; emimic reads the files directly in {folder}/, not in folders inside it",
+    "suffix": "emimic reads {suffixes} files in {folder}/; move each out of {folder}/, or convert a recording to"
+    " {target}, e.g. ffmpeg -i {example} 00001{target}",
+}
+
+
+def _unlisted(folder: Path, suffixes: tuple[str, ...]) -> dict[str, list[Path]]:
+    """The entries of ``folder`` that discovery does not look at: dangling links, folders and files of another
+    suffix (hidden and ``_`` names left alone, as discovery leaves them)."""
+    found: dict[str, list[Path]] = {"missing": [], "folder": [], "suffix": []}
+    for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if entry.name.startswith((".", "_")):
+            continue
+        if entry.is_symlink() and not entry.exists():
+            found["missing"].append(entry)
+        elif entry.is_dir():
+            found["folder"].append(entry)
+        elif entry.suffix.lower() not in suffixes:
+            found["suffix"].append(entry)
+    return found
+
+
+def skipped_media(layout: DatasetLayout) -> list[str]:
+    """One sentence per folder and reason naming the ``raw/`` and ``audio/`` entries that discovery left out, which
+    would otherwise vanish from the run without a word."""
+    from emimic.data.layout import AUDIO_DIR, AUDIO_SUFFIXES, VIDEO_DIR, VIDEO_SUFFIXES
+
+    sentences = []
+    # `example`: a recording in a format not read, for the conversion the "suffix" sentence suggests.
+    for name, suffixes, example in ((VIDEO_DIR, VIDEO_SUFFIXES, "00001.3gp"), (AUDIO_DIR, AUDIO_SUFFIXES, "00001.ogg")):
+        folder = layout.root / name
+        unlisted = _unlisted(folder, suffixes)
+        skipped = {
+            "name": layout.media_stray,
+            "duplicate": [left_out for _, left_out in layout.media_duplicates],
+            "outside": layout.escaping_links,
+            "folder": unlisted["folder"],
+            "suffix": unlisted["suffix"],
+        }
+        for reason, paths in skipped.items():
+            names = sorted(repr(p.name) for p in paths if p.parent == folder)
+            what = _SKIPPED[reason].format(
+                folder=name, suffixes=", ".join(suffixes), target=suffixes[0], example=example
+            )
+            sentences += [f"{folder}/: {shortlist(names)} not extracted: {what}."] if names else []
+        if unlisted["missing"]:
+            sentences.append(dangling_links(unlisted["missing"], "not extracted"))
+    return sentences
+
+
+def ledger_key(digest: str, clip: ClipSources, needs: frozenset[str]) -> str:
+    """What the ledger records an outcome under: the extractor's parameter ``digest`` and the names of the files it
+    could read, so a mask is forgotten when the clip gains or loses an input file. A file replaced under the same
+    name keeps the mask (its content is not read here): ``--overwrite`` extracts it again."""
+    files = "\0".join(clip.readable(needs))
+    return hashlib.sha256(f"{digest}\0{files}".encode()).hexdigest()[:12]
 
 
 def writes_transcripts(extractors: list[Extractor]) -> bool:
@@ -93,7 +164,7 @@ def plan_tasks(
                 extractor.remember_masked
                 and last is not None
                 and last["status"] == "masked"
-                and last["params"] == digests[extractor.name]
+                and last["params"] == ledger_key(digests[extractor.name], clip, extractor.needs)
             )
             if finished or remembered:
                 counts[extractor.name]["skipped"] += 1

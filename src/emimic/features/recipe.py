@@ -22,15 +22,34 @@ from emimic.data.layout import FEATURE_SIDECAR as SIDECAR
 from emimic.data.layout import TRANSCRIPT_DIR, read_recipe
 from emimic.errors import ConfigError, DataError
 from emimic.features.base import Extractor
+from emimic.features.media import DECODER_CHANGES, DECODER_VERSION
 from emimic.features.runner import ExtractSpec
 from emimic.io import atomic_path
 
 
 def sidecar_params(extractor: Extractor, spec: ExtractSpec) -> dict[str, Any]:
     params = dict(extractor.params)
+    if extractor.needs & {"audio", "video"}:
+        params["decoder"] = DECODER_VERSION
     if "video" in extractor.needs:
         params.update(fps=spec.fps, max_side=spec.max_side)
     return params
+
+
+def decoder_change(previous: dict[str, Any], current: dict[str, Any], *, older: str, newer: str) -> str | None:
+    """What to say when two recipes differ only in the media decoder's version: features of an older emimic (what
+    it did differently, then the remedy ``older``) or of a newer one, which this one cannot match (then ``newer``)."""
+    def rest(params: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in params.items() if k != "decoder"}
+
+    before = previous.get("decoder", 1)
+    if "decoder" not in current or before == current["decoder"] or rest(previous) != rest(current):
+        return None
+    now = current["decoder"]
+    if before > now:
+        return f"was extracted by a newer emimic (decoder {before}; this one is decoder {now}); {newer}"
+    changes = "; ".join(DECODER_CHANGES[version] for version in range(before + 1, now + 1))
+    return f"was extracted by an older emimic (decoder {before}: {changes}; this one is decoder {now}); {older}"
 
 
 def params_digest(extractor: Extractor, spec: ExtractSpec) -> str:
@@ -76,6 +95,12 @@ def check_sidecars(root: Path, extractors: list[Extractor], spec: ExtractSpec, o
             previous = json.loads(path.read_text(encoding="utf-8"))
             current = sidecar_params(extractor, spec)
             if previous.get("extractor") == extractor.name and previous.get("params") != current:
+                if change := decoder_change(
+                    previous.get("params") or {}, current,
+                    older="pass --overwrite to re-extract every clip, or write to another dataset root",
+                    newer="upgrade emimic (pip install -U emimic) to add to it, or write to another dataset root",
+                ):
+                    raise ConfigError(f"{output.name}/ {change}.")
                 raise ConfigError(
                     f"{output.name}/ was extracted with {previous.get('params')}, not {current};"
                     " pass --overwrite to re-extract every clip, or write to another dataset root."

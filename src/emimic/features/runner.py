@@ -20,19 +20,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emimic.errors import DataError
+from emimic.errors import DataError, EmimicError
 from emimic.features.base import ClipInput, Extractor, NoSignal, Output, build_extractor
 from emimic.features.media import Media, decode
 from emimic.io import TEMP_SUFFIX, default_mode, read_transcript, save_array, write_text
 from emimic.labels import clip_stem
+
+# About two hours of speech at 15 characters a second; a clip's transcript is far shorter.
+MAX_TRANSCRIPT_CHARS = 100_000
 
 
 @dataclass(frozen=True)
 class ClipSources:
     """The inputs one clip offers: ``raw/`` video, ``audio/`` file, ``text/`` transcript (paths or None).
 
-    Audio comes from the video when the clip has one (decoded with its frames), else from the
-    audio file; a transcript is also available when this run's ``whisper`` writes it.
+    Audio comes from the video when the clip has one (decoded with its frames), and from the audio
+    file when the clip has no video or its video has no audio track; a transcript is also available
+    when this run's ``whisper`` writes it.
     """
 
     video: str | None = None
@@ -45,6 +49,12 @@ class ClipSources:
         if self.transcript or (transcribes and "audio" in kinds):
             kinds.add("text")
         return frozenset(kinds)
+
+    def readable(self, needs: frozenset[str]) -> tuple[str, ...]:
+        """Names of the files an extractor with ``needs`` may read: a new one (an ``audio/`` file beside a video
+        without sound) can change what it finds."""
+        kinds = {"video": (self.video,), "audio": (self.video, self.audio), "text": (self.transcript,)}
+        return tuple(dict.fromkeys(Path(p).name for need in sorted(needs) for p in kinds[need] if p))
 
     def media(self, needs: set[str]) -> str | None:
         """The file to decode for ``needs`` (None when only the transcript is read)."""
@@ -127,10 +137,13 @@ class ClipRunner:
                 media = decode(
                     path, audio="audio" in needs, video=video, fps=self.spec.fps, max_side=self.spec.max_side
                 )
+                if "audio" in needs and media.audio is None and sources.audio and path != sources.audio:
+                    take_audio(media, sources.audio)
             else:
                 media = Media(path=Path(sources.shown), duration=0.0)
-        except DataError as exc:
-            return ClipReport(clip_id, [Outcome(e.name, "failed", str(exc)) for e in extractors])
+        except Exception as exc:  # a decoder fault on one file must not stop the other clips
+            reason = decode_error(path, exc)
+            return ClipReport(clip_id, [Outcome(e.name, "failed", reason) for e in extractors])
         report = ClipReport(clip_id, [], media_seconds=media.duration, decode_seconds=time.perf_counter() - started)
         clip = ClipInput(clip_id, media)
         for extractor in extractors:
@@ -141,7 +154,7 @@ class ClipRunner:
         """Give ``clip`` its ``text/<id>.txt`` (once), if it has one."""
         path = self.root / "text" / f"{clip_stem(clip.clip_id)}.txt"
         if clip.transcript is None and path.is_file():
-            clip.transcript = read_transcript(path)
+            clip.transcript = load_transcript(path)
 
     def _run_one(self, extractor: Extractor, clip: ClipInput, report: ClipReport) -> Outcome:
         started = time.perf_counter()
@@ -163,11 +176,62 @@ class ClipRunner:
                     report.columns[output.name] = [str(c) for c in value.columns]
         except NoSignal as exc:
             return Outcome(extractor.name, "masked", str(exc), time.perf_counter() - started)
+        except EmimicError as exc:  # the input's fault: its sentence names the file and what to do
+            return Outcome(extractor.name, "failed", str(exc), time.perf_counter() - started)
         except Exception as exc:  # one clip's failure must not stop the batch
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            reason = f"{type(exc).__name__}: {exc} ({Path(where.filename).name}:{where.lineno})"
-            return Outcome(extractor.name, "failed", reason, time.perf_counter() - started)
+            return Outcome(extractor.name, "failed", unexpected(exc), time.perf_counter() - started)
         return Outcome(extractor.name, "done", "", time.perf_counter() - started)
+
+
+def unexpected(exc: Exception) -> str:
+    """An error no check foresaw, for errors.csv: its type, message and where it was raised."""
+    where = traceback.extract_tb(exc.__traceback__)[-1]
+    return f"{type(exc).__name__}: {exc} ({Path(where.filename).name}:{where.lineno})"
+
+
+def decode_error(path: str | Path | None, exc: Exception) -> str:
+    """The sentence errors.csv gets when ``path`` cannot be decoded: the file's own, a lack of memory, or one for a
+    fault no check foresaw, worded so as not to blame a file that may be sound (the fault may be emimic's)."""
+    if isinstance(exc, DataError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return f"{path}: emimic ran out of memory decoding it; lower --fps or --max-side, or run fewer --workers."
+    return f"{path}: emimic could not decode it ({unexpected(exc)}); if it plays elsewhere, report it with the file."
+
+
+def take_audio(media: Media, audio_file: str) -> None:
+    """Give a video without an audio track the audio of the clip's ``audio/`` file (which may lack one too, or
+    be broken: then only the audio extractors fail)."""
+    try:
+        other = decode(audio_file, video=False)
+    except Exception as exc:  # a fault of the audio file fails only the audio extractors
+        media.audio_error = decode_error(audio_file, exc)
+        return
+    media.audio, media.sample_rate = other.audio, other.sample_rate
+    if other.audio is None:
+        media.audio_problem = f"no audio track, nor in {other.path.name} ({other.audio_problem})"
+    else:
+        media.audio_problem = None
+
+
+def load_transcript(path: Path) -> str:
+    """The transcript in ``path``, refused when far longer than one clip's speech: the lexicon's sentiment analysis
+    takes time quadratic in its length, so a wrong file in ``text/`` would stall the run for hours. A file larger
+    than the limit at UTF-8's widest (4 bytes a character) is refused before it is read."""
+    size = path.stat().st_size
+    if size > 4 * MAX_TRANSCRIPT_CHARS:
+        raise _too_long(path, f"{size:,} bytes")
+    text = read_transcript(path)
+    if len(text) > MAX_TRANSCRIPT_CHARS:
+        raise _too_long(path, f"{len(text):,} characters")
+    return text
+
+
+def _too_long(path: Path, held: str) -> DataError:
+    return DataError(
+        f"{path}: holds {held}, more than the {MAX_TRANSCRIPT_CHARS:,} characters a clip's transcript may hold (about"
+        " two hours of speech); check that it is this clip's transcript, or shorten it."
+    )
 
 
 def checked_array(output: Output, frame: pd.DataFrame) -> np.ndarray:

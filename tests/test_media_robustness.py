@@ -1,0 +1,392 @@
+"""Raw media as users have it: phone rotation, surround audio, clipped speech, broken and misnamed files.
+
+Tiny files are made with the ffmpeg command-line tool (skipped without it, failing under CI=true
+as in tests/test_raw_media.py); each test guards one case of docs/extract.md's table of inputs.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import emimic as emimic_package
+from emimic.data.layout import discover
+from emimic.errors import ConfigError, DataError, EmimicWarning
+from emimic.features import extract, runner
+from emimic.features import media as media_module
+from emimic.features.media import decode
+from emimic.features.pipeline import make_spec
+from emimic.features.plan import skipped_media
+from emimic.infer import check_recipe, collect_videos, run_recipe
+
+MEDIA = Path(__file__).parent / "media"
+
+if shutil.which("ffmpeg") is None:
+    if os.environ.get("CI") == "true":
+        raise RuntimeError("ffmpeg is required under CI (apt-get install -y ffmpeg)")
+    pytest.skip("ffmpeg is not installed", allow_module_level=True)
+
+
+def ffmpeg(*args: str | Path) -> None:
+    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", *map(str, args)], check=True)
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The inputs, 1-2 s each: a picture with four distinct quadrants upright and as a phone stores it (sideways,
+    with a display matrix that turns it back), a spoken-like tone in mono, stereo and 5.1 (a silent LFE channel),
+    and one clipped at full scale."""
+    folder = tmp_path_factory.mktemp("made")
+    quadrants = ("color=red:s=32x24:d=1[a];color=blue:s=32x24:d=1[b];color=green:s=32x24:d=1[c];"
+                 "color=yellow:s=32x24:d=1[d];[a][b]hstack[top];[c][d]hstack[bottom];[top][bottom]vstack,format=yuv444p")
+    ffmpeg("-f", "lavfi", "-i", quadrants, "-r", "5", "-c:v", "libx264", "-qp", "0", folder / "upright.mp4")
+    ffmpeg("-i", folder / "upright.mp4", "-vf", "transpose=2", "-c:v", "libx264", "-qp", "0", folder / "side.mp4")
+    # ffmpeg 5-7 turn this tag into the display matrix a phone writes: rotate the stored picture clockwise.
+    ffmpeg("-i", folder / "side.mp4", "-c", "copy", "-metadata:s:v:0", "rotate=270", folder / "phone.mp4")
+    tone = ("-f", "lavfi", "-i", "sine=f=300:d=1:r=22050,volume=0.5")
+    ffmpeg(*tone, "-c:a", "pcm_s16le", folder / "mono.wav")
+    ffmpeg(*tone, "-af", "pan=stereo|c0=c0|c1=c0", "-c:a", "pcm_s16le", folder / "stereo.wav")
+    # A silent LFE channel: averaged in, it would lower the level by a sixth.
+    ffmpeg(*tone, "-af", "pan=5.1|FL=c0|FR=c0|FC=c0|LFE=0*c0|BL=c0|BR=c0", "-c:a", "pcm_s16le",
+           folder / "surround.wav")
+    ffmpeg(*tone, "-af", "volume=30dB", "-c:a", "pcm_s16le", folder / "clipped.wav")
+    return folder
+
+
+def test_a_phone_video_is_decoded_upright(made: Path) -> None:
+    upright = decode(made / "upright.mp4", audio=False).frames
+    phone = decode(made / "phone.mp4", audio=False).frames
+    assert phone.shape == upright.shape and upright.shape[1:] == (48, 64, 3)
+    assert np.abs(phone.astype(int) - upright).max() < 8  # lossless but for the RGB conversion
+
+
+def with_display_matrix(source: Path, target: Path, a: int, b: int, c: int, d: int) -> Path:
+    """``source`` (one video track) with its track header's display matrix set to (a, b, c, d), as a phone or an
+    editor writes it: a player shows the stored pixel (x, y) at (a·x + c·y, b·x + d·y)."""
+    data = bytearray(source.read_bytes())
+    header = data.index(b"tkhd")
+    offset = header + 4 + (52 if data[header + 4] == 1 else 40)  # past version, times, ids, layer and volume
+    one = 1 << 16
+    data[offset:offset + 36] = struct.pack(">9i", a * one, b * one, 0, c * one, d * one, 0, 0, 0, 1 << 30)
+    target.write_bytes(data)
+    return target
+
+
+@pytest.mark.parametrize(
+    ("matrix", "shown"),
+    [
+        ((0, -1, 1, 0), lambda picture: np.rot90(picture, 1)),  # a quarter turn counter-clockwise
+        ((-1, 0, 0, -1), lambda picture: np.rot90(picture, 2)),
+        ((0, 1, -1, 0), lambda picture: np.rot90(picture, 3)),
+        ((-1, 0, 0, 1), lambda picture: picture[:, ::-1]),  # mirrored left to right (frame.rotation says -180)
+        ((1, 0, 0, -1), lambda picture: picture[::-1]),  # mirrored top to bottom (frame.rotation says 0)
+        ((0, 1, 1, 0), lambda picture: picture.swapaxes(0, 1)),  # mirrored across the main diagonal
+        ((0, -1, -1, 0), lambda picture: np.rot90(picture, 2).swapaxes(0, 1)),  # across the other diagonal
+    ],
+    ids=["90", "180", "270", "hflip", "vflip", "transpose", "antitranspose"],
+)
+def test_frames_come_out_as_the_display_matrix_shows_them(made: Path, tmp_path: Path, matrix, shown) -> None:
+    stored = decode(made / "upright.mp4", audio=False).frames[0]  # the four quadrants tell every turn and mirror
+    turned = with_display_matrix(made / "upright.mp4", tmp_path / "turned.mp4", *matrix)
+    np.testing.assert_array_equal(decode(turned, audio=False).frames[0], shown(stored))
+
+
+def test_mono_stereo_and_surround_copies_give_one_signal(made: Path) -> None:
+    mono = decode(made / "mono.wav").audio
+    for layout in ("stereo", "surround"):
+        copy = decode(made / f"{layout}.wav").audio
+        assert copy.shape == mono.shape
+        np.testing.assert_allclose(copy, mono, atol=1e-3, err_msg=layout)
+
+
+def test_clipped_audio_stays_within_full_scale(made: Path) -> None:
+    audio = decode(made / "clipped.wav").audio
+    assert audio.max() == pytest.approx(1.0) and audio.min() == pytest.approx(-1.0)  # resampling would overshoot
+
+
+def test_a_rate_change_midway_through_a_file_is_read_whole(made: Path, tmp_path: Path) -> None:
+    """Recordings concatenated as one file (MPEG-TS at 44.1 kHz, then at 48 kHz): one resampler per setup."""
+    parts = []
+    for rate in (44_100, 48_000):
+        parts.append(tmp_path / f"{rate}.ts")
+        ffmpeg("-f", "lavfi", "-i", f"sine=f=300:d=1:r={rate}", "-c:a", "mp2", parts[-1])
+    (tmp_path / "both.ts").write_bytes(b"".join(part.read_bytes() for part in parts))
+    audio = decode(tmp_path / "both.ts").audio
+    assert len(audio) / 16_000 == pytest.approx(2.0, abs=0.1)
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        (ValueError("Frame does not match AudioResampler setup."),  # what PyAV raised for a rate change
+         r"emimic could not decode it \(ValueError: Frame does not match AudioResampler setup\."
+         r" \(test_media_robustness\.py:\d+\)\); if it plays elsewhere, report it with the file\."),
+        (MemoryError(), r"emimic ran out of memory decoding it; lower --fps or --max-side, or run fewer --workers\."),
+    ],
+    ids=["fault", "memory"],
+)
+def test_an_unforeseen_decoding_error_fails_its_clip_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: Exception, message: str
+) -> None:
+    """Neither blames a file that may play: the fault may be emimic's, or the machine's memory."""
+    (tmp_path / "raw").mkdir()
+    for clip in ("00001", "00002"):
+        shutil.copy(MEDIA / "00001.mp4", tmp_path / "raw" / f"{clip}.mp4")
+
+    def fragile(path: str | Path, **kwargs: object) -> media_module.Media:
+        if Path(path).name == "00001.mp4":
+            raise fault
+        return decode(path, **kwargs)
+
+    monkeypatch.setattr(runner, "decode", fragile)
+    summary = extract(tmp_path, ["egemaps"], progress=False)
+    assert summary.loc["egemaps", ["done", "failed"]].tolist() == [1, 1]
+    [error] = pd.read_csv(tmp_path / "_extract" / "errors.csv")["error"]
+    assert re.fullmatch(rf"{tmp_path}/raw/00001\.mp4: {message}", error), error
+
+
+def test_a_frame_buffer_sized_too_small_grows(made: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container that understates its duration (or has none) still yields every sampled frame."""
+    expected = decode(made / "upright.mp4", audio=False, fps=5)
+    monkeypatch.setattr(media_module, "_MAX_RESERVED_BYTES", 2 * expected.frames[0].nbytes)
+    grown = decode(made / "upright.mp4", audio=False, fps=5)
+    np.testing.assert_array_equal(grown.frames, expected.frames)
+    np.testing.assert_array_equal(grown.frame_times, expected.frame_times)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", r"broken\.mp4: is an empty file \(0 bytes\); copy or export the recording again\."),
+        (b"not a video", r"broken\.mp4: is not a video or audio file FFmpeg can read \(Invalid data found when"
+                         r" processing input\); it may be cut short .*check that it plays, or copy it again\."),
+        ("half", r"broken\.mp4: is not a video or audio file FFmpeg can read"),  # its index is at the end: gone
+    ],
+)
+def test_a_broken_file_is_named_with_what_to_do(tmp_path: Path, content: bytes | str, message: str) -> None:
+    data = (MEDIA / "00001.mp4").read_bytes()
+    (tmp_path / "broken.mp4").write_bytes(data[: len(data) // 2] if content == "half" else content)
+    with pytest.raises(DataError, match=message):
+        decode(tmp_path / "broken.mp4")
+
+
+def test_a_file_cut_after_its_index_says_where(tmp_path: Path) -> None:
+    ffmpeg("-i", MEDIA / "00001.mp4", "-c", "copy", "-movflags", "+faststart", tmp_path / "whole.mp4")
+    data = (tmp_path / "whole.mp4").read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=r"cut\.mp4: is damaged or cut short after \d+\.\d s \(.*\); check that it"
+                                        r" plays to the end"):
+        decode(tmp_path / "cut.mp4")
+
+
+def test_a_file_holding_far_less_than_its_header_states_is_cut_short(tmp_path: Path) -> None:
+    """A Matroska file cut in half decodes without an error from FFmpeg. Streams of different lengths, a longer
+    track that is not played and a segment starting at 10 s (whose header counts from 0) are whole files."""
+    clip = ("-f", "lavfi", "-i", "testsrc=s=64x48:d=2:r=10", "-f", "lavfi", "-i", "sine=d=0.5")
+    ffmpeg(*clip, "-c:v", "mjpeg", "-c:a", "pcm_s16le", tmp_path / "whole.mkv")
+    assert decode(tmp_path / "whole.mkv", video=False).audio is not None  # 0.5 s of audio in a 2 s file
+    ffmpeg(*clip, "-f", "lavfi", "-i", "sine=d=10", "-map", "0", "-map", "1", "-map", "2", "-c:v", "mjpeg", "-c:a",
+           "pcm_s16le", tmp_path / "second_track.mkv")  # a 10 s second audio track
+    assert decode(tmp_path / "second_track.mkv").duration == pytest.approx(10.0, abs=0.1)
+    ffmpeg("-i", tmp_path / "whole.mkv", "-c", "copy", "-output_ts_offset", "10", tmp_path / "offset.mkv")
+    assert decode(tmp_path / "offset.mkv").duration == pytest.approx(2.0, abs=0.1)
+    for whole in ("whole", "offset"):
+        data = (tmp_path / f"{whole}.mkv").read_bytes()
+        (tmp_path / "cut.mkv").write_bytes(data[: len(data) // 2])
+        for audio, video in ((True, True), (True, False), (False, True)):
+            with pytest.raises(DataError, match=r"cut\.mkv: is cut short: it holds \d\.\d s of the 2\.0 s its header"
+                                                r" states \(an interrupted copy or download\); check that it plays"):
+                decode(tmp_path / "cut.mkv", audio=audio, video=video)
+
+
+def test_a_dangling_link_and_an_unreadable_file_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "link.mp4").symlink_to(tmp_path / "gone.mp4")
+    with pytest.raises(DataError, match=r"link\.mp4 -> .*gone\.mp4: link\(s\) to a missing file, cannot be decoded;"
+                                         r" restore the file\(s\) or remove the link\(s\)\."):
+        decode(tmp_path / "link.mp4")
+    import av
+
+    def denied(path: str, *args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", path)  # what av.open raises without read access
+
+    monkeypatch.setattr(av, "open", denied)
+    with pytest.raises(DataError, match=r"00001\.mp4: cannot be read \(permission denied\); give the user running"):
+        decode(MEDIA / "00001.mp4")
+
+
+def test_a_video_without_audio_takes_the_clips_audio_file(tmp_path: Path) -> None:
+    """raw/<id>.mp4 without an audio track beside audio/<id>.wav: the speech comes from the file."""
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "audio").mkdir()
+    shutil.copy(MEDIA / "00003.mp4", tmp_path / "raw" / "00001.mp4")  # a face, no audio track
+    ffmpeg("-i", MEDIA / "00001.mp4", "-vn", tmp_path / "audio" / "00001.wav")
+    shutil.copy(MEDIA / "00001.mp4", tmp_path / "raw" / "my clip.mp4")  # named in a warning, not extracted
+    with pytest.warns(EmimicWarning, match=r"raw/: 'my clip\.mp4' not extracted: not named by a clip id"):
+        summary = extract(tmp_path, ["egemaps"], progress=False)
+    assert summary.loc["egemaps", ["done", "masked"]].tolist() == [1, 0]
+    assert (tmp_path / "egemaps_func" / "00001.npy").is_file()
+
+
+def test_an_audio_file_added_later_reaches_a_clip_masked_for_want_of_audio(tmp_path: Path) -> None:
+    (tmp_path / "raw").mkdir()
+    shutil.copy(MEDIA / "00003.mp4", tmp_path / "raw" / "00001.mp4")  # a face, no audio track
+    assert extract(tmp_path, ["egemaps"], progress=False).loc["egemaps", "masked"] == 1
+    assert extract(tmp_path, ["egemaps"], progress=False).loc["egemaps", "skipped"] == 1  # the mask is remembered
+    (tmp_path / "audio").mkdir()
+    ffmpeg("-i", MEDIA / "00001.mp4", "-vn", tmp_path / "audio" / "00001.wav")
+    assert extract(tmp_path, ["egemaps"], progress=False).loc["egemaps", "done"] == 1
+
+
+def test_a_broken_audio_file_fails_only_the_audio_extractors(tmp_path: Path) -> None:
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "audio").mkdir()
+    shutil.copy(MEDIA / "00003.mp4", tmp_path / "raw" / "00001.mp4")  # a face, no audio track
+    (tmp_path / "audio" / "00001.wav").write_bytes(b"RIFF, then nothing")
+    summary = extract(tmp_path, ["egemaps", "face"], fps=1, progress=False)
+    assert summary.loc[:, "failed"].tolist() == [1, 0] and summary.loc["face", "done"] == 1
+    error = pd.read_csv(tmp_path / "_extract" / "errors.csv")["error"][0]
+    assert error.startswith(f"{tmp_path}/audio/00001.wav: is not a video or audio file FFmpeg can read")
+
+
+def test_media_that_discovery_leaves_out_are_named(tmp_path: Path) -> None:
+    raw, audio = tmp_path / "raw", tmp_path / "audio"
+    raw.mkdir()
+    audio.mkdir()
+    for name in ("00001.mp4", "00001.mov", "00005.mp4", "my clip.mp4", "1².mp4", "notes.txt", "00007.3gp"):
+        (raw / name).write_bytes(b"x")
+    for name in ("00001.m4a", "00002.ogg", ".DS_Store"):
+        (audio / name).write_bytes(b"x")
+    (raw / "00002.mp4").symlink_to(raw / "gone.mp4")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.mp4"
+    outside.write_bytes(b"x")
+    (raw / "00003.mp4").symlink_to(outside)
+    (raw / "00005.mkv").symlink_to(raw / "00005.mp4")  # a second file of clip 5, through a link inside the root
+    (tmp_path / "takes").mkdir()
+    (raw / "00006.mp4").symlink_to(tmp_path / "takes")
+    sentences = skipped_media(discover(tmp_path))
+    expected = [
+        rf"{raw}/: '1²\.mp4', 'my clip\.mp4' not extracted: not named by a clip id; rename each to its zero-padded id,"
+        r" e\.g\. 00001\.mp4\.",
+        rf"{raw}/: '00001\.mo?[pv]4?', '00005\.m(p4|kv)' not extracted: another file in the folder has the same clip"
+        r" id; keep one of them\.",
+        rf"{raw}/: '00003\.mp4' not extracted: a link leaving the dataset root, which emimic does not follow; copy the"
+        r" file in, or make the whole folder a link\.",
+        rf"{raw}/: '00006\.mp4' not extracted: a folder; emimic reads the files directly in raw/, not in folders"
+        r" inside it\.",
+        rf"{raw}/: '00007\.3gp', 'notes\.txt' not extracted: emimic reads \.mp4, \.avi, \.mkv, \.webm, \.mov, \.m4v"
+        r" files in raw/; move each out of raw/, or convert a recording to \.mp4, e\.g\. ffmpeg -i 00001\.3gp"
+        r" 00001\.mp4\.",
+        rf"{raw}/00002\.mp4 -> {raw}/gone\.mp4: link\(s\) to a missing file, not extracted; restore the file\(s\) or"
+        r" remove the link\(s\)\.",
+        rf"{audio}/: '00002\.ogg' not extracted: emimic reads \.wav, \.mp3, \.flac, \.m4a files in audio/; move each"
+        r" out of audio/, or convert a recording to \.wav, e\.g\. ffmpeg -i 00001\.ogg 00001\.wav\.",
+    ]
+    assert len(sentences) == len(expected), sentences
+    for sentence, pattern in zip(sentences, expected, strict=True):
+        assert re.fullmatch(pattern, sentence), sentence
+
+
+def test_phone_recordings_m4v_and_m4a_are_read(tmp_path: Path) -> None:
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "audio").mkdir()
+    shutil.copy(MEDIA / "00001.mp4", tmp_path / "raw" / "00001.M4V")
+    ffmpeg("-i", MEDIA / "00001.mp4", "-vn", "-c:a", "aac", tmp_path / "audio" / "00002.m4a")
+    layout = discover(tmp_path)
+    assert list(layout.videos) == [1] and list(layout.audio_files) == [2] and not skipped_media(layout)
+    assert len(decode(layout.audio_files[2]).audio) / 16_000 == pytest.approx(3.7, abs=0.1)
+
+
+def test_an_overlong_transcript_fails_its_clip_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wrong file in text/ (a book, a log) fails its clip at once instead of stalling the lexicon for hours."""
+    monkeypatch.setattr(runner, "MAX_TRANSCRIPT_CHARS", 1_000)  # the real limit is 100,000: a slow test
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "00001.txt").write_text("I am so happy to see you.")
+    (tmp_path / "text" / "00002.txt").write_text("word " * 300)
+    (tmp_path / "text" / "00003.txt").write_text("word " * 801)  # more than 4 bytes a character: not even read
+    reads = []
+    monkeypatch.setattr(runner, "read_transcript", lambda path: reads.append(path.name) or path.read_text())
+    summary = extract(tmp_path, ["lexicon"], progress=False)
+    assert summary.loc["lexicon", ["done", "failed"]].tolist() == [1, 2] and reads == ["00001.txt", "00002.txt"]
+    errors = pd.read_csv(tmp_path / "_extract" / "errors.csv")
+    assert errors["error"].tolist() == [
+        f"{tmp_path}/text/00002.txt: holds 1,500 characters, more than the 1,000 characters a clip's transcript may"
+        " hold (about two hours of speech); check that it is this clip's transcript, or shorten it.",
+        f"{tmp_path}/text/00003.txt: holds 4,005 bytes, more than the 1,000 characters a clip's transcript may hold"
+        " (about two hours of speech); check that it is this clip's transcript, or shorten it.",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("decoder", "message"),
+    [
+        (1, r"egemaps/ was extracted by an older emimic \(decoder 1: phone videos left sideways, stereo and surround"
+            r" audio summed rather than averaged; this one is decoder 2\); pass --overwrite to re-extract every clip,"
+            r" or write to another dataset root\."),
+        (3, r"egemaps/ was extracted by a newer emimic \(decoder 3; this one is decoder 2\); upgrade emimic \(pip"
+            r" install -U emimic\) to add to it, or write to another dataset root\."),
+    ],
+)
+def test_features_of_another_decoder_are_not_mixed_in(tmp_path: Path, decoder: int, message: str) -> None:
+    """The decoder's version is part of an audio or video extractor's recipe: a folder made by another is refused."""
+    (tmp_path / "raw").mkdir()
+    shutil.copy(MEDIA / "00001.mp4", tmp_path / "raw" / "00001.mp4")
+    extract(tmp_path, ["egemaps"], progress=False)
+    sidecar = tmp_path / "egemaps" / "_extractor.json"
+    assert '"decoder": 2' in sidecar.read_text()
+    sidecar.write_text(sidecar.read_text().replace('"decoder": 2', f'"decoder": {decoder}'))
+    with pytest.raises(ConfigError, match=message):
+        extract(tmp_path, ["egemaps"], progress=False)
+
+
+@pytest.mark.parametrize(
+    ("decoder", "message"),
+    [
+        (None, r"egemaps/ was extracted by an older emimic \(decoder 1: .*\); re-extract the training features with"
+               r" `emimic extract --overwrite` and retrain"),
+        (3, r"egemaps/ was extracted by a newer emimic \(decoder 3; this one is decoder 2\); upgrade emimic \(pip"
+            r" install -U emimic\) to use this run on new videos\."),
+    ],
+)
+def test_a_run_of_another_decoder_is_refused_by_infer(tmp_path: Path, decoder: int | None, message: str) -> None:
+    params = {"feature_set": "eGeMAPSv02"} | ({"decoder": decoder} if decoder else {})  # none: recorded before it
+    record = {"extractor": "egemaps", "options": {}, "params": params, "seed": 0, "model_sha256": None,
+              "transcript": None, "output": "egemaps"}
+    recipe = run_recipe({"egemaps": record}, ["egemaps"], "RUN")
+    spec = make_spec(tmp_path, ["egemaps"], recipe.options, model_dir=None, fps=recipe.fps, max_side=recipe.max_side,
+                     seed=recipe.seed)
+    with pytest.raises(ConfigError, match=message):
+        check_recipe(recipe, spec.build(), spec)
+
+
+def test_infer_names_dangling_links_in_its_input_folders(tmp_path: Path) -> None:
+    (tmp_path / "a.MP4").write_bytes(b"")  # collected by its suffix in any case; decoding it is extract's job
+    (tmp_path / "b.mp4").symlink_to(tmp_path / "gone.mp4")
+    with pytest.warns(EmimicWarning, match=r"b\.mp4 -> .*gone\.mp4: link\(s\) to a missing file, not predicted;"
+                                           r" restore the file\(s\) or remove the link\(s\)\."):
+        assert list(collect_videos([tmp_path, tmp_path / ".." / tmp_path.name / "a.MP4"])) == ["a"]
+
+
+def test_docs_messy_folder_session(tmp_path: Path) -> None:
+    """docs/extract.md's session on a messy folder prints what the page shows."""
+    page = (Path(__file__).parents[1] / "docs" / "extract.md").read_text(encoding="utf-8")
+    marked = page.split("<!-- executed by tests/test_media_robustness.py::test_docs_messy_folder_session -->")[1]
+    script, shown = marked.split("```bash\n", 1)[1].split("```", 1)[0], marked.split("```text\n", 1)[1].split("```")[0]
+    (tmp_path / "tests").symlink_to(Path(__file__).parent)
+    emimic = f'emimic() {{ "{sys.executable}" -m emimic "$@"; }}\n'  # the emimic under test, not one on PATH
+    source = str(Path(emimic_package.__file__).parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(["bash", "-euc", emimic + script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          check=True)
+    for line in shown.splitlines():
+        if line != "...":
+            assert re.search(re.escape(line).replace(re.escape("..."), ".*"), done.stdout + done.stderr), line
