@@ -1,3 +1,4 @@
+import io
 import os
 import pickle
 import stat
@@ -111,10 +112,26 @@ def test_invalid_contents_name_the_file(tmp_path: Path, value: object, message: 
     assert message in str(info.value)
 
 
-def test_truncated_file_is_a_clear_error(tmp_path: Path) -> None:
-    path = tmp_path / "00007.pkl"
-    path.write_bytes(pickle.dumps(np.ones((5, 5)))[:40])
-    with pytest.raises(DataError, match=r"00007\.pkl: cannot be read"):
+def _saved_bytes(suffix: str, protocol: int, frames: np.ndarray) -> bytes:
+    """``frames`` as a ``.pkl`` (pickle ``protocol``), ``.npy`` or ``.pt`` file (legacy format for protocol 2)."""
+    buffer = io.BytesIO()
+    if suffix == ".npy":
+        np.save(buffer, frames)
+    elif suffix == ".pt":
+        torch.save(torch.from_numpy(frames), buffer, _use_new_zipfile_serialization=protocol != 2)
+    else:
+        pickle.dump({"feature": frames}, buffer, protocol=protocol)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("suffix", "protocol"), [(".pkl", 0), (".pkl", 2), (".pkl", 5), (".npy", 0), (".pt", 2),
+                                                  (".pt", 5)])
+@pytest.mark.parametrize("kept", [0.02, 0.5, 0.99])
+def test_a_truncated_file_is_called_truncated(tmp_path: Path, suffix: str, protocol: int, kept: float) -> None:
+    data = _saved_bytes(suffix, protocol, np.ones((50, 8), dtype=np.float32))
+    path = tmp_path / f"00007{suffix}"
+    path.write_bytes(data[: max(1, int(len(data) * kept))])
+    with pytest.raises(DataError, match=rf"^{path}: is truncated \(.*\); extract or copy it again\.$"):
         load_array(path)
 
 
