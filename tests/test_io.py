@@ -1,6 +1,7 @@
 import io
 import os
 import pickle
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,3 +177,21 @@ def test_leftovers_of_a_killed_writer_are_removed(tmp_path: Path) -> None:
     (tmp_path / "00003.npy").write_bytes(b"kept")
     assert len(remove_leftovers(tmp_path)) == 2
     assert [p.name for p in tmp_path.iterdir()] == ["00003.npy"]
+
+
+@pytest.mark.parametrize(("key", "named"), [("clip_3", "the key 'clip_3'"), (-2, "the key -2"), (3.5, "the key 3.5"),
+                                            ((1, 2), "a tuple key"), (b"003", "a bytes key")])
+def test_a_bad_key_of_a_one_pickle_modality_is_named_with_what_keys_must_be(tmp_path: Path, key: object,
+                                                                            named: str) -> None:
+    container = tmp_path / "vit.pkl"
+    container.write_bytes(pickle.dumps({4: np.ones(3), key: np.ones(3)}))
+    expected = rf"^{container}: holds {re.escape(named)}, which is not a clip id; the keys of a one-pickle modality"
+    with pytest.raises(DataError, match=expected + r" must be the clips' non-negative integer ids"):
+        read_mapping(container)
+
+
+def test_two_keys_of_one_clip_in_a_one_pickle_modality_are_refused(tmp_path: Path) -> None:
+    container = tmp_path / "vit.pkl"
+    container.write_bytes(pickle.dumps({3: np.ones(3), "00003": np.zeros(3)}))
+    with pytest.raises(DataError, match=rf"^{container}: holds two keys for clip id 3; keep one array per clip\.$"):
+        read_mapping(container)
