@@ -141,6 +141,20 @@ def test_float16_packing_refuses_features_it_would_turn_into_zeros(make_root) ->
     assert FeatureStore.open(pack(root, dtype="float32", progress=False).store_dir).frames("vit", 6).any()
 
 
+def test_float16_packing_refuses_a_column_it_would_turn_into_zeros_in_every_clip(make_root) -> None:
+    root = make_root()
+    for path in (root / "vit").glob("*.pkl"):
+        frames = pickle.loads(path.read_bytes())
+        frames[:, 5] *= 1e-9  # one feature of 1e-9 scale among ordinary ones: every clip passes on its own
+        path.write_bytes(pickle.dumps(frames))
+    with pytest.raises(DataError, match=rf"^{re.escape(str(root / 'vit'))}: column 5 \(of 8, counting from 0\) of"
+                                        r" modality 'vit' holds mostly values below 6\.1e-05, the smallest float16"
+                                        r" normal.* \(100% of the non-zero values of column 5 over all clips\); pack"
+                                        r" this dataset with --dtype float32\.$"):
+        pack(root, dtype="float16", progress=False)
+    assert FeatureStore.open(pack(root, dtype="float32", progress=False).store_dir).frames("vit", 6)[:, 5].any()
+
+
 def test_a_one_pickle_modality_is_named_with_the_clip_and_never_as_a_clip_file(make_root) -> None:
     root = make_root()
     clips = {int(p.stem): pickle.loads(p.read_bytes()) for p in (root / "vit").glob("*.pkl")}

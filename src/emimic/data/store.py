@@ -42,6 +42,7 @@ from emimic.data.layout import DatasetLayout, ModalitySource, discover, read_map
 from emimic.defaults import CACHE_ENV, STORE_DTYPES
 from emimic.errors import DataError, EmptyFeatures, Interrupted
 from emimic.io import TEMP_SUFFIX, as_frames, decode_array, remove_leftovers, write_failure, write_text
+from emimic.labels import shortlist
 from emimic.progress import progress_bar
 
 STORE_VERSION = 1
@@ -50,8 +51,10 @@ DTYPES = STORE_DTYPES
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 FLOAT16_TINY = float(np.finfo(np.float16).tiny)  # its smallest normal value, 6.1e-5
 # float16 rounds values below FLOAT16_TINY to 0 or keeps them with fewer significant bits: a clip is refused when
-# more than this share of its non-zero values lie there (its features are of a scale float16 cannot hold), while a
-# few tiny values among ordinary ones (the tail of a feature near 0) are stored as float16 stores them.
+# more than this share of its non-zero values lie there (its features are of a scale float16 cannot hold), and so is
+# a column when more than this share of its non-zero values over all clips do (a feature of that scale among
+# ordinary ones); a few tiny values among ordinary ones (the tail of a feature near 0) are stored as float16 stores
+# them.
 FLOAT16_MAX_TINY_SHARE = 0.5
 
 
@@ -155,22 +158,40 @@ def no_frames_sentence(path: Path | str, modality: str) -> str:
             " that was not expected.")
 
 
-def _check_float16_range(frames: np.ndarray, where: str) -> None:
+def _check_float16_range(frames: np.ndarray, where: str) -> np.ndarray:
     """Refuse frames that float16 would turn into Inf (its largest value is 65504): the model would learn NaN; or
     mostly into 0 or a few bits (see ``FLOAT16_MAX_TINY_SHARE``): the stored frames would lose what the features
-    say, while the pooled statistics (float32) keep it."""
+    say, while the pooled statistics (float32) keep it. Returns ``(2, D)`` counts per column: the non-zero values,
+    and those of them below ``FLOAT16_TINY`` (for :func:`_check_float16_columns`)."""
     magnitude = np.abs(frames)
     peak = float(magnitude.max())
     if peak > FLOAT16_MAX:
         raise DataError(f"{where}: holds values up to {peak:.3g}, beyond the float16 range (±{FLOAT16_MAX:.0f});"
                         " pack this dataset with --dtype float32.")
-    zeros = magnitude.size - np.count_nonzero(magnitude)
-    nonzero = magnitude.size - zeros
-    tiny = np.count_nonzero(magnitude < FLOAT16_TINY) - zeros
-    if nonzero and tiny / nonzero > FLOAT16_MAX_TINY_SHARE:
-        raise DataError(f"{where}: {tiny / nonzero:.0%} of its non-zero values are below {FLOAT16_TINY:.2g}, the"
-                        " smallest float16 normal, which rounds them to 0 or a few bits; pack this dataset with"
-                        " --dtype float32.")
+    nonzero = np.count_nonzero(magnitude, axis=0)
+    tiny = np.count_nonzero(magnitude < FLOAT16_TINY, axis=0) - (len(magnitude) - nonzero)
+    if nonzero.sum() and tiny.sum() / nonzero.sum() > FLOAT16_MAX_TINY_SHARE:
+        raise DataError(f"{where}: {tiny.sum() / nonzero.sum():.0%} of its non-zero values are below"
+                        f" {FLOAT16_TINY:.2g}, the smallest float16 normal, which rounds them to 0 or a few bits; pack"
+                        " this dataset with --dtype float32.")
+    return np.stack([nonzero, tiny])
+
+
+def _check_float16_columns(counts: np.ndarray, source: ModalitySource) -> None:
+    """Refuse the columns of a modality where more than ``FLOAT16_MAX_TINY_SHARE`` of the non-zero values over all
+    its clips lie below ``FLOAT16_TINY`` (the summed counts of :func:`_check_float16_range`): float16 would store
+    that feature as zeros while the other columns look fine."""
+    nonzero, tiny = counts
+    share = tiny / np.maximum(nonzero, 1)
+    columns = np.flatnonzero(share > FLOAT16_MAX_TINY_SHARE)
+    if columns.size:
+        named = (f"column {columns[0]}" if columns.size == 1
+                 else f"columns {shortlist(columns.tolist(), shown=5)}")
+        verb = "holds" if columns.size == 1 else "hold"
+        raise DataError(f"{source.container or source.path}: {named} (of {len(share)}, counting from 0) of modality"
+                        f" {source.name!r} {verb} mostly values below {FLOAT16_TINY:.2g}, the smallest float16 normal,"
+                        f" which rounds them to 0 or a few bits ({share[columns[0]]:.0%} of the non-zero values of"
+                        f" column {columns[0]} over all clips); pack this dataset with --dtype float32.")
 
 
 def _clip_source(source: ModalitySource, name: str, clip_id: int) -> str:
@@ -199,6 +220,7 @@ def _pack_modality(source: ModalitySource, folder: Path, dtype: str, *, progress
             if dim is None:
                 dim, first_file = frames.shape[1], name
                 pooled = np.empty((n_clips, 4 * dim), dtype=np.float32)
+                float16_counts = np.zeros((2, dim), dtype=np.int64)
             elif frames.shape[1] != dim:
                 raise DataError(
                     f"{_clip_source(source, name, clip_id)}: has feature width {frames.shape[1]}, but {first_file}"
@@ -206,13 +228,15 @@ def _pack_modality(source: ModalitySource, folder: Path, dtype: str, *, progress
                 )
             assert pooled is not None
             if dtype == "float16":
-                _check_float16_range(frames, _clip_source(source, name, clip_id))
+                float16_counts += _check_float16_range(frames, _clip_source(source, name, clip_id))
             ids[row], lengths[row] = clip_id, frames.shape[0]
             pooled[row] = pool_frames(frames)
             frames_out.write(frames.astype(dtype, copy=False).tobytes())
             row += 1
     if pooled is None:
         raise DataError(no_frames_sentence(source.path, source.name))
+    if dtype == "float16":
+        _check_float16_columns(float16_counts, source)
     ids, lengths, pooled = ids[:row], lengths[:row], pooled[:row]
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     for name, array in (("ids", ids), ("lengths", lengths), ("offsets", offsets), ("pooled", pooled)):
