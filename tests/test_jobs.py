@@ -4,6 +4,7 @@ Ray: a real local Ray takes minutes to start on the 2 shared CPU cores the suite
 
 from __future__ import annotations
 
+import pickle
 import sys
 import types
 import warnings
@@ -50,7 +51,10 @@ class StandInRay(types.ModuleType):
             def submit(*args: Any) -> int:
                 self.task_cpus.append(num_cpus)
                 ref = len(self._results)
-                self._results[ref] = function(*args)
+                try:
+                    self._results[ref] = function(*args)
+                except Exception as error:  # Ray sends a task's error back pickled, and raises it on get
+                    self._results[ref] = pickle.loads(pickle.dumps(error))
                 return ref
 
             return types.SimpleNamespace(remote=submit)
@@ -61,6 +65,8 @@ class StandInRay(types.ModuleType):
         return refs[-num_returns:], refs[:-num_returns]
 
     def get(self, ref: int) -> Any:
+        if isinstance(self._results[ref], Exception):
+            raise self._results[ref]
         return self._results[ref]
 
 
@@ -107,6 +113,18 @@ def test_the_warnings_of_a_job_run_elsewhere_are_raised_again_here_before_its_re
             [1, 2], warn_and_double, report=lambda job, result: seen.append(f"report {job}"))
     # a Ray task's output never reaches the command: its warnings must come back with its result
     assert seen == ["job 2 found leftovers", "report 2", "job 1 found leftovers", "report 1"]
+
+
+def warn_then_fail(job: int) -> int:
+    warnings.warn(f"job {job} found leftovers", LeftoverWarning, stacklevel=1)
+    raise ConfigError(f"job {job} failed")
+
+
+def test_the_warnings_of_a_job_that_fails_elsewhere_are_raised_here_before_its_error(ray: StandInRay) -> None:
+    seen: list[str] = []
+    with emimic_warnings_to(lambda warning: seen.append(str(warning))), pytest.raises(ConfigError, match="job 4"):
+        Runner(workers=2, backend="ray", progress=False).run([4], warn_then_fail)
+    assert seen == ["job 4 found leftovers"]
 
 
 def test_cli_cv_and_ablate_dispatch_to_ray(ray: StandInRay, tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ Each job is a plain, picklable value and ``work(job)`` a module-level function t
 own run folder, so a job can run anywhere the run folder is reachable; ``report(job, result)`` is
 called in this process as each one finishes (in finishing order), under one progress bar. The emimic
 warnings a job raises elsewhere (e.g. leftover copies beside its run folder) come back with its result and
-are raised again here, just before its report, so the CLI prints them as it prints its own.
+are raised again here, just before its report, so the CLI prints them as it prints its own; those of a job
+that fails come back with its error and are raised here before it.
 
 Backends:
 
@@ -53,17 +54,34 @@ TJ = TypeVar("TJ", bound="TrainJob")
 
 # What a job sent elsewhere returns: its result, and the emimic warnings it raised, for this process to show.
 Returned = tuple[R, list[EmimicWarning]]
+# The attribute of a failed job's error that holds the warnings it raised (an exception's attributes travel with it).
+_CAUGHT = "emimic_warnings"
 
 
 def _with_warnings(work: Callable[[J], R], job: J) -> Returned[R]:
     """``work(job)`` in a worker process or a Ray task, with the emimic warnings it raised (e.g. leftovers beside
     its run folder): the command shows them as its own, in its own format (a worker would print them in Python's
-    two-line one, and a Ray task, whose output is not relayed, not at all). A job that fails takes its warnings
-    with it: the command stops with its error."""
+    two-line one, and a Ray task, whose output is not relayed, not at all). A job that fails sends them with its
+    error (see :func:`_warnings_of`): the command shows them, then stops with the error."""
     caught: list[EmimicWarning] = []
-    with emimic_warnings_to(caught.append):
-        result = work(job)
+    try:
+        with emimic_warnings_to(caught.append):
+            result = work(job)
+    except Exception as exc:
+        setattr(exc, _CAUGHT, caught)
+        raise
     return result, caught
+
+
+def _warnings_of(error: Exception) -> list[EmimicWarning]:
+    """The warnings a failed job sent with ``error`` (Ray wraps the job's own error as ``cause``)."""
+    return getattr(error, _CAUGHT, None) or getattr(getattr(error, "cause", None), _CAUGHT, [])
+
+
+def _raise_again(caught: list[EmimicWarning]) -> None:
+    """Raise here the warnings a job raised elsewhere, so the CLI prints them as its own."""
+    for warning in caught:
+        warnings.warn(warning, stacklevel=3)
 
 
 def _local(jobs: Sequence[J], work: Callable[[J], R], inline: Callable[[J], R],
@@ -117,13 +135,16 @@ class Runner:
         results: dict[int, R] = {}
         with progress_bar(self.progress) as bar:
             task = bar.add_task(label, total=len(jobs))
-            for index, (result, caught) in finished:
-                for warning in caught:
-                    warnings.warn(warning, stacklevel=2)
-                results[index] = result
-                if report is not None:
-                    report(jobs[index], result)
-                bar.advance(task)
+            try:
+                for index, (result, caught) in finished:
+                    _raise_again(caught)
+                    results[index] = result
+                    if report is not None:
+                        report(jobs[index], result)
+                    bar.advance(task)
+            except Exception as error:
+                _raise_again(_warnings_of(error))
+                raise
         return [results[index] for index in range(len(jobs))]
 
 
