@@ -18,11 +18,11 @@ from emimic.data.dataset import ModalityStats, feature_statistics, open_dataset
 from emimic.data.layout import discover
 from emimic.data.store import FeatureStore, pack
 from emimic.data.validate import validate
-from emimic.errors import DataError, IncompatibleRun
+from emimic.errors import ConfigError, DataError, EmimicWarning, IncompatibleRun
 from emimic.features import extract
 from emimic.labels import read_meta, read_split
 from emimic.training.crossval import assign_folds, cross_validate
-from emimic.training.run import read_metrics
+from emimic.training.run import read_metrics, train
 from test_cli_errors import assert_one_sentence, run_cli
 
 
@@ -153,6 +153,21 @@ def test_float16_packing_refuses_a_column_it_would_turn_into_zeros_in_every_clip
                                         r" this dataset with --dtype float32\.$"):
         pack(root, dtype="float16", progress=False)
     assert FeatureStore.open(pack(root, dtype="float32", progress=False).store_dir).frames("vit", 6)[:, 5].any()
+
+
+def test_a_modality_no_training_clip_has_is_left_out_with_a_warning(make_root, tmp_path) -> None:
+    """Its branch would never learn, and its untrained encoder would feed the valid and test clips noise."""
+    root = make_root(dims={"vit": 8, "egemaps": 5}, missing={"egemaps": [3 * i for i in range(1, 13)]})  # train ids
+    sentence = ("modality 'egemaps' has no file for any of the 12 training clips, so no branch can learn from it:"
+                " train leaves it out; add its features for training clips to use it.")
+    assert problems(root)[sentence] == "warning"
+    with pytest.warns(EmimicWarning, match=f"^{re.escape(sentence)}$"):
+        result = train(root, tmp_path / "run", config="paper", max_epochs=1, progress=False)
+    assert list(result.valid.coverage) == ["vit"]
+    with pytest.raises(ConfigError, match=r"^model\.modalities: modality 'egemaps' has no file for any of the 12"
+                                          r" training clips.*: remove it from model\.modalities, or add"):
+        train(root, tmp_path / "named", config="paper", max_epochs=1, progress=False,
+              overrides={"model.modalities": ["vit", "egemaps"]})
 
 
 def test_a_one_pickle_modality_is_named_with_the_clip_and_never_as_a_clip_file(make_root) -> None:

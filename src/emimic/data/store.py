@@ -158,6 +158,14 @@ def no_frames_sentence(path: Path | str, modality: str) -> str:
             " that was not expected.")
 
 
+def untrainable_sentence(modality: str, train_clips: int, *,
+                         way_out: str = "train leaves it out; add its features for training clips to use it") -> str:
+    """What ``validate`` and ``train`` say of a modality that no training clip has (train leaves it out: a branch fed
+    only in valid or test would never learn, and its untrained encoder would add noise to those clips)."""
+    return (f"modality {modality!r} has no file for any of the {train_clips} training clips, so no branch can learn"
+            f" from it: {way_out}.")
+
+
 def _check_float16_range(frames: np.ndarray, where: str) -> np.ndarray:
     """Refuse frames that float16 would turn into Inf (its largest value is 65504): the model would learn NaN; or
     mostly into 0 or a few bits (see ``FLOAT16_MAX_TINY_SHARE``): the stored frames would lose what the features

@@ -17,7 +17,7 @@ import pandas as pd
 
 from emimic.data.holdout import check_valid_size, resolve_valid_split
 from emimic.data.layout import SPLIT_FILES, ModalitySource, discover, read_mapping
-from emimic.data.store import no_frames_sentence
+from emimic.data.store import no_frames_sentence, untrainable_sentence
 from emimic.errors import DataError, EmptyFeatures
 from emimic.io import as_frames, decode_object, read_error, to_numpy, unwrap
 from emimic.labels import empty_split_sentence, read_split, shortlist
@@ -202,6 +202,8 @@ def validate(root: str | Path, *, valid_fraction: float | None = None, progress:
             }
             for split, frame in splits.items():
                 row[f"no {split}"] = int((~frame.index.isin(list(ids))).sum())
+            if ids and len(splits.get("train", ())) and row["no train"] == len(splits["train"]):
+                problems.append(Problem("warning", name, untrainable_sentence(name, len(splits["train"]))))
             rows.append(row)
     split_rows = []
     for split, frame in splits.items():

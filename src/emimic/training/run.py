@@ -48,8 +48,8 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from emimic.config import ExperimentConfig, config_to_yaml, load_config, with_overrides
 from emimic.data import FeatureStore, VidmimicDataset, open_dataset, with_valid_split
 from emimic.data.holdout import check_valid_size
-from emimic.data.store import stale_modalities
-from emimic.errors import ConfigError, DataError, IncompatibleRun, OutputConflict, explain_interrupt
+from emimic.data.store import stale_modalities, untrainable_sentence
+from emimic.errors import ConfigError, DataError, EmimicWarning, IncompatibleRun, OutputConflict, explain_interrupt
 from emimic.io import write_text
 from emimic.labels import EMOTIONS
 from emimic.models.emi import ModelSpec, resolve_spec
@@ -272,6 +272,9 @@ def train(
     store = ds.store(progress=progress)
     record, spec, labelled = requested_run(ds, cfg)
     cfg = record.config
+    if primary:
+        for modality in untrainable_modalities(store, labelled["train"][0]):
+            warnings.warn(untrainable_sentence(modality, len(labelled["train"][0])), EmimicWarning, stacklevel=2)
     if cfg.train.selection == "best":  # "last" selects nothing: a refit may score clips it trained on
         ds.check_disjoint("train", "valid")
     if previous is not None and resume:
@@ -333,9 +336,22 @@ def requested_run(ds: VidmimicDataset, cfg: ExperimentConfig
     store = ds.store(progress=False)
     labelled = labelled_splits(ds)
     cfg = resolve_members(cfg, len(labelled["train"][0]))
-    spec = resolve_spec(cfg.model, {m: store.dim(m) for m in store.modalities},
-                        {m: store.feature_names(m) for m in store.modalities})
+    untrainable = untrainable_modalities(store, labelled["train"][0])
+    named = [m for m in cfg.model.modalities or [] if m in untrainable]
+    if named:
+        way_out = "remove it from model.modalities, or add its features for training clips"
+        sentence = untrainable_sentence(named[0], len(labelled["train"][0]), way_out=way_out)
+        raise ConfigError(f"model.modalities: {sentence}")
+    trainable = [m for m in store.modalities if m not in untrainable]
+    spec = resolve_spec(cfg.model, {m: store.dim(m) for m in trainable},
+                        {m: store.feature_names(m) for m in trainable})
     return RunRecord(cfg, data_fingerprint(store, spec.inputs, labelled), str(ds.root)), spec, labelled
+
+
+def untrainable_modalities(store: FeatureStore, train_ids: np.ndarray) -> list[str]:
+    """The modalities of ``store`` that none of the training clips ``train_ids`` has (see
+    :func:`~emimic.data.store.untrainable_sentence`)."""
+    return [m for m in store.modalities if not store.present(m, train_ids).any()]
 
 
 def run_differences(run: str | Path, ds: VidmimicDataset, cfg: ExperimentConfig) -> list[str]:
