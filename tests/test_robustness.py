@@ -22,6 +22,7 @@ from emimic.errors import ConfigError, DataError, EmimicWarning, IncompatibleRun
 from emimic.features import extract
 from emimic.labels import read_meta, read_split
 from emimic.training.crossval import assign_folds, cross_validate
+from emimic.training.inference import evaluate
 from emimic.training.run import read_metrics, train
 from test_cli_errors import assert_one_sentence, run_cli
 
@@ -83,6 +84,39 @@ def test_a_one_clip_valid_split_cannot_select_an_epoch_nor_be_scored(make_root, 
     code, err = run_cli(["evaluate", "--run", str(tmp_path / "run"), "--data", str(one)], capsys)
     assert_one_sentence(code, err, f"{one}: the 'valid' split has 1 clip(s), but a PCC needs at least 2; evaluate a"
                                    " larger split")
+
+
+def set_labels(path: Path, **values: float) -> None:
+    """Give every clip of the split CSV ``path`` the labels ``values`` ({column: value}; ``Empathic_Pain`` for
+    Empathic Pain)."""
+    table = pd.read_csv(path)
+    for column, value in values.items():
+        table[column.replace("_", " ")] = value
+    table.to_csv(path, index=False)
+
+
+def test_a_label_column_constant_over_a_split_is_named_where_its_pcc_would_be_a_silent_zero(
+        trained_run, simulated_root, tmp_path, capsys) -> None:
+    root = shutil.copytree(simulated_root, tmp_path / "corpus", ignore=shutil.ignore_patterns(".emimic"))
+    set_labels(root / "valid_split.csv", Joy=0.0)
+    set_labels(root / "train_split.csv", Amusement=0.25)
+    n_valid, n_train = len(pd.read_csv(root / "valid_split.csv")), len(pd.read_csv(root / "train_split.csv"))
+    scored = (f"{root}: the labels of Joy are constant over the {n_valid} clips of the valid split (Joy 0), so its PCC"
+              " is undefined: it is shown as 0 and counts as 0 in the mean PCC.")
+    learnt = (f"{root}: the labels of Amusement are constant over the {n_train} clips of the train split (Amusement"
+              " 0.25), so the model can learn nothing of it but that value.")
+    assert problems(root) == {scored: "warning", learnt: "warning"}
+    with pytest.warns(EmimicWarning, match=re.escape(scored.replace("valid split", "'valid' split"))):
+        assert evaluate(trained_run.run, root).pcc["Joy"] == 0.0
+    set_labels(root / "valid_split.csv", **dict.fromkeys(["Admiration", "Amusement", "Determination", "Empathic_Pain",
+                                                            "Excitement"], 0.5))
+    never = (f"{root}: the labels of every emotion are constant over the {n_valid} clips of the validation split, so no"
+             " PCC exists to select the best epoch on; use a split whose labels vary.")
+    assert problems(root)[never] == "error"
+    code, err = run_cli(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--quiet"], capsys)
+    assert_one_sentence(code, err, never.rstrip("."))
+    with pytest.raises(DataError, match=r"constant over the \d+ clips of the .valid. split, so no PCC exists to score"):
+        evaluate(trained_run.run, root)
 
 
 def test_a_held_out_valid_split_too_small_asks_for_a_larger_fraction(make_root, tmp_path, capsys) -> None:
