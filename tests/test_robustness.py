@@ -140,6 +140,13 @@ def test_cv_refuses_folds_of_one_clip_before_any_model_trains(make_root, tmp_pat
         assign_folds(np.arange(6), np.array(["a", "a", "a", "a", "b", "c"]), 3, seed=0)
 
 
+def test_cv_of_a_single_group_asks_for_groups_not_fewer_folds() -> None:
+    """Two folds are the fewest: with one group, 'use fewer folds' cannot be followed."""
+    with pytest.raises(DataError, match=r"^2 folds need at least 2 groups, but train\+valid has 1; give the clips at"
+                                        r" least 2 groups, or remove the group column to fold them one by one\.$"):
+        assign_folds(np.arange(6), np.array(["g"] * 6), 2, seed=0)
+
+
 def test_a_cv_refit_scores_on_fold_one_when_the_valid_split_is_too_small(make_root, tmp_path) -> None:
     root = make_root(train=8, valid=1)  # the folds pool the one valid clip with train; the refit trains on all 9
     result = cross_validate(root, tmp_path / "cv", folds=2, refit=True, max_epochs=1, progress=False)

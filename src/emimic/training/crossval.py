@@ -140,7 +140,10 @@ def assign_folds(ids: np.ndarray, groups: np.ndarray | None, folds: int, seed: i
     units = len(np.unique(groups)) if groups is not None else len(ids)
     if units < folds:
         kind = "groups" if groups is not None else "clips"
-        raise DataError(f"{folds} folds need at least {folds} {kind}, but train+valid has {units}; use fewer folds.")
+        # fewer folds cannot help below 2 units: the clips of one group are never split
+        remedy = ("use fewer folds" if units >= 2 else
+                  "give the clips at least 2 groups, or remove the group column to fold them one by one")
+        raise DataError(f"{folds} folds need at least {folds} {kind}, but train+valid has {units}; {remedy}.")
     splitter = (GroupKFold(folds, shuffle=True, random_state=seed) if groups is not None
                 else KFold(folds, shuffle=True, random_state=seed))
     fold_of = np.zeros(len(ids), dtype=np.int64)
