@@ -18,9 +18,10 @@ from emimic.data.dataset import ModalityStats, feature_statistics, open_dataset
 from emimic.data.layout import discover
 from emimic.data.store import FeatureStore, pack
 from emimic.data.validate import validate
-from emimic.errors import ConfigError, DataError, EmimicWarning, IncompatibleRun
+from emimic.errors import ConfigError, DataError, EmimicWarning, IncompatibleRun, OutputConflict
 from emimic.features import extract
 from emimic.labels import read_meta, read_split
+from emimic.outputs import exclusive_output
 from emimic.training.crossval import assign_folds, cross_validate
 from emimic.training.inference import evaluate
 from emimic.training.run import read_metrics, train
@@ -209,6 +210,18 @@ def test_a_modality_no_training_clip_has_is_left_out_with_a_warning(make_root, t
                                           r" training clips.*: remove it from model\.modalities, or add"):
         train(root, tmp_path / "named", config="paper", max_epochs=1, progress=False,
               overrides={"model.modalities": ["vit", "egemaps"]})
+
+
+def test_a_second_train_into_a_run_folder_being_written_is_refused(make_root, tmp_path) -> None:
+    """Both used to write the folder and report success; it then held one run's files, perhaps mixed with the
+    other's."""
+    root, run = make_root(), tmp_path / "run"
+    busy = rf"^{re.escape(str(run))}: another emimic train is writing this folder now; wait until it ends, or choose"
+    # the first train holds the folder while it runs
+    with exclusive_output(run, command="train"), pytest.raises(OutputConflict, match=busy + r" another --out\.$"):
+        train(root, run, config="paper", max_epochs=1, progress=False)
+    assert not (tmp_path / ".run.lock").exists()
+    assert train(root, run, config="paper", max_epochs=1, progress=False).epochs == 1  # the folder is free again
 
 
 def test_a_one_pickle_modality_is_named_with_the_clip_and_never_as_a_clip_file(make_root) -> None:

@@ -26,7 +26,9 @@ not record (an earlier emimic) is never reused.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import os
 import re
 import shutil
 import uuid
@@ -98,6 +100,38 @@ def check_folder_settings(out: str | Path, record: str, settings: Mapping[str, A
 
 def _comparable(value: Any, unordered: bool) -> Any:
     return sorted(value) if unordered else value
+
+
+LOCK_SUFFIX = "lock"
+
+
+@contextlib.contextmanager
+def exclusive_output(folder: str | Path, *, command: str) -> Iterator[None]:
+    """Hold ``folder`` for this process while the block writes it: a second ``command`` into the same folder at the
+    same time is refused (both wrote into it and both reported success, the folder holding one run's files and
+    perhaps the other's). The lock is an ``flock`` on the hidden file ``.NAME.lock`` beside ``folder`` (a folder a
+    replacement moves aside keeps no lock), released and removed when the block ends, or by the system when the
+    process dies."""
+    folder = Path(folder).resolve()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    path = folder.with_name(f".{folder.name}.{LOCK_SUFFIX}")
+    while True:
+        handle = open(path, "a+b")  # noqa: SIM115 - held open for the whole block
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise OutputConflict(f"{folder}: another emimic {command} is writing this folder now; wait until it ends,"
+                                 " or choose another --out.") from None
+        # the holder before us may have removed the file after we opened it: lock the file that is there now
+        if path.exists() and path.stat().st_ino == os.fstat(handle.fileno()).st_ino:
+            break
+        handle.close()
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        handle.close()
 
 
 @contextlib.contextmanager

@@ -54,7 +54,7 @@ from emimic.io import write_text
 from emimic.labels import EMOTIONS
 from emimic.models.emi import ModelSpec, resolve_spec
 from emimic.models.ensemble import resolve_members
-from emimic.outputs import provisional_output, refuse_inside_dataset, warn_leftovers
+from emimic.outputs import exclusive_output, provisional_output, refuse_inside_dataset, warn_leftovers
 from emimic.training.datamodule import EMIDataModule, check_world
 from emimic.training.ema import EMA
 from emimic.training.history import MONITOR, History
@@ -252,70 +252,72 @@ def train(
     if valid_fraction is not None:
         overrides["train.valid_fraction"] = valid_fraction
     primary = launched_as_rank_zero()
-    if primary:
-        warn_leftovers(run)
-    previous = _previous_run(run, overwrite=overwrite) if primary else _readable_run(run, overwrite=overwrite)
-    resume = previous is not None and _started(run) and not overwrite
-    if previous is not None and resume:  # refused before the data is opened: packing a corpus may take minutes
-        # every process refuses alike (the files decide), so none waits for a rank that stopped
-        check_model_format(run, previous.model_format, previous.config)
-        check_reusable(run)
-    cfg = _resolve_config(config, overrides, previous)
-
-    started = time.perf_counter()
-    ds = with_valid_split(data if isinstance(data, VidmimicDataset) else open_dataset(data),
-                          cfg.train.valid_fraction)
-    refuse_inside_dataset(run, ds.root)
-    _check_split_sizes(ds)
-    if not primary:
-        _check_packed(ds)
-    store = ds.store(progress=progress)
-    record, spec, labelled = requested_run(ds, cfg)
-    cfg = record.config
-    if primary:
-        for modality in untrainable_modalities(store, labelled["train"][0]):
-            warnings.warn(untrainable_sentence(modality, len(labelled["train"][0])), EmimicWarning, stacklevel=2)
-    if cfg.train.selection == "best":  # "last" selects nothing: a refit may score clips it trained on
-        ds.check_disjoint("train", "valid")
-    if previous is not None and resume:
+    # one train at a time per run folder: a second one at once would write the same files (see exclusive_output)
+    with exclusive_output(run, command="train") if primary else contextlib.nullcontext():
         if primary:
-            _check_same_run(run, previous, record)
-        if (run / METRICS_FILE).exists():  # every process returns it; the ones of rank > 0 say so
-            return dataclasses.replace(_stored_result(run), rank=0 if primary else max(rank_zero_only.rank, 1))
-    history = History(run / "history.csv", verbose=progress, raw_weights=cfg.train.ema.enabled)
-    trainer = _trainer(cfg, run, [*_callbacks(cfg, run, history), *callbacks], progress=progress)
-    check_world(labelled, trainer.world_size)
+            warn_leftovers(run)
+        previous = _previous_run(run, overwrite=overwrite) if primary else _readable_run(run, overwrite=overwrite)
+        resume = previous is not None and _started(run) and not overwrite
+        if previous is not None and resume:  # refused before the data is opened: packing a corpus may take minutes
+            # every process refuses alike (the files decide), so none waits for a rank that stopped
+            check_model_format(run, previous.model_format, previous.config)
+            check_reusable(run)
+        cfg = _resolve_config(config, overrides, previous)
 
-    # Everything a start needs was checked: only now is the run folder written (by rank 0 alone).
-    replace = not resume and (previous is not None or (overwrite and run.is_dir() and any(run.iterdir())))
-    writing = (provisional_output(run, replace=replace, started=lambda: _started(run), kind="run") if primary
-               else contextlib.nullcontext())
-    with explain_interrupt(lambda: _kept(run, cfg.train.max_epochs)), writing:
-        pl.seed_everything(cfg.seed, workers=True, verbose=False)
-        module = EMIModule(config=cfg.model_dump(mode="json"), spec=spec.to_dict(),
-                           data={"root": str(ds.root), "identity": store.identity,
-                                 "recipes": {m: store.recipe(m) for m in spec.inputs}})
-        datamodule = EMIDataModule(cfg, store, spec, module.net, labelled,
-                                   sample_weights(cfg.loss, ds.splits["train"], ds.meta()))
-        datamodule.set_statistics(module.net)
-        if primary and not resume:
-            write_text(run / CONFIG_FILE, config_to_yaml(cfg))
-            write_text(run / RECORD_FILE, record.to_json())
-        with warnings.catch_warnings(), torch_threads(cfg.train.threads):
-            for pattern in _QUIET:
-                warnings.filterwarnings("ignore", message=pattern)
-            _fit(trainer, module, datamodule, run / LAST_CHECKPOINT if resume else None)
-        best_epoch = _best_epoch(cfg, history.rows)
-        # rank 0 alone scores the saved weights (the others would repeat its work and might read a checkpoint
-        # it is still writing); the others take the synced metric's scores of that epoch: no collective here
-        valid = (evaluate(load_run(run), ds, split="valid") if trainer.is_global_zero else
-                 _epoch_scores(history.rows, best_epoch, labelled["valid"][0], store, spec.modalities))
-    result = TrainResult(run, valid, best_epoch, len(history.rows), time.perf_counter() - started,
-                         rank=trainer.global_rank)
-    if trainer.is_global_zero:
-        source = None if isinstance(config, ExperimentConfig) else config
-        write_text(run / METRICS_FILE, json.dumps(metrics_record(result, cfg, source, ds, record.data), indent=2))
-    return result
+        started = time.perf_counter()
+        ds = with_valid_split(data if isinstance(data, VidmimicDataset) else open_dataset(data),
+                              cfg.train.valid_fraction)
+        refuse_inside_dataset(run, ds.root)
+        _check_split_sizes(ds)
+        if not primary:
+            _check_packed(ds)
+        store = ds.store(progress=progress)
+        record, spec, labelled = requested_run(ds, cfg)
+        cfg = record.config
+        if primary:
+            for modality in untrainable_modalities(store, labelled["train"][0]):
+                warnings.warn(untrainable_sentence(modality, len(labelled["train"][0])), EmimicWarning, stacklevel=2)
+        if cfg.train.selection == "best":  # "last" selects nothing: a refit may score clips it trained on
+            ds.check_disjoint("train", "valid")
+        if previous is not None and resume:
+            if primary:
+                _check_same_run(run, previous, record)
+            if (run / METRICS_FILE).exists():  # every process returns it; the ones of rank > 0 say so
+                return dataclasses.replace(_stored_result(run), rank=0 if primary else max(rank_zero_only.rank, 1))
+        history = History(run / "history.csv", verbose=progress, raw_weights=cfg.train.ema.enabled)
+        trainer = _trainer(cfg, run, [*_callbacks(cfg, run, history), *callbacks], progress=progress)
+        check_world(labelled, trainer.world_size)
+
+        # Everything a start needs was checked: only now is the run folder written (by rank 0 alone).
+        replace = not resume and (previous is not None or (overwrite and run.is_dir() and any(run.iterdir())))
+        writing = (provisional_output(run, replace=replace, started=lambda: _started(run), kind="run") if primary
+                   else contextlib.nullcontext())
+        with explain_interrupt(lambda: _kept(run, cfg.train.max_epochs)), writing:
+            pl.seed_everything(cfg.seed, workers=True, verbose=False)
+            module = EMIModule(config=cfg.model_dump(mode="json"), spec=spec.to_dict(),
+                               data={"root": str(ds.root), "identity": store.identity,
+                                     "recipes": {m: store.recipe(m) for m in spec.inputs}})
+            datamodule = EMIDataModule(cfg, store, spec, module.net, labelled,
+                                       sample_weights(cfg.loss, ds.splits["train"], ds.meta()))
+            datamodule.set_statistics(module.net)
+            if primary and not resume:
+                write_text(run / CONFIG_FILE, config_to_yaml(cfg))
+                write_text(run / RECORD_FILE, record.to_json())
+            with warnings.catch_warnings(), torch_threads(cfg.train.threads):
+                for pattern in _QUIET:
+                    warnings.filterwarnings("ignore", message=pattern)
+                _fit(trainer, module, datamodule, run / LAST_CHECKPOINT if resume else None)
+            best_epoch = _best_epoch(cfg, history.rows)
+            # rank 0 alone scores the saved weights (the others would repeat its work and might read a checkpoint
+            # it is still writing); the others take the synced metric's scores of that epoch: no collective here
+            valid = (evaluate(load_run(run), ds, split="valid") if trainer.is_global_zero else
+                     _epoch_scores(history.rows, best_epoch, labelled["valid"][0], store, spec.modalities))
+        result = TrainResult(run, valid, best_epoch, len(history.rows), time.perf_counter() - started,
+                             rank=trainer.global_rank)
+        if trainer.is_global_zero:
+            source = None if isinstance(config, ExperimentConfig) else config
+            write_text(run / METRICS_FILE, json.dumps(metrics_record(result, cfg, source, ds, record.data), indent=2))
+        return result
 
 
 def _check_split_sizes(ds: VidmimicDataset) -> None:
