@@ -252,8 +252,7 @@ def train(
     if valid_fraction is not None:
         overrides["train.valid_fraction"] = valid_fraction
     primary = launched_as_rank_zero()
-    # one train at a time per run folder: a second one at once would write the same files (see exclusive_output)
-    with exclusive_output(run, command="train") if primary else contextlib.nullcontext():
+    with contextlib.ExitStack() as held:
         if primary:
             warn_leftovers(run)
         previous = _previous_run(run, overwrite=overwrite) if primary else _readable_run(run, overwrite=overwrite)
@@ -268,6 +267,8 @@ def train(
         ds = with_valid_split(data if isinstance(data, VidmimicDataset) else open_dataset(data),
                               cfg.train.valid_fraction)
         refuse_inside_dataset(run, ds.root)
+        if primary:  # one train at a time per run folder: a second one would write the same files
+            held.enter_context(exclusive_output(run, command="train"))
         _check_split_sizes(ds)
         if not primary:
             _check_packed(ds)
