@@ -125,14 +125,20 @@ def _saved_bytes(suffix: str, protocol: int, frames: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize(("suffix", "protocol"), [(".pkl", 0), (".pkl", 2), (".pkl", 5), (".npy", 0), (".pt", 2),
-                                                  (".pt", 5)])
+@pytest.mark.parametrize(("suffix", "protocol"), [(".pkl", 2), (".pkl", 5), (".npy", 0), (".pt", 2), (".pt", 5)])
 @pytest.mark.parametrize("kept", [0.02, 0.5, 0.99])
 def test_a_truncated_file_is_called_truncated(tmp_path: Path, suffix: str, protocol: int, kept: float) -> None:
     data = _saved_bytes(suffix, protocol, np.ones((50, 8), dtype=np.float32))
     path = tmp_path / f"00007{suffix}"
     path.write_bytes(data[: max(1, int(len(data) * kept))])
     with pytest.raises(DataError, match=rf"^{path}: is truncated \(.*\); extract or copy it again\.$"):
+        load_array(path)
+
+
+def test_bytes_that_are_no_pickle_are_not_called_truncated(tmp_path: Path) -> None:
+    path = tmp_path / "00007.pkl"
+    path.write_bytes(b"garbage")  # 'g' reads as an opcode whose argument never ends
+    with pytest.raises(DataError, match=r"00007\.pkl: cannot be read \(ValueError"):
         load_array(path)
 
 

@@ -36,6 +36,7 @@ _NUMERIC_DTYPE = re.compile(r"[<>|=]?(b1|[iu][1248]|f[248])")
 _MAX_DIM = 2**48
 _MAX_NDIM = 32
 _MEMO_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+_PROTO = pickle.PROTO
 _repr = reprlib.Repr()
 _repr.maxstring = _repr.maxother = 60
 _repr.maxlevel = 2
@@ -317,9 +318,10 @@ def _check_memo_indices(data: bytes) -> None:
             if opcode.name in _MEMO_PUTS and arg >= len(data):
                 _refuse(f"memo index {arg} in a file of {len(data)} bytes")
     except ValueError:
-        # An opcode whose argument or STOP was still to come when the bytes ran out: the file was cut short.
-        # Any other malformed opcode leaves bytes unread and stays an unreadable file.
-        if stream.tell() >= len(data):
+        # A pickle (its protocol header says so: every writer since Python 3.0 puts one) whose next opcode, argument
+        # or STOP was still to come when the bytes ran out was cut short. Other bytes (text, a malformed opcode)
+        # stay an unreadable file.
+        if data[:1] == _PROTO and stream.tell() >= len(data):
             raise TruncatedFile(f"ends after {len(data)} bytes, before the pickle does") from None
         raise
 
