@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import pickle
 import re
 import shutil
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+import emimic.outputs
+import emimic.training.run
 from emimic.cli import main
 from emimic.data.dataset import ModalityStats, feature_statistics, open_dataset
 from emimic.data.layout import discover
@@ -21,7 +26,7 @@ from emimic.data.validate import validate
 from emimic.errors import ConfigError, DataError, EmimicWarning, IncompatibleRun, OutputConflict
 from emimic.features import extract
 from emimic.labels import read_meta, read_split
-from emimic.outputs import exclusive_output
+from emimic.outputs import UnlockedWarning, exclusive_output
 from emimic.training.crossval import assign_folds, cross_validate
 from emimic.training.inference import evaluate
 from emimic.training.run import read_metrics, train
@@ -222,6 +227,51 @@ def test_a_second_train_into_a_run_folder_being_written_is_refused(make_root, tm
         train(root, run, config="paper", max_epochs=1, progress=False)
     assert not (tmp_path / ".run.lock").exists()
     assert train(root, run, config="paper", max_epochs=1, progress=False).epochs == 1  # the folder is free again
+
+
+def test_a_run_that_ends_while_a_second_train_opens_its_data_is_not_trained_over(make_root, tmp_path,
+                                                                                 monkeypatch) -> None:
+    """The lock used to be taken after the folder was read: a run finishing meanwhile was silently replaced."""
+    root, run = make_root(), tmp_path / "run"
+    opened = emimic.training.run.open_dataset
+
+    def open_while_another_train_runs(data, *args, **kwargs):
+        monkeypatch.setattr(emimic.training.run, "open_dataset", opened)
+        train(root, run, config="paper", seed=1, max_epochs=1, progress=False)
+        return opened(data, *args, **kwargs)
+
+    monkeypatch.setattr(emimic.training.run, "open_dataset", open_while_another_train_runs)
+    with pytest.raises(OutputConflict, match=r"holds a finished run made with other settings or data \(seed was 1"):
+        train(root, run, config="paper", seed=2, max_epochs=1, progress=False)
+    assert "seed: 1\n" in (run / "config.yaml").read_text(encoding="utf-8")
+
+
+def test_a_folder_that_cannot_be_locked_is_written_after_one_warning(tmp_path, monkeypatch) -> None:
+    """No flock (Windows, Lustre without -o flock) or no right to write beside the folder: the command needs no lock."""
+    folder = tmp_path / "runs" / "a"
+    unlocked = rf"^cannot lock {re.escape(str(tmp_path))}/runs/\.a\.lock \(Function not implemented\): a concurrent"
+    with monkeypatch.context() as patched:
+        patched.setattr(fcntl, "flock", mock.Mock(side_effect=OSError(errno.ENOSYS, "Function not implemented")))
+        warned = pytest.warns(UnlockedWarning, match=unlocked + rf" emimic train into {re.escape(str(folder))} would")
+        with warned, exclusive_output(folder, command="train"):
+            folder.mkdir()
+    monkeypatch.setattr(emimic.outputs, "fcntl", None)
+    warned = pytest.warns(UnlockedWarning, match=r"\(this system has no flock\): a concurrent emimic train")
+    with warned, exclusive_output(folder, command="train"):
+        pass
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["a"]
+
+
+def test_a_refused_train_leaves_no_parent_folder_it_made_for_its_lock(make_root, tmp_path, capsys) -> None:
+    root = make_root(valid=1)
+    code, err = run_cli(["train", "--data", str(root), "--out", str(tmp_path / "runs" / "deep" / "a"), "--quiet"],
+                        capsys)
+    assert code == 1 and "the validation split has 1 clip(s)" in err
+    assert not (tmp_path / "runs").exists()
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(OutputConflict), exclusive_output(tmp_path / "kept" / "new" / "a", command="train"):
+        raise OutputConflict("refused")
+    assert list((tmp_path / "kept").iterdir()) == []  # only what the lock made is removed
 
 
 def test_a_one_pickle_modality_is_named_with_the_clip_and_never_as_a_clip_file(make_root) -> None:

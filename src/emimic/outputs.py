@@ -26,7 +26,6 @@ not record (an earlier emimic) is never reused.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -35,9 +34,14 @@ import uuid
 import warnings
 from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from emimic.errors import ConfigError, EmimicWarning, NothingSaved, OutputConflict
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so no lock (see exclusive_output)
+    fcntl = None  # type: ignore[assignment]
 
 # The hidden folders beside NAME that provisional_output makes: the old content, moved aside whole (a user may move
 # it back), and the old content being deleted once the new run started (incomplete if that was interrupted).
@@ -47,6 +51,10 @@ DISCARDED = "discarded"
 
 class LeftoverWarning(EmimicWarning):
     """Beside a folder emimic is about to write lie copies of its old content that a replacement left."""
+
+
+class UnlockedWarning(EmimicWarning):
+    """The folder a command writes cannot be locked, so a concurrent command into it would not be refused."""
 
 
 def refuse_inside_dataset(path: str | Path, root: str | Path) -> None:
@@ -111,27 +119,68 @@ def exclusive_output(folder: str | Path, *, command: str) -> Iterator[None]:
     same time is refused (both wrote into it and both reported success, the folder holding one run's files and
     perhaps the other's). The lock is an ``flock`` on the hidden file ``.NAME.lock`` beside ``folder`` (a folder a
     replacement moves aside keeps no lock), released and removed when the block ends, or by the system when the
-    process dies."""
+    process dies; the parent folders made for it are removed then too when nothing else was put in them.
+
+    Where no lock can be taken (no ``flock`` on Windows or on a Lustre mount without ``-o flock``, a parent folder
+    this user may not write) the block runs unlocked after one :class:`UnlockedWarning`: the command itself does not
+    need the lock. An ``flock`` on NFS mounted with ``nolock`` holds on one machine only."""
     folder = Path(folder).resolve()
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    path = folder.with_name(f".{folder.name}.{LOCK_SUFFIX}")
-    while True:
-        handle = open(path, "a+b")  # noqa: SIM115 - held open for the whole block
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise OutputConflict(f"{folder}: another emimic {command} is writing this folder now; wait until it ends,"
-                                 " or choose another --out.") from None
-        # the holder before us may have removed the file after we opened it: lock the file that is there now
-        if path.exists() and path.stat().st_ino == os.fstat(handle.fileno()).st_ino:
-            break
-        handle.close()
+    made = _missing_parents(folder)
+    try:
+        handle = _locked(folder, command)
+    except OutputConflict:
+        _remove_empty(made)
+        raise
     try:
         yield
     finally:
-        path.unlink(missing_ok=True)
-        handle.close()
+        if handle is not None:
+            Path(handle.name).unlink(missing_ok=True)
+            handle.close()
+        _remove_empty(made)
+
+
+def _missing_parents(folder: Path) -> list[Path]:
+    """The parent folders of ``folder`` that do not exist yet, deepest first."""
+    return [parent for parent in folder.parents if not parent.exists()]
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove each of ``folders`` (deepest first) that is empty: what a refused or failed command made only to lock."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (a run, or another command's lock, is in it), or gone already
+            return
+
+
+def _locked(folder: Path, command: str) -> BinaryIO | None:
+    """The open lock file of ``folder``, flocked; None (after a warning) where no lock can be taken there."""
+    path = folder.with_name(f".{folder.name}.{LOCK_SUFFIX}")
+    try:
+        if fcntl is None:
+            raise OSError("this system has no flock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            handle = open(path, "a+b")  # noqa: SIM115 - held open for the whole block
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                raise OutputConflict(f"{folder}: another emimic {command} is writing this folder now; wait until it"
+                                     " ends, or choose another --out.") from None
+            except OSError:  # no flock here: the file locks nothing, leave none behind
+                handle.close()
+                path.unlink(missing_ok=True)
+                raise
+            # the holder before us may have removed the file after we opened it: lock the file that is there now
+            if path.exists() and path.stat().st_ino == os.fstat(handle.fileno()).st_ino:
+                return handle
+            handle.close()
+    except OSError as exc:
+        warnings.warn(f"cannot lock {path} ({exc.strerror or exc}): a concurrent emimic {command} into {folder}"
+                      " would not be refused.", UnlockedWarning, stacklevel=4)
+        return None
 
 
 @contextlib.contextmanager

@@ -253,22 +253,20 @@ def train(
         overrides["train.valid_fraction"] = valid_fraction
     primary = launched_as_rank_zero()
     with contextlib.ExitStack() as held:
-        if primary:
+        started = time.perf_counter()
+        opened = data if isinstance(data, VidmimicDataset) else open_dataset(data)  # reads the layout, packs nothing
+        refuse_inside_dataset(run, opened.root)
+        if primary:  # one train at a time per run folder, held before the folder is read: what it holds decides
+            held.enter_context(exclusive_output(run, command="train"))
             warn_leftovers(run)
         previous = _previous_run(run, overwrite=overwrite) if primary else _readable_run(run, overwrite=overwrite)
         resume = previous is not None and _started(run) and not overwrite
-        if previous is not None and resume:  # refused before the data is opened: packing a corpus may take minutes
+        if previous is not None and resume:  # refused before the data is packed: packing a corpus may take minutes
             # every process refuses alike (the files decide), so none waits for a rank that stopped
             check_model_format(run, previous.model_format, previous.config)
             check_reusable(run)
         cfg = _resolve_config(config, overrides, previous)
-
-        started = time.perf_counter()
-        ds = with_valid_split(data if isinstance(data, VidmimicDataset) else open_dataset(data),
-                              cfg.train.valid_fraction)
-        refuse_inside_dataset(run, ds.root)
-        if primary:  # one train at a time per run folder: a second one would write the same files
-            held.enter_context(exclusive_output(run, command="train"))
+        ds = with_valid_split(opened, cfg.train.valid_fraction)
         _check_split_sizes(ds)
         if not primary:
             _check_packed(ds)
