@@ -11,16 +11,17 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from conftest import write_root
 from emimic.cli import main
 from emimic.defaults import ABLATION_MAX_EPOCHS
-from emimic.errors import ConfigError, emimic_warnings_to
+from emimic.errors import ConfigError, Interrupted, emimic_warnings_to
 from emimic.outputs import LeftoverWarning
 from emimic.training.ablate import ablate
 from emimic.training.crossval import cross_validate
-from emimic.training.jobs import Runner
+from emimic.training.jobs import Runner, _warnings_of
 
 
 def double(job: int) -> int:
@@ -53,7 +54,7 @@ class StandInRay(types.ModuleType):
                 ref = len(self._results)
                 try:
                     self._results[ref] = function(*args)
-                except Exception as error:  # Ray sends a task's error back pickled, and raises it on get
+                except BaseException as error:  # Ray sends a task's error back pickled, and raises it on get
                     self._results[ref] = pickle.loads(pickle.dumps(error))
                 return ref
 
@@ -65,9 +66,27 @@ class StandInRay(types.ModuleType):
         return refs[-num_returns:], refs[:-num_returns]
 
     def get(self, ref: int) -> Any:
-        if isinstance(self._results[ref], Exception):
-            raise self._results[ref]
+        if isinstance(self._results[ref], BaseException):
+            raise self.wrapped(self._results[ref])
         return self._results[ref]
+
+    @staticmethod
+    def wrapped(error: BaseException) -> BaseException:
+        """What Ray's get raises for a task's ``error``: a ``RayTaskError`` that is also an instance of the error's
+        class (``RayTaskError(ConfigError)``), without the error's attributes, which it holds as ``cause``."""
+        if isinstance(error, KeyboardInterrupt):
+            return error
+        wrapper = type(f"RayTaskError({type(error).__name__})", (RayTaskError, type(error)), {})
+        raised = wrapper.__new__(wrapper, *error.args)
+        BaseException.__init__(raised, *error.args)
+        raised.cause = error
+        return raised
+
+
+class RayTaskError(Exception):
+    """Ray's wrapper of a task's error (ray.exceptions.RayTaskError)."""
+
+    cause: BaseException
 
 
 @pytest.fixture
@@ -125,6 +144,39 @@ def test_the_warnings_of_a_job_that_fails_elsewhere_are_raised_here_before_its_e
     with emimic_warnings_to(lambda warning: seen.append(str(warning))), pytest.raises(ConfigError, match="job 4"):
         Runner(workers=2, backend="ray", progress=False).run([4], warn_then_fail)
     assert seen == ["job 4 found leftovers"]
+
+
+def warn_then_stop(job: int) -> int:
+    warnings.warn(f"job {job} found leftovers", LeftoverWarning, stacklevel=1)
+    raise Interrupted(f"job {job} keeps its last epoch")
+
+
+def test_the_warnings_of_a_job_stopped_by_ctrl_c_are_raised_here_before_it_stops(ray: StandInRay) -> None:
+    seen: list[str] = []
+    with emimic_warnings_to(lambda warning: seen.append(str(warning))), pytest.raises(Interrupted, match="job 5"):
+        Runner(workers=2, backend="ray", progress=False).run([5], warn_then_stop)
+    assert seen == ["job 5 found leftovers"]
+
+
+def test_a_ray_task_error_holds_the_warnings_in_its_cause() -> None:
+    caught = ConfigError("job 6 failed")
+    caught.emimic_warnings = [LeftoverWarning("job 6 found leftovers")]
+    raised = StandInRay.wrapped(caught)
+    assert isinstance(raised, ConfigError) and not hasattr(raised, "emimic_warnings")
+    assert [str(w) for w in _warnings_of(raised)] == ["job 6 found leftovers"]
+
+
+def test_a_command_of_many_runs_prints_each_distinct_warning_once(tmp_path: Path, capsys) -> None:
+    """Every run of an ablation raised the same warning: 2 seeds x 2 cells printed it 4 times."""
+    root = write_root(tmp_path / "root", train=16, valid=8)
+    valid = pd.read_csv(root / "valid_split.csv")
+    valid["Joy"] = 0.0
+    valid.to_csv(root / "valid_split.csv", index=False)
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("cells:\n  paper: {}\n  no_aux: {loss.aux: 0.0}\n", encoding="utf-8")
+    assert main(["ablate", "--data", str(root), "--grid", str(grid), "--seeds", "0", "1", "--max-epochs", "1",
+                 "--out", str(tmp_path / "ablation"), "--quiet"]) == 0
+    assert capsys.readouterr().err.count("Joy 0") == 1
 
 
 def test_cli_cv_and_ablate_dispatch_to_ray(ray: StandInRay, tmp_path: Path) -> None:

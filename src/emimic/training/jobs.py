@@ -67,13 +67,13 @@ def _with_warnings(work: Callable[[J], R], job: J) -> Returned[R]:
     try:
         with emimic_warnings_to(caught.append):
             result = work(job)
-    except Exception as exc:
+    except BaseException as exc:  # Ctrl-C too: an interrupted training (Interrupted) is a KeyboardInterrupt
         setattr(exc, _CAUGHT, caught)
         raise
     return result, caught
 
 
-def _warnings_of(error: Exception) -> list[EmimicWarning]:
+def _warnings_of(error: BaseException) -> list[EmimicWarning]:
     """The warnings a failed job sent with ``error`` (Ray wraps the job's own error as ``cause``)."""
     return getattr(error, _CAUGHT, None) or getattr(getattr(error, "cause", None), _CAUGHT, [])
 
@@ -142,7 +142,7 @@ class Runner:
                     if report is not None:
                         report(jobs[index], result)
                     bar.advance(task)
-            except Exception as error:
+            except BaseException as error:  # a job stopped by Ctrl-C sends its warnings too
                 _raise_again(_warnings_of(error))
                 raise
         return [results[index] for index in range(len(jobs))]
