@@ -208,13 +208,24 @@ def test_a_modality_no_training_clip_has_is_left_out_with_a_warning(make_root, t
     sentence = ("modality 'egemaps' has no file for any of the 12 training clips, so no branch can learn from it:"
                 " train leaves it out; add its features for training clips to use it.")
     assert problems(root)[sentence] == "warning"
-    with pytest.warns(EmimicWarning, match=f"^{re.escape(sentence)}$"):
+    # the paper's VAD prior was to sit on the acoustic branch, egemaps here: leaving it out turned the prior off
+    prior_off = r"; the VAD prior \(model\.vad\), which it carried, is off\.$"
+    with pytest.warns(EmimicWarning, match=f"^{re.escape(sentence[:-1])}{prior_off}"):
         result = train(root, tmp_path / "run", config="paper", max_epochs=1, progress=False)
     assert list(result.valid.coverage) == ["vit"]
     with pytest.raises(ConfigError, match=r"^model\.modalities: modality 'egemaps' has no file for any of the 12"
                                           r" training clips.*: remove it from model\.modalities, or add"):
         train(root, tmp_path / "named", config="paper", max_epochs=1, progress=False,
               overrides={"model.modalities": ["vit", "egemaps"]})
+
+
+def test_a_vad_prior_on_a_modality_no_training_clip_has_is_refused(make_root, tmp_path) -> None:
+    """It was refused as 'not a branch', which said nothing of why."""
+    root = make_root(missing={"wav2vec2": [3 * i for i in range(1, 13)]})  # the train ids
+    with pytest.raises(ConfigError, match=r"^model\.vad\.modality: modality 'wav2vec2' has no file for any of the 12"
+                                          r" training clips, .*: set model\.vad\.modality to another branch, or add"):
+        train(root, tmp_path / "named", config="paper", max_epochs=1, progress=False,
+              overrides={"model.vad.modality": "wav2vec2"})
 
 
 def test_a_second_train_into_a_run_folder_being_written_is_refused(make_root, tmp_path) -> None:

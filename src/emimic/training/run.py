@@ -52,7 +52,7 @@ from emimic.data.store import stale_modalities, untrainable_sentence
 from emimic.errors import ConfigError, DataError, EmimicWarning, IncompatibleRun, OutputConflict, explain_interrupt
 from emimic.io import write_text
 from emimic.labels import EMOTIONS
-from emimic.models.emi import ModelSpec, resolve_spec
+from emimic.models.emi import ModelSpec, resolve_spec, vad_branch
 from emimic.models.ensemble import resolve_members
 from emimic.outputs import exclusive_output, provisional_output, refuse_inside_dataset, warn_leftovers
 from emimic.training.datamodule import EMIDataModule, check_world
@@ -275,7 +275,8 @@ def train(
         cfg = record.config
         if primary:
             for modality in untrainable_modalities(store, labelled["train"][0]):
-                warnings.warn(untrainable_sentence(modality, len(labelled["train"][0])), EmimicWarning, stacklevel=2)
+                warnings.warn(_left_out_sentence(modality, len(labelled["train"][0]), cfg, store, spec),
+                              EmimicWarning, stacklevel=2)
         if cfg.train.selection == "best":  # "last" selects nothing: a refit may score clips it trained on
             ds.check_disjoint("train", "valid")
         if previous is not None and resume:
@@ -343,10 +344,25 @@ def requested_run(ds: VidmimicDataset, cfg: ExperimentConfig
         way_out = "remove it from model.modalities, or add its features for training clips"
         sentence = untrainable_sentence(named[0], len(labelled["train"][0]), way_out=way_out)
         raise ConfigError(f"model.modalities: {sentence}")
+    if cfg.model.vad.enabled and cfg.model.vad.modality in untrainable:
+        way_out = "set model.vad.modality to another branch, or add its features for training clips"
+        sentence = untrainable_sentence(cfg.model.vad.modality, len(labelled["train"][0]), way_out=way_out)
+        raise ConfigError(f"model.vad.modality: {sentence}")
     trainable = [m for m in store.modalities if m not in untrainable]
     spec = resolve_spec(cfg.model, {m: store.dim(m) for m in trainable},
                         {m: store.feature_names(m) for m in trainable})
     return RunRecord(cfg, data_fingerprint(store, spec.inputs, labelled), str(ds.root)), spec, labelled
+
+
+def _left_out_sentence(modality: str, train_clips: int, cfg: ExperimentConfig, store: FeatureStore,
+                       spec: ModelSpec) -> str:
+    """What train says of a ``modality`` it leaves out: no training clip has it; and, when the VAD prior of the
+    model (the paper's) was to be on its branch, where the prior is now, as nothing else would tell."""
+    sentence = untrainable_sentence(modality, train_clips)
+    if vad_branch(cfg.model, cfg.model.modalities or store.modalities) != modality:
+        return sentence
+    now = f"is on {spec.vad_modality!r} instead" if spec.vad_modality else "is off"
+    return f"{sentence[:-1]}; the VAD prior (model.vad), which it carried, {now}."
 
 
 def untrainable_modalities(store: FeatureStore, train_ids: np.ndarray) -> list[str]:
