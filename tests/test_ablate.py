@@ -83,6 +83,17 @@ def test_a_mistyped_modality_is_refused_and_an_absent_one_skips_its_cell(tmp_pat
     assert egemaps.config is None and egemaps.skipped.startswith("the data has no egemaps (it has text_emb, vit,")
 
 
+def test_a_modality_no_training_clip_has_makes_no_subset_and_skips_the_cell_that_names_it(tmp_path: Path,
+                                                                                            tiny_store) -> None:
+    """A generated cell of it used to fail the whole ablation midway, as train refuses to name it."""
+    grid = load_grid(grid_file(tmp_path, "cells:\n  paper: {}\n  v: {model.modalities: [vit]}\n"
+                                         "generate: {modality_subsets: true}\n"))
+    cells = {c.name: c for c in plan_cells(grid, tiny_store, {}, untrainable=["vit"])}
+    assert not [name for name in cells if "vit" in name.split("=")[-1].split("+")]
+    assert cells["v"].skipped == "no training clip has vit, which model.modalities names"
+    assert cells["paper"].config is not None
+
+
 def test_generated_cells_cover_every_fusion_and_the_modality_subsets_with_and_without_text(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from emimic.config import load_config

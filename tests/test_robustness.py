@@ -219,6 +219,16 @@ def test_a_modality_no_training_clip_has_is_left_out_with_a_warning(make_root, t
               overrides={"model.modalities": ["vit", "egemaps"]})
 
 
+def test_cv_naming_a_modality_a_fold_cannot_train_on_is_refused_before_any_fold_trains(make_root, tmp_path) -> None:
+    """It used to fail after the other folds had trained."""
+    root = make_root(dims={"vit": 8, "egemaps": 5}, missing={"egemaps": [3 * i for i in range(2, 19)]})  # clip 3 has it
+    with pytest.raises(ConfigError, match=r"^fold \d: model\.modalities: modality 'egemaps' has no file for any of the"
+                                          r" 9 training clips, .*: remove it from model\.modalities, or add"):
+        cross_validate(root, tmp_path / "cv", folds=2, max_epochs=1, progress=False,
+                       overrides={"model.modalities": ["vit", "egemaps"]})
+    assert not (tmp_path / "cv").exists()
+
+
 def test_a_vad_prior_on_a_modality_no_training_clip_has_is_refused(make_root, tmp_path) -> None:
     """It was refused as 'not a branch', which said nothing of why."""
     root = make_root(missing={"wav2vec2": [3 * i for i in range(1, 13)]})  # the train ids

@@ -76,7 +76,7 @@ from emimic.training.jobs import (
     train_job,
 )
 from emimic.training.provenance import corpus_fingerprint, describe
-from emimic.training.run import LAST_CHECKPOINT, TrainResult
+from emimic.training.run import LAST_CHECKPOINT, TrainResult, check_trainable
 
 SETTINGS_FILE = "cv.json"
 FOLDS_FILE = "folds.csv"
@@ -338,6 +338,8 @@ def cross_validate(
         fold_of = fold_table(out, labels, meta, folds, fold_seed)
         plan = checked_run_folders(_plan(out, ds, cfg, fold_of, seeds), ds, overwrite=overwrite,
                                    refusal=_model_refusal)
+        for job in plan:  # a fold without a modality the config names would stop the command after other folds
+            check_trainable(cfg, store, np.asarray(job.fold_ids["train"]), where=f"fold {job.fold}: ")
         write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2))  # once the folds could be assigned
         results = _train_all(plan, ds, runner, report)
     oof = out_of_fold(ds, plan, labels, fold_of)

@@ -34,7 +34,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -338,20 +338,36 @@ def requested_run(ds: VidmimicDataset, cfg: ExperimentConfig
     store = ds.store(progress=False)
     labelled = labelled_splits(ds)
     cfg = resolve_members(cfg, len(labelled["train"][0]))
-    untrainable = untrainable_modalities(store, labelled["train"][0])
-    named = [m for m in cfg.model.modalities or [] if m in untrainable]
-    if named:
-        way_out = "remove it from model.modalities, or add its features for training clips"
-        sentence = untrainable_sentence(named[0], len(labelled["train"][0]), way_out=way_out)
-        raise ConfigError(f"model.modalities: {sentence}")
-    if cfg.model.vad.enabled and cfg.model.vad.modality in untrainable:
-        way_out = "set model.vad.modality to another branch, or add its features for training clips"
-        sentence = untrainable_sentence(cfg.model.vad.modality, len(labelled["train"][0]), way_out=way_out)
-        raise ConfigError(f"model.vad.modality: {sentence}")
+    untrainable = check_trainable(cfg, store, labelled["train"][0])
     trainable = [m for m in store.modalities if m not in untrainable]
     spec = resolve_spec(cfg.model, {m: store.dim(m) for m in trainable},
                         {m: store.feature_names(m) for m in trainable})
     return RunRecord(cfg, data_fingerprint(store, spec.inputs, labelled), str(ds.root)), spec, labelled
+
+
+# How to fix a setting that names a modality no training clip has.
+_UNTRAINABLE_WAY_OUT = {"model.modalities": "remove it from model.modalities",
+                        "model.vad.modality": "set model.vad.modality to another branch"}
+
+
+def untrainable_settings(cfg: ExperimentConfig, untrainable: Collection[str]) -> dict[str, str]:
+    """``{setting: modality}`` for each setting of ``cfg`` that names one of the ``untrainable`` modalities (its
+    branch could never learn: see :func:`untrainable_modalities`)."""
+    named = {"model.modalities": next((m for m in cfg.model.modalities or [] if m in untrainable), None),
+             "model.vad.modality": cfg.model.vad.modality if cfg.model.vad.enabled else None}
+    return {setting: modality for setting, modality in named.items() if modality in untrainable}
+
+
+def check_trainable(cfg: ExperimentConfig, store: FeatureStore, train_ids: np.ndarray, *, where: str = "") -> list[str]:
+    """The modalities of ``store`` none of the training clips ``train_ids`` has; a setting of ``cfg`` that names one
+    is refused (``where``: what trains on these clips, e.g. a CV fold, to begin the sentence with)."""
+    untrainable = untrainable_modalities(store, train_ids)
+    named = untrainable_settings(cfg, untrainable)
+    if named:
+        setting, modality = next(iter(named.items()))
+        way_out = f"{_UNTRAINABLE_WAY_OUT[setting]}, or add its features for training clips"
+        raise ConfigError(f"{where}{setting}: {untrainable_sentence(modality, len(train_ids), way_out=way_out)}")
+    return untrainable
 
 
 def _left_out_sentence(modality: str, train_clips: int, cfg: ExperimentConfig, store: FeatureStore,
