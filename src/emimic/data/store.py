@@ -49,10 +49,6 @@ STORE_VERSION = 1
 POOLED_STATS: tuple[str, ...] = ("mean", "std", "min", "max")
 DTYPES = STORE_DTYPES
 FLOAT16_MAX = float(np.finfo(np.float16).max)
-FLOAT16_TINY = float(np.finfo(np.float16).tiny)  # its smallest normal value, 6.1e-5
-# float16 rounds values below FLOAT16_TINY to 0 or keeps them with fewer significant bits: a clip is refused when
-# more than this share of its non-zero values lie there (its features are of a scale float16 cannot hold).
-FLOAT16_MAX_TINY_SHARE = 0.5
 # A column is refused when the standard deviation of its float16 rounding errors over all clips exceeds this share of
 # the column's own (the errors add more than 1 % to its variance): what the model sees of a feature is its variation
 # (features are standardised), so such a rounding harms it (a 1e-9 feature becomes 0), while many tiny values float16
@@ -171,20 +167,12 @@ def untrainable_sentence(modality: str, train_clips: int, *,
 
 
 def _check_float16_range(frames: np.ndarray, where: str) -> None:
-    """Refuse frames that float16 would turn into Inf (its largest value is 65504): the model would learn NaN; or
-    mostly into 0 or a few bits (see ``FLOAT16_MAX_TINY_SHARE``): the stored frames would lose what the features
-    say, while the pooled statistics (float32) keep it."""
-    magnitude = np.abs(frames)
-    peak = float(magnitude.max())
+    """Refuse frames that float16 would turn into Inf (its largest value is 65504): the model would learn NaN. Tiny
+    values are judged per column over all clips (:func:`_check_float16_columns`), by the harm their rounding does."""
+    peak = float(np.abs(frames).max())
     if peak > FLOAT16_MAX:
         raise DataError(f"{where}: holds values up to {peak:.3g}, beyond the float16 range (±{FLOAT16_MAX:.0f});"
                         " pack this dataset with --dtype float32.")
-    nonzero = np.count_nonzero(magnitude)
-    tiny = np.count_nonzero(magnitude < FLOAT16_TINY) - (magnitude.size - nonzero)
-    if nonzero and tiny / nonzero > FLOAT16_MAX_TINY_SHARE:
-        raise DataError(f"{where}: {tiny / nonzero:.0%} of its non-zero values are below {FLOAT16_TINY:.2g}, the"
-                        " smallest float16 normal, which rounds them to 0 or a few bits; pack this dataset with"
-                        " --dtype float32.")
 
 
 class Float16Harm:
@@ -264,9 +252,10 @@ def _pack_modality(source: ModalitySource, folder: Path, dtype: str, *, progress
                     f" and the other clips of modality {source.name!r} have width {dim}."
                 )
             assert pooled is not None
+            if dtype == "float16":  # checked before the cast, which would warn of the overflow it refuses
+                _check_float16_range(frames, _clip_source(source, name, clip_id))
             stored = frames.astype(dtype, copy=False)
             if dtype == "float16":
-                _check_float16_range(frames, _clip_source(source, name, clip_id))
                 harm.add(frames, stored)
             ids[row], lengths[row] = clip_id, frames.shape[0]
             pooled[row] = pool_frames(frames)
