@@ -197,6 +197,9 @@ def test_float16_packing_refuses_a_column_it_would_turn_into_zeros_in_every_clip
         frames[:, 6] = np.where(rng.random(len(frames)) < 0.4, rng.uniform(0.05, 0.9, len(frames)),
                                 rng.uniform(2e-6, 5e-5, len(frames)))
         frames[:, 7] = 0.1  # constant: float16 shifts every value alike, which standardising removes
+        # constant for training too (column_scales): a 1-ulp float32 jitter that float16 rounds away
+        frames[:, 4] = np.where(rng.random(len(frames)) < 0.5, np.float32(0.7),
+                                np.nextafter(np.float32(0.7), np.float32(1)))
         path.write_bytes(pickle.dumps(frames))
     with pytest.raises(DataError, match=rf"^{re.escape(str(root / 'vit'))}: float16 would round column 5 \(of 8,"
                                         r" counting from 0\) of modality 'vit' by 100% of its standard deviation over"
@@ -208,7 +211,7 @@ def test_float16_packing_refuses_a_column_it_would_turn_into_zeros_in_every_clip
         frames = pickle.loads(path.read_bytes())
         frames[:, 5] *= 1e9
         path.write_bytes(pickle.dumps(frames))
-    pack(root, dtype="float16", progress=False)  # columns 6 and 7 are kept
+    pack(root, dtype="float16", progress=False)  # columns 4, 6 and 7 are kept
 
 
 def test_a_modality_no_training_clip_has_is_left_out_with_a_warning(make_root, tmp_path) -> None:

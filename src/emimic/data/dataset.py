@@ -20,14 +20,10 @@ from torch.utils.data import Dataset, Sampler
 
 from emimic.data.holdout import resolve_valid_split
 from emimic.data.layout import SPLIT_FILES, DatasetLayout, discover
-from emimic.data.store import FeatureStore, locate_store, pack, stale_modalities
+from emimic.data.store import FeatureStore, constant_columns, locate_store, pack, stale_modalities
 from emimic.errors import DataError
 from emimic.labels import EMOTIONS, empty_split_sentence, read_meta, read_split, shortlist
 
-# A column counts as constant when its standard deviation is within float32 rounding of its mean (1 ulp), or is
-# below the smallest normal float32: relative, so features of any scale (1e-9 or 1e9) keep their variation.
-CONSTANT_RELATIVE_STD = float(np.finfo(np.float32).eps)
-TINY_STD = float(np.finfo(np.float32).tiny)
 CACHE_BLOCK = 256  # clips whose frames chunked_steps copies out of the memory map at once
 
 
@@ -168,7 +164,7 @@ def column_scales(std: np.ndarray, mean: np.ndarray) -> np.ndarray:
     A constant column's training values standardise to 0 whatever it is divided by; this divisor keeps another
     clip's deviation there on the scale of the other inputs (dividing by 1 gave inputs of 1e9 on 1e9-scale
     features; a fixed small floor erased features of a small scale and blew up the rest)."""
-    constant = std <= np.maximum(CONSTANT_RELATIVE_STD * np.abs(mean), TINY_STD)
+    constant = constant_columns(std, mean)
     typical = float(np.median(std[~constant])) if not constant.all() else 1.0
     return np.where(constant, typical, std).astype(np.float32)
 

@@ -56,6 +56,10 @@ FLOAT16_MAX = float(np.finfo(np.float16).max)
 # not. Ordinary features lose about 0.02 %; the simulated text embedding, whose columns vary little around their
 # means, up to 2.6 %.
 FLOAT16_MAX_ERROR_SHARE = 0.1
+# A column counts as constant when its standard deviation is within float32 rounding of its mean (1 ulp), or is
+# below the smallest normal float32: relative, so features of any scale (1e-9 or 1e9) keep their variation.
+CONSTANT_RELATIVE_STD = float(np.finfo(np.float32).eps)
+TINY_STD = float(np.finfo(np.float32).tiny)
 
 
 # The folder name of a packed modality: <modality>-<12 hex of its source fingerprint>-<dtype>.
@@ -175,6 +179,12 @@ def _check_float16_range(frames: np.ndarray, where: str) -> None:
                         " pack this dataset with --dtype float32.")
 
 
+def constant_columns(std: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Which columns of standard deviation ``std`` and mean ``mean`` training treats as constant (standardised to 0):
+    those whose spread is within float32 rounding of their mean, or below the smallest float32 normal."""
+    return std <= np.maximum(CONSTANT_RELATIVE_STD * np.abs(mean), TINY_STD)
+
+
 class Float16Harm:
     """What float16 rounding does to each column of a modality, over all its clips: the sums of the values and of
     the rounding errors, and of their squares (float64), from which their standard deviations come."""
@@ -192,13 +202,15 @@ class Float16Harm:
                                np.einsum("ij,ij->j", errors, errors)])
 
     def error_shares(self) -> np.ndarray:
-        """``(D,)`` the standard deviation of each column's rounding errors over that of its values (inf where the
-        values are constant and the errors are not; 0 where neither varies)."""
+        """``(D,)`` the standard deviation of each column's rounding errors over that of its values; 0 for a column
+        training treats as constant (:func:`constant_columns`), which it standardises to 0 whatever float16 makes of
+        it, and where the errors do not vary."""
         means = self.sums / max(self.count, 1)
         values_std = np.sqrt(np.maximum(means[1] - means[0] ** 2, 0))
         errors_std = np.sqrt(np.maximum(means[3] - means[2] ** 2, 0))
+        harmless = constant_columns(values_std, means[0]) | (errors_std == 0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(errors_std > 0, errors_std / values_std, 0.0)
+            return np.where(harmless, 0.0, errors_std / values_std)
 
 
 def _check_float16_columns(harm: Float16Harm, source: ModalitySource) -> None:
@@ -210,10 +222,9 @@ def _check_float16_columns(harm: Float16Harm, source: ModalitySource) -> None:
     if columns.size:
         named = (f"column {columns[0]}" if columns.size == 1
                  else f"columns {shortlist(columns.tolist(), shown=5)}")
-        first = shares[columns[0]]
-        share = f"{first:.0%}" if np.isfinite(first) else "more than all"
+        share, whose = shares[columns[0]], "its" if columns.size == 1 else "the"
         raise DataError(f"{source.container or source.path}: float16 would round {named} (of {len(shares)}, counting"
-                        f" from 0) of modality {source.name!r} by {share} of {'its' if columns.size == 1 else 'the'}"
+                        f" from 0) of modality {source.name!r} by {share:.0%} of {whose}"
                         f" standard deviation over all clips{'' if columns.size == 1 else f' of column {columns[0]}'}"
                         f" (at most {FLOAT16_MAX_ERROR_SHARE:.0%} is kept as float16); pack this dataset with --dtype"
                         " float32.")
