@@ -196,6 +196,7 @@ class Float16Harm:
     def add(self, frames: np.ndarray, stored: np.ndarray) -> None:
         """Count one clip: its ``frames`` and the float16 ``stored`` ones."""
         values = frames.astype(np.float64)
+        # float64, not float32: as exact here, yet numpy widens float16 to float64 twice as fast as to float32
         errors = stored.astype(np.float64) - values
         self.count += len(values)
         self.sums += np.stack([values.sum(0), np.einsum("ij,ij->j", values, values), errors.sum(0),
