@@ -174,9 +174,14 @@ def _check_same_run(run: Path, previous: RunRecord, requested: RunRecord) -> Non
         )
 
 
-def _kept(run: Path, max_epochs: int) -> str:
-    """What an interrupted run left, and how to go on: the message of Ctrl-C during ``train``."""
+def _kept(run: Path, max_epochs: int, *, replacing: bool) -> str:
+    """What an interrupted run left, and how to go on: the message of Ctrl-C during ``train``. Called before
+    :func:`~emimic.outputs.provisional_output` cleans up, so ``run`` still holds the new run's files; when
+    ``replacing`` an old run and no epoch finished, the clean-up puts the old run back."""
     if not _started(run):
+        if replacing:
+            return (f"no epoch had finished, so nothing of this run was kept and the run that was in {run} is back in"
+                    " place; run the same command to start again.")
         return f"no epoch had finished, so nothing of this run was kept in {run}; run the same command to start again."
     epochs = int(torch.load(run / LAST_CHECKPOINT, map_location="cpu", weights_only=True)["epoch"]) + 1
     return (f"kept {run} after epoch {epochs}/{max_epochs} (resume point {run / LAST_CHECKPOINT}); run the same"
@@ -292,7 +297,7 @@ def train(
         replace = not resume and (previous is not None or (overwrite and run.is_dir() and any(run.iterdir())))
         writing = (provisional_output(run, replace=replace, started=lambda: _started(run), kind="run") if primary
                    else contextlib.nullcontext())
-        with explain_interrupt(lambda: _kept(run, cfg.train.max_epochs)), writing:
+        with writing, explain_interrupt(lambda: _kept(run, cfg.train.max_epochs, replacing=replace)):
             pl.seed_everything(cfg.seed, workers=True, verbose=False)
             module = EMIModule(config=cfg.model_dump(mode="json"), spec=spec.to_dict(),
                                data={"root": str(ds.root), "identity": store.identity,
