@@ -267,26 +267,29 @@ def why_skipped(cfg: ExperimentConfig, store: FeatureStore, *, cell: str, untrai
 
 
 def plan_cells(grid: Grid, store: FeatureStore, overrides: Mapping[str, Any], *,
-               untrainable: Collection[str] = ()) -> list[Cell]:
+               untrainable: Callable[[ExperimentConfig], Collection[str]] = lambda cfg: ()) -> list[Cell]:
     """Every cell of ``grid`` on this data (the reference first, then the written ones, then the generated ones
-    whose names are not taken), each with its config or why it is skipped; the generated ones use only the
-    modalities some training clip has (not the ``untrainable`` ones)."""
+    whose names are not taken), each with its config or why it is skipped. ``untrainable(cfg)`` names the
+    modalities no clip that ``cfg`` trains on has (its own ``train.valid_fraction`` decides which clips those are):
+    the generated cells use only the others of the base config, and a cell naming one is skipped."""
     base = load_config(grid.base, overrides=overrides)
     written = {grid.reference: grid.cells[grid.reference], **grid.cells}
     cells = []
-    generated = generated_cells(grid, base, [m for m in store.modalities if m not in untrainable])
+    untrainable_in_base = untrainable(base)
+    generated = generated_cells(grid, base, [m for m in store.modalities if m not in untrainable_in_base])
     for name, cell_overrides in {**written, **{n: o for n, o in generated.items() if n not in written}}.items():
         cfg = cell_config(base, name, cell_overrides)
-        reason = why_skipped(cfg, store, cell=name, untrainable=untrainable)
+        reason = why_skipped(cfg, store, cell=name, untrainable=untrainable(cfg))
         cells.append(Cell(name, cell_overrides, None if reason else cfg, reason))
     if cells[0].skipped:
         raise ConfigError(f"the reference cell {grid.reference!r} cannot run on this data: {cells[0].skipped}.")
     return cells
 
 
-def _untrainable(ds: VidmimicDataset, store: FeatureStore, base: ExperimentConfig) -> list[str]:
-    """The modalities of ``store`` that no clip the ``base`` config trains on has: no cell can learn from them."""
-    train_ids = labelled_splits(with_valid_split(ds, base.train.valid_fraction), ["train"])["train"][0]
+def untrainable_in(ds: VidmimicDataset, store: FeatureStore, cfg: ExperimentConfig) -> list[str]:
+    """The modalities of ``store`` that no clip ``cfg`` trains on has (its ``train.valid_fraction`` holds out part of
+    a corpus without a valid split): its model cannot learn from them."""
+    train_ids = labelled_splits(with_valid_split(ds, cfg.train.valid_fraction), ["train"])["train"][0]
     return untrainable_modalities(store, train_ids)
 
 
@@ -454,8 +457,7 @@ def ablate(
     refuse_inside_dataset(out, ds.root)
     store = ds.store(progress=progress)  # packed once here, before any worker opens it
     base_overrides = dict(overrides or {}) | ({"train.max_epochs": max_epochs} if max_epochs is not None else {})
-    base = load_config(grid.base, overrides=base_overrides)
-    cells = plan_cells(grid, store, base_overrides, untrainable=_untrainable(ds, store, base))
+    cells = plan_cells(grid, store, base_overrides, untrainable=lambda cfg: untrainable_in(ds, store, cfg))
     settings = _settings(ds, store, seeds)
     runner = Runner(jobs, backend, ray_address, progress)  # a wrong --ray-address refuses before any write
     replace = check_folder_settings(out, SETTINGS_FILE, settings, kind="ablation", overwrite=overwrite,
