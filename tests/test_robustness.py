@@ -8,6 +8,7 @@ import json
 import pickle
 import re
 import shutil
+import warnings
 from pathlib import Path
 from unittest import mock
 
@@ -293,6 +294,29 @@ def test_a_folder_that_cannot_be_locked_is_written_after_one_warning(tmp_path, m
     with warned, exclusive_output(folder, command="train"):
         pass
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["a"]
+
+
+def test_a_lock_folder_removed_by_another_commands_clean_up_is_made_again_and_locked(tmp_path, monkeypatch) -> None:
+    """A FileNotFoundError from that race counted as 'no lock here': the job trained unlocked after a warning."""
+    folder, real_open = tmp_path / "runs" / "a", open
+    raced = []
+
+    def open_after_a_racing_clean_up(path, *args, **kwargs):
+        if not raced:  # another command's clean-up removes the parent folder just made
+            raced.append(Path(path).parent.rmdir())
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(emimic.outputs, "open", open_after_a_racing_clean_up, raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnlockedWarning)
+        with exclusive_output(folder, command="train"):
+            assert raced and (tmp_path / "runs" / ".a.lock").exists()
+
+
+def test_a_lock_that_fails_for_another_reason_than_no_lock_here_is_an_error(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(fcntl, "flock", mock.Mock(side_effect=OSError(errno.EIO, "Input/output error")))
+    with pytest.raises(OSError, match="Input/output error"), exclusive_output(tmp_path / "a", command="train"):
+        pass
 
 
 def test_a_refused_train_leaves_no_parent_folder_it_made_for_its_lock(make_root, tmp_path, capsys) -> None:

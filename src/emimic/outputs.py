@@ -26,6 +26,7 @@ not record (an earlier emimic) is never reused.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -111,6 +112,11 @@ def _comparable(value: Any, unordered: bool) -> Any:
 
 
 LOCK_SUFFIX = "lock"
+# The errors that say no lock can be taken here (no flock on this file system or system, no right to write beside
+# the folder, a read-only mount): the command goes on unlocked. Any other error is a real failure and is raised.
+CANNOT_LOCK = frozenset({errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EACCES, errno.EPERM, errno.EROFS})
+# Tries at making the lock file's parent and opening the file while other commands' clean-ups remove the parent.
+LOCK_FILE_ATTEMPTS = 100
 
 
 @contextlib.contextmanager
@@ -159,10 +165,9 @@ def _locked(folder: Path, command: str) -> BinaryIO | None:
     path = folder.with_name(f".{folder.name}.{LOCK_SUFFIX}")
     try:
         if fcntl is None:
-            raise OSError("this system has no flock")
-        path.parent.mkdir(parents=True, exist_ok=True)
+            raise OSError(errno.ENOSYS, "this system has no flock")
         while True:
-            handle = open(path, "a+b")  # noqa: SIM115 - held open for the whole block
+            handle = _open_lock_file(path)
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -178,9 +183,24 @@ def _locked(folder: Path, command: str) -> BinaryIO | None:
                 return handle
             handle.close()
     except OSError as exc:
+        if exc.errno not in CANNOT_LOCK:
+            raise
         warnings.warn(f"cannot lock {path} ({exc.strerror or exc}): a concurrent emimic {command} into {folder}"
                       " would not be refused.", UnlockedWarning, stacklevel=4)
         return None
+
+
+def _open_lock_file(path: Path) -> BinaryIO:
+    """``path`` opened for appending, its parent folders made first; tried again when another command's clean-up
+    (:func:`_remove_empty`) removed a parent between the two steps."""
+    def make_and_open() -> BinaryIO:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "a+b")
+
+    for _ in range(LOCK_FILE_ATTEMPTS - 1):
+        with contextlib.suppress(FileNotFoundError):
+            return make_and_open()
+    return make_and_open()  # the last try raises what it meets
 
 
 @contextlib.contextmanager
