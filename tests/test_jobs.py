@@ -4,8 +4,12 @@ Ray: a real local Ray takes minutes to start on the 2 shared CPU cores the suite
 
 from __future__ import annotations
 
+import os
 import pickle
+import signal
+import subprocess
 import sys
+import time
 import types
 import warnings
 from pathlib import Path
@@ -17,7 +21,7 @@ import pytest
 from conftest import write_root
 from emimic.cli import main
 from emimic.defaults import ABLATION_MAX_EPOCHS
-from emimic.errors import ConfigError, Interrupted, emimic_warnings_to
+from emimic.errors import ConfigError, emimic_warnings_to
 from emimic.outputs import LeftoverWarning
 from emimic.training.ablate import ablate
 from emimic.training.crossval import cross_validate
@@ -74,8 +78,6 @@ class StandInRay(types.ModuleType):
     def wrapped(error: BaseException) -> BaseException:
         """What Ray's get raises for a task's ``error``: a ``RayTaskError`` that is also an instance of the error's
         class (``RayTaskError(ConfigError)``), without the error's attributes, which it holds as ``cause``."""
-        if isinstance(error, KeyboardInterrupt):
-            return error
         wrapper = type(f"RayTaskError({type(error).__name__})", (RayTaskError, type(error)), {})
         raised = wrapper.__new__(wrapper, *error.args)
         BaseException.__init__(raised, *error.args)
@@ -146,16 +148,47 @@ def test_the_warnings_of_a_job_that_fails_elsewhere_are_raised_here_before_its_e
     assert seen == ["job 4 found leftovers"]
 
 
-def warn_then_stop(job: int) -> int:
-    warnings.warn(f"job {job} found leftovers", LeftoverWarning, stacklevel=1)
-    raise Interrupted(f"job {job} keeps its last epoch")
+CTRL_C_SCRIPT = """
+import sys, time, warnings
+from pathlib import Path
+from emimic.errors import emimic_warnings_to, explain_interrupt
+from emimic.outputs import LeftoverWarning
+
+def job(n):
+    warnings.warn(f"job {n} found leftovers", LeftoverWarning, stacklevel=1)
+    with explain_interrupt(lambda: f"job {n} kept its last epoch."):
+        Path(sys.argv[1], f"started{n}").touch()
+        time.sleep(60)
+
+if __name__ == "__main__":
+    from emimic.training.jobs import Runner
+    seen = []
+    try:
+        with emimic_warnings_to(lambda warning: seen.append(str(warning))):
+            Runner(workers=2, progress=False).run([1, 2], job)
+    except KeyboardInterrupt as stopped:
+        print(type(stopped).__name__, stopped, sorted(seen), sep="|")
+"""
 
 
-def test_the_warnings_of_a_job_stopped_by_ctrl_c_are_raised_here_before_it_stops(ray: StandInRay) -> None:
-    seen: list[str] = []
-    with emimic_warnings_to(lambda warning: seen.append(str(warning))), pytest.raises(Interrupted, match="job 5"):
-        Runner(workers=2, backend="ray", progress=False).run([5], warn_then_stop)
-    assert seen == ["job 5 found leftovers"]
+def test_ctrl_c_on_local_processes_says_what_each_stopped_job_kept_and_shows_its_warnings(tmp_path: Path) -> None:
+    """The command's own KeyboardInterrupt came first and threw the workers' Interrupted errors away (and with
+    them their warnings and what they kept)."""
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(CTRL_C_SCRIPT, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = subprocess.Popen([sys.executable, str(script), str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                               env=env, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("started*"))) < 2 and time.monotonic() < deadline and command.poll() is None:
+        time.sleep(0.1)
+    os.killpg(command.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
+    out, _ = command.communicate(timeout=60)
+    kind, message, seen = out.strip().split("|")
+    assert kind == "Interrupted"
+    assert message in ("job 1 kept its last epoch. job 2 kept its last epoch.",
+                       "job 2 kept its last epoch. job 1 kept its last epoch.")
+    assert seen == "['job 1 found leftovers', 'job 2 found leftovers']"
 
 
 def test_a_ray_task_error_holds_the_warnings_in_its_cause() -> None:
