@@ -28,7 +28,7 @@ from emimic.errors import ConfigError, DataError, EmimicWarning, IncompatibleRun
 from emimic.features import extract
 from emimic.labels import read_meta, read_split
 from emimic.outputs import UnlockedWarning, exclusive_output
-from emimic.training.crossval import assign_folds, cross_validate
+from emimic.training.crossval import assign_folds, cross_validate, split_view
 from emimic.training.inference import evaluate
 from emimic.training.run import read_metrics, train
 from test_cli_errors import assert_one_sentence, run_cli
@@ -115,6 +115,11 @@ def test_a_label_column_constant_over_a_split_is_named_where_its_pcc_would_be_a_
     assert problems(root) == {scored: "warning", learnt: "warning"}
     with pytest.warns(EmimicWarning, match=re.escape(scored.replace("valid split", "'valid' split"))):
         assert evaluate(trained_run.run, root).pcc["Joy"] == 0.0
+    # a CV fold says which: each distinct warning is printed once per command, and the folds' ones would read alike
+    train_ids, valid_ids = (pd.read_csv(root / f"{split}_split.csv").Filename for split in ("train", "valid"))
+    fold = split_view(open_dataset(root), train_ids, valid_ids, view="fold 2")
+    with pytest.warns(EmimicWarning, match=re.escape(scored.replace("valid split", "fold 2 'valid' split"))):
+        evaluate(trained_run.run, fold)
     set_labels(root / "valid_split.csv", **dict.fromkeys(["Admiration", "Amusement", "Determination", "Empathic_Pain",
                                                             "Excitement"], 0.5))
     never = (f"{root}: the labels of every emotion are constant over the {n_valid} clips of the validation split, so no"

@@ -42,6 +42,7 @@ class VidmimicDataset:
     """
 
     held_out_fraction: float | None = None  # set on the copy with_valid_split makes by holding out part of train
+    view: str = ""  # what a copy with other splits is (a CV fold: "fold 2"), named with its splits in messages
 
     def __init__(self, layout: DatasetLayout, *, test_labels: bool = False, store_dir: str | Path | None = None):
         self.layout = layout
@@ -76,6 +77,11 @@ class VidmimicDataset:
         if name not in self.splits:
             raise DataError(f"{self.root}: no {name!r} split (found {sorted(self.splits)}).")
         return self.splits[name]
+
+    def split_label(self, name: str) -> str:
+        """How messages name the split ``name``: ``'valid'``, or ``fold 2 'valid'`` in a CV fold's view, so that the
+        same sentence of several folds (printed once per command) says which fold it is about."""
+        return f"{self.view} {name!r}" if self.view else repr(name)
 
     def clips(self, name: str) -> pd.DataFrame:
         """The split ``name`` for a command that works on its clips: one whose CSV lists none is refused."""

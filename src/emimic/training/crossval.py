@@ -98,7 +98,8 @@ class FoldJob(TrainJob):
 
     def dataset(self, ds: VidmimicDataset | None = None) -> VidmimicDataset:
         """The corpus with train and valid replaced by this job's clips."""
-        return split_view(super().dataset(ds), self.fold_ids["train"], self.fold_ids["valid"])
+        return split_view(super().dataset(ds), self.fold_ids["train"], self.fold_ids["valid"],
+                          view=f"fold {self.fold}" if self.fold else "refit")
 
 
 @dataclass
@@ -189,11 +190,14 @@ def fold_table(out: Path, labels: pd.DataFrame, meta: pd.DataFrame, folds: int, 
     return table
 
 
-def split_view(ds: VidmimicDataset, train_ids: Sequence[int], valid_ids: Sequence[int]) -> VidmimicDataset:
-    """``ds`` with train and valid made of the given clips of train+valid (test is kept)."""
+def split_view(ds: VidmimicDataset, train_ids: Sequence[int], valid_ids: Sequence[int], *,
+               view: str) -> VidmimicDataset:
+    """``ds`` with train and valid made of the given clips of train+valid (test is kept); ``view`` (``fold 2``) is
+    named with its splits in messages."""
     pooled = pooled_labels(ds)
     held = copy.copy(ds)  # shares the layout and the packed store; only the split table differs
     held.splits = {**ds.splits, "train": pooled.loc[list(train_ids)], "valid": pooled.loc[list(valid_ids)]}
+    held.view = view
     return held
 
 
@@ -206,7 +210,7 @@ def fold_view(run: str | Path, ds: VidmimicDataset) -> VidmimicDataset:
         return ds
     fold_of = pd.read_csv(run.parent / FOLDS_FILE, index_col=0)["fold"]
     k = int(match.group(1))
-    return split_view(ds, fold_of.index[fold_of != k], fold_of.index[fold_of == k])
+    return split_view(ds, fold_of.index[fold_of != k], fold_of.index[fold_of == k], view=f"fold {k}")
 
 
 def _train_all(jobs: Sequence[FoldJob], ds: VidmimicDataset, runner: Runner,

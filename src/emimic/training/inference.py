@@ -308,8 +308,8 @@ def evaluate(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "val
     else:
         raise DataError(f"{ds.root}: the {split!r} split has no labels to evaluate against; give them with"
                         f" --labels FILE.")
-    check_labels_vary(truth, root=ds.root, split=repr(split), purpose="score")
-    constant = constant_labels_sentence(truth, root=ds.root, split=repr(split))
+    check_labels_vary(truth, root=ds.root, split=ds.split_label(split), purpose="score")
+    constant = constant_labels_sentence(truth, root=ds.root, split=ds.split_label(split))
     if constant is not None:
         warnings.warn(constant, EmimicWarning, stacklevel=2)
     preds = ensemble_predict_ids(models, store, ids)
