@@ -25,6 +25,7 @@ from emimic.training.ablate import (
     paired_t_test,
     plan_cells,
     summarise,
+    untrainable_in,
 )
 
 TINY_DIMS = {"vit": 6, "wav2vec2": 8, "text_emb": 4}
@@ -81,6 +82,38 @@ def test_a_mistyped_modality_is_refused_and_an_absent_one_skips_its_cell(tmp_pat
     paper, egemaps = plan_cells(absent, tiny_store, {})
     assert paper.config is not None and paper.skipped is None
     assert egemaps.config is None and egemaps.skipped.startswith("the data has no egemaps (it has text_emb, vit,")
+
+
+def test_a_modality_no_training_clip_has_makes_no_subset_and_skips_the_cell_that_names_it(tmp_path: Path,
+                                                                                            tiny_store) -> None:
+    """A generated cell of it used to fail the whole ablation midway, as train refuses to name it."""
+    grid = load_grid(grid_file(tmp_path, "cells:\n  paper: {}\n  v: {model.modalities: [vit]}\n"
+                                         "generate: {modality_subsets: true}\n"))
+    cells = {c.name: c for c in plan_cells(grid, tiny_store, {}, untrainable=lambda cfg: ["vit"])}
+    assert not [name for name in cells if "vit" in name.split("=")[-1].split("+")]
+    assert cells["v"].skipped == "no training clip has vit, which model.modalities names"
+    assert cells["paper"].config is not None
+
+
+def test_a_cell_holding_out_another_valid_share_is_planned_on_the_clips_it_trains_on(tmp_path: Path) -> None:
+    """Untrainable modalities came from the base config's valid share: a cell that held out the only clips with
+    egemaps was planned to use it, and failed midway."""
+    from emimic.data import open_dataset
+    from emimic.data.holdout import hold_out
+
+    labels = pd.read_csv(write_root(tmp_path / "ids", train=24, valid=0) / "train_split.csv")
+    held_by_half = set(hold_out(labels, 0.5)[1]["Filename"]) - set(hold_out(labels, 0.2)[1]["Filename"])
+    root = write_root(tmp_path / "root", train=24, valid=0, dims={"vit": 6, "egemaps": 4},
+                      missing={"egemaps": [i for i in labels["Filename"] if i not in held_by_half]})
+    (root / "valid_split.csv").unlink()
+    ds = open_dataset(root)
+    store = ds.store(progress=False)
+    grid = load_grid(grid_file(tmp_path, "cells:\n  paper: {model.modalities: [vit, egemaps]}\n"
+                                         "  half: {model.modalities: [vit, egemaps], train.valid_fraction: 0.5}\n"))
+    cells = {c.name: c for c in plan_cells(grid, store, {"train.valid_fraction": 0.2},
+                                           untrainable=lambda cfg: untrainable_in(ds, store, cfg))}
+    assert cells["paper"].config is not None
+    assert cells["half"].skipped == "no training clip has egemaps, which model.modalities names"
 
 
 def test_generated_cells_cover_every_fusion_and_the_modality_subsets_with_and_without_text(

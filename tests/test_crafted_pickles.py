@@ -256,8 +256,8 @@ def memory_payloads() -> dict[str, tuple[str, bytes, str]]:
             _npy_with_declared_shape(HUGE),
             "declares shape (1000000, 1000000) (4000000000000 bytes) but holds 24",
         ),
-        # CPython's unpickler allocates the declared length untouched, then finds the data missing.
-        "BINBYTES8 declaring 8 GiB": (".pkl", b"\x80\x04\x8e" + (2**33).to_bytes(8, "little") + b".", "cannot be read"),
+        # Found before CPython's unpickler allocates the declared length: the data is missing.
+        "BINBYTES8 declaring 8 GiB": (".pkl", b"\x80\x04\x8e" + (2**33).to_bytes(8, "little") + b".", "is truncated"),
         "nested lists sharing one inner list": (".pkl", pickle.dumps(shared), "holds a value of type list"),
         # Found by fuzzing: CPython's unpickler zero-fills a memo table up to the index a PUT names.
         "memo index of 2^31": (

@@ -1,5 +1,7 @@
+import io
 import os
 import pickle
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,10 +113,32 @@ def test_invalid_contents_name_the_file(tmp_path: Path, value: object, message: 
     assert message in str(info.value)
 
 
-def test_truncated_file_is_a_clear_error(tmp_path: Path) -> None:
+def _saved_bytes(suffix: str, protocol: int, frames: np.ndarray) -> bytes:
+    """``frames`` as a ``.pkl`` (pickle ``protocol``), ``.npy`` or ``.pt`` file (legacy format for protocol 2)."""
+    buffer = io.BytesIO()
+    if suffix == ".npy":
+        np.save(buffer, frames)
+    elif suffix == ".pt":
+        torch.save(torch.from_numpy(frames), buffer, _use_new_zipfile_serialization=protocol != 2)
+    else:
+        pickle.dump({"feature": frames}, buffer, protocol=protocol)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("suffix", "protocol"), [(".pkl", 2), (".pkl", 5), (".npy", 0), (".pt", 2), (".pt", 5)])
+@pytest.mark.parametrize("kept", [0.02, 0.5, 0.99])
+def test_a_truncated_file_is_called_truncated(tmp_path: Path, suffix: str, protocol: int, kept: float) -> None:
+    data = _saved_bytes(suffix, protocol, np.ones((50, 8), dtype=np.float32))
+    path = tmp_path / f"00007{suffix}"
+    path.write_bytes(data[: max(1, int(len(data) * kept))])
+    with pytest.raises(DataError, match=rf"^{path}: is truncated \(.*\); extract or copy it again\.$"):
+        load_array(path)
+
+
+def test_bytes_that_are_no_pickle_are_not_called_truncated(tmp_path: Path) -> None:
     path = tmp_path / "00007.pkl"
-    path.write_bytes(pickle.dumps(np.ones((5, 5)))[:40])
-    with pytest.raises(DataError, match=r"00007\.pkl: cannot be read"):
+    path.write_bytes(b"garbage")  # 'g' reads as an opcode whose argument never ends
+    with pytest.raises(DataError, match=r"00007\.pkl: cannot be read \(ValueError"):
         load_array(path)
 
 
@@ -159,3 +183,21 @@ def test_leftovers_of_a_killed_writer_are_removed(tmp_path: Path) -> None:
     (tmp_path / "00003.npy").write_bytes(b"kept")
     assert len(remove_leftovers(tmp_path)) == 2
     assert [p.name for p in tmp_path.iterdir()] == ["00003.npy"]
+
+
+@pytest.mark.parametrize(("key", "named"), [("clip_3", "the key 'clip_3'"), (-2, "the key -2"), (3.5, "the key 3.5"),
+                                            ((1, 2), "a tuple key"), (b"003", "a bytes key")])
+def test_a_bad_key_of_a_one_pickle_modality_is_named_with_what_keys_must_be(tmp_path: Path, key: object,
+                                                                            named: str) -> None:
+    container = tmp_path / "vit.pkl"
+    container.write_bytes(pickle.dumps({4: np.ones(3), key: np.ones(3)}))
+    expected = rf"^{container}: holds {re.escape(named)}, which is not a clip id; the keys of a one-pickle modality"
+    with pytest.raises(DataError, match=expected + r" must be the clips' non-negative integer ids"):
+        read_mapping(container)
+
+
+def test_two_keys_of_one_clip_in_a_one_pickle_modality_are_refused(tmp_path: Path) -> None:
+    container = tmp_path / "vit.pkl"
+    container.write_bytes(pickle.dumps({3: np.ones(3), "00003": np.zeros(3)}))
+    with pytest.raises(DataError, match=rf"^{container}: holds two keys for clip id 3; keep one array per clip\.$"):
+        read_mapping(container)

@@ -4,12 +4,18 @@ Ray: a real local Ray takes minutes to start on the 2 shared CPU cores the suite
 
 from __future__ import annotations
 
+import os
+import pickle
+import signal
+import subprocess
 import sys
+import time
 import types
 import warnings
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from conftest import write_root
@@ -19,7 +25,7 @@ from emimic.errors import ConfigError, emimic_warnings_to
 from emimic.outputs import LeftoverWarning
 from emimic.training.ablate import ablate
 from emimic.training.crossval import cross_validate
-from emimic.training.jobs import Runner
+from emimic.training.jobs import Runner, _warnings_of
 
 
 def double(job: int) -> int:
@@ -50,7 +56,10 @@ class StandInRay(types.ModuleType):
             def submit(*args: Any) -> int:
                 self.task_cpus.append(num_cpus)
                 ref = len(self._results)
-                self._results[ref] = function(*args)
+                try:
+                    self._results[ref] = function(*args)
+                except BaseException as error:  # Ray sends a task's error back pickled, and raises it on get
+                    self._results[ref] = pickle.loads(pickle.dumps(error))
                 return ref
 
             return types.SimpleNamespace(remote=submit)
@@ -61,7 +70,25 @@ class StandInRay(types.ModuleType):
         return refs[-num_returns:], refs[:-num_returns]
 
     def get(self, ref: int) -> Any:
+        if isinstance(self._results[ref], BaseException):
+            raise self.wrapped(self._results[ref])
         return self._results[ref]
+
+    @staticmethod
+    def wrapped(error: BaseException) -> BaseException:
+        """What Ray's get raises for a task's ``error``: a ``RayTaskError`` that is also an instance of the error's
+        class (``RayTaskError(ConfigError)``), without the error's attributes, which it holds as ``cause``."""
+        wrapper = type(f"RayTaskError({type(error).__name__})", (RayTaskError, type(error)), {})
+        raised = wrapper.__new__(wrapper, *error.args)
+        BaseException.__init__(raised, *error.args)
+        raised.cause = error
+        return raised
+
+
+class RayTaskError(Exception):
+    """Ray's wrapper of a task's error (ray.exceptions.RayTaskError)."""
+
+    cause: BaseException
 
 
 @pytest.fixture
@@ -107,6 +134,82 @@ def test_the_warnings_of_a_job_run_elsewhere_are_raised_again_here_before_its_re
             [1, 2], warn_and_double, report=lambda job, result: seen.append(f"report {job}"))
     # a Ray task's output never reaches the command: its warnings must come back with its result
     assert seen == ["job 2 found leftovers", "report 2", "job 1 found leftovers", "report 1"]
+
+
+def warn_then_fail(job: int) -> int:
+    warnings.warn(f"job {job} found leftovers", LeftoverWarning, stacklevel=1)
+    raise ConfigError(f"job {job} failed")
+
+
+def test_the_warnings_of_a_job_that_fails_elsewhere_are_raised_here_before_its_error(ray: StandInRay) -> None:
+    seen: list[str] = []
+    with emimic_warnings_to(lambda warning: seen.append(str(warning))), pytest.raises(ConfigError, match="job 4"):
+        Runner(workers=2, backend="ray", progress=False).run([4], warn_then_fail)
+    assert seen == ["job 4 found leftovers"]
+
+
+CTRL_C_SCRIPT = """
+import sys, time, warnings
+from pathlib import Path
+from emimic.errors import emimic_warnings_to, explain_interrupt
+from emimic.outputs import LeftoverWarning
+
+def job(n):
+    warnings.warn(f"job {n} found leftovers", LeftoverWarning, stacklevel=1)
+    with explain_interrupt(lambda: f"job {n} kept its last epoch."):
+        Path(sys.argv[1], f"started{n}").touch()
+        time.sleep(60)
+
+if __name__ == "__main__":
+    from emimic.training.jobs import Runner
+    seen = []
+    try:
+        with emimic_warnings_to(lambda warning: seen.append(str(warning))):
+            Runner(workers=2, progress=False).run([1, 2], job)
+    except KeyboardInterrupt as stopped:
+        print(type(stopped).__name__, stopped, sorted(seen), sep="|")
+"""
+
+
+def test_ctrl_c_on_local_processes_says_what_each_stopped_job_kept_and_shows_its_warnings(tmp_path: Path) -> None:
+    """The command's own KeyboardInterrupt came first and threw the workers' Interrupted errors away (and with
+    them their warnings and what they kept)."""
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(CTRL_C_SCRIPT, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = subprocess.Popen([sys.executable, str(script), str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                               env=env, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("started*"))) < 2 and time.monotonic() < deadline and command.poll() is None:
+        time.sleep(0.1)
+    os.killpg(command.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
+    out, _ = command.communicate(timeout=60)
+    kind, message, seen = out.strip().split("|")
+    assert kind == "Interrupted"
+    assert message in ("job 1 kept its last epoch. job 2 kept its last epoch.",
+                       "job 2 kept its last epoch. job 1 kept its last epoch.")
+    assert seen == "['job 1 found leftovers', 'job 2 found leftovers']"
+
+
+def test_a_ray_task_error_holds_the_warnings_in_its_cause() -> None:
+    caught = ConfigError("job 6 failed")
+    caught.emimic_warnings = [LeftoverWarning("job 6 found leftovers")]
+    raised = StandInRay.wrapped(caught)
+    assert isinstance(raised, ConfigError) and not hasattr(raised, "emimic_warnings")
+    assert [str(w) for w in _warnings_of(raised)] == ["job 6 found leftovers"]
+
+
+def test_a_command_of_many_runs_prints_each_distinct_warning_once(tmp_path: Path, capsys) -> None:
+    """Every run of an ablation raised the same warning: 2 seeds x 2 cells printed it 4 times."""
+    root = write_root(tmp_path / "root", train=16, valid=8)
+    valid = pd.read_csv(root / "valid_split.csv")
+    valid["Joy"] = 0.0
+    valid.to_csv(root / "valid_split.csv", index=False)
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("cells:\n  paper: {}\n  no_aux: {loss.aux: 0.0}\n", encoding="utf-8")
+    assert main(["ablate", "--data", str(root), "--grid", str(grid), "--seeds", "0", "1", "--max-epochs", "1",
+                 "--out", str(tmp_path / "ablation"), "--quiet"]) == 0
+    assert capsys.readouterr().err.count("Joy 0") == 1
 
 
 def test_cli_cv_and_ablate_dispatch_to_ray(ray: StandInRay, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from emimic.data import ModalityStats
 from emimic.errors import ConfigError, DataError
 from emimic.models import ENCODERS, build_model, resolve_spec
 from emimic.models.emi import ModelSpec
-from emimic.models.vad_prior import label_prior
+from emimic.models.vad_prior import VADLatent, label_prior, vad_kl
 
 DIMS = {"text_emb": 5, "vit": 7, "wav2vec2": 9}
 TARGETS = np.random.default_rng(0).random((16, 6))
@@ -155,6 +155,18 @@ def test_both_vad_priors_are_in_standard_units_of_the_training_clips():
     for prior in (label_prior(latent, targets), latent.observed):
         torch.testing.assert_close(prior.mean(0), torch.zeros(3), atol=1e-4, rtol=0)
         torch.testing.assert_close(prior.std(0, unbiased=False), torch.ones(3), atol=1e-4, rtol=0)
+
+
+def test_a_one_clip_training_split_keeps_the_label_prior_on_the_anchors_scale():
+    """One training clip leaves every axis constant: the prior of other clips is in the anchors' unit (a fixed 1e-6
+    floor put it 1e5 units away, a validation loss of 1e9)."""
+    model = build_model(resolve_spec(ModelConfig(), DIMS), ModelConfig())
+    model.set_statistics({m: identity_stats(d) for m, d in DIMS.items()}, TARGETS[:1])
+    assert model.vad is not None
+    torch.testing.assert_close(model.vad.label_std, torch.ones(3))
+    latent = VADLatent(torch.zeros(4, 3), torch.zeros(4, 3), torch.ones(4, dtype=torch.bool), 1.0,
+                       model.vad.label_mean, model.vad.label_std)
+    assert vad_kl(latent, torch.as_tensor(TARGETS[1:5], dtype=torch.float32)).item() < 10
 
 
 def test_vad_modality_is_the_first_audio_like_one_or_none():

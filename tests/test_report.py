@@ -9,17 +9,20 @@ import os
 import re
 import shutil
 import subprocess
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 from PIL import Image
 
 from emimic.cli import main
 from emimic.data.simulate import TRUTH_DIR, SimulationSettings, simulate
+from emimic.errors import EmimicWarning
 from emimic.labels import EMOTIONS
-from emimic.report import RunSummary, comparison_rows, write_report
+from emimic.report import RunSummary, comparison_rows, png_html, write_report
 from emimic.training.inference import Evaluation
 from emimic.training.provenance import read_run_record
 from emimic.training.run import train
@@ -203,3 +206,15 @@ def test_docs_python_example_runs(tmp_path, monkeypatch, capsys):
 
 def test_the_provenance_says_when_a_run_is_a_seed_ensemble(report: str) -> None:
     assert report.count("a seed ensemble of 5 models") == 1  # the default preset's run; the paper run is one model
+
+
+def test_characters_the_plot_font_lacks_are_one_warning_line_per_figure() -> None:
+    fig = Figure()
+    fig.subplots().set_title("面部 au-2")  # a modality name in a script DejaVu Sans lacks
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        png_html(fig, "sequence lengths")
+    assert [str(w.message) for w in caught] == [
+        "sequence lengths: the plot's font cannot draw '面部', which shows there as boxes (the report's tables show it"
+        " as written)."]
+    assert all(issubclass(w.category, EmimicWarning) for w in caught)

@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import pickle
 import re
 import shutil
+import warnings
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+import emimic.outputs
+import emimic.training.run
 from emimic.cli import main
 from emimic.data.dataset import ModalityStats, feature_statistics, open_dataset
 from emimic.data.layout import discover
 from emimic.data.store import FeatureStore, pack
 from emimic.data.validate import validate
-from emimic.errors import DataError, IncompatibleRun
+from emimic.errors import ConfigError, DataError, EmimicWarning, IncompatibleRun, OutputConflict
 from emimic.features import extract
 from emimic.labels import read_meta, read_split
-from emimic.training.crossval import assign_folds, cross_validate
-from emimic.training.run import read_metrics
+from emimic.outputs import UnlockedWarning, exclusive_output
+from emimic.training.crossval import assign_folds, cross_validate, split_view
+from emimic.training.inference import evaluate
+from emimic.training.run import read_metrics, train
 from test_cli_errors import assert_one_sentence, run_cli
 
 
@@ -85,6 +93,44 @@ def test_a_one_clip_valid_split_cannot_select_an_epoch_nor_be_scored(make_root, 
                                    " larger split")
 
 
+def set_labels(path: Path, **values: float) -> None:
+    """Give every clip of the split CSV ``path`` the labels ``values`` ({column: value}; ``Empathic_Pain`` for
+    Empathic Pain)."""
+    table = pd.read_csv(path)
+    for column, value in values.items():
+        table[column.replace("_", " ")] = value
+    table.to_csv(path, index=False)
+
+
+def test_a_label_column_constant_over_a_split_is_named_where_its_pcc_would_be_a_silent_zero(
+        trained_run, simulated_root, tmp_path, capsys) -> None:
+    root = shutil.copytree(simulated_root, tmp_path / "corpus", ignore=shutil.ignore_patterns(".emimic"))
+    set_labels(root / "valid_split.csv", Joy=0.0)
+    set_labels(root / "train_split.csv", Amusement=0.25)
+    n_valid, n_train = len(pd.read_csv(root / "valid_split.csv")), len(pd.read_csv(root / "train_split.csv"))
+    scored = (f"{root}: the labels of Joy are constant over the {n_valid} clips of the valid split (Joy 0), so its PCC"
+              " is undefined: it is shown as 0 and counts as 0 in the mean PCC.")
+    learnt = (f"{root}: the labels of Amusement are constant over the {n_train} clips of the train split (Amusement"
+              " 0.25), so the model can learn nothing of it but that value.")
+    assert problems(root) == {scored: "warning", learnt: "warning"}
+    with pytest.warns(EmimicWarning, match=re.escape(scored.replace("valid split", "'valid' split"))):
+        assert evaluate(trained_run.run, root).pcc["Joy"] == 0.0
+    # a CV fold says which: each distinct warning is printed once per command, and the folds' ones would read alike
+    train_ids, valid_ids = (pd.read_csv(root / f"{split}_split.csv").Filename for split in ("train", "valid"))
+    fold = split_view(open_dataset(root), train_ids, valid_ids, view="fold 2")
+    with pytest.warns(EmimicWarning, match=re.escape(scored.replace("valid split", "fold 2 'valid' split"))):
+        evaluate(trained_run.run, fold)
+    set_labels(root / "valid_split.csv", **dict.fromkeys(["Admiration", "Amusement", "Determination", "Empathic_Pain",
+                                                            "Excitement"], 0.5))
+    never = (f"{root}: the labels of every emotion are constant over the {n_valid} clips of the validation split, so no"
+             " PCC exists to select the best epoch on; use a split whose labels vary.")
+    assert problems(root)[never] == "error"
+    code, err = run_cli(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--quiet"], capsys)
+    assert_one_sentence(code, err, never.rstrip("."))
+    with pytest.raises(DataError, match=r"constant over the \d+ clips of the .valid. split, so no PCC exists to score"):
+        evaluate(trained_run.run, root)
+
+
 def test_a_held_out_valid_split_too_small_asks_for_a_larger_fraction(make_root, tmp_path, capsys) -> None:
     root = make_root(train=10)
     (root / "valid_split.csv").unlink()
@@ -104,6 +150,13 @@ def test_cv_refuses_folds_of_one_clip_before_any_model_trains(make_root, tmp_pat
     assert sorted(np.bincount(uneven)[1:]) == [2, 4]
     with pytest.raises(DataError, match=r"3 folds leave 1 clip\(s\) in fold"):
         assign_folds(np.arange(6), np.array(["a", "a", "a", "a", "b", "c"]), 3, seed=0)
+
+
+def test_cv_of_a_single_group_asks_for_groups_not_fewer_folds() -> None:
+    """Two folds are the fewest: with one group, 'use fewer folds' cannot be followed."""
+    with pytest.raises(DataError, match=r"^2 folds need at least 2 groups, but train\+valid has 1; give the clips at"
+                                        r" least 2 groups, or remove the group column to fold them one by one\.$"):
+        assign_folds(np.arange(6), np.array(["g"] * 6), 2, seed=0)
 
 
 def test_a_cv_refit_scores_on_fold_one_when_the_valid_split_is_too_small(make_root, tmp_path) -> None:
@@ -127,18 +180,160 @@ def test_float16_packing_refuses_features_beyond_its_range(make_root) -> None:
     assert FeatureStore.open(pack(root, dtype="float32", progress=False).store_dir).frames("vit", 6).max() == 7e4
 
 
-def test_float16_packing_refuses_features_it_would_turn_into_zeros(make_root) -> None:
-    root = make_root()
-    path = root / "vit" / "00006.pkl"
-    frames = np.random.default_rng(0).normal(size=(10, 8)).astype(np.float32)
-    frames[:, :3] *= 1e-9  # 3 of 8 columns (38 %) below float16's smallest normal: kept as float16 keeps them
-    path.write_bytes(pickle.dumps(frames))
-    pack(root, dtype="float16", progress=False)
-    path.write_bytes(pickle.dumps(frames * 1e-9))  # every value: float16 would store zeros
-    with pytest.raises(DataError, match=r"00006\.pkl: 100% of its non-zero values are below 6\.1e-05, the smallest"
-                                        r" float16 normal.*--dtype float32"):
+def test_float16_packing_judges_tiny_values_by_their_harm_to_the_column_not_per_clip(make_root) -> None:
+    root, rng = make_root(dims={"vit": 1, "wav2vec2": 8}), np.random.default_rng(0)
+    for path in (root / "vit").glob("*.pkl"):
+        frames = pickle.loads(path.read_bytes())
+        # a probability near 0 in 60 % of the frames (most values of each clip below float16's smallest normal)
+        frames[:, 0] = np.where(rng.random(len(frames)) < 0.4, rng.uniform(0.05, 0.9, len(frames)),
+                                rng.uniform(2e-6, 5e-5, len(frames)))
+        path.write_bytes(pickle.dumps(frames))
+    path = root / "wav2vec2" / "00006.pkl"
+    path.write_bytes(pickle.dumps(pickle.loads(path.read_bytes()) * 1e-9))  # one clip of 1e-9 among ordinary ones
+    store = FeatureStore.open(pack(root, dtype="float16", progress=False).store_dir)
+    assert store.frames("vit", 6).any()
+
+
+def test_float16_packing_refuses_a_column_it_would_turn_into_zeros_in_every_clip(make_root) -> None:
+    root, rng = make_root(), np.random.default_rng(0)
+    for path in (root / "vit").glob("*.pkl"):
+        frames = pickle.loads(path.read_bytes())
+        frames[:, 5] *= 1e-9  # one feature of 1e-9 scale among ordinary ones: every clip passes on its own
+        # a probability near 0 in most frames: tiny values that float16 rounds by 0.02% of its spread, as any feature
+        frames[:, 6] = np.where(rng.random(len(frames)) < 0.4, rng.uniform(0.05, 0.9, len(frames)),
+                                rng.uniform(2e-6, 5e-5, len(frames)))
+        frames[:, 7] = 0.1  # constant: float16 shifts every value alike, which standardising removes
+        # constant for training too (column_scales): a 1-ulp float32 jitter that float16 rounds away
+        frames[:, 4] = np.where(rng.random(len(frames)) < 0.5, np.float32(0.7),
+                                np.nextafter(np.float32(0.7), np.float32(1)))
+        path.write_bytes(pickle.dumps(frames))
+    with pytest.raises(DataError, match=rf"^{re.escape(str(root / 'vit'))}: float16 would round column 5 \(of 8,"
+                                        r" counting from 0\) of modality 'vit' by 100% of its standard deviation over"
+                                        r" all clips \(at most 10% is kept as float16\); pack this dataset with --dtype"
+                                        r" float32\.$"):
         pack(root, dtype="float16", progress=False)
-    assert FeatureStore.open(pack(root, dtype="float32", progress=False).store_dir).frames("vit", 6).any()
+    assert FeatureStore.open(pack(root, dtype="float32", progress=False).store_dir).frames("vit", 6)[:, 5].any()
+    for path in (root / "vit").glob("*.pkl"):
+        frames = pickle.loads(path.read_bytes())
+        frames[:, 5] *= 1e9
+        path.write_bytes(pickle.dumps(frames))
+    pack(root, dtype="float16", progress=False)  # columns 4, 6 and 7 are kept
+
+
+def test_a_modality_no_training_clip_has_is_left_out_with_a_warning(make_root, tmp_path) -> None:
+    """Its branch would never learn, and its untrained encoder would feed the valid and test clips noise."""
+    root = make_root(dims={"vit": 8, "egemaps": 5}, missing={"egemaps": [3 * i for i in range(1, 13)]})  # train ids
+    sentence = ("modality 'egemaps' has no file for any of the 12 training clips, so no branch can learn from it:"
+                " train leaves it out; add its features for training clips to use it.")
+    assert problems(root)[sentence] == "warning"
+    # the paper's VAD prior was to sit on the acoustic branch, egemaps here: leaving it out turned the prior off
+    prior_off = r"; the VAD prior \(model\.vad\), which it carried, is off\.$"
+    with pytest.warns(EmimicWarning, match=f"^{re.escape(sentence[:-1])}{prior_off}"):
+        result = train(root, tmp_path / "run", config="paper", max_epochs=1, progress=False)
+    assert list(result.valid.coverage) == ["vit"]
+    with pytest.raises(ConfigError, match=r"^model\.modalities: modality 'egemaps' has no file for any of the 12"
+                                          r" training clips.*: remove it from model\.modalities, or add"):
+        train(root, tmp_path / "named", config="paper", max_epochs=1, progress=False,
+              overrides={"model.modalities": ["vit", "egemaps"]})
+
+
+def test_cv_naming_a_modality_a_fold_cannot_train_on_is_refused_before_any_fold_trains(make_root, tmp_path) -> None:
+    """It used to fail after the other folds had trained."""
+    root = make_root(dims={"vit": 8, "egemaps": 5}, missing={"egemaps": [3 * i for i in range(2, 19)]})  # clip 3 has it
+    with pytest.raises(ConfigError, match=r"^fold \d: model\.modalities: modality 'egemaps' has no file for any of the"
+                                          r" 9 training clips, .*: remove it from model\.modalities, or add"):
+        cross_validate(root, tmp_path / "cv", folds=2, max_epochs=1, progress=False,
+                       overrides={"model.modalities": ["vit", "egemaps"]})
+    assert not (tmp_path / "cv").exists()
+
+
+def test_a_vad_prior_on_a_modality_no_training_clip_has_is_refused(make_root, tmp_path) -> None:
+    """It was refused as 'not a branch', which said nothing of why."""
+    root = make_root(missing={"wav2vec2": [3 * i for i in range(1, 13)]})  # the train ids
+    with pytest.raises(ConfigError, match=r"^model\.vad\.modality: modality 'wav2vec2' has no file for any of the 12"
+                                          r" training clips, .*: set model\.vad\.modality to another branch, or add"):
+        train(root, tmp_path / "named", config="paper", max_epochs=1, progress=False,
+              overrides={"model.vad.modality": "wav2vec2"})
+
+
+def test_a_second_train_into_a_run_folder_being_written_is_refused(make_root, tmp_path) -> None:
+    """Both used to write the folder and report success; it then held one run's files, perhaps mixed with the
+    other's."""
+    root, run = make_root(), tmp_path / "run"
+    busy = rf"^{re.escape(str(run))}: another emimic train is writing this folder now; wait until it ends, or choose"
+    # the first train holds the folder while it runs
+    with exclusive_output(run, command="train"), pytest.raises(OutputConflict, match=busy + r" another --out\.$"):
+        train(root, run, config="paper", max_epochs=1, progress=False)
+    assert not (tmp_path / ".run.lock").exists()
+    assert train(root, run, config="paper", max_epochs=1, progress=False).epochs == 1  # the folder is free again
+
+
+def test_a_run_that_ends_while_a_second_train_opens_its_data_is_not_trained_over(make_root, tmp_path,
+                                                                                 monkeypatch) -> None:
+    """The lock used to be taken after the folder was read: a run finishing meanwhile was silently replaced."""
+    root, run = make_root(), tmp_path / "run"
+    opened = emimic.training.run.open_dataset
+
+    def open_while_another_train_runs(data, *args, **kwargs):
+        monkeypatch.setattr(emimic.training.run, "open_dataset", opened)
+        train(root, run, config="paper", seed=1, max_epochs=1, progress=False)
+        return opened(data, *args, **kwargs)
+
+    monkeypatch.setattr(emimic.training.run, "open_dataset", open_while_another_train_runs)
+    with pytest.raises(OutputConflict, match=r"holds a finished run made with other settings or data \(seed was 1"):
+        train(root, run, config="paper", seed=2, max_epochs=1, progress=False)
+    assert "seed: 1\n" in (run / "config.yaml").read_text(encoding="utf-8")
+
+
+def test_a_folder_that_cannot_be_locked_is_written_after_one_warning(tmp_path, monkeypatch) -> None:
+    """No flock (Windows, Lustre without -o flock) or no right to write beside the folder: the command needs no lock."""
+    folder = tmp_path / "runs" / "a"
+    unlocked = rf"^cannot lock {re.escape(str(tmp_path))}/runs/\.a\.lock \(Function not implemented\): a concurrent"
+    with monkeypatch.context() as patched:
+        patched.setattr(fcntl, "flock", mock.Mock(side_effect=OSError(errno.ENOSYS, "Function not implemented")))
+        warned = pytest.warns(UnlockedWarning, match=unlocked + rf" emimic train into {re.escape(str(folder))} would")
+        with warned, exclusive_output(folder, command="train"):
+            folder.mkdir()
+    monkeypatch.setattr(emimic.outputs, "fcntl", None)
+    warned = pytest.warns(UnlockedWarning, match=r"\(this system has no flock\): a concurrent emimic train")
+    with warned, exclusive_output(folder, command="train"):
+        pass
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["a"]
+
+
+def test_a_lock_folder_removed_by_another_commands_clean_up_is_made_again_and_locked(tmp_path, monkeypatch) -> None:
+    """A FileNotFoundError from that race counted as 'no lock here': the job trained unlocked after a warning."""
+    folder, real_open = tmp_path / "runs" / "a", open
+    raced = []
+
+    def open_after_a_racing_clean_up(path, *args, **kwargs):
+        if not raced:  # another command's clean-up removes the parent folder just made
+            raced.append(Path(path).parent.rmdir())
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(emimic.outputs, "open", open_after_a_racing_clean_up, raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnlockedWarning)
+        with exclusive_output(folder, command="train"):
+            assert raced and (tmp_path / "runs" / ".a.lock").exists()
+
+
+def test_a_lock_that_fails_for_another_reason_than_no_lock_here_is_an_error(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(fcntl, "flock", mock.Mock(side_effect=OSError(errno.EIO, "Input/output error")))
+    with pytest.raises(OSError, match="Input/output error"), exclusive_output(tmp_path / "a", command="train"):
+        pass
+
+
+def test_a_refused_train_leaves_no_parent_folder_it_made_for_its_lock(make_root, tmp_path, capsys) -> None:
+    root = make_root(valid=1)
+    code, err = run_cli(["train", "--data", str(root), "--out", str(tmp_path / "runs" / "deep" / "a"), "--quiet"],
+                        capsys)
+    assert code == 1 and "the validation split has 1 clip(s)" in err
+    assert not (tmp_path / "runs").exists()
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(OutputConflict), exclusive_output(tmp_path / "kept" / "new" / "a", command="train"):
+        raise OutputConflict("refused")
+    assert list((tmp_path / "kept").iterdir()) == []  # only what the lock made is removed
 
 
 def test_a_one_pickle_modality_is_named_with_the_clip_and_never_as_a_clip_file(make_root) -> None:

@@ -194,6 +194,19 @@ def trained(tmp_path_factory):
     return root, base / "run"
 
 
+def test_ctrl_c_before_the_first_epoch_of_an_overwrite_says_the_old_run_is_back(trained, tmp_path):
+    """It said 'kept RUN after epoch 1/2 ...; run the same command to resume', of the old run put back."""
+    root, trained_run = trained
+    run = shutil.copytree(trained_run, tmp_path / "run")
+    metrics = (run / "metrics.json").read_bytes()
+    with pytest.raises(KeyboardInterrupt, match=r"^no epoch had finished, so nothing of this run was kept and the run"
+                                                rf" that was in {re.escape(str(run))} is back in place; run the same"
+                                                r" command to start again\.$"):
+        train(root, run, seed=3, max_epochs=2, overwrite=True, progress=False,
+              callbacks=[CrashAt(0, KeyboardInterrupt())])
+    assert (run / "metrics.json").read_bytes() == metrics
+
+
 def test_predict_never_writes_into_the_dataset_nor_over_a_file(trained, tmp_path, capsys):
     root, run = trained
     labels = (root / "train_split.csv").read_bytes()

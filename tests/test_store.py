@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from emimic.cli import main
 from emimic.data import ClipDataset, FeatureStore, collate_clips, feature_statistics, open_dataset, pack
-from emimic.data.store import cache_dir, cache_store_dir, default_store_dir
+from emimic.data.store import Float16Harm, cache_dir, cache_store_dir, default_store_dir
 from emimic.errors import DataError
 from emimic.io import load_array
 
@@ -291,3 +291,15 @@ def test_feature_names_recorded_by_the_extractor_travel_with_the_store(make_root
     with pytest.raises(DataError, match=r"vad/_extractor.json: names 2 feature columns but the files of modality"
                                         r" 'vad' are 3 wide"):
         pack(root, progress=False)
+
+
+def test_float16_harm_of_clips_longer_than_its_block_counts_every_row_once() -> None:
+    """It works on blocks of rows (speed): the shares are those of all rows of all clips."""
+    rng = np.random.default_rng(0)
+    clips = [rng.normal(0, 1e-4, (frames, 300)).astype(np.float32) for frames in (1000, 7, 450)]
+    harm = Float16Harm(300)
+    for frames in clips:
+        harm.add(frames, frames.astype(np.float16))
+    values = np.concatenate(clips).astype(np.float64)
+    errors = np.concatenate(clips).astype(np.float16).astype(np.float64) - values
+    assert harm.error_shares() == pytest.approx(errors.std(0) / values.std(0), rel=1e-6)

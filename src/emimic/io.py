@@ -48,14 +48,21 @@ def decode_object(data: bytes, suffix: str, *, source: str) -> object:
 def _load_npy(data: bytes, *, source: str) -> np.ndarray:
     """``np.load`` without pickles, once the header's shape is known to fit in the bytes that follow it."""
     stream = io.BytesIO(data)
-    version = np.lib.format.read_magic(stream)
-    if version not in ((1, 0), (2, 0)):  # 3.0 exists only for record dtypes with unicode field names
-        raise DataError(f"{source}: is a version {version} .npy file; expected a numeric array (version 1 or 2).")
-    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    shape, _, dtype = read_header(stream)
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version not in ((1, 0), (2, 0)):  # 3.0 exists only for record dtypes with unicode field names
+            raise DataError(f"{source}: is a version {version} .npy file; expected a numeric array (version 1 or 2).")
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read_header(stream)
+    except ValueError:
+        if stream.tell() >= len(data):  # the header was still to come when the bytes ran out
+            raise DataError(truncated_sentence(source, f"ends after {len(data)} bytes, within its header")) from None
+        raise
     declared = math.prod(shape) * dtype.itemsize
     if declared > len(data) - stream.tell():
-        raise DataError(f"{source}: declares shape {shape} ({declared} bytes) but holds {len(data) - stream.tell()}.")
+        raise DataError(truncated_sentence(source, f"declares shape {shape} ({declared} bytes) but holds"
+                                                   f" {len(data) - stream.tell()}"))
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
@@ -73,12 +80,19 @@ def decode_array(data: bytes, suffix: str, *, source: str) -> np.ndarray:
     return as_frames(value, source=source)
 
 
+def truncated_sentence(source: str, how: str) -> str:
+    """What every reader says of a file that ends before its data does (``how``: where it ends)."""
+    return f"{source}: is truncated ({how}); extract or copy it again."
+
+
 def read_error(source: str, exc: Exception) -> DataError:
     """The one-sentence :class:`DataError` for a file that failed to decode: a refusal, or where it broke."""
     if isinstance(exc, DataError):
         return exc
     if isinstance(exc, safepickle.RefusedPickle):
         return DataError(f"{source}: {exc}.")
+    if isinstance(exc, safepickle.TruncatedFile):
+        return DataError(truncated_sentence(source, str(exc)))
     first_line = (str(exc).strip().splitlines() or [""])[0][:200]  # crafted files make long messages
     return DataError(f"{source}: cannot be read ({type(exc).__name__}: {first_line}).")
 

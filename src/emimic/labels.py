@@ -34,6 +34,35 @@ RATERS_COLUMN = "raters"
 META_COLUMNS: tuple[str, ...] = (*GROUP_COLUMNS, RATERS_COLUMN)
 
 
+# Below this standard deviation a label column is constant over a split: its PCC is undefined, and the metric
+# (emimic.metrics.CONSTANT_STD, the same value) scores it 0.
+CONSTANT_LABEL_STD = 1e-9
+
+
+def constant_emotions(labels: pd.DataFrame) -> list[str]:
+    """The emotions whose labels are constant over the clips of ``labels`` (a split with its six columns)."""
+    if len(labels) == 0 or not set(EMOTIONS) <= set(labels.columns):
+        return []
+    spread = labels[list(EMOTIONS)].to_numpy(dtype=np.float64).std(0)
+    return [emotion for emotion, std in zip(EMOTIONS, spread, strict=True) if std <= CONSTANT_LABEL_STD]
+
+
+def constant_labels_sentence(labels: pd.DataFrame, *, root: str | Path, split: str) -> str | None:
+    """What every command says of a split with constant label columns (None: there are none). On a scored split
+    their PCC is undefined (the metric counts it as 0 in the mean PCC); on the training split nothing of them can be
+    learnt but that value."""
+    constant = constant_emotions(labels)
+    if not constant:
+        return None
+    values = ", ".join(f"{e} {labels[e].iloc[0]:g}" for e in constant)
+    one = len(constant) == 1
+    consequence = ("the model can learn nothing of {them} but that value" if split == "train" else
+                   "{their} PCC is undefined: it is shown as 0 and counts as 0 in the mean PCC")
+    return (f"{root}: the labels of {shortlist(constant)} {'are' if one else 'are each'} constant over the"
+            f" {len(labels)} clips of the {split} split ({values}), so "
+            + consequence.format(them="it" if one else "them", their="its" if one else "their") + ".")
+
+
 def clip_stem(clip_id: int) -> str:
     """The on-disk name of a clip: its integer id zero-padded to five digits."""
     return str(int(clip_id)).zfill(ID_WIDTH)

@@ -26,16 +26,23 @@ not record (an earlier emimic) is never reused.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import os
 import re
 import shutil
 import uuid
 import warnings
 from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from emimic.errors import ConfigError, EmimicWarning, NothingSaved, OutputConflict
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so no lock (see exclusive_output)
+    fcntl = None  # type: ignore[assignment]
 
 # The hidden folders beside NAME that provisional_output makes: the old content, moved aside whole (a user may move
 # it back), and the old content being deleted once the new run started (incomplete if that was interrupted).
@@ -45,6 +52,10 @@ DISCARDED = "discarded"
 
 class LeftoverWarning(EmimicWarning):
     """Beside a folder emimic is about to write lie copies of its old content that a replacement left."""
+
+
+class UnlockedWarning(EmimicWarning):
+    """The folder a command writes cannot be locked, so a concurrent command into it would not be refused."""
 
 
 def refuse_inside_dataset(path: str | Path, root: str | Path) -> None:
@@ -98,6 +109,98 @@ def check_folder_settings(out: str | Path, record: str, settings: Mapping[str, A
 
 def _comparable(value: Any, unordered: bool) -> Any:
     return sorted(value) if unordered else value
+
+
+LOCK_SUFFIX = "lock"
+# The errors that say no lock can be taken here (no flock on this file system or system, no right to write beside
+# the folder, a read-only mount): the command goes on unlocked. Any other error is a real failure and is raised.
+CANNOT_LOCK = frozenset({errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EACCES, errno.EPERM, errno.EROFS})
+# Tries at making the lock file's parent and opening the file while other commands' clean-ups remove the parent.
+LOCK_FILE_ATTEMPTS = 100
+
+
+@contextlib.contextmanager
+def exclusive_output(folder: str | Path, *, command: str) -> Iterator[None]:
+    """Hold ``folder`` for this process while the block writes it: a second ``command`` into the same folder at the
+    same time is refused (both wrote into it and both reported success, the folder holding one run's files and
+    perhaps the other's). The lock is an ``flock`` on the hidden file ``.NAME.lock`` beside ``folder`` (a folder a
+    replacement moves aside keeps no lock), released and removed when the block ends, or by the system when the
+    process dies; the parent folders made for it are removed then too when nothing else was put in them.
+
+    Where no lock can be taken (no ``flock`` on Windows or on a Lustre mount without ``-o flock``, a parent folder
+    this user may not write) the block runs unlocked after one :class:`UnlockedWarning`: the command itself does not
+    need the lock. An ``flock`` on NFS mounted with ``nolock`` holds on one machine only."""
+    folder = Path(folder).resolve()
+    made = _missing_parents(folder)
+    try:
+        handle = _locked(folder, command)
+    except OutputConflict:
+        _remove_empty(made)
+        raise
+    try:
+        yield
+    finally:
+        if handle is not None:
+            Path(handle.name).unlink(missing_ok=True)
+            handle.close()
+        _remove_empty(made)
+
+
+def _missing_parents(folder: Path) -> list[Path]:
+    """The parent folders of ``folder`` that do not exist yet, deepest first."""
+    return [parent for parent in folder.parents if not parent.exists()]
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove each of ``folders`` (deepest first) that is empty: what a refused or failed command made only to lock."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (a run, or another command's lock, is in it), or gone already
+            return
+
+
+def _locked(folder: Path, command: str) -> BinaryIO | None:
+    """The open lock file of ``folder``, flocked; None (after a warning) where no lock can be taken there."""
+    path = folder.with_name(f".{folder.name}.{LOCK_SUFFIX}")
+    try:
+        if fcntl is None:
+            raise OSError(errno.ENOSYS, "this system has no flock")
+        while True:
+            handle = _open_lock_file(path)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                raise OutputConflict(f"{folder}: another emimic {command} is writing this folder now; wait until it"
+                                     " ends, or choose another --out.") from None
+            except OSError:  # no flock here: the file locks nothing, leave none behind
+                handle.close()
+                path.unlink(missing_ok=True)
+                raise
+            # the holder before us may have removed the file after we opened it: lock the file that is there now
+            if path.exists() and path.stat().st_ino == os.fstat(handle.fileno()).st_ino:
+                return handle
+            handle.close()
+    except OSError as exc:
+        if exc.errno not in CANNOT_LOCK:
+            raise
+        warnings.warn(f"cannot lock {path} ({exc.strerror or exc}): a concurrent emimic {command} into {folder}"
+                      " would not be refused.", UnlockedWarning, stacklevel=4)
+        return None
+
+
+def _open_lock_file(path: Path) -> BinaryIO:
+    """``path`` opened for appending, its parent folders made first; tried again when another command's clean-up
+    (:func:`_remove_empty`) removed a parent between the two steps."""
+    def make_and_open() -> BinaryIO:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "a+b")
+
+    for _ in range(LOCK_FILE_ATTEMPTS - 1):
+        with contextlib.suppress(FileNotFoundError):
+            return make_and_open()
+    return make_and_open()  # the last try raises what it meets
 
 
 @contextlib.contextmanager

@@ -21,6 +21,8 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -32,7 +34,7 @@ from matplotlib.figure import Figure
 
 from emimic.data import VidmimicDataset, open_dataset
 from emimic.data.simulate import load_oracle
-from emimic.errors import EmimicError
+from emimic.errors import EmimicError, EmimicWarning
 from emimic.io import write_text
 from emimic.labels import EMOTIONS
 from emimic.metrics import (
@@ -143,10 +145,26 @@ def ridge_baseline(dataset: VidmimicDataset, split: str = "valid") -> dict[str, 
 # ---------------------------------------------------------------- figures
 
 
+def _warn_missing_glyphs(caught: list[warnings.WarningMessage], figure: str) -> None:
+    """One ``warning:`` line for the characters (of a modality name, say) the plot's font cannot draw, instead of
+    matplotlib's two lines per character; other warnings are shown as they were raised."""
+    glyphs = [re.match(r"Glyph (\d+) ", str(w.message)) for w in caught]
+    for warning, glyph in zip(caught, glyphs, strict=True):
+        if glyph is None:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    missing = "".join(dict.fromkeys(chr(int(glyph.group(1))) for glyph in glyphs if glyph is not None))
+    if missing:
+        warnings.warn(f"{figure}: the plot's font cannot draw {missing!r}, which shows there as boxes (the report's"
+                      " tables show it as written).", EmimicWarning, stacklevel=3)
+
+
 def png_html(fig: Figure, alt: str) -> str:
     """The figure as an ``<img>`` with an embedded PNG (the file stays self-contained and opens offline)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig.savefig(buffer, format="png", dpi=DPI)
+    _warn_missing_glyphs(caught, alt)
     encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'
 

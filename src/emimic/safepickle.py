@@ -36,6 +36,7 @@ _NUMERIC_DTYPE = re.compile(r"[<>|=]?(b1|[iu][1248]|f[248])")
 _MAX_DIM = 2**48
 _MAX_NDIM = 32
 _MEMO_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+_PROTO = pickle.PROTO
 _repr = reprlib.Repr()
 _repr.maxstring = _repr.maxother = 60
 _repr.maxlevel = 2
@@ -51,6 +52,10 @@ def short_repr(value: object) -> str:
 
 class RefusedPickle(pickle.UnpicklingError):
     """A dataset file asks for something a file of numeric arrays never needs."""
+
+
+class TruncatedFile(pickle.UnpicklingError):
+    """A dataset file ends before the data it declares does: a copy or an extraction was cut short."""
 
 
 def _refuse(what: str) -> NoReturn:
@@ -158,8 +163,12 @@ def _empty_bytes() -> bytes:
 
 def _check_uncompressed_zip(data: bytes) -> None:
     # torch.save stores zip members uncompressed; a compressed member could inflate ~1000x.
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        members = archive.infolist()
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+    except zipfile.BadZipFile:
+        # A zip's table of contents is its last part: a zip file without one was cut short.
+        raise TruncatedFile(f"ends after {len(data)} bytes, before the end of its zip archive") from None
     packed = [m.filename for m in members if m.compress_type != zipfile.ZIP_STORED]
     if packed:
         _refuse(f"compressed zip member {short_repr(packed[0])} (torch.save writes them uncompressed)")
@@ -190,6 +199,11 @@ def torch_load(data: bytes) -> object:
         # torch's message advises weights_only=False, exactly what must not be done with dataset files.
         found = re.search(r"GLOBAL (\S+)", str(exc))
         _refuse(found.group(1) if found else "an object torch's weights-only loader does not allow")
+    except (EOFError, RuntimeError) as exc:
+        # The legacy format is pickles then raw storages: either can be what the bytes ran out in.
+        if isinstance(exc, EOFError) or str(exc).startswith("unexpected EOF"):
+            raise TruncatedFile(f"ends after {len(data)} bytes, before its tensor data does") from None
+        raise
 
 
 class _LoadedStorage:
@@ -298,9 +312,18 @@ class _ArrayUnpickler(pickle.Unpickler):
 def _check_memo_indices(data: bytes) -> None:
     # CPython's unpickler grows its memo table to the largest index a PUT names and zero-fills it: a
     # 10-byte file could claim gigabytes. Real pickles number their memo entries from 0, one per object.
-    for opcode, arg, _ in pickletools.genops(data):
-        if opcode.name in _MEMO_PUTS and arg >= len(data):
-            _refuse(f"memo index {arg} in a file of {len(data)} bytes")
+    stream = io.BytesIO(data)
+    try:
+        for opcode, arg, _ in pickletools.genops(stream):
+            if opcode.name in _MEMO_PUTS and arg >= len(data):
+                _refuse(f"memo index {arg} in a file of {len(data)} bytes")
+    except ValueError:
+        # A pickle (its protocol header says so: every writer since Python 3.0 puts one) whose next opcode, argument
+        # or STOP was still to come when the bytes ran out was cut short. Other bytes (text, a malformed opcode)
+        # stay an unreadable file.
+        if data[:1] == _PROTO and stream.tell() >= len(data):
+            raise TruncatedFile(f"ends after {len(data)} bytes, before the pickle does") from None
+        raise
 
 
 def loads(data: bytes) -> object:

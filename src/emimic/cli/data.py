@@ -152,7 +152,8 @@ def pack_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument(
         "--dtype", choices=STORE_DTYPES, default=None,
         help="frame storage type (default: the store's own; float32 when new); float16 refuses a clip beyond"
-             " ±65504 or with most non-zero values below 6.1e-5",
+             " ±65504, and a column whose float16 rounding errors (tiny values becoming 0, say) vary by"
+             " more than 10%% of its own standard deviation over all clips (docs/data.md)",
     )
     add_store_arg(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -119,6 +119,20 @@ def print_warning(warning: EmimicWarning) -> None:
     console.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False, soft_wrap=True)
 
 
+def once_each(show: Callable[[EmimicWarning], None]) -> Callable[[EmimicWarning], None]:
+    """``show`` for each distinct warning once: a command of many runs (an ablation's cells and seeds, a sweep's
+    trials, warnings sent back by workers) raises the same one per run, which says nothing new after the first."""
+    shown: set[tuple[type, str]] = set()
+
+    def show_new(warning: EmimicWarning) -> None:
+        key = (type(warning), str(warning))
+        if key not in shown:
+            shown.add(key)
+            show(warning)
+
+    return show_new
+
+
 def selected_command(argv: list[str]) -> list[str]:
     """The command ``argv`` names (none for ``emimic --help``); a mistyped one raises with a did-you-mean."""
     COMMANDS.load()
@@ -139,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        with emimic_warnings_to(print_warning):
+        with emimic_warnings_to(once_each(print_warning)):
             return handlers[args.command](args)
     except KeyboardInterrupt as exc:
         # An Interrupted from resumable work carries one sentence: what was kept, how to resume.

@@ -20,14 +20,10 @@ from torch.utils.data import Dataset, Sampler
 
 from emimic.data.holdout import resolve_valid_split
 from emimic.data.layout import SPLIT_FILES, DatasetLayout, discover
-from emimic.data.store import FeatureStore, locate_store, pack, stale_modalities
+from emimic.data.store import FeatureStore, constant_columns, locate_store, pack, stale_modalities
 from emimic.errors import DataError
 from emimic.labels import EMOTIONS, empty_split_sentence, read_meta, read_split, shortlist
 
-# A column counts as constant when its standard deviation is within float32 rounding of its mean (1 ulp), or is
-# below the smallest normal float32: relative, so features of any scale (1e-9 or 1e9) keep their variation.
-CONSTANT_RELATIVE_STD = float(np.finfo(np.float32).eps)
-TINY_STD = float(np.finfo(np.float32).tiny)
 CACHE_BLOCK = 256  # clips whose frames chunked_steps copies out of the memory map at once
 
 
@@ -46,6 +42,7 @@ class VidmimicDataset:
     """
 
     held_out_fraction: float | None = None  # set on the copy with_valid_split makes by holding out part of train
+    view: str = ""  # what a copy with other splits is (a CV fold: "fold 2"), named with its splits in messages
 
     def __init__(self, layout: DatasetLayout, *, test_labels: bool = False, store_dir: str | Path | None = None):
         self.layout = layout
@@ -80,6 +77,11 @@ class VidmimicDataset:
         if name not in self.splits:
             raise DataError(f"{self.root}: no {name!r} split (found {sorted(self.splits)}).")
         return self.splits[name]
+
+    def split_label(self, name: str) -> str:
+        """How messages name the split ``name``: ``'valid'``, or ``fold 2 'valid'`` in a CV fold's view, so that the
+        same sentence of several folds (printed once per command) says which fold it is about."""
+        return f"{self.view} {name!r}" if self.view else repr(name)
 
     def clips(self, name: str) -> pd.DataFrame:
         """The split ``name`` for a command that works on its clips: one whose CSV lists none is refused."""
@@ -168,7 +170,7 @@ def column_scales(std: np.ndarray, mean: np.ndarray) -> np.ndarray:
     A constant column's training values standardise to 0 whatever it is divided by; this divisor keeps another
     clip's deviation there on the scale of the other inputs (dividing by 1 gave inputs of 1e9 on 1e9-scale
     features; a fixed small floor erased features of a small scale and blew up the rest)."""
-    constant = std <= np.maximum(CONSTANT_RELATIVE_STD * np.abs(mean), TINY_STD)
+    constant = constant_columns(std, mean)
     typical = float(np.median(std[~constant])) if not constant.all() else 1.0
     return np.where(constant, typical, std).astype(np.float32)
 

@@ -22,6 +22,7 @@ import pandas as pd
 
 from emimic.data.layout import SPLIT_FILES
 from emimic.errors import DataError
+from emimic.labels import EMOTIONS, constant_emotions
 
 VALID_FILE = SPLIT_FILES["valid"][0]
 TRAIN_FILE = SPLIT_FILES["train"][0]
@@ -56,6 +57,14 @@ def check_valid_size(valid: pd.DataFrame, *, root: Path, fraction: float | None)
     ``fraction``: the ``--valid-fraction`` it was held out with, if it was."""
     remedy = f"add clips to {VALID_FILE}" if fraction is None else "use a larger --valid-fraction"
     check_pcc_size(valid, root=root, split="validation", remedy=remedy)
+    check_labels_vary(valid, root=root, split="validation", purpose="select the best epoch on")
+
+
+def check_labels_vary(clips: pd.DataFrame, *, root: Path, split: str, purpose: str) -> None:
+    """Refuse a split whose six label columns are all constant (all 0, say): no PCC exists on it for ``purpose``."""
+    if len(constant_emotions(clips)) == len(EMOTIONS):
+        raise DataError(f"{root}: the labels of every emotion are constant over the {len(clips)} clips of the {split}"
+                        f" split, so no PCC exists to {purpose}; use a split whose labels vary.")
 
 
 def hold_out(train: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:

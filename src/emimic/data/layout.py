@@ -153,18 +153,31 @@ def read_mapping(path: Path) -> dict[int, object]:
         raise read_error(str(path), exc) from None
     if not isinstance(value, dict):
         raise DataError(f"{path}: holds {type(value).__name__}, expected a dict of clip id to array.")
-    return {_clip_id_key(key, source=str(path)): array for key, array in value.items()}
+    mapping: dict[int, object] = {}
+    for key, array in value.items():
+        clip_id = _clip_id_key(key, source=str(path))
+        if clip_id in mapping:  # 3 and "00003": which array was meant is the user's to say
+            raise DataError(f"{path}: holds two keys for clip id {clip_id}; keep one array per clip.")
+        mapping[clip_id] = array
+    return mapping
 
 
 def _clip_id_key(key: object, *, source: str) -> int:
     """A container key as a clip id. Keys come from the file: a crafted one is described, never printed whole."""
-    if (
-        not isinstance(key, int | float | str | np.integer | np.floating)
-        or (isinstance(key, int) and key.bit_length() > 63)
-        or (isinstance(key, str) and len(key) > 32)
-    ):
-        raise DataError(f"{source}: holds a {type(key).__name__} key that is not a clip id; keys must be integer ids.")
-    return parse_clip_id(key, source=source)
+    printable = (
+        isinstance(key, int | float | str | np.integer | np.floating)
+        and not (isinstance(key, int) and key.bit_length() > 63)
+        and not (isinstance(key, str) and (len(key) > 32 or not key.isprintable()))
+    )
+    what = f"the key {key!r}" if printable else f"a {type(key).__name__} key"
+    refusal = DataError(f"{source}: holds {what}, which is not a clip id; the keys of a one-pickle modality must be"
+                        " the clips' non-negative integer ids (10, '10' or '00010'), one per clip.")
+    if not printable:
+        raise refusal
+    try:
+        return parse_clip_id(key, source=source)
+    except DataError:
+        raise refusal from None
 
 
 def read_recipe(folder: Path) -> dict | None:

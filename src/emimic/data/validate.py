@@ -17,10 +17,17 @@ import pandas as pd
 
 from emimic.data.holdout import check_valid_size, resolve_valid_split
 from emimic.data.layout import SPLIT_FILES, ModalitySource, discover, read_mapping
-from emimic.data.store import no_frames_sentence
+from emimic.data.store import no_frames_sentence, untrainable_sentence
 from emimic.errors import DataError, EmptyFeatures
 from emimic.io import as_frames, decode_object, read_error, to_numpy, unwrap
-from emimic.labels import empty_split_sentence, read_split, shortlist
+from emimic.labels import (
+    EMOTIONS,
+    constant_emotions,
+    constant_labels_sentence,
+    empty_split_sentence,
+    read_split,
+    shortlist,
+)
 from emimic.progress import progress_bar
 
 
@@ -202,6 +209,8 @@ def validate(root: str | Path, *, valid_fraction: float | None = None, progress:
             }
             for split, frame in splits.items():
                 row[f"no {split}"] = int((~frame.index.isin(list(ids))).sum())
+            if ids and len(splits.get("train", ())) and row["no train"] == len(splits["train"]):
+                problems.append(Problem("warning", name, untrainable_sentence(name, len(splits["train"]))))
             rows.append(row)
     split_rows = []
     for split, frame in splits.items():
@@ -209,6 +218,9 @@ def validate(root: str | Path, *, valid_fraction: float | None = None, progress:
         without = len(bare)
         labelled = bool(np.isfinite(frame.to_numpy(dtype=float)).all()) and len(frame) > 0
         split_rows.append({"split": split, "clips": len(frame), "labelled": labelled, "without any modality": without})
+        constant = constant_labels_sentence(frame, root=layout.root, split=split) if split != "test" else None
+        if constant and not (split == "valid" and len(constant_emotions(frame)) == len(EMOTIONS)):  # refused above
+            problems.append(Problem("warning", f"{split}_split", constant))
         if without:
             severity = "error" if split == "train" and without == len(frame) else "warning"
             problems.append(

@@ -66,7 +66,12 @@ class ModelSpec:
         )
 
 
-def _acoustic(modalities: list[str]) -> str | None:
+def vad_branch(cfg: ModelConfig, modalities: Sequence[str]) -> str | None:
+    """The branch among ``modalities`` that carries the VAD prior of ``cfg`` (None: no prior)."""
+    return (cfg.vad.modality or _acoustic(modalities)) if cfg.vad.enabled else None
+
+
+def _acoustic(modalities: Sequence[str]) -> str | None:
     if "wav2vec2" in modalities:
         return "wav2vec2"
     return next((m for m in modalities if any(h in m.lower() for h in AUDIO_HINTS)), None)
@@ -87,7 +92,7 @@ def resolve_spec(cfg: ModelConfig, available: Mapping[str, int],
     vad_modality = observed = None
     columns = FILE_ORDER
     if cfg.vad.enabled:
-        vad_modality = cfg.vad.modality or _acoustic(chosen)
+        vad_modality = vad_branch(cfg, chosen)
         if vad_modality is not None and vad_modality not in chosen:
             raise ConfigError(f"model.vad.modality: {vad_modality!r} is not a branch; branches: {', '.join(chosen)}.")
         observed_name = cfg.vad.observed

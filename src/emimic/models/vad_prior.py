@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from emimic.data.dataset import column_scales
 from emimic.data.layout import FEATURE_SIDECAR
 from emimic.errors import DataError
 from emimic.labels import EMOTIONS
@@ -47,9 +48,6 @@ VAD_AXES: tuple[str, ...] = ("valence", "arousal", "dominance")
 # Column of each axis in an observed VAD modality when the data names none (checkpoints made before
 # columns were matched by name read them in file order).
 FILE_ORDER: tuple[int, ...] = tuple(range(len(VAD_AXES)))
-# Floor of a standard deviation used to standardise a prior (a constant axis stays finite).
-STD_FLOOR = 1e-6
-
 # Rows in EMOTIONS order; columns valence, arousal, dominance in [-1, 1].
 VAD_ANCHORS: dict[str, tuple[float, float, float]] = {
     "Admiration": (0.8, 0.2, 0.4),
@@ -91,9 +89,13 @@ def pseudo_vad(targets: Tensor, anchors: Tensor) -> Tensor:
 
 
 def label_statistics(targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation per axis of the training clips' :func:`pseudo_vad` positions."""
+    """Mean and scale per axis of the training clips' :func:`pseudo_vad` positions. The scale is the standard
+    deviation, or for an axis constant over the training clips (one clip, or labels that never move it) the
+    features' rule (:func:`~emimic.data.dataset.column_scales`): the other axes' median, else 1, the anchors' unit.
+    A fixed small floor made a validation clip's prior mean 1e6 units away: a validation loss of 1e9."""
     centroids = pseudo_vad(torch.as_tensor(targets, dtype=torch.float64), anchor_table().double()).numpy()
-    return centroids.mean(0), np.maximum(centroids.std(0), STD_FLOOR)
+    mean = centroids.mean(0)
+    return mean, column_scales(centroids.std(0), mean)
 
 
 def gaussian_kl(mu: Tensor, logvar: Tensor, prior_mean: Tensor, prior_std: float) -> Tensor:

@@ -44,7 +44,7 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from emimic.config import ExperimentConfig, Section, explain, load_config, read_yaml_mapping, with_overrides
 from emimic.data import FeatureStore, VidmimicDataset, open_dataset
+from emimic.data.dataset import with_valid_split
 from emimic.data.simulate import AUDIO_DIR, FACE_DIR, TEXT_EMB_DIR
 from emimic.defaults import ABLATION_BASE, ABLATION_MAX_EPOCHS, preset_dir
 from emimic.errors import ConfigError, DataError
@@ -73,8 +74,8 @@ from emimic.training.jobs import (
     results_folder,
     train_job,
 )
-from emimic.training.provenance import corpus_fingerprint, describe
-from emimic.training.run import TrainResult
+from emimic.training.provenance import corpus_fingerprint, describe, labelled_splits
+from emimic.training.run import TrainResult, untrainable_modalities, untrainable_settings
 
 SETTINGS_FILE = "ablation.json"
 TABLE_FILE = "ablation.csv"
@@ -235,9 +236,10 @@ def generated_cells(grid: Grid, base: ExperimentConfig, modalities: Sequence[str
     return cells
 
 
-def why_skipped(cfg: ExperimentConfig, store: FeatureStore, *, cell: str) -> str | None:
-    """Why the cell's model cannot be trained on ``store`` (None: it can); a modality name that is no modality
-    at all is a typo and raises."""
+def why_skipped(cfg: ExperimentConfig, store: FeatureStore, *, cell: str, untrainable: Collection[str] = ()
+                ) -> str | None:
+    """Why the cell's model cannot be trained on ``store`` (None: it can), whose ``untrainable`` modalities no
+    training clip has; a modality name that is no modality at all is a typo and raises."""
     from emimic.models.emi import EMIModel, resolve_spec  # torch: only once there is data to plan on
 
     absent = [m for m in cfg.model.modalities or [] if m not in store.modalities]
@@ -250,29 +252,45 @@ def why_skipped(cfg: ExperimentConfig, store: FeatureStore, *, cell: str) -> str
                 raise ConfigError(f"cell {cell!r}: unknown modality {name!r}{hint}; the data has"
                                   f" {', '.join(store.modalities)}.")
         return f"the data has no {', '.join(absent)} (it has {', '.join(store.modalities)})"
+    named = untrainable_settings(cfg, untrainable)
+    if named:
+        return (f"no training clip has {', '.join(sorted(set(named.values())))}, which {' and '.join(named)}"
+                f" {'names' if len(named) == 1 else 'name'}")
+    trainable = [m for m in store.modalities if m not in untrainable]
     try:
-        spec = resolve_spec(cfg.model, {m: store.dim(m) for m in store.modalities},
-                            {m: store.feature_names(m) for m in store.modalities})
+        spec = resolve_spec(cfg.model, {m: store.dim(m) for m in trainable},
+                            {m: store.feature_names(m) for m in trainable})
         EMIModel(spec, cfg.model)
     except (ConfigError, DataError) as exc:
         return str(exc)
     return None
 
 
-def plan_cells(grid: Grid, store: FeatureStore, overrides: Mapping[str, Any]) -> list[Cell]:
+def plan_cells(grid: Grid, store: FeatureStore, overrides: Mapping[str, Any], *,
+               untrainable: Callable[[ExperimentConfig], Collection[str]] = lambda cfg: ()) -> list[Cell]:
     """Every cell of ``grid`` on this data (the reference first, then the written ones, then the generated ones
-    whose names are not taken), each with its config or why it is skipped."""
+    whose names are not taken), each with its config or why it is skipped. ``untrainable(cfg)`` names the
+    modalities no clip that ``cfg`` trains on has (its own ``train.valid_fraction`` decides which clips those are):
+    the generated cells use only the others of the base config, and a cell naming one is skipped."""
     base = load_config(grid.base, overrides=overrides)
     written = {grid.reference: grid.cells[grid.reference], **grid.cells}
     cells = []
-    generated = generated_cells(grid, base, store.modalities)
+    untrainable_in_base = untrainable(base)
+    generated = generated_cells(grid, base, [m for m in store.modalities if m not in untrainable_in_base])
     for name, cell_overrides in {**written, **{n: o for n, o in generated.items() if n not in written}}.items():
         cfg = cell_config(base, name, cell_overrides)
-        reason = why_skipped(cfg, store, cell=name)
+        reason = why_skipped(cfg, store, cell=name, untrainable=untrainable(cfg))
         cells.append(Cell(name, cell_overrides, None if reason else cfg, reason))
     if cells[0].skipped:
         raise ConfigError(f"the reference cell {grid.reference!r} cannot run on this data: {cells[0].skipped}.")
     return cells
+
+
+def untrainable_in(ds: VidmimicDataset, store: FeatureStore, cfg: ExperimentConfig) -> list[str]:
+    """The modalities of ``store`` that no clip ``cfg`` trains on has (its ``train.valid_fraction`` holds out part of
+    a corpus without a valid split): its model cannot learn from them."""
+    train_ids = labelled_splits(with_valid_split(ds, cfg.train.valid_fraction), ["train"])["train"][0]
+    return untrainable_modalities(store, train_ids)
 
 
 # ---------------------------------------------------------------- runs
@@ -439,7 +457,7 @@ def ablate(
     refuse_inside_dataset(out, ds.root)
     store = ds.store(progress=progress)  # packed once here, before any worker opens it
     base_overrides = dict(overrides or {}) | ({"train.max_epochs": max_epochs} if max_epochs is not None else {})
-    cells = plan_cells(grid, store, base_overrides)
+    cells = plan_cells(grid, store, base_overrides, untrainable=lambda cfg: untrainable_in(ds, store, cfg))
     settings = _settings(ds, store, seeds)
     runner = Runner(jobs, backend, ray_address, progress)  # a wrong --ray-address refuses before any write
     replace = check_folder_settings(out, SETTINGS_FILE, settings, kind="ablation", overwrite=overwrite,

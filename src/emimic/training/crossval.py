@@ -76,7 +76,7 @@ from emimic.training.jobs import (
     train_job,
 )
 from emimic.training.provenance import corpus_fingerprint, describe
-from emimic.training.run import LAST_CHECKPOINT, TrainResult
+from emimic.training.run import LAST_CHECKPOINT, TrainResult, check_trainable
 
 SETTINGS_FILE = "cv.json"
 FOLDS_FILE = "folds.csv"
@@ -98,7 +98,8 @@ class FoldJob(TrainJob):
 
     def dataset(self, ds: VidmimicDataset | None = None) -> VidmimicDataset:
         """The corpus with train and valid replaced by this job's clips."""
-        return split_view(super().dataset(ds), self.fold_ids["train"], self.fold_ids["valid"])
+        return split_view(super().dataset(ds), self.fold_ids["train"], self.fold_ids["valid"],
+                          view=f"fold {self.fold}" if self.fold else "refit")
 
 
 @dataclass
@@ -140,7 +141,10 @@ def assign_folds(ids: np.ndarray, groups: np.ndarray | None, folds: int, seed: i
     units = len(np.unique(groups)) if groups is not None else len(ids)
     if units < folds:
         kind = "groups" if groups is not None else "clips"
-        raise DataError(f"{folds} folds need at least {folds} {kind}, but train+valid has {units}; use fewer folds.")
+        # fewer folds cannot help below 2 units: the clips of one group are never split
+        remedy = ("use fewer folds" if units >= 2 else
+                  "give the clips at least 2 groups, or remove the group column to fold them one by one")
+        raise DataError(f"{folds} folds need at least {folds} {kind}, but train+valid has {units}; {remedy}.")
     splitter = (GroupKFold(folds, shuffle=True, random_state=seed) if groups is not None
                 else KFold(folds, shuffle=True, random_state=seed))
     fold_of = np.zeros(len(ids), dtype=np.int64)
@@ -186,11 +190,14 @@ def fold_table(out: Path, labels: pd.DataFrame, meta: pd.DataFrame, folds: int, 
     return table
 
 
-def split_view(ds: VidmimicDataset, train_ids: Sequence[int], valid_ids: Sequence[int]) -> VidmimicDataset:
-    """``ds`` with train and valid made of the given clips of train+valid (test is kept)."""
+def split_view(ds: VidmimicDataset, train_ids: Sequence[int], valid_ids: Sequence[int], *,
+               view: str) -> VidmimicDataset:
+    """``ds`` with train and valid made of the given clips of train+valid (test is kept); ``view`` (``fold 2``) is
+    named with its splits in messages."""
     pooled = pooled_labels(ds)
     held = copy.copy(ds)  # shares the layout and the packed store; only the split table differs
     held.splits = {**ds.splits, "train": pooled.loc[list(train_ids)], "valid": pooled.loc[list(valid_ids)]}
+    held.view = view
     return held
 
 
@@ -203,7 +210,7 @@ def fold_view(run: str | Path, ds: VidmimicDataset) -> VidmimicDataset:
         return ds
     fold_of = pd.read_csv(run.parent / FOLDS_FILE, index_col=0)["fold"]
     k = int(match.group(1))
-    return split_view(ds, fold_of.index[fold_of != k], fold_of.index[fold_of == k])
+    return split_view(ds, fold_of.index[fold_of != k], fold_of.index[fold_of == k], view=f"fold {k}")
 
 
 def _train_all(jobs: Sequence[FoldJob], ds: VidmimicDataset, runner: Runner,
@@ -335,6 +342,8 @@ def cross_validate(
         fold_of = fold_table(out, labels, meta, folds, fold_seed)
         plan = checked_run_folders(_plan(out, ds, cfg, fold_of, seeds), ds, overwrite=overwrite,
                                    refusal=_model_refusal)
+        for job in plan:  # a fold without a modality the config names would stop the command after other folds
+            check_trainable(cfg, store, np.asarray(job.fold_ids["train"]), where=f"fold {job.fold}: ")
         write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2))  # once the folds could be assigned
         results = _train_all(plan, ds, runner, report)
     oof = out_of_fold(ds, plan, labels, fold_of)

@@ -9,6 +9,7 @@ Applying it to data whose modality widths differ is refused with a clear error.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +22,10 @@ from torch.utils.data import BatchSampler, DataLoader, Sampler, SequentialSample
 from emimic.config import ExperimentConfig
 from emimic.data import ClipDataset, FeatureStore, VidmimicDataset, collate_clips, open_dataset
 from emimic.data.dataset import EpochShuffle, LengthBuckets
-from emimic.data.holdout import check_pcc_size
-from emimic.errors import DataError, EmimicError, IncompatibleRun, OutputConflict
+from emimic.data.holdout import check_labels_vary, check_pcc_size
+from emimic.errors import DataError, EmimicError, EmimicWarning, IncompatibleRun, OutputConflict
 from emimic.io import atomic_path
-from emimic.labels import EMOTIONS, read_split, shortlist
+from emimic.labels import EMOTIONS, constant_labels_sentence, read_split, shortlist
 from emimic.metrics import pcc_scores
 from emimic.models.emi import ModelSpec, build_model
 from emimic.models.ensemble import AnyModel
@@ -307,6 +308,10 @@ def evaluate(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "val
     else:
         raise DataError(f"{ds.root}: the {split!r} split has no labels to evaluate against; give them with"
                         f" --labels FILE.")
+    check_labels_vary(truth, root=ds.root, split=ds.split_label(split), purpose="score")
+    constant = constant_labels_sentence(truth, root=ds.root, split=ds.split_label(split))
+    if constant is not None:
+        warnings.warn(constant, EmimicWarning, stacklevel=2)
     preds = ensemble_predict_ids(models, store, ids)
     targets = truth[list(EMOTIONS)].to_numpy(dtype=np.float64)
     scores = pcc_scores(preds, targets)

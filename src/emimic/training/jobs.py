@@ -4,7 +4,11 @@ Each job is a plain, picklable value and ``work(job)`` a module-level function t
 own run folder, so a job can run anywhere the run folder is reachable; ``report(job, result)`` is
 called in this process as each one finishes (in finishing order), under one progress bar. The emimic
 warnings a job raises elsewhere (e.g. leftover copies beside its run folder) come back with its result and
-are raised again here, just before its report, so the CLI prints them as it prints its own.
+are raised again here, just before its report, so the CLI prints them as it prints its own; those of a job
+that fails come back with its error and are raised here before it. Ctrl-C reaches the command and its local
+worker processes alike: the command waits for the jobs in flight to stop, raises their warnings, and stops with one
+:class:`~emimic.errors.Interrupted` saying what each of them kept. The warnings of Ray tasks stopped by Ctrl-C may
+be lost.
 
 Backends:
 
@@ -30,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import as_completed
+from concurrent.futures import Future, as_completed, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +42,7 @@ from typing import Any, Literal, Self, TypeVar
 
 from emimic.config import ExperimentConfig, with_overrides
 from emimic.data import VidmimicDataset, open_dataset
-from emimic.errors import ConfigError, EmimicWarning, emimic_warnings_to
+from emimic.errors import ConfigError, EmimicWarning, Interrupted, emimic_warnings_to
 from emimic.features.backends import check_ray_address, spawned_pool
 from emimic.outputs import provisional_output
 from emimic.progress import progress_bar
@@ -53,17 +57,34 @@ TJ = TypeVar("TJ", bound="TrainJob")
 
 # What a job sent elsewhere returns: its result, and the emimic warnings it raised, for this process to show.
 Returned = tuple[R, list[EmimicWarning]]
+# The attribute of a failed job's error that holds the warnings it raised (an exception's attributes travel with it).
+_CAUGHT = "emimic_warnings"
 
 
 def _with_warnings(work: Callable[[J], R], job: J) -> Returned[R]:
     """``work(job)`` in a worker process or a Ray task, with the emimic warnings it raised (e.g. leftovers beside
     its run folder): the command shows them as its own, in its own format (a worker would print them in Python's
-    two-line one, and a Ray task, whose output is not relayed, not at all). A job that fails takes its warnings
-    with it: the command stops with its error."""
+    two-line one, and a Ray task, whose output is not relayed, not at all). A job that fails sends them with its
+    error (see :func:`_warnings_of`): the command shows them, then stops with the error."""
     caught: list[EmimicWarning] = []
-    with emimic_warnings_to(caught.append):
-        result = work(job)
+    try:
+        with emimic_warnings_to(caught.append):
+            result = work(job)
+    except BaseException as exc:  # Ctrl-C too: an interrupted training (Interrupted) is a KeyboardInterrupt
+        setattr(exc, _CAUGHT, caught)
+        raise
     return result, caught
+
+
+def _warnings_of(error: BaseException) -> list[EmimicWarning]:
+    """The warnings a failed job sent with ``error`` (Ray wraps the job's own error as ``cause``)."""
+    return getattr(error, _CAUGHT, None) or getattr(getattr(error, "cause", None), _CAUGHT, [])
+
+
+def _raise_again(caught: list[EmimicWarning]) -> None:
+    """Raise here the warnings a job raised elsewhere, so the CLI prints them as its own."""
+    for warning in caught:
+        warnings.warn(warning, stacklevel=3)
 
 
 def _local(jobs: Sequence[J], work: Callable[[J], R], inline: Callable[[J], R],
@@ -75,8 +96,27 @@ def _local(jobs: Sequence[J], work: Callable[[J], R], inline: Callable[[J], R],
     # workers keep Ctrl-C: an interrupted training keeps its resume point and stops (emimic.errors.Interrupted)
     with spawned_pool(workers) as pool:
         futures = {pool.submit(_with_warnings, work, job): index for index, job in enumerate(jobs)}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        except KeyboardInterrupt as interrupt:
+            raise _stopped_together(list(futures), interrupt) from None
+
+
+def _stopped_together(futures: list[Future], interrupt: KeyboardInterrupt) -> KeyboardInterrupt:
+    """What Ctrl-C, which reaches the command and its workers alike, stopped: one :class:`Interrupted` saying what
+    each job stopped by it kept, carrying their warnings (the command's own KeyboardInterrupt arrives first, and
+    would otherwise throw theirs away); ``interrupt`` itself when no job was stopped. Waits for the jobs in flight,
+    which stop on their own Ctrl-C, as leaving the pool would."""
+    for future in futures:
+        future.cancel()  # the queued ones: never started
+    wait(futures)
+    stopped = [f.exception() for f in futures if not f.cancelled() and isinstance(f.exception(), KeyboardInterrupt)]
+    if not stopped:
+        return interrupt
+    combined = Interrupted(" ".join(dict.fromkeys(str(error) for error in stopped if str(error))))
+    setattr(combined, _CAUGHT, [warning for error in stopped for warning in _warnings_of(error)])
+    return combined
 
 
 def _ray(jobs: Sequence[J], work: Callable[[J], R], address: str, workers: int) -> Iterator[tuple[int, Returned[R]]]:
@@ -117,13 +157,16 @@ class Runner:
         results: dict[int, R] = {}
         with progress_bar(self.progress) as bar:
             task = bar.add_task(label, total=len(jobs))
-            for index, (result, caught) in finished:
-                for warning in caught:
-                    warnings.warn(warning, stacklevel=2)
-                results[index] = result
-                if report is not None:
-                    report(jobs[index], result)
-                bar.advance(task)
+            try:
+                for index, (result, caught) in finished:
+                    _raise_again(caught)
+                    results[index] = result
+                    if report is not None:
+                        report(jobs[index], result)
+                    bar.advance(task)
+            except BaseException as error:  # a job stopped by Ctrl-C sends its warnings too
+                _raise_again(_warnings_of(error))
+                raise
         return [results[index] for index in range(len(jobs))]
 
 

@@ -34,7 +34,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,13 +48,13 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from emimic.config import ExperimentConfig, config_to_yaml, load_config, with_overrides
 from emimic.data import FeatureStore, VidmimicDataset, open_dataset, with_valid_split
 from emimic.data.holdout import check_valid_size
-from emimic.data.store import stale_modalities
-from emimic.errors import ConfigError, DataError, IncompatibleRun, OutputConflict, explain_interrupt
+from emimic.data.store import stale_modalities, untrainable_sentence
+from emimic.errors import ConfigError, DataError, EmimicWarning, IncompatibleRun, OutputConflict, explain_interrupt
 from emimic.io import write_text
 from emimic.labels import EMOTIONS
-from emimic.models.emi import ModelSpec, resolve_spec
+from emimic.models.emi import ModelSpec, resolve_spec, vad_branch
 from emimic.models.ensemble import resolve_members
-from emimic.outputs import provisional_output, refuse_inside_dataset, warn_leftovers
+from emimic.outputs import exclusive_output, provisional_output, refuse_inside_dataset, warn_leftovers
 from emimic.training.datamodule import EMIDataModule, check_world
 from emimic.training.ema import EMA
 from emimic.training.history import MONITOR, History
@@ -174,9 +174,14 @@ def _check_same_run(run: Path, previous: RunRecord, requested: RunRecord) -> Non
         )
 
 
-def _kept(run: Path, max_epochs: int) -> str:
-    """What an interrupted run left, and how to go on: the message of Ctrl-C during ``train``."""
+def _kept(run: Path, max_epochs: int, *, replacing: bool) -> str:
+    """What an interrupted run left, and how to go on: the message of Ctrl-C during ``train``. Called before
+    :func:`~emimic.outputs.provisional_output` cleans up, so ``run`` still holds the new run's files; when
+    ``replacing`` an old run and no epoch finished, the clean-up puts the old run back."""
     if not _started(run):
+        if replacing:
+            return (f"no epoch had finished, so nothing of this run was kept and the run that was in {run} is back in"
+                    " place; run the same command to start again.")
         return f"no epoch had finished, so nothing of this run was kept in {run}; run the same command to start again."
     epochs = int(torch.load(run / LAST_CHECKPOINT, map_location="cpu", weights_only=True)["epoch"]) + 1
     return (f"kept {run} after epoch {epochs}/{max_epochs} (resume point {run / LAST_CHECKPOINT}); run the same"
@@ -252,67 +257,72 @@ def train(
     if valid_fraction is not None:
         overrides["train.valid_fraction"] = valid_fraction
     primary = launched_as_rank_zero()
-    if primary:
-        warn_leftovers(run)
-    previous = _previous_run(run, overwrite=overwrite) if primary else _readable_run(run, overwrite=overwrite)
-    resume = previous is not None and _started(run) and not overwrite
-    if previous is not None and resume:  # refused before the data is opened: packing a corpus may take minutes
-        # every process refuses alike (the files decide), so none waits for a rank that stopped
-        check_model_format(run, previous.model_format, previous.config)
-        check_reusable(run)
-    cfg = _resolve_config(config, overrides, previous)
-
-    started = time.perf_counter()
-    ds = with_valid_split(data if isinstance(data, VidmimicDataset) else open_dataset(data),
-                          cfg.train.valid_fraction)
-    refuse_inside_dataset(run, ds.root)
-    _check_split_sizes(ds)
-    if not primary:
-        _check_packed(ds)
-    store = ds.store(progress=progress)
-    record, spec, labelled = requested_run(ds, cfg)
-    cfg = record.config
-    if cfg.train.selection == "best":  # "last" selects nothing: a refit may score clips it trained on
-        ds.check_disjoint("train", "valid")
-    if previous is not None and resume:
+    with contextlib.ExitStack() as held:
+        started = time.perf_counter()
+        opened = data if isinstance(data, VidmimicDataset) else open_dataset(data)  # reads the layout, packs nothing
+        refuse_inside_dataset(run, opened.root)
+        if primary:  # one train at a time per run folder, held before the folder is read: what it holds decides
+            held.enter_context(exclusive_output(run, command="train"))
+            warn_leftovers(run)
+        previous = _previous_run(run, overwrite=overwrite) if primary else _readable_run(run, overwrite=overwrite)
+        resume = previous is not None and _started(run) and not overwrite
+        if previous is not None and resume:  # refused before the data is packed: packing a corpus may take minutes
+            # every process refuses alike (the files decide), so none waits for a rank that stopped
+            check_model_format(run, previous.model_format, previous.config)
+            check_reusable(run)
+        cfg = _resolve_config(config, overrides, previous)
+        ds = with_valid_split(opened, cfg.train.valid_fraction)
+        _check_split_sizes(ds)
+        if not primary:
+            _check_packed(ds)
+        store = ds.store(progress=progress)
+        record, spec, labelled = requested_run(ds, cfg)
+        cfg = record.config
         if primary:
-            _check_same_run(run, previous, record)
-        if (run / METRICS_FILE).exists():  # every process returns it; the ones of rank > 0 say so
-            return dataclasses.replace(_stored_result(run), rank=0 if primary else max(rank_zero_only.rank, 1))
-    history = History(run / "history.csv", verbose=progress, raw_weights=cfg.train.ema.enabled)
-    trainer = _trainer(cfg, run, [*_callbacks(cfg, run, history), *callbacks], progress=progress)
-    check_world(labelled, trainer.world_size)
+            for modality in untrainable_modalities(store, labelled["train"][0]):
+                warnings.warn(_left_out_sentence(modality, len(labelled["train"][0]), cfg, store, spec),
+                              EmimicWarning, stacklevel=2)
+        if cfg.train.selection == "best":  # "last" selects nothing: a refit may score clips it trained on
+            ds.check_disjoint("train", "valid")
+        if previous is not None and resume:
+            if primary:
+                _check_same_run(run, previous, record)
+            if (run / METRICS_FILE).exists():  # every process returns it; the ones of rank > 0 say so
+                return dataclasses.replace(_stored_result(run), rank=0 if primary else max(rank_zero_only.rank, 1))
+        history = History(run / "history.csv", verbose=progress, raw_weights=cfg.train.ema.enabled)
+        trainer = _trainer(cfg, run, [*_callbacks(cfg, run, history), *callbacks], progress=progress)
+        check_world(labelled, trainer.world_size)
 
-    # Everything a start needs was checked: only now is the run folder written (by rank 0 alone).
-    replace = not resume and (previous is not None or (overwrite and run.is_dir() and any(run.iterdir())))
-    writing = (provisional_output(run, replace=replace, started=lambda: _started(run), kind="run") if primary
-               else contextlib.nullcontext())
-    with explain_interrupt(lambda: _kept(run, cfg.train.max_epochs)), writing:
-        pl.seed_everything(cfg.seed, workers=True, verbose=False)
-        module = EMIModule(config=cfg.model_dump(mode="json"), spec=spec.to_dict(),
-                           data={"root": str(ds.root), "identity": store.identity,
-                                 "recipes": {m: store.recipe(m) for m in spec.inputs}})
-        datamodule = EMIDataModule(cfg, store, spec, module.net, labelled,
-                                   sample_weights(cfg.loss, ds.splits["train"], ds.meta()))
-        datamodule.set_statistics(module.net)
-        if primary and not resume:
-            write_text(run / CONFIG_FILE, config_to_yaml(cfg))
-            write_text(run / RECORD_FILE, record.to_json())
-        with warnings.catch_warnings(), torch_threads(cfg.train.threads):
-            for pattern in _QUIET:
-                warnings.filterwarnings("ignore", message=pattern)
-            _fit(trainer, module, datamodule, run / LAST_CHECKPOINT if resume else None)
-        best_epoch = _best_epoch(cfg, history.rows)
-        # rank 0 alone scores the saved weights (the others would repeat its work and might read a checkpoint
-        # it is still writing); the others take the synced metric's scores of that epoch: no collective here
-        valid = (evaluate(load_run(run), ds, split="valid") if trainer.is_global_zero else
-                 _epoch_scores(history.rows, best_epoch, labelled["valid"][0], store, spec.modalities))
-    result = TrainResult(run, valid, best_epoch, len(history.rows), time.perf_counter() - started,
-                         rank=trainer.global_rank)
-    if trainer.is_global_zero:
-        source = None if isinstance(config, ExperimentConfig) else config
-        write_text(run / METRICS_FILE, json.dumps(metrics_record(result, cfg, source, ds, record.data), indent=2))
-    return result
+        # Everything a start needs was checked: only now is the run folder written (by rank 0 alone).
+        replace = not resume and (previous is not None or (overwrite and run.is_dir() and any(run.iterdir())))
+        writing = (provisional_output(run, replace=replace, started=lambda: _started(run), kind="run") if primary
+                   else contextlib.nullcontext())
+        with writing, explain_interrupt(lambda: _kept(run, cfg.train.max_epochs, replacing=replace)):
+            pl.seed_everything(cfg.seed, workers=True, verbose=False)
+            module = EMIModule(config=cfg.model_dump(mode="json"), spec=spec.to_dict(),
+                               data={"root": str(ds.root), "identity": store.identity,
+                                     "recipes": {m: store.recipe(m) for m in spec.inputs}})
+            datamodule = EMIDataModule(cfg, store, spec, module.net, labelled,
+                                       sample_weights(cfg.loss, ds.splits["train"], ds.meta()))
+            datamodule.set_statistics(module.net)
+            if primary and not resume:
+                write_text(run / CONFIG_FILE, config_to_yaml(cfg))
+                write_text(run / RECORD_FILE, record.to_json())
+            with warnings.catch_warnings(), torch_threads(cfg.train.threads):
+                for pattern in _QUIET:
+                    warnings.filterwarnings("ignore", message=pattern)
+                _fit(trainer, module, datamodule, run / LAST_CHECKPOINT if resume else None)
+            best_epoch = _best_epoch(cfg, history.rows)
+            # rank 0 alone scores the saved weights (the others would repeat its work and might read a checkpoint
+            # it is still writing); the others take the synced metric's scores of that epoch: no collective here
+            valid = (evaluate(load_run(run), ds, split="valid") if trainer.is_global_zero else
+                     _epoch_scores(history.rows, best_epoch, labelled["valid"][0], store, spec.modalities))
+        result = TrainResult(run, valid, best_epoch, len(history.rows), time.perf_counter() - started,
+                             rank=trainer.global_rank)
+        if trainer.is_global_zero:
+            source = None if isinstance(config, ExperimentConfig) else config
+            write_text(run / METRICS_FILE, json.dumps(metrics_record(result, cfg, source, ds, record.data), indent=2))
+        return result
 
 
 def _check_split_sizes(ds: VidmimicDataset) -> None:
@@ -333,9 +343,53 @@ def requested_run(ds: VidmimicDataset, cfg: ExperimentConfig
     store = ds.store(progress=False)
     labelled = labelled_splits(ds)
     cfg = resolve_members(cfg, len(labelled["train"][0]))
-    spec = resolve_spec(cfg.model, {m: store.dim(m) for m in store.modalities},
-                        {m: store.feature_names(m) for m in store.modalities})
+    untrainable = check_trainable(cfg, store, labelled["train"][0])
+    trainable = [m for m in store.modalities if m not in untrainable]
+    spec = resolve_spec(cfg.model, {m: store.dim(m) for m in trainable},
+                        {m: store.feature_names(m) for m in trainable})
     return RunRecord(cfg, data_fingerprint(store, spec.inputs, labelled), str(ds.root)), spec, labelled
+
+
+# How to fix a setting that names a modality no training clip has.
+_UNTRAINABLE_WAY_OUT = {"model.modalities": "remove it from model.modalities",
+                        "model.vad.modality": "set model.vad.modality to another branch"}
+
+
+def untrainable_settings(cfg: ExperimentConfig, untrainable: Collection[str]) -> dict[str, str]:
+    """``{setting: modality}`` for each setting of ``cfg`` that names one of the ``untrainable`` modalities (its
+    branch could never learn: see :func:`untrainable_modalities`)."""
+    named = {"model.modalities": next((m for m in cfg.model.modalities or [] if m in untrainable), None),
+             "model.vad.modality": cfg.model.vad.modality if cfg.model.vad.enabled else None}
+    return {setting: modality for setting, modality in named.items() if modality in untrainable}
+
+
+def check_trainable(cfg: ExperimentConfig, store: FeatureStore, train_ids: np.ndarray, *, where: str = "") -> list[str]:
+    """The modalities of ``store`` none of the training clips ``train_ids`` has; a setting of ``cfg`` that names one
+    is refused (``where``: what trains on these clips, e.g. a CV fold, to begin the sentence with)."""
+    untrainable = untrainable_modalities(store, train_ids)
+    named = untrainable_settings(cfg, untrainable)
+    if named:
+        setting, modality = next(iter(named.items()))
+        way_out = f"{_UNTRAINABLE_WAY_OUT[setting]}, or add its features for training clips"
+        raise ConfigError(f"{where}{setting}: {untrainable_sentence(modality, len(train_ids), way_out=way_out)}")
+    return untrainable
+
+
+def _left_out_sentence(modality: str, train_clips: int, cfg: ExperimentConfig, store: FeatureStore,
+                       spec: ModelSpec) -> str:
+    """What train says of a ``modality`` it leaves out: no training clip has it; and, when the VAD prior of the
+    model (the paper's) was to be on its branch, where the prior is now, as nothing else would tell."""
+    sentence = untrainable_sentence(modality, train_clips)
+    if vad_branch(cfg.model, cfg.model.modalities or store.modalities) != modality:
+        return sentence
+    now = f"is on {spec.vad_modality!r} instead" if spec.vad_modality else "is off"
+    return f"{sentence[:-1]}; the VAD prior (model.vad), which it carried, {now}."
+
+
+def untrainable_modalities(store: FeatureStore, train_ids: np.ndarray) -> list[str]:
+    """The modalities of ``store`` that none of the training clips ``train_ids`` has (see
+    :func:`~emimic.data.store.untrainable_sentence`)."""
+    return [m for m in store.modalities if not store.present(m, train_ids).any()]
 
 
 def run_differences(run: str | Path, ds: VidmimicDataset, cfg: ExperimentConfig) -> list[str]:

@@ -30,8 +30,8 @@ storage are refused, unless ``overwrite``: the new sweep then replaces the folde
 epoch (until then the old folder is kept aside and put back if it fails, see :mod:`emimic.outputs`). ``jobs`` > 1
 runs trials on up to that many local processes sharing the storage, one per trial left at most (the runner of
 :mod:`emimic.training.jobs`; when one is enough, the trials run in this process): a job is a worker's whole share
-of trials, so the emimic warnings of its trials are raised here when it has run them all
-(lost with it if it fails), while each trial is reported as it finishes.
+of trials, so the emimic warnings of its trials are raised here when it has run them all, or when it fails
+(before its error), while each trial is reported as it finishes.
 
 A study belongs to the sweep folder that made it. A storage outside the folder (``--storage sqlite:///s.db``) may
 hold the studies of several sweeps (named after their settings); a study there that already ran trials is never
