@@ -92,7 +92,7 @@ def label_statistics(targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and scale per axis of the training clips' :func:`pseudo_vad` positions. The scale is the standard
     deviation, or for an axis constant over the training clips (one clip, or labels that never move it) the
     features' rule (:func:`~emimic.data.dataset.column_scales`): the other axes' median, else 1, the anchors' unit.
-    A fixed small floor made a validation clip's prior mean 1e6 units away: a validation loss of 1e9."""
+    A fixed small floor made a validation clip's prior mean 1e5 units away: a validation loss of 1e9."""
     centroids = pseudo_vad(torch.as_tensor(targets, dtype=torch.float64), anchor_table().double()).numpy()
     mean = centroids.mean(0)
     return mean, column_scales(centroids.std(0), mean)
