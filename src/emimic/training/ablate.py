@@ -75,7 +75,7 @@ from emimic.training.jobs import (
     train_job,
 )
 from emimic.training.provenance import corpus_fingerprint, describe, labelled_splits
-from emimic.training.run import TrainResult, untrainable_modalities, untrainable_settings
+from emimic.training.run import TrainResult, trainable_spec, untrainable_modalities, untrainable_settings
 
 SETTINGS_FILE = "ablation.json"
 TABLE_FILE = "ablation.csv"
@@ -240,7 +240,7 @@ def why_skipped(cfg: ExperimentConfig, store: FeatureStore, *, cell: str, untrai
                 ) -> str | None:
     """Why the cell's model cannot be trained on ``store`` (None: it can), whose ``untrainable`` modalities no
     training clip has; a modality name that is no modality at all is a typo and raises."""
-    from emimic.models.emi import EMIModel, resolve_spec  # torch: only once there is data to plan on
+    from emimic.models.emi import EMIModel  # torch: only once there is data to plan on
 
     absent = [m for m in cfg.model.modalities or [] if m not in store.modalities]
     if absent:
@@ -256,11 +256,8 @@ def why_skipped(cfg: ExperimentConfig, store: FeatureStore, *, cell: str, untrai
     if named:
         return (f"no training clip has {', '.join(sorted(set(named.values())))}, which {' and '.join(named)}"
                 f" {'names' if len(named) == 1 else 'name'}")
-    trainable = [m for m in store.modalities if m not in untrainable]
     try:
-        spec = resolve_spec(cfg.model, {m: store.dim(m) for m in trainable},
-                            {m: store.feature_names(m) for m in trainable})
-        EMIModel(spec, cfg.model)
+        EMIModel(trainable_spec(cfg, store, untrainable), cfg.model)
     except (ConfigError, DataError) as exc:
         return str(exc)
     return None

@@ -343,11 +343,16 @@ def requested_run(ds: VidmimicDataset, cfg: ExperimentConfig
     store = ds.store(progress=False)
     labelled = labelled_splits(ds)
     cfg = resolve_members(cfg, len(labelled["train"][0]))
-    untrainable = check_trainable(cfg, store, labelled["train"][0])
-    trainable = [m for m in store.modalities if m not in untrainable]
-    spec = resolve_spec(cfg.model, {m: store.dim(m) for m in trainable},
-                        {m: store.feature_names(m) for m in trainable})
+    spec = trainable_spec(cfg, store, check_trainable(cfg, store, labelled["train"][0]))
     return RunRecord(cfg, data_fingerprint(store, spec.inputs, labelled), str(ds.root)), spec, labelled
+
+
+def trainable_spec(cfg: ExperimentConfig, store: FeatureStore, untrainable: Collection[str]) -> ModelSpec:
+    """The model spec of ``cfg`` on the modalities of ``store`` but the ``untrainable`` ones (no training clip has
+    them: the model leaves them out)."""
+    trainable = [m for m in store.modalities if m not in untrainable]
+    return resolve_spec(cfg.model, {m: store.dim(m) for m in trainable},
+                        {m: store.feature_names(m) for m in trainable})
 
 
 # How to fix a setting that names a modality no training clip has.
