@@ -192,7 +192,7 @@ def test_a_bad_key_of_a_one_pickle_modality_is_named_with_what_keys_must_be(tmp_
     container = tmp_path / "vit.pkl"
     container.write_bytes(pickle.dumps({4: np.ones(3), key: np.ones(3)}))
     expected = rf"^{container}: holds {re.escape(named)}, which is not a clip id; the keys of a one-pickle modality"
-    with pytest.raises(DataError, match=expected + r" must be the clips' non-negative integer ids"):
+    with pytest.raises(DataError, match=expected + r" must be the clips' ids in ASCII digits"):
         read_mapping(container)
 
 

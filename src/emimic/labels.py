@@ -1,12 +1,13 @@
 """The six EMI emotions and the split CSVs that carry them.
 
 A split CSV has the columns ``Filename`` + :data:`EMOTIONS`. ``Filename`` is an integer clip id;
-published files also write it as ``10.0`` or ``00010``, so ids are parsed leniently but strictly
-validated (integer, non-negative, unique).
+published files also write it as ``10.0`` or ``00010``: :func:`read_clip_id` is the one rule for an id,
+wherever one is read (split CSVs, one-pickle modality keys, the extraction ledger).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -81,30 +82,37 @@ def empty_split_sentence(path: str | Path) -> str:
     return f"{path}: lists no clips (only a header); add the split's clips or remove the file."
 
 
+# One rule for a clip id. A file name is the id in ASCII digits (00010.pkl); a Filename cell or a one-pickle key may
+# also carry what spreadsheets and pandas add: blanks around it and a '.0' (10.0). float() and pd.to_numeric read far
+# more ('1e1', '+3', '1_0', full-width or Arabic-Indic digits), which no challenge file holds and which would name
+# another clip than the file on disk. At most 18 digits: every such id fits the int64 that ids are stored in.
+_ID_DIGITS = "([0-9]{1,18})"
+_CLIP_STEM = re.compile(_ID_DIGITS)
+_WRITTEN_CLIP_ID = re.compile(rf"\A[ \t]*{_ID_DIGITS}(?:\.0+)?[ \t]*\Z")
+CLIP_ID_FORMS = "ASCII digits (10, 00010, or 10.0 as spreadsheets save it)"
+
+
 def is_clip_stem(stem: str) -> bool:
     """Whether a file name without its suffix is a clip id: ASCII digits only ('1²' passes str.isdigit)."""
-    return stem.isascii() and stem.isdigit()
+    return _CLIP_STEM.fullmatch(stem) is not None
 
 
-def parse_clip_id(value: object, *, source: str) -> int:
-    """Parse ``10``, ``10.0`` or ``"00010"`` into ``10``; anything else is a :class:`DataError`."""
-    text = str(value).strip()
-    try:
-        number = float(text)
-    except ValueError:
-        raise DataError(f"{source}: Filename {text!r} is not an integer clip id.") from None
-    if not np.isfinite(number) or number != int(number) or number < 0:
-        raise DataError(f"{source}: Filename {text!r} is not a non-negative integer clip id.")
-    return int(number)
+def read_clip_id(text: str) -> int | None:
+    """The clip id ``text`` writes (10 for ``"10"``, ``"00010"``, ``"10.0"`` or ``" 10 "``), None when it is none."""
+    match = _WRITTEN_CLIP_ID.match(text)
+    return int(match[1]) if match else None
 
 
 def _parse_ids(column: pd.Series, *, source: str) -> list[int]:
-    """Vectorised :func:`parse_clip_id` over a column; the slow path runs only to name a bad row."""
-    numbers = pd.to_numeric(column.str.strip(), errors="coerce").to_numpy(dtype=float)
-    valid = np.isfinite(numbers) & (numbers >= 0) & (numbers == np.floor(numbers))
-    if valid.all():
-        return numbers.astype(np.int64).tolist()
-    return [parse_clip_id(value, source=f"{source} row {i + 2}") for i, value in enumerate(column)]
+    """The clip ids of a ``Filename`` column (one vectorised :func:`read_clip_id`); a bad cell is a
+    :class:`DataError` naming its row and value."""
+    digits = column.str.extract(_WRITTEN_CLIP_ID, expand=False)
+    bad = digits.isna().to_numpy()
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise DataError(f"{source}: column {ID_COLUMN!r} row {row + 2} holds {column.iloc[row]!r}, which is not a"
+                        f" clip id; write each id in {CLIP_ID_FORMS}.")
+    return digits.astype(np.int64).tolist()
 
 
 def _read_cells(path: Path) -> pd.DataFrame:

@@ -20,7 +20,7 @@ import numpy as np
 
 from emimic.errors import DataError
 from emimic.io import ARRAY_SUFFIXES, read_error, read_object
-from emimic.labels import is_clip_stem, parse_clip_id
+from emimic.labels import CLIP_ID_FORMS, is_clip_stem, read_clip_id
 
 SPLIT_FILES: dict[str, tuple[str, ...]] = {
     "train": ("train_split.csv",),
@@ -164,20 +164,17 @@ def read_mapping(path: Path) -> dict[int, object]:
 
 def _clip_id_key(key: object, *, source: str) -> int:
     """A container key as a clip id. Keys come from the file: a crafted one is described, never printed whole."""
-    printable = (
-        isinstance(key, int | float | str | np.integer | np.floating)
-        and not (isinstance(key, int) and key.bit_length() > 63)
-        and not (isinstance(key, str) and (len(key) > 32 or not key.isprintable()))
-    )
+    # str() of a float key is '10.0' up to 1e16 and '1e+16' beyond, which the rule refuses as it refuses the text;
+    # str() of a huge int would raise, and no such int is an id.
+    readable = isinstance(key, int | float | str | np.integer | np.floating) and not (
+        isinstance(key, int) and key.bit_length() > 63)
+    clip_id = read_clip_id(str(key)) if readable else None
+    if clip_id is not None:
+        return clip_id
+    printable = readable and not (isinstance(key, str) and (len(key) > 32 or not key.isprintable()))
     what = f"the key {key!r}" if printable else f"a {type(key).__name__} key"
-    refusal = DataError(f"{source}: holds {what}, which is not a clip id; the keys of a one-pickle modality must be"
-                        " the clips' non-negative integer ids (10, '10' or '00010'), one per clip.")
-    if not printable:
-        raise refusal
-    try:
-        return parse_clip_id(key, source=source)
-    except DataError:
-        raise refusal from None
+    raise DataError(f"{source}: holds {what}, which is not a clip id; the keys of a one-pickle modality must be"
+                    f" the clips' ids in {CLIP_ID_FORMS}, one per clip.")
 
 
 def read_recipe(folder: Path) -> dict | None:
