@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,17 +36,28 @@ RATERS_COLUMN = "raters"
 META_COLUMNS: tuple[str, ...] = (*GROUP_COLUMNS, RATERS_COLUMN)
 
 
-# Below this standard deviation a label column is constant over a split: its PCC is undefined, and the metric
-# (emimic.metrics.CONSTANT_STD, the same value) scores it 0.
-CONSTANT_LABEL_STD = 1e-9
+# A column whose population standard deviation (ddof 0) is at most this is constant: its PCC is undefined, and the
+# metric (emimic.metrics) scores it 0. Labels and predictions, the warnings and the metric decide it alike, through
+# is_constant_variance, so the column a warning names is exactly the one scored 0.
+CONSTANT_STD = 1e-9
+
+
+def is_constant_variance(variance: Any) -> Any:
+    """Whether a column of this population variance is constant (elementwise on arrays and tensors)."""
+    return variance <= CONSTANT_STD**2
+
+
+def constant_columns(values: np.ndarray) -> np.ndarray:
+    """``(D,)`` whether each column of ``(N, D)`` values (N >= 1) is constant."""
+    return is_constant_variance(np.var(values, axis=0))
 
 
 def constant_emotions(labels: pd.DataFrame) -> list[str]:
     """The emotions whose labels are constant over the clips of ``labels`` (a split with its six columns)."""
     if len(labels) == 0 or not set(EMOTIONS) <= set(labels.columns):
         return []
-    spread = labels[list(EMOTIONS)].to_numpy(dtype=np.float64).std(0)
-    return [emotion for emotion, std in zip(EMOTIONS, spread, strict=True) if std <= CONSTANT_LABEL_STD]
+    constant = constant_columns(labels[list(EMOTIONS)].to_numpy(dtype=np.float64))
+    return [emotion for emotion, flag in zip(EMOTIONS, constant, strict=True) if flag]
 
 
 def constant_labels_sentence(labels: pd.DataFrame, *, root: str | Path, split: str) -> str | None:
