@@ -26,7 +26,7 @@ from emimic.data.store import FeatureStore, pack
 from emimic.data.validate import validate
 from emimic.errors import ConfigError, DataError, EmimicWarning, IncompatibleRun, OutputConflict
 from emimic.features import extract
-from emimic.labels import read_meta, read_split
+from emimic.labels import EMOTIONS, read_meta, read_split
 from emimic.outputs import UnlockedWarning, exclusive_output
 from emimic.training.crossval import assign_folds, cross_validate, split_view
 from emimic.training.inference import evaluate
@@ -245,6 +245,22 @@ def test_cv_naming_a_modality_a_fold_cannot_train_on_is_refused_before_any_fold_
         cross_validate(root, tmp_path / "cv", folds=2, max_epochs=1, progress=False,
                        overrides={"model.modalities": ["vit", "egemaps"]})
     assert not (tmp_path / "cv").exists()
+
+
+def test_a_refusal_about_the_clips_of_a_cv_fold_says_which_fold(make_root, tmp_path) -> None:
+    """train refuses in the words of a fold's view wherever it checks (the CV's comparison of a fold's run folder
+    with a started run named no fold); the refit's view is 'refit'."""
+    root = make_root(dims={"vit": 8, "egemaps": 5}, missing={"egemaps": [3 * i for i in range(1, 13)]})  # train ids
+    train_ids, valid_ids = (pd.read_csv(root / f"{split}_split.csv").Filename for split in ("train", "valid"))
+    fold = split_view(open_dataset(root), train_ids, valid_ids, view="fold 2")
+    with pytest.raises(ConfigError, match=r"^fold 2: model\.modalities: modality 'egemaps' has no file for any of the"
+                                          r" 12 training clips"):
+        train(fold, tmp_path / "run", max_epochs=1, progress=False, overrides={"model.modalities": ["vit", "egemaps"]})
+    set_labels(root / "valid_split.csv", **{e.replace(" ", "_"): 0.5 for e in EMOTIONS})
+    fold = split_view(open_dataset(root), train_ids, valid_ids, view="fold 2")
+    with pytest.raises(DataError, match=rf"^fold 2: {re.escape(str(root))}: the labels of every emotion are constant"
+                                        rf" over the {len(valid_ids)} clips of the validation split"):
+        train(fold, tmp_path / "run", max_epochs=1, progress=False)
 
 
 def test_a_vad_prior_on_a_modality_no_training_clip_has_is_refused(make_root, tmp_path) -> None:

@@ -82,6 +82,11 @@ class VidmimicDataset:
         """How messages name the split ``name`` in this view (:func:`emimic.labels.split_label`)."""
         return split_label(name, self.view)
 
+    @property
+    def where(self) -> str:
+        """What a refusal about the clips of this view begins with: ``fold 2: `` in a CV fold's, else nothing."""
+        return f"{self.view}: " if self.view else ""
+
     def clips(self, name: str) -> pd.DataFrame:
         """The split ``name`` for a command that works on its clips: one whose CSV lists none is refused."""
         frame = self.split(name)

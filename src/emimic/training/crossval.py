@@ -343,7 +343,7 @@ def cross_validate(
         plan = checked_run_folders(_plan(out, ds, cfg, fold_of, seeds), ds, overwrite=overwrite,
                                    refusal=_model_refusal)
         for job in plan:  # a fold without a modality the config names would stop the command after other folds
-            check_trainable(cfg, store, np.asarray(job.fold_ids["train"]), where=f"fold {job.fold}: ")
+            check_trainable(cfg, store, np.asarray(job.fold_ids["train"]), where=job.dataset(ds).where)
         write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2))  # once the folds could be assigned
         results = _train_all(plan, ds, runner, report)
     oof = out_of_fold(ds, plan, labels, fold_of)
