@@ -15,7 +15,7 @@ import pytest
 
 from conftest import flat
 from emimic.cli.registry import main
-from emimic.errors import ConfigError, DataError
+from emimic.errors import ConfigError, DataError, EmimicWarning
 from emimic.features.pipeline import make_spec
 from emimic.features.recipe import model_digest
 from emimic.infer import CLIP_COLUMN, check_recipe, collect_videos, infer, run_recipe
@@ -153,10 +153,15 @@ def test_model_digest_follows_content(tmp_path: Path) -> None:
 
 
 def test_clip_names_are_relative_to_the_inputs_shared_folder(tmp_path: Path) -> None:
-    for name in ("a/x.mp4", "b/x.mp4", "b/.hidden/y.mp4", "b/notes.txt"):
+    for name in ("a/x.mp4", "b/x.mp4", "b/.hidden/y.mp4", "b/notes.txt", "b/takes/y.3gp", "b/.DS_Store"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"")
-    assert list(collect_videos([tmp_path / "a", tmp_path / "b"])) == ["a/x", "b/x"]
+    with pytest.warns(EmimicWarning) as warned:  # what is not predicted is named, in one warning per input folder
+        assert list(collect_videos([tmp_path / "a", tmp_path / "b"])) == ["a/x", "b/x"]
+    assert [str(w.message) for w in warned] == [
+        f"{(tmp_path / 'b').resolve()}/: 'notes.txt', 'takes/y.3gp' not predicted: emimic reads .mp4, .avi, .mkv,"
+        " .webm, .mov, .m4v files in b/; move each out of b/, or convert a recording to .mp4, e.g. ffmpeg -i"
+        " clip.3gp clip.mp4."]
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no video file"):
         collect_videos([tmp_path / "empty"])
@@ -174,7 +179,7 @@ def test_docs_example_runs(corpus: Path, tmp_path: Path, monkeypatch, capsys) ->
     """The page's commands, from a folder with the corpus (already extracted: the extract line resumes)."""
     monkeypatch.chdir(tmp_path)
     shutil.copytree(corpus, tmp_path / "corpus")
-    shutil.copytree(MEDIA, tmp_path / "new_videos")
+    shutil.copytree(MEDIA, tmp_path / "new_videos", ignore=shutil.ignore_patterns("*.sh"))  # videos alone
     for argv in _documented_commands():
         assert argv[0] == "emimic"
         assert main(argv[1:]) == 0, (argv, capsys.readouterr())

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from emimic.data.layout import AUDIO_DIR, MEDIA_SUFFIXES, VIDEO_DIR, DatasetLayout
 from emimic.errors import ConfigError
 from emimic.features.base import EXTRACTORS, Extractor, Output, resolve_name
-from emimic.features.media import dangling_links
+from emimic.features.media import dangling_links, unread_suffix
 from emimic.features.runner import ClipSources, Task
 from emimic.labels import is_clip_stem, shortlist
 
@@ -50,7 +50,7 @@ def finished_clips(layout: DatasetLayout, output: Output) -> set[int]:
     return set(source.files) if source else set()
 
 
-# A recording in a format not read, per media folder, for the conversion the "suffix" sentence suggests.
+# A recording in a format not read, per media folder, for the conversion the unread-suffix sentence suggests.
 MEDIA_EXAMPLES = {VIDEO_DIR: "00001.3gp", AUDIO_DIR: "00001.ogg"}
 # Why a file in raw/ or audio/ is not extracted, with what to do about it (see skipped_media).
 _SKIPPED = {
@@ -59,8 +59,6 @@ _SKIPPED = {
     "outside": "a link leaving the dataset root, which emimic does not follow; copy the file in, or make the whole"
     " folder a link",
     "folder": "a folder; emimic reads the files directly in {folder}/, not in folders inside it",
-    "suffix": "emimic reads {suffixes} files in {folder}/; move each out of {folder}/, or convert a recording to"
-    " {target}, e.g. ffmpeg -i {example} 00001{target}",
 }
 
 
@@ -77,15 +75,15 @@ def skipped_media(layout: DatasetLayout) -> list[str]:
             "duplicate": [left_out for _, left_out in scan.duplicates],
             "outside": scan.escaping,
             "folder": scan.folders,
-            "suffix": scan.other_suffix,
         }
-        folder, suffixes = layout.root / name, MEDIA_SUFFIXES[name]
+        folder = layout.root / name
         for reason, paths in skipped.items():
-            names = sorted(repr(p.name) for p in paths)
-            what = _SKIPPED[reason].format(
-                folder=name, suffixes=", ".join(suffixes), target=suffixes[0], example=example
-            )
-            sentences += [f"{folder}/: {shortlist(names)} not extracted: {what}."] if names else []
+            if paths:
+                names = shortlist(sorted(repr(p.name) for p in paths))
+                sentences.append(f"{folder}/: {names} not extracted: {_SKIPPED[reason].format(folder=name)}.")
+        if scan.other_suffix:
+            sentences.append(unread_suffix(folder, [p.name for p in scan.other_suffix], MEDIA_SUFFIXES[name],
+                                           "not extracted", example=example))
         if scan.dangling:
             sentences.append(dangling_links(scan.dangling, "not extracted"))
     return sentences
