@@ -22,7 +22,7 @@ import pytest
 import emimic as emimic_package
 from emimic.data.layout import discover
 from emimic.errors import ConfigError, DataError, EmimicWarning
-from emimic.features import extract, runner
+from emimic.features import EXTRACTORS, ClipInput, Extractor, extract, runner
 from emimic.features import media as media_module
 from emimic.features.media import decode
 from emimic.features.pipeline import make_spec
@@ -153,6 +153,30 @@ def test_an_unforeseen_decoding_error_fails_its_clip_alone(
     assert summary.loc["egemaps", ["done", "failed"]].tolist() == [1, 1]
     [error] = pd.read_csv(tmp_path / "_extract" / "errors.csv")["error"]
     assert re.fullmatch(rf"{tmp_path}/raw/00001\.mp4: {message}", error), error
+
+
+@pytest.mark.parametrize(("name", "remedy"), [("egemaps", "run fewer --workers"),
+                                            ("face", "lower --fps or --max-side, or run fewer --workers")])
+def test_an_extractor_out_of_memory_fails_its_clip_alone_and_says_what_to_lower(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, remedy: str
+) -> None:
+    """It was errors.csv's bare 'MemoryError:  (file.py:12)'; frames matter to the extractors that read them."""
+    (tmp_path / "raw").mkdir()
+    for clip in ("00001", "00002"):
+        shutil.copy(MEDIA / "00001.mp4", tmp_path / "raw" / f"{clip}.mp4")
+    extractor = EXTRACTORS[name]
+    process = extractor.process
+
+    def greedy(self: Extractor, clip: ClipInput) -> object:
+        if clip.clip_id == 1:
+            raise MemoryError
+        return process(self, clip)
+
+    monkeypatch.setattr(extractor, "process", greedy)
+    summary = extract(tmp_path, [name], fps=1, progress=False)
+    assert summary.loc[name, ["done", "failed"]].tolist() == [1, 1]
+    [error] = pd.read_csv(tmp_path / "_extract" / "errors.csv")["error"]
+    assert error == f"{tmp_path}/raw/00001.mp4: emimic ran out of memory extracting {name!r} from it; {remedy}."
 
 
 def test_a_frame_buffer_sized_too_small_grows(made: Path, monkeypatch: pytest.MonkeyPatch) -> None:

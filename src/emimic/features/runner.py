@@ -178,6 +178,10 @@ class ClipRunner:
             return Outcome(extractor.name, "masked", str(exc), time.perf_counter() - started)
         except EmimicError as exc:  # the input's fault: its sentence names the file and what to do
             return Outcome(extractor.name, "failed", str(exc), time.perf_counter() - started)
+        except MemoryError:  # a long clip on a busy machine: the other clips may well fit
+            reason = out_of_memory(clip.media.path, f"extracting {extractor.name!r} from it",
+                                   frames="video" in extractor.needs)
+            return Outcome(extractor.name, "failed", reason, time.perf_counter() - started)
         except Exception as exc:  # one clip's failure must not stop the batch
             return Outcome(extractor.name, "failed", unexpected(exc), time.perf_counter() - started)
         return Outcome(extractor.name, "done", "", time.perf_counter() - started)
@@ -195,8 +199,15 @@ def decode_error(path: str | Path | None, exc: Exception) -> str:
     if isinstance(exc, DataError):
         return str(exc)
     if isinstance(exc, MemoryError):
-        return f"{path}: emimic ran out of memory decoding it; lower --fps or --max-side, or run fewer --workers."
+        return out_of_memory(path, "decoding it", frames=True)
     return f"{path}: emimic could not decode it ({unexpected(exc)}); if it plays elsewhere, report it with the file."
+
+
+def out_of_memory(path: str | Path | None, doing: str, *, frames: bool) -> str:
+    """The sentence errors.csv gets for a clip emimic ran out of memory ``doing`` (``"decoding it"``) on: what
+    lowers the memory it takes, the frames held (``frames``: the step holds video frames) or the clips at once."""
+    remedy = "lower --fps or --max-side, or run fewer --workers" if frames else "run fewer --workers"
+    return f"{path}: emimic ran out of memory {doing}; {remedy}."
 
 
 def take_audio(media: Media, audio_file: str) -> None:
