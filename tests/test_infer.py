@@ -153,13 +153,16 @@ def test_model_digest_follows_content(tmp_path: Path) -> None:
 
 
 def test_clip_names_are_relative_to_the_inputs_shared_folder(tmp_path: Path) -> None:
-    for name in ("a/x.mp4", "b/x.mp4", "b/.hidden/y.mp4", "b/notes.txt", "b/takes/y.3gp", "b/.DS_Store"):
+    # Beside the videos: recordings of other formats (named), and files that are no clips (not named): notes, a
+    # previous infer's CSV and plots, a run folder, bookkeeping under '_' names, hidden files.
+    for name in ("a/x.mp4", "b/x.mp4", "b/.hidden/y.mp4", "b/takes/y.3gp", "b/voice.WAV", "b/notes.txt", "b/.DS_Store",
+                 "b/predictions.csv", "b/predictions_plots/x.png", "b/runs/raw/model.ckpt", "b/_extract/z.mpg"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"")
     with pytest.warns(EmimicWarning) as warned:  # what is not predicted is named, in one warning per input folder
         assert list(collect_videos([tmp_path / "a", tmp_path / "b"])) == ["a/x", "b/x"]
     assert [str(w.message) for w in warned] == [
-        f"{(tmp_path / 'b').resolve()}/: 'notes.txt', 'takes/y.3gp' not predicted: emimic reads .mp4, .avi, .mkv,"
+        f"{(tmp_path / 'b').resolve()}/: 'takes/y.3gp', 'voice.WAV' not predicted: emimic reads .mp4, .avi, .mkv,"
         " .webm, .mov, .m4v files in b/; move each out of b/, or convert a recording to .mp4, e.g. ffmpeg -i"
         " clip.3gp clip.mp4."]
     (tmp_path / "empty").mkdir()
@@ -179,7 +182,7 @@ def test_docs_example_runs(corpus: Path, tmp_path: Path, monkeypatch, capsys) ->
     """The page's commands, from a folder with the corpus (already extracted: the extract line resumes)."""
     monkeypatch.chdir(tmp_path)
     shutil.copytree(corpus, tmp_path / "corpus")
-    shutil.copytree(MEDIA, tmp_path / "new_videos", ignore=shutil.ignore_patterns("*.sh"))  # videos alone
+    shutil.copytree(MEDIA, tmp_path / "new_videos")
     for argv in _documented_commands():
         assert argv[0] == "emimic"
         assert main(argv[1:]) == 0, (argv, capsys.readouterr())

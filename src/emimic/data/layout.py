@@ -38,6 +38,14 @@ AUDIO_DIR = "audio"
 AUDIO_SUFFIXES: tuple[str, ...] = (".wav", ".mp3", ".flac", ".m4a")
 # The media folders extraction reads, with the suffixes it reads in each.
 MEDIA_SUFFIXES: dict[str, tuple[str, ...]] = {VIDEO_DIR: VIDEO_SUFFIXES, AUDIO_DIR: AUDIO_SUFFIXES}
+# Recordings FFmpeg demuxes (video or sound containers), read or not: what a folder of clips may hold besides the files
+# emimic reads there, as opposed to notes, spreadsheets and emimic's own outputs. '.ts' is left out: TypeScript has it.
+RECORDING_SUFFIXES: frozenset[str] = frozenset({
+    *VIDEO_SUFFIXES, *AUDIO_SUFFIXES,
+    ".3gp", ".3g2", ".mpg", ".mpeg", ".m2v", ".mts", ".m2ts", ".vob", ".flv", ".f4v", ".wmv", ".asf", ".ogv", ".mxf",
+    ".dv", ".rm", ".rmvb", ".ogg", ".oga", ".opus", ".aac", ".ac3", ".amr", ".aif", ".aiff", ".caf", ".m4b", ".wma",
+    ".weba", ".mka",
+})
 
 
 @dataclass
