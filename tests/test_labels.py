@@ -65,8 +65,11 @@ def test_byte_order_mark_from_spreadsheet_exports(tmp_path: Path) -> None:
 
 
 # What float() / pd.to_numeric read as a number but no challenge file writes as an id, then out-of-range ids.
-NOT_CLIP_IDS = ["1e1", "1_0", "+3", "-1", "0x1", "1.5", "10.", ".0", "\uff11", "\u0663", "1\u00b2", "1 0", "", "9" * 19]
-CLIP_IDS = {"10": 10, "00010": 10, "10.0": 10, "10.000": 10, " 10 ": 10, "\t7\t": 7, "0": 0, "9" * 18: 10**18 - 1}
+NOT_CLIP_IDS = ["1e1", "1_0", "+3", "-1", "-0", "-0.0", "0x1", "1.5", ".0", "\uff11", "\u0663", "1\u00b2", "1 0", "",
+                "9" * 19, str(10**18)]
+CLIP_IDS = {"10": 10, "00010": 10, "10.0": 10, "10.000": 10, "10.": 10, " 10 ": 10, "\t7\t": 7, "10\xa0": 10,
+            "\u3000 10\u2003": 10, "0": 0, "000": 0, "9" * 18: 10**18 - 1, "0" * 18 + "10": 10,
+            "00" + "9" * 18: 10**18 - 1}
 
 
 @pytest.mark.parametrize("text", NOT_CLIP_IDS)

@@ -102,12 +102,13 @@ def empty_split_sentence(path: str | Path) -> str:
 
 
 # One rule for a clip id. A file name is the id in ASCII digits (00010.pkl); a Filename cell or a one-pickle key may
-# also carry what spreadsheets and pandas add: blanks around it and a '.0' (10.0). float() and pd.to_numeric read far
-# more ('1e1', '+3', '1_0', full-width or Arabic-Indic digits), which no challenge file holds and which would name
-# another clip than the file on disk. At most 18 digits: every such id fits the int64 that ids are stored in.
-_ID_DIGITS = "([0-9]{1,18})"
+# also carry what spreadsheets and pandas add: whitespace around it (a non-breaking space too) and a '.0' (10.0, 10.).
+# float() and pd.to_numeric read far more ('1e1', '+3', '1_0', full-width or Arabic-Indic digits), which no challenge
+# file holds and which would name another clip than the file on disk; a sign is refused too, '-0' included, as no id
+# is negative. At most 18 digits besides leading zeros: every such id fits the int64 that ids are stored in.
+_ID_DIGITS = "0*([0-9]{1,18})"
 _CLIP_STEM = re.compile(_ID_DIGITS)
-_WRITTEN_CLIP_ID = re.compile(rf"\A[ \t]*{_ID_DIGITS}(?:\.0+)?[ \t]*\Z")
+_WRITTEN_CLIP_ID = re.compile(rf"\A\s*{_ID_DIGITS}(?:\.0*)?\s*\Z")  # \s: any Unicode whitespace, as str.strip()
 CLIP_ID_FORMS = "ASCII digits (10, 00010, or 10.0 as spreadsheets save it)"
 
 
@@ -117,7 +118,8 @@ def is_clip_stem(stem: str) -> bool:
 
 
 def read_clip_id(text: str) -> int | None:
-    """The clip id ``text`` writes (10 for ``"10"``, ``"00010"``, ``"10.0"`` or ``" 10 "``), None when it is none."""
+    """The clip id ``text`` writes (10 for ``"10"``, ``"00010"``, ``"10.0"``, ``"10."`` or ``" 10 "``), None when it is
+    none."""
     match = _WRITTEN_CLIP_ID.match(text)
     return int(match[1]) if match else None
 
