@@ -106,6 +106,7 @@ def empty_split_sentence(path: str | Path) -> str:
 # float() and pd.to_numeric read far more ('1e1', '+3', '1_0', full-width or Arabic-Indic digits), which no challenge
 # file holds and which would name another clip than the file on disk; a sign is refused too, '-0' included, as no id
 # is negative. At most 18 digits besides leading zeros: every such id fits the int64 that ids are stored in.
+CLIP_ID_LIMIT = 10**18
 _ID_DIGITS = "0*([0-9]{1,18})"
 _CLIP_STEM = re.compile(_ID_DIGITS)
 _WRITTEN_CLIP_ID = re.compile(rf"\A\s*{_ID_DIGITS}(?:\.0*)?\s*\Z")  # \s: any Unicode whitespace, as str.strip()
@@ -122,6 +123,14 @@ def read_clip_id(text: str) -> int | None:
     none."""
     match = _WRITTEN_CLIP_ID.match(text)
     return int(match[1]) if match else None
+
+
+def whole_clip_id(number: int | float) -> int | None:
+    """The clip id a number is (a pickled key: ``10``, ``10.0``, ``np.float16(1000.0)``): whole, finite and within
+    the 18 digits of a written id; None otherwise. Judged by value, as ``str()`` writes large floats as ``1e+03``."""
+    if isinstance(number, float) and not number.is_integer():  # NaN and infinities are not whole either
+        return None
+    return int(number) if 0 <= number < CLIP_ID_LIMIT else None
 
 
 def _parse_ids(column: pd.Series, *, source: str) -> list[int]:

@@ -20,7 +20,7 @@ import numpy as np
 
 from emimic.errors import DataError
 from emimic.io import ARRAY_SUFFIXES, read_error, read_object
-from emimic.labels import CLIP_ID_FORMS, is_clip_stem, read_clip_id
+from emimic.labels import CLIP_ID_FORMS, is_clip_stem, read_clip_id, whole_clip_id
 
 SPLIT_FILES: dict[str, tuple[str, ...]] = {
     "train": ("train_split.csv",),
@@ -187,17 +187,27 @@ def read_mapping(path: Path) -> dict[int, object]:
 
 def _clip_id_key(key: object, *, source: str) -> int:
     """A container key as a clip id. Keys come from the file: a crafted one is described, never printed whole."""
-    # str() of a float key is '10.0' up to 1e16 and '1e+16' beyond, which the rule refuses as it refuses the text;
-    # str() of a huge int would raise, and no such int is an id.
-    readable = isinstance(key, int | float | str | np.integer | np.floating) and not (
-        isinstance(key, int) and key.bit_length() > 63)
-    clip_id = read_clip_id(str(key)) if readable else None
+    clip_id = _key_clip_id(key)
     if clip_id is not None:
         return clip_id
-    printable = readable and not (isinstance(key, str) and (len(key) > 32 or not key.isprintable()))
+    # repr() of a huge int raises, and a long or unprintable string would flood the message.
+    printable = (
+        isinstance(key, int | float | str | np.integer | np.floating)
+        and not (isinstance(key, int) and key.bit_length() > 63)
+        and not (isinstance(key, str) and (len(key) > 32 or not key.isprintable()))
+    )
     what = f"the key {key!r}" if printable else f"a {type(key).__name__} key"
     raise DataError(f"{source}: holds {what}, which is not a clip id; the keys of a one-pickle modality must be"
                     f" the clips' ids in {CLIP_ID_FORMS}, one per clip.")
+
+
+def _key_clip_id(key: object) -> int | None:
+    """The clip id a key names: a string by the written rule, a number by its value; a bool names none."""
+    if isinstance(key, str):
+        return read_clip_id(key)
+    if isinstance(key, bool) or not isinstance(key, int | float | np.integer | np.floating):
+        return None
+    return whole_clip_id(int(key) if isinstance(key, int | np.integer) else float(key))
 
 
 def read_recipe(folder: Path) -> dict | None:
