@@ -145,6 +145,20 @@ def _parse_ids(column: pd.Series, *, source: str) -> list[int]:
     return digits.astype(np.int64).tolist()
 
 
+def _check_unique(ids: list[int], path: Path) -> None:
+    """A clip listed twice is a :class:`DataError` naming the rows of the first such id (which row's labels count is
+    the user's to say), and how many other ids are listed twice too."""
+    second = pd.Index(ids).duplicated()
+    if not second.any():
+        return
+    first = ids[int(np.argmax(second))]
+    rows = [row + 2 for row, clip_id in enumerate(ids) if clip_id == first]
+    others = len({clip_id for clip_id, again in zip(ids, second, strict=True) if again}) - 1
+    more = f" ({others} more id(s) are listed twice too)" if others else ""
+    raise DataError(f"{path}: column {ID_COLUMN!r} lists clip id {first} in rows {shortlist(rows)}{more}; keep one"
+                    " row per clip.")
+
+
 def _read_cells(path: Path) -> pd.DataFrame:
     """Every cell of a split CSV as stripped-header text, without the empty rows spreadsheets leave at its end."""
     try:
@@ -175,9 +189,7 @@ def read_split(path: str | Path, *, require_labels: bool = True) -> pd.DataFrame
         raise DataError(f"{path}: unknown column(s) {unknown}; expected {ID_COLUMN}, {list(EMOTIONS)} and"
                         f" optionally {list(META_COLUMNS)}.")
     ids = _parse_ids(raw[ID_COLUMN], source=str(path))
-    duplicated = pd.Index(ids)[pd.Index(ids).duplicated()].unique().tolist()
-    if duplicated:
-        raise DataError(f"{path}: duplicate Filename id(s) {duplicated[:5]}.")
+    _check_unique(ids, path)
     missing = [e for e in EMOTIONS if e not in raw.columns]
     if require_labels and missing:
         raise DataError(f"{path}: missing label column(s) {missing}.")
