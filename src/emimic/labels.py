@@ -47,8 +47,9 @@ def is_constant_variance(variance: Any) -> Any:
     return variance <= CONSTANT_STD**2
 
 
-def constant_columns(values: np.ndarray) -> np.ndarray:
-    """``(D,)`` whether each column of ``(N, D)`` values (N >= 1) is constant."""
+def constant_label_columns(values: np.ndarray) -> np.ndarray:
+    """``(D,)`` whether each column of ``(N, D)`` labels or predictions (N >= 1) is constant, as the metric decides
+    (features have their own rule, against float32 rounding: :func:`emimic.data.store.constant_columns`)."""
     return is_constant_variance(np.var(values, axis=0))
 
 
@@ -56,7 +57,7 @@ def constant_emotions(labels: pd.DataFrame) -> list[str]:
     """The emotions whose labels are constant over the clips of ``labels`` (a split with its six columns)."""
     if len(labels) == 0 or not set(EMOTIONS) <= set(labels.columns):
         return []
-    constant = constant_columns(labels[list(EMOTIONS)].to_numpy(dtype=np.float64))
+    constant = constant_label_columns(labels[list(EMOTIONS)].to_numpy(dtype=np.float64))
     return [emotion for emotion, flag in zip(EMOTIONS, constant, strict=True) if flag]
 
 

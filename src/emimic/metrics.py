@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torchmetrics.functional import pearson_corrcoef
 
-from emimic.labels import EMOTIONS, constant_columns, is_constant_variance
+from emimic.labels import EMOTIONS, constant_label_columns, is_constant_variance
 
 # The bootstrap of every reported interval (metrics.json, evaluate, report, cv, ablate): the same resamples of the
 # same clips everywhere, so intervals of two runs are paired.
@@ -36,7 +36,7 @@ def pearson_per_dimension(preds: np.ndarray | torch.Tensor, targets: np.ndarray 
     for d in range(p.shape[1]):
         keep = torch.isfinite(p[:, d]) & torch.isfinite(t[:, d])
         pd_, td = p[keep, d], t[keep, d]
-        if len(pd_) < 2 or constant_columns(torch.stack([pd_, td], dim=1).numpy()).any():
+        if len(pd_) < 2 or constant_label_columns(torch.stack([pd_, td], dim=1).numpy()).any():
             continue
         out[d] = float(pearson_corrcoef(pd_, td))
     return out
