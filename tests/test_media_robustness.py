@@ -126,19 +126,22 @@ def test_a_rate_change_midway_through_a_file_is_read_whole(made: Path, tmp_path:
 
 
 @pytest.mark.parametrize(
-    ("fault", "message"),
+    ("name", "fault", "message"),
     [
-        (ValueError("Frame does not match AudioResampler setup."),  # what PyAV raised for a rate change
+        ("egemaps", ValueError("Frame does not match AudioResampler setup."),  # what PyAV raised for a rate change
          r"emimic could not decode it \(ValueError: Frame does not match AudioResampler setup\."
          r" \(test_media_robustness\.py:\d+\)\); if it plays elsewhere, report it with the file\."),
-        (MemoryError(), r"emimic ran out of memory decoding it; lower --fps or --max-side, or run fewer --workers\."),
+        ("egemaps", MemoryError(), r"emimic ran out of memory decoding it; run fewer --workers\."),  # sound alone
+        ("face", MemoryError(), r"emimic ran out of memory decoding it; lower --fps or --max-side, or run fewer"
+         r" --workers\."),
     ],
-    ids=["fault", "memory"],
+    ids=["fault", "memory-audio", "memory-frames"],
 )
 def test_an_unforeseen_decoding_error_fails_its_clip_alone(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: Exception, message: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, fault: Exception, message: str
 ) -> None:
-    """Neither blames a file that may play: the fault may be emimic's, or the machine's memory."""
+    """Neither blames a file that may play: the fault may be emimic's, or the machine's memory; the frames settings
+    are named only where frames were decoded."""
     (tmp_path / "raw").mkdir()
     for clip in ("00001", "00002"):
         shutil.copy(MEDIA / "00001.mp4", tmp_path / "raw" / f"{clip}.mp4")
@@ -149,8 +152,8 @@ def test_an_unforeseen_decoding_error_fails_its_clip_alone(
         return decode(path, **kwargs)
 
     monkeypatch.setattr(runner, "decode", fragile)
-    summary = extract(tmp_path, ["egemaps"], progress=False)
-    assert summary.loc["egemaps", ["done", "failed"]].tolist() == [1, 1]
+    summary = extract(tmp_path, [name], fps=1, progress=False)
+    assert summary.loc[name, ["done", "failed"]].tolist() == [1, 1]
     [error] = pd.read_csv(tmp_path / "_extract" / "errors.csv")["error"]
     assert re.fullmatch(rf"{tmp_path}/raw/00001\.mp4: {message}", error), error
 

@@ -131,9 +131,9 @@ class ClipRunner:
         seed_everything(self.spec.seed + clip_id, torch=self.uses_torch)
         started = time.perf_counter()
         path = sources.media(needs)
+        video = path is not None and "video" in needs and path == sources.video
         try:
             if path is not None:
-                video = "video" in needs and path == sources.video
                 media = decode(
                     path, audio="audio" in needs, video=video, fps=self.spec.fps, max_side=self.spec.max_side
                 )
@@ -142,7 +142,7 @@ class ClipRunner:
             else:
                 media = Media(path=Path(sources.shown), duration=0.0)
         except Exception as exc:  # a decoder fault on one file must not stop the other clips
-            reason = decode_error(path, exc)
+            reason = decode_error(path, exc, frames=video)
             return ClipReport(clip_id, [Outcome(e.name, "failed", reason) for e in extractors])
         report = ClipReport(clip_id, [], media_seconds=media.duration, decode_seconds=time.perf_counter() - started)
         clip = ClipInput(clip_id, media)
@@ -193,13 +193,14 @@ def unexpected(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc} ({Path(where.filename).name}:{where.lineno})"
 
 
-def decode_error(path: str | Path | None, exc: Exception) -> str:
-    """The sentence errors.csv gets when ``path`` cannot be decoded: the file's own, a lack of memory, or one for a
-    fault no check foresaw, worded so as not to blame a file that may be sound (the fault may be emimic's)."""
+def decode_error(path: str | Path | None, exc: Exception, *, frames: bool) -> str:
+    """The sentence errors.csv gets when ``path`` cannot be decoded: the file's own, a lack of memory (``frames``:
+    video frames were decoded, so --fps and --max-side matter), or one for a fault no check foresaw, worded so as
+    not to blame a file that may be sound (the fault may be emimic's)."""
     if isinstance(exc, DataError):
         return str(exc)
     if isinstance(exc, MemoryError):
-        return out_of_memory(path, "decoding it", frames=True)
+        return out_of_memory(path, "decoding it", frames=frames)
     return f"{path}: emimic could not decode it ({unexpected(exc)}); if it plays elsewhere, report it with the file."
 
 
@@ -216,7 +217,7 @@ def take_audio(media: Media, audio_file: str) -> None:
     try:
         other = decode(audio_file, video=False)
     except Exception as exc:  # a fault of the audio file fails only the audio extractors
-        media.audio_error = decode_error(audio_file, exc)
+        media.audio_error = decode_error(audio_file, exc, frames=False)
         return
     media.audio, media.sample_rate = other.audio, other.sample_rate
     if other.audio is None:
