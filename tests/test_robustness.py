@@ -118,7 +118,7 @@ def test_a_label_column_constant_over_a_split_is_named_where_its_pcc_would_be_a_
     # a CV fold says which: each distinct warning is printed once per command, and the folds' ones would read alike
     train_ids, valid_ids = (pd.read_csv(root / f"{split}_split.csv").Filename for split in ("train", "valid"))
     fold = split_view(open_dataset(root), train_ids, valid_ids, view="fold 2")
-    with pytest.warns(EmimicWarning, match=re.escape(scored.replace("'valid' split", "fold 2 'valid' split"))):
+    with pytest.warns(EmimicWarning, match=f"^fold 2: {re.escape(scored)}$"):
         evaluate(trained_run.run, fold)
     set_labels(root / "valid_split.csv", **dict.fromkeys(["Admiration", "Amusement", "Determination", "Empathic_Pain",
                                                             "Excitement"], 0.5))
@@ -129,6 +129,9 @@ def test_a_label_column_constant_over_a_split_is_named_where_its_pcc_would_be_a_
     assert_one_sentence(code, err, never.rstrip("."))
     with pytest.raises(DataError, match=r"constant over the \d+ clips of the .valid. split, so no PCC exists to score"):
         evaluate(trained_run.run, root)
+    fold = split_view(open_dataset(root), train_ids, valid_ids, view="fold 2")  # evaluate's refusals name it alike
+    with pytest.raises(DataError, match=rf"^fold 2: {re.escape(str(root))}: the labels of every emotion are constant"):
+        evaluate(trained_run.run, fold)
 
 
 def test_a_held_out_valid_split_too_small_asks_for_a_larger_fraction(make_root, tmp_path, capsys) -> None:

@@ -61,17 +61,18 @@ def constant_emotions(labels: pd.DataFrame) -> list[str]:
     return [emotion for emotion, flag in zip(EMOTIONS, constant, strict=True) if flag]
 
 
-def split_label(split: str, view: str | None = None) -> str:
-    """How every message names the split ``split``: ``'valid'``, or ``fold 2 'valid'`` in the ``view`` of a CV
-    fold, so that the same sentence of several folds (printed once per command) says which fold it is about."""
-    return f"{view} {split!r}" if view else repr(split)
+def view_prefix(view: str) -> str:
+    """What every message about the clips of a dataset ``view`` begins with: ``fold 2: `` in a CV fold's (``"fold
+    2"``), nothing in the corpus itself; so the same sentence of several folds (printed once per command) says which
+    fold it is about."""
+    return f"{view}: " if view else ""
 
 
-def constant_labels_sentence(labels: pd.DataFrame, *, root: str | Path, split: str, view: str | None = None,
-                             scored: bool) -> str | None:
+def constant_labels_sentence(labels: pd.DataFrame, *, root: str | Path, split: str, scored: bool,
+                             where: str = "") -> str | None:
     """What every command says of a split with constant label columns (None: there are none). On a ``scored`` split
     their PCC is undefined (the metric counts it as 0 in the mean PCC); on one trained on, nothing of them can be
-    learnt but that value."""
+    learnt but that value. ``where``: the :func:`view_prefix` of the split's view."""
     constant = constant_emotions(labels)
     if not constant:
         return None
@@ -79,8 +80,8 @@ def constant_labels_sentence(labels: pd.DataFrame, *, root: str | Path, split: s
     one = len(constant) == 1
     consequence = ("{their} PCC is undefined: it is shown as 0 and counts as 0 in the mean PCC" if scored else
                    "the model can learn nothing of {them} but that value")
-    return (f"{root}: the labels of {shortlist(constant)} {'are' if one else 'are each'} constant over the"
-            f" {len(labels)} clips of the {split_label(split, view)} split ({values}), so "
+    return (f"{where}{root}: the labels of {shortlist(constant)} {'are' if one else 'are each'} constant over the"
+            f" {len(labels)} clips of the {split!r} split ({values}), so "
             + consequence.format(them="it" if one else "them", their="its" if one else "their") + ".")
 
 
