@@ -48,6 +48,10 @@ def test_test_split_without_labels(tmp_path: Path) -> None:
         ("2,0,0,0,0,0,0\n1,0,0,0,0,0,0\n02,0,0,0,0,0,0\n1,0,0,0,0,0,0\n2.0,0,0,0,0,0,0", HEADER,
          r"lists clip id 2 in rows 2, 4, 6 \(1 more id\(s\) are listed twice too\); keep one row per clip\.$"),
         ("x1,0,0,0,0,0,0", HEADER, "'Filename' row 2 holds 'x1', which is not a clip id"),
+        # rows are the lines of the file: blank lines and rows of empty cells count, and are skipped
+        ("1,0,0,0,0,0,0\n\n,,,,,,\n1,0,0,0,0,0,0", HEADER, "lists clip id 1 in rows 2, 5; keep one row per"),
+        ("1,0,0,0,0,0,0\n\nx2,0,0,0,0,0,0", HEADER, "'Filename' row 4 holds 'x2'"),
+        ("1,0,0,0,0,0,0\n\n2,0,0,0,0,0,abc", HEADER, "'Joy' row 4 holds 'abc'"),
         ("1.5,0,0,0,0,0,0", HEADER, "'Filename' row 2 holds '1.5', which is not a clip id"),
         ("1,0,0,0,0,0,0", HEADER.replace("Joy", "Happiness"), "unknown column"),
         ("1,0,0,0,0,0", HEADER.replace(",Joy", ""), "missing label column"),

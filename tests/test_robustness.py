@@ -20,6 +20,7 @@ import torch
 import emimic.outputs
 import emimic.training.run
 from emimic.cli import main
+from emimic.config import ExperimentConfig
 from emimic.data.dataset import ModalityStats, feature_statistics, open_dataset
 from emimic.data.layout import discover
 from emimic.data.store import FeatureStore, pack
@@ -28,7 +29,7 @@ from emimic.errors import ConfigError, DataError, EmimicWarning, IncompatibleRun
 from emimic.features import extract
 from emimic.labels import EMOTIONS, read_meta, read_split
 from emimic.outputs import UnlockedWarning, exclusive_output
-from emimic.training.crossval import assign_folds, cross_validate, split_view
+from emimic.training.crossval import FoldJob, assign_folds, cross_validate, split_view
 from emimic.training.inference import evaluate
 from emimic.training.run import read_metrics, train
 from test_cli_errors import assert_one_sentence, run_cli
@@ -264,6 +265,11 @@ def test_a_refusal_about_the_clips_of_a_cv_fold_says_which_fold(make_root, tmp_p
     with pytest.raises(DataError, match=rf"^fold 2: {re.escape(str(root))}: the labels of every emotion are constant"
                                         rf" over the {len(valid_ids)} clips of the validation split"):
         train(fold, tmp_path / "run", max_epochs=1, progress=False)
+    ds = open_dataset(root)
+    ids = {"train": [*train_ids, *valid_ids], "valid": list(valid_ids)}
+    jobs = [FoldJob.at(ds, tmp_path / name, 0, ExperimentConfig(), fold=k, fold_ids=ids) for name, k in (("r", 0),
+                                                                                                          ("f", 3))]
+    assert [job.dataset(ds).where for job in jobs] == ["refit: ", "fold 3: "]
 
 
 def test_a_vad_prior_on_a_modality_no_training_clip_has_is_refused(make_root, tmp_path) -> None:

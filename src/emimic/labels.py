@@ -142,19 +142,19 @@ def _parse_ids(column: pd.Series, *, source: str) -> list[int]:
     bad = digits.isna().to_numpy()
     if bad.any():
         row = int(np.argmax(bad))
-        raise DataError(f"{source}: column {ID_COLUMN!r} row {row + 2} holds {column.iloc[row]!r}, which is not a"
-                        f" clip id; write each id in {CLIP_ID_FORMS}.")
+        raise DataError(f"{source}: column {ID_COLUMN!r} row {column.index[row]} holds {column.iloc[row]!r}, which is"
+                        f" not a clip id; write each id in {CLIP_ID_FORMS}.")
     return digits.astype(np.int64).tolist()
 
 
-def _check_unique(ids: list[int], path: Path) -> None:
+def _check_unique(ids: list[int], lines: pd.Index, path: Path) -> None:
     """A clip listed twice is a :class:`DataError` naming the rows of the first such id (which row's labels count is
     the user's to say), and how many other ids are listed twice too."""
     second = pd.Index(ids).duplicated()
     if not second.any():
         return
     first = ids[int(np.argmax(second))]
-    rows = [row + 2 for row, clip_id in enumerate(ids) if clip_id == first]
+    rows = [line for line, clip_id in zip(lines, ids, strict=True) if clip_id == first]
     others = len({clip_id for clip_id, again in zip(ids, second, strict=True) if again}) - 1
     more = f" ({others} more id(s) are listed twice too)" if others else ""
     raise DataError(f"{path}: column {ID_COLUMN!r} lists clip id {first} in rows {shortlist(rows)}{more}; keep one"
@@ -162,17 +162,18 @@ def _check_unique(ids: list[int], path: Path) -> None:
 
 
 def _read_cells(path: Path) -> pd.DataFrame:
-    """Every cell of a split CSV as stripped-header text, without the empty rows spreadsheets leave at its end."""
+    """Every cell of a split CSV as stripped-header text, indexed by the row's line in the file (what messages
+    name), without the rows whose cells are all empty (blank lines, and the rows spreadsheets leave at its end)."""
     try:
         # utf-8-sig: spreadsheet exports start with a byte-order mark that would hide the Filename header.
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skip_blank_lines=False)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot be read as a CSV ({exc}).") from None
     raw.columns = [str(c).strip() for c in raw.columns]
     if len(raw.columns) == 1 and ";" in raw.columns[0]:
         raise DataError(f"{path}: its columns are separated by ';'; save it comma-separated, as the challenge ships.")
-    filled = (raw.apply(lambda column: column.str.strip()) != "").any(axis=1).to_numpy()
-    return raw.iloc[: len(filled) - int(np.argmax(filled[::-1]))] if filled.any() else raw.iloc[:0]
+    raw.index = raw.index + 2  # the header is line 1
+    return raw[(raw.apply(lambda column: column.str.strip()) != "").any(axis=1)]
 
 
 def read_split(path: str | Path, *, require_labels: bool = True) -> pd.DataFrame:
@@ -191,7 +192,7 @@ def read_split(path: str | Path, *, require_labels: bool = True) -> pd.DataFrame
         raise DataError(f"{path}: unknown column(s) {unknown}; expected {ID_COLUMN}, {list(EMOTIONS)} and"
                         f" optionally {list(META_COLUMNS)}.")
     ids = _parse_ids(raw[ID_COLUMN], source=str(path))
-    _check_unique(ids, path)
+    _check_unique(ids, raw.index, path)
     missing = [e for e in EMOTIONS if e not in raw.columns]
     if require_labels and missing:
         raise DataError(f"{path}: missing label column(s) {missing}.")
@@ -203,7 +204,8 @@ def read_split(path: str | Path, *, require_labels: bool = True) -> pd.DataFrame
         bad = values.isna() & (raw[emotion].str.strip() != "")
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(f"{path}: column {emotion!r} row {row + 2} holds {raw[emotion].iloc[row]!r}, not a number.")
+            raise DataError(f"{path}: column {emotion!r} row {raw.index[row]} holds {raw[emotion].iloc[row]!r}, not a"
+                            " number.")
         labels[emotion] = values.to_numpy(dtype=float)
     if require_labels:
         check_label_values(labels, source=str(path))
@@ -223,7 +225,7 @@ def read_meta(path: str | Path) -> pd.DataFrame:
         bad = ~(counts >= 1) | (counts % 1 != 0)
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(f"{path}: column {RATERS_COLUMN!r} row {row + 2} holds"
+            raise DataError(f"{path}: column {RATERS_COLUMN!r} row {raw.index[row]} holds"
                             f" {meta[RATERS_COLUMN].iloc[row]!r}; give the number of raters, an integer >= 1.")
         meta[RATERS_COLUMN] = counts.astype(np.int64)
     return meta
