@@ -15,7 +15,7 @@ import pytest
 
 from conftest import flat
 from emimic.cli.registry import main
-from emimic.errors import ConfigError, DataError
+from emimic.errors import ConfigError, DataError, EmimicWarning
 from emimic.features.pipeline import make_spec
 from emimic.features.recipe import model_digest
 from emimic.infer import CLIP_COLUMN, check_recipe, collect_videos, infer, run_recipe
@@ -153,10 +153,18 @@ def test_model_digest_follows_content(tmp_path: Path) -> None:
 
 
 def test_clip_names_are_relative_to_the_inputs_shared_folder(tmp_path: Path) -> None:
-    for name in ("a/x.mp4", "b/x.mp4", "b/.hidden/y.mp4", "b/notes.txt"):
+    # Beside the videos: recordings of other formats (named), and files that are no clips (not named): notes, a
+    # previous infer's CSV and plots, a run folder, bookkeeping under '_' names, hidden files.
+    for name in ("a/x.mp4", "b/x.mp4", "b/.hidden/y.mp4", "b/takes/y.3gp", "b/voice.WAV", "b/notes.txt", "b/.DS_Store",
+                 "b/predictions.csv", "b/predictions_plots/x.png", "b/runs/raw/model.ckpt", "b/_extract/z.mpg"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"")
-    assert list(collect_videos([tmp_path / "a", tmp_path / "b"])) == ["a/x", "b/x"]
+    with pytest.warns(EmimicWarning) as warned:  # what is not predicted is named, in one warning per input folder
+        assert list(collect_videos([tmp_path / "a", tmp_path / "b"])) == ["a/x", "b/x"]
+    assert [str(w.message) for w in warned] == [
+        f"{(tmp_path / 'b').resolve()}/: 'takes/y.3gp', 'voice.WAV' not predicted: emimic reads .mp4, .avi, .mkv,"
+        " .webm, .mov, .m4v files in b/; move each out of b/, or convert a recording to .mp4, e.g. ffmpeg -i"
+        " clip.3gp clip.mp4."]
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no video file"):
         collect_videos([tmp_path / "empty"])

@@ -186,14 +186,23 @@ def test_leftovers_of_a_killed_writer_are_removed(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("key", "named"), [("clip_3", "the key 'clip_3'"), (-2, "the key -2"), (3.5, "the key 3.5"),
-                                            ((1, 2), "a tuple key"), (b"003", "a bytes key")])
+                                            ((1, 2), "a tuple key"), (b"003", "a bytes key"), (True, "the key True"),
+                                            (float("nan"), "the key nan"), (np.float32("inf"), "the key inf"),
+                                            (10**18, f"the key {10**18}"), (np.float64(1e18), "the key 1e+18")])
 def test_a_bad_key_of_a_one_pickle_modality_is_named_with_what_keys_must_be(tmp_path: Path, key: object,
                                                                             named: str) -> None:
     container = tmp_path / "vit.pkl"
     container.write_bytes(pickle.dumps({4: np.ones(3), key: np.ones(3)}))
     expected = rf"^{container}: holds {re.escape(named)}, which is not a clip id; the keys of a one-pickle modality"
-    with pytest.raises(DataError, match=expected + r" must be the clips' non-negative integer ids"):
+    with pytest.raises(DataError, match=expected + r" must be the clips' ids in ASCII digits"):
         read_mapping(container)
+
+
+def test_a_numeric_key_is_judged_by_its_value_not_as_str_writes_it(tmp_path: Path) -> None:
+    container = tmp_path / "vit.pkl"  # str(): '1e+03', '1e+06', '1e+17'
+    keys = [np.float16(1000.0), np.float32(1e6), 1e17, np.int64(7), np.uint8(9), 10**18 - 1]
+    container.write_bytes(pickle.dumps({key: np.ones(3) for key in keys}))
+    assert sorted(read_mapping(container)) == [7, 9, 1000, 10**6, 10**17, 10**18 - 1]
 
 
 def test_two_keys_of_one_clip_in_a_one_pickle_modality_are_refused(tmp_path: Path) -> None:

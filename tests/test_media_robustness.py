@@ -22,7 +22,7 @@ import pytest
 import emimic as emimic_package
 from emimic.data.layout import discover
 from emimic.errors import ConfigError, DataError, EmimicWarning
-from emimic.features import extract, runner
+from emimic.features import EXTRACTORS, ClipInput, Extractor, extract, runner
 from emimic.features import media as media_module
 from emimic.features.media import decode
 from emimic.features.pipeline import make_spec
@@ -126,19 +126,22 @@ def test_a_rate_change_midway_through_a_file_is_read_whole(made: Path, tmp_path:
 
 
 @pytest.mark.parametrize(
-    ("fault", "message"),
+    ("name", "fault", "message"),
     [
-        (ValueError("Frame does not match AudioResampler setup."),  # what PyAV raised for a rate change
+        ("egemaps", ValueError("Frame does not match AudioResampler setup."),  # what PyAV raised for a rate change
          r"emimic could not decode it \(ValueError: Frame does not match AudioResampler setup\."
          r" \(test_media_robustness\.py:\d+\)\); if it plays elsewhere, report it with the file\."),
-        (MemoryError(), r"emimic ran out of memory decoding it; lower --fps or --max-side, or run fewer --workers\."),
+        ("egemaps", MemoryError(), r"emimic ran out of memory decoding it; run fewer --workers\."),  # sound alone
+        ("face", MemoryError(), r"emimic ran out of memory decoding it; lower --fps or --max-side, or run fewer"
+         r" --workers\."),
     ],
-    ids=["fault", "memory"],
+    ids=["fault", "memory-audio", "memory-frames"],
 )
 def test_an_unforeseen_decoding_error_fails_its_clip_alone(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: Exception, message: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, fault: Exception, message: str
 ) -> None:
-    """Neither blames a file that may play: the fault may be emimic's, or the machine's memory."""
+    """Neither blames a file that may play: the fault may be emimic's, or the machine's memory; the frames settings
+    are named only where frames were decoded."""
     (tmp_path / "raw").mkdir()
     for clip in ("00001", "00002"):
         shutil.copy(MEDIA / "00001.mp4", tmp_path / "raw" / f"{clip}.mp4")
@@ -149,10 +152,34 @@ def test_an_unforeseen_decoding_error_fails_its_clip_alone(
         return decode(path, **kwargs)
 
     monkeypatch.setattr(runner, "decode", fragile)
-    summary = extract(tmp_path, ["egemaps"], progress=False)
-    assert summary.loc["egemaps", ["done", "failed"]].tolist() == [1, 1]
+    summary = extract(tmp_path, [name], fps=1, progress=False)
+    assert summary.loc[name, ["done", "failed"]].tolist() == [1, 1]
     [error] = pd.read_csv(tmp_path / "_extract" / "errors.csv")["error"]
     assert re.fullmatch(rf"{tmp_path}/raw/00001\.mp4: {message}", error), error
+
+
+@pytest.mark.parametrize(("name", "remedy"), [("egemaps", "run fewer --workers"),
+                                            ("face", "lower --fps or --max-side, or run fewer --workers")])
+def test_an_extractor_out_of_memory_fails_its_clip_alone_and_says_what_to_lower(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, remedy: str
+) -> None:
+    """It was errors.csv's bare 'MemoryError:  (file.py:12)'; frames matter to the extractors that read them."""
+    (tmp_path / "raw").mkdir()
+    for clip in ("00001", "00002"):
+        shutil.copy(MEDIA / "00001.mp4", tmp_path / "raw" / f"{clip}.mp4")
+    extractor = EXTRACTORS[name]
+    process = extractor.process
+
+    def greedy(self: Extractor, clip: ClipInput) -> object:
+        if clip.clip_id == 1:
+            raise MemoryError
+        return process(self, clip)
+
+    monkeypatch.setattr(extractor, "process", greedy)
+    summary = extract(tmp_path, [name], fps=1, progress=False)
+    assert summary.loc[name, ["done", "failed"]].tolist() == [1, 1]
+    [error] = pd.read_csv(tmp_path / "_extract" / "errors.csv")["error"]
+    assert error == f"{tmp_path}/raw/00001.mp4: emimic ran out of memory extracting {name!r} from it; {remedy}."
 
 
 def test_a_frame_buffer_sized_too_small_grows(made: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -273,7 +300,11 @@ def test_media_that_discovery_leaves_out_are_named(tmp_path: Path) -> None:
     (raw / "00005.mkv").symlink_to(raw / "00005.mp4")  # a second file of clip 5, through a link inside the root
     (tmp_path / "takes").mkdir()
     (raw / "00006.mp4").symlink_to(tmp_path / "takes")
-    sentences = skipped_media(discover(tmp_path))
+    layout = discover(tmp_path)
+    for left in [*raw.iterdir(), *audio.iterdir()]:  # the sentences name what discovery saw: no second listing
+        if not left.is_symlink():
+            left.unlink()
+    sentences = skipped_media(layout)
     expected = [
         rf"{raw}/: '1²\.mp4', 'my clip\.mp4' not extracted: not named by a clip id; rename each to its zero-padded id,"
         r" e\.g\. 00001\.mp4\.",

@@ -1,9 +1,10 @@
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from emimic.labels import EMOTIONS
+from emimic.labels import CONSTANT_STD, EMOTIONS, constant_emotions
 from emimic.metrics import (
     bootstrap_pcc,
     confidence_interval,
@@ -96,3 +97,28 @@ def test_read_only_arrays_are_scored_without_a_torch_warning() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         np.testing.assert_array_equal(pearson_per_dimension(preds, targets), expected)
+
+
+# Columns around the constant rule: their population standard deviation, in units of CONSTANT_STD.
+BOUNDARY_SPREAD = {"Admiration": 0.9, "Amusement": 0.999, "Determination": 1.001, "Empathic Pain": 1.1,
+                   "Excitement": 0.0, "Joy": 1e6}
+
+
+def test_the_constant_columns_a_warning_names_are_exactly_those_the_metric_scores_zero() -> None:
+    z = np.array([-1.0, 1.0, -1.0, 1.0])  # population std 1; its sample std (ddof 1) is 1.15
+    labels = pd.DataFrame({e: 0.5 + spread * CONSTANT_STD * z for e, spread in BOUNDARY_SPREAD.items()})
+    scores = pcc_scores(np.repeat(z[:, None], 6, axis=1), labels.to_numpy())  # predictions follow every column
+    assert constant_emotions(labels) == [e for e in EMOTIONS if scores[e] == 0.0]
+    assert constant_emotions(labels) == ["Admiration", "Amusement", "Excitement"]
+
+
+def test_bootstrap_judges_a_resample_constant_as_the_metric_does() -> None:
+    z = np.random.default_rng(6).normal(size=(30, 1))
+    z = (z - z.mean()) / z.std()
+    targets = 0.5 + CONSTANT_STD * z * np.array([[0.8, 0.95, 1.0, 1.05, 1.2, 1.5]])
+    preds = np.repeat(z, 6, axis=1)
+    boot = bootstrap_pcc(preds, targets, samples=50, seed=2)
+    for row, counts in zip(boot, resample_counts(30, samples=50, seed=2), strict=True):
+        chosen = np.repeat(np.arange(30), counts.astype(int))
+        np.testing.assert_allclose(row, pearson_per_dimension(preds[chosen], targets[chosen]), atol=1e-6)
+    assert 0 < np.count_nonzero(boot) < boot.size  # resamples on both sides of the rule

@@ -20,15 +20,16 @@ import torch
 import emimic.outputs
 import emimic.training.run
 from emimic.cli import main
+from emimic.config import ExperimentConfig
 from emimic.data.dataset import ModalityStats, feature_statistics, open_dataset
 from emimic.data.layout import discover
 from emimic.data.store import FeatureStore, pack
 from emimic.data.validate import validate
 from emimic.errors import ConfigError, DataError, EmimicWarning, IncompatibleRun, OutputConflict
 from emimic.features import extract
-from emimic.labels import read_meta, read_split
+from emimic.labels import EMOTIONS, read_meta, read_split
 from emimic.outputs import UnlockedWarning, exclusive_output
-from emimic.training.crossval import assign_folds, cross_validate, split_view
+from emimic.training.crossval import FoldJob, assign_folds, cross_validate, split_view
 from emimic.training.inference import evaluate
 from emimic.training.run import read_metrics, train
 from test_cli_errors import assert_one_sentence, run_cli
@@ -108,17 +109,17 @@ def test_a_label_column_constant_over_a_split_is_named_where_its_pcc_would_be_a_
     set_labels(root / "valid_split.csv", Joy=0.0)
     set_labels(root / "train_split.csv", Amusement=0.25)
     n_valid, n_train = len(pd.read_csv(root / "valid_split.csv")), len(pd.read_csv(root / "train_split.csv"))
-    scored = (f"{root}: the labels of Joy are constant over the {n_valid} clips of the valid split (Joy 0), so its PCC"
-              " is undefined: it is shown as 0 and counts as 0 in the mean PCC.")
-    learnt = (f"{root}: the labels of Amusement are constant over the {n_train} clips of the train split (Amusement"
+    scored = (f"{root}: the labels of Joy are constant over the {n_valid} clips of the 'valid' split (Joy 0), so its"
+              " PCC is undefined: it is shown as 0 and counts as 0 in the mean PCC.")
+    learnt = (f"{root}: the labels of Amusement are constant over the {n_train} clips of the 'train' split (Amusement"
               " 0.25), so the model can learn nothing of it but that value.")
     assert problems(root) == {scored: "warning", learnt: "warning"}
-    with pytest.warns(EmimicWarning, match=re.escape(scored.replace("valid split", "'valid' split"))):
+    with pytest.warns(EmimicWarning, match=f"^{re.escape(scored)}$"):  # validate's sentence, word for word
         assert evaluate(trained_run.run, root).pcc["Joy"] == 0.0
     # a CV fold says which: each distinct warning is printed once per command, and the folds' ones would read alike
     train_ids, valid_ids = (pd.read_csv(root / f"{split}_split.csv").Filename for split in ("train", "valid"))
     fold = split_view(open_dataset(root), train_ids, valid_ids, view="fold 2")
-    with pytest.warns(EmimicWarning, match=re.escape(scored.replace("valid split", "fold 2 'valid' split"))):
+    with pytest.warns(EmimicWarning, match=f"^fold 2: {re.escape(scored)}$"):
         evaluate(trained_run.run, fold)
     set_labels(root / "valid_split.csv", **dict.fromkeys(["Admiration", "Amusement", "Determination", "Empathic_Pain",
                                                             "Excitement"], 0.5))
@@ -129,6 +130,9 @@ def test_a_label_column_constant_over_a_split_is_named_where_its_pcc_would_be_a_
     assert_one_sentence(code, err, never.rstrip("."))
     with pytest.raises(DataError, match=r"constant over the \d+ clips of the .valid. split, so no PCC exists to score"):
         evaluate(trained_run.run, root)
+    fold = split_view(open_dataset(root), train_ids, valid_ids, view="fold 2")  # evaluate's refusals name it alike
+    with pytest.raises(DataError, match=rf"^fold 2: {re.escape(str(root))}: the labels of every emotion are constant"):
+        evaluate(trained_run.run, fold)
 
 
 def test_a_held_out_valid_split_too_small_asks_for_a_larger_fraction(make_root, tmp_path, capsys) -> None:
@@ -245,6 +249,27 @@ def test_cv_naming_a_modality_a_fold_cannot_train_on_is_refused_before_any_fold_
         cross_validate(root, tmp_path / "cv", folds=2, max_epochs=1, progress=False,
                        overrides={"model.modalities": ["vit", "egemaps"]})
     assert not (tmp_path / "cv").exists()
+
+
+def test_a_refusal_about_the_clips_of_a_cv_fold_says_which_fold(make_root, tmp_path) -> None:
+    """train refuses in the words of a fold's view wherever it checks (the CV's comparison of a fold's run folder
+    with a started run named no fold); the refit's view is 'refit'."""
+    root = make_root(dims={"vit": 8, "egemaps": 5}, missing={"egemaps": [3 * i for i in range(1, 13)]})  # train ids
+    train_ids, valid_ids = (pd.read_csv(root / f"{split}_split.csv").Filename for split in ("train", "valid"))
+    fold = split_view(open_dataset(root), train_ids, valid_ids, view="fold 2")
+    with pytest.raises(ConfigError, match=r"^fold 2: model\.modalities: modality 'egemaps' has no file for any of the"
+                                          r" 12 training clips"):
+        train(fold, tmp_path / "run", max_epochs=1, progress=False, overrides={"model.modalities": ["vit", "egemaps"]})
+    set_labels(root / "valid_split.csv", **{e.replace(" ", "_"): 0.5 for e in EMOTIONS})
+    fold = split_view(open_dataset(root), train_ids, valid_ids, view="fold 2")
+    with pytest.raises(DataError, match=rf"^fold 2: {re.escape(str(root))}: the labels of every emotion are constant"
+                                        rf" over the {len(valid_ids)} clips of the validation split"):
+        train(fold, tmp_path / "run", max_epochs=1, progress=False)
+    ds = open_dataset(root)
+    ids = {"train": [*train_ids, *valid_ids], "valid": list(valid_ids)}
+    jobs = [FoldJob.at(ds, tmp_path / name, 0, ExperimentConfig(), fold=k, fold_ids=ids) for name, k in (("r", 0),
+                                                                                                          ("f", 3))]
+    assert [job.dataset(ds).where for job in jobs] == ["refit: ", "fold 3: "]
 
 
 def test_a_vad_prior_on_a_modality_no_training_clip_has_is_refused(make_root, tmp_path) -> None:

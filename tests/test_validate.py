@@ -49,7 +49,9 @@ def test_duplicate_ids_in_a_split(make_root) -> None:
     root = make_root()
     text = (root / "valid_split.csv").read_text().splitlines()
     (root / "valid_split.csv").write_text("\n".join([*text, text[1]]) + "\n")
-    assert "valid_split.csv: duplicate Filename id(s) [39]" in _messages(validate(root, progress=False))
+    rows = f"rows 2, {len(text) + 1}"  # the first clip's row, and the same line again at the end
+    assert f"valid_split.csv: column 'Filename' lists clip id 39 in {rows}; keep one row per clip." in _messages(
+        validate(root, progress=False))
 
 
 def test_labels_out_of_range_and_cross_split_duplicates(make_root) -> None:

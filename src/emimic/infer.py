@@ -32,11 +32,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from emimic.data.layout import VIDEO_SUFFIXES
+from emimic.data.layout import RECORDING_SUFFIXES, VIDEO_SUFFIXES
 from emimic.data.store import CACHE_ENV, cache_dir
 from emimic.errors import ConfigError, DataError, EmimicWarning
 from emimic.features.base import EXTRACTORS, Extractor
-from emimic.features.media import dangling_links
+from emimic.features.media import dangling_links, unread_suffix
 from emimic.features.pipeline import extract, make_spec
 from emimic.features.recipe import decoder_change, extractor_model_digest, sidecar_params
 from emimic.features.runner import ExtractSpec
@@ -81,15 +81,7 @@ def collect_videos(inputs: Sequence[str | Path]) -> dict[str, Path]:
     for item in inputs:
         path = Path(item).expanduser()
         if path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*")
-                if p.suffix.lower() in VIDEO_SUFFIXES
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
-            files += [p for p in found if p.is_file()]
-            dangling = [p for p in found if p.is_symlink() and not p.exists()]
-            if dangling:
-                warnings.warn(EmimicWarning(dangling_links(dangling, "not predicted")), stacklevel=2)
+            files += _videos_in(path)
         elif path.is_file():
             files.append(path)
         else:
@@ -100,6 +92,31 @@ def collect_videos(inputs: Sequence[str | Path]) -> dict[str, Path]:
         raise DataError(f"no video file ({', '.join(VIDEO_SUFFIXES)}) in {shown}; give video files or folders.")
     base = Path(os.path.commonpath([str(p.parent) for p in unique]))
     return {p.relative_to(base).with_suffix("").as_posix(): p for p in unique}
+
+
+def _videos_in(folder: Path) -> list[Path]:
+    """The video files anywhere under ``folder`` (hidden names left alone); links to a missing file among them and
+    recordings of other formats are named in a warning each, as they are not predicted."""
+    listed = sorted(p for p in folder.rglob("*") if not any(part.startswith(".") for part in
+                                                              p.relative_to(folder).parts))
+    found = [p for p in listed if p.suffix.lower() in VIDEO_SUFFIXES]
+    dangling = [p for p in found if p.is_symlink() and not p.exists()]
+    if dangling:
+        warnings.warn(EmimicWarning(dangling_links(dangling, "not predicted")), stacklevel=3)
+    unread = [p.relative_to(folder).as_posix() for p in listed if _unread_recording(p, folder)]
+    if unread:
+        warnings.warn(EmimicWarning(unread_suffix(folder.resolve(), unread, VIDEO_SUFFIXES, "not predicted",
+                                                  example="clip.3gp")), stacklevel=3)
+    return [p for p in found if p.is_file()]
+
+
+def _unread_recording(path: Path, folder: Path) -> bool:
+    """Whether ``path`` (a file under the input ``folder``) is a recording infer leaves out that its user may have meant
+    to predict: audio or video of another format, under no ``_`` name (bookkeeping, which extract skips too). Other
+    files (notes, emimic's own predictions and plots, a run folder) are no clips: nothing to say of them."""
+    suffix = path.suffix.lower()
+    return (suffix in RECORDING_SUFFIXES and suffix not in VIDEO_SUFFIXES
+            and not any(part.startswith("_") for part in path.relative_to(folder).parts) and path.is_file())
 
 
 def _unusable(record: dict | None) -> str | None:

@@ -1,14 +1,16 @@
 """The six EMI emotions and the split CSVs that carry them.
 
 A split CSV has the columns ``Filename`` + :data:`EMOTIONS`. ``Filename`` is an integer clip id;
-published files also write it as ``10.0`` or ``00010``, so ids are parsed leniently but strictly
-validated (integer, non-negative, unique).
+published files also write it as ``10.0`` or ``00010``: :func:`read_clip_id` is the one rule for an id,
+wherever one is read (split CSVs, one-pickle modality keys, the extraction ledger).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,32 +36,52 @@ RATERS_COLUMN = "raters"
 META_COLUMNS: tuple[str, ...] = (*GROUP_COLUMNS, RATERS_COLUMN)
 
 
-# Below this standard deviation a label column is constant over a split: its PCC is undefined, and the metric
-# (emimic.metrics.CONSTANT_STD, the same value) scores it 0.
-CONSTANT_LABEL_STD = 1e-9
+# A column whose population standard deviation (ddof 0) is at most this is constant: its PCC is undefined, and the
+# metric (emimic.metrics) scores it 0. Labels and predictions, the warnings and the metric decide it alike, through
+# is_constant_variance, so the column a warning names is exactly the one scored 0.
+CONSTANT_STD = 1e-9
+
+
+def is_constant_variance(variance: Any) -> Any:
+    """Whether a column of this population variance is constant (elementwise on arrays and tensors)."""
+    return variance <= CONSTANT_STD**2
+
+
+def constant_label_columns(values: np.ndarray) -> np.ndarray:
+    """``(D,)`` whether each column of ``(N, D)`` labels or predictions (N >= 1) is constant, as the metric decides
+    (features have their own rule, against float32 rounding: :func:`emimic.data.store.constant_columns`)."""
+    return is_constant_variance(np.var(values, axis=0))
 
 
 def constant_emotions(labels: pd.DataFrame) -> list[str]:
     """The emotions whose labels are constant over the clips of ``labels`` (a split with its six columns)."""
     if len(labels) == 0 or not set(EMOTIONS) <= set(labels.columns):
         return []
-    spread = labels[list(EMOTIONS)].to_numpy(dtype=np.float64).std(0)
-    return [emotion for emotion, std in zip(EMOTIONS, spread, strict=True) if std <= CONSTANT_LABEL_STD]
+    constant = constant_label_columns(labels[list(EMOTIONS)].to_numpy(dtype=np.float64))
+    return [emotion for emotion, flag in zip(EMOTIONS, constant, strict=True) if flag]
 
 
-def constant_labels_sentence(labels: pd.DataFrame, *, root: str | Path, split: str) -> str | None:
-    """What every command says of a split with constant label columns (None: there are none). On a scored split
-    their PCC is undefined (the metric counts it as 0 in the mean PCC); on the training split nothing of them can be
-    learnt but that value."""
+def view_prefix(view: str) -> str:
+    """What every message about the clips of a dataset ``view`` begins with: ``fold 2: `` in a CV fold's (``"fold
+    2"``), nothing in the corpus itself; so the same sentence of several folds (printed once per command) says which
+    fold it is about."""
+    return f"{view}: " if view else ""
+
+
+def constant_labels_sentence(labels: pd.DataFrame, *, root: str | Path, split: str, scored: bool,
+                             where: str = "") -> str | None:
+    """What every command says of a split with constant label columns (None: there are none). On a ``scored`` split
+    their PCC is undefined (the metric counts it as 0 in the mean PCC); on one trained on, nothing of them can be
+    learnt but that value. ``where``: the :func:`view_prefix` of the split's view."""
     constant = constant_emotions(labels)
     if not constant:
         return None
     values = ", ".join(f"{e} {labels[e].iloc[0]:g}" for e in constant)
     one = len(constant) == 1
-    consequence = ("the model can learn nothing of {them} but that value" if split == "train" else
-                   "{their} PCC is undefined: it is shown as 0 and counts as 0 in the mean PCC")
-    return (f"{root}: the labels of {shortlist(constant)} {'are' if one else 'are each'} constant over the"
-            f" {len(labels)} clips of the {split} split ({values}), so "
+    consequence = ("{their} PCC is undefined: it is shown as 0 and counts as 0 in the mean PCC" if scored else
+                   "the model can learn nothing of {them} but that value")
+    return (f"{where}{root}: the labels of {shortlist(constant)} {'are' if one else 'are each'} constant over the"
+            f" {len(labels)} clips of the {split!r} split ({values}), so "
             + consequence.format(them="it" if one else "them", their="its" if one else "their") + ".")
 
 
@@ -81,44 +103,77 @@ def empty_split_sentence(path: str | Path) -> str:
     return f"{path}: lists no clips (only a header); add the split's clips or remove the file."
 
 
+# One rule for a clip id. A file name is the id in ASCII digits (00010.pkl); a Filename cell or a one-pickle key may
+# also carry what spreadsheets and pandas add: whitespace around it (a non-breaking space too) and a '.0' (10.0, 10.).
+# float() and pd.to_numeric read far more ('1e1', '+3', '1_0', full-width or Arabic-Indic digits), which no challenge
+# file holds and which would name another clip than the file on disk; a sign is refused too, '-0' included, as no id
+# is negative. At most 18 digits besides leading zeros: every such id fits the int64 that ids are stored in.
+CLIP_ID_LIMIT = 10**18
+_ID_DIGITS = "0*([0-9]{1,18})"
+_CLIP_STEM = re.compile(_ID_DIGITS)
+_WRITTEN_CLIP_ID = re.compile(rf"\A\s*{_ID_DIGITS}(?:\.0*)?\s*\Z")  # \s: any Unicode whitespace, as str.strip()
+CLIP_ID_FORMS = "ASCII digits (10, 00010, or 10.0 as spreadsheets save it)"
+
+
 def is_clip_stem(stem: str) -> bool:
     """Whether a file name without its suffix is a clip id: ASCII digits only ('1²' passes str.isdigit)."""
-    return stem.isascii() and stem.isdigit()
+    return _CLIP_STEM.fullmatch(stem) is not None
 
 
-def parse_clip_id(value: object, *, source: str) -> int:
-    """Parse ``10``, ``10.0`` or ``"00010"`` into ``10``; anything else is a :class:`DataError`."""
-    text = str(value).strip()
-    try:
-        number = float(text)
-    except ValueError:
-        raise DataError(f"{source}: Filename {text!r} is not an integer clip id.") from None
-    if not np.isfinite(number) or number != int(number) or number < 0:
-        raise DataError(f"{source}: Filename {text!r} is not a non-negative integer clip id.")
-    return int(number)
+def read_clip_id(text: str) -> int | None:
+    """The clip id ``text`` writes (10 for ``"10"``, ``"00010"``, ``"10.0"``, ``"10."`` or ``" 10 "``), None when it is
+    none."""
+    match = _WRITTEN_CLIP_ID.match(text)
+    return int(match[1]) if match else None
+
+
+def whole_clip_id(number: int | float) -> int | None:
+    """The clip id a number is (a pickled key: ``10``, ``10.0``, ``np.float16(1000.0)``): whole, finite and within
+    the 18 digits of a written id; None otherwise. Judged by value, as ``str()`` writes large floats as ``1e+03``."""
+    if isinstance(number, float) and not number.is_integer():  # NaN and infinities are not whole either
+        return None
+    return int(number) if 0 <= number < CLIP_ID_LIMIT else None
 
 
 def _parse_ids(column: pd.Series, *, source: str) -> list[int]:
-    """Vectorised :func:`parse_clip_id` over a column; the slow path runs only to name a bad row."""
-    numbers = pd.to_numeric(column.str.strip(), errors="coerce").to_numpy(dtype=float)
-    valid = np.isfinite(numbers) & (numbers >= 0) & (numbers == np.floor(numbers))
-    if valid.all():
-        return numbers.astype(np.int64).tolist()
-    return [parse_clip_id(value, source=f"{source} row {i + 2}") for i, value in enumerate(column)]
+    """The clip ids of a ``Filename`` column (one vectorised :func:`read_clip_id`); a bad cell is a
+    :class:`DataError` naming its row and value."""
+    digits = column.str.extract(_WRITTEN_CLIP_ID, expand=False)
+    bad = digits.isna().to_numpy()
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise DataError(f"{source}: column {ID_COLUMN!r} row {column.index[row]} holds {column.iloc[row]!r}, which is"
+                        f" not a clip id; write each id in {CLIP_ID_FORMS}.")
+    return digits.astype(np.int64).tolist()
+
+
+def _check_unique(ids: list[int], lines: pd.Index, path: Path) -> None:
+    """A clip listed twice is a :class:`DataError` naming the rows of the first such id (which row's labels count is
+    the user's to say), and how many other ids are listed twice too."""
+    second = pd.Index(ids).duplicated()
+    if not second.any():
+        return
+    first = ids[int(np.argmax(second))]
+    rows = [line for line, clip_id in zip(lines, ids, strict=True) if clip_id == first]
+    others = len({clip_id for clip_id, again in zip(ids, second, strict=True) if again}) - 1
+    more = f" ({others} more id(s) are listed twice too)" if others else ""
+    raise DataError(f"{path}: column {ID_COLUMN!r} lists clip id {first} in rows {shortlist(rows)}{more}; keep one"
+                    " row per clip.")
 
 
 def _read_cells(path: Path) -> pd.DataFrame:
-    """Every cell of a split CSV as stripped-header text, without the empty rows spreadsheets leave at its end."""
+    """Every cell of a split CSV as stripped-header text, indexed by the row's line in the file (what messages
+    name), without the rows whose cells are all empty (blank lines, and the rows spreadsheets leave at its end)."""
     try:
         # utf-8-sig: spreadsheet exports start with a byte-order mark that would hide the Filename header.
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skip_blank_lines=False)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot be read as a CSV ({exc}).") from None
     raw.columns = [str(c).strip() for c in raw.columns]
     if len(raw.columns) == 1 and ";" in raw.columns[0]:
         raise DataError(f"{path}: its columns are separated by ';'; save it comma-separated, as the challenge ships.")
-    filled = (raw.apply(lambda column: column.str.strip()) != "").any(axis=1).to_numpy()
-    return raw.iloc[: len(filled) - int(np.argmax(filled[::-1]))] if filled.any() else raw.iloc[:0]
+    raw.index = raw.index + 2  # the header is line 1
+    return raw[(raw.apply(lambda column: column.str.strip()) != "").any(axis=1)]
 
 
 def read_split(path: str | Path, *, require_labels: bool = True) -> pd.DataFrame:
@@ -137,9 +192,7 @@ def read_split(path: str | Path, *, require_labels: bool = True) -> pd.DataFrame
         raise DataError(f"{path}: unknown column(s) {unknown}; expected {ID_COLUMN}, {list(EMOTIONS)} and"
                         f" optionally {list(META_COLUMNS)}.")
     ids = _parse_ids(raw[ID_COLUMN], source=str(path))
-    duplicated = pd.Index(ids)[pd.Index(ids).duplicated()].unique().tolist()
-    if duplicated:
-        raise DataError(f"{path}: duplicate Filename id(s) {duplicated[:5]}.")
+    _check_unique(ids, raw.index, path)
     missing = [e for e in EMOTIONS if e not in raw.columns]
     if require_labels and missing:
         raise DataError(f"{path}: missing label column(s) {missing}.")
@@ -151,7 +204,8 @@ def read_split(path: str | Path, *, require_labels: bool = True) -> pd.DataFrame
         bad = values.isna() & (raw[emotion].str.strip() != "")
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(f"{path}: column {emotion!r} row {row + 2} holds {raw[emotion].iloc[row]!r}, not a number.")
+            raise DataError(f"{path}: column {emotion!r} row {raw.index[row]} holds {raw[emotion].iloc[row]!r}, not a"
+                            " number.")
         labels[emotion] = values.to_numpy(dtype=float)
     if require_labels:
         check_label_values(labels, source=str(path))
@@ -171,7 +225,7 @@ def read_meta(path: str | Path) -> pd.DataFrame:
         bad = ~(counts >= 1) | (counts % 1 != 0)
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(f"{path}: column {RATERS_COLUMN!r} row {row + 2} holds"
+            raise DataError(f"{path}: column {RATERS_COLUMN!r} row {raw.index[row]} holds"
                             f" {meta[RATERS_COLUMN].iloc[row]!r}; give the number of raters, an integer >= 1.")
         meta[RATERS_COLUMN] = counts.astype(np.int64)
     return meta

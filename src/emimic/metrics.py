@@ -11,10 +11,8 @@ import numpy as np
 import torch
 from torchmetrics.functional import pearson_corrcoef
 
-from emimic.labels import EMOTIONS
+from emimic.labels import EMOTIONS, constant_label_columns, is_constant_variance
 
-# Below this standard deviation a column counts as constant.
-CONSTANT_STD = 1e-9
 # The bootstrap of every reported interval (metrics.json, evaluate, report, cv, ablate): the same resamples of the
 # same clips everywhere, so intervals of two runs are paired.
 BOOTSTRAP_SAMPLES = 1000
@@ -31,14 +29,14 @@ def _float64(values: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 def pearson_per_dimension(preds: np.ndarray | torch.Tensor, targets: np.ndarray | torch.Tensor) -> np.ndarray:
     """``(D,)`` Pearson correlation of each column of ``(N, D)`` predictions with the targets."""
-    p, t = _float64(preds), _float64(targets)
+    p, t = _float64(preds).cpu(), _float64(targets).cpu()
     if p.shape != t.shape or p.ndim != 2:
         raise ValueError(f"predictions {tuple(p.shape)} and targets {tuple(t.shape)} must be the same (N, D)")
     out = np.zeros(p.shape[1])
     for d in range(p.shape[1]):
         keep = torch.isfinite(p[:, d]) & torch.isfinite(t[:, d])
         pd_, td = p[keep, d], t[keep, d]
-        if len(pd_) < 2 or pd_.std() < CONSTANT_STD or td.std() < CONSTANT_STD:
+        if len(pd_) < 2 or constant_label_columns(torch.stack([pd_, td], dim=1).numpy()).any():
             continue
         out[d] = float(pearson_corrcoef(pd_, td))
     return out
@@ -83,9 +81,8 @@ def bootstrap_pcc(preds: np.ndarray, targets: np.ndarray, *, samples: int = BOOT
         cov = counts @ (p * t) - sum_p * sum_t / weight
         var_p = counts @ (p * p) - sum_p**2 / weight
         var_t = counts @ (t * t) - sum_t**2 / weight
-        # compare variances (sums of squares), not standard deviations, with the constant threshold
-        floor = weight * CONSTANT_STD**2
-        valid = (weight >= 2) & (var_p > floor) & (var_t > floor)
+        # var_p and var_t are sums of squares: per clip drawn, the population variance the labels' rule judges
+        valid = (weight >= 2) & ~is_constant_variance(var_p / weight) & ~is_constant_variance(var_t / weight)
         return np.where(valid, cov / np.sqrt(np.where(valid, var_p * var_t, 1.0)), 0.0)
 
 

@@ -28,7 +28,8 @@ def plots_folder(predictions: Path) -> Path:
 def infer_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument(
         "inputs", nargs="+", type=Path, metavar="INPUT",
-        help="video files or folders of them (a name starting with '-' goes after --: `-- -take2.mp4`)",
+        help="video files or folders of them, searched recursively; recordings of other formats in them (.3gp,"
+        " .wav ...) are named in a warning (a name starting with '-' goes after --: `-- -take2.mp4`)",
     )
     parser.add_argument("--run", type=Path, required=True, help="a trained run folder (emimic train --out RUN)")
     parser.add_argument(

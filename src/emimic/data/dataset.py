@@ -22,7 +22,7 @@ from emimic.data.holdout import resolve_valid_split
 from emimic.data.layout import SPLIT_FILES, DatasetLayout, discover
 from emimic.data.store import FeatureStore, constant_columns, locate_store, pack, stale_modalities
 from emimic.errors import DataError
-from emimic.labels import EMOTIONS, empty_split_sentence, read_meta, read_split, shortlist
+from emimic.labels import EMOTIONS, empty_split_sentence, read_meta, read_split, shortlist, view_prefix
 
 CACHE_BLOCK = 256  # clips whose frames chunked_steps copies out of the memory map at once
 
@@ -78,10 +78,10 @@ class VidmimicDataset:
             raise DataError(f"{self.root}: no {name!r} split (found {sorted(self.splits)}).")
         return self.splits[name]
 
-    def split_label(self, name: str) -> str:
-        """How messages name the split ``name``: ``'valid'``, or ``fold 2 'valid'`` in a CV fold's view, so that the
-        same sentence of several folds (printed once per command) says which fold it is about."""
-        return f"{self.view} {name!r}" if self.view else repr(name)
+    @property
+    def where(self) -> str:
+        """What a message about the clips of this view begins with (:func:`emimic.labels.view_prefix`)."""
+        return view_prefix(self.view)
 
     def clips(self, name: str) -> pd.DataFrame:
         """The split ``name`` for a command that works on its clips: one whose CSV lists none is refused."""

@@ -44,27 +44,28 @@ def unused_fraction_sentence(root: Path) -> str:
     return f"{root}: has a {VALID_FILE}, so --valid-fraction does not apply; drop it or remove the file."
 
 
-def check_pcc_size(clips: pd.DataFrame, *, root: Path, split: str, remedy: str) -> None:
+def check_pcc_size(clips: pd.DataFrame, *, root: Path, split: str, remedy: str, where: str = "") -> None:
     """Refuse a split of fewer clips than a PCC needs, in the one sentence every command says (``remedy``: what the
-    user can do in that command)."""
+    user can do in that command; ``where``: what the sentence begins with, a CV fold's ``fold 2: ``)."""
     if len(clips) < MIN_PCC_CLIPS:
-        raise DataError(f"{root}: the {split} split has {len(clips)} clip(s), but a PCC needs at least"
+        raise DataError(f"{where}{root}: the {split} split has {len(clips)} clip(s), but a PCC needs at least"
                         f" {MIN_PCC_CLIPS}; {remedy}.")
 
 
-def check_valid_size(valid: pd.DataFrame, *, root: Path, fraction: float | None) -> None:
+def check_valid_size(valid: pd.DataFrame, *, root: Path, fraction: float | None, where: str = "") -> None:
     """Refuse a validation split too small to select the best epoch on (what ``validate`` and ``train`` both say);
-    ``fraction``: the ``--valid-fraction`` it was held out with, if it was."""
+    ``fraction``: the ``--valid-fraction`` it was held out with, if it was; ``where``: as for :func:`check_pcc_size`."""
     remedy = f"add clips to {VALID_FILE}" if fraction is None else "use a larger --valid-fraction"
-    check_pcc_size(valid, root=root, split="validation", remedy=remedy)
-    check_labels_vary(valid, root=root, split="validation", purpose="select the best epoch on")
+    check_pcc_size(valid, root=root, split="validation", remedy=remedy, where=where)
+    check_labels_vary(valid, root=root, split="validation", purpose="select the best epoch on", where=where)
 
 
-def check_labels_vary(clips: pd.DataFrame, *, root: Path, split: str, purpose: str) -> None:
-    """Refuse a split whose six label columns are all constant (all 0, say): no PCC exists on it for ``purpose``."""
+def check_labels_vary(clips: pd.DataFrame, *, root: Path, split: str, purpose: str, where: str = "") -> None:
+    """Refuse a split whose six label columns are all constant (all 0, say): no PCC exists on it for ``purpose``
+    (``where``: as for :func:`check_pcc_size`)."""
     if len(constant_emotions(clips)) == len(EMOTIONS):
-        raise DataError(f"{root}: the labels of every emotion are constant over the {len(clips)} clips of the {split}"
-                        f" split, so no PCC exists to {purpose}; use a split whose labels vary.")
+        raise DataError(f"{where}{root}: the labels of every emotion are constant over the {len(clips)} clips of the"
+                        f" {split} split, so no PCC exists to {purpose}; use a split whose labels vary.")
 
 
 def hold_out(train: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:

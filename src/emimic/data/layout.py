@@ -20,7 +20,7 @@ import numpy as np
 
 from emimic.errors import DataError
 from emimic.io import ARRAY_SUFFIXES, read_error, read_object
-from emimic.labels import is_clip_stem, parse_clip_id
+from emimic.labels import CLIP_ID_FORMS, is_clip_stem, read_clip_id, whole_clip_id
 
 SPLIT_FILES: dict[str, tuple[str, ...]] = {
     "train": ("train_split.csv",),
@@ -36,6 +36,16 @@ VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4
 FEATURE_SIDECAR = "_extractor.json"
 AUDIO_DIR = "audio"
 AUDIO_SUFFIXES: tuple[str, ...] = (".wav", ".mp3", ".flac", ".m4a")
+# The media folders extraction reads, with the suffixes it reads in each.
+MEDIA_SUFFIXES: dict[str, tuple[str, ...]] = {VIDEO_DIR: VIDEO_SUFFIXES, AUDIO_DIR: AUDIO_SUFFIXES}
+# Recordings FFmpeg demuxes (video or sound containers), read or not: what a folder of clips may hold besides the files
+# emimic reads there, as opposed to notes, spreadsheets and emimic's own outputs. '.ts' is left out: TypeScript has it.
+RECORDING_SUFFIXES: frozenset[str] = frozenset({
+    *VIDEO_SUFFIXES, *AUDIO_SUFFIXES,
+    ".3gp", ".3g2", ".mpg", ".mpeg", ".m2v", ".mts", ".m2ts", ".vob", ".flv", ".f4v", ".wmv", ".asf", ".ogv", ".mxf",
+    ".dv", ".rm", ".rmvb", ".ogg", ".oga", ".opus", ".aac", ".ac3", ".amr", ".aif", ".aiff", ".caf", ".m4b", ".wma",
+    ".weba", ".mka",
+})
 
 
 @dataclass
@@ -108,6 +118,20 @@ class ModalitySource:
 
 
 @dataclass
+class FolderScan:
+    """One folder as discovery saw it: its clip files (``names``: id -> file name) and, by reason, what it left
+    out (hidden and ``_`` names aside, which are never looked at)."""
+
+    names: dict[int, str] = field(default_factory=dict)
+    duplicates: list[tuple[Path, Path]] = field(default_factory=list)  # (kept, left out): a second file of a clip
+    stray: list[Path] = field(default_factory=list)  # files whose name is no clip id
+    escaping: list[Path] = field(default_factory=list)  # links leaving the dataset root
+    dangling: list[Path] = field(default_factory=list)  # links to a missing file
+    folders: list[Path] = field(default_factory=list)  # folders (and links to folders) inside it
+    other_suffix: list[Path] = field(default_factory=list)  # files of a suffix the folder's reader does not read
+
+
+@dataclass
 class DatasetLayout:
     root: Path
     split_files: dict[str, Path]
@@ -116,9 +140,8 @@ class DatasetLayout:
     video_names: dict[int, str] = field(default_factory=dict)
     escaping_links: list[Path] = field(default_factory=list)
     audio_names: dict[int, str] = field(default_factory=dict)
-    # raw/ and audio/ files left out: (kept, left out) for a second file of one clip id, and names of no clip id.
-    media_duplicates: list[tuple[Path, Path]] = field(default_factory=list)
-    media_stray: list[Path] = field(default_factory=list)
+    # How raw/ and audio/ were scanned, by folder name: what extraction reads and what it leaves out.
+    media_scans: dict[str, FolderScan] = field(default_factory=dict)
 
     @property
     def transcripts(self) -> dict[int, Path]:
@@ -164,20 +187,27 @@ def read_mapping(path: Path) -> dict[int, object]:
 
 def _clip_id_key(key: object, *, source: str) -> int:
     """A container key as a clip id. Keys come from the file: a crafted one is described, never printed whole."""
+    clip_id = _key_clip_id(key)
+    if clip_id is not None:
+        return clip_id
+    # repr() of a huge int raises, and a long or unprintable string would flood the message.
     printable = (
         isinstance(key, int | float | str | np.integer | np.floating)
         and not (isinstance(key, int) and key.bit_length() > 63)
         and not (isinstance(key, str) and (len(key) > 32 or not key.isprintable()))
     )
     what = f"the key {key!r}" if printable else f"a {type(key).__name__} key"
-    refusal = DataError(f"{source}: holds {what}, which is not a clip id; the keys of a one-pickle modality must be"
-                        " the clips' non-negative integer ids (10, '10' or '00010'), one per clip.")
-    if not printable:
-        raise refusal
-    try:
-        return parse_clip_id(key, source=source)
-    except DataError:
-        raise refusal from None
+    raise DataError(f"{source}: holds {what}, which is not a clip id; the keys of a one-pickle modality must be"
+                    f" the clips' ids in {CLIP_ID_FORMS}, one per clip.")
+
+
+def _key_clip_id(key: object) -> int | None:
+    """The clip id a key names: a string by the written rule, a number by its value; a bool names none."""
+    if isinstance(key, str):
+        return read_clip_id(key)
+    if isinstance(key, bool) or not isinstance(key, int | float | np.integer | np.floating):
+        return None
+    return whole_clip_id(int(key) if isinstance(key, int | np.integer) else float(key))
 
 
 def read_recipe(folder: Path) -> dict | None:
@@ -189,31 +219,33 @@ def read_recipe(folder: Path) -> dict | None:
     return recipe if isinstance(recipe, dict) else None
 
 
-def _scan_folder(
-    folder: Path, root: Path, suffixes: tuple[str, ...]
-) -> tuple[dict[int, str], list[tuple[Path, Path]], list[Path], list[Path]]:
-    """Clip files of one folder: ``({id: name}, duplicates, stray names, links leaving the root)``."""
-    names: dict[int, str] = {}
-    duplicates: list[tuple[Path, Path]] = []
-    stray: list[Path] = []
-    escaping: list[Path] = []
+def _scan_folder(folder: Path, root: Path, suffixes: tuple[str, ...]) -> FolderScan:
+    """The clip files of one folder, and what it holds besides them."""
+    scan = FolderScan()
     with os.scandir(folder) as listed:
         entries = sorted(listed, key=lambda entry: entry.name)  # which of two files of a clip is kept must not vary
     for entry in entries:
+        if entry.name.startswith((".", "_")):
+            continue
+        path = Path(entry.path)
         stem, dot, suffix = entry.name.rpartition(".")
-        if not dot or "." + suffix.lower() not in suffixes or entry.name.startswith((".", "_")):
-            continue
-        if not entry.is_file():
-            continue
-        if entry.is_symlink() and not _inside(Path(entry.path), root):
-            escaping.append(Path(entry.path))
+        if entry.is_symlink() and not path.exists():
+            scan.dangling.append(path)
+        elif entry.is_dir():
+            scan.folders.append(path)
+        elif not dot or "." + suffix.lower() not in suffixes:
+            scan.other_suffix.append(path)
+        elif not entry.is_file():
+            continue  # a pipe or device under a clip's name: nothing to read
+        elif entry.is_symlink() and not _inside(path, root):
+            scan.escaping.append(path)
         elif not is_clip_stem(stem):
-            stray.append(Path(entry.path))
-        elif int(stem) in names:
-            duplicates.append((folder / names[int(stem)], Path(entry.path)))
+            scan.stray.append(path)
+        elif int(stem) in scan.names:
+            scan.duplicates.append((folder / scan.names[int(stem)], path))
         else:
-            names[int(stem)] = entry.name
-    return names, duplicates, stray, escaping
+            scan.names[int(stem)] = entry.name
+    return scan
 
 
 def discover(root: str | Path) -> DatasetLayout:
@@ -230,11 +262,8 @@ def discover(root: str | Path) -> DatasetLayout:
                 break
     modalities: dict[str, ModalitySource] = {}
     transcripts: dict[int, str] = {}
-    videos: dict[int, str] = {}
-    audio: dict[int, str] = {}
+    media: dict[str, FolderScan] = {}
     escaping: list[Path] = []
-    media_duplicates: list[tuple[Path, Path]] = []
-    media_stray: list[Path] = []
     for entry in sorted(root.iterdir()):
         if entry.name.startswith((".", "_")):
             continue
@@ -243,24 +272,19 @@ def discover(root: str | Path) -> DatasetLayout:
             continue
         if not entry.is_dir():
             continue
-        if entry.name == VIDEO_DIR:
-            videos, duplicates, stray, bad = _scan_folder(entry, root, VIDEO_SUFFIXES)
-            escaping += bad
-            media_duplicates, media_stray = media_duplicates + duplicates, media_stray + stray
-            continue
-        if entry.name == AUDIO_DIR:
-            audio, duplicates, stray, bad = _scan_folder(entry, root, AUDIO_SUFFIXES)
-            escaping += bad
-            media_duplicates, media_stray = media_duplicates + duplicates, media_stray + stray
+        if entry.name in MEDIA_SUFFIXES:
+            media[entry.name] = _scan_folder(entry, root, MEDIA_SUFFIXES[entry.name])
+            escaping += media[entry.name].escaping
             continue
         if entry.name in NON_MODALITY_DIRS:
             continue
         if entry.name == TRANSCRIPT_DIR:
-            transcripts, _, _, bad = _scan_folder(entry, root, (".txt",))
-            escaping += bad
-        names, duplicates, stray, bad = _scan_folder(entry, root, ARRAY_SUFFIXES)
-        escaping += bad
-        if names or duplicates or stray:
-            modalities[entry.name] = ModalitySource(entry.name, entry, names, None, duplicates, stray)
-    return DatasetLayout(root, split_files, modalities, transcripts, videos, escaping, audio, media_duplicates,
-                         media_stray)
+            text = _scan_folder(entry, root, (".txt",))
+            transcripts, escaping = text.names, escaping + text.escaping
+        scan = _scan_folder(entry, root, ARRAY_SUFFIXES)
+        escaping += scan.escaping
+        if scan.names or scan.duplicates or scan.stray:
+            modalities[entry.name] = ModalitySource(entry.name, entry, scan.names, None, scan.duplicates, scan.stray)
+    empty = FolderScan()
+    return DatasetLayout(root, split_files, modalities, transcripts, media.get(VIDEO_DIR, empty).names, escaping,
+                         media.get(AUDIO_DIR, empty).names, media)

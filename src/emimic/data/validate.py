@@ -218,7 +218,8 @@ def validate(root: str | Path, *, valid_fraction: float | None = None, progress:
         without = len(bare)
         labelled = bool(np.isfinite(frame.to_numpy(dtype=float)).all()) and len(frame) > 0
         split_rows.append({"split": split, "clips": len(frame), "labelled": labelled, "without any modality": without})
-        constant = constant_labels_sentence(frame, root=layout.root, split=split) if split != "test" else None
+        constant = (constant_labels_sentence(frame, root=layout.root, split=split, scored=split != "train")
+                    if split != "test" else None)
         if constant and not (split == "valid" and len(constant_emotions(frame)) == len(EMOTIONS)):  # refused above
             problems.append(Problem("warning", f"{split}_split", constant))
         if without:

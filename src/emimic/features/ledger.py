@@ -19,6 +19,7 @@ import pandas as pd
 
 from emimic.features.runner import ClipReport
 from emimic.io import atomic_path
+from emimic.labels import read_clip_id
 
 STATE_DIR = "_extract"
 LEDGER = "ledger.csv"
@@ -32,10 +33,14 @@ def read_ledger(path: Path) -> dict[tuple[int, str], dict[str, str]]:
     """Last recorded outcome per (clip, extractor)."""
     if not path.is_file():
         return {}
+    outcomes: dict[tuple[int, str], dict[str, str]] = {}
     with open(path, newline="", encoding="utf-8") as handle:
-        # A run killed mid-write may leave a truncated last line: it lacks fields and is ignored.
-        rows = [row for row in csv.DictReader(handle) if row.get("params") and row["clip"].isdigit()]
-    return {(int(row["clip"]), row["extractor"]): row for row in rows}
+        for row in csv.DictReader(handle):
+            clip_id = read_clip_id(row["clip"] or "")
+            # A run killed mid-write may leave a truncated last line: it lacks fields and is ignored.
+            if row.get("params") and clip_id is not None:
+                outcomes[clip_id, row["extractor"]] = row
+    return outcomes
 
 
 def _ends_with_newline(path: Path) -> bool:

@@ -86,6 +86,17 @@ def dangling_links(links: Sequence[Path], consequence: str) -> str:
     return f"{shown}: link(s) to a missing file, {consequence}; restore the file(s) or remove the link(s)."
 
 
+def unread_suffix(folder: Path, names: Sequence[str], suffixes: Sequence[str], consequence: str, *,
+                  example: str) -> str:
+    """The one sentence for files of a suffix emimic does not read in a folder it reads (extract's ``raw/`` and
+    ``audio/``, infer's input folders): ``names`` are relative to ``folder``, ``consequence`` says what becomes of
+    them (``"not extracted"``), ``example`` is a recording of another format, for the conversion shown."""
+    shown, target = shortlist(sorted(repr(name) for name in names)), suffixes[0]
+    return (f"{folder}/: {shown} {consequence}: emimic reads {', '.join(suffixes)} files in {folder.name}/; move each"
+            f" out of {folder.name}/, or convert a recording to {target}, e.g. ffmpeg -i {example}"
+            f" {Path(example).stem}{target}.")
+
+
 def open_container(path: Path) -> Any:
     """``av.open(path)``, or a :class:`DataError` that says why the file cannot be read and what to do."""
     import av  # heavy; only extraction needs it

@@ -11,17 +11,13 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Iterable
-from pathlib import Path
-from typing import TYPE_CHECKING
 
+from emimic.data.layout import AUDIO_DIR, MEDIA_SUFFIXES, VIDEO_DIR, DatasetLayout
 from emimic.errors import ConfigError
 from emimic.features.base import EXTRACTORS, Extractor, Output, resolve_name
-from emimic.features.media import dangling_links
+from emimic.features.media import dangling_links, unread_suffix
 from emimic.features.runner import ClipSources, Task
 from emimic.labels import is_clip_stem, shortlist
-
-if TYPE_CHECKING:
-    from emimic.data.layout import DatasetLayout
 
 # Clips that lack what an extractor reads (no video or audio file for `egemaps`, no transcript
 # for `text_emb`): counted in the summary, never sent to a worker, not recorded in the ledger.
@@ -54,6 +50,8 @@ def finished_clips(layout: DatasetLayout, output: Output) -> set[int]:
     return set(source.files) if source else set()
 
 
+# A recording in a format not read, per media folder, for the conversion the unread-suffix sentence suggests.
+MEDIA_EXAMPLES = {VIDEO_DIR: "00001.3gp", AUDIO_DIR: "00001.ogg"}
 # Why a file in raw/ or audio/ is not extracted, with what to do about it (see skipped_media).
 _SKIPPED = {
     "name": "not named by a clip id; rename each to its zero-padded id, e.g. 00001.mp4",
@@ -61,52 +59,33 @@ _SKIPPED = {
     "outside": "a link leaving the dataset root, which emimic does not follow; copy the file in, or make the whole"
     " folder a link",
     "folder": "a folder; emimic reads the files directly in {folder}/, not in folders inside it",
-    "suffix": "emimic reads {suffixes} files in {folder}/; move each out of {folder}/, or convert a recording to"
-    " {target}, e.g. ffmpeg -i {example} 00001{target}",
 }
-
-
-def _unlisted(folder: Path, suffixes: tuple[str, ...]) -> dict[str, list[Path]]:
-    """The entries of ``folder`` that discovery does not look at: dangling links, folders and files of another
-    suffix (hidden and ``_`` names left alone, as discovery leaves them)."""
-    found: dict[str, list[Path]] = {"missing": [], "folder": [], "suffix": []}
-    for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
-        if entry.name.startswith((".", "_")):
-            continue
-        if entry.is_symlink() and not entry.exists():
-            found["missing"].append(entry)
-        elif entry.is_dir():
-            found["folder"].append(entry)
-        elif entry.suffix.lower() not in suffixes:
-            found["suffix"].append(entry)
-    return found
 
 
 def skipped_media(layout: DatasetLayout) -> list[str]:
     """One sentence per folder and reason naming the ``raw/`` and ``audio/`` entries that discovery left out, which
     would otherwise vanish from the run without a word."""
-    from emimic.data.layout import AUDIO_DIR, AUDIO_SUFFIXES, VIDEO_DIR, VIDEO_SUFFIXES
-
     sentences = []
-    # `example`: a recording in a format not read, for the conversion the "suffix" sentence suggests.
-    for name, suffixes, example in ((VIDEO_DIR, VIDEO_SUFFIXES, "00001.3gp"), (AUDIO_DIR, AUDIO_SUFFIXES, "00001.ogg")):
-        folder = layout.root / name
-        unlisted = _unlisted(folder, suffixes)
+    for name, example in MEDIA_EXAMPLES.items():
+        scan = layout.media_scans.get(name)
+        if scan is None:
+            continue
         skipped = {
-            "name": layout.media_stray,
-            "duplicate": [left_out for _, left_out in layout.media_duplicates],
-            "outside": layout.escaping_links,
-            "folder": unlisted["folder"],
-            "suffix": unlisted["suffix"],
+            "name": scan.stray,
+            "duplicate": [left_out for _, left_out in scan.duplicates],
+            "outside": scan.escaping,
+            "folder": scan.folders,
         }
+        folder = layout.root / name
         for reason, paths in skipped.items():
-            names = sorted(repr(p.name) for p in paths if p.parent == folder)
-            what = _SKIPPED[reason].format(
-                folder=name, suffixes=", ".join(suffixes), target=suffixes[0], example=example
-            )
-            sentences += [f"{folder}/: {shortlist(names)} not extracted: {what}."] if names else []
-        if unlisted["missing"]:
-            sentences.append(dangling_links(unlisted["missing"], "not extracted"))
+            if paths:
+                names = shortlist(sorted(repr(p.name) for p in paths))
+                sentences.append(f"{folder}/: {names} not extracted: {_SKIPPED[reason].format(folder=name)}.")
+        if scan.other_suffix:
+            sentences.append(unread_suffix(folder, [p.name for p in scan.other_suffix], MEDIA_SUFFIXES[name],
+                                           "not extracted", example=example))
+        if scan.dangling:
+            sentences.append(dangling_links(scan.dangling, "not extracted"))
     return sentences
 
 

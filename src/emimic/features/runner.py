@@ -131,9 +131,9 @@ class ClipRunner:
         seed_everything(self.spec.seed + clip_id, torch=self.uses_torch)
         started = time.perf_counter()
         path = sources.media(needs)
+        video = path is not None and "video" in needs and path == sources.video
         try:
             if path is not None:
-                video = "video" in needs and path == sources.video
                 media = decode(
                     path, audio="audio" in needs, video=video, fps=self.spec.fps, max_side=self.spec.max_side
                 )
@@ -142,7 +142,7 @@ class ClipRunner:
             else:
                 media = Media(path=Path(sources.shown), duration=0.0)
         except Exception as exc:  # a decoder fault on one file must not stop the other clips
-            reason = decode_error(path, exc)
+            reason = decode_error(path, exc, frames=video)
             return ClipReport(clip_id, [Outcome(e.name, "failed", reason) for e in extractors])
         report = ClipReport(clip_id, [], media_seconds=media.duration, decode_seconds=time.perf_counter() - started)
         clip = ClipInput(clip_id, media)
@@ -178,6 +178,10 @@ class ClipRunner:
             return Outcome(extractor.name, "masked", str(exc), time.perf_counter() - started)
         except EmimicError as exc:  # the input's fault: its sentence names the file and what to do
             return Outcome(extractor.name, "failed", str(exc), time.perf_counter() - started)
+        except MemoryError:  # a long clip on a busy machine: the other clips may well fit
+            reason = out_of_memory(clip.media.path, f"extracting {extractor.name!r} from it",
+                                   frames="video" in extractor.needs)
+            return Outcome(extractor.name, "failed", reason, time.perf_counter() - started)
         except Exception as exc:  # one clip's failure must not stop the batch
             return Outcome(extractor.name, "failed", unexpected(exc), time.perf_counter() - started)
         return Outcome(extractor.name, "done", "", time.perf_counter() - started)
@@ -189,14 +193,22 @@ def unexpected(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc} ({Path(where.filename).name}:{where.lineno})"
 
 
-def decode_error(path: str | Path | None, exc: Exception) -> str:
-    """The sentence errors.csv gets when ``path`` cannot be decoded: the file's own, a lack of memory, or one for a
-    fault no check foresaw, worded so as not to blame a file that may be sound (the fault may be emimic's)."""
+def decode_error(path: str | Path | None, exc: Exception, *, frames: bool) -> str:
+    """The sentence errors.csv gets when ``path`` cannot be decoded: the file's own, a lack of memory (``frames``:
+    video frames were decoded, so --fps and --max-side matter), or one for a fault no check foresaw, worded so as
+    not to blame a file that may be sound (the fault may be emimic's)."""
     if isinstance(exc, DataError):
         return str(exc)
     if isinstance(exc, MemoryError):
-        return f"{path}: emimic ran out of memory decoding it; lower --fps or --max-side, or run fewer --workers."
+        return out_of_memory(path, "decoding it", frames=frames)
     return f"{path}: emimic could not decode it ({unexpected(exc)}); if it plays elsewhere, report it with the file."
+
+
+def out_of_memory(path: str | Path | None, doing: str, *, frames: bool) -> str:
+    """The sentence errors.csv gets for a clip emimic ran out of memory ``doing`` (``"decoding it"``) on: what
+    lowers the memory it takes, the frames held (``frames``: the step holds video frames) or the clips at once."""
+    remedy = "lower --fps or --max-side, or run fewer --workers" if frames else "run fewer --workers"
+    return f"{path}: emimic ran out of memory {doing}; {remedy}."
 
 
 def take_audio(media: Media, audio_file: str) -> None:
@@ -205,7 +217,7 @@ def take_audio(media: Media, audio_file: str) -> None:
     try:
         other = decode(audio_file, video=False)
     except Exception as exc:  # a fault of the audio file fails only the audio extractors
-        media.audio_error = decode_error(audio_file, exc)
+        media.audio_error = decode_error(audio_file, exc, frames=False)
         return
     media.audio, media.sample_rate = other.audio, other.sample_rate
     if other.audio is None:

@@ -61,7 +61,7 @@ from emimic.data import VidmimicDataset, open_dataset
 from emimic.data.holdout import MIN_PCC_CLIPS
 from emimic.errors import ConfigError, DataError
 from emimic.io import atomic_path, write_text
-from emimic.labels import EMOTIONS, GROUP_COLUMNS
+from emimic.labels import EMOTIONS, GROUP_COLUMNS, view_prefix
 from emimic.metrics import pcc_intervals, pcc_scores
 from emimic.models.ensemble import resolve_members
 from emimic.outputs import check_folder_settings, warn_leftovers
@@ -94,12 +94,16 @@ class FoldJob(TrainJob):
 
     @property
     def label(self) -> str:
-        return f"fold {self.fold} seed {self.seed}" if self.fold else f"refit seed {self.seed}"
+        return f"{self.view} seed {self.seed}"
+
+    @property
+    def view(self) -> str:
+        """What this job's view of the corpus is called in messages: ``fold 2``, or ``refit``."""
+        return fold_name(self.fold) if self.fold else "refit"
 
     def dataset(self, ds: VidmimicDataset | None = None) -> VidmimicDataset:
         """The corpus with train and valid replaced by this job's clips."""
-        return split_view(super().dataset(ds), self.fold_ids["train"], self.fold_ids["valid"],
-                          view=f"fold {self.fold}" if self.fold else "refit")
+        return split_view(super().dataset(ds), self.fold_ids["train"], self.fold_ids["valid"], view=self.view)
 
 
 @dataclass
@@ -201,6 +205,11 @@ def split_view(ds: VidmimicDataset, train_ids: Sequence[int], valid_ids: Sequenc
     return held
 
 
+def fold_name(fold: int) -> str:
+    """How messages name the view of fold ``fold`` (1-based): ``fold 2``."""
+    return f"fold {fold}"
+
+
 def fold_view(run: str | Path, ds: VidmimicDataset) -> VidmimicDataset:
     """The dataset as the run folder ``run`` saw it: a fold run of a CV folder validates on its fold (so
     ``emimic report CV`` scores each fold model on clips it never trained on); any other run sees ``ds``."""
@@ -210,7 +219,7 @@ def fold_view(run: str | Path, ds: VidmimicDataset) -> VidmimicDataset:
         return ds
     fold_of = pd.read_csv(run.parent / FOLDS_FILE, index_col=0)["fold"]
     k = int(match.group(1))
-    return split_view(ds, fold_of.index[fold_of != k], fold_of.index[fold_of == k], view=f"fold {k}")
+    return split_view(ds, fold_of.index[fold_of != k], fold_of.index[fold_of == k], view=fold_name(k))
 
 
 def _train_all(jobs: Sequence[FoldJob], ds: VidmimicDataset, runner: Runner,
@@ -343,7 +352,7 @@ def cross_validate(
         plan = checked_run_folders(_plan(out, ds, cfg, fold_of, seeds), ds, overwrite=overwrite,
                                    refusal=_model_refusal)
         for job in plan:  # a fold without a modality the config names would stop the command after other folds
-            check_trainable(cfg, store, np.asarray(job.fold_ids["train"]), where=f"fold {job.fold}: ")
+            check_trainable(cfg, store, np.asarray(job.fold_ids["train"]), where=view_prefix(job.view))
         write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2))  # once the folds could be assigned
         results = _train_all(plan, ds, runner, report)
     oof = out_of_fold(ds, plan, labels, fold_of)

@@ -299,17 +299,17 @@ def evaluate(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "val
     trained = models[0]
     ds, store = _open(data, progress=progress)
     clips = ds.clips(split)
-    check_pcc_size(clips, root=ds.root, split=repr(split), remedy="evaluate a larger split")
+    check_pcc_size(clips, root=ds.root, split=repr(split), remedy="evaluate a larger split", where=ds.where)
     ids = clips.index.to_numpy(dtype=np.int64)
     if labels is not None:
         truth = external_labels(labels, ids, split=split)
     elif ds.has_labels(split):
         truth = ds.split(split)
     else:
-        raise DataError(f"{ds.root}: the {split!r} split has no labels to evaluate against; give them with"
-                        f" --labels FILE.")
-    check_labels_vary(truth, root=ds.root, split=ds.split_label(split), purpose="score")
-    constant = constant_labels_sentence(truth, root=ds.root, split=ds.split_label(split))
+        raise DataError(f"{ds.where}{ds.root}: the {split!r} split has no labels to evaluate against; give them"
+                        f" with --labels FILE.")
+    check_labels_vary(truth, root=ds.root, split=repr(split), purpose="score", where=ds.where)
+    constant = constant_labels_sentence(truth, root=ds.root, split=split, scored=True, where=ds.where)
     if constant is not None:
         warnings.warn(constant, EmimicWarning, stacklevel=2)
     preds = ensemble_predict_ids(models, store, ids)

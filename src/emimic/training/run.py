@@ -333,7 +333,7 @@ def _check_split_sizes(ds: VidmimicDataset) -> None:
     for name in TRAINING_SPLITS:
         if name in ds.splits:
             ds.clips(name)
-    check_valid_size(ds.splits["valid"], root=ds.root, fraction=ds.held_out_fraction)
+    check_valid_size(ds.splits["valid"], root=ds.root, fraction=ds.held_out_fraction, where=ds.where)
 
 
 def requested_run(ds: VidmimicDataset, cfg: ExperimentConfig
@@ -343,7 +343,7 @@ def requested_run(ds: VidmimicDataset, cfg: ExperimentConfig
     store = ds.store(progress=False)
     labelled = labelled_splits(ds)
     cfg = resolve_members(cfg, len(labelled["train"][0]))
-    spec = trainable_spec(cfg, store, check_trainable(cfg, store, labelled["train"][0]))
+    spec = trainable_spec(cfg, store, check_trainable(cfg, store, labelled["train"][0], where=ds.where))
     return RunRecord(cfg, data_fingerprint(store, spec.inputs, labelled), str(ds.root)), spec, labelled
 
 
