@@ -295,7 +295,7 @@ def test_a_folder_that_cannot_be_locked_is_written_after_one_warning(tmp_path, m
         with warned, exclusive_output(folder, command="train"):
             folder.mkdir()
     monkeypatch.setattr(emimic.outputs, "fcntl", None)
-    warned = pytest.warns(UnlockedWarning, match=r"\(this system has no flock\): a concurrent emimic train")
+    warned = pytest.warns(UnlockedWarning, match=r"^this system has no flock, so emimic cannot lock the folders")
     with warned, exclusive_output(folder, command="train"):
         pass
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["a"]

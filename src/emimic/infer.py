@@ -36,15 +36,19 @@ from emimic.data.layout import VIDEO_SUFFIXES
 from emimic.data.store import CACHE_ENV, cache_dir
 from emimic.errors import ConfigError, DataError, EmimicWarning
 from emimic.features.base import EXTRACTORS, Extractor
+from emimic.features.ledger import read_errors
 from emimic.features.media import dangling_links
 from emimic.features.pipeline import extract, make_spec
 from emimic.features.recipe import decoder_change, extractor_model_digest, sidecar_params
 from emimic.features.runner import ExtractSpec
 from emimic.io import atomic_path
 from emimic.labels import EMOTIONS
+from emimic.outputs import Hold, exclusive_outputs
 from emimic.training.inference import load_run, predict_ids
 
 INFER_CACHE = "infer"
+# How long an infer waits for another one extracting the same videos for the same run (see cache_hold).
+INFER_WAIT_SECONDS = 1800.0
 CLIP_COLUMN = "clip"
 # Settings every extractor of one extraction run shares (ExtractSpec has one value of each).
 _SHARED_VIDEO_PARAMS = ("fps", "max_side")
@@ -210,8 +214,16 @@ def infer_cache(recipe: Recipe, videos: dict[str, Path]) -> Path:
     return folder
 
 
+def cache_hold() -> Hold:
+    """How an infer holds its cache folder: another infer of the same run and videos is waited for (at most
+    ``INFER_WAIT_SECONDS``), and its finished clips are then reused."""
+    return Hold("infer", wait=INFER_WAIT_SECONDS,
+                busy="another emimic infer of the same run and videos is extracting them into this cache",
+                advice="run this command again when it has ended: it then reuses that one's features")
+
+
 def _failures(errors_csv: Path, names: dict[int, str]) -> pd.DataFrame:
-    errors = pd.read_csv(errors_csv, dtype={"clip": "int64"}, keep_default_na=False)
+    errors = read_errors(errors_csv)
     errors.insert(0, CLIP_COLUMN, errors.pop("clip").map(names))
     return errors
 
@@ -310,11 +322,15 @@ def infer(
     spec = make_spec(cache, list(options), options, **settings)
     check_recipe(recipe, spec.build(), spec)
     names = dict(enumerate(videos, start=1))
-    summary = extract(cache, spec.names, options=options, workers=workers, progress=progress,
-                      videos={i: videos[name] for i, name in names.items()}, **settings)
-    failed = _failures(Path(summary.attrs["errors"]), names)
-    ok = {i: name for i, name in names.items() if name not in set(failed[CLIP_COLUMN])}
-    predictions = _predict(trained, cache, ok, progress) if ok else pd.DataFrame(columns=[CLIP_COLUMN, *EMOTIONS])
+    # Another infer of the same run and videos (a second notebook) shares this cache: one extracts and packs at a
+    # time (each would delete the temporary files of the other), the second then reuses what the first finished.
+    with exclusive_outputs([cache], cache_hold()):
+        summary = extract(cache, spec.names, options=options, workers=workers, progress=progress,
+                          videos={i: videos[name] for i, name in names.items()}, **settings)
+        failed = _failures(Path(summary.attrs["errors"]), names)
+        ok = {i: name for i, name in names.items() if name not in set(failed[CLIP_COLUMN])}
+        predictions = (_predict(trained, cache, ok, progress) if ok
+                       else pd.DataFrame(columns=[CLIP_COLUMN, *EMOTIONS]))
     if out is not None:
         write_predictions(predictions, out)
     written = plot_clips(predictions, plots) if plots is not None else []

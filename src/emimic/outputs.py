@@ -26,14 +26,17 @@ not record (an earlier emimic) is never reused.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import json
 import os
 import re
 import shutil
+import time
 import uuid
 import warnings
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -117,30 +120,121 @@ LOCK_SUFFIX = "lock"
 CANNOT_LOCK = frozenset({errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EACCES, errno.EPERM, errno.EROFS})
 # Tries at making the lock file's parent and opening the file while other commands' clean-ups remove the parent.
 LOCK_FILE_ATTEMPTS = 100
+# How often a command that waits for a held folder tries its lock again: flock itself has no time limit.
+LOCK_POLL_SECONDS = 0.2
+NO_FLOCK = ("this system has no flock, so emimic cannot lock the folders it writes: a concurrent emimic command"
+            " writing the same folder would be neither refused nor waited for.")
+
+# The folders this thread holds (see exclusive_outputs): a folder inside one of them is held already.
+_HELD: contextvars.ContextVar[tuple[Path, ...]] = contextvars.ContextVar("emimic_held_folders", default=())
+
+
+class WaitingWarning(EmimicWarning):
+    """The folder a command is to write is held by another command, which it waits for (a bounded time)."""
+
+
+@dataclass(frozen=True)
+class Hold:
+    """How a command holds the folders it writes, and how its messages name the command that holds them first.
+
+    ``wait`` 0: the second command is refused at once; otherwise it waits for the first one up to ``wait`` seconds
+    (after one :class:`WaitingWarning`) and is refused only then. ``busy`` says what the other command is doing,
+    ``advice`` what to do when refused."""
+
+    command: str
+    wait: float = 0.0
+    busy: str | None = None
+    advice: str = "wait until it ends, or choose another --out"
+
+    def refusal(self, folder: Path) -> str:
+        if self.wait <= 0:
+            return f"{folder}: {self._busy} now; {self.advice}."
+        return f"{folder}: {self._busy} now, still after {_duration(self.wait)} of waiting; {self.advice}."
+
+    def notice(self, folder: Path) -> str:
+        return f"{folder}: {self._busy} now; waiting for it to end, for at most {_duration(self.wait)}."
+
+    @property
+    def _busy(self) -> str:
+        return self.busy or f"another emimic {self.command} is writing this folder"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
 @contextlib.contextmanager
-def exclusive_output(folder: str | Path, *, command: str) -> Iterator[None]:
+def exclusive_output(folder: str | Path, *, command: str, wait: float = 0.0, busy: str | None = None,
+                     advice: str | None = None) -> Iterator[None]:
     """Hold ``folder`` for this process while the block writes it: a second ``command`` into the same folder at the
     same time is refused (both wrote into it and both reported success, the folder holding one run's files and
-    perhaps the other's). The lock is an ``flock`` on the hidden file ``.NAME.lock`` beside ``folder`` (a folder a
-    replacement moves aside keeps no lock), released and removed when the block ends, or by the system when the
-    process dies; the parent folders made for it are removed then too when nothing else was put in them.
+    perhaps the other's), or, with ``wait`` seconds, waits for the first to end (see :class:`Hold` for ``busy`` and
+    ``advice``, the words of the messages). One folder of :func:`exclusive_outputs`, which tells the rest."""
+    hold = Hold(command, wait, busy) if advice is None else Hold(command, wait, busy, advice)
+    with exclusive_outputs([folder], hold):
+        yield
+
+
+@contextlib.contextmanager
+def exclusive_outputs(folders: Iterable[str | Path], hold: Hold) -> Iterator[None]:
+    """Hold each of ``folders`` as :func:`exclusive_output` does one, in sorted order (two commands that wait never
+    hold one folder each while waiting for the other's). The lock is an ``flock`` on the hidden file ``.NAME.lock``
+    beside each folder (a folder a replacement moves aside keeps no lock), released and removed when the block ends,
+    or by the system when the process dies; the parent folders made for it are removed then too when nothing else was
+    put in them. A folder inside one this thread holds already (an extraction into the folder an ``infer`` holds) is
+    held: it gets no lock of its own; the same folder held twice is refused, as for any other holder.
 
     Where no lock can be taken (no ``flock`` on Windows or on a Lustre mount without ``-o flock``, a parent folder
     this user may not write) the block runs unlocked after one :class:`UnlockedWarning`: the command itself does not
     need the lock. An ``flock`` on NFS mounted with ``nolock`` holds on one machine only."""
-    folder = Path(folder).resolve()
+    held = _HELD.get()
+    wanted = [folder for folder in sorted({Path(f).resolve() for f in folders}) if not _inside(folder, held)]
+    with contextlib.ExitStack() as stack:
+        unlocked: list[tuple[Path, OSError]] = []
+        for folder in wanted:
+            failure = stack.enter_context(_one_lock(folder, hold))
+            if failure is not None:
+                unlocked.append((folder, failure))
+        if unlocked:
+            warnings.warn(_unlocked_sentence(unlocked, hold.command), UnlockedWarning, stacklevel=4)
+        token = _HELD.set((*held, *wanted))
+        try:
+            yield
+        finally:
+            _HELD.reset(token)
+
+
+def _inside(folder: Path, held: tuple[Path, ...]) -> bool:
+    """Whether ``folder`` lies inside one of ``held`` (not one of them: a second hold of the same folder is refused)."""
+    return any(folder != outer and folder.is_relative_to(outer) for outer in held)
+
+
+def _unlocked_sentence(unlocked: list[tuple[Path, OSError]], command: str) -> str:
+    if fcntl is None:
+        return NO_FLOCK  # the same words for every folder: a command says it once
+    folder, exc = unlocked[0]
+    named = ", ".join(str(f) for f, _ in unlocked)
+    return (f"cannot lock {_lock_path(folder)} ({exc.strerror or exc}): a concurrent emimic {command} into {named}"
+            " would not be refused.")
+
+
+@contextlib.contextmanager
+def _one_lock(folder: Path, hold: Hold) -> Iterator[OSError | None]:
+    """Hold ``folder`` for the block; yields None, or the error that says no lock can be taken there."""
     made = _missing_parents(folder)
     try:
-        handle = _locked(folder, command)
+        handle = _locked(folder, hold)
     except OutputConflict:
         _remove_empty(made)
         raise
+    except OSError as exc:
+        if exc.errno not in CANNOT_LOCK:
+            raise
+        handle = exc
     try:
-        yield
+        yield handle if isinstance(handle, OSError) else None
     finally:
-        if handle is not None:
+        if not isinstance(handle, OSError):
             Path(handle.name).unlink(missing_ok=True)
             handle.close()
         _remove_empty(made)
@@ -160,34 +254,47 @@ def _remove_empty(folders: list[Path]) -> None:
             return
 
 
-def _locked(folder: Path, command: str) -> BinaryIO | None:
-    """The open lock file of ``folder``, flocked; None (after a warning) where no lock can be taken there."""
-    path = folder.with_name(f".{folder.name}.{LOCK_SUFFIX}")
-    try:
-        if fcntl is None:
-            raise OSError(errno.ENOSYS, "this system has no flock")
-        while True:
-            handle = _open_lock_file(path)
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
-                raise OutputConflict(f"{folder}: another emimic {command} is writing this folder now; wait until it"
-                                     " ends, or choose another --out.") from None
-            except OSError:  # no flock here: the file locks nothing, leave none behind
-                handle.close()
-                path.unlink(missing_ok=True)
-                raise
-            # the holder before us may have removed the file after we opened it: lock the file that is there now
-            if path.exists() and path.stat().st_ino == os.fstat(handle.fileno()).st_ino:
-                return handle
+def _lock_path(folder: Path) -> Path:
+    return folder.with_name(f".{folder.name}.{LOCK_SUFFIX}")
+
+
+def _locked(folder: Path, hold: Hold) -> BinaryIO:
+    """The open lock file of ``folder``, flocked (waiting for its holder as ``hold`` says); an OSError where no lock
+    can be taken there."""
+    path = _lock_path(folder)
+    if fcntl is None:
+        raise OSError(errno.ENOSYS, "this system has no flock")
+    deadline = time.monotonic() + hold.wait
+    announced = False
+    while True:
+        handle = _open_lock_file(path)
+        try:
+            while not _try_flock(handle):
+                if time.monotonic() >= deadline:
+                    raise OutputConflict(hold.refusal(folder))
+                if not announced:
+                    warnings.warn(hold.notice(folder), WaitingWarning, stacklevel=6)
+                    announced = True
+                time.sleep(LOCK_POLL_SECONDS)
+        except OutputConflict:
             handle.close()
-    except OSError as exc:
-        if exc.errno not in CANNOT_LOCK:
             raise
-        warnings.warn(f"cannot lock {path} ({exc.strerror or exc}): a concurrent emimic {command} into {folder}"
-                      " would not be refused.", UnlockedWarning, stacklevel=4)
-        return None
+        except OSError:  # no flock here: the file locks nothing, leave none behind
+            handle.close()
+            path.unlink(missing_ok=True)
+            raise
+        # the holder before us may have removed the file after we opened it: lock the file that is there now
+        if path.exists() and path.stat().st_ino == os.fstat(handle.fileno()).st_ino:
+            return handle
+        handle.close()
+
+
+def _try_flock(handle: BinaryIO) -> bool:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def _open_lock_file(path: Path) -> BinaryIO:

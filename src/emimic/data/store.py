@@ -24,6 +24,7 @@ folder and resumes with the modalities still to do.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -43,9 +44,12 @@ from emimic.defaults import CACHE_ENV, STORE_DTYPES
 from emimic.errors import DataError, EmptyFeatures, Interrupted
 from emimic.io import TEMP_SUFFIX, as_frames, decode_array, remove_leftovers, write_failure, write_text
 from emimic.labels import shortlist
+from emimic.outputs import Hold, exclusive_outputs
 from emimic.progress import progress_bar
 
 STORE_VERSION = 1
+# How long a command waits for another one packing the same store (a corpus of 15k clips packs in minutes).
+PACK_WAIT_SECONDS = 1800.0
 POOLED_STATS: tuple[str, ...] = ("mean", "std", "min", "max")
 DTYPES = STORE_DTYPES
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -391,7 +395,7 @@ def stale_modalities(layout: DatasetLayout, store_dir: Path, dtype: str | None =
 
 
 def _prepare(store: Path) -> None:
-    """Create the store folder and remove what a killed pack left; a clear error where it cannot be written."""
+    """Create the store folder; a clear error where it cannot be written."""
     try:
         store.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -399,7 +403,6 @@ def _prepare(store: Path) -> None:
         raise DataError(f"{store}: cannot create the feature store ({reason}); pass a writable --store DIR.") from None
     if not writable(store):
         raise DataError(f"{store}: the feature store cannot be written here; pass a writable --store DIR.")
-    remove_leftovers(store)
 
 
 def _pack_into(store: Path, source: ModalitySource, dtype: str, *, progress: bool) -> dict:
@@ -451,6 +454,21 @@ def pack(
         raise DataError(f"{layout.root}: no modality found (no folder of per-clip .pkl/.npy/.pt files).")
     store = Path(store_dir) if store_dir is not None else locate_store(layout)
     _prepare(store)
+    with exclusive_outputs([store], store_hold()):  # decided under the lock: a pack that ran meanwhile is seen
+        actions = _pack_held(layout, store, dtype, progress=progress)
+    return PackResult(store, actions, time.perf_counter() - started)
+
+
+def store_hold() -> Hold:
+    """How a command holds a store it packs or opens: another one packing it is waited for (at most
+    ``PACK_WAIT_SECONDS``), as its result is what this one needs, and is then reused where current."""
+    return Hold("pack", wait=PACK_WAIT_SECONDS, busy="another emimic command is packing this feature store",
+                advice="run this command again when it has ended")
+
+
+def _pack_held(layout: DatasetLayout, store: Path, dtype: str | None, *, progress: bool) -> dict[str, str]:
+    """Pack the stale modalities of ``layout`` into ``store``, which this process holds; what was done to each."""
+    remove_leftovers(store)  # what a killed pack left: no other pack is writing it now
     entries = dict((_read_manifest(store) or {"modalities": {}})["modalities"])
     dtype = dtype or store_dtype({"modalities": entries})
     actions = stale_modalities(layout, store, dtype)
@@ -472,7 +490,15 @@ def pack(
             del entries[name]
         _write_manifest(store, layout.root, entries)
     _remove_unlisted(store, entries)
-    return PackResult(store, actions, time.perf_counter() - started)
+    return actions
+
+
+def _held_for_reading(store_dir: Path) -> contextlib.AbstractContextManager[None]:
+    """The store held while it is opened, so that no pack replaces the files of the manifest being read. A store this
+    user cannot write beside (a read-only root packed earlier) is opened unheld: no pack of theirs can change it."""
+    if store_dir.is_dir() and write_failure(store_dir.parent) is None:
+        return exclusive_outputs([store_dir], store_hold())
+    return contextlib.nullcontext()
 
 
 class FeatureStore:
@@ -510,10 +536,11 @@ class FeatureStore:
     @classmethod
     def open(cls, store_dir: str | Path) -> FeatureStore:
         store_dir = Path(store_dir)
-        manifest = _read_manifest(store_dir)
-        if manifest is None:
-            raise DataError(f"{store_dir}: no packed feature store here; run `emimic pack` on the dataset root.")
-        return cls(store_dir, manifest)
+        with _held_for_reading(store_dir):  # the memory maps stay valid once open, even if a pack then replaces them
+            manifest = _read_manifest(store_dir)
+            if manifest is None:
+                raise DataError(f"{store_dir}: no packed feature store here; run `emimic pack` on the dataset root.")
+            return cls(store_dir, manifest)
 
     @property
     def modalities(self) -> list[str]:
