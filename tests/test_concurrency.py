@@ -1,0 +1,185 @@
+"""Two commands writing the same folders at once: the second is refused, or waits for the first and reuses its work;
+neither deletes or half-reads what the other is writing. The first command runs in a subprocess stopped at a named
+point of its work (tests/interruptible.py), the second in the test; the first is let go on (or killed) only once the
+second has found the folder held, so no sleep has to outlast a race."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import emimic.data.store
+import emimic.outputs
+from conftest import HeldCommand, Hold, flat
+from emimic.cli.registry import main
+from emimic.data import FeatureStore, pack
+from emimic.data.store import default_store_dir
+from emimic.errors import OutputConflict
+from emimic.features import EXTRACTORS, ClipInput, Output, extract
+from emimic.infer import CLIP_COLUMN, infer
+from emimic.labels import EMOTIONS, write_split
+from emimic.outputs import UnlockedWarning, WaitingWarning, exclusive_outputs
+from emimic.training import train
+from interruptible import Slow
+from test_interrupt import CLIPS, EXIT_SECONDS, PACKING_SECOND_MODALITY, half_written_crops, temporaries
+
+# The first command has finished clips 1 and 2 and is writing the crops of clip 3.
+WRITING_CLIP_3 = "slow_images/00003/1.jpg"
+
+
+class Other(Slow):
+    """Another modality of the same root, which cannot read clip 2."""
+
+    name = "other"
+
+    def outputs(self) -> tuple[Output, ...]:
+        return (Output("other", "frame", "clip id"),)
+
+    def _process(self, clip: ClipInput) -> dict[str, object]:
+        if clip.clip_id == 2:
+            raise ValueError("clip 2 cannot be read")
+        return {"other": pd.DataFrame(np.full((2, 3), clip.clip_id, np.float32))}
+
+
+@pytest.fixture
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """CLIPS placeholder videos (the `slow` extractor reads no media) with labels, and the test's own extractors."""
+    monkeypatch.setitem(EXTRACTORS, Slow.name, Slow)
+    monkeypatch.setitem(EXTRACTORS, Other.name, Other)
+    root = tmp_path / "root"
+    (root / "raw").mkdir(parents=True)
+    for clip_id in range(1, CLIPS + 1):
+        (root / "raw" / f"{clip_id:05d}.mp4").write_bytes(b"")
+    labels = pd.DataFrame(np.random.default_rng(0).uniform(size=(CLIPS, 6)), index=range(1, CLIPS + 1),
+                          columns=list(EMOTIONS))
+    write_split(labels.iloc[: CLIPS // 2], root / "train_split.csv")
+    write_split(labels.iloc[CLIPS // 2:], root / "valid_split.csv")
+    return root
+
+
+def release_once_waiting(first: HeldCommand, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let ``first`` go on as soon as the test's command has found the folder held (and starts waiting for it)."""
+    try_lock = emimic.outputs._try_flock
+
+    def try_then_release(handle) -> bool:
+        locked = try_lock(handle)
+        if not locked:
+            first.release()
+        return locked
+
+    monkeypatch.setattr(emimic.outputs, "_try_flock", try_then_release)
+
+
+def ended_well(command: HeldCommand) -> None:
+    """Let ``command`` go on (if the test's command has not yet) and check that it succeeded."""
+    command.release()
+    _, err = command.communicate(timeout=EXIT_SECONDS)
+    assert command.returncode == 0, err
+
+
+def done_rows(root: Path, extractor: str) -> list[int]:
+    ledger = pd.read_csv(root / "_extract" / "ledger.csv")
+    return sorted(ledger.loc[(ledger["extractor"] == extractor) & (ledger["status"] == "done"), "clip"])
+
+
+def test_a_second_extract_of_the_same_modality_is_refused_and_the_first_finishes_untouched(
+    root: Path, held: Hold, capsys: pytest.CaptureFixture
+) -> None:
+    """The second used to delete the first one's half-written crops as leftovers, and both wrote every clip."""
+    first = held(["extract", "--data", str(root), "--modalities", "slow", "--quiet"], WRITING_CLIP_3)
+    assert main(["extract", "--data", str(root), "--modalities", "slow", "--quiet"]) == 1
+    assert flat(capsys.readouterr().err) == (f"error: {root / 'slow'}: another emimic extract is writing this folder"
+                                             " now; wait until it ends, or extract other modalities meanwhile.")
+    assert half_written_crops(root)
+    ended_well(first)
+    assert done_rows(root, "slow") == list(range(1, CLIPS + 1)) and temporaries(root) == []
+
+
+def test_extracts_of_other_modalities_into_one_root_run_at_once_and_keep_each_others_failures(
+    root: Path, held: Hold
+) -> None:
+    """The one that ended last replaced errors.csv with its own failures: the other's were lost."""
+    first = held(["extract", "--data", str(root), "--modalities", "slow", "--quiet"], WRITING_CLIP_3)
+    summary = extract(root, "other", progress=False)
+    assert summary.loc["other", ["done", "failed"]].tolist() == [CLIPS - 1, 1]
+    ended_well(first)
+    errors = pd.read_csv(root / "_extract" / "errors.csv")
+    assert errors[["clip", "extractor"]].values.tolist() == [[2, "other"]]
+    assert "clip 2 cannot be read" in errors["error"][0]
+    assert done_rows(root, "slow") == list(range(1, CLIPS + 1))
+    assert done_rows(root, "other") == [c for c in range(1, CLIPS + 1) if c != 2]
+
+
+def test_a_pack_beside_a_pack_waits_for_it_and_reuses_the_store_it_finished(make_root, held: Hold,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second used to delete the first one's half-packed modality as a leftover and pack everything again."""
+    root = make_root()
+    store = default_store_dir(root)
+    first = held(["pack", str(root), "--quiet"], PACKING_SECOND_MODALITY)
+    release_once_waiting(first, monkeypatch)
+    waiting = rf"^{re.escape(str(store))}: another emimic command is packing this feature store now; waiting for it"
+    with pytest.warns(WaitingWarning, match=waiting + r" to end, for at most 30 min\.$"):
+        result = pack(root, progress=False)
+    assert result.actions == {"vit": "unchanged", "wav2vec2": "unchanged"}
+    ended_well(first)
+    assert FeatureStore.open(store).frames("wav2vec2", 30).shape[0] > 0
+
+
+def test_a_train_waits_a_bounded_time_for_a_pack_of_its_store_then_says_so(make_root, held: Hold, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A train into another --out used to pack the same store at once, deleting what the pack was writing."""
+    root = make_root()
+    store = default_store_dir(root)
+    first = held(["pack", str(root), "--quiet"], PACKING_SECOND_MODALITY)
+    monkeypatch.setattr(emimic.data.store, "PACK_WAIT_SECONDS", 0.5)
+    refused = (rf"^{re.escape(str(store))}: another emimic command is packing this feature store now, still after 0.5 s"
+               r" of waiting; run this command again when it has ended\.$")
+    with pytest.warns(WaitingWarning), pytest.raises(OutputConflict, match=refused):
+        train(root, tmp_path / "run", max_epochs=1, progress=False)
+    assert temporaries(store) and not (tmp_path / "run").exists()
+    ended_well(first)
+    assert train(root, tmp_path / "run", max_epochs=1, progress=False).epochs == 1
+
+
+def test_two_infers_of_the_same_videos_both_succeed_and_extract_each_clip_once(
+    root: Path, held: Hold, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two notebooks predicting the same videos share one cache: the second deleted what the first was writing."""
+    extract(root, "slow", progress=False)
+    run = tmp_path / "run"
+    train(root, run, max_epochs=1, progress=False)
+    videos = tmp_path / "videos"
+    shutil.copytree(root / "raw", videos)
+    monkeypatch.setenv("EMIMIC_CACHE", str(tmp_path / "cache"))
+
+    first = held(["infer", "--run", str(run), str(videos), "--out", str(tmp_path / "first.csv"), "--quiet"],
+                 WRITING_CLIP_3)
+    release_once_waiting(first, monkeypatch)
+    with pytest.warns(WaitingWarning, match=r"another emimic infer of the same run and videos is extracting them into"
+                                            r" this cache now; waiting for it to end, for at most 30 min\.$"):
+        second = infer(run, [videos], progress=False)
+    ended_well(first)
+    firsts = pd.read_csv(tmp_path / "first.csv", dtype={CLIP_COLUMN: str})
+    assert list(second.predictions[CLIP_COLUMN]) == list(firsts[CLIP_COLUMN]) == [f"{c:05d}" for c in range(1, 9)]
+    np.testing.assert_allclose(second.predictions[list(EMOTIONS)], firsts[list(EMOTIONS)], atol=1e-6)
+    assert done_rows(second.cache, "slow") == list(range(1, CLIPS + 1))  # the second extracted none again
+
+
+def test_without_flock_a_command_holding_several_and_nested_folders_warns_once(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """An infer holds its cache, then extracts and packs inside it: one warning, not one per folder."""
+    monkeypatch.setattr(emimic.outputs, "fcntl", None)
+    cache = tmp_path / "cache"
+    with (
+        pytest.warns(UnlockedWarning, match=r"^this system has no flock, so emimic cannot lock") as caught,
+        exclusive_outputs([cache, tmp_path / "other"], emimic.outputs.Hold("infer")),
+        exclusive_outputs([cache / "egemaps", cache / "egemaps_func"], emimic.outputs.Hold("extract")),
+    ):
+        pass
+    assert len(caught) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no lock file, no folder made for one
