@@ -136,7 +136,7 @@ def test_a_train_waits_a_bounded_time_for_a_pack_of_its_store_then_says_so(make_
     root = make_root()
     store = default_store_dir(root)
     first = held(["pack", str(root), "--quiet"], PACKING_SECOND_MODALITY)
-    monkeypatch.setattr(emimic.data.store, "PACK_WAIT_SECONDS", 0.5)
+    monkeypatch.setattr(emimic.data.store, "LOCK_WAIT_SECONDS", 0.5)
     refused = (rf"^{re.escape(str(store))}: another emimic command is packing this feature store now, still after 0.5 s"
                r" of waiting; run this command again when it has ended\.$")
     with pytest.warns(WaitingWarning), pytest.raises(OutputConflict, match=refused):

@@ -4,7 +4,8 @@ A run records, per modality it reads, the extraction recipe (``_extractor.json``
 :mod:`emimic.features.recipe`): extractor, options, parameters, frame sampling, seed and the
 SHA-256 of its model. ``infer`` rebuilds those extractors, refuses to go on when a parameter or
 the model differs here, extracts the given videos into a cache folder (never next to them; see
-:func:`emimic.data.store.cache_dir`), packs them and predicts. A modality the run cannot
+:func:`emimic.data.store.cache_dir`; a second infer of the same run and videos waits for the first, then
+reuses its features), packs them and predicts. A modality the run cannot
 re-extract (pickles shipped with a dataset, an extractor unknown here) is an error naming it.
 
 A clip that fails to decode or to extract is listed in :attr:`InferResult.failed` and left out of
@@ -34,6 +35,7 @@ import pandas as pd
 
 from emimic.data.layout import VIDEO_SUFFIXES
 from emimic.data.store import CACHE_ENV, cache_dir
+from emimic.defaults import LOCK_WAIT_SECONDS
 from emimic.errors import ConfigError, DataError, EmimicWarning
 from emimic.features.base import EXTRACTORS, Extractor
 from emimic.features.ledger import read_errors
@@ -47,8 +49,6 @@ from emimic.outputs import Hold, exclusive_outputs
 from emimic.training.inference import load_run, predict_ids
 
 INFER_CACHE = "infer"
-# How long an infer waits for another one extracting the same videos for the same run (see cache_hold).
-INFER_WAIT_SECONDS = 1800.0
 CLIP_COLUMN = "clip"
 # Settings every extractor of one extraction run shares (ExtractSpec has one value of each).
 _SHARED_VIDEO_PARAMS = ("fps", "max_side")
@@ -216,8 +216,8 @@ def infer_cache(recipe: Recipe, videos: dict[str, Path]) -> Path:
 
 def cache_hold() -> Hold:
     """How an infer holds its cache folder: another infer of the same run and videos is waited for (at most
-    ``INFER_WAIT_SECONDS``), and its finished clips are then reused."""
-    return Hold("infer", wait=INFER_WAIT_SECONDS,
+    ``LOCK_WAIT_SECONDS``), and its finished clips are then reused."""
+    return Hold("infer", wait=LOCK_WAIT_SECONDS,
                 busy="another emimic infer of the same run and videos is extracting them into this cache",
                 advice="run this command again when it has ended: it then reuses that one's features")
 

@@ -19,7 +19,8 @@ name>-<hash of its path>``: :func:`locate_store` finds it again, so no flag is n
 Writes are atomic: a modality is packed into a temporary folder, renamed into place, and only
 then recorded in the manifest (the commit point), one modality at a time. A killed pack leaves
 the previous store intact plus every modality it finished; the next pack removes its temporary
-folder and resumes with the modalities still to do.
+folder and resumes with the modalities still to do. One command packs a store at a time (a lock beside it, see
+:func:`store_hold`): another one waits for it, then reuses what it packed; a store is opened under the same lock.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from emimic.data.layout import DatasetLayout, ModalitySource, discover, read_mapping
-from emimic.defaults import CACHE_ENV, STORE_DTYPES
+from emimic.defaults import CACHE_ENV, LOCK_WAIT_SECONDS, STORE_DTYPES
 from emimic.errors import DataError, EmptyFeatures, Interrupted
 from emimic.io import TEMP_SUFFIX, as_frames, decode_array, remove_leftovers, write_failure, write_text
 from emimic.labels import shortlist
@@ -48,8 +49,6 @@ from emimic.outputs import Hold, exclusive_outputs
 from emimic.progress import progress_bar
 
 STORE_VERSION = 1
-# How long a command waits for another one packing the same store (a corpus of 15k clips packs in minutes).
-PACK_WAIT_SECONDS = 1800.0
 POOLED_STATS: tuple[str, ...] = ("mean", "std", "min", "max")
 DTYPES = STORE_DTYPES
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -461,8 +460,8 @@ def pack(
 
 def store_hold() -> Hold:
     """How a command holds a store it packs or opens: another one packing it is waited for (at most
-    ``PACK_WAIT_SECONDS``), as its result is what this one needs, and is then reused where current."""
-    return Hold("pack", wait=PACK_WAIT_SECONDS, busy="another emimic command is packing this feature store",
+    ``LOCK_WAIT_SECONDS``), as its result is what this one needs, and is then reused where current."""
+    return Hold("pack", wait=LOCK_WAIT_SECONDS, busy="another emimic command is packing this feature store",
                 advice="run this command again when it has ended")
 
 
