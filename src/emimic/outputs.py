@@ -164,14 +164,12 @@ def _duration(seconds: float) -> str:
 
 
 @contextlib.contextmanager
-def exclusive_output(folder: str | Path, *, command: str, wait: float = 0.0, busy: str | None = None,
-                     advice: str | None = None) -> Iterator[None]:
+def exclusive_output(folder: str | Path, *, command: str) -> Iterator[None]:
     """Hold ``folder`` for this process while the block writes it: a second ``command`` into the same folder at the
     same time is refused (both wrote into it and both reported success, the folder holding one run's files and
-    perhaps the other's), or, with ``wait`` seconds, waits for the first to end (see :class:`Hold` for ``busy`` and
-    ``advice``, the words of the messages). One folder of :func:`exclusive_outputs`, which tells the rest."""
-    hold = Hold(command, wait, busy) if advice is None else Hold(command, wait, busy, advice)
-    with exclusive_outputs([folder], hold):
+    perhaps the other's). One folder of :func:`exclusive_outputs`, which tells the rest; a :class:`Hold` there may
+    wait for the first command instead, and word the messages for another command."""
+    with exclusive_outputs([folder], Hold(command)):
         yield
 
 
