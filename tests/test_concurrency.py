@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from emimic.outputs import UnlockedWarning, WaitingWarning, exclusive_outputs
 from emimic.training import train
 from interruptible import Slow
 from test_interrupt import CLIPS, EXIT_SECONDS, PACKING_SECOND_MODALITY, half_written_crops, temporaries
+from test_store import read_only
 
 # The first command has finished clips 1 and 2 and is writing the crops of clip 3.
 WRITING_CLIP_3 = "slow_images/00003/1.jpg"
@@ -183,3 +185,36 @@ def test_without_flock_a_command_holding_several_and_nested_folders_warns_once(t
         pass
     assert len(caught) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no lock file, no folder made for one
+
+
+def test_an_open_store_keeps_what_it_needs_when_a_pack_replaces_its_files(make_root) -> None:
+    """A train opened the store, a pack then replaced it: the fingerprint of the run read a deleted sources.csv."""
+    root = make_root()
+    opened = FeatureStore.open(pack(root, progress=False).store_dir)
+    digest = opened.content_digest("vit")
+    pack(root, dtype="float16", progress=False)  # every modality packed anew, the old folders deleted
+    assert opened.content_digest("vit") == digest == FeatureStore.open(opened.path).content_digest("vit")
+    assert opened.frames("vit", 3).shape[0] > 0
+
+
+def test_a_store_being_packed_is_opened_once_the_pack_has_finished(make_root, held: Hold,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opened meanwhile it held the modalities packed so far: a train would have read vit without wav2vec2."""
+    root = make_root()
+    store = default_store_dir(root)
+    first = held(["pack", str(root), "--quiet"], PACKING_SECOND_MODALITY)
+    release_once_waiting(first, monkeypatch)
+    with pytest.warns(WaitingWarning, match=rf"^{re.escape(str(store))}: another emimic command is packing"):
+        opened = FeatureStore.open(store)
+    assert opened.modalities == ["vit", "wav2vec2"]
+    ended_well(first)
+
+
+def test_a_store_beside_which_nothing_can_be_written_is_opened_without_a_lock(make_root) -> None:
+    """A read-only root packed earlier: its store is read as it is, with no warning that it cannot be locked."""
+    root = make_root()
+    store = pack(root, progress=False).store_dir
+    with read_only(store.parent), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert FeatureStore.open(store).modalities == ["vit", "wav2vec2"]
+    assert sorted(p.name for p in store.parent.iterdir()) == ["store"]  # no lock file

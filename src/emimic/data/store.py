@@ -518,6 +518,7 @@ class FeatureStore:
         self._lengths: dict[str, np.ndarray] = {}
         self._pooled: dict[str, np.ndarray] = {}
         self._frames: dict[str, np.ndarray] = {}
+        self._content: dict[str, str] = {}
         for name, entry in manifest["modalities"].items():
             if damaged := damaged_files(store_dir, entry):
                 raise DataError(
@@ -531,11 +532,15 @@ class FeatureStore:
             self._pooled[name] = np.load(folder / "pooled.npy", mmap_mode="r")
             shape = (entry["n_frames"], entry["dim"])
             self._frames[name] = np.memmap(folder / "frames.bin", dtype=entry["dtype"], mode="r", shape=shape)
+            # read now, while the store is held: a pack may delete the folder once it is open
+            self._content[name] = hashlib.sha256((folder / "sources.csv").read_bytes()).hexdigest()
 
     @classmethod
     def open(cls, store_dir: str | Path) -> FeatureStore:
         store_dir = Path(store_dir)
-        with _held_for_reading(store_dir):  # the memory maps stay valid once open, even if a pack then replaces them
+        # Everything is read or mapped under the lock: the memory maps stay valid once open, even if a pack then
+        # replaces their files, and nothing is read from the store's folders later.
+        with _held_for_reading(store_dir):
             manifest = _read_manifest(store_dir)
             if manifest is None:
                 raise DataError(f"{store_dir}: no packed feature store here; run `emimic pack` on the dataset root.")
@@ -557,8 +562,7 @@ class FeatureStore:
         """Digest of the modality's source files by content (names, frame counts, checksums): the same for
         a copy of the data wherever it lies and whatever its file times, unlike the manifest's fingerprint."""
         self._check(modality)
-        sources = self.path / self.manifest["modalities"][modality]["dir"] / "sources.csv"
-        return hashlib.sha256(sources.read_bytes()).hexdigest()
+        return self._content[modality]
 
     def recipe(self, modality: str) -> dict | None:
         """How a modality was extracted (its ``_extractor.json`` at packing time); None if emimic did not extract it."""
