@@ -218,3 +218,12 @@ def test_a_store_beside_which_nothing_can_be_written_is_opened_without_a_lock(ma
         warnings.simplefilter("error")
         assert FeatureStore.open(store).modalities == ["vit", "wav2vec2"]
     assert sorted(p.name for p in store.parent.iterdir()) == ["store"]  # no lock file
+
+
+def test_without_flock_a_store_is_opened_with_no_warning(make_root, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Windows evaluate, predict and report, which write nothing, each warned that they could not lock."""
+    store = pack(make_root(), progress=False).store_dir
+    monkeypatch.setattr(emimic.outputs, "fcntl", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert FeatureStore.open(store).modalities == ["vit", "wav2vec2"]

@@ -202,6 +202,12 @@ def exclusive_outputs(folders: Iterable[str | Path], hold: Hold) -> Iterator[Non
             _HELD.reset(token)
 
 
+def flock_available() -> bool:
+    """Whether this system can lock folders at all (not on Windows): a command that only reads may skip the lock,
+    and the warning that it cannot be taken, where it cannot."""
+    return fcntl is not None
+
+
 def _inside(folder: Path, held: tuple[Path, ...]) -> bool:
     """Whether ``folder`` lies inside one of ``held`` (not one of them: a second hold of the same folder is refused)."""
     return any(folder != outer and folder.is_relative_to(outer) for outer in held)

@@ -45,7 +45,7 @@ from emimic.defaults import CACHE_ENV, LOCK_WAIT_SECONDS, STORE_DTYPES
 from emimic.errors import DataError, EmptyFeatures, Interrupted
 from emimic.io import TEMP_SUFFIX, as_frames, decode_array, remove_leftovers, write_failure, write_text
 from emimic.labels import shortlist
-from emimic.outputs import Hold, exclusive_outputs
+from emimic.outputs import Hold, exclusive_outputs, flock_available
 from emimic.progress import progress_bar
 
 STORE_VERSION = 1
@@ -494,8 +494,9 @@ def _pack_held(layout: DatasetLayout, store: Path, dtype: str | None, *, progres
 
 def _held_for_reading(store_dir: Path) -> contextlib.AbstractContextManager[None]:
     """The store held while it is opened, so that no pack replaces the files of the manifest being read. A store this
-    user cannot write beside (a read-only root packed earlier) is opened unheld: no pack of theirs can change it."""
-    if store_dir.is_dir() and write_failure(store_dir.parent) is None:
+    user cannot write beside (a read-only root packed earlier) is opened unheld: no pack of theirs can change it. So is
+    any store where no lock exists (Windows): the commands that only read it need not warn that they cannot lock it."""
+    if flock_available() and store_dir.is_dir() and write_failure(store_dir.parent) is None:
         return exclusive_outputs([store_dir], store_hold())
     return contextlib.nullcontext()
 
