@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 import warnings
 from pathlib import Path
 
@@ -227,3 +228,19 @@ def test_without_flock_a_store_is_opened_with_no_warning(make_root, monkeypatch:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert FeatureStore.open(store).modalities == ["vit", "wav2vec2"]
+
+
+def test_a_folder_this_process_holds_is_refused_at_once_to_this_process(tmp_path: Path) -> None:
+    """It waited for itself the whole bound, then blamed another emimic command."""
+    store, waiting = tmp_path / "store", emimic.outputs.Hold("pack", wait=5.0)
+    refused = (rf"^{re.escape(str(store))}: this process holds this folder already, for a command that has not ended;"
+               r" run this emimic pack after that one, not inside it\.$")
+    started = time.monotonic()
+    with (
+        exclusive_outputs([store], waiting),
+        pytest.raises(OutputConflict, match=refused),
+        exclusive_outputs([tmp_path / "other", store], waiting),
+    ):
+        pass
+    assert time.monotonic() - started < 4.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # the first hold's lock file removed, no other made

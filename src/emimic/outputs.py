@@ -180,13 +180,18 @@ def exclusive_outputs(folders: Iterable[str | Path], hold: Hold) -> Iterator[Non
     beside each folder (a folder a replacement moves aside keeps no lock), released and removed when the block ends,
     or by the system when the process dies; the parent folders made for it are removed then too when nothing else was
     put in them. A folder inside one this thread holds already (an extraction into the folder an ``infer`` holds) is
-    held: it gets no lock of its own; the same folder held twice is refused, as for any other holder.
+    held: it gets no lock of its own; the same folder held twice is refused at once (:class:`OutputConflict`): the
+    second holder would write what the first one, which has not ended, is writing.
 
     Where no lock can be taken (no ``flock`` on Windows or on a Lustre mount without ``-o flock``, a parent folder
     this user may not write) the block runs unlocked after one :class:`UnlockedWarning`: the command itself does not
     need the lock. An ``flock`` on NFS mounted with ``nolock`` holds on one machine only."""
     held = _HELD.get()
     wanted = [folder for folder in sorted({Path(f).resolve() for f in folders}) if not _inside(folder, held)]
+    again = [folder for folder in wanted if folder in held]
+    if again:  # waiting for its own lock, this process would wait for ever
+        raise OutputConflict(f"{again[0]}: this process holds this folder already, for a command that has not ended;"
+                             f" run this emimic {hold.command} after that one, not inside it.")
     with contextlib.ExitStack() as stack:
         unlocked: list[tuple[Path, OSError]] = []
         for folder in wanted:
