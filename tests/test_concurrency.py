@@ -5,6 +5,7 @@ second has found the folder held, so no sleep has to outlast a race."""
 
 from __future__ import annotations
 
+import fcntl
 import re
 import shutil
 import time
@@ -244,3 +245,41 @@ def test_a_folder_this_process_holds_is_refused_at_once_to_this_process(tmp_path
         pass
     assert time.monotonic() - started < 4.0
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # the first hold's lock file removed, no other made
+
+
+def test_ctrl_c_while_waiting_closes_the_lock_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file stayed open (and its flock attempts with it) until the process ended."""
+    folder = tmp_path / "run"
+    with open(emimic.outputs._lock_path(folder), "a+b") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another command holds the folder
+        opened, real_open, try_lock = [], emimic.outputs._open_lock_file, emimic.outputs._try_flock
+
+        def recorded(path: Path):
+            opened.append(real_open(path))
+            return opened[-1]
+
+        def interrupted_on_second_try(handle) -> bool:
+            if tries := getattr(handle, "tries", 0):
+                raise KeyboardInterrupt  # Ctrl-C while waiting
+            handle.tries = tries + 1
+            return try_lock(handle)
+
+        monkeypatch.setattr(emimic.outputs, "_open_lock_file", recorded)
+        monkeypatch.setattr(emimic.outputs, "_try_flock", interrupted_on_second_try)
+        with (pytest.warns(WaitingWarning), pytest.raises(KeyboardInterrupt),
+              exclusive_outputs([folder], emimic.outputs.Hold("train", wait=60.0))):
+            pass
+    assert len(opened) == 1 and opened[0].closed
+
+
+def test_ctrl_c_while_the_lock_file_is_made_removes_the_folders_made_for_it(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parent folders made only to hold the lock file stayed, empty."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(emimic.outputs, "open", interrupted, raising=False)  # Ctrl-C once the parents are made
+    with pytest.raises(KeyboardInterrupt), exclusive_outputs([tmp_path / "runs" / "a" / "run"],
+                                                             emimic.outputs.Hold("train")):
+        pass
+    assert list(tmp_path.iterdir()) == []

@@ -233,13 +233,14 @@ def _one_lock(folder: Path, hold: Hold) -> Iterator[OSError | None]:
     made = _missing_parents(folder)
     try:
         handle = _locked(folder, hold)
-    except OutputConflict:
-        _remove_empty(made)
-        raise
     except OSError as exc:
         if exc.errno not in CANNOT_LOCK:
+            _remove_empty(made)
             raise
         handle = exc
+    except BaseException:  # refused, or Ctrl-C while waiting: nothing of this lock stays
+        _remove_empty(made)
+        raise
     try:
         yield handle if isinstance(handle, OSError) else None
     finally:
@@ -285,12 +286,12 @@ def _locked(folder: Path, hold: Hold) -> BinaryIO:
                     warnings.warn(hold.notice(folder), WaitingWarning, stacklevel=6)
                     announced = True
                 time.sleep(LOCK_POLL_SECONDS)
-        except OutputConflict:
-            handle.close()
-            raise
         except OSError:  # no flock here: the file locks nothing, leave none behind
             handle.close()
             path.unlink(missing_ok=True)
+            raise
+        except BaseException:  # refused, or Ctrl-C while waiting: the file is the holder's
+            handle.close()
             raise
         # the holder before us may have removed the file after we opened it: lock the file that is there now
         if path.exists() and path.stat().st_ino == os.fstat(handle.fileno()).st_ino:
