@@ -5,7 +5,9 @@ second has found the folder held, so no sleep has to outlast a race."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import os
 import re
 import shutil
 import time
@@ -283,3 +285,23 @@ def test_ctrl_c_while_the_lock_file_is_made_removes_the_folders_made_for_it(tmp_
                                                              emimic.outputs.Hold("train")):
         pass
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_lock_file_another_user_left_is_locked_read_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opening it for appending failed (EACCES), and every later command ran unlocked after a warning."""
+    folder = tmp_path / "run"
+    lock_file = emimic.outputs._lock_path(folder)
+    lock_file.touch()  # left by another user's command, killed
+    real_open = open
+
+    def other_users(path, mode="r", *args, **kwargs):  # tests run as root, whom permission bits do not stop
+        if Path(path) == lock_file and mode != "rb":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(emimic.outputs, "open", other_users, raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no UnlockedWarning
+        with (exclusive_outputs([folder], emimic.outputs.Hold("train")), real_open(lock_file, "rb") as second,
+              pytest.raises(BlockingIOError)):
+            fcntl.flock(second, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: another command would be refused

@@ -245,7 +245,7 @@ def _one_lock(folder: Path, hold: Hold) -> Iterator[OSError | None]:
         yield handle if isinstance(handle, OSError) else None
     finally:
         if not isinstance(handle, OSError):
-            Path(handle.name).unlink(missing_ok=True)
+            _remove_lock_file(Path(handle.name))
             handle.close()
         _remove_empty(made)
 
@@ -262,6 +262,13 @@ def _remove_empty(folders: list[Path]) -> None:
             folder.rmdir()
         except OSError:  # not empty (a run, or another command's lock, is in it), or gone already
             return
+
+
+def _remove_lock_file(path: Path) -> None:
+    """Remove the lock file ``path`` where this user may (another user's file in a folder with the sticky bit stays:
+    it is locked and unlocked all the same)."""
+    with contextlib.suppress(FileNotFoundError, PermissionError):
+        path.unlink()
 
 
 def _lock_path(folder: Path) -> Path:
@@ -288,7 +295,7 @@ def _locked(folder: Path, hold: Hold) -> BinaryIO:
                 time.sleep(LOCK_POLL_SECONDS)
         except OSError:  # no flock here: the file locks nothing, leave none behind
             handle.close()
-            path.unlink(missing_ok=True)
+            _remove_lock_file(path)
             raise
         except BaseException:  # refused, or Ctrl-C while waiting: the file is the holder's
             handle.close()
@@ -308,11 +315,16 @@ def _try_flock(handle: BinaryIO) -> bool:
 
 
 def _open_lock_file(path: Path) -> BinaryIO:
-    """``path`` opened for appending, its parent folders made first; tried again when another command's clean-up
-    (:func:`_remove_empty`) removed a parent between the two steps."""
+    """``path`` opened for appending (for reading where it is another user's), its parent folders made first; tried
+    again when another command's clean-up (:func:`_remove_empty`) removed a parent between the two steps."""
     def make_and_open() -> BinaryIO:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return open(path, "a+b")
+        try:
+            return open(path, "a+b")
+        except PermissionError:  # another user's file, left by a killed command: flock needs no right to write it
+            if not path.exists():
+                raise
+            return open(path, "rb")
 
     for _ in range(LOCK_FILE_ATTEMPTS - 1):
         with contextlib.suppress(FileNotFoundError):
