@@ -5,11 +5,14 @@ second has found the folder held, so no sleep has to outlast a race."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
+import io
 import os
 import re
 import shutil
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -19,6 +22,7 @@ import pandas as pd
 import pytest
 
 import emimic.data.store
+import emimic.features.ledger
 import emimic.outputs
 from conftest import HeldCommand, Hold, flat
 from emimic.cli.registry import main
@@ -26,6 +30,9 @@ from emimic.data import FeatureStore, pack
 from emimic.data.store import default_store_dir
 from emimic.errors import OutputConflict
 from emimic.features import EXTRACTORS, ClipInput, Output, extract
+from emimic.features.ledger import LedgerWriter
+from emimic.features.pipeline import start_records
+from emimic.features.runner import ClipReport, Outcome
 from emimic.infer import CLIP_COLUMN, infer
 from emimic.labels import EMOTIONS, write_split
 from emimic.outputs import UnlockedWarning, WaitingWarning, exclusive_outputs
@@ -305,3 +312,46 @@ def test_a_lock_file_another_user_left_is_locked_read_only(tmp_path: Path, monke
         with (exclusive_outputs([folder], emimic.outputs.Hold("train")), real_open(lock_file, "rb") as second,
               pytest.raises(BlockingIOError)):
             fcntl.flock(second, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: another command would be refused
+
+
+def test_two_extracts_starting_together_on_a_new_root_write_one_ledger_header(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both found the ledger empty and both wrote its header, the second one amid the first one's lines."""
+    state = tmp_path / "_extract"
+    together = threading.Barrier(2, timeout=1.0)  # both inside at once, or the first one alone for a second
+    real_open = open
+
+    def open_then_meet(*args, **kwargs):
+        handle = real_open(*args, **kwargs)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            together.wait()
+        return handle
+
+    monkeypatch.setattr(emimic.features.ledger, "open", open_then_meet, raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", WaitingWarning)  # the second one waits for the first
+        starts = [threading.Thread(target=start_records, args=(state,)) for _ in range(2)]
+        for thread in starts:
+            thread.start()
+        for thread in starts:
+            thread.join()
+    assert (state / "ledger.csv").read_text() == "clip,extractor,status,reason,seconds,params\n"
+
+
+def test_a_ledger_line_cut_short_by_the_system_is_written_whole(tmp_path: Path) -> None:
+    """A write of fewer bytes than asked (a signal, a disk filling up) left the rest of the line unwritten."""
+    class ShortWrites(io.RawIOBase):
+        def __init__(self) -> None:
+            self.written = b""
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data) -> int:
+            self.written += bytes(data[:7])
+            return min(len(data), 7)
+
+    handle = ShortWrites()
+    ledger = LedgerWriter(handle, lambda clip, extractor: "key", {3: "raw/00003.mp4"})
+    ledger.record(ClipReport(3, [Outcome("vit", "done", seconds=0.5), Outcome("egemaps", "failed", "no audio")]))
+    assert handle.written.decode() == "3,vit,done,,0.500,key\r\n3,egemaps,failed,no audio,0.000,key\r\n"

@@ -78,19 +78,32 @@ class LedgerWriter:
         # One write of whole lines to a file opened for appending: the lines of an extract of other modalities into
         # the same root, at the same time, land before or after them, never inside. A killed run keeps every line
         # written so far: the ledger is what resumption reads.
-        self._handle.write(rows.getvalue().encode("utf-8"))
+        write_all(self._handle, rows.getvalue().encode("utf-8"))
+
+
+def write_all(handle: BinaryIO, data: bytes) -> None:
+    """Write all of ``data`` to the unbuffered ``handle``: one write in practice; one cut short (a signal, a disk
+    filling up) is carried on rather than leaving a line cut."""
+    rest = memoryview(data)
+    while rest:
+        rest = rest[handle.write(rest):]
+
+
+def start_ledger(path: Path) -> None:
+    """Make ``path`` a ledger to append lines to: its header written when new, a killed run's last line ended. Called
+    by one extract at a time (two starting together on a new root wrote the header twice)."""
+    with open(path, "ab", buffering=0) as handle:
+        if handle.tell() == 0:
+            write_all(handle, (",".join(LEDGER_FIELDS) + "\r\n").encode("utf-8"))
+        elif not _ends_with_newline(path):
+            write_all(handle, b"\n")  # end the line a killed run left unfinished
 
 
 @contextmanager
 def open_ledger(path: Path, key: Callable[[int, str], str], inputs: dict[int, str]) -> Iterator[LedgerWriter]:
-    """A :class:`LedgerWriter` appending to ``path`` (header written once, a killed run's last line ended);
-    ``key(clip, extractor)`` is what an outcome is recorded under, ``inputs`` names each clip's main input file
-    for the error list."""
+    """A :class:`LedgerWriter` appending to the ledger ``path`` (see :func:`start_ledger`); ``key(clip, extractor)``
+    is what an outcome is recorded under, ``inputs`` names each clip's main input file for the error list."""
     with open(path, "ab", buffering=0) as handle:
-        if handle.tell() == 0:
-            handle.write((",".join(LEDGER_FIELDS) + "\r\n").encode("utf-8"))
-        elif not _ends_with_newline(path):
-            handle.write(b"\n")  # end the line a killed run left unfinished
         yield LedgerWriter(handle, key, inputs)
 
 

@@ -24,7 +24,16 @@ import pandas as pd
 from emimic.errors import ConfigError, DataError, EmimicWarning, Interrupted
 from emimic.features.backends import check_ray_address, run_local, run_ray
 from emimic.features.base import Extractor, resolve_name
-from emimic.features.ledger import ERRORS, LEDGER, STATE_DIR, STATUSES, open_ledger, read_ledger, write_errors
+from emimic.features.ledger import (
+    ERRORS,
+    LEDGER,
+    STATE_DIR,
+    STATUSES,
+    open_ledger,
+    read_ledger,
+    start_ledger,
+    write_errors,
+)
 from emimic.features.plan import (
     INPUT_FILES,
     NO_INPUT,
@@ -45,9 +54,10 @@ if TYPE_CHECKING:
     from emimic.data.layout import DatasetLayout
 
 EXTRACT_HOLD = Hold("extract", advice="wait until it ends, or extract other modalities meanwhile")
-# errors.csv is rewritten in milliseconds by each extract that ends: another one waits for that.
-ERRORS_HOLD = Hold("extract", wait=60.0, busy="another emimic extract is writing its failures into this folder",
-                   advice="run this command again")
+# The ledger's start and errors.csv are written in milliseconds by each extract that starts or ends: another one
+# waits for that.
+RECORDS_HOLD = Hold("extract", wait=60.0, busy="another emimic extract is writing its records (ledger.csv,"
+                    " errors.csv) into this folder", advice="run this command again")
 
 
 def make_spec(
@@ -169,13 +179,21 @@ def extract(
                              overwrite=overwrite, progress=progress)
 
 
+def start_records(state: Path) -> None:
+    """Make the folder ``state`` of an extraction's records, and its ledger, held: two extracts of other modalities
+    may start together on a new root."""
+    state.mkdir(parents=True, exist_ok=True)
+    with exclusive_outputs([state], RECORDS_HOLD):
+        start_ledger(state / LEDGER)
+
+
 def _extract_held(root: Path, spec: ExtractSpec, extractors: list[Extractor], layout: DatasetLayout,
                   sources: dict[int, ClipSources], *, workers: int, ray_address: str | None, overwrite: bool,
                   progress: bool) -> pd.DataFrame:
     """The work of :func:`extract` once its output folders are held by this process (its workers take no lock)."""
     names = spec.names
     state = root / STATE_DIR
-    state.mkdir(parents=True, exist_ok=True)
+    start_records(state)
     for output in {o.name for e in extractors for o in e.outputs()}:
         remove_leftovers(root / output)  # temporary files of a clip a killed run was writing
     # Recorded before the first clip, so a killed first run still refuses to be resumed with other parameters.
@@ -214,7 +232,7 @@ def _extract_held(root: Path, spec: ExtractSpec, extractors: list[Extractor], la
         ) from None
 
     write_sidecars(root, extractors, spec, columns)
-    with exclusive_outputs([state], ERRORS_HOLD):  # the errors of other extractors' runs are kept
+    with exclusive_outputs([state], RECORDS_HOLD):  # the errors of other extractors' runs are kept
         write_errors(state / ERRORS, ledger_writer.errors, extractors=names)
     summary = pd.DataFrame(
         [
