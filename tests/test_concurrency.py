@@ -355,3 +355,14 @@ def test_a_ledger_line_cut_short_by_the_system_is_written_whole(tmp_path: Path) 
     ledger = LedgerWriter(handle, lambda clip, extractor: "key", {3: "raw/00003.mp4"})
     ledger.record(ClipReport(3, [Outcome("vit", "done", seconds=0.5), Outcome("egemaps", "failed", "no audio")]))
     assert handle.written.decode() == "3,vit,done,,0.500,key\r\n3,egemaps,failed,no audio,0.000,key\r\n"
+
+
+def test_a_pack_while_an_extract_writes_a_modality_is_refused_at_once(root: Path, held: Hold) -> None:
+    """It packed the clips extracted so far and the store held the others as missing, with no word said."""
+    first = held(["extract", "--data", str(root), "--modalities", "slow", "--quiet"], WRITING_CLIP_3)
+    refused = (rf"^{re.escape(str(root / 'slow'))}: an emimic extract is writing this modality now; wait for it to"
+               r" end, then run this command again\.$")
+    with pytest.raises(OutputConflict, match=refused):
+        pack(root, progress=False)
+    ended_well(first)
+    assert len(FeatureStore.open(pack(root, progress=False).store_dir).ids("slow")) == CLIPS

@@ -207,6 +207,30 @@ def exclusive_outputs(folders: Iterable[str | Path], hold: Hold) -> Iterator[Non
             _HELD.reset(token)
 
 
+def refuse_held(folders: Iterable[str | Path], hold: Hold) -> None:
+    """Refuse at once (:class:`OutputConflict`, ``hold``'s words) when another command holds one of ``folders`` now:
+    for a command that reads them (``pack`` reads the modality folders an ``extract`` writes). Their locks are only
+    tried, neither waited for nor kept, and a folder this thread holds is this command's own."""
+    held = _HELD.get()
+    for folder in sorted({Path(f).resolve() for f in folders}):
+        if folder not in held and not _inside(folder, held) and _held_elsewhere(folder):
+            raise OutputConflict(hold.refusal(folder))
+
+
+def _held_elsewhere(folder: Path) -> bool:
+    """Whether another command (or another thread) holds ``folder`` now; a folder without a lock file is not held."""
+    if fcntl is None:
+        return False
+    try:
+        with open(_lock_path(folder), "rb") as handle:  # closing it releases the shared lock at once
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:  # no lock file (no holder), one this user cannot read, no flock here: nothing to go by
+        return False
+    return False
+
+
 def flock_available() -> bool:
     """Whether this system can lock folders at all (not on Windows): a command that only reads may skip the lock,
     and the warning that it cannot be taken, where it cannot."""

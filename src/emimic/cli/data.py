@@ -145,7 +145,8 @@ def validate_command(parser: argparse.ArgumentParser) -> Handler:
 @command(
     "pack",
     "Pack every modality into a memory-mapped FeatureStore (a no-op when nothing changed); a command packing the"
-    f" same store already is waited for (at most {LOCK_WAIT_SECONDS / 60:g} min), and what it packed is reused.",
+    f" same store already is waited for (at most {LOCK_WAIT_SECONDS / 60:g} min), and what it packed is reused;"
+    " a modality an extract is writing now is refused.",
     "emimic pack data/sim --dtype float16",
 )
 def pack_command(parser: argparse.ArgumentParser) -> Handler:

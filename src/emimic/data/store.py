@@ -45,7 +45,7 @@ from emimic.defaults import CACHE_ENV, LOCK_WAIT_SECONDS, STORE_DTYPES
 from emimic.errors import DataError, EmptyFeatures, Interrupted
 from emimic.io import TEMP_SUFFIX, as_frames, decode_array, remove_leftovers, write_failure, write_text
 from emimic.labels import shortlist
-from emimic.outputs import Hold, exclusive_outputs, flock_available
+from emimic.outputs import Hold, exclusive_outputs, flock_available, refuse_held
 from emimic.progress import progress_bar
 
 STORE_VERSION = 1
@@ -458,6 +458,11 @@ def pack(
     return PackResult(store, actions, time.perf_counter() - started)
 
 
+# How a pack refuses a modality folder an extract is writing (not waited for: extracting takes hours).
+EXTRACTING = Hold("pack", busy="an emimic extract is writing this modality",
+                  advice="wait for it to end, then run this command again")
+
+
 def store_hold() -> Hold:
     """How a command holds a store it packs or opens: another one packing it is waited for (at most
     ``LOCK_WAIT_SECONDS``), as its result is what this one needs, and is then reused where current."""
@@ -473,6 +478,8 @@ def _pack_held(layout: DatasetLayout, store: Path, dtype: str | None, *, progres
     actions = stale_modalities(layout, store, dtype)
     current = [name for name, action in actions.items() if action == "unchanged"]
     to_pack = [name for name, action in actions.items() if action == "packed"]
+    # A modality half extracted would be packed as it is now, its other clips left out as missing.
+    refuse_held([layout.modalities[name].path for name in to_pack], EXTRACTING)
     try:
         for name in to_pack:
             entries[name] = _pack_into(store, layout.modalities[name], dtype, progress=progress)
