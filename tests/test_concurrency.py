@@ -79,8 +79,8 @@ def release_once_waiting(first: HeldCommand, monkeypatch: pytest.MonkeyPatch) ->
     """Let ``first`` go on as soon as the test's command has found the folder held (and starts waiting for it)."""
     try_lock = emimic.outputs._try_flock
 
-    def try_then_release(handle) -> bool:
-        locked = try_lock(handle)
+    def try_then_release(handle, mode: int) -> bool:
+        locked = try_lock(handle, mode)
         if not locked:
             first.release()
         return locked
@@ -221,6 +221,58 @@ def test_a_store_being_packed_is_opened_once_the_pack_has_finished(make_root, he
     ended_well(first)
 
 
+def test_commands_opening_one_store_together_read_it_at_once_with_no_warning(make_root,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """DDP ranks, --jobs workers, an evaluate beside a train: each waited for the others' exclusive lock, warning
+    falsely that another command was packing the store."""
+    store = pack(make_root(), progress=False).store_dir
+    readers = 3
+    inside = threading.Barrier(readers, timeout=20.0)  # passed only while every reader holds the store at once
+    read_manifest = emimic.data.store._read_manifest
+
+    def read_together(folder: Path) -> dict | None:
+        inside.wait()
+        return read_manifest(folder)
+
+    monkeypatch.setattr(emimic.data.store, "_read_manifest", read_together)
+    monkeypatch.setattr(emimic.data.store, "LOCK_WAIT_SECONDS", 10.0)  # a reader that waits fails fast
+    opened: list[FeatureStore] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        threads = [threading.Thread(target=lambda: opened.append(FeatureStore.open(store))) for _ in range(readers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert [str(w.message) for w in caught] == []
+    assert [s.modalities for s in opened] == [["vit", "wav2vec2"]] * readers
+    assert sorted(p.name for p in store.parent.iterdir()) in (["store"], [".store.lock", "store"])
+
+
+def test_a_reader_ending_first_leaves_the_lock_file_the_other_reader_holds(tmp_path: Path) -> None:
+    """Removed, a pack would have made a new lock file and written the store while the other reader read it."""
+    folder = tmp_path / "store"
+    refusals: list[str] = []
+
+    def in_another_thread(hold: emimic.outputs.Hold) -> None:
+        def hold_once() -> None:
+            try:
+                with exclusive_outputs([folder], hold):
+                    pass
+            except OutputConflict as refused:
+                refusals.append(str(refused))
+
+        thread = threading.Thread(target=hold_once)
+        thread.start()
+        thread.join()
+
+    with exclusive_outputs([folder], emimic.outputs.Hold("evaluate", shared=True)):
+        in_another_thread(emimic.outputs.Hold("evaluate", shared=True))
+        in_another_thread(emimic.outputs.Hold("pack"))
+    assert len(refusals) == 1 and "another emimic pack is writing this folder now" in refusals[0]
+    assert list(tmp_path.iterdir()) == []  # the last reader removed it
+
+
 def test_a_store_beside_which_nothing_can_be_written_is_opened_without_a_lock(make_root) -> None:
     """A read-only root packed earlier: its store is read as it is, with no warning that it cannot be locked."""
     root = make_root()
@@ -267,11 +319,11 @@ def test_ctrl_c_while_waiting_closes_the_lock_file(tmp_path: Path, monkeypatch: 
             opened.append(real_open(path))
             return opened[-1]
 
-        def interrupted_on_second_try(handle) -> bool:
+        def interrupted_on_second_try(handle, mode: int) -> bool:
             if tries := getattr(handle, "tries", 0):
                 raise KeyboardInterrupt  # Ctrl-C while waiting
             handle.tries = tries + 1
-            return try_lock(handle)
+            return try_lock(handle, mode)
 
         monkeypatch.setattr(emimic.outputs, "_open_lock_file", recorded)
         monkeypatch.setattr(emimic.outputs, "_try_flock", interrupted_on_second_try)

@@ -139,12 +139,14 @@ class Hold:
 
     ``wait`` 0: the second command is refused at once; otherwise it waits for the first one up to ``wait`` seconds
     (after one :class:`WaitingWarning`) and is refused only then. ``busy`` says what the other command is doing,
-    ``advice`` what to do when refused."""
+    ``advice`` what to do when refused. A ``shared`` hold is a reader's: readers hold a folder together (several
+    evaluates, the ranks of one DDP train opening one store) and wait only for a command that writes it."""
 
     command: str
     wait: float = 0.0
     busy: str | None = None
     advice: str = "wait until it ends, or choose another --out"
+    shared: bool = False
 
     def refusal(self, folder: Path) -> str:
         if self.wait <= 0:
@@ -269,9 +271,16 @@ def _one_lock(folder: Path, hold: Hold) -> Iterator[OSError | None]:
         yield handle if isinstance(handle, OSError) else None
     finally:
         if not isinstance(handle, OSError):
-            _remove_lock_file(Path(handle.name))
-            handle.close()
+            _release(handle)
         _remove_empty(made)
+
+
+def _release(handle: BinaryIO) -> None:
+    """Release the lock file ``handle``, removing it when no other command holds it (a reader may, beside this one):
+    one that locked the removed file would hold nothing that a later command sees."""
+    if _try_flock(handle, fcntl.LOCK_EX):
+        _remove_lock_file(Path(handle.name))
+    handle.close()
 
 
 def _missing_parents(folder: Path) -> list[Path]:
@@ -310,7 +319,7 @@ def _locked(folder: Path, hold: Hold) -> BinaryIO:
     while True:
         handle = _open_lock_file(path)
         try:
-            while not _try_flock(handle):
+            while not _try_flock(handle, fcntl.LOCK_SH if hold.shared else fcntl.LOCK_EX):
                 if time.monotonic() >= deadline:
                     raise OutputConflict(hold.refusal(folder))
                 if not announced:
@@ -330,9 +339,10 @@ def _locked(folder: Path, hold: Hold) -> BinaryIO:
         handle.close()
 
 
-def _try_flock(handle: BinaryIO) -> bool:
+def _try_flock(handle: BinaryIO, mode: int) -> bool:
+    """Whether ``handle`` is now locked in ``mode`` (``LOCK_SH`` or ``LOCK_EX``), not waiting for another holder."""
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(handle, mode | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
     return True

@@ -20,7 +20,8 @@ Writes are atomic: a modality is packed into a temporary folder, renamed into pl
 then recorded in the manifest (the commit point), one modality at a time. A killed pack leaves
 the previous store intact plus every modality it finished; the next pack removes its temporary
 folder and resumes with the modalities still to do. One command packs a store at a time (a lock beside it, see
-:func:`store_hold`): another one waits for it, then reuses what it packed; a store is opened under the same lock.
+:func:`store_hold`): another one waits for it, then reuses what it packed; a store is opened under the same lock, shared
+with other commands that open it.
 """
 
 from __future__ import annotations
@@ -463,11 +464,12 @@ EXTRACTING = Hold("pack", busy="an emimic extract is writing this modality",
                   advice="wait for it to end, then run this command again")
 
 
-def store_hold() -> Hold:
-    """How a command holds a store it packs or opens: another one packing it is waited for (at most
-    ``LOCK_WAIT_SECONDS``), as its result is what this one needs, and is then reused where current."""
+def store_hold(*, reading: bool = False) -> Hold:
+    """How a command holds a store it packs, or opens (``reading``: beside other readers): another one packing it is
+    waited for (at most ``LOCK_WAIT_SECONDS``), as its result is what this one needs, and is then reused where
+    current."""
     return Hold("pack", wait=LOCK_WAIT_SECONDS, busy="another emimic command is packing this feature store",
-                advice="run this command again when it has ended")
+                advice="run this command again when it has ended", shared=reading)
 
 
 def _pack_held(layout: DatasetLayout, store: Path, dtype: str | None, *, progress: bool) -> dict[str, str]:
@@ -504,7 +506,7 @@ def _held_for_reading(store_dir: Path) -> contextlib.AbstractContextManager[None
     user cannot write beside (a read-only root packed earlier) is opened unheld: no pack of theirs can change it. So is
     any store where no lock exists (Windows): the commands that only read it need not warn that they cannot lock it."""
     if flock_available() and store_dir.is_dir() and write_failure(store_dir.parent) is None:
-        return exclusive_outputs([store_dir], store_hold())
+        return exclusive_outputs([store_dir], store_hold(reading=True))
     return contextlib.nullcontext()
 
 
