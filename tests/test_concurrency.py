@@ -308,6 +308,29 @@ def test_a_folder_this_process_holds_is_refused_at_once_to_this_process(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # the first hold's lock file removed, no other made
 
 
+def test_a_lock_file_another_command_removes_while_it_is_checked_is_locked_anew(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The holder before this command removed the file it locked; a third one made a new file, then removed it
+    between the two looks at it: FileNotFoundError, with a traceback."""
+    folder = tmp_path / "run"
+    lock_file, real_stat, looks = emimic.outputs._lock_path(folder), os.stat, []
+
+    def third_command_between(path, *args, **kwargs):
+        if Path(path) != lock_file or looks:
+            return real_stat(path, *args, **kwargs)
+        looks.append(path)
+        lock_file.unlink()  # the holder before, ending
+        lock_file.touch()  # the third command's file, seen now ...
+        seen = real_stat(path, *args, **kwargs)
+        lock_file.unlink()  # ... and removed as it ends
+        return seen
+
+    monkeypatch.setattr(os, "stat", third_command_between)
+    with exclusive_outputs([folder], emimic.outputs.Hold("train")):
+        assert looks and lock_file.exists()  # held through the file that is there now
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_ctrl_c_while_waiting_closes_the_lock_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The file stayed open (and its flock attempts with it) until the process ended."""
     folder = tmp_path / "run"

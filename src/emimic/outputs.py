@@ -333,10 +333,18 @@ def _locked(folder: Path, hold: Hold) -> BinaryIO:
         except BaseException:  # refused, or Ctrl-C while waiting: the file is the holder's
             handle.close()
             raise
-        # the holder before us may have removed the file after we opened it: lock the file that is there now
-        if path.exists() and path.stat().st_ino == os.fstat(handle.fileno()).st_ino:
+        if _is_current(path, handle):
             return handle
         handle.close()
+
+
+def _is_current(path: Path, handle: BinaryIO) -> bool:
+    """Whether ``handle`` is the lock file at ``path`` now: the holder before us may have removed the file after we
+    opened it (and a third one made and removed another meanwhile), so the file that is there now is locked instead."""
+    try:
+        return os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def _try_flock(handle: BinaryIO, mode: int) -> bool:
