@@ -36,7 +36,7 @@ from emimic.features.runner import ClipReport, Outcome
 from emimic.infer import CLIP_COLUMN, infer
 from emimic.labels import EMOTIONS, write_split
 from emimic.outputs import UnlockedWarning, WaitingWarning, exclusive_outputs
-from emimic.training import train
+from emimic.training import evaluate, train
 from interruptible import Slow
 from test_interrupt import CLIPS, EXIT_SECONDS, PACKING_SECOND_MODALITY, half_written_crops, temporaries
 from test_store import read_only
@@ -441,3 +441,25 @@ def test_a_pack_while_an_extract_writes_a_modality_is_refused_at_once(root: Path
         pack(root, progress=False)
     ended_well(first)
     assert len(FeatureStore.open(pack(root, progress=False).store_dir).ids("slow")) == CLIPS
+
+
+def test_an_evaluate_beside_an_extract_of_a_modality_it_does_not_read_skips_it_with_a_warning(
+    root: Path, held: Hold, tmp_path: Path
+) -> None:
+    """evaluate and predict repack a stale store first: they were refused while any modality was being extracted."""
+    extract(root, "other", progress=False)
+    run = tmp_path / "run"
+    train(root, run, max_epochs=1, progress=False, overrides={"model.modalities": ["other"]})
+    first = held(["extract", "--data", str(root), "--modalities", "slow", "--quiet"], WRITING_CLIP_3)
+    skipped = (rf"^{re.escape(str(root / 'slow'))}: an emimic extract is writing it now and this command does not"
+               r" read it, so it is not packed \(the store keeps what it held of it\); pack it once the extract has"
+               r" ended\.$")
+    with pytest.warns(emimic.data.store.HeldModalityWarning, match=skipped):
+        assert evaluate(run, root).n_clips == CLIPS // 2
+    assert FeatureStore.open(default_store_dir(root)).modalities == ["other"]
+    refused = rf"^{re.escape(str(root / 'slow'))}: an emimic extract is writing this modality now"
+    with pytest.raises(OutputConflict, match=refused):  # a train of every modality found would read it
+        train(root, tmp_path / "every", max_epochs=1, progress=False)
+    with pytest.warns(emimic.data.store.HeldModalityWarning, match=skipped):  # one of model.modalities would not
+        train(root, tmp_path / "other", max_epochs=1, progress=False, overrides={"model.modalities": ["other"]})
+    ended_well(first)

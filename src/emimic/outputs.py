@@ -209,14 +209,13 @@ def exclusive_outputs(folders: Iterable[str | Path], hold: Hold) -> Iterator[Non
             _HELD.reset(token)
 
 
-def refuse_held(folders: Iterable[str | Path], hold: Hold) -> None:
-    """Refuse at once (:class:`OutputConflict`, ``hold``'s words) when another command holds one of ``folders`` now:
-    for a command that reads them (``pack`` reads the modality folders an ``extract`` writes). Their locks are only
-    tried, neither waited for nor kept, and a folder this thread holds is this command's own."""
+def held_by_others(folders: Iterable[str | Path]) -> list[Path]:
+    """Which of ``folders`` (resolved, sorted) another command holds now: for a command that reads them (``pack``
+    reads the modality folders an ``extract`` writes). Their locks are only tried, neither waited for nor kept, and a
+    folder this thread holds is this command's own."""
     held = _HELD.get()
-    for folder in sorted({Path(f).resolve() for f in folders}):
-        if folder not in held and not _inside(folder, held) and _held_elsewhere(folder):
-            raise OutputConflict(hold.refusal(folder))
+    return [folder for folder in sorted({Path(f).resolve() for f in folders})
+            if folder not in held and not _inside(folder, held) and _held_elsewhere(folder)]
 
 
 def _held_elsewhere(folder: Path) -> bool:

@@ -35,7 +35,8 @@ import shlex
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,10 +44,10 @@ import numpy as np
 
 from emimic.data.layout import DatasetLayout, ModalitySource, discover, read_mapping
 from emimic.defaults import CACHE_ENV, LOCK_WAIT_SECONDS, STORE_DTYPES
-from emimic.errors import DataError, EmptyFeatures, Interrupted
+from emimic.errors import DataError, EmimicWarning, EmptyFeatures, Interrupted, OutputConflict
 from emimic.io import TEMP_SUFFIX, as_frames, decode_array, remove_leftovers, write_failure, write_text
 from emimic.labels import shortlist
-from emimic.outputs import Hold, exclusive_outputs, flock_available, refuse_held
+from emimic.outputs import Hold, exclusive_outputs, flock_available, held_by_others
 from emimic.progress import progress_bar
 
 STORE_VERSION = 1
@@ -319,7 +320,8 @@ def _checked_names(source: ModalitySource, dim: int) -> list[str] | None:
 
 @dataclass
 class PackResult:
-    """What :func:`pack` did per modality: ``packed``, ``unchanged`` or ``removed``."""
+    """What :func:`pack` did per modality: ``packed``, ``unchanged``, ``removed``, or ``skipped`` (an extract is writing
+    it and the command does not need it: see :func:`pack`)."""
 
     store_dir: Path
     actions: dict[str, str]
@@ -439,12 +441,16 @@ def pack(
     dtype: str | None = None,
     store_dir: str | Path | None = None,
     progress: bool = True,
+    needed: Collection[str] | None = None,
 ) -> PackResult:
     """Pack every modality of ``root`` into a FeatureStore; modalities whose files are unchanged are kept.
 
     ``dtype`` is the frame storage type; ``None`` keeps the store's own (float32 for a new store),
     so packing after ``pack(dtype="float16")`` never silently converts back. ``store_dir`` defaults
     to :func:`locate_store`. Ctrl-C raises :class:`~emimic.errors.Interrupted` naming what was kept.
+    A stale modality an ``extract`` is writing now is refused (:class:`~emimic.errors.OutputConflict`) when it is
+    ``needed`` (``None``: every modality is, as for ``emimic pack``); one the command does not need is skipped after
+    one :class:`HeldModalityWarning`, keeping the version packed before, if any.
     """
     if dtype is not None and dtype not in DTYPES:
         raise DataError(f"dtype {dtype!r} is not supported; choose one of {list(DTYPES)}.")
@@ -455,13 +461,17 @@ def pack(
     store = Path(store_dir) if store_dir is not None else locate_store(layout)
     _prepare(store)
     with exclusive_outputs([store], store_hold()):  # decided under the lock: a pack that ran meanwhile is seen
-        actions = _pack_held(layout, store, dtype, progress=progress)
+        actions = _pack_held(layout, store, dtype, progress=progress, needed=needed)
     return PackResult(store, actions, time.perf_counter() - started)
 
 
 # How a pack refuses a modality folder an extract is writing (not waited for: extracting takes hours).
 EXTRACTING = Hold("pack", busy="an emimic extract is writing this modality",
                   advice="wait for it to end, then run this command again")
+
+
+class HeldModalityWarning(EmimicWarning):
+    """A modality an extract is writing now is not packed: the command does not read it."""
 
 
 def store_hold(*, reading: bool = False) -> Hold:
@@ -472,16 +482,17 @@ def store_hold(*, reading: bool = False) -> Hold:
                 advice="run this command again when it has ended", shared=reading)
 
 
-def _pack_held(layout: DatasetLayout, store: Path, dtype: str | None, *, progress: bool) -> dict[str, str]:
+def _pack_held(layout: DatasetLayout, store: Path, dtype: str | None, *, progress: bool,
+               needed: Collection[str] | None) -> dict[str, str]:
     """Pack the stale modalities of ``layout`` into ``store``, which this process holds; what was done to each."""
     remove_leftovers(store)  # what a killed pack left: no other pack is writing it now
     entries = dict((_read_manifest(store) or {"modalities": {}})["modalities"])
     dtype = dtype or store_dtype({"modalities": entries})
     actions = stale_modalities(layout, store, dtype)
     current = [name for name, action in actions.items() if action == "unchanged"]
+    for name in _skipped_while_extracted(layout, [n for n, a in actions.items() if a == "packed"], needed):
+        actions[name] = "skipped"
     to_pack = [name for name, action in actions.items() if action == "packed"]
-    # A modality half extracted would be packed as it is now, its other clips left out as missing.
-    refuse_held([layout.modalities[name].path for name in to_pack], EXTRACTING)
     try:
         for name in to_pack:
             entries[name] = _pack_into(store, layout.modalities[name], dtype, progress=progress)
@@ -499,6 +510,23 @@ def _pack_held(layout: DatasetLayout, store: Path, dtype: str | None, *, progres
         _write_manifest(store, layout.root, entries)
     _remove_unlisted(store, entries)
     return actions
+
+
+def _skipped_while_extracted(layout: DatasetLayout, stale: list[str], needed: Collection[str] | None) -> list[str]:
+    """The ``stale`` modalities an extract is writing now, which this command does not need: they are not packed
+    (after one warning). One it needs is refused: a modality half extracted would be packed as it is now, its
+    other clips left out as missing."""
+    by_folder = {layout.modalities[name].path.resolve(): name for name in stale}
+    busy = held_by_others(by_folder)
+    refused = [folder for folder in busy if needed is None or by_folder[folder] in needed]
+    if refused:
+        raise OutputConflict(EXTRACTING.refusal(refused[0]))
+    if busy:
+        names, it = ", ".join(str(folder) for folder in busy), "them" if len(busy) > 1 else "it"
+        warnings.warn(f"{names}: an emimic extract is writing {it} now and this command does not read {it}, so {it} is"
+                      f" not packed (the store keeps what it held of {it}); pack {it} once the extract has ended.",
+                      HeldModalityWarning, stacklevel=5)
+    return [by_folder[folder] for folder in busy]
 
 
 def _held_for_reading(store_dir: Path) -> contextlib.AbstractContextManager[None]:
