@@ -331,6 +331,19 @@ def test_a_lock_file_another_command_removes_while_it_is_checked_is_locked_anew(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_command_that_does_not_wait_is_not_refused_for_a_readers_probe_of_its_folder(tmp_path: Path) -> None:
+    """A pack probing whether an extract held the modality (a shared lock, a moment) made an extract that started
+    then refuse, saying that another extract was writing it."""
+    folder = tmp_path / "vit"
+    with open(emimic.outputs._lock_path(folder), "a+b") as probe:
+        fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        threading.Timer(0.1, probe.close).start()  # the probe ends
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with exclusive_outputs([folder], emimic.outputs.Hold("extract")):
+                assert probe.closed
+
+
 def test_ctrl_c_while_waiting_closes_the_lock_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The file stayed open (and its flock attempts with it) until the process ended."""
     folder = tmp_path / "run"

@@ -122,6 +122,9 @@ CANNOT_LOCK = frozenset({errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EAC
 LOCK_FILE_ATTEMPTS = 100
 # How often a command that waits for a held folder tries its lock again: flock itself has no time limit.
 LOCK_POLL_SECONDS = 0.2
+# How long a command that does not wait (``Hold.wait`` 0) still tries, silently: a reader's probe of the lock
+# (:func:`held_by_others`) holds it a moment, and an extract starting then would be refused for it.
+PROBE_GRACE_SECONDS = 0.5
 NO_FLOCK = ("this system has no flock, so emimic cannot lock the folders it writes: a concurrent emimic command"
             " writing the same folder would be neither refused nor waited for.")
 
@@ -137,10 +140,11 @@ class WaitingWarning(EmimicWarning):
 class Hold:
     """How a command holds the folders it writes, and how its messages name the command that holds them first.
 
-    ``wait`` 0: the second command is refused at once; otherwise it waits for the first one up to ``wait`` seconds
-    (after one :class:`WaitingWarning`) and is refused only then. ``busy`` says what the other command is doing,
-    ``advice`` what to do when refused. A ``shared`` hold is a reader's: readers hold a folder together (several
-    evaluates, the ranks of one DDP train opening one store) and wait only for a command that writes it."""
+    ``wait`` 0: the second command is refused at once (within :data:`PROBE_GRACE_SECONDS`); otherwise it waits for
+    the first one up to ``wait`` seconds (after one :class:`WaitingWarning`) and is refused only then. ``busy`` says
+    what the other command is doing, ``advice`` what to do when refused. A ``shared`` hold is a reader's: readers
+    hold a folder together (several evaluates, the ranks of one DDP train opening one store) and wait only for a
+    command that writes it."""
 
     command: str
     wait: float = 0.0
@@ -313,8 +317,8 @@ def _locked(folder: Path, hold: Hold) -> BinaryIO:
     path = _lock_path(folder)
     if fcntl is None:
         raise OSError(errno.ENOSYS, "this system has no flock")
-    deadline = time.monotonic() + hold.wait
-    announced = False
+    deadline = time.monotonic() + (hold.wait if hold.wait > 0 else PROBE_GRACE_SECONDS)
+    announced = hold.wait <= 0  # a command that does not wait says nothing while it tries
     while True:
         handle = _open_lock_file(path)
         try:
