@@ -452,6 +452,7 @@ def test_a_pack_while_an_extract_writes_a_modality_is_refused_at_once(root: Path
                r" end, then run this command again\.$")
     with pytest.raises(OutputConflict, match=refused):
         pack(root, progress=False)
+    assert not (root / ".emimic").exists()  # no empty store left, nor the folder made for it
     ended_well(first)
     assert len(FeatureStore.open(pack(root, progress=False).store_dir).ids("slow")) == CLIPS
 

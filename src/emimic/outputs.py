@@ -35,7 +35,7 @@ import shutil
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -264,18 +264,18 @@ def _one_lock(folder: Path, hold: Hold) -> Iterator[OSError | None]:
         handle = _locked(folder, hold)
     except OSError as exc:
         if exc.errno not in CANNOT_LOCK:
-            _remove_empty(made)
+            remove_empty(made)
             raise
         handle = exc
     except BaseException:  # refused, or Ctrl-C while waiting: nothing of this lock stays
-        _remove_empty(made)
+        remove_empty(made)
         raise
     try:
         yield handle if isinstance(handle, OSError) else None
     finally:
         if not isinstance(handle, OSError):
             _release(handle)
-        _remove_empty(made)
+        remove_empty(made)
 
 
 def _release(handle: BinaryIO) -> None:
@@ -291,7 +291,7 @@ def _missing_parents(folder: Path) -> list[Path]:
     return [parent for parent in folder.parents if not parent.exists()]
 
 
-def _remove_empty(folders: list[Path]) -> None:
+def remove_empty(folders: Sequence[Path]) -> None:
     """Remove each of ``folders`` (deepest first) that is empty: what a refused or failed command made only to lock."""
     for folder in folders:
         try:
@@ -361,7 +361,7 @@ def _try_flock(handle: BinaryIO, mode: int) -> bool:
 
 def _open_lock_file(path: Path) -> BinaryIO:
     """``path`` opened for appending (for reading where it is another user's), its parent folders made first; tried
-    again when another command's clean-up (:func:`_remove_empty`) removed a parent between the two steps."""
+    again when another command's clean-up (:func:`remove_empty`) removed a parent between the two steps."""
     def make_and_open() -> BinaryIO:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
