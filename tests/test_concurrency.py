@@ -181,8 +181,9 @@ def test_two_infers_of_the_same_videos_both_succeed_and_extract_each_clip_once(
     first = held(["infer", "--run", str(run), str(videos), "--out", str(tmp_path / "first.csv"), "--quiet"],
                  WRITING_CLIP_3)
     release_once_waiting(first, monkeypatch)
-    with pytest.warns(WaitingWarning, match=r"another emimic infer of the same run and videos is extracting them into"
-                                            r" this cache now; waiting for it to end, for at most 1 min\.$"):
+    with pytest.warns(WaitingWarning, match=r"another emimic infer of the same features of the same videos is"
+                                            r" extracting them into this cache now; waiting for it to end, for at most"
+                                            r" 1 min\.$"):
         second = infer(run, [videos], progress=False)
     ended_well(first)
     firsts = pd.read_csv(tmp_path / "first.csv", dtype={CLIP_COLUMN: str})

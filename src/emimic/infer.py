@@ -4,8 +4,8 @@ A run records, per modality it reads, the extraction recipe (``_extractor.json``
 :mod:`emimic.features.recipe`): extractor, options, parameters, frame sampling, seed and the
 SHA-256 of its model. ``infer`` rebuilds those extractors, refuses to go on when a parameter or
 the model differs here, extracts the given videos into a cache folder (never next to them; see
-:func:`emimic.data.store.cache_dir`; a second infer of the same run and videos waits for the first, then
-reuses its features), packs them and predicts. A modality the run cannot
+:func:`emimic.data.store.cache_dir`; a second infer of the same features of the same videos waits for the
+first, then reuses them), packs them and predicts. A modality the run cannot
 re-extract (pickles shipped with a dataset, an extractor unknown here) is an error naming it.
 
 A clip that fails to decode or to extract is listed in :attr:`InferResult.failed` and left out of
@@ -215,10 +215,12 @@ def infer_cache(recipe: Recipe, videos: dict[str, Path]) -> Path:
 
 
 def cache_hold() -> Hold:
-    """How an infer holds its cache folder: another infer of the same run and videos is waited for (at most
-    ``LOCK_WAIT_SECONDS``), and its finished clips are then reused."""
+    """How an infer holds its cache folder (one per extraction recipe and set of videos): another infer of the same
+    features of the same videos is waited for (at most ``LOCK_WAIT_SECONDS``), and its finished clips are then
+    reused."""
     return Hold("infer", wait=LOCK_WAIT_SECONDS,
-                busy="another emimic infer of the same run and videos is extracting them into this cache",
+                busy="another emimic infer of the same features of the same videos is extracting them into this"
+                     " cache",
                 advice="run this command again when it has ended: it then reuses that one's features")
 
 
@@ -322,8 +324,8 @@ def infer(
     spec = make_spec(cache, list(options), options, **settings)
     check_recipe(recipe, spec.build(), spec)
     names = dict(enumerate(videos, start=1))
-    # Another infer of the same run and videos (a second notebook) shares this cache: one extracts and packs at a
-    # time (each would delete the temporary files of the other), the second then reuses what the first finished.
+    # Another infer of the same features of the same videos (a second notebook) shares this cache: one extracts and
+    # packs at a time (each would delete the temporary files of the other), the second then reuses what it finished.
     with exclusive_outputs([cache], cache_hold()):
         summary = extract(cache, spec.names, options=options, workers=workers, progress=progress,
                           videos={i: videos[name] for i, name in names.items()}, **settings)

@@ -24,7 +24,8 @@ def plots_folder(predictions: Path) -> Path:
     "infer",
     "Predict the six intensities of new videos (files or folders) with a trained run; extracts exactly the"
     " modalities the run was trained on, with the same extractor settings, into a cache folder. A second infer of"
-    f" the same run and videos waits for the first (at most {LOCK_WAIT_SECONDS / 60:g} min) and reuses its features.",
+    " the same features of the same videos waits for the first (at most"
+    f" {LOCK_WAIT_SECONDS / 60:g} min) and reuses its features.",
     "emimic infer --run runs/raw new_videos/ clip7.mp4 --out predictions.csv --report",
 )
 def infer_command(parser: argparse.ArgumentParser) -> Handler:
