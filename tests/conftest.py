@@ -4,10 +4,13 @@ one small simulated corpus with signal plus one run trained on it, shared by the
 from __future__ import annotations
 
 import importlib.util
+import os
 import pickle
 import shlex
+import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -120,3 +123,62 @@ def trained_run(simulated_root: Path, tmp_path_factory: pytest.TempPathFactory) 
     out = tmp_path_factory.mktemp("learning-run") / "run"
     return train(simulated_root, out, config="paper", seed=0, max_epochs=LEARNING_MAX_EPOCHS,
                  overrides=LEARNING_OVERRIDES, progress=False)
+
+
+# -- commands stopped at a point of their work (tests/interruptible.py) -------------------------------------------
+
+HELPER = Path(__file__).with_name("interruptible.py")
+# Bounds on a loaded machine (interpreter start-up with torch, then the work up to the point), not delays.
+REACH_SECONDS = 300.0
+
+
+class HeldCommand(subprocess.Popen):
+    """An ``emimic`` command stopped at a point of its work: :meth:`release` lets it go on from there."""
+
+    release_file: Path
+
+    def release(self) -> None:
+        self.release_file.touch()
+
+
+Hold = Callable[[list[str], str], HeldCommand]
+
+
+@pytest.fixture
+def held(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hold]:
+    """``held(args, point)``: ``emimic ARGS`` started and stopped at ``point`` (see tests/interruptible.py);
+    a command a failed test left running is killed."""
+    started: list[HeldCommand] = []
+
+    def run_to(args: list[str], point: str) -> HeldCommand:
+        announcement = tmp_path_factory.mktemp("hold") / "reached"
+        env = {
+            **os.environ,
+            "HOLD_AT": point,
+            "HOLD_FILE": str(announcement),
+            "HOLD_RELEASE": str(announcement.with_name("released")),
+            "COLUMNS": "400",  # one message, one line: no wrapping by the console
+            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")]),
+        }
+        process = HeldCommand([sys.executable, str(HELPER), *args], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+        process.release_file = announcement.with_name("released")
+        started.append(process)
+        wait_for(announcement.exists, process, point)
+        return process
+
+    yield run_to
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def wait_for(condition: Callable[[], bool], process: subprocess.Popen, point: str) -> None:
+    deadline = time.monotonic() + REACH_SECONDS
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"the command ended before reaching {point}:\n{process.communicate()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the command did not reach {point} in {REACH_SECONDS:.0f} s")
+        time.sleep(0.02)

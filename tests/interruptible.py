@@ -4,10 +4,10 @@
 Work passes named points: ``<modality>/<file>`` before ``pack`` decodes that file, and
 ``slow_images/<id>/<n>.jpg`` before the ``slow`` extractor hands over crop ``n`` of clip ``id`` (crops
 below ``n`` are then written, in the clip's temporary folder). At the point named by ``$HOLD_AT`` the
-command creates the file ``$HOLD_FILE`` and waits there: a test waits for that file, then signals. No
-sleep has to outlast a race, however loaded the machine. The ``slow`` extractor needs no media (any
-``raw/<id>.mp4`` will do) and writes, per clip, a ``slow/<id>.npy`` array and a ``slow_images/<id>/``
-folder of ``IMAGES`` crops.
+command creates the file ``$HOLD_FILE`` and waits there: a test waits for that file, then signals, or creates the
+file ``$HOLD_RELEASE`` to let the command go on. No sleep has to outlast a race, however loaded the machine. The
+``slow`` extractor needs no media (any ``raw/<id>.mp4`` will do) and writes, per clip, a ``slow/<id>.npy`` array and
+a ``slow_images/<id>/`` folder of ``IMAGES`` crops.
 """
 
 from __future__ import annotations
@@ -36,7 +36,11 @@ def reach(point: str) -> None:
     if point != os.environ.get("HOLD_AT"):
         return
     Path(os.environ["HOLD_FILE"]).write_text(point, encoding="utf-8")
-    time.sleep(HOLD_LIMIT_SECONDS)
+    released, deadline = Path(os.environ["HOLD_RELEASE"]), time.monotonic() + HOLD_LIMIT_SECONDS
+    while time.monotonic() < deadline:
+        if released.exists():
+            return
+        time.sleep(0.02)
     sys.exit(f"held at {point} for {HOLD_LIMIT_SECONDS:.0f} s and no signal came")
 
 

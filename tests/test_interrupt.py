@@ -6,68 +6,22 @@ there, so it lands at that point on a loaded machine as on an idle one."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import Hold
 from emimic.data import FeatureStore, pack
 from emimic.data.store import default_store_dir
 from emimic.features import EXTRACTORS, extract
 from emimic.io import load_array
 from interruptible import IMAGES, Slow
 
-HELPER = Path(__file__).with_name("interruptible.py")
 CLIPS = 8
-# Bounds on a loaded machine (interpreter start-up with torch, then the work up to the point), not delays.
-REACH_SECONDS = 300.0
 EXIT_SECONDS = 120.0
-
-Hold = Callable[[list[str], str], subprocess.Popen]
-
-
-@pytest.fixture
-def held(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hold]:
-    """``held(args, point)``: ``emimic ARGS`` started and stopped at ``point`` (see tests/interruptible.py);
-    a command a failed test left running is killed."""
-    started: list[subprocess.Popen] = []
-
-    def run_to(args: list[str], point: str) -> subprocess.Popen:
-        announcement = tmp_path_factory.mktemp("hold") / "reached"
-        env = {
-            **os.environ,
-            "HOLD_AT": point,
-            "HOLD_FILE": str(announcement),
-            "COLUMNS": "400",  # one message, one line: no wrapping by the console
-            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")]),
-        }
-        process = subprocess.Popen([sys.executable, str(HELPER), *args], env=env, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True)
-        started.append(process)
-        wait_for(announcement.exists, process, point)
-        return process
-
-    yield run_to
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-
-
-def wait_for(condition: Callable[[], bool], process: subprocess.Popen, point: str) -> None:
-    deadline = time.monotonic() + REACH_SECONDS
-    while not condition():
-        if process.poll() is not None:
-            raise AssertionError(f"the command ended before reaching {point}:\n{process.communicate()}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the command did not reach {point} in {REACH_SECONDS:.0f} s")
-        time.sleep(0.02)
 
 
 def interrupt(process: subprocess.Popen) -> str:

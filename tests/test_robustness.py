@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
 import pickle
 import re
 import shutil
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
 
@@ -281,13 +284,33 @@ def test_a_vad_prior_on_a_modality_no_training_clip_has_is_refused(make_root, tm
               overrides={"model.vad.modality": "wav2vec2"})
 
 
+@contextlib.contextmanager
+def held_elsewhere(folder: Path, *, command: str) -> Iterator[None]:
+    """``folder`` held as another command holds it: by another thread, which shares none of this thread's holds."""
+    holding, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with exclusive_output(folder, command=command):
+            holding.set()
+            done.wait(timeout=600)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(timeout=60)
+    try:
+        yield
+    finally:
+        done.set()
+        holder.join()
+
+
 def test_a_second_train_into_a_run_folder_being_written_is_refused(make_root, tmp_path) -> None:
     """Both used to write the folder and report success; it then held one run's files, perhaps mixed with the
     other's."""
     root, run = make_root(), tmp_path / "run"
     busy = rf"^{re.escape(str(run))}: another emimic train is writing this folder now; wait until it ends, or choose"
-    # the first train holds the folder while it runs
-    with exclusive_output(run, command="train"), pytest.raises(OutputConflict, match=busy + r" another --out\.$"):
+    # the first train holds the folder while it runs (in another thread: this one's own holds are refused otherwise)
+    with held_elsewhere(run, command="train"), pytest.raises(OutputConflict, match=busy + r" another --out\.$"):
         train(root, run, config="paper", max_epochs=1, progress=False)
     assert not (tmp_path / ".run.lock").exists()
     assert train(root, run, config="paper", max_epochs=1, progress=False).epochs == 1  # the folder is free again
@@ -320,7 +343,7 @@ def test_a_folder_that_cannot_be_locked_is_written_after_one_warning(tmp_path, m
         with warned, exclusive_output(folder, command="train"):
             folder.mkdir()
     monkeypatch.setattr(emimic.outputs, "fcntl", None)
-    warned = pytest.warns(UnlockedWarning, match=r"\(this system has no flock\): a concurrent emimic train")
+    warned = pytest.warns(UnlockedWarning, match=r"^this system has no flock, so emimic cannot lock the folders")
     with warned, exclusive_output(folder, command="train"):
         pass
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["a"]

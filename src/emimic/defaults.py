@@ -15,6 +15,9 @@ DEFAULT_PRESET = "default"
 # Frame storage types of a packed FeatureStore, and the variable naming its cache folder.
 STORE_DTYPES: tuple[str, ...] = ("float32", "float16")
 CACHE_ENV = "EMIMIC_CACHE"
+# How long a command waits for another one writing what it needs: packing the same store (15k clips pack in a minute
+# or two), extracting the same videos for the same run (`emimic infer`). Then it is refused, saying so.
+LOCK_WAIT_SECONDS = 1800.0
 # The epoch limit of every run of `emimic ablate`, from the command line and from Python alike: every cell x seed
 # is a full training, compared with the others at this equal budget (docs/ablation.md, "Defaults and what they cost").
 ABLATION_MAX_EPOCHS = 10

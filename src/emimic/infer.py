@@ -4,7 +4,8 @@ A run records, per modality it reads, the extraction recipe (``_extractor.json``
 :mod:`emimic.features.recipe`): extractor, options, parameters, frame sampling, seed and the
 SHA-256 of its model. ``infer`` rebuilds those extractors, refuses to go on when a parameter or
 the model differs here, extracts the given videos into a cache folder (never next to them; see
-:func:`emimic.data.store.cache_dir`), packs them and predicts. A modality the run cannot
+:func:`emimic.data.store.cache_dir`; a second infer of the same features of the same videos waits for the
+first, then reuses them), packs them and predicts. A modality the run cannot
 re-extract (pickles shipped with a dataset, an extractor unknown here) is an error naming it.
 
 A clip that fails to decode or to extract is listed in :attr:`InferResult.failed` and left out of
@@ -34,14 +35,17 @@ import pandas as pd
 
 from emimic.data.layout import RECORDING_SUFFIXES, VIDEO_SUFFIXES
 from emimic.data.store import CACHE_ENV, cache_dir
+from emimic.defaults import LOCK_WAIT_SECONDS
 from emimic.errors import ConfigError, DataError, EmimicWarning
 from emimic.features.base import EXTRACTORS, Extractor
+from emimic.features.ledger import read_errors
 from emimic.features.media import dangling_links, unread_suffix
 from emimic.features.pipeline import extract, make_spec
 from emimic.features.recipe import decoder_change, extractor_model_digest, sidecar_params
 from emimic.features.runner import ExtractSpec
 from emimic.io import atomic_path
 from emimic.labels import EMOTIONS
+from emimic.outputs import Hold, exclusive_outputs
 from emimic.training.inference import load_run, predict_ids
 
 INFER_CACHE = "infer"
@@ -227,8 +231,18 @@ def infer_cache(recipe: Recipe, videos: dict[str, Path]) -> Path:
     return folder
 
 
+def cache_hold() -> Hold:
+    """How an infer holds its cache folder (one per extraction recipe and set of videos): another infer of the same
+    features of the same videos is waited for (at most ``LOCK_WAIT_SECONDS``), and its finished clips are then
+    reused."""
+    return Hold("infer", wait=LOCK_WAIT_SECONDS,
+                busy="another emimic infer of the same features of the same videos is extracting them into this"
+                     " cache",
+                advice="run this command again when it has ended: it then reuses that one's features")
+
+
 def _failures(errors_csv: Path, names: dict[int, str]) -> pd.DataFrame:
-    errors = pd.read_csv(errors_csv, dtype={"clip": "int64"}, keep_default_na=False)
+    errors = read_errors(errors_csv)
     errors.insert(0, CLIP_COLUMN, errors.pop("clip").map(names))
     return errors
 
@@ -327,11 +341,15 @@ def infer(
     spec = make_spec(cache, list(options), options, **settings)
     check_recipe(recipe, spec.build(), spec)
     names = dict(enumerate(videos, start=1))
-    summary = extract(cache, spec.names, options=options, workers=workers, progress=progress,
-                      videos={i: videos[name] for i, name in names.items()}, **settings)
-    failed = _failures(Path(summary.attrs["errors"]), names)
-    ok = {i: name for i, name in names.items() if name not in set(failed[CLIP_COLUMN])}
-    predictions = _predict(trained, cache, ok, progress) if ok else pd.DataFrame(columns=[CLIP_COLUMN, *EMOTIONS])
+    # Another infer of the same features of the same videos (a second notebook) shares this cache: one extracts and
+    # packs at a time (each would delete the temporary files of the other), the second then reuses what it finished.
+    with exclusive_outputs([cache], cache_hold()):
+        summary = extract(cache, spec.names, options=options, workers=workers, progress=progress,
+                          videos={i: videos[name] for i, name in names.items()}, **settings)
+        failed = _failures(Path(summary.attrs["errors"]), names)
+        ok = {i: name for i, name in names.items() if name not in set(failed[CLIP_COLUMN])}
+        predictions = (_predict(trained, cache, ok, progress) if ok
+                       else pd.DataFrame(columns=[CLIP_COLUMN, *EMOTIONS]))
     if out is not None:
         write_predictions(predictions, out)
     written = plot_clips(predictions, plots) if plots is not None else []

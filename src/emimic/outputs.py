@@ -26,14 +26,17 @@ not record (an earlier emimic) is never reused.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import json
 import os
 import re
 import shutil
+import time
 import uuid
 import warnings
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -117,33 +120,170 @@ LOCK_SUFFIX = "lock"
 CANNOT_LOCK = frozenset({errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EACCES, errno.EPERM, errno.EROFS})
 # Tries at making the lock file's parent and opening the file while other commands' clean-ups remove the parent.
 LOCK_FILE_ATTEMPTS = 100
+# How often a command that waits for a held folder tries its lock again: flock itself has no time limit.
+LOCK_POLL_SECONDS = 0.2
+# How long a command that does not wait (``Hold.wait`` 0) still tries, silently: a reader's probe of the lock
+# (:func:`held_by_others`) holds it a moment, and an extract starting then would be refused for it.
+PROBE_GRACE_SECONDS = 0.5
+NO_FLOCK = ("this system has no flock, so emimic cannot lock the folders it writes: a concurrent emimic command"
+            " writing the same folder would be neither refused nor waited for.")
+
+# The folders this thread holds (see exclusive_outputs): a folder inside one of them is held already.
+_HELD: contextvars.ContextVar[tuple[Path, ...]] = contextvars.ContextVar("emimic_held_folders", default=())
+
+
+class WaitingWarning(EmimicWarning):
+    """The folder a command is to write is held by another command, which it waits for (a bounded time)."""
+
+
+@dataclass(frozen=True)
+class Hold:
+    """How a command holds the folders it writes, and how its messages name the command that holds them first.
+
+    ``wait`` 0: the second command is refused at once (within :data:`PROBE_GRACE_SECONDS`); otherwise it waits for
+    the first one up to ``wait`` seconds (after one :class:`WaitingWarning`) and is refused only then. ``busy`` says
+    what the other command is doing, ``advice`` what to do when refused. A ``shared`` hold is a reader's: readers
+    hold a folder together (several evaluates, the ranks of one DDP train opening one store) and wait only for a
+    command that writes it."""
+
+    command: str
+    wait: float = 0.0
+    busy: str | None = None
+    advice: str = "wait until it ends, or choose another --out"
+    shared: bool = False
+
+    def refusal(self, folder: Path) -> str:
+        if self.wait <= 0:
+            return f"{folder}: {self._busy} now; {self.advice}."
+        return f"{folder}: {self._busy} now, still after {_duration(self.wait)} of waiting; {self.advice}."
+
+    def notice(self, folder: Path) -> str:
+        return f"{folder}: {self._busy} now; waiting for it to end, for at most {_duration(self.wait)}."
+
+    @property
+    def _busy(self) -> str:
+        return self.busy or f"another emimic {self.command} is writing this folder"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
 @contextlib.contextmanager
 def exclusive_output(folder: str | Path, *, command: str) -> Iterator[None]:
     """Hold ``folder`` for this process while the block writes it: a second ``command`` into the same folder at the
     same time is refused (both wrote into it and both reported success, the folder holding one run's files and
-    perhaps the other's). The lock is an ``flock`` on the hidden file ``.NAME.lock`` beside ``folder`` (a folder a
-    replacement moves aside keeps no lock), released and removed when the block ends, or by the system when the
-    process dies; the parent folders made for it are removed then too when nothing else was put in them.
+    perhaps the other's). One folder of :func:`exclusive_outputs`, which tells the rest; a :class:`Hold` there may
+    wait for the first command instead, and word the messages for another command."""
+    with exclusive_outputs([folder], Hold(command)):
+        yield
+
+
+@contextlib.contextmanager
+def exclusive_outputs(folders: Iterable[str | Path], hold: Hold) -> Iterator[None]:
+    """Hold each of ``folders`` as :func:`exclusive_output` does one, in sorted order (two commands that wait never
+    hold one folder each while waiting for the other's). The lock is an ``flock`` on the hidden file ``.NAME.lock``
+    beside each folder (a folder a replacement moves aside keeps no lock), released and removed when the block ends,
+    or by the system when the process dies; the parent folders made for it are removed then too when nothing else was
+    put in them. A folder inside one this thread holds already (an extraction into the folder an ``infer`` holds) is
+    held: it gets no lock of its own; the same folder held twice is refused at once (:class:`OutputConflict`): the
+    second holder would write what the first one, which has not ended, is writing.
 
     Where no lock can be taken (no ``flock`` on Windows or on a Lustre mount without ``-o flock``, a parent folder
     this user may not write) the block runs unlocked after one :class:`UnlockedWarning`: the command itself does not
     need the lock. An ``flock`` on NFS mounted with ``nolock`` holds on one machine only."""
-    folder = Path(folder).resolve()
+    held = _HELD.get()
+    wanted = [folder for folder in sorted({Path(f).resolve() for f in folders}) if not _inside(folder, held)]
+    again = [folder for folder in wanted if folder in held]
+    if again:  # waiting for its own lock, this process would wait for ever
+        raise OutputConflict(f"{again[0]}: this process holds this folder already, for a command that has not ended;"
+                             f" run this emimic {hold.command} after that one, not inside it.")
+    with contextlib.ExitStack() as stack:
+        unlocked: list[tuple[Path, OSError]] = []
+        for folder in wanted:
+            failure = stack.enter_context(_one_lock(folder, hold))
+            if failure is not None:
+                unlocked.append((folder, failure))
+        if unlocked:
+            warnings.warn(_unlocked_sentence(unlocked, hold.command), UnlockedWarning, stacklevel=4)
+        token = _HELD.set((*held, *wanted))
+        try:
+            yield
+        finally:
+            _HELD.reset(token)
+
+
+def held_by_others(folders: Iterable[str | Path]) -> list[Path]:
+    """Which of ``folders`` (resolved, sorted) another command holds now: for a command that reads them (``pack``
+    reads the modality folders an ``extract`` writes). Their locks are only tried, neither waited for nor kept, and a
+    folder this thread holds is this command's own."""
+    held = _HELD.get()
+    return [folder for folder in sorted({Path(f).resolve() for f in folders})
+            if folder not in held and not _inside(folder, held) and _held_elsewhere(folder)]
+
+
+def _held_elsewhere(folder: Path) -> bool:
+    """Whether another command (or another thread) holds ``folder`` now; a folder without a lock file is not held."""
+    if fcntl is None:
+        return False
+    try:
+        with open(_lock_path(folder), "rb") as handle:  # closing it releases the shared lock at once
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:  # no lock file (no holder), one this user cannot read, no flock here: nothing to go by
+        return False
+    return False
+
+
+def flock_available() -> bool:
+    """Whether this system can lock folders at all (not on Windows): a command that only reads may skip the lock,
+    and the warning that it cannot be taken, where it cannot."""
+    return fcntl is not None
+
+
+def _inside(folder: Path, held: tuple[Path, ...]) -> bool:
+    """Whether ``folder`` lies inside one of ``held`` (not one of them: a second hold of the same folder is refused)."""
+    return any(folder != outer and folder.is_relative_to(outer) for outer in held)
+
+
+def _unlocked_sentence(unlocked: list[tuple[Path, OSError]], command: str) -> str:
+    if fcntl is None:
+        return NO_FLOCK  # the same words for every folder: a command says it once
+    folder, exc = unlocked[0]
+    named = ", ".join(str(f) for f, _ in unlocked)
+    return (f"cannot lock {_lock_path(folder)} ({exc.strerror or exc}): a concurrent emimic {command} into {named}"
+            " would not be refused.")
+
+
+@contextlib.contextmanager
+def _one_lock(folder: Path, hold: Hold) -> Iterator[OSError | None]:
+    """Hold ``folder`` for the block; yields None, or the error that says no lock can be taken there."""
     made = _missing_parents(folder)
     try:
-        handle = _locked(folder, command)
-    except OutputConflict:
-        _remove_empty(made)
+        handle = _locked(folder, hold)
+    except OSError as exc:
+        if exc.errno not in CANNOT_LOCK:
+            remove_empty(made)
+            raise
+        handle = exc
+    except BaseException:  # refused, or Ctrl-C while waiting: nothing of this lock stays
+        remove_empty(made)
         raise
     try:
-        yield
+        yield handle if isinstance(handle, OSError) else None
     finally:
-        if handle is not None:
-            Path(handle.name).unlink(missing_ok=True)
-            handle.close()
-        _remove_empty(made)
+        if not isinstance(handle, OSError):
+            _release(handle)
+        remove_empty(made)
+
+
+def _release(handle: BinaryIO) -> None:
+    """Release the lock file ``handle``, removing it when no other command holds it (a reader may, beside this one):
+    one that locked the removed file would hold nothing that a later command sees."""
+    if _try_flock(handle, fcntl.LOCK_EX):
+        _remove_lock_file(Path(handle.name))
+    handle.close()
 
 
 def _missing_parents(folder: Path) -> list[Path]:
@@ -151,7 +291,7 @@ def _missing_parents(folder: Path) -> list[Path]:
     return [parent for parent in folder.parents if not parent.exists()]
 
 
-def _remove_empty(folders: list[Path]) -> None:
+def remove_empty(folders: Sequence[Path]) -> None:
     """Remove each of ``folders`` (deepest first) that is empty: what a refused or failed command made only to lock."""
     for folder in folders:
         try:
@@ -160,42 +300,76 @@ def _remove_empty(folders: list[Path]) -> None:
             return
 
 
-def _locked(folder: Path, command: str) -> BinaryIO | None:
-    """The open lock file of ``folder``, flocked; None (after a warning) where no lock can be taken there."""
-    path = folder.with_name(f".{folder.name}.{LOCK_SUFFIX}")
-    try:
-        if fcntl is None:
-            raise OSError(errno.ENOSYS, "this system has no flock")
-        while True:
-            handle = _open_lock_file(path)
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
-                raise OutputConflict(f"{folder}: another emimic {command} is writing this folder now; wait until it"
-                                     " ends, or choose another --out.") from None
-            except OSError:  # no flock here: the file locks nothing, leave none behind
-                handle.close()
-                path.unlink(missing_ok=True)
-                raise
-            # the holder before us may have removed the file after we opened it: lock the file that is there now
-            if path.exists() and path.stat().st_ino == os.fstat(handle.fileno()).st_ino:
-                return handle
+def _remove_lock_file(path: Path) -> None:
+    """Remove the lock file ``path`` where this user may (another user's file in a folder with the sticky bit stays:
+    it is locked and unlocked all the same)."""
+    with contextlib.suppress(FileNotFoundError, PermissionError):
+        path.unlink()
+
+
+def _lock_path(folder: Path) -> Path:
+    return folder.with_name(f".{folder.name}.{LOCK_SUFFIX}")
+
+
+def _locked(folder: Path, hold: Hold) -> BinaryIO:
+    """The open lock file of ``folder``, flocked (waiting for its holder as ``hold`` says); an OSError where no lock
+    can be taken there."""
+    path = _lock_path(folder)
+    if fcntl is None:
+        raise OSError(errno.ENOSYS, "this system has no flock")
+    deadline = time.monotonic() + (hold.wait if hold.wait > 0 else PROBE_GRACE_SECONDS)
+    announced = hold.wait <= 0  # a command that does not wait says nothing while it tries
+    while True:
+        handle = _open_lock_file(path)
+        try:
+            while not _try_flock(handle, fcntl.LOCK_SH if hold.shared else fcntl.LOCK_EX):
+                if time.monotonic() >= deadline:
+                    raise OutputConflict(hold.refusal(folder))
+                if not announced:
+                    warnings.warn(hold.notice(folder), WaitingWarning, stacklevel=6)
+                    announced = True
+                time.sleep(LOCK_POLL_SECONDS)
+        except OSError:  # no flock here: the file locks nothing, leave none behind
             handle.close()
-    except OSError as exc:
-        if exc.errno not in CANNOT_LOCK:
+            _remove_lock_file(path)
             raise
-        warnings.warn(f"cannot lock {path} ({exc.strerror or exc}): a concurrent emimic {command} into {folder}"
-                      " would not be refused.", UnlockedWarning, stacklevel=4)
-        return None
+        except BaseException:  # refused, or Ctrl-C while waiting: the file is the holder's
+            handle.close()
+            raise
+        if _is_current(path, handle):
+            return handle
+        handle.close()
+
+
+def _is_current(path: Path, handle: BinaryIO) -> bool:
+    """Whether ``handle`` is the lock file at ``path`` now: the holder before us may have removed the file after we
+    opened it (and a third one made and removed another meanwhile), so the file that is there now is locked instead."""
+    try:
+        return os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _try_flock(handle: BinaryIO, mode: int) -> bool:
+    """Whether ``handle`` is now locked in ``mode`` (``LOCK_SH`` or ``LOCK_EX``), not waiting for another holder."""
+    try:
+        fcntl.flock(handle, mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def _open_lock_file(path: Path) -> BinaryIO:
-    """``path`` opened for appending, its parent folders made first; tried again when another command's clean-up
-    (:func:`_remove_empty`) removed a parent between the two steps."""
+    """``path`` opened for appending (for reading where it is another user's), its parent folders made first; tried
+    again when another command's clean-up (:func:`remove_empty`) removed a parent between the two steps."""
     def make_and_open() -> BinaryIO:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return open(path, "a+b")
+        try:
+            return open(path, "a+b")
+        except PermissionError:  # another user's file, left by a killed command: flock needs no right to write it
+            if not path.exists():
+                raise
+            return open(path, "rb")
 
     for _ in range(LOCK_FILE_ATTEMPTS - 1):
         with contextlib.suppress(FileNotFoundError):

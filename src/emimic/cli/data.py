@@ -10,7 +10,7 @@ from rich.table import Table
 
 from emimic.cli.arguments import add_valid_fraction_arg, output_folder
 from emimic.cli.registry import Handler, command, out
-from emimic.defaults import CACHE_ENV, STORE_DTYPES
+from emimic.defaults import CACHE_ENV, LOCK_WAIT_SECONDS, STORE_DTYPES
 
 if TYPE_CHECKING:
     from emimic.data.validate import ValidationReport
@@ -144,7 +144,9 @@ def validate_command(parser: argparse.ArgumentParser) -> Handler:
 
 @command(
     "pack",
-    "Pack every modality into a memory-mapped FeatureStore (a no-op when nothing changed).",
+    "Pack every modality into a memory-mapped FeatureStore (a no-op when nothing changed); a command packing the"
+    f" same store already is waited for (at most {LOCK_WAIT_SECONDS / 60:g} min), and what it packed is reused;"
+    " a modality an extract is writing now is refused.",
     "emimic pack data/sim --dtype float16",
 )
 def pack_command(parser: argparse.ArgumentParser) -> Handler:

@@ -47,9 +47,11 @@ def extractor_table() -> Table:
     "extract",
     "Extract features from DIR/raw/<id>.mp4, DIR/audio/<id>.wav|mp3|flac|m4a and DIR/text/<id>.txt into per-clip"
     " folders;"
-    " each extractor runs on the clips that hold its input (resumable, parallel, Ray).",
+    " each extractor runs on the clips that hold its input (resumable, parallel, Ray). Other modalities may be"
+    " extracted into DIR at the same time; a second extract of a modality being extracted is refused.",
     "emimic extract --data data/vidmimic --modalities egemaps,whisper,text_emb,face --workers 4\n"
-    "  emimic extract --data data/transcripts_only --modalities text_emb,lexicon",
+    "  emimic extract --data data/transcripts_only --modalities text_emb,lexicon\n"
+    "  emimic extract --data data/vidmimic --modalities face  # in a second terminal, while egemaps runs",
 )
 def extract_command(parser: argparse.ArgumentParser) -> Handler:
     names = ", ".join(EXTRACTORS.names())

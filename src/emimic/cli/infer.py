@@ -10,6 +10,7 @@ from rich.table import Table
 
 from emimic.cli.arguments import output_file, positive_int
 from emimic.cli.registry import Handler, command, console, out
+from emimic.defaults import LOCK_WAIT_SECONDS
 
 SHOWN_ROWS = 20
 
@@ -22,7 +23,9 @@ def plots_folder(predictions: Path) -> Path:
 @command(
     "infer",
     "Predict the six intensities of new videos (files or folders) with a trained run; extracts exactly the"
-    " modalities the run was trained on, with the same extractor settings, into a cache folder.",
+    " modalities the run was trained on, with the same extractor settings, into a cache folder. A second infer of"
+    " the same features of the same videos waits for the first (at most"
+    f" {LOCK_WAIT_SECONDS / 60:g} min) and reuses its features.",
     "emimic infer --run runs/raw new_videos/ clip7.mp4 --out predictions.csv --report",
 )
 def infer_command(parser: argparse.ArgumentParser) -> Handler:

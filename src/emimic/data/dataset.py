@@ -9,7 +9,7 @@ whole batch with one vectorised read instead of one Python call per clip.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,15 +100,18 @@ class VidmimicDataset:
                 f" (run `emimic validate {self.root}` to list every problem)."
             )
 
-    def store(self, *, dtype: str | None = None, progress: bool = True) -> FeatureStore:
+    def store(self, *, dtype: str | None = None, progress: bool = True,
+              needed: Collection[str] | None = None) -> FeatureStore:
         """The packed feature store, (re)packed first when any modality changed on disk.
 
-        ``dtype=None`` keeps the store's own frame dtype (a float16 store stays float16).
+        ``dtype=None`` keeps the store's own frame dtype (a float16 store stays float16). A modality an extract is
+        writing now is refused if ``needed`` names it (``None``: every modality is needed), else left as it was
+        packed, after a warning (see :func:`~emimic.data.store.pack`).
         """
         if self._store is None:
             actions = stale_modalities(self.layout, self.store_dir, dtype)
             if any(action != "unchanged" for action in actions.values()):
-                pack(self.root, dtype=dtype, store_dir=self.store_dir, progress=progress)
+                pack(self.root, dtype=dtype, store_dir=self.store_dir, progress=progress, needed=needed)
             self._store = FeatureStore.open(self.store_dir)
         return self._store
 

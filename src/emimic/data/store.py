@@ -19,11 +19,14 @@ name>-<hash of its path>``: :func:`locate_store` finds it again, so no flag is n
 Writes are atomic: a modality is packed into a temporary folder, renamed into place, and only
 then recorded in the manifest (the commit point), one modality at a time. A killed pack leaves
 the previous store intact plus every modality it finished; the next pack removes its temporary
-folder and resumes with the modalities still to do.
+folder and resumes with the modalities still to do. One command packs a store at a time (a lock beside it, see
+:func:`store_hold`): another one waits for it, then reuses what it packed; a store is opened under the same lock, shared
+with other commands that open it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -32,17 +35,19 @@ import shlex
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from emimic.data.layout import DatasetLayout, ModalitySource, discover, read_mapping
-from emimic.defaults import CACHE_ENV, STORE_DTYPES
-from emimic.errors import DataError, EmptyFeatures, Interrupted
+from emimic.defaults import CACHE_ENV, LOCK_WAIT_SECONDS, STORE_DTYPES
+from emimic.errors import DataError, EmimicWarning, EmptyFeatures, Interrupted, OutputConflict
 from emimic.io import TEMP_SUFFIX, as_frames, decode_array, remove_leftovers, write_failure, write_text
 from emimic.labels import shortlist
+from emimic.outputs import Hold, exclusive_outputs, flock_available, held_by_others, remove_empty
 from emimic.progress import progress_bar
 
 STORE_VERSION = 1
@@ -324,7 +329,8 @@ def _checked_names(source: ModalitySource, dim: int) -> list[str] | None:
 
 @dataclass
 class PackResult:
-    """What :func:`pack` did per modality: ``packed``, ``unchanged`` or ``removed``."""
+    """What :func:`pack` did per modality: ``packed``, ``unchanged``, ``removed``, or ``skipped`` (an extract is writing
+    it and the command does not need it: see :func:`pack`)."""
 
     store_dir: Path
     actions: dict[str, str]
@@ -400,7 +406,7 @@ def stale_modalities(layout: DatasetLayout, store_dir: Path, dtype: str | None =
 
 
 def _prepare(store: Path) -> None:
-    """Create the store folder and remove what a killed pack left; a clear error where it cannot be written."""
+    """Create the store folder; a clear error where it cannot be written."""
     try:
         store.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -408,7 +414,6 @@ def _prepare(store: Path) -> None:
         raise DataError(f"{store}: cannot create the feature store ({reason}); pass a writable --store DIR.") from None
     if not writable(store):
         raise DataError(f"{store}: the feature store cannot be written here; pass a writable --store DIR.")
-    remove_leftovers(store)
 
 
 def _pack_into(store: Path, source: ModalitySource, dtype: str, *, progress: bool) -> dict:
@@ -445,12 +450,16 @@ def pack(
     dtype: str | None = None,
     store_dir: str | Path | None = None,
     progress: bool = True,
+    needed: Collection[str] | None = None,
 ) -> PackResult:
     """Pack every modality of ``root`` into a FeatureStore; modalities whose files are unchanged are kept.
 
     ``dtype`` is the frame storage type; ``None`` keeps the store's own (float32 for a new store),
     so packing after ``pack(dtype="float16")`` never silently converts back. ``store_dir`` defaults
     to :func:`locate_store`. Ctrl-C raises :class:`~emimic.errors.Interrupted` naming what was kept.
+    A stale modality an ``extract`` is writing now is refused (:class:`~emimic.errors.OutputConflict`) when it is
+    ``needed`` (``None``: every modality is, as for ``emimic pack``); one the command does not need is skipped after
+    one :class:`HeldModalityWarning`, keeping the version packed before, if any.
     """
     if dtype is not None and dtype not in DTYPES:
         raise DataError(f"dtype {dtype!r} is not supported; choose one of {list(DTYPES)}.")
@@ -458,12 +467,62 @@ def pack(
     layout = discover(root)
     if not layout.modalities:
         raise DataError(f"{layout.root}: no modality found (no folder of per-clip .pkl/.npy/.pt files).")
+    in_root = default_store_dir(layout.root)
+    made_in_root = _missing_folders(in_root)  # before locate_store, whose probe of the root makes them
     store = Path(store_dir) if store_dir is not None else locate_store(layout)
+    made = made_in_root if store == in_root else _missing_folders(store)
     _prepare(store)
+    # A pack that fails (refused) leaves no empty folder: the store itself is removed while it is held, as a pack
+    # waiting for it may fill it, its parents once the lock file in them is gone.
+    with (_emptied_on_failure(made[1:]), exclusive_outputs([store], store_hold()),
+          _emptied_on_failure(made[:1])):
+        _prepare(store)  # again: a refused pack that held it first may have removed the folder it made
+        actions = _pack_held(layout, store, dtype, progress=progress, needed=needed)
+    return PackResult(store, actions, time.perf_counter() - started)
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its parents that do not exist yet, deepest first."""
+    return [path for path in (folder, *folder.parents) if not path.exists()]
+
+
+@contextlib.contextmanager
+def _emptied_on_failure(made: list[Path]) -> Iterator[None]:
+    """Remove the ``made`` folders (deepest first) that are empty when the block fails."""
+    try:
+        yield
+    except BaseException:
+        remove_empty(made)
+        raise
+
+
+# How a pack refuses a modality folder an extract is writing (not waited for: extracting takes hours).
+EXTRACTING = Hold("pack", busy="an emimic extract is writing this modality",
+                  advice="wait for it to end, then run this command again")
+
+
+class HeldModalityWarning(EmimicWarning):
+    """A modality an extract is writing now is not packed: the command does not read it."""
+
+
+def store_hold(*, reading: bool = False) -> Hold:
+    """How a command holds a store it packs, or opens (``reading``: beside other readers): another one packing it is
+    waited for (at most ``LOCK_WAIT_SECONDS``), as its result is what this one needs, and is then reused where
+    current."""
+    return Hold("pack", wait=LOCK_WAIT_SECONDS, busy="another emimic command is packing this feature store",
+                advice="run this command again when it has ended", shared=reading)
+
+
+def _pack_held(layout: DatasetLayout, store: Path, dtype: str | None, *, progress: bool,
+               needed: Collection[str] | None) -> dict[str, str]:
+    """Pack the stale modalities of ``layout`` into ``store``, which this process holds; what was done to each."""
+    remove_leftovers(store)  # what a killed pack left: no other pack is writing it now
     entries = dict((_read_manifest(store) or {"modalities": {}})["modalities"])
     dtype = dtype or store_dtype({"modalities": entries})
     actions = stale_modalities(layout, store, dtype)
     current = [name for name, action in actions.items() if action == "unchanged"]
+    for name in _skipped_while_extracted(layout, [n for n, a in actions.items() if a == "packed"], needed):
+        actions[name] = "skipped"
     to_pack = [name for name, action in actions.items() if action == "packed"]
     try:
         for name in to_pack:
@@ -481,7 +540,33 @@ def pack(
             del entries[name]
         _write_manifest(store, layout.root, entries)
     _remove_unlisted(store, entries)
-    return PackResult(store, actions, time.perf_counter() - started)
+    return actions
+
+
+def _skipped_while_extracted(layout: DatasetLayout, stale: list[str], needed: Collection[str] | None) -> list[str]:
+    """The ``stale`` modalities an extract is writing now, which this command does not need: they are not packed
+    (after one warning). One it needs is refused: a modality half extracted would be packed as it is now, its
+    other clips left out as missing."""
+    by_folder = {layout.modalities[name].path.resolve(): name for name in stale}
+    busy = held_by_others(by_folder)
+    refused = [folder for folder in busy if needed is None or by_folder[folder] in needed]
+    if refused:
+        raise OutputConflict(EXTRACTING.refusal(refused[0]))
+    if busy:
+        names, it = ", ".join(str(folder) for folder in busy), "them" if len(busy) > 1 else "it"
+        warnings.warn(f"{names}: an emimic extract is writing {it} now and this command does not read {it}, so {it} is"
+                      f" not packed (the store keeps what it held of {it}); pack {it} once the extract has ended.",
+                      HeldModalityWarning, stacklevel=5)
+    return [by_folder[folder] for folder in busy]
+
+
+def _held_for_reading(store_dir: Path) -> contextlib.AbstractContextManager[None]:
+    """The store held while it is opened, so that no pack replaces the files of the manifest being read. A store this
+    user cannot write beside (a read-only root packed earlier) is opened unheld: no pack of theirs can change it. So is
+    any store where no lock exists (Windows): the commands that only read it need not warn that they cannot lock it."""
+    if flock_available() and store_dir.is_dir() and write_failure(store_dir.parent) is None:
+        return exclusive_outputs([store_dir], store_hold(reading=True))
+    return contextlib.nullcontext()
 
 
 class FeatureStore:
@@ -502,6 +587,7 @@ class FeatureStore:
         self._lengths: dict[str, np.ndarray] = {}
         self._pooled: dict[str, np.ndarray] = {}
         self._frames: dict[str, np.ndarray] = {}
+        self._content: dict[str, str] = {}
         for name, entry in manifest["modalities"].items():
             if damaged := damaged_files(store_dir, entry):
                 raise DataError(
@@ -515,14 +601,19 @@ class FeatureStore:
             self._pooled[name] = np.load(folder / "pooled.npy", mmap_mode="r")
             shape = (entry["n_frames"], entry["dim"])
             self._frames[name] = np.memmap(folder / "frames.bin", dtype=entry["dtype"], mode="r", shape=shape)
+            # read now, while the store is held: a pack may delete the folder once it is open
+            self._content[name] = hashlib.sha256((folder / "sources.csv").read_bytes()).hexdigest()
 
     @classmethod
     def open(cls, store_dir: str | Path) -> FeatureStore:
         store_dir = Path(store_dir)
-        manifest = _read_manifest(store_dir)
-        if manifest is None:
-            raise DataError(f"{store_dir}: no packed feature store here; run `emimic pack` on the dataset root.")
-        return cls(store_dir, manifest)
+        # Everything is read or mapped under the lock: the memory maps stay valid once open, even if a pack then
+        # replaces their files, and nothing is read from the store's folders later.
+        with _held_for_reading(store_dir):
+            manifest = _read_manifest(store_dir)
+            if manifest is None:
+                raise DataError(f"{store_dir}: no packed feature store here; run `emimic pack` on the dataset root.")
+            return cls(store_dir, manifest)
 
     @property
     def modalities(self) -> list[str]:
@@ -540,8 +631,7 @@ class FeatureStore:
         """Digest of the modality's source files by content (names, frame counts, checksums): the same for
         a copy of the data wherever it lies and whatever its file times, unlike the manifest's fingerprint."""
         self._check(modality)
-        sources = self.path / self.manifest["modalities"][modality]["dir"] / "sources.csv"
-        return hashlib.sha256(sources.read_bytes()).hexdigest()
+        return self._content[modality]
 
     def recipe(self, modality: str) -> dict | None:
         """How a modality was extracted (its ``_extractor.json`` at packing time); None if emimic did not extract it."""

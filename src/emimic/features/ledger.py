@@ -3,17 +3,18 @@
 ``ledger.csv`` appends one row per clip × extractor outcome (``done``, ``skipped``, ``masked``,
 ``failed``) under a key of the parameters it ran with and the names of the input files it could read
 (:func:`emimic.features.plan.ledger_key`): resumption reads it to skip clips an extractor masked
-before with the same parameters and input file names. ``errors.csv`` lists the failures of the last run.
+before with the same parameters and input file names. ``errors.csv`` lists the failures of each extractor's last run.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pandas as pd
 
@@ -52,14 +53,15 @@ def _ends_with_newline(path: Path) -> bool:
 class LedgerWriter:
     """Appends each clip's outcomes to the ledger as they arrive and collects the failures."""
 
-    def __init__(self, handle: Any, key: Callable[[int, str], str], inputs: dict[int, str]) -> None:
+    def __init__(self, handle: BinaryIO, key: Callable[[int, str], str], inputs: dict[int, str]) -> None:
         self._handle, self._key, self._inputs = handle, key, inputs
-        self._writer = csv.DictWriter(handle, fieldnames=LEDGER_FIELDS)
         self.errors: list[dict[str, Any]] = []
 
     def record(self, report: ClipReport) -> None:
+        rows = io.StringIO()
+        writer = csv.DictWriter(rows, fieldnames=LEDGER_FIELDS)
         for outcome in report.outcomes:
-            self._writer.writerow(
+            writer.writerow(
                 {
                     "clip": report.clip_id,
                     "extractor": outcome.extractor,
@@ -78,23 +80,52 @@ class LedgerWriter:
                         "error": outcome.reason,
                     }
                 )
-        # A killed run keeps every line written so far: the ledger is what resumption reads.
-        self._handle.flush()
+        # One write of whole lines to a file opened for appending: the lines of an extract of other modalities into
+        # the same root, at the same time, land before or after them, never inside. A killed run keeps every line
+        # written so far: the ledger is what resumption reads.
+        write_all(self._handle, rows.getvalue().encode("utf-8"))
+
+
+def write_all(handle: BinaryIO, data: bytes) -> None:
+    """Write all of ``data`` to the unbuffered ``handle``: one write in practice; one cut short (a signal, a disk
+    filling up) is carried on rather than leaving a line cut."""
+    rest = memoryview(data)
+    while rest:
+        rest = rest[handle.write(rest):]
+
+
+def start_ledger(path: Path) -> None:
+    """Make ``path`` a ledger to append lines to: its header written when new, a killed run's last line ended. Called
+    by one extract at a time (two starting together on a new root wrote the header twice)."""
+    with open(path, "ab", buffering=0) as handle:
+        if handle.tell() == 0:
+            write_all(handle, (",".join(LEDGER_FIELDS) + "\r\n").encode("utf-8"))
+        elif not _ends_with_newline(path):
+            write_all(handle, b"\n")  # end the line a killed run left unfinished
 
 
 @contextmanager
 def open_ledger(path: Path, key: Callable[[int, str], str], inputs: dict[int, str]) -> Iterator[LedgerWriter]:
-    """A :class:`LedgerWriter` appending to ``path`` (header written once, a killed run's last line ended);
-    ``key(clip, extractor)`` is what an outcome is recorded under, ``inputs`` names each clip's main input file
-    for the error list."""
-    with open(path, "a", newline="", encoding="utf-8") as handle:
-        if handle.tell() == 0:
-            csv.DictWriter(handle, fieldnames=LEDGER_FIELDS).writeheader()
-        elif not _ends_with_newline(path):
-            handle.write("\n")  # end the line a killed run left unfinished
+    """A :class:`LedgerWriter` appending to the ledger ``path`` (see :func:`start_ledger`); ``key(clip, extractor)``
+    is what an outcome is recorded under, ``inputs`` names each clip's main input file for the error list."""
+    with open(path, "ab", buffering=0) as handle:
         yield LedgerWriter(handle, key, inputs)
 
 
-def write_errors(path: Path, errors: list[dict[str, Any]]) -> None:
+def write_errors(path: Path, errors: list[dict[str, Any]], *, extractors: Iterable[str]) -> None:
+    """Replace the failures of ``extractors`` in ``path`` by ``errors`` (their run's), keeping those of the others:
+    the list stays whole when other modalities were extracted into the same root in another command."""
+    ran = set(extractors)
+    kept = read_errors(path)
+    kept = kept[~kept["extractor"].isin(ran)]
+    parts = [part for part in (kept, pd.DataFrame(errors, columns=list(ERROR_FIELDS))) if len(part)]
+    merged = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(ERROR_FIELDS))
     with atomic_path(path) as tmp:
-        pd.DataFrame(errors, columns=list(ERROR_FIELDS)).to_csv(tmp, index=False)
+        merged.to_csv(tmp, index=False)
+
+
+def read_errors(path: Path) -> pd.DataFrame:
+    """The failures listed in ``path`` (none when it does not exist)."""
+    if not path.is_file():
+        return pd.DataFrame(columns=list(ERROR_FIELDS))
+    return pd.read_csv(path, dtype={"clip": "int64"}, keep_default_na=False)

@@ -17,14 +17,23 @@ import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from emimic.errors import ConfigError, DataError, EmimicWarning, Interrupted
 from emimic.features.backends import check_ray_address, run_local, run_ray
-from emimic.features.base import resolve_name
-from emimic.features.ledger import ERRORS, LEDGER, STATE_DIR, STATUSES, open_ledger, read_ledger, write_errors
+from emimic.features.base import Extractor, resolve_name
+from emimic.features.ledger import (
+    ERRORS,
+    LEDGER,
+    STATE_DIR,
+    STATUSES,
+    open_ledger,
+    read_ledger,
+    start_ledger,
+    write_errors,
+)
 from emimic.features.plan import (
     INPUT_FILES,
     NO_INPUT,
@@ -38,7 +47,17 @@ from emimic.features.plan import (
 from emimic.features.recipe import check_sidecars, params_digest, write_sidecars
 from emimic.features.runner import ClipSources, ExtractSpec
 from emimic.io import remove_leftovers
+from emimic.outputs import Hold, exclusive_outputs
 from emimic.progress import progress_bar
+
+if TYPE_CHECKING:
+    from emimic.data.layout import DatasetLayout
+
+EXTRACT_HOLD = Hold("extract", advice="wait until it ends, or extract other modalities meanwhile")
+# The ledger's start and errors.csv are written in milliseconds by each extract that starts or ends: another one
+# waits for that.
+RECORDS_HOLD = Hold("extract", wait=60.0, busy="another emimic extract is writing its records (ledger.csv,"
+                    " errors.csv) into this folder", advice="run this command again")
 
 
 def make_spec(
@@ -152,8 +171,29 @@ def extract(
         raise DataError(f"{root}: no clip has what {', '.join(names)} read{'s' if len(names) == 1 else ''}"
                         f" (expected {expected}).")
 
-    state = root / STATE_DIR
+    # One extract per output folder at a time: a second one would delete the temporary files the first is writing,
+    # and both would write its sidecar. Other modalities may be extracted into the same root meanwhile.
+    outputs = sorted({o.name for e in extractors for o in e.outputs()})
+    with exclusive_outputs([root / name for name in outputs], EXTRACT_HOLD):
+        return _extract_held(root, spec, extractors, layout, sources, workers=workers, ray_address=ray_address,
+                             overwrite=overwrite, progress=progress)
+
+
+def start_records(state: Path) -> None:
+    """Make the folder ``state`` of an extraction's records, and its ledger, held: two extracts of other modalities
+    may start together on a new root."""
     state.mkdir(parents=True, exist_ok=True)
+    with exclusive_outputs([state], RECORDS_HOLD):
+        start_ledger(state / LEDGER)
+
+
+def _extract_held(root: Path, spec: ExtractSpec, extractors: list[Extractor], layout: DatasetLayout,
+                  sources: dict[int, ClipSources], *, workers: int, ray_address: str | None, overwrite: bool,
+                  progress: bool) -> pd.DataFrame:
+    """The work of :func:`extract` once its output folders are held by this process (its workers take no lock)."""
+    names = spec.names
+    state = root / STATE_DIR
+    start_records(state)
     for output in {o.name for e in extractors for o in e.outputs()}:
         remove_leftovers(root / output)  # temporary files of a clip a killed run was writing
     # Recorded before the first clip, so a killed first run still refuses to be resumed with other parameters.
@@ -192,7 +232,8 @@ def extract(
         ) from None
 
     write_sidecars(root, extractors, spec, columns)
-    write_errors(state / ERRORS, ledger_writer.errors)
+    with exclusive_outputs([state], RECORDS_HOLD):  # the errors of other extractors' runs are kept
+        write_errors(state / ERRORS, ledger_writer.errors, extractors=names)
     summary = pd.DataFrame(
         [
             {

@@ -76,7 +76,7 @@ from emimic.training.jobs import (
     train_job,
 )
 from emimic.training.provenance import corpus_fingerprint, describe
-from emimic.training.run import LAST_CHECKPOINT, TrainResult, check_trainable
+from emimic.training.run import LAST_CHECKPOINT, TrainResult, check_trainable, modalities_read
 
 SETTINGS_FILE = "cv.json"
 FOLDS_FILE = "folds.csv"
@@ -339,7 +339,7 @@ def cross_validate(
     # resolved once, for the clips a fold model trains on: every fold, seed and refit model has as many members
     cfg = resolve_members(cfg, len(labels) * (folds - 1) // folds)
     column = group_column(meta)
-    store = ds.store(progress=progress)  # packed once here, before any worker opens it
+    store = ds.store(progress=progress, needed=modalities_read(cfg))  # packed once here, before any worker opens it
     settings = {"folds": folds, "fold_seed": fold_seed, "group_column": column,
                 "config": cfg.model_dump(mode="json", exclude={"seed"}), "data": corpus_fingerprint(ds, store)}
     runner = Runner(jobs, backend, ray_address, progress)  # a wrong --ray-address refuses before any write

@@ -268,9 +268,11 @@ def _check_finite_predictions(preds: np.ndarray, ids: np.ndarray) -> None:
                           " a lower learning rate (optim.lr).")
 
 
-def _open(data: str | Path | VidmimicDataset, *, progress: bool) -> tuple[VidmimicDataset, FeatureStore]:
+def _open(data: str | Path | VidmimicDataset, models: list[TrainedModel], *,
+          progress: bool) -> tuple[VidmimicDataset, FeatureStore]:
+    """The dataset and its store, packed where stale but for the modalities no model of ``models`` reads."""
     ds = data if isinstance(data, VidmimicDataset) else open_dataset(data)
-    return ds, ds.store(progress=progress)
+    return ds, ds.store(progress=progress, needed={m for trained in models for m in trained.spec.inputs})
 
 
 def coverage(store: FeatureStore, modalities: list[str], ids: np.ndarray) -> dict[str, float]:
@@ -297,7 +299,7 @@ def evaluate(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "val
     corpus's held-out ``.truth/test_labels.csv``), which must label every clip of the split."""
     models = load_models(run)
     trained = models[0]
-    ds, store = _open(data, progress=progress)
+    ds, store = _open(data, models, progress=progress)
     clips = ds.clips(split)
     check_pcc_size(clips, root=ds.root, split=repr(split), remedy="evaluate a larger split", where=ds.where)
     ids = clips.index.to_numpy(dtype=np.int64)
@@ -337,7 +339,7 @@ def predict(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "test
         check_output_file(out, dataset_root=data.root if isinstance(data, VidmimicDataset) else data,
                           overwrite=overwrite)
     models = load_models(run)
-    ds, store = _open(data, progress=progress)
+    ds, store = _open(data, models, progress=progress)
     ids = ds.clips(split).index.to_numpy(dtype=np.int64)
     frame = to_submission(ids, ensemble_predict_ids(models, store, ids))
     if out is not None:

@@ -275,7 +275,7 @@ def train(
         _check_split_sizes(ds)
         if not primary:
             _check_packed(ds)
-        store = ds.store(progress=progress)
+        store = ds.store(progress=progress, needed=modalities_read(cfg))
         record, spec, labelled = requested_run(ds, cfg)
         cfg = record.config
         if primary:
@@ -334,6 +334,15 @@ def _check_split_sizes(ds: VidmimicDataset) -> None:
         if name in ds.splits:
             ds.clips(name)
     check_valid_size(ds.splits["valid"], root=ds.root, fraction=ds.held_out_fraction, where=ds.where)
+
+
+def modalities_read(cfg: ExperimentConfig) -> set[str] | None:
+    """The modalities a train of ``cfg`` may read: its branches and the observed VAD prior (``None``: every modality
+    found, as ``model.modalities`` unset builds a branch of each)."""
+    if cfg.model.modalities is None:
+        return None
+    vad = cfg.model.vad
+    return {*cfg.model.modalities, *([vad.observed] if vad.enabled and vad.observed else [])}
 
 
 def requested_run(ds: VidmimicDataset, cfg: ExperimentConfig
