@@ -62,3 +62,38 @@ def test_overrides_and_yaml_round_trip(tmp_path):
     path = tmp_path / "cfg.yaml"
     path.write_text(config_to_yaml(cfg))
     assert load_config(path) == cfg
+
+
+@pytest.mark.parametrize(("text", "key", "line"), [
+    ("model:\n  members: 1\noptim:\n  lr: 0.1\nmodel:\n  members: 3\n", "model", 5),
+    ("loss:\n  terms:\n    mse: 1\n    mse: 2\n", "mse", 4),
+])
+def test_a_key_given_twice_is_refused_not_overwritten(tmp_path, text, key, line):
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"key '{key}' is given twice in one mapping \(line {line}\)"):
+        load_config(path)
+
+
+def test_anchors_and_merge_keys_may_override_what_they_merge(tmp_path):
+    path = tmp_path / "anchors.yaml"
+    path.write_text("model:\n  branch: &mlp\n    hidden: 32\n    dropout: 0.2\n"
+                    "  head:\n    <<: *mlp\n    dropout: 0.4\n")
+    cfg = load_config(path)
+    assert (cfg.model.branch.hidden, cfg.model.head.hidden, cfg.model.head.dropout) == (32, 32, 0.4)
+
+
+@pytest.mark.parametrize(("key", "value"), [("optim.lr", ".inf"), ("loss.terms", "{mse: .nan}"),
+                                            ("train.ema.decay", ".nan")])
+def test_nan_and_inf_settings_are_refused_by_key(tmp_path, key, value):
+    section, leaf = key.rsplit(".", 1)
+    path = tmp_path / "nonfinite.yaml"
+    path.write_text("".join(f"{'  ' * depth}{part}:\n" for depth, part in enumerate(section.split(".")))
+                    + f"{'  ' * (section.count('.') + 1)}{leaf}: {value}\n")
+    with pytest.raises(ConfigError, match=rf"{key}.*finite number"):
+        load_config(path)
+
+
+def test_an_empty_modality_list_says_to_leave_the_key_out():
+    with pytest.raises(ConfigError, match=r"model\.modalities: name at least one modality, or leave the key out"):
+        load_config(overrides={"model.modalities": []})

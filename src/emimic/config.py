@@ -42,7 +42,8 @@ def _registered(registry: Registry, name: str) -> str:
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # NaN or Inf (YAML's .nan / .inf) is never a setting: an infinite learning rate only shows as a diverged run
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class EncoderConfig(Section):
@@ -120,7 +121,7 @@ class FusionConfig(Section):
 
 
 class ModelConfig(Section):
-    modalities: list[str] | None = Field(None, description="branches to build; default: every modality found")
+    modalities: list[str] | None = Field(None, description="branches to build; default (null): every modality found")
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     branch: BranchConfig = Field(default_factory=BranchConfig)
     fusion: str = "concat"
@@ -137,6 +138,13 @@ class ModelConfig(Section):
     @classmethod
     def _known(cls, value: str) -> str:
         return _registered(FUSIONS, value)
+
+    @field_validator("modalities")
+    @classmethod
+    def _some_modalities(cls, value: list[str] | None) -> list[str] | None:
+        if value == []:  # not "no branch": a model without inputs cannot be built
+            raise ValueError("name at least one modality, or leave the key out (null) to use every modality found")
+        return value
 
     @field_validator("members", mode="before")
     @classmethod
@@ -271,15 +279,43 @@ def read_yaml_mapping(path: Path, *, what: str, holds: str) -> dict[str, Any]:
     ``what`` names the kind of file the user should give (``"a config YAML file"``), ``holds`` what its mapping
     holds (``"settings"``); config files, ablation grids and search spaces share this reader."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        twice = _repeated_key(yaml.compose(text, Loader=yaml.SafeLoader))
+        raw = yaml.safe_load(text)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror}); give {what}.") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: is not valid YAML ({' '.join(str(exc).split())}).") from None
+    if twice is not None:
+        raise ConfigError(f"{path}: key {twice.value!r} is given twice in one mapping (line"
+                          f" {twice.start_mark.line + 1}), and YAML would keep only the last; keep one of them.")
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: must hold a mapping of {holds}, not {type(raw).__name__}.")
     return raw
+
+
+def _repeated_key(root: yaml.Node | None) -> yaml.ScalarNode | None:
+    """The second occurrence of the first key written twice in one mapping of the YAML tree ``root`` (PyYAML keeps
+    the last value silently, so a section given twice would lose the first's settings). The tree is the one composed
+    before ``<<`` merges are applied, so a key may still override one merged in."""
+    pending, seen_nodes = [root], set()
+    while pending:
+        node = pending.pop()
+        if node is None or id(node) in seen_nodes:  # an alias repeats a node already walked
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys: set[str] = set()
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    if key.value in keys:
+                        return key
+                    keys.add(key.value)
+                pending.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            pending.extend(node.value)
+    return None
 
 
 def _read_yaml(source: str | Path) -> tuple[dict[str, Any], str]:
