@@ -19,6 +19,9 @@ def test_train_evaluate_predict_end_to_end(make_root, tmp_path, capsys):
     assert payload["split"] == "valid" and payload["n_clips"] == 12
     assert set(payload["pcc"]) == set(EMOTIONS)
     assert abs(payload["mean_pcc"] - sum(payload["pcc"].values()) / 6) < 1e-9
+    provenance = payload["provenance"]  # which run, config, seed and data the figure is of
+    assert provenance["runs"] == [{"run": str(run.resolve()), "config": "default", "seed": 1}]
+    assert provenance["data"]["root"] == str(root.resolve()) and len(provenance["data"]["fingerprint"]) == 64
 
     submission = tmp_path / "sub.csv"
     assert main(["predict", "--run", str(run), "--data", str(root), "--out", str(submission)]) == 0

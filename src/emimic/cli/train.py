@@ -172,18 +172,22 @@ def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
     def run(args: argparse.Namespace) -> int:
         from emimic.io import write_text
         from emimic.metrics import pcc_intervals
-        from emimic.training.inference import evaluate
+        from emimic.training.inference import evaluate, member_runs
+        from emimic.training.provenance import score_provenance
 
         for path in (args.json, args.predictions):
             if path is not None:
                 check_output_file(path, dataset_root=args.data, overwrite=args.overwrite)
-        result = evaluate(args.run, dataset(args), split=args.split, labels=args.labels)
+        data = dataset(args)
+        result = evaluate(args.run, data, split=args.split, labels=args.labels)
         intervals = pcc_intervals(*result.arrays())
         out.print(pcc_table(result.pcc, f"{result.split} ({result.n_clips} clips)", intervals=intervals))
         out.print(coverage_line(result.coverage))
         if args.json is not None:
             payload = {k: result.to_dict()[k] for k in ("split", "n_clips", "mean_pcc", "pcc")}
-            payload |= {"pcc_ci95": intervals, "labels": str(args.labels) if args.labels else "split"}
+            runs = [run for given in args.run for run in member_runs(given)]
+            payload |= {"pcc_ci95": intervals, "labels": str(args.labels) if args.labels else "split",
+                        "provenance": score_provenance(runs, data, result)}
             write_text(args.json, json.dumps(payload, indent=2))
         if args.predictions is not None:
             result.write_clips(args.predictions)

@@ -50,6 +50,7 @@ from emimic.models.formats import FIRST_FORMAT, MODEL_FORMAT, changes_since
 
 if TYPE_CHECKING:
     from emimic.data import VidmimicDataset
+    from emimic.training.inference import Evaluation
     from emimic.training.run import TrainResult
 
 RECORD_FILE = "run.json"
@@ -316,3 +317,24 @@ def metrics_record(result: TrainResult, cfg: ExperimentConfig, config_source: st
         "provenance": run_provenance(cfg, config_source, data, fingerprint, epochs=result.epochs,
                                      best_epoch=result.best_epoch, seconds=result.seconds),
     }
+
+
+def score_provenance(runs: Sequence[str | Path], data: VidmimicDataset, evaluation: Evaluation) -> dict[str, Any]:
+    """What a score written outside a run folder (``evaluate --json``) was made from: each run averaged (its folder,
+    whose ``config.yaml`` is the config that ran, config name and seed) and the data (root; fingerprint of every
+    modality and of the clips and labels scored), so that two score files can be told apart and compared."""
+    _, targets = evaluation.arrays()
+    ids = evaluation.clips.index.to_numpy(dtype=np.int64)  # type: ignore[union-attr]  # arrays() checked it
+    store = data.store(progress=False)
+    fingerprint = data_fingerprint(store, store.modalities, {evaluation.split: (ids, targets)})
+    return {
+        "emimic_version": __version__,
+        "runs": [_run_identity(Path(run)) for run in runs],
+        "data": {"root": str(Path(data.root).resolve()), "fingerprint": fingerprint.digest},
+    }
+
+
+def _run_identity(run: Path) -> dict[str, Any]:
+    record = read_run_record(run)
+    config = record.config if record is not None else None
+    return {"run": str(run.resolve()), "config": config and config.name, "seed": config and config.seed}
