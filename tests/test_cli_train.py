@@ -7,7 +7,8 @@ from emimic.labels import EMOTIONS
 
 
 def test_train_evaluate_predict_end_to_end(make_root, tmp_path, capsys):
-    root = make_root(train=32, valid=12, test=6, dims={"vit": 6, "wav2vec2": 10})
+    root = make_root(train=32, valid=12, test=6, dims={"vit": 6, "wav2vec2": 10},
+                     missing={"vit": [144, 150], "wav2vec2": [147, 150]})  # test clip 150 has no features
     run = tmp_path / "run"
     assert main(["train", "--data", str(root), "--out", str(run), "--max-epochs", "2", "--seed", "1",
                  "--quiet"]) == 0
@@ -29,6 +30,8 @@ def test_train_evaluate_predict_end_to_end(make_root, tmp_path, capsys):
     assert list(frame.columns) == ["Filename", *EMOTIONS]
     assert frame["Filename"].tolist() == sorted(frame["Filename"]) and len(frame) == 6
     assert frame[list(EMOTIONS)].to_numpy().min() >= 0 and frame[list(EMOTIONS)].to_numpy().max() <= 1
+    assert ("warning: 1 of 6 clip(s) of the 'test' split have none of the modalities the model reads (vit,"
+            " wav2vec2): Filename 150; each is predicted from no input") in capsys.readouterr().err
 
 
 def test_config_errors_are_one_line(make_root, tmp_path, capsys):

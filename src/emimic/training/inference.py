@@ -268,6 +268,19 @@ def _check_finite_predictions(preds: np.ndarray, ids: np.ndarray) -> None:
                           " a lower learning rate (optim.lr).")
 
 
+def warn_featureless(models: Sequence[TrainedModel], store: FeatureStore, ids: np.ndarray, *, split: str) -> None:
+    """Warn of the clips of ``split`` that hold none of the modalities the models read: they are predicted (masked,
+    never dropped), but from no input at all, the same value for each, which a submission would hide (a clip whose
+    extraction failed, or an id the split CSV lists by mistake)."""
+    read = sorted({modality for trained in models for modality in trained.spec.inputs})
+    featureless = sorted(ids[~np.any([store.present(modality, ids) for modality in read], axis=0)].tolist())
+    if featureless:
+        warnings.warn(f"{len(featureless)} of {len(ids)} clip(s) of the {split} split have none of the modalities"
+                      f" the model reads ({', '.join(read)}): Filename {shortlist(featureless)}; each is predicted"
+                      " from no input, the same value for all; extract their features, or check the ids of the split"
+                      " CSV.", EmimicWarning, stacklevel=3)
+
+
 def _open(data: str | Path | VidmimicDataset, *, progress: bool) -> tuple[VidmimicDataset, FeatureStore]:
     ds = data if isinstance(data, VidmimicDataset) else open_dataset(data)
     return ds, ds.store(progress=progress)
@@ -313,6 +326,7 @@ def evaluate(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "val
     if constant is not None:
         warnings.warn(constant, EmimicWarning, stacklevel=2)
     preds = ensemble_predict_ids(models, store, ids)
+    warn_featureless(models, store, ids, split=ds.split_label(split))
     targets = truth[list(EMOTIONS)].to_numpy(dtype=np.float64)
     scores = pcc_scores(preds, targets)
     modalities = list(trained.spec.modalities)
@@ -340,6 +354,7 @@ def predict(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "test
     ds, store = _open(data, progress=progress)
     ids = ds.clips(split).index.to_numpy(dtype=np.int64)
     frame = to_submission(ids, ensemble_predict_ids(models, store, ids))
+    warn_featureless(models, store, ids, split=ds.split_label(split))
     if out is not None:
         write_submission(frame, out, expected_ids=ids)
     return frame
