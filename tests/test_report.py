@@ -134,6 +134,20 @@ def test_report_cli_default_paths_and_errors(runs, tmp_path, capsys):
     assert printed_error(capsys, f"{older / 'metrics.json'} does not record its dataset")
 
 
+def test_a_run_is_reported_on_the_clips_it_validated_on_and_only_on_its_own_data(corpus, tmp_path, capsys):
+    root = shutil.copytree(corpus, tmp_path / "noval", ignore=shutil.ignore_patterns(".emimic"))
+    (root / "valid_split.csv").unlink()
+    run = train(root, tmp_path / "held", seed=0, max_epochs=1, valid_fraction=0.25, progress=False).run
+    assert main(["report", str(run)]) == 0  # scored on the share of train it held out, as its metrics.json is
+    assert "Validation mean PCC" in (run / "report.html").read_text(encoding="utf-8")
+    labels = pd.read_csv(root / "train_split.csv")
+    labels.loc[0, "Joy"] = 1.0 - labels.loc[0, "Joy"]  # the data changed after training
+    labels.to_csv(root / "train_split.csv", index=False)
+    assert main(["report", str(run)]) == 1
+    assert printed_error(capsys, f"{run}: was trained on other data than {root} holds now (the train labels differ);"
+                                 " report it with the data it was made with (--data DIR), or train it again.")
+
+
 def test_evaluate_test_split_with_labels_file_and_per_clip_predictions(runs, corpus, tmp_path, capsys):
     truth = corpus / TRUTH_DIR / "test_labels.csv"
     clips = tmp_path / "clips.csv"

@@ -14,6 +14,7 @@ from emimic.data import open_dataset
 from emimic.errors import ConfigError, DataError
 from emimic.training.crossval import assign_folds, cross_validate, fold_view, refit_epoch_count
 from emimic.training.inference import evaluate, predict
+from emimic.training.provenance import data_differences
 
 OPTIONS = dict(max_epochs=3, overrides={"optim.batch_size": 16}, progress=False)
 
@@ -67,6 +68,15 @@ def test_refit_trains_all_clips_for_the_median_best_epoch(grouped):
     history = pd.read_csv(out / "refit-seed0" / "history.csv")
     assert len(history) == result.refit_epochs  # every epoch ran: no early stop, the last one is kept
     assert yaml.safe_load((out / "refit-seed0" / "config.yaml").read_text())["train"]["selection"] == "last"
+
+
+def test_each_model_of_a_cv_folder_is_seen_on_the_data_it_was_trained_on(grouped):
+    root, out, _ = grouped
+    ds = open_dataset(root)
+    models = sorted(p.parent for p in out.glob("*/metrics.json"))
+    assert {run.name for run in models} >= {"fold1-seed0", "refit-seed0"}
+    assert all(data_differences(run, fold_view(run, ds)) == [] for run in models)  # what `report CV` checks
+    assert fold_view(out / "refit-seed0", ds).split_label("valid") == "refit 'valid'"
 
 
 def test_predict_with_a_cv_folder_is_the_mean_of_its_models(grouped):

@@ -32,9 +32,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from emimic.data import VidmimicDataset, open_dataset
+from emimic.data import VidmimicDataset, open_dataset, with_valid_split
 from emimic.data.simulate import load_oracle
-from emimic.errors import EmimicError, EmimicWarning
+from emimic.errors import EmimicError, EmimicWarning, IncompatibleRun
 from emimic.io import write_text
 from emimic.labels import EMOTIONS
 from emimic.metrics import (
@@ -48,7 +48,7 @@ from emimic.metrics import (
 from emimic.training.crossval import fold_view
 from emimic.training.history import MONITOR, RAW_MONITOR
 from emimic.training.inference import Evaluation, evaluate, load_run
-from emimic.training.provenance import read_model_format
+from emimic.training.provenance import data_differences, describe, read_model_format
 from emimic.training.run import METRICS_FILE, read_metrics
 
 # One palette for every plot.
@@ -115,10 +115,17 @@ def load_summary(run: Path, data: str | Path | VidmimicDataset | None = None) ->
     if root is None:
         raise EmimicError(f"{run / METRICS_FILE} does not record its dataset (a run from an older emimic);"
                           f" give it with --data DIR.")
-    dataset = fold_view(run, root if isinstance(root, VidmimicDataset) else open_dataset(root))
+    trained = load_run(run)
+    # the data as the run saw it: its CV fold, or the share of train it held out for validation
+    dataset = with_valid_split(fold_view(run, root if isinstance(root, VidmimicDataset) else open_dataset(root)),
+                               trained.config.train.valid_fraction)
+    changed = data_differences(run, dataset)
+    if changed:  # fresh scores of other data beside the run's own history and provenance would mix two things
+        raise IncompatibleRun(f"{run}: was trained on other data than {dataset.root} holds now ({describe(changed)})",
+                              "report it with the data it was made with (--data DIR), or train it again")
     history_path = run / "history.csv"
     history = pd.read_csv(history_path) if history_path.exists() else None
-    return RunSummary(run, metrics, history, dataset, evaluate(load_run(run), dataset, split="valid"))
+    return RunSummary(run, metrics, history, dataset, evaluate(trained, dataset, split="valid"))
 
 
 def ridge_baseline(dataset: VidmimicDataset, split: str = "valid") -> dict[str, float]:

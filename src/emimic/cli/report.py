@@ -19,7 +19,8 @@ def report_command(parser: argparse.ArgumentParser) -> Handler:
                         help=f"HTML file to write (default: RUN/{DEFAULT_NAME} for one run, ./{DEFAULT_NAME} for"
                              " several)")
     parser.add_argument("--data", type=Path, default=None,
-                        help="dataset root (default: the one recorded in each run's metrics.json)")
+                        help="dataset root (default: the one recorded in each run's metrics.json); it must hold"
+                             " the data the runs were trained on")
 
     def run(args: argparse.Namespace) -> int:
         from emimic.report import write_report

@@ -203,12 +203,16 @@ def split_view(ds: VidmimicDataset, train_ids: Sequence[int], valid_ids: Sequenc
 
 def fold_view(run: str | Path, ds: VidmimicDataset) -> VidmimicDataset:
     """The dataset as the run folder ``run`` saw it: a fold run of a CV folder validates on its fold (so
-    ``emimic report CV`` scores each fold model on clips it never trained on); any other run sees ``ds``."""
+    ``emimic report CV`` scores each fold model on clips it never trained on), a refit trains on all of train+valid
+    (and is scored in-sample); any other run sees ``ds``."""
     run = Path(run)
-    match = re.fullmatch(r"fold(\d+)-seed\d+", run.name)
+    match = re.fullmatch(r"(?:fold(\d+)|refit)-seed\d+", run.name)
     if match is None or not (run.parent / FOLDS_FILE).exists():
         return ds
     fold_of = pd.read_csv(run.parent / FOLDS_FILE, index_col=0)["fold"]
+    if match.group(1) is None:
+        ids = _refit_ids(ds, fold_of)
+        return split_view(ds, ids["train"], ids["valid"], view="refit")
     k = int(match.group(1))
     return split_view(ds, fold_of.index[fold_of != k], fold_of.index[fold_of == k], view=f"fold {k}")
 
@@ -233,13 +237,18 @@ def _refit_jobs(out: Path, ds: VidmimicDataset, cfg: ExperimentConfig, fold_of: 
                 seeds: Sequence[int]) -> list[FoldJob]:
     """The refit of each seed on all of train+valid, for ``epochs``."""
     refit = with_overrides(cfg, {"train.max_epochs": epochs, "train.selection": "last"})
-    # its valid score is of clips it trained on, a sanity figure only: on the valid split, or on fold 1 where that
-    # split is absent or too small for the PCC train's final evaluation needs
+    ids = _refit_ids(ds, fold_of)
+    return [FoldJob.at(ds, out / f"refit-seed{seed}", seed, refit, fold=0, fold_ids=ids) for seed in seeds]
+
+
+def _refit_ids(ds: VidmimicDataset, fold_of: pd.Series) -> dict[str, list[int]]:
+    """The clips of a refit: it trains on all of train+valid; its valid score is of clips it trained on, a sanity
+    figure only: on the valid split, or on fold 1 where that split is absent or too small for the PCC train's final
+    evaluation needs."""
     given = ds.splits.get("valid")
     valid = (given.index.tolist() if given is not None and len(given) >= MIN_PCC_CLIPS
              else fold_of.index[fold_of == 1].tolist())
-    ids = {"train": fold_of.index.tolist(), "valid": valid}
-    return [FoldJob.at(ds, out / f"refit-seed{seed}", seed, refit, fold=0, fold_ids=ids) for seed in seeds]
+    return {"train": fold_of.index.tolist(), "valid": valid}
 
 
 def _model_refusal(job: FoldJob, found: list[str]) -> str:

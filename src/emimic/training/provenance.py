@@ -244,6 +244,18 @@ def _data_differences(old: DataFingerprint | None, new: DataFingerprint) -> list
     return found
 
 
+def data_differences(run: str | Path, ds: VidmimicDataset) -> list[str]:
+    """How ``ds`` (as the run saw it: its fold or held-out view) differs from the data the run folder ``run`` was
+    trained on, in the words of train's refusal; empty when it is the same, or when the run did not record it."""
+    record = read_run_record(run)
+    if record is None or record.data is None:
+        return []
+    store = ds.store(progress=False)
+    now = data_fingerprint(store, [m for m in record.data.modalities if m in store.modalities],
+                           labelled_splits(ds, sorted(record.data.labels)))
+    return _data_differences(record.data, now)
+
+
 def differences(old: RunRecord, new: RunRecord) -> list[str]:
     """What differs between the run ``old`` and the one requested as ``new``, in words (empty: the same run)."""
     assert new.data is not None, "a requested run always knows its data"
