@@ -22,7 +22,7 @@ from emimic.cli import main
 from emimic.data.simulate import TRUTH_DIR, SimulationSettings, simulate
 from emimic.errors import EmimicWarning
 from emimic.labels import EMOTIONS
-from emimic.report import RunSummary, comparison_rows, png_html, write_report
+from emimic.report import RunSummary, comparison_rows, expand_runs, png_html, write_report
 from emimic.training.inference import Evaluation
 from emimic.training.provenance import read_run_record
 from emimic.training.run import train
@@ -132,6 +132,15 @@ def test_report_cli_default_paths_and_errors(runs, tmp_path, capsys):
     (older / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if k != "provenance"}))
     assert main(["report", str(older)]) == 1
     assert printed_error(capsys, f"{older / 'metrics.json'} does not record its dataset")
+
+
+def test_a_folder_of_runs_is_searched_at_any_depth_and_unfinished_runs_are_named(runs, tmp_path):
+    folder = tmp_path / "ablation"  # emimic ablate nests CELL/seedS
+    finished = shutil.copytree(runs[0], folder / "paper" / "seed0")
+    unfinished = shutil.copytree(runs[1], folder / "no_ema" / "seed0", ignore=shutil.ignore_patterns("metrics.json"))
+    shutil.copytree(runs[1], folder / ".no_ema.replaced-0123abcd" / "seed0")  # a copy --overwrite keeps aside
+    with pytest.warns(EmimicWarning, match=rf"^{re.escape(str(unfinished))}: not finished \(no metrics.json"):
+        assert expand_runs([folder]) == [finished]
 
 
 def test_a_run_is_reported_on_the_clips_it_validated_on_and_only_on_its_own_data(corpus, tmp_path, capsys):

@@ -36,7 +36,7 @@ from emimic.data import VidmimicDataset, open_dataset, with_valid_split
 from emimic.data.simulate import load_oracle
 from emimic.errors import EmimicError, EmimicWarning, IncompatibleRun
 from emimic.io import write_text
-from emimic.labels import EMOTIONS
+from emimic.labels import EMOTIONS, shortlist
 from emimic.metrics import (
     BOOTSTRAP_SAMPLES,
     BOOTSTRAP_SEED,
@@ -48,7 +48,7 @@ from emimic.metrics import (
 from emimic.training.crossval import fold_view
 from emimic.training.history import MONITOR, RAW_MONITOR
 from emimic.training.inference import Evaluation, evaluate, load_run
-from emimic.training.provenance import data_differences, describe, read_model_format
+from emimic.training.provenance import RECORD_FILE, data_differences, describe, read_model_format
 from emimic.training.run import METRICS_FILE, read_metrics
 
 # One palette for every plot.
@@ -95,18 +95,31 @@ class RunSummary:
 
 
 def expand_runs(paths: Sequence[str | Path]) -> list[Path]:
-    """Run folders from the arguments: a run folder, or a folder whose sub-folders are runs (ablation, CV)."""
+    """Run folders from the arguments: a run folder, or a folder with runs inside (CV, sweep, ablation: cell/seed)."""
     runs: list[Path] = []
     for given in map(Path, paths):
         if (given / METRICS_FILE).exists():
             runs.append(given)
             continue
-        children = sorted(p.parent for p in given.glob(f"*/{METRICS_FILE}"))
-        if not children:
+        inside = _finished_runs_inside(given)
+        if not inside:
             raise EmimicError(f"{given}: not a finished run (no {METRICS_FILE}) nor a folder of runs; train it"
                               f" first or give a run folder.")
-        runs += children
+        runs += inside
     return runs
+
+
+def _finished_runs_inside(folder: Path) -> list[Path]:
+    """The finished runs at any depth inside ``folder``; one that has not finished is left out with a warning, and
+    hidden folders (the copies ``--overwrite`` keeps aside until a new run saved an epoch) are not looked into."""
+    found = {path.parent for name in (METRICS_FILE, RECORD_FILE) for path in folder.rglob(name)
+             if not any(part.startswith(".") for part in path.relative_to(folder).parts)}
+    unfinished = sorted(run for run in found if not (run / METRICS_FILE).exists())
+    if unfinished:
+        warnings.warn(f"{shortlist(map(str, unfinished), shown=3)}: not finished (no {METRICS_FILE}: still training,"
+                      " interrupted, failed, or a sweep trial that was pruned), so the report leaves them out; resume"
+                      " a run with the command that made it to include it.", EmimicWarning, stacklevel=3)
+    return sorted(found.difference(unfinished))
 
 
 def load_summary(run: Path, data: str | Path | VidmimicDataset | None = None) -> RunSummary:

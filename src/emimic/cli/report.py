@@ -14,7 +14,8 @@ DEFAULT_NAME = "report.html"
          "emimic report runs/paper runs/no_vad runs/no_ema --out compare.html")
 def report_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN",
-                        help="run folder(s) written by `emimic train`, or a folder of runs (ablation, CV)")
+                        help="run folder(s) written by `emimic train`, or a folder with runs inside at any depth"
+                             " (ablate, cv, sweep)")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"HTML file to write (default: RUN/{DEFAULT_NAME} for one run, ./{DEFAULT_NAME} for"
                              " several)")
