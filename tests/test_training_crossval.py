@@ -1,4 +1,5 @@
 import json
+import re
 import shlex
 import shutil
 from pathlib import Path
@@ -11,7 +12,7 @@ import yaml
 from conftest import write_root
 from emimic.cli import main
 from emimic.data import open_dataset
-from emimic.errors import ConfigError, DataError
+from emimic.errors import ConfigError, DataError, EmimicError
 from emimic.training.crossval import assign_folds, cross_validate, fold_view, refit_epoch_count
 from emimic.training.inference import evaluate, predict
 from emimic.training.provenance import data_differences
@@ -87,6 +88,11 @@ def test_predict_with_a_cv_folder_is_the_mean_of_its_models(grouped):
     members = [predict(run, root, split="test") for run in runs]
     expected = np.clip(np.mean([m.drop(columns="Filename").to_numpy() for m in members], axis=0), 0, 1)
     assert ensemble.drop(columns="Filename").to_numpy() == pytest.approx(expected, abs=1e-6)
+    fold = out / "fold1-seed0"  # given again beside its CV folder, it would weigh twice in the mean
+    with pytest.raises(EmimicError, match=rf"^{re.escape(str(fold))}: is given twice \(by {re.escape(str(out))} and"):
+        predict([out, fold], root, split="test")
+    with pytest.raises(EmimicError, match="is given twice"):
+        predict([str(fold), str(fold)], root, split="test")
 
 
 def test_rerun_reuses_finished_folds_and_refuses_other_settings(grouped):

@@ -172,7 +172,7 @@ def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
     def run(args: argparse.Namespace) -> int:
         from emimic.io import write_text
         from emimic.metrics import pcc_intervals
-        from emimic.training.inference import evaluate, member_runs
+        from emimic.training.inference import ensemble_members, evaluate
         from emimic.training.provenance import score_provenance
 
         for path in (args.json, args.predictions):
@@ -185,7 +185,7 @@ def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
         out.print(coverage_line(result.coverage))
         if args.json is not None:
             payload = {k: result.to_dict()[k] for k in ("split", "n_clips", "mean_pcc", "pcc")}
-            runs = [run for given in args.run for run in member_runs(given)]
+            runs = ensemble_members(args.run)
             payload |= {"pcc_ci95": intervals, "labels": str(args.labels) if args.labels else "split",
                         "provenance": score_provenance(runs, data, result)}
             write_text(args.json, json.dumps(payload, indent=2))

@@ -161,11 +161,27 @@ Runs = str | Path | TrainedModel | Sequence[str | Path | TrainedModel]
 
 
 def load_models(runs: Runs) -> list[TrainedModel]:
-    """The models of ``runs``: a trained model, a run folder, a folder of runs (a CV folder), or several."""
+    """The models of ``runs``: a trained model, a run folder, a folder of runs (a CV folder), or several; a run
+    reached twice (``runs/cv`` and ``runs/cv/fold1-seed0``) is refused, as it would count twice in their mean."""
     given = [runs] if isinstance(runs, str | Path | TrainedModel) else list(runs)
     models = [item for item in given if isinstance(item, TrainedModel)]
     folders = [item for item in given if not isinstance(item, TrainedModel)]
-    return models + [load_run(run) for folder in folders for run in member_runs(folder)]
+    return models + [load_run(run) for run in ensemble_members(folders)]
+
+
+def ensemble_members(folders: Sequence[str | Path]) -> list[Path]:
+    """The runs of ``folders`` (:func:`member_runs`); one that two of them reach is refused, as it would count twice
+    in the mean."""
+    reached_by: dict[Path, str | Path] = {}
+    runs = []
+    for folder in folders:
+        for run in member_runs(folder):
+            if run.resolve() in reached_by:
+                raise EmimicError(f"{run}: is given twice (by {reached_by[run.resolve()]} and by {folder}), so it"
+                                  " would count twice in the mean of the predictions; give each run once.")
+            reached_by[run.resolve()] = folder
+            runs.append(run)
+    return runs
 
 
 def check_compatible(spec: ModelSpec, store: FeatureStore) -> None:

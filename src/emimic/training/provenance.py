@@ -347,6 +347,12 @@ def score_provenance(runs: Sequence[str | Path], data: VidmimicDataset, evaluati
 
 
 def _run_identity(run: Path) -> dict[str, Any]:
+    """A run's folder, config name and seed; the name is the one its ``metrics.json`` and its report give (a run
+    from ``my.yaml`` is ``my``), else that of its ``config.yaml``."""
+    from emimic.training.run import METRICS_FILE, read_metrics  # run.py imports this module
+
     record = read_run_record(run)
     config = record.config if record is not None else None
-    return {"run": str(run.resolve()), "config": config and config.name, "seed": config and config.seed}
+    stored = read_metrics(run).get("provenance", {}).get("config", {}) if (run / METRICS_FILE).exists() else {}
+    return {"run": str(run.resolve()), "config": stored.get("name", config and config.name),
+            "seed": config and config.seed}
