@@ -202,6 +202,7 @@ def test_ablate_writes_one_row_per_cell_and_seed_and_the_table(ablation: tuple[P
     summary = (out / "ablation.md").read_text(encoding="utf-8")
     assert "| paper | 2 |" in summary and "| no_ema | 2 |" in summary and "reference" in summary
     assert "- `face_mesh`: the data has no facemesh" in summary
+    assert "cells of the base config `paper`, at most 2 epochs unless a cell sets its own" in summary  # what ran
 
 
 @pytest.fixture

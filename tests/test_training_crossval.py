@@ -47,6 +47,9 @@ def test_grouped_folds_cover_train_and_valid_once_and_keep_speakers_together(gro
     summary = json.loads((out / "summary.json").read_text())
     assert summary["oof_mean_pcc"] == pytest.approx(result.mean_pcc)
     assert set(summary["fold_scores"]) == {f"fold{k}-seed{s}" for k in (1, 2, 3) for s in (0, 1)}
+    cv_record = json.loads((out / "cv.json").read_text())
+    assert summary["provenance"] == {"config": "default", "fold_seed": 0,  # what the figures are of
+                                     "data": {"root": str(root.resolve()), "fingerprint": cv_record["data"]}}
 
 
 def test_oof_predictions_come_from_the_models_that_did_not_train_on_the_clip(grouped):

@@ -406,10 +406,13 @@ SUMMARY_HEADER = ["cell", "seeds", "mean PCC ± std", "Δ", "p (t-test)", "Δ 95
 COMPARISON_COLUMNS = len(SUMMARY_HEADER) - len(EMOTIONS)  # the terminal prints the emotions in a table of their own
 
 
-def markdown(result: AblationResult, ds: VidmimicDataset, settings: Mapping[str, Any]) -> str:
+def markdown(result: AblationResult, ds: VidmimicDataset, settings: Mapping[str, Any], *, base: str,
+             max_epochs: int | None) -> str:
+    epochs = f", at most {max_epochs} epochs unless a cell sets its own" if max_epochs is not None else ""
     lines = [f"# Ablation: {result.out}", "",
-             f"Data `{ds.root}` (fingerprint {settings['data']}), validation split; seeds {result.seeds};"
-             f" reference cell `{result.reference}`.", "",
+             f"Data `{ds.root}` (fingerprint {settings['data']}), validation split; cells of the base config"
+             f" `{base}`{epochs} (each cell's resolved config: {SETTINGS_FILE}); seeds {result.seeds}; reference"
+             f" cell `{result.reference}`.", "",
              "| " + " | ".join(SUMMARY_HEADER) + " |", "|" + "---|" * len(SUMMARY_HEADER)]
     lines += ["| " + " | ".join(row) + " |" for row in summary_rows(result.summary)]
     lines += ["", f"mean PCC and the emotions: validation PCC, mean ± standard deviation over seeds. Δ: change of the"
@@ -475,5 +478,5 @@ def ablate(
     summary = summarise(scores, grid.reference, seed_averaged_bootstrap(out, ds, cells, seeds))
     result = AblationResult(out, seeds, grid.reference, summary, table,
                             {c.name: c.skipped for c in cells if c.skipped})
-    write_text(out / SUMMARY_FILE, markdown(result, ds, settings))
+    write_text(out / SUMMARY_FILE, markdown(result, ds, settings, base=grid.base, max_epochs=max_epochs))
     return result

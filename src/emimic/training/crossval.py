@@ -75,7 +75,7 @@ from emimic.training.jobs import (
     results_folder,
     train_job,
 )
-from emimic.training.provenance import corpus_fingerprint, describe
+from emimic.training.provenance import config_name, corpus_fingerprint, describe
 from emimic.training.run import LAST_CHECKPOINT, TrainResult, check_trainable
 
 SETTINGS_FILE = "cv.json"
@@ -364,13 +364,17 @@ def cross_validate(
     result = CVResult(out, folds, seeds, column, float(np.mean(list(scores.values()))), scores,
                       pcc_intervals(preds, truth),
                       {Path(job.run).name: results[job.run].valid.mean_pcc for job in plan}, best_epochs, None)
+    # what the figures are of (the full config: cv.json, and each model's config.yaml)
+    provenance = {"config": config_name(None if isinstance(config, ExperimentConfig) else config, cfg),
+                  "fold_seed": fold_seed,
+                  "data": {"root": str(Path(ds.root).resolve()), "fingerprint": settings["data"]}}
     # written before the refit too, so that a refit refused or failing leaves it in step with oof.csv
-    write_text(out / SUMMARY_FILE, json.dumps(result.to_dict(), indent=2))
+    write_text(out / SUMMARY_FILE, json.dumps(result.to_dict() | {"provenance": provenance}, indent=2))
     if refit:
         result.refit_epochs = refit_epoch_count(best_epochs)
         refit_plan = checked_run_folders(_refit_jobs(out, ds, cfg, fold_of, result.refit_epochs, seeds), ds,
                                          overwrite=overwrite, refusal=_refit_refusal)
         _train_all(refit_plan, ds, runner, report)
         result.refit_runs = [out / Path(job.run).name for job in refit_plan]
-        write_text(out / SUMMARY_FILE, json.dumps(result.to_dict(), indent=2))
+        write_text(out / SUMMARY_FILE, json.dumps(result.to_dict() | {"provenance": provenance}, indent=2))
     return result

@@ -269,6 +269,12 @@ def describe(found: Sequence[str]) -> str:
     return shown + (f"; and {rest} more" if rest > 0 else "")
 
 
+def config_name(config_source: str | Path | None, cfg: ExperimentConfig) -> str:
+    """What a run or a folder of runs calls its config: a YAML file's stem (a run from ``my.yaml`` is ``my``, not the
+    preset its file may start from), else the preset's or the config's own name."""
+    return Path(config_source).stem if config_source is not None else cfg.name
+
+
 def _describe_source(config_source: str | Path | None, cfg: ExperimentConfig) -> str:
     if config_source is None:
         return f"preset {cfg.name}"
@@ -292,8 +298,7 @@ def run_provenance(
         "emimic_version": __version__,
         FORMAT_KEY: MODEL_FORMAT,
         "config": {
-            # a run from my.yaml is called "my", not the preset its file may start from
-            "name": Path(config_source).stem if config_source is not None else cfg.name,
+            "name": config_name(config_source, cfg),
             "source": _describe_source(config_source, cfg),
             "resolved": cfg.model_dump(mode="json"),
         },
