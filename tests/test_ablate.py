@@ -205,6 +205,14 @@ def test_ablate_writes_one_row_per_cell_and_seed_and_the_table(ablation: tuple[P
     assert "cells of the base config `paper`, at most 2 epochs unless a cell sets its own" in summary  # what ran
 
 
+def test_an_ablation_folder_is_no_ensemble_to_predict_with(ablation: tuple[Path, Path, list[str]], tiny_root: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    out, _, _ = ablation
+    assert main(["predict", "--run", str(out), "--data", str(tiny_root), "--out", str(out.parent / "sub.csv")]) == 1
+    assert f"error: {out}: is no run nor a folder of runs to average (a CV folder); its runs lie deeper" in \
+        " ".join(capsys.readouterr().err.split())
+
+
 @pytest.fixture
 def copied(ablation: tuple[Path, Path, list[str]], tmp_path: Path) -> tuple[Path, Path, list[str]]:
     """A copy of the ablation's folder for a test that writes into it: its folder, grid and argv (with --out the

@@ -97,3 +97,9 @@ def test_nan_and_inf_settings_are_refused_by_key(tmp_path, key, value):
 def test_an_empty_modality_list_says_to_leave_the_key_out():
     with pytest.raises(ConfigError, match=r"model\.modalities: name at least one modality, or leave the key out"):
         load_config(overrides={"model.modalities": []})
+
+
+def test_a_preset_named_as_a_file_says_its_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no paper.yaml here
+    with pytest.raises(ConfigError, match=r"paper\.yaml: no such file; the packaged preset is named 'paper', without"):
+        load_config("paper.yaml")

@@ -325,6 +325,8 @@ def _read_yaml(source: str | Path) -> tuple[dict[str, Any], str]:
         if not preset.exists():
             raise ConfigError(f"no config file or preset {str(source)!r}; presets: {', '.join(preset_names())}.")
         path = preset
+    elif not path.exists() and str(path) == f"{path.stem}.yaml" and path.stem in preset_names():
+        raise ConfigError(f"{path}: no such file; the packaged preset is named {path.stem!r}, without .yaml.")
     return read_yaml_mapping(path, what="a config YAML file", holds="settings"), str(path)
 
 

@@ -153,8 +153,13 @@ def member_runs(path: str | Path) -> list[Path]:
     path = Path(path)
     if (path / BEST_CHECKPOINT).exists():
         return [path]
+    inside = sorted(p.parent for p in path.glob(f"*/{METRICS_FILE}"))
+    deeper = next(path.glob(f"*/*/**/{METRICS_FILE}"), None) if not inside else None
+    if deeper is not None:  # an ablation (CELL/seedS) or a sweep (trials/NNNN): its runs are no one ensemble
+        raise EmimicError(f"{path}: is no run nor a folder of runs to average (a CV folder); its runs lie deeper"
+                          f" (e.g. {deeper.parent}), as in an ablation or a sweep; give the run folders to average.")
     # nothing inside either: the path itself, so that load_run says what is missing
-    return sorted(p.parent for p in path.glob(f"*/{METRICS_FILE}")) or [path]
+    return inside or [path]
 
 
 Runs = str | Path | TrainedModel | Sequence[str | Path | TrainedModel]
