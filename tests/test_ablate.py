@@ -19,6 +19,7 @@ from emimic.registry import FUSIONS
 from emimic.training.ablate import (
     TABLE_FILE,
     Grid,
+    ablate,
     generated_cells,
     is_within_noise,
     load_grid,
@@ -114,6 +115,25 @@ def test_a_cell_holding_out_another_valid_share_is_planned_on_the_clips_it_train
                                            untrainable=lambda cfg: untrainable_in(ds, store, cfg))}
     assert cells["paper"].config is not None
     assert cells["half"].skipped == "no training clip has egemaps, which model.modalities names"
+
+
+def test_a_cell_validating_on_other_clips_than_the_reference_is_refused(tmp_path: Path, tiny_store) -> None:
+    """Its change would be paired with the reference's clip by clip, and its seeds' scores compared, on other clips."""
+    grid = load_grid(grid_file(tmp_path, "cells:\n  paper: {}\n  half: {train.valid_fraction: 0.5}\n"))
+    with pytest.raises(ConfigError, match=r"cell 'half' validates on other clips than the reference cell 'paper'"
+                                          r" \(train.valid_fraction 0.5, not 0.2\), so their scores cannot be paired"):
+        plan_cells(grid, tiny_store, {"train.valid_fraction": 0.2})
+
+
+def test_an_ablation_of_a_corpus_without_a_valid_split_scores_the_held_out_clips(tmp_path: Path) -> None:
+    """The paired bootstrap read the valid split of the corpus, which it lacks: the ablation failed after training."""
+    root = write_root(tmp_path / "root", train=30, valid=0, dims={"vit": 6, "wav2vec2": 8})
+    (root / "valid_split.csv").unlink()
+    grid = grid_file(tmp_path, "cells:\n  paper: {}\n  no_ema: {train.ema.enabled: false}\n")
+    result = ablate(root, tmp_path / "out", grid=grid, seeds=[0], max_epochs=1,
+                    overrides={"train.valid_fraction": 0.3}, progress=False)
+    no_ema = {s.name: s for s in result.summary}["no_ema"]
+    assert no_ema.seeds == 1 and no_ema.interval is not None  # paired over the 9 clips both held out
 
 
 def test_generated_cells_cover_every_fusion_and_the_modality_subsets_with_and_without_text(

@@ -280,7 +280,21 @@ def plan_cells(grid: Grid, store: FeatureStore, overrides: Mapping[str, Any], *,
         cells.append(Cell(name, cell_overrides, None if reason else cfg, reason))
     if cells[0].skipped:
         raise ConfigError(f"the reference cell {grid.reference!r} cannot run on this data: {cells[0].skipped}.")
+    _refuse_other_validation_clips(cells)
     return cells
+
+
+def _refuse_other_validation_clips(cells: Sequence[Cell]) -> None:
+    """Every cell must be scored on the reference's validation clips: its change is paired clip by clip. On a corpus
+    without a valid split, ``train.valid_fraction`` decides which clips are held out, so it must not differ."""
+    reference = cells[0]
+    assert reference.config is not None, "a skipped reference is refused before"
+    expected = reference.config.train.valid_fraction
+    for cell in cells[1:]:
+        if cell.config is not None and cell.config.train.valid_fraction != expected:
+            raise ConfigError(f"cell {cell.name!r} validates on other clips than the reference cell {reference.name!r}"
+                              f" (train.valid_fraction {cell.config.train.valid_fraction}, not {expected}), so their"
+                              " scores cannot be paired; give every cell the same train.valid_fraction.")
 
 
 def untrainable_in(ds: VidmimicDataset, store: FeatureStore, cfg: ExperimentConfig) -> list[str]:
@@ -367,8 +381,9 @@ def seed_averaged_bootstrap(out: Path, ds: VidmimicDataset, cells: Sequence[Cell
     """``(samples, 6)`` PCC of each cell's seed-averaged validation predictions on the shared clip resamples."""
     boot = {}
     for cell in cells:
-        if cell.config is not None:
-            evaluation = evaluate([out / cell.name / f"seed{s}" for s in seeds], ds, split="valid")
+        if cell.config is not None:  # scored on the clips its runs validated on (held out of train, if so)
+            held = with_valid_split(ds, cell.config.train.valid_fraction)
+            evaluation = evaluate([out / cell.name / f"seed{s}" for s in seeds], held, split="valid")
             boot[cell.name] = bootstrap_pcc(*evaluation.arrays(), samples=BOOTSTRAP_SAMPLES, seed=BOOTSTRAP_SEED)
     return boot
 
