@@ -197,6 +197,17 @@ def test_every_fold_and_refit_model_has_the_members_auto_gives_a_fold(grouped, t
     assert json.loads((out / "cv.json").read_text())["config"]["model"]["members"] == 2
 
 
+def test_a_config_holding_out_a_valid_share_is_folded_as_it_is_without_one(make_root, tmp_path):
+    """The config that trains on a corpus without valid_split.csv (train.valid_fraction) failed every fold model
+    with 'has a valid_split.csv, so --valid-fraction does not apply': a fold validates on its fold instead."""
+    root = make_root(train=24, valid=0)
+    (root / "valid_split.csv").unlink()
+    result = cross_validate(root, tmp_path / "cv", folds=2, max_epochs=1, progress=False,
+                            overrides={"train.valid_fraction": 0.25})
+    assert set(result.fold_scores) == {"fold1-seed0", "fold2-seed0"}
+    assert json.loads((tmp_path / "cv" / "cv.json").read_text())["config"]["train"]["valid_fraction"] is None
+
+
 def test_a_group_column_must_name_every_clip(make_root, tmp_path):
     root = make_root(train=8, valid=4, test=2, dims={"vit": 4})
     frame = pd.read_csv(root / "train_split.csv")

@@ -333,7 +333,8 @@ def cross_validate(
     ds = data if isinstance(data, VidmimicDataset) else open_dataset(data)
     overrides = dict(overrides or {}) | ({"train.max_epochs": max_epochs} if max_epochs is not None else {})
     cfg = config if isinstance(config, ExperimentConfig) else load_config(config)
-    cfg = with_overrides(cfg, overrides)
+    # each fold model validates on its fold: a config's share held out of train (train.valid_fraction) does not apply
+    cfg = with_overrides(cfg, {**overrides, "train.valid_fraction": None})
     seeds = distinct_seeds(seeds if seeds is not None else [cfg.seed])
     labels, meta = pooled_labels(ds), ds.meta()
     # resolved once, for the clips a fold model trains on: every fold, seed and refit model has as many members
