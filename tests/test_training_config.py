@@ -99,6 +99,11 @@ def test_an_empty_modality_list_says_to_leave_the_key_out():
         load_config(overrides={"model.modalities": []})
 
 
+def test_a_modality_named_twice_is_refused_not_a_crash_in_training():
+    with pytest.raises(ConfigError, match=r"model\.modalities: 'vit' named more than once; name each modality once"):
+        load_config(overrides={"model.modalities": ["vit", "wav2vec2", "vit"]})
+
+
 def test_a_preset_named_as_a_file_says_its_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no paper.yaml here
     with pytest.raises(ConfigError, match=r"paper\.yaml: no such file; the packaged preset is named 'paper', without"):

@@ -144,6 +144,9 @@ class ModelConfig(Section):
     def _some_modalities(cls, value: list[str] | None) -> list[str] | None:
         if value == []:  # not "no branch": a model without inputs cannot be built
             raise ValueError("name at least one modality, or leave the key out (null) to use every modality found")
+        repeated = sorted({name for name in value or [] if value.count(name) > 1})  # two branches of one name clash
+        if repeated:
+            raise ValueError(f"{', '.join(map(repr, repeated))} named more than once; name each modality once")
         return value
 
     @field_validator("members", mode="before")
