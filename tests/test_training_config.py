@@ -108,3 +108,10 @@ def test_a_preset_named_as_a_file_says_its_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no paper.yaml here
     with pytest.raises(ConfigError, match=r"paper\.yaml: no such file; the packaged preset is named 'paper', without"):
         load_config("paper.yaml")
+
+
+def test_transformer_heads_must_divide_its_width_and_other_encoders_ignore_heads():
+    with pytest.raises(ConfigError, match=r"model\.encoder: the transformer encoder's hidden 30 is not a multiple of"
+                                          r" heads 4; change one of them"):
+        load_config(overrides={"model.encoder.name": "transformer", "model.encoder.hidden": 30})
+    assert load_config(overrides={"model.encoder.name": "gru", "model.encoder.hidden": 30}).model.encoder.heads == 4

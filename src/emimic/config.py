@@ -53,7 +53,7 @@ class EncoderConfig(Section):
     stats: list[PooledStat] = Field(default_factory=lambda: ["mean", "std"], min_length=1)
     hidden: int = Field(128, gt=0, description="width of the sequence encoders")
     layers: int = Field(1, gt=0)
-    heads: int = Field(4, gt=0)
+    heads: int = Field(4, gt=0, description="transformer: attention heads (must divide hidden)")
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     max_frames: int = Field(
         8, gt=0, description="sequence encoders: a longer clip becomes this many chunk means (peaks survive);"
@@ -69,6 +69,14 @@ class EncoderConfig(Section):
     @classmethod
     def _ordered(cls, value: list[str]) -> list[str]:
         return [s for s in POOLED_STATS if s in value]
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> EncoderConfig:
+        # only the transformer splits its width among heads; the other encoders ignore heads
+        if self.name == "transformer" and self.hidden % self.heads:
+            raise ValueError(f"the transformer encoder's hidden {self.hidden} is not a multiple of heads {self.heads};"
+                             " change one of them")
+        return self
 
 
 class BranchConfig(Section):
