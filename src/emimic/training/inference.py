@@ -289,7 +289,7 @@ def _check_finite_predictions(preds: np.ndarray, ids: np.ndarray) -> None:
                           " a lower learning rate (optim.lr).")
 
 
-def warn_featureless(models: Sequence[TrainedModel], store: FeatureStore, ids: np.ndarray, *, split: str) -> None:
+def _warn_featureless(models: Sequence[TrainedModel], store: FeatureStore, ids: np.ndarray, *, split: str) -> None:
     """Warn of the clips of ``split`` that hold none of the modalities the models read: they are predicted (masked,
     never dropped), but from no input at all, the same value for each, which a submission would hide (a clip whose
     extraction failed, or an id the split CSV lists by mistake)."""
@@ -347,7 +347,7 @@ def evaluate(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "val
     if constant is not None:
         warnings.warn(constant, EmimicWarning, stacklevel=2)
     preds = ensemble_predict_ids(models, store, ids)
-    warn_featureless(models, store, ids, split=ds.split_label(split))
+    _warn_featureless(models, store, ids, split=ds.split_label(split))
     targets = truth[list(EMOTIONS)].to_numpy(dtype=np.float64)
     scores = pcc_scores(preds, targets)
     modalities = list(trained.spec.modalities)
@@ -375,7 +375,7 @@ def predict(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "test
     ds, store = _open(data, progress=progress)
     ids = ds.clips(split).index.to_numpy(dtype=np.int64)
     frame = to_submission(ids, ensemble_predict_ids(models, store, ids))
-    warn_featureless(models, store, ids, split=ds.split_label(split))
+    _warn_featureless(models, store, ids, split=ds.split_label(split))
     if out is not None:
         write_submission(frame, out, expected_ids=ids)
     return frame
