@@ -20,6 +20,7 @@ from PIL import Image
 
 from emimic.cli import main
 from emimic.data.simulate import TRUTH_DIR, SimulationSettings, simulate
+from emimic.data.store import pack
 from emimic.errors import EmimicWarning
 from emimic.labels import EMOTIONS
 from emimic.report import RunSummary, comparison_rows, expand_runs, png_html, write_report
@@ -155,6 +156,18 @@ def test_a_run_is_reported_on_the_clips_it_validated_on_and_only_on_its_own_data
     assert main(["report", str(run)]) == 1
     assert printed_error(capsys, f"{run}: was trained on other data than {root} holds now (the train labels differ);"
                                  " report it with the data it was made with (--data DIR), or train it again.")
+
+
+def test_a_run_trained_on_a_float16_store_is_reported_from_either_store(corpus, tmp_path, capsys):
+    root = shutil.copytree(corpus, tmp_path / "sim", ignore=shutil.ignore_patterns(".emimic"))
+    store16 = tmp_path / "store16"
+    pack(root, dtype="float16", store_dir=store16, progress=False)
+    run = tmp_path / "half"
+    assert main(["train", "--data", str(root), "--out", str(run), "--store", str(store16), "--max-epochs", "1",
+                 "--quiet"]) == 0
+    assert main(["report", str(run), "--store", str(store16), "--out", str(tmp_path / "16.html")]) == 0
+    # the same features packed at float32 (the root's own store) are the same data to score the run on
+    assert main(["report", str(run), "--out", str(tmp_path / "32.html")]) == 0, capsys.readouterr().err
 
 
 def test_evaluate_test_split_with_labels_file_and_per_clip_predictions(runs, corpus, tmp_path, capsys):

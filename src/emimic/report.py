@@ -122,7 +122,10 @@ def _finished_runs_inside(folder: Path) -> list[Path]:
     return sorted(found.difference(unfinished))
 
 
-def load_summary(run: Path, data: str | Path | VidmimicDataset | None = None) -> RunSummary:
+def load_summary(run: Path, data: str | Path | VidmimicDataset | None = None, *,
+                 store: str | Path | None = None) -> RunSummary:
+    """``run`` scored afresh on its own validation clips of ``data`` (default: the root its metrics.json records),
+    features read from the store ``store`` (default: the root's)."""
     metrics = read_metrics(run)
     root = data if data is not None else metrics.get("provenance", {}).get("data", {}).get("root")
     if root is None:
@@ -130,8 +133,8 @@ def load_summary(run: Path, data: str | Path | VidmimicDataset | None = None) ->
                           f" give it with --data DIR.")
     trained = load_run(run)
     # the data as the run saw it: its CV fold, or the share of train it held out for validation
-    dataset = with_valid_split(fold_view(run, root if isinstance(root, VidmimicDataset) else open_dataset(root)),
-                               trained.config.train.valid_fraction)
+    opened = root if isinstance(root, VidmimicDataset) else open_dataset(root, store_dir=store)
+    dataset = with_valid_split(fold_view(run, opened), trained.config.train.valid_fraction)
     changed = data_differences(run, dataset)
     if changed:  # fresh scores of other data beside the run's own history and provenance would mix two things
         raise IncompatibleRun(f"{run}: was trained on other data than {dataset.root} holds now ({describe(changed)})",
@@ -470,10 +473,12 @@ def render(summaries: Sequence[RunSummary]) -> str:
             + "\n</body></html>\n")
 
 
-def write_report(runs: Sequence[str | Path], out: str | Path, *, data: str | Path | None = None) -> Path:
-    """Write the report of ``runs`` (run folders, or folders of runs) to ``out``; returns its path."""
-    shared = open_dataset(data) if data is not None else None
-    summaries = [load_summary(run, shared) for run in expand_runs(runs)]
+def write_report(runs: Sequence[str | Path], out: str | Path, *, data: str | Path | None = None,
+                 store: str | Path | None = None) -> Path:
+    """Write the report of ``runs`` (run folders, or folders of runs) to ``out``, their features read from the store
+    ``store`` (default: their data root's); returns its path."""
+    shared = open_dataset(data, store_dir=store) if data is not None else None
+    summaries = [load_summary(run, shared, store=store) for run in expand_runs(runs)]
     out = Path(out)
     write_text(out, render(summaries))
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from emimic.cli.data import add_store_arg
 from emimic.cli.registry import Handler, command, out
 
 DEFAULT_NAME = "report.html"
@@ -22,12 +23,13 @@ def report_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--data", type=Path, default=None,
                         help="dataset root (default: the one recorded in each run's metrics.json); it must hold"
                              " the data the runs were trained on")
+    add_store_arg(parser)
 
     def run(args: argparse.Namespace) -> int:
         from emimic.report import write_report
 
         target = args.out or (args.runs[0] / DEFAULT_NAME if len(args.runs) == 1 else Path(DEFAULT_NAME))
-        path = write_report(args.runs, target, data=args.data)
+        path = write_report(args.runs, target, data=args.data, store=args.store)
         out.print(f"report: {path}")
         return 0
 

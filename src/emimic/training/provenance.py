@@ -225,7 +225,9 @@ def _config_differences(old: ExperimentConfig, new: ExperimentConfig) -> list[st
             for key in sorted(before.keys() | after.keys()) if before.get(key) != after.get(key)]
 
 
-def _data_differences(old: DataFingerprint | None, new: DataFingerprint) -> list[str]:
+def _data_differences(old: DataFingerprint | None, new: DataFingerprint, *, dtype: bool = True) -> list[str]:
+    """What differs between the data ``old`` and ``new``; the stored dtype only with ``dtype`` (it changes the
+    numbers training sees, not which data is meant)."""
     if old is None:
         return ["its data was not recorded (it was made by an earlier emimic)"]
     if old.modalities.keys() != new.modalities.keys():
@@ -235,7 +237,7 @@ def _data_differences(old: DataFingerprint | None, new: DataFingerprint) -> list
         now = new.modalities[name]
         if was["dim"] != now["dim"]:
             found.append(f"{name!r} features were {was['dim']} wide, now {now['dim']}")
-        elif was["dtype"] != now["dtype"]:
+        elif dtype and was["dtype"] != now["dtype"]:
             found.append(f"{name!r} features were stored as {was['dtype']}, now {now['dtype']}")
         elif was["content"] != now["content"]:
             found.append(f"the {name!r} feature files differ")
@@ -246,14 +248,15 @@ def _data_differences(old: DataFingerprint | None, new: DataFingerprint) -> list
 
 def data_differences(run: str | Path, ds: VidmimicDataset) -> list[str]:
     """How ``ds`` (as the run saw it: its fold or held-out view) differs from the data the run folder ``run`` was
-    trained on, in the words of train's refusal; empty when it is the same, or when the run did not record it."""
+    trained on, in the words of train's refusal; empty when it is the same, or when the run did not record it. The
+    stored dtype is left out: the same features packed at float16 are the same data to score a run on."""
     record = read_run_record(run)
     if record is None or record.data is None:
         return []
     store = ds.store(progress=False)
     now = data_fingerprint(store, [m for m in record.data.modalities if m in store.modalities],
                            labelled_splits(ds, sorted(record.data.labels)))
-    return _data_differences(record.data, now)
+    return _data_differences(record.data, now, dtype=False)
 
 
 def differences(old: RunRecord, new: RunRecord) -> list[str]:
