@@ -170,6 +170,21 @@ def test_a_run_trained_on_a_float16_store_is_reported_from_either_store(corpus, 
     assert main(["report", str(run), "--out", str(tmp_path / "32.html")]) == 0, capsys.readouterr().err
 
 
+def test_features_added_for_a_test_clip_leave_a_run_reportable_but_a_changed_valid_clip_does_not(corpus, tmp_path,
+                                                                                                  capsys):
+    root = shutil.copytree(corpus, tmp_path / "sim", ignore=shutil.ignore_patterns(".emimic"))
+    test_clip, valid_clip = (f"{int(pd.read_csv(root / f'{split}_split.csv').Filename[0]):05d}.pkl"
+                             for split in ("test", "valid"))
+    (root / "vit" / test_clip).unlink()  # extracted only after training
+    run = train(root, tmp_path / "run", seed=0, max_epochs=1, progress=False).run
+    shutil.copy(corpus / "vit" / test_clip, root / "vit" / test_clip)
+    assert main(["report", str(run)]) == 0, capsys.readouterr().err  # re-packed with the test clip's features
+    shutil.copy(root / "vit" / test_clip, root / "vit" / valid_clip)  # a clip it validated on changed
+    assert main(["report", str(run)]) == 1
+    assert printed_error(capsys, f"{run}: was trained on other data than {root} holds now (the 'vit' feature files"
+                                 " differ)")
+
+
 def test_evaluate_test_split_with_labels_file_and_per_clip_predictions(runs, corpus, tmp_path, capsys):
     truth = corpus / TRUTH_DIR / "test_labels.csv"
     clips = tmp_path / "clips.csv"

@@ -32,7 +32,7 @@ import shlex
 import shutil
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -527,12 +527,17 @@ class FeatureStore:
             for name, e in self.manifest["modalities"].items()
         }
 
-    def content_digest(self, modality: str) -> str:
-        """Digest of the modality's source files by content (names, frame counts, checksums): the same for
-        a copy of the data wherever it lies and whatever its file times, unlike the manifest's fingerprint."""
+    def content_digest(self, modality: str, ids: Collection[int]) -> str:
+        """Digest of the modality's source files of the clips ``ids`` by content (names, frame counts, checksums):
+        the same for a copy of the data wherever it lies and whatever its file times, unlike the manifest's
+        fingerprint, and whatever the files of other clips (a test clip extracted later changes no run's data)."""
         self._check(modality)
         sources = self.path / self.manifest["modalities"][modality]["dir"] / "sources.csv"
-        return hashlib.sha256(sources.read_bytes()).hexdigest()
+        header, *rows = sources.read_text(encoding="utf-8").splitlines()
+        wanted = {int(clip_id) for clip_id in ids}
+        # file,clip_id,frames,blake2b: split from the right, as a file name may hold a comma
+        kept = [row for row in rows if int(row.rsplit(",", 3)[1]) in wanted]
+        return hashlib.sha256("\n".join([header, *kept]).encode()).hexdigest()
 
     def recipe(self, modality: str) -> dict | None:
         """How a modality was extracted (its ``_extractor.json`` at packing time); None if emimic did not extract it."""

@@ -10,10 +10,11 @@ seed included)::
                  "labels": {"train": "c0de...", "valid": "77aa..."}}}
 
 The data fingerprint depends on content only: the checksums of the feature files the model reads
-(kept by the FeatureStore), their width and stored dtype, and the ids and labels of the clips
-trained and validated on. A copied or moved dataset is the same data; an edited label or a
-re-extracted modality is not. :func:`read_run_record` is the one reader of this record (metrics
-and reports take their provenance from it). A folder of many runs (``cv``, ``ablate``, ``sweep``)
+of the clips trained and validated on (kept by the FeatureStore; a test clip's features extracted
+later change nothing), their width and stored dtype, and the ids and labels of those clips. A
+copied or moved dataset is the same data; an edited label or a re-extracted modality is not.
+:func:`read_run_record` is the one reader of this record (metrics and reports take their provenance
+from it). A folder of many runs (``cv``, ``ablate``, ``sweep``)
 records :func:`corpus_fingerprint`: every modality, and the train and valid labels.
 
 ``model_format`` is the model format of the emimic that trained the run (:mod:`emimic.models.formats`): every
@@ -83,9 +84,12 @@ def _labels_digest(ids: np.ndarray, targets: np.ndarray) -> str:
 
 def data_fingerprint(store: FeatureStore, modalities: Sequence[str],
                      labelled: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> DataFingerprint:
-    """Fingerprint of ``modalities`` of ``store`` and of the ``{split: (ids, targets)}`` used in training."""
+    """Fingerprint of ``modalities`` of ``store`` and of the ``{split: (ids, targets)}`` used in training: the
+    features of the clips of those splits only, as nothing else enters the scores."""
+    clips = np.unique(np.concatenate([ids for ids, _ in labelled.values()]))
     features = {
-        name: {"dim": store.dim(name), "dtype": store.identity[name]["dtype"], "content": store.content_digest(name)}
+        name: {"dim": store.dim(name), "dtype": store.identity[name]["dtype"],
+               "content": store.content_digest(name, clips)}
         for name in sorted(modalities)
     }
     labels = {split: _labels_digest(ids, targets) for split, (ids, targets) in sorted(labelled.items())}
