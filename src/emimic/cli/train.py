@@ -179,7 +179,7 @@ def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
             if path is not None:
                 check_output_file(path, dataset_root=args.data, overwrite=args.overwrite)
         data = dataset(args)
-        result = evaluate(args.run, data, split=args.split, labels=args.labels)
+        result = evaluate(args.run, data, split=args.split, labels=args.labels, warn_featureless=True)
         intervals = pcc_intervals(*result.arrays())
         out.print(pcc_table(result.pcc, f"{result.split} ({result.n_clips} clips)", intervals=intervals))
         out.print(coverage_line(result.coverage))
@@ -209,7 +209,8 @@ def predict_command(parser: argparse.ArgumentParser) -> Handler:
     def run(args: argparse.Namespace) -> int:
         from emimic.training.inference import predict
 
-        frame = predict(args.run, dataset(args), split=args.split, out=args.out, overwrite=args.overwrite)
+        frame = predict(args.run, dataset(args), split=args.split, out=args.out, overwrite=args.overwrite,
+                        warn_featureless=True)
         out.print(f"wrote {len(frame)} predictions to {args.out}")
         return 0
 

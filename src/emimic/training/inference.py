@@ -291,15 +291,16 @@ def _check_finite_predictions(preds: np.ndarray, ids: np.ndarray) -> None:
 
 def _warn_featureless(models: Sequence[TrainedModel], store: FeatureStore, ids: np.ndarray, *, split: str) -> None:
     """Warn of the clips of ``split`` that hold none of the modalities the models read: they are predicted (masked,
-    never dropped), but from no input at all, the same value for each, which a submission would hide (a clip whose
-    extraction failed, or an id the split CSV lists by mistake)."""
+    never dropped), but from no input at all, the same value for each, which a submission would hide. That is data
+    on a corpus whose clips may lack every modality, and a mistake when a clip's extraction failed or the split CSV
+    lists a wrong id: the warning states the fact and suggests what to check."""
     read = sorted({modality for trained in models for modality in trained.spec.inputs})
     featureless = sorted(ids[~np.any([store.present(modality, ids) for modality in read], axis=0)].tolist())
     if featureless:
         warnings.warn(f"{len(featureless)} of {len(ids)} clip(s) of the {split} split have none of the modalities"
                       f" the model reads ({', '.join(read)}): Filename {shortlist(featureless)}; each is predicted"
-                      " from no input, the same value for all; extract their features, or check the ids of the split"
-                      " CSV.", EmimicWarning, stacklevel=3)
+                      " from no input, the same value for all (if they should have features, extract them, or check"
+                      " the ids of the split CSV).", EmimicWarning, stacklevel=3)
 
 
 def _open(data: str | Path | VidmimicDataset, *, progress: bool) -> tuple[VidmimicDataset, FeatureStore]:
@@ -323,12 +324,14 @@ def external_labels(path: str | Path, ids: np.ndarray, *, split: str) -> pd.Data
 
 
 def evaluate(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "valid",
-             labels: str | Path | None = None, progress: bool = False) -> Evaluation:
+             labels: str | Path | None = None, progress: bool = False, warn_featureless: bool = False) -> Evaluation:
     """Per-dimension PCC and mean PCC of a run on a split (every clip counts; none is dropped).
 
     ``run`` may also be several runs or a folder of runs (a CV folder): their predictions are averaged.
     The split's own labels are used unless ``labels`` names a CSV in the split format (e.g. a simulated
-    corpus's held-out ``.truth/test_labels.csv``), which must label every clip of the split."""
+    corpus's held-out ``.truth/test_labels.csv``), which must label every clip of the split. With
+    ``warn_featureless`` (what ``emimic evaluate`` asks; not the scores train, cv, ablate and report compute on
+    the way), a warning names the clips predicted from no input (none of the modalities the run reads)."""
     models = load_models(run)
     trained = models[0]
     ds, store = _open(data, progress=progress)
@@ -347,7 +350,8 @@ def evaluate(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "val
     if constant is not None:
         warnings.warn(constant, EmimicWarning, stacklevel=2)
     preds = ensemble_predict_ids(models, store, ids)
-    _warn_featureless(models, store, ids, split=ds.split_label(split))
+    if warn_featureless:
+        _warn_featureless(models, store, ids, split=ds.split_label(split))
     targets = truth[list(EMOTIONS)].to_numpy(dtype=np.float64)
     scores = pcc_scores(preds, targets)
     modalities = list(trained.spec.modalities)
@@ -362,12 +366,13 @@ def evaluate(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "val
 
 
 def predict(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "test",
-            out: str | Path | None = None, overwrite: bool = False, progress: bool = False) -> pd.DataFrame:
+            out: str | Path | None = None, overwrite: bool = False, progress: bool = False,
+            warn_featureless: bool = False) -> pd.DataFrame:
     """Predictions for every clip of ``split`` as a submission frame; written (validated, atomically) to ``out``,
     which must lie outside the dataset root and may replace an existing file only with ``overwrite``.
 
     ``run`` may be several runs or a folder of runs (a CV folder): the submission is the mean of their
-    predictions (an ensemble of fold and seed models)."""
+    predictions (an ensemble of fold and seed models). ``warn_featureless`` as for :func:`evaluate`."""
     if out is not None:
         check_output_file(out, dataset_root=data.root if isinstance(data, VidmimicDataset) else data,
                           overwrite=overwrite)
@@ -375,7 +380,8 @@ def predict(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "test
     ds, store = _open(data, progress=progress)
     ids = ds.clips(split).index.to_numpy(dtype=np.int64)
     frame = to_submission(ids, ensemble_predict_ids(models, store, ids))
-    _warn_featureless(models, store, ids, split=ds.split_label(split))
+    if warn_featureless:
+        _warn_featureless(models, store, ids, split=ds.split_label(split))
     if out is not None:
         write_submission(frame, out, expected_ids=ids)
     return frame
