@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from emimic.config import ExperimentConfig, config_to_yaml, list_presets, load_config, with_overrides
+from emimic.config import ExperimentConfig, config_to_yaml, list_presets, load_config, read_yaml_mapping, with_overrides
 from emimic.defaults import DEFAULT_PRESET
 from emimic.errors import ConfigError
 
@@ -73,6 +73,24 @@ def test_a_key_given_twice_is_refused_not_overwritten(tmp_path, text, key, line)
     path.write_text(text)
     with pytest.raises(ConfigError, match=rf"key '{key}' is given twice in one mapping \(line {line}\)"):
         load_config(path)
+
+
+@pytest.mark.parametrize(("text", "loaded"), [
+    ("on: 1\n'on': 2\n", {True: 1, "on": 2}),
+    ("1: a\n'1': b\n", {1: "a", "1": "b"}),
+    ("x: &x {a: 1}\ny: &y {b: 2}\nz:\n  <<: *x\n  <<: *y\n", {"x": {"a": 1}, "y": {"b": 2}, "z": {"a": 1, "b": 2}}),
+])
+def test_keys_that_only_look_alike_and_several_merge_keys_are_not_given_twice(tmp_path, text, loaded):
+    path = tmp_path / "alike.yaml"
+    path.write_text(text)
+    assert read_yaml_mapping(path, what="a YAML file", holds="keys") == loaded
+
+
+def test_keys_yaml_loads_as_one_value_are_given_twice(tmp_path):
+    path = tmp_path / "same.yaml"
+    path.write_text("on: 1\ntrue: 2\n")  # both load as True: YAML would keep only the last
+    with pytest.raises(ConfigError, match=r"key 'true' is given twice in one mapping \(line 2\)"):
+        read_yaml_mapping(path, what="a YAML file", holds="keys")
 
 
 def test_anchors_and_merge_keys_may_override_what_they_merge(tmp_path):

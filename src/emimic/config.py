@@ -306,10 +306,17 @@ def read_yaml_mapping(path: Path, *, what: str, holds: str) -> dict[str, Any]:
     return raw
 
 
+# The tag of a ``<<`` key: several in one mapping each merge their mapping in.
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 def _repeated_key(root: yaml.Node | None) -> yaml.ScalarNode | None:
     """The second occurrence of the first key written twice in one mapping of the YAML tree ``root`` (PyYAML keeps
-    the last value silently, so a section given twice would lose the first's settings). The tree is the one composed
-    before ``<<`` merges are applied, so a key may still override one merged in."""
+    the last value silently, so a section given twice would lose the first's settings). Keys are compared as the
+    values PyYAML loads them as (``1`` and ``'1'`` are two keys; ``on`` and ``true`` are one), and ``<<`` merge keys
+    are left out (PyYAML merges each). The tree is the one composed before merges are applied, so a key may still
+    override one merged in."""
+    constructor = yaml.constructor.SafeConstructor()
     pending, seen_nodes = [root], set()
     while pending:
         node = pending.pop()
@@ -317,12 +324,13 @@ def _repeated_key(root: yaml.Node | None) -> yaml.ScalarNode | None:
             continue
         seen_nodes.add(id(node))
         if isinstance(node, yaml.MappingNode):
-            keys: set[str] = set()
+            keys: set[object] = set()
             for key, value in node.value:
-                if isinstance(key, yaml.ScalarNode):
-                    if key.value in keys:
+                if isinstance(key, yaml.ScalarNode) and key.tag != _MERGE_TAG:
+                    loaded = constructor.construct_object(key)
+                    if loaded in keys:
                         return key
-                    keys.add(key.value)
+                    keys.add(loaded)
                 pending.append(value)
         elif isinstance(node, yaml.SequenceNode):
             pending.extend(node.value)
