@@ -98,6 +98,15 @@ def test_predict_with_a_cv_folder_is_the_mean_of_its_models(grouped):
         predict([str(fold), str(fold)], root, split="test")
 
 
+def test_a_run_option_given_again_adds_its_runs(grouped, tmp_path, capsys):
+    root, out, _ = grouped
+    fold = out / "fold1-seed0"
+    args = ["--data", str(root), "--run", str(out), "--run", str(fold)]  # not only the last --run
+    assert main(["predict", *args, "--out", str(tmp_path / "sub.csv")]) == 1
+    expected = f"{fold}: is given twice (by {out} and by {fold})"
+    assert "".join(expected.split()) in "".join(capsys.readouterr().err.split())  # the console wraps long lines
+
+
 def test_rerun_reuses_finished_folds_and_refuses_other_settings(grouped):
     root, out, result = grouped
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/metrics.json")}

@@ -81,7 +81,8 @@ def _add_overwrite_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_run_args(parser: argparse.ArgumentParser, *, split: str) -> None:
-    parser.add_argument("--run", type=Path, nargs="+", required=True,
+    # extend: `--run A --run B` is both runs, as `--run A B` is (argparse's default keeps the last silently)
+    parser.add_argument("--run", type=Path, nargs="+", action="extend", required=True,
                         help="run folder written by `emimic train`; several runs or a folder of runs (`emimic cv`):"
                              " the mean of their predictions")
     parser.add_argument("--data", type=Path, required=True, help="dataset root")
