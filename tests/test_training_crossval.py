@@ -94,8 +94,8 @@ def test_predict_with_a_cv_folder_is_the_mean_of_its_models(grouped):
     fold = out / "fold1-seed0"  # given again beside its CV folder, it would weigh twice in the mean
     with pytest.raises(EmimicError, match=rf"^{re.escape(str(fold))}: is given twice \(by {re.escape(str(out))} and"):
         predict([out, fold], root, split="test")
-    with pytest.raises(EmimicError, match="is given twice"):
-        predict([str(fold), str(fold)], root, split="test")
+    with pytest.raises(EmimicError, match=rf"^{re.escape(str(fold))}: is given twice, so"):  # not 'by X and by X'
+        predict([fold, Path(f"{fold}/")], root, split="test")
 
 
 def test_a_run_option_given_again_adds_its_runs(grouped, tmp_path, capsys):

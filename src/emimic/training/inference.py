@@ -182,8 +182,11 @@ def ensemble_members(folders: Sequence[str | Path]) -> list[Path]:
     for folder in folders:
         for run in member_runs(folder):
             if run.resolve() in reached_by:
-                raise EmimicError(f"{run}: is given twice (by {reached_by[run.resolve()]} and by {folder}), so it"
-                                  " would count twice in the mean of the predictions; give each run once.")
+                first = reached_by[run.resolve()]
+                # `cv1 ./cv1/` read as paths are spelled alike: naming both would say nothing
+                by = "" if str(first) == str(folder) else f" (by {first} and by {folder})"
+                raise EmimicError(f"{run}: is given twice{by}, so it would count twice in the mean of the"
+                                  " predictions; give each run once.")
             reached_by[run.resolve()] = folder
             runs.append(run)
     return runs
