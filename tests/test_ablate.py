@@ -78,9 +78,9 @@ def test_a_wrong_grid_is_one_sentence_naming_the_key(tmp_path: Path, text: str, 
 def test_a_mistyped_modality_is_refused_and_an_absent_one_skips_its_cell(tmp_path: Path, tiny_store) -> None:
     typo = load_grid(grid_file(tmp_path, "cells:\n  paper: {}\n  v: {model.modalities: [vti]}\n"))
     with pytest.raises(ConfigError, match=r"cell 'v': unknown modality 'vti' \(did you mean 'vit'\?\)"):
-        plan_cells(typo, tiny_store, {})
+        plan_cells(typo, tiny_store, {}, has_valid_split=True)
     absent = load_grid(grid_file(tmp_path, "cells:\n  paper: {}\n  e: {model.modalities: [egemaps, vit]}\n"))
-    paper, egemaps = plan_cells(absent, tiny_store, {})
+    paper, egemaps = plan_cells(absent, tiny_store, {}, has_valid_split=True)
     assert paper.config is not None and paper.skipped is None
     assert egemaps.config is None and egemaps.skipped.startswith("the data has no egemaps (it has text_emb, vit,")
 
@@ -90,7 +90,8 @@ def test_a_modality_no_training_clip_has_makes_no_subset_and_skips_the_cell_that
     """A generated cell of it used to fail the whole ablation midway, as train refuses to name it."""
     grid = load_grid(grid_file(tmp_path, "cells:\n  paper: {}\n  v: {model.modalities: [vit]}\n"
                                          "generate: {modality_subsets: true}\n"))
-    cells = {c.name: c for c in plan_cells(grid, tiny_store, {}, untrainable=lambda cfg: ["vit"])}
+    cells = {c.name: c for c in plan_cells(grid, tiny_store, {}, untrainable=lambda cfg: ["vit"],
+                                           has_valid_split=True)}
     assert not [name for name in cells if "vit" in name.split("=")[-1].split("+")]
     assert cells["v"].skipped == "no training clip has vit, which model.modalities names"
     assert cells["paper"].config is not None
@@ -112,7 +113,8 @@ def test_a_cell_holding_out_another_valid_share_is_planned_on_the_clips_it_train
     grid = load_grid(grid_file(tmp_path, "cells:\n  paper: {model.modalities: [vit, egemaps]}\n"
                                          "  half: {model.modalities: [vit, egemaps], train.valid_fraction: 0.5}\n"))
     cells = {c.name: c for c in plan_cells(grid, store, {"train.valid_fraction": 0.2},
-                                           untrainable=lambda cfg: untrainable_in(ds, store, cfg))}
+                                           untrainable=lambda cfg: untrainable_in(ds, store, cfg),
+                                           has_valid_split=False)}
     assert cells["paper"].config is not None
     assert cells["half"].skipped == "no training clip has egemaps, which model.modalities names"
 
@@ -122,7 +124,16 @@ def test_a_cell_validating_on_other_clips_than_the_reference_is_refused(tmp_path
     grid = load_grid(grid_file(tmp_path, "cells:\n  paper: {}\n  half: {train.valid_fraction: 0.5}\n"))
     with pytest.raises(ConfigError, match=r"cell 'half' validates on other clips than the reference cell 'paper'"
                                           r" \(train.valid_fraction 0.5, not 0.2\), so their scores cannot be paired"):
-        plan_cells(grid, tiny_store, {"train.valid_fraction": 0.2})
+        plan_cells(grid, tiny_store, {"train.valid_fraction": 0.2}, has_valid_split=False)
+
+
+def test_a_cell_holding_out_a_share_of_train_beside_a_valid_split_is_refused(tmp_path: Path, tiny_root) -> None:
+    """Not as validating on other clips: the share does not apply at all (its training would be refused)."""
+    grid = grid_file(tmp_path, "cells:\n  paper: {}\n  half: {train.valid_fraction: 0.5}\n")
+    with pytest.raises(ConfigError, match=r"^cell 'half': train.valid_fraction 0.5 does not apply, as the data has a"
+                                          r" valid_split.csv that every cell validates on"):
+        ablate(tiny_root, tmp_path / "ablation", grid=grid, seeds=[0], max_epochs=1, progress=False)
+    assert not (tmp_path / "ablation").exists()  # refused before anything trained
 
 
 def test_an_ablation_of_a_corpus_without_a_valid_split_scores_the_held_out_clips(tmp_path: Path) -> None:

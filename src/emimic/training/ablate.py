@@ -56,6 +56,7 @@ from pydantic import Field, ValidationError, field_validator
 from emimic.config import ExperimentConfig, Section, explain, load_config, read_yaml_mapping, with_overrides
 from emimic.data import FeatureStore, VidmimicDataset, open_dataset
 from emimic.data.dataset import with_valid_split
+from emimic.data.holdout import VALID_FILE
 from emimic.data.simulate import AUDIO_DIR, FACE_DIR, TEXT_EMB_DIR
 from emimic.defaults import ABLATION_BASE, ABLATION_MAX_EPOCHS, preset_dir
 from emimic.errors import ConfigError, DataError
@@ -264,11 +265,14 @@ def why_skipped(cfg: ExperimentConfig, store: FeatureStore, *, cell: str, untrai
 
 
 def plan_cells(grid: Grid, store: FeatureStore, overrides: Mapping[str, Any], *,
-               untrainable: Callable[[ExperimentConfig], Collection[str]] = lambda cfg: ()) -> list[Cell]:
+               untrainable: Callable[[ExperimentConfig], Collection[str]] = lambda cfg: (),
+               has_valid_split: bool) -> list[Cell]:
     """Every cell of ``grid`` on this data (the reference first, then the written ones, then the generated ones
     whose names are not taken), each with its config or why it is skipped. ``untrainable(cfg)`` names the
     modalities no clip that ``cfg`` trains on has (its own ``train.valid_fraction`` decides which clips those are):
-    the generated cells use only the others of the base config, and a cell naming one is skipped."""
+    the generated cells use only the others of the base config, and a cell naming one is skipped.
+    ``has_valid_split``: the data has a valid split, which every cell validates on (no cell may hold out a share of
+    train instead)."""
     base = load_config(grid.base, overrides=overrides)
     written = {grid.reference: grid.cells[grid.reference], **grid.cells}
     cells = []
@@ -276,12 +280,22 @@ def plan_cells(grid: Grid, store: FeatureStore, overrides: Mapping[str, Any], *,
     generated = generated_cells(grid, base, [m for m in store.modalities if m not in untrainable_in_base])
     for name, cell_overrides in {**written, **{n: o for n, o in generated.items() if n not in written}}.items():
         cfg = cell_config(base, name, cell_overrides)
+        if has_valid_split:
+            _refuse_held_out_share(name, cfg)
         reason = why_skipped(cfg, store, cell=name, untrainable=untrainable(cfg))
         cells.append(Cell(name, cell_overrides, None if reason else cfg, reason))
     if cells[0].skipped:
         raise ConfigError(f"the reference cell {grid.reference!r} cannot run on this data: {cells[0].skipped}.")
     _refuse_other_validation_clips(cells)
     return cells
+
+
+def _refuse_held_out_share(cell: str, cfg: ExperimentConfig) -> None:
+    """Refuse a cell holding out a share of train on data with a valid split (its training would be refused, after
+    the cells before it trained)."""
+    if cfg.train.valid_fraction is not None:
+        raise ConfigError(f"cell {cell!r}: train.valid_fraction {cfg.train.valid_fraction} does not apply, as the data"
+                          f" has a {VALID_FILE} that every cell validates on; leave train.valid_fraction out.")
 
 
 def _refuse_other_validation_clips(cells: Sequence[Cell]) -> None:
@@ -472,7 +486,8 @@ def ablate(
     refuse_inside_dataset(out, ds.root)
     store = ds.store(progress=progress)  # packed once here, before any worker opens it
     base_overrides = dict(overrides or {}) | ({"train.max_epochs": max_epochs} if max_epochs is not None else {})
-    cells = plan_cells(grid, store, base_overrides, untrainable=lambda cfg: untrainable_in(ds, store, cfg))
+    cells = plan_cells(grid, store, base_overrides, untrainable=lambda cfg: untrainable_in(ds, store, cfg),
+                       has_valid_split="valid" in ds.splits)
     settings = _settings(ds, store, seeds)
     runner = Runner(jobs, backend, ray_address, progress)  # a wrong --ray-address refuses before any write
     replace = check_folder_settings(out, SETTINGS_FILE, settings, kind="ablation", overwrite=overwrite,
