@@ -415,5 +415,20 @@ def with_overrides(cfg: ExperimentConfig, overrides: Mapping[str, object]) -> Ex
     return validate_config(raw, source="overrides")
 
 
+def check_setting(cfg: ExperimentConfig, key: str, value: object) -> None:
+    """Refuse ``value`` for the dotted setting ``key`` of ``cfg`` when it is no valid value of that setting itself;
+    a rule that combines it with the other settings of its section (the transformer's hidden a multiple of its heads)
+    is left to the config it ends up in, whose other settings may differ from ``cfg``'s."""
+    raw = cfg.model_dump(mode="json")
+    _set_dotted(raw, key, value)
+    try:
+        ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        path = tuple(key.split("."))
+        own = [error for error in exc.errors() if tuple(map(str, error["loc"]))[:len(path)] == path]
+        if own:
+            raise ConfigError(f"overrides: {'; '.join(_describe(e, ExperimentConfig) for e in own)}.") from None
+
+
 def config_to_yaml(cfg: ExperimentConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -69,6 +69,7 @@ from pydantic import Field, ValidationError, model_validator
 from emimic.config import (
     ExperimentConfig,
     Section,
+    check_setting,
     config_to_yaml,
     explain,
     load_config,
@@ -176,11 +177,12 @@ class SearchSpace(Section):
         return self
 
     def check_against(self, cfg: ExperimentConfig, source: str) -> None:
-        """Every key must be a setting of ``cfg`` and every bound and choice a valid value of it."""
+        """Every key must be a setting of ``cfg`` and every bound and choice a valid value of it; a value that fits
+        only some values of the other settings (heads and hidden of the transformer) makes its trials invalid."""
         for name, param in self.params.items():
             for value in param.values():
                 try:
-                    with_overrides(cfg, {name: value})
+                    check_setting(cfg, name, value)
                 except ConfigError as exc:
                     detail = str(exc).removeprefix("overrides: ").rstrip(".")
                     raise ConfigError(f"{source}: params.{name} = {value!r} is no valid setting ({detail}).") from None
