@@ -14,7 +14,8 @@ from emimic.errors import OutputPathError
 
 
 class StoreOnce(argparse.Action):
-    """Store an option's value, refusing the option given twice (argparse would keep the last silently)."""
+    """Store the value of an option without a default, refusing the option given twice (argparse would keep the
+    last silently)."""
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
                  option_string: str | None = None) -> None:
