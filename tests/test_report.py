@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
@@ -19,13 +20,22 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from emimic.cli import main
+from emimic.data import open_dataset
 from emimic.data.simulate import TRUTH_DIR, SimulationSettings, simulate
-from emimic.data.store import pack
-from emimic.errors import EmimicWarning
+from emimic.data.store import FeatureStore, pack
+from emimic.errors import ConfigError, EmimicWarning, OutputConflict
 from emimic.labels import EMOTIONS
+from emimic.outputs import check_folder_settings
 from emimic.report import RunSummary, comparison_rows, expand_runs, png_html, write_report
 from emimic.training.inference import Evaluation
-from emimic.training.provenance import read_run_record
+from emimic.training.provenance import (
+    RECORD_FILE,
+    DataFingerprint,
+    corpus_fingerprint,
+    data_fingerprint,
+    labelled_splits,
+    read_run_record,
+)
 from emimic.training.run import train
 
 ARTIFACTS = Path(__file__).parents[1] / "artifacts"
@@ -72,6 +82,7 @@ def test_metrics_json_records_provenance_and_intervals(runs, corpus):
     assert prov["data"]["root"] == str(corpus.resolve())
     assert prov["data"]["fingerprint"] == read_run_record(runs[1]).data.digest  # the one run.json records
     assert prov["data"]["split_sizes"] == {"train": 144, "valid": 48, "test": 48}
+    assert prov["data"]["content_of"] == "labelled clips"
     assert 0 < prov["data"]["coverage"]["valid"]["wav2vec2"] < 1
     assert prov["oracle"]["mean_pcc"]["valid"] > 0.5
     assert prov["training"] | {"wall_seconds": 0} == {"epochs_run": 4, "max_epochs": 4, "best_epoch":
@@ -183,6 +194,56 @@ def test_features_added_for_a_test_clip_leave_a_run_reportable_but_a_changed_val
     assert main(["report", str(run)]) == 1
     assert printed_error(capsys, f"{run}: was trained on other data than {root} holds now (the 'vit' feature files"
                                  " differ)")
+
+
+def as_recorded_before_content_of(fingerprint: DataFingerprint, store: FeatureStore) -> tuple[dict, str]:
+    """``fingerprint``'s modalities and digest as emimic recorded them before it marked ``content_of``: each content
+    digest the sha256 of the raw bytes of the modality's whole ``sources.csv``, the digest of modalities and labels."""
+    modalities = {
+        name: {**entry, "content": hashlib.sha256(
+            (store.path / store.manifest["modalities"][name]["dir"] / "sources.csv").read_bytes()).hexdigest()}
+        for name, entry in fingerprint.modalities.items()
+    }
+    payload = json.dumps({"modalities": modalities, "labels": fingerprint.labels}, sort_keys=True)
+    return modalities, hashlib.sha256(payload.encode()).hexdigest()
+
+
+def test_a_run_and_a_cv_folder_recorded_before_content_of_keep_working_until_a_clip_they_used_changes(
+        corpus, tmp_path, capsys):
+    root = shutil.copytree(corpus, tmp_path / "sim", ignore=shutil.ignore_patterns(".emimic"))
+    options = dict(seed=0, max_epochs=1, progress=False)
+    run = train(root, tmp_path / "run", **options).run
+    ds = open_dataset(root)
+    store = ds.store(progress=False)
+    record = json.loads((run / RECORD_FILE).read_text(encoding="utf-8"))
+    dataset = record["dataset"]
+    dataset.pop("content_of")
+    dataset["modalities"], dataset["fingerprint"] = as_recorded_before_content_of(
+        DataFingerprint(dataset["modalities"], dataset["labels"]), store)
+    (run / RECORD_FILE).write_text(json.dumps(record), encoding="utf-8")
+    folder = tmp_path / "cv"
+    folder.mkdir()
+    whole = data_fingerprint(store, store.modalities, labelled_splits(ds))
+    (folder / "cv.json").write_text(json.dumps({"data": as_recorded_before_content_of(whole, store)[1]}))
+
+    def folder_check() -> bool:
+        return check_folder_settings(folder, "cv.json", {"data": corpus_fingerprint(ds, store, folder / "cv.json")},
+                                     kind="CV", overwrite=False)
+
+    assert main(["report", str(run)]) == 0, capsys.readouterr().err
+    assert train(root, run, **options).run == run  # the same run: taken as it is
+    assert folder_check() is False
+    valid_clip, other_clip = (f"{clip:05d}.pkl" for clip in pd.read_csv(root / "valid_split.csv").Filename[:2])
+    shutil.copy(root / "vit" / other_clip, root / "vit" / valid_clip)  # a clip it validated on changed
+    ds = open_dataset(root)
+    store = ds.store(progress=False)
+    assert main(["report", str(run)]) == 1
+    assert printed_error(capsys, f"{run}: was trained on other data than {root} holds now (the 'vit' feature files"
+                                 " differ)")
+    with pytest.raises(OutputConflict, match="the 'vit' feature files differ"):
+        train(root, run, **options)
+    with pytest.raises(ConfigError, match="was made with other data"):
+        folder_check()
 
 
 def test_evaluate_test_split_with_labels_file_and_per_clip_predictions(runs, corpus, tmp_path, capsys):

@@ -527,12 +527,15 @@ class FeatureStore:
             for name, e in self.manifest["modalities"].items()
         }
 
-    def content_digest(self, modality: str, ids: Collection[int]) -> str:
+    def content_digest(self, modality: str, ids: Collection[int] | None = None) -> str:
         """Digest of the modality's source files of the clips ``ids`` by content (names, frame counts, checksums):
         the same for a copy of the data wherever it lies and whatever its file times, unlike the manifest's
-        fingerprint, and whatever the files of other clips (a test clip extracted later changes no run's data)."""
+        fingerprint, and whatever the files of other clips (a test clip extracted later changes no run's data).
+        ``ids`` None: the digest of every clip's, as emimic recorded it before (the raw bytes of ``sources.csv``)."""
         self._check(modality)
         sources = self.path / self.manifest["modalities"][modality]["dir"] / "sources.csv"
+        if ids is None:
+            return hashlib.sha256(sources.read_bytes()).hexdigest()
         header, *rows = sources.read_text(encoding="utf-8").splitlines()
         wanted = {int(clip_id) for clip_id in ids}
         # file,clip_id,frames,blake2b: split from the right, as a file name may hold a comma

@@ -342,7 +342,8 @@ def cross_validate(
     column = group_column(meta)
     store = ds.store(progress=progress)  # packed once here, before any worker opens it
     settings = {"folds": folds, "fold_seed": fold_seed, "group_column": column,
-                "config": cfg.model_dump(mode="json", exclude={"seed"}), "data": corpus_fingerprint(ds, store)}
+                "config": cfg.model_dump(mode="json", exclude={"seed"}),
+                "data": corpus_fingerprint(ds, store, out / SETTINGS_FILE)}
     runner = Runner(jobs, backend, ray_address, progress)  # a wrong --ray-address refuses before any write
     # seeds may be added, never dropped: the folder's models are what `predict --run` averages; which seeds it
     # holds models of is read from its run folders, not recorded, so a seed that never saved an epoch binds nothing

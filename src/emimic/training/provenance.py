@@ -5,7 +5,7 @@ block that reports a figure with its provenance.
 seed included)::
 
     {"emimic": "0.1.0", "model_format": 2, "created": "2026-11-25T22:40:00+00:00", "config": "paper", "seed": 0,
-     "dataset": {"root": "/data/sim", "fingerprint": "9f2c...",
+     "dataset": {"root": "/data/sim", "fingerprint": "9f2c...", "content_of": "labelled clips",
                  "modalities": {"vit": {"dim": 384, "dtype": "float32", "content": "51ab..."}, ...},
                  "labels": {"train": "c0de...", "valid": "77aa..."}}}
 
@@ -13,6 +13,10 @@ The data fingerprint depends on content only: the checksums of the feature files
 of the clips trained and validated on (kept by the FeatureStore; a test clip's features extracted
 later change nothing), their width and stored dtype, and the ids and labels of those clips. A
 copied or moved dataset is the same data; an edited label or a re-extracted modality is not.
+``content_of`` marks this scope: a record without it (and a folder fingerprint made without it) was made by an
+earlier emimic whose content digest covered every clip's features (the raw bytes of each ``sources.csv``), and is
+compared with the digest of the data as that emimic computed it, so a run or folder made before keeps resuming
+and reporting on unchanged data.
 :func:`read_run_record` is the one reader of this record (metrics and reports take their provenance
 from it). A folder of many runs (``cv``, ``ablate``, ``sweep``)
 records :func:`corpus_fingerprint`: every modality, and the train and valid labels.
@@ -33,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,6 +65,8 @@ TRAINING_SPLITS = ("train", "valid")
 CONFIG_FILE = "config.yaml"
 # Differences named in a refusal; the rest are counted.
 SHOWN_DIFFERENCES = 3
+# What a fingerprint's content digests cover, recorded with them: the features of the clips whose labels it holds.
+CONTENT_OF = "labelled clips"
 
 
 @dataclass(frozen=True)
@@ -69,11 +75,28 @@ class DataFingerprint:
 
     modalities: dict[str, dict[str, Any]]  # per modality the model reads: dim, dtype, content digest
     labels: dict[str, str]  # per split trained or validated on: digest of its clip ids and labels
+    content_of: str | None = CONTENT_OF  # None: recorded by an earlier emimic, its digests cover every clip
+    # per modality, the content digest of every clip (the whole sources.csv): what an earlier emimic recorded
+    every_clip: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def digest(self) -> str:
-        payload = json.dumps({"modalities": self.modalities, "labels": self.labels}, sort_keys=True)
+        scope = {} if self.content_of is None else {"content_of": self.content_of}
+        payload = json.dumps({"modalities": self.modalities, "labels": self.labels, **scope}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()
+
+    def as_recorded_by(self, content_of: str | None) -> DataFingerprint:
+        """This data's fingerprint as the emimic that recorded one marked ``content_of`` computed it: itself, or
+        for a record without the mark, with the content digests of every clip (the whole ``sources.csv``)."""
+        if content_of is not None:
+            return self
+        modalities = {name: {**entry, "content": self.every_clip[name]} for name, entry in self.modalities.items()}
+        return replace(self, modalities=modalities, content_of=None)
+
+    def matches(self, recorded: str) -> bool:
+        """Whether the digest ``recorded`` (a folder's corpus fingerprint) is of this data, as recorded now or by
+        an earlier emimic (whose digest, made without the mark, covered every clip)."""
+        return recorded in (self.digest, self.as_recorded_by(None).digest)
 
 
 def _labels_digest(ids: np.ndarray, targets: np.ndarray) -> str:
@@ -93,7 +116,7 @@ def data_fingerprint(store: FeatureStore, modalities: Sequence[str],
         for name in sorted(modalities)
     }
     labels = {split: _labels_digest(ids, targets) for split, (ids, targets) in sorted(labelled.items())}
-    return DataFingerprint(features, labels)
+    return DataFingerprint(features, labels, every_clip={name: store.content_digest(name) for name in features})
 
 
 def labelled_splits(ds: VidmimicDataset, splits: Sequence[str] = TRAINING_SPLITS
@@ -111,12 +134,25 @@ def labelled_splits(ds: VidmimicDataset, splits: Sequence[str] = TRAINING_SPLITS
     return labelled
 
 
-def corpus_fingerprint(ds: VidmimicDataset, store: FeatureStore) -> str:
+def corpus_fingerprint(ds: VidmimicDataset, store: FeatureStore, settings_file: Path) -> str:
     """The digest of every modality of ``store`` and of the labels of train and valid (those present: ``cv`` folds a
-    corpus without a valid split): what a folder of many runs (``cv``, ``ablate``, ``sweep``) records, whichever
-    modalities each of its runs reads."""
+    corpus without a valid split): what a folder of many runs (``cv``, ``ablate``, ``sweep``) records in
+    ``settings_file``, whichever modalities each of its runs reads. A folder that recorded this data's digest as an
+    earlier emimic computed it keeps it (its settings, and a sweep's study named by them, stay the same)."""
     present = [split for split in TRAINING_SPLITS if split in ds.splits]
-    return data_fingerprint(store, store.modalities, labelled_splits(ds, present)).digest
+    now = data_fingerprint(store, store.modalities, labelled_splits(ds, present))
+    recorded = _recorded_setting(settings_file, "data")
+    return recorded if isinstance(recorded, str) and now.matches(recorded) else now.digest
+
+
+def _recorded_setting(settings_file: Path, key: str) -> Any:
+    """The setting ``key`` recorded in the folder's ``settings_file``; None when there is none to read (a file that
+    is no JSON object is refused by the check of the folder's settings)."""
+    try:
+        stored = json.loads(settings_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return stored.get(key) if isinstance(stored, dict) else None
 
 
 @dataclass(frozen=True)
@@ -133,8 +169,8 @@ class RunRecord:
     def to_dict(self) -> dict[str, Any]:
         """What ``run.json`` holds (the full config is ``config.yaml``)."""
         assert self.data is not None, "a new run always knows its data"
-        dataset = {"root": self.dataset_root, "fingerprint": self.data.digest, "modalities": self.data.modalities,
-                   "labels": self.data.labels}
+        dataset = {"root": self.dataset_root, "fingerprint": self.data.digest, "content_of": self.data.content_of,
+                   "modalities": self.data.modalities, "labels": self.data.labels}
         return {"emimic": self.emimic_version, FORMAT_KEY: self.model_format, "created": self.created or _now(),
                 "config": self.config.name, "seed": self.config.seed, "dataset": dataset}
 
@@ -209,8 +245,8 @@ def read_run_record(run: str | Path) -> RunRecord | None:
     if stored is None:
         return RunRecord(config, None, model_format=made_with)
     dataset = stored["dataset"]
-    return RunRecord(config, DataFingerprint(dataset["modalities"], dataset["labels"]), dataset["root"],
-                     stored["emimic"], stored["created"], made_with)
+    return RunRecord(config, DataFingerprint(dataset["modalities"], dataset["labels"], dataset.get("content_of")),
+                     dataset["root"], stored["emimic"], stored["created"], made_with)
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -236,6 +272,7 @@ def _data_differences(old: DataFingerprint | None, new: DataFingerprint, *, dtyp
         return ["its data was not recorded (it was made by an earlier emimic)"]
     if old.modalities.keys() != new.modalities.keys():
         return [f"it read modalities {', '.join(old.modalities)}, now {', '.join(new.modalities)}"]
+    new = new.as_recorded_by(old.content_of)
     found = []
     for name, was in old.modalities.items():
         now = new.modalities[name]
@@ -313,6 +350,7 @@ def run_provenance(
         "data": {
             "root": str(Path(data.root).resolve()),
             "fingerprint": fingerprint.digest,
+            "content_of": fingerprint.content_of,
             "modalities": fingerprint.modalities,
             "labels": fingerprint.labels,
             "split_sizes": {split: len(frame) for split, frame in data.splits.items()},

@@ -291,11 +291,12 @@ def run_worker(worker: Worker, ds: VidmimicDataset | None = None,
                            catch=(ConfigError,), callbacks=callbacks)
 
 
-def _settings(ds: VidmimicDataset, cfg: ExperimentConfig, space: SearchSpace, progress: bool) -> dict[str, Any]:
+def _settings(out: Path, ds: VidmimicDataset, cfg: ExperimentConfig, space: SearchSpace, progress: bool
+              ) -> dict[str, Any]:
     """What the study is made with: a resumed sweep must match all of it."""
     store = ds.store(progress=progress)  # packed once here, before any worker opens it
     return {"config": cfg.model_dump(mode="json"), "space": space.model_dump(mode="json"),
-            "data": corpus_fingerprint(ds, store)}
+            "data": corpus_fingerprint(ds, store, out / SETTINGS_FILE)}
 
 
 def _study_name(settings: Mapping[str, Any]) -> str:
@@ -431,7 +432,7 @@ def sweep(
     ds = with_valid_split(ds, cfg.train.valid_fraction)
     # refused once here, not by every trial
     check_valid_size(ds.clips("valid"), root=ds.root, fraction=ds.held_out_fraction)
-    settings = _settings(ds, cfg, space, progress)
+    settings = _settings(out, ds, cfg, space, progress)
     # The default storage is recorded relative to the folder, so a moved sweep folder still resumes.
     recorded = {**settings, "storage": storage or f"OUT/{STUDY_FILE}"}
     replace = check_folder_settings(out, SETTINGS_FILE, recorded, kind="sweep", overwrite=overwrite)
