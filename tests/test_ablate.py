@@ -19,6 +19,7 @@ from emimic.registry import FUSIONS
 from emimic.training.ablate import (
     TABLE_FILE,
     Grid,
+    ablate,
     generated_cells,
     is_within_noise,
     load_grid,
@@ -77,9 +78,9 @@ def test_a_wrong_grid_is_one_sentence_naming_the_key(tmp_path: Path, text: str, 
 def test_a_mistyped_modality_is_refused_and_an_absent_one_skips_its_cell(tmp_path: Path, tiny_store) -> None:
     typo = load_grid(grid_file(tmp_path, "cells:\n  paper: {}\n  v: {model.modalities: [vti]}\n"))
     with pytest.raises(ConfigError, match=r"cell 'v': unknown modality 'vti' \(did you mean 'vit'\?\)"):
-        plan_cells(typo, tiny_store, {})
+        plan_cells(typo, tiny_store, {}, has_valid_split=True)
     absent = load_grid(grid_file(tmp_path, "cells:\n  paper: {}\n  e: {model.modalities: [egemaps, vit]}\n"))
-    paper, egemaps = plan_cells(absent, tiny_store, {})
+    paper, egemaps = plan_cells(absent, tiny_store, {}, has_valid_split=True)
     assert paper.config is not None and paper.skipped is None
     assert egemaps.config is None and egemaps.skipped.startswith("the data has no egemaps (it has text_emb, vit,")
 
@@ -89,7 +90,8 @@ def test_a_modality_no_training_clip_has_makes_no_subset_and_skips_the_cell_that
     """A generated cell of it used to fail the whole ablation midway, as train refuses to name it."""
     grid = load_grid(grid_file(tmp_path, "cells:\n  paper: {}\n  v: {model.modalities: [vit]}\n"
                                          "generate: {modality_subsets: true}\n"))
-    cells = {c.name: c for c in plan_cells(grid, tiny_store, {}, untrainable=lambda cfg: ["vit"])}
+    cells = {c.name: c for c in plan_cells(grid, tiny_store, {}, untrainable=lambda cfg: ["vit"],
+                                           has_valid_split=True)}
     assert not [name for name in cells if "vit" in name.split("=")[-1].split("+")]
     assert cells["v"].skipped == "no training clip has vit, which model.modalities names"
     assert cells["paper"].config is not None
@@ -111,9 +113,38 @@ def test_a_cell_holding_out_another_valid_share_is_planned_on_the_clips_it_train
     grid = load_grid(grid_file(tmp_path, "cells:\n  paper: {model.modalities: [vit, egemaps]}\n"
                                          "  half: {model.modalities: [vit, egemaps], train.valid_fraction: 0.5}\n"))
     cells = {c.name: c for c in plan_cells(grid, store, {"train.valid_fraction": 0.2},
-                                           untrainable=lambda cfg: untrainable_in(ds, store, cfg))}
+                                           untrainable=lambda cfg: untrainable_in(ds, store, cfg),
+                                           has_valid_split=False)}
     assert cells["paper"].config is not None
     assert cells["half"].skipped == "no training clip has egemaps, which model.modalities names"
+
+
+def test_a_cell_validating_on_other_clips_than_the_reference_is_refused(tmp_path: Path, tiny_store) -> None:
+    """Its change would be paired with the reference's clip by clip, and its seeds' scores compared, on other clips."""
+    grid = load_grid(grid_file(tmp_path, "cells:\n  paper: {}\n  half: {train.valid_fraction: 0.5}\n"))
+    with pytest.raises(ConfigError, match=r"cell 'half' validates on other clips than the reference cell 'paper'"
+                                          r" \(train.valid_fraction 0.5, not 0.2\), so their scores cannot be paired"):
+        plan_cells(grid, tiny_store, {"train.valid_fraction": 0.2}, has_valid_split=False)
+
+
+def test_a_cell_holding_out_a_share_of_train_beside_a_valid_split_is_refused(tmp_path: Path, tiny_root) -> None:
+    """Not as validating on other clips: the share does not apply at all (its training would be refused)."""
+    grid = grid_file(tmp_path, "cells:\n  paper: {}\n  half: {train.valid_fraction: 0.5}\n")
+    with pytest.raises(ConfigError, match=r"^cell 'half': train.valid_fraction 0.5 does not apply, as the data has a"
+                                          r" valid_split.csv that every cell validates on"):
+        ablate(tiny_root, tmp_path / "ablation", grid=grid, seeds=[0], max_epochs=1, progress=False)
+    assert not (tmp_path / "ablation").exists()  # refused before anything trained
+
+
+def test_an_ablation_of_a_corpus_without_a_valid_split_scores_the_held_out_clips(tmp_path: Path) -> None:
+    """The paired bootstrap read the valid split of the corpus, which it lacks: the ablation failed after training."""
+    root = write_root(tmp_path / "root", train=30, valid=0, dims={"vit": 6, "wav2vec2": 8})
+    (root / "valid_split.csv").unlink()
+    grid = grid_file(tmp_path, "cells:\n  paper: {}\n  no_ema: {train.ema.enabled: false}\n")
+    result = ablate(root, tmp_path / "out", grid=grid, seeds=[0], max_epochs=1,
+                    overrides={"train.valid_fraction": 0.3}, progress=False)
+    no_ema = {s.name: s for s in result.summary}["no_ema"]
+    assert no_ema.seeds == 1 and no_ema.interval is not None  # paired over the 9 clips both held out
 
 
 def test_generated_cells_cover_every_fusion_and_the_modality_subsets_with_and_without_text(
@@ -202,6 +233,15 @@ def test_ablate_writes_one_row_per_cell_and_seed_and_the_table(ablation: tuple[P
     summary = (out / "ablation.md").read_text(encoding="utf-8")
     assert "| paper | 2 |" in summary and "| no_ema | 2 |" in summary and "reference" in summary
     assert "- `face_mesh`: the data has no facemesh" in summary
+    assert "cells of the base config `paper`, at most 2 epochs unless a cell sets its own" in summary  # what ran
+
+
+def test_an_ablation_folder_is_no_ensemble_to_predict_with(ablation: tuple[Path, Path, list[str]], tiny_root: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    out, _, _ = ablation
+    assert main(["predict", "--run", str(out), "--data", str(tiny_root), "--out", str(out.parent / "sub.csv")]) == 1
+    assert f"error: {out}: is no run nor a folder of runs to average (a CV folder); its runs lie deeper" in \
+        " ".join(capsys.readouterr().err.split())
 
 
 @pytest.fixture

@@ -7,18 +7,27 @@ from emimic.labels import EMOTIONS
 
 
 def test_train_evaluate_predict_end_to_end(make_root, tmp_path, capsys):
-    root = make_root(train=32, valid=12, test=6, dims={"vit": 6, "wav2vec2": 10})
+    root = make_root(train=32, valid=12, test=6, dims={"vit": 6, "wav2vec2": 10},
+                     missing={"vit": [99, 144, 150], "wav2vec2": [99, 147, 150]})  # no features: 99 (valid), 150
     run = tmp_path / "run"
     assert main(["train", "--data", str(root), "--out", str(run), "--max-epochs", "2", "--seed", "1",
                  "--quiet"]) == 0
-    assert "Validation (12 clips)" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "Validation (12 clips)" in printed.out
+    assert "none of the modalities" not in printed.err  # only predict and evaluate warn of featureless clips
 
     scores = tmp_path / "valid.json"
     assert main(["evaluate", "--run", str(run), "--data", str(root), "--json", str(scores)]) == 0
+    assert ("warning: 1 of 12 clip(s) of the 'valid' split have none of the modalities the model reads (vit,"
+            " wav2vec2): Filename 99; each is predicted from no input, the same value for all (if they should have"
+            " features, extract them, or check the ids of the split CSV).") in capsys.readouterr().err
     payload = json.loads(scores.read_text())
     assert payload["split"] == "valid" and payload["n_clips"] == 12
     assert set(payload["pcc"]) == set(EMOTIONS)
     assert abs(payload["mean_pcc"] - sum(payload["pcc"].values()) / 6) < 1e-9
+    provenance = payload["provenance"]  # which run, config, seed and data the figure is of
+    assert provenance["runs"] == [{"run": str(run.resolve()), "config": "default", "seed": 1}]
+    assert provenance["data"]["root"] == str(root.resolve()) and len(provenance["data"]["fingerprint"]) == 64
 
     submission = tmp_path / "sub.csv"
     assert main(["predict", "--run", str(run), "--data", str(root), "--out", str(submission)]) == 0
@@ -26,6 +35,8 @@ def test_train_evaluate_predict_end_to_end(make_root, tmp_path, capsys):
     assert list(frame.columns) == ["Filename", *EMOTIONS]
     assert frame["Filename"].tolist() == sorted(frame["Filename"]) and len(frame) == 6
     assert frame[list(EMOTIONS)].to_numpy().min() >= 0 and frame[list(EMOTIONS)].to_numpy().max() <= 1
+    assert ("warning: 1 of 6 clip(s) of the 'test' split have none of the modalities the model reads (vit,"
+            " wav2vec2): Filename 150; each is predicted from no input") in capsys.readouterr().err
 
 
 def test_config_errors_are_one_line(make_root, tmp_path, capsys):

@@ -105,6 +105,9 @@ def test_a_run_on_precomputed_features_is_refused_naming_them(make_root, tmp_pat
         infer(folder, [MEDIA], progress=False)
     assert main(["infer", "--run", str(folder), str(MEDIA)]) == 1
     assert "error: " in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # one run only: a second --run is not silently the one used
+        main(["infer", "--run", str(folder), "--run", str(tmp_path), str(MEDIA)])
+    assert "argument --run: given twice; give it once" in capsys.readouterr().err
 
 
 def _record(**changes) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
@@ -19,12 +20,22 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from emimic.cli import main
+from emimic.data import open_dataset
 from emimic.data.simulate import TRUTH_DIR, SimulationSettings, simulate
-from emimic.errors import EmimicWarning
+from emimic.data.store import FeatureStore, pack
+from emimic.errors import ConfigError, EmimicWarning, OutputConflict
 from emimic.labels import EMOTIONS
-from emimic.report import RunSummary, comparison_rows, png_html, write_report
+from emimic.outputs import check_folder_settings
+from emimic.report import RunSummary, comparison_rows, expand_runs, png_html, write_report
 from emimic.training.inference import Evaluation
-from emimic.training.provenance import read_run_record
+from emimic.training.provenance import (
+    RECORD_FILE,
+    DataFingerprint,
+    corpus_fingerprint,
+    data_fingerprint,
+    labelled_splits,
+    read_run_record,
+)
 from emimic.training.run import train
 
 ARTIFACTS = Path(__file__).parents[1] / "artifacts"
@@ -71,6 +82,7 @@ def test_metrics_json_records_provenance_and_intervals(runs, corpus):
     assert prov["data"]["root"] == str(corpus.resolve())
     assert prov["data"]["fingerprint"] == read_run_record(runs[1]).data.digest  # the one run.json records
     assert prov["data"]["split_sizes"] == {"train": 144, "valid": 48, "test": 48}
+    assert prov["data"]["content_of"] == "labelled clips"
     assert 0 < prov["data"]["coverage"]["valid"]["wav2vec2"] < 1
     assert prov["oracle"]["mean_pcc"]["valid"] > 0.5
     assert prov["training"] | {"wall_seconds": 0} == {"epochs_run": 4, "max_epochs": 4, "best_epoch":
@@ -132,6 +144,106 @@ def test_report_cli_default_paths_and_errors(runs, tmp_path, capsys):
     (older / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if k != "provenance"}))
     assert main(["report", str(older)]) == 1
     assert printed_error(capsys, f"{older / 'metrics.json'} does not record its dataset")
+
+
+def test_a_folder_of_runs_is_searched_at_any_depth_and_unfinished_runs_are_named(runs, tmp_path):
+    folder = tmp_path / "ablation"  # emimic ablate nests CELL/seedS
+    finished = shutil.copytree(runs[0], folder / "paper" / "seed0")
+    unfinished = shutil.copytree(runs[1], folder / "no_ema" / "seed0", ignore=shutil.ignore_patterns("metrics.json"))
+    shutil.copytree(runs[1], folder / ".no_ema.replaced-0123abcd" / "seed0")  # a copy --overwrite keeps aside
+    with pytest.warns(EmimicWarning, match=rf"^{re.escape(str(unfinished))}: not finished \(no metrics.json"):
+        assert expand_runs([folder]) == [finished]
+
+
+def test_a_run_is_reported_on_the_clips_it_validated_on_and_only_on_its_own_data(corpus, tmp_path, capsys):
+    root = shutil.copytree(corpus, tmp_path / "noval", ignore=shutil.ignore_patterns(".emimic"))
+    (root / "valid_split.csv").unlink()
+    run = train(root, tmp_path / "held", seed=0, max_epochs=1, valid_fraction=0.25, progress=False).run
+    assert main(["report", str(run)]) == 0  # scored on the share of train it held out, as its metrics.json is
+    assert "Validation mean PCC" in (run / "report.html").read_text(encoding="utf-8")
+    labels = pd.read_csv(root / "train_split.csv")
+    labels.loc[0, "Joy"] = 1.0 - labels.loc[0, "Joy"]  # the data changed after training
+    labels.to_csv(root / "train_split.csv", index=False)
+    assert main(["report", str(run)]) == 1
+    assert printed_error(capsys, f"{run}: was trained on other data than {root} holds now (the train labels differ);"
+                                 " report it with the data it was made with (--data DIR), or train it again.")
+
+
+def test_a_run_trained_on_a_float16_store_is_reported_from_either_store(corpus, tmp_path, capsys):
+    root = shutil.copytree(corpus, tmp_path / "sim", ignore=shutil.ignore_patterns(".emimic"))
+    store16 = tmp_path / "store16"
+    pack(root, dtype="float16", store_dir=store16, progress=False)
+    run = tmp_path / "half"
+    assert main(["train", "--data", str(root), "--out", str(run), "--store", str(store16), "--max-epochs", "1",
+                 "--quiet"]) == 0
+    assert main(["report", str(run), "--store", str(store16), "--out", str(tmp_path / "16.html")]) == 0
+    # the same features packed at float32 (the root's own store) are the same data to score the run on
+    assert main(["report", str(run), "--out", str(tmp_path / "32.html")]) == 0, capsys.readouterr().err
+
+
+def test_features_added_for_a_test_clip_leave_a_run_reportable_but_a_changed_valid_clip_does_not(corpus, tmp_path,
+                                                                                                  capsys):
+    root = shutil.copytree(corpus, tmp_path / "sim", ignore=shutil.ignore_patterns(".emimic"))
+    test_clip, valid_clip = (f"{int(pd.read_csv(root / f'{split}_split.csv').Filename[0]):05d}.pkl"
+                             for split in ("test", "valid"))
+    (root / "vit" / test_clip).unlink()  # extracted only after training
+    run = train(root, tmp_path / "run", seed=0, max_epochs=1, progress=False).run
+    shutil.copy(corpus / "vit" / test_clip, root / "vit" / test_clip)
+    assert main(["report", str(run)]) == 0, capsys.readouterr().err  # re-packed with the test clip's features
+    shutil.copy(root / "vit" / test_clip, root / "vit" / valid_clip)  # a clip it validated on changed
+    assert main(["report", str(run)]) == 1
+    assert printed_error(capsys, f"{run}: was trained on other data than {root} holds now (the 'vit' feature files"
+                                 " differ)")
+
+
+def as_recorded_before_content_of(fingerprint: DataFingerprint, store: FeatureStore) -> tuple[dict, str]:
+    """``fingerprint``'s modalities and digest as emimic recorded them before it marked ``content_of``: each content
+    digest the sha256 of the raw bytes of the modality's whole ``sources.csv``, the digest of modalities and labels."""
+    modalities = {
+        name: {**entry, "content": hashlib.sha256(
+            (store.path / store.manifest["modalities"][name]["dir"] / "sources.csv").read_bytes()).hexdigest()}
+        for name, entry in fingerprint.modalities.items()
+    }
+    payload = json.dumps({"modalities": modalities, "labels": fingerprint.labels}, sort_keys=True)
+    return modalities, hashlib.sha256(payload.encode()).hexdigest()
+
+
+def test_a_run_and_a_cv_folder_recorded_before_content_of_keep_working_until_a_clip_they_used_changes(
+        corpus, tmp_path, capsys):
+    root = shutil.copytree(corpus, tmp_path / "sim", ignore=shutil.ignore_patterns(".emimic"))
+    options = dict(seed=0, max_epochs=1, progress=False)
+    run = train(root, tmp_path / "run", **options).run
+    ds = open_dataset(root)
+    store = ds.store(progress=False)
+    record = json.loads((run / RECORD_FILE).read_text(encoding="utf-8"))
+    dataset = record["dataset"]
+    dataset.pop("content_of")
+    dataset["modalities"], dataset["fingerprint"] = as_recorded_before_content_of(
+        DataFingerprint(dataset["modalities"], dataset["labels"]), store)
+    (run / RECORD_FILE).write_text(json.dumps(record), encoding="utf-8")
+    folder = tmp_path / "cv"
+    folder.mkdir()
+    whole = data_fingerprint(store, store.modalities, labelled_splits(ds))
+    (folder / "cv.json").write_text(json.dumps({"data": as_recorded_before_content_of(whole, store)[1]}))
+
+    def folder_check() -> bool:
+        return check_folder_settings(folder, "cv.json", {"data": corpus_fingerprint(ds, store, folder / "cv.json")},
+                                     kind="CV", overwrite=False)
+
+    assert main(["report", str(run)]) == 0, capsys.readouterr().err
+    assert train(root, run, **options).run == run  # the same run: taken as it is
+    assert folder_check() is False
+    valid_clip, other_clip = (f"{clip:05d}.pkl" for clip in pd.read_csv(root / "valid_split.csv").Filename[:2])
+    shutil.copy(root / "vit" / other_clip, root / "vit" / valid_clip)  # a clip it validated on changed
+    ds = open_dataset(root)
+    store = ds.store(progress=False)
+    assert main(["report", str(run)]) == 1
+    assert printed_error(capsys, f"{run}: was trained on other data than {root} holds now (the 'vit' feature files"
+                                 " differ)")
+    with pytest.raises(OutputConflict, match="the 'vit' feature files differ"):
+        train(root, run, **options)
+    with pytest.raises(ConfigError, match="was made with other data"):
+        folder_check()
 
 
 def test_evaluate_test_split_with_labels_file_and_per_clip_predictions(runs, corpus, tmp_path, capsys):

@@ -1,4 +1,5 @@
 import json
+import re
 import shlex
 import shutil
 from pathlib import Path
@@ -11,9 +12,10 @@ import yaml
 from conftest import write_root
 from emimic.cli import main
 from emimic.data import open_dataset
-from emimic.errors import ConfigError, DataError
+from emimic.errors import ConfigError, DataError, EmimicError
 from emimic.training.crossval import assign_folds, cross_validate, fold_view, refit_epoch_count
 from emimic.training.inference import evaluate, predict
+from emimic.training.provenance import data_differences
 
 OPTIONS = dict(max_epochs=3, overrides={"optim.batch_size": 16}, progress=False)
 
@@ -45,6 +47,9 @@ def test_grouped_folds_cover_train_and_valid_once_and_keep_speakers_together(gro
     summary = json.loads((out / "summary.json").read_text())
     assert summary["oof_mean_pcc"] == pytest.approx(result.mean_pcc)
     assert set(summary["fold_scores"]) == {f"fold{k}-seed{s}" for k in (1, 2, 3) for s in (0, 1)}
+    cv_record = json.loads((out / "cv.json").read_text())
+    assert summary["provenance"] == {"config": "default", "fold_seed": 0,  # what the figures are of
+                                     "data": {"root": str(root.resolve()), "fingerprint": cv_record["data"]}}
 
 
 def test_oof_predictions_come_from_the_models_that_did_not_train_on_the_clip(grouped):
@@ -69,6 +74,15 @@ def test_refit_trains_all_clips_for_the_median_best_epoch(grouped):
     assert yaml.safe_load((out / "refit-seed0" / "config.yaml").read_text())["train"]["selection"] == "last"
 
 
+def test_each_model_of_a_cv_folder_is_seen_on_the_data_it_was_trained_on(grouped):
+    root, out, _ = grouped
+    ds = open_dataset(root)
+    models = sorted(p.parent for p in out.glob("*/metrics.json"))
+    assert {run.name for run in models} >= {"fold1-seed0", "refit-seed0"}
+    assert all(data_differences(run, fold_view(run, ds)) == [] for run in models)  # what `report CV` checks
+    assert fold_view(out / "refit-seed0", ds).where == "refit: "
+
+
 def test_predict_with_a_cv_folder_is_the_mean_of_its_models(grouped):
     root, out, _ = grouped
     runs = sorted(p.parent for p in out.glob("*/metrics.json"))
@@ -77,6 +91,20 @@ def test_predict_with_a_cv_folder_is_the_mean_of_its_models(grouped):
     members = [predict(run, root, split="test") for run in runs]
     expected = np.clip(np.mean([m.drop(columns="Filename").to_numpy() for m in members], axis=0), 0, 1)
     assert ensemble.drop(columns="Filename").to_numpy() == pytest.approx(expected, abs=1e-6)
+    fold = out / "fold1-seed0"  # given again beside its CV folder, it would weigh twice in the mean
+    with pytest.raises(EmimicError, match=rf"^{re.escape(str(fold))}: is given twice \(by {re.escape(str(out))} and"):
+        predict([out, fold], root, split="test")
+    with pytest.raises(EmimicError, match=rf"^{re.escape(str(fold))}: is given twice, so"):  # not 'by X and by X'
+        predict([fold, Path(f"{fold}/")], root, split="test")
+
+
+def test_a_run_option_given_again_adds_its_runs(grouped, tmp_path, capsys):
+    root, out, _ = grouped
+    fold = out / "fold1-seed0"
+    args = ["--data", str(root), "--run", str(out), "--run", str(fold)]  # not only the last --run
+    assert main(["predict", *args, "--out", str(tmp_path / "sub.csv")]) == 1
+    expected = f"{fold}: is given twice (by {out} and by {fold})"
+    assert "".join(expected.split()) in "".join(capsys.readouterr().err.split())  # the console wraps long lines
 
 
 def test_rerun_reuses_finished_folds_and_refuses_other_settings(grouped):
@@ -176,6 +204,17 @@ def test_every_fold_and_refit_model_has_the_members_auto_gives_a_fold(grouped, t
                for run in out.glob("*-seed0")}
     assert members == {"fold1-seed0": 2, "fold2-seed0": 2, "fold3-seed0": 2, "refit-seed0": 2}
     assert json.loads((out / "cv.json").read_text())["config"]["model"]["members"] == 2
+
+
+def test_a_config_holding_out_a_valid_share_is_folded_as_it_is_without_one(make_root, tmp_path):
+    """The config that trains on a corpus without valid_split.csv (train.valid_fraction) failed every fold model
+    with 'has a valid_split.csv, so --valid-fraction does not apply': a fold validates on its fold instead."""
+    root = make_root(train=24, valid=0)
+    (root / "valid_split.csv").unlink()
+    result = cross_validate(root, tmp_path / "cv", folds=2, max_epochs=1, progress=False,
+                            overrides={"train.valid_fraction": 0.25})
+    assert set(result.fold_scores) == {"fold1-seed0", "fold2-seed0"}
+    assert json.loads((tmp_path / "cv" / "cv.json").read_text())["config"]["train"]["valid_fraction"] is None
 
 
 def test_a_group_column_must_name_every_clip(make_root, tmp_path):

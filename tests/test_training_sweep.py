@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from emimic.cli import main
-from emimic.config import load_config
+from emimic.config import load_config, with_overrides
 from emimic.errors import ConfigError, NothingSaved
 from emimic.registry import ENCODERS, FUSIONS
 from emimic.training.sweep import (
@@ -127,6 +127,21 @@ def test_a_parameter_must_be_a_valid_setting_of_the_config_at_every_bound(tmp_pa
         "type": "float", "low": 0.1, "high": 1.0}}}))
     with pytest.raises(ConfigError, match=r"params\.model\.branch\.dropout = 1\.0 is no valid setting"):
         too_high.check_against(paper, "d.yaml")
+
+
+def test_choices_that_fit_only_some_values_of_another_parameter_are_left_to_the_trials(tmp_path):
+    """heads 3 fits hidden 96, not the base's 128: the whole space was refused; a trial pairing 3 with 128 is marked
+    invalid by the objective instead."""
+    transformer = with_overrides(load_config("paper"), {"model.encoder.name": "transformer",
+                                                         "model.encoder.hidden": 128, "model.encoder.heads": 4})
+    space = load_space(write_space(tmp_path / "t.yaml", {"params": {
+        "model.encoder.hidden": {"type": "categorical", "choices": [96, 128]},
+        "model.encoder.heads": {"type": "categorical", "choices": [3, 4]}}}))
+    space.check_against(transformer, "t.yaml")
+    zero = load_space(write_space(tmp_path / "z.yaml", {"params": {
+        "model.encoder.heads": {"type": "categorical", "choices": [0, 4]}}}))
+    with pytest.raises(ConfigError, match=r"params\.model\.encoder\.heads = 0 is no valid setting"):
+        zero.check_against(transformer, "z.yaml")  # a value no config accepts is still refused
 
 
 def test_registry_choices_are_the_names_the_registries_hold_now(monkeypatch):

@@ -42,7 +42,8 @@ def _registered(registry: Registry, name: str) -> str:
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # NaN or Inf (YAML's .nan / .inf) is never a setting: an infinite learning rate only shows as a diverged run
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class EncoderConfig(Section):
@@ -52,7 +53,7 @@ class EncoderConfig(Section):
     stats: list[PooledStat] = Field(default_factory=lambda: ["mean", "std"], min_length=1)
     hidden: int = Field(128, gt=0, description="width of the sequence encoders")
     layers: int = Field(1, gt=0)
-    heads: int = Field(4, gt=0)
+    heads: int = Field(4, gt=0, description="transformer: attention heads (must divide hidden)")
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     max_frames: int = Field(
         8, gt=0, description="sequence encoders: a longer clip becomes this many chunk means (peaks survive);"
@@ -68,6 +69,14 @@ class EncoderConfig(Section):
     @classmethod
     def _ordered(cls, value: list[str]) -> list[str]:
         return [s for s in POOLED_STATS if s in value]
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> EncoderConfig:
+        # only the transformer splits its width among heads; the other encoders ignore heads
+        if self.name == "transformer" and self.hidden % self.heads:
+            raise ValueError(f"the transformer encoder's hidden {self.hidden} is not a multiple of heads {self.heads};"
+                             " change one of them")
+        return self
 
 
 class BranchConfig(Section):
@@ -120,7 +129,7 @@ class FusionConfig(Section):
 
 
 class ModelConfig(Section):
-    modalities: list[str] | None = Field(None, description="branches to build; default: every modality found")
+    modalities: list[str] | None = Field(None, description="branches to build; default (null): every modality found")
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     branch: BranchConfig = Field(default_factory=BranchConfig)
     fusion: str = "concat"
@@ -137,6 +146,16 @@ class ModelConfig(Section):
     @classmethod
     def _known(cls, value: str) -> str:
         return _registered(FUSIONS, value)
+
+    @field_validator("modalities")
+    @classmethod
+    def _some_modalities(cls, value: list[str] | None) -> list[str] | None:
+        if value == []:  # not "no branch": a model without inputs cannot be built
+            raise ValueError("name at least one modality, or leave the key out (null) to use every modality found")
+        repeated = sorted({name for name in value or [] if value.count(name) > 1})  # two branches of one name clash
+        if repeated:
+            raise ValueError(f"{', '.join(map(repr, repeated))} named more than once; name each modality once")
+        return value
 
     @field_validator("members", mode="before")
     @classmethod
@@ -271,15 +290,51 @@ def read_yaml_mapping(path: Path, *, what: str, holds: str) -> dict[str, Any]:
     ``what`` names the kind of file the user should give (``"a config YAML file"``), ``holds`` what its mapping
     holds (``"settings"``); config files, ablation grids and search spaces share this reader."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        twice = _repeated_key(yaml.compose(text, Loader=yaml.SafeLoader))
+        raw = yaml.safe_load(text)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror}); give {what}.") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: is not valid YAML ({' '.join(str(exc).split())}).") from None
+    if twice is not None:
+        raise ConfigError(f"{path}: key {twice.value!r} is given twice in one mapping (line"
+                          f" {twice.start_mark.line + 1}), and YAML would keep only the last; keep one of them.")
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: must hold a mapping of {holds}, not {type(raw).__name__}.")
     return raw
+
+
+# The tag of a ``<<`` key: several in one mapping each merge their mapping in.
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _repeated_key(root: yaml.Node | None) -> yaml.ScalarNode | None:
+    """The second occurrence of the first key written twice in one mapping of the YAML tree ``root`` (PyYAML keeps
+    the last value silently, so a section given twice would lose the first's settings). Keys are compared as the
+    values PyYAML loads them as (``1`` and ``'1'`` are two keys; ``on`` and ``true`` are one), and ``<<`` merge keys
+    are left out (PyYAML merges each). The tree is the one composed before merges are applied, so a key may still
+    override one merged in."""
+    constructor = yaml.constructor.SafeConstructor()
+    pending, seen_nodes = [root], set()
+    while pending:
+        node = pending.pop()
+        if node is None or id(node) in seen_nodes:  # an alias repeats a node already walked
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys: set[object] = set()
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != _MERGE_TAG:
+                    loaded = constructor.construct_object(key)
+                    if loaded in keys:
+                        return key
+                    keys.add(loaded)
+                pending.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            pending.extend(node.value)
+    return None
 
 
 def _read_yaml(source: str | Path) -> tuple[dict[str, Any], str]:
@@ -289,6 +344,8 @@ def _read_yaml(source: str | Path) -> tuple[dict[str, Any], str]:
         if not preset.exists():
             raise ConfigError(f"no config file or preset {str(source)!r}; presets: {', '.join(preset_names())}.")
         path = preset
+    elif not path.exists() and str(path) == f"{path.stem}.yaml" and path.stem in preset_names():
+        raise ConfigError(f"{path}: no such file; the packaged preset is named {path.stem!r}, without .yaml.")
     return read_yaml_mapping(path, what="a config YAML file", holds="settings"), str(path)
 
 
@@ -356,6 +413,21 @@ def with_overrides(cfg: ExperimentConfig, overrides: Mapping[str, object]) -> Ex
     for key, value in overrides.items():
         _set_dotted(raw, key, value)
     return validate_config(raw, source="overrides")
+
+
+def check_setting(cfg: ExperimentConfig, key: str, value: object) -> None:
+    """Refuse ``value`` for the dotted setting ``key`` of ``cfg`` when it is no valid value of that setting itself;
+    a rule that combines it with the other settings of its section (the transformer's hidden a multiple of its heads)
+    is left to the config it ends up in, whose other settings may differ from ``cfg``'s."""
+    raw = cfg.model_dump(mode="json")
+    _set_dotted(raw, key, value)
+    try:
+        ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        path = tuple(key.split("."))
+        own = [error for error in exc.errors() if tuple(map(str, error["loc"]))[:len(path)] == path]
+        if own:
+            raise ConfigError(f"overrides: {'; '.join(_describe(e, ExperimentConfig) for e in own)}.") from None
 
 
 def config_to_yaml(cfg: ExperimentConfig) -> str:

@@ -32,11 +32,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from emimic.data import VidmimicDataset, open_dataset
+from emimic.data import VidmimicDataset, open_dataset, with_valid_split
 from emimic.data.simulate import load_oracle
-from emimic.errors import EmimicError, EmimicWarning
+from emimic.errors import EmimicError, EmimicWarning, IncompatibleRun
 from emimic.io import write_text
-from emimic.labels import EMOTIONS
+from emimic.labels import EMOTIONS, shortlist
 from emimic.metrics import (
     BOOTSTRAP_SAMPLES,
     BOOTSTRAP_SEED,
@@ -48,7 +48,7 @@ from emimic.metrics import (
 from emimic.training.crossval import fold_view
 from emimic.training.history import MONITOR, RAW_MONITOR
 from emimic.training.inference import Evaluation, evaluate, load_run
-from emimic.training.provenance import read_model_format
+from emimic.training.provenance import RECORD_FILE, data_differences, describe, read_model_format
 from emimic.training.run import METRICS_FILE, read_metrics
 
 # One palette for every plot.
@@ -95,30 +95,53 @@ class RunSummary:
 
 
 def expand_runs(paths: Sequence[str | Path]) -> list[Path]:
-    """Run folders from the arguments: a run folder, or a folder whose sub-folders are runs (ablation, CV)."""
+    """Run folders from the arguments: a run folder, or a folder with runs inside (CV, sweep, ablation: cell/seed)."""
     runs: list[Path] = []
     for given in map(Path, paths):
         if (given / METRICS_FILE).exists():
             runs.append(given)
             continue
-        children = sorted(p.parent for p in given.glob(f"*/{METRICS_FILE}"))
-        if not children:
+        inside = _finished_runs_inside(given)
+        if not inside:
             raise EmimicError(f"{given}: not a finished run (no {METRICS_FILE}) nor a folder of runs; train it"
                               f" first or give a run folder.")
-        runs += children
+        runs += inside
     return runs
 
 
-def load_summary(run: Path, data: str | Path | VidmimicDataset | None = None) -> RunSummary:
+def _finished_runs_inside(folder: Path) -> list[Path]:
+    """The finished runs at any depth inside ``folder``; one that has not finished is left out with a warning, and
+    hidden folders (the copies ``--overwrite`` keeps aside until a new run saved an epoch) are not looked into."""
+    found = {path.parent for name in (METRICS_FILE, RECORD_FILE) for path in folder.rglob(name)
+             if not any(part.startswith(".") for part in path.relative_to(folder).parts)}
+    unfinished = sorted(run for run in found if not (run / METRICS_FILE).exists())
+    if unfinished:
+        warnings.warn(f"{shortlist(map(str, unfinished), shown=3)}: not finished (no {METRICS_FILE}: still training,"
+                      " interrupted, failed, or a sweep trial that was pruned), so the report leaves them out; resume"
+                      " a run with the command that made it to include it.", EmimicWarning, stacklevel=3)
+    return sorted(found.difference(unfinished))
+
+
+def load_summary(run: Path, data: str | Path | VidmimicDataset | None = None, *,
+                 store: str | Path | None = None) -> RunSummary:
+    """``run`` scored afresh on its own validation clips of ``data`` (default: the root its metrics.json records),
+    features read from the store ``store`` (default: the root's)."""
     metrics = read_metrics(run)
     root = data if data is not None else metrics.get("provenance", {}).get("data", {}).get("root")
     if root is None:
         raise EmimicError(f"{run / METRICS_FILE} does not record its dataset (a run from an older emimic);"
                           f" give it with --data DIR.")
-    dataset = fold_view(run, root if isinstance(root, VidmimicDataset) else open_dataset(root))
+    trained = load_run(run)
+    # the data as the run saw it: its CV fold, or the share of train it held out for validation
+    opened = root if isinstance(root, VidmimicDataset) else open_dataset(root, store_dir=store)
+    dataset = with_valid_split(fold_view(run, opened), trained.config.train.valid_fraction)
+    changed = data_differences(run, dataset)
+    if changed:  # fresh scores of other data beside the run's own history and provenance would mix two things
+        raise IncompatibleRun(f"{run}: was trained on other data than {dataset.root} holds now ({describe(changed)})",
+                              "report it with the data it was made with (--data DIR), or train it again")
     history_path = run / "history.csv"
     history = pd.read_csv(history_path) if history_path.exists() else None
-    return RunSummary(run, metrics, history, dataset, evaluate(load_run(run), dataset, split="valid"))
+    return RunSummary(run, metrics, history, dataset, evaluate(trained, dataset, split="valid"))
 
 
 def ridge_baseline(dataset: VidmimicDataset, split: str = "valid") -> dict[str, float]:
@@ -450,10 +473,12 @@ def render(summaries: Sequence[RunSummary]) -> str:
             + "\n</body></html>\n")
 
 
-def write_report(runs: Sequence[str | Path], out: str | Path, *, data: str | Path | None = None) -> Path:
-    """Write the report of ``runs`` (run folders, or folders of runs) to ``out``; returns its path."""
-    shared = open_dataset(data) if data is not None else None
-    summaries = [load_summary(run, shared) for run in expand_runs(runs)]
+def write_report(runs: Sequence[str | Path], out: str | Path, *, data: str | Path | None = None,
+                 store: str | Path | None = None) -> Path:
+    """Write the report of ``runs`` (run folders, or folders of runs) to ``out``, their features read from the store
+    ``store`` (default: their data root's); returns its path."""
+    shared = open_dataset(data, store_dir=store) if data is not None else None
+    summaries = [load_summary(run, shared, store=store) for run in expand_runs(runs)]
     out = Path(out)
     write_text(out, render(summaries))
     return out

@@ -13,6 +13,17 @@ from emimic.defaults import RUNNER_BACKENDS, SEED_MAX
 from emimic.errors import OutputPathError
 
 
+class StoreOnce(argparse.Action):
+    """Store the value of an option without a default, refusing the option given twice (argparse would keep the
+    last silently)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        if getattr(namespace, self.dest) is not None:
+            parser.error(f"argument {option_string}: given twice; give it once")
+        setattr(namespace, self.dest, values)
+
+
 def _integer(text: str) -> int:
     try:
         return int(text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from emimic.cli.data import add_store_arg
 from emimic.cli.registry import Handler, command, out
 
 DEFAULT_NAME = "report.html"
@@ -14,18 +15,21 @@ DEFAULT_NAME = "report.html"
          "emimic report runs/paper runs/no_vad runs/no_ema --out compare.html")
 def report_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN",
-                        help="run folder(s) written by `emimic train`, or a folder of runs (ablation, CV)")
+                        help="run folder(s) written by `emimic train`, or a folder with runs inside at any depth"
+                             " (ablate, cv, sweep)")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"HTML file to write (default: RUN/{DEFAULT_NAME} for one run, ./{DEFAULT_NAME} for"
                              " several)")
     parser.add_argument("--data", type=Path, default=None,
-                        help="dataset root (default: the one recorded in each run's metrics.json)")
+                        help="dataset root (default: the one recorded in each run's metrics.json); it must hold"
+                             " the data the runs were trained on")
+    add_store_arg(parser)
 
     def run(args: argparse.Namespace) -> int:
         from emimic.report import write_report
 
         target = args.out or (args.runs[0] / DEFAULT_NAME if len(args.runs) == 1 else Path(DEFAULT_NAME))
-        path = write_report(args.runs, target, data=args.data)
+        path = write_report(args.runs, target, data=args.data, store=args.store)
         out.print(f"report: {path}")
         return 0
 

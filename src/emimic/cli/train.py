@@ -81,7 +81,8 @@ def _add_overwrite_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_run_args(parser: argparse.ArgumentParser, *, split: str) -> None:
-    parser.add_argument("--run", type=Path, nargs="+", required=True,
+    # extend: `--run A --run B` is both runs, as `--run A B` is (argparse's default keeps the last silently)
+    parser.add_argument("--run", type=Path, nargs="+", action="extend", required=True,
                         help="run folder written by `emimic train`; several runs or a folder of runs (`emimic cv`):"
                              " the mean of their predictions")
     parser.add_argument("--data", type=Path, required=True, help="dataset root")
@@ -172,18 +173,22 @@ def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
     def run(args: argparse.Namespace) -> int:
         from emimic.io import write_text
         from emimic.metrics import pcc_intervals
-        from emimic.training.inference import evaluate
+        from emimic.training.inference import ensemble_members, evaluate
+        from emimic.training.provenance import score_provenance
 
         for path in (args.json, args.predictions):
             if path is not None:
                 check_output_file(path, dataset_root=args.data, overwrite=args.overwrite)
-        result = evaluate(args.run, dataset(args), split=args.split, labels=args.labels)
+        data = dataset(args)
+        result = evaluate(args.run, data, split=args.split, labels=args.labels, warn_featureless=True)
         intervals = pcc_intervals(*result.arrays())
         out.print(pcc_table(result.pcc, f"{result.split} ({result.n_clips} clips)", intervals=intervals))
         out.print(coverage_line(result.coverage))
         if args.json is not None:
             payload = {k: result.to_dict()[k] for k in ("split", "n_clips", "mean_pcc", "pcc")}
-            payload |= {"pcc_ci95": intervals, "labels": str(args.labels) if args.labels else "split"}
+            runs = ensemble_members(args.run)
+            payload |= {"pcc_ci95": intervals, "labels": str(args.labels) if args.labels else "split",
+                        "provenance": score_provenance(runs, data, result)}
             write_text(args.json, json.dumps(payload, indent=2))
         if args.predictions is not None:
             result.write_clips(args.predictions)
@@ -205,7 +210,8 @@ def predict_command(parser: argparse.ArgumentParser) -> Handler:
     def run(args: argparse.Namespace) -> int:
         from emimic.training.inference import predict
 
-        frame = predict(args.run, dataset(args), split=args.split, out=args.out, overwrite=args.overwrite)
+        frame = predict(args.run, dataset(args), split=args.split, out=args.out, overwrite=args.overwrite,
+                        warn_featureless=True)
         out.print(f"wrote {len(frame)} predictions to {args.out}")
         return 0
 

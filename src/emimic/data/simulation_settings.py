@@ -19,7 +19,7 @@ from emimic.data.simulation_knobs import KNOBS
 class _Consistent(BaseModel):
     """What the fields of :class:`SimulationSettings` must satisfy together, and how they are read from YAML."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Self:

@@ -587,7 +587,7 @@ class FeatureStore:
         self._lengths: dict[str, np.ndarray] = {}
         self._pooled: dict[str, np.ndarray] = {}
         self._frames: dict[str, np.ndarray] = {}
-        self._content: dict[str, str] = {}
+        self._sources: dict[str, bytes] = {}
         for name, entry in manifest["modalities"].items():
             if damaged := damaged_files(store_dir, entry):
                 raise DataError(
@@ -602,7 +602,7 @@ class FeatureStore:
             shape = (entry["n_frames"], entry["dim"])
             self._frames[name] = np.memmap(folder / "frames.bin", dtype=entry["dtype"], mode="r", shape=shape)
             # read now, while the store is held: a pack may delete the folder once it is open
-            self._content[name] = hashlib.sha256((folder / "sources.csv").read_bytes()).hexdigest()
+            self._sources[name] = (folder / "sources.csv").read_bytes()
 
     @classmethod
     def open(cls, store_dir: str | Path) -> FeatureStore:
@@ -627,11 +627,21 @@ class FeatureStore:
             for name, e in self.manifest["modalities"].items()
         }
 
-    def content_digest(self, modality: str) -> str:
-        """Digest of the modality's source files by content (names, frame counts, checksums): the same for
-        a copy of the data wherever it lies and whatever its file times, unlike the manifest's fingerprint."""
+    def content_digest(self, modality: str, ids: Collection[int] | None = None) -> str:
+        """Digest of the modality's source files of the clips ``ids`` by content (names, frame counts, checksums):
+        the same for a copy of the data wherever it lies and whatever its file times, unlike the manifest's
+        fingerprint, and whatever the files of other clips (a test clip extracted later changes no run's data).
+        ``ids`` None: the digest of every clip's, as emimic recorded it before (the raw bytes of ``sources.csv``)."""
         self._check(modality)
-        return self._content[modality]
+        sources = self._sources[modality]
+        if ids is None:
+            return hashlib.sha256(sources).hexdigest()
+        # rows end in "\n" alone (pack writes them so): splitlines() would also cut a file name at "\x0c" or "\x85"
+        header, *rows = sources.decode("utf-8").removesuffix("\n").split("\n")
+        wanted = {int(clip_id) for clip_id in ids}
+        # file,clip_id,frames,blake2b: split from the right, as a file name may hold a comma
+        kept = [row for row in rows if int(row.rsplit(",", 3)[1]) in wanted]
+        return hashlib.sha256("\n".join([header, *kept]).encode()).hexdigest()
 
     def recipe(self, modality: str) -> dict | None:
         """How a modality was extracted (its ``_extractor.json`` at packing time); None if emimic did not extract it."""

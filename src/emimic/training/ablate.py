@@ -56,6 +56,7 @@ from pydantic import Field, ValidationError, field_validator
 from emimic.config import ExperimentConfig, Section, explain, load_config, read_yaml_mapping, with_overrides
 from emimic.data import FeatureStore, VidmimicDataset, open_dataset
 from emimic.data.dataset import with_valid_split
+from emimic.data.holdout import VALID_FILE
 from emimic.data.simulate import AUDIO_DIR, FACE_DIR, TEXT_EMB_DIR
 from emimic.defaults import ABLATION_BASE, ABLATION_MAX_EPOCHS, preset_dir
 from emimic.errors import ConfigError, DataError
@@ -264,11 +265,14 @@ def why_skipped(cfg: ExperimentConfig, store: FeatureStore, *, cell: str, untrai
 
 
 def plan_cells(grid: Grid, store: FeatureStore, overrides: Mapping[str, Any], *,
-               untrainable: Callable[[ExperimentConfig], Collection[str]] = lambda cfg: ()) -> list[Cell]:
+               untrainable: Callable[[ExperimentConfig], Collection[str]] = lambda cfg: (),
+               has_valid_split: bool) -> list[Cell]:
     """Every cell of ``grid`` on this data (the reference first, then the written ones, then the generated ones
     whose names are not taken), each with its config or why it is skipped. ``untrainable(cfg)`` names the
     modalities no clip that ``cfg`` trains on has (its own ``train.valid_fraction`` decides which clips those are):
-    the generated cells use only the others of the base config, and a cell naming one is skipped."""
+    the generated cells use only the others of the base config, and a cell naming one is skipped.
+    ``has_valid_split``: the data has a valid split, which every cell validates on (no cell may hold out a share of
+    train instead)."""
     base = load_config(grid.base, overrides=overrides)
     written = {grid.reference: grid.cells[grid.reference], **grid.cells}
     cells = []
@@ -276,11 +280,35 @@ def plan_cells(grid: Grid, store: FeatureStore, overrides: Mapping[str, Any], *,
     generated = generated_cells(grid, base, [m for m in store.modalities if m not in untrainable_in_base])
     for name, cell_overrides in {**written, **{n: o for n, o in generated.items() if n not in written}}.items():
         cfg = cell_config(base, name, cell_overrides)
+        if has_valid_split:
+            _refuse_held_out_share(name, cfg)
         reason = why_skipped(cfg, store, cell=name, untrainable=untrainable(cfg))
         cells.append(Cell(name, cell_overrides, None if reason else cfg, reason))
     if cells[0].skipped:
         raise ConfigError(f"the reference cell {grid.reference!r} cannot run on this data: {cells[0].skipped}.")
+    _refuse_other_validation_clips(cells)
     return cells
+
+
+def _refuse_held_out_share(cell: str, cfg: ExperimentConfig) -> None:
+    """Refuse a cell holding out a share of train on data with a valid split (its training would be refused, after
+    the cells before it trained)."""
+    if cfg.train.valid_fraction is not None:
+        raise ConfigError(f"cell {cell!r}: train.valid_fraction {cfg.train.valid_fraction} does not apply, as the data"
+                          f" has a {VALID_FILE} that every cell validates on; leave train.valid_fraction out.")
+
+
+def _refuse_other_validation_clips(cells: Sequence[Cell]) -> None:
+    """Every cell must be scored on the reference's validation clips: its change is paired clip by clip. On a corpus
+    without a valid split, ``train.valid_fraction`` decides which clips are held out, so it must not differ."""
+    reference = cells[0]
+    assert reference.config is not None, "a skipped reference is refused before"
+    expected = reference.config.train.valid_fraction
+    for cell in cells[1:]:
+        if cell.config is not None and cell.config.train.valid_fraction != expected:
+            raise ConfigError(f"cell {cell.name!r} validates on other clips than the reference cell {reference.name!r}"
+                              f" (train.valid_fraction {cell.config.train.valid_fraction}, not {expected}), so their"
+                              " scores cannot be paired; give every cell the same train.valid_fraction.")
 
 
 def untrainable_in(ds: VidmimicDataset, store: FeatureStore, cfg: ExperimentConfig) -> list[str]:
@@ -303,10 +331,10 @@ def _refusal(job: AblationJob, found: list[str]) -> str:
             " --overwrite to train it again (the runs this grid can reuse are kept), or choose a new --out.")
 
 
-def _settings(ds: VidmimicDataset, store: FeatureStore, seeds: Sequence[int]) -> dict:
+def _settings(out: Path, ds: VidmimicDataset, store: FeatureStore, seeds: Sequence[int]) -> dict:
     """What the folder is made with, checked against ``ablation.json`` (each cell's runs are checked by their own
     folders instead, see :func:`ablate`)."""
-    return {"data": corpus_fingerprint(ds, store), "seeds": list(seeds)}
+    return {"data": corpus_fingerprint(ds, store, out / SETTINGS_FILE), "seeds": list(seeds)}
 
 
 def _grid_record(cells: Sequence[Cell]) -> dict[str, Any]:
@@ -367,8 +395,9 @@ def seed_averaged_bootstrap(out: Path, ds: VidmimicDataset, cells: Sequence[Cell
     """``(samples, 6)`` PCC of each cell's seed-averaged validation predictions on the shared clip resamples."""
     boot = {}
     for cell in cells:
-        if cell.config is not None:
-            evaluation = evaluate([out / cell.name / f"seed{s}" for s in seeds], ds, split="valid")
+        if cell.config is not None:  # scored on the clips its runs validated on (held out of train, if so)
+            held = with_valid_split(ds, cell.config.train.valid_fraction)
+            evaluation = evaluate([out / cell.name / f"seed{s}" for s in seeds], held, split="valid")
             boot[cell.name] = bootstrap_pcc(*evaluation.arrays(), samples=BOOTSTRAP_SAMPLES, seed=BOOTSTRAP_SEED)
     return boot
 
@@ -406,10 +435,13 @@ SUMMARY_HEADER = ["cell", "seeds", "mean PCC ± std", "Δ", "p (t-test)", "Δ 95
 COMPARISON_COLUMNS = len(SUMMARY_HEADER) - len(EMOTIONS)  # the terminal prints the emotions in a table of their own
 
 
-def markdown(result: AblationResult, ds: VidmimicDataset, settings: Mapping[str, Any]) -> str:
+def markdown(result: AblationResult, ds: VidmimicDataset, settings: Mapping[str, Any], *, base: str,
+             max_epochs: int | None) -> str:
+    epochs = f", at most {max_epochs} epochs unless a cell sets its own" if max_epochs is not None else ""
     lines = [f"# Ablation: {result.out}", "",
-             f"Data `{ds.root}` (fingerprint {settings['data']}), validation split; seeds {result.seeds};"
-             f" reference cell `{result.reference}`.", "",
+             f"Data `{ds.root}` (fingerprint {settings['data']}), validation split; cells of the base config"
+             f" `{base}`{epochs} (each cell's resolved config: {SETTINGS_FILE}); seeds {result.seeds}; reference"
+             f" cell `{result.reference}`.", "",
              "| " + " | ".join(SUMMARY_HEADER) + " |", "|" + "---|" * len(SUMMARY_HEADER)]
     lines += ["| " + " | ".join(row) + " |" for row in summary_rows(result.summary)]
     lines += ["", f"mean PCC and the emotions: validation PCC, mean ± standard deviation over seeds. Δ: change of the"
@@ -454,8 +486,9 @@ def ablate(
     refuse_inside_dataset(out, ds.root)
     store = ds.store(progress=progress)  # packed once here, before any worker opens it
     base_overrides = dict(overrides or {}) | ({"train.max_epochs": max_epochs} if max_epochs is not None else {})
-    cells = plan_cells(grid, store, base_overrides, untrainable=lambda cfg: untrainable_in(ds, store, cfg))
-    settings = _settings(ds, store, seeds)
+    cells = plan_cells(grid, store, base_overrides, untrainable=lambda cfg: untrainable_in(ds, store, cfg),
+                       has_valid_split="valid" in ds.splits)
+    settings = _settings(out, ds, store, seeds)
     runner = Runner(jobs, backend, ray_address, progress)  # a wrong --ray-address refuses before any write
     replace = check_folder_settings(out, SETTINGS_FILE, settings, kind="ablation", overwrite=overwrite,
                                     any_order=["seeds"])
@@ -475,5 +508,5 @@ def ablate(
     summary = summarise(scores, grid.reference, seed_averaged_bootstrap(out, ds, cells, seeds))
     result = AblationResult(out, seeds, grid.reference, summary, table,
                             {c.name: c.skipped for c in cells if c.skipped})
-    write_text(out / SUMMARY_FILE, markdown(result, ds, settings))
+    write_text(out / SUMMARY_FILE, markdown(result, ds, settings, base=grid.base, max_epochs=max_epochs))
     return result

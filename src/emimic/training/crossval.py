@@ -75,7 +75,7 @@ from emimic.training.jobs import (
     results_folder,
     train_job,
 )
-from emimic.training.provenance import corpus_fingerprint, describe
+from emimic.training.provenance import config_name, corpus_fingerprint, describe
 from emimic.training.run import LAST_CHECKPOINT, TrainResult, check_trainable, modalities_read
 
 SETTINGS_FILE = "cv.json"
@@ -212,12 +212,16 @@ def fold_name(fold: int) -> str:
 
 def fold_view(run: str | Path, ds: VidmimicDataset) -> VidmimicDataset:
     """The dataset as the run folder ``run`` saw it: a fold run of a CV folder validates on its fold (so
-    ``emimic report CV`` scores each fold model on clips it never trained on); any other run sees ``ds``."""
+    ``emimic report CV`` scores each fold model on clips it never trained on), a refit trains on all of train+valid
+    (and is scored in-sample); any other run sees ``ds``."""
     run = Path(run)
-    match = re.fullmatch(r"fold(\d+)-seed\d+", run.name)
+    match = re.fullmatch(r"(?:fold(\d+)|refit)-seed\d+", run.name)
     if match is None or not (run.parent / FOLDS_FILE).exists():
         return ds
     fold_of = pd.read_csv(run.parent / FOLDS_FILE, index_col=0)["fold"]
+    if match.group(1) is None:
+        ids = _refit_ids(ds, fold_of)
+        return split_view(ds, ids["train"], ids["valid"], view="refit")
     k = int(match.group(1))
     return split_view(ds, fold_of.index[fold_of != k], fold_of.index[fold_of == k], view=fold_name(k))
 
@@ -242,13 +246,18 @@ def _refit_jobs(out: Path, ds: VidmimicDataset, cfg: ExperimentConfig, fold_of: 
                 seeds: Sequence[int]) -> list[FoldJob]:
     """The refit of each seed on all of train+valid, for ``epochs``."""
     refit = with_overrides(cfg, {"train.max_epochs": epochs, "train.selection": "last"})
-    # its valid score is of clips it trained on, a sanity figure only: on the valid split, or on fold 1 where that
-    # split is absent or too small for the PCC train's final evaluation needs
+    ids = _refit_ids(ds, fold_of)
+    return [FoldJob.at(ds, out / f"refit-seed{seed}", seed, refit, fold=0, fold_ids=ids) for seed in seeds]
+
+
+def _refit_ids(ds: VidmimicDataset, fold_of: pd.Series) -> dict[str, list[int]]:
+    """The clips of a refit: it trains on all of train+valid; its valid score is of clips it trained on, a sanity
+    figure only: on the valid split, or on fold 1 where that split is absent or too small for the PCC train's final
+    evaluation needs."""
     given = ds.splits.get("valid")
     valid = (given.index.tolist() if given is not None and len(given) >= MIN_PCC_CLIPS
              else fold_of.index[fold_of == 1].tolist())
-    ids = {"train": fold_of.index.tolist(), "valid": valid}
-    return [FoldJob.at(ds, out / f"refit-seed{seed}", seed, refit, fold=0, fold_ids=ids) for seed in seeds]
+    return {"train": fold_of.index.tolist(), "valid": valid}
 
 
 def _model_refusal(job: FoldJob, found: list[str]) -> str:
@@ -333,7 +342,8 @@ def cross_validate(
     ds = data if isinstance(data, VidmimicDataset) else open_dataset(data)
     overrides = dict(overrides or {}) | ({"train.max_epochs": max_epochs} if max_epochs is not None else {})
     cfg = config if isinstance(config, ExperimentConfig) else load_config(config)
-    cfg = with_overrides(cfg, overrides)
+    # each fold model validates on its fold: a config's share held out of train (train.valid_fraction) does not apply
+    cfg = with_overrides(cfg, {**overrides, "train.valid_fraction": None})
     seeds = distinct_seeds(seeds if seeds is not None else [cfg.seed])
     labels, meta = pooled_labels(ds), ds.meta()
     # resolved once, for the clips a fold model trains on: every fold, seed and refit model has as many members
@@ -341,7 +351,8 @@ def cross_validate(
     column = group_column(meta)
     store = ds.store(progress=progress, needed=modalities_read(cfg))  # packed once here, before any worker opens it
     settings = {"folds": folds, "fold_seed": fold_seed, "group_column": column,
-                "config": cfg.model_dump(mode="json", exclude={"seed"}), "data": corpus_fingerprint(ds, store)}
+                "config": cfg.model_dump(mode="json", exclude={"seed"}),
+                "data": corpus_fingerprint(ds, store, out / SETTINGS_FILE)}
     runner = Runner(jobs, backend, ray_address, progress)  # a wrong --ray-address refuses before any write
     # seeds may be added, never dropped: the folder's models are what `predict --run` averages; which seeds it
     # holds models of is read from its run folders, not recorded, so a seed that never saved an epoch binds nothing
@@ -364,13 +375,17 @@ def cross_validate(
     result = CVResult(out, folds, seeds, column, float(np.mean(list(scores.values()))), scores,
                       pcc_intervals(preds, truth),
                       {Path(job.run).name: results[job.run].valid.mean_pcc for job in plan}, best_epochs, None)
+    # what the figures are of (the full config: cv.json, and each model's config.yaml)
+    provenance = {"config": config_name(None if isinstance(config, ExperimentConfig) else config, cfg),
+                  "fold_seed": fold_seed,
+                  "data": {"root": str(Path(ds.root).resolve()), "fingerprint": settings["data"]}}
     # written before the refit too, so that a refit refused or failing leaves it in step with oof.csv
-    write_text(out / SUMMARY_FILE, json.dumps(result.to_dict(), indent=2))
+    write_text(out / SUMMARY_FILE, json.dumps(result.to_dict() | {"provenance": provenance}, indent=2))
     if refit:
         result.refit_epochs = refit_epoch_count(best_epochs)
         refit_plan = checked_run_folders(_refit_jobs(out, ds, cfg, fold_of, result.refit_epochs, seeds), ds,
                                          overwrite=overwrite, refusal=_refit_refusal)
         _train_all(refit_plan, ds, runner, report)
         result.refit_runs = [out / Path(job.run).name for job in refit_plan]
-        write_text(out / SUMMARY_FILE, json.dumps(result.to_dict(), indent=2))
+        write_text(out / SUMMARY_FILE, json.dumps(result.to_dict() | {"provenance": provenance}, indent=2))
     return result

@@ -153,19 +153,43 @@ def member_runs(path: str | Path) -> list[Path]:
     path = Path(path)
     if (path / BEST_CHECKPOINT).exists():
         return [path]
+    inside = sorted(p.parent for p in path.glob(f"*/{METRICS_FILE}"))
+    deeper = next(path.glob(f"*/*/**/{METRICS_FILE}"), None) if not inside else None
+    if deeper is not None:  # an ablation (CELL/seedS) or a sweep (trials/NNNN): its runs are no one ensemble
+        raise EmimicError(f"{path}: is no run nor a folder of runs to average (a CV folder); its runs lie deeper"
+                          f" (e.g. {deeper.parent}), as in an ablation or a sweep; give the run folders to average.")
     # nothing inside either: the path itself, so that load_run says what is missing
-    return sorted(p.parent for p in path.glob(f"*/{METRICS_FILE}")) or [path]
+    return inside or [path]
 
 
 Runs = str | Path | TrainedModel | Sequence[str | Path | TrainedModel]
 
 
 def load_models(runs: Runs) -> list[TrainedModel]:
-    """The models of ``runs``: a trained model, a run folder, a folder of runs (a CV folder), or several."""
+    """The models of ``runs``: a trained model, a run folder, a folder of runs (a CV folder), or several; a run
+    reached twice (``runs/cv`` and ``runs/cv/fold1-seed0``) is refused, as it would count twice in their mean."""
     given = [runs] if isinstance(runs, str | Path | TrainedModel) else list(runs)
     models = [item for item in given if isinstance(item, TrainedModel)]
     folders = [item for item in given if not isinstance(item, TrainedModel)]
-    return models + [load_run(run) for folder in folders for run in member_runs(folder)]
+    return models + [load_run(run) for run in ensemble_members(folders)]
+
+
+def ensemble_members(folders: Sequence[str | Path]) -> list[Path]:
+    """The runs of ``folders`` (:func:`member_runs`); one that two of them reach is refused, as it would count twice
+    in the mean."""
+    reached_by: dict[Path, str | Path] = {}
+    runs = []
+    for folder in folders:
+        for run in member_runs(folder):
+            if run.resolve() in reached_by:
+                first = reached_by[run.resolve()]
+                # `cv1 ./cv1/` read as paths are spelled alike: naming both would say nothing
+                by = "" if str(first) == str(folder) else f" (by {first} and by {folder})"
+                raise EmimicError(f"{run}: is given twice{by}, so it would count twice in the mean of the"
+                                  " predictions; give each run once.")
+            reached_by[run.resolve()] = folder
+            runs.append(run)
+    return runs
 
 
 def check_compatible(spec: ModelSpec, store: FeatureStore) -> None:
@@ -268,6 +292,21 @@ def _check_finite_predictions(preds: np.ndarray, ids: np.ndarray) -> None:
                           " a lower learning rate (optim.lr).")
 
 
+def _warn_featureless(models: Sequence[TrainedModel], store: FeatureStore, ids: np.ndarray, *, split: str,
+                      where: str) -> None:
+    """Warn of the clips of ``split`` that hold none of the modalities the models read: they are predicted (masked,
+    never dropped), but from no input at all, the same value for each, which a submission would hide. That is data
+    on a corpus whose clips may lack every modality, and a mistake when a clip's extraction failed or the split CSV
+    lists a wrong id: the warning states the fact and suggests what to check."""
+    read = sorted({modality for trained in models for modality in trained.spec.inputs})
+    featureless = sorted(ids[~np.any([store.present(modality, ids) for modality in read], axis=0)].tolist())
+    if featureless:
+        warnings.warn(f"{where}{len(featureless)} of {len(ids)} clip(s) of the {split!r} split have none of the"
+                      f" modalities the model reads ({', '.join(read)}): Filename {shortlist(featureless)}; each is"
+                      " predicted from no input, the same value for all (if they should have features, extract them,"
+                      " or check the ids of the split CSV).", EmimicWarning, stacklevel=3)
+
+
 def _open(data: str | Path | VidmimicDataset, models: list[TrainedModel], *,
           progress: bool) -> tuple[VidmimicDataset, FeatureStore]:
     """The dataset and its store, packed where stale but for the modalities no model of ``models`` reads."""
@@ -291,12 +330,14 @@ def external_labels(path: str | Path, ids: np.ndarray, *, split: str) -> pd.Data
 
 
 def evaluate(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "valid",
-             labels: str | Path | None = None, progress: bool = False) -> Evaluation:
+             labels: str | Path | None = None, progress: bool = False, warn_featureless: bool = False) -> Evaluation:
     """Per-dimension PCC and mean PCC of a run on a split (every clip counts; none is dropped).
 
     ``run`` may also be several runs or a folder of runs (a CV folder): their predictions are averaged.
     The split's own labels are used unless ``labels`` names a CSV in the split format (e.g. a simulated
-    corpus's held-out ``.truth/test_labels.csv``), which must label every clip of the split."""
+    corpus's held-out ``.truth/test_labels.csv``), which must label every clip of the split. With
+    ``warn_featureless`` (what ``emimic evaluate`` asks; not the scores train, cv, ablate and report compute on
+    the way), a warning names the clips predicted from no input (none of the modalities the run reads)."""
     models = load_models(run)
     trained = models[0]
     ds, store = _open(data, models, progress=progress)
@@ -315,6 +356,8 @@ def evaluate(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "val
     if constant is not None:
         warnings.warn(constant, EmimicWarning, stacklevel=2)
     preds = ensemble_predict_ids(models, store, ids)
+    if warn_featureless:
+        _warn_featureless(models, store, ids, split=split, where=ds.where)
     targets = truth[list(EMOTIONS)].to_numpy(dtype=np.float64)
     scores = pcc_scores(preds, targets)
     modalities = list(trained.spec.modalities)
@@ -329,12 +372,13 @@ def evaluate(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "val
 
 
 def predict(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "test",
-            out: str | Path | None = None, overwrite: bool = False, progress: bool = False) -> pd.DataFrame:
+            out: str | Path | None = None, overwrite: bool = False, progress: bool = False,
+            warn_featureless: bool = False) -> pd.DataFrame:
     """Predictions for every clip of ``split`` as a submission frame; written (validated, atomically) to ``out``,
     which must lie outside the dataset root and may replace an existing file only with ``overwrite``.
 
     ``run`` may be several runs or a folder of runs (a CV folder): the submission is the mean of their
-    predictions (an ensemble of fold and seed models)."""
+    predictions (an ensemble of fold and seed models). ``warn_featureless`` as for :func:`evaluate`."""
     if out is not None:
         check_output_file(out, dataset_root=data.root if isinstance(data, VidmimicDataset) else data,
                           overwrite=overwrite)
@@ -342,6 +386,8 @@ def predict(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "test
     ds, store = _open(data, models, progress=progress)
     ids = ds.clips(split).index.to_numpy(dtype=np.int64)
     frame = to_submission(ids, ensemble_predict_ids(models, store, ids))
+    if warn_featureless:
+        _warn_featureless(models, store, ids, split=split, where=ds.where)
     if out is not None:
         write_submission(frame, out, expected_ids=ids)
     return frame

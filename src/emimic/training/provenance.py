@@ -5,15 +5,20 @@ block that reports a figure with its provenance.
 seed included)::
 
     {"emimic": "0.1.0", "model_format": 2, "created": "2026-11-25T22:40:00+00:00", "config": "paper", "seed": 0,
-     "dataset": {"root": "/data/sim", "fingerprint": "9f2c...",
+     "dataset": {"root": "/data/sim", "fingerprint": "9f2c...", "content_of": "labelled clips",
                  "modalities": {"vit": {"dim": 384, "dtype": "float32", "content": "51ab..."}, ...},
                  "labels": {"train": "c0de...", "valid": "77aa..."}}}
 
 The data fingerprint depends on content only: the checksums of the feature files the model reads
-(kept by the FeatureStore), their width and stored dtype, and the ids and labels of the clips
-trained and validated on. A copied or moved dataset is the same data; an edited label or a
-re-extracted modality is not. :func:`read_run_record` is the one reader of this record (metrics
-and reports take their provenance from it). A folder of many runs (``cv``, ``ablate``, ``sweep``)
+of the clips trained and validated on (kept by the FeatureStore; a test clip's features extracted
+later change nothing), their width and stored dtype, and the ids and labels of those clips. A
+copied or moved dataset is the same data; an edited label or a re-extracted modality is not.
+``content_of`` marks this scope: a record without it (and a folder fingerprint made without it) was made by an
+earlier emimic whose content digest covered every clip's features (the raw bytes of each ``sources.csv``), and is
+compared with the digest of the data as that emimic computed it, so a run or folder made before keeps resuming
+and reporting on unchanged data.
+:func:`read_run_record` is the one reader of this record (metrics and reports take their provenance
+from it). A folder of many runs (``cv``, ``ablate``, ``sweep``)
 records :func:`corpus_fingerprint`: every modality, and the train and valid labels.
 
 ``model_format`` is the model format of the emimic that trained the run (:mod:`emimic.models.formats`): every
@@ -32,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +55,7 @@ from emimic.models.formats import FIRST_FORMAT, MODEL_FORMAT, changes_since
 
 if TYPE_CHECKING:
     from emimic.data import VidmimicDataset
+    from emimic.training.inference import Evaluation
     from emimic.training.run import TrainResult
 
 RECORD_FILE = "run.json"
@@ -59,6 +65,8 @@ TRAINING_SPLITS = ("train", "valid")
 CONFIG_FILE = "config.yaml"
 # Differences named in a refusal; the rest are counted.
 SHOWN_DIFFERENCES = 3
+# What a fingerprint's content digests cover, recorded with them: the features of the clips whose labels it holds.
+CONTENT_OF = "labelled clips"
 
 
 @dataclass(frozen=True)
@@ -67,11 +75,28 @@ class DataFingerprint:
 
     modalities: dict[str, dict[str, Any]]  # per modality the model reads: dim, dtype, content digest
     labels: dict[str, str]  # per split trained or validated on: digest of its clip ids and labels
+    content_of: str | None = CONTENT_OF  # None: recorded by an earlier emimic, its digests cover every clip
+    # per modality, the content digest of every clip (the whole sources.csv): what an earlier emimic recorded
+    every_clip: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def digest(self) -> str:
-        payload = json.dumps({"modalities": self.modalities, "labels": self.labels}, sort_keys=True)
+        scope = {} if self.content_of is None else {"content_of": self.content_of}
+        payload = json.dumps({"modalities": self.modalities, "labels": self.labels, **scope}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()
+
+    def as_recorded_by(self, content_of: str | None) -> DataFingerprint:
+        """This data's fingerprint as the emimic that recorded one marked ``content_of`` computed it: itself, or
+        for a record without the mark, with the content digests of every clip (the whole ``sources.csv``)."""
+        if content_of is not None:
+            return self
+        modalities = {name: {**entry, "content": self.every_clip[name]} for name, entry in self.modalities.items()}
+        return replace(self, modalities=modalities, content_of=None)
+
+    def matches(self, recorded: str) -> bool:
+        """Whether the digest ``recorded`` (a folder's corpus fingerprint) is of this data, as recorded now or by
+        an earlier emimic (whose digest, made without the mark, covered every clip)."""
+        return recorded in (self.digest, self.as_recorded_by(None).digest)
 
 
 def _labels_digest(ids: np.ndarray, targets: np.ndarray) -> str:
@@ -82,13 +107,16 @@ def _labels_digest(ids: np.ndarray, targets: np.ndarray) -> str:
 
 def data_fingerprint(store: FeatureStore, modalities: Sequence[str],
                      labelled: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> DataFingerprint:
-    """Fingerprint of ``modalities`` of ``store`` and of the ``{split: (ids, targets)}`` used in training."""
+    """Fingerprint of ``modalities`` of ``store`` and of the ``{split: (ids, targets)}`` used in training: the
+    features of the clips of those splits only, as nothing else enters the scores."""
+    clips = np.unique(np.concatenate([ids for ids, _ in labelled.values()]))
     features = {
-        name: {"dim": store.dim(name), "dtype": store.identity[name]["dtype"], "content": store.content_digest(name)}
+        name: {"dim": store.dim(name), "dtype": store.identity[name]["dtype"],
+               "content": store.content_digest(name, clips)}
         for name in sorted(modalities)
     }
     labels = {split: _labels_digest(ids, targets) for split, (ids, targets) in sorted(labelled.items())}
-    return DataFingerprint(features, labels)
+    return DataFingerprint(features, labels, every_clip={name: store.content_digest(name) for name in features})
 
 
 def labelled_splits(ds: VidmimicDataset, splits: Sequence[str] = TRAINING_SPLITS
@@ -106,12 +134,25 @@ def labelled_splits(ds: VidmimicDataset, splits: Sequence[str] = TRAINING_SPLITS
     return labelled
 
 
-def corpus_fingerprint(ds: VidmimicDataset, store: FeatureStore) -> str:
+def corpus_fingerprint(ds: VidmimicDataset, store: FeatureStore, settings_file: Path) -> str:
     """The digest of every modality of ``store`` and of the labels of train and valid (those present: ``cv`` folds a
-    corpus without a valid split): what a folder of many runs (``cv``, ``ablate``, ``sweep``) records, whichever
-    modalities each of its runs reads."""
+    corpus without a valid split): what a folder of many runs (``cv``, ``ablate``, ``sweep``) records in
+    ``settings_file``, whichever modalities each of its runs reads. A folder that recorded this data's digest as an
+    earlier emimic computed it keeps it (its settings, and a sweep's study named by them, stay the same)."""
     present = [split for split in TRAINING_SPLITS if split in ds.splits]
-    return data_fingerprint(store, store.modalities, labelled_splits(ds, present)).digest
+    now = data_fingerprint(store, store.modalities, labelled_splits(ds, present))
+    recorded = _recorded_setting(settings_file, "data")
+    return recorded if isinstance(recorded, str) and now.matches(recorded) else now.digest
+
+
+def _recorded_setting(settings_file: Path, key: str) -> Any:
+    """The setting ``key`` recorded in the folder's ``settings_file``; None when there is none to read (a file that
+    is no JSON object is refused by the check of the folder's settings)."""
+    try:
+        stored = json.loads(settings_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return stored.get(key) if isinstance(stored, dict) else None
 
 
 @dataclass(frozen=True)
@@ -128,8 +169,8 @@ class RunRecord:
     def to_dict(self) -> dict[str, Any]:
         """What ``run.json`` holds (the full config is ``config.yaml``)."""
         assert self.data is not None, "a new run always knows its data"
-        dataset = {"root": self.dataset_root, "fingerprint": self.data.digest, "modalities": self.data.modalities,
-                   "labels": self.data.labels}
+        dataset = {"root": self.dataset_root, "fingerprint": self.data.digest, "content_of": self.data.content_of,
+                   "modalities": self.data.modalities, "labels": self.data.labels}
         return {"emimic": self.emimic_version, FORMAT_KEY: self.model_format, "created": self.created or _now(),
                 "config": self.config.name, "seed": self.config.seed, "dataset": dataset}
 
@@ -204,8 +245,8 @@ def read_run_record(run: str | Path) -> RunRecord | None:
     if stored is None:
         return RunRecord(config, None, model_format=made_with)
     dataset = stored["dataset"]
-    return RunRecord(config, DataFingerprint(dataset["modalities"], dataset["labels"]), dataset["root"],
-                     stored["emimic"], stored["created"], made_with)
+    return RunRecord(config, DataFingerprint(dataset["modalities"], dataset["labels"], dataset.get("content_of")),
+                     dataset["root"], stored["emimic"], stored["created"], made_with)
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -224,23 +265,39 @@ def _config_differences(old: ExperimentConfig, new: ExperimentConfig) -> list[st
             for key in sorted(before.keys() | after.keys()) if before.get(key) != after.get(key)]
 
 
-def _data_differences(old: DataFingerprint | None, new: DataFingerprint) -> list[str]:
+def _data_differences(old: DataFingerprint | None, new: DataFingerprint, *, dtype: bool = True) -> list[str]:
+    """What differs between the data ``old`` and ``new``; the stored dtype only with ``dtype`` (it changes the
+    numbers training sees, not which data is meant)."""
     if old is None:
         return ["its data was not recorded (it was made by an earlier emimic)"]
     if old.modalities.keys() != new.modalities.keys():
         return [f"it read modalities {', '.join(old.modalities)}, now {', '.join(new.modalities)}"]
+    new = new.as_recorded_by(old.content_of)
     found = []
     for name, was in old.modalities.items():
         now = new.modalities[name]
         if was["dim"] != now["dim"]:
             found.append(f"{name!r} features were {was['dim']} wide, now {now['dim']}")
-        elif was["dtype"] != now["dtype"]:
+        elif dtype and was["dtype"] != now["dtype"]:
             found.append(f"{name!r} features were stored as {was['dtype']}, now {now['dtype']}")
         elif was["content"] != now["content"]:
             found.append(f"the {name!r} feature files differ")
     found += [f"the {split} labels differ" for split in sorted(old.labels.keys() | new.labels.keys())
               if old.labels.get(split) != new.labels.get(split)]
     return found
+
+
+def data_differences(run: str | Path, ds: VidmimicDataset) -> list[str]:
+    """How ``ds`` (as the run saw it: its fold or held-out view) differs from the data the run folder ``run`` was
+    trained on, in the words of train's refusal; empty when it is the same, or when the run did not record it. The
+    stored dtype is left out: the same features packed at float16 are the same data to score a run on."""
+    record = read_run_record(run)
+    if record is None or record.data is None:
+        return []
+    store = ds.store(progress=False)
+    now = data_fingerprint(store, [m for m in record.data.modalities if m in store.modalities],
+                           labelled_splits(ds, sorted(record.data.labels)))
+    return _data_differences(record.data, now, dtype=False)
 
 
 def differences(old: RunRecord, new: RunRecord) -> list[str]:
@@ -254,6 +311,12 @@ def describe(found: Sequence[str]) -> str:
     shown = "; ".join(found[:SHOWN_DIFFERENCES])
     rest = len(found) - SHOWN_DIFFERENCES
     return shown + (f"; and {rest} more" if rest > 0 else "")
+
+
+def config_name(config_source: str | Path | None, cfg: ExperimentConfig) -> str:
+    """What a run or a folder of runs calls its config: a YAML file's stem (a run from ``my.yaml`` is ``my``, not the
+    preset its file may start from), else the preset's or the config's own name."""
+    return Path(config_source).stem if config_source is not None else cfg.name
 
 
 def _describe_source(config_source: str | Path | None, cfg: ExperimentConfig) -> str:
@@ -279,8 +342,7 @@ def run_provenance(
         "emimic_version": __version__,
         FORMAT_KEY: MODEL_FORMAT,
         "config": {
-            # a run from my.yaml is called "my", not the preset its file may start from
-            "name": Path(config_source).stem if config_source is not None else cfg.name,
+            "name": config_name(config_source, cfg),
             "source": _describe_source(config_source, cfg),
             "resolved": cfg.model_dump(mode="json"),
         },
@@ -288,6 +350,7 @@ def run_provenance(
         "data": {
             "root": str(Path(data.root).resolve()),
             "fingerprint": fingerprint.digest,
+            "content_of": fingerprint.content_of,
             "modalities": fingerprint.modalities,
             "labels": fingerprint.labels,
             "split_sizes": {split: len(frame) for split, frame in data.splits.items()},
@@ -316,3 +379,30 @@ def metrics_record(result: TrainResult, cfg: ExperimentConfig, config_source: st
         "provenance": run_provenance(cfg, config_source, data, fingerprint, epochs=result.epochs,
                                      best_epoch=result.best_epoch, seconds=result.seconds),
     }
+
+
+def score_provenance(runs: Sequence[str | Path], data: VidmimicDataset, evaluation: Evaluation) -> dict[str, Any]:
+    """What a score written outside a run folder (``evaluate --json``) was made from: each run averaged (its folder,
+    whose ``config.yaml`` is the config that ran, config name and seed) and the data (root; fingerprint of every
+    modality and of the clips and labels scored), so that two score files can be told apart and compared."""
+    _, targets = evaluation.arrays()
+    ids = evaluation.clips.index.to_numpy(dtype=np.int64)  # type: ignore[union-attr]  # arrays() checked it
+    store = data.store(progress=False)
+    fingerprint = data_fingerprint(store, store.modalities, {evaluation.split: (ids, targets)})
+    return {
+        "emimic_version": __version__,
+        "runs": [_run_identity(Path(run)) for run in runs],
+        "data": {"root": str(Path(data.root).resolve()), "fingerprint": fingerprint.digest},
+    }
+
+
+def _run_identity(run: Path) -> dict[str, Any]:
+    """A run's folder, config name and seed; the name is the one its ``metrics.json`` and its report give (a run
+    from ``my.yaml`` is ``my``), else that of its ``config.yaml``."""
+    from emimic.training.run import METRICS_FILE, read_metrics  # run.py imports this module
+
+    record = read_run_record(run)
+    config = record.config if record is not None else None
+    stored = read_metrics(run).get("provenance", {}).get("config", {}) if (run / METRICS_FILE).exists() else {}
+    return {"run": str(run.resolve()), "config": stored.get("name", config and config.name),
+            "seed": config and config.seed}

@@ -69,6 +69,7 @@ from pydantic import Field, ValidationError, model_validator
 from emimic.config import (
     ExperimentConfig,
     Section,
+    check_setting,
     config_to_yaml,
     explain,
     load_config,
@@ -176,11 +177,12 @@ class SearchSpace(Section):
         return self
 
     def check_against(self, cfg: ExperimentConfig, source: str) -> None:
-        """Every key must be a setting of ``cfg`` and every bound and choice a valid value of it."""
+        """Every key must be a setting of ``cfg`` and every bound and choice a valid value of it; a value that fits
+        only some values of the other settings (heads and hidden of the transformer) makes its trials invalid."""
         for name, param in self.params.items():
             for value in param.values():
                 try:
-                    with_overrides(cfg, {name: value})
+                    check_setting(cfg, name, value)
                 except ConfigError as exc:
                     detail = str(exc).removeprefix("overrides: ").rstrip(".")
                     raise ConfigError(f"{source}: params.{name} = {value!r} is no valid setting ({detail}).") from None
@@ -289,11 +291,12 @@ def run_worker(worker: Worker, ds: VidmimicDataset | None = None,
                            catch=(ConfigError,), callbacks=callbacks)
 
 
-def _settings(ds: VidmimicDataset, cfg: ExperimentConfig, space: SearchSpace, progress: bool) -> dict[str, Any]:
+def _settings(out: Path, ds: VidmimicDataset, cfg: ExperimentConfig, space: SearchSpace, progress: bool
+              ) -> dict[str, Any]:
     """What the study is made with: a resumed sweep must match all of it."""
     store = ds.store(progress=progress)  # packed once here, before any worker opens it
     return {"config": cfg.model_dump(mode="json"), "space": space.model_dump(mode="json"),
-            "data": corpus_fingerprint(ds, store)}
+            "data": corpus_fingerprint(ds, store, out / SETTINGS_FILE)}
 
 
 def _study_name(settings: Mapping[str, Any]) -> str:
@@ -429,7 +432,7 @@ def sweep(
     ds = with_valid_split(ds, cfg.train.valid_fraction)
     # refused once here, not by every trial
     check_valid_size(ds.clips("valid"), root=ds.root, fraction=ds.held_out_fraction)
-    settings = _settings(ds, cfg, space, progress)
+    settings = _settings(out, ds, cfg, space, progress)
     # The default storage is recorded relative to the folder, so a moved sweep folder still resumes.
     recorded = {**settings, "storage": storage or f"OUT/{STUDY_FILE}"}
     replace = check_folder_settings(out, SETTINGS_FILE, recorded, kind="sweep", overwrite=overwrite)
