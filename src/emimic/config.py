@@ -295,7 +295,7 @@ def read_yaml_mapping(path: Path, *, what: str, holds: str) -> dict[str, Any]:
         raw = yaml.safe_load(text)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror}); give {what}.") from None
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: a date YAML reads that no calendar has, bytes not UTF-8
         raise ConfigError(f"{path}: is not valid YAML ({' '.join(str(exc).split())}).") from None
     if twice is not None:
         raise ConfigError(f"{path}: key {twice.value!r} is given twice in one mapping (line"
