@@ -1,9 +1,13 @@
 import json
+import warnings
 
 import pandas as pd
+import pytest
 
 from emimic.cli import main
+from emimic.errors import EmimicWarning
 from emimic.labels import EMOTIONS
+from emimic.training.inference import predict
 
 
 def test_train_evaluate_predict_end_to_end(make_root, tmp_path, capsys):
@@ -37,6 +41,11 @@ def test_train_evaluate_predict_end_to_end(make_root, tmp_path, capsys):
     assert frame[list(EMOTIONS)].to_numpy().min() >= 0 and frame[list(EMOTIONS)].to_numpy().max() <= 1
     assert ("warning: 1 of 6 clip(s) of the 'test' split have none of the modalities the model reads (vit,"
             " wav2vec2): Filename 150; each is predicted from no input") in capsys.readouterr().err
+    with pytest.warns(EmimicWarning, match=r"Filename 150; each is predicted from no input"):
+        predict(run, root)  # a Python submission warns as the command does
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        predict(run, root, warn_featureless=False)
 
 
 def test_config_errors_are_one_line(make_root, tmp_path, capsys):

@@ -75,6 +75,14 @@ def test_a_key_given_twice_is_refused_not_overwritten(tmp_path, text, key, line)
         load_config(path)
 
 
+@pytest.mark.parametrize("content", [b"train:\n  2020-02-30: 1\n", b"optim:\n  lr: 0.1 # \xe9t\xe9\n"])
+def test_a_date_no_calendar_has_or_bytes_not_utf8_are_not_valid_yaml(tmp_path, content):
+    path = tmp_path / "odd.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=r"odd\.yaml: is not valid YAML \(.*(day is out of range|utf-8)"):
+        load_config(path)
+
+
 @pytest.mark.parametrize(("text", "loaded"), [
     ("on: 1\n'on': 2\n", {True: 1, "on": 2}),
     ("1: a\n'1': b\n", {1: "a", "1": "b"}),

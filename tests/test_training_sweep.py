@@ -142,6 +142,10 @@ def test_choices_that_fit_only_some_values_of_another_parameter_are_left_to_the_
         "model.encoder.heads": {"type": "categorical", "choices": [0, 4]}}}))
     with pytest.raises(ConfigError, match=r"params\.model\.encoder\.heads = 0 is no valid setting"):
         zero.check_against(transformer, "z.yaml")  # a value no config accepts is still refused
+    fixed = load_space(write_space(tmp_path / "f.yaml", {"params": {
+        "model.encoder.heads": {"type": "categorical", "choices": [3, 4]}}}))
+    with pytest.raises(ConfigError, match=r"params\.model\.encoder\.heads = 3 is no valid setting .*multiple"):
+        fixed.check_against(transformer, "f.yaml")  # hidden 128 is not searched: heads 3 can never fit
 
 
 def test_registry_choices_are_the_names_the_registries_hold_now(monkeypatch):

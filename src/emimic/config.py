@@ -16,7 +16,7 @@ Example::
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -295,7 +295,7 @@ def read_yaml_mapping(path: Path, *, what: str, holds: str) -> dict[str, Any]:
         raw = yaml.safe_load(text)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror}); give {what}.") from None
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: a date YAML reads that no calendar has, bytes not UTF-8
         raise ConfigError(f"{path}: is not valid YAML ({' '.join(str(exc).split())}).") from None
     if twice is not None:
         raise ConfigError(f"{path}: key {twice.value!r} is given twice in one mapping (line"
@@ -415,19 +415,23 @@ def with_overrides(cfg: ExperimentConfig, overrides: Mapping[str, object]) -> Ex
     return validate_config(raw, source="overrides")
 
 
-def check_setting(cfg: ExperimentConfig, key: str, value: object) -> None:
-    """Refuse ``value`` for the dotted setting ``key`` of ``cfg`` when it is no valid value of that setting itself;
-    a rule that combines it with the other settings of its section (the transformer's hidden a multiple of its heads)
-    is left to the config it ends up in, whose other settings may differ from ``cfg``'s."""
+def check_setting(cfg: ExperimentConfig, key: str, value: object, *, varying: Collection[str] = ()) -> None:
+    """Refuse ``value`` for the dotted setting ``key`` of ``cfg`` when it is no valid value of that setting. A rule
+    that combines it with the other settings of its section (the transformer's hidden a multiple of its heads) is
+    left to the config it ends up in only when one of those settings is among ``varying`` (a search space's other
+    parameters); with all of them fixed, the value can never fit and is refused too."""
     raw = cfg.model_dump(mode="json")
     _set_dotted(raw, key, value)
     try:
         ExperimentConfig.model_validate(raw)
     except ValidationError as exc:
         path = tuple(key.split("."))
-        own = [error for error in exc.errors() if tuple(map(str, error["loc"]))[:len(path)] == path]
-        if own:
-            raise ConfigError(f"overrides: {'; '.join(_describe(e, ExperimentConfig) for e in own)}.") from None
+        section = ".".join(path[:-1]) + "."
+        open_rule = any(other != key and other.startswith(section) for other in varying)
+        refused = [error for error in exc.errors()
+                   if tuple(map(str, error["loc"]))[:len(path)] == path or not open_rule]
+        if refused:
+            raise ConfigError(f"overrides: {'; '.join(_describe(e, ExperimentConfig) for e in refused)}.") from None
 
 
 def config_to_yaml(cfg: ExperimentConfig) -> str:

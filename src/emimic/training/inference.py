@@ -373,12 +373,13 @@ def evaluate(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "val
 
 def predict(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "test",
             out: str | Path | None = None, overwrite: bool = False, progress: bool = False,
-            warn_featureless: bool = False) -> pd.DataFrame:
+            warn_featureless: bool = True) -> pd.DataFrame:
     """Predictions for every clip of ``split`` as a submission frame; written (validated, atomically) to ``out``,
     which must lie outside the dataset root and may replace an existing file only with ``overwrite``.
 
     ``run`` may be several runs or a folder of runs (a CV folder): the submission is the mean of their
-    predictions (an ensemble of fold and seed models). ``warn_featureless`` as for :func:`evaluate`."""
+    predictions (an ensemble of fold and seed models). Clips that have none of the modalities the models read
+    are warned of, as a submission would hide them, unless ``warn_featureless`` is False."""
     if out is not None:
         check_output_file(out, dataset_root=data.root if isinstance(data, VidmimicDataset) else data,
                           overwrite=overwrite)

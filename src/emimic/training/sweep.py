@@ -178,11 +178,12 @@ class SearchSpace(Section):
 
     def check_against(self, cfg: ExperimentConfig, source: str) -> None:
         """Every key must be a setting of ``cfg`` and every bound and choice a valid value of it; a value that fits
-        only some values of the other settings (heads and hidden of the transformer) makes its trials invalid."""
+        only some values of another searched setting (heads and hidden of the transformer) makes its trials invalid,
+        one that fits none of the fixed ones is refused."""
         for name, param in self.params.items():
             for value in param.values():
                 try:
-                    check_setting(cfg, name, value)
+                    check_setting(cfg, name, value, varying=self.params.keys())
                 except ConfigError as exc:
                     detail = str(exc).removeprefix("overrides: ").rstrip(".")
                     raise ConfigError(f"{source}: params.{name} = {value!r} is no valid setting ({detail}).") from None
