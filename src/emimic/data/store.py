@@ -630,7 +630,8 @@ class FeatureStore:
     def content_digest(self, modality: str, ids: Collection[int] | None = None) -> str:
         """Digest of the modality's source files of the clips ``ids`` by content (names, frame counts, checksums):
         the same for a copy of the data wherever it lies and whatever its file times, unlike the manifest's
-        fingerprint, and whatever the files of other clips (a test clip extracted later changes no run's data).
+        fingerprint, and whatever the files of other clips (a test clip extracted later changes no run's data, unless
+        it joins a one-pickle modality, whose one checksum every clip's row carries).
         ``ids`` None: the digest of every clip's, as emimic recorded it before (the raw bytes of ``sources.csv``)."""
         self._check(modality)
         sources = self._sources[modality]

@@ -11,8 +11,9 @@ seed included)::
 
 The data fingerprint depends on content only: the checksums of the feature files the model reads
 of the clips trained and validated on (kept by the FeatureStore; a test clip's features extracted
-later change nothing), their width and stored dtype, and the ids and labels of those clips. A
-copied or moved dataset is the same data; an edited label or a re-extracted modality is not.
+later change nothing, unless a one-pickle modality holds them with the others), their width and stored
+dtype, and the ids and labels of those clips. A copied
+or moved dataset is the same data; an edited label or a re-extracted modality is not.
 ``content_of`` marks this scope: a record without it (and a folder fingerprint made without it) was made by an
 earlier emimic whose content digest covered every clip's features (the raw bytes of each ``sources.csv``), and is
 compared with the digest of the data as that emimic computed it, so a run or folder made before keeps resuming
