@@ -96,6 +96,11 @@ def release_once_waiting(first: HeldCommand, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(emimic.outputs, "_try_flock", try_then_release)
 
 
+def packing(held: Hold, root: Path) -> tuple[Path, HeldCommand]:
+    """The default store of ``root`` and an ``emimic pack`` of it, held as it packs its second modality."""
+    return default_store_dir(root), held(["pack", str(root), "--quiet"], PACKING_SECOND_MODALITY)
+
+
 def ended_well(command: HeldCommand) -> None:
     """Let ``command`` go on (if the test's command has not yet) and check that it succeeded."""
     command.release()
@@ -140,8 +145,7 @@ def test_a_pack_beside_a_pack_waits_for_it_and_reuses_the_store_it_finished(make
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """The second used to delete the first one's half-packed modality as a leftover and pack everything again."""
     root = make_root()
-    store = default_store_dir(root)
-    first = held(["pack", str(root), "--quiet"], PACKING_SECOND_MODALITY)
+    store, first = packing(held, root)
     release_once_waiting(first, monkeypatch)
     waiting = rf"^{re.escape(str(store))}: another emimic command is packing this feature store now; waiting for it"
     with pytest.warns(WaitingWarning, match=waiting + r" to end, for at most 1 min\.$"):
@@ -155,8 +159,7 @@ def test_a_train_waits_a_bounded_time_for_a_pack_of_its_store_then_says_so(make_
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """A train into another --out used to pack the same store at once, deleting what the pack was writing."""
     root = make_root()
-    store = default_store_dir(root)
-    first = held(["pack", str(root), "--quiet"], PACKING_SECOND_MODALITY)
+    store, first = packing(held, root)
     monkeypatch.setattr(emimic.data.store, "LOCK_WAIT_SECONDS", 0.5)
     refused = (rf"^{re.escape(str(store))}: another emimic command is packing this feature store now, still after 0.5 s"
                r" of waiting; run this command again when it has ended\.$")
@@ -214,6 +217,8 @@ def test_an_open_store_keeps_what_it_needs_when_a_pack_replaces_its_files(make_r
     digest = opened.content_digest("vit")
     pack(root, dtype="float16", progress=False)  # every modality packed anew, the old folders deleted
     assert opened.content_digest("vit") == digest == FeatureStore.open(opened.path).content_digest("vit")
+    clips = opened.ids("vit")[:2]  # the digest a run records: the clips it trained and validated on
+    assert opened.content_digest("vit", clips) == FeatureStore.open(opened.path).content_digest("vit", clips)
     assert opened.frames("vit", 3).shape[0] > 0
 
 
@@ -221,8 +226,7 @@ def test_a_store_being_packed_is_opened_once_the_pack_has_finished(make_root, he
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Opened meanwhile it held the modalities packed so far: a train would have read vit without wav2vec2."""
     root = make_root()
-    store = default_store_dir(root)
-    first = held(["pack", str(root), "--quiet"], PACKING_SECOND_MODALITY)
+    store, first = packing(held, root)
     release_once_waiting(first, monkeypatch)
     with pytest.warns(WaitingWarning, match=rf"^{re.escape(str(store))}: another emimic command is packing"):
         opened = FeatureStore.open(store)
