@@ -37,6 +37,7 @@ from emimic.features.runner import ClipReport, Outcome
 from emimic.infer import CLIP_COLUMN, infer
 from emimic.labels import EMOTIONS, write_split
 from emimic.outputs import UnlockedWarning, WaitingWarning, exclusive_outputs
+from emimic.report import write_report
 from emimic.training import evaluate, train
 from interruptible import Slow
 from test_interrupt import CLIPS, EXIT_SECONDS, PACKING_SECOND_MODALITY, half_written_crops, temporaries
@@ -489,6 +490,8 @@ def test_an_evaluate_beside_an_extract_of_a_modality_it_does_not_read_skips_it_w
                r" ended\.$")
     with pytest.warns(emimic.data.store.HeldModalityWarning, match=skipped):
         assert evaluate(run, root).n_clips == CLIPS // 2
+    with pytest.warns(emimic.data.store.HeldModalityWarning, match=skipped):  # its data check opens the store too
+        write_report([run], tmp_path / "report", data=root)
     assert FeatureStore.open(default_store_dir(root)).modalities == ["other"]
     refused = rf"^{re.escape(str(root / 'slow'))}: an emimic extract is writing this modality now"
     with pytest.raises(OutputConflict, match=refused):  # a train of every modality found would read it

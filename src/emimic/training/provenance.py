@@ -295,7 +295,7 @@ def data_differences(run: str | Path, ds: VidmimicDataset) -> list[str]:
     record = read_run_record(run)
     if record is None or record.data is None:
         return []
-    store = ds.store(progress=False)
+    store = ds.store(progress=False, needed=set(record.data.modalities))  # as evaluate opens it for this run
     now = data_fingerprint(store, [m for m in record.data.modalities if m in store.modalities],
                            labelled_splits(ds, sorted(record.data.labels)))
     return _data_differences(record.data, now, dtype=False)
