@@ -226,6 +226,15 @@ def test_a_group_column_must_name_every_clip(make_root, tmp_path):
         cross_validate(root, tmp_path / "cv", folds=2, **OPTIONS)
 
 
+def test_a_corpus_of_test_clips_only_has_nothing_to_fold(make_root, tmp_path):
+    root = make_root(train=8, valid=4, test=2, dims={"vit": 4})
+    for split in ("train", "valid"):
+        (root / f"{split}_split.csv").unlink()
+    with pytest.raises(DataError, match=r": has neither train_split\.csv nor valid_split\.csv, so there are no"):
+        cross_validate(root, tmp_path / "cv", folds=2, **OPTIONS)
+    assert not (tmp_path / "cv").exists()
+
+
 def test_refit_epochs_are_the_median_best_epoch():
     assert refit_epoch_count([2, 9, 5]) == 5
     assert refit_epoch_count([4, 7, 30, 6]) == 6  # round(6.5) = 6: one late fold does not drag it up

@@ -130,6 +130,9 @@ class CVResult:
 def pooled_labels(ds: VidmimicDataset) -> pd.DataFrame:
     """The labels of every clip of train and valid (the clips CV folds)."""
     names = [name for name in ("train", "valid") if name in ds.splits]
+    if not names:
+        raise DataError(f"{ds.root}: has neither train_split.csv nor valid_split.csv, so there are no labelled clips to"
+                        f" fold; add them (run `emimic validate {ds.root}` to list what is there).")
     for name in names:
         if not ds.has_labels(name):
             raise DataError(f"{ds.root}: cross-validation needs labels for every clip of the {name!r} split.")
