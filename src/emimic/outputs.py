@@ -259,7 +259,7 @@ def _unlocked_sentence(unlocked: list[tuple[Path, OSError]], command: str) -> st
 @contextlib.contextmanager
 def _one_lock(folder: Path, hold: Hold) -> Iterator[OSError | None]:
     """Hold ``folder`` for the block; yields None, or the error that says no lock can be taken there."""
-    made = _missing_parents(folder)
+    made = missing_folders(folder.parent)
     try:
         handle = _locked(folder, hold)
     except OSError as exc:
@@ -286,9 +286,9 @@ def _release(handle: BinaryIO) -> None:
     handle.close()
 
 
-def _missing_parents(folder: Path) -> list[Path]:
-    """The parent folders of ``folder`` that do not exist yet, deepest first."""
-    return [parent for parent in folder.parents if not parent.exists()]
+def missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its parents that do not exist yet, deepest first."""
+    return [path for path in (folder, *folder.parents) if not path.exists()]
 
 
 def remove_empty(folders: Sequence[Path]) -> None:

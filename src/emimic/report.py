@@ -112,8 +112,8 @@ def expand_runs(paths: Sequence[str | Path]) -> list[Path]:
 def _finished_runs_inside(folder: Path) -> list[Path]:
     """The finished runs at any depth inside ``folder``; one that has not finished is left out with a warning, and
     hidden folders (the copies ``--overwrite`` keeps aside until a new run saved an epoch) are not looked into."""
-    found = {path.parent for name in (METRICS_FILE, RECORD_FILE) for path in folder.rglob(name)
-             if not any(part.startswith(".") for part in path.relative_to(folder).parts)}
+    found = {path.parent for path in folder.rglob("*.json") if path.name in (METRICS_FILE, RECORD_FILE)
+             and not any(part.startswith(".") for part in path.relative_to(folder).parts)}
     unfinished = sorted(run for run in found if not (run / METRICS_FILE).exists())
     if unfinished:
         warnings.warn(f"{shortlist(map(str, unfinished), shown=3)}: not finished (no {METRICS_FILE}: still training,"

@@ -180,13 +180,13 @@ def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
             if path is not None:
                 check_output_file(path, dataset_root=args.data, overwrite=args.overwrite)
         data = dataset(args)
-        result = evaluate(args.run, data, split=args.split, labels=args.labels, warn_featureless=True)
+        runs = ensemble_members(args.run)  # the run folders averaged, which --json names
+        result = evaluate(runs, data, split=args.split, labels=args.labels, warn_featureless=True)
         intervals = pcc_intervals(*result.arrays())
         out.print(pcc_table(result.pcc, f"{result.split} ({result.n_clips} clips)", intervals=intervals))
         out.print(coverage_line(result.coverage))
         if args.json is not None:
             payload = {k: result.to_dict()[k] for k in ("split", "n_clips", "mean_pcc", "pcc")}
-            runs = ensemble_members(args.run)
             payload |= {"pcc_ci95": intervals, "labels": str(args.labels) if args.labels else "split",
                         "provenance": score_provenance(runs, data, result)}
             write_text(args.json, json.dumps(payload, indent=2))

@@ -137,9 +137,7 @@ class DatasetLayout:
     split_files: dict[str, Path]
     modalities: dict[str, ModalitySource]
     transcript_names: dict[int, str] = field(default_factory=dict)
-    video_names: dict[int, str] = field(default_factory=dict)
     escaping_links: list[Path] = field(default_factory=list)
-    audio_names: dict[int, str] = field(default_factory=dict)
     # How raw/ and audio/ were scanned, by folder name: what extraction reads and what it leaves out.
     media_scans: dict[str, FolderScan] = field(default_factory=dict)
 
@@ -149,12 +147,16 @@ class DatasetLayout:
 
     @property
     def videos(self) -> dict[int, Path]:
-        return {clip_id: self.root / VIDEO_DIR / name for clip_id, name in self.video_names.items()}
+        return {clip_id: self.root / VIDEO_DIR / name for clip_id, name in self._media_names(VIDEO_DIR).items()}
 
     @property
     def audio_files(self) -> dict[int, Path]:
         """``audio/<id>.{wav,mp3,flac,m4a}``: extracted audio, read when a clip has no video or no sound in it."""
-        return {clip_id: self.root / AUDIO_DIR / name for clip_id, name in self.audio_names.items()}
+        return {clip_id: self.root / AUDIO_DIR / name for clip_id, name in self._media_names(AUDIO_DIR).items()}
+
+    def _media_names(self, folder: str) -> dict[int, str]:
+        scan = self.media_scans.get(folder)
+        return scan.names if scan is not None else {}
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -285,6 +287,4 @@ def discover(root: str | Path) -> DatasetLayout:
         escaping += scan.escaping
         if scan.names or scan.duplicates or scan.stray:
             modalities[entry.name] = ModalitySource(entry.name, entry, scan.names, None, scan.duplicates, scan.stray)
-    empty = FolderScan()
-    return DatasetLayout(root, split_files, modalities, transcripts, media.get(VIDEO_DIR, empty).names, escaping,
-                         media.get(AUDIO_DIR, empty).names, media)
+    return DatasetLayout(root, split_files, modalities, transcripts, escaping, media)

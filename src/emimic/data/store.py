@@ -47,7 +47,14 @@ from emimic.defaults import CACHE_ENV, LOCK_WAIT_SECONDS, STORE_DTYPES
 from emimic.errors import DataError, EmimicWarning, EmptyFeatures, Interrupted, OutputConflict
 from emimic.io import TEMP_SUFFIX, as_frames, decode_array, remove_leftovers, write_failure, write_text
 from emimic.labels import shortlist
-from emimic.outputs import Hold, exclusive_outputs, flock_available, held_by_others, remove_empty
+from emimic.outputs import (
+    Hold,
+    exclusive_outputs,
+    flock_available,
+    held_by_others,
+    missing_folders,
+    remove_empty,
+)
 from emimic.progress import progress_bar
 
 STORE_VERSION = 1
@@ -468,9 +475,9 @@ def pack(
     if not layout.modalities:
         raise DataError(f"{layout.root}: no modality found (no folder of per-clip .pkl/.npy/.pt files).")
     in_root = default_store_dir(layout.root)
-    made_in_root = _missing_folders(in_root)  # before locate_store, whose probe of the root makes them
+    made_in_root = missing_folders(in_root)  # before locate_store, whose probe of the root makes them
     store = Path(store_dir) if store_dir is not None else locate_store(layout)
-    made = made_in_root if store == in_root else _missing_folders(store)
+    made = made_in_root if store == in_root else missing_folders(store)
     _prepare(store)
     # A pack that fails (refused) leaves no empty folder: the store itself is removed while it is held, as a pack
     # waiting for it may fill it, its parents once the lock file in them is gone.
@@ -479,11 +486,6 @@ def pack(
         _prepare(store)  # again: a refused pack that held it first may have removed the folder it made
         actions = _pack_held(layout, store, dtype, progress=progress, needed=needed)
     return PackResult(store, actions, time.perf_counter() - started)
-
-
-def _missing_folders(folder: Path) -> list[Path]:
-    """``folder`` and its parents that do not exist yet, deepest first."""
-    return [path for path in (folder, *folder.parents) if not path.exists()]
 
 
 @contextlib.contextmanager

@@ -175,8 +175,8 @@ def extract(
     # and both would write its sidecar. Other modalities may be extracted into the same root meanwhile.
     outputs = sorted({o.name for e in extractors for o in e.outputs()})
     with exclusive_outputs([root / name for name in outputs], EXTRACT_HOLD):
-        return _extract_held(root, spec, extractors, layout, sources, workers=workers, ray_address=ray_address,
-                             overwrite=overwrite, progress=progress)
+        return _extract_held(root, spec, extractors, layout, sources, outputs, workers=workers,
+                             ray_address=ray_address, overwrite=overwrite, progress=progress)
 
 
 def start_records(state: Path) -> None:
@@ -188,13 +188,13 @@ def start_records(state: Path) -> None:
 
 
 def _extract_held(root: Path, spec: ExtractSpec, extractors: list[Extractor], layout: DatasetLayout,
-                  sources: dict[int, ClipSources], *, workers: int, ray_address: str | None, overwrite: bool,
-                  progress: bool) -> pd.DataFrame:
+                  sources: dict[int, ClipSources], outputs: list[str], *, workers: int, ray_address: str | None,
+                  overwrite: bool, progress: bool) -> pd.DataFrame:
     """The work of :func:`extract` once its output folders are held by this process (its workers take no lock)."""
     names = spec.names
     state = root / STATE_DIR
     start_records(state)
-    for output in {o.name for e in extractors for o in e.outputs()}:
+    for output in outputs:
         remove_leftovers(root / output)  # temporary files of a clip a killed run was writing
     # Recorded before the first clip, so a killed first run still refuses to be resumed with other parameters.
     write_sidecars(root, extractors, spec, {}, missing_only=True)
