@@ -71,6 +71,11 @@ def test_every_link_reaches_a_file_and_an_anchor_that_exist(page: Path) -> None:
     assert broken == [], f"{page.name}: links to nothing"
 
 
+def test_the_readme_links_every_docs_page() -> None:
+    linked = {(REPO / link.partition("#")[0]).resolve() for link in local_links(REPO / "README.md")}
+    assert sorted(page.name for page in DOCS.glob("*.md") if page.resolve() not in linked) == []
+
+
 def first_column(page: Path, header: str) -> list[str]:
     """The names in backticks in the first column of the table of ``page`` whose first header cell is ``header``
     (an ``(alias `x`)`` left out)."""
