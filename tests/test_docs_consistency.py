@@ -3,6 +3,7 @@ example of every command's ``--help`` is a command line its parser accepts."""
 
 from __future__ import annotations
 
+import argparse
 import re
 import shlex
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ DOCS = REPO / "docs"
 HTML_ANCHOR = re.compile(r'<a (?:id|name)="([^"]+)"')
 EXTERNAL = re.compile(r"^(?:[a-z][a-z0-9+.-]*:|//)", re.IGNORECASE)
 # A note after an example (`   (other --folds ...: add --overwrite)`, `  # in a second terminal`) is not typed.
+OPTION = re.compile(r"(?<![\w-])--[a-z][\w-]*")
 EXAMPLE_NOTE = re.compile(r"\s{2,}[(#].*$")
 
 
@@ -125,6 +127,29 @@ def test_the_method_diagram_names_every_encoder() -> None:
 def test_every_command_is_used_in_the_docs() -> None:
     text = " ".join(page.read_text(encoding="utf-8") for page in PAGES)
     assert [name for name in COMMANDS.names() if f"emimic {name}" not in text] == []
+
+
+def command_lines(page: Path) -> Iterator[str]:
+    """The ``emimic CMD ...`` command lines of ``page``: in code spans, table cells and shell blocks."""
+    for token in tokens(page):
+        texts = [child.content for child in token.children or [] if child.type == "code_inline"]
+        if token.type == "fence" and token.info.strip() in ("bash", ""):
+            texts = token.content.splitlines()
+        for text in texts:
+            yield from re.findall(r"\bemimic (?:--debug )?[a-z]+\b[^#`]*", text)
+
+
+def test_every_option_the_docs_give_a_command_is_one_of_its_options() -> None:
+    parser, _ = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    unknown = []
+    for page in PAGES:
+        for line in command_lines(page):
+            name, _, rest = line.removeprefix("emimic ").removeprefix("--debug ").partition(" ")
+            if name in subparsers:
+                unknown += [(page.name, name, option) for option in OPTION.findall(rest)
+                            if option not in subparsers[name]._option_string_actions]
+    assert unknown == []
 
 
 def help_examples() -> list[tuple[str, str]]:
