@@ -130,10 +130,10 @@ def test_every_command_is_used_in_the_docs() -> None:
 
 
 def command_lines(page: Path) -> Iterator[str]:
-    """The ``emimic CMD ...`` command lines of ``page``: in code spans, table cells and shell blocks."""
+    """The ``emimic CMD ...`` command lines of ``page``: in code spans (table cells too), shell and text blocks."""
     for token in tokens(page):
         texts = [child.content for child in token.children or [] if child.type == "code_inline"]
-        if token.type == "fence" and token.info.strip() in ("bash", ""):
+        if token.type == "fence" and token.info.strip() in ("bash", "text", ""):
             texts = token.content.splitlines()
         for text in texts:
             yield from re.findall(r"\bemimic (?:--debug )?[a-z]+\b[^#`]*", text)
