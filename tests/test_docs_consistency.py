@@ -152,6 +152,20 @@ def test_every_option_the_docs_give_a_command_is_one_of_its_options() -> None:
     assert unknown == []
 
 
+def test_every_benchmark_command_of_the_docs_names_a_script_and_options_it_has() -> None:
+    """A measured figure names the command that measures it (``python benchmarks/x.py --seeds 0 1``)."""
+    wrong = []
+    for page in PAGES:
+        for script, arguments in re.findall(r"python (benchmarks/\w+\.py)([^`)\n]*)", page.read_text(encoding="utf-8")):
+            if not (REPO / script).is_file():
+                wrong.append((page.name, script, "no such script"))
+                continue
+            source = (REPO / script).read_text(encoding="utf-8")
+            wrong += [(page.name, script, option) for option in OPTION.findall(arguments)
+                      if f'"{option}"' not in source]
+    assert wrong == []
+
+
 def help_examples() -> list[tuple[str, str]]:
     """(command, example line) for every line of every command's ``--help`` example, and ``emimic --help``'s."""
     parser, _ = build_parser(only=())
