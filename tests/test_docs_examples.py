@@ -125,6 +125,8 @@ def test_shell_lines_join_continuations_and_read_the_exit_status_their_comment_e
                                     ("rm x  # exit code 0", 0)]
 
 
+# A python example that warns shows the reader a warning the page does not explain (the commands print theirs).
+@pytest.mark.filterwarnings("error::emimic.errors.EmimicWarning")
 @pytest.mark.parametrize("page", pages_with_sessions(), ids=lambda page: page.name)
 def test_the_examples_of_the_page_run_in_order(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
