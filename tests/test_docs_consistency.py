@@ -4,6 +4,7 @@ example of every command's ``--help`` is a command line its parser accepts."""
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shlex
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from markdown_it.token import Token
 
 from emimic.cli.registry import COMMANDS, build_parser
 from emimic.config import list_presets
+from emimic.data.simulate import SimulationSettings
 from emimic.registry import ENCODERS, EXTRACTORS, FUSIONS, LOSS_TERMS, Registry
 from test_docs_examples import PAGES, REPO
 
@@ -110,6 +112,15 @@ def test_the_preset_table_shows_each_presets_own_description() -> None:
     page = (DOCS / "method.md").read_text(encoding="utf-8")
     missing = [name for name, text in list_presets().items() if f"| `{name}` | {text} |" not in page]
     assert missing == [], "method.md: the description of these presets differs from their YAML"
+
+
+def test_the_simulator_page_lists_every_setting_with_its_default_and_description() -> None:
+    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \| ([^|]+) \|$", (DOCS / "simulator.md").read_text(encoding="utf-8"),
+                      flags=re.MULTILINE)
+    documented = {name: (default.strip(), meaning.strip().replace("`", "")) for name, default, meaning in rows}
+    expected = {name: (json.dumps(field.default), (field.description or "").replace("`", ""))
+                for name, field in SimulationSettings.model_fields.items()}
+    assert documented == expected
 
 
 @pytest.mark.parametrize(("registry", "page"), [(ENCODERS, "method.md"), (LOSS_TERMS, "method.md")],
