@@ -1,9 +1,12 @@
 import json
 import warnings
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
+from conftest import documented_commands
 from emimic.cli import main
 from emimic.errors import EmimicWarning
 from emimic.labels import EMOTIONS
@@ -68,11 +71,17 @@ def test_configs_lists_presets_and_registries(capsys):
     assert "paper" in printed and "meanstd" in printed and "concat" in printed
 
 
-def test_demo_runs_every_stage_on_a_small_corpus(tmp_path, capsys):
-    """The `emimic demo` of docs/training.md and README.md's `make demo`, on a small corpus."""
-    out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--clips", "80", "--max-epochs", "2"]) == 0
+def test_demo_runs_every_stage_on_a_small_corpus(tmp_path, monkeypatch, capsys):
+    """The `emimic demo` of docs/training.md and README.md's `make demo`, on a small corpus; then, as the page says,
+    with other settings and --overwrite, which replaces its run and, for another --seed or --clips, its corpus."""
+    monkeypatch.chdir(tmp_path)
+    ((argv, _),) = documented_commands("training.md", "test_cli_train.py::test_demo_runs_every_stage_on_a_small_corpus")
+    assert main([*argv[1:], "--clips", "80", "--max-epochs", "2"]) == 0
     printed = capsys.readouterr().out
+    out = Path("runs/demo")
     assert "of the oracle" in printed and "fraction" in printed
     assert (out / "submission.csv").exists() and (out / "run" / "metrics.json").exists()
     assert f"report: {out / 'report.html'}" in printed and "Run run" in (out / "report.html").read_text()
+    assert main(["demo", "--out", str(out), "--clips", "40", "--max-epochs", "1", "--seed", "1", "--overwrite"]) == 0
+    assert json.loads((out / "data" / ".truth" / "settings.json").read_text())["clips"] == 40
+    assert yaml.safe_load((out / "run" / "config.yaml").read_text())["seed"] == 1

@@ -193,6 +193,19 @@ def test_out_folder_holding_anything_else_is_refused(tmp_path: Path, capsys: pyt
     assert mtimes(out) == before  # nothing mixed in
 
 
+def test_overwrite_writes_a_simulation_of_other_settings_anew_and_never_touches_other_folders(tmp_path: Path) -> None:
+    """What `emimic demo --overwrite` relies on when --seed or --clips changed."""
+    simulate(tmp_path / "corpus", tiny(clips=20), progress=False)
+    simulate(tmp_path / "corpus", tiny(clips=12, seed=1), progress=False, overwrite=True)
+    simulate(tmp_path / "fresh", tiny(clips=12, seed=1), progress=False)
+    assert corpus_bytes(tmp_path / "corpus") == corpus_bytes(tmp_path / "fresh")  # no clip of the old corpus left
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="holds no simulated corpus"):
+        simulate(tmp_path / "mine", tiny(clips=12), progress=False, overwrite=True)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
+
+
 def test_same_settings_again_is_a_no_op_and_an_interrupted_run_is_completed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -251,7 +251,8 @@ def demo_command(parser: argparse.ArgumentParser) -> Handler:
     add_config_args(parser)
     parser.add_argument("--clips", type=positive_int, default=None, help="corpus size (default: the simulator's, 2000)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace the demo's run when --config, --seed or --max-epochs changed")
+                        help="replace the demo's run when --config, --seed, --max-epochs or --clips changed, and its"
+                        " simulated corpus when --seed or --clips did")
 
     def run(args: argparse.Namespace) -> int:
         from emimic.cli.data import print_validation
@@ -267,7 +268,8 @@ def demo_command(parser: argparse.ArgumentParser) -> Handler:
         data, run_dir = args.out / "data", args.out / "run"
         seed = 0 if args.seed is None else args.seed
         console.print(f"[bold]1/5 simulate[/] {data}")  # a no-op when data holds this very simulation
-        simulate(data, SimulationSettings(seed=seed, **({"clips": args.clips} if args.clips else {})))
+        simulate(data, SimulationSettings(seed=seed, **({"clips": args.clips} if args.clips else {})),
+                 overwrite=args.overwrite)
         console.print("[bold]2/5 validate[/]")
         report = validate(data)
         if not report.ok:

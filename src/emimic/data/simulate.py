@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -413,19 +414,24 @@ def existing_simulation(out: str | Path, settings: SimulationSettings) -> str:
         if any(root.iterdir()):
             raise DataError(f"{root}: is not empty and holds no simulated corpus; choose a new or empty --out folder.")
         return "none"
+    differences = _recorded_differences(record, settings)
+    if differences:
+        raise DataError(
+            f"{root}: holds a simulation with other settings ({differences}); choose a new --out folder or delete"
+            " this one."
+        )
+    return "finished" if (root / ORACLE_FILE).is_file() else "unfinished"
+
+
+def _recorded_differences(record: Path, settings: SimulationSettings) -> str:
+    """The settings recorded in a corpus's ``record`` that differ from ``settings``, in words ("" when none)."""
     try:
         recorded = json.loads(record.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise DataError(f"{record}: cannot be read ({exc}); choose a new --out folder.") from None
-    wanted = json.loads(settings.model_dump_json())
     # A setting added since that corpus was written had its default then.
     recorded = {**json.loads(SimulationSettings().model_dump_json()), **recorded}
-    if recorded != wanted:
-        raise DataError(
-            f"{root}: holds a simulation with other settings ({_differences(recorded, wanted)}); choose a new --out"
-            " folder or delete this one."
-        )
-    return "finished" if (root / ORACLE_FILE).is_file() else "unfinished"
+    return _differences(recorded, json.loads(settings.model_dump_json()))
 
 
 def load_oracle(root: str | Path) -> dict[str, Any] | None:
@@ -434,12 +440,14 @@ def load_oracle(root: str | Path) -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
-def simulate(out: str | Path, settings: SimulationSettings | None = None, *, progress: bool = True) -> dict[str, Any]:
+def simulate(out: str | Path, settings: SimulationSettings | None = None, *, progress: bool = True,
+             overwrite: bool = False) -> dict[str, Any]:
     """Write a simulated corpus under ``out`` and return its oracle report (also in ``oracle.json``).
 
     ``out`` must be new, empty, or a simulation with the same settings: a finished one is left as
     it is (its stored report is returned, no file is rewritten), an interrupted one is written
-    again in full. Any other folder is refused with a :class:`DataError` (see :func:`existing_simulation`).
+    again in full. With ``overwrite``, a simulation with other settings is deleted and written anew.
+    Any other folder is refused with a :class:`DataError` (see :func:`existing_simulation`).
 
     Layout: ``{train,valid}_split.csv`` with labels, ``test_split.csv`` with ``Filename`` only (its
     labels go to ``.truth/test_labels.csv``, which no training code reads), and per-clip files
@@ -451,6 +459,9 @@ def simulate(out: str | Path, settings: SimulationSettings | None = None, *, pro
     """
     settings = settings or SimulationSettings()
     root = Path(out)
+    record = root / TRUTH_DIR / SETTINGS_FILE
+    if overwrite and record.is_file() and _recorded_differences(record, settings):
+        shutil.rmtree(root)  # only a corpus the simulator wrote: its settings are recorded
     if existing_simulation(root, settings) == "finished":
         return json.loads((root / ORACLE_FILE).read_text(encoding="utf-8"))
     generator = CorpusGenerator(settings)
