@@ -482,8 +482,12 @@ def render(summaries: Sequence[RunSummary]) -> str:
 def refuse_other_file(out: Path) -> None:
     """Raise :class:`OutputConflict` when ``out`` holds a file that is not an emimic report (a user's page, a CSV)."""
     if out.is_file():
-        with out.open("rb") as file:
-            start = file.read(len(PAGE_START.encode()))
+        try:
+            with out.open("rb") as file:
+                start = file.read(len(PAGE_START.encode()))
+        except OSError as exc:
+            raise OutputConflict(f"{out}: exists and cannot be read ({exc.strerror}), so it is kept; choose another"
+                                 " --out, or delete it first.") from None
         if start != PAGE_START.encode():
             raise OutputConflict(f"{out}: exists and is not an emimic report, so it is kept; choose another --out, or"
                                  " delete it first.")
