@@ -19,7 +19,7 @@ from emimic.cli.registry import COMMANDS, build_parser
 from emimic.config import list_presets
 from emimic.data.simulate import SimulationSettings
 from emimic.registry import ENCODERS, EXTRACTORS, FUSIONS, LOSS_TERMS, Registry
-from test_docs_examples import PAGES, REPO
+from test_docs_examples import PAGES, REPO, joined_lines
 
 DOCS = REPO / "docs"
 HTML_ANCHOR = re.compile(r'<a (?:id|name)="([^"]+)"')
@@ -84,7 +84,8 @@ def first_column(page: Path, header: str) -> list[str]:
     """The names in backticks in the first column of the table of ``page`` whose first header cell is ``header``
     (an ``(alias `x`)`` left out)."""
     lines = page.read_text(encoding="utf-8").splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {header} |"))
+    start = next((i for i, line in enumerate(lines) if line.startswith(f"| {header} |")), None)
+    assert start is not None, f"{page.name}: no table whose header begins with '| {header} |'"
     names = []
     for line in lines[start + 2:]:
         if not line.startswith("|"):
@@ -131,13 +132,14 @@ def test_every_registered_name_is_documented(registry: Registry, page: str) -> N
 
 
 def test_the_method_diagram_names_every_encoder() -> None:
-    diagram = re.search(r"encoder \(([^)]*)\)", (DOCS / "method.md").read_text(encoding="utf-8"))
+    page = (DOCS / "method.md").read_text(encoding="utf-8")
+    diagram = re.search(r"^modality m ──normalise──▶ encoder \(([^)]*)\)", page, flags=re.M)
     assert diagram and sorted(diagram[1].split(" | ")) == ENCODERS.names()
 
 
 def test_every_command_is_used_in_the_docs() -> None:
     text = " ".join(page.read_text(encoding="utf-8") for page in PAGES)
-    assert [name for name in COMMANDS.names() if f"emimic {name}" not in text] == []
+    assert [name for name in COMMANDS.names() if not re.search(rf"\bemimic {name}\b", text)] == []
 
 
 def command_lines(page: Path) -> Iterator[str]:
@@ -145,9 +147,15 @@ def command_lines(page: Path) -> Iterator[str]:
     for token in tokens(page):
         texts = [child.content for child in token.children or [] if child.type == "code_inline"]
         if token.type == "fence" and token.info.strip() in ("bash", "text", ""):
-            texts = token.content.splitlines()
+            texts = joined_lines(token.content)
         for text in texts:
             yield from re.findall(r"\bemimic (?:--debug )?[a-z]+\b[^#`]*", text)
+
+
+def test_command_lines_join_continuation_lines(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("```bash\nemimic evaluate --run r \\\n    --labelz x.csv   # a note\n```\n", encoding="utf-8")
+    assert [OPTION.findall(line) for line in command_lines(page)] == [["--run", "--labelz"]]
 
 
 def test_every_option_the_docs_give_a_command_is_one_of_its_options() -> None:

@@ -69,10 +69,15 @@ def examples(page: Path) -> list[Block]:
     return [block for block in code_blocks(page) if block.language in EXAMPLE_LANGUAGES]
 
 
+def joined_lines(code: str) -> list[str]:
+    """The lines of a shell block, a line ending in ``\\`` joined to the next: one command per line."""
+    return code.replace("\\\n", " ").splitlines()
+
+
 def shell_commands(code: str) -> list[tuple[str, int]]:
     """The commands of a bash block, continuation lines joined, each with the exit status its comment expects."""
     commands = []
-    for line in code.replace("\\\n", " ").splitlines():
+    for line in joined_lines(code):
         if line.strip() and not line.lstrip().startswith("#"):
             expected = EXPECTED_EXIT.search(line)
             commands.append((line, int(expected.group(1)) if expected else 0))
