@@ -1,10 +1,14 @@
 import json
 import warnings
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
+from conftest import documented_commands
 from emimic.cli import main
+from emimic.data.simulate import SimulationSettings, simulate
 from emimic.errors import EmimicWarning
 from emimic.labels import EMOTIONS
 from emimic.training.inference import predict
@@ -68,11 +72,38 @@ def test_configs_lists_presets_and_registries(capsys):
     assert "paper" in printed and "meanstd" in printed and "concat" in printed
 
 
-def test_demo_runs_every_stage_on_a_small_corpus(tmp_path, capsys):
-    """The `emimic demo` of docs/training.md and README.md's `make demo`, on a small corpus."""
+def test_demo_refuses_before_its_first_stage_replaces_the_corpus(tmp_path, capsys):
+    """Another --seed without --overwrite, an unknown --config and a report path holding a user's file are all
+    refused before stage 1, so the corpus is kept as it was."""
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--clips", "80", "--max-epochs", "2"]) == 0
+    simulate(out / "data", SimulationSettings(clips=12), progress=False)
+    settings = out / "data" / ".truth" / "settings.json"
+
+    def refusal(*options: str) -> str:
+        assert main(["demo", "--out", str(out), "--clips", "12", "--seed", "5", *options]) == 1
+        return " ".join(capsys.readouterr().err.split())
+
+    assert ("holds a simulation with other settings (seed 0 there, 5 here); choose a new --out folder, delete this"
+            " one, or pass --overwrite to simulate it anew.") in refusal()
+    assert "nosuch" in refusal("--overwrite", "--config", "nosuch")
+    (out / "report.html").write_text("<p>my notes</p>")
+    assert f"{out / 'report.html'}: exists and is not an emimic report, so it is kept" in refusal("--overwrite")
+    assert json.loads(settings.read_text())["seed"] == 0
+
+
+def test_demo_runs_every_stage_on_a_small_corpus(tmp_path, monkeypatch, capsys):
+    """The `emimic demo` of docs/training.md and README.md's `make demo`, on a small corpus; then, as the page says,
+    with other settings and --overwrite, which replaces its run and, for another --seed or --clips, its corpus."""
+    monkeypatch.chdir(tmp_path)
+    ((argv, _),) = documented_commands("training.md", "test_cli_train.py::test_demo_runs_every_stage_on_a_small_corpus")
+    assert main([*argv[1:], "--clips", "80", "--max-epochs", "2"]) == 0
     printed = capsys.readouterr().out
+    out = Path("runs/demo")
     assert "of the oracle" in printed and "fraction" in printed
     assert (out / "submission.csv").exists() and (out / "run" / "metrics.json").exists()
     assert f"report: {out / 'report.html'}" in printed and "Run run" in (out / "report.html").read_text()
+    assert main(["demo", "--out", str(out), "--clips", "40", "--max-epochs", "1", "--seed", "1", "--overwrite"]) == 0
+    assert f"1/5 simulate {out / 'data'} anew: replacing the simulation there (clips 80 there, 40 here, seed 0" \
+        " there, 1 here)" in " ".join(capsys.readouterr().err.split())
+    assert json.loads((out / "data" / ".truth" / "settings.json").read_text())["clips"] == 40
+    assert yaml.safe_load((out / "run" / "config.yaml").read_text())["seed"] == 1

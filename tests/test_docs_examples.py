@@ -69,10 +69,15 @@ def examples(page: Path) -> list[Block]:
     return [block for block in code_blocks(page) if block.language in EXAMPLE_LANGUAGES]
 
 
+def joined_lines(code: str) -> list[str]:
+    """The lines of a shell block, a line ending in ``\\`` joined to the next: one command per line."""
+    return code.replace("\\\n", " ").splitlines()
+
+
 def shell_commands(code: str) -> list[tuple[str, int]]:
     """The commands of a bash block, continuation lines joined, each with the exit status its comment expects."""
     commands = []
-    for line in code.replace("\\\n", " ").splitlines():
+    for line in joined_lines(code):
         if line.strip() and not line.lstrip().startswith("#"):
             expected = EXPECTED_EXIT.search(line)
             commands.append((line, int(expected.group(1)) if expected else 0))
@@ -125,6 +130,8 @@ def test_shell_lines_join_continuations_and_read_the_exit_status_their_comment_e
                                     ("rm x  # exit code 0", 0)]
 
 
+# A python example that warns shows the reader a warning the page does not explain (the commands print theirs).
+@pytest.mark.filterwarnings("error::emimic.errors.EmimicWarning")
 @pytest.mark.parametrize("page", pages_with_sessions(), ids=lambda page: page.name)
 def test_the_examples_of_the_page_run_in_order(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:

@@ -184,9 +184,3 @@ def test_extracted_features_pack_and_train(tmp_path: Path, models: Path, capsys:
     assert main(["pack", str(root), "--quiet"]) == 0
     assert main(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--max-epochs", "1", "--quiet"]) == 0
     assert "Validation (4 clips)" in capsys.readouterr().out
-
-
-def test_docs_cover_every_extractor() -> None:
-    docs = (Path(__file__).parents[1] / "docs" / "extract.md").read_text()
-    for name in available_extractors():
-        assert f"`{name}`" in docs, name

@@ -329,8 +329,3 @@ def test_hiding_a_modality_at_prediction_takes_the_path_of_missing_data(trained_
     hidden = predict_ids(trained, store, ids, {"text_emb": has})
     assert (np.abs(hidden[has] - base[has]).max(axis=1) > 0).all()
     np.testing.assert_array_equal(hidden[~has], base[~has])
-
-
-def test_the_method_page_documents_every_registered_fusion() -> None:
-    page = (Path(__file__).parents[1] / "docs" / "method.md").read_text(encoding="utf-8")
-    assert [name for name in FUSIONS.names() if f"| `{name}`" not in page] == []

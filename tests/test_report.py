@@ -307,6 +307,30 @@ def test_report_renders_in_a_headless_browser(report, tmp_path):
     assert state["broken-images"] == "1" and state["errors"] == "1"
 
 
+def test_a_report_replaces_an_earlier_report_never_another_file(tmp_path, monkeypatch, capsys):
+    """Checked before any run is read (so no run is needed here); the demo test re-renders its report in place."""
+    mine = tmp_path / "mine.html"
+    mine.write_text("<html>my notes</html>")
+    assert main(["report", str(tmp_path / "run"), "--out", str(mine)]) == 1
+    assert f"{mine}: exists and is not an emimic report, so it is kept" in capsys.readouterr().err
+    assert mine.read_text() == "<html>my notes</html>"
+    real_open = Path.open
+
+    def unreadable(path: Path, *args, **kwargs):
+        if path == mine:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    with monkeypatch.context() as patched:  # as root, chmod cannot make a file unreadable
+        patched.setattr(Path, "open", unreadable)
+        assert main(["report", str(tmp_path / "run"), "--out", str(mine)]) == 1
+    assert f"{mine}: exists and cannot be read (Permission denied), so it is kept" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="2"):
+        main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "missing" / "r.html")])
+    assert "does not exist; create it first" in capsys.readouterr().err
+    assert not (tmp_path / "missing").exists()
+
+
 def test_docs_python_example_runs(tmp_path, monkeypatch, capsys):
     page = (Path(__file__).parents[1] / "docs" / "report.md").read_text(encoding="utf-8")
     (example,) = re.findall(r"## From Python\n\n<!-- executed by [^\n]*\n```python\n(.*?)```", page, flags=re.S)

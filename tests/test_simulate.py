@@ -193,6 +193,72 @@ def test_out_folder_holding_anything_else_is_refused(tmp_path: Path, capsys: pyt
     assert mtimes(out) == before  # nothing mixed in
 
 
+def test_overwrite_writes_a_simulation_of_other_settings_anew_and_never_touches_other_folders(tmp_path: Path) -> None:
+    """What `emimic demo --overwrite` relies on when --seed or --clips changed."""
+    simulate(tmp_path / "corpus", tiny(clips=20), progress=False)
+    simulate(tmp_path / "corpus", tiny(clips=12, seed=1), progress=False, overwrite=True)
+    simulate(tmp_path / "fresh", tiny(clips=12, seed=1), progress=False)
+    assert corpus_bytes(tmp_path / "corpus") == corpus_bytes(tmp_path / "fresh")  # no clip of the old corpus left
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="holds no simulated corpus"):
+        simulate(tmp_path / "mine", tiny(clips=12), progress=False, overwrite=True)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
+
+
+def test_overwrite_deletes_only_what_the_simulator_and_packing_wrote(tmp_path: Path) -> None:
+    """A user's file (or a modality extracted later) keeps the old corpus whole; the store and a temporary file
+    left by a killed simulation are the simulator's, and go."""
+    corpus = tmp_path / "corpus"
+    simulate(corpus, tiny(clips=20), progress=False)
+    (corpus / "marker").write_text("mine")
+    before = mtimes(corpus)
+    with pytest.raises(DataError, match=rf"^{corpus / 'marker'}: was not written by the simulator, so the simulation"
+                                        rf" in {corpus} is not replaced; move it out"):
+        simulate(corpus, tiny(clips=12, seed=1), progress=False, overwrite=True)
+    assert mtimes(corpus) == before
+    (corpus / "marker").unlink()
+    (corpus / ".emimic" / "store").mkdir(parents=True)
+    (corpus / ".emimic" / "store" / "manifest.json").write_text("{}")
+    (corpus / ".oracle.json.x1y2.tmp").write_text("")
+    simulate(corpus, tiny(clips=12, seed=1), progress=False, overwrite=True)
+    simulate(tmp_path / "fresh", tiny(clips=12, seed=1), progress=False)
+    assert corpus_bytes(corpus) == corpus_bytes(tmp_path / "fresh")
+
+
+def test_overwrite_replaces_a_linked_corpus_inside_its_target(tmp_path: Path) -> None:
+    target, link = tmp_path / "target", tmp_path / "link"
+    simulate(target, tiny(clips=20), progress=False)
+    link.symlink_to(target, target_is_directory=True)
+    simulate(link, tiny(clips=12, seed=1), progress=False, overwrite=True)
+    simulate(tmp_path / "fresh", tiny(clips=12, seed=1), progress=False)
+    assert link.is_symlink() and corpus_bytes(target) == corpus_bytes(tmp_path / "fresh")
+
+
+def test_an_interrupted_overwrite_is_still_a_simulation_that_overwrite_replaces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = tmp_path / "corpus"
+    simulate(corpus, tiny(clips=20), progress=False)
+    deleted: list[str] = []
+
+    def killed_after_two(self: Path, missing_ok: bool = False) -> None:
+        if len(deleted) == 2:
+            raise KeyboardInterrupt
+        deleted.append(self.name)
+        real_unlink(self, missing_ok=missing_ok)
+
+    real_unlink = Path.unlink
+    monkeypatch.setattr(Path, "unlink", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        simulate(corpus, tiny(clips=12, seed=1), progress=False, overwrite=True)
+    monkeypatch.undo()
+    assert len(deleted) == 2  # stopped half-way, the settings file not yet deleted
+    simulate(corpus, tiny(clips=12, seed=1), progress=False, overwrite=True)
+    simulate(tmp_path / "fresh", tiny(clips=12, seed=1), progress=False)
+    assert corpus_bytes(corpus) == corpus_bytes(tmp_path / "fresh")
+
+
 def test_same_settings_again_is_a_no_op_and_an_interrupted_run_is_completed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

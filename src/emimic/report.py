@@ -34,7 +34,7 @@ from matplotlib.figure import Figure
 
 from emimic.data import VidmimicDataset, open_dataset, with_valid_split
 from emimic.data.simulate import load_oracle
-from emimic.errors import EmimicError, EmimicWarning, IncompatibleRun
+from emimic.errors import EmimicError, EmimicWarning, IncompatibleRun, OutputConflict
 from emimic.io import write_text
 from emimic.labels import EMOTIONS, shortlist
 from emimic.metrics import (
@@ -461,22 +461,44 @@ h2 { border-top: 2px solid #264653; padding-top: 0.6em; margin-top: 2em; }
 </style>"""
 
 
+_HEAD = '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>'
+_TITLE = "emimic report: "
+# How every report begins: a file at the report's path that begins otherwise is not emimic's to replace.
+PAGE_START = _HEAD + _TITLE
+
+
 def render(summaries: Sequence[RunSummary]) -> str:
     """The complete HTML page for one or more runs."""
-    title = "emimic report: " + ", ".join(s.name for s in summaries)
+    title = _TITLE + ", ".join(s.name for s in summaries)
     sections = [comparison_section(summaries)] if len(summaries) > 1 else []
     sections += [run_section(s) for s in summaries]
     roots = dict.fromkeys(s.dataset.root for s in summaries)
     sections += [data_section(next(s.dataset for s in summaries if s.dataset.root == root)) for root in roots]
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+    return (f"{_HEAD}{html.escape(title)}</title>"
             f"{_STYLE}{_ONLOAD}</head>\n<body><h1>{html.escape(title)}</h1>\n" + "\n".join(sections)
             + "\n</body></html>\n")
+
+
+def refuse_other_file(out: Path) -> None:
+    """Raise :class:`OutputConflict` when ``out`` holds a file that is not an emimic report (a user's page, a CSV)."""
+    if out.is_file():
+        try:
+            with out.open("rb") as file:
+                start = file.read(len(PAGE_START.encode()))
+        except OSError as exc:
+            raise OutputConflict(f"{out}: exists and cannot be read ({exc.strerror}), so it is kept; choose another"
+                                 " --out, or delete it first.") from None
+        if start != PAGE_START.encode():
+            raise OutputConflict(f"{out}: exists and is not an emimic report, so it is kept; choose another --out, or"
+                                 " delete it first.")
 
 
 def write_report(runs: Sequence[str | Path], out: str | Path, *, data: str | Path | None = None,
                  store: str | Path | None = None) -> Path:
     """Write the report of ``runs`` (run folders, or folders of runs) to ``out``, their features read from the store
-    ``store`` (default: their data root's); returns its path."""
+    ``store`` (default: their data root's); returns its path. It replaces an earlier report at ``out``, never
+    another file."""
+    refuse_other_file(Path(out))
     shared = open_dataset(data, store_dir=store) if data is not None else None
     summaries = [load_summary(run, shared, store=store) for run in expand_runs(runs)]
     out = Path(out)

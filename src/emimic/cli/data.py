@@ -102,7 +102,7 @@ def simulate_command(parser: argparse.ArgumentParser) -> Handler:
                 settings = SimulationSettings(**overrides)
             except ValidationError as exc:
                 raise explain(exc, SimulationSettings, source="simulate options") from None
-        reused = existing_simulation(args.out, settings) == "finished"
+        reused = existing_simulation(args.out, settings).state == "finished"
         report = simulate(args.out, settings, progress=not args.quiet)
         table = Table(title=f"Oracle PCC of {args.out} (seed {settings.seed})", title_justify="left")
         table.add_column("split")

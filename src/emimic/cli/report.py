@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from emimic.cli.arguments import output_file
 from emimic.cli.data import add_store_arg
 from emimic.cli.registry import Handler, command, out
 
@@ -17,9 +18,9 @@ def report_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN",
                         help="run folder(s) written by `emimic train`, or a folder with runs inside at any depth"
                              " (ablate, cv, sweep)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"HTML file to write (default: RUN/{DEFAULT_NAME} for one run, ./{DEFAULT_NAME} for"
-                             " several)")
+    parser.add_argument("--out", type=output_file, default=None,
+                        help=f"HTML file to write, in an existing folder; it replaces an earlier report, never"
+                             f" another file (default: RUN/{DEFAULT_NAME} for one run, ./{DEFAULT_NAME} for several)")
     parser.add_argument("--data", type=Path, default=None,
                         help="dataset root (default: the one recorded in each run's metrics.json); it must hold"
                              " the data the runs were trained on")

@@ -251,23 +251,31 @@ def demo_command(parser: argparse.ArgumentParser) -> Handler:
     add_config_args(parser)
     parser.add_argument("--clips", type=positive_int, default=None, help="corpus size (default: the simulator's, 2000)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace the demo's run when --config, --seed or --max-epochs changed")
+                        help="replace the demo's run when --config, --seed, --max-epochs or --clips changed, and its"
+                        " simulated corpus when --seed or --clips did")
 
     def run(args: argparse.Namespace) -> int:
         from emimic.cli.data import print_validation
+        from emimic.config import load_config
         from emimic.data import open_dataset
-        from emimic.data.simulate import SimulationSettings, simulate
+        from emimic.data.simulate import SimulationSettings, existing_simulation, simulate
         from emimic.data.validate import validate
         from emimic.metrics import pcc_intervals
-        from emimic.report import write_report
+        from emimic.report import refuse_other_file, write_report
         from emimic.training.inference import evaluate, predict
         from emimic.training.run import train
 
         started = time.perf_counter()
-        data, run_dir = args.out / "data", args.out / "run"
+        data, run_dir, report_file = args.out / "data", args.out / "run", args.out / "report.html"
         seed = 0 if args.seed is None else args.seed
-        console.print(f"[bold]1/5 simulate[/] {data}")  # a no-op when data holds this very simulation
-        simulate(data, SimulationSettings(seed=seed, **({"clips": args.clips} if args.clips else {})))
+        # what the last stages would refuse is refused before the first replaces a corpus
+        config = None if args.config is None else load_config(args.config)
+        refuse_other_file(report_file)
+        settings = SimulationSettings(seed=seed, **({"clips": args.clips} if args.clips else {}))
+        existing = existing_simulation(data, settings, overwrite=args.overwrite, offer_overwrite=True)
+        replaced = f" anew: replacing the simulation there ({existing.differences})" if existing.differences else ""
+        console.print(f"[bold]1/5 simulate[/] {data}{replaced}")  # a no-op when data holds this very simulation
+        simulate(data, settings, overwrite=args.overwrite)
         console.print("[bold]2/5 validate[/]")
         report = validate(data)
         if not report.ok:
@@ -277,7 +285,7 @@ def demo_command(parser: argparse.ArgumentParser) -> Handler:
         ds = open_dataset(data)
         ds.store()
         console.print(f"[bold]4/5 train[/] {args.config or DEFAULT_PRESET} → {run_dir}")
-        train(ds, run_dir, config=args.config, seed=seed, max_epochs=args.max_epochs, overwrite=args.overwrite)
+        train(ds, run_dir, config=config, seed=seed, max_epochs=args.max_epochs, overwrite=args.overwrite)
         console.print("[bold]5/5 evaluate, predict and report[/]")
         result = evaluate(run_dir, ds, split="valid")
         submission = args.out / "submission.csv"
@@ -291,7 +299,7 @@ def demo_command(parser: argparse.ArgumentParser) -> Handler:
             ceiling = sum(oracle.values()) / len(oracle)
             out.print(f"mean PCC {result.mean_pcc:.4f} = {result.mean_pcc / ceiling:.1%} of the oracle {ceiling:.4f}")
         out.print(f"submission: {submission}   run: {run_dir}   total {time.perf_counter() - started:.0f} s")
-        out.print(f"report: {write_report([run_dir], args.out / 'report.html')}")
+        out.print(f"report: {write_report([run_dir], report_file)}")
         return 0
 
     return run

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from emimic.data.holdout import MIN_PCC_CLIPS
 from emimic.data.simulation_settings import SimulationSettings
+from emimic.data.store import EMIMIC_DIR
 from emimic.errors import ConfigError, DataError
-from emimic.io import atomic_path, save_array, write_text
+from emimic.io import TEMP_SUFFIX, atomic_path, save_array, write_text
 from emimic.labels import EMOTIONS, clip_stem, write_split
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
@@ -40,6 +42,9 @@ ORACLE_FILE = "oracle.json"
 SETTINGS_FILE = "settings.json"
 # Folder names of the written modalities; ``text`` holds transcripts, the others per-clip arrays.
 FACE_DIR, AUDIO_DIR, TEXT_DIR, TEXT_EMB_DIR = "vit", "wav2vec2", "text", "text_emb"
+# Every entry the simulator writes in a corpus root, and the store packing adds: what ``overwrite`` deletes.
+SIMULATED_ENTRIES = (FACE_DIR, AUDIO_DIR, TEXT_DIR, TEXT_EMB_DIR, TRUTH_DIR, ORACLE_FILE, EMIMIC_DIR,
+                     *(f"{split}_split.csv" for split in SPLITS))
 
 # Correlations of the latent emotional state (order of EMOTIONS). The positive cluster
 # Amusement/Joy/Excitement and the opposition of Empathic Pain to it follow the pattern of
@@ -399,33 +404,75 @@ def _differences(recorded: dict[str, Any], wanted: dict[str, Any]) -> str:
     return shown + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
 
 
-def existing_simulation(out: str | Path, settings: SimulationSettings) -> str:
-    """What ``out`` holds: ``"none"`` (missing or empty), ``"finished"`` or ``"unfinished"`` (a
-    simulation with these very settings). Anything else raises a :class:`DataError`, since writing
-    there would mix two corpora (old clips survive where the new corpus has none)."""
+@dataclass(frozen=True)
+class ExistingCorpus:
+    """What a folder holds, seen by a simulation with given settings: ``state`` is ``"none"`` (missing or empty),
+    ``"finished"`` or ``"unfinished"`` (a simulation with these very settings) or ``"replace"`` (one with other
+    settings, which ``overwrite`` replaces; ``differences`` says how they differ, e.g. "seed 0 there, 1 here")."""
+
+    state: str
+    differences: str = ""
+
+
+def existing_simulation(out: str | Path, settings: SimulationSettings, *, overwrite: bool = False,
+                        offer_overwrite: bool = False) -> ExistingCorpus:
+    """What ``out`` holds (see :class:`ExistingCorpus`). Anything else raises a :class:`DataError`, since writing
+    there would mix two corpora (old clips survive where the new corpus has none), and so does a simulation with
+    other settings unless ``overwrite``, and then too when it holds an entry the simulator did not write.
+    ``offer_overwrite``: the caller has an ``--overwrite`` option, which the refusal then names."""
     root = Path(out)
     if not root.exists():
-        return "none"
+        return ExistingCorpus("none")
     if not root.is_dir():
         raise DataError(f"{root}: is a file, not a folder; choose another --out.")
     record = root / TRUTH_DIR / SETTINGS_FILE
     if not record.is_file():
         if any(root.iterdir()):
             raise DataError(f"{root}: is not empty and holds no simulated corpus; choose a new or empty --out folder.")
-        return "none"
+        return ExistingCorpus("none")
+    differences = _recorded_differences(record, settings)
+    if not differences:
+        return ExistingCorpus("finished" if (root / ORACLE_FILE).is_file() else "unfinished")
+    if not overwrite:
+        remedies = "choose a new --out folder, delete this one, or pass --overwrite to simulate it anew" \
+            if offer_overwrite else "choose a new --out folder or delete this one"
+        raise DataError(f"{root}: holds a simulation with other settings ({differences}); {remedies}.")
+    foreign = sorted(entry.name for entry in root.iterdir() if not _written_by_simulator(entry.name))
+    if foreign:
+        raise DataError(f"{root / foreign[0]}: was not written by the simulator, so the simulation in {root} is not"
+                        " replaced; move it out of the folder, or choose a new --out folder.")
+    return ExistingCorpus("replace", differences)
+
+
+def _written_by_simulator(name: str) -> bool:
+    """Whether an entry of a corpus root is one the simulator (or packing) writes, or the temporary file of one."""
+    return name in SIMULATED_ENTRIES or (
+        name.endswith(TEMP_SUFFIX) and any(name.startswith(f".{entry}.") for entry in SIMULATED_ENTRIES)
+    )
+
+
+def _clear_simulation(root: Path) -> None:
+    """Delete every entry the simulator wrote in ``root`` (the folder itself stays: it may be a link). Its settings
+    go last, so an interrupted delete leaves a folder still known as a simulation, which is cleared again."""
+    truth, record = root / TRUTH_DIR, root / TRUTH_DIR / SETTINGS_FILE
+    entries = [entry for entry in root.iterdir() if entry.name != TRUTH_DIR]
+    entries += [entry for entry in truth.iterdir() if entry != record]
+    for entry in [*entries, record, truth]:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def _recorded_differences(record: Path, settings: SimulationSettings) -> str:
+    """The settings recorded in a corpus's ``record`` that differ from ``settings``, in words ("" when none)."""
     try:
         recorded = json.loads(record.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise DataError(f"{record}: cannot be read ({exc}); choose a new --out folder.") from None
-    wanted = json.loads(settings.model_dump_json())
     # A setting added since that corpus was written had its default then.
     recorded = {**json.loads(SimulationSettings().model_dump_json()), **recorded}
-    if recorded != wanted:
-        raise DataError(
-            f"{root}: holds a simulation with other settings ({_differences(recorded, wanted)}); choose a new --out"
-            " folder or delete this one."
-        )
-    return "finished" if (root / ORACLE_FILE).is_file() else "unfinished"
+    return _differences(recorded, json.loads(settings.model_dump_json()))
 
 
 def load_oracle(root: str | Path) -> dict[str, Any] | None:
@@ -434,12 +481,15 @@ def load_oracle(root: str | Path) -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
-def simulate(out: str | Path, settings: SimulationSettings | None = None, *, progress: bool = True) -> dict[str, Any]:
+def simulate(out: str | Path, settings: SimulationSettings | None = None, *, progress: bool = True,
+             overwrite: bool = False) -> dict[str, Any]:
     """Write a simulated corpus under ``out`` and return its oracle report (also in ``oracle.json``).
 
     ``out`` must be new, empty, or a simulation with the same settings: a finished one is left as
     it is (its stored report is returned, no file is rewritten), an interrupted one is written
-    again in full. Any other folder is refused with a :class:`DataError` (see :func:`existing_simulation`).
+    again in full. With ``overwrite``, a simulation with other settings is deleted (what the simulator
+    wrote, :data:`SIMULATED_ENTRIES`; a folder holding anything else is refused) and written anew.
+    Any other folder is refused with a :class:`DataError` (see :func:`existing_simulation`).
 
     Layout: ``{train,valid}_split.csv`` with labels, ``test_split.csv`` with ``Filename`` only (its
     labels go to ``.truth/test_labels.csv``, which no training code reads), and per-clip files
@@ -451,8 +501,11 @@ def simulate(out: str | Path, settings: SimulationSettings | None = None, *, pro
     """
     settings = settings or SimulationSettings()
     root = Path(out)
-    if existing_simulation(root, settings) == "finished":
+    existing = existing_simulation(root, settings, overwrite=overwrite)
+    if existing.state == "finished":
         return json.loads((root / ORACLE_FILE).read_text(encoding="utf-8"))
+    if existing.state == "replace":
+        _clear_simulation(root)
     generator = CorpusGenerator(settings)
     for name in (FACE_DIR, AUDIO_DIR, TEXT_DIR, TRUTH_DIR, *(() if settings.transcripts_only else (TEXT_EMB_DIR,))):
         (root / name).mkdir(parents=True, exist_ok=True)

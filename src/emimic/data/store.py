@@ -79,9 +79,13 @@ TINY_STD = float(np.finfo(np.float32).tiny)
 _MODALITY_DIR = re.compile(rf"-[0-9a-f]{{12}}-({'|'.join(DTYPES)})$")
 
 
+# emimic's own folder inside a dataset root; it holds the store.
+EMIMIC_DIR = ".emimic"
+
+
 def default_store_dir(root: Path) -> Path:
     """The store's place inside a dataset root (used whenever the root is writable)."""
-    return root / ".emimic" / "store"
+    return root / EMIMIC_DIR / "store"
 
 
 def cache_dir() -> Path:
