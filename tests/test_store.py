@@ -104,12 +104,22 @@ def test_bad_file_aborts_pack_and_keeps_previous_store(make_root) -> None:
     assert FeatureStore.open(first.store_dir).dim("wav2vec2") == 12
 
 
-def test_wrong_width_names_the_file(make_root) -> None:
+@pytest.mark.parametrize("odd", [[30], [3], [3, 6, 60]], ids=["middle", "first", "several"])
+def test_wrong_width_names_the_odd_file(make_root, odd: list[int]) -> None:
+    """The clips of another width than most are named, even when the first clip packed is one of them (it was
+    taken as the modality's width, and the next, ordinary clip blamed)."""
     root = make_root()
-    with open(root / "vit" / "00030.pkl", "wb") as handle:
-        pickle.dump(np.ones((3, 5), np.float32), handle)
-    with pytest.raises(DataError, match=r"00030\.pkl: has feature width 5.*width 8"):
+    for clip_id in odd:
+        with open(root / "vit" / f"{clip_id:05d}.pkl", "wb") as handle:
+            pickle.dump(np.ones((3, 5), np.float32), handle)
+    with pytest.raises(DataError) as caught:
         pack(root, progress=False)
+    first, them = root / "vit" / f"{odd[0]:05d}.pkl", "them" if len(odd) > 1 else "it"
+    listed = f" (clips {', '.join(map(str, odd))} differ)" if len(odd) > 1 else ""
+    assert str(caught.value) == (
+        f"{first}: has feature width 5, but {22 - len(odd)} of the 22 clips of modality 'vit' have width 8{listed};"
+        f" extract {them} again as the others were, or delete {them} to mask {'those clips' if listed else 'the clip'}."
+    )
 
 
 def test_single_pickle_mapping_modality(make_root) -> None:

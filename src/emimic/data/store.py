@@ -36,6 +36,7 @@ import shutil
 import time
 import uuid
 import warnings
+from collections import Counter
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,6 +265,19 @@ def _clip_source(source: ModalitySource, name: str, clip_id: int) -> str:
     return str(source.path / name) if source.container is None else f"{source.container} [id {clip_id}]"
 
 
+def _mixed_widths(source: ModalitySource, widths: dict[int, int]) -> DataError:
+    """The refusal of a modality whose clips (``widths``: clip id -> width, in id order) differ in width, naming the
+    first clip not of the most common width, as ``validate`` judges them."""
+    common, n_common = Counter(widths.values()).most_common(1)[0]
+    odd = [clip_id for clip_id, width in widths.items() if width != common]
+    first = _clip_source(source, source.names.get(odd[0], ""), odd[0])
+    others = f" (clips {shortlist(odd)} differ)" if len(odd) > 1 else ""
+    them = "them" if len(odd) > 1 else "it"
+    return DataError(f"{first}: has feature width {widths[odd[0]]}, but {n_common} of the {len(widths)} clips of"
+                     f" modality {source.name!r} have width {common}{others}; extract {them} again as the others were,"
+                     f" or delete {them} to mask {'those clips' if len(odd) > 1 else 'the clip'}.")
+
+
 def _pack_modality(source: ModalitySource, folder: Path, dtype: str, *, progress: bool) -> dict:
     folder.mkdir(parents=True)
     n_clips, clips = _clips(source)
@@ -271,7 +285,6 @@ def _pack_modality(source: ModalitySource, folder: Path, dtype: str, *, progress
     lengths = np.empty(n_clips, dtype=np.int64)
     pooled: np.ndarray | None = None
     dim: int | None = None
-    first_file = ""
     sources: list[str] = ["file,clip_id,frames,blake2b"]
     row = 0
     with open(folder / "frames.bin", "wb") as frames_out, progress_bar(progress) as bar:
@@ -282,14 +295,14 @@ def _pack_modality(source: ModalitySource, folder: Path, dtype: str, *, progress
             if frames is None:
                 continue
             if dim is None:
-                dim, first_file = frames.shape[1], name
+                dim = frames.shape[1]
                 pooled = np.empty((n_clips, 4 * dim), dtype=np.float32)
                 harm = Float16Harm(dim)
             elif frames.shape[1] != dim:
-                raise DataError(
-                    f"{_clip_source(source, name, clip_id)}: has feature width {frames.shape[1]}, but {first_file}"
-                    f" and the other clips of modality {source.name!r} have width {dim}."
-                )
+                # The first clips may be the odd ones: the others' widths decide which clips to name.
+                widths = dict.fromkeys(ids[:row].tolist(), dim) | {clip_id: frames.shape[1]}
+                widths |= {other: rest.shape[1] for other, _, rest, _ in clips if rest is not None}
+                raise _mixed_widths(source, widths)
             assert pooled is not None
             if dtype == "float16":  # checked before the cast, which would warn of the overflow it refuses
                 _check_float16_range(frames, _clip_source(source, name, clip_id))
