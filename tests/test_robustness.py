@@ -613,3 +613,33 @@ def test_sweep_refuses_a_one_clip_valid_split_before_any_trial(make_root, tmp_pa
                          "--max-epochs", "1", "--quiet"], capsys)
     assert_one_sentence(code, err, "the validation split has 1 clip(s)")  # not optuna's traceback of a trial
     assert not (tmp_path / "sweep").exists()
+
+
+VALID_IDS = [3 * i for i in range(13, 19)]  # write_root's six valid clips (ids 39 to 54)
+NO_PCC_TO_SELECT = ("so the model would predict one value for all of them and no PCC exists to select the best epoch"
+                    " on; add their features, or validate on clips that have some.")
+
+
+def test_a_valid_split_without_features_is_refused_as_nothing_can_be_selected_on_it(make_root, tmp_path: Path) -> None:
+    """Its clips all got the one prediction of no input: every epoch scored a PCC of float32 noise (or 0), and the
+    best epoch was a draw; validate called it 'ready to train'."""
+    root = make_root(missing={"vit": VALID_IDS, "wav2vec2": VALID_IDS})
+    errors = [p.message for p in validate(root, progress=False).problems if p.severity == "error"]
+    assert errors == [f"none of the 6 clips of the 'valid' split has a feature file, {NO_PCC_TO_SELECT}"]
+    with pytest.raises(DataError) as caught:
+        emimic.training.run.train(root, tmp_path / "run", max_epochs=1, progress=False)
+    assert str(caught.value) == ("none of the 6 clips of the 'valid' split has any of the modalities the model reads"
+                                 f" (vit, wav2vec2), {NO_PCC_TO_SELECT}")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_model_reading_only_modalities_no_valid_clip_has_is_refused(make_root, tmp_path: Path) -> None:
+    root = make_root(missing={"vit": VALID_IDS})
+    assert validate(root, progress=False).ok  # the valid clips have wav2vec2
+    with pytest.raises(DataError, match=r"none of the 6 clips of the 'valid' split has any of the modalities the model"
+                                        r" reads \(vit\), so"):
+        emimic.training.run.train(root, tmp_path / "run", max_epochs=1, progress=False,
+                                  overrides={"model.modalities": ["vit"]})
+    last = emimic.training.run.train(root, tmp_path / "last", max_epochs=1, progress=False,  # selects nothing
+                                     overrides={"model.modalities": ["vit"], "train.selection": "last"})
+    assert last.valid.mean_pcc == 0.0  # one prediction for every clip: no PCC, scored 0

@@ -193,6 +193,15 @@ def untrainable_sentence(modality: str, train_clips: int, *,
             f" from it: {way_out}.")
 
 
+def featureless_valid_sentence(clips: int, what: str, *, where: str = "") -> str:
+    """What ``validate`` and ``train`` say of a valid split none of whose clips has ``what`` (a feature file, or one of
+    the modalities the model reads): every clip would get the one prediction of no input, so nothing can be selected
+    (``where``: what trains on these clips, e.g. a CV fold, to begin the sentence with)."""
+    return (f"{where}none of the {clips} clips of the 'valid' split has {what}, so the model would predict one value"
+            " for all of them and no PCC exists to select the best epoch on; add their features, or validate on clips"
+            " that have some.")
+
+
 def _check_float16_range(frames: np.ndarray, where: str) -> None:
     """Refuse frames that float16 would turn into Inf (its largest value is 65504): the model would learn NaN. Tiny
     values are judged per column over all clips (:func:`_check_float16_columns`), by the harm their rounding does."""

@@ -17,7 +17,7 @@ import pandas as pd
 
 from emimic.data.holdout import check_valid_size, resolve_valid_split
 from emimic.data.layout import SPLIT_FILES, ModalitySource, discover, read_mapping
-from emimic.data.store import no_frames_sentence, untrainable_sentence
+from emimic.data.store import featureless_valid_sentence, no_frames_sentence, untrainable_sentence
 from emimic.errors import DataError, EmptyFeatures
 from emimic.io import as_frames, decode_object, read_error, to_numpy, unwrap
 from emimic.labels import (
@@ -222,7 +222,9 @@ def validate(root: str | Path, *, valid_fraction: float | None = None, progress:
                     if split != "test" else None)
         if constant and not (split == "valid" and len(constant_emotions(frame)) == len(EMOTIONS)):  # refused above
             problems.append(Problem("warning", f"{split}_split", constant))
-        if without:
+        if split == "valid" and without == len(frame) > 0:  # what train refuses: no PCC to select on
+            problems.append(Problem("error", f"{split}_split", featureless_valid_sentence(without, "a feature file")))
+        elif without:
             severity = "error" if split == "train" and without == len(frame) else "warning"
             problems.append(
                 Problem(severity, f"{split}_split",

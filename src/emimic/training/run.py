@@ -48,7 +48,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from emimic.config import ExperimentConfig, config_to_yaml, load_config, with_overrides
 from emimic.data import FeatureStore, VidmimicDataset, open_dataset, with_valid_split
 from emimic.data.holdout import check_valid_size
-from emimic.data.store import stale_modalities, untrainable_sentence
+from emimic.data.store import featureless_valid_sentence, stale_modalities, untrainable_sentence
 from emimic.errors import ConfigError, DataError, EmimicWarning, IncompatibleRun, OutputConflict, explain_interrupt
 from emimic.io import write_text
 from emimic.labels import EMOTIONS
@@ -353,7 +353,18 @@ def requested_run(ds: VidmimicDataset, cfg: ExperimentConfig
     labelled = labelled_splits(ds)
     cfg = resolve_members(cfg, len(labelled["train"][0]))
     spec = trainable_spec(cfg, store, check_trainable(cfg, store, labelled["train"][0], where=ds.where))
+    if cfg.train.selection == "best":  # "last" selects nothing
+        check_valid_features(store, spec.inputs, labelled["valid"][0], where=ds.where)
     return RunRecord(cfg, data_fingerprint(store, spec.inputs, labelled), str(ds.root)), spec, labelled
+
+
+def check_valid_features(store: FeatureStore, modalities: Sequence[str], valid_ids: np.ndarray, *,
+                         where: str = "") -> None:
+    """Refuse a valid split none of whose clips has any of the ``modalities`` the model reads: every validation score
+    would be that of one prediction for all clips, and the best epoch a draw."""
+    if not np.any([store.present(modality, valid_ids) for modality in modalities]):
+        read = f"any of the modalities the model reads ({', '.join(modalities)})"
+        raise DataError(featureless_valid_sentence(len(valid_ids), read, where=where))
 
 
 def trainable_spec(cfg: ExperimentConfig, store: FeatureStore, untrainable: Collection[str]) -> ModelSpec:
