@@ -232,8 +232,9 @@ def validate(root: str | Path, *, valid_fraction: float | None = None, progress:
                     if split != "test" else None)
         if constant and not (split == "valid" and len(constant_emotions(frame)) == len(EMOTIONS)):  # refused above
             problems.append(Problem("warning", f"{split}_split", constant))
-        if split == "valid" and without == len(frame) > 0:  # what train refuses: no PCC to select on
-            problems.append(Problem("error", f"{split}_split", featureless_valid_sentence(without, "a feature file")))
+        if split == "valid" and without == len(frame) > 0:  # no PCC to select on; validate knows no train.selection
+            problems.append(Problem("warning", f"{split}_split",
+                                    featureless_valid_sentence(without, "a feature file", way_out=_SELECTION_WAY_OUT)))
         elif without:
             severity = "error" if split == "train" and without == len(frame) else "warning"
             problems.append(

@@ -268,7 +268,7 @@ def why_skipped(cfg: ExperimentConfig, store: FeatureStore, *, cell: str, untrai
         spec = trainable_spec(cfg, store, untrainable)
         EMIModel(spec, cfg.model)
         if valid_ids is not None and cfg.train.selection == "best":
-            check_valid_features(store, spec.inputs, valid_ids)
+            check_valid_features(store, spec.modalities, valid_ids)
     except (ConfigError, DataError) as exc:
         return str(exc)
     return None
