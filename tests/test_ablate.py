@@ -25,6 +25,7 @@ from emimic.training.ablate import (
     load_grid,
     paired_t_test,
     plan_cells,
+    split_ids,
     summarise,
     untrainable_in,
 )
@@ -125,6 +126,21 @@ def test_a_cell_validating_on_other_clips_than_the_reference_is_refused(tmp_path
     with pytest.raises(ConfigError, match=r"cell 'half' validates on other clips than the reference cell 'paper'"
                                           r" \(train.valid_fraction 0.5, not 0.2\), so their scores cannot be paired"):
         plan_cells(grid, tiny_store, {"train.valid_fraction": 0.2}, has_valid_split=False)
+
+
+def test_a_cell_reading_only_modalities_no_valid_clip_has_is_skipped(tmp_path: Path) -> None:
+    """Its training is refused (no PCC to select on): it failed the whole ablation after the cells before it."""
+    from emimic.data import open_dataset
+
+    valid_ids = [3 * i for i in range(5, 7)]  # the two valid clips of write_root(train=4, valid=2)
+    ds = open_dataset(write_root(tmp_path / "root", train=4, valid=2, missing={"vit": valid_ids}))
+    store = ds.store(progress=False)
+    grid = load_grid(grid_file(tmp_path, "cells:\n  paper: {}\n  v: {model.modalities: [vit]}\n"))
+    cells = {c.name: c for c in plan_cells(grid, store, {}, valid_ids=lambda cfg: split_ids(ds, cfg, "valid"),
+                                           has_valid_split=True)}
+    assert cells["paper"].config is not None
+    assert cells["v"].skipped.startswith("none of the 2 clips of the 'valid' split has any of the modalities the model"
+                                         " reads (vit), so")
 
 
 def test_a_cell_holding_out_a_share_of_train_beside_a_valid_split_is_refused(tmp_path: Path, tiny_root) -> None:

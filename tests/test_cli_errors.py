@@ -313,7 +313,7 @@ def test_train_on_invalid_data_points_to_validate(make_root, tmp_path, capsys) -
     (root / "vit" / "00003.pkl").write_bytes(pickle.dumps(np.full((3, 8), np.nan, dtype=np.float32)))
     code, err = run_cli(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--quiet"], capsys)
     assert_one_sentence(code, err, "00003.pkl", "NaN", f"run `emimic validate {root}` to list every problem")
-    assert "\nvit/00003.pkl: holds 24 NaN/Inf value(s)." in "\n" + problems(root)  # the name in the layout
+    assert "\nvit/00003.pkl: holds 24 NaN/Inf value(s) in 3 of 3 frame(s)" in "\n" + problems(root)  # the layout's name
 
 
 # -- --debug and exceptions emimic did not anticipate ------------------------------------------------------

@@ -113,6 +113,39 @@ def test_invalid_contents_name_the_file(tmp_path: Path, value: object, message: 
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("bad", "counts", "first"),
+    [
+        ((slice(None), 3), (6, 6, 1), (0, 3)),
+        ((slice(2, 4), slice(None)), (10, 2, 5), (2, 0)),
+        ((4, 1), (1, 1, 1), (4, 1)),
+    ],
+    ids=["a column", "frames", "one value"],
+)
+def test_non_finite_values_are_located(tmp_path: Path, bad: tuple, counts: tuple, first: tuple) -> None:
+    """A broken feature (a column), dropped frames (rows) and a single glitch are told apart, and the first named."""
+    frames = np.ones((6, 5), np.float32)
+    frames[bad] = np.nan
+    path = tmp_path / "00042.pkl"
+    path.write_bytes(pickle.dumps(frames))
+    with pytest.raises(DataError) as info:
+        load_array(path)
+    values, rows, columns = counts
+    assert str(info.value) == (
+        f"{path}: holds {values} NaN/Inf value(s) in {rows} of 6 frame(s) and {columns} of 5 column(s) (the first at"
+        f" frame {first[0]}, column {first[1]}, counting from 0); fix or extract it again, or delete it to mask the"
+        " clip."
+    )
+
+
+def test_complex_values_are_refused_not_cut_to_their_real_part(tmp_path: Path) -> None:
+    path = tmp_path / "00042.npy"
+    np.save(path, np.ones((2, 3), np.complex64) * 1j)
+    with pytest.raises(DataError) as info:
+        load_array(path)
+    assert str(info.value) == f"{path}: holds complex values (dtype complex64); save real features (e.g. magnitudes)."
+
+
 def _saved_bytes(suffix: str, protocol: int, frames: np.ndarray) -> bytes:
     """``frames`` as a ``.pkl`` (pickle ``protocol``), ``.npy`` or ``.pt`` file (legacy format for protocol 2)."""
     buffer = io.BytesIO()

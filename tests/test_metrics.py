@@ -112,6 +112,20 @@ def test_the_constant_columns_a_warning_names_are_exactly_those_the_metric_score
     assert constant_emotions(labels) == ["Admiration", "Amusement", "Excitement"]
 
 
+@pytest.mark.parametrize("value", [0.49375024, 0.9999])
+def test_one_prediction_with_float32_rounding_noise_scores_zero(value: float) -> None:
+    """A model's one output for every clip (clips without features) varies by a few float32 steps from batch to
+    batch: a column of that noise is constant, not a PCC of it with the labels."""
+    rng = np.random.default_rng(3)
+    one = np.full((40, 6), value, np.float32)
+    next_step = np.nextafter(one, np.float32(2))
+    preds = np.where(rng.random((40, 6)) < 0.5, next_step, one).astype(np.float64)
+    targets = rng.random((40, 6))
+    assert len(np.unique(preds[:, 0])) == 2  # one float32 step apart
+    assert pearson_per_dimension(preds, targets).tolist() == [0.0] * 6
+    assert not bootstrap_pcc(preds, targets, samples=20).any()
+
+
 def test_bootstrap_judges_a_resample_constant_as_the_metric_does() -> None:
     z = np.random.default_rng(6).normal(size=(30, 1))
     z = (z - z.mean()) / z.std()

@@ -613,3 +613,91 @@ def test_sweep_refuses_a_one_clip_valid_split_before_any_trial(make_root, tmp_pa
                          "--max-epochs", "1", "--quiet"], capsys)
     assert_one_sentence(code, err, "the validation split has 1 clip(s)")  # not optuna's traceback of a trial
     assert not (tmp_path / "sweep").exists()
+
+
+VALID_IDS = [3 * i for i in range(13, 19)]  # write_root's six valid clips (ids 39 to 54)
+NO_PCC_TO_SELECT = ("so the model would predict one value for all of them and no PCC exists to select the best epoch"
+                    " on; add their features, or validate on clips that have some.")
+
+
+def test_a_valid_split_without_features_is_refused_as_nothing_can_be_selected_on_it(make_root, tmp_path: Path) -> None:
+    """Its clips all got the one prediction of no input: every epoch scored a PCC of float32 noise (or 0), and the
+    best epoch was a draw; validate called it 'ready to train'."""
+    root = make_root(missing={"vit": VALID_IDS, "wav2vec2": VALID_IDS})
+    report = validate(root, progress=False)
+    assert report.ok  # a warning: validate has no config, and train.selection: last trains on it
+    assert [p.message for p in report.problems if p.where == "valid_split"] == [
+        "none of the 6 clips of the 'valid' split has a feature file, so the model would predict one value for all of"
+        " them and no PCC exists to select the best epoch on; train refuses it under train.selection: best (the"
+        " default), so add their features, or validate on clips that have some."]
+    with pytest.raises(DataError) as caught:
+        emimic.training.run.train(root, tmp_path / "run", max_epochs=1, progress=False)
+    assert str(caught.value) == ("none of the 6 clips of the 'valid' split has any of the modalities the model reads"
+                                 f" (vit, wav2vec2), {NO_PCC_TO_SELECT}")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_model_reading_only_modalities_no_valid_clip_has_is_refused(make_root, tmp_path: Path) -> None:
+    root = make_root(missing={"vit": VALID_IDS})
+    assert validate(root, progress=False).ok  # the valid clips have wav2vec2
+    with pytest.raises(DataError, match=r"none of the 6 clips of the 'valid' split has any of the modalities the model"
+                                        r" reads \(vit\), so"):
+        emimic.training.run.train(root, tmp_path / "run", max_epochs=1, progress=False,
+                                  overrides={"model.modalities": ["vit"]})
+    last = emimic.training.run.train(root, tmp_path / "last", max_epochs=1, progress=False,  # selects nothing
+                                     overrides={"model.modalities": ["vit"], "train.selection": "last"})
+    assert last.valid.mean_pcc == 0.0  # one prediction for every clip: no PCC, scored 0
+
+
+def test_the_observed_vad_modality_does_not_count_as_a_modality_the_model_reads(make_root, tmp_path: Path) -> None:
+    """It feeds only the loss: valid clips with nothing but it got the one prediction of no input, and passed."""
+    root = make_root(dims={"vit": 8, "wav2vec2": 12, "vad": 3}, missing={"vit": VALID_IDS, "wav2vec2": VALID_IDS})
+    (root / "vad" / "_extractor.json").write_text(json.dumps({"feature_names": ["arousal", "dominance", "valence"]}))
+    with pytest.raises(DataError) as caught:  # the prior of the wav2vec2 branch observes vad
+        emimic.training.run.train(root, tmp_path / "run", max_epochs=1, progress=False,
+                                  overrides={"model.modalities": ["vit", "wav2vec2"]})
+    assert str(caught.value) == ("none of the 6 clips of the 'valid' split has any of the modalities the model reads"
+                                 f" (vit, wav2vec2), {NO_PCC_TO_SELECT}")
+
+
+def test_a_held_out_valid_share_without_features_says_to_hold_out_another(make_root, tmp_path: Path) -> None:
+    from emimic.data.holdout import hold_out
+
+    train_ids = [3 * i for i in range(1, 19)]  # write_root's train and valid clips, all in train_split.csv
+    root = make_root(train=18, valid=0, missing={"vit": [3 * i for i in range(1, 19)]})
+    held = hold_out(read_split(root / "train_split.csv"), 0.25)[1].index.tolist()
+    for clip_id in set(train_ids) - set(held):  # only the held-out clips lack vit
+        (root / "vit" / f"{clip_id:05d}.pkl").write_bytes(pickle.dumps(np.ones((3, 8), np.float32) * clip_id))
+    (root / "valid_split.csv").unlink()
+    with pytest.raises(DataError, match=rf"none of the {len(held)} clips of the 'valid' split has any of the modalities"
+                                        r" the model reads \(vit\), .*; hold out another share of train with"
+                                        r" --valid-fraction, or train a model reading a modality they have\.$"):
+        emimic.training.run.train(root, tmp_path / "run", max_epochs=1, progress=False,
+                                  overrides={"model.modalities": ["vit"], "train.valid_fraction": 0.25})
+
+
+def test_cv_with_a_fold_whose_valid_clips_lack_the_modalities_read_is_refused_before_any_fold_trains(
+        make_root, tmp_path: Path) -> None:
+    """Its refusal came when the fold's training started, after the other folds had trained."""
+    speaker = {clip_id: f"S{k % 3}" for k, clip_id in enumerate(3 * i for i in range(1, 19))}
+    root = make_root(missing={"vit": [clip_id for clip_id, name in speaker.items() if name == "S2"]})
+    for split in ("train", "valid"):
+        table = pd.read_csv(root / f"{split}_split.csv")
+        table.assign(speaker=table["Filename"].map(speaker)).to_csv(root / f"{split}_split.csv", index=False)
+    with pytest.raises(DataError, match=r"^fold \d: none of the 6 clips of the 'valid' split has any of the modalities"
+                                        r" the model reads \(vit\), .*; draw the folds with another --fold-seed, use"
+                                        r" fewer --folds, or train a model reading a modality every fold has\.$"):
+        cross_validate(root, tmp_path / "cv", folds=3, max_epochs=1, progress=False,
+                       overrides={"model.modalities": ["vit"]}, report=lambda job, result: pytest.fail(job.run))
+    assert not (tmp_path / "cv").exists()
+
+
+def test_sweep_refuses_a_valid_split_without_the_modalities_read_before_any_trial(make_root, tmp_path, capsys) -> None:
+    """It was optuna's traceback of a failed trial."""
+    root = make_root(missing={"vit": VALID_IDS})
+    (tmp_path / "cfg.yaml").write_text("model:\n  modalities: [vit]\n")
+    code, err = run_cli(["sweep", "--data", str(root), "--out", str(tmp_path / "sweep"), "--config",
+                         str(tmp_path / "cfg.yaml"), "--trials", "1", "--max-epochs", "1", "--quiet"], capsys)
+    assert_one_sentence(code, err, "none of the 6 clips of the 'valid' split has any of the modalities the model reads"
+                                   " (vit)")
+    assert not (tmp_path / "sweep").exists()

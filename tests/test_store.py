@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from emimic.cli import main
 from emimic.data import ClipDataset, FeatureStore, collate_clips, feature_statistics, open_dataset, pack
 from emimic.data.store import Float16Harm, cache_dir, cache_store_dir, default_store_dir
+from emimic.data.validate import validate
 from emimic.errors import DataError
 from emimic.io import load_array
 
@@ -104,12 +105,53 @@ def test_bad_file_aborts_pack_and_keeps_previous_store(make_root) -> None:
     assert FeatureStore.open(first.store_dir).dim("wav2vec2") == 12
 
 
-def test_wrong_width_names_the_file(make_root) -> None:
+@pytest.mark.parametrize("odd", [[30], [3], [3, 6, 60]], ids=["middle", "first", "several"])
+def test_wrong_width_names_the_odd_file(make_root, odd: list[int]) -> None:
+    """The clips of another width than most are named, even when the first clip packed is one of them (it was
+    taken as the modality's width, and the next, ordinary clip blamed)."""
     root = make_root()
-    with open(root / "vit" / "00030.pkl", "wb") as handle:
-        pickle.dump(np.ones((3, 5), np.float32), handle)
-    with pytest.raises(DataError, match=r"00030\.pkl: has feature width 5.*width 8"):
+    for clip_id in odd:
+        with open(root / "vit" / f"{clip_id:05d}.pkl", "wb") as handle:
+            pickle.dump(np.ones((3, 5), np.float32), handle)
+    with pytest.raises(DataError) as caught:
         pack(root, progress=False)
+    first, them = root / "vit" / f"{odd[0]:05d}.pkl", "them" if len(odd) > 1 else "it"
+    listed = f" (clips {', '.join(map(str, odd))} differ)" if len(odd) > 1 else ""
+    assert str(caught.value) == (
+        f"{first}: has feature width 5, but {22 - len(odd)} of the 22 clips of modality 'vit' have width 8{listed};"
+        f" extract {them} again as the others were, or delete {them} to mask {'those clips' if listed else 'the clip'}."
+    )
+
+
+def _put(path: Path, frames: np.ndarray) -> None:
+    path.write_bytes(pickle.dumps(frames))
+
+
+@pytest.mark.parametrize("broken", [pickle.dumps(np.full((3, 8), np.nan, np.float32)), b"garbage"],
+                         ids=["nan", "unreadable"])
+def test_a_later_broken_clip_does_not_hide_the_width_error(make_root, broken: bytes) -> None:
+    """The scan of the other clips' widths stopped at the first clip that failed to read, and raised its error."""
+    root = make_root()
+    _put(root / "vit" / "00003.pkl", np.ones((3, 5), np.float32))
+    (root / "vit" / "00060.pkl").write_bytes(broken)
+    with pytest.raises(DataError, match=r"00003\.pkl: has feature width 5, but 20 of the 21 clips of modality 'vit'"
+                                        r" have width 8; extract it again"):
+        pack(root, progress=False)
+
+
+def test_a_width_tie_blames_no_clip(make_root) -> None:
+    """pack blamed the clips of whichever width it met second, validate those of the width it met second in its own
+    order; pack and validate now say the same."""
+    root = make_root()
+    for clip_id in range(3, 36, 3):  # 11 of the 22 clips
+        _put(root / "vit" / f"{clip_id:05d}.pkl", np.ones((3, 5), np.float32))
+    tie = (f"{root / 'vit'}: the 22 clips of modality 'vit' differ in feature width and no width is the most common"
+           " (11 of width 5, 11 of width 8); extract the modality again so that every clip has one width.")
+    with pytest.raises(DataError) as caught:
+        pack(root, progress=False)
+    assert str(caught.value) == tie
+    assert [p.message for p in validate(root, progress=False).problems if p.where == "vit"] == [
+        tie.replace(str(root / "vit"), "vit")]
 
 
 def test_single_pickle_mapping_modality(make_root) -> None:

@@ -137,6 +137,8 @@ def as_frames(value: object, *, source: str) -> np.ndarray:
         raise DataError(f"{source}: {exc}; expected a numeric array.") from None
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
         raise DataError(f"{source}: holds {type(value).__name__} of dtype {array.dtype}, not a numeric array.")
+    if np.iscomplexobj(array):  # float32 would silently drop the imaginary part (a .npy may hold complex values)
+        raise DataError(f"{source}: holds complex values (dtype {array.dtype}); save real features (e.g. magnitudes).")
     if array.ndim == 1:
         array = array[None, :]
     elif array.ndim == 3 and array.shape[0] == 1:
@@ -148,14 +150,23 @@ def as_frames(value: object, *, source: str) -> np.ndarray:
     if array.shape[0] == 0:
         raise EmptyFeatures(f"{source}: holds no frames (shape {array.shape}).")
     if not np.isfinite(array).all():
-        bad = int((~np.isfinite(array)).sum())
-        raise DataError(f"{source}: holds {bad} NaN/Inf value(s).")
+        raise DataError(non_finite_sentence(source, ~np.isfinite(array)))
     with np.errstate(over="ignore"):  # an overflow is reported below, as one sentence
         single = array.astype(np.float32, copy=False)
     if single is not array and not np.isfinite(single).all():  # float64 values past float32's 3.4e38
         raise DataError(f"{source}: holds values up to {float(np.abs(array).max()):.3g}, beyond the float32 range"
                         " emimic computes in; rescale them.")
     return np.ascontiguousarray(single)
+
+
+def non_finite_sentence(source: str, bad: np.ndarray) -> str:
+    """What a reader says of a clip whose ``(T, D)`` mask ``bad`` marks NaN/Inf values: how many, in how many frames
+    and columns (a dropped frame fills a row, a broken feature a column) and where the first one is."""
+    frame, column = (int(index[0]) for index in np.nonzero(bad))
+    frames, columns = int(bad.any(1).sum()), int(bad.any(0).sum())
+    return (f"{source}: holds {int(bad.sum())} NaN/Inf value(s) in {frames} of {bad.shape[0]} frame(s) and {columns}"
+            f" of {bad.shape[1]} column(s) (the first at frame {frame}, column {column}, counting from 0); fix or"
+            " extract it again, or delete it to mask the clip.")
 
 
 def load_array(path: str | Path) -> np.ndarray:

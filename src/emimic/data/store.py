@@ -36,7 +36,8 @@ import shutil
 import time
 import uuid
 import warnings
-from collections.abc import Collection, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,38 +149,53 @@ def pool_frames(frames: np.ndarray) -> np.ndarray:
 Clip = tuple[int, str, np.ndarray | None, str]
 
 
-def _clips(source: ModalitySource) -> tuple[int, Iterator[Clip]]:
-    """The number of clips of a modality and an iterator of ``(clip id, file name, frames, checksum)``
-    in id order; ``frames`` is None for a file that holds zero frames (masked like a missing file)."""
+def _clips(source: ModalitySource) -> tuple[list[int], Callable[[int], Clip]]:
+    """The clip ids of a modality in id order and a reader of one clip: ``(clip id, file name, frames, checksum)``;
+    ``frames`` is None for a file that holds zero frames (masked like a missing file)."""
     if source.container is not None:
         data = source.container.read_bytes()
         checksum = hashlib.blake2b(data, digest_size=16).hexdigest()
         mapping = read_mapping(source.container)
 
-        def from_container() -> Iterator[Clip]:
-            for clip_id in sorted(mapping):
-                try:
-                    frames = as_frames(mapping[clip_id], source=_clip_source(source, "", clip_id))
-                except EmptyFeatures:
-                    frames = None
-                yield clip_id, source.container.name, frames, checksum
-
-        return len(mapping), from_container()
-
-    def from_files() -> Iterator[Clip]:
-        for clip_id in sorted(source.names):
-            path = source.path / source.names[clip_id]
+        def from_container(clip_id: int) -> Clip:
             try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise DataError(f"{path}: cannot be read ({exc.strerror}).") from None
-            try:
-                frames = decode_array(data, path.suffix, source=str(path))
+                frames = as_frames(mapping[clip_id], source=_clip_source(source, "", clip_id))
             except EmptyFeatures:
                 frames = None
-            yield clip_id, path.name, frames, hashlib.blake2b(data, digest_size=16).hexdigest()
+            return clip_id, source.container.name, frames, checksum
 
-    return len(source.names), from_files()
+        return sorted(mapping), from_container
+
+    def from_file(clip_id: int) -> Clip:
+        path = source.path / source.names[clip_id]
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise DataError(f"{path}: cannot be read ({exc.strerror}).") from None
+        try:
+            frames = decode_array(data, path.suffix, source=str(path))
+        except EmptyFeatures:
+            frames = None
+        return clip_id, path.name, frames, hashlib.blake2b(data, digest_size=16).hexdigest()
+
+    return sorted(source.names), from_file
+
+
+def _readable_widths(clip_ids: Sequence[int], read_clip: Callable[[int], Clip], advance: Callable[[], None]
+                     ) -> dict[int, int]:
+    """``{clip id: width}`` of the ``clip_ids`` that read, skipping the others: which width is the odd one decides the
+    error pack raises, and a later broken clip must not raise its own error instead (its turn comes once the widths
+    agree). ``advance`` is called once per clip, as the scan of a large corpus takes a while."""
+    widths = {}
+    for clip_id in clip_ids:
+        advance()
+        try:
+            frames = read_clip(clip_id)[2]
+        except DataError:
+            continue
+        if frames is not None:
+            widths[clip_id] = frames.shape[1]
+    return widths
 
 
 def no_frames_sentence(path: Path | str, modality: str) -> str:
@@ -194,6 +210,20 @@ def untrainable_sentence(modality: str, train_clips: int, *,
     only in valid or test would never learn, and its untrained encoder would add noise to those clips)."""
     return (f"modality {modality!r} has no file for any of the {train_clips} training clips, so no branch can learn"
             f" from it: {way_out}.")
+
+
+# What a user can do about a valid split without features, by where it comes from.
+VALID_FEATURES_WAY_OUT = "add their features, or validate on clips that have some"
+
+
+def featureless_valid_sentence(clips: int, what: str, *, where: str = "", way_out: str = VALID_FEATURES_WAY_OUT
+                               ) -> str:
+    """What ``validate`` and ``train`` say of a valid split none of whose clips has ``what`` (a feature file, or one of
+    the modalities the model reads): every clip would get the one prediction of no input, so nothing can be selected
+    (``where``: what trains on these clips, e.g. a CV fold, to begin the sentence with; ``way_out``: what the user
+    can do there)."""
+    return (f"{where}none of the {clips} clips of the 'valid' split has {what}, so the model would predict one value"
+            f" for all of them and no PCC exists to select the best epoch on; {way_out}.")
 
 
 def _check_float16_range(frames: np.ndarray, where: str) -> None:
@@ -268,32 +298,60 @@ def _clip_source(source: ModalitySource, name: str, clip_id: int) -> str:
     return str(source.path / name) if source.container is None else f"{source.container} [id {clip_id}]"
 
 
+def width_tie_sentence(where: Path | str, modality: str, widths: Mapping[int, int]) -> str | None:
+    """What ``pack`` and ``validate`` say of a modality whose clips (``widths``: clip id -> width) differ in width with
+    no width more common than every other (None when one is): neither can blame the clips of the other widths."""
+    counts = Counter(widths.values()).most_common()
+    if len(counts) < 2 or counts[0][1] > counts[1][1]:
+        return None
+    each = ", ".join(f"{count} of width {width}" for width, count in sorted(counts))
+    return (f"{where}: the {len(widths)} clips of modality {modality!r} differ in feature width and no width is the"
+            f" most common ({each}); extract the modality again so that every clip has one width.")
+
+
+def _mixed_widths(source: ModalitySource, widths: dict[int, int]) -> DataError:
+    """The refusal of a modality whose clips (``widths``: clip id -> width, in id order) differ in width, naming the
+    first clip not of the most common width, as ``validate`` judges them."""
+    tie = width_tie_sentence(source.container or source.path, source.name, widths)
+    if tie:
+        return DataError(tie)
+    common, n_common = Counter(widths.values()).most_common(1)[0]
+    odd = [clip_id for clip_id, width in widths.items() if width != common]
+    first = _clip_source(source, source.names.get(odd[0], ""), odd[0])
+    others = f" (clips {shortlist(odd)} differ)" if len(odd) > 1 else ""
+    them = "them" if len(odd) > 1 else "it"
+    return DataError(f"{first}: has feature width {widths[odd[0]]}, but {n_common} of the {len(widths)} clips of"
+                     f" modality {source.name!r} have width {common}{others}; extract {them} again as the others were,"
+                     f" or delete {them} to mask {'those clips' if len(odd) > 1 else 'the clip'}.")
+
+
 def _pack_modality(source: ModalitySource, folder: Path, dtype: str, *, progress: bool) -> dict:
     folder.mkdir(parents=True)
-    n_clips, clips = _clips(source)
+    clip_ids, read_clip = _clips(source)
+    n_clips = len(clip_ids)
     ids = np.empty(n_clips, dtype=np.int64)
     lengths = np.empty(n_clips, dtype=np.int64)
     pooled: np.ndarray | None = None
     dim: int | None = None
-    first_file = ""
     sources: list[str] = ["file,clip_id,frames,blake2b"]
     row = 0
     with open(folder / "frames.bin", "wb") as frames_out, progress_bar(progress) as bar:
         task = bar.add_task(f"pack {source.name}", total=n_clips)
-        for clip_id, name, frames, checksum in clips:
+        for position, clip_id in enumerate(clip_ids):
             bar.advance(task)
+            clip_id, name, frames, checksum = read_clip(clip_id)
             sources.append(f"{name},{clip_id},{0 if frames is None else frames.shape[0]},{checksum}")
             if frames is None:
                 continue
             if dim is None:
-                dim, first_file = frames.shape[1], name
+                dim = frames.shape[1]
                 pooled = np.empty((n_clips, 4 * dim), dtype=np.float32)
                 harm = Float16Harm(dim)
             elif frames.shape[1] != dim:
-                raise DataError(
-                    f"{_clip_source(source, name, clip_id)}: has feature width {frames.shape[1]}, but {first_file}"
-                    f" and the other clips of modality {source.name!r} have width {dim}."
-                )
+                # The first clips may be the odd ones: the others' widths decide which clips to name.
+                widths = dict.fromkeys(ids[:row].tolist(), dim) | {clip_id: frames.shape[1]}
+                widths |= _readable_widths(clip_ids[position + 1:], read_clip, lambda: bar.advance(task))
+                raise _mixed_widths(source, widths)
             assert pooled is not None
             if dtype == "float16":  # checked before the cast, which would warn of the overflow it refuses
                 _check_float16_range(frames, _clip_source(source, name, clip_id))

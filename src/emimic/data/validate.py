@@ -17,7 +17,13 @@ import pandas as pd
 
 from emimic.data.holdout import check_valid_size, resolve_valid_split
 from emimic.data.layout import SPLIT_FILES, ModalitySource, discover, read_mapping
-from emimic.data.store import no_frames_sentence, untrainable_sentence
+from emimic.data.store import (
+    VALID_FEATURES_WAY_OUT,
+    featureless_valid_sentence,
+    no_frames_sentence,
+    untrainable_sentence,
+    width_tie_sentence,
+)
 from emimic.errors import DataError, EmptyFeatures
 from emimic.io import as_frames, decode_object, read_error, to_numpy, unwrap
 from emimic.labels import (
@@ -29,6 +35,9 @@ from emimic.labels import (
     shortlist,
 )
 from emimic.progress import progress_bar
+
+# train refuses a valid split without features only when it selects an epoch on it, as it does by default.
+_SELECTION_WAY_OUT = f"train refuses it under train.selection: best (the default), so {VALID_FEATURES_WAY_OUT}"
 
 
 @dataclass(frozen=True)
@@ -93,7 +102,7 @@ def _scan_modality(source: ModalitySource, root: Path, problems: list[Problem], 
     dtypes: Counter[str] = Counter()
     if source.container is not None:
         try:
-            items = list(read_mapping(source.container).items())
+            items = sorted(read_mapping(source.container).items())  # in id order, as pack reads them
         except DataError as exc:
             problems.append(Problem("error", source.name, str(exc)))
             items = []
@@ -135,11 +144,12 @@ def _scan_modality(source: ModalitySource, root: Path, problems: list[Problem], 
     for path in source.stray:
         problems.append(Problem("warning", source.name, f"{relative(path)}: file name is not a clip id; ignored."))
     width = Counter(widths.values()).most_common(1)[0][0] if widths else None
-    for clip_id, w in widths.items():
-        if w != width:
-            problems.append(
-                Problem("error", source.name, f"{where_of[clip_id]}: feature width {w}; the modality's is {width}.")
-            )
+    tie = width_tie_sentence(relative(source.container or source.path), source.name, widths)
+    if tie:  # no clip is the odd one
+        problems.append(Problem("error", source.name, tie))
+    else:
+        problems += [Problem("error", source.name, f"{where_of[clip_id]}: feature width {w}; the modality's is"
+                             f" {width}.") for clip_id, w in widths.items() if w != width]
     return {"lengths": lengths, "width": width, "dtypes": dtypes}
 
 
@@ -222,7 +232,10 @@ def validate(root: str | Path, *, valid_fraction: float | None = None, progress:
                     if split != "test" else None)
         if constant and not (split == "valid" and len(constant_emotions(frame)) == len(EMOTIONS)):  # refused above
             problems.append(Problem("warning", f"{split}_split", constant))
-        if without:
+        if split == "valid" and without == len(frame) > 0:  # no PCC to select on; validate knows no train.selection
+            problems.append(Problem("warning", f"{split}_split",
+                                    featureless_valid_sentence(without, "a feature file", way_out=_SELECTION_WAY_OUT)))
+        elif without:
             severity = "error" if split == "train" and without == len(frame) else "warning"
             problems.append(
                 Problem(severity, f"{split}_split",

@@ -76,7 +76,13 @@ from emimic.training.jobs import (
     train_job,
 )
 from emimic.training.provenance import corpus_fingerprint, describe, labelled_splits
-from emimic.training.run import TrainResult, trainable_spec, untrainable_modalities, untrainable_settings
+from emimic.training.run import (
+    TrainResult,
+    check_valid_features,
+    trainable_spec,
+    untrainable_modalities,
+    untrainable_settings,
+)
 
 SETTINGS_FILE = "ablation.json"
 TABLE_FILE = "ablation.csv"
@@ -237,10 +243,11 @@ def generated_cells(grid: Grid, base: ExperimentConfig, modalities: Sequence[str
     return cells
 
 
-def why_skipped(cfg: ExperimentConfig, store: FeatureStore, *, cell: str, untrainable: Collection[str] = ()
-                ) -> str | None:
+def why_skipped(cfg: ExperimentConfig, store: FeatureStore, *, cell: str, untrainable: Collection[str] = (),
+                valid_ids: np.ndarray | None = None) -> str | None:
     """Why the cell's model cannot be trained on ``store`` (None: it can), whose ``untrainable`` modalities no
-    training clip has; a modality name that is no modality at all is a typo and raises."""
+    training clip has, selecting on the clips ``valid_ids`` (when given; none of them may lack every modality the
+    model reads); a modality name that is no modality at all is a typo and raises."""
     from emimic.models.emi import EMIModel  # torch: only once there is data to plan on
 
     absent = [m for m in cfg.model.modalities or [] if m not in store.modalities]
@@ -258,7 +265,10 @@ def why_skipped(cfg: ExperimentConfig, store: FeatureStore, *, cell: str, untrai
         return (f"no training clip has {', '.join(sorted(set(named.values())))}, which {' and '.join(named)}"
                 f" {'names' if len(named) == 1 else 'name'}")
     try:
-        EMIModel(trainable_spec(cfg, store, untrainable), cfg.model)
+        spec = trainable_spec(cfg, store, untrainable)
+        EMIModel(spec, cfg.model)
+        if valid_ids is not None and cfg.train.selection == "best":
+            check_valid_features(store, spec.modalities, valid_ids)
     except (ConfigError, DataError) as exc:
         return str(exc)
     return None
@@ -266,11 +276,13 @@ def why_skipped(cfg: ExperimentConfig, store: FeatureStore, *, cell: str, untrai
 
 def plan_cells(grid: Grid, store: FeatureStore, overrides: Mapping[str, Any], *,
                untrainable: Callable[[ExperimentConfig], Collection[str]] = lambda cfg: (),
+               valid_ids: Callable[[ExperimentConfig], np.ndarray] | None = None,
                has_valid_split: bool) -> list[Cell]:
     """Every cell of ``grid`` on this data (the reference first, then the written ones, then the generated ones
     whose names are not taken), each with its config or why it is skipped. ``untrainable(cfg)`` names the
     modalities no clip that ``cfg`` trains on has (its own ``train.valid_fraction`` decides which clips those are):
-    the generated cells use only the others of the base config, and a cell naming one is skipped.
+    the generated cells use only the others of the base config, and a cell naming one is skipped; so is one whose
+    modalities no clip it validates on (``valid_ids(cfg)``, when given) has.
     ``has_valid_split``: the data has a valid split, which every cell validates on (no cell may hold out a share of
     train instead)."""
     base = load_config(grid.base, overrides=overrides)
@@ -282,7 +294,8 @@ def plan_cells(grid: Grid, store: FeatureStore, overrides: Mapping[str, Any], *,
         cfg = cell_config(base, name, cell_overrides)
         if has_valid_split:
             _refuse_held_out_share(name, cfg)
-        reason = why_skipped(cfg, store, cell=name, untrainable=untrainable(cfg))
+        reason = why_skipped(cfg, store, cell=name, untrainable=untrainable(cfg),
+                             valid_ids=None if valid_ids is None else valid_ids(cfg))
         cells.append(Cell(name, cell_overrides, None if reason else cfg, reason))
     if cells[0].skipped:
         raise ConfigError(f"the reference cell {grid.reference!r} cannot run on this data: {cells[0].skipped}.")
@@ -314,8 +327,12 @@ def _refuse_other_validation_clips(cells: Sequence[Cell]) -> None:
 def untrainable_in(ds: VidmimicDataset, store: FeatureStore, cfg: ExperimentConfig) -> list[str]:
     """The modalities of ``store`` that no clip ``cfg`` trains on has (its ``train.valid_fraction`` holds out part of
     a corpus without a valid split): its model cannot learn from them."""
-    train_ids = labelled_splits(with_valid_split(ds, cfg.train.valid_fraction), ["train"])["train"][0]
-    return untrainable_modalities(store, train_ids)
+    return untrainable_modalities(store, split_ids(ds, cfg, "train"))
+
+
+def split_ids(ds: VidmimicDataset, cfg: ExperimentConfig, split: str) -> np.ndarray:
+    """The clips ``cfg`` trains or validates on (``split``): its ``train.valid_fraction`` may hold out part of train."""
+    return labelled_splits(with_valid_split(ds, cfg.train.valid_fraction), [split])[split][0]
 
 
 # ---------------------------------------------------------------- runs
@@ -487,7 +504,7 @@ def ablate(
     store = ds.store(progress=progress)  # packed once here, before any worker opens it
     base_overrides = dict(overrides or {}) | ({"train.max_epochs": max_epochs} if max_epochs is not None else {})
     cells = plan_cells(grid, store, base_overrides, untrainable=lambda cfg: untrainable_in(ds, store, cfg),
-                       has_valid_split="valid" in ds.splits)
+                       valid_ids=lambda cfg: split_ids(ds, cfg, "valid"), has_valid_split="valid" in ds.splits)
     settings = _settings(out, ds, store, seeds)
     runner = Runner(jobs, backend, ray_address, progress)  # a wrong --ray-address refuses before any write
     replace = check_folder_settings(out, SETTINGS_FILE, settings, kind="ablation", overwrite=overwrite,

@@ -76,7 +76,14 @@ from emimic.training.jobs import (
     train_job,
 )
 from emimic.training.provenance import config_name, corpus_fingerprint, describe
-from emimic.training.run import LAST_CHECKPOINT, TrainResult, check_trainable, modalities_read
+from emimic.training.run import (
+    FOLDS_WAY_OUT,
+    LAST_CHECKPOINT,
+    TrainResult,
+    check_selectable,
+    check_trainable,
+    modalities_read,
+)
 
 SETTINGS_FILE = "cv.json"
 FOLDS_FILE = "folds.csv"
@@ -365,8 +372,11 @@ def cross_validate(
         fold_of = fold_table(out, labels, meta, folds, fold_seed)
         plan = checked_run_folders(_plan(out, ds, cfg, fold_of, seeds), ds, overwrite=overwrite,
                                    refusal=_model_refusal)
-        for job in plan:  # a fold without a modality the config names would stop the command after other folds
-            check_trainable(cfg, store, np.asarray(job.fold_ids["train"]), where=view_prefix(job.view))
+        for job in plan:  # a fold the config cannot train or select on would stop the command after other folds
+            train_ids, where = np.asarray(job.fold_ids["train"]), view_prefix(job.view)
+            check_trainable(cfg, store, train_ids, where=where)
+            check_selectable(cfg, store, train_ids, np.asarray(job.fold_ids["valid"]), where=where,
+                             way_out=FOLDS_WAY_OUT)
         write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2))  # once the folds could be assigned
         results = _train_all(plan, ds, runner, report)
     oof = out_of_fold(ds, plan, labels, fold_of)

@@ -48,7 +48,12 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from emimic.config import ExperimentConfig, config_to_yaml, load_config, with_overrides
 from emimic.data import FeatureStore, VidmimicDataset, open_dataset, with_valid_split
 from emimic.data.holdout import check_valid_size
-from emimic.data.store import stale_modalities, untrainable_sentence
+from emimic.data.store import (
+    VALID_FEATURES_WAY_OUT,
+    featureless_valid_sentence,
+    stale_modalities,
+    untrainable_sentence,
+)
 from emimic.errors import ConfigError, DataError, EmimicWarning, IncompatibleRun, OutputConflict, explain_interrupt
 from emimic.io import write_text
 from emimic.labels import EMOTIONS
@@ -353,7 +358,40 @@ def requested_run(ds: VidmimicDataset, cfg: ExperimentConfig
     labelled = labelled_splits(ds)
     cfg = resolve_members(cfg, len(labelled["train"][0]))
     spec = trainable_spec(cfg, store, check_trainable(cfg, store, labelled["train"][0], where=ds.where))
+    check_selectable(cfg, store, labelled["train"][0], labelled["valid"][0], where=ds.where,
+                     way_out=valid_way_out(ds))
     return RunRecord(cfg, data_fingerprint(store, spec.inputs, labelled), str(ds.root)), spec, labelled
+
+
+# What a user can do about a valid split without the modalities the model predicts from, by where it comes from.
+HELD_OUT_WAY_OUT = ("hold out another share of train with --valid-fraction, or train a model reading a modality"
+                    " they have")
+FOLDS_WAY_OUT = ("draw the folds with another --fold-seed, use fewer --folds, or train a model reading a modality"
+                 " every fold has")
+
+
+def valid_way_out(ds: VidmimicDataset) -> str:
+    """What a user can do about a valid split of ``ds`` without features: it is a file, or a share held out of train."""
+    return VALID_FEATURES_WAY_OUT if ds.held_out_fraction is None else HELD_OUT_WAY_OUT
+
+
+def check_valid_features(store: FeatureStore, modalities: Sequence[str], valid_ids: np.ndarray, *,
+                         where: str = "", way_out: str = VALID_FEATURES_WAY_OUT) -> None:
+    """Refuse a valid split none of whose clips has any of the ``modalities`` the model predicts from (its branches:
+    the observed VAD modality feeds only the loss): every validation score would be that of one prediction for all
+    clips, and the best epoch a draw. ``way_out``: what the user can do in the command that refuses it."""
+    if not np.any([store.present(modality, valid_ids) for modality in modalities]):
+        read = f"any of the modalities the model reads ({', '.join(modalities)})"
+        raise DataError(featureless_valid_sentence(len(valid_ids), read, where=where, way_out=way_out))
+
+
+def check_selectable(cfg: ExperimentConfig, store: FeatureStore, train_ids: np.ndarray, valid_ids: np.ndarray, *,
+                     where: str = "", way_out: str = VALID_FEATURES_WAY_OUT) -> None:
+    """Refuse, before any training, a run of ``cfg`` on ``train_ids`` that would select its best epoch on
+    ``valid_ids`` none of which has a modality its model predicts from (see :func:`check_valid_features`)."""
+    if cfg.train.selection == "best":  # "last" selects nothing
+        spec = trainable_spec(cfg, store, untrainable_modalities(store, train_ids))
+        check_valid_features(store, spec.modalities, valid_ids, where=where, way_out=way_out)
 
 
 def trainable_spec(cfg: ExperimentConfig, store: FeatureStore, untrainable: Collection[str]) -> ModelSpec:

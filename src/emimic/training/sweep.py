@@ -86,7 +86,7 @@ from emimic.registry import ENCODERS, FUSIONS
 from emimic.training.history import MONITOR
 from emimic.training.jobs import Runner, holds_a_started_run, results_folder
 from emimic.training.provenance import RECORD_FILE, check_model_format, corpus_fingerprint, read_run_record
-from emimic.training.run import train
+from emimic.training.run import check_selectable, train, valid_way_out
 
 SETTINGS_FILE = "sweep.json"
 STUDY_FILE = "study.log"
@@ -434,6 +434,10 @@ def sweep(
     # refused once here, not by every trial
     check_valid_size(ds.clips("valid"), root=ds.root, fraction=ds.held_out_fraction)
     settings = _settings(out, ds, cfg, space, progress)
+    if not space.params.keys() & {"model.modalities", "train.selection"}:  # else each trial decides for itself
+        check_selectable(cfg, ds.store(progress=False), ds.clips("train").index.to_numpy(),
+                         ds.clips("valid").index.to_numpy(), where=ds.where,
+                         way_out=valid_way_out(ds))
     # The default storage is recorded relative to the folder, so a moved sweep folder still resumes.
     recorded = {**settings, "storage": storage or f"OUT/{STUDY_FILE}"}
     replace = check_folder_settings(out, SETTINGS_FILE, recorded, kind="sweep", overwrite=overwrite)
