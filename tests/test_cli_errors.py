@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import errno
 import json
 import os
@@ -16,6 +17,7 @@ import pytest
 
 from conftest import documented_commands
 from emimic.cli import main
+from emimic.cli.registry import build_parser
 from emimic.data import open_dataset, with_valid_split
 from emimic.data.validate import validate
 from emimic.errors import ConfigError, OutputPathError
@@ -163,6 +165,48 @@ def test_out_of_range_arguments(extra, words, make_root, tmp_path, capsys) -> No
     code, err = run_cli(["train", "--data", str(root), "--out", str(run), "--quiet", *extra], capsys)
     assert_one_sentence(code, err, *words)
     assert not run.exists()
+
+
+def single_value_options() -> list[tuple[str, argparse.ArgumentParser, str]]:
+    """(command, its parser, option) of every option of one value of every command: its types and choices cleared, so
+    that any two values parse."""
+    parser, _ = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    found = []
+    for name, sub in commands.items():
+        for action in sub._actions:
+            action.type, action.choices = None, None
+        found += [(name, sub, action.option_strings[0]) for action in sub._actions
+                  if isinstance(action, argparse._StoreAction) and action.option_strings and action.nargs is None]
+    return found
+
+
+def test_every_option_of_one_value_given_twice_is_refused_naming_both_values(capsys) -> None:
+    """argparse kept the last silently: `--data A ... --data B` trained on B."""
+    options = single_value_options()
+    assert {"--data", "--out", "--config", "--store", "--seed", "--run"} <= {option for _, _, option in options}
+    for name, sub, option in options:
+        with pytest.raises(SystemExit):
+            sub.parse_known_args([option, "first", option, "second"])
+        err = capsys.readouterr().err
+        assert f"argument {option}: given twice (first, then second); give it once" in err, (name, err)
+
+
+def test_a_second_seed_is_one_sentence_and_options_meant_to_gather_values_still_do(make_root, tmp_path,
+                                                                                    capsys) -> None:
+    root = make_root()
+    code, err = run_cli(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--seed", "1", "--seed", "2"],
+                        capsys)
+    assert code == 2 and err == ("emimic train: error: argument --seed: given twice (1, then 2); give it once; see"
+                                 " `emimic train --help`.\n")
+    assert not (tmp_path / "run").exists()
+    parser, _ = build_parser(["evaluate", "extract", "cv"])
+    assert parser.parse_args(["evaluate", "--run", "a", "--run", "b", "c", "--data", "d"]).run == [
+        Path("a"), Path("b"), Path("c")]
+    assert parser.parse_args(["extract", "--data", "d", "--option", "face.fps=2", "--option", "vad.x=1"]).option == [
+        "face.fps=2", "vad.x=1"]
+    cv = ["cv", "--data", "d", "--out", str(tmp_path / "cv")]
+    assert parser.parse_args([*cv, "--seeds", "0", "1", "--seeds", "2"]).seeds == [2]  # a list: as argparse does
 
 
 def test_a_seed_out_of_range_in_yaml_names_the_key(make_root, tmp_path, capsys) -> None:

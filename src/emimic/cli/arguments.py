@@ -7,21 +7,29 @@ range or path problem is caught before any work starts and nothing is half-writt
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from emimic.defaults import RUNNER_BACKENDS, SEED_MAX
 from emimic.errors import OutputPathError
 
 
-class StoreOnce(argparse.Action):
-    """Store the value of an option without a default, refusing the option given twice (argparse would keep the
-    last silently)."""
+class StoreOnce(argparse._StoreAction):
+    """Store the value of an option of one value (no ``nargs`` list), refusing the option given twice: argparse
+    would keep the last silently (``--data A ... --data B`` would train on B). :class:`OneLineParser` makes it the
+    action of every such option; lists (``nargs="+"``) are stored as argparse does, and options meant to gather
+    several values say so with ``append`` or ``extend``."""
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
                  option_string: str | None = None) -> None:
-        if getattr(namespace, self.dest) is not None:
-            parser.error(f"argument {option_string}: given twice; give it once")
-        setattr(namespace, self.dest, values)
+        assert isinstance(parser, OneLineParser), "the options given so far are kept by the parser"
+        if self.nargs in (None, argparse.OPTIONAL) and self.option_strings:
+            if self.dest in parser.given:
+                parser.error(f"argument {option_string}: given twice ({parser.given[self.dest]}, then {values});"
+                             " give it once")
+            parser.given[self.dest] = values
+        super().__call__(parser, namespace, values, option_string)
 
 
 def _integer(text: str) -> int:
@@ -86,7 +94,20 @@ def add_valid_fraction_arg(parser: argparse.ArgumentParser) -> None:
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line pointing to ``--help``, not the whole usage block."""
+    """An argument parser whose errors are one line pointing to ``--help``, not the whole usage block, and whose
+    options of one value refuse to be given twice (:class:`StoreOnce`; its subcommands' parsers are of this class
+    too, so every command refuses alike)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", None, StoreOnce)  # the action of an option that names none
+        self.register("action", "store", StoreOnce)
+        self.given: dict[str, object] = {}  # dest: value of the options of one value given in this parse
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        self.given = {}
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message.rstrip('.')}; see `{self.prog} --help`.\n")
