@@ -24,6 +24,7 @@ from emimic.cli import main
 from emimic.config import load_config
 from emimic.data import open_dataset
 from emimic.errors import ConfigError
+from emimic.labels import CONSTANT_STD
 from emimic.metrics import pcc_scores
 from emimic.models.emi import resolve_spec
 from emimic.training.datamodule import EMIDataModule
@@ -154,6 +155,22 @@ def test_the_metric_accumulated_over_batches_of_any_size_is_the_split_pcc():
     expected = pcc_scores(torch.tensor(preds, dtype=torch.float32), targets)
     np.testing.assert_allclose(synced_pcc(metric).numpy(), list(expected.values()), atol=1e-9)
     assert metric.update_count == 0  # reset for the next epoch
+
+
+def test_a_column_constant_by_the_shared_rule_scores_in_training_what_evaluate_gives_it():
+    """torchmetrics judged constancy by a rule of its own, relative to the spread: a column of predictions that
+    varied by 1e-12 scored a PCC near 1 in validation (and could be selected on), 0 in evaluate."""
+    rng = np.random.default_rng(1)
+    targets = rng.uniform(size=(40, 6))
+    preds = targets + rng.normal(scale=0.3, size=targets.shape)
+    preds[:, 1] = 0.5 + 1e-12 * targets[:, 1]  # constant by emimic's rule, yet perfectly correlated
+    preds[:, 4] = 0.5 + 1e-6 * targets[:, 4]  # a small spread, above the rule: a real correlation
+    assert preds[:, 1].std() <= CONSTANT_STD < preds[:, 4].std()
+    metric = pcc_metric()
+    update_pcc(metric, torch.tensor(preds), torch.tensor(targets))
+    scores = synced_pcc(metric).numpy()
+    assert scores[1] == 0.0 and scores[4] > 0.99
+    np.testing.assert_allclose(scores, list(pcc_scores(preds, targets).values()), atol=1e-12)
 
 
 @pytest.fixture(scope="module")

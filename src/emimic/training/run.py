@@ -68,7 +68,7 @@ from emimic.training.inference import (
     read_checkpoint,
     torch_threads,
 )
-from emimic.training.module import CONSTANT_WARNING, EMIModule, pcc_column
+from emimic.training.module import EMIModule, pcc_column
 from emimic.training.provenance import (
     CONFIG_FILE,
     RECORD_FILE,
@@ -89,7 +89,7 @@ LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 
 # Lightning's advice on worker counts and logging does not apply to in-memory pooled batches.
 _QUIET = (r".*does not have many workers.*", r".*LightningModule.*has parameters that were not used.*",
-          r".*The number of training batches.*", r".*treespec.*", r".*exists and is not empty.*", CONSTANT_WARNING,
+          r".*The number of training batches.*", r".*treespec.*", r".*exists and is not empty.*",
           r".*overridden `transfer_batch_to_device`.*")
 
 
