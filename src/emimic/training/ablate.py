@@ -331,10 +331,10 @@ def _refusal(job: AblationJob, found: list[str]) -> str:
             " --overwrite to train it again (the runs this grid can reuse are kept), or choose a new --out.")
 
 
-def _settings(out: Path, ds: VidmimicDataset, store: FeatureStore, seeds: Sequence[int]) -> dict:
+def _settings(data: str, seeds: Sequence[int]) -> dict:
     """What the folder is made with, checked against ``ablation.json`` (each cell's runs are checked by their own
     folders instead, see :func:`ablate`)."""
-    return {"data": corpus_fingerprint(ds, store, out / SETTINGS_FILE), "seeds": list(seeds)}
+    return {"data": data, "seeds": list(seeds)}
 
 
 def _grid_record(cells: Sequence[Cell]) -> dict[str, Any]:
@@ -488,10 +488,11 @@ def ablate(
     base_overrides = dict(overrides or {}) | ({"train.max_epochs": max_epochs} if max_epochs is not None else {})
     cells = plan_cells(grid, store, base_overrides, untrainable=lambda cfg: untrainable_in(ds, store, cfg),
                        has_valid_split="valid" in ds.splits)
-    settings = _settings(out, ds, store, seeds)
+    data = corpus_fingerprint(ds, store, out / SETTINGS_FILE)
     runner = Runner(jobs, backend, ray_address, progress)  # a wrong --ray-address refuses before any write
-    replace = check_folder_settings(out, SETTINGS_FILE, settings, kind="ablation", overwrite=overwrite,
-                                    any_order=["seeds"])
+    replace = check_folder_settings(out, SETTINGS_FILE, _settings(data.recorded, seeds), kind="ablation",
+                                    overwrite=overwrite, any_order=["seeds"])
+    settings = _settings(data.to_record(replaced=replace), seeds)
     with results_folder(out, replace=replace, kind="ablation"):
         # the grid may gain, drop or change cells: what binds is what the cells' run folders hold, checked here
         # before any run trains (a cell that never saved an epoch, or whose folders are gone, binds nothing)

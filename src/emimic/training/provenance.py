@@ -135,15 +135,30 @@ def labelled_splits(ds: VidmimicDataset, splits: Sequence[str] = TRAINING_SPLITS
     return labelled
 
 
-def corpus_fingerprint(ds: VidmimicDataset, store: FeatureStore, settings_file: Path) -> str:
+@dataclass(frozen=True)
+class FolderData:
+    """The data digest a folder of many runs (``cv``, ``ablate``, ``sweep``) records in its settings."""
+
+    digest: str  # this data's, as this emimic computes it
+    recorded: str  # the folder's own, when that is this data's as an earlier emimic computed it; else ``digest``
+
+    def to_record(self, *, replaced: bool) -> str:
+        """What the folder records from now on: a folder resumed keeps its own digest (its settings, and a sweep's
+        study named by them, stay the same); one ``replaced`` (``--overwrite``) starts afresh with ``digest``, as an
+        earlier emimic's covers every clip's features, and features of a test clip extracted later would make the
+        new folder refuse to resume as made with other data."""
+        return self.digest if replaced else self.recorded
+
+
+def corpus_fingerprint(ds: VidmimicDataset, store: FeatureStore, settings_file: Path) -> FolderData:
     """The digest of every modality of ``store`` and of the labels of train and valid (those present: ``cv`` folds a
     corpus without a valid split): what a folder of many runs (``cv``, ``ablate``, ``sweep``) records in
-    ``settings_file``, whichever modalities each of its runs reads. A folder that recorded this data's digest as an
-    earlier emimic computed it keeps it (its settings, and a sweep's study named by them, stay the same)."""
+    ``settings_file``, whichever modalities each of its runs reads; with the digest the folder recorded, when that is
+    of this data as an earlier emimic computed it (:meth:`FolderData.to_record` says which to record)."""
     present = [split for split in TRAINING_SPLITS if split in ds.splits]
     now = data_fingerprint(store, store.modalities, labelled_splits(ds, present))
     recorded = _recorded_setting(settings_file, "data")
-    return recorded if isinstance(recorded, str) and now.matches(recorded) else now.digest
+    return FolderData(now.digest, recorded if isinstance(recorded, str) and now.matches(recorded) else now.digest)
 
 
 def _recorded_setting(settings_file: Path, key: str) -> Any:

@@ -292,12 +292,9 @@ def run_worker(worker: Worker, ds: VidmimicDataset | None = None,
                            catch=(ConfigError,), callbacks=callbacks)
 
 
-def _settings(out: Path, ds: VidmimicDataset, cfg: ExperimentConfig, space: SearchSpace, progress: bool
-              ) -> dict[str, Any]:
+def _settings(cfg: ExperimentConfig, space: SearchSpace, data: str) -> dict[str, Any]:
     """What the study is made with: a resumed sweep must match all of it."""
-    store = ds.store(progress=progress)  # packed once here, before any worker opens it
-    return {"config": cfg.model_dump(mode="json"), "space": space.model_dump(mode="json"),
-            "data": corpus_fingerprint(ds, store, out / SETTINGS_FILE)}
+    return {"config": cfg.model_dump(mode="json"), "space": space.model_dump(mode="json"), "data": data}
 
 
 def _study_name(settings: Mapping[str, Any]) -> str:
@@ -433,13 +430,17 @@ def sweep(
     ds = with_valid_split(ds, cfg.train.valid_fraction)
     # refused once here, not by every trial
     check_valid_size(ds.clips("valid"), root=ds.root, fraction=ds.held_out_fraction)
-    settings = _settings(out, ds, cfg, space, progress)
+    store = ds.store(progress=progress)  # packed once here, before any worker opens it
+    data = corpus_fingerprint(ds, store, out / SETTINGS_FILE)
     # The default storage is recorded relative to the folder, so a moved sweep folder still resumes.
-    recorded = {**settings, "storage": storage or f"OUT/{STUDY_FILE}"}
-    replace = check_folder_settings(out, SETTINGS_FILE, recorded, kind="sweep", overwrite=overwrite)
+    storage_setting = {"storage": storage or f"OUT/{STUDY_FILE}"}
+    replace = check_folder_settings(out, SETTINGS_FILE, {**_settings(cfg, space, data.recorded), **storage_setting},
+                                    kind="sweep", overwrite=overwrite)
     if not replace and (out / SETTINGS_FILE).exists():
         replace = _outdated_trials(out, overwrite=overwrite)
     resuming = not replace and (out / SETTINGS_FILE).exists()
+    settings = _settings(cfg, space, data.to_record(replaced=replace))
+    recorded = {**settings, **storage_setting}
     storage = storage or str(out / STUDY_FILE)
     name = _study_name(settings)
     with results_folder(out, replace=replace, kind="sweep"):
