@@ -76,7 +76,13 @@ from emimic.training.jobs import (
     train_job,
 )
 from emimic.training.provenance import corpus_fingerprint, describe, labelled_splits
-from emimic.training.run import TrainResult, trainable_spec, untrainable_modalities, untrainable_settings
+from emimic.training.run import (
+    TrainResult,
+    modalities_read_by_any,
+    trainable_spec,
+    untrainable_modalities,
+    untrainable_settings,
+)
 
 SETTINGS_FILE = "ablation.json"
 TABLE_FILE = "ablation.csv"
@@ -311,6 +317,16 @@ def _refuse_other_validation_clips(cells: Sequence[Cell]) -> None:
                               " scores cannot be paired; give every cell the same train.valid_fraction.")
 
 
+def modalities_read_by(grid: Grid, overrides: Mapping[str, Any]) -> set[str] | None:
+    """The modalities some cell of ``grid`` may read, its base under ``overrides`` (``None``: every modality found,
+    when a cell reads each, or the grid makes a cell per modality of the data)."""
+    if grid.generate.modality_subsets:
+        return None
+    base = load_config(grid.base, overrides=overrides)
+    cells = [cell_config(base, name, cell) for name, cell in grid.cells.items()]
+    return modalities_read_by_any([*cells, *([base] if grid.generate.fusions else [])])  # a fusion cell: the base's
+
+
 def untrainable_in(ds: VidmimicDataset, store: FeatureStore, cfg: ExperimentConfig) -> list[str]:
     """The modalities of ``store`` that no clip ``cfg`` trains on has (its ``train.valid_fraction`` holds out part of
     a corpus without a valid split): its model cannot learn from them."""
@@ -484,8 +500,9 @@ def ablate(
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
     ds = data if isinstance(data, VidmimicDataset) else open_dataset(data)
     refuse_inside_dataset(out, ds.root)
-    store = ds.store(progress=progress)  # packed once here, before any worker opens it
     base_overrides = dict(overrides or {}) | ({"train.max_epochs": max_epochs} if max_epochs is not None else {})
+    # packed once here, before any worker opens it
+    store = ds.store(progress=progress, needed=modalities_read_by(grid, base_overrides))
     cells = plan_cells(grid, store, base_overrides, untrainable=lambda cfg: untrainable_in(ds, store, cfg),
                        has_valid_split="valid" in ds.splits)
     data = corpus_fingerprint(ds, store, out / SETTINGS_FILE)

@@ -52,6 +52,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import json
 import shlex
 from collections.abc import Callable, Iterator, Mapping
@@ -86,7 +87,7 @@ from emimic.registry import ENCODERS, FUSIONS
 from emimic.training.history import MONITOR
 from emimic.training.jobs import Runner, holds_a_started_run, results_folder
 from emimic.training.provenance import RECORD_FILE, check_model_format, corpus_fingerprint, read_run_record
-from emimic.training.run import train
+from emimic.training.run import MODALITY_SETTINGS, modalities_read_by_any, train
 
 SETTINGS_FILE = "sweep.json"
 STUDY_FILE = "study.log"
@@ -187,6 +188,18 @@ class SearchSpace(Section):
                 except ConfigError as exc:
                     detail = str(exc).removeprefix("overrides: ").rstrip(".")
                     raise ConfigError(f"{source}: params.{name} = {value!r} is no valid setting ({detail}).") from None
+
+
+    def modalities_read(self, cfg: ExperimentConfig) -> set[str] | None:
+        """The modalities a trial on ``cfg`` may read, whatever values it samples or is enqueued with (``None``:
+        every modality found): the union over every combination of the values of the settings that decide them."""
+        keys = [key for key in self.params if key in MODALITY_SETTINGS]
+        values = [[*self.params[key].values(), *(trial[key] for trial in self.enqueue if key in trial)] for key in keys]
+        trials = []
+        for combination in itertools.product(*values):
+            with contextlib.suppress(ConfigError):  # an invalid trial fails before it reads anything
+                trials.append(with_overrides(cfg, dict(zip(keys, combination, strict=True))))
+        return modalities_read_by_any(trials)
 
 
 def load_space(source: str | Path | None = None) -> SearchSpace:
@@ -430,7 +443,8 @@ def sweep(
     ds = with_valid_split(ds, cfg.train.valid_fraction)
     # refused once here, not by every trial
     check_valid_size(ds.clips("valid"), root=ds.root, fraction=ds.held_out_fraction)
-    store = ds.store(progress=progress)  # packed once here, before any worker opens it
+    # packed once here, before any worker opens it
+    store = ds.store(progress=progress, needed=space.modalities_read(cfg))
     data = corpus_fingerprint(ds, store, out / SETTINGS_FILE)
     # The default storage is recorded relative to the folder, so a moved sweep folder still resumes.
     storage_setting = {"storage": storage or f"OUT/{STUDY_FILE}"}
