@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import write_root
+from conftest import flat, write_root
 from emimic.cli import main
+from emimic.config import load_config
 from emimic.errors import ConfigError
 from emimic.labels import EMOTIONS
 from emimic.outputs import leftover_message
@@ -145,6 +146,31 @@ def test_an_ablation_of_a_corpus_without_a_valid_split_scores_the_held_out_clips
                     overrides={"train.valid_fraction": 0.3}, progress=False)
     no_ema = {s.name: s for s in result.summary}["no_ema"]
     assert no_ema.seeds == 1 and no_ema.interval is not None  # paired over the 9 clips both held out
+
+
+def test_the_command_line_holds_out_a_share_of_train_with_valid_fraction_as_train_does(tmp_path: Path, tiny_root,
+                                                                                        capsys) -> None:
+    """ablate and sweep advised --valid-fraction on a corpus without a valid split, and had no such option."""
+    root = write_root(tmp_path / "root", train=20, valid=0, dims={"vit": 6})
+    (root / "valid_split.csv").unlink()
+    options = ["--grid", str(grid_file(tmp_path, "cells:\n  paper: {}\n")), "--seeds", "0", "--max-epochs", "1",
+               "--quiet"]
+    assert main(["ablate", "--data", str(root), "--out", str(tmp_path / "ablation"), *options]) == 1
+    assert (f"{root}: no valid_split.csv, so there is nothing to select the best epoch on; add one, or pass"
+            " --valid-fraction F (e.g. 0.2) to train, validate, ablate or sweep") in flat(capsys.readouterr().err)
+    assert main(["ablate", "--data", str(root), "--out", str(tmp_path / "ablation"), "--valid-fraction", "0.25",
+                 *options]) == 0
+    assert load_config(tmp_path / "ablation" / "paper" / "seed0" / "config.yaml").train.valid_fraction == 0.25
+    capsys.readouterr()
+    unused = (f"error: {tiny_root}: has a valid_split.csv, so --valid-fraction does not apply; drop it or remove"
+              " the file.")
+    assert main(["ablate", "--data", str(tiny_root), "--out", str(tmp_path / "other"), "--valid-fraction", "0.25",
+                 *options]) == 1
+    assert flat(capsys.readouterr().err) == unused
+    assert main(["sweep", "--data", str(tiny_root), "--out", str(tmp_path / "sweep"), "--trials", "1",
+                 "--valid-fraction", "0.25", "--quiet"]) == 1
+    assert flat(capsys.readouterr().err) == unused
+    assert not (tmp_path / "other").exists() and not (tmp_path / "sweep").exists()
 
 
 def test_generated_cells_cover_every_fusion_and_the_modality_subsets_with_and_without_text(

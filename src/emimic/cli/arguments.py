@@ -85,7 +85,8 @@ def output_folder(text: str) -> Path:
 
 
 def add_valid_fraction_arg(parser: argparse.ArgumentParser) -> None:
-    """``--valid-fraction``, shared by ``train`` and ``validate`` so both judge a corpus the same way."""
+    """``--valid-fraction``, shared by ``train``, ``validate``, ``ablate`` and ``sweep`` so all judge a corpus the
+    same way."""
     parser.add_argument(
         "--valid-fraction", type=fraction, default=None, metavar="F",
         help="when the corpus has no valid_split.csv, hold out this share of train for validation, at least 2"

@@ -56,7 +56,7 @@ from pydantic import Field, ValidationError, field_validator
 from emimic.config import ExperimentConfig, Section, explain, load_config, read_yaml_mapping, with_overrides
 from emimic.data import FeatureStore, VidmimicDataset, open_dataset
 from emimic.data.dataset import with_valid_split
-from emimic.data.holdout import VALID_FILE
+from emimic.data.holdout import VALID_FILE, refuse_unused_fraction
 from emimic.data.simulate import AUDIO_DIR, FACE_DIR, TEXT_EMB_DIR
 from emimic.defaults import ABLATION_BASE, ABLATION_MAX_EPOCHS, preset_dir
 from emimic.errors import ConfigError, DataError
@@ -481,6 +481,7 @@ def ablate(
     seeds: Sequence[int] = (0, 1, 2),
     max_epochs: int | None = ABLATION_MAX_EPOCHS,
     overrides: Mapping[str, object] | None = None,
+    valid_fraction: float | None = None,
     jobs: int = 1,
     backend: Backend = "local",
     ray_address: str | None = None,
@@ -490,8 +491,9 @@ def ablate(
 ) -> AblationResult:
     """Train every cell of ``grid`` (default: the packaged default grid) with every seed into ``out``.
 
-    ``max_epochs`` (default 10, as for ``emimic ablate``; None: the base config's own) and ``overrides`` apply to
-    the base of every cell, under the cell's own overrides. ``jobs`` runs train at once (local
+    ``max_epochs`` (default 10, as for ``emimic ablate``; None: the base config's own), ``valid_fraction`` (the
+    share of train every cell holds out for validation on a corpus without a valid split, as ``train`` does) and
+    ``overrides`` apply to the base of every cell, under the cell's own overrides. ``jobs`` runs train at once (local
     processes, or Ray tasks with ``backend="ray"``). ``overwrite`` replaces a folder made with other data or seeds,
     else only the runs that the cells cannot reuse. ``report(job, result)`` is called as each run finishes."""
     out = Path(out)
@@ -500,7 +502,9 @@ def ablate(
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
     ds = data if isinstance(data, VidmimicDataset) else open_dataset(data)
     refuse_inside_dataset(out, ds.root)
-    base_overrides = dict(overrides or {}) | ({"train.max_epochs": max_epochs} if max_epochs is not None else {})
+    refuse_unused_fraction(ds.splits, valid_fraction, root=ds.root)
+    given = {"train.max_epochs": max_epochs, "train.valid_fraction": valid_fraction}
+    base_overrides = dict(overrides or {}) | {key: value for key, value in given.items() if value is not None}
     # packed once here, before any worker opens it
     store = ds.store(progress=progress, needed=modalities_read_by(grid, base_overrides))
     cells = plan_cells(grid, store, base_overrides, untrainable=lambda cfg: untrainable_in(ds, store, cfg),

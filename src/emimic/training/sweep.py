@@ -420,6 +420,7 @@ def sweep(
     space: SearchSpace | str | Path | None = None,
     max_epochs: int | None = None,
     seed: int | None = None,
+    valid_fraction: float | None = None,
     storage: str | None = None,
     jobs: int = 1,
     overwrite: bool = False,
@@ -428,14 +429,16 @@ def sweep(
 ) -> SweepResult:
     """Search ``space`` around ``config`` (default: the default preset) on ``data`` until the study in ``out``
     holds ``trials`` finished trials; ``report(trial)`` is called as each trial finishes (in the process that ran
-    it). A folder made with other settings is refused unless ``overwrite``, which replaces it once a trial of the
-    new sweep saved an epoch."""
+    it). ``max_epochs``, ``seed`` and ``valid_fraction`` (the share of train held out for validation on a corpus
+    without a valid split, as ``train`` holds it out) override the config's. A folder made with other settings is
+    refused unless ``overwrite``, which replaces it once a trial of the new sweep saved an epoch."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # trials are reported through ``report``
     out = Path(out)
     warn_leftovers(out)
     ds = data if isinstance(data, VidmimicDataset) else open_dataset(data)
     refuse_inside_dataset(out, ds.root)
-    overrides = {key: value for key, value in (("train.max_epochs", max_epochs), ("seed", seed)) if value is not None}
+    given = {"train.max_epochs": max_epochs, "seed": seed, "train.valid_fraction": valid_fraction}
+    overrides = {key: value for key, value in given.items() if value is not None}
     cfg = with_overrides(config if isinstance(config, ExperimentConfig) else load_config(config), overrides)
     space_source = "search space" if isinstance(space, SearchSpace) else str(space or DEFAULT_SPACE)
     space = space if isinstance(space, SearchSpace) else load_space(space)
