@@ -173,6 +173,18 @@ def test_a_column_constant_by_the_shared_rule_scores_in_training_what_evaluate_g
     np.testing.assert_allclose(scores, list(pcc_scores(preds, targets).values()), atol=1e-12)
 
 
+def test_a_column_with_a_non_finite_prediction_scores_0_not_the_pcc_of_its_other_clips():
+    """A diverging model is never selected on the clips it still predicts (evaluate refuses its predictions)."""
+    rng = np.random.default_rng(2)
+    targets = rng.uniform(size=(20, 6))
+    preds = targets + rng.normal(scale=0.1, size=targets.shape)
+    preds[3, 2] = np.nan
+    metric = pcc_metric()
+    update_pcc(metric, torch.tensor(preds), torch.tensor(targets))
+    scores = synced_pcc(metric).numpy()
+    assert scores[2] == 0.0 and (np.delete(scores, 2) > 0.8).all()
+
+
 @pytest.fixture(scope="module")
 def datamodule_parts(tmp_path_factory):
     from conftest import write_root

@@ -31,8 +31,9 @@ from emimic.training.losses import EMILoss
 class SplitPCC(Metric):
     """Per-emotion Pearson correlation over every clip seen, by :func:`emimic.metrics.pearson_per_dimension`: the
     score ``evaluate`` reports, so a column constant by its rule (:data:`emimic.labels.CONSTANT_STD`) scores 0 here
-    too (torchmetrics' ``PearsonCorrCoef`` judged constancy by a rule of its own, relative to the spread). The clips'
-    predictions and labels are kept, and gathered from every process on ``compute``."""
+    too (torchmetrics' ``PearsonCorrCoef`` judged constancy by a rule of its own, relative to the spread); a column
+    with a non-finite prediction scores 0. The clips' predictions and labels are kept, and gathered from every
+    process on ``compute``."""
 
     full_state_update = False
 
@@ -47,7 +48,10 @@ class SplitPCC(Metric):
 
     def compute(self) -> Tensor:
         preds, targets = dim_zero_cat(self.preds), dim_zero_cat(self.targets)
-        return torch.as_tensor(pearson_per_dimension(preds, targets), device=preds.device)
+        scores = torch.as_tensor(pearson_per_dimension(preds, targets), device=preds.device)
+        # a column with a NaN/Inf prediction scores 0, not the PCC of its other clips: a diverging model must not be
+        # selected (evaluate refuses such predictions rather than scoring them)
+        return torch.where(torch.isfinite(preds).all(dim=0), scores, torch.zeros_like(scores))
 
 
 def pcc_metric() -> SplitPCC:
