@@ -20,6 +20,7 @@ from emimic.registry import FUSIONS
 from emimic.training.ablate import (
     TABLE_FILE,
     Grid,
+    GridConfigs,
     ablate,
     generated_cells,
     is_within_noise,
@@ -79,9 +80,9 @@ def test_a_wrong_grid_is_one_sentence_naming_the_key(tmp_path: Path, text: str, 
 def test_a_mistyped_modality_is_refused_and_an_absent_one_skips_its_cell(tmp_path: Path, tiny_store) -> None:
     typo = load_grid(grid_file(tmp_path, "cells:\n  paper: {}\n  v: {model.modalities: [vti]}\n"))
     with pytest.raises(ConfigError, match=r"cell 'v': unknown modality 'vti' \(did you mean 'vit'\?\)"):
-        plan_cells(typo, tiny_store, {}, has_valid_split=True)
+        plan_cells(typo, tiny_store, GridConfigs.of(typo, {}), has_valid_split=True)
     absent = load_grid(grid_file(tmp_path, "cells:\n  paper: {}\n  e: {model.modalities: [egemaps, vit]}\n"))
-    paper, egemaps = plan_cells(absent, tiny_store, {}, has_valid_split=True)
+    paper, egemaps = plan_cells(absent, tiny_store, GridConfigs.of(absent, {}), has_valid_split=True)
     assert paper.config is not None and paper.skipped is None
     assert egemaps.config is None and egemaps.skipped.startswith("the data has no egemaps (it has text_emb, vit,")
 
@@ -91,7 +92,7 @@ def test_a_modality_no_training_clip_has_makes_no_subset_and_skips_the_cell_that
     """A generated cell of it used to fail the whole ablation midway, as train refuses to name it."""
     grid = load_grid(grid_file(tmp_path, "cells:\n  paper: {}\n  v: {model.modalities: [vit]}\n"
                                          "generate: {modality_subsets: true}\n"))
-    cells = {c.name: c for c in plan_cells(grid, tiny_store, {}, untrainable=lambda cfg: ["vit"],
+    cells = {c.name: c for c in plan_cells(grid, tiny_store, GridConfigs.of(grid, {}), untrainable=lambda cfg: ["vit"],
                                            has_valid_split=True)}
     assert not [name for name in cells if "vit" in name.split("=")[-1].split("+")]
     assert cells["v"].skipped == "no training clip has vit, which model.modalities names"
@@ -113,7 +114,7 @@ def test_a_cell_holding_out_another_valid_share_is_planned_on_the_clips_it_train
     store = ds.store(progress=False)
     grid = load_grid(grid_file(tmp_path, "cells:\n  paper: {model.modalities: [vit, egemaps]}\n"
                                          "  half: {model.modalities: [vit, egemaps], train.valid_fraction: 0.5}\n"))
-    cells = {c.name: c for c in plan_cells(grid, store, {"train.valid_fraction": 0.2},
+    cells = {c.name: c for c in plan_cells(grid, store, GridConfigs.of(grid, {"train.valid_fraction": 0.2}),
                                            untrainable=lambda cfg: untrainable_in(ds, store, cfg),
                                            has_valid_split=False)}
     assert cells["paper"].config is not None
@@ -125,7 +126,7 @@ def test_a_cell_validating_on_other_clips_than_the_reference_is_refused(tmp_path
     grid = load_grid(grid_file(tmp_path, "cells:\n  paper: {}\n  half: {train.valid_fraction: 0.5}\n"))
     with pytest.raises(ConfigError, match=r"cell 'half' validates on other clips than the reference cell 'paper'"
                                           r" \(train.valid_fraction 0.5, not 0.2\), so their scores cannot be paired"):
-        plan_cells(grid, tiny_store, {"train.valid_fraction": 0.2}, has_valid_split=False)
+        plan_cells(grid, tiny_store, GridConfigs.of(grid, {"train.valid_fraction": 0.2}), has_valid_split=False)
 
 
 def test_a_cell_holding_out_a_share_of_train_beside_a_valid_split_is_refused(tmp_path: Path, tiny_root) -> None:

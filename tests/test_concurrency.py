@@ -495,6 +495,12 @@ def test_ablate_and_sweep_beside_an_extract_of_a_modality_none_of_their_runs_rea
         sweep(root, tmp_path / "sweep", trials=2, config=config, space=SearchSpace.model_validate({"params": observed}),
               max_epochs=1, progress=False, overwrite=True)
     ended_well(first)
+    # the finished extract is packed now: the folders, whose runs do not read it, resume (they were refused as made
+    # with other data, their digest covering every modality)
+    ablate(root, tmp_path / "ablation", grid=Grid(base="default", reference="other", cells={"other": other}),
+           **options)
+    sweep(root, tmp_path / "sweep", trials=1, config=config, space=SearchSpace.model_validate({"params": rate}),
+          max_epochs=1, progress=False)
 
 
 def test_a_pack_while_an_extract_writes_a_modality_is_refused_at_once(root: Path, held: Hold) -> None:

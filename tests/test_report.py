@@ -231,7 +231,7 @@ def test_a_run_and_a_cv_folder_recorded_before_content_of_keep_working_until_a_c
 
     def folder_check() -> bool:
         return check_folder_settings(folder, "cv.json",
-                                     {"data": corpus_fingerprint(ds, store, folder / "cv.json").recorded},
+                                     {"data": corpus_fingerprint(ds, store, folder / "cv.json", needed=None).recorded},
                                      kind="CV", overwrite=False)
 
     assert main(["report", str(run)]) == 0, capsys.readouterr().err
@@ -281,6 +281,21 @@ def test_a_folder_of_an_earlier_emimic_replaced_records_the_data_afresh(command,
     assert json.loads((out / settings_file).read_text(encoding="utf-8"))["data"] == now.digest
     shutil.copy(root / "vit" / "00099.pkl", root / "vit" / "00102.pkl")  # a test clip's features, extracted later
     make(root, out, other=True)  # resumed
+
+
+def test_a_folder_recorded_with_every_modality_resumes_on_the_same_data_when_its_runs_read_fewer(make_root) -> None:
+    """A folder's digest covers only the modalities its runs read; one recorded before, of every modality (with or
+    without the content_of mark), is still this data's."""
+    root = make_root(train=6, valid=4, dims={"vit": 4, "wav2vec2": 3})
+    ds = open_dataset(root)
+    store = ds.store(progress=False)
+    whole = data_fingerprint(store, store.modalities, labelled_splits(ds))
+    settings = root.parent / "ablation.json"
+    for recorded in (whole.digest, as_recorded_before_content_of(whole, store)[1]):
+        settings.write_text(json.dumps({"data": recorded}), encoding="utf-8")
+        folder = corpus_fingerprint(ds, store, settings, needed={"vit"})
+        assert folder.recorded == recorded
+        assert folder.digest == data_fingerprint(store, ["vit"], labelled_splits(ds)).digest != recorded
 
 
 def test_evaluate_test_split_with_labels_file_and_per_clip_predictions(runs, corpus, tmp_path, capsys):

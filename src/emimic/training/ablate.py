@@ -135,6 +135,22 @@ class Cell:
 
 
 @dataclass(frozen=True)
+class GridConfigs:
+    """The configs of a grid's base and of its written cells (the reference first), built once for what ``ablate``
+    packs (:func:`modalities_read_by`) and for its plan (:func:`plan_cells`)."""
+
+    base: ExperimentConfig
+    written: dict[str, ExperimentConfig]
+
+    @classmethod
+    def of(cls, grid: Grid, overrides: Mapping[str, Any]) -> GridConfigs:
+        """The base of ``grid`` under ``overrides``, and each written cell's config on it."""
+        base = load_config(grid.base, overrides=overrides)
+        cells = {grid.reference: grid.cells[grid.reference], **grid.cells}
+        return cls(base, {name: cell_config(base, name, cell) for name, cell in cells.items()})
+
+
+@dataclass(frozen=True)
 class AblationJob(TrainJob):
     """One (cell, seed) to train."""
 
@@ -270,7 +286,7 @@ def why_skipped(cfg: ExperimentConfig, store: FeatureStore, *, cell: str, untrai
     return None
 
 
-def plan_cells(grid: Grid, store: FeatureStore, overrides: Mapping[str, Any], *,
+def plan_cells(grid: Grid, store: FeatureStore, configs: GridConfigs, *,
                untrainable: Callable[[ExperimentConfig], Collection[str]] = lambda cfg: (),
                has_valid_split: bool) -> list[Cell]:
     """Every cell of ``grid`` on this data (the reference first, then the written ones, then the generated ones
@@ -279,13 +295,13 @@ def plan_cells(grid: Grid, store: FeatureStore, overrides: Mapping[str, Any], *,
     the generated cells use only the others of the base config, and a cell naming one is skipped.
     ``has_valid_split``: the data has a valid split, which every cell validates on (no cell may hold out a share of
     train instead)."""
-    base = load_config(grid.base, overrides=overrides)
-    written = {grid.reference: grid.cells[grid.reference], **grid.cells}
-    cells = []
+    base = configs.base
     untrainable_in_base = untrainable(base)
     generated = generated_cells(grid, base, [m for m in store.modalities if m not in untrainable_in_base])
-    for name, cell_overrides in {**written, **{n: o for n, o in generated.items() if n not in written}}.items():
-        cfg = cell_config(base, name, cell_overrides)
+    planned = {name: (grid.cells[name], cfg) for name, cfg in configs.written.items()}
+    planned |= {name: (cell, cell_config(base, name, cell)) for name, cell in generated.items() if name not in planned}
+    cells = []
+    for name, (cell_overrides, cfg) in planned.items():
         if has_valid_split:
             _refuse_held_out_share(name, cfg)
         reason = why_skipped(cfg, store, cell=name, untrainable=untrainable(cfg))
@@ -317,14 +333,13 @@ def _refuse_other_validation_clips(cells: Sequence[Cell]) -> None:
                               " scores cannot be paired; give every cell the same train.valid_fraction.")
 
 
-def modalities_read_by(grid: Grid, overrides: Mapping[str, Any]) -> set[str] | None:
-    """The modalities some cell of ``grid`` may read, its base under ``overrides`` (``None``: every modality found,
-    when a cell reads each, or the grid makes a cell per modality of the data)."""
+def modalities_read_by(grid: Grid, configs: GridConfigs) -> set[str] | None:
+    """The modalities some cell of ``grid`` may read (``None``: every modality found, when a cell reads each, or the
+    grid makes a cell per modality of the data)."""
     if grid.generate.modality_subsets:
         return None
-    base = load_config(grid.base, overrides=overrides)
-    cells = [cell_config(base, name, cell) for name, cell in grid.cells.items()]
-    return modalities_read_by_any([*cells, *([base] if grid.generate.fusions else [])])  # a fusion cell: the base's
+    fusion_cells = [configs.base] if grid.generate.fusions else []  # a fusion cell reads the base's modalities
+    return modalities_read_by_any([*configs.written.values(), *fusion_cells])
 
 
 def untrainable_in(ds: VidmimicDataset, store: FeatureStore, cfg: ExperimentConfig) -> list[str]:
@@ -506,10 +521,12 @@ def ablate(
     given = {"train.max_epochs": max_epochs, "train.valid_fraction": valid_fraction}
     base_overrides = dict(overrides or {}) | {key: value for key, value in given.items() if value is not None}
     # packed once here, before any worker opens it
-    store = ds.store(progress=progress, needed=modalities_read_by(grid, base_overrides))
-    cells = plan_cells(grid, store, base_overrides, untrainable=lambda cfg: untrainable_in(ds, store, cfg),
+    configs = GridConfigs.of(grid, base_overrides)
+    needed = modalities_read_by(grid, configs)
+    store = ds.store(progress=progress, needed=needed)
+    cells = plan_cells(grid, store, configs, untrainable=lambda cfg: untrainable_in(ds, store, cfg),
                        has_valid_split="valid" in ds.splits)
-    data = corpus_fingerprint(ds, store, out / SETTINGS_FILE)
+    data = corpus_fingerprint(ds, store, out / SETTINGS_FILE, needed=needed)
     runner = Runner(jobs, backend, ray_address, progress)  # a wrong --ray-address refuses before any write
     replace = check_folder_settings(out, SETTINGS_FILE, _settings(data.recorded, seeds), kind="ablation",
                                     overwrite=overwrite, any_order=["seeds"])

@@ -352,8 +352,9 @@ def cross_validate(
     # resolved once, for the clips a fold model trains on: every fold, seed and refit model has as many members
     cfg = resolve_members(cfg, len(labels) * (folds - 1) // folds)
     column = group_column(meta)
-    store = ds.store(progress=progress, needed=modalities_read(cfg))  # packed once here, before any worker opens it
-    data = corpus_fingerprint(ds, store, out / SETTINGS_FILE)
+    needed = modalities_read(cfg)
+    store = ds.store(progress=progress, needed=needed)  # packed once here, before any worker opens it
+    data = corpus_fingerprint(ds, store, out / SETTINGS_FILE, needed=needed)
     settings = {"folds": folds, "fold_seed": fold_seed, "group_column": column,
                 "config": cfg.model_dump(mode="json", exclude={"seed"}), "data": data.recorded}
     runner = Runner(jobs, backend, ray_address, progress)  # a wrong --ray-address refuses before any write

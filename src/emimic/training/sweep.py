@@ -447,8 +447,9 @@ def sweep(
     # refused once here, not by every trial
     check_valid_size(ds.clips("valid"), root=ds.root, fraction=ds.held_out_fraction)
     # packed once here, before any worker opens it
-    store = ds.store(progress=progress, needed=space.modalities_read(cfg))
-    data = corpus_fingerprint(ds, store, out / SETTINGS_FILE)
+    needed = space.modalities_read(cfg)
+    store = ds.store(progress=progress, needed=needed)
+    data = corpus_fingerprint(ds, store, out / SETTINGS_FILE, needed=needed)
     # The default storage is recorded relative to the folder, so a moved sweep folder still resumes.
     storage_setting = {"storage": storage or f"OUT/{STUDY_FILE}"}
     replace = check_folder_settings(out, SETTINGS_FILE, {**_settings(cfg, space, data.recorded), **storage_setting},
