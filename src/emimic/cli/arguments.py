@@ -14,22 +14,59 @@ from typing import Any
 from emimic.defaults import RUNNER_BACKENDS, SEED_MAX
 from emimic.errors import OutputPathError
 
+# The namespace attribute that holds, during a parse, how each option given so far was written (per dest).
+_GIVEN = "_emimic_options_given"
 
-class StoreOnce(argparse._StoreAction):
-    """Store the value of an option of one value (no ``nargs`` list), refusing the option given twice: argparse
-    would keep the last silently (``--data A ... --data B`` would train on B). :class:`OneLineParser` makes it the
-    action of every such option; lists (``nargs="+"``) are stored as argparse does, and options meant to gather
-    several values say so with ``append`` or ``extend``."""
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+class _GivenOnce(argparse.Action):
+    """Refuses an option given twice, naming both values (both spellings of a switch): argparse would keep the last
+    silently (``--data A ... --data B`` would train on B, ``--seeds 0 1 2 --seeds 3`` train seed 3 only). Options
+    sharing a dest count as one (``--transcripts-only`` then ``--no-transcripts-only``). Mixed into every action of
+    :class:`OneLineParser` but the ones meant to gather values (``append``, ``extend``). What was given is kept in
+    the namespace being filled, so it works on any parser, for one parse; :class:`OneLineParser` drops it after."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
-        assert isinstance(parser, OneLineParser), "the options given so far are kept by the parser"
-        if self.nargs in (None, argparse.OPTIONAL) and self.option_strings:
-            if self.dest in parser.given:
-                parser.error(f"argument {option_string}: given twice ({parser.given[self.dest]}, then {values});"
-                             " give it once")
-            parser.given[self.dest] = values
-        super().__call__(parser, namespace, values, option_string)
+        if option_string is not None:
+            given: dict[str, str] = vars(namespace).setdefault(_GIVEN, {})
+            shown = option_string if self.nargs == 0 else _shown(values)
+            if self.dest in given:
+                parser.error(f"argument {option_string}: given twice ({given[self.dest]}, then {shown}); give it once")
+            given[self.dest] = shown
+        super().__call__(parser, namespace, values, option_string)  # type: ignore[misc]
+
+
+def _shown(values: Any) -> str:
+    """An option's values as written on the command line: a list as its words."""
+    return " ".join(map(str, values)) if isinstance(values, list) else str(values)
+
+
+class StoreOnce(_GivenOnce, argparse._StoreAction):
+    pass
+
+
+class StoreConstOnce(_GivenOnce, argparse._StoreConstAction):
+    pass
+
+
+class StoreTrueOnce(_GivenOnce, argparse._StoreTrueAction):
+    pass
+
+
+class StoreFalseOnce(_GivenOnce, argparse._StoreFalseAction):
+    pass
+
+
+class BooleanOptionalOnce(_GivenOnce, argparse.BooleanOptionalAction):
+    pass
+
+
+# Each action argparse would let a second use overwrite, and the one refusing it instead (an action given as a class,
+# ``action=argparse.BooleanOptionalAction``, is looked up by the class).
+_ONCE_ACTIONS: dict[object, type[argparse.Action]] = {
+    None: StoreOnce, "store": StoreOnce, "store_const": StoreConstOnce, "store_true": StoreTrueOnce,
+    "store_false": StoreFalseOnce, argparse.BooleanOptionalAction: BooleanOptionalOnce,
+}
 
 
 def _integer(text: str) -> int:
@@ -96,19 +133,19 @@ def add_valid_fraction_arg(parser: argparse.ArgumentParser) -> None:
 
 class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose errors are one line pointing to ``--help``, not the whole usage block, and whose
-    options of one value refuse to be given twice (:class:`StoreOnce`; its subcommands' parsers are of this class
-    too, so every command refuses alike)."""
+    options refuse to be given twice, but those meant to gather values (:class:`_GivenOnce`; its subcommands' parsers
+    are of this class too, so every command refuses alike)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.register("action", None, StoreOnce)  # the action of an option that names none
-        self.register("action", "store", StoreOnce)
-        self.given: dict[str, object] = {}  # dest: value of the options of one value given in this parse
+        for action, once in _ONCE_ACTIONS.items():
+            self.register("action", action, once)
 
     def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
                          namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
-        self.given = {}
-        return super().parse_known_args(args, namespace)
+        parsed, rest = super().parse_known_args(args, namespace)
+        vars(parsed).pop(_GIVEN, None)  # the options given: a record of this parse, not an option
+        return parsed, rest
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message.rstrip('.')}; see `{self.prog} --help`.\n")
