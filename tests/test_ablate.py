@@ -162,16 +162,22 @@ def test_the_command_line_holds_out_a_share_of_train_with_valid_fraction_as_trai
     assert main(["ablate", "--data", str(root), "--out", str(tmp_path / "ablation"), "--valid-fraction", "0.25",
                  *options]) == 0
     assert load_config(tmp_path / "ablation" / "paper" / "seed0" / "config.yaml").train.valid_fraction == 0.25
-    capsys.readouterr()
+    held_out = "25 % of train held out (train.valid_fraction 0.25)"  # said 'validation split', which it lacks
+    assert f"Ablation (1 seed(s), {held_out}): {tmp_path / 'ablation'}" in flat(capsys.readouterr().out)
+    assert f"), {held_out}; cells of the base config" in (tmp_path / "ablation" / "ablation.md").read_text()
+    assert main(["sweep", "--data", str(root), "--out", str(tmp_path / "sweep"), "--trials", "1", "--max-epochs", "1",
+                 "--valid-fraction", "0.25", "--quiet"]) == 0
+    assert f"best first; validation on {held_out}" in flat(capsys.readouterr().out)
+    assert load_config(tmp_path / "sweep" / "best.yaml").description.endswith(f"on {held_out}.")
     unused = (f"error: {tiny_root}: has a valid_split.csv, so --valid-fraction does not apply; drop it or remove"
               " the file.")
     assert main(["ablate", "--data", str(tiny_root), "--out", str(tmp_path / "other"), "--valid-fraction", "0.25",
                  *options]) == 1
     assert flat(capsys.readouterr().err) == unused
-    assert main(["sweep", "--data", str(tiny_root), "--out", str(tmp_path / "sweep"), "--trials", "1",
+    assert main(["sweep", "--data", str(tiny_root), "--out", str(tmp_path / "sweep-other"), "--trials", "1",
                  "--valid-fraction", "0.25", "--quiet"]) == 1
     assert flat(capsys.readouterr().err) == unused
-    assert not (tmp_path / "other").exists() and not (tmp_path / "sweep").exists()
+    assert not (tmp_path / "other").exists() and not (tmp_path / "sweep-other").exists()
 
 
 def test_generated_cells_cover_every_fusion_and_the_modality_subsets_with_and_without_text(

@@ -21,7 +21,7 @@ def summary_tables(result: AblationResult) -> tuple[Table, Table]:
     """The comparison with the reference cell, and the per-dimension PCCs (two tables, so each fits a terminal)."""
     from emimic.training.ablate import COMPARISON_COLUMNS, SUMMARY_HEADER, summary_rows
 
-    title = f"Ablation ({len(result.seeds)} seed(s), validation split): {result.out}"
+    title = f"Ablation ({len(result.seeds)} seed(s), {result.validated_on}): {result.out}"
     comparison = Table(title=title, title_justify="left")
     dimensions = Table(title="Per-dimension validation PCC, mean ± std over seeds", title_justify="left")
     dimensions.add_column(SUMMARY_HEADER[0])

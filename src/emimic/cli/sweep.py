@@ -83,7 +83,7 @@ def sweep_command(parser: argparse.ArgumentParser) -> Handler:
                        storage=args.storage, jobs=args.jobs, overwrite=args.overwrite, progress=not args.quiet,
                        report=None if args.quiet else trial_line)
         out.print(trials_table(result.table, f"Sweep {result.out}: {len(result.table)} trials ({result.ran} run now),"
-                                             " best first"))
+                                             f" best first; validation on {result.validated_on}"))
         if result.best_config is None:
             out.print("no trial completed, so there is no best config yet; see the states above.")
             return 1

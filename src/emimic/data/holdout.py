@@ -80,6 +80,14 @@ def hold_out(train: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, pd.Dat
     return train[~held], train[held]
 
 
+def validation_clips(fraction: float | None) -> str:
+    """The clips a model validates on, in words for a title or a report: the valid split, or the share of train
+    held out (``train.valid_fraction``)."""
+    if fraction is None:
+        return "the validation split"
+    return f"{fraction * 100:g} % of train held out (train.valid_fraction {fraction})"
+
+
 def refuse_unused_fraction(splits: Mapping[str, pd.DataFrame], fraction: float | None, *, root: Path) -> None:
     """Refuse a ``fraction`` to hold out beside a valid split, which is what a model validates on."""
     if "valid" in splits and fraction is not None:

@@ -56,7 +56,7 @@ from pydantic import Field, ValidationError, field_validator
 from emimic.config import ExperimentConfig, Section, explain, load_config, read_yaml_mapping, with_overrides
 from emimic.data import FeatureStore, VidmimicDataset, open_dataset
 from emimic.data.dataset import with_valid_split
-from emimic.data.holdout import VALID_FILE, refuse_unused_fraction
+from emimic.data.holdout import VALID_FILE, refuse_unused_fraction, validation_clips
 from emimic.data.simulate import AUDIO_DIR, FACE_DIR, TEXT_EMB_DIR
 from emimic.defaults import ABLATION_BASE, ABLATION_MAX_EPOCHS, preset_dir
 from emimic.errors import ConfigError, DataError
@@ -193,6 +193,12 @@ class AblationResult:
     summary: list[CellSummary]
     table: pd.DataFrame  # ablation.csv
     skipped: dict[str, str] = field(default_factory=dict)
+    valid_fraction: float | None = None  # the share of train every cell held out for validation, if any
+
+    @property
+    def validated_on(self) -> str:
+        """The clips every cell was scored on, in words."""
+        return validation_clips(self.valid_fraction)
 
 
 # ---------------------------------------------------------------- the grid
@@ -470,7 +476,7 @@ def markdown(result: AblationResult, ds: VidmimicDataset, settings: Mapping[str,
              max_epochs: int | None) -> str:
     epochs = f", at most {max_epochs} epochs unless a cell sets its own" if max_epochs is not None else ""
     lines = [f"# Ablation: {result.out}", "",
-             f"Data `{ds.root}` (fingerprint {settings['data']}), validation split; cells of the base config"
+             f"Data `{ds.root}` (fingerprint {settings['data']}), {result.validated_on}; cells of the base config"
              f" `{base}`{epochs} (each cell's resolved config: {SETTINGS_FILE}); seeds {result.seeds}; reference"
              f" cell `{result.reference}`.", "",
              "| " + " | ".join(SUMMARY_HEADER) + " |", "|" + "---|" * len(SUMMARY_HEADER)]
@@ -546,6 +552,7 @@ def ablate(
     scores = table[table["status"] != "skipped"]
     summary = summarise(scores, grid.reference, seed_averaged_bootstrap(out, ds, cells, seeds))
     result = AblationResult(out, seeds, grid.reference, summary, table,
-                            {c.name: c.skipped for c in cells if c.skipped})
+                            {c.name: c.skipped for c in cells if c.skipped},
+                            configs.written[grid.reference].train.valid_fraction)
     write_text(out / SUMMARY_FILE, markdown(result, ds, settings, base=grid.base, max_epochs=max_epochs))
     return result

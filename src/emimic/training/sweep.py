@@ -78,7 +78,7 @@ from emimic.config import (
     with_overrides,
 )
 from emimic.data import VidmimicDataset, open_dataset, with_valid_split
-from emimic.data.holdout import check_valid_size
+from emimic.data.holdout import check_valid_size, validation_clips
 from emimic.defaults import preset_dir
 from emimic.errors import ConfigError, IncompatibleRun, NothingSaved
 from emimic.io import atomic_path, write_text
@@ -250,6 +250,12 @@ class SweepResult:
     best_value: float | None
     best_params: dict[str, Any]
     best_config: Path | None
+    valid_fraction: float | None = None  # the share of train every trial held out for validation, if any
+
+    @property
+    def validated_on(self) -> str:
+        """The clips every trial was scored on, in words."""
+        return validation_clips(self.valid_fraction)
 
 
 def open_storage(spec: str) -> optuna.storages.BaseStorage:
@@ -405,7 +411,7 @@ def _best(study: optuna.Study) -> FrozenTrial | None:
 
 def _write_best(out: Path, cfg: ExperimentConfig, best: FrozenTrial, data: Path) -> Path:
     described = (f"Best of the `emimic sweep` in {out} on {data}: trial {best.number}, validation mean PCC"
-                 f" {best.value:.4f}.")
+                 f" {best.value:.4f} on {validation_clips(cfg.train.valid_fraction)}.")
     best_cfg = with_overrides(cfg, {**best.params, "name": f"{cfg.name}-sweep", "description": described})
     write_text(out / BEST_FILE, config_to_yaml(best_cfg))
     return out / BEST_FILE
@@ -514,7 +520,9 @@ def _results(out: Path, study: optuna.Study, cfg: ExperimentConfig, root: Path, 
     with atomic_path(out / TABLE_FILE) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     best = _best(study)
+    fraction = cfg.train.valid_fraction
     if best is None:
-        return SweepResult(out, table, ran, None, None, {}, None)
-    return SweepResult(out, table, ran, best.number, best.value, dict(best.params), _write_best(out, cfg, best, root))
+        return SweepResult(out, table, ran, None, None, {}, None, fraction)
+    return SweepResult(out, table, ran, best.number, best.value, dict(best.params), _write_best(out, cfg, best, root),
+                       fraction)
 
