@@ -54,18 +54,9 @@ class SplitPCC(Metric):
         return torch.where(torch.isfinite(preds).all(dim=0), scores, torch.zeros_like(scores))
 
 
-def pcc_metric() -> SplitPCC:
-    """Per-emotion Pearson correlation accumulated over batches (and over processes, on ``compute``)."""
-    return SplitPCC()
-
-
 def pcc_column(emotion: str) -> str:
     """The name the validation PCC of ``emotion`` is logged under (a ``history.csv`` column)."""
     return f"val/pcc_{emotion.lower().replace(' ', '_')}"
-
-
-def update_pcc(metric: SplitPCC, preds: Tensor, targets: Tensor) -> None:
-    metric.update(preds, targets)
 
 
 def synced_pcc(metric: SplitPCC) -> Tensor:
@@ -88,7 +79,7 @@ class EMIModule(pl.LightningModule):
         self.spec = ModelSpec.from_dict(spec)
         self.net = build_model(self.spec, self.cfg.model)
         self.loss = EMILoss(self.cfg.loss)
-        self.val_pcc = pcc_metric()
+        self.val_pcc = SplitPCC()
         self.val_loss = MeanMetric()
 
     def forward(self, inputs: dict[str, dict[str, Tensor]]) -> ModelOutput:
@@ -124,7 +115,7 @@ class EMIModule(pl.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         out = self.net(batch["inputs"])
         self.val_loss.update(self.loss(out, batch["targets"])["loss"].detach(), len(out.pred))
-        update_pcc(self.val_pcc, out.pred, batch["targets"])
+        self.val_pcc.update(out.pred, batch["targets"])
 
     def on_validation_epoch_end(self) -> None:
         if self.val_loss.update_count == 0:
