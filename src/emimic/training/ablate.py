@@ -295,10 +295,11 @@ def why_skipped(cfg: ExperimentConfig, store: FeatureStore, *, cell: str, untrai
 def plan_cells(grid: Grid, store: FeatureStore, configs: GridConfigs, *,
                untrainable: Callable[[ExperimentConfig], Collection[str]] = lambda cfg: (),
                has_valid_split: bool) -> list[Cell]:
-    """Every cell of ``grid`` on this data (the reference first, then the written ones, then the generated ones
-    whose names are not taken), each with its config or why it is skipped. ``untrainable(cfg)`` names the
-    modalities no clip that ``cfg`` trains on has (its own ``train.valid_fraction`` decides which clips those are):
-    the generated cells use only the others of the base config, and a cell naming one is skipped.
+    """Every cell of ``grid`` on this data (the reference first, then the written ones, whose configs ``configs``
+    holds, then the generated ones whose names are not taken), each with its config or why it is skipped.
+    ``untrainable(cfg)`` names the modalities no clip that ``cfg`` trains on has (its own ``train.valid_fraction``
+    decides which clips those are): the generated cells use only the others of the base config, and a cell naming
+    one is skipped.
     ``has_valid_split``: the data has a valid split, which every cell validates on (no cell may hold out a share of
     train instead)."""
     base = configs.base
