@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import write_root
+from conftest import flat, write_root
 from emimic.cli import main
+from emimic.config import load_config
 from emimic.errors import ConfigError
 from emimic.labels import EMOTIONS
 from emimic.outputs import leftover_message
@@ -19,6 +20,7 @@ from emimic.registry import FUSIONS
 from emimic.training.ablate import (
     TABLE_FILE,
     Grid,
+    GridConfigs,
     ablate,
     generated_cells,
     is_within_noise,
@@ -79,9 +81,9 @@ def test_a_wrong_grid_is_one_sentence_naming_the_key(tmp_path: Path, text: str, 
 def test_a_mistyped_modality_is_refused_and_an_absent_one_skips_its_cell(tmp_path: Path, tiny_store) -> None:
     typo = load_grid(grid_file(tmp_path, "cells:\n  paper: {}\n  v: {model.modalities: [vti]}\n"))
     with pytest.raises(ConfigError, match=r"cell 'v': unknown modality 'vti' \(did you mean 'vit'\?\)"):
-        plan_cells(typo, tiny_store, {}, has_valid_split=True)
+        plan_cells(typo, tiny_store, GridConfigs.of(typo, {}), has_valid_split=True)
     absent = load_grid(grid_file(tmp_path, "cells:\n  paper: {}\n  e: {model.modalities: [egemaps, vit]}\n"))
-    paper, egemaps = plan_cells(absent, tiny_store, {}, has_valid_split=True)
+    paper, egemaps = plan_cells(absent, tiny_store, GridConfigs.of(absent, {}), has_valid_split=True)
     assert paper.config is not None and paper.skipped is None
     assert egemaps.config is None and egemaps.skipped.startswith("the data has no egemaps (it has text_emb, vit,")
 
@@ -91,7 +93,7 @@ def test_a_modality_no_training_clip_has_makes_no_subset_and_skips_the_cell_that
     """A generated cell of it used to fail the whole ablation midway, as train refuses to name it."""
     grid = load_grid(grid_file(tmp_path, "cells:\n  paper: {}\n  v: {model.modalities: [vit]}\n"
                                          "generate: {modality_subsets: true}\n"))
-    cells = {c.name: c for c in plan_cells(grid, tiny_store, {}, untrainable=lambda cfg: ["vit"],
+    cells = {c.name: c for c in plan_cells(grid, tiny_store, GridConfigs.of(grid, {}), untrainable=lambda cfg: ["vit"],
                                            has_valid_split=True)}
     assert not [name for name in cells if "vit" in name.split("=")[-1].split("+")]
     assert cells["v"].skipped == "no training clip has vit, which model.modalities names"
@@ -113,7 +115,7 @@ def test_a_cell_holding_out_another_valid_share_is_planned_on_the_clips_it_train
     store = ds.store(progress=False)
     grid = load_grid(grid_file(tmp_path, "cells:\n  paper: {model.modalities: [vit, egemaps]}\n"
                                          "  half: {model.modalities: [vit, egemaps], train.valid_fraction: 0.5}\n"))
-    cells = {c.name: c for c in plan_cells(grid, store, {"train.valid_fraction": 0.2},
+    cells = {c.name: c for c in plan_cells(grid, store, GridConfigs.of(grid, {"train.valid_fraction": 0.2}),
                                            untrainable=lambda cfg: untrainable_in(ds, store, cfg),
                                            has_valid_split=False)}
     assert cells["paper"].config is not None
@@ -125,7 +127,7 @@ def test_a_cell_validating_on_other_clips_than_the_reference_is_refused(tmp_path
     grid = load_grid(grid_file(tmp_path, "cells:\n  paper: {}\n  half: {train.valid_fraction: 0.5}\n"))
     with pytest.raises(ConfigError, match=r"cell 'half' validates on other clips than the reference cell 'paper'"
                                           r" \(train.valid_fraction 0.5, not 0.2\), so their scores cannot be paired"):
-        plan_cells(grid, tiny_store, {"train.valid_fraction": 0.2}, has_valid_split=False)
+        plan_cells(grid, tiny_store, GridConfigs.of(grid, {"train.valid_fraction": 0.2}), has_valid_split=False)
 
 
 def test_a_cell_reading_only_modalities_no_valid_clip_has_is_skipped(tmp_path: Path) -> None:
@@ -161,6 +163,37 @@ def test_an_ablation_of_a_corpus_without_a_valid_split_scores_the_held_out_clips
                     overrides={"train.valid_fraction": 0.3}, progress=False)
     no_ema = {s.name: s for s in result.summary}["no_ema"]
     assert no_ema.seeds == 1 and no_ema.interval is not None  # paired over the 9 clips both held out
+
+
+def test_the_command_line_holds_out_a_share_of_train_with_valid_fraction_as_train_does(tmp_path: Path, tiny_root,
+                                                                                        capsys) -> None:
+    """ablate and sweep advised --valid-fraction on a corpus without a valid split, and had no such option."""
+    root = write_root(tmp_path / "root", train=20, valid=0, dims={"vit": 6})
+    (root / "valid_split.csv").unlink()
+    options = ["--grid", str(grid_file(tmp_path, "cells:\n  paper: {}\n")), "--seeds", "0", "--max-epochs", "1",
+               "--quiet"]
+    assert main(["ablate", "--data", str(root), "--out", str(tmp_path / "ablation"), *options]) == 1
+    assert (f"{root}: no valid_split.csv, so there is nothing to select the best epoch on; add one, or pass"
+            " --valid-fraction F (e.g. 0.2) to train, validate, ablate or sweep") in flat(capsys.readouterr().err)
+    assert main(["ablate", "--data", str(root), "--out", str(tmp_path / "ablation"), "--valid-fraction", "0.25",
+                 *options]) == 0
+    assert load_config(tmp_path / "ablation" / "paper" / "seed0" / "config.yaml").train.valid_fraction == 0.25
+    held_out = "25 % of train held out (train.valid_fraction 0.25)"  # said 'validation split', which it lacks
+    assert f"Ablation (1 seed(s), {held_out}): {tmp_path / 'ablation'}" in flat(capsys.readouterr().out)
+    assert f"), {held_out}; cells of the base config" in (tmp_path / "ablation" / "ablation.md").read_text()
+    assert main(["sweep", "--data", str(root), "--out", str(tmp_path / "sweep"), "--trials", "1", "--max-epochs", "1",
+                 "--valid-fraction", "0.25", "--quiet"]) == 0
+    assert f"best first; validation on {held_out}" in flat(capsys.readouterr().out)
+    assert load_config(tmp_path / "sweep" / "best.yaml").description.endswith(f"on {held_out}.")
+    unused = (f"error: {tiny_root}: has a valid_split.csv, so --valid-fraction does not apply; drop it or remove"
+              " the file.")
+    assert main(["ablate", "--data", str(tiny_root), "--out", str(tmp_path / "other"), "--valid-fraction", "0.25",
+                 *options]) == 1
+    assert flat(capsys.readouterr().err) == unused
+    assert main(["sweep", "--data", str(tiny_root), "--out", str(tmp_path / "sweep-other"), "--trials", "1",
+                 "--valid-fraction", "0.25", "--quiet"]) == 1
+    assert flat(capsys.readouterr().err) == unused
+    assert not (tmp_path / "other").exists() and not (tmp_path / "sweep-other").exists()
 
 
 def test_generated_cells_cover_every_fusion_and_the_modality_subsets_with_and_without_text(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import errno
 import json
 import os
@@ -16,6 +17,8 @@ import pytest
 
 from conftest import documented_commands
 from emimic.cli import main
+from emimic.cli.arguments import StoreOnce
+from emimic.cli.registry import build_parser
 from emimic.data import open_dataset, with_valid_split
 from emimic.data.validate import validate
 from emimic.errors import ConfigError, OutputPathError
@@ -163,6 +166,75 @@ def test_out_of_range_arguments(extra, words, make_root, tmp_path, capsys) -> No
     code, err = run_cli(["train", "--data", str(root), "--out", str(run), "--quiet", *extra], capsys)
     assert_one_sentence(code, err, *words)
     assert not run.exists()
+
+
+# Actions whose second use is meant: they gather values, or act at once.
+GATHERING = (argparse._AppendAction, argparse._ExtendAction, argparse._HelpAction, argparse._SubParsersAction)
+
+
+def options_given_once() -> list[tuple[str, argparse.ArgumentParser, argparse.Action]]:
+    """(command, its parser, action) of every option of every command but those meant to gather values: types and
+    choices cleared, so that any two values parse."""
+    parser, _ = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    found = []
+    for name, sub in commands.items():
+        for action in sub._actions:
+            action.type, action.choices = None, None
+        found += [(name, sub, action) for action in sub._actions
+                  if action.option_strings and not isinstance(action, GATHERING)]
+    return found
+
+
+def test_every_option_not_meant_to_gather_given_twice_is_refused_naming_both(capsys) -> None:
+    """argparse kept the last silently: `--data A ... --data B` trained on B, `--seeds 0 1 2 --seeds 3` seed 3 only."""
+    actions = options_given_once()
+    options = {action.option_strings[0] for _, _, action in actions}
+    assert {"--data", "--out", "--config", "--store", "--seed", "--run", "--seeds", "--quiet", "--overwrite",
+            "--transcripts-only"} <= options
+    for name, sub, action in actions:
+        option = action.option_strings[0]
+        twice, shown = ([option, option], f"{option}, then {option}") if action.nargs == 0 else (
+            [option, "first", option, "second"], "first, then second")
+        with pytest.raises(SystemExit):
+            sub.parse_known_args(twice)
+        err = capsys.readouterr().err
+        assert f"argument {option}: given twice ({shown}); give it once" in err, (name, err)
+
+
+def test_an_option_given_twice_is_refused_by_a_plain_parser_too_and_each_parse_starts_afresh(capsys) -> None:
+    """The refusal asserted that the parser was emimic's: a plain ArgumentParser (or ``python -O``) broke it."""
+    plain = argparse.ArgumentParser(prog="plain")
+    plain.add_argument("--seed", action=StoreOnce)
+    assert plain.parse_args(["--seed", "1"]).seed == "1"
+    assert plain.parse_args(["--seed", "2"]).seed == "2"  # a second parse: given once in it
+    with pytest.raises(SystemExit):
+        plain.parse_args(["--seed", "1", "--seed", "2"])
+    assert "plain: error: argument --seed: given twice (1, then 2); give it once" in capsys.readouterr().err
+
+
+def test_a_second_seed_is_one_sentence_and_options_meant_to_gather_values_still_do(make_root, tmp_path,
+                                                                                    capsys) -> None:
+    root = make_root()
+    code, err = run_cli(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--seed", "1", "--seed", "2"],
+                        capsys)
+    assert code == 2 and err == ("emimic train: error: argument --seed: given twice (1, then 2); give it once; see"
+                                 " `emimic train --help`.\n")
+    assert not (tmp_path / "run").exists()
+    cv = ["cv", "--data", str(root), "--out", str(tmp_path / "cv"), "--seeds", "0", "1", "2", "--seeds", "3"]
+    code, err = run_cli(cv, capsys)
+    assert code == 2 and "argument --seeds: given twice (0 1 2, then 3); give it once" in err
+    switched = ["simulate", "--out", str(tmp_path / "sim"), "--transcripts-only", "--no-transcripts-only"]
+    code, err = run_cli(switched, capsys)
+    assert code == 2 and ("argument --no-transcripts-only: given twice (--transcripts-only, then"
+                          " --no-transcripts-only); give it once") in err
+    parser, _ = build_parser(["evaluate", "extract", "cv"])
+    assert parser.parse_args(["evaluate", "--run", "a", "--run", "b", "c", "--data", "d"]).run == [
+        Path("a"), Path("b"), Path("c")]
+    assert parser.parse_args(["extract", "--data", "d", "--option", "face.fps=2", "--option", "vad.x=1"]).option == [
+        "face.fps=2", "vad.x=1"]
+    assert "_emimic_options_given" not in vars(parser.parse_args(["cv", "--data", "d", "--out", str(tmp_path / "cv"),
+                                                                  "--seeds", "0", "1"]))
 
 
 def test_a_seed_out_of_range_in_yaml_names_the_key(make_root, tmp_path, capsys) -> None:

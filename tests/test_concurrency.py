@@ -27,6 +27,7 @@ import emimic.infer
 import emimic.outputs
 from conftest import HeldCommand, Hold, flat
 from emimic.cli.registry import main
+from emimic.config import load_config
 from emimic.data import FeatureStore, pack
 from emimic.data.store import default_store_dir
 from emimic.errors import OutputConflict
@@ -39,6 +40,8 @@ from emimic.labels import EMOTIONS, write_split
 from emimic.outputs import UnlockedWarning, WaitingWarning, exclusive_outputs
 from emimic.report import write_report
 from emimic.training import evaluate, train
+from emimic.training.ablate import Grid, ablate
+from emimic.training.sweep import SearchSpace, sweep
 from interruptible import Slow
 from test_interrupt import CLIPS, EXIT_SECONDS, PACKING_SECOND_MODALITY, half_written_crops, temporaries
 
@@ -463,6 +466,41 @@ def test_a_ledger_line_cut_short_by_the_system_is_written_whole(tmp_path: Path) 
     ledger = LedgerWriter(handle, lambda clip, extractor: "key", {3: "raw/00003.mp4"})
     ledger.record(ClipReport(3, [Outcome("vit", "done", seconds=0.5), Outcome("egemaps", "failed", "no audio")]))
     assert handle.written.decode() == "3,vit,done,,0.500,key\r\n3,egemaps,failed,no audio,0.000,key\r\n"
+
+
+def test_ablate_and_sweep_beside_an_extract_of_a_modality_none_of_their_runs_reads_skip_it(
+    root: Path, held: Hold, tmp_path: Path
+) -> None:
+    """They were refused beside an extract of any modality, even one no cell or trial of theirs reads."""
+    extract(root, "other", progress=False)
+    first = held(["extract", "--data", str(root), "--modalities", "slow", "--quiet"], WRITING_CLIP_3)
+    slow_folder = re.escape(str(root / "slow"))
+    skipped = rf"^{slow_folder}: an emimic extract is writing it now and this command does not read it"
+    refused = rf"^{slow_folder}: an emimic extract is writing this modality now"
+    other, slow = {"model.modalities": ["other"]}, {"model.modalities": ["slow"]}
+    options = dict(seeds=[0], max_epochs=1, progress=False)
+    with pytest.warns(emimic.data.store.HeldModalityWarning, match=skipped):
+        ablate(root, tmp_path / "ablation", grid=Grid(base="default", reference="other", cells={"other": other}),
+               **options)
+    with pytest.raises(OutputConflict, match=refused):  # a cell reads it
+        ablate(root, tmp_path / "ablation", grid=Grid(base="default", reference="other",
+                                                      cells={"other": other, "slow": slow}), **options)
+    config = load_config("default", overrides=other)
+    rate = {"optim.lr": {"type": "float", "low": 1e-3, "high": 2e-3}}
+    with pytest.warns(emimic.data.store.HeldModalityWarning, match=skipped):
+        sweep(root, tmp_path / "sweep", trials=1, config=config, space=SearchSpace.model_validate({"params": rate}),
+              max_epochs=1, progress=False)
+    observed = {"model.vad.observed": {"type": "categorical", "choices": ["other", "slow"]}}
+    with pytest.raises(OutputConflict, match=refused):  # a trial may read it, as its observed VAD prior
+        sweep(root, tmp_path / "sweep", trials=2, config=config, space=SearchSpace.model_validate({"params": observed}),
+              max_epochs=1, progress=False, overwrite=True)
+    ended_well(first)
+    # the finished extract is packed now: the folders, whose runs do not read it, resume (they were refused as made
+    # with other data, their digest covering every modality)
+    ablate(root, tmp_path / "ablation", grid=Grid(base="default", reference="other", cells={"other": other}),
+           **options)
+    sweep(root, tmp_path / "sweep", trials=1, config=config, space=SearchSpace.model_validate({"params": rate}),
+          max_epochs=1, progress=False)
 
 
 def test_a_pack_while_an_extract_writes_a_modality_is_refused_at_once(root: Path, held: Hold) -> None:

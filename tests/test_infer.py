@@ -107,7 +107,7 @@ def test_a_run_on_precomputed_features_is_refused_naming_them(make_root, tmp_pat
     assert "error: " in capsys.readouterr().err
     with pytest.raises(SystemExit):  # one run only: a second --run is not silently the one used
         main(["infer", "--run", str(folder), "--run", str(tmp_path), str(MEDIA)])
-    assert "argument --run: given twice; give it once" in capsys.readouterr().err
+    assert f"argument --run: given twice ({folder}, then {tmp_path}); give it once" in capsys.readouterr().err
 
 
 def _record(**changes) -> dict:

@@ -1,10 +1,14 @@
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from emimic.cli import main
 from emimic.data.layout import discover
 from emimic.data.validate import validate
+from emimic.errors import DataError
 
 
 def test_media_and_bookkeeping_folders_are_not_modalities(make_root) -> None:
@@ -36,3 +40,17 @@ def test_links_leaving_the_root_are_refused(make_root, tmp_path: Path) -> None:
     layout = discover(root)
     assert 99 not in layout.modalities["vit"].files
     assert any("links outside the dataset root" in p.message for p in validate(root, progress=False).problems)
+
+
+def test_a_one_pickle_modality_with_a_line_break_in_its_name_is_refused_naming_it(make_root, capsys) -> None:
+    """Its name cut the feature store's line of each clip in two: training stopped with an unexpected IndexError."""
+    root = make_root(dims={"vit": 4})
+    with open(root / "au\ndio.pkl", "wb") as handle:
+        pickle.dump({3: np.ones((2, 5), dtype=np.float32)}, handle)
+    expected = (f"{root}: the one-pickle modality 'au\\ndio.pkl' has a line break in its file name, which the feature"
+                " store cannot record; rename the file without it.")
+    with pytest.raises(DataError) as refused:
+        discover(root)
+    assert str(refused.value) == expected
+    assert main(["validate", str(root)]) == 1
+    assert capsys.readouterr().err == f"error: {expected}\n"

@@ -27,6 +27,8 @@ from emimic.errors import ConfigError, EmimicWarning, OutputConflict
 from emimic.labels import EMOTIONS
 from emimic.outputs import check_folder_settings
 from emimic.report import RunSummary, comparison_rows, expand_runs, png_html, write_report
+from emimic.training.ablate import Grid, ablate
+from emimic.training.crossval import cross_validate
 from emimic.training.inference import Evaluation
 from emimic.training.provenance import (
     RECORD_FILE,
@@ -37,6 +39,7 @@ from emimic.training.provenance import (
     read_run_record,
 )
 from emimic.training.run import train
+from emimic.training.sweep import SearchSpace, sweep
 
 ARTIFACTS = Path(__file__).parents[1] / "artifacts"
 SMALL = dict(clips=240, face_dim=16, audio_dim=24, text_dim=8)
@@ -227,7 +230,8 @@ def test_a_run_and_a_cv_folder_recorded_before_content_of_keep_working_until_a_c
     (folder / "cv.json").write_text(json.dumps({"data": as_recorded_before_content_of(whole, store)[1]}))
 
     def folder_check() -> bool:
-        return check_folder_settings(folder, "cv.json", {"data": corpus_fingerprint(ds, store, folder / "cv.json")},
+        return check_folder_settings(folder, "cv.json",
+                                     {"data": corpus_fingerprint(ds, store, folder / "cv.json", needed=None).recorded},
                                      kind="CV", overwrite=False)
 
     assert main(["report", str(run)]) == 0, capsys.readouterr().err
@@ -244,6 +248,54 @@ def test_a_run_and_a_cv_folder_recorded_before_content_of_keep_working_until_a_c
         train(root, run, **options)
     with pytest.raises(ConfigError, match="was made with other data"):
         folder_check()
+
+
+ONE_CELL = Grid(cells={"paper": None})
+ONE_RATE = SearchSpace.model_validate({"params": {"optim.lr": {"type": "float", "low": 1e-3, "high": 2e-3}}})
+# Each folder of many runs: how it is made in one epoch (``other``: with other settings) and its settings file.
+MANY_RUNS = {
+    "cv": (lambda root, out, other=False, **kw: cross_validate(root, out, folds=2, fold_seed=int(other), max_epochs=1,
+                                                              progress=False, **kw), "cv.json"),
+    "ablate": (lambda root, out, other=False, **kw: ablate(root, out, grid=ONE_CELL, seeds=[int(other)], max_epochs=1,
+                                                          progress=False, **kw), "ablation.json"),
+    "sweep": (lambda root, out, other=False, **kw: sweep(root, out, trials=1, space=ONE_RATE, seed=int(other),
+                                                        max_epochs=1, progress=False, **kw), "sweep.json"),
+}
+
+
+@pytest.mark.parametrize("command", list(MANY_RUNS))
+def test_a_folder_of_an_earlier_emimic_replaced_records_the_data_afresh(command, make_root):
+    """It kept the earlier emimic's digest of every clip's features: features of a test clip extracted later then
+    made the new folder 'other data', refused until --overwrite again."""
+    make, settings_file = MANY_RUNS[command]
+    root = make_root(train=24, valid=8, test=2, dims={"vit": 4}, missing={"vit": [102]})  # 102: the last test clip
+    out = root.parent / command
+    make(root, out)
+    ds = open_dataset(root)
+    store = ds.store(progress=False)
+    now = data_fingerprint(store, store.modalities, labelled_splits(ds))
+    settings = json.loads((out / settings_file).read_text(encoding="utf-8"))
+    assert settings["data"] == now.digest
+    (out / settings_file).write_text(json.dumps({**settings, "data": as_recorded_before_content_of(now, store)[1]}))
+    make(root, out, other=True, overwrite=True)  # replaced, made with other settings
+    assert json.loads((out / settings_file).read_text(encoding="utf-8"))["data"] == now.digest
+    shutil.copy(root / "vit" / "00099.pkl", root / "vit" / "00102.pkl")  # a test clip's features, extracted later
+    make(root, out, other=True)  # resumed
+
+
+def test_a_folder_recorded_with_every_modality_resumes_on_the_same_data_when_its_runs_read_fewer(make_root) -> None:
+    """A folder's digest covers only the modalities its runs read; one recorded before, of every modality (with or
+    without the content_of mark), is still this data's."""
+    root = make_root(train=6, valid=4, dims={"vit": 4, "wav2vec2": 3})
+    ds = open_dataset(root)
+    store = ds.store(progress=False)
+    whole = data_fingerprint(store, store.modalities, labelled_splits(ds))
+    settings = root.parent / "ablation.json"
+    for recorded in (whole.digest, as_recorded_before_content_of(whole, store)[1]):
+        settings.write_text(json.dumps({"data": recorded}), encoding="utf-8")
+        folder = corpus_fingerprint(ds, store, settings, needed={"vit"})
+        assert folder.recorded == recorded
+        assert folder.digest == data_fingerprint(store, ["vit"], labelled_splits(ds)).digest != recorded
 
 
 def test_evaluate_test_split_with_labels_file_and_per_clip_predictions(runs, corpus, tmp_path, capsys):

@@ -23,12 +23,11 @@ from emimic.training.inference import predict
 from emimic.training.provenance import DataFingerprint, RunRecord, differences, read_run_record
 from emimic.training.run import train
 
-QUICK = ["--max-epochs", "2", "--quiet"]
 DOCS = Path(__file__).parents[1] / "docs" / "training.md"
 
 
-def train_cli(root, run, *extra: str) -> int:
-    return main(["train", "--data", str(root), "--out", str(run), *QUICK, *extra])
+def train_cli(root, run, *extra: str, epochs: int = 2) -> int:
+    return main(["train", "--data", str(root), "--out", str(run), "--max-epochs", str(epochs), "--quiet", *extra])
 
 
 class CrashAt(pl.Callback):
@@ -132,7 +131,7 @@ def test_failed_starts_leave_nothing_that_blocks_the_corrected_command(make_root
 
 def test_ctrl_c_says_what_was_kept_and_the_same_command_resumes(make_root, tmp_path, capsys, monkeypatch):
     root, run, whole = make_root(), tmp_path / "run", tmp_path / "whole"
-    assert train_cli(root, whole, "--max-epochs", "4") == 0
+    assert train_cli(root, whole, epochs=4) == 0
     handler = signal.getsignal(signal.SIGINT)
     presses = iter([KeyboardInterrupt()])
 
@@ -143,13 +142,13 @@ def test_ctrl_c_says_what_was_kept_and_the_same_command_resumes(make_root, tmp_p
     with monkeypatch.context() as patch:
         patch.setattr(History, "on_train_epoch_start", ctrl_c_at_third_epoch, raising=False)
         capsys.readouterr()
-        assert train_cli(root, run, "--max-epochs", "4") == 130
+        assert train_cli(root, run, epochs=4) == 130
     err = capsys.readouterr().err
     last = run / "checkpoints" / "last.ckpt"
     assert err.strip() == (f"interrupted: kept {run} after epoch 2/4 (resume point {last}); run the same command"
                            " to resume.")
     assert signal.getsignal(signal.SIGINT) is handler  # a second Ctrl-C still works
-    assert train_cli(root, run, "--max-epochs", "4") == 0
+    assert train_cli(root, run, epochs=4) == 0
     assert without_times(run / "metrics.json") == without_times(whole / "metrics.json")
 
 

@@ -267,8 +267,8 @@ def test_same_settings_again_is_a_no_op_and_an_interrupted_run_is_completed(
     before = mtimes(tmp_path)
     assert simulate(tmp_path, settings, progress=False) == first
     assert mtimes(tmp_path) == before
-    args = ["simulate", "--out", str(tmp_path), "--quiet", *(f"--{k.replace('_', '-')}={v}" for k, v in TINY.items())]
-    assert main([*args, "--clips", "12"]) == 0
+    flags = (f"--{k.replace('_', '-')}={v}" for k, v in (TINY | {"clips": 12}).items())
+    assert main(["simulate", "--out", str(tmp_path), "--quiet", *flags]) == 0
     assert "already holds this simulation (same settings); no file was rewritten" in capsys.readouterr().out
     assert mtimes(tmp_path) == before
 

@@ -64,14 +64,14 @@ def test_overrides_and_yaml_round_trip(tmp_path):
     assert load_config(path) == cfg
 
 
-@pytest.mark.parametrize(("text", "key", "line"), [
-    ("model:\n  members: 1\noptim:\n  lr: 0.1\nmodel:\n  members: 3\n", "model", 5),
-    ("loss:\n  terms:\n    mse: 1\n    mse: 2\n", "mse", 4),
+@pytest.mark.parametrize(("text", "key", "lines"), [
+    ("model:\n  members: 1\noptim:\n  lr: 0.1\nmodel:\n  members: 3\n", "model", "1 and 5"),
+    ("loss:\n  terms:\n    mse: 1\n    mse: 2\n", "mse", "3 and 4"),
 ])
-def test_a_key_given_twice_is_refused_not_overwritten(tmp_path, text, key, line):
+def test_a_key_given_twice_is_refused_not_overwritten(tmp_path, text, key, lines):
     path = tmp_path / "twice.yaml"
     path.write_text(text)
-    with pytest.raises(ConfigError, match=rf"key '{key}' is given twice in one mapping \(line {line}\)"):
+    with pytest.raises(ConfigError, match=rf"key '{key}' is given twice in one mapping \(lines {lines}\), and YAML"):
         load_config(path)
 
 
@@ -94,11 +94,18 @@ def test_keys_that_only_look_alike_and_several_merge_keys_are_not_given_twice(tm
     assert read_yaml_mapping(path, what="a YAML file", holds="keys") == loaded
 
 
-def test_keys_yaml_loads_as_one_value_are_given_twice(tmp_path):
+@pytest.mark.parametrize(("text", "first", "second"), [
+    ("on: 1\ntrue: 2\n", "on", "true"),  # both load as True: YAML would keep only the last
+    ("true: 1\n1: 2\n", "true", "1"),  # True and 1 are one key of a Python dict
+])
+def test_keys_yaml_loads_as_one_value_are_given_twice_named_as_written(tmp_path, text, first, second):
     path = tmp_path / "same.yaml"
-    path.write_text("on: 1\ntrue: 2\n")  # both load as True: YAML would keep only the last
-    with pytest.raises(ConfigError, match=r"key 'true' is given twice in one mapping \(line 2\)"):
+    path.write_text(text)
+    expected = (f"{path}: key '{first}' (line 1) is given twice in one mapping, the second time as '{second}' (line 2),"
+                " which YAML reads as the same key, and YAML would keep only the last; keep one of them.")
+    with pytest.raises(ConfigError) as refused:
         read_yaml_mapping(path, what="a YAML file", holds="keys")
+    assert str(refused.value) == expected
 
 
 def test_anchors_and_merge_keys_may_override_what_they_merge(tmp_path):

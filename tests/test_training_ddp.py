@@ -24,12 +24,13 @@ from emimic.cli import main
 from emimic.config import load_config
 from emimic.data import open_dataset
 from emimic.errors import ConfigError
+from emimic.labels import CONSTANT_STD
 from emimic.metrics import pcc_scores
 from emimic.models.emi import resolve_spec
 from emimic.training.datamodule import EMIDataModule
 from emimic.training.history import MONITOR
 from emimic.training.inference import evaluate
-from emimic.training.module import pcc_metric, synced_pcc, update_pcc
+from emimic.training.module import SplitPCC, synced_pcc
 from emimic.training.run import train
 
 # The documented pair of runs: one process, then two, on the learning corpus. With the paper preset's batch of 256
@@ -148,12 +149,40 @@ def test_the_metric_accumulated_over_batches_of_any_size_is_the_split_pcc():
     targets = rng.uniform(size=(23, 6))
     preds = targets + rng.normal(scale=0.3, size=targets.shape)
     preds[:, 2] = 0.4  # a constant column scores 0, as in emimic.metrics
-    metric = pcc_metric()
+    metric = SplitPCC()
     for rows in np.split(np.arange(23), [1, 6, 7, 20]):  # batches of 1, 5, 1, 13 and 3 clips
-        update_pcc(metric, torch.tensor(preds[rows], dtype=torch.float32), torch.tensor(targets[rows]))
+        metric.update(torch.tensor(preds[rows], dtype=torch.float32), torch.tensor(targets[rows]))
     expected = pcc_scores(torch.tensor(preds, dtype=torch.float32), targets)
     np.testing.assert_allclose(synced_pcc(metric).numpy(), list(expected.values()), atol=1e-9)
     assert metric.update_count == 0  # reset for the next epoch
+
+
+def test_a_column_constant_by_the_shared_rule_scores_in_training_what_evaluate_gives_it():
+    """torchmetrics judged constancy by a rule of its own, relative to the spread: a column of predictions that
+    varied by 1e-12 scored a PCC near 1 in validation (and could be selected on), 0 in evaluate."""
+    rng = np.random.default_rng(1)
+    targets = rng.uniform(size=(40, 6))
+    preds = targets + rng.normal(scale=0.3, size=targets.shape)
+    preds[:, 1] = 0.5 + 1e-12 * targets[:, 1]  # constant by emimic's rule, yet perfectly correlated
+    preds[:, 4] = 0.5 + 1e-6 * targets[:, 4]  # a small spread, above the rule: a real correlation
+    assert preds[:, 1].std() <= CONSTANT_STD < preds[:, 4].std()
+    metric = SplitPCC()
+    metric.update(torch.tensor(preds), torch.tensor(targets))
+    scores = synced_pcc(metric).numpy()
+    assert scores[1] == 0.0 and scores[4] > 0.99
+    np.testing.assert_allclose(scores, list(pcc_scores(preds, targets).values()), atol=1e-12)
+
+
+def test_a_column_with_a_non_finite_prediction_scores_0_not_the_pcc_of_its_other_clips():
+    """A diverging model is never selected on the clips it still predicts (evaluate refuses its predictions)."""
+    rng = np.random.default_rng(2)
+    targets = rng.uniform(size=(20, 6))
+    preds = targets + rng.normal(scale=0.1, size=targets.shape)
+    preds[3, 2] = np.nan
+    metric = SplitPCC()
+    metric.update(torch.tensor(preds), torch.tensor(targets))
+    scores = synced_pcc(metric).numpy()
+    assert scores[2] == 0.0 and (np.delete(scores, 2) > 0.8).all()
 
 
 @pytest.fixture(scope="module")

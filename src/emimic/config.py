@@ -291,15 +291,14 @@ def read_yaml_mapping(path: Path, *, what: str, holds: str) -> dict[str, Any]:
     holds (``"settings"``); config files, ablation grids and search spaces share this reader."""
     try:
         text = path.read_text(encoding="utf-8")
-        twice = _repeated_key(yaml.compose(text, Loader=yaml.SafeLoader))
+        twice = _repeated_keys(yaml.compose(text, Loader=yaml.SafeLoader))
         raw = yaml.safe_load(text)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror}); give {what}.") from None
     except (yaml.YAMLError, ValueError) as exc:  # ValueError: a date YAML reads that no calendar has, bytes not UTF-8
         raise ConfigError(f"{path}: is not valid YAML ({' '.join(str(exc).split())}).") from None
     if twice is not None:
-        raise ConfigError(f"{path}: key {twice.value!r} is given twice in one mapping (line"
-                          f" {twice.start_mark.line + 1}), and YAML would keep only the last; keep one of them.")
+        raise ConfigError(f"{path}: {_given_twice(*twice)}, and YAML would keep only the last; keep one of them.")
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: must hold a mapping of {holds}, not {type(raw).__name__}.")
@@ -310,9 +309,19 @@ def read_yaml_mapping(path: Path, *, what: str, holds: str) -> dict[str, Any]:
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-def _repeated_key(root: yaml.Node | None) -> yaml.ScalarNode | None:
-    """The second occurrence of the first key written twice in one mapping of the YAML tree ``root`` (PyYAML keeps
-    the last value silently, so a section given twice would lose the first's settings). Keys are compared as the
+def _given_twice(first: yaml.ScalarNode, second: yaml.ScalarNode) -> str:
+    """How a key given twice is named: once when written alike, else each spelling as written (``true`` then ``1``
+    is one key to YAML, and naming only ``1`` would send the user looking for another ``1``)."""
+    if first.value == second.value:
+        return (f"key {first.value!r} is given twice in one mapping (lines {first.start_mark.line + 1} and"
+                f" {second.start_mark.line + 1})")
+    return (f"key {first.value!r} (line {first.start_mark.line + 1}) is given twice in one mapping, the second time"
+            f" as {second.value!r} (line {second.start_mark.line + 1}), which YAML reads as the same key")
+
+
+def _repeated_keys(root: yaml.Node | None) -> tuple[yaml.ScalarNode, yaml.ScalarNode] | None:
+    """Both occurrences of the first key written twice in one mapping of the YAML tree ``root`` (PyYAML keeps the
+    last value silently, so a section given twice would lose the first's settings). Keys are compared as the
     values PyYAML loads them as (``1`` and ``'1'`` are two keys; ``on`` and ``true`` are one), and ``<<`` merge keys
     are left out (PyYAML merges each). The tree is the one composed before merges are applied, so a key may still
     override one merged in."""
@@ -324,13 +333,13 @@ def _repeated_key(root: yaml.Node | None) -> yaml.ScalarNode | None:
             continue
         seen_nodes.add(id(node))
         if isinstance(node, yaml.MappingNode):
-            keys: set[object] = set()
+            keys: dict[object, yaml.ScalarNode] = {}
             for key, value in node.value:
                 if isinstance(key, yaml.ScalarNode) and key.tag != _MERGE_TAG:
                     loaded = constructor.construct_object(key)
                     if loaded in keys:
-                        return key
-                    keys.add(loaded)
+                        return keys[loaded], key
+                    keys[loaded] = key
                 pending.append(value)
         elif isinstance(node, yaml.SequenceNode):
             pending.extend(node.value)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from emimic.cli.arguments import add_runner_args, output_folder, positive_int, seed_value
+from emimic.cli.arguments import add_runner_args, add_valid_fraction_arg, output_folder, positive_int, seed_value
 from emimic.cli.data import add_store_arg
 from emimic.cli.registry import Handler, command, out
 from emimic.cli.train import dataset, job_line
@@ -21,7 +21,7 @@ def summary_tables(result: AblationResult) -> tuple[Table, Table]:
     """The comparison with the reference cell, and the per-dimension PCCs (two tables, so each fits a terminal)."""
     from emimic.training.ablate import COMPARISON_COLUMNS, SUMMARY_HEADER, summary_rows
 
-    title = f"Ablation ({len(result.seeds)} seed(s), validation split): {result.out}"
+    title = f"Ablation ({len(result.seeds)} seed(s), {result.validated_on}): {result.out}"
     comparison = Table(title=title, title_justify="left")
     dimensions = Table(title="Per-dimension validation PCC, mean ± std over seeds", title_justify="left")
     dimensions.add_column(SUMMARY_HEADER[0])
@@ -38,7 +38,8 @@ def summary_tables(result: AblationResult) -> tuple[Table, Table]:
 
 @command("ablate", "Train a grid of configs x seeds (default: the paper method and one change at a time) and"
          " tabulate mean ± std, the change against paper with a paired t-test and bootstrap, and noise marks.",
-         "emimic ablate --data data/sim --seeds 0 1 2 --out runs/ablation --jobs 2")
+         "emimic ablate --data data/sim --seeds 0 1 2 --out runs/ablation --jobs 2   (a corpus without"
+         " valid_split.csv: add --valid-fraction 0.2)")
 def ablate_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--data", type=Path, required=True, help="dataset root (Hume-Vidmimic2 layout)")
     parser.add_argument("--out", type=output_folder, default=Path("runs/ablation"),
@@ -50,6 +51,7 @@ def ablate_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--max-epochs", type=positive_int, default=ABLATION_MAX_EPOCHS,
                         help=f"epoch limit of every run; a cell may set its own train.max_epochs (default:"
                              f" {ABLATION_MAX_EPOCHS}, the same from Python)")
+    add_valid_fraction_arg(parser)
     add_runner_args(parser, what="runs")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an ablation folder made with other seeds or data; otherwise replace only"
@@ -62,8 +64,9 @@ def ablate_command(parser: argparse.ArgumentParser) -> Handler:
         from emimic.training.ablate import SUMMARY_FILE, TABLE_FILE, ablate
 
         result = ablate(dataset(args), args.out, grid=args.grid, seeds=args.seeds, max_epochs=args.max_epochs,
-                        jobs=args.jobs, backend=args.backend, ray_address=args.ray_address,
-                        overwrite=args.overwrite, progress=not args.quiet, report=None if args.quiet else job_line)
+                        valid_fraction=args.valid_fraction, jobs=args.jobs, backend=args.backend,
+                        ray_address=args.ray_address, overwrite=args.overwrite, progress=not args.quiet,
+                        report=None if args.quiet else job_line)
         for table in summary_tables(result):
             out.print(table)
         for name, reason in result.skipped.items():

@@ -7,21 +7,66 @@ range or path problem is caught before any work starts and nothing is half-writt
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from emimic.defaults import RUNNER_BACKENDS, SEED_MAX
 from emimic.errors import OutputPathError
 
+# The namespace attribute that holds, during a parse, how each option given so far was written (per dest).
+_GIVEN = "_emimic_options_given"
 
-class StoreOnce(argparse.Action):
-    """Store the value of an option without a default, refusing the option given twice (argparse would keep the
-    last silently)."""
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+class _GivenOnce(argparse.Action):
+    """Refuses an option given twice, naming both values (both spellings of a switch): argparse would keep the last
+    silently (``--data A ... --data B`` would train on B, ``--seeds 0 1 2 --seeds 3`` train seed 3 only). Options
+    sharing a dest count as one (``--transcripts-only`` then ``--no-transcripts-only``). Mixed into every action of
+    :class:`OneLineParser` but the ones meant to gather values (``append``, ``extend``). What was given is kept in
+    the namespace being filled, so it works on any parser, for one parse; :class:`OneLineParser` drops it after."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
-        if getattr(namespace, self.dest) is not None:
-            parser.error(f"argument {option_string}: given twice; give it once")
-        setattr(namespace, self.dest, values)
+        if option_string is not None:
+            given: dict[str, str] = vars(namespace).setdefault(_GIVEN, {})
+            shown = option_string if self.nargs == 0 else _shown(values)
+            if self.dest in given:
+                parser.error(f"argument {option_string}: given twice ({given[self.dest]}, then {shown}); give it once")
+            given[self.dest] = shown
+        super().__call__(parser, namespace, values, option_string)  # type: ignore[misc]
+
+
+def _shown(values: Any) -> str:
+    """An option's values as written on the command line: a list as its words."""
+    return " ".join(map(str, values)) if isinstance(values, list) else str(values)
+
+
+class StoreOnce(_GivenOnce, argparse._StoreAction):
+    pass
+
+
+class StoreConstOnce(_GivenOnce, argparse._StoreConstAction):
+    pass
+
+
+class StoreTrueOnce(_GivenOnce, argparse._StoreTrueAction):
+    pass
+
+
+class StoreFalseOnce(_GivenOnce, argparse._StoreFalseAction):
+    pass
+
+
+class BooleanOptionalOnce(_GivenOnce, argparse.BooleanOptionalAction):
+    pass
+
+
+# Each action argparse would let a second use overwrite, and the one refusing it instead (an action given as a class,
+# ``action=argparse.BooleanOptionalAction``, is looked up by the class).
+_ONCE_ACTIONS: dict[object, type[argparse.Action]] = {
+    None: StoreOnce, "store": StoreOnce, "store_const": StoreConstOnce, "store_true": StoreTrueOnce,
+    "store_false": StoreFalseOnce, argparse.BooleanOptionalAction: BooleanOptionalOnce,
+}
 
 
 def _integer(text: str) -> int:
@@ -77,7 +122,8 @@ def output_folder(text: str) -> Path:
 
 
 def add_valid_fraction_arg(parser: argparse.ArgumentParser) -> None:
-    """``--valid-fraction``, shared by ``train`` and ``validate`` so both judge a corpus the same way."""
+    """``--valid-fraction``, shared by ``train``, ``validate``, ``ablate`` and ``sweep`` so all judge a corpus the
+    same way."""
     parser.add_argument(
         "--valid-fraction", type=fraction, default=None, metavar="F",
         help="when the corpus has no valid_split.csv, hold out this share of train for validation, at least 2"
@@ -86,7 +132,20 @@ def add_valid_fraction_arg(parser: argparse.ArgumentParser) -> None:
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line pointing to ``--help``, not the whole usage block."""
+    """An argument parser whose errors are one line pointing to ``--help``, not the whole usage block, and whose
+    options refuse to be given twice, but those meant to gather values (:class:`_GivenOnce`; its subcommands' parsers
+    are of this class too, so every command refuses alike)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for action, once in _ONCE_ACTIONS.items():
+            self.register("action", action, once)
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        parsed, rest = super().parse_known_args(args, namespace)
+        vars(parsed).pop(_GIVEN, None)  # the options given: a record of this parse, not an option
+        return parsed, rest
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message.rstrip('.')}; see `{self.prog} --help`.\n")

@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from emimic.cli.arguments import StoreOnce, output_file, positive_int
+from emimic.cli.arguments import output_file, positive_int
 from emimic.cli.registry import Handler, command, console, out
 from emimic.defaults import LOCK_WAIT_SECONDS
 
@@ -34,7 +34,7 @@ def infer_command(parser: argparse.ArgumentParser) -> Handler:
         help="video files or folders of them, searched recursively; recordings of other formats in them (.3gp,"
         " .wav ...) are named in a warning (a name starting with '-' goes after --: `-- -take2.mp4`)",
     )
-    parser.add_argument("--run", type=Path, required=True, action=StoreOnce,
+    parser.add_argument("--run", type=Path, required=True,
                         help="a trained run folder (emimic train --out RUN)")
     parser.add_argument(
         "--out", type=output_file, default=Path("predictions.csv"),

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from emimic.cli.arguments import output_folder, positive_int
+from emimic.cli.arguments import add_valid_fraction_arg, output_folder, positive_int
 from emimic.cli.data import add_store_arg
 from emimic.cli.registry import Handler, command, console, out
 from emimic.cli.train import add_config_args, dataset
@@ -53,7 +53,8 @@ def trials_table(table: pd.DataFrame, title: str) -> Table:
 @command("sweep", "Search the config with Optuna (TPE, median pruning on validation mean PCC): one run per trial,"
          " a results table and the best config as YAML; resumable, parallel trials with --jobs.",
          "emimic sweep --data data/sim --trials 20 --max-epochs 30 --out runs/sweep --jobs 2   (another --space,"
-         " --config or --max-epochs into the same folder: add --overwrite to replace it)")
+         " --config or --max-epochs into the same folder: add --overwrite to replace it; a corpus without"
+         " valid_split.csv: add --valid-fraction 0.2)")
 def sweep_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--data", type=Path, required=True, help="dataset root (Hume-Vidmimic2 layout)")
     parser.add_argument("--out", type=output_folder, required=True,
@@ -61,6 +62,7 @@ def sweep_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--trials", type=positive_int, required=True,
                         help="trials the study should hold; the same command again runs only the missing ones")
     add_config_args(parser)
+    add_valid_fraction_arg(parser)
     parser.add_argument("--space", type=Path, default=None,
                         help="search space YAML (default: the packaged one; see docs/sweep.md)")
     parser.add_argument("--storage", default=None,
@@ -77,10 +79,11 @@ def sweep_command(parser: argparse.ArgumentParser) -> Handler:
         from emimic.training.sweep import sweep
 
         result = sweep(dataset(args), args.out, trials=args.trials, config=args.config, space=args.space,
-                       max_epochs=args.max_epochs, seed=args.seed, storage=args.storage, jobs=args.jobs,
-                       overwrite=args.overwrite, progress=not args.quiet, report=None if args.quiet else trial_line)
+                       max_epochs=args.max_epochs, seed=args.seed, valid_fraction=args.valid_fraction,
+                       storage=args.storage, jobs=args.jobs, overwrite=args.overwrite, progress=not args.quiet,
+                       report=None if args.quiet else trial_line)
         out.print(trials_table(result.table, f"Sweep {result.out}: {len(result.table)} trials ({result.ran} run now),"
-                                             " best first"))
+                                             f" best first; validation on {result.validated_on}"))
         if result.best_config is None:
             out.print("no trial completed, so there is no best config yet; see the states above.")
             return 1

@@ -33,10 +33,10 @@ MIN_PCC_CLIPS = 2
 
 
 def missing_valid_sentence(root: Path) -> str:
-    """What ``validate`` and ``train`` both say about a corpus with no validation split."""
+    """What ``validate``, ``train``, ``ablate`` and ``sweep`` all say about a corpus with no validation split."""
     return (
         f"{root}: no {VALID_FILE}, so there is nothing to select the best epoch on; add one, or pass"
-        f" --valid-fraction F (e.g. 0.2) to train and validate to hold out that share of {TRAIN_FILE}."
+        f" --valid-fraction F (e.g. 0.2) to train, validate, ablate or sweep to hold out that share of {TRAIN_FILE}."
     )
 
 
@@ -80,6 +80,20 @@ def hold_out(train: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, pd.Dat
     return train[~held], train[held]
 
 
+def validation_clips(fraction: float | None) -> str:
+    """The clips a model validates on, in words for a title or a report: the valid split, or the share of train
+    held out (``train.valid_fraction``)."""
+    if fraction is None:
+        return "the validation split"
+    return f"{fraction * 100:g} % of train held out (train.valid_fraction {fraction})"
+
+
+def refuse_unused_fraction(splits: Mapping[str, pd.DataFrame], fraction: float | None, *, root: Path) -> None:
+    """Refuse a ``fraction`` to hold out beside a valid split, which is what a model validates on."""
+    if "valid" in splits and fraction is not None:
+        raise DataError(unused_fraction_sentence(root))
+
+
 def resolve_valid_split(
     splits: Mapping[str, pd.DataFrame], fraction: float | None, *, root: Path
 ) -> dict[str, pd.DataFrame]:
@@ -88,9 +102,8 @@ def resolve_valid_split(
     Raises the sentence ``validate`` reports when there is no valid split and no ``fraction``, or a
     ``fraction`` but also a valid split.
     """
+    refuse_unused_fraction(splits, fraction, root=root)
     if "valid" in splits:
-        if fraction is not None:
-            raise DataError(unused_fraction_sentence(root))
         return dict(splits)
     if fraction is None:
         raise DataError(missing_valid_sentence(root))

@@ -250,6 +250,15 @@ def _scan_folder(folder: Path, root: Path, suffixes: tuple[str, ...]) -> FolderS
     return scan
 
 
+def _refuse_line_break(container: Path) -> None:
+    """Refuse a one-pickle modality whose file name holds a line break: the feature store records each clip's source
+    file name on a line of its own (``sources.csv``), which the name would cut in two. (Reading such lines otherwise
+    would change the digests of every run recorded so far.)"""
+    if "\n" in container.name:
+        raise DataError(f"{container.parent}: the one-pickle modality {container.name!r} has a line break in its file"
+                        " name, which the feature store cannot record; rename the file without it.")
+
+
 def discover(root: str | Path) -> DatasetLayout:
     """List the splits, modalities, transcripts and videos of a dataset root."""
     root = Path(root).expanduser()
@@ -270,6 +279,7 @@ def discover(root: str | Path) -> DatasetLayout:
         if entry.name.startswith((".", "_")):
             continue
         if entry.is_file() and entry.suffix.lower() in ARRAY_SUFFIXES:
+            _refuse_line_break(entry)
             modalities[entry.stem] = ModalitySource(entry.stem, entry, container=entry)
             continue
         if not entry.is_dir():

@@ -56,7 +56,7 @@ from pydantic import Field, ValidationError, field_validator
 from emimic.config import ExperimentConfig, Section, explain, load_config, read_yaml_mapping, with_overrides
 from emimic.data import FeatureStore, VidmimicDataset, open_dataset
 from emimic.data.dataset import with_valid_split
-from emimic.data.holdout import VALID_FILE
+from emimic.data.holdout import VALID_FILE, refuse_unused_fraction, validation_clips
 from emimic.data.simulate import AUDIO_DIR, FACE_DIR, TEXT_EMB_DIR
 from emimic.defaults import ABLATION_BASE, ABLATION_MAX_EPOCHS, preset_dir
 from emimic.errors import ConfigError, DataError
@@ -79,6 +79,7 @@ from emimic.training.provenance import corpus_fingerprint, describe, labelled_sp
 from emimic.training.run import (
     TrainResult,
     check_valid_features,
+    modalities_read_by_any,
     trainable_spec,
     untrainable_modalities,
     untrainable_settings,
@@ -135,6 +136,22 @@ class Cell:
 
 
 @dataclass(frozen=True)
+class GridConfigs:
+    """The configs of a grid's base and of its written cells (the reference first), built once for what ``ablate``
+    packs (:func:`modalities_read_by`) and for its plan (:func:`plan_cells`)."""
+
+    base: ExperimentConfig
+    written: dict[str, ExperimentConfig]
+
+    @classmethod
+    def of(cls, grid: Grid, overrides: Mapping[str, Any]) -> GridConfigs:
+        """The base of ``grid`` under ``overrides``, and each written cell's config on it."""
+        base = load_config(grid.base, overrides=overrides)
+        cells = {grid.reference: grid.cells[grid.reference], **grid.cells}
+        return cls(base, {name: cell_config(base, name, cell) for name, cell in cells.items()})
+
+
+@dataclass(frozen=True)
 class AblationJob(TrainJob):
     """One (cell, seed) to train."""
 
@@ -177,6 +194,12 @@ class AblationResult:
     summary: list[CellSummary]
     table: pd.DataFrame  # ablation.csv
     skipped: dict[str, str] = field(default_factory=dict)
+    valid_fraction: float | None = None  # the share of train every cell held out for validation, if any
+
+    @property
+    def validated_on(self) -> str:
+        """The clips every cell was scored on, in words."""
+        return validation_clips(self.valid_fraction)
 
 
 # ---------------------------------------------------------------- the grid
@@ -274,24 +297,24 @@ def why_skipped(cfg: ExperimentConfig, store: FeatureStore, *, cell: str, untrai
     return None
 
 
-def plan_cells(grid: Grid, store: FeatureStore, overrides: Mapping[str, Any], *,
+def plan_cells(grid: Grid, store: FeatureStore, configs: GridConfigs, *,
                untrainable: Callable[[ExperimentConfig], Collection[str]] = lambda cfg: (),
                valid_ids: Callable[[ExperimentConfig], np.ndarray] | None = None,
                has_valid_split: bool) -> list[Cell]:
-    """Every cell of ``grid`` on this data (the reference first, then the written ones, then the generated ones
-    whose names are not taken), each with its config or why it is skipped. ``untrainable(cfg)`` names the
-    modalities no clip that ``cfg`` trains on has (its own ``train.valid_fraction`` decides which clips those are):
-    the generated cells use only the others of the base config, and a cell naming one is skipped; so is one whose
-    modalities no clip it validates on (``valid_ids(cfg)``, when given) has.
+    """Every cell of ``grid`` on this data (the reference first, then the written ones, whose configs ``configs``
+    holds, then the generated ones whose names are not taken), each with its config or why it is skipped.
+    ``untrainable(cfg)`` names the modalities no clip that ``cfg`` trains on has (its own ``train.valid_fraction``
+    decides which clips those are): the generated cells use only the others of the base config, and a cell naming
+    one is skipped; so is one whose modalities no clip it validates on (``valid_ids(cfg)``, when given) has.
     ``has_valid_split``: the data has a valid split, which every cell validates on (no cell may hold out a share of
     train instead)."""
-    base = load_config(grid.base, overrides=overrides)
-    written = {grid.reference: grid.cells[grid.reference], **grid.cells}
-    cells = []
+    base = configs.base
     untrainable_in_base = untrainable(base)
     generated = generated_cells(grid, base, [m for m in store.modalities if m not in untrainable_in_base])
-    for name, cell_overrides in {**written, **{n: o for n, o in generated.items() if n not in written}}.items():
-        cfg = cell_config(base, name, cell_overrides)
+    planned = {name: (grid.cells[name], cfg) for name, cfg in configs.written.items()}
+    planned |= {name: (cell, cell_config(base, name, cell)) for name, cell in generated.items() if name not in planned}
+    cells = []
+    for name, (cell_overrides, cfg) in planned.items():
         if has_valid_split:
             _refuse_held_out_share(name, cfg)
         reason = why_skipped(cfg, store, cell=name, untrainable=untrainable(cfg),
@@ -324,6 +347,15 @@ def _refuse_other_validation_clips(cells: Sequence[Cell]) -> None:
                               " scores cannot be paired; give every cell the same train.valid_fraction.")
 
 
+def modalities_read_by(grid: Grid, configs: GridConfigs) -> set[str] | None:
+    """The modalities some cell of ``grid`` may read (``None``: every modality found, when a cell reads each, or the
+    grid makes a cell per modality of the data)."""
+    if grid.generate.modality_subsets:
+        return None
+    fusion_cells = [configs.base] if grid.generate.fusions else []  # a fusion cell reads the base's modalities
+    return modalities_read_by_any([*configs.written.values(), *fusion_cells])
+
+
 def untrainable_in(ds: VidmimicDataset, store: FeatureStore, cfg: ExperimentConfig) -> list[str]:
     """The modalities of ``store`` that no clip ``cfg`` trains on has (its ``train.valid_fraction`` holds out part of
     a corpus without a valid split): its model cannot learn from them."""
@@ -348,10 +380,10 @@ def _refusal(job: AblationJob, found: list[str]) -> str:
             " --overwrite to train it again (the runs this grid can reuse are kept), or choose a new --out.")
 
 
-def _settings(out: Path, ds: VidmimicDataset, store: FeatureStore, seeds: Sequence[int]) -> dict:
+def _settings(data: str, seeds: Sequence[int]) -> dict:
     """What the folder is made with, checked against ``ablation.json`` (each cell's runs are checked by their own
     folders instead, see :func:`ablate`)."""
-    return {"data": corpus_fingerprint(ds, store, out / SETTINGS_FILE), "seeds": list(seeds)}
+    return {"data": data, "seeds": list(seeds)}
 
 
 def _grid_record(cells: Sequence[Cell]) -> dict[str, Any]:
@@ -456,7 +488,7 @@ def markdown(result: AblationResult, ds: VidmimicDataset, settings: Mapping[str,
              max_epochs: int | None) -> str:
     epochs = f", at most {max_epochs} epochs unless a cell sets its own" if max_epochs is not None else ""
     lines = [f"# Ablation: {result.out}", "",
-             f"Data `{ds.root}` (fingerprint {settings['data']}), validation split; cells of the base config"
+             f"Data `{ds.root}` (fingerprint {settings['data']}), {result.validated_on}; cells of the base config"
              f" `{base}`{epochs} (each cell's resolved config: {SETTINGS_FILE}); seeds {result.seeds}; reference"
              f" cell `{result.reference}`.", "",
              "| " + " | ".join(SUMMARY_HEADER) + " |", "|" + "---|" * len(SUMMARY_HEADER)]
@@ -482,6 +514,7 @@ def ablate(
     seeds: Sequence[int] = (0, 1, 2),
     max_epochs: int | None = ABLATION_MAX_EPOCHS,
     overrides: Mapping[str, object] | None = None,
+    valid_fraction: float | None = None,
     jobs: int = 1,
     backend: Backend = "local",
     ray_address: str | None = None,
@@ -491,8 +524,9 @@ def ablate(
 ) -> AblationResult:
     """Train every cell of ``grid`` (default: the packaged default grid) with every seed into ``out``.
 
-    ``max_epochs`` (default 10, as for ``emimic ablate``; None: the base config's own) and ``overrides`` apply to
-    the base of every cell, under the cell's own overrides. ``jobs`` runs train at once (local
+    ``max_epochs`` (default 10, as for ``emimic ablate``; None: the base config's own), ``valid_fraction`` (the
+    share of train every cell holds out for validation on a corpus without a valid split, as ``train`` does) and
+    ``overrides`` apply to the base of every cell, under the cell's own overrides. ``jobs`` runs train at once (local
     processes, or Ray tasks with ``backend="ray"``). ``overwrite`` replaces a folder made with other data or seeds,
     else only the runs that the cells cannot reuse. ``report(job, result)`` is called as each run finishes."""
     out = Path(out)
@@ -501,14 +535,20 @@ def ablate(
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
     ds = data if isinstance(data, VidmimicDataset) else open_dataset(data)
     refuse_inside_dataset(out, ds.root)
-    store = ds.store(progress=progress)  # packed once here, before any worker opens it
-    base_overrides = dict(overrides or {}) | ({"train.max_epochs": max_epochs} if max_epochs is not None else {})
-    cells = plan_cells(grid, store, base_overrides, untrainable=lambda cfg: untrainable_in(ds, store, cfg),
+    refuse_unused_fraction(ds.splits, valid_fraction, root=ds.root)
+    given = {"train.max_epochs": max_epochs, "train.valid_fraction": valid_fraction}
+    base_overrides = dict(overrides or {}) | {key: value for key, value in given.items() if value is not None}
+    # packed once here, before any worker opens it
+    configs = GridConfigs.of(grid, base_overrides)
+    needed = modalities_read_by(grid, configs)
+    store = ds.store(progress=progress, needed=needed)
+    cells = plan_cells(grid, store, configs, untrainable=lambda cfg: untrainable_in(ds, store, cfg),
                        valid_ids=lambda cfg: split_ids(ds, cfg, "valid"), has_valid_split="valid" in ds.splits)
-    settings = _settings(out, ds, store, seeds)
+    data = corpus_fingerprint(ds, store, out / SETTINGS_FILE, needed=needed)
     runner = Runner(jobs, backend, ray_address, progress)  # a wrong --ray-address refuses before any write
-    replace = check_folder_settings(out, SETTINGS_FILE, settings, kind="ablation", overwrite=overwrite,
-                                    any_order=["seeds"])
+    replace = check_folder_settings(out, SETTINGS_FILE, _settings(data.recorded, seeds), kind="ablation",
+                                    overwrite=overwrite, any_order=["seeds"])
+    settings = _settings(data.to_record(replaced=replace), seeds)
     with results_folder(out, replace=replace, kind="ablation"):
         # the grid may gain, drop or change cells: what binds is what the cells' run folders hold, checked here
         # before any run trains (a cell that never saved an epoch, or whose folders are gone, binds nothing)
@@ -524,6 +564,7 @@ def ablate(
     scores = table[table["status"] != "skipped"]
     summary = summarise(scores, grid.reference, seed_averaged_bootstrap(out, ds, cells, seeds))
     result = AblationResult(out, seeds, grid.reference, summary, table,
-                            {c.name: c.skipped for c in cells if c.skipped})
+                            {c.name: c.skipped for c in cells if c.skipped},
+                            configs.written[grid.reference].train.valid_fraction)
     write_text(out / SUMMARY_FILE, markdown(result, ds, settings, base=grid.base, max_epochs=max_epochs))
     return result

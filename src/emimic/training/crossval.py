@@ -359,15 +359,17 @@ def cross_validate(
     # resolved once, for the clips a fold model trains on: every fold, seed and refit model has as many members
     cfg = resolve_members(cfg, len(labels) * (folds - 1) // folds)
     column = group_column(meta)
-    store = ds.store(progress=progress, needed=modalities_read(cfg))  # packed once here, before any worker opens it
+    needed = modalities_read(cfg)
+    store = ds.store(progress=progress, needed=needed)  # packed once here, before any worker opens it
+    data = corpus_fingerprint(ds, store, out / SETTINGS_FILE, needed=needed)
     settings = {"folds": folds, "fold_seed": fold_seed, "group_column": column,
-                "config": cfg.model_dump(mode="json", exclude={"seed"}),
-                "data": corpus_fingerprint(ds, store, out / SETTINGS_FILE)}
+                "config": cfg.model_dump(mode="json", exclude={"seed"}), "data": data.recorded}
     runner = Runner(jobs, backend, ray_address, progress)  # a wrong --ray-address refuses before any write
     # seeds may be added, never dropped: the folder's models are what `predict --run` averages; which seeds it
     # holds models of is read from its run folders, not recorded, so a seed that never saved an epoch binds nothing
     replace = check_folder_settings(out, SETTINGS_FILE, settings, kind="CV", overwrite=overwrite)
     replace = replace or _check_seeds(out, seeds, overwrite=overwrite)
+    settings["data"] = data.to_record(replaced=replace)
     with results_folder(out, replace=replace, kind="CV"):
         fold_of = fold_table(out, labels, meta, folds, fold_seed)
         plan = checked_run_folders(_plan(out, ds, cfg, fold_of, seeds), ds, overwrite=overwrite,

@@ -17,7 +17,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from emimic.io import atomic_path
-from emimic.training.module import pcc_metric, synced_pcc, update_pcc
+from emimic.training.module import SplitPCC, synced_pcc
 
 MONITOR = "val/pcc_mean"
 
@@ -77,9 +77,9 @@ def raw_weights_pcc(loader: Iterable[dict[str, Any]], pl_module: pl.LightningMod
     (every process must call this)."""
     was_training = pl_module.training
     pl_module.eval()
-    metric = pcc_metric().to(pl_module.device)
+    metric = SplitPCC().to(pl_module.device)
     for batch in loader:
         batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
-        update_pcc(metric, pl_module(batch["inputs"]).pred, batch["targets"])
+        metric.update(pl_module(batch["inputs"]).pred, batch["targets"])
     pl_module.train(was_training)
     return float(synced_pcc(metric).mean())

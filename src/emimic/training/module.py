@@ -2,10 +2,10 @@
 is self-describing and loads with ``torch.load(weights_only=True)``; trains with the
 multi-objective loss; validates with the challenge metric.
 
-The validation PCC is torchmetrics' ``PearsonCorrCoef``: each process updates running moments with
-its own validation clips and ``compute()`` merges the moments of every process (an all-gather), so
-under DDP the score is the PCC over the whole split, exactly as one process computes it, never a mean
-of per-process PCCs. The moments are kept in float64 (under mixed precision too).
+The validation PCC is :func:`emimic.metrics.pearson_per_dimension`, the metric ``evaluate`` reports, constant-column
+rule included: each process keeps the predictions and labels of its own validation clips (float64, under mixed
+precision too; a few numbers per clip) and ``compute()`` gathers those of every process (an all-gather), so under DDP
+the score is the PCC over the whole split, exactly as one process computes it, never a mean of per-process PCCs.
 """
 
 from __future__ import annotations
@@ -18,23 +18,40 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from torch import Tensor
-from torchmetrics import MeanMetric
-from torchmetrics.regression import PearsonCorrCoef
+from torchmetrics import MeanMetric, Metric
+from torchmetrics.utilities import dim_zero_cat
 
 from emimic.config import ExperimentConfig
 from emimic.labels import EMOTIONS
+from emimic.metrics import pearson_per_dimension
 from emimic.models.emi import ModelOutput, ModelSpec, build_model
 from emimic.training.losses import EMILoss
 
-# Named by torchmetrics when a column is constant (the PCC is then reported as 0, see synced_pcc).
-CONSTANT_WARNING = r".*The variance of predictions or target is close to zero.*"
 
+class SplitPCC(Metric):
+    """Per-emotion Pearson correlation over every clip seen, by :func:`emimic.metrics.pearson_per_dimension`: the
+    score ``evaluate`` reports, so a column constant by its rule (:data:`emimic.labels.CONSTANT_STD`) scores 0 here
+    too (torchmetrics' ``PearsonCorrCoef`` judged constancy by a rule of its own, relative to the spread); a column
+    with a non-finite prediction scores 0. The clips' predictions and labels are kept, and gathered from every
+    process on ``compute``."""
 
-def pcc_metric() -> PearsonCorrCoef:
-    """Per-emotion Pearson correlation accumulated over batches (and over processes, on ``compute``)."""
-    metric = PearsonCorrCoef(num_outputs=len(EMOTIONS))
-    metric.set_dtype(torch.float64)
-    return metric
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("preds", default=[], dist_reduce_fx="cat")
+        self.add_state("targets", default=[], dist_reduce_fx="cat")
+
+    def update(self, preds: Tensor, targets: Tensor) -> None:
+        self.preds.append(preds.detach().double())
+        self.targets.append(targets.double())
+
+    def compute(self) -> Tensor:
+        preds, targets = dim_zero_cat(self.preds), dim_zero_cat(self.targets)
+        scores = torch.as_tensor(pearson_per_dimension(preds, targets), device=preds.device)
+        # a column with a NaN/Inf prediction scores 0, not the PCC of its other clips: a diverging model must not be
+        # selected (evaluate refuses such predictions rather than scoring them)
+        return torch.where(torch.isfinite(preds).all(dim=0), scores, torch.zeros_like(scores))
 
 
 def pcc_column(emotion: str) -> str:
@@ -42,16 +59,12 @@ def pcc_column(emotion: str) -> str:
     return f"val/pcc_{emotion.lower().replace(' ', '_')}"
 
 
-def update_pcc(metric: PearsonCorrCoef, preds: Tensor, targets: Tensor) -> None:
-    metric.update(preds.detach().double(), targets.double())
-
-
-def synced_pcc(metric: PearsonCorrCoef) -> Tensor:
+def synced_pcc(metric: SplitPCC) -> Tensor:
     """``(6,)`` PCC over every clip the processes saw, then reset. Every process must call it (it gathers).
 
-    A constant column scores 0, not NaN, as in :func:`emimic.metrics.pearson_per_dimension`, so a
-    degenerate model is uninformative rather than breaking model selection."""
-    scores = torch.nan_to_num(metric.compute(), nan=0.0)
+    A constant column scores 0, not NaN, as in :func:`emimic.metrics.pearson_per_dimension` (which computes it), so
+    a degenerate model is uninformative rather than breaking model selection."""
+    scores = metric.compute()
     metric.reset()
     return scores
 
@@ -66,7 +79,7 @@ class EMIModule(pl.LightningModule):
         self.spec = ModelSpec.from_dict(spec)
         self.net = build_model(self.spec, self.cfg.model)
         self.loss = EMILoss(self.cfg.loss)
-        self.val_pcc = pcc_metric()
+        self.val_pcc = SplitPCC()
         self.val_loss = MeanMetric()
 
     def forward(self, inputs: dict[str, dict[str, Tensor]]) -> ModelOutput:
@@ -102,7 +115,7 @@ class EMIModule(pl.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         out = self.net(batch["inputs"])
         self.val_loss.update(self.loss(out, batch["targets"])["loss"].detach(), len(out.pred))
-        update_pcc(self.val_pcc, out.pred, batch["targets"])
+        self.val_pcc.update(out.pred, batch["targets"])
 
     def on_validation_epoch_end(self) -> None:
         if self.val_loss.update_count == 0:

@@ -20,7 +20,7 @@ compared with the digest of the data as that emimic computed it, so a run or fol
 and reporting on unchanged data.
 :func:`read_run_record` is the one reader of this record (metrics and reports take their provenance
 from it). A folder of many runs (``cv``, ``ablate``, ``sweep``)
-records :func:`corpus_fingerprint`: every modality, and the train and valid labels.
+records :func:`corpus_fingerprint`: the modalities its runs may read, and the train and valid labels.
 
 ``model_format`` is the model format of the emimic that trained the run (:mod:`emimic.models.formats`): every
 loading and resuming of a run checks it (:func:`read_model_format`, :func:`check_model_format`).
@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -135,15 +135,37 @@ def labelled_splits(ds: VidmimicDataset, splits: Sequence[str] = TRAINING_SPLITS
     return labelled
 
 
-def corpus_fingerprint(ds: VidmimicDataset, store: FeatureStore, settings_file: Path) -> str:
-    """The digest of every modality of ``store`` and of the labels of train and valid (those present: ``cv`` folds a
-    corpus without a valid split): what a folder of many runs (``cv``, ``ablate``, ``sweep``) records in
-    ``settings_file``, whichever modalities each of its runs reads. A folder that recorded this data's digest as an
-    earlier emimic computed it keeps it (its settings, and a sweep's study named by them, stay the same)."""
+@dataclass(frozen=True)
+class FolderData:
+    """The data digest a folder of many runs (``cv``, ``ablate``, ``sweep``) records in its settings."""
+
+    digest: str  # this data's, as this emimic computes it
+    recorded: str  # the folder's own, when that is this data's as an earlier emimic computed it; else ``digest``
+
+    def to_record(self, *, replaced: bool) -> str:
+        """What the folder records from now on: a folder resumed keeps its own digest (its settings, and a sweep's
+        study named by them, stay the same); one ``replaced`` (``--overwrite``) starts afresh with ``digest``, as an
+        earlier emimic's covers every clip's features, and features of a test clip extracted later would make the
+        new folder refuse to resume as made with other data."""
+        return self.digest if replaced else self.recorded
+
+
+def corpus_fingerprint(ds: VidmimicDataset, store: FeatureStore, settings_file: Path,
+                       needed: Collection[str] | None) -> FolderData:
+    """The digest of the modalities of ``store`` that the runs of a folder of many runs (``cv``, ``ablate``,
+    ``sweep``) may read (``needed``; ``None``: every modality) and of the labels of train and valid (those present:
+    ``cv`` folds a corpus without a valid split): what the folder records in ``settings_file``, so that a modality no
+    run reads, extracted or changed later, leaves it resumable; with the digest the folder recorded, when that is of
+    this data as an earlier emimic computed it (:meth:`FolderData.to_record` says which to record)."""
     present = [split for split in TRAINING_SPLITS if split in ds.splits]
-    now = data_fingerprint(store, store.modalities, labelled_splits(ds, present))
+    labelled = labelled_splits(ds, present)
+    read = [name for name in store.modalities if needed is None or name in needed]
+    now = data_fingerprint(store, read, labelled)
     recorded = _recorded_setting(settings_file, "data")
-    return recorded if isinstance(recorded, str) and now.matches(recorded) else now.digest
+    # an earlier emimic's digest covered every modality, whichever its runs read
+    kept = isinstance(recorded, str) and (now.matches(recorded) or (
+        len(read) < len(store.modalities) and data_fingerprint(store, store.modalities, labelled).matches(recorded)))
+    return FolderData(now.digest, recorded if kept else now.digest)
 
 
 def _recorded_setting(settings_file: Path, key: str) -> Any:

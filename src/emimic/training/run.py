@@ -34,7 +34,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,7 +73,7 @@ from emimic.training.inference import (
     read_checkpoint,
     torch_threads,
 )
-from emimic.training.module import CONSTANT_WARNING, EMIModule, pcc_column
+from emimic.training.module import EMIModule, pcc_column
 from emimic.training.provenance import (
     CONFIG_FILE,
     RECORD_FILE,
@@ -94,7 +94,7 @@ LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 
 # Lightning's advice on worker counts and logging does not apply to in-memory pooled batches.
 _QUIET = (r".*does not have many workers.*", r".*LightningModule.*has parameters that were not used.*",
-          r".*The number of training batches.*", r".*treespec.*", r".*exists and is not empty.*", CONSTANT_WARNING,
+          r".*The number of training batches.*", r".*treespec.*", r".*exists and is not empty.*",
           r".*overridden `transfer_batch_to_device`.*")
 
 
@@ -341,6 +341,10 @@ def _check_split_sizes(ds: VidmimicDataset) -> None:
     check_valid_size(ds.splits["valid"], root=ds.root, fraction=ds.held_out_fraction, where=ds.where)
 
 
+# The settings modalities_read reads: a search space that varies one may make a trial read other modalities.
+MODALITY_SETTINGS = ("model.modalities", "model.vad.enabled", "model.vad.observed")
+
+
 def modalities_read(cfg: ExperimentConfig) -> set[str] | None:
     """The modalities a train of ``cfg`` may read: its branches and the observed VAD prior (``None``: every modality
     found, as ``model.modalities`` unset builds a branch of each)."""
@@ -348,6 +352,14 @@ def modalities_read(cfg: ExperimentConfig) -> set[str] | None:
         return None
     vad = cfg.model.vad
     return {*cfg.model.modalities, *([vad.observed] if vad.enabled and vad.observed else [])}
+
+
+def modalities_read_by_any(configs: Iterable[ExperimentConfig]) -> set[str] | None:
+    """The modalities a train of any of ``configs`` may read (``None``: every modality found, when one of them reads
+    each): what a command of many runs (``ablate``, ``sweep``) needs packed, so that an extract of any other modality
+    does not stop it (see :meth:`~emimic.data.VidmimicDataset.store`)."""
+    read = [modalities_read(cfg) for cfg in configs]
+    return None if any(names is None for names in read) else set().union(*read)
 
 
 def requested_run(ds: VidmimicDataset, cfg: ExperimentConfig

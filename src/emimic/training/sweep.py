@@ -52,6 +52,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import json
 import shlex
 from collections.abc import Callable, Iterator, Mapping
@@ -77,7 +78,7 @@ from emimic.config import (
     with_overrides,
 )
 from emimic.data import VidmimicDataset, open_dataset, with_valid_split
-from emimic.data.holdout import check_valid_size
+from emimic.data.holdout import check_valid_size, validation_clips
 from emimic.defaults import preset_dir
 from emimic.errors import ConfigError, IncompatibleRun, NothingSaved
 from emimic.io import atomic_path, write_text
@@ -86,7 +87,7 @@ from emimic.registry import ENCODERS, FUSIONS
 from emimic.training.history import MONITOR
 from emimic.training.jobs import Runner, holds_a_started_run, results_folder
 from emimic.training.provenance import RECORD_FILE, check_model_format, corpus_fingerprint, read_run_record
-from emimic.training.run import check_selectable, train, valid_way_out
+from emimic.training.run import MODALITY_SETTINGS, check_selectable, modalities_read_by_any, train, valid_way_out
 
 SETTINGS_FILE = "sweep.json"
 STUDY_FILE = "study.log"
@@ -189,6 +190,18 @@ class SearchSpace(Section):
                     raise ConfigError(f"{source}: params.{name} = {value!r} is no valid setting ({detail}).") from None
 
 
+    def modalities_read(self, cfg: ExperimentConfig) -> set[str] | None:
+        """The modalities a trial on ``cfg`` may read, whatever values it samples or is enqueued with (``None``:
+        every modality found): the union over every combination of the values of the settings that decide them."""
+        keys = [key for key in self.params if key in MODALITY_SETTINGS]
+        values = [[*self.params[key].values(), *(trial[key] for trial in self.enqueue if key in trial)] for key in keys]
+        trials = []
+        for combination in itertools.product(*values):
+            with contextlib.suppress(ConfigError):  # an invalid trial fails before it reads anything
+                trials.append(with_overrides(cfg, dict(zip(keys, combination, strict=True))))
+        return modalities_read_by_any(trials)
+
+
 def load_space(source: str | Path | None = None) -> SearchSpace:
     """The search space of the YAML file ``source`` (default: the packaged default space)."""
     path = Path(source) if source is not None else DEFAULT_SPACE
@@ -237,6 +250,12 @@ class SweepResult:
     best_value: float | None
     best_params: dict[str, Any]
     best_config: Path | None
+    valid_fraction: float | None = None  # the share of train every trial held out for validation, if any
+
+    @property
+    def validated_on(self) -> str:
+        """The clips every trial was scored on, in words."""
+        return validation_clips(self.valid_fraction)
 
 
 def open_storage(spec: str) -> optuna.storages.BaseStorage:
@@ -292,12 +311,9 @@ def run_worker(worker: Worker, ds: VidmimicDataset | None = None,
                            catch=(ConfigError,), callbacks=callbacks)
 
 
-def _settings(out: Path, ds: VidmimicDataset, cfg: ExperimentConfig, space: SearchSpace, progress: bool
-              ) -> dict[str, Any]:
+def _settings(cfg: ExperimentConfig, space: SearchSpace, data: str) -> dict[str, Any]:
     """What the study is made with: a resumed sweep must match all of it."""
-    store = ds.store(progress=progress)  # packed once here, before any worker opens it
-    return {"config": cfg.model_dump(mode="json"), "space": space.model_dump(mode="json"),
-            "data": corpus_fingerprint(ds, store, out / SETTINGS_FILE)}
+    return {"config": cfg.model_dump(mode="json"), "space": space.model_dump(mode="json"), "data": data}
 
 
 def _study_name(settings: Mapping[str, Any]) -> str:
@@ -395,7 +411,7 @@ def _best(study: optuna.Study) -> FrozenTrial | None:
 
 def _write_best(out: Path, cfg: ExperimentConfig, best: FrozenTrial, data: Path) -> Path:
     described = (f"Best of the `emimic sweep` in {out} on {data}: trial {best.number}, validation mean PCC"
-                 f" {best.value:.4f}.")
+                 f" {best.value:.4f} on {validation_clips(cfg.train.valid_fraction)}.")
     best_cfg = with_overrides(cfg, {**best.params, "name": f"{cfg.name}-sweep", "description": described})
     write_text(out / BEST_FILE, config_to_yaml(best_cfg))
     return out / BEST_FILE
@@ -410,6 +426,7 @@ def sweep(
     space: SearchSpace | str | Path | None = None,
     max_epochs: int | None = None,
     seed: int | None = None,
+    valid_fraction: float | None = None,
     storage: str | None = None,
     jobs: int = 1,
     overwrite: bool = False,
@@ -418,14 +435,16 @@ def sweep(
 ) -> SweepResult:
     """Search ``space`` around ``config`` (default: the default preset) on ``data`` until the study in ``out``
     holds ``trials`` finished trials; ``report(trial)`` is called as each trial finishes (in the process that ran
-    it). A folder made with other settings is refused unless ``overwrite``, which replaces it once a trial of the
-    new sweep saved an epoch."""
+    it). ``max_epochs``, ``seed`` and ``valid_fraction`` (the share of train held out for validation on a corpus
+    without a valid split, as ``train`` holds it out) override the config's. A folder made with other settings is
+    refused unless ``overwrite``, which replaces it once a trial of the new sweep saved an epoch."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # trials are reported through ``report``
     out = Path(out)
     warn_leftovers(out)
     ds = data if isinstance(data, VidmimicDataset) else open_dataset(data)
     refuse_inside_dataset(out, ds.root)
-    overrides = {key: value for key, value in (("train.max_epochs", max_epochs), ("seed", seed)) if value is not None}
+    given = {"train.max_epochs": max_epochs, "seed": seed, "train.valid_fraction": valid_fraction}
+    overrides = {key: value for key, value in given.items() if value is not None}
     cfg = with_overrides(config if isinstance(config, ExperimentConfig) else load_config(config), overrides)
     space_source = "search space" if isinstance(space, SearchSpace) else str(space or DEFAULT_SPACE)
     space = space if isinstance(space, SearchSpace) else load_space(space)
@@ -433,17 +452,22 @@ def sweep(
     ds = with_valid_split(ds, cfg.train.valid_fraction)
     # refused once here, not by every trial
     check_valid_size(ds.clips("valid"), root=ds.root, fraction=ds.held_out_fraction)
-    settings = _settings(out, ds, cfg, space, progress)
+    # packed once here, before any worker opens it
+    needed = space.modalities_read(cfg)
+    store = ds.store(progress=progress, needed=needed)
+    data = corpus_fingerprint(ds, store, out / SETTINGS_FILE, needed=needed)
     if not space.params.keys() & {"model.modalities", "train.selection"}:  # else each trial decides for itself
-        check_selectable(cfg, ds.store(progress=False), ds.clips("train").index.to_numpy(),
-                         ds.clips("valid").index.to_numpy(), where=ds.where,
-                         way_out=valid_way_out(ds))
+        check_selectable(cfg, store, ds.clips("train").index.to_numpy(), ds.clips("valid").index.to_numpy(),
+                         where=ds.where, way_out=valid_way_out(ds))
     # The default storage is recorded relative to the folder, so a moved sweep folder still resumes.
-    recorded = {**settings, "storage": storage or f"OUT/{STUDY_FILE}"}
-    replace = check_folder_settings(out, SETTINGS_FILE, recorded, kind="sweep", overwrite=overwrite)
+    storage_setting = {"storage": storage or f"OUT/{STUDY_FILE}"}
+    replace = check_folder_settings(out, SETTINGS_FILE, {**_settings(cfg, space, data.recorded), **storage_setting},
+                                    kind="sweep", overwrite=overwrite)
     if not replace and (out / SETTINGS_FILE).exists():
         replace = _outdated_trials(out, overwrite=overwrite)
     resuming = not replace and (out / SETTINGS_FILE).exists()
+    settings = _settings(cfg, space, data.to_record(replaced=replace))
+    recorded = {**settings, **storage_setting}
     storage = storage or str(out / STUDY_FILE)
     name = _study_name(settings)
     with results_folder(out, replace=replace, kind="sweep"):
@@ -499,7 +523,9 @@ def _results(out: Path, study: optuna.Study, cfg: ExperimentConfig, root: Path, 
     with atomic_path(out / TABLE_FILE) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     best = _best(study)
+    fraction = cfg.train.valid_fraction
     if best is None:
-        return SweepResult(out, table, ran, None, None, {}, None)
-    return SweepResult(out, table, ran, best.number, best.value, dict(best.params), _write_best(out, cfg, best, root))
+        return SweepResult(out, table, ran, None, None, {}, None, fraction)
+    return SweepResult(out, table, ran, best.number, best.value, dict(best.params), _write_best(out, cfg, best, root),
+                       fraction)
 
