@@ -138,11 +138,31 @@ def test_a_cell_reading_only_modalities_no_valid_clip_has_is_skipped(tmp_path: P
     ds = open_dataset(write_root(tmp_path / "root", train=4, valid=2, missing={"vit": valid_ids}))
     store = ds.store(progress=False)
     grid = load_grid(grid_file(tmp_path, "cells:\n  paper: {}\n  v: {model.modalities: [vit]}\n"))
-    cells = {c.name: c for c in plan_cells(grid, store, {}, valid_ids=lambda cfg: split_ids(ds, cfg, "valid"),
-                                           has_valid_split=True)}
+    cells = {c.name: c for c in plan_cells(grid, store, GridConfigs.of(grid, {}),
+                                           valid_ids=lambda cfg: split_ids(ds, cfg, "valid"), has_valid_split=True)}
     assert cells["paper"].config is not None
     assert cells["v"].skipped.startswith("none of the 2 clips of the 'valid' split has any of the modalities the model"
                                          " reads (vit), so")
+    assert cells["v"].skipped.endswith("add their features, or validate on clips that have some.")
+
+
+def test_a_reference_cell_without_valid_features_is_one_sentence_with_the_way_out_of_a_held_out_share(
+        tmp_path: Path) -> None:
+    """The share is --valid-fraction's, so the advice is to hold out another (it said to add the valid clips'
+    features), and the reason's full stop was doubled."""
+    from emimic.data.holdout import hold_out
+
+    labels = pd.read_csv(write_root(tmp_path / "ids", train=24, valid=0) / "train_split.csv")
+    held_out = list(hold_out(labels, 0.25)[1]["Filename"])
+    root = write_root(tmp_path / "root", train=24, valid=0, missing={"vit": held_out})
+    (root / "valid_split.csv").unlink()
+    grid = grid_file(tmp_path, "cells:\n  paper: {model.modalities: [vit]}\n")
+    with pytest.raises(ConfigError) as refused:
+        ablate(root, tmp_path / "ablation", grid=grid, seeds=[0], max_epochs=1, progress=False, valid_fraction=0.25)
+    assert str(refused.value).startswith("the reference cell 'paper' cannot run on this data: none of the 6 clips of"
+                                         " the 'valid' split has any of the modalities the model reads (vit), so")
+    assert str(refused.value).endswith("; hold out another share of train with --valid-fraction, or train a model"
+                                       " reading a modality they have.")
 
 
 def test_a_cell_holding_out_a_share_of_train_beside_a_valid_split_is_refused(tmp_path: Path, tiny_root) -> None:

@@ -692,12 +692,20 @@ def test_cv_with_a_fold_whose_valid_clips_lack_the_modalities_read_is_refused_be
     assert not (tmp_path / "cv").exists()
 
 
-def test_sweep_refuses_a_valid_split_without_the_modalities_read_before_any_trial(make_root, tmp_path, capsys) -> None:
-    """It was optuna's traceback of a failed trial."""
+@pytest.mark.parametrize("selection", ["best", "searched"])
+def test_sweep_refuses_a_valid_split_without_the_modalities_read_before_any_trial(make_root, tmp_path, capsys,
+                                                                                   selection) -> None:
+    """It was optuna's traceback of a failed trial; with train.selection searched, the study stopped at the first
+    trial selecting its best epoch, after the others had trained."""
     root = make_root(missing={"vit": VALID_IDS})
-    (tmp_path / "cfg.yaml").write_text("model:\n  modalities: [vit]\n")
+    (tmp_path / "cfg.yaml").write_text("model:\n  modalities: [vit]\n"
+                                       + ("train:\n  selection: last\n" if selection == "searched" else ""))
+    searched = "train.selection: {type: categorical, choices: [last, best]}" if selection == "searched" else (
+        "optim.lr: {type: float, low: 1.0e-3, high: 1.0e-2}")
+    (tmp_path / "space.yaml").write_text(f"params:\n  {searched}\n")
     code, err = run_cli(["sweep", "--data", str(root), "--out", str(tmp_path / "sweep"), "--config",
-                         str(tmp_path / "cfg.yaml"), "--trials", "1", "--max-epochs", "1", "--quiet"], capsys)
+                         str(tmp_path / "cfg.yaml"), "--space", str(tmp_path / "space.yaml"), "--trials", "2",
+                         "--max-epochs", "1", "--quiet"], capsys)
     assert_one_sentence(code, err, "none of the 6 clips of the 'valid' split has any of the modalities the model reads"
                                    " (vit)")
     assert not (tmp_path / "sweep").exists()

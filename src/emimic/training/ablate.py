@@ -83,6 +83,7 @@ from emimic.training.run import (
     trainable_spec,
     untrainable_modalities,
     untrainable_settings,
+    valid_way_out,
 )
 
 SETTINGS_FILE = "ablation.json"
@@ -291,7 +292,7 @@ def why_skipped(cfg: ExperimentConfig, store: FeatureStore, *, cell: str, untrai
         spec = trainable_spec(cfg, store, untrainable)
         EMIModel(spec, cfg.model)
         if valid_ids is not None and cfg.train.selection == "best":
-            check_valid_features(store, spec.modalities, valid_ids)
+            check_valid_features(store, spec.modalities, valid_ids, way_out=valid_way_out(cfg.train.valid_fraction))
     except (ConfigError, DataError) as exc:
         return str(exc)
     return None
@@ -321,7 +322,8 @@ def plan_cells(grid: Grid, store: FeatureStore, configs: GridConfigs, *,
                              valid_ids=None if valid_ids is None else valid_ids(cfg))
         cells.append(Cell(name, cell_overrides, None if reason else cfg, reason))
     if cells[0].skipped:
-        raise ConfigError(f"the reference cell {grid.reference!r} cannot run on this data: {cells[0].skipped}.")
+        reason = cells[0].skipped.rstrip(".")
+        raise ConfigError(f"the reference cell {grid.reference!r} cannot run on this data: {reason}.")
     _refuse_other_validation_clips(cells)
     return cells
 

@@ -371,7 +371,7 @@ def requested_run(ds: VidmimicDataset, cfg: ExperimentConfig
     cfg = resolve_members(cfg, len(labelled["train"][0]))
     spec = trainable_spec(cfg, store, check_trainable(cfg, store, labelled["train"][0], where=ds.where))
     check_selectable(cfg, store, labelled["train"][0], labelled["valid"][0], where=ds.where,
-                     way_out=valid_way_out(ds))
+                     way_out=valid_way_out(ds.held_out_fraction))
     return RunRecord(cfg, data_fingerprint(store, spec.inputs, labelled), str(ds.root)), spec, labelled
 
 
@@ -382,9 +382,10 @@ FOLDS_WAY_OUT = ("draw the folds with another --fold-seed, use fewer --folds, or
                  " every fold has")
 
 
-def valid_way_out(ds: VidmimicDataset) -> str:
-    """What a user can do about a valid split of ``ds`` without features: it is a file, or a share held out of train."""
-    return VALID_FEATURES_WAY_OUT if ds.held_out_fraction is None else HELD_OUT_WAY_OUT
+def valid_way_out(held_out_fraction: float | None) -> str:
+    """What a user can do about a valid split without features: it is a file, or (``held_out_fraction``) a share held
+    out of train."""
+    return VALID_FEATURES_WAY_OUT if held_out_fraction is None else HELD_OUT_WAY_OUT
 
 
 def check_valid_features(store: FeatureStore, modalities: Sequence[str], valid_ids: np.ndarray, *,

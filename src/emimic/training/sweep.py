@@ -194,12 +194,17 @@ class SearchSpace(Section):
         """The modalities a trial on ``cfg`` may read, whatever values it samples or is enqueued with (``None``:
         every modality found): the union over every combination of the values of the settings that decide them."""
         keys = [key for key in self.params if key in MODALITY_SETTINGS]
-        values = [[*self.params[key].values(), *(trial[key] for trial in self.enqueue if key in trial)] for key in keys]
         trials = []
-        for combination in itertools.product(*values):
+        for combination in itertools.product(*(self.values_of(key) for key in keys)):
             with contextlib.suppress(ConfigError):  # an invalid trial fails before it reads anything
                 trials.append(with_overrides(cfg, dict(zip(keys, combination, strict=True))))
-        return modalities_read_by_any(trials)
+        # every combination invalid: no trial reads anything, but the checks before the first one read cfg's
+        return modalities_read_by_any(trials or [cfg])
+
+    def values_of(self, key: str) -> list[Choice]:
+        """Every value a trial may give the setting ``key``: the space's and its enqueued trials' (none: unsearched)."""
+        searched = self.params[key].values() if key in self.params else []
+        return [*searched, *(trial[key] for trial in self.enqueue if key in trial)]
 
 
 def load_space(source: str | Path | None = None) -> SearchSpace:
@@ -456,9 +461,12 @@ def sweep(
     needed = space.modalities_read(cfg)
     store = ds.store(progress=progress, needed=needed)
     data = corpus_fingerprint(ds, store, out / SETTINGS_FILE, needed=needed)
-    if not space.params.keys() & {"model.modalities", "train.selection"}:  # else each trial decides for itself
-        check_selectable(cfg, store, ds.clips("train").index.to_numpy(), ds.clips("valid").index.to_numpy(),
-                         where=ds.where, way_out=valid_way_out(ds))
+    # a trial that selects its best epoch needs valid clips with features; the branches, which decide it, are no
+    # searched setting, so one check (not a failed trial that would stop the study) answers for every such trial
+    if "best" in {cfg.train.selection, *space.values_of("train.selection")}:
+        check_selectable(with_overrides(cfg, {"train.selection": "best"}), store, ds.clips("train").index.to_numpy(),
+                         ds.clips("valid").index.to_numpy(), where=ds.where,
+                         way_out=valid_way_out(ds.held_out_fraction))
     # The default storage is recorded relative to the folder, so a moved sweep folder still resumes.
     storage_setting = {"storage": storage or f"OUT/{STUDY_FILE}"}
     replace = check_folder_settings(out, SETTINGS_FILE, {**_settings(cfg, space, data.recorded), **storage_setting},
