@@ -163,8 +163,8 @@ def test_a_column_constant_by_the_shared_rule_scores_in_training_what_evaluate_g
     rng = np.random.default_rng(1)
     targets = rng.uniform(size=(40, 6))
     preds = targets + rng.normal(scale=0.3, size=targets.shape)
-    preds[:, 1] = 0.5 + 1e-12 * targets[:, 1]  # constant by emimic's rule, yet perfectly correlated
-    preds[:, 4] = 0.5 + 1e-6 * targets[:, 4]  # a small spread, above the rule: a real correlation
+    preds[:, 1] = 0.5 + 1e-3 * CONSTANT_STD * targets[:, 1]  # constant by emimic's rule, yet perfectly correlated
+    preds[:, 4] = 0.5 + 100 * CONSTANT_STD * targets[:, 4]  # a small spread, above the rule: a real correlation
     assert preds[:, 1].std() <= CONSTANT_STD < preds[:, 4].std()
     metric = SplitPCC()
     metric.update(torch.tensor(preds), torch.tensor(targets))
