@@ -134,7 +134,7 @@ def test_comparison_marks_differences_within_noise_with_a_paired_bootstrap():
     assert rows[2][-2].startswith("-") and rows[3][-2].startswith("+0.011")
 
 
-def test_report_cli_default_paths_and_errors(runs, tmp_path, capsys):
+def test_report_cli_default_paths_and_errors(runs, corpus, tmp_path, capsys):
     assert main(["report", str(runs[0])]) == 0
     assert (runs[0] / "report.html").exists() and f"report: {runs[0] / 'report.html'}" in capsys.readouterr().out
     assert main(["report", str(runs[0].parent)]) == 0  # a folder of runs (ablation, CV) is compared
@@ -147,6 +147,10 @@ def test_report_cli_default_paths_and_errors(runs, tmp_path, capsys):
     (older / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if k != "provenance"}))
     assert main(["report", str(older)]) == 1
     assert printed_error(capsys, f"{older / 'metrics.json'} does not record its dataset")
+    assert main(["report", str(runs[0]), "--out", str(corpus / "report.html")]) == 1  # as predict and evaluate
+    assert printed_error(capsys, f"{corpus / 'report.html'} is inside the dataset root {corpus}, where emimic writes"
+                                 " only feature stores and extracted features; choose a path outside it.")
+    assert not (corpus / "report.html").exists()
 
 
 def test_a_folder_of_runs_is_searched_at_any_depth_and_unfinished_runs_are_named(runs, tmp_path):

@@ -296,9 +296,9 @@ class AbsentModalities:
 def _predict(run: Any, root: Path, ids: dict[int, str], progress: bool) -> pd.DataFrame:
     """Pack the extracted features of ``root`` and predict the clips ``ids`` (id → name)."""
     from emimic.data.layout import discover
-    from emimic.data.store import FeatureStore, pack
+    from emimic.data.store import FeatureStore, default_store_dir, pack
 
-    store_dir = root / ".emimic" / "store"
+    store_dir = default_store_dir(root)
     if discover(root).modalities:
         pack(root, store_dir=store_dir, progress=progress)
     store = FeatureStore.open(store_dir) if (store_dir / "manifest.json").is_file() else None
