@@ -78,7 +78,7 @@ from emimic.training.jobs import (
 from emimic.training.provenance import corpus_fingerprint, describe, labelled_splits
 from emimic.training.run import (
     TrainResult,
-    check_valid_features,
+    check_selectable,
     modalities_read_by_any,
     trainable_spec,
     untrainable_modalities,
@@ -289,10 +289,9 @@ def why_skipped(cfg: ExperimentConfig, store: FeatureStore, *, cell: str, untrai
         return (f"no training clip has {', '.join(sorted(set(named.values())))}, which {' and '.join(named)}"
                 f" {'names' if len(named) == 1 else 'name'}")
     try:
-        spec = trainable_spec(cfg, store, untrainable)
-        EMIModel(spec, cfg.model)
-        if valid_ids is not None and cfg.train.selection == "best":
-            check_valid_features(store, spec.modalities, valid_ids, way_out=valid_way_out(cfg.train.valid_fraction))
+        EMIModel(trainable_spec(cfg, store, untrainable), cfg.model)
+        if valid_ids is not None:
+            check_selectable(cfg, store, untrainable, valid_ids, way_out=valid_way_out(cfg.train.valid_fraction))
     except (ConfigError, DataError) as exc:
         return str(exc)
     return None

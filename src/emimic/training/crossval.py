@@ -376,8 +376,8 @@ def cross_validate(
                                    refusal=_model_refusal)
         for job in plan:  # a fold the config cannot train or select on would stop the command after other folds
             train_ids, where = np.asarray(job.fold_ids["train"]), view_prefix(job.view)
-            check_trainable(cfg, store, train_ids, where=where)
-            check_selectable(cfg, store, train_ids, np.asarray(job.fold_ids["valid"]), where=where,
+            untrainable = check_trainable(cfg, store, train_ids, where=where)
+            check_selectable(cfg, store, untrainable, np.asarray(job.fold_ids["valid"]), where=where,
                              way_out=FOLDS_WAY_OUT)
         write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2))  # once the folds could be assigned
         results = _train_all(plan, ds, runner, report)
