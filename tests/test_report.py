@@ -20,14 +20,16 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from emimic.cli import main
+from emimic.cli.train import pcc_table
 from emimic.data import open_dataset
 from emimic.data.simulate import TRUTH_DIR, SimulationSettings, simulate
 from emimic.data.store import FeatureStore, pack
 from emimic.errors import ConfigError, EmimicWarning, OutputConflict
 from emimic.labels import EMOTIONS
+from emimic.metrics import pcc_intervals
 from emimic.outputs import check_folder_settings
-from emimic.report import RunSummary, comparison_rows, expand_runs, png_html, write_report
-from emimic.training.ablate import Grid, ablate
+from emimic.report import RunSummary, comparison_rows, expand_runs, headline, png_html, scores_table, write_report
+from emimic.training.ablate import CellSummary, Grid, ablate, summary_rows
 from emimic.training.crossval import cross_validate
 from emimic.training.inference import Evaluation
 from emimic.training.provenance import (
@@ -132,6 +134,25 @@ def test_comparison_marks_differences_within_noise_with_a_paired_bootstrap():
                             fake_summary("d", good + 0.03 * (labels - good), labels)])
     assert [row[-1] for row in rows] == ["reference", "within noise", "significant", "significant"]
     assert rows[2][-2].startswith("-") and rows[3][-2].startswith("+0.011")
+
+
+def test_a_bound_of_minus_float_noise_prints_as_zero_in_every_table_of_figures():
+    """With 3 clips the bootstrap's lower bound of the mean PCC is -0.0, which evaluate, cv, demo and report printed
+    as -0.000; ablate prints a change of -1e-9 as +0.000, not -0.000."""
+    rng = np.random.default_rng(4)
+    labels = rng.random((3, 6))
+    preds = labels + rng.normal(scale=0.3, size=labels.shape)
+    intervals = pcc_intervals(preds, labels)
+    assert intervals["mean"][0] == 0.0 and np.signbit(intervals["mean"][0])  # the case itself
+    summary, ridge = fake_summary("a", preds, labels), dict.fromkeys(EMOTIONS, 0.0)
+    evaluate_table = pcc_table(summary.valid.pcc, "Validation", intervals=intervals)
+    assert list(evaluate_table.columns[2].cells)[-1] == "0.000 to 0.667"
+    assert comparison_rows([summary])[0][4] == "[0.000, 0.667]"
+    assert "95 % CI 0.000 to 0.667" in headline(summary, ridge, None)
+    assert "[0.000, 0.667]" in scores_table(summary, ridge, None)
+    cell = CellSummary("no_text", 2, 0.5, 0.01, dict.fromkeys(EMOTIONS, -1e-9), dict.fromkeys(EMOTIONS, 0.0),
+                       delta=-1e-9, p_value=0.9, interval=(-1e-9, 0.02), within_noise=True)
+    assert summary_rows([cell])[0][3:8] == ["+0.0000", "0.900", "[+0.000, +0.020]", "within noise", "0.000 ± 0.000"]
 
 
 def test_report_cli_default_paths_and_errors(runs, corpus, tmp_path, capsys):

@@ -474,10 +474,10 @@ def summary_rows(summary: Sequence[CellSummary]) -> list[list[str]]:
     """The table's cells as text (:data:`SUMMARY_HEADER`), for ablation.md and the terminal."""
     rows = []
     for s in summary:
-        interval = "-" if s.interval is None else f"[{s.interval[0]:+.3f}, {s.interval[1]:+.3f}]"
-        rows.append([s.name, str(s.seeds), f"{s.mean:.4f} ± {s.std:.4f}", _fmt(s.delta, "+.4f"),
+        interval = "-" if s.interval is None else f"[{s.interval[0]:+z.3f}, {s.interval[1]:+z.3f}]"
+        rows.append([s.name, str(s.seeds), f"{s.mean:z.4f} ± {s.std:.4f}", _fmt(s.delta, "+z.4f"),
                      _fmt(s.p_value, ".3f"), interval, s.verdict,
-                     *(f"{s.pcc_mean[e]:.3f} ± {s.pcc_std[e]:.3f}" for e in EMOTIONS)])
+                     *(f"{s.pcc_mean[e]:z.3f} ± {s.pcc_std[e]:.3f}" for e in EMOTIONS)])
     return rows
 
 

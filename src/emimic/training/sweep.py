@@ -423,7 +423,7 @@ def _best(study: optuna.Study) -> FrozenTrial | None:
 
 def _write_best(out: Path, cfg: ExperimentConfig, best: FrozenTrial, data: Path) -> Path:
     described = (f"Best of the `emimic sweep` in {out} on {data}: trial {best.number}, validation mean PCC"
-                 f" {best.value:.4f} on {validation_clips(cfg.train.valid_fraction)}.")
+                 f" {best.value:z.4f} on {validation_clips(cfg.train.valid_fraction)}.")
     best_cfg = with_overrides(cfg, {**best.params, "name": f"{cfg.name}-sweep", "description": described})
     write_text(out / BEST_FILE, config_to_yaml(best_cfg))
     return out / BEST_FILE
