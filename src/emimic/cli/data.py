@@ -108,8 +108,8 @@ def simulate_command(parser: argparse.ArgumentParser) -> Handler:
                 settings = SimulationSettings(**overrides)
             except ValidationError as exc:
                 raise explain(exc, SimulationSettings, source="simulate options") from None
-        existing = existing_simulation(args.out, settings)
-        report = simulate(args.out, settings, progress=not args.quiet, existing=existing)
+        reused = existing_simulation(args.out, settings).state == "finished"
+        report = simulate(args.out, settings, progress=not args.quiet)
         table = Table(title=f"Oracle PCC of {args.out} (seed {settings.seed})", title_justify="left")
         table.add_column("split")
         table.add_column("clips", justify="right")
@@ -121,7 +121,7 @@ def simulate_command(parser: argparse.ArgumentParser) -> Handler:
             mean = f"{report['oracle_mean_pcc'][split]:z.4f}"
             table.add_row(split, str(report["clips"][split]), *cells, f"[bold]{mean}[/]")
         out.print(table)
-        if existing.state == "finished":
+        if reused:
             out.print(f"{args.out} already holds this simulation (same settings); no file was rewritten.")
         return 0
 

@@ -275,7 +275,7 @@ def demo_command(parser: argparse.ArgumentParser) -> Handler:
         existing = existing_simulation(data, settings, overwrite=args.overwrite, offer_overwrite=True)
         replaced = f" anew: replacing the simulation there ({existing.differences})" if existing.differences else ""
         console.print(f"[bold]1/5 simulate[/] {data}{replaced}")  # a no-op when data holds this very simulation
-        simulate(data, settings, existing=existing)
+        simulate(data, settings, overwrite=args.overwrite)
         console.print("[bold]2/5 validate[/]")
         report = validate(data)
         if not report.ok:

@@ -482,16 +482,14 @@ def load_oracle(root: str | Path) -> dict[str, Any] | None:
 
 
 def simulate(out: str | Path, settings: SimulationSettings | None = None, *, progress: bool = True,
-             overwrite: bool = False, existing: ExistingCorpus | None = None) -> dict[str, Any]:
+             overwrite: bool = False) -> dict[str, Any]:
     """Write a simulated corpus under ``out`` and return its oracle report (also in ``oracle.json``).
 
     ``out`` must be new, empty, or a simulation with the same settings: a finished one is left as
     it is (its stored report is returned, no file is rewritten), an interrupted one is written
     again in full. With ``overwrite``, a simulation with other settings is deleted (what the simulator
     wrote, :data:`SIMULATED_ENTRIES`; a folder holding anything else is refused) and written anew.
-    Any other folder is refused with a :class:`DataError` (see :func:`existing_simulation`). ``existing``: what
-    :func:`existing_simulation` already found in ``out`` for these ``settings`` and ``overwrite`` (a caller that told
-    the user of it), so the folder is read once; found here when not given.
+    Any other folder is refused with a :class:`DataError` (see :func:`existing_simulation`).
 
     Layout: ``{train,valid}_split.csv`` with labels, ``test_split.csv`` with ``Filename`` only (its
     labels go to ``.truth/test_labels.csv``, which no training code reads), and per-clip files
@@ -503,7 +501,7 @@ def simulate(out: str | Path, settings: SimulationSettings | None = None, *, pro
     """
     settings = settings or SimulationSettings()
     root = Path(out)
-    existing = existing or existing_simulation(root, settings, overwrite=overwrite)
+    existing = existing_simulation(root, settings, overwrite=overwrite)
     if existing.state == "finished":
         return json.loads((root / ORACLE_FILE).read_text(encoding="utf-8"))
     if existing.state == "replace":
