@@ -136,23 +136,40 @@ def test_comparison_marks_differences_within_noise_with_a_paired_bootstrap():
     assert rows[2][-2].startswith("-") and rows[3][-2].startswith("+0.011")
 
 
-def test_a_bound_of_minus_float_noise_prints_as_zero_in_every_table_of_figures():
-    """With 3 clips the bootstrap's lower bound of the mean PCC is -0.0, which evaluate, cv, demo and report printed
-    as -0.000; ablate prints a change of -1e-9 as +0.000, not -0.000."""
+def test_a_bound_of_exactly_minus_zero_prints_as_zero_and_one_just_below_zero_keeps_its_sign(monkeypatch):
+    """With 3 clips evaluate's bootstrap lower bound of the mean PCC (rounded to 4 decimals) is -0.0, which evaluate,
+    cv and demo printed as -0.000; a bound or change of -0.0004 is below 0 (what decides an ablation's mark) and must
+    still print as -0.000, in every table of intervals and changes."""
     rng = np.random.default_rng(4)
     labels = rng.random((3, 6))
     preds = labels + rng.normal(scale=0.3, size=labels.shape)
     intervals = pcc_intervals(preds, labels)
     assert intervals["mean"][0] == 0.0 and np.signbit(intervals["mean"][0])  # the case itself
     summary, ridge = fake_summary("a", preds, labels), dict.fromkeys(EMOTIONS, 0.0)
-    evaluate_table = pcc_table(summary.valid.pcc, "Validation", intervals=intervals)
-    assert list(evaluate_table.columns[2].cells)[-1] == "0.000 to 0.667"
-    assert comparison_rows([summary])[0][4] == "[0.000, 0.667]"
-    assert "95 % CI 0.000 to 0.667" in headline(summary, ridge, None)
-    assert "[0.000, 0.667]" in scores_table(summary, ridge, None)
-    cell = CellSummary("no_text", 2, 0.5, 0.01, dict.fromkeys(EMOTIONS, -1e-9), dict.fromkeys(EMOTIONS, 0.0),
-                       delta=-1e-9, p_value=0.9, interval=(-1e-9, 0.02), within_noise=True)
-    assert summary_rows([cell])[0][3:8] == ["+0.0000", "0.900", "[+0.000, +0.020]", "within noise", "0.000 ± 0.000"]
+
+    def last_interval_cell(intervals: dict[str, list[float]]) -> str:
+        return list(pcc_table(summary.valid.pcc, "Validation", intervals=intervals).columns[2].cells)[-1]
+
+    assert last_interval_cell(intervals) == "0.000 to 0.667"
+    assert last_interval_cell(intervals | {"mean": [-0.0004, 0.667]}) == "-0.000 to 0.667"
+    for low, printed in ((-0.0, "0.000"), (-0.0004, "-0.000")):  # report's tables, with this lower bound
+        monkeypatch.setattr("emimic.report.confidence_interval", lambda samples, low=low: np.array(
+            [np.full(samples.shape[1:], low), np.full(samples.shape[1:], 0.5)]))
+        assert comparison_rows([summary])[0][4] == f"[{printed}, 0.500]"
+        assert f"95 % CI {printed} to 0.500" in headline(summary, ridge, None)
+        assert f"[{printed}, 0.500]" in scores_table(summary, ridge, None)
+    # report's comparison: a change of 0 whose paired interval is [-0.0004, -0.0]
+    monkeypatch.setattr("emimic.report.paired_difference_interval", lambda *_: (-0.0004, -0.0))
+    assert comparison_rows([summary, fake_summary("b", preds, labels)])[1][-2:] == [
+        "+0.0000 [-0.000, +0.000]", "within noise"]
+    # ablate: a PCC of -1e-9 is 0.000, a change or bound of -0.0 is +0.000, one of -0.0004 (or less) stays below 0
+    zero = CellSummary("no_text", 2, 0.5, 0.01, dict.fromkeys(EMOTIONS, -1e-9), dict.fromkeys(EMOTIONS, 0.0),
+                       delta=-0.0, p_value=0.9, interval=(-0.0, 0.02), within_noise=True)
+    below = CellSummary("fusion_text_anchored", 2, 0.6, 0.01, dict.fromkeys(EMOTIONS, 0.6),
+                        dict.fromkeys(EMOTIONS, 0.0), delta=-0.00004, p_value=0.3, interval=(-0.019, -0.0004),
+                        within_noise=True)
+    assert summary_rows([zero])[0][3:8] == ["+0.0000", "0.900", "[+0.000, +0.020]", "within noise", "0.000 ± 0.000"]
+    assert summary_rows([below])[0][3:6] == ["-0.0000", "0.300", "[-0.019, -0.000]"]
 
 
 def test_report_cli_default_paths_and_errors(runs, corpus, tmp_path, capsys):

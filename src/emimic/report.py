@@ -42,6 +42,7 @@ from emimic.metrics import (
     BOOTSTRAP_SEED,
     bootstrap_pcc,
     confidence_interval,
+    format_bound,
     paired_difference_interval,
     pcc_scores,
 )
@@ -354,12 +355,12 @@ def scores_table(summary: RunSummary, ridge: dict[str, float], oracle: dict[str,
     low, high = confidence_interval(summary.bootstrap)
     rows = []
     for k, emotion in enumerate(EMOTIONS):
-        row = [emotion, f"{summary.valid.pcc[emotion]:z.4f}", f"[{low[k]:z.3f}, {high[k]:z.3f}]",
+        row = [emotion, f"{summary.valid.pcc[emotion]:z.4f}", f"[{format_bound(low[k])}, {format_bound(high[k])}]",
                f"{ridge[emotion]:z.4f}"]
         rows.append(row + ([f"{oracle[emotion]:z.4f}"] if oracle else []))
     mean_oracle = [f"{np.mean([oracle[e] for e in EMOTIONS]):z.4f}"] if oracle else []
     mean_ci = confidence_interval(summary.bootstrap.mean(axis=1))
-    rows.append(["mean", f"{summary.valid.mean_pcc:z.4f}", f"[{mean_ci[0]:z.3f}, {mean_ci[1]:z.3f}]",
+    rows.append(["mean", f"{summary.valid.mean_pcc:z.4f}", f"[{format_bound(mean_ci[0])}, {format_bound(mean_ci[1])}]",
                  f"{np.mean(list(ridge.values())):z.4f}", *mean_oracle])
     return html_table(["emotion", "PCC", "95 % CI", "ridge", *(["oracle"] if oracle else [])], rows)
 
@@ -378,7 +379,7 @@ def headline(summary: RunSummary, ridge: dict[str, float], oracle: dict[str, flo
     """The result in one sentence: score with its interval, against the baseline and the ceiling."""
     low, high = confidence_interval(summary.bootstrap.mean(axis=1))
     mean = summary.valid.mean_pcc
-    text = (f"Validation mean PCC <b>{mean:z.4f}</b> (95 % CI {low:z.3f} to {high:z.3f},"
+    text = (f"Validation mean PCC <b>{mean:z.4f}</b> (95 % CI {format_bound(low)} to {format_bound(high)},"
             f" {summary.valid.n_clips} clips); ridge baseline {np.mean(list(ridge.values())):z.4f}")
     if oracle:
         ceiling = float(np.mean([oracle[e] for e in EMOTIONS]))
@@ -416,7 +417,7 @@ def comparison_rows(summaries: Sequence[RunSummary]) -> list[list[str]]:
         low, high = confidence_interval(summary.bootstrap.mean(axis=1))
         prov = summary.provenance
         row = [summary.name, prov.get("config", {}).get("name", "-"), str(prov.get("seed", "-")),
-               f"{summary.valid.mean_pcc:z.4f}", f"[{low:z.3f}, {high:z.3f}]"]
+               f"{summary.valid.mean_pcc:z.4f}", f"[{format_bound(low)}, {format_bound(high)}]"]
         same_clips = summary.valid.clips.index.equals(reference.valid.clips.index)  # type: ignore[union-attr]
         if summary is reference:
             row += ["", "reference"]
@@ -426,7 +427,8 @@ def comparison_rows(summaries: Sequence[RunSummary]) -> list[list[str]]:
             diff_low, diff_high = paired_difference_interval(summary.bootstrap, reference.bootstrap)
             delta = summary.valid.mean_pcc - reference.valid.mean_pcc
             noise = "within noise" if diff_low <= 0.0 <= diff_high else "significant"
-            row += [f"{delta:+z.4f} [{diff_low:+z.3f}, {diff_high:+z.3f}]", noise]
+            bounds = f"[{format_bound(diff_low, '+.3f')}, {format_bound(diff_high, '+.3f')}]"
+            row += [f"{format_bound(delta, '+.4f')} {bounds}", noise]
         rows.append(row)
     return rows
 

@@ -28,6 +28,7 @@ def pcc_table(scores: dict[str, float], title: str, oracle: dict[str, float] | N
               intervals: dict[str, list[float]] | None = None) -> Table:
     """Per-dimension PCC (with its 95 % interval, and the oracle ceiling with the fraction reached, when known)."""
     from emimic.labels import EMOTIONS  # pandas: not for --help
+    from emimic.metrics import format_bound  # torch: not for --help
 
     table = Table(title=title, title_justify="left")
     table.add_column("emotion")
@@ -44,7 +45,7 @@ def pcc_table(scores: dict[str, float], title: str, oracle: dict[str, float] | N
         cells = [f"[bold]{name}[/]" if i == len(EMOTIONS) else name, f"{value:z.4f}"]
         if intervals:
             low, high = intervals[name]
-            cells.append(f"{low:z.3f} to {high:z.3f}")
+            cells.append(f"{format_bound(low)} to {format_bound(high)}")
         if oracle:
             cells += [f"{ceiling:z.4f}", f"{value / ceiling:z.1%}" if ceiling else "-"]
         table.add_row(*cells, end_section=i == len(EMOTIONS) - 1)
