@@ -186,8 +186,21 @@ OTHER_PROGRAMS = {
     "srun": "SLURM's launcher of multi-node training",
     "chromium-headless-shell": "the browser a report test renders the HTML with",
 }
-# Such a command line runs to the end of the span, of its clause (;) or of the parenthesis around it.
-OTHER_COMMAND = re.compile(rf"(?<![\w/.-])(?:{'|'.join(map(re.escape, OTHER_PROGRAMS))}) [^;)`]*")
+# Such a command line runs to the end of the span, of its clause (;) or of the parenthesis around it, or up to an
+# emimic command it launches (`srun ... emimic train --overwrite`), which is checked like any other.
+OTHER_COMMAND = re.compile(rf"(?<![\w/.-])(?:{'|'.join(map(re.escape, OTHER_PROGRAMS))}) (?:(?!\bemimic )[^;)`])*")
+BENCHMARK_SCRIPT = re.compile(r"\bbenchmarks/\w+\.py")
+
+
+def test_another_programs_command_line_is_left_out_up_to_the_emimic_command_it_launches() -> None:
+    assert OTHER_COMMAND.sub("", "chromium-headless-shell --dump-dom") == ""
+    assert OTHER_COMMAND.sub("", "srun --kill-on-bad-exit=1 emimic train --bogus") == "emimic train --bogus"
+    assert OTHER_COMMAND.sub("", "run it (optuna delete-study --study-name emimic-8c0b), or give another --storage") \
+        == "run it (), or give another --storage"
+    assert OTHER_COMMAND.sub("", "hf download m --local-dir d; then emimic extract --model-dir d") \
+        == "; then emimic extract --model-dir d"
+    assert OTHER_COMMAND.sub("", "emimic train --ray-address a (no ray-start --head)") == \
+        "emimic train --ray-address a (no ray-start --head)"
 
 
 def code_spans(page: Path) -> Iterator[str]:
@@ -196,17 +209,22 @@ def code_spans(page: Path) -> Iterator[str]:
         yield from (child.content for child in token.children or [] if child.type == "code_inline")
 
 
+def script_options(script: str) -> set[str]:
+    """The options of the benchmark ``script`` (``benchmarks/x.py``; none if there is no such file)."""
+    path = REPO / script
+    return set(re.findall(r'"(--[a-z][\w-]*)"', path.read_text(encoding="utf-8"))) if path.is_file() else set()
+
+
 def benchmark_options(page: Path) -> set[str]:
     """The options of the benchmark scripts ``page`` names: prose about a measurement quotes them alone."""
-    scripts = set(re.findall(r"\bbenchmarks/\w+\.py", page.read_text(encoding="utf-8")))
-    return {option for script in scripts if (REPO / script).is_file()
-            for option in re.findall(r'"(--[a-z][\w-]*)"', (REPO / script).read_text(encoding="utf-8"))}
+    return set().union(*map(script_options, set(BENCHMARK_SCRIPT.findall(page.read_text(encoding="utf-8")))))
 
 
 def test_every_option_a_code_span_of_the_docs_quotes_is_an_option_of_emimic() -> None:
     """An option quoted in prose or a table (pass `--valid-fraction`, `train --overwrite`, an error message) is one of
-    the command the span names (``emimic CMD``, or a command's name first), else of at least one command (or of a
-    benchmark script the page names); a command line of another program (:data:`OTHER_PROGRAMS`) is left out."""
+    the benchmark script the span names (``benchmarks/x.py``), else of the command it names (``emimic CMD``, or a
+    command's name first), else of at least one command (or of a benchmark script the page names); a command line of
+    another program (:data:`OTHER_PROGRAMS`) is left out up to the emimic command it launches."""
     parser, _ = build_parser()
     options_of = command_options(parser)
     any_command = set(parser._option_string_actions).union(*options_of.values())  # and emimic's own
@@ -218,7 +236,9 @@ def test_every_option_a_code_span_of_the_docs_quotes_is_an_option_of_emimic() ->
             first = next(iter(span.split()), "")
             named = re.search(r"\bemimic (?:--debug )?([a-z]+)\b", span)
             command = named[1] if named and named[1] in options_of else first if first in options_of else None
-            allowed = options_of[command] if command else any_command | benchmarks
+            scripts = BENCHMARK_SCRIPT.findall(span)
+            allowed = set().union(*map(script_options, scripts)) if scripts else \
+                options_of[command] if command else any_command | benchmarks
             unknown += [(page.name, span, option) for option in OPTION.findall(span) if option not in allowed]
     assert unknown == []
 
