@@ -716,6 +716,16 @@ def test_a_cv_folder_with_a_fold_an_earlier_emimic_trained_without_valid_feature
                        overrides={"model.modalities": ["vit"]}, report=lambda job, result: pytest.fail(job.run))
 
 
+def test_check_selectable_refuses_a_call_that_passes_training_ids_where_it_took_them(make_root) -> None:
+    """It took (cfg, store, train_ids, valid_ids) and now the training clips' missing modalities: an old call would
+    have found no modality in a list of ids and checked every branch; ``untrainable`` is keyword-only instead."""
+    root = make_root()
+    store = FeatureStore.open(pack(root, dtype="float32", progress=False).store_dir)
+    train_ids, valid_ids = (read_split(root / f"{split}_split.csv").index.to_numpy() for split in ("train", "valid"))
+    with pytest.raises(TypeError, match="positional"):
+        emimic.training.run.check_selectable(ExperimentConfig(), store, train_ids, valid_ids)
+
+
 @pytest.mark.parametrize("selection", ["best", "searched"])
 def test_sweep_refuses_a_valid_split_without_the_modalities_read_before_any_trial(make_root, tmp_path, capsys,
                                                                                    selection) -> None:

@@ -297,7 +297,8 @@ def why_skipped(cfg: ExperimentConfig, store: FeatureStore, *, cell: str, untrai
     try:
         EMIModel(trainable_spec(cfg, store, untrainable), cfg.model)
         if valid_ids is not None:
-            check_selectable(cfg, store, untrainable, valid_ids, way_out=valid_way_out(cfg.train.valid_fraction))
+            check_selectable(cfg, store, valid_ids, untrainable=untrainable,
+                             way_out=valid_way_out(cfg.train.valid_fraction))
     except (ConfigError, DataError) as exc:
         return str(exc)
     return None

@@ -379,7 +379,7 @@ def cross_validate(
         for job in jobs:
             train_ids, where = np.asarray(job.fold_ids["train"]), view_prefix(job.view)
             untrainable = check_trainable(cfg, store, train_ids, where=where)
-            check_selectable(cfg, store, untrainable, np.asarray(job.fold_ids["valid"]), where=where,
+            check_selectable(cfg, store, np.asarray(job.fold_ids["valid"]), untrainable=untrainable, where=where,
                              way_out=FOLDS_WAY_OUT)
         plan = checked_run_folders(jobs, ds, overwrite=overwrite, refusal=_model_refusal)
         write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2))  # once the folds could be assigned

@@ -472,9 +472,8 @@ def sweep(
     # searched setting, so one check (not a failed trial that would stop the study) answers for every such trial
     if "best" in {cfg.train.selection, *space.values_of("train.selection")}:
         untrainable = untrainable_modalities(store, ds.clips("train").index.to_numpy())
-        check_selectable(with_overrides(cfg, {"train.selection": "best"}), store, untrainable,
-                         ds.clips("valid").index.to_numpy(), where=ds.where,
-                         way_out=valid_way_out(ds.held_out_fraction))
+        check_selectable(with_overrides(cfg, {"train.selection": "best"}), store, ds.clips("valid").index.to_numpy(),
+                         untrainable=untrainable, where=ds.where, way_out=valid_way_out(ds.held_out_fraction))
     # The default storage is recorded relative to the folder, so a moved sweep folder still resumes.
     storage_setting = {"storage": storage or f"OUT/{STUDY_FILE}"}
     replace = check_folder_settings(out, SETTINGS_FILE, {**_settings(cfg, space, data.recorded), **storage_setting},
