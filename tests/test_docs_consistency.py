@@ -1,5 +1,6 @@
-"""The docs agree with the code: links and anchors resolve, the registries' names are the ones documented, and the
-example of every command's ``--help`` is a command line its parser accepts."""
+"""The docs agree with the code: links and anchors resolve, the registries' names are the ones documented, the
+example of every command's ``--help`` is a command line its parser accepts, and every option the docs quote is one
+emimic has."""
 
 from __future__ import annotations
 
@@ -158,16 +159,87 @@ def test_command_lines_join_continuation_lines(tmp_path: Path) -> None:
     assert [OPTION.findall(line) for line in command_lines(page)] == [["--run", "--labelz"]]
 
 
-def test_every_option_the_docs_give_a_command_is_one_of_its_options() -> None:
-    parser, _ = build_parser()
+def command_options(parser: argparse.ArgumentParser) -> dict[str, set[str]]:
+    """The option strings of each command of the ``emimic`` ``parser``."""
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    return {name: set(subparser._option_string_actions) for name, subparser in subparsers.items()}
+
+
+def test_every_option_the_docs_give_a_command_is_one_of_its_options() -> None:
+    options_of = command_options(build_parser()[0])
     unknown = []
     for page in PAGES:
         for line in command_lines(page):
             name, _, rest = line.removeprefix("emimic ").removeprefix("--debug ").partition(" ")
-            if name in subparsers:
+            if name in options_of:
                 unknown += [(page.name, name, option) for option in OPTION.findall(rest)
-                            if option not in subparsers[name]._option_string_actions]
+                            if option not in options_of[name]]
+    assert unknown == []
+
+
+# Programs besides emimic whose command lines a code span of the docs may quote (alone, or in an error message
+# that tells the user to run one), with the options this file does not check.
+OTHER_PROGRAMS = {
+    "hf": "Hugging Face's CLI, downloading a model for --model-dir",
+    "ray": "Ray's CLI, starting the cluster a --ray-address names",
+    "optuna": "Optuna's CLI, deleting the study of a --storage",
+    "srun": "SLURM's launcher of multi-node training",
+    "chromium-headless-shell": "the browser a report test renders the HTML with",
+}
+# Such a command line runs to the end of the span, of its clause (;) or of the parenthesis around it, or up to an
+# emimic command it launches (`srun ... emimic train --overwrite`), which is checked like any other.
+OTHER_COMMAND = re.compile(rf"(?<![\w/.-])(?:{'|'.join(map(re.escape, OTHER_PROGRAMS))}) (?:(?!\bemimic )[^;)`])*")
+BENCHMARK_SCRIPT = re.compile(r"\bbenchmarks/\w+\.py")
+
+
+def test_another_programs_command_line_is_left_out_up_to_the_emimic_command_it_launches() -> None:
+    assert OTHER_COMMAND.sub("", "chromium-headless-shell --dump-dom") == ""
+    assert OTHER_COMMAND.sub("", "srun --kill-on-bad-exit=1 emimic train --bogus") == "emimic train --bogus"
+    assert OTHER_COMMAND.sub("", "run it (optuna delete-study --study-name emimic-8c0b), or give another --storage") \
+        == "run it (), or give another --storage"
+    assert OTHER_COMMAND.sub("", "hf download m --local-dir d; then emimic extract --model-dir d") \
+        == "; then emimic extract --model-dir d"
+    assert OTHER_COMMAND.sub("", "emimic train --ray-address a (no ray-start --head)") == \
+        "emimic train --ray-address a (no ray-start --head)"
+
+
+def code_spans(page: Path) -> Iterator[str]:
+    """The code spans of ``page`` in prose and tables."""
+    for token in tokens(page):
+        yield from (child.content for child in token.children or [] if child.type == "code_inline")
+
+
+def script_options(script: str) -> set[str]:
+    """The options of the benchmark ``script`` (``benchmarks/x.py``; none if there is no such file)."""
+    path = REPO / script
+    return set(re.findall(r'"(--[a-z][\w-]*)"', path.read_text(encoding="utf-8"))) if path.is_file() else set()
+
+
+def benchmark_options(page: Path) -> set[str]:
+    """The options of the benchmark scripts ``page`` names: prose about a measurement quotes them alone."""
+    return set().union(*map(script_options, set(BENCHMARK_SCRIPT.findall(page.read_text(encoding="utf-8")))))
+
+
+def test_every_option_a_code_span_of_the_docs_quotes_is_an_option_of_emimic() -> None:
+    """An option quoted in prose or a table (pass `--valid-fraction`, `train --overwrite`, an error message) is one of
+    the benchmark script the span names (``benchmarks/x.py``), else of the command it names (``emimic CMD``, or a
+    command's name first), else of at least one command (or of a benchmark script the page names); a command line of
+    another program (:data:`OTHER_PROGRAMS`) is left out up to the emimic command it launches."""
+    parser, _ = build_parser()
+    options_of = command_options(parser)
+    any_command = set(parser._option_string_actions).union(*options_of.values())  # and emimic's own
+    unknown = []
+    for page in PAGES:
+        benchmarks = benchmark_options(page)
+        for quoted in code_spans(page):
+            span = OTHER_COMMAND.sub("", quoted)
+            first = next(iter(span.split()), "")
+            named = re.search(r"\bemimic (?:--debug )?([a-z]+)\b", span)
+            command = named[1] if named and named[1] in options_of else first if first in options_of else None
+            scripts = BENCHMARK_SCRIPT.findall(span)
+            allowed = set().union(*map(script_options, scripts)) if scripts else \
+                options_of[command] if command else any_command | benchmarks
+            unknown += [(page.name, span, option) for option in OPTION.findall(span) if option not in allowed]
     assert unknown == []
 
 

@@ -20,14 +20,16 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from emimic.cli import main
+from emimic.cli.train import pcc_table
 from emimic.data import open_dataset
 from emimic.data.simulate import TRUTH_DIR, SimulationSettings, simulate
 from emimic.data.store import FeatureStore, pack
 from emimic.errors import ConfigError, EmimicWarning, OutputConflict
 from emimic.labels import EMOTIONS
+from emimic.metrics import pcc_intervals
 from emimic.outputs import check_folder_settings
-from emimic.report import RunSummary, comparison_rows, expand_runs, png_html, write_report
-from emimic.training.ablate import Grid, ablate
+from emimic.report import RunSummary, comparison_rows, expand_runs, headline, png_html, scores_table, write_report
+from emimic.training.ablate import CellSummary, Grid, ablate, summary_rows
 from emimic.training.crossval import cross_validate
 from emimic.training.inference import Evaluation
 from emimic.training.provenance import (
@@ -132,6 +134,42 @@ def test_comparison_marks_differences_within_noise_with_a_paired_bootstrap():
                             fake_summary("d", good + 0.03 * (labels - good), labels)])
     assert [row[-1] for row in rows] == ["reference", "within noise", "significant", "significant"]
     assert rows[2][-2].startswith("-") and rows[3][-2].startswith("+0.011")
+
+
+def test_a_bound_of_exactly_minus_zero_prints_as_zero_and_one_just_below_zero_keeps_its_sign(monkeypatch):
+    """With 3 clips evaluate's bootstrap lower bound of the mean PCC (rounded to 4 decimals) is -0.0, which evaluate,
+    cv and demo printed as -0.000; a bound or change of -0.0004 is below 0 (what decides an ablation's mark) and must
+    still print as -0.000, in every table of intervals and changes."""
+    rng = np.random.default_rng(4)
+    labels = rng.random((3, 6))
+    preds = labels + rng.normal(scale=0.3, size=labels.shape)
+    intervals = pcc_intervals(preds, labels)
+    assert intervals["mean"][0] == 0.0 and np.signbit(intervals["mean"][0])  # the case itself
+    summary, ridge = fake_summary("a", preds, labels), dict.fromkeys(EMOTIONS, 0.0)
+
+    def last_interval_cell(intervals: dict[str, list[float]]) -> str:
+        return list(pcc_table(summary.valid.pcc, "Validation", intervals=intervals).columns[2].cells)[-1]
+
+    assert last_interval_cell(intervals) == "0.000 to 0.667"
+    assert last_interval_cell(intervals | {"mean": [-0.0004, 0.667]}) == "-0.000 to 0.667"
+    for low, printed in ((-0.0, "0.000"), (-0.0004, "-0.000")):  # report's tables, with this lower bound
+        monkeypatch.setattr("emimic.report.confidence_interval", lambda samples, low=low: np.array(
+            [np.full(samples.shape[1:], low), np.full(samples.shape[1:], 0.5)]))
+        assert comparison_rows([summary])[0][4] == f"[{printed}, 0.500]"
+        assert f"95 % CI {printed} to 0.500" in headline(summary, ridge, None)
+        assert f"[{printed}, 0.500]" in scores_table(summary, ridge, None)
+    # report's comparison: a change of 0 whose paired interval is [-0.0004, -0.0]
+    monkeypatch.setattr("emimic.report.paired_difference_interval", lambda *_: (-0.0004, -0.0))
+    assert comparison_rows([summary, fake_summary("b", preds, labels)])[1][-2:] == [
+        "+0.0000 [-0.000, +0.000]", "within noise"]
+    # ablate: a PCC of -1e-9 is 0.000, a change or bound of -0.0 is +0.000, one of -0.0004 (or less) stays below 0
+    zero = CellSummary("no_text", 2, 0.5, 0.01, dict.fromkeys(EMOTIONS, -1e-9), dict.fromkeys(EMOTIONS, 0.0),
+                       delta=-0.0, p_value=0.9, interval=(-0.0, 0.02), within_noise=True)
+    below = CellSummary("fusion_text_anchored", 2, 0.6, 0.01, dict.fromkeys(EMOTIONS, 0.6),
+                        dict.fromkeys(EMOTIONS, 0.0), delta=-0.00004, p_value=0.3, interval=(-0.019, -0.0004),
+                        within_noise=True)
+    assert summary_rows([zero])[0][3:8] == ["+0.0000", "0.900", "[+0.000, +0.020]", "within noise", "0.000 ± 0.000"]
+    assert summary_rows([below])[0][3:6] == ["-0.0000", "0.300", "[-0.019, -0.000]"]
 
 
 def test_report_cli_default_paths_and_errors(runs, corpus, tmp_path, capsys):

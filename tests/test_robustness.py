@@ -21,6 +21,7 @@ import pytest
 import torch
 
 import emimic.outputs
+import emimic.training.crossval
 import emimic.training.run
 from emimic.cli import main
 from emimic.config import ExperimentConfig
@@ -676,20 +677,53 @@ def test_a_held_out_valid_share_without_features_says_to_hold_out_another(make_r
                                   overrides={"model.modalities": ["vit"], "train.valid_fraction": 0.25})
 
 
-def test_cv_with_a_fold_whose_valid_clips_lack_the_modalities_read_is_refused_before_any_fold_trains(
-        make_root, tmp_path: Path) -> None:
-    """Its refusal came when the fold's training started, after the other folds had trained."""
+def _root_of_a_speaker_without_vit(make_root) -> Path:
+    """A corpus of three speakers (a fold each, by speaker) whose clips of S2 have no vit features."""
     speaker = {clip_id: f"S{k % 3}" for k, clip_id in enumerate(3 * i for i in range(1, 19))}
     root = make_root(missing={"vit": [clip_id for clip_id, name in speaker.items() if name == "S2"]})
     for split in ("train", "valid"):
         table = pd.read_csv(root / f"{split}_split.csv")
         table.assign(speaker=table["Filename"].map(speaker)).to_csv(root / f"{split}_split.csv", index=False)
-    with pytest.raises(DataError, match=r"^fold \d: none of the 6 clips of the 'valid' split has any of the modalities"
-                                        r" the model reads \(vit\), .*; draw the folds with another --fold-seed, use"
-                                        r" fewer --folds, or train a model reading a modality every fold has\.$"):
+    return root
+
+
+FOLD_WITHOUT_VIT = (r"^fold \d: none of the 6 clips of the 'valid' split has any of the modalities the model reads"
+                    r" \(vit\), .*; draw the folds with another --fold-seed, use fewer --folds, or train a model"
+                    r" reading a modality every fold has\.$")
+
+
+def test_cv_with_a_fold_whose_valid_clips_lack_the_modalities_read_is_refused_before_any_fold_trains(
+        make_root, tmp_path: Path) -> None:
+    """Its refusal came when the fold's training started, after the other folds had trained."""
+    root = _root_of_a_speaker_without_vit(make_root)
+    with pytest.raises(DataError, match=FOLD_WITHOUT_VIT):
         cross_validate(root, tmp_path / "cv", folds=3, max_epochs=1, progress=False,
                        overrides={"model.modalities": ["vit"]}, report=lambda job, result: pytest.fail(job.run))
     assert not (tmp_path / "cv").exists()
+
+
+def test_a_cv_folder_with_a_fold_an_earlier_emimic_trained_without_valid_features_gets_the_folds_way_out(
+        make_root, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check of its started runs refused it first, with the way out of a plain valid split (a file to fix)."""
+    root = _root_of_a_speaker_without_vit(make_root)
+    with monkeypatch.context() as earlier:  # an emimic that checked no fold's valid features trained every fold
+        for module in (emimic.training.run, emimic.training.crossval):
+            earlier.setattr(module, "check_selectable", lambda *args, **kwargs: None)
+        cross_validate(root, tmp_path / "cv", folds=3, max_epochs=1, progress=False,
+                       overrides={"model.modalities": ["vit"]})
+    with pytest.raises(DataError, match=FOLD_WITHOUT_VIT):
+        cross_validate(root, tmp_path / "cv", folds=3, max_epochs=1, progress=False,
+                       overrides={"model.modalities": ["vit"]}, report=lambda job, result: pytest.fail(job.run))
+
+
+def test_check_selectable_refuses_a_call_that_passes_training_ids_where_it_took_them(make_root) -> None:
+    """It took (cfg, store, train_ids, valid_ids) and now the training clips' missing modalities: an old call would
+    have found no modality in a list of ids and checked every branch; ``untrainable`` is keyword-only instead."""
+    root = make_root()
+    store = FeatureStore.open(pack(root, dtype="float32", progress=False).store_dir)
+    train_ids, valid_ids = (read_split(root / f"{split}_split.csv").index.to_numpy() for split in ("train", "valid"))
+    with pytest.raises(TypeError, match="positional"):
+        emimic.training.run.check_selectable(ExperimentConfig(), store, train_ids, valid_ids)
 
 
 @pytest.mark.parametrize("selection", ["best", "searched"])

@@ -105,18 +105,20 @@ def test_bad_file_aborts_pack_and_keeps_previous_store(make_root) -> None:
     assert FeatureStore.open(first.store_dir).dim("wav2vec2") == 12
 
 
-@pytest.mark.parametrize("odd", [[30], [3], [3, 6, 60]], ids=["middle", "first", "several"])
-def test_wrong_width_names_the_odd_file(make_root, odd: list[int]) -> None:
+@pytest.mark.parametrize(("odd", "listed"), [
+    ({30: 5}, ""), ({3: 5}, ""), ({3: 5, 6: 5, 60: 5}, " (clips 3, 6, 60 differ: 3 of width 5)"),
+    ({3: 5, 6: 12, 60: 5}, " (clips 3, 6, 60 differ: 2 of width 5, 1 of width 12)")],
+    ids=["middle", "first", "several", "several widths"])
+def test_wrong_width_names_the_odd_file(make_root, odd: dict[int, int], listed: str) -> None:
     """The clips of another width than most are named, even when the first clip packed is one of them (it was
-    taken as the modality's width, and the next, ordinary clip blamed)."""
+    taken as the modality's width, and the next, ordinary clip blamed); those of a third width were folded into
+    the list of clips, as if of the first odd clip's."""
     root = make_root()
-    for clip_id in odd:
-        with open(root / "vit" / f"{clip_id:05d}.pkl", "wb") as handle:
-            pickle.dump(np.ones((3, 5), np.float32), handle)
+    for clip_id, width in odd.items():
+        _put(root / "vit" / f"{clip_id:05d}.pkl", np.ones((3, width), np.float32))
     with pytest.raises(DataError) as caught:
         pack(root, progress=False)
-    first, them = root / "vit" / f"{odd[0]:05d}.pkl", "them" if len(odd) > 1 else "it"
-    listed = f" (clips {', '.join(map(str, odd))} differ)" if len(odd) > 1 else ""
+    first, them = root / "vit" / f"{min(odd):05d}.pkl", "them" if len(odd) > 1 else "it"
     assert str(caught.value) == (
         f"{first}: has feature width 5, but {22 - len(odd)} of the 22 clips of modality 'vit' have width 8{listed};"
         f" extract {them} again as the others were, or delete {them} to mask {'those clips' if listed else 'the clip'}."

@@ -42,6 +42,7 @@ from emimic.metrics import (
     BOOTSTRAP_SEED,
     bootstrap_pcc,
     confidence_interval,
+    format_bound,
     paired_difference_interval,
     pcc_scores,
 )
@@ -219,7 +220,7 @@ def scatter_figure(evaluation: Evaluation) -> Figure:
     for k, (ax, emotion) in enumerate(zip(fig.subplots(2, 3).ravel(), EMOTIONS, strict=True)):
         ax.scatter(labels[:, k], preds[:, k], s=6, alpha=0.4, color=EMOTION_COLOURS[emotion], linewidths=0)
         ax.plot([0, 1], [0, 1], color="#999999", lw=0.8)
-        ax.set(xlim=(0, 1), ylim=(0, 1), title=f"{emotion}  r={evaluation.pcc[emotion]:.3f}",
+        ax.set(xlim=(0, 1), ylim=(0, 1), title=f"{emotion}  r={evaluation.pcc[emotion]:z.3f}",
                xlabel="true", ylabel="predicted")
     return fig
 
@@ -354,12 +355,13 @@ def scores_table(summary: RunSummary, ridge: dict[str, float], oracle: dict[str,
     low, high = confidence_interval(summary.bootstrap)
     rows = []
     for k, emotion in enumerate(EMOTIONS):
-        row = [emotion, f"{summary.valid.pcc[emotion]:.4f}", f"[{low[k]:.3f}, {high[k]:.3f}]", f"{ridge[emotion]:.4f}"]
-        rows.append(row + ([f"{oracle[emotion]:.4f}"] if oracle else []))
-    mean_oracle = [f"{np.mean([oracle[e] for e in EMOTIONS]):.4f}"] if oracle else []
+        row = [emotion, f"{summary.valid.pcc[emotion]:z.4f}", f"[{format_bound(low[k])}, {format_bound(high[k])}]",
+               f"{ridge[emotion]:z.4f}"]
+        rows.append(row + ([f"{oracle[emotion]:z.4f}"] if oracle else []))
+    mean_oracle = [f"{np.mean([oracle[e] for e in EMOTIONS]):z.4f}"] if oracle else []
     mean_ci = confidence_interval(summary.bootstrap.mean(axis=1))
-    rows.append(["mean", f"{summary.valid.mean_pcc:.4f}", f"[{mean_ci[0]:.3f}, {mean_ci[1]:.3f}]",
-                 f"{np.mean(list(ridge.values())):.4f}", *mean_oracle])
+    rows.append(["mean", f"{summary.valid.mean_pcc:z.4f}", f"[{format_bound(mean_ci[0])}, {format_bound(mean_ci[1])}]",
+                 f"{np.mean(list(ridge.values())):z.4f}", *mean_oracle])
     return html_table(["emotion", "PCC", "95 % CI", "ridge", *(["oracle"] if oracle else [])], rows)
 
 
@@ -377,11 +379,11 @@ def headline(summary: RunSummary, ridge: dict[str, float], oracle: dict[str, flo
     """The result in one sentence: score with its interval, against the baseline and the ceiling."""
     low, high = confidence_interval(summary.bootstrap.mean(axis=1))
     mean = summary.valid.mean_pcc
-    text = (f"Validation mean PCC <b>{mean:.4f}</b> (95 % CI {low:.3f} to {high:.3f}, {summary.valid.n_clips} clips);"
-            f" ridge baseline {np.mean(list(ridge.values())):.4f}")
+    text = (f"Validation mean PCC <b>{mean:z.4f}</b> (95 % CI {format_bound(low)} to {format_bound(high)},"
+            f" {summary.valid.n_clips} clips); ridge baseline {np.mean(list(ridge.values())):z.4f}")
     if oracle:
         ceiling = float(np.mean([oracle[e] for e in EMOTIONS]))
-        text += f"; oracle {ceiling:.4f}, so the model reaches {mean / ceiling:.1%} of the ceiling"
+        text += f"; oracle {ceiling:z.4f}, so the model reaches {mean / ceiling:z.1%} of the ceiling"
     return text + "."
 
 
@@ -415,7 +417,7 @@ def comparison_rows(summaries: Sequence[RunSummary]) -> list[list[str]]:
         low, high = confidence_interval(summary.bootstrap.mean(axis=1))
         prov = summary.provenance
         row = [summary.name, prov.get("config", {}).get("name", "-"), str(prov.get("seed", "-")),
-               f"{summary.valid.mean_pcc:.4f}", f"[{low:.3f}, {high:.3f}]"]
+               f"{summary.valid.mean_pcc:z.4f}", f"[{format_bound(low)}, {format_bound(high)}]"]
         same_clips = summary.valid.clips.index.equals(reference.valid.clips.index)  # type: ignore[union-attr]
         if summary is reference:
             row += ["", "reference"]
@@ -425,7 +427,8 @@ def comparison_rows(summaries: Sequence[RunSummary]) -> list[list[str]]:
             diff_low, diff_high = paired_difference_interval(summary.bootstrap, reference.bootstrap)
             delta = summary.valid.mean_pcc - reference.valid.mean_pcc
             noise = "within noise" if diff_low <= 0.0 <= diff_high else "significant"
-            row += [f"{delta:+.4f} [{diff_low:+.3f}, {diff_high:+.3f}]", noise]
+            bounds = f"[{format_bound(diff_low, '+.3f')}, {format_bound(diff_high, '+.3f')}]"
+            row += [f"{format_bound(delta, '+.4f')} {bounds}", noise]
         rows.append(row)
     return rows
 

@@ -46,7 +46,7 @@ def cv_command(parser: argparse.ArgumentParser) -> Handler:
         grouping = f"grouped by {result.group_column!r}" if result.group_column else "not grouped"
         out.print(pcc_table(result.pcc, f"Out-of-fold PCC: {result.folds} folds, {grouping}, {len(result.seeds)}"
                             f" seed(s)", intervals=result.pcc_ci95))
-        folds = ", ".join(f"{name} {score:.4f}" for name, score in result.fold_scores.items())
+        folds = ", ".join(f"{name} {score:z.4f}" for name, score in result.fold_scores.items())
         out.print(f"per fold: {folds}")
         if result.refit_epochs is not None:
             out.print(f"refit on train+valid for {result.refit_epochs} epochs (median best epoch):"

@@ -29,13 +29,19 @@ def add_store_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def frame_table(frame, title: str) -> Table:
-    """Render a pandas DataFrame as a rich table (floats to 4 decimals)."""
+    """Render a pandas DataFrame as a rich table (see :func:`_cell`)."""
     table = Table(title=title, title_justify="left")
     for column in frame.columns:
         table.add_column(str(column), justify="left" if frame[column].dtype == object else "right")
     for _, row in frame.iterrows():
-        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+        table.add_row(*(_cell(v) for v in row))
     return table
+
+
+def _cell(value: object) -> str:
+    """A float to at most 4 decimals without trailing zeros (a median of frame counts is 7 or 7.5, never 7.0000) and
+    never as a negative zero; anything else as it prints."""
+    return f"{value:z.4f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
 
 
 def print_validation(report: ValidationReport) -> None:
@@ -111,8 +117,8 @@ def simulate_command(parser: argparse.ArgumentParser) -> Handler:
             table.add_column(emotion, justify="right")
         table.add_column("mean", justify="right")
         for split, per_emotion in report["oracle_pcc"].items():
-            cells = [f"{per_emotion[e]:.4f}" for e in EMOTIONS]
-            mean = f"{report['oracle_mean_pcc'][split]:.4f}"
+            cells = [f"{per_emotion[e]:z.4f}" for e in EMOTIONS]
+            mean = f"{report['oracle_mean_pcc'][split]:z.4f}"
             table.add_row(split, str(report["clips"][split]), *cells, f"[bold]{mean}[/]")
         out.print(table)
         if reused:

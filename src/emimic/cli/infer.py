@@ -62,7 +62,7 @@ def infer_command(parser: argparse.ArgumentParser) -> Handler:
         for emotion in EMOTIONS:
             table.add_column(emotion, justify="right")
         for _, row in predictions.head(SHOWN_ROWS).iterrows():
-            table.add_row(escape(str(row[CLIP_COLUMN])), *(f"{row[e]:.3f}" for e in EMOTIONS))
+            table.add_row(escape(str(row[CLIP_COLUMN])), *(f"{row[e]:z.3f}" for e in EMOTIONS))
         out.print(table)
         more = f" (first {SHOWN_ROWS} shown)" if len(predictions) > SHOWN_ROWS else ""
         out.print(f"predictions: {args.out}{more}", highlight=False)

@@ -24,7 +24,7 @@ SHOWN_TRIALS = 15
 
 def trial_line(trial: FrozenTrial) -> None:
     """One line per finished trial, as it finishes (trials may finish out of order with --jobs)."""
-    value = f"valid mean PCC {trial.value:.4f}" if trial.state.name == "COMPLETE" else trial.state.name
+    value = f"valid mean PCC {trial.value:z.4f}" if trial.state.name == "COMPLETE" else trial.state.name
     epochs = trial.user_attrs.get("epochs", len(trial.intermediate_values))
     seconds = trial.duration.total_seconds() if trial.duration is not None else math.nan
     params = ", ".join(f"{name}={_short(value)}" for name, value in trial.params.items())
@@ -45,7 +45,7 @@ def trials_table(table: pd.DataFrame, title: str) -> Table:
     for name in ("trial", "state", "valid mean PCC", "epochs", *params):
         view.add_column(name, justify="left" if name == "state" else "right")
     for row in shown.to_dict("records"):
-        value = "-" if pd.isna(row["value"]) else f"{row['value']:.4f}"
+        value = "-" if pd.isna(row["value"]) else f"{row['value']:z.4f}"
         view.add_row(str(row["trial"]), row["state"], value, str(row["epochs"]), *[_short(row[p]) for p in params])
     return view
 
@@ -87,7 +87,7 @@ def sweep_command(parser: argparse.ArgumentParser) -> Handler:
         if result.best_config is None:
             out.print("no trial completed, so there is no best config yet; see the states above.")
             return 1
-        out.print(f"best: trial {result.best_trial}, valid mean PCC {result.best_value:.4f}; its config:"
+        out.print(f"best: trial {result.best_trial}, valid mean PCC {result.best_value:z.4f}; its config:"
                   f" {result.best_config}  (emimic train --config {result.best_config} ...)", highlight=False)
         return 0
 

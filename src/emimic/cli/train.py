@@ -28,6 +28,7 @@ def pcc_table(scores: dict[str, float], title: str, oracle: dict[str, float] | N
               intervals: dict[str, list[float]] | None = None) -> Table:
     """Per-dimension PCC (with its 95 % interval, and the oracle ceiling with the fraction reached, when known)."""
     from emimic.labels import EMOTIONS  # pandas: not for --help
+    from emimic.metrics import format_bound  # torch: not for --help
 
     table = Table(title=title, title_justify="left")
     table.add_column("emotion")
@@ -41,12 +42,12 @@ def pcc_table(scores: dict[str, float], title: str, oracle: dict[str, float] | N
     mean_oracle = sum(oracle[e] for e in EMOTIONS) / len(EMOTIONS) if oracle else None
     rows.append(("mean", sum(scores[e] for e in EMOTIONS) / len(EMOTIONS), mean_oracle))
     for i, (name, value, ceiling) in enumerate(rows):
-        cells = [f"[bold]{name}[/]" if i == len(EMOTIONS) else name, f"{value:.4f}"]
+        cells = [f"[bold]{name}[/]" if i == len(EMOTIONS) else name, f"{value:z.4f}"]
         if intervals:
             low, high = intervals[name]
-            cells.append(f"{low:.3f} to {high:.3f}")
+            cells.append(f"{format_bound(low)} to {format_bound(high)}")
         if oracle:
-            cells += [f"{ceiling:.4f}", f"{value / ceiling:.1%}" if ceiling else "-"]
+            cells += [f"{ceiling:z.4f}", f"{value / ceiling:z.1%}" if ceiling else "-"]
         table.add_row(*cells, end_section=i == len(EMOTIONS) - 1)
     return table
 
@@ -59,7 +60,7 @@ def coverage_line(coverage: dict[str, float]) -> str:
 def job_line(job: TrainJob, result: TrainResult) -> None:
     """One line per finished run of ``cv`` or ``ablate``, as it finishes (in finishing order with --jobs)."""
     how = "reused" if result.stored else f"trained in {result.seconds:.1f} s"
-    console.print(f"{job.label}: valid mean PCC {result.valid.mean_pcc:.4f} ({result.valid.n_clips} clips), best"
+    console.print(f"{job.label}: valid mean PCC {result.valid.mean_pcc:z.4f} ({result.valid.n_clips} clips), best"
                   f" epoch {result.best_epoch}/{result.epochs}, {how}", highlight=False)
 
 
@@ -297,7 +298,8 @@ def demo_command(parser: argparse.ArgumentParser) -> Handler:
         out.print(coverage_line(result.coverage))
         if oracle:
             ceiling = sum(oracle.values()) / len(oracle)
-            out.print(f"mean PCC {result.mean_pcc:.4f} = {result.mean_pcc / ceiling:.1%} of the oracle {ceiling:.4f}")
+            out.print(f"mean PCC {result.mean_pcc:z.4f} = {result.mean_pcc / ceiling:z.1%} of the oracle"
+                      f" {ceiling:z.4f}")
         out.print(f"submission: {submission}   run: {run_dir}   total {time.perf_counter() - started:.0f} s")
         out.print(f"report: {write_report([run_dir], report_file)}")
         return 0

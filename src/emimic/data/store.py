@@ -37,7 +37,7 @@ import time
 import uuid
 import warnings
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -304,9 +304,14 @@ def width_tie_sentence(where: Path | str, modality: str, widths: Mapping[int, in
     counts = Counter(widths.values()).most_common()
     if len(counts) < 2 or counts[0][1] > counts[1][1]:
         return None
-    each = ", ".join(f"{count} of width {width}" for width, count in sorted(counts))
     return (f"{where}: the {len(widths)} clips of modality {modality!r} differ in feature width and no width is the"
-            f" most common ({each}); extract the modality again so that every clip has one width.")
+            f" most common ({_width_counts(widths.values())}); extract the modality again so that every clip has one"
+            " width.")
+
+
+def _width_counts(widths: Iterable[int]) -> str:
+    """``"2 of width 5, 1 of width 12"``: how many clips have each of ``widths`` (one per clip), narrowest first."""
+    return ", ".join(f"{count} of width {width}" for width, count in sorted(Counter(widths).items()))
 
 
 def _mixed_widths(source: ModalitySource, widths: dict[int, int]) -> DataError:
@@ -318,7 +323,7 @@ def _mixed_widths(source: ModalitySource, widths: dict[int, int]) -> DataError:
     common, n_common = Counter(widths.values()).most_common(1)[0]
     odd = [clip_id for clip_id, width in widths.items() if width != common]
     first = _clip_source(source, source.names.get(odd[0], ""), odd[0])
-    others = f" (clips {shortlist(odd)} differ)" if len(odd) > 1 else ""
+    others = f" (clips {shortlist(odd)} differ: {_width_counts(widths[i] for i in odd)})" if len(odd) > 1 else ""
     them = "them" if len(odd) > 1 else "it"
     return DataError(f"{first}: has feature width {widths[odd[0]]}, but {n_common} of the {len(widths)} clips of"
                      f" modality {source.name!r} have width {common}{others}; extract {them} again as the others were,"

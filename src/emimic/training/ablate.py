@@ -62,7 +62,13 @@ from emimic.defaults import ABLATION_BASE, ABLATION_MAX_EPOCHS, preset_dir
 from emimic.errors import ConfigError, DataError
 from emimic.io import atomic_path, write_text
 from emimic.labels import EMOTIONS
-from emimic.metrics import BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED, bootstrap_pcc, paired_difference_interval
+from emimic.metrics import (
+    BOOTSTRAP_SAMPLES,
+    BOOTSTRAP_SEED,
+    bootstrap_pcc,
+    format_bound,
+    paired_difference_interval,
+)
 from emimic.outputs import check_folder_settings, refuse_inside_dataset, warn_leftovers
 from emimic.registry import EXTRACTORS, FUSIONS
 from emimic.training.inference import evaluate
@@ -78,7 +84,7 @@ from emimic.training.jobs import (
 from emimic.training.provenance import corpus_fingerprint, describe, labelled_splits
 from emimic.training.run import (
     TrainResult,
-    check_valid_features,
+    check_selectable,
     modalities_read_by_any,
     trainable_spec,
     untrainable_modalities,
@@ -289,10 +295,10 @@ def why_skipped(cfg: ExperimentConfig, store: FeatureStore, *, cell: str, untrai
         return (f"no training clip has {', '.join(sorted(set(named.values())))}, which {' and '.join(named)}"
                 f" {'names' if len(named) == 1 else 'name'}")
     try:
-        spec = trainable_spec(cfg, store, untrainable)
-        EMIModel(spec, cfg.model)
-        if valid_ids is not None and cfg.train.selection == "best":
-            check_valid_features(store, spec.modalities, valid_ids, way_out=valid_way_out(cfg.train.valid_fraction))
+        EMIModel(trainable_spec(cfg, store, untrainable), cfg.model)
+        if valid_ids is not None:
+            check_selectable(cfg, store, valid_ids, untrainable=untrainable,
+                             way_out=valid_way_out(cfg.train.valid_fraction))
     except (ConfigError, DataError) as exc:
         return str(exc)
     return None
@@ -468,17 +474,18 @@ def _skipped_rows(cells: Sequence[Cell], seeds: Sequence[int]) -> list[dict[str,
 
 
 def _fmt(value: float | None, spec: str = ".4f") -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+    """``-`` for no value, else the value with its own sign (a change, a bound, a p-value: :func:`format_bound`)."""
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format_bound(value, spec)
 
 
 def summary_rows(summary: Sequence[CellSummary]) -> list[list[str]]:
     """The table's cells as text (:data:`SUMMARY_HEADER`), for ablation.md and the terminal."""
     rows = []
     for s in summary:
-        interval = "-" if s.interval is None else f"[{s.interval[0]:+.3f}, {s.interval[1]:+.3f}]"
-        rows.append([s.name, str(s.seeds), f"{s.mean:.4f} ± {s.std:.4f}", _fmt(s.delta, "+.4f"),
+        interval = "-" if s.interval is None else f"[{_fmt(s.interval[0], '+.3f')}, {_fmt(s.interval[1], '+.3f')}]"
+        rows.append([s.name, str(s.seeds), f"{s.mean:z.4f} ± {s.std:.4f}", _fmt(s.delta, "+.4f"),
                      _fmt(s.p_value, ".3f"), interval, s.verdict,
-                     *(f"{s.pcc_mean[e]:.3f} ± {s.pcc_std[e]:.3f}" for e in EMOTIONS)])
+                     *(f"{s.pcc_mean[e]:z.3f} ± {s.pcc_std[e]:.3f}" for e in EMOTIONS)])
     return rows
 
 

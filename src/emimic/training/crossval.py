@@ -372,13 +372,16 @@ def cross_validate(
     settings["data"] = data.to_record(replaced=replace)
     with results_folder(out, replace=replace, kind="CV"):
         fold_of = fold_table(out, labels, meta, folds, fold_seed)
-        plan = checked_run_folders(_plan(out, ds, cfg, fold_of, seeds), ds, overwrite=overwrite,
-                                   refusal=_model_refusal)
-        for job in plan:  # a fold the config cannot train or select on would stop the command after other folds
+        jobs = _plan(out, ds, cfg, fold_of, seeds)
+        # a fold the config cannot train or select on would stop the command after other folds; checked before the
+        # run folders, whose check of a fold's started run (an earlier emimic trained it) refuses it in a plain
+        # valid split's words
+        for job in jobs:
             train_ids, where = np.asarray(job.fold_ids["train"]), view_prefix(job.view)
-            check_trainable(cfg, store, train_ids, where=where)
-            check_selectable(cfg, store, train_ids, np.asarray(job.fold_ids["valid"]), where=where,
+            untrainable = check_trainable(cfg, store, train_ids, where=where)
+            check_selectable(cfg, store, np.asarray(job.fold_ids["valid"]), untrainable=untrainable, where=where,
                              way_out=FOLDS_WAY_OUT)
+        plan = checked_run_folders(jobs, ds, overwrite=overwrite, refusal=_model_refusal)
         write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2))  # once the folds could be assigned
         results = _train_all(plan, ds, runner, report)
     oof = out_of_fold(ds, plan, labels, fold_of)

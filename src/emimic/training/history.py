@@ -54,7 +54,7 @@ class History(Callback):
             line = (
                 f"epoch {row['epoch']:>3}/{trainer.max_epochs}  loss {metrics.get('train/loss', math.nan):.4f}"
                 f"  val loss {metrics.get('val/loss', math.nan):.4f}"
-                f"  val PCC {metrics.get(MONITOR, math.nan):.4f}  best {best:.4f}"
+                f"  val PCC {metrics.get(MONITOR, math.nan):z.4f}  best {best:z.4f}"
             )
             bar = trainer.progress_bar_callback
             if bar is not None and hasattr(bar, "print"):

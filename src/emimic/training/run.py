@@ -369,8 +369,9 @@ def requested_run(ds: VidmimicDataset, cfg: ExperimentConfig
     store = ds.store(progress=False)
     labelled = labelled_splits(ds)
     cfg = resolve_members(cfg, len(labelled["train"][0]))
-    spec = trainable_spec(cfg, store, check_trainable(cfg, store, labelled["train"][0], where=ds.where))
-    check_selectable(cfg, store, labelled["train"][0], labelled["valid"][0], where=ds.where,
+    untrainable = check_trainable(cfg, store, labelled["train"][0], where=ds.where)
+    spec = trainable_spec(cfg, store, untrainable)
+    check_selectable(cfg, store, labelled["valid"][0], untrainable=untrainable, where=ds.where,
                      way_out=valid_way_out(ds.held_out_fraction))
     return RunRecord(cfg, data_fingerprint(store, spec.inputs, labelled), str(ds.root)), spec, labelled
 
@@ -398,12 +399,14 @@ def check_valid_features(store: FeatureStore, modalities: Sequence[str], valid_i
         raise DataError(featureless_valid_sentence(len(valid_ids), read, where=where, way_out=way_out))
 
 
-def check_selectable(cfg: ExperimentConfig, store: FeatureStore, train_ids: np.ndarray, valid_ids: np.ndarray, *,
-                     where: str = "", way_out: str = VALID_FEATURES_WAY_OUT) -> None:
-    """Refuse, before any training, a run of ``cfg`` on ``train_ids`` that would select its best epoch on
-    ``valid_ids`` none of which has a modality its model predicts from (see :func:`check_valid_features`)."""
+def check_selectable(cfg: ExperimentConfig, store: FeatureStore, valid_ids: np.ndarray, *,
+                     untrainable: Collection[str], where: str = "", way_out: str = VALID_FEATURES_WAY_OUT) -> None:
+    """Refuse, before any training, a run of ``cfg`` on training clips without the ``untrainable`` modalities (see
+    :func:`untrainable_modalities`) that would select its best epoch on ``valid_ids`` none of which has a modality its
+    model predicts from (see :func:`check_valid_features`). ``untrainable`` is keyword-only: a call that passes
+    training ids before ``valid_ids`` (its former form) fails instead of checking every branch."""
     if cfg.train.selection == "best":  # "last" selects nothing
-        spec = trainable_spec(cfg, store, untrainable_modalities(store, train_ids))
+        spec = trainable_spec(cfg, store, untrainable)
         check_valid_features(store, spec.modalities, valid_ids, where=where, way_out=way_out)
 
 

@@ -87,7 +87,14 @@ from emimic.registry import ENCODERS, FUSIONS
 from emimic.training.history import MONITOR
 from emimic.training.jobs import Runner, holds_a_started_run, results_folder
 from emimic.training.provenance import RECORD_FILE, check_model_format, corpus_fingerprint, read_run_record
-from emimic.training.run import MODALITY_SETTINGS, check_selectable, modalities_read_by_any, train, valid_way_out
+from emimic.training.run import (
+    MODALITY_SETTINGS,
+    check_selectable,
+    modalities_read_by_any,
+    train,
+    untrainable_modalities,
+    valid_way_out,
+)
 
 SETTINGS_FILE = "sweep.json"
 STUDY_FILE = "study.log"
@@ -416,7 +423,7 @@ def _best(study: optuna.Study) -> FrozenTrial | None:
 
 def _write_best(out: Path, cfg: ExperimentConfig, best: FrozenTrial, data: Path) -> Path:
     described = (f"Best of the `emimic sweep` in {out} on {data}: trial {best.number}, validation mean PCC"
-                 f" {best.value:.4f} on {validation_clips(cfg.train.valid_fraction)}.")
+                 f" {best.value:z.4f} on {validation_clips(cfg.train.valid_fraction)}.")
     best_cfg = with_overrides(cfg, {**best.params, "name": f"{cfg.name}-sweep", "description": described})
     write_text(out / BEST_FILE, config_to_yaml(best_cfg))
     return out / BEST_FILE
@@ -464,9 +471,9 @@ def sweep(
     # a trial that selects its best epoch needs valid clips with features; the branches, which decide it, are no
     # searched setting, so one check (not a failed trial that would stop the study) answers for every such trial
     if "best" in {cfg.train.selection, *space.values_of("train.selection")}:
-        check_selectable(with_overrides(cfg, {"train.selection": "best"}), store, ds.clips("train").index.to_numpy(),
-                         ds.clips("valid").index.to_numpy(), where=ds.where,
-                         way_out=valid_way_out(ds.held_out_fraction))
+        untrainable = untrainable_modalities(store, ds.clips("train").index.to_numpy())
+        check_selectable(with_overrides(cfg, {"train.selection": "best"}), store, ds.clips("valid").index.to_numpy(),
+                         untrainable=untrainable, where=ds.where, way_out=valid_way_out(ds.held_out_fraction))
     # The default storage is recorded relative to the folder, so a moved sweep folder still resumes.
     storage_setting = {"storage": storage or f"OUT/{STUDY_FILE}"}
     replace = check_folder_settings(out, SETTINGS_FILE, {**_settings(cfg, space, data.recorded), **storage_setting},
