@@ -101,12 +101,16 @@ def confidence_interval(samples: np.ndarray, level: float = 0.95) -> np.ndarray:
     return np.percentile(samples, [tail, 100.0 - tail], axis=0)
 
 
+# Past this many decimals a bound near zero is float rounding noise (a mean of PCCs that cancel leaves about 1e-16).
+FLOAT_NOISE_DECIMALS = 9
+
+
 def format_bound(value: float, spec: str = ".3f") -> str:
-    """An interval bound or a change as ``format(value, spec)``, but an exact negative zero (a percentile of
-    float noise) as zero: ``-0.0`` prints as ``0.000`` (``+0.000`` with a sign), while ``-0.0004`` keeps its
-    minus sign (``-0.000``), since which side of zero a bound lies on decides whether a difference is noise.
-    Not the ``z`` format option, which also drops the sign of a value that merely rounds to zero."""
-    return format(value + 0.0, spec)  # -0.0 + 0.0 is 0.0; any other value is unchanged
+    """An interval bound or a change as ``format(value, spec)``, but float noise around zero (``-0.0``, or the
+    ``-1e-16`` a mean of PCCs leaves) as zero: it prints as ``0.000`` (``+0.000`` with a sign), while ``-0.0004``
+    keeps its minus sign (``-0.000``), since which side of zero a bound lies on decides whether a difference is
+    noise. Not the ``z`` format option, which also drops the sign of a value that merely rounds to zero."""
+    return format(round(value, FLOAT_NOISE_DECIMALS) + 0.0, spec)  # -0.0 + 0.0 is 0.0
 
 
 def pcc_intervals(preds: np.ndarray, targets: np.ndarray, *, samples: int = BOOTSTRAP_SAMPLES,
