@@ -26,6 +26,7 @@ from emimic.features.base import (
     quiet_transformers,
     register_extractor,
 )
+from emimic.features.native_logs import quiet_native_logs
 
 # MediaPipe canonical face-mesh vertex ids (image left = the subject's right side).
 _EYE_R = (33, 133, 159, 145)  # outer corner, inner corner, upper lid, lower lid
@@ -72,16 +73,18 @@ def _face_mesh() -> Any:
 
 def detect_landmarks(frames: np.ndarray) -> list[np.ndarray | None]:
     """Per frame, the 478 FaceMesh landmarks ``(478, 3)`` in pixels (z scaled like x), or ``None``."""
-    mesh = _face_mesh()
     found: list[np.ndarray | None] = []
-    for frame in frames:
-        result = mesh.process(np.ascontiguousarray(frame))
-        if not result.multi_face_landmarks:
-            found.append(None)
-            continue
-        height, width = frame.shape[:2]
-        points = np.array([(p.x, p.y, p.z) for p in result.multi_face_landmarks[0].landmark], dtype=np.float64)
-        found.append(points * np.array([width, height, width]))
+    # MediaPipe's graph writes info and warning lines to stderr when it is built and on its first frames.
+    with quiet_native_logs():
+        mesh = _face_mesh()
+        for frame in frames:
+            result = mesh.process(np.ascontiguousarray(frame))
+            if not result.multi_face_landmarks:
+                found.append(None)
+                continue
+            height, width = frame.shape[:2]
+            points = np.array([(p.x, p.y, p.z) for p in result.multi_face_landmarks[0].landmark], dtype=np.float64)
+            found.append(points * np.array([width, height, width]))
     return found
 
 
