@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from emimic.errors import DataError
+from emimic.features.stated_length import mp3_counts_frames, wav_seconds
 from emimic.labels import shortlist
 
 SAMPLE_RATE = 16_000
@@ -38,8 +39,9 @@ _EFFECTS_CHANNELS = frozenset({"LFE", "LFE2"})
 # Frame buffers are sized from the container's duration up to this many bytes before decoding;
 # past it they grow as frames arrive (a wrong duration must not reserve the machine's memory).
 _MAX_RESERVED_BYTES = 2**31
-# Containers whose header states the length of the recording (the others derive it from what they hold, or
-# estimate it from the bit rate, as an MP3 without a Xing header does): only there can a cut be measured.
+# Containers whose header states the length of the recording as FFmpeg reports it; a WAV's data size and an MP3's
+# frame count are read by emimic.features.stated_length. The others derive it from what they hold (MPEG-TS), or
+# estimate it from the bit rate (an MP3 without a frame count): only where a header states it can a cut be measured.
 _HEADER_DURATION_FORMATS = frozenset({"matroska", "webm", "mov", "mp4", "avi", "flac"})
 # Containers whose header duration counts from time 0 to the last timestamp, as FFmpeg's Matroska muxer writes
 # it (a segment cut from the middle of a recording starts at 10 s and states 20 s); in the others it counts from
@@ -266,12 +268,23 @@ def _stated_seconds(container: Any) -> float:
     return max(stated, 0.0)
 
 
+def _header_seconds(path: Path, container: Any) -> float | None:
+    """How long the file's own header says it lasts from its first timestamp; None when it states no length of its
+    own, so that a file cut short cannot be told from a shorter recording."""
+    formats = set(container.format.name.split(","))
+    if formats & _HEADER_DURATION_FORMATS or ("mp3" in formats and mp3_counts_frames(path)):
+        return _stated_seconds(container)
+    if "wav" in formats:
+        return wav_seconds(path)
+    return None
+
+
 def _check_complete(path: Path, container: Any, held: float) -> None:
     """Refuse a file whose streams end far short of the duration its header states (``held``: seconds from the
     file's start to the latest packet end of any stream): FFmpeg reads a Matroska file cut in half without an
     error, and half a clip's features would pass for all of them."""
-    stated = _stated_seconds(container)
-    if set(container.format.name.split(",")) & _HEADER_DURATION_FORMATS and held < _MIN_SHARE_OF_DECLARED * stated:
+    stated = _header_seconds(path, container)
+    if stated is not None and held < _MIN_SHARE_OF_DECLARED * stated:
         raise DataError(
             f"{path}: is cut short: it holds {max(held, 0.0):.1f} s of the {stated:.1f} s its header states (an"
             " interrupted copy or download); check that it plays to the end, or copy or export it again."
