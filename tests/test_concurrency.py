@@ -37,7 +37,7 @@ from emimic.features.pipeline import start_records
 from emimic.features.runner import ClipReport, Outcome
 from emimic.infer import CLIP_COLUMN, infer
 from emimic.labels import EMOTIONS, write_split
-from emimic.outputs import UnlockedWarning, WaitingWarning, exclusive_outputs
+from emimic.outputs import UnlockedWarning, WaitingWarning, exclusive_output, exclusive_outputs
 from emimic.report import write_report
 from emimic.training import evaluate, train
 from emimic.training.ablate import Grid, ablate
@@ -329,6 +329,28 @@ def test_a_folder_this_process_holds_is_refused_at_once_to_this_process(tmp_path
         pass
     assert time.monotonic() - started < 4.0
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # the first hold's lock file removed, no other made
+
+
+def test_two_threads_writing_one_folder_are_two_commands(tmp_path: Path) -> None:
+    """A notebook training into one folder from two threads: the second is another writer, refused as another
+    process's train is (not told that it runs inside the first), and a folder beside it is its own."""
+    run = tmp_path / "run"
+    outcomes: list[str] = []
+
+    def train_in_a_thread(folder: Path) -> None:
+        try:
+            with exclusive_output(folder, command="train"):
+                outcomes.append("held")
+        except OutputConflict as refused:
+            outcomes.append(str(refused))
+
+    with exclusive_output(run, command="train"):
+        for folder in (run, tmp_path / "other"):
+            thread = threading.Thread(target=train_in_a_thread, args=(folder,))
+            thread.start()
+            thread.join()
+    assert outcomes == [f"{run}: another emimic train is writing this folder now; wait until it ends, or choose"
+                        " another --out.", "held"]
 
 
 def test_a_lock_file_another_command_removes_while_it_is_checked_is_locked_anew(tmp_path: Path,

@@ -128,7 +128,10 @@ PROBE_GRACE_SECONDS = 0.5
 NO_FLOCK = ("this system has no flock, so emimic cannot lock the folders it writes: a concurrent emimic command"
             " writing the same folder would be neither refused nor waited for.")
 
-# The folders this thread holds (see exclusive_outputs): a folder inside one of them is held already.
+# The folders this thread holds (see exclusive_outputs): a folder inside one of them is held already. Per thread, not
+# per process: two threads of one process (two trainings a notebook starts in threads) are two writers, whose flocks
+# on their own open files conflict as two processes' do; only a command called inside another, in its thread, is
+# part of it.
 _HELD: contextvars.ContextVar[tuple[Path, ...]] = contextvars.ContextVar("emimic_held_folders", default=())
 
 
