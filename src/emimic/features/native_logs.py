@@ -63,9 +63,9 @@ class _Filter:
 
     def enter(self) -> None:
         with self._lock:
+            if self._inside == 0:
+                self._install()  # counted only once in place: one that raised leaves nothing to remove
             self._inside += 1
-            if self._inside == 1:
-                self._install()
 
     def leave(self) -> None:
         with self._lock:
