@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from emimic.errors import DataError
-from emimic.features.stated_length import mp3_counts_frames, wav_seconds
+from emimic.features.stated_length import mp3_seconds, wav_seconds
 from emimic.labels import shortlist
 
 SAMPLE_RATE = 16_000
@@ -40,8 +40,9 @@ _EFFECTS_CHANNELS = frozenset({"LFE", "LFE2"})
 # past it they grow as frames arrive (a wrong duration must not reserve the machine's memory).
 _MAX_RESERVED_BYTES = 2**31
 # Containers whose header states the length of the recording as FFmpeg reports it; a WAV's data size and an MP3's
-# frame count are read by emimic.features.stated_length. The others derive it from what they hold (MPEG-TS), or
-# estimate it from the bit rate (an MP3 without a frame count): only where a header states it can a cut be measured.
+# frame count are read by emimic.features.stated_length (FFmpeg clamps the one and may drop the other). The others
+# derive it from what they hold (MPEG-TS), or estimate it from the bit rate (an MP3 without a frame count): only where
+# a header states it can a cut be measured.
 _HEADER_DURATION_FORMATS = frozenset({"matroska", "webm", "mov", "mp4", "avi", "flac"})
 # Containers whose header duration counts from time 0 to the last timestamp, as FFmpeg's Matroska muxer writes
 # it (a segment cut from the middle of a recording starts at 10 s and states 20 s); in the others it counts from
@@ -272,8 +273,10 @@ def _header_seconds(path: Path, container: Any) -> float | None:
     """How long the file's own header says it lasts from its first timestamp; None when it states no length of its
     own, so that a file cut short cannot be told from a shorter recording."""
     formats = set(container.format.name.split(","))
-    if formats & _HEADER_DURATION_FORMATS or ("mp3" in formats and mp3_counts_frames(path)):
+    if formats & _HEADER_DURATION_FORMATS:
         return _stated_seconds(container)
+    if "mp3" in formats:  # not FFmpeg's duration: a bit-rate estimate where the file outgrows the header's byte count
+        return mp3_seconds(path)
     if "wav" in formats:
         return wav_seconds(path)
     return None
