@@ -4,14 +4,22 @@ MediaPipe's C++ graph (absl logging) and TensorFlow Lite write lines such as ``I
 XNNPACK delegate for CPU.`` and ``W0000 00:00:17.5  13983 inference_feedback_manager.cc:114] ...`` to file
 descriptor 2, where ``--quiet`` cannot reach them: the wheels read neither ``GLOG_minloglevel`` nor
 ``TF_CPP_MIN_LOG_LEVEL``, and no Python call sets their level. Inside :func:`quiet_native_logs`, descriptor 2 is
-a pipe whose reader passes every other line (errors, fatal checks, anything it does not know) on at once, while
-Python's own ``sys.stderr`` (progress bars, warnings) keeps writing to the terminal directly. A Python exception
-raised inside propagates unchanged, after descriptor 2 is restored.
+a pipe whose reader thread passes every other line (errors, anything it does not know) on as it comes, while
+Python's own ``sys.stderr`` (warnings) keeps writing to the terminal directly. A Python exception raised inside
+propagates unchanged, after descriptor 2 is restored.
+
+Keep the window short: MediaPipe writes all its chatter while a graph is built and on its first frames (see
+emimic.features.vision), and only then is it entered. The reader dies with the process, so a native fatal line
+written inside (absl's ``F0000 ... Check failed: ...`` before abort()) may be lost; :mod:`faulthandler`, when enabled
+on Python's stderr (``python -X faulthandler``), writes a crash's traceback to the terminal inside. Under a rich
+progress bar, ``sys.stderr`` is rich's proxy, left as it is, and the bar's console writes to descriptor 2, which is
+no terminal inside: the bar stands still while the window lasts, once per process (a second graph, once more).
 """
 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import io
 import os
 import re
@@ -59,6 +67,7 @@ class _Filter:
         self._terminal: int | None = None
         self._stream: io.TextIOWrapper | None = None
         self._python_stderr: TextIO | None = None
+        self._faulthandler_moved = False
         self._reader: threading.Thread | None = None
 
     def enter(self) -> None:
@@ -74,6 +83,7 @@ class _Filter:
                 self._remove()
 
     def _install(self) -> None:
+        """Put the filter in place, or (raising, a Ctrl-C too) leave descriptor 2 and the streams as they were."""
         if sys.stderr is not None:
             sys.stderr.flush()  # what Python wrote so far goes out before native lines that follow it
         try:
@@ -84,13 +94,30 @@ class _Filter:
         except OSError:  # no descriptor 2 (a daemon): nothing to filter
             return
         pipe, writer = os.pipe()
-        self._reader = threading.Thread(target=_forward, args=(pipe, self._terminal), name="emimic-native-stderr",
-                                        daemon=True)
-        self._reader.start()
-        os.dup2(writer, 2)
-        os.close(writer)
-        if _writes_to_fd2(sys.stderr):
-            self._python_stderr, sys.stderr = sys.stderr, self._python_stream(sys.stderr)
+        reader = threading.Thread(target=_forward, args=(pipe, self._terminal), name="emimic-native-stderr",
+                                  daemon=True)
+        try:
+            try:
+                reader.start()  # from here the reader owns the read end: it closes it when no writer is left
+                self._reader = reader
+                os.dup2(writer, 2)
+            finally:
+                os.close(writer)  # descriptor 2 is the pipe's only write end now (or, raising, none is left)
+            python_stderr = getattr(sys.stderr, "rich_proxied_file", sys.stderr)  # under a progress bar, rich's proxy
+            if faulthandler.is_enabled() and _writes_to_fd2(python_stderr):
+                # Enabled on Python's stderr (its default): a crash's traceback would go into the pipe, whose reader
+                # dies with the process before passing it on.
+                faulthandler.enable(self._terminal, all_threads=True)
+                self._faulthandler_moved = True
+            if _writes_to_fd2(sys.stderr):
+                self._python_stderr, sys.stderr = sys.stderr, self._python_stream(sys.stderr)
+        except BaseException:
+            try:
+                self._remove()
+            finally:
+                if reader.ident is None:
+                    os.close(pipe)
+            raise
 
     def _python_stream(self, like: io.TextIOWrapper) -> io.TextIOWrapper:
         if self._stream is None:
@@ -99,12 +126,25 @@ class _Filter:
         return self._stream
 
     def _remove(self) -> None:
-        if self._python_stderr is not None:
-            sys.stderr.flush()
-            sys.stderr, self._python_stderr = self._python_stderr, None
-        os.dup2(self._terminal, 2)  # closes the pipe's last write end here: the reader meets its end
-        self._reader.join(_DRAIN_SECONDS)
-        self._reader = None
+        """Put descriptor 2 back first, whatever raises after (a stream's flush, a Ctrl-C): left on the pipe, it
+        would be taken for the terminal by the next window, and stderr lost for the rest of the process."""
+        reader, self._reader = self._reader, None
+        try:
+            os.dup2(self._terminal, 2)  # closes the pipe's last write end here: the reader meets its end
+        finally:
+            try:
+                if self._faulthandler_moved:
+                    self._faulthandler_moved = False
+                    faulthandler.enable(2, all_threads=True)
+            finally:
+                if self._python_stderr is not None:
+                    python_stderr, self._python_stderr = self._python_stderr, None
+                    try:
+                        sys.stderr.flush()
+                    finally:
+                        sys.stderr = python_stderr
+            if reader is not None:
+                reader.join(_DRAIN_SECONDS)
 
 
 _FILTER = _Filter()
