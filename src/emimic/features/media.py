@@ -44,6 +44,10 @@ _MAX_RESERVED_BYTES = 2**31
 # derive it from what they hold (MPEG-TS), or estimate it from the bit rate (an MP3 without a frame count): only where
 # a header states it can a cut be measured.
 _HEADER_DURATION_FORMATS = frozenset({"matroska", "webm", "mov", "mp4", "avi", "flac"})
+# Streams of independent frames, which players decode past a frame they cannot (the ID3 tag of a second MP3 joined
+# with ``cat``, a stray byte): a packet FFmpeg cannot decode there is skipped, and a cut is judged by the length its
+# header states (emimic.features.stated_length), not by a decoding error.
+_FRAME_BY_FRAME_FORMATS = frozenset({"mp3"})
 # Containers whose header duration counts from time 0 to the last timestamp, as FFmpeg's Matroska muxer writes
 # it (a segment cut from the middle of a recording starts at 10 s and states 20 s); in the others it counts from
 # the file's start time.
@@ -282,6 +286,18 @@ def _header_seconds(path: Path, container: Any) -> float | None:
     return None
 
 
+def _decoded_frames(packet: Any, *, skip_damaged: bool) -> list[Any]:
+    """The frames of ``packet``; with ``skip_damaged`` none from one FFmpeg cannot decode, instead of an error."""
+    import av
+
+    try:
+        return packet.decode()
+    except av.error.InvalidDataError:
+        if not skip_damaged:
+            raise
+        return []
+
+
 def _check_complete(path: Path, container: Any, held: float) -> None:
     """Refuse a file whose streams end far short of the duration its header states (``held``: seconds from the
     file's start to the latest packet end of any stream): FFmpeg reads a Matroska file cut in half without an
@@ -321,6 +337,7 @@ def decode(
             # Decoding B-frames on several threads is the costliest part of the read.
             video_stream.thread_type = "AUTO"
         decoded = {s.index for s in (audio_stream, video_stream) if s is not None}
+        frame_by_frame = bool(set(container.format.name.split(",")) & _FRAME_BY_FRAME_FORMATS)
         stated = _stated_seconds(container)
         mix = _Downmix(sample_rate)
         sampler = _FrameSampler(fps, max_side, stated)
@@ -334,7 +351,7 @@ def decode(
                     end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
                 if packet.stream.index not in decoded:
                     continue
-                for frame in packet.decode():
+                for frame in _decoded_frames(packet, skip_damaged=frame_by_frame):
                     if isinstance(frame, av.AudioFrame):
                         mix.add(frame)
                     else:

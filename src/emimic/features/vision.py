@@ -75,8 +75,8 @@ def _face_mesh() -> Any:
 
 # The FaceMesh graphs that have found a face: MediaPipe writes its info and warning lines to descriptor 2 while a
 # graph is built, on its first frame (the face detector's model), and on its first face (the landmark model), never
-# after. Only until then (a clip without a face: all of it) does descriptor 2 go through the filter, whose reader
-# dies with the process: a fatal line written meanwhile may be lost.
+# after. Only until then (a clip without a face: all of it) is descriptor 2 captured: what is written meanwhile
+# appears at the end of the clip, and is lost if the process dies before.
 _SETTLED: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
