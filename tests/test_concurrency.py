@@ -12,10 +12,12 @@ import io
 import os
 import re
 import shutil
+import struct
 import threading
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -37,7 +39,7 @@ from emimic.features.pipeline import start_records
 from emimic.features.runner import ClipReport, Outcome
 from emimic.infer import CLIP_COLUMN, infer
 from emimic.labels import EMOTIONS, write_split
-from emimic.outputs import UnlockedWarning, WaitingWarning, exclusive_outputs
+from emimic.outputs import UnlockedWarning, WaitingWarning, exclusive_output, exclusive_outputs
 from emimic.report import write_report
 from emimic.training import evaluate, train
 from emimic.training.ablate import Grid, ablate
@@ -263,7 +265,7 @@ def test_commands_opening_one_store_together_read_it_at_once_with_no_warning(mak
             thread.join()
     assert [str(w.message) for w in caught] == []
     assert [s.modalities for s in opened] == [["vit", "wav2vec2"]] * readers
-    assert sorted(p.name for p in store.parent.iterdir()) in (["store"], [".store.lock", "store"])
+    assert sorted(p.name for p in store.parent.iterdir()) == ["store"]  # the last reader removed .store.lock
 
 
 def test_a_reader_ending_first_leaves_the_lock_file_the_other_reader_holds(tmp_path: Path) -> None:
@@ -288,6 +290,80 @@ def test_a_reader_ending_first_leaves_the_lock_file_the_other_reader_holds(tmp_p
         in_another_thread(emimic.outputs.Hold("pack"))
     assert len(refusals) == 1 and "another emimic pack is writing this folder now" in refusals[0]
     assert list(tmp_path.iterdir()) == []  # the last reader removed it
+
+
+def nfs_like_flock(exclusive_tried: threading.Barrier) -> SimpleNamespace:
+    """``fcntl`` with flock as an NFS mount emulates it, by POSIX locks of the open file (``F_OFD_SETLK``): a shared
+    lock turns into an exclusive one atomically, and stays when that fails. Every exclusive try waits at
+    ``exclusive_tried`` before and after it, so that readers ending together each try before any of them closes its
+    file."""
+    kinds = {fcntl.LOCK_SH: fcntl.F_RDLCK, fcntl.LOCK_EX: fcntl.F_WRLCK, fcntl.LOCK_UN: fcntl.F_UNLCK}
+
+    def posix_lock(handle: io.IOBase, mode: int) -> None:
+        kind = kinds[mode & ~fcntl.LOCK_NB]
+        command = fcntl.F_OFD_SETLKW if kind != fcntl.F_UNLCK and not mode & fcntl.LOCK_NB else fcntl.F_OFD_SETLK
+        try:
+            fcntl.fcntl(handle.fileno(), command, struct.pack("hhqqi4x", kind, os.SEEK_SET, 0, 0, 0))
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise BlockingIOError(exc.errno, exc.strerror) from None
+            raise
+
+    def flock(handle: io.IOBase, mode: int) -> None:
+        if mode & ~fcntl.LOCK_NB != fcntl.LOCK_EX:
+            return posix_lock(handle, mode)
+        exclusive_tried.wait()
+        try:
+            return posix_lock(handle, mode)
+        finally:
+            exclusive_tried.wait()
+
+    return SimpleNamespace(flock=flock, **{name: getattr(fcntl, name) for name in ("LOCK_SH", "LOCK_EX", "LOCK_UN",
+                                                                                     "LOCK_NB")})
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_OFD_SETLK"), reason="open file description locks are Linux's")
+def test_readers_ending_together_remove_the_lock_file_where_locks_convert_atomically(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each turned its shared lock into an exclusive one to see whether it was the last, failed for the other's, and
+    left .store.lock behind."""
+    folder = tmp_path / "store"
+    monkeypatch.setattr(emimic.outputs, "fcntl", nfs_like_flock(threading.Barrier(2, timeout=10.0)))
+    reading = threading.Barrier(2, timeout=10.0)
+
+    def read() -> None:
+        with exclusive_outputs([folder], emimic.outputs.Hold("evaluate", shared=True)):
+            reading.wait()
+
+    threads = [threading.Thread(target=read) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_holder_of_a_lock_file_removed_meanwhile_leaves_the_new_one_alone(tmp_path: Path) -> None:
+    """Two holders ending together: the first removed the file, a pack made it anew and held it, and the second,
+    finding its own (removed) file free, removed the pack's: a third command would have locked a new file and
+    written the store beside the pack."""
+    folder, lock_file = tmp_path / "store", tmp_path / ".store.lock"
+    packing, finish = threading.Event(), threading.Event()
+
+    def pack_meanwhile() -> None:
+        with exclusive_outputs([folder], emimic.outputs.Hold("pack")):
+            packing.set()
+            finish.wait(10.0)
+
+    pack = threading.Thread(target=pack_meanwhile)
+    with exclusive_outputs([folder], emimic.outputs.Hold("evaluate", shared=True)):
+        lock_file.unlink()  # what the other holder's release did
+        pack.start()
+        assert packing.wait(10.0)
+    assert lock_file.exists()  # the pack's, which it holds
+    finish.set()
+    pack.join()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_store_beside_which_nothing_can_be_written_is_opened_without_a_lock(make_root,
@@ -329,6 +405,28 @@ def test_a_folder_this_process_holds_is_refused_at_once_to_this_process(tmp_path
         pass
     assert time.monotonic() - started < 4.0
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # the first hold's lock file removed, no other made
+
+
+def test_two_threads_writing_one_folder_are_two_commands(tmp_path: Path) -> None:
+    """A notebook training into one folder from two threads: the second is another writer, refused as another
+    process's train is (not told that it runs inside the first), and a folder beside it is its own."""
+    run = tmp_path / "run"
+    outcomes: list[str] = []
+
+    def train_in_a_thread(folder: Path) -> None:
+        try:
+            with exclusive_output(folder, command="train"):
+                outcomes.append("held")
+        except OutputConflict as refused:
+            outcomes.append(str(refused))
+
+    with exclusive_output(run, command="train"):
+        for folder in (run, tmp_path / "other"):
+            thread = threading.Thread(target=train_in_a_thread, args=(folder,))
+            thread.start()
+            thread.join()
+    assert outcomes == [f"{run}: another emimic train is writing this folder now; wait until it ends, or choose"
+                        " another --out.", "held"]
 
 
 def test_a_lock_file_another_command_removes_while_it_is_checked_is_locked_anew(tmp_path: Path,

@@ -18,6 +18,7 @@ from emimic.cli.registry import main
 from emimic.errors import ConfigError, DataError, EmimicWarning
 from emimic.features.pipeline import make_spec
 from emimic.features.recipe import model_digest
+from emimic.features.vision import _face_mesh
 from emimic.infer import CLIP_COLUMN, check_recipe, collect_videos, infer, run_recipe
 from emimic.labels import EMOTIONS, write_split
 from emimic.training import train
@@ -96,6 +97,14 @@ def test_cli_writes_csv_and_plots_and_lists_failures(run: Path, tmp_path: Path, 
     assert "Predictions (1 clips)" in captured.out and "predictions_plots/ (1 PNG)" in flat(captured.out)
     assert "failed: 00005:" in captured.err and "is not a video or audio file FFmpeg can read" in flat(captured.err)
     assert (tmp_path / "predictions_plots" / "00001.png").stat().st_size > 0
+
+
+def test_quiet_infer_keeps_facemeshs_native_log_lines_off_stderr(run: Path, tmp_path: Path, capfd) -> None:
+    """MediaPipe writes its info and warning lines to descriptor 2 itself, past Python's sys.stderr."""
+    _face_mesh.cache_clear()  # a new graph logs again: this process's first one logged while the corpus was extracted
+    code = main(["infer", "--run", str(run), str(MEDIA / "00001.mp4"), "--out", str(tmp_path / "p.csv"), "--quiet"])
+    err = capfd.readouterr().err
+    assert code == 0 and err == ""
 
 
 def test_a_run_on_precomputed_features_is_refused_naming_them(make_root, tmp_path: Path, capsys) -> None:

@@ -236,6 +236,92 @@ def test_a_file_holding_far_less_than_its_header_states_is_cut_short(tmp_path: P
                 decode(tmp_path / "cut.mkv", audio=audio, video=video)
 
 
+def _first_half(path: Path) -> Path:
+    """A copy of ``path`` holding its first half, as an interrupted copy leaves it."""
+    data = path.read_bytes()
+    cut = path.with_name(f"cut{path.suffix}")
+    cut.write_bytes(data[: len(data) // 2])
+    return cut
+
+
+CUT_SHORT = (r"cut\.{}: is cut short: it holds 2\.0 s of the 4\.0 s its header states \(an interrupted copy or"
+             r" download\)")
+
+
+@pytest.mark.parametrize(("name", "options"), [("pcm.wav", ()), ("float.wav", ("-c:a", "pcm_f32le", "-ac", "2")),
+                                               ("cbr.mp3", ("-b:a", "32k")), ("vbr.mp3", ("-q:a", "4"))])
+def test_a_wav_or_an_mp3_stating_its_length_is_refused_when_cut_short(tmp_path: Path, name: str,
+                                                                       options: tuple[str, ...]) -> None:
+    """A WAV's data chunk states its size and FFmpeg's MP3 writer leaves a Xing/Info frame count: half such a file
+    is refused (FFmpeg decodes it without an error), the whole one is read."""
+    ffmpeg("-f", "lavfi", "-i", "sine=d=4", "-ar", "16000", *options, tmp_path / name)
+    assert decode(tmp_path / name, video=False).audio.size == pytest.approx(64000, abs=1200)
+    suffix = name.rpartition(".")[2]
+    with pytest.raises(DataError, match=CUT_SHORT.format(suffix) + r"; check that it plays to the end"):
+        decode(_first_half(tmp_path / name), video=False)
+
+
+@pytest.mark.parametrize(("name", "options"), [
+    ("streamed.wav", ("-f", "wav", "pipe:1")),  # a writer that cannot seek back leaves 0xFFFFFFFF as the sizes
+    ("rf64.wav", ("-rf64", "always")),  # the sizes are in a ds64 chunk
+    ("plain.mp3", ("-b:a", "32k", "-write_xing", "0")),  # no frame count
+])
+def test_a_wav_or_an_mp3_whose_header_states_no_length_is_read_as_it_is(tmp_path: Path, name: str,
+                                                                         options: tuple[str, ...]) -> None:
+    source = ("-f", "lavfi", "-i", "sine=d=4", "-ar", "16000")
+    if options[-1] == "pipe:1":
+        written = subprocess.run(["ffmpeg", "-loglevel", "error", *source, *options], capture_output=True, check=True)
+        (tmp_path / name).write_bytes(written.stdout)
+    else:
+        ffmpeg(*source, *options, tmp_path / name)
+    assert decode(_first_half(tmp_path / name), video=False).audio.size < 40000  # a shorter recording
+
+
+def test_a_whole_vbr_mp3_without_a_frame_count_is_read(tmp_path: Path) -> None:
+    """FFmpeg estimates its length from the first frame's bit rate: 1.5 s of silence then noise reads as 7 s long."""
+    ffmpeg("-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono:d=1.5", "-f", "lavfi", "-i", "anoisesrc=d=2.5:a=0.5:r=16000",
+           "-filter_complex", "[0][1]concat=n=2:v=0:a=1", "-q:a", "4", "-write_xing", "0", tmp_path / "vbr.mp3")
+    media = decode(tmp_path / "vbr.mp3", video=False)
+    assert media.duration > 6.0 and media.audio.size == pytest.approx(64000, abs=2000)
+
+
+def _apev2_tag(cover_bytes: int) -> bytes:
+    """An APEv2 tag (header, one binary item as cover art is stored, footer), as taggers append it to an MP3; the
+    cover's bytes are random, as a compressed image's are (some look like MPEG frame headers to FFmpeg)."""
+    cover = b"\x89PNG\r\n\x1a\n" + np.random.default_rng(0).bytes(cover_bytes - 8)
+    item = struct.pack("<II", cover_bytes, 0b10) + b"Cover Art (Front)\0" + cover
+
+    def frame(flags: int) -> bytes:  # version 2000, the tag's size less its header, one item
+        return b"APETAGEX" + struct.pack("<IIII", 2000, len(item) + 32, 1, flags) + bytes(8)
+
+    return frame(0xA0000000) + item + frame(0x80000000)
+
+
+@pytest.mark.parametrize("name", ["apev2.mp3", "joined.mp3"])
+def test_a_whole_mp3_larger_than_its_frame_count_says_is_read(tmp_path: Path, name: str) -> None:
+    """FFmpeg drops the Xing frame count of an MP3 more than 1/16 larger than the header's byte count states (a
+    trailing APEv2 tag with cover art, two MP3s joined with cat) and estimates the length from the first frame's bit
+    rate (95 s, 14 s): the count itself states 4 s, which the file holds. The parts FFmpeg cannot decode (the cover,
+    the second file's ID3v2 tag) are skipped, as players do."""
+    ffmpeg("-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono:d=1.5", "-f", "lavfi", "-i", "anoisesrc=d=2.5:a=0.5:r=16000",
+           "-filter_complex", "[0][1]concat=n=2:v=0:a=1", "-q:a", "4", tmp_path / "one.mp3")
+    one = (tmp_path / "one.mp3").read_bytes()
+    (tmp_path / name).write_bytes(one + _apev2_tag(150_000) if name == "apev2.mp3" else one + one)
+    media = decode(tmp_path / name, video=False)
+    assert media.duration > 1.5 * media.audio.size / 16000  # FFmpeg's estimate, far above what it holds
+    assert media.audio.size == pytest.approx(64000 if name == "apev2.mp3" else 130000, abs=3000)
+
+
+def test_a_whole_wav_whose_header_misstates_its_byte_rate_is_read(tmp_path: Path) -> None:
+    """Only bytes missing from the data chunk make a WAV cut short: a wrong byte rate field alone states 8 s."""
+    ffmpeg("-f", "lavfi", "-i", "sine=d=4", "-ar", "16000", tmp_path / "whole.wav")
+    data = bytearray((tmp_path / "whole.wav").read_bytes())
+    assert data[12:16] == b"fmt " and struct.unpack_from("<I", data, 28)[0] == 32000
+    struct.pack_into("<I", data, 28, 16000)  # nAvgBytesPerSec, halved
+    (tmp_path / "whole.wav").write_bytes(bytes(data))
+    assert decode(tmp_path / "whole.wav", video=False).audio.size == 64000
+
+
 def test_a_dangling_link_and_an_unreadable_file_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "link.mp4").symlink_to(tmp_path / "gone.mp4")
     with pytest.raises(DataError, match=r"link\.mp4 -> .*gone\.mp4: link\(s\) to a missing file, cannot be decoded;"

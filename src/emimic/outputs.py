@@ -128,7 +128,10 @@ PROBE_GRACE_SECONDS = 0.5
 NO_FLOCK = ("this system has no flock, so emimic cannot lock the folders it writes: a concurrent emimic command"
             " writing the same folder would be neither refused nor waited for.")
 
-# The folders this thread holds (see exclusive_outputs): a folder inside one of them is held already.
+# The folders this thread holds (see exclusive_outputs): a folder inside one of them is held already. Per thread, not
+# per process: two threads of one process (two trainings a notebook starts in threads) are two writers, whose flocks
+# on their own open files conflict as two processes' do; only a command called inside another, in its thread, is
+# part of it.
 _HELD: contextvars.ContextVar[tuple[Path, ...]] = contextvars.ContextVar("emimic_held_folders", default=())
 
 
@@ -280,10 +283,19 @@ def _one_lock(folder: Path, hold: Hold) -> Iterator[OSError | None]:
 
 def _release(handle: BinaryIO) -> None:
     """Release the lock file ``handle``, removing it when no other command holds it (a reader may, beside this one):
-    one that locked the removed file would hold nothing that a later command sees."""
-    if _try_flock(handle, fcntl.LOCK_EX):
-        _remove_lock_file(Path(handle.name))
-    handle.close()
+    one that locked the removed file would hold nothing that a later command sees.
+
+    This lock is dropped before the exclusive one is tried: of readers ending together, each turning its shared lock
+    into an exclusive one would fail for the others' where the system converts a lock atomically (flock on NFS), and
+    the file would stay; dropped first, the last to try finds no holder. The file is removed only while it is the one
+    at its path: one another holder removed (and a new command made anew) is not this handle's to remove."""
+    try:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        path = Path(handle.name)
+        if _try_flock(handle, fcntl.LOCK_EX) and _is_current(path, handle):
+            _remove_lock_file(path)
+    finally:
+        handle.close()
 
 
 def missing_folders(folder: Path) -> list[Path]:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from emimic.errors import DataError
+from emimic.features.stated_length import mp3_seconds, wav_seconds
 from emimic.labels import shortlist
 
 SAMPLE_RATE = 16_000
@@ -38,9 +39,15 @@ _EFFECTS_CHANNELS = frozenset({"LFE", "LFE2"})
 # Frame buffers are sized from the container's duration up to this many bytes before decoding;
 # past it they grow as frames arrive (a wrong duration must not reserve the machine's memory).
 _MAX_RESERVED_BYTES = 2**31
-# Containers whose header states the length of the recording (the others derive it from what they hold, or
-# estimate it from the bit rate, as an MP3 without a Xing header does): only there can a cut be measured.
+# Containers whose header states the length of the recording as FFmpeg reports it; a WAV's data size and an MP3's
+# frame count are read by emimic.features.stated_length (FFmpeg clamps the one and may drop the other). The others
+# derive it from what they hold (MPEG-TS), or estimate it from the bit rate (an MP3 without a frame count): only where
+# a header states it can a cut be measured.
 _HEADER_DURATION_FORMATS = frozenset({"matroska", "webm", "mov", "mp4", "avi", "flac"})
+# Streams of independent frames, which players decode past a frame they cannot (the ID3 tag of a second MP3 joined
+# with ``cat``, a stray byte): a packet FFmpeg cannot decode there is skipped, and a cut is judged by the length its
+# header states (emimic.features.stated_length), not by a decoding error.
+_FRAME_BY_FRAME_FORMATS = frozenset({"mp3"})
 # Containers whose header duration counts from time 0 to the last timestamp, as FFmpeg's Matroska muxer writes
 # it (a segment cut from the middle of a recording starts at 10 s and states 20 s); in the others it counts from
 # the file's start time.
@@ -266,12 +273,37 @@ def _stated_seconds(container: Any) -> float:
     return max(stated, 0.0)
 
 
+def _header_seconds(path: Path, container: Any) -> float | None:
+    """How long the file's own header says it lasts from its first timestamp; None when it states no length of its
+    own, so that a file cut short cannot be told from a shorter recording."""
+    formats = set(container.format.name.split(","))
+    if formats & _HEADER_DURATION_FORMATS:
+        return _stated_seconds(container)
+    if "mp3" in formats:  # not FFmpeg's duration: a bit-rate estimate where the file outgrows the header's byte count
+        return mp3_seconds(path)
+    if "wav" in formats:
+        return wav_seconds(path)
+    return None
+
+
+def _decoded_frames(packet: Any, *, skip_damaged: bool) -> list[Any]:
+    """The frames of ``packet``; with ``skip_damaged`` none from one FFmpeg cannot decode, instead of an error."""
+    import av
+
+    try:
+        return packet.decode()
+    except av.error.InvalidDataError:
+        if not skip_damaged:
+            raise
+        return []
+
+
 def _check_complete(path: Path, container: Any, held: float) -> None:
     """Refuse a file whose streams end far short of the duration its header states (``held``: seconds from the
     file's start to the latest packet end of any stream): FFmpeg reads a Matroska file cut in half without an
     error, and half a clip's features would pass for all of them."""
-    stated = _stated_seconds(container)
-    if set(container.format.name.split(",")) & _HEADER_DURATION_FORMATS and held < _MIN_SHARE_OF_DECLARED * stated:
+    stated = _header_seconds(path, container)
+    if stated is not None and held < _MIN_SHARE_OF_DECLARED * stated:
         raise DataError(
             f"{path}: is cut short: it holds {max(held, 0.0):.1f} s of the {stated:.1f} s its header states (an"
             " interrupted copy or download); check that it plays to the end, or copy or export it again."
@@ -305,6 +337,7 @@ def decode(
             # Decoding B-frames on several threads is the costliest part of the read.
             video_stream.thread_type = "AUTO"
         decoded = {s.index for s in (audio_stream, video_stream) if s is not None}
+        frame_by_frame = bool(set(container.format.name.split(",")) & _FRAME_BY_FRAME_FORMATS)
         stated = _stated_seconds(container)
         mix = _Downmix(sample_rate)
         sampler = _FrameSampler(fps, max_side, stated)
@@ -318,7 +351,7 @@ def decode(
                     end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
                 if packet.stream.index not in decoded:
                     continue
-                for frame in packet.decode():
+                for frame in _decoded_frames(packet, skip_damaged=frame_by_frame):
                     if isinstance(frame, av.AudioFrame):
                         mix.add(frame)
                     else:

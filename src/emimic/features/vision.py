@@ -7,8 +7,10 @@ masked. Landmarks are computed once per clip and shared by ``face`` and ``face_e
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from emimic.features.base import (
     quiet_transformers,
     register_extractor,
 )
+from emimic.features.native_logs import quiet_native_logs
 
 # MediaPipe canonical face-mesh vertex ids (image left = the subject's right side).
 _EYE_R = (33, 133, 159, 145)  # outer corner, inner corner, upper lid, lower lid
@@ -70,18 +73,37 @@ def _face_mesh() -> Any:
     )
 
 
+# The FaceMesh graphs that have found a face: MediaPipe writes its info and warning lines to descriptor 2 while a
+# graph is built, on its first frame (the face detector's model), and on its first face (the landmark model), never
+# after. Only until then (a clip without a face: all of it) is descriptor 2 captured: what is written meanwhile
+# appears at the end of the clip, and is lost if the process dies before.
+_SETTLED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _mesh_in(window: contextlib.ExitStack) -> Any:
+    """The FaceMesh graph, with MediaPipe's chatter dropped in ``window`` while it is built and until it settles."""
+    if _face_mesh.cache_info().currsize and _face_mesh() in _SETTLED:
+        return _face_mesh()
+    window.enter_context(quiet_native_logs())
+    return _face_mesh()
+
+
 def detect_landmarks(frames: np.ndarray) -> list[np.ndarray | None]:
     """Per frame, the 478 FaceMesh landmarks ``(478, 3)`` in pixels (z scaled like x), or ``None``."""
-    mesh = _face_mesh()
     found: list[np.ndarray | None] = []
-    for frame in frames:
-        result = mesh.process(np.ascontiguousarray(frame))
-        if not result.multi_face_landmarks:
-            found.append(None)
-            continue
-        height, width = frame.shape[:2]
-        points = np.array([(p.x, p.y, p.z) for p in result.multi_face_landmarks[0].landmark], dtype=np.float64)
-        found.append(points * np.array([width, height, width]))
+    with contextlib.ExitStack() as window:
+        mesh = _mesh_in(window)
+        for frame in frames:
+            result = mesh.process(np.ascontiguousarray(frame))
+            if not result.multi_face_landmarks:
+                found.append(None)
+                continue
+            if mesh not in _SETTLED:
+                _SETTLED.add(mesh)
+                window.close()
+            height, width = frame.shape[:2]
+            points = np.array([(p.x, p.y, p.z) for p in result.multi_face_landmarks[0].landmark], dtype=np.float64)
+            found.append(points * np.array([width, height, width]))
     return found
 
 

@@ -1,0 +1,105 @@
+"""The length a WAV's or an MP3's own header states, read from the file's first bytes.
+
+FFmpeg cannot tell: it clamps a WAV's length to the bytes the file holds, and it reports an MP3's length from the
+frame count of its Xing, Info or VBRI header only while the file is no more than 1/16 larger than the header's byte
+count says, estimating it from the first frame's bit rate past that (a trailing APEv2 tag with cover art, two MP3s
+joined with ``cat``) and without a count alike. A header that states no length of its own (a streaming writer's
+placeholder size, an RF64 file, an MP3 without a frame count) is not judged: a file cut short reads as a shorter
+recording there."""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+# Data sizes a writer that could not seek back leaves in a WAV header (0, 0xFFFFFFFF; some write 2**31 - 4096 or
+# just under 2**32): a size this large cannot be told from them, and no clip is gigabytes of audio.
+_WAV_PLACEHOLDER_SIZE = 0x7FFFF000
+# An MP3's first frame follows its ID3v2 tag, perhaps after padding: a frame header is looked for this far.
+_MP3_SEARCH_BYTES = 1 << 16
+# Bytes from an MPEG audio frame's start to a Xing/Info header, by (MPEG-1, mono): 4 header bytes + the side info.
+_XING_OFFSET = {(True, False): 36, (True, True): 21, (False, False): 21, (False, True): 13}
+_VBRI_OFFSET = 36  # always 32 bytes after the 4-byte frame header
+_VBRI_FRAMES = 14  # the frame count's offset in a VBRI header: after its tag, version, delay, quality and bytes
+_XING_HAS_FRAMES = 0x1
+# Bytes each optional Xing field takes, by its flag: frames, bytes, table of contents, quality. The LAME tag follows
+# them: a 9-byte encoder name, then 12 bits of encoder delay and 12 of padding 21 bytes in, which FFmpeg trims.
+_XING_FIELDS = ((0x1, 4), (0x2, 4), (0x4, 100), (0x8, 4))
+_LAME_ENCODERS = (b"LAME", b"Lavf", b"Lavc")
+_LAME_DELAY = 21
+# Sample rates by the frame header's 2-bit index, for MPEG-1; MPEG-2 halves them and MPEG-2.5 quarters them.
+_MPEG1_SAMPLE_RATES = (44100, 48000, 32000)
+
+
+def wav_seconds(path: Path) -> float | None:
+    """Seconds of audio a RIFF WAVE header says its data chunk holds (its size over the fmt chunk's byte rate), when
+    the file holds fewer bytes than that; None when it holds them all (a wrong byte rate must not refuse a whole file)
+    or the header states no usable size: not RIFF WAVE (RF64, RIFX), no fmt chunk before the data, a placeholder."""
+    with open(path, "rb") as file:
+        file_size = os.fstat(file.fileno()).st_size
+        head = file.read(12)
+        if head[:4] != b"RIFF" or head[8:] != b"WAVE":
+            return None
+        byte_rate = 0
+        while len(chunk := file.read(8)) == 8:
+            name, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if name == b"data":
+                cut = file.tell() + size > file_size
+                return size / byte_rate if cut and byte_rate and 0 < size < _WAV_PLACEHOLDER_SIZE else None
+            if name == b"fmt " and size >= 12:
+                fmt = file.read(12)
+                byte_rate = struct.unpack_from("<I", fmt, 8)[0] if len(fmt) == 12 else 0  # nAvgBytesPerSec
+                size -= 12
+            file.seek(size + size % 2, 1)  # chunks are padded to an even size
+    return None
+
+
+def mp3_seconds(path: Path) -> float | None:
+    """Seconds of audio an MP3's Xing, Info or VBRI header says it holds (its frame count times the samples per
+    frame, less the encoder delay and padding a LAME tag states, over the sample rate of the frame carrying it), None
+    without such a header or a frame count in it."""
+    with open(path, "rb") as file:
+        file.seek(_id3v2_size(file.read(10)))
+        data = file.read(_MP3_SEARCH_BYTES)
+    frame = _first_frame(data)
+    if frame is None:
+        return None
+    version, mono = (data[frame + 1] >> 3) & 0b11, (data[frame + 3] >> 6) == 0b11
+    xing, vbri = frame + _XING_OFFSET[version == 0b11, mono], frame + _VBRI_OFFSET
+    trimmed = 0
+    if data[xing:xing + 4] in (b"Xing", b"Info") and len(data) >= xing + 12:
+        flags, frames = struct.unpack_from(">II", data, xing + 4)
+        if not flags & _XING_HAS_FRAMES:
+            return None
+        lame = xing + 8 + sum(size for flag, size in _XING_FIELDS if flags & flag)
+        if data[lame:lame + 4] in _LAME_ENCODERS and len(data) >= lame + _LAME_DELAY + 3:
+            delay_and_padding = int.from_bytes(data[lame + _LAME_DELAY:lame + _LAME_DELAY + 3], "big")
+            trimmed = (delay_and_padding >> 12) + (delay_and_padding & 0xFFF)
+    elif data[vbri:vbri + 4] == b"VBRI" and len(data) >= vbri + _VBRI_FRAMES + 4:
+        frames = struct.unpack_from(">I", data, vbri + _VBRI_FRAMES)[0]
+    else:
+        return None
+    # MPEG-1 (version bits 11) frames hold 1152 samples; MPEG-2 (10) and 2.5 (00) ones 576, at 1/2 and 1/4 the rate.
+    sample_rate = _MPEG1_SAMPLE_RATES[(data[frame + 2] >> 2) & 0b11] // {0b11: 1, 0b10: 2, 0b00: 4}[version]
+    return max(frames * (1152 if version == 0b11 else 576) - trimmed, 0) / sample_rate
+
+
+def _id3v2_size(head: bytes) -> int:
+    """Bytes of the ID3v2 tag that ``head`` (a file's first 10 bytes) opens, 0 without one: its size is four 7-bit
+    bytes, plus a 10-byte footer when flagged."""
+    if head[:3] != b"ID3" or len(head) < 10:
+        return 0
+    size = (head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]
+    return 10 + size + (10 if head[5] & 0x10 else 0)
+
+
+def _first_frame(data: bytes) -> int | None:
+    """Offset of the first MPEG audio layer III frame header in ``data`` (11 sync bits, a valid version, bit rate and
+    sample rate), None when there is none."""
+    for offset in range(len(data) - 3):
+        b1, b2 = data[offset + 1], data[offset + 2]
+        if (data[offset] == 0xFF and b1 & 0xE0 == 0xE0 and (b1 >> 3) & 0b11 != 0b01 and (b1 >> 1) & 0b11 == 0b01
+                and b2 >> 4 not in (0, 0xF) and (b2 >> 2) & 0b11 != 0b11):
+            return offset
+    return None
