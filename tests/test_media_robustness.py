@@ -278,11 +278,37 @@ def test_a_wav_or_an_mp3_whose_header_states_no_length_is_read_as_it_is(tmp_path
 
 
 def test_a_whole_vbr_mp3_without_a_frame_count_is_read(tmp_path: Path) -> None:
-    """FFmpeg estimates its length from the first frame's bit rate: 1.5 s of silence then noise reads as 7 s long."""
+    """FFmpeg estimates its length from the first frame's bit rate (1.5 s of silence then noise: 7 s): neither is it
+    refused as cut short, nor is that estimate its duration (which dates the features of a clip)."""
     ffmpeg("-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono:d=1.5", "-f", "lavfi", "-i", "anoisesrc=d=2.5:a=0.5:r=16000",
            "-filter_complex", "[0][1]concat=n=2:v=0:a=1", "-q:a", "4", "-write_xing", "0", tmp_path / "vbr.mp3")
     media = decode(tmp_path / "vbr.mp3", video=False)
-    assert media.duration > 6.0 and media.audio.size == pytest.approx(64000, abs=2000)
+    assert media.audio.size == pytest.approx(64000, abs=2000) and media.duration == media.audio.size / 16000
+
+
+def test_a_whole_wav_with_soxs_placeholder_size_is_read(tmp_path: Path) -> None:
+    """sox, not knowing the length, states 0x7FFFF000 bytes rounded down to whole sample frames: 0x7FFFEFFF for
+    24-bit mono, a placeholder too."""
+    ffmpeg("-f", "lavfi", "-i", "sine=d=3", "-ar", "16000", "-c:a", "pcm_s24le", tmp_path / "sox.wav")
+    data = bytearray((tmp_path / "sox.wav").read_bytes())
+    size_at = data.index(b"data") + 4
+    data[size_at:size_at + 4] = struct.pack("<I", 0x7FFFF000 // 3 * 3)
+    (tmp_path / "sox.wav").write_bytes(data)
+    assert decode(tmp_path / "sox.wav", video=False).audio.size == pytest.approx(48000, abs=1200)
+
+
+def test_an_mp3_none_of_whose_packets_decodes_is_damaged(tmp_path: Path) -> None:
+    """Packets FFmpeg cannot decode are skipped in an MP3 (a joined file's tag), but one of nothing else is damaged,
+    not a clip with an empty audio track."""
+    ffmpeg("-f", "lavfi", "-i", "sine=d=2", "-ar", "16000", "-b:a", "32k", "-write_xing", "0", "-id3v2_version", "0",
+           tmp_path / "cbr.mp3")
+    data = bytearray((tmp_path / "cbr.mp3").read_bytes())
+    frame_bytes = 144  # MPEG-2 layer III at 32 kb/s and 16 kHz: each frame's header stays, its content is lost
+    for start in range(0, len(data), frame_bytes):
+        data[start + 4:start + frame_bytes] = b"\xff" * len(data[start + 4:start + frame_bytes])
+    (tmp_path / "bad.mp3").write_bytes(data)
+    with pytest.raises(DataError, match=r"bad\.mp3: is damaged: FFmpeg could decode none of its \d+ audio packet"):
+        decode(tmp_path / "bad.mp3", video=False)
 
 
 def _apev2_tag(cover_bytes: int) -> bytes:
@@ -308,7 +334,7 @@ def test_a_whole_mp3_larger_than_its_frame_count_says_is_read(tmp_path: Path, na
     one = (tmp_path / "one.mp3").read_bytes()
     (tmp_path / name).write_bytes(one + _apev2_tag(150_000) if name == "apev2.mp3" else one + one)
     media = decode(tmp_path / name, video=False)
-    assert media.duration > 1.5 * media.audio.size / 16000  # FFmpeg's estimate, far above what it holds
+    assert media.duration == media.audio.size / 16000  # not FFmpeg's estimate, far above what it holds
     assert media.audio.size == pytest.approx(64000 if name == "apev2.mp3" else 130000, abs=3000)
 
 

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -83,7 +84,7 @@ def test_extract_quiet_prints_nothing_on_stderr_with_the_real_facemesh(tmp_path:
     assert done.stderr == "" and (tmp_path / "facemesh" / "00001.npy").is_file()
 
 
-@pytest.mark.parametrize("where", ["capture", "release"])
+@pytest.mark.parametrize("where", ["capture", "entered", "release"])
 def test_a_ctrl_c_entering_or_leaving_leaves_stderr_working(where: str, capfd: pytest.CaptureFixture,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """A KeyboardInterrupt right after descriptor 2 went to the capture file, or from Python's stderr's flush on
@@ -98,10 +99,18 @@ def test_a_ctrl_c_entering_or_leaving_leaves_stderr_working(where: str, capfd: p
         def flush(self) -> None:
             raise KeyboardInterrupt
 
-    python_stderr = sys.stderr
+    def capture_then_interrupt(capture: Callable[[], None]) -> None:
+        capture()
+        raise KeyboardInterrupt
+
+    python_stderr, terminal = sys.stderr, os.fstat(2)
     with pytest.raises(KeyboardInterrupt):
-        if where == "capture":
-            monkeypatch.setattr(native_logs.os, "dup2", dup2_then_interrupt)
+        if where in ("capture", "entered"):  # inside the capture, or once it is done but not yet entered
+            if where == "capture":
+                monkeypatch.setattr(native_logs.os, "dup2", dup2_then_interrupt)
+            else:
+                monkeypatch.setattr(native_logs._CAPTURE, "_capture", functools.partial(
+                    capture_then_interrupt, native_logs._CAPTURE._capture))
             with quiet_native_logs():
                 pass
         else:
@@ -110,12 +119,13 @@ def test_a_ctrl_c_entering_or_leaving_leaves_stderr_working(where: str, capfd: p
                 sys.stderr = Interrupted()  # what leaving flushes
     monkeypatch.undo()
     sys.stderr = python_stderr
+    assert (os.fstat(2).st_dev, os.fstat(2).st_ino) == (terminal.st_dev, terminal.st_ino)  # not captured any more
     os.write(2, b"after Ctrl-C\n")
     with quiet_native_logs():
         os.write(2, CHATTER + b"second window\n")
     os.write(2, b"after\n")
     expected = ["after Ctrl-C", "second window", "after"]
-    assert capfd.readouterr().err.splitlines() == (expected if where == "capture" else ["inside", *expected])
+    assert capfd.readouterr().err.splitlines() == (["inside", *expected] if where == "release" else expected)
 
 
 def test_facemesh_goes_through_the_filter_only_until_its_first_face(monkeypatch: pytest.MonkeyPatch,

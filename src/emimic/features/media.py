@@ -286,18 +286,6 @@ def _header_seconds(path: Path, container: Any) -> float | None:
     return None
 
 
-def _decoded_frames(packet: Any, *, skip_damaged: bool) -> list[Any]:
-    """The frames of ``packet``; with ``skip_damaged`` none from one FFmpeg cannot decode, instead of an error."""
-    import av
-
-    try:
-        return packet.decode()
-    except av.error.InvalidDataError:
-        if not skip_damaged:
-            raise
-        return []
-
-
 def _check_complete(path: Path, container: Any, held: float) -> None:
     """Refuse a file whose streams end far short of the duration its header states (``held``: seconds from the
     file's start to the latest packet end of any stream): FFmpeg reads a Matroska file cut in half without an
@@ -342,6 +330,7 @@ def decode(
         mix = _Downmix(sample_rate)
         sampler = _FrameSampler(fps, max_side, stated)
         end = 0.0  # seconds: where the file's last packet of any stream ends
+        skipped = 0  # packets of a frame-by-frame format that FFmpeg could not decode
         try:
             # Every stream is demuxed (reading the file costs the same) and only the played ones decoded: the header's
             # duration covers all of them (a second audio track, a subtitle), so the end the file holds is measured
@@ -351,7 +340,14 @@ def decode(
                     end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
                 if packet.stream.index not in decoded:
                     continue
-                for frame in _decoded_frames(packet, skip_damaged=frame_by_frame):
+                try:
+                    frames = packet.decode()
+                except av.error.InvalidDataError:
+                    if not frame_by_frame:
+                        raise
+                    skipped += 1
+                    continue
+                for frame in frames:
                     if isinstance(frame, av.AudioFrame):
                         mix.add(frame)
                     else:
@@ -368,6 +364,9 @@ def decode(
     media = Media(path=path, duration=0.0, sample_rate=sample_rate)
     if audio:
         media.audio = mix.signal()
+        if media.audio is None and skipped:
+            raise DataError(f"{path}: is damaged: FFmpeg could decode none of its {skipped} audio packet(s); check"
+                            " that it plays, or copy or export it again.")
         if audio_stream is None:
             media.audio_problem = "no audio track"
         elif media.audio is None:
@@ -384,5 +383,7 @@ def decode(
     # to what was decoded.
     audio_seconds = len(media.audio) / sample_rate if media.audio is not None else 0.0
     video_seconds = float(sampler.times[-1]) + sampler.step if len(sampler.times) else 0.0
-    media.duration = stated or max(audio_seconds, video_seconds)
+    # FFmpeg's length of an MP3 is an estimate from the bit rate where no frame count states it or the file outgrows
+    # it (a cover, a joined file): what it decodes is its length.
+    media.duration = (0.0 if frame_by_frame else stated) or max(audio_seconds, video_seconds)
     return media

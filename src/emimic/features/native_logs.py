@@ -37,8 +37,8 @@ _CHATTER = re.compile(rb"(?:INFO|WARNING): |[IW]\d{4,8} [\d:.]+ +\d+ \S+:\d+\] "
 class _Capture:
     """Descriptor 2 into a temporary file while at least one thread is inside: the first in captures it, the last
     out puts it back (descriptor 2 belongs to the process, so two threads each saving and restoring it would leave
-    it captured). Whether it is captured is the state itself, not the count, so a Ctrl-C between the two never makes
-    a window take the capture file for the terminal."""
+    it captured). Whether it is captured is the state itself, not the count, so a Ctrl-C anywhere never makes a
+    window take the capture file for the terminal, and every enter, even one a Ctrl-C cut short, is left."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -48,14 +48,14 @@ class _Capture:
 
     def enter(self) -> None:
         with self._lock:
+            self._inside += 1  # counted first: a leave always follows, even after a Ctrl-C here
             if self._terminal is None:
                 self._capture()
-            self._inside += 1
 
     def leave(self) -> None:
         with self._lock:
-            self._inside -= 1
-            if self._inside <= 0 and self._terminal is not None:
+            self._inside = max(self._inside - 1, 0)
+            if self._inside == 0 and self._terminal is not None:
                 self._release()
 
     def _capture(self) -> None:
@@ -108,8 +108,8 @@ _CAPTURE = _Capture()
 @contextlib.contextmanager
 def quiet_native_logs() -> Iterator[None]:
     """Inside, native info and warning lines on descriptor 2 are dropped; every other line appears on leaving."""
-    _CAPTURE.enter()
     try:
+        _CAPTURE.enter()
         yield
     finally:
         _CAPTURE.leave()

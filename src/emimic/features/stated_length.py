@@ -13,9 +13,10 @@ import os
 import struct
 from pathlib import Path
 
-# Data sizes a writer that could not seek back leaves in a WAV header (0, 0xFFFFFFFF; some write 2**31 - 4096 or
-# just under 2**32): a size this large cannot be told from them, and no clip is gigabytes of audio.
-_WAV_PLACEHOLDER_SIZE = 0x7FFFF000
+# Data sizes a writer that could not seek back leaves in a WAV header (0, 0xFFFFFFFF; some write 2**31 - 4096, or, as
+# sox does, that rounded down to whole sample frames: 0x7FFFEFFF for 24-bit mono): a size this large cannot be told
+# from them, and no clip is gigabytes of audio.
+_WAV_PLACEHOLDER_SIZE = 0x7FFFF000 - (1 << 16)
 # An MP3's first frame follows its ID3v2 tag, perhaps after padding: a frame header is looked for this far.
 _MP3_SEARCH_BYTES = 1 << 16
 # Bytes from an MPEG audio frame's start to a Xing/Info header, by (MPEG-1, mono): 4 header bytes + the side info.
