@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.markup import escape
 from rich.table import Table
 
 from emimic.cli.arguments import add_valid_fraction_arg, output_folder, positive_int
@@ -27,11 +28,15 @@ def trial_line(trial: FrozenTrial) -> None:
     value = f"valid mean PCC {trial.value:z.4f}" if trial.state.name == "COMPLETE" else trial.state.name
     epochs = trial.user_attrs.get("epochs", len(trial.intermediate_values))
     seconds = trial.duration.total_seconds() if trial.duration is not None else math.nan
-    params = ", ".join(f"{name}={_short(value)}" for name, value in trial.params.items())
+    params = escape(", ".join(f"{name}={_short(value)}" for name, value in trial.params.items()))
     console.print(f"trial {trial.number}: {value}, {epochs} epochs, {seconds:.1f} s  ({params})", highlight=False)
 
 
 def _short(value: object) -> str:
+    """A parameter's value as a space YAML writes it: a float to 4 digits, a list as ``[vit, wav2vec2]`` (plain text:
+    escape it for rich, which takes ``[vit]`` for markup)."""
+    if isinstance(value, list):
+        return f"[{', '.join(map(_short, value))}]"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
@@ -46,7 +51,8 @@ def trials_table(table: pd.DataFrame, title: str) -> Table:
         view.add_column(name, justify="left" if name == "state" else "right")
     for row in shown.to_dict("records"):
         value = "-" if pd.isna(row["value"]) else f"{row['value']:z.4f}"
-        view.add_row(str(row["trial"]), row["state"], value, str(row["epochs"]), *[_short(row[p]) for p in params])
+        cells = [escape(_short(row[p])) for p in params]
+        view.add_row(str(row["trial"]), row["state"], value, str(row["epochs"]), *cells)
     return view
 
 
