@@ -60,7 +60,10 @@ def trials_table(table: pd.DataFrame, title: str) -> Table:
          " a results table and the best config as YAML; resumable, parallel trials with --jobs.",
          "emimic sweep --data data/sim --trials 20 --max-epochs 30 --out runs/sweep --jobs 2   (another --space,"
          " --config or --max-epochs into the same folder: add --overwrite to replace it; a corpus without"
-         " valid_split.csv: add --valid-fraction 0.2)")
+         " valid_split.csv: add --valid-fraction 0.2)\n"
+         "  emimic sweep --data data/sim --trials 12 --max-epochs 30 --space modalities.yaml --out runs/modalities"
+         "   (modalities.yaml sweeps modality subsets, a categorical choice may be a list: params: {model.modalities:"
+         " {type: categorical, choices: [[vit], [wav2vec2], [vit, wav2vec2]]}})")
 def sweep_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--data", type=Path, required=True, help="dataset root (Hume-Vidmimic2 layout)")
     parser.add_argument("--out", type=output_folder, required=True,
@@ -70,7 +73,9 @@ def sweep_command(parser: argparse.ArgumentParser) -> Handler:
     add_config_args(parser)
     add_valid_fraction_arg(parser)
     parser.add_argument("--space", type=Path, default=None,
-                        help="search space YAML (default: the packaged one; see docs/sweep.md)")
+                        help="search space YAML (default: the packaged one; see docs/sweep.md): dotted config keys"
+                             " and their distributions, a categorical choice a value or a list (model.modalities:"
+                             " {type: categorical, choices: [[vit], [vit, wav2vec2]]})")
     parser.add_argument("--storage", default=None,
                         help="Optuna storage: a database URL (sqlite:///sweep.db) or a journal file path (default:"
                              " OUT/study.log, safe for --jobs)")

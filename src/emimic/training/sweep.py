@@ -7,8 +7,12 @@ are refused) mapping dotted config keys to distributions::
       optim.lr: {type: float, low: 5.0e-4, high: 1.0e-2, log: true}
       model.branch.embed: {type: categorical, choices: [32, 64, 128]}
       model.fusion: {type: categorical, registry: fusion}   # every registered fusion
+      model.modalities: {type: categorical, choices: [[vit], [vit, wav2vec2]]}   # a choice may be a list
     pruner: {startup_trials: 3, warmup_epochs: 5}          # Optuna's MedianPruner
     enqueue: [{optim.lr: 2.0e-3}]                          # trials to run first (then TPE samples)
+
+A list choice is stored in Optuna as its label (``vit+wav2vec2``, see :func:`choice_label`); everything read back
+from the study (the table, best.yaml, a trial's config, the trials given to ``report``) holds the list.
 
 Each trial trains the base config (``config``, default: the default preset) with its sampled values into
 ``OUT/trials/NNNN`` and reports the validation mean PCC every epoch; a trial whose curve falls below
