@@ -407,6 +407,28 @@ def test_a_list_choice_sweep_resumes_and_reruns_a_killed_trial_with_its_list(mod
     assert "│ [vit] │" in printed and "│ [vit, wav2vec2] │" in printed  # the table of the command
 
 
+def test_every_supported_choice_comes_back_from_the_storage_as_it_was_given(tmp_path):
+    """Optuna persists categorical choices as JSON and takes None, bool, int, float and str only: a list goes in as its
+    label and must come back, from a storage opened afresh (a resume, another worker), as the list; a scalar as
+    itself (2.0 stays a float, true a bool)."""
+    choices = [None, ["vit"], ["vit", "wav2vec2"], ["a", 1, 2.5, True, None], "concat", 2.0, 3, True]
+    space = SearchSpace.model_validate({"params": {"x": {"type": "categorical", "choices": choices}},
+                                        "enqueue": [{"x": choice} for choice in choices]})
+    study = optuna.create_study(study_name="s", storage=open_storage(str(tmp_path / "study.log")))
+    for trial in space.enqueue:
+        study.enqueue_trial(space.stored_values(trial))
+    suggested = []
+    for _ in choices:
+        trial = study.ask()
+        suggested.append(space.params["x"].suggest(trial, "x"))
+        study.tell(trial, 0.0)
+    reloaded = optuna.load_study(study_name="s", storage=open_storage(str(tmp_path / "study.log"))).trials
+    assert [t.params["x"] for t in reloaded] == [None, "vit", "vit+wav2vec2", "a+1+2.5+true+null", "concat", 2.0, 3,
+                                                 True]
+    read_back = [space.config_values(t.params)["x"] for t in reloaded]
+    assert json.dumps(suggested) == json.dumps(read_back) == json.dumps(choices)
+
+
 @pytest.mark.parametrize(("raw", "message"), [
     ({"params": {"model.modalities": {"type": "categorical", "choices": [[["vit"]], ["wav2vec2"]]}}},
      "{path}: params.model.modalities: choice [['vit']] is not supported: a choice is a finite number, a string,"

@@ -33,10 +33,13 @@ def trial_line(trial: FrozenTrial) -> None:
 
 
 def _short(value: object) -> str:
-    """A parameter's value as a space YAML writes it: a float to 4 digits, a list as ``[vit, wav2vec2]`` (plain text:
-    escape it for rich, which takes ``[vit]`` for markup)."""
+    """A parameter's value as a space YAML writes it: a float to 4 digits, a list as ``[vit, wav2vec2]``, None as
+    ``null`` (every modality, for model.modalities); plain text: escape it for rich, which takes ``[vit]`` for
+    markup."""
     if isinstance(value, list):
         return f"[{', '.join(map(_short, value))}]"
+    if value is None:
+        return "null"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
