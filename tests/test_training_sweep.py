@@ -452,6 +452,8 @@ def test_every_supported_choice_comes_back_from_the_storage_as_it_was_given(tmp_
      " ['wav2vec2']]."),
     ({"params": {"optim.lr": {"type": "float", "low": 1.0e-3, "high": 1.0e-2}}, "enqueue": [{"optim.lr": "fast"}]},
      "{path}: enqueue: trial 0 gives optim.lr 'fast', which is no number."),
+    ({"params": {"optim.lr": {"type": "float", "low": 1.0e-3, "high": 1.0e-2}}, "enqueue": [{"optim.lr": 5}]},
+     "{path}: enqueue: trial 0 gives optim.lr 5, which lies outside its range 0.001 to 0.01."),
     ({"params": {"optim.lr": {"type": "float", "high": 1.0e-2}}},
      "{path}: params.optim.lr: low is missing; a float parameter looks like {{type: float, low: 1.0e-3, high: 1.0e-2,"
      " log: true}}."),
@@ -468,7 +470,7 @@ def test_every_supported_choice_comes_back_from_the_storage_as_it_was_given(tmp_
      "{path}: params.optim.lr must be a mapping such as {{type: float, low: 1.0e-3, high: 1.0e-2, log: true}} (got"
      " 0.001)."),
 ], ids=["nested-list", "dict", "one-and-true", "scalar-and-its-list", "enqueued-dict", "enqueued-elsewhere",
-        "enqueued-word", "no-low", "unknown-type", "type-list", "no-type", "not-a-mapping"])
+        "enqueued-word", "enqueued-out-of-range", "no-low", "unknown-type", "type-list", "no-type", "not-a-mapping"])
 def test_a_malformed_space_is_one_sentence_naming_the_key_and_what_is_supported(tmp_path, raw, message):
     """An unsupported choice was pydantic's whole union, a clause per type it tried: 'choices.0.bool: Input should
     be a valid boolean (got ['vit']); choices.0.int: ...'; an unhashable type crashed."""
@@ -489,10 +491,13 @@ def test_each_list_choice_is_checked_as_a_setting_and_the_modalities_read_are_th
     with pytest.raises(ConfigError, match=r"^e\.yaml: params\.model\.modalities = \[\] is no valid setting"
                                           r" \(model\.modalities: name at least one modality"):
         empty.check_against(paper, "e.yaml")
-    enqueued = load_space(write_space(tmp_path / "q.yaml", {"params": {"optim.lr": {
-        "type": "float", "low": 1.0e-3, "high": 1.0e-2}}, "enqueue": [{"optim.lr": -1.0}]}))
-    with pytest.raises(ConfigError, match=r"^q\.yaml: params\.optim\.lr = -1\.0 is no valid setting"):
-        enqueued.check_against(paper, "q.yaml")  # it failed as an invalid config once the sweep had started
+    transformer = with_overrides(paper, {"model.encoder.name": "transformer", "model.encoder.hidden": 128,
+                                         "model.encoder.heads": 4})
+    enqueued = load_space(write_space(tmp_path / "q.yaml", {"params": {"model.encoder.heads": {
+        "type": "int", "low": 1, "high": 4}}, "enqueue": [{"model.encoder.heads": 3}]}))
+    with pytest.raises(ConfigError, match=r"^q\.yaml: enqueue: trial 0 gives model\.encoder\.heads 3, which is no"
+                                          r" valid setting \(.*multiple"):
+        enqueued.check_against(transformer, "q.yaml")  # it failed as an invalid config once the sweep had started
 
 
 def test_a_list_choice_whose_modalities_no_valid_clip_has_is_refused_before_any_trial(make_root, tmp_path):
@@ -505,4 +510,11 @@ def test_a_list_choice_whose_modalities_no_valid_clip_has_is_refused_before_any_
             r" split has any of the modalities the model reads \(vit\), .*; add their features, or validate on clips"
             r" that have some, or remove that choice\.$")):
         sweep(root, tmp_path / "sweep", trials=1, space=space, max_epochs=1, progress=False)
+    assert not (tmp_path / "sweep").exists()
+    absent = write_space(tmp_path / "absent.yaml", {"params": {"model.modalities": {
+        "type": "categorical", "choices": [["wav2vec2"], ["egemaps"]]}}})
+    with pytest.raises(ConfigError, match=(
+            rf"^{re.escape(str(absent))}: params\.model\.modalities = \['egemaps'\]: model\.modalities: \['egemaps'\]"
+            r" not in the data; available: .*; remove that choice\.$")):
+        sweep(root, tmp_path / "sweep", trials=1, space=absent, max_epochs=1, progress=False)
     assert not (tmp_path / "sweep").exists()

@@ -40,6 +40,8 @@ def _short(value: object) -> str:
         return f"[{', '.join(map(_short, value))}]"
     if value is None:
         return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 

@@ -156,12 +156,21 @@ class _Param(Section):
         """What Optuna stores for ``value`` (an enqueued trial's, which :meth:`enqueue_refusal` let through)."""
         return value
 
+
+class _RangeParam(_Param):
+    """A number between ``low`` and ``high``: an enqueued one outside them would run a trial outside the space."""
+
+    low: float
+    high: float
+
     def enqueue_refusal(self, value: Choice) -> str | None:
         """Why Optuna cannot take ``value`` as this parameter's in an enqueued trial (None: it can)."""
-        return None if isinstance(value, int | float) and not isinstance(value, bool) else "which is no number"
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return "which is no number"
+        return None if self.low <= value <= self.high else f"which lies outside its range {self.low!r} to {self.high!r}"
 
 
-class FloatParam(_Param):
+class FloatParam(_RangeParam):
     EXAMPLE: ClassVar[str] = "{type: float, low: 1.0e-3, high: 1.0e-2, log: true}"
 
     type: Literal["float"]
@@ -176,7 +185,7 @@ class FloatParam(_Param):
         return trial.suggest_float(name, self.low, self.high, log=self.log)
 
 
-class IntParam(_Param):
+class IntParam(_RangeParam):
     EXAMPLE: ClassVar[str] = "{type: int, low: 8, high: 64}"
 
     type: Literal["int"]
@@ -286,13 +295,20 @@ class SearchSpace(Section):
         """Every key must be a setting of ``cfg`` and every bound, choice and enqueued value a valid value of it; a
         value that fits only some values of another searched setting (heads and hidden of the transformer) makes its
         trials invalid, one that fits none of the fixed ones is refused."""
-        for name in self.params:
-            for value in self.values_of(name):
-                try:
-                    check_setting(cfg, name, value, varying=self.params.keys())
-                except ConfigError as exc:
-                    detail = str(exc).removeprefix("overrides: ").rstrip(".")
-                    raise ConfigError(f"{source}: params.{name} = {value!r} is no valid setting ({detail}).") from None
+        for name, param in self.params.items():
+            for value in param.values():
+                self._check_setting(cfg, name, value, f"{source}: params.{name} = {value!r}")
+        for number, trial in enumerate(self.enqueue):
+            for name, value in trial.items():
+                self._check_setting(cfg, name, value,
+                                    f"{source}: enqueue: trial {number} gives {name} {value!r}, which")
+
+    def _check_setting(self, cfg: ExperimentConfig, name: str, value: Choice, what: str) -> None:
+        try:
+            check_setting(cfg, name, value, varying=self.params.keys())
+        except ConfigError as exc:
+            detail = str(exc).removeprefix("overrides: ").rstrip(".")
+            raise ConfigError(f"{what} is no valid setting ({detail}).") from None
 
     def modalities_read(self, cfg: ExperimentConfig) -> set[str] | None:
         """The modalities a trial on ``cfg`` may read, whatever values it samples or is enqueued with (``None``:
@@ -638,8 +654,13 @@ def _check_selectable_trials(ds: VidmimicDataset, store: FeatureStore, cfg: Expe
     for values, trial_cfg in space.combinations(with_overrides(cfg, {"train.selection": "best"}), [BRANCHES]):
         searched = "".join(f"{space_source}: params.{key} = {value!r}: " for key, value in values.items())
         way_out = valid_way_out(ds.held_out_fraction) + (", or remove that choice" if searched else "")
-        check_selectable(trial_cfg, store, ds.clips("valid").index.to_numpy(), untrainable=untrainable,
-                         where=ds.where + searched, way_out=way_out)
+        try:
+            check_selectable(trial_cfg, store, ds.clips("valid").index.to_numpy(), untrainable=untrainable,
+                             where=ds.where + searched, way_out=way_out)
+        except ConfigError as exc:  # a choice naming a modality the data lacks: say which choice, and the way out
+            if not searched or str(exc).startswith(ds.where + searched):
+                raise
+            raise ConfigError(f"{ds.where}{searched}{str(exc).rstrip('.')}; remove that choice.") from None
 
 
 def _outdated_trials(out: Path, *, overwrite: bool) -> bool:
