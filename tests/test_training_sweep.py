@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import yaml
 
 from emimic.cli import main
 from emimic.config import load_config, with_overrides
-from emimic.errors import ConfigError, NothingSaved
+from emimic.errors import ConfigError, DataError, NothingSaved
 from emimic.registry import ENCODERS, FUSIONS
 from emimic.training.sweep import (
     DEFAULT_SPACE,
@@ -98,13 +99,12 @@ def test_space_errors_name_the_key_and_what_to_do(tmp_path):
     cases = {
         "typo.yaml": ({"params": {"optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "logg": True}}},
                       r"params\.optim\.lr: unknown key 'logg' \(did you mean 'log'\?\)"),
-        "type.yaml": ({"params": {"optim.lr": {"type": "real", "low": 1e-3, "high": 1e-2}}},
-                      r"params\.optim\.lr must be a mapping with type: float, int, categorical \(got"),
         "section.yaml": ({"params": {"optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2}}, "prune": {}},
                          r"unknown key 'prune' \(did you mean 'pruner'\?\)"),
         "bounds.yaml": ({"params": {"optim.lr": {"type": "float", "low": 1e-2, "high": 1e-3}}},
                         r"params\.optim\.lr: low must be below high"),
-        "neither.yaml": ({"params": {"model.fusion": {"type": "categorical"}}}, r"give either choices or registry"),
+        "neither.yaml": ({"params": {"model.fusion": {"type": "categorical"}}},
+                         r"give either choices \(a list\) or registry \(fusion or encoder\)\.$"),
         "enqueue.yaml": ({"params": {"optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2}},
                           "enqueue": [{"optim.lrr": 1e-3}]}, r"enqueue: \['optim\.lrr'\] are not among the params"),
         "list.yaml": (["optim.lr"], r"must hold a mapping of 'params' and its options, not list"),
@@ -335,3 +335,186 @@ def test_a_rerun_that_crashes_again_counts_as_done_so_the_sweep_can_finish(simul
             sweep(simulated_root, out, trials=2, **OTHER)
     result = sweep(simulated_root, out, trials=2, **OTHER)
     assert result.ran == 0 and list(result.table["state"]) == ["COMPLETE", "FAIL", "FAIL"]
+
+
+# A sweep of modality subsets: each choice of model.modalities is a list, which Optuna stores as its label. The first
+# two trials are enqueued (as lists), the third is sampled.
+MODALITY_CHOICES = [["vit"], ["wav2vec2"], ["vit", "wav2vec2"]]
+MODALITY_SPACE = {
+    "params": {"model.modalities": {"type": "categorical", "choices": MODALITY_CHOICES},
+               "optim.lr": {"type": "float", "low": 1.0e-3, "high": 1.0e-2, "log": True}},
+    "pruner": {"startup_trials": 1, "warmup_epochs": 0},
+    "enqueue": [{"model.modalities": ["vit", "wav2vec2"], "optim.lr": 3.0e-3},
+                {"model.modalities": ["wav2vec2"], "optim.lr": 3.0e-3}],
+}
+MODALITY_OPTIONS = dict(max_epochs=2, config="paper", progress=False)
+
+
+@pytest.fixture(scope="module")
+def modality_swept(simulated_root, tmp_path_factory):
+    """A finished 3-trial sweep of modality subsets, its space a YAML file."""
+    folder = tmp_path_factory.mktemp("modality-sweep")
+    space = write_space(folder / "modalities.yaml", MODALITY_SPACE)
+    return folder / "sweep", space, sweep(simulated_root, folder / "sweep", trials=3, space=space, **MODALITY_OPTIONS)
+
+
+def load_study(out: Path) -> optuna.Study:
+    storage = open_storage(str(out / "study.log"))
+    return optuna.load_study(study_name=storage.get_all_studies()[0].study_name, storage=storage)
+
+
+def test_a_sweep_of_list_choices_trains_and_shows_the_lists_and_stores_their_labels(modality_swept):
+    out, _, result = modality_swept
+    column = result.table["model.modalities"].tolist()
+    assert column[:2] == [["vit", "wav2vec2"], ["wav2vec2"]] and column[2] in MODALITY_CHOICES
+    assert pd.read_csv(out / "trials.csv")["model.modalities"].map(json.loads).tolist() == column
+    for row in result.table.to_dict("records"):  # each trial trained the list the table shows
+        assert load_config(out / "trials" / row["run"] / "config.yaml").model.modalities == row["model.modalities"]
+    assert [t.params["model.modalities"] for t in load_study(out).trials[:2]] == ["vit+wav2vec2", "wav2vec2"]
+
+
+def test_the_best_yaml_of_a_list_choice_sweep_holds_the_list_and_trains(modality_swept, simulated_root, tmp_path):
+    out, _, result = modality_swept
+    best_row = result.table.set_index("trial").loc[result.best_trial]
+    assert load_config(out / "best.yaml").model.modalities == result.best_params["model.modalities"] == best_row[
+        "model.modalities"]
+    assert isinstance(result.best_params["model.modalities"], list)
+    argv = ["train", "--data", str(simulated_root), "--out", str(tmp_path / "best"), "--config", str(out / "best.yaml"),
+            "--quiet"]
+    assert main(argv) == 0
+    assert load_config(tmp_path / "best" / "config.yaml").model.modalities == best_row["model.modalities"]
+
+
+def test_a_list_choice_sweep_resumes_and_reruns_a_killed_trial_with_its_list(modality_swept, simulated_root,
+                                                                               tmp_path, capsys):
+    out, space, first = modality_swept
+    copy = shutil.copytree(out, tmp_path / "sweep")
+    study = load_study(copy)
+    study.enqueue_trial({"model.modalities": "vit", "optim.lr": 5.0e-3})  # as Optuna holds a list choice
+    killed = study.ask({"model.modalities": optuna.distributions.CategoricalDistribution(["vit", "wav2vec2",
+                                                                                            "vit+wav2vec2"]),
+                        "optim.lr": optuna.distributions.FloatDistribution(1.0e-3, 1.0e-2, log=True)})
+    killed.set_user_attr("run", "0003")
+    argv = ["sweep", "--data", str(simulated_root), "--out", str(copy), "--trials", "4", "--config", "paper",
+            "--max-epochs", "2", "--space", str(space)]
+    assert main(argv) == 0
+    printed = " ".join(" ".join(capsys.readouterr()).split())
+    table = pd.read_csv(copy / "trials.csv")
+    assert table["model.modalities"].map(json.loads).tolist() == [*first.table["model.modalities"], ["vit"], ["vit"]]
+    # the rerun, in the killed trial's folder: pruned at its first epoch (the median pruner reads no parameter)
+    assert list(table["state"])[3:] == ["FAIL", "PRUNED"] and table.loc[4, "run"] == 3
+    assert "trial 4: " in printed and "model.modalities=[vit], optim.lr=0.005)" in printed
+    assert "│ [vit] │" in printed and "│ [vit, wav2vec2] │" in printed  # the table of the command
+
+
+def test_every_supported_choice_comes_back_from_the_storage_as_it_was_given(tmp_path):
+    """Optuna persists categorical choices as JSON and takes None, bool, int, float and str only: a list goes in as its
+    label and must come back, from a storage opened afresh (a resume, another worker), as the list; a scalar as
+    itself (2.0 stays a float, true a bool)."""
+    choices = [None, ["vit"], ["vit", "wav2vec2"], ["a", 1, 2.5, True, None], "concat", 2.0, 3, True]
+    space = SearchSpace.model_validate({"params": {"x": {"type": "categorical", "choices": choices}},
+                                        "enqueue": [{"x": choice} for choice in choices]})
+    study = optuna.create_study(study_name="s", storage=open_storage(str(tmp_path / "study.log")))
+    for trial in space.enqueue:
+        study.enqueue_trial(space.stored_values(trial))
+    suggested = []
+    for _ in choices:
+        trial = study.ask()
+        suggested.append(space.params["x"].suggest(trial, "x"))
+        study.tell(trial, 0.0)
+    reloaded = optuna.load_study(study_name="s", storage=open_storage(str(tmp_path / "study.log"))).trials
+    assert [t.params["x"] for t in reloaded] == [None, "vit", "vit+wav2vec2", "a+1+2.5+true+null", "concat", 2.0, 3,
+                                                 True]
+    read_back = [space.config_values(t.params)["x"] for t in reloaded]
+    assert json.dumps(suggested) == json.dumps(read_back) == json.dumps(choices)
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"params": {"model.modalities": {"type": "categorical", "choices": [[["vit"]], ["wav2vec2"]]}}},
+     "{path}: params.model.modalities: choice [['vit']] is not supported: a choice is a finite number, a string,"
+     " true, false, null, or a list of those such as [vit, wav2vec2]."),
+    ({"params": {"model.modalities": {"type": "categorical", "choices": [["vit"], {"vit": True}]}}},
+     "{path}: params.model.modalities: choice {{'vit': True}} is not supported: a choice is a finite number, a"
+     " string, true, false, null, or a list of those such as [vit, wav2vec2]."),
+    ({"params": {"model.branch.embed": {"type": "categorical", "choices": [1, True]}}},
+     "{path}: params.model.branch.embed: choices 1 and True are one choice to Optuna, which stores both as 1; keep"
+     " one of them."),
+    ({"params": {"model.fusion": {"type": "categorical", "choices": ["concat", ["concat"]]}}},
+     "{path}: params.model.fusion: choices 'concat' and ['concat'] are one choice to Optuna, which stores both as"
+     " 'concat'; keep one of them."),
+    ({"params": {"model.modalities": {"type": "categorical", "choices": [["vit"]]}},
+      "enqueue": [{"model.modalities": {"vit": 1}}]},
+     "{path}: enqueue: trial 0 gives model.modalities {{'vit': 1}}, which is not supported: a value is a finite"
+     " number, a string, true, false, null, or a list of those such as [vit, wav2vec2]."),
+    ({"params": {"model.modalities": {"type": "categorical", "choices": [["vit"], ["wav2vec2"]]}},
+      "enqueue": [{"model.modalities": ["vit"]}, {"model.modalities": ["text_emb"]}]},
+     "{path}: enqueue: trial 1 gives model.modalities ['text_emb'], which is not among its choices [['vit'],"
+     " ['wav2vec2']]."),
+    ({"params": {"optim.lr": {"type": "float", "low": 1.0e-3, "high": 1.0e-2}}, "enqueue": [{"optim.lr": "fast"}]},
+     "{path}: enqueue: trial 0 gives optim.lr 'fast', which is no number."),
+    ({"params": {"optim.lr": {"type": "float", "low": 1.0e-3, "high": 1.0e-2}}, "enqueue": [{"optim.lr": 5}]},
+     "{path}: enqueue: trial 0 gives optim.lr 5, which lies outside its range 0.001 to 0.01."),
+    ({"params": {"optim.lr": {"type": "float", "high": 1.0e-2}}},
+     "{path}: params.optim.lr: low is missing; a float parameter looks like {{type: float, low: 1.0e-3, high: 1.0e-2,"
+     " log: true}}."),
+    ({"params": {"optim.lr": {"type": "real", "low": 1.0e-3, "high": 1.0e-2}}},
+     "{path}: params.optim.lr: type 'real' is unknown; give type: float, int or categorical, e.g. {{type: float, low:"
+     " 1.0e-3, high: 1.0e-2, log: true}}."),
+    ({"params": {"optim.lr": {"type": ["float"], "low": 1.0e-3, "high": 1.0e-2}}},
+     "{path}: params.optim.lr: type ['float'] is unknown; give type: float, int or categorical, e.g. {{type: float,"
+     " low: 1.0e-3, high: 1.0e-2, log: true}}."),
+    ({"params": {"optim.lr": {"low": 1.0e-3, "high": 1.0e-2}}},
+     "{path}: params.optim.lr: type is missing; give type: float, int or categorical, e.g. {{type: float, low: 1.0e-3,"
+     " high: 1.0e-2, log: true}}."),
+    ({"params": {"optim.lr": 1.0e-3}},
+     "{path}: params.optim.lr must be a mapping such as {{type: float, low: 1.0e-3, high: 1.0e-2, log: true}} (got"
+     " 0.001)."),
+], ids=["nested-list", "dict", "one-and-true", "scalar-and-its-list", "enqueued-dict", "enqueued-elsewhere",
+        "enqueued-word", "enqueued-out-of-range", "no-low", "unknown-type", "type-list", "no-type", "not-a-mapping"])
+def test_a_malformed_space_is_one_sentence_naming_the_key_and_what_is_supported(tmp_path, raw, message):
+    """An unsupported choice was pydantic's whole union, a clause per type it tried: 'choices.0.bool: Input should
+    be a valid boolean (got ['vit']); choices.0.int: ...'; an unhashable type crashed."""
+    path = write_space(tmp_path / "space.yaml", raw)
+    with pytest.raises(ConfigError) as refused:
+        load_space(path)
+    assert str(refused.value) == message.format(path=path)
+
+
+def test_each_list_choice_is_checked_as_a_setting_and_the_modalities_read_are_their_union(tmp_path):
+    paper = load_config("paper")
+    space = load_space(write_space(tmp_path / "s.yaml", {"params": {"model.modalities": {
+        "type": "categorical", "choices": [["vit"], ["text_emb", "wav2vec2"]]}}}))
+    space.check_against(paper, "s.yaml")
+    assert space.modalities_read(paper) == {"vit", "text_emb", "wav2vec2", paper.model.vad.observed}
+    empty = load_space(write_space(tmp_path / "e.yaml", {"params": {"model.modalities": {
+        "type": "categorical", "choices": [["vit"], []]}}}))
+    with pytest.raises(ConfigError, match=r"^e\.yaml: params\.model\.modalities = \[\] is no valid setting"
+                                          r" \(model\.modalities: name at least one modality"):
+        empty.check_against(paper, "e.yaml")
+    transformer = with_overrides(paper, {"model.encoder.name": "transformer", "model.encoder.hidden": 128,
+                                         "model.encoder.heads": 4})
+    enqueued = load_space(write_space(tmp_path / "q.yaml", {"params": {"model.encoder.heads": {
+        "type": "int", "low": 1, "high": 4}}, "enqueue": [{"model.encoder.heads": 3}]}))
+    with pytest.raises(ConfigError, match=r"^q\.yaml: enqueue: trial 0 gives model\.encoder\.heads 3, which is no"
+                                          r" valid setting \(.*multiple"):
+        enqueued.check_against(transformer, "q.yaml")  # it failed as an invalid config once the sweep had started
+
+
+def test_a_list_choice_whose_modalities_no_valid_clip_has_is_refused_before_any_trial(make_root, tmp_path):
+    """Only the base config's branches (every modality) were checked: the trial of [vit] stopped the study."""
+    root = make_root(missing={"vit": [3 * i for i in range(13, 19)]})  # write_root's six valid clips
+    space = write_space(tmp_path / "space.yaml", {"params": {"model.modalities": {
+        "type": "categorical", "choices": [["wav2vec2"], ["vit"], ["vit", "wav2vec2"]]}}})
+    with pytest.raises(DataError, match=(
+            rf"^{re.escape(str(space))}: params\.model\.modalities = \['vit'\]: none of the 6 clips of the 'valid'"
+            r" split has any of the modalities the model reads \(vit\), .*; add their features, or validate on clips"
+            r" that have some, or remove that choice\.$")):
+        sweep(root, tmp_path / "sweep", trials=1, space=space, max_epochs=1, progress=False)
+    assert not (tmp_path / "sweep").exists()
+    absent = write_space(tmp_path / "absent.yaml", {"params": {"model.modalities": {
+        "type": "categorical", "choices": [["wav2vec2"], ["egemaps"]]}}})
+    with pytest.raises(ConfigError, match=(
+            rf"^{re.escape(str(absent))}: params\.model\.modalities = \['egemaps'\]: model\.modalities: \['egemaps'\]"
+            r" not in the data; available: .*; remove that choice\.$")):
+        sweep(root, tmp_path / "sweep", trials=1, space=absent, max_epochs=1, progress=False)
+    assert not (tmp_path / "sweep").exists()

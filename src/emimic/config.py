@@ -388,6 +388,8 @@ def _describe(error: Mapping[str, Any], model: type[BaseModel]) -> str:
         close = difflib.get_close_matches(str(key), allowed, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
         return f"unknown key {where!r} ({hint})"
+    if error["type"] == "missing":  # pydantic's input is then the whole section, no value of the key
+        return f"{where} is missing"
     message = error["msg"].removeprefix("Value error, ").rstrip(".")
     # A check of the whole section (loc ()) has no single offending value to quote.
     return f"{where}: {message} (got {error.get('input')!r})" if where else message

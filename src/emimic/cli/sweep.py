@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.markup import escape
 from rich.table import Table
 
 from emimic.cli.arguments import add_valid_fraction_arg, output_folder, positive_int
@@ -27,11 +28,20 @@ def trial_line(trial: FrozenTrial) -> None:
     value = f"valid mean PCC {trial.value:z.4f}" if trial.state.name == "COMPLETE" else trial.state.name
     epochs = trial.user_attrs.get("epochs", len(trial.intermediate_values))
     seconds = trial.duration.total_seconds() if trial.duration is not None else math.nan
-    params = ", ".join(f"{name}={_short(value)}" for name, value in trial.params.items())
+    params = escape(", ".join(f"{name}={_short(value)}" for name, value in trial.params.items()))
     console.print(f"trial {trial.number}: {value}, {epochs} epochs, {seconds:.1f} s  ({params})", highlight=False)
 
 
 def _short(value: object) -> str:
+    """A parameter's value as a space YAML writes it: a float to 4 digits, a list as ``[vit, wav2vec2]``, None as
+    ``null`` (every modality, for model.modalities); plain text: escape it for rich, which takes ``[vit]`` for
+    markup."""
+    if isinstance(value, list):
+        return f"[{', '.join(map(_short, value))}]"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
@@ -46,7 +56,8 @@ def trials_table(table: pd.DataFrame, title: str) -> Table:
         view.add_column(name, justify="left" if name == "state" else "right")
     for row in shown.to_dict("records"):
         value = "-" if pd.isna(row["value"]) else f"{row['value']:z.4f}"
-        view.add_row(str(row["trial"]), row["state"], value, str(row["epochs"]), *[_short(row[p]) for p in params])
+        cells = [escape(_short(row[p])) for p in params]
+        view.add_row(str(row["trial"]), row["state"], value, str(row["epochs"]), *cells)
     return view
 
 
@@ -54,7 +65,10 @@ def trials_table(table: pd.DataFrame, title: str) -> Table:
          " a results table and the best config as YAML; resumable, parallel trials with --jobs.",
          "emimic sweep --data data/sim --trials 20 --max-epochs 30 --out runs/sweep --jobs 2   (another --space,"
          " --config or --max-epochs into the same folder: add --overwrite to replace it; a corpus without"
-         " valid_split.csv: add --valid-fraction 0.2)")
+         " valid_split.csv: add --valid-fraction 0.2)\n"
+         "  emimic sweep --data data/sim --trials 12 --max-epochs 30 --space modalities.yaml --out runs/modalities"
+         "   (modalities.yaml sweeps modality subsets, a categorical choice may be a list: params: {model.modalities:"
+         " {type: categorical, choices: [[vit], [wav2vec2], [vit, wav2vec2]]}})")
 def sweep_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--data", type=Path, required=True, help="dataset root (Hume-Vidmimic2 layout)")
     parser.add_argument("--out", type=output_folder, required=True,
@@ -64,7 +78,9 @@ def sweep_command(parser: argparse.ArgumentParser) -> Handler:
     add_config_args(parser)
     add_valid_fraction_arg(parser)
     parser.add_argument("--space", type=Path, default=None,
-                        help="search space YAML (default: the packaged one; see docs/sweep.md)")
+                        help="search space YAML (default: the packaged one; see docs/sweep.md): dotted config keys"
+                             " and their distributions, a categorical choice a value or a list (model.modalities:"
+                             " {type: categorical, choices: [[vit], [vit, wav2vec2]]})")
     parser.add_argument("--storage", default=None,
                         help="Optuna storage: a database URL (sqlite:///sweep.db) or a journal file path (default:"
                              " OUT/study.log, safe for --jobs)")

@@ -7,8 +7,12 @@ are refused) mapping dotted config keys to distributions::
       optim.lr: {type: float, low: 5.0e-4, high: 1.0e-2, log: true}
       model.branch.embed: {type: categorical, choices: [32, 64, 128]}
       model.fusion: {type: categorical, registry: fusion}   # every registered fusion
+      model.modalities: {type: categorical, choices: [[vit], [vit, wav2vec2]]}   # a choice may be a list
     pruner: {startup_trials: 3, warmup_epochs: 5}          # Optuna's MedianPruner
     enqueue: [{optim.lr: 2.0e-3}]                          # trials to run first (then TPE samples)
+
+A list choice is stored in Optuna as its label (``vit+wav2vec2``, see :func:`choice_label`); everything read back
+from the study (the table, best.yaml, a trial's config, the trials given to ``report``) holds the list.
 
 Each trial trains the base config (``config``, default: the default preset) with its sampled values into
 ``OUT/trials/NNNN`` and reports the validation mean PCC every epoch; a trial whose curve falls below
@@ -50,15 +54,17 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import hashlib
 import itertools
 import json
+import math
 import shlex
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import optuna
@@ -77,7 +83,7 @@ from emimic.config import (
     read_yaml_mapping,
     with_overrides,
 )
-from emimic.data import VidmimicDataset, open_dataset, with_valid_split
+from emimic.data import FeatureStore, VidmimicDataset, open_dataset, with_valid_split
 from emimic.data.holdout import check_valid_size, validation_clips
 from emimic.defaults import preset_dir
 from emimic.errors import ConfigError, IncompatibleRun, NothingSaved
@@ -107,11 +113,66 @@ RETRY_OF = "retry_of"
 INVALID = "invalid_config"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 CHOICE_REGISTRIES = {"fusion": FUSIONS, "encoder": ENCODERS}
+# The setting that decides a trial's branches, so the modalities its valid clips must have.
+BRANCHES = "model.modalities"
 
-Choice = bool | int | float | str
+# What a categorical choice or an enqueued value may be. Optuna persists categorical choices that are None, bool, int,
+# float or str only, so a list (the value of a list-valued setting such as model.modalities) is stored as its label.
+Scalar = bool | int | float | str | None
+Choice = Scalar | list[Scalar]
+SUPPORTED_CHOICES = "a finite number, a string, true, false, null, or a list of those such as [vit, wav2vec2]"
+PARAM_TYPES_IN_WORDS = "float, int or categorical"
 
 
-class FloatParam(Section):
+def _is_scalar(value: object) -> bool:
+    return value is None or isinstance(value, bool | int | str) or (isinstance(value, float) and math.isfinite(value))
+
+
+def is_choice(value: object) -> bool:
+    """Whether ``value`` may be a categorical choice or an enqueued value: a scalar, or a flat list of scalars."""
+    return _is_scalar(value) or (isinstance(value, list | tuple) and all(map(_is_scalar, value)))
+
+
+def choice_label(choice: Choice) -> Scalar:
+    """How Optuna stores ``choice``: a scalar as itself (so a study of scalar choices is what it always was), a list as
+    its items joined by '+' (``vit+wav2vec2``), readable in Optuna's own tools. The label is a function of the list
+    alone, so every worker sharing the storage and every resume of the study names the choices alike (Optuna refuses
+    a categorical parameter whose choices change within a study)."""
+    if not isinstance(choice, list | tuple):
+        return choice
+    return "+".join(item if isinstance(item, str) else json.dumps(item) for item in choice) or "[]"
+
+
+class _Param(Section):
+    """What every parameter does with the values Optuna stores: a float or int is stored as itself."""
+
+    EXAMPLE: ClassVar[str]
+
+    def value_of(self, stored: Any) -> Choice:
+        """The value a trial's config takes for the value ``stored`` in Optuna."""
+        return stored
+
+    def stored(self, value: Choice) -> Choice:
+        """What Optuna stores for ``value`` (an enqueued trial's, which :meth:`enqueue_refusal` let through)."""
+        return value
+
+
+class _RangeParam(_Param):
+    """A number between ``low`` and ``high``: an enqueued one outside them would run a trial outside the space."""
+
+    low: float
+    high: float
+
+    def enqueue_refusal(self, value: Choice) -> str | None:
+        """Why Optuna cannot take ``value`` as this parameter's in an enqueued trial (None: it can)."""
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return "which is no number"
+        return None if self.low <= value <= self.high else f"which lies outside its range {self.low!r} to {self.high!r}"
+
+
+class FloatParam(_RangeParam):
+    EXAMPLE: ClassVar[str] = "{type: float, low: 1.0e-3, high: 1.0e-2, log: true}"
+
     type: Literal["float"]
     low: float
     high: float
@@ -124,7 +185,9 @@ class FloatParam(Section):
         return trial.suggest_float(name, self.low, self.high, log=self.log)
 
 
-class IntParam(Section):
+class IntParam(_RangeParam):
+    EXAMPLE: ClassVar[str] = "{type: int, low: 8, high: 64}"
+
     type: Literal["int"]
     low: int
     high: int
@@ -137,24 +200,53 @@ class IntParam(Section):
         return trial.suggest_int(name, self.low, self.high, log=self.log)
 
 
-class CategoricalParam(Section):
-    """Listed ``choices``, or every name of a ``registry`` (``fusion``, ``encoder``) as the registry has them."""
+class CategoricalParam(_Param):
+    """Listed ``choices``, or every name of a ``registry`` (``fusion``, ``encoder``) as the registry has them. A choice
+    may be a list (the value of a list-valued setting): Optuna stores it as its :func:`choice_label`, and every value
+    read back from the study is mapped back to the list."""
+
+    EXAMPLE: ClassVar[str] = "{type: categorical, choices: [32, 64]} or {type: categorical, registry: fusion}"
 
     type: Literal["categorical"]
     choices: list[Choice] | None = Field(None, min_length=1)
     registry: Literal["fusion", "encoder"] | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _supported_choices(cls, raw: Any) -> Any:
+        """One sentence for a choice of no supported type (pydantic would list each type of the union it failed)."""
+        choices = raw.get("choices") if isinstance(raw, dict) else None
+        unsupported = [choice for choice in choices if not is_choice(choice)] if isinstance(choices, list) else []
+        if unsupported:
+            raise ValueError(f"choice {unsupported[0]!r} is not supported: a choice is {SUPPORTED_CHOICES}")
+        return raw
+
     @model_validator(mode="after")
     def _one_source(self) -> CategoricalParam:
         if (self.choices is None) == (self.registry is None):
-            raise ValueError("give either choices or registry")
+            raise ValueError("give either choices (a list) or registry (fusion or encoder)")
+        labels = [choice_label(choice) for choice in self.choices or []]
+        for (i, first), (j, second) in itertools.combinations(enumerate(labels), 2):
+            if first == second:  # Optuna finds a stored value by ==: 1, 1.0 and true are one to it
+                raise ValueError(f"choices {self.choices[i]!r} and {self.choices[j]!r} are one choice to Optuna, which"
+                                 f" stores both as {first!r}; keep one of them")
         return self
 
     def values(self) -> list[Choice]:
         return list(self.choices) if self.choices is not None else CHOICE_REGISTRIES[str(self.registry)].names()
 
     def suggest(self, trial: optuna.Trial, name: str) -> Choice:
-        return trial.suggest_categorical(name, self.values())
+        return self.value_of(trial.suggest_categorical(name, [choice_label(choice) for choice in self.values()]))
+
+    def value_of(self, stored: Any) -> Choice:
+        return {choice_label(choice): choice for choice in self.values()}.get(stored, stored)
+
+    def stored(self, value: Choice) -> Scalar:
+        return choice_label(value)
+
+    def enqueue_refusal(self, value: Choice) -> str | None:
+        labels = [choice_label(choice) for choice in self.values()]
+        return None if choice_label(value) in labels else f"which is not among its choices {self.values()!r}"
 
 
 Param = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
@@ -174,44 +266,89 @@ class SearchSpace(Section):
     pruner: PrunerConfig = Field(default_factory=PrunerConfig)
     enqueue: list[dict[str, Choice]] = Field(default_factory=list, description="trials to run first")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _supported_enqueued_values(cls, raw: Any) -> Any:
+        """One sentence for an enqueued value of no supported type (pydantic would list each type of the union)."""
+        enqueue = raw.get("enqueue") if isinstance(raw, dict) else None
+        for number, trial in enumerate(enqueue if isinstance(enqueue, list) else []):
+            for name, value in trial.items() if isinstance(trial, dict) else ():
+                if not is_choice(value):
+                    raise ValueError(f"enqueue: trial {number} gives {name} {value!r}, which is not supported: a value"
+                                     f" is {SUPPORTED_CHOICES}")
+        return raw
+
     @model_validator(mode="after")
     def _bounds(self) -> SearchSpace:
         for name, param in self.params.items():
             if isinstance(param, FloatParam | IntParam) and not param.low < param.high:
                 raise ValueError(f"params.{name}: low must be below high")
-        for trial in self.enqueue:
+        for number, trial in enumerate(self.enqueue):
             if unknown := sorted(set(trial) - set(self.params)):
                 raise ValueError(f"enqueue: {unknown} are not among the params")
+            for name, value in trial.items():
+                if refusal := self.params[name].enqueue_refusal(value):
+                    raise ValueError(f"enqueue: trial {number} gives {name} {value!r}, {refusal}")
         return self
 
     def check_against(self, cfg: ExperimentConfig, source: str) -> None:
-        """Every key must be a setting of ``cfg`` and every bound and choice a valid value of it; a value that fits
-        only some values of another searched setting (heads and hidden of the transformer) makes its trials invalid,
-        one that fits none of the fixed ones is refused."""
+        """Every key must be a setting of ``cfg`` and every bound, choice and enqueued value a valid value of it; a
+        value that fits only some values of another searched setting (heads and hidden of the transformer) makes its
+        trials invalid, one that fits none of the fixed ones is refused."""
         for name, param in self.params.items():
             for value in param.values():
-                try:
-                    check_setting(cfg, name, value, varying=self.params.keys())
-                except ConfigError as exc:
-                    detail = str(exc).removeprefix("overrides: ").rstrip(".")
-                    raise ConfigError(f"{source}: params.{name} = {value!r} is no valid setting ({detail}).") from None
+                self._check_setting(cfg, name, value, f"{source}: params.{name} = {value!r}")
+        for number, trial in enumerate(self.enqueue):
+            for name, value in trial.items():
+                self._check_setting(cfg, name, value,
+                                    f"{source}: enqueue: trial {number} gives {name} {value!r}, which")
 
+    def _check_setting(self, cfg: ExperimentConfig, name: str, value: Choice, what: str) -> None:
+        try:
+            check_setting(cfg, name, value, varying=self.params.keys())
+        except ConfigError as exc:
+            detail = str(exc).removeprefix("overrides: ").rstrip(".")
+            raise ConfigError(f"{what} is no valid setting ({detail}).") from None
 
     def modalities_read(self, cfg: ExperimentConfig) -> set[str] | None:
         """The modalities a trial on ``cfg`` may read, whatever values it samples or is enqueued with (``None``:
         every modality found): the union over every combination of the values of the settings that decide them."""
-        keys = [key for key in self.params if key in MODALITY_SETTINGS]
+        return modalities_read_by_any(trial for _, trial in self.combinations(cfg, MODALITY_SETTINGS))
+
+    def combinations(self, cfg: ExperimentConfig, keys: Collection[str]
+                     ) -> list[tuple[dict[str, Choice], ExperimentConfig]]:
+        """``cfg`` with each combination of the values trials may give the searched ones of ``keys``: those values,
+        and the config. A combination that is no valid config is left out, as its trial fails before it reads
+        anything; none of ``keys`` searched, or every combination invalid: ``cfg`` alone (the checks before the
+        first trial read it)."""
+        searched = [key for key in self.params if key in keys]
         trials = []
-        for combination in itertools.product(*(self.values_of(key) for key in keys)):
-            with contextlib.suppress(ConfigError):  # an invalid trial fails before it reads anything
-                trials.append(with_overrides(cfg, dict(zip(keys, combination, strict=True))))
-        # every combination invalid: no trial reads anything, but the checks before the first one read cfg's
-        return modalities_read_by_any(trials or [cfg])
+        for combination in itertools.product(*(self.values_of(key) for key in searched)):
+            values = dict(zip(searched, combination, strict=True))
+            with contextlib.suppress(ConfigError):
+                trials.append((values, with_overrides(cfg, values)))
+        return trials or [({}, cfg)]
 
     def values_of(self, key: str) -> list[Choice]:
         """Every value a trial may give the setting ``key``: the space's and its enqueued trials' (none: unsearched)."""
         searched = self.params[key].values() if key in self.params else []
         return [*searched, *(trial[key] for trial in self.enqueue if key in trial)]
+
+    def config_values(self, stored: Mapping[str, Any]) -> dict[str, Choice]:
+        """The values a trial's config takes for the parameters Optuna ``stored`` for it (a list choice is stored as
+        its label): what every reader of a trial's parameters shows (the table, best.yaml, the report of a trial)."""
+        return {name: self.params[name].value_of(value) if name in self.params else value
+                for name, value in stored.items()}
+
+    def stored_values(self, trial: Mapping[str, Choice]) -> dict[str, Choice]:
+        """What Optuna stores for the values of the enqueued ``trial``."""
+        return {name: self.params[name].stored(value) for name, value in trial.items()}
+
+    def configured(self, trial: FrozenTrial) -> FrozenTrial:
+        """A copy of ``trial`` whose ``params`` are its config's values (see :meth:`config_values`)."""
+        shown = copy.copy(trial)
+        shown.params = self.config_values(trial.params)
+        return shown
 
 
 def load_space(source: str | Path | None = None) -> SearchSpace:
@@ -228,14 +365,23 @@ def load_space(source: str | Path | None = None) -> SearchSpace:
 
 
 def _param(name: str, raw: object, source: str) -> FloatParam | IntParam | CategoricalParam:
-    kind = PARAM_TYPES.get(raw.get("type")) if isinstance(raw, dict) else None
+    """The parameter ``name`` of the space ``raw``, or one sentence naming it, what is wrong and what one looks like."""
+    where = f"{source}: params.{name}"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping such as {FloatParam.EXAMPLE} (got {raw!r}).")
+    given = raw.get("type")
+    kind = next((kind for type_name, kind in PARAM_TYPES.items() if type_name == given), None)  # given: any YAML
     if kind is None:
-        raise ConfigError(f"{source}: params.{name} must be a mapping with type: {', '.join(PARAM_TYPES)} (got"
-                          f" {raw!r}).")
+        problem = "type is missing" if given is None else f"type {given!r} is unknown"
+        raise ConfigError(f"{where}: {problem}; give type: {PARAM_TYPES_IN_WORDS}, e.g. {FloatParam.EXAMPLE}.")
     try:
         return kind.model_validate(raw)
     except ValidationError as exc:
-        raise explain(exc, kind, source=f"{source}: params.{name}") from None
+        explained = explain(exc, kind, source=where)
+        if all(error["type"] == "value_error" for error in exc.errors()):  # the validators' sentences say what to do
+            raise explained from None
+        example = f"a {given} parameter looks like {kind.EXAMPLE}"
+        raise ConfigError(f"{str(explained).removesuffix('.')}; {example}.") from None
 
 
 @dataclass(frozen=True)
@@ -318,7 +464,7 @@ def run_worker(worker: Worker, ds: VidmimicDataset | None = None,
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # a spawned worker starts with optuna's INFO lines
     ds = ds if ds is not None else open_dataset(worker.root, store_dir=worker.store_dir)
     ds = with_valid_split(ds, worker.config.train.valid_fraction)
-    callbacks = [lambda study, trial: report(trial)] if report is not None else []
+    callbacks = [lambda study, trial: report(worker.space.configured(trial))] if report is not None else []
     _load(worker).optimize(lambda trial: objective(trial, ds, worker), n_trials=worker.trials,
                            catch=(ConfigError,), callbacks=callbacks)
 
@@ -341,7 +487,7 @@ def _create(name: str, storage: optuna.storages.BaseStorage, space: SearchSpace)
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
     if not study.trials:
         for params in space.enqueue:
-            study.enqueue_trial(params)
+            study.enqueue_trial(space.stored_values(params))
     retried = {t.user_attrs.get(RETRY_OF) for t in study.get_trials(deepcopy=False)}
     crashed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
                if not t.user_attrs.get(INVALID) and RETRY_OF not in t.user_attrs and t.number not in retried]
@@ -405,14 +551,15 @@ def _shares(remaining: int, jobs: int) -> list[int]:
     return [n for n in (remaining // jobs + (i < remaining % jobs) for i in range(jobs)) if n]
 
 
-def trial_table(study: optuna.Study) -> pd.DataFrame:
+def trial_table(study: optuna.Study, space: SearchSpace) -> pd.DataFrame:
+    """One row per trial that ran, its parameters as its config took them (a list choice as the list)."""
     rows = []
     for t in study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING)):
         seconds = t.duration.total_seconds() if t.duration is not None else None
         rows.append({"trial": t.number, "state": t.state.name, "value": t.value,
                      "epochs": t.user_attrs.get("epochs", len(t.intermediate_values)),
                      "seconds": None if seconds is None else round(seconds, 1), "run": t.user_attrs.get("run"),
-                     **t.params})
+                     **space.config_values(t.params)})
     return pd.DataFrame(rows)
 
 
@@ -421,10 +568,11 @@ def _best(study: optuna.Study) -> FrozenTrial | None:
     return max(complete, key=lambda t: t.value) if complete else None
 
 
-def _write_best(out: Path, cfg: ExperimentConfig, best: FrozenTrial, data: Path) -> Path:
+def _write_best(out: Path, cfg: ExperimentConfig, best: FrozenTrial, values: Mapping[str, Choice], data: Path) -> Path:
+    """``cfg`` with the ``values`` of the trial ``best`` as OUT/best.yaml."""
     described = (f"Best of the `emimic sweep` in {out} on {data}: trial {best.number}, validation mean PCC"
                  f" {best.value:z.4f} on {validation_clips(cfg.train.valid_fraction)}.")
-    best_cfg = with_overrides(cfg, {**best.params, "name": f"{cfg.name}-sweep", "description": described})
+    best_cfg = with_overrides(cfg, {**values, "name": f"{cfg.name}-sweep", "description": described})
     write_text(out / BEST_FILE, config_to_yaml(best_cfg))
     return out / BEST_FILE
 
@@ -468,12 +616,7 @@ def sweep(
     needed = space.modalities_read(cfg)
     store = ds.store(progress=progress, needed=needed)
     data = corpus_fingerprint(ds, store, out / SETTINGS_FILE, needed=needed)
-    # a trial that selects its best epoch needs valid clips with features; the branches, which decide it, are no
-    # searched setting, so one check (not a failed trial that would stop the study) answers for every such trial
-    if "best" in {cfg.train.selection, *space.values_of("train.selection")}:
-        untrainable = untrainable_modalities(store, ds.clips("train").index.to_numpy())
-        check_selectable(with_overrides(cfg, {"train.selection": "best"}), store, ds.clips("valid").index.to_numpy(),
-                         untrainable=untrainable, where=ds.where, way_out=valid_way_out(ds.held_out_fraction))
+    _check_selectable_trials(ds, store, cfg, space, space_source)
     # The default storage is recorded relative to the folder, so a moved sweep folder still resumes.
     storage_setting = {"storage": storage or f"OUT/{STUDY_FILE}"}
     replace = check_folder_settings(out, SETTINGS_FILE, {**_settings(cfg, space, data.recorded), **storage_setting},
@@ -497,7 +640,27 @@ def sweep(
                 failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
                 raise NothingSaved(out, "sweep", detail=f" ({failed} of its trials failed)",
                                    advice="fix the search space or config and run again")
-    return _results(out, study, cfg, ds.root, ran=finished_trials(study) - done)
+    return _results(out, study, cfg, space, ds.root, ran=finished_trials(study) - done)
+
+
+def _check_selectable_trials(ds: VidmimicDataset, store: FeatureStore, cfg: ExperimentConfig, space: SearchSpace,
+                             space_source: str) -> None:
+    """Refuse, before any trial, a sweep a trial of which would select its best epoch on valid clips none of which has
+    a modality its model reads: one check per value the trials may give the branches (``model.modalities``), rather
+    than a failed trial that would stop the study."""
+    if "best" not in {cfg.train.selection, *space.values_of("train.selection")}:
+        return
+    untrainable = untrainable_modalities(store, ds.clips("train").index.to_numpy())
+    for values, trial_cfg in space.combinations(with_overrides(cfg, {"train.selection": "best"}), [BRANCHES]):
+        searched = "".join(f"{space_source}: params.{key} = {value!r}: " for key, value in values.items())
+        way_out = valid_way_out(ds.held_out_fraction) + (", or remove that choice" if searched else "")
+        try:
+            check_selectable(trial_cfg, store, ds.clips("valid").index.to_numpy(), untrainable=untrainable,
+                             where=ds.where + searched, way_out=way_out)
+        except ConfigError as exc:  # a choice naming a modality the data lacks: say which choice, and the way out
+            if not searched or str(exc).startswith(ds.where + searched):
+                raise
+            raise ConfigError(f"{ds.where}{searched}{str(exc).rstrip('.')}; remove that choice.") from None
 
 
 def _outdated_trials(out: Path, *, overwrite: bool) -> bool:
@@ -533,14 +696,18 @@ def _run(workers: list[Worker], ds: VidmimicDataset, report: Callable[[FrozenTri
                                              inline=lambda worker: run_worker(worker, ds, report))
 
 
-def _results(out: Path, study: optuna.Study, cfg: ExperimentConfig, root: Path, ran: int) -> SweepResult:
-    table = trial_table(study)
+def _results(out: Path, study: optuna.Study, cfg: ExperimentConfig, space: SearchSpace, root: Path, ran: int
+             ) -> SweepResult:
+    table = trial_table(study, space)
     with atomic_path(out / TABLE_FILE) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
+        # a list value as JSON, which json and YAML read back as the list (pandas would write Python's repr)
+        table.map(lambda value: json.dumps(value) if isinstance(value, list) else value).to_csv(
+            tmp, index=False, float_format="%.6g")
     best = _best(study)
     fraction = cfg.train.valid_fraction
     if best is None:
         return SweepResult(out, table, ran, None, None, {}, None, fraction)
-    return SweepResult(out, table, ran, best.number, best.value, dict(best.params), _write_best(out, cfg, best, root),
+    values = space.config_values(best.params)
+    return SweepResult(out, table, ran, best.number, best.value, values, _write_best(out, cfg, best, values, root),
                        fraction)
 
