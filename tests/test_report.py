@@ -28,7 +28,16 @@ from emimic.errors import ConfigError, EmimicWarning, OutputConflict
 from emimic.labels import EMOTIONS
 from emimic.metrics import pcc_intervals
 from emimic.outputs import check_folder_settings
-from emimic.report import RunSummary, comparison_rows, expand_runs, headline, png_html, scores_table, write_report
+from emimic.report import (
+    RunSummary,
+    comparison_rows,
+    comparison_section,
+    expand_runs,
+    headline,
+    png_html,
+    scores_table,
+    write_report,
+)
 from emimic.training.ablate import CellSummary, Grid, ablate, summary_rows
 from emimic.training.crossval import cross_validate
 from emimic.training.inference import Evaluation
@@ -134,6 +143,24 @@ def test_comparison_marks_differences_within_noise_with_a_paired_bootstrap():
                             fake_summary("d", good + 0.03 * (labels - good), labels)])
     assert [row[-1] for row in rows] == ["reference", "within noise", "significant", "significant"]
     assert rows[2][-2].startswith("-") and rows[3][-2].startswith("+0.011")
+
+
+def test_runs_scored_on_the_same_clip_ids_with_other_labels_are_not_paired():
+    """Two corpora numbering their clips alike (or labels edited between two runs): a paired interval over the ids
+    called a difference of noise "significant" (-0.65 [-0.78, -0.51] on a permuted copy of a corpus)."""
+    rng = np.random.default_rng(1)
+    labels = rng.random((300, 6))
+    permuted = labels[rng.permutation(len(labels))]
+    good = labels + rng.normal(scale=0.3, size=labels.shape)
+    summaries = [fake_summary("run_a", good, labels), fake_summary("run_b", good, permuted),
+                 fake_summary("run_c", good, labels.copy())]  # equal values read afresh: paired
+    rows = comparison_rows(summaries)
+    assert [row[-2:] for row in rows[1:]] == [["-", "not paired"], ["+0.0000 [+0.000, +0.000]", "within noise"]]
+    section = comparison_section(summaries)
+    assert ("run_b is not paired with run_a: it was scored on the same clip ids with other labels (another corpus"
+            " that numbers its clips alike, or labels edited between the runs), so no difference to it is computed;"
+            " compare their intervals.") in section
+    assert "run_c is not paired" not in section
 
 
 def test_a_bound_of_exactly_minus_zero_prints_as_zero_and_one_just_below_zero_keeps_its_sign(monkeypatch):

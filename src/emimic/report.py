@@ -4,7 +4,8 @@ For each run: provenance, per-dimension PCC with 95 % bootstrap intervals agains
 corpora) and a ridge baseline fitted on the same split, predicted vs true, residuals by modality
 coverage, learning curves (EMA and raw weights, chosen epoch marked) and a summary of the data. For
 several runs: a comparison table and chart, each difference to the first run with a paired bootstrap
-interval over the same clips and marked "within noise" when that interval contains 0.
+interval over the same clips (with the same labels: a run scored on others is shown unpaired, saying why) and
+marked "within noise" when that interval contains 0.
 
 Plots use matplotlib's object API (``Figure``, never pyplot, which keeps global state and leaks figures)
 on the Agg canvas, laid out once by the constrained layout engine; every colour comes from the palette
@@ -409,8 +410,22 @@ def data_section(dataset: VidmimicDataset) -> str:
                       "<h3>Sequence lengths</h3>", png_html(lengths_figure(dataset), "sequence lengths")])
 
 
+def unpaired_reason(summary: RunSummary, reference: RunSummary) -> str | None:
+    """Why ``summary`` cannot be compared with ``reference`` clip by clip, or None when it can: a paired difference
+    needs the same validation clips with the same labels. Equal ids are not enough: runs on two corpora that number
+    their clips alike, or on a corpus whose labels were edited between them, score the same ids against other
+    targets, and a paired interval over those would call noise a significant difference."""
+    if not summary.valid.clips.index.equals(reference.valid.clips.index):  # type: ignore[union-attr]
+        return "other validation clips"
+    if not np.array_equal(summary.valid.arrays()[1], reference.valid.arrays()[1]):
+        return ("the same clip ids with other labels (another corpus that numbers its clips alike, or labels edited"
+                " between the runs)")
+    return None
+
+
 def comparison_rows(summaries: Sequence[RunSummary]) -> list[list[str]]:
-    """Mean PCC with its interval per run, and the paired difference to the first run over the same clips."""
+    """Mean PCC with its interval per run, and the paired difference to the first run over the same clips (the
+    same labels too, see :func:`unpaired_reason`)."""
     reference = summaries[0]
     rows = []
     for summary in summaries:
@@ -418,11 +433,10 @@ def comparison_rows(summaries: Sequence[RunSummary]) -> list[list[str]]:
         prov = summary.provenance
         row = [summary.name, prov.get("config", {}).get("name", "-"), str(prov.get("seed", "-")),
                f"{summary.valid.mean_pcc:z.4f}", f"[{format_bound(low)}, {format_bound(high)}]"]
-        same_clips = summary.valid.clips.index.equals(reference.valid.clips.index)  # type: ignore[union-attr]
         if summary is reference:
             row += ["", "reference"]
-        elif not same_clips:
-            row += ["-", "different clips: not paired"]
+        elif unpaired_reason(summary, reference) is not None:
+            row += ["-", "not paired"]  # the reason is a line below the table
         else:
             diff_low, diff_high = paired_difference_interval(summary.bootstrap, reference.bootstrap)
             delta = summary.valid.mean_pcc - reference.valid.mean_pcc
@@ -436,10 +450,22 @@ def comparison_rows(summaries: Sequence[RunSummary]) -> list[list[str]]:
 def comparison_section(summaries: Sequence[RunSummary]) -> str:
     header = ["run", "config", "seed", "mean PCC", "95 % CI", f"Δ vs {summaries[0].name} (paired 95 % CI)", ""]
     rows = comparison_rows(summaries)
-    note = ("<p>Differences are paired over the same validation clips (1,000 bootstrap resamples); the interval"
-            " covers the sampling of clips, not the training seed: compare configs over several seeds.</p>")
+    note = ("<p>Differences are paired over the same validation clips with the same labels (1,000 bootstrap"
+            " resamples); the interval covers the sampling of clips, not the training seed: compare configs over"
+            " several seeds.</p>")
+    unpaired = [_unpaired_note(summary, summaries[0]) for summary in summaries[1:]]
     return "\n".join([f"<h2>Comparison of {len(summaries)} runs</h2>", html_table(header, rows), note,
+                      *(line for line in unpaired if line is not None),
                       png_html(comparison_figure(summaries, [row[-1] for row in rows]), "comparison of runs")])
+
+
+def _unpaired_note(summary: RunSummary, reference: RunSummary) -> str | None:
+    """One line saying why ``summary`` is shown unpaired with ``reference``, or None when it is paired."""
+    reason = unpaired_reason(summary, reference)
+    if reason is None:
+        return None
+    return (f"<p>{html.escape(summary.name)} is not paired with {html.escape(reference.name)}: it was scored on"
+            f" {reason}, so no difference to it is computed; compare their intervals.</p>")
 
 
 # Counts images that failed to decode and script errors; the browser test reads these attributes.
