@@ -25,6 +25,7 @@ from emimic.data import open_dataset
 from emimic.data.simulate import TRUTH_DIR, SimulationSettings, simulate
 from emimic.data.store import FeatureStore, pack
 from emimic.errors import ConfigError, EmimicWarning, OutputConflict
+from emimic.infer import infer
 from emimic.labels import EMOTIONS
 from emimic.metrics import pcc_intervals
 from emimic.outputs import check_folder_settings
@@ -389,6 +390,27 @@ def test_evaluate_test_split_with_labels_file_and_per_clip_predictions(runs, cor
     assert main(["evaluate", "--run", str(runs[0]), "--data", str(corpus), "--split", "test",
                  "--labels", str(partial)]) == 1
     assert printed_error(capsys, f"{partial}: no labels for 2 clips of the 'test' split")
+
+
+def test_no_output_is_written_inside_a_run_folder_being_read_even_with_overwrite(runs, corpus, tmp_path, capsys):
+    """`predict --out RUN/checkpoints/best.ckpt --overwrite` replaced the weights it read: the run was lost. A run's
+    own report (RUN/report.html, report's default) is the one file written into it."""
+    run, folder = runs[0], runs[0].parent  # folder: a folder of runs, as a CV folder is
+    kept = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    refused = {
+        ("predict", "--run", str(run), "--data", str(corpus), "--out", str(run / "checkpoints" / "best.ckpt")): run,
+        ("predict", "--run", str(folder), "--data", str(corpus), "--out", str(run / "metrics.json")): folder,
+        ("evaluate", "--run", str(run), "--data", str(corpus), "--json", str(run / "config.yaml")): run,
+        ("evaluate", "--run", str(run), "--data", str(corpus), "--predictions", f"{run}/../{run.name}/run.json"): run,
+        ("report", str(run), "--out", str(run / "checkpoints" / "report.html")): run,
+    }
+    for argv, reads in refused.items():
+        assert main([*argv, "--overwrite"] if argv[0] != "report" else list(argv)) == 1, argv
+        assert printed_error(capsys, f"{argv[-1]} is inside {reads}, which holds the run(s) this command reads; choose"
+                                     " a path outside it."), argv
+    with pytest.raises(OutputConflict, match=r"metrics\.json is inside .*, which holds the run\(s\) this command"):
+        infer(run, [tmp_path], out=run / "metrics.json")
+    assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == kept
 
 
 def chromium() -> str | None:

@@ -47,7 +47,7 @@ from emimic.metrics import (
     paired_difference_interval,
     pcc_scores,
 )
-from emimic.outputs import refuse_inside_dataset
+from emimic.outputs import refuse_inside_dataset, refuse_inside_runs
 from emimic.training.crossval import fold_view
 from emimic.training.history import MONITOR, RAW_MONITOR
 from emimic.training.inference import Evaluation, evaluate, load_run
@@ -527,8 +527,10 @@ def write_report(runs: Sequence[str | Path], out: str | Path, *, data: str | Pat
                  store: str | Path | None = None) -> Path:
     """Write the report of ``runs`` (run folders, or folders of runs) to ``out``, their features read from the store
     ``store`` (default: their data root's); returns its path. It replaces an earlier report at ``out``, never
-    another file, and is never written inside a run's dataset root."""
+    another file, and is never written inside a run's dataset root, nor inside a folder of ``runs`` but as its own
+    report (``RUN/report.html``)."""
     refuse_other_file(Path(out))
+    refuse_inside_runs(out, runs, report=True)
     shared = open_dataset(data, store_dir=store) if data is not None else None
     summaries = [load_summary(run, shared, store=store) for run in expand_runs(runs)]
     out = Path(out)

@@ -8,8 +8,7 @@ from pathlib import Path
 from emimic.cli.arguments import output_file
 from emimic.cli.data import add_store_arg
 from emimic.cli.registry import Handler, command, out
-
-DEFAULT_NAME = "report.html"
+from emimic.outputs import RUN_REPORT as DEFAULT_NAME
 
 
 @command("report", "Write a self-contained HTML report (plots, CIs, provenance) of a run or a comparison of runs.",

@@ -179,7 +179,7 @@ def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
 
         for path in (args.json, args.predictions):
             if path is not None:
-                check_output_file(path, dataset_root=args.data, overwrite=args.overwrite)
+                check_output_file(path, dataset_root=args.data, runs=args.run, overwrite=args.overwrite)
         data = dataset(args)
         runs = ensemble_members(args.run)  # the run folders averaged, which --json names
         result = evaluate(runs, data, split=args.split, labels=args.labels, warn_featureless=True)
