@@ -220,6 +220,18 @@ def test_report_cli_default_paths_and_errors(runs, corpus, tmp_path, capsys):
     assert not (corpus / "report.html").exists()
 
 
+def test_a_run_whose_dataset_moved_says_so_and_is_reported_with_data(runs, corpus, tmp_path, capsys):
+    """It said only "c_mv: dataset root is not a folder.", not whose dataset that was nor what to do."""
+    run = shutil.copytree(runs[0], tmp_path / "run")
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["provenance"]["data"]["root"] = str(tmp_path / "c_mv")  # as if the corpus was moved after training
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    assert main(["report", str(run)]) == 1
+    assert printed_error(capsys, f"error: {run}: the dataset it was trained on, {tmp_path / 'c_mv'} (recorded in its"
+                                 " metrics.json), is not there any more; give its new place with --data DIR.")
+    assert main(["report", str(run), "--data", str(corpus)]) == 0
+
+
 def test_a_folder_of_runs_is_searched_at_any_depth_and_unfinished_runs_are_named(runs, tmp_path):
     folder = tmp_path / "ablation"  # emimic ablate nests CELL/seedS
     finished = shutil.copytree(runs[0], folder / "paper" / "seed0")

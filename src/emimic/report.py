@@ -35,7 +35,7 @@ from matplotlib.figure import Figure
 
 from emimic.data import VidmimicDataset, open_dataset, with_valid_split
 from emimic.data.simulate import load_oracle
-from emimic.errors import EmimicError, EmimicWarning, IncompatibleRun, OutputConflict
+from emimic.errors import DataError, EmimicError, EmimicWarning, IncompatibleRun, OutputConflict
 from emimic.io import write_text
 from emimic.labels import EMOTIONS, shortlist
 from emimic.metrics import (
@@ -134,6 +134,9 @@ def load_summary(run: Path, data: str | Path | VidmimicDataset | None = None, *,
     if root is None:
         raise EmimicError(f"{run / METRICS_FILE} does not record its dataset (a run from an older emimic);"
                           f" give it with --data DIR.")
+    if data is None and not Path(root).is_dir():  # moved or deleted since: the layout's own words would not say whose
+        raise DataError(f"{run}: the dataset it was trained on, {root} (recorded in its {METRICS_FILE}), is not there"
+                        " any more; give its new place with --data DIR.")
     trained = load_run(run)
     # the data as the run saw it: its CV fold, or the share of train it held out for validation
     opened = root if isinstance(root, VidmimicDataset) else open_dataset(root, store_dir=store)
