@@ -69,7 +69,14 @@ def test_the_packaged_default_grid_loads_and_varies_one_factor_at_a_time() -> No
                                                          r" 'fusion'\?\)"),
     ("cells:\n  paper: {}\n  x: {model.fusion: concta}\n", r"cell 'x': model.fusion: unknown fusion 'concta' \(did"
                                                          r" you mean 'concat'\?\)"),
-    ("cells:\n  main: {}\n", r"reference 'paper' is not a cell; cells: main"),
+    ("cells:\n  main: {}\n", r"reference 'paper' is not a cell written under cells: \(its cells are main; a"
+                             r" generated cell .*\); add `paper: {}` under cells: to compare with the base 'paper'"
+                             r" itself, or make one of those the reference\.$"),
+    # generated cells only: the list of cells was empty ("cells: .")
+    ("generate:\n  fusions: true\n", r"reference 'paper' is not a cell written under cells: \(it writes no cells; a"
+                                    r" generated cell cannot be the reference, as it is made only once the data"
+                                    r" is read\); add `paper: {}` under cells: to compare with the base 'paper'"
+                                    r" itself\.$"),
     ("cells:\n  paper: {}\n  a/b: {}\n", r"cell names \['a/b'\] must be letters"),
     ("generate:\n  fusion: true\ncells:\n  paper: {}\n", r"unknown key 'generate.fusion' \(did you mean 'fusions'"),
 ])
