@@ -166,7 +166,7 @@ def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
                         help="labels CSV in the split format to score against (e.g. a simulated corpus's"
                              " .truth/test_labels.csv); default: the split's own labels")
     parser.add_argument("--json", type=output_file, default=None,
-                        help="also write the scores to this JSON file (outside the dataset root)")
+                        help="also write the scores to this JSON file (outside the dataset root and the --run folders)")
     parser.add_argument("--predictions", type=output_file, default=None,
                         help="also write per-clip predictions, labels and modality presence to this CSV")
     _add_overwrite_arg(parser)
@@ -205,7 +205,7 @@ def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
 def predict_command(parser: argparse.ArgumentParser) -> Handler:
     _add_run_args(parser, split="test")
     parser.add_argument("--out", type=output_file, required=True,
-                        help="submission CSV to write (outside the dataset root)")
+                        help="submission CSV to write (outside the dataset root and the --run folders)")
     _add_overwrite_arg(parser)
 
     def run(args: argparse.Namespace) -> int:
