@@ -50,44 +50,37 @@ class FileChanges:
             # a folder "opened for writing" is an anonymous temporary file in it (O_TMPFILE), gone once closed
             if isinstance(path, str | bytes | os.PathLike) and flags and flags & WRITE_FLAGS and not os.path.isdir(
                     path):
-                self._made(_where(path))
+                self.made.add(_where(path))
         elif event == "os.mkdir":
             made = _where(args[0], args[2])
-            if made is None or not os.path.isdir(made):
-                self._made(made)
+            if not os.path.isdir(made):
+                self.made.add(made)
         elif event in ("os.remove", "os.rmdir"):
             self._gone(_where(args[0], args[1]))
         elif event == "os.rename":
             self._gone(_where(args[0], args[2]))
-            self._made(_where(args[1], args[3]))
+            self.made.add(_where(args[1], args[3]))
         elif event in OTHER_CHANGES:
             self.other = True
 
-    def _made(self, path: str | None) -> None:
-        """``path`` is being made or changed (None: a path not known)."""
-        if path is None:
-            self.other = True
-        else:
-            self.made.add(path)
-
-    def _gone(self, path: str | None) -> None:
+    def _gone(self, path: str) -> None:
         """``path`` is being removed (or renamed away; the event comes first): a change only if it existed before."""
         if path in self.made:
             self.made.discard(path)
-        elif path is None or os.path.lexists(path):
+        elif os.path.lexists(path):
             self.other = True
 
 
-def _where(path: str | bytes | os.PathLike, dir_fd: int | None = None) -> str | None:
+def _where(path: str | bytes | os.PathLike, dir_fd: int | None = None) -> str:
     """The absolute path of an audited call's ``path``, relative to the folder open as ``dir_fd`` if given (as
-    shutil.rmtree removes), found through /proc; None where it cannot be found (no /proc)."""
+    shutil.rmtree removes), found through /proc; elsewhere a path no made file has, so its removal counts."""
     name = os.fsdecode(path)
-    if dir_fd in NO_DIR_FD:
-        return os.path.abspath(name)
-    try:
-        return os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), name)
-    except OSError:
-        return None
+    if dir_fd not in NO_DIR_FD:
+        try:
+            return os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), name)
+        except OSError:
+            return os.path.join(f"<folder {dir_fd}>", name)
+    return os.path.abspath(name)
 
 
 _CHANGES: FileChanges | None = None
