@@ -8,19 +8,16 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import Hold
-from emimic.cli import main
-from emimic.cli.changes import watch_file_changes
 from emimic.data import FeatureStore, pack
 from emimic.data.store import default_store_dir
 from emimic.features import EXTRACTORS, extract
-from emimic.io import load_array, write_text
+from emimic.io import load_array
 from interruptible import IMAGES, Slow
 
 CLIPS = 8
@@ -136,48 +133,3 @@ def test_pack_ctrl_c_prints_what_was_kept_and_exits_130(make_root, held: Hold) -
         f"interrupted: packing stopped; the store {store} keeps vit (wav2vec2 to do); run the same command to resume."
     ]
     assert temporaries(store) == []
-
-
-# -- Ctrl-C no resumable work explains ----------------------------------------------------------------
-
-
-def test_a_bare_ctrl_c_names_the_command_and_says_whether_it_wrote_anything(tmp_path: Path, monkeypatch,
-                                                                            capsys) -> None:
-    """Ctrl-C during start-up (the imports take seconds) printed a bare "interrupted": which command, and had it
-    written anything? A library's housekeeping (a temporary file made and removed, a folder that exists) is no
-    write."""
-    def stopped(write: bool):
-        def list_presets() -> None:
-            with tempfile.TemporaryDirectory() as scratch:
-                (Path(scratch) / "probe").write_text("x")
-            tempfile.TemporaryFile().close()  # an anonymous file (O_TMPFILE), opened through its folder's path
-            tmp_path.mkdir(exist_ok=True)
-            if write:
-                write_text(tmp_path / "half.txt", "x")
-            raise KeyboardInterrupt
-        return list_presets
-
-    for write, said in ((False, "stopped before it wrote anything; run the same command again."),
-                        (True, "stopped before it finished.")):
-        monkeypatch.setattr("emimic.config.list_presets", stopped(write))
-        assert main(["--debug", "configs"]) == 130
-        assert capsys.readouterr().err == f"interrupted: emimic configs {said}\n"
-
-
-def test_file_changes_count_what_stays_changed() -> None:
-    changes = watch_file_changes()
-    with tempfile.TemporaryDirectory() as scratch:
-        folder = Path(scratch)
-        assert changes.made == {scratch} and not changes.other
-        changes.reset()
-        (folder / "made").write_text("x")
-        assert changes.made == {str(folder / "made")}
-        changes.reset()
-        (folder / "made").unlink()  # it existed before the reset
-        assert changes.any
-        changes.reset()
-        write_text(folder / "atomic", "x")
-        folder.mkdir(exist_ok=True)
-        assert changes.made == {str(folder / "atomic")} and not changes.other
-        changes.reset()
-    assert changes.other  # the folder, made before the reset, removed

@@ -12,7 +12,6 @@ from rich.markup import escape
 
 from emimic import installed_version
 from emimic.cli.arguments import OneLineParser
-from emimic.cli.changes import FileChanges, watch_file_changes
 from emimic.errors import EmimicError, EmimicWarning, emimic_warnings_to
 from emimic.registry import Registry
 
@@ -137,38 +136,12 @@ def once_each(show: Callable[[EmimicWarning], None]) -> Callable[[EmimicWarning]
 def selected_command(argv: list[str]) -> list[str]:
     """The command ``argv`` names (none for ``emimic --help``); a mistyped one raises with a did-you-mean."""
     COMMANDS.load()
-    return [COMMANDS.check(first) for first in selected_name(argv)]
-
-
-def interrupted_sentence(exc: KeyboardInterrupt, argv: list[str], changes: FileChanges) -> str:
-    """What the CLI says of a Ctrl-C: an :class:`~emimic.errors.Interrupted` from resumable work carries its own
-    sentence (what was kept, how to resume); any other one says which command stopped, and that it wrote nothing
-    when it did not (Ctrl-C during start-up: the imports take seconds)."""
-    if str(exc):
-        return str(exc)
-    name = " ".join(["emimic", *selected_name(argv)])
-    if not changes.any:
-        return f"{name} stopped before it wrote anything; run the same command again."
-    return f"{name} stopped before it finished."
-
-
-def selected_name(argv: list[str]) -> list[str]:
-    """The command ``argv`` names, as given (none for ``emimic --help``), unchecked."""
-    return [a for a in argv if not a.startswith("-")][:1]
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return [] if first is None else [COMMANDS.check(first)]
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    changes = watch_file_changes()
-    try:
-        return _run(argv)
-    except KeyboardInterrupt as exc:
-        console.print(f"[yellow]interrupted:[/] {escape(interrupted_sentence(exc, argv, changes))}", highlight=False,
-                      soft_wrap=True)
-        return 130
-
-
-def _run(argv: list[str]) -> int:
     try:
         only = selected_command(argv)
     except EmimicError as exc:
@@ -182,6 +155,11 @@ def _run(argv: list[str]) -> int:
     try:
         with emimic_warnings_to(once_each(print_warning)):
             return handlers[args.command](args)
+    except KeyboardInterrupt as exc:
+        # An Interrupted from resumable work carries one sentence: what was kept, how to resume.
+        console.print(f"[yellow]interrupted[/]{': ' + escape(str(exc)) if str(exc) else ''}", highlight=False,
+                      soft_wrap=True)
+        return 130
     except Exception as exc:
         if args.debug:
             raise
