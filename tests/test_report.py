@@ -156,7 +156,8 @@ def test_runs_scored_on_the_same_clip_ids_with_other_labels_are_not_paired():
     summaries = [fake_summary("run_a", good, labels), fake_summary("run_b", good, permuted),
                  fake_summary("run_c", good, labels.copy())]  # equal values read afresh: paired
     rows = comparison_rows(summaries)
-    assert [row[-2:] for row in rows[1:]] == [["-", "not paired"], ["+0.0000 [+0.000, +0.000]", "within noise"]]
+    assert [row[-2:] for row in rows[1:]] == [["-", "other labels: not paired"],
+                                              ["+0.0000 [+0.000, +0.000]", "within noise"]]
     section = comparison_section(summaries)
     assert ("run_b is not paired with run_a: it was scored on the same clip ids with other labels (another corpus"
             " that numbers its clips alike, or labels edited between the runs), so no difference to it is computed;"

@@ -413,16 +413,19 @@ def data_section(dataset: VidmimicDataset) -> str:
                       "<h3>Sequence lengths</h3>", png_html(lengths_figure(dataset), "sequence lengths")])
 
 
+# Why a run is shown unpaired with the first one (see :func:`unpaired_reason`): its row's mark.
+OTHER_CLIPS, OTHER_LABELS = "other clips: not paired", "other labels: not paired"
+
+
 def unpaired_reason(summary: RunSummary, reference: RunSummary) -> str | None:
-    """Why ``summary`` cannot be compared with ``reference`` clip by clip, or None when it can: a paired difference
-    needs the same validation clips with the same labels. Equal ids are not enough: runs on two corpora that number
-    their clips alike, or on a corpus whose labels were edited between them, score the same ids against other
-    targets, and a paired interval over those would call noise a significant difference."""
+    """Why ``summary`` cannot be compared with ``reference`` clip by clip (its row's mark), or None when it can: a
+    paired difference needs the same validation clips with the same labels. Equal ids are not enough: runs on two
+    corpora that number their clips alike, or on a corpus whose labels were edited between them, score the same ids
+    against other targets, and a paired interval over those would call noise a significant difference."""
     if not summary.valid.clips.index.equals(reference.valid.clips.index):  # type: ignore[union-attr]
-        return "other validation clips"
+        return OTHER_CLIPS
     if not np.array_equal(summary.valid.arrays()[1], reference.valid.arrays()[1]):
-        return ("the same clip ids with other labels (another corpus that numbers its clips alike, or labels edited"
-                " between the runs)")
+        return OTHER_LABELS
     return None
 
 
@@ -438,8 +441,8 @@ def comparison_rows(summaries: Sequence[RunSummary]) -> list[list[str]]:
                f"{summary.valid.mean_pcc:z.4f}", f"[{format_bound(low)}, {format_bound(high)}]"]
         if summary is reference:
             row += ["", "reference"]
-        elif unpaired_reason(summary, reference) is not None:
-            row += ["-", "not paired"]  # the reason is a line below the table
+        elif (reason := unpaired_reason(summary, reference)) is not None:
+            row += ["-", reason]
         else:
             diff_low, diff_high = paired_difference_interval(summary.bootstrap, reference.bootstrap)
             delta = summary.valid.mean_pcc - reference.valid.mean_pcc
@@ -456,19 +459,13 @@ def comparison_section(summaries: Sequence[RunSummary]) -> str:
     note = ("<p>Differences are paired over the same validation clips with the same labels (1,000 bootstrap"
             " resamples); the interval covers the sampling of clips, not the training seed: compare configs over"
             " several seeds.</p>")
-    unpaired = [_unpaired_note(summary, summaries[0]) for summary in summaries[1:]]
-    return "\n".join([f"<h2>Comparison of {len(summaries)} runs</h2>", html_table(header, rows), note,
-                      *(line for line in unpaired if line is not None),
+    # other clips are what CV folds have, and say so in their mark; other labels on the same ids need saying why
+    relabelled = [f"<p>{html.escape(row[0])} is not paired with {html.escape(summaries[0].name)}: it was scored on the"
+                  " same clip ids with other labels (another corpus that numbers its clips alike, or labels edited"
+                  " between the runs), so no difference to it is computed; compare their intervals.</p>"
+                  for row in rows if row[-1] == OTHER_LABELS]
+    return "\n".join([f"<h2>Comparison of {len(summaries)} runs</h2>", html_table(header, rows), note, *relabelled,
                       png_html(comparison_figure(summaries, [row[-1] for row in rows]), "comparison of runs")])
-
-
-def _unpaired_note(summary: RunSummary, reference: RunSummary) -> str | None:
-    """One line saying why ``summary`` is shown unpaired with ``reference``, or None when it is paired."""
-    reason = unpaired_reason(summary, reference)
-    if reason is None:
-        return None
-    return (f"<p>{html.escape(summary.name)} is not paired with {html.escape(reference.name)}: it was scored on"
-            f" {reason}, so no difference to it is computed; compare their intervals.</p>")
 
 
 # Counts images that failed to decode and script errors; the browser test reads these attributes.

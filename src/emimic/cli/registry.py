@@ -136,8 +136,13 @@ def once_each(show: Callable[[EmimicWarning], None]) -> Callable[[EmimicWarning]
 def selected_command(argv: list[str]) -> list[str]:
     """The command ``argv`` names (none for ``emimic --help``); a mistyped one raises with a did-you-mean."""
     COMMANDS.load()
-    first = next((a for a in argv if not a.startswith("-")), None)
+    first = command_word(argv)
     return [] if first is None else [COMMANDS.check(first)]
+
+
+def command_word(argv: list[str]) -> str | None:
+    """The word of ``argv`` that names its command, as typed (none for ``emimic --help``)."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         # An Interrupted from resumable work carries one sentence: what was kept, how to resume. Any other Ctrl-C
         # (start-up's imports take seconds) names the command, as a bare 'interrupted' did not.
-        command = " ".join(["emimic", *[a for a in argv if not a.startswith("-")][:1]])
+        command = " ".join(["emimic", *filter(None, [command_word(argv)])])
         said = str(exc) or f"{command} stopped before it finished; run the same command again."
         console.print(f"[yellow]interrupted:[/] {escape(said)}", highlight=False, soft_wrap=True)
         return 130

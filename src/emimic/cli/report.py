@@ -19,7 +19,8 @@ def report_command(parser: argparse.ArgumentParser) -> Handler:
                              " (ablate, cv, sweep)")
     parser.add_argument("--out", type=output_file, default=None,
                         help=f"HTML file to write, in an existing folder; it replaces an earlier report, never"
-                             f" another file (default: RUN/{RUN_REPORT} for one run, ./{RUN_REPORT} for several)")
+                             f" another file, and inside a run folder only as its RUN/{RUN_REPORT} (default:"
+                             f" RUN/{RUN_REPORT} for one run, ./{RUN_REPORT} for several)")
     parser.add_argument("--data", type=Path, default=None,
                         help="dataset root (default: the one recorded in each run's metrics.json); it must hold"
                              " the data the runs were trained on")

@@ -168,7 +168,8 @@ def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--json", type=output_file, default=None,
                         help="also write the scores to this JSON file (outside the dataset root and the --run folders)")
     parser.add_argument("--predictions", type=output_file, default=None,
-                        help="also write per-clip predictions, labels and modality presence to this CSV")
+                        help="also write per-clip predictions, labels and modality presence to this CSV (outside"
+                             " the dataset root and the --run folders)")
     _add_overwrite_arg(parser)
 
     def run(args: argparse.Namespace) -> int:
