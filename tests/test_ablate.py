@@ -69,7 +69,14 @@ def test_the_packaged_default_grid_loads_and_varies_one_factor_at_a_time() -> No
                                                          r" 'fusion'\?\)"),
     ("cells:\n  paper: {}\n  x: {model.fusion: concta}\n", r"cell 'x': model.fusion: unknown fusion 'concta' \(did"
                                                          r" you mean 'concat'\?\)"),
-    ("cells:\n  main: {}\n", r"reference 'paper' is not a cell; cells: main"),
+    ("cells:\n  main: {}\n", r"reference 'paper' is not a cell written under cells: \(its cells are main\); write it"
+                             r" under cells: with its overrides \(`paper: {}` is the base 'paper' itself\), or make"
+                             r" one of those the reference\.$"),
+    # generated cells only: the list of cells was empty ("cells: ."); the base's name, not a generated one, is offered
+    ("generate:\n  fusions: true\nreference: fusion_gated\n", r"reference 'fusion_gated' is not a cell written under"
+                                    r" cells: \(it writes no cells; a generated cell cannot be the reference, as it"
+                                    r" is made only once the data is read\); write it under cells: with its overrides"
+                                    r" \(`paper: {}` is the base 'paper' itself\)\.$"),
     ("cells:\n  paper: {}\n  a/b: {}\n", r"cell names \['a/b'\] must be letters"),
     ("generate:\n  fusion: true\ncells:\n  paper: {}\n", r"unknown key 'generate.fusion' \(did you mean 'fusions'"),
 ])

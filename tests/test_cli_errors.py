@@ -17,7 +17,7 @@ import pytest
 
 from conftest import documented_commands
 from emimic.cli import main
-from emimic.cli.arguments import StoreOnce
+from emimic.cli.arguments import StoreOnce, output_file, output_folder
 from emimic.cli.registry import build_parser
 from emimic.data import open_dataset, with_valid_split
 from emimic.data.validate import validate
@@ -235,6 +235,43 @@ def test_a_second_seed_is_one_sentence_and_options_meant_to_gather_values_still_
         "face.fps=2", "vad.x=1"]
     assert "_emimic_options_given" not in vars(parser.parse_args(["cv", "--data", "d", "--out", str(tmp_path / "cv"),
                                                                   "--seeds", "0", "1"]))
+
+
+def commands_with_several_outputs() -> dict[str, tuple[argparse.ArgumentParser, list[str], list[str]]]:
+    """Per command with two or more output options (those typed output_file or output_folder): its parser, its other
+    required arguments filled with "1" (a path, a count or a seed alike), and its output options."""
+    parser, _ = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    found = {}
+    for name, sub in commands.items():
+        outputs = [a.option_strings[0] for a in sub._actions if a.type in (output_file, output_folder)]
+        required = [word for a in sub._actions if (a.required or not a.option_strings) and a.type not in (
+                    output_file, output_folder) for word in ([a.option_strings[0]] if a.option_strings else []) + ["1"]]
+        if len(outputs) > 1:
+            found[name] = (sub, required, outputs)
+    return found
+
+
+def test_two_outputs_of_one_command_naming_one_path_are_refused(tmp_path, monkeypatch, capsys) -> None:
+    """`evaluate --json same.out --predictions same.out` wrote both into one file (the CSV survived) and reported
+    success: any two outputs naming one path (spelled otherwise, or through a symlink) are refused before any work."""
+    monkeypatch.chdir(tmp_path)
+    found = commands_with_several_outputs()
+    assert {"train", "evaluate", "predict", "report", "cv", "ablate", "sweep"} <= found.keys()
+    for name, (sub, required, (first, second, *_)) in found.items():
+        with pytest.raises(SystemExit):
+            sub.parse_known_args([*required, first, str(tmp_path / "same"), second, "./same"])
+        err = capsys.readouterr().err
+        assert f"argument {second}: same is also the path of {first} {tmp_path / 'same'}; give each output its own" \
+               " path" in err, (name, err)
+    Path("same.out").write_text("kept")
+    Path("link.out").symlink_to("same.out")
+    code, err = run_cli(["evaluate", "--run", "r", "--data", "d", "--json", "link.out", "--predictions", "same.out"],
+                        capsys)
+    assert code == 2 and err == ("emimic evaluate: error: argument --predictions: same.out is also the path of --json"
+                                 " link.out; give each output its own path; see `emimic evaluate --help`.\n")
+    sub, required, _ = found["evaluate"]
+    assert sub.parse_known_args([*required, "--json", "a.json", "--predictions", "same.out"])[1] == []
 
 
 def test_a_seed_out_of_range_in_yaml_names_the_key(make_root, tmp_path, capsys) -> None:

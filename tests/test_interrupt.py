@@ -133,3 +133,18 @@ def test_pack_ctrl_c_prints_what_was_kept_and_exits_130(make_root, held: Hold) -
         f"interrupted: packing stopped; the store {store} keeps vit (wav2vec2 to do); run the same command to resume."
     ]
     assert temporaries(store) == []
+
+
+@pytest.mark.parametrize("where", ["selected_command", "build_parser"])
+def test_a_ctrl_c_at_start_up_names_the_command_and_exits_130(monkeypatch, capsys, where: str) -> None:
+    """Start-up (imports, the parser) takes seconds; a Ctrl-C there printed a traceback, and one in a command that
+    explains nothing printed a bare 'interrupted'."""
+    from emimic.cli import registry
+
+    def interrupted(*_args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(registry, where, interrupted)
+    assert registry.main(["train", "--data", "x", "--out", "y"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted: emimic train stopped before it finished; run the same command again." in " ".join(err.split())

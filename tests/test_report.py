@@ -25,10 +25,20 @@ from emimic.data import open_dataset
 from emimic.data.simulate import TRUTH_DIR, SimulationSettings, simulate
 from emimic.data.store import FeatureStore, pack
 from emimic.errors import ConfigError, EmimicWarning, OutputConflict
+from emimic.infer import infer
 from emimic.labels import EMOTIONS
 from emimic.metrics import pcc_intervals
 from emimic.outputs import check_folder_settings
-from emimic.report import RunSummary, comparison_rows, expand_runs, headline, png_html, scores_table, write_report
+from emimic.report import (
+    RunSummary,
+    comparison_rows,
+    comparison_section,
+    expand_runs,
+    headline,
+    png_html,
+    scores_table,
+    write_report,
+)
 from emimic.training.ablate import CellSummary, Grid, ablate, summary_rows
 from emimic.training.crossval import cross_validate
 from emimic.training.inference import Evaluation
@@ -136,6 +146,25 @@ def test_comparison_marks_differences_within_noise_with_a_paired_bootstrap():
     assert rows[2][-2].startswith("-") and rows[3][-2].startswith("+0.011")
 
 
+def test_runs_scored_on_the_same_clip_ids_with_other_labels_are_not_paired():
+    """Two corpora numbering their clips alike (or labels edited between two runs): a paired interval over the ids
+    called a difference of noise "significant" (-0.65 [-0.78, -0.51] on a permuted copy of a corpus)."""
+    rng = np.random.default_rng(1)
+    labels = rng.random((300, 6))
+    permuted = labels[rng.permutation(len(labels))]
+    good = labels + rng.normal(scale=0.3, size=labels.shape)
+    summaries = [fake_summary("run_a", good, labels), fake_summary("run_b", good, permuted),
+                 fake_summary("run_c", good, labels.copy())]  # equal values read afresh: paired
+    rows = comparison_rows(summaries)
+    assert [row[-2:] for row in rows[1:]] == [["-", "other labels: not paired"],
+                                              ["+0.0000 [+0.000, +0.000]", "within noise"]]
+    section = comparison_section(summaries)
+    assert ("run_b is not paired with run_a: it was scored on the same clip ids with other labels (another corpus"
+            " that numbers its clips alike, or labels edited between the runs), so no difference to it is computed;"
+            " compare their intervals.") in section
+    assert "run_c is not paired" not in section
+
+
 def test_a_bound_of_exactly_minus_zero_prints_as_zero_and_one_just_below_zero_keeps_its_sign(monkeypatch):
     """With 3 clips evaluate's bootstrap lower bound of the mean PCC (rounded to 4 decimals) is -0.0, which evaluate,
     cv and demo printed as -0.000; a bound or change of -0.0004 is below 0 (what decides an ablation's mark) and must
@@ -190,6 +219,18 @@ def test_report_cli_default_paths_and_errors(runs, corpus, tmp_path, capsys):
     assert printed_error(capsys, f"{corpus / 'report.html'} is inside the dataset root {corpus}, where emimic writes"
                                  " only feature stores and extracted features; choose a path outside it.")
     assert not (corpus / "report.html").exists()
+
+
+def test_a_run_whose_dataset_moved_says_so_and_is_reported_with_data(runs, corpus, tmp_path, capsys):
+    """It said only "c_mv: dataset root is not a folder.", not whose dataset that was nor what to do."""
+    run = shutil.copytree(runs[0], tmp_path / "run")
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["provenance"]["data"]["root"] = str(tmp_path / "c_mv")  # as if the corpus was moved after training
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    assert main(["report", str(run)]) == 1
+    assert printed_error(capsys, f"error: {run}: the dataset it was trained on, {tmp_path / 'c_mv'} (recorded in its"
+                                 " metrics.json), is not there any more; give its new place with --data DIR.")
+    assert main(["report", str(run), "--data", str(corpus)]) == 0
 
 
 def test_a_folder_of_runs_is_searched_at_any_depth_and_unfinished_runs_are_named(runs, tmp_path):
@@ -362,6 +403,27 @@ def test_evaluate_test_split_with_labels_file_and_per_clip_predictions(runs, cor
     assert main(["evaluate", "--run", str(runs[0]), "--data", str(corpus), "--split", "test",
                  "--labels", str(partial)]) == 1
     assert printed_error(capsys, f"{partial}: no labels for 2 clips of the 'test' split")
+
+
+def test_no_output_is_written_inside_a_run_folder_being_read_even_with_overwrite(runs, corpus, tmp_path, capsys):
+    """`predict --out RUN/checkpoints/best.ckpt --overwrite` replaced the weights it read: the run was lost. A run's
+    own report (RUN/report.html, report's default) is the one file written into it."""
+    run, folder = runs[0], runs[0].parent  # folder: a folder of runs, as a CV folder is
+    kept = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    refused = {
+        ("predict", "--run", str(run), "--data", str(corpus), "--out", str(run / "checkpoints" / "best.ckpt")): run,
+        ("predict", "--run", str(folder), "--data", str(corpus), "--out", str(run / "metrics.json")): folder,
+        ("evaluate", "--run", str(run), "--data", str(corpus), "--json", str(run / "config.yaml")): run,
+        ("evaluate", "--run", str(run), "--data", str(corpus), "--predictions", f"{run}/../{run.name}/run.json"): run,
+        ("report", str(run), "--out", str(run / "checkpoints" / "report.html")): run,
+    }
+    for argv, reads in refused.items():
+        assert main([*argv, "--overwrite"] if argv[0] != "report" else list(argv)) == 1, argv
+        assert printed_error(capsys, f"{argv[-1]} is inside {reads}, which holds the run(s) this command reads; choose"
+                                     " a path outside it."), argv
+    with pytest.raises(OutputConflict, match=r"metrics\.json is inside .*, which holds the run\(s\) this command"):
+        infer(run, [tmp_path], out=run / "metrics.json")
+    assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == kept
 
 
 def chromium() -> str | None:

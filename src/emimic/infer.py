@@ -45,7 +45,7 @@ from emimic.features.recipe import decoder_change, extractor_model_digest, sidec
 from emimic.features.runner import ExtractSpec
 from emimic.io import atomic_path
 from emimic.labels import EMOTIONS
-from emimic.outputs import Hold, exclusive_outputs
+from emimic.outputs import Hold, exclusive_outputs, refuse_inside_runs
 from emimic.training.inference import load_run, predict_ids
 
 INFER_CACHE = "infer"
@@ -330,8 +330,12 @@ def infer(
 
     ``out`` writes the predictions as CSV (``clip`` + six columns, atomically); ``plots`` writes one
     PNG per clip into that folder; ``model_dir`` holds the extractors' models when they are no
-    longer where training found them. ``workers`` local processes extract in parallel.
+    longer where training found them. ``workers`` local processes extract in parallel. Neither is written inside
+    the run folder.
     """
+    for output in (out, plots):
+        if output is not None:
+            refuse_inside_runs(output, [run])
     trained = load_run(run)
     recipe = run_recipe(trained.data.get("recipes") or {}, trained.spec.inputs, run)
     videos = collect_videos(inputs)

@@ -5,6 +5,9 @@ Two rules, the same for the CLI and the library:
 - nothing is written inside a dataset root, except the feature store and extracted modalities
   (which their own commands put there on purpose): a dataset is input, and a file written into it
   can be mistaken for data (``predict --out DATA/train_split.csv`` would replace the labels);
+- nothing is written inside a run folder (or a folder of runs) that the command reads, except the folder's
+  report (``emimic report``'s default ``RUN/report.html``): ``predict --out RUN/checkpoints/best.ckpt --overwrite``
+  would replace the weights it is reading, and the run would be lost;
 - an existing file is never replaced unless the user passes ``--overwrite`` (``overwrite=True``):
   a submission or a scores file from an earlier run is kept unless the user says otherwise.
 
@@ -70,9 +73,27 @@ def refuse_inside_dataset(path: str | Path, root: str | Path) -> None:
         )
 
 
-def check_output_file(path: str | Path, *, dataset_root: str | Path, overwrite: bool = False) -> None:
-    """Refuse an output file inside ``dataset_root``, or one that exists already unless ``overwrite``."""
+# The one file emimic writes into a run folder, or a folder of runs, that a command reads: its report.
+RUN_REPORT = "report.html"
+
+
+def refuse_inside_runs(path: str | Path, runs: Iterable[str | Path], *, report: bool = False) -> None:
+    """Raise :class:`OutputConflict` if ``path`` lies inside one of ``runs``, the run folders (or folders of runs)
+    the command reads; with ``report``, the folder's own report (``RUN/report.html``) is allowed."""
+    target = Path(path).resolve()
+    for run in runs:
+        folder = Path(run).resolve()
+        if target.is_relative_to(folder) and not (report and target == folder / RUN_REPORT):
+            raise OutputConflict(f"{path} is inside {run}, which holds the run(s) this command reads; choose a path"
+                                 " outside it.")
+
+
+def check_output_file(path: str | Path, *, dataset_root: str | Path, runs: Iterable[str | Path] = (),
+                      overwrite: bool = False) -> None:
+    """Refuse an output file inside ``dataset_root`` or inside one of the run folders ``runs`` the command reads
+    (even with ``overwrite``), or one that exists already unless ``overwrite``."""
     refuse_inside_dataset(path, dataset_root)
+    refuse_inside_runs(path, runs)
     if Path(path).exists() and not overwrite:
         raise OutputConflict(f"{path} already exists; pass --overwrite to replace it, or choose another path.")
 

@@ -4,7 +4,8 @@ For each run: provenance, per-dimension PCC with 95 % bootstrap intervals agains
 corpora) and a ridge baseline fitted on the same split, predicted vs true, residuals by modality
 coverage, learning curves (EMA and raw weights, chosen epoch marked) and a summary of the data. For
 several runs: a comparison table and chart, each difference to the first run with a paired bootstrap
-interval over the same clips and marked "within noise" when that interval contains 0.
+interval over the same clips (with the same labels: a run scored on others is shown unpaired, saying why) and
+marked "within noise" when that interval contains 0.
 
 Plots use matplotlib's object API (``Figure``, never pyplot, which keeps global state and leaks figures)
 on the Agg canvas, laid out once by the constrained layout engine; every colour comes from the palette
@@ -34,7 +35,7 @@ from matplotlib.figure import Figure
 
 from emimic.data import VidmimicDataset, open_dataset, with_valid_split
 from emimic.data.simulate import load_oracle
-from emimic.errors import EmimicError, EmimicWarning, IncompatibleRun, OutputConflict
+from emimic.errors import DataError, EmimicError, EmimicWarning, IncompatibleRun, OutputConflict
 from emimic.io import write_text
 from emimic.labels import EMOTIONS, shortlist
 from emimic.metrics import (
@@ -46,7 +47,7 @@ from emimic.metrics import (
     paired_difference_interval,
     pcc_scores,
 )
-from emimic.outputs import refuse_inside_dataset
+from emimic.outputs import refuse_inside_dataset, refuse_inside_runs
 from emimic.training.crossval import fold_view
 from emimic.training.history import MONITOR, RAW_MONITOR
 from emimic.training.inference import Evaluation, evaluate, load_run
@@ -133,6 +134,9 @@ def load_summary(run: Path, data: str | Path | VidmimicDataset | None = None, *,
     if root is None:
         raise EmimicError(f"{run / METRICS_FILE} does not record its dataset (a run from an older emimic);"
                           f" give it with --data DIR.")
+    if data is None and not Path(root).is_dir():  # moved or deleted since: the layout's own words would not say whose
+        raise DataError(f"{run}: the dataset it was trained on, {root} (recorded in its {METRICS_FILE}), is not there"
+                        " any more; give its new place with --data DIR.")
     trained = load_run(run)
     # the data as the run saw it: its CV fold, or the share of train it held out for validation
     opened = root if isinstance(root, VidmimicDataset) else open_dataset(root, store_dir=store)
@@ -409,8 +413,25 @@ def data_section(dataset: VidmimicDataset) -> str:
                       "<h3>Sequence lengths</h3>", png_html(lengths_figure(dataset), "sequence lengths")])
 
 
+# Why a run is shown unpaired with the first one (see :func:`unpaired_reason`): its row's mark.
+OTHER_CLIPS, OTHER_LABELS = "other clips: not paired", "other labels: not paired"
+
+
+def unpaired_reason(summary: RunSummary, reference: RunSummary) -> str | None:
+    """Why ``summary`` cannot be compared with ``reference`` clip by clip (its row's mark), or None when it can: a
+    paired difference needs the same validation clips with the same labels. Equal ids are not enough: runs on two
+    corpora that number their clips alike, or on a corpus whose labels were edited between them, score the same ids
+    against other targets, and a paired interval over those would call noise a significant difference."""
+    if not summary.valid.clips.index.equals(reference.valid.clips.index):  # type: ignore[union-attr]
+        return OTHER_CLIPS
+    if not np.array_equal(summary.valid.arrays()[1], reference.valid.arrays()[1]):
+        return OTHER_LABELS
+    return None
+
+
 def comparison_rows(summaries: Sequence[RunSummary]) -> list[list[str]]:
-    """Mean PCC with its interval per run, and the paired difference to the first run over the same clips."""
+    """Mean PCC with its interval per run, and the paired difference to the first run over the same clips (the
+    same labels too, see :func:`unpaired_reason`)."""
     reference = summaries[0]
     rows = []
     for summary in summaries:
@@ -418,11 +439,10 @@ def comparison_rows(summaries: Sequence[RunSummary]) -> list[list[str]]:
         prov = summary.provenance
         row = [summary.name, prov.get("config", {}).get("name", "-"), str(prov.get("seed", "-")),
                f"{summary.valid.mean_pcc:z.4f}", f"[{format_bound(low)}, {format_bound(high)}]"]
-        same_clips = summary.valid.clips.index.equals(reference.valid.clips.index)  # type: ignore[union-attr]
         if summary is reference:
             row += ["", "reference"]
-        elif not same_clips:
-            row += ["-", "different clips: not paired"]
+        elif (reason := unpaired_reason(summary, reference)) is not None:
+            row += ["-", reason]
         else:
             diff_low, diff_high = paired_difference_interval(summary.bootstrap, reference.bootstrap)
             delta = summary.valid.mean_pcc - reference.valid.mean_pcc
@@ -436,9 +456,15 @@ def comparison_rows(summaries: Sequence[RunSummary]) -> list[list[str]]:
 def comparison_section(summaries: Sequence[RunSummary]) -> str:
     header = ["run", "config", "seed", "mean PCC", "95 % CI", f"Δ vs {summaries[0].name} (paired 95 % CI)", ""]
     rows = comparison_rows(summaries)
-    note = ("<p>Differences are paired over the same validation clips (1,000 bootstrap resamples); the interval"
-            " covers the sampling of clips, not the training seed: compare configs over several seeds.</p>")
-    return "\n".join([f"<h2>Comparison of {len(summaries)} runs</h2>", html_table(header, rows), note,
+    note = ("<p>Differences are paired over the same validation clips with the same labels (1,000 bootstrap"
+            " resamples); the interval covers the sampling of clips, not the training seed: compare configs over"
+            " several seeds.</p>")
+    # other clips are what CV folds have, and say so in their mark; other labels on the same ids need saying why
+    relabelled = [f"<p>{html.escape(row[0])} is not paired with {html.escape(summaries[0].name)}: it was scored on the"
+                  " same clip ids with other labels (another corpus that numbers its clips alike, or labels edited"
+                  " between the runs), so no difference to it is computed; compare their intervals.</p>"
+                  for row in rows if row[-1] == OTHER_LABELS]
+    return "\n".join([f"<h2>Comparison of {len(summaries)} runs</h2>", html_table(header, rows), note, *relabelled,
                       png_html(comparison_figure(summaries, [row[-1] for row in rows]), "comparison of runs")])
 
 
@@ -501,8 +527,10 @@ def write_report(runs: Sequence[str | Path], out: str | Path, *, data: str | Pat
                  store: str | Path | None = None) -> Path:
     """Write the report of ``runs`` (run folders, or folders of runs) to ``out``, their features read from the store
     ``store`` (default: their data root's); returns its path. It replaces an earlier report at ``out``, never
-    another file, and is never written inside a run's dataset root."""
+    another file, and is never written inside a run's dataset root, nor inside a folder of ``runs`` but as its own
+    report (``RUN/report.html``)."""
     refuse_other_file(Path(out))
+    refuse_inside_runs(out, runs, report=True)
     shared = open_dataset(data, store_dir=store) if data is not None else None
     summaries = [load_summary(run, shared, store=store) for run in expand_runs(runs)]
     out = Path(out)

@@ -145,7 +145,22 @@ class OneLineParser(argparse.ArgumentParser):
                          namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
         parsed, rest = super().parse_known_args(args, namespace)
         vars(parsed).pop(_GIVEN, None)  # the options given: a record of this parse, not an option
+        self._refuse_shared_outputs(parsed)
         return parsed, rest
+
+    def _refuse_shared_outputs(self, parsed: argparse.Namespace) -> None:
+        """Refuse two outputs of this command that name one path (``--json x --predictions ./x``, or a symlink to
+        it): the second write would replace the first, and the command would report both written."""
+        seen: dict[Path, tuple[str, Path]] = {}
+        for action in self._actions:
+            value = getattr(parsed, action.dest, None) if action.type in (output_file, output_folder) else None
+            if value is None:
+                continue
+            option = "/".join(action.option_strings)
+            first_option, first_value = seen.setdefault(Path(value).resolve(), (option, value))
+            if first_option != option:
+                self.error(f"argument {option}: {value} is also the path of {first_option} {first_value}; give each"
+                           " output its own path")
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message.rstrip('.')}; see `{self.prog} --help`.\n")

@@ -38,7 +38,7 @@ def infer_command(parser: argparse.ArgumentParser) -> Handler:
                         help="a trained run folder (emimic train --out RUN)")
     parser.add_argument(
         "--out", type=output_file, default=Path("predictions.csv"),
-        help="CSV to write: clip name + six intensities (default: predictions.csv)",
+        help="CSV to write: clip name + six intensities, outside the --run folders (default: predictions.csv)",
     )
     parser.add_argument(
         "--report", action="store_true", help="also plot each clip's six intensities into <out name>_plots/*.png"

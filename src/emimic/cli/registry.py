@@ -136,12 +136,29 @@ def once_each(show: Callable[[EmimicWarning], None]) -> Callable[[EmimicWarning]
 def selected_command(argv: list[str]) -> list[str]:
     """The command ``argv`` names (none for ``emimic --help``); a mistyped one raises with a did-you-mean."""
     COMMANDS.load()
-    first = next((a for a in argv if not a.startswith("-")), None)
+    first = command_word(argv)
     return [] if first is None else [COMMANDS.check(first)]
+
+
+def command_word(argv: list[str]) -> str | None:
+    """The word of ``argv`` that names its command, as typed (none for ``emimic --help``)."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _run(argv)
+    except KeyboardInterrupt as exc:
+        # An Interrupted from resumable work carries one sentence: what was kept, how to resume. Any other Ctrl-C
+        # (start-up's imports take seconds) names the command, as a bare 'interrupted' did not.
+        command = " ".join(["emimic", *filter(None, [command_word(argv)])])
+        said = str(exc) or f"{command} stopped before it finished; run the same command again."
+        console.print(f"[yellow]interrupted:[/] {escape(said)}", highlight=False, soft_wrap=True)
+        return 130
+
+
+def _run(argv: list[str]) -> int:
     try:
         only = selected_command(argv)
     except EmimicError as exc:
@@ -155,11 +172,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with emimic_warnings_to(once_each(print_warning)):
             return handlers[args.command](args)
-    except KeyboardInterrupt as exc:
-        # An Interrupted from resumable work carries one sentence: what was kept, how to resume.
-        console.print(f"[yellow]interrupted[/]{': ' + escape(str(exc)) if str(exc) else ''}", highlight=False,
-                      soft_wrap=True)
-        return 130
     except Exception as exc:
         if args.debug:
             raise

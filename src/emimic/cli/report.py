@@ -8,8 +8,7 @@ from pathlib import Path
 from emimic.cli.arguments import output_file
 from emimic.cli.data import add_store_arg
 from emimic.cli.registry import Handler, command, out
-
-DEFAULT_NAME = "report.html"
+from emimic.outputs import RUN_REPORT
 
 
 @command("report", "Write a self-contained HTML report (plots, CIs, provenance) of a run or a comparison of runs.",
@@ -20,7 +19,8 @@ def report_command(parser: argparse.ArgumentParser) -> Handler:
                              " (ablate, cv, sweep)")
     parser.add_argument("--out", type=output_file, default=None,
                         help=f"HTML file to write, in an existing folder; it replaces an earlier report, never"
-                             f" another file (default: RUN/{DEFAULT_NAME} for one run, ./{DEFAULT_NAME} for several)")
+                             f" another file, and inside a run folder only as its RUN/{RUN_REPORT} (default:"
+                             f" RUN/{RUN_REPORT} for one run, ./{RUN_REPORT} for several)")
     parser.add_argument("--data", type=Path, default=None,
                         help="dataset root (default: the one recorded in each run's metrics.json); it must hold"
                              " the data the runs were trained on")
@@ -29,7 +29,7 @@ def report_command(parser: argparse.ArgumentParser) -> Handler:
     def run(args: argparse.Namespace) -> int:
         from emimic.report import write_report
 
-        target = args.out or (args.runs[0] / DEFAULT_NAME if len(args.runs) == 1 else Path(DEFAULT_NAME))
+        target = args.out or (args.runs[0] / RUN_REPORT if len(args.runs) == 1 else Path(RUN_REPORT))
         path = write_report(args.runs, target, data=args.data, store=args.store)
         out.print(f"report: {path}")
         return 0

@@ -166,9 +166,10 @@ def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
                         help="labels CSV in the split format to score against (e.g. a simulated corpus's"
                              " .truth/test_labels.csv); default: the split's own labels")
     parser.add_argument("--json", type=output_file, default=None,
-                        help="also write the scores to this JSON file (outside the dataset root)")
+                        help="also write the scores to this JSON file (outside the dataset root and the --run folders)")
     parser.add_argument("--predictions", type=output_file, default=None,
-                        help="also write per-clip predictions, labels and modality presence to this CSV")
+                        help="also write per-clip predictions, labels and modality presence to this CSV (outside"
+                             " the dataset root and the --run folders)")
     _add_overwrite_arg(parser)
 
     def run(args: argparse.Namespace) -> int:
@@ -179,7 +180,7 @@ def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
 
         for path in (args.json, args.predictions):
             if path is not None:
-                check_output_file(path, dataset_root=args.data, overwrite=args.overwrite)
+                check_output_file(path, dataset_root=args.data, runs=args.run, overwrite=args.overwrite)
         data = dataset(args)
         runs = ensemble_members(args.run)  # the run folders averaged, which --json names
         result = evaluate(runs, data, split=args.split, labels=args.labels, warn_featureless=True)
@@ -205,7 +206,7 @@ def evaluate_command(parser: argparse.ArgumentParser) -> Handler:
 def predict_command(parser: argparse.ArgumentParser) -> Handler:
     _add_run_args(parser, split="test")
     parser.add_argument("--out", type=output_file, required=True,
-                        help="submission CSV to write (outside the dataset root)")
+                        help="submission CSV to write (outside the dataset root and the --run folders)")
     _add_overwrite_arg(parser)
 
     def run(args: argparse.Namespace) -> int:

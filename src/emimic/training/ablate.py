@@ -226,8 +226,19 @@ def load_grid(source: str | Path | None = None) -> Grid:
     for name, overrides in grid.cells.items():
         cell_config(base, name, overrides, source=path)
     if grid.reference not in grid.cells:
-        raise ConfigError(f"{path}: reference {grid.reference!r} is not a cell; cells: {', '.join(grid.cells)}.")
+        raise ConfigError(_unknown_reference(path, grid))
     return grid
+
+
+def _unknown_reference(path: Path, grid: Grid) -> str:
+    """Why ``grid.reference`` is no cell, and what to write: a grid of generated cells only (no ``cells:``) has none
+    to name, as its cells are made from the data."""
+    written = f"its cells are {', '.join(grid.cells)}" if grid.cells else "it writes no cells"
+    if grid.generate.fusions or grid.generate.modality_subsets:
+        written += "; a generated cell cannot be the reference, as it is made only once the data is read"
+    or_one = ", or make one of those the reference" if grid.cells else ""
+    return (f"{path}: reference {grid.reference!r} is not a cell written under cells: ({written}); write it under"
+            f" cells: with its overrides (`{grid.base}: {{}}` is the base {grid.base!r} itself){or_one}.")
 
 
 def cell_config(base: ExperimentConfig, name: str, overrides: Mapping[str, Any], *,

@@ -168,10 +168,17 @@ Runs = str | Path | TrainedModel | Sequence[str | Path | TrainedModel]
 def load_models(runs: Runs) -> list[TrainedModel]:
     """The models of ``runs``: a trained model, a run folder, a folder of runs (a CV folder), or several; a run
     reached twice (``runs/cv`` and ``runs/cv/fold1-seed0``) is refused, as it would count twice in their mean."""
-    given = [runs] if isinstance(runs, str | Path | TrainedModel) else list(runs)
-    models = [item for item in given if isinstance(item, TrainedModel)]
-    folders = [item for item in given if not isinstance(item, TrainedModel)]
-    return models + [load_run(run) for run in ensemble_members(folders)]
+    models = [item for item in _given(runs) if isinstance(item, TrainedModel)]
+    return models + [load_run(run) for run in ensemble_members(run_folders(runs))]
+
+
+def _given(runs: Runs) -> list[str | Path | TrainedModel]:
+    return [runs] if isinstance(runs, str | Path | TrainedModel) else list(runs)
+
+
+def run_folders(runs: Runs) -> list[str | Path]:
+    """The folders among ``runs`` (run folders, folders of runs), as given; a trained model in memory has none."""
+    return [item for item in _given(runs) if not isinstance(item, TrainedModel)]
 
 
 def ensemble_members(folders: Sequence[str | Path]) -> list[Path]:
@@ -375,14 +382,15 @@ def predict(run: Runs, data: str | Path | VidmimicDataset, *, split: str = "test
             out: str | Path | None = None, overwrite: bool = False, progress: bool = False,
             warn_featureless: bool = True) -> pd.DataFrame:
     """Predictions for every clip of ``split`` as a submission frame; written (validated, atomically) to ``out``,
-    which must lie outside the dataset root and may replace an existing file only with ``overwrite``.
+    which must lie outside the dataset root and the run folders read, and may replace an existing file only with
+    ``overwrite``.
 
     ``run`` may be several runs or a folder of runs (a CV folder): the submission is the mean of their
     predictions (an ensemble of fold and seed models). Clips that have none of the modalities the models read
     are warned of, as a submission would hide them, unless ``warn_featureless`` is False."""
     if out is not None:
         check_output_file(out, dataset_root=data.root if isinstance(data, VidmimicDataset) else data,
-                          overwrite=overwrite)
+                          runs=run_folders(run), overwrite=overwrite)
     models = load_models(run)
     ds, store = _open(data, models, progress=progress)
     ids = ds.clips(split).index.to_numpy(dtype=np.int64)
