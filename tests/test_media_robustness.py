@@ -13,6 +13,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -336,6 +337,92 @@ def test_a_whole_mp3_larger_than_its_frame_count_says_is_read(tmp_path: Path, na
     media = decode(tmp_path / name, video=False)
     assert media.duration == media.audio.size / 16000  # not FFmpeg's estimate, far above what it holds
     assert media.audio.size == pytest.approx(64000 if name == "apev2.mp3" else 130000, abs=3000)
+
+
+@pytest.fixture(scope="module")
+def mp3s(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 s MP3s whose audio dates itself (a quiet tone, loud noise from 3 s on), at a constant bit rate (16 kHz, 32
+    kb/s) and a variable one (44.1 kHz); the first with a PNG cover in its ID3v2 tag, with an ID3v1 tag, with an
+    APEv2 tag, and joined with cat; each with garbage written over its second second."""
+    folder = tmp_path_factory.mktemp("mp3s")
+    dated = ("-f", "lavfi", "-i", "sine=f=300:d=3:r=16000,volume=0.1", "-f", "lavfi", "-i",
+             "anoisesrc=d=1:a=0.8:r=16000", "-filter_complex", "[0][1]concat=n=2:v=0:a=1")
+    ffmpeg(*dated, "-b:a", "32k", folder / "cbr.mp3")
+    ffmpeg(*dated, "-ar", "44100", "-q:a", "4", folder / "vbr.mp3")
+    ffmpeg("-f", "lavfi", "-i", "testsrc=s=64x64", "-frames:v", "1", folder / "cover.png")
+    ffmpeg("-i", folder / "cbr.mp3", "-i", folder / "cover.png", "-map", "0", "-map", "1", "-c", "copy",
+           "-id3v2_version", "3", folder / "cover.mp3")
+    ffmpeg("-i", folder / "cbr.mp3", "-c", "copy", "-write_id3v1", "1", "-metadata", "title=take 1",
+           folder / "id3v1.mp3")
+    (folder / "apev2.mp3").write_bytes((folder / "cbr.mp3").read_bytes() + _apev2_tag(20_000))
+    # Tags at each join: ID3v1 then ID3v2, an ID3v2 with a cover, APEv2 then ID3v2.
+    (folder / "joined.mp3").write_bytes(b"".join((folder / name).read_bytes() for name in
+                                                 ("id3v1.mp3", "cover.mp3", "apev2.mp3", "cbr.mp3")))
+    for name in ("cbr", "vbr"):
+        data = bytearray((folder / f"{name}.mp3").read_bytes())
+        start, stop = _byte_at(folder / f"{name}.mp3", 1.0), _byte_at(folder / f"{name}.mp3", 2.0)
+        data[start:stop] = np.random.default_rng(0).bytes(stop - start)
+        (folder / f"{name}-damaged.mp3").write_bytes(data)
+    return folder
+
+
+def _byte_at(path: Path, seconds: float) -> int:
+    """Where in ``path`` the first audio packet at or after ``seconds`` starts."""
+    import av
+
+    with av.open(str(path)) as container:
+        return next(packet.pos for packet in container.demux(audio=0) if packet.pts * packet.time_base >= seconds)
+
+
+def _noise_starts(audio: np.ndarray) -> float:
+    """Seconds into ``audio`` (16 kHz) of the first 10 ms louder than the tone."""
+    windows = audio[: len(audio) // 160 * 160].reshape(-1, 160)
+    return float(np.argmax(np.sqrt((windows**2).mean(axis=1)) > 0.3)) / 100
+
+
+@pytest.mark.parametrize("name", ["cover.mp3", "id3v1.mp3", "apev2.mp3", "joined.mp3"])
+def test_a_whole_mp3_with_tags_or_joined_is_read_whole_without_a_warning(mp3s: Path, name: str) -> None:
+    """Tags, and the frame FFmpeg glues to a joined file's ID3v2 tag, are not audio lost (FFmpeg cannot decode
+    the APEv2 tag's cover nor the joins)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EmimicWarning)
+        media = decode(mp3s / name, video=False)
+    # Plus what FFmpeg does not trim in a file larger than its Xing header says: the encoder's padding, and each
+    # later file's Info frame and encoder delay.
+    seconds = media.audio.size / 16000
+    assert 16 <= seconds < 16.4 if name == "joined.mp3" else 4 <= seconds < 4.05
+
+
+def test_garbage_over_a_second_of_an_mp3_is_read_as_silence_with_a_warning(mp3s: Path) -> None:
+    """FFmpeg skips the garbage and reads on as if nothing was lost: the second is put back as silence, so that the
+    noise still starts at 3 s, and a warning says so. The garbage starts 0.93 s into the audio (the frame dated 1 s,
+    less the encoder delay FFmpeg trims)."""
+    path = mp3s / "cbr-damaged.mp3"
+    with pytest.warns(EmimicWarning) as caught:
+        media = decode(path, video=False)
+    assert [str(warning.message) for warning in caught] == [
+        f"{path}: is damaged: 1.03 s of its audio cannot be decoded (at 0.9 s) and is read as silence, so that what"
+        " follows keeps its time; replace it with an undamaged copy if there is one."]
+    assert media.audio.size / 16000 == pytest.approx(4, abs=0.04) and media.duration == media.audio.size / 16000
+    assert not media.audio[round(0.95 * 16000):round(1.95 * 16000)].any()
+    assert _noise_starts(media.audio) == pytest.approx(3, abs=0.04)
+
+
+def test_garbage_over_a_second_of_a_variable_bit_rate_mp3_is_put_back_within_a_tenth(mp3s: Path) -> None:
+    """The time lost is estimated from the bytes lost at the mean bit rate."""
+    with pytest.warns(EmimicWarning, match=r"vbr-damaged\.mp3: is damaged: (0\.9\d|1\.0\d) s of its audio cannot"):
+        media = decode(mp3s / "vbr-damaged.mp3", video=False)
+    assert media.audio.size / 16000 == pytest.approx(4, abs=0.1)
+    assert _noise_starts(media.audio) == pytest.approx(3, abs=0.1)
+
+
+def test_extract_shows_the_warning_of_a_damaged_mp3_and_extracts_it(tmp_path: Path, mp3s: Path) -> None:
+    """The warning travels from the worker to the command with the clip's report."""
+    (tmp_path / "audio").mkdir()
+    shutil.copy(mp3s / "cbr-damaged.mp3", tmp_path / "audio" / "00001.mp3")
+    with pytest.warns(EmimicWarning, match=r"audio/00001\.mp3: is damaged: 1\.03 s of its audio cannot be decoded"):
+        summary = extract(tmp_path, ["egemaps"], progress=False)
+    assert summary.loc["egemaps", "done"] == 1
 
 
 def test_a_whole_wav_whose_header_misstates_its_byte_rate_is_read(tmp_path: Path) -> None:

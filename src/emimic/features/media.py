@@ -4,7 +4,8 @@ Both streams are demuxed in a single pass over the container, so a clip is read 
 however many extractors consume it. A missing or empty audio track is not an error: it is
 recorded in :attr:`Media.audio_problem` and the audio extractors mask the clip. A file that
 cannot be opened or decoded, or that holds far less than the duration its header states, is a
-:class:`~emimic.errors.DataError` naming the file and saying what to do about it.
+:class:`~emimic.errors.DataError` naming the file and saying what to do about it. The audio of an MP3 lost to damage
+in its middle is read as silence, with an :class:`~emimic.errors.EmimicWarning`, so that what follows keeps its time.
 
 Frames come out as a player shows them: a phone video stored sideways with a rotation in its
 display matrix is turned upright, and a mirrored one is mirrored back. Audio of any channel
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from emimic.errors import DataError
-from emimic.features.stated_length import mp3_seconds, wav_seconds
+from emimic.errors import DataError, EmimicWarning
+from emimic.features.stated_length import mp3_seconds, tag_spans, wav_seconds
 from emimic.labels import shortlist
 
 SAMPLE_RATE = 16_000
@@ -45,8 +47,9 @@ _MAX_RESERVED_BYTES = 2**31
 # a header states it can a cut be measured.
 _HEADER_DURATION_FORMATS = frozenset({"matroska", "webm", "mov", "mp4", "avi", "flac"})
 # Streams of independent frames, which players decode past a frame they cannot (the ID3 tag of a second MP3 joined
-# with ``cat``, a stray byte): a packet FFmpeg cannot decode there is skipped, and a cut is judged by the length its
-# header states (emimic.features.stated_length), not by a decoding error.
+# with ``cat``, garbage over some frames): a packet FFmpeg cannot decode there is skipped, the audio lost between
+# decoded frames is read as silence (_LostAudio), and a cut is judged by the length its header states
+# (emimic.features.stated_length), not by a decoding error.
 _FRAME_BY_FRAME_FORMATS = frozenset({"mp3"})
 # Containers whose header duration counts from time 0 to the last timestamp, as FFmpeg's Matroska muxer writes
 # it (a segment cut from the middle of a recording starts at 10 s and states 20 s); in the others it counts from
@@ -84,6 +87,86 @@ def _scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, in
     scale = max_side / max(width, height)
     # Even sizes keep swscale on its fast path for yuv420p input.
     return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+
+
+# Frames decoded on each side of a stretch lost whose mean size measures it: about a second.
+_FRAMES_AROUND = 32
+
+
+class _LostAudio:
+    """Where an MP3's audio was lost to damage (garbage over its frames) and how long each stretch lasted.
+
+    FFmpeg skips bytes it cannot decode and dates the frames after them as if they followed on (a second of garbage
+    costs one frame's timestamp), so the time lost is measured in bytes: the packets that decode to nothing between
+    two that decode, less the tags among them (a joined file's second ID3v2 tag with its cover art, the first one's
+    APEv2 or ID3v1 tag), count as whole frames at the mean size of the frames decoded around them (exact at a
+    constant bit rate, within about 0.1 s per second lost at a variable one, whose frames are larger where the sound
+    is richer). Packets before the first frame or after the last one (junk or a tag at the end) shift nothing.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = 0.0  # of audio decoded so far
+        self._sizes: list[int] = []  # of the packets that decoded to audio
+        self._undecoded: list[tuple[int, int]] = []  # (position, size) of the packets since the last one decoded
+        # (seconds decoded before, packets decoded before, its packets)
+        self._stretches: list[tuple[float, int, list[tuple[int, int]]]] = []
+        self._tags: list[tuple[int, int]] = []  # (start, end) in the file
+
+    def add(self, packet: Any, frames: Sequence[Any]) -> None:
+        """One audio packet, with the frames it decoded to (none: FFmpeg could not decode it)."""
+        if packet.pos is None or not packet.size:  # the decoder's flush at the end
+            return
+        if not frames:
+            # Looked for only here: a tag's signature in the bytes of audio would be chance.
+            self._tags.extend(tag_spans(bytes(packet), packet.pos))
+            self._undecoded.append((packet.pos, packet.size))
+            return
+        if self._undecoded and self._sizes:
+            self._stretches.append((self.seconds, len(self._sizes), self._undecoded))
+        self._undecoded = []
+        self._sizes.append(packet.size)
+        self.seconds += sum(frame.samples / frame.sample_rate for frame in frames)
+
+    def gaps(self) -> list[tuple[float, float]]:
+        """(seconds of audio decoded before, seconds lost) of each stretch of whole frames lost, in order."""
+        gaps = []
+        for before, decoded, packets in self._stretches:
+            lost_bytes = sum(_bytes_before_tags(position, size, self._tags) for position, size in packets)
+            around = self._sizes[max(decoded - _FRAMES_AROUND, 0):decoded + _FRAMES_AROUND]
+            frames = round(lost_bytes * len(around) / sum(around))
+            if frames:
+                gaps.append((before, frames * self.seconds / len(self._sizes)))
+        return gaps
+
+
+def _bytes_before_tags(position: int, size: int, tags: list[tuple[int, int]]) -> int:
+    """Bytes of the packet at ``position`` before the first tag in it: the rest is the tag's, and what FFmpeg glued
+    to it (a joined file's first frame after its ID3v2 tag, which it then cannot decode)."""
+    starts = [max(position, start) for start, end in tags if start < position + size and end > position]
+    return min(starts, default=position + size) - position
+
+
+def _with_silence(signal: np.ndarray | None, gaps: list[tuple[float, float]], rate: int) -> np.ndarray | None:
+    """``signal`` with each gap's lost seconds of silence put back after the seconds of it decoded before."""
+    if signal is None or not gaps:
+        return signal
+    pieces, start = [], 0
+    for before, lost in gaps:
+        cut = min(round(before * rate), len(signal))
+        pieces += [signal[start:cut], np.zeros(round(lost * rate), dtype=signal.dtype)]
+        start = cut
+    pieces.append(signal[start:])
+    return np.concatenate(pieces)
+
+
+def _lost_sentence(path: Path, gaps: list[tuple[float, float]]) -> str:
+    """The warning for an MP3 whose audio was lost in ``gaps``: where, in the recording's time, and how much."""
+    starts, shift = [], 0.0
+    for before, lost in gaps:
+        starts.append(f"{before + shift:.1f} s")
+        shift += lost
+    return (f"{path}: is damaged: {shift:.2f} s of its audio cannot be decoded (at {shortlist(starts)}) and is read as"
+            " silence, so that what follows keeps its time; replace it with an undamaged copy if there is one.")
 
 
 def dangling_links(links: Sequence[Path], consequence: str) -> str:
@@ -331,6 +414,8 @@ def decode(
         sampler = _FrameSampler(fps, max_side, stated)
         end = 0.0  # seconds: where the file's last packet of any stream ends
         skipped = 0  # packets of a frame-by-frame format that FFmpeg could not decode
+        lost = _LostAudio()
+        lost_from = audio_stream.index if frame_by_frame and audio_stream is not None else None
         try:
             # Every stream is demuxed (reading the file costs the same) and only the played ones decoded: the header's
             # duration covers all of them (a second audio track, a subtitle), so the end the file holds is measured
@@ -346,7 +431,9 @@ def decode(
                     if not frame_by_frame:
                         raise
                     skipped += 1
-                    continue
+                    frames = []
+                if packet.stream.index == lost_from:
+                    lost.add(packet, frames)
                 for frame in frames:
                     if isinstance(frame, av.AudioFrame):
                         mix.add(frame)
@@ -359,11 +446,15 @@ def decode(
                 f"{path}: is damaged or cut short{reached} ({exc.strerror}); check that it plays to the end, or copy"
                 " or export it again."
             ) from None
-        _check_complete(path, container, end - _start_seconds(container))
+        gaps = lost.gaps()
+        # The stretches lost count as held: they are read as silence.
+        _check_complete(path, container, end - _start_seconds(container) + sum(seconds for _, seconds in gaps))
 
     media = Media(path=path, duration=0.0, sample_rate=sample_rate)
     if audio:
-        media.audio = mix.signal()
+        media.audio = _with_silence(mix.signal(), gaps, sample_rate)
+        if gaps:
+            warnings.warn(EmimicWarning(_lost_sentence(path, gaps)), stacklevel=2)
         if media.audio is None and skipped:
             raise DataError(f"{path}: is damaged: FFmpeg could decode none of its {skipped} audio packet(s); check"
                             " that it plays, or copy or export it again.")

@@ -5,12 +5,17 @@ frame count of its Xing, Info or VBRI header only while the file is no more than
 count says, estimating it from the first frame's bit rate past that (a trailing APEv2 tag with cover art, two MP3s
 joined with ``cat``) and without a count alike. A header that states no length of its own (a streaming writer's
 placeholder size, an RF64 file, an MP3 without a frame count) is not judged: a file cut short reads as a shorter
-recording there."""
+recording there.
+
+Tags can also sit inside an MP3's stream (two files joined with ``cat``: the first one's ID3v1 or APEv2 tag, the
+second one's ID3v2 tag with its cover art): :func:`tag_spans` finds where, so that their bytes are not taken for lost
+audio."""
 
 from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 # Data sizes a writer that could not seek back leaves in a WAV header (0, 0xFFFFFFFF; some write 2**31 - 4096, or, as
@@ -31,6 +36,10 @@ _LAME_ENCODERS = (b"LAME", b"Lavf", b"Lavc")
 _LAME_DELAY = 21
 # Sample rates by the frame header's 2-bit index, for MPEG-1; MPEG-2 halves them and MPEG-2.5 quarters them.
 _MPEG1_SAMPLE_RATES = (44100, 48000, 32000)
+_ID3V1_BYTES = 128
+# An APEv2 header or footer: its signature, version, size (the items and the footer), item count, flags, 8 reserved.
+_APE_BYTES = 32
+_APE_HAS_HEADER, _APE_IS_HEADER = 1 << 31, 1 << 29
 
 
 def wav_seconds(path: Path) -> float | None:
@@ -61,7 +70,7 @@ def mp3_seconds(path: Path) -> float | None:
     frame, less the encoder delay and padding a LAME tag states, over the sample rate of the frame carrying it), None
     without such a header or a frame count in it."""
     with open(path, "rb") as file:
-        file.seek(_id3v2_size(file.read(10)))
+        file.seek(id3v2_size(file.read(10)))
         data = file.read(_MP3_SEARCH_BYTES)
     frame = _first_frame(data)
     if frame is None:
@@ -86,13 +95,40 @@ def mp3_seconds(path: Path) -> float | None:
     return max(frames * (1152 if version == 0b11 else 576) - trimmed, 0) / sample_rate
 
 
-def _id3v2_size(head: bytes) -> int:
-    """Bytes of the ID3v2 tag that ``head`` (a file's first 10 bytes) opens, 0 without one: its size is four 7-bit
-    bytes, plus a 10-byte footer when flagged."""
-    if head[:3] != b"ID3" or len(head) < 10:
+def id3v2_size(head: bytes) -> int:
+    """Bytes of the ID3v2 tag that ``head`` (at least its first 10 bytes) opens, 0 without one: its size is four
+    7-bit bytes, plus a 10-byte footer when flagged."""
+    if head[:3] != b"ID3" or len(head) < 10 or 0xFF in head[3:5] or any(byte & 0x80 for byte in head[6:10]):
         return 0
     size = (head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]
     return 10 + size + (10 if head[5] & 0x10 else 0)
+
+
+def tag_spans(data: bytes, offset: int) -> Iterator[tuple[int, int]]:
+    """The (start, end) file offsets of the ID3v2, APEv2 and ID3v1 tags whose header (an APEv2 tag's footer too)
+    lies in ``data``, the bytes at ``offset`` of an MP3; a span may reach past ``data`` (cover art), or before it
+    (an APEv2 tag seen by its footer)."""
+    for at in _found(data, b"ID3"):
+        if size := id3v2_size(data[at:at + 10]):
+            yield offset + at, offset + at + size
+    for at in _found(data, b"APETAGEX"):
+        if len(data) >= at + _APE_BYTES:
+            size, _, flags = struct.unpack_from("<III", data, at + 12)
+            if flags & _APE_IS_HEADER:
+                yield offset + at, offset + at + _APE_BYTES + size
+            else:
+                end = offset + at + _APE_BYTES
+                yield end - size - (_APE_BYTES if flags & _APE_HAS_HEADER else 0), end
+    for at in _found(data, b"TAG"):
+        yield offset + at, offset + at + _ID3V1_BYTES
+
+
+def _found(data: bytes, signature: bytes) -> Iterator[int]:
+    """Every offset of ``signature`` in ``data``."""
+    at = data.find(signature)
+    while at >= 0:
+        yield at
+        at = data.find(signature, at + 1)
 
 
 def _first_frame(data: bytes) -> int | None:
