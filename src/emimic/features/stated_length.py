@@ -70,7 +70,7 @@ def mp3_seconds(path: Path) -> float | None:
     frame, less the encoder delay and padding a LAME tag states, over the sample rate of the frame carrying it), None
     without such a header or a frame count in it."""
     with open(path, "rb") as file:
-        file.seek(id3v2_size(file.read(10)))
+        file.seek(_id3v2_size(file.read(10)))
         data = file.read(_MP3_SEARCH_BYTES)
     frame = _first_frame(data)
     if frame is None:
@@ -95,7 +95,7 @@ def mp3_seconds(path: Path) -> float | None:
     return max(frames * (1152 if version == 0b11 else 576) - trimmed, 0) / sample_rate
 
 
-def id3v2_size(head: bytes) -> int:
+def _id3v2_size(head: bytes) -> int:
     """Bytes of the ID3v2 tag that ``head`` (at least its first 10 bytes) opens, 0 without one: its size is four
     7-bit bytes, plus a 10-byte footer when flagged."""
     if head[:3] != b"ID3" or len(head) < 10 or 0xFF in head[3:5] or any(byte & 0x80 for byte in head[6:10]):
@@ -105,18 +105,16 @@ def id3v2_size(head: bytes) -> int:
 
 
 def tag_spans(data: bytes, offset: int) -> Iterator[tuple[int, int]]:
-    """The (start, end) file offsets of the ID3v2, APEv2 and ID3v1 tags whose header (an APEv2 tag's footer too)
-    lies in ``data``, the bytes at ``offset`` of an MP3; a span may reach past ``data`` (cover art), or before it
-    (an APEv2 tag seen by its footer)."""
+    """The (start, end) file offsets of the ID3v2 and ID3v1 tags whose header, and of the APEv2 tags whose footer,
+    lies in ``data``, the bytes at ``offset`` of an MP3; a span may reach past ``data`` (an ID3v2 tag's cover art),
+    or before it (an APEv2 tag's)."""
     for at in _found(data, b"ID3"):
-        if size := id3v2_size(data[at:at + 10]):
+        if size := _id3v2_size(data[at:at + 10]):
             yield offset + at, offset + at + size
     for at in _found(data, b"APETAGEX"):
         if len(data) >= at + _APE_BYTES:
             size, _, flags = struct.unpack_from("<III", data, at + 12)
-            if flags & _APE_IS_HEADER:
-                yield offset + at, offset + at + _APE_BYTES + size
-            else:
+            if not flags & _APE_IS_HEADER:  # the footer every APEv2 tag ends with states where it starts
                 end = offset + at + _APE_BYTES
                 yield end - size - (_APE_BYTES if flags & _APE_HAS_HEADER else 0), end
     for at in _found(data, b"TAG"):
