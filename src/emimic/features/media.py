@@ -99,13 +99,13 @@ class _LostAudio:
     FFmpeg skips bytes it cannot decode and dates the frames after them as if they followed on (a second of garbage
     costs one frame's timestamp), so the time lost is measured in bytes: the packets that decode to nothing between
     two that decode, less the tags among them (a joined file's second ID3v2 tag with its cover art, the first one's
-    APEv2 or ID3v1 tag), count as whole frames at the mean size of the frames decoded around them (exact at a
+    APEv2 or ID3v1 tag), count as whole frames at the mean size of the frames decoded around them (to a frame at a
     constant bit rate, within about 0.1 s per second lost at a variable one, whose frames are larger where the sound
     is richer). Packets before the first frame or after the last one (junk or a tag at the end) shift nothing.
     """
 
     def __init__(self) -> None:
-        self.seconds = 0.0  # of audio decoded so far
+        self._seconds = 0.0  # of audio decoded so far
         self._sizes: list[int] = []  # of the packets that decoded to audio
         self._undecoded: list[tuple[int, int]] = []  # (position, size) of the packets since the last one decoded
         # (seconds decoded before, packets decoded before, its packets)
@@ -122,10 +122,10 @@ class _LostAudio:
             self._undecoded.append((packet.pos, packet.size))
             return
         if self._undecoded and self._sizes:
-            self._stretches.append((self.seconds, len(self._sizes), self._undecoded))
+            self._stretches.append((self._seconds, len(self._sizes), self._undecoded))
         self._undecoded = []
         self._sizes.append(packet.size)
-        self.seconds += sum(frame.samples / frame.sample_rate for frame in frames)
+        self._seconds += sum(frame.samples / frame.sample_rate for frame in frames)
 
     def gaps(self) -> list[tuple[float, float]]:
         """(seconds of audio decoded before, seconds lost) of each stretch of whole frames lost, in order."""
@@ -135,7 +135,7 @@ class _LostAudio:
             around = self._sizes[max(decoded - _FRAMES_AROUND, 0):decoded + _FRAMES_AROUND]
             frames = round(lost_bytes * len(around) / sum(around))
             if frames:
-                gaps.append((before, frames * self.seconds / len(self._sizes)))
+                gaps.append((before, frames * self._seconds / len(self._sizes)))
         return gaps
 
 
