@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from emimic.errors import DataError, EmimicWarning
-from emimic.features.stated_length import mp3_seconds, tag_spans, wav_seconds
+from emimic.features.stated_length import TagSpan, mp3_seconds, tag_spans, wav_seconds
 from emimic.labels import shortlist
 
 SAMPLE_RATE = 16_000
@@ -99,30 +99,30 @@ class _LostAudio:
     FFmpeg skips bytes it cannot decode and dates the frames after them as if they followed on (a second of garbage
     costs one frame's timestamp), so the time lost is measured in bytes: the packets that decode to nothing between
     two that decode, less the tags among them (a joined file's second ID3v2 tag with its cover art, the first one's
-    APEv2 or ID3v1 tag), count as whole frames at the mean size of the frames decoded around them (to a frame at a
-    constant bit rate, within about 0.1 s per second lost at a variable one, whose frames are larger where the sound
-    is richer). Packets before the first frame or after the last one (junk or a tag at the end) shift nothing.
+    APEv2, Lyrics3 or ID3v1 tag), count as whole frames at the mean size of the frames decoded around them (to a frame
+    at a constant bit rate, within about 0.1 s per second lost at a variable one, whose frames are larger where the
+    sound is richer). Packets before the first frame or after the last one (junk or a tag at the end) shift nothing.
     """
 
     def __init__(self) -> None:
         self._seconds = 0.0  # of audio decoded so far
         self._sizes: list[int] = []  # of the packets that decoded to audio
-        self._undecoded: list[tuple[int, int]] = []  # (position, size) of the packets since the last one decoded
+        self._undecoded: list[tuple[int, bytes]] = []  # (position, bytes) of the packets since the last one decoded
         # (seconds decoded before, packets decoded before, its packets)
         self._stretches: list[tuple[float, int, list[tuple[int, int]]]] = []
-        self._tags: list[tuple[int, int]] = []  # (start, end) in the file
+        self._tags: list[TagSpan] = []
 
     def add(self, packet: Any, frames: Sequence[Any]) -> None:
         """One audio packet, with the frames it decoded to (none: FFmpeg could not decode it)."""
         if packet.pos is None or not packet.size:  # the decoder's flush at the end
             return
         if not frames:
-            # Looked for only here: a tag's signature in the bytes of audio would be chance.
-            self._tags.extend(tag_spans(bytes(packet), packet.pos))
-            self._undecoded.append((packet.pos, packet.size))
+            self._undecoded.append((packet.pos, bytes(packet)))
             return
         if self._undecoded and self._sizes:
-            self._stretches.append((self._seconds, len(self._sizes), self._undecoded))
+            # Tags are looked for only here: a tag's signature in the bytes of audio would be chance.
+            self._tags += _tags_in(self._undecoded)
+            self._stretches.append((self._seconds, len(self._sizes), [(at, len(data)) for at, data in self._undecoded]))
         self._undecoded = []
         self._sizes.append(packet.size)
         self._seconds += sum(frame.samples / frame.sample_rate for frame in frames)
@@ -131,7 +131,7 @@ class _LostAudio:
         """(seconds of audio decoded before, seconds lost) of each stretch of whole frames lost, in order."""
         gaps = []
         for before, decoded, packets in self._stretches:
-            lost_bytes = sum(_bytes_before_tags(position, size, self._tags) for position, size in packets)
+            lost_bytes = sum(_untagged_bytes(position, size, self._tags) for position, size in packets)
             around = self._sizes[max(decoded - _FRAMES_AROUND, 0):decoded + _FRAMES_AROUND]
             frames = round(lost_bytes * len(around) / sum(around))
             if frames:
@@ -139,11 +139,29 @@ class _LostAudio:
         return gaps
 
 
-def _bytes_before_tags(position: int, size: int, tags: list[tuple[int, int]]) -> int:
-    """Bytes of the packet at ``position`` before the first tag in it: the rest is the tag's, and what FFmpeg glued
-    to it (a joined file's first frame after its ID3v2 tag, which it then cannot decode)."""
-    starts = [max(position, start) for start, end in tags if start < position + size and end > position]
-    return min(starts, default=position + size) - position
+def _tags_in(packets: list[tuple[int, bytes]]) -> list[TagSpan]:
+    """The tags in ``packets`` ((position, bytes) in the file), looked for in each run of them that follow on in the
+    file: FFmpeg may cut a tag in several (a Lyrics3 tag's start in one, its end in the next)."""
+    runs: list[tuple[int, bytearray]] = []
+    for position, data in packets:
+        if runs and runs[-1][0] + len(runs[-1][1]) == position:
+            runs[-1][1].extend(data)
+        else:
+            runs.append((position, bytearray(data)))
+    return [tag for position, data in runs for tag in tag_spans(bytes(data), position)]
+
+
+def _untagged_bytes(position: int, size: int, tags: list[TagSpan]) -> int:
+    """Bytes of the packet at ``position`` in no tag; an ID3v2 tag takes the rest of the packet from its start, with
+    what FFmpeg glued to it (a joined file's first frame after its ID3v2 tag, which it then cannot decode)."""
+    end = position + size
+    spans = sorted((max(tag.start, position), end if tag.id3v2 else min(tag.end, end))
+                   for tag in tags if tag.start < end and tag.end > position)
+    covered, reached = 0, position
+    for start, stop in spans:  # their union: a span reaching back (an APEv2 or Lyrics3 tag's) may overlap another
+        covered += max(stop - max(start, reached), 0)
+        reached = max(reached, stop)
+    return size - covered
 
 
 def _with_silence(signal: np.ndarray | None, gaps: list[tuple[float, float]], rate: int) -> np.ndarray | None:

@@ -7,9 +7,9 @@ joined with ``cat``) and without a count alike. A header that states no length o
 placeholder size, an RF64 file, an MP3 without a frame count) is not judged: a file cut short reads as a shorter
 recording there.
 
-Tags can also sit inside an MP3's stream (two files joined with ``cat``: the first one's ID3v1 or APEv2 tag, the
-second one's ID3v2 tag with its cover art): :func:`tag_spans` finds where, so that their bytes are not taken for lost
-audio."""
+Tags can also sit inside an MP3's stream (two files joined with ``cat``: the first one's ID3v1, Lyrics3 or APEv2 tag,
+the second one's ID3v2 tag with its cover art): :func:`tag_spans` finds where, so that their bytes are not taken for
+lost audio."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 # Data sizes a writer that could not seek back leaves in a WAV header (0, 0xFFFFFFFF; some write 2**31 - 4096, or, as
 # sox does, that rounded down to whole sample frames: 0x7FFFEFFF for 24-bit mono): a size this large cannot be told
@@ -37,6 +38,13 @@ _LAME_DELAY = 21
 # Sample rates by the frame header's 2-bit index, for MPEG-1; MPEG-2 halves them and MPEG-2.5 quarters them.
 _MPEG1_SAMPLE_RATES = (44100, 48000, 32000)
 _ID3V1_BYTES = 128
+# What may follow an ID3v1 tag inside an MP3: the next file's first frame (its 11 sync bits) or one of its tags, else
+# the packet's end; its 3-byte signature alone turns up in random bytes (damage) about every 16 MB.
+_AFTER_ID3V1 = (b"ID3", b"APETAGEX", b"LYRICS")
+# A Lyrics3 tag sits right before an ID3v1 tag: a v2 one ends with its size (6 digits, counting from LYRICSBEGIN) and
+# LYRICS200, a v1 one runs from LYRICSBEGIN to LYRICSEND, with at most 5100 bytes of lyrics between.
+_LYRICS3V2_END, _LYRICS3V2_SIZE_DIGITS = b"LYRICS200", 6
+_LYRICS3V1_BEGIN, _LYRICS3V1_END, _LYRICS3V1_MAX_BYTES = b"LYRICSBEGIN", b"LYRICSEND", 11 + 5100 + 9
 # An APEv2 header or footer: its signature, version, size (the items and the footer), item count, flags, 8 reserved.
 _APE_BYTES = 32
 _APE_HAS_HEADER, _APE_IS_HEADER = 1 << 31, 1 << 29
@@ -104,21 +112,48 @@ def _id3v2_size(head: bytes) -> int:
     return 10 + size + (10 if head[5] & 0x10 else 0)
 
 
-def tag_spans(data: bytes, offset: int) -> Iterator[tuple[int, int]]:
-    """The (start, end) file offsets of the ID3v2 and ID3v1 tags whose header, and of the APEv2 tags whose footer,
-    lies in ``data``, the bytes at ``offset`` of an MP3; a span may reach past ``data`` (an ID3v2 tag's cover art),
-    or before it (an APEv2 tag's)."""
+class TagSpan(NamedTuple):
+    """Where a tag lies in an MP3: file offsets, ``end`` excluded."""
+
+    start: int
+    end: int
+    id3v2: bool  # FFmpeg reads the frame after an ID3v2 tag with it, in the packet it cannot decode
+
+
+def tag_spans(data: bytes, offset: int) -> Iterator[TagSpan]:
+    """The tags whose ID3v2 header, APEv2 footer or ID3v1 header lies in ``data``, the bytes at ``offset`` of an MP3
+    (an ID3v1 tag with the Lyrics3 tag before it); a span may reach past ``data`` (an ID3v2 tag's cover art), or
+    before it (an APEv2 or Lyrics3 tag's)."""
     for at in _found(data, b"ID3"):
         if size := _id3v2_size(data[at:at + 10]):
-            yield offset + at, offset + at + size
+            yield TagSpan(offset + at, offset + at + size, id3v2=True)
     for at in _found(data, b"APETAGEX"):
         if len(data) >= at + _APE_BYTES:
             size, _, flags = struct.unpack_from("<III", data, at + 12)
             if not flags & _APE_IS_HEADER:  # the footer every APEv2 tag ends with states where it starts
                 end = offset + at + _APE_BYTES
-                yield end - size - (_APE_BYTES if flags & _APE_HAS_HEADER else 0), end
+                yield TagSpan(end - size - (_APE_BYTES if flags & _APE_HAS_HEADER else 0), end, id3v2=False)
     for at in _found(data, b"TAG"):
-        yield offset + at, offset + at + _ID3V1_BYTES
+        if _ends_id3v1(data, at + _ID3V1_BYTES):
+            yield TagSpan(offset + _lyrics3_start(data, at), offset + at + _ID3V1_BYTES, id3v2=False)
+
+
+def _ends_id3v1(data: bytes, end: int) -> bool:
+    """Whether an ID3v1 tag can end at ``end`` of ``data``: what follows is a frame, a tag, or nothing."""
+    after = data[end:end + max(map(len, _AFTER_ID3V1))]
+    is_frame = len(after) >= 2 and after[0] == 0xFF and after[1] & 0xE0 == 0xE0
+    return end == len(data) or is_frame or after.startswith(_AFTER_ID3V1)
+
+
+def _lyrics3_start(data: bytes, id3v1: int) -> int:
+    """Where the Lyrics3 tag right before the ID3v1 tag at ``id3v1`` in ``data`` starts, ``id3v1`` without one."""
+    before = data[:id3v1]
+    size = before[-len(_LYRICS3V2_END) - _LYRICS3V2_SIZE_DIGITS:-len(_LYRICS3V2_END)]
+    if before.endswith(_LYRICS3V2_END) and len(size) == _LYRICS3V2_SIZE_DIGITS and size.isdigit():
+        return id3v1 - len(_LYRICS3V2_END) - _LYRICS3V2_SIZE_DIGITS - int(size)
+    if before.endswith(_LYRICS3V1_END) and (begin := before.rfind(_LYRICS3V1_BEGIN, -_LYRICS3V1_MAX_BYTES)) >= 0:
+        return begin
+    return id3v1
 
 
 def _found(data: bytes, signature: bytes) -> Iterator[int]:
