@@ -56,3 +56,18 @@ def test_a_warning_raised_while_a_progress_bar_is_drawn_is_printed_above_it(term
         print_warning(EmimicWarning("audio/00001.mp3: is damaged: ..."))
         assert printed_above_the_bar(terminal.getvalue(), "warning: audio/00001.mp3: is damaged: ...\n")
     assert capfd.readouterr().err == ""
+
+
+class _StoppedOnTest(list):
+    """The bars drawn, the last stopped by another thread as soon as it is asked whether any is."""
+
+    def __bool__(self) -> bool:
+        drawn = len(self) > 0
+        self.clear()
+        return drawn
+
+
+def test_the_drawn_console_is_read_safely_while_another_thread_stops_its_bar(monkeypatch: pytest.MonkeyPatch) -> None:
+    bar = progress.progress_bar()
+    monkeypatch.setattr(progress, "_DRAWN", _StoppedOnTest([bar]))
+    assert progress.drawn_console() in (bar.console, None)

@@ -43,4 +43,5 @@ def progress_bar(enabled: bool = True) -> Progress:
 def drawn_console() -> Console | None:
     """The console of the progress bar drawn now, None when none is: what is printed through it appears above the
     bar, which rich then draws again below it, where a line written to stderr past it would cut through the bar."""
-    return _DRAWN[-1].console if _DRAWN else None
+    drawn = _DRAWN[-1:]  # in one read: another thread may stop the bar between a test and an index
+    return drawn[0].console if drawn else None
