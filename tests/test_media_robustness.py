@@ -14,7 +14,9 @@ import struct
 import subprocess
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -347,12 +349,16 @@ def test_a_whole_mp3_larger_than_its_frame_count_says_is_read(tmp_path: Path, na
 def mp3s(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """4 s MP3s whose audio dates itself (a quiet tone, loud noise from 3 s on), at a constant bit rate (16 kHz, 32
     kb/s) and a variable one (44.1 kHz); the first with a PNG cover in its ID3v2 tag, with an ID3v1 tag, with an
-    APEv2 tag, with one without a header, and joined with cat; each with garbage written over its second second."""
+    APEv2 tag, with one without a header, and joined with cat; each with garbage written over its second second (the
+    variable ones, over their silence from 1 s to 3 s)."""
     folder = tmp_path_factory.mktemp("mp3s")
     dated = ("-f", "lavfi", "-i", "sine=f=300:d=3:r=16000,volume=0.1", "-f", "lavfi", "-i",
              "anoisesrc=d=1:a=0.8:r=16000", "-filter_complex", "[0][1]concat=n=2:v=0:a=1")
     ffmpeg(*dated, "-b:a", "32k", folder / "cbr.mp3")
-    ffmpeg(*dated, "-ar", "44100", "-q:a", "4", folder / "vbr.mp3")
+    # Speech-like: loud noise for 1 s of every 3, silent between, whose frames are 104 to 1044 bytes.
+    ffmpeg("-f", "lavfi", "-i", "anoisesrc=r=44100:d=6:a=0.8,volume='if(lt(mod(t,3),1),1,0)':eval=frame", "-ac", "2",
+           "-q:a", "0", folder / "vbr.mp3")
+    ffmpeg("-i", folder / "vbr.mp3", "-c", "copy", "-write_xing", "0", folder / "vbr-uncounted.mp3")
     ffmpeg("-f", "lavfi", "-i", "testsrc=s=64x64", "-frames:v", "1", folder / "cover.png")
     ffmpeg("-i", folder / "cbr.mp3", "-i", folder / "cover.png", "-map", "0", "-map", "1", "-c", "copy",
            "-id3v2_version", "3", folder / "cover.mp3")
@@ -367,11 +373,13 @@ def mp3s(tmp_path_factory: pytest.TempPathFactory) -> Path:
     audio, id3v1 = (folder / "id3v1.mp3").read_bytes()[:-128], (folder / "id3v1.mp3").read_bytes()[-128:]
     (folder / "lyrics3.mp3").write_bytes(audio + _lyrics3_tag(2) + id3v1 + audio + _lyrics3_tag(1) + id3v1
                                          + (folder / "cbr.mp3").read_bytes())
-    for name in ("cbr", "vbr"):
+    ffmpeg(*dated, "-ar", "8000", "-b:a", "16k", folder / "low.mp3")  # frames of 72 ms, 2.8 times longer
+    for name, seconds in {"cbr": 1.0, "vbr": 2.0, "vbr-uncounted": 2.0, "low": 1.0}.items():  # VBR: over a silence
         data = bytearray((folder / f"{name}.mp3").read_bytes())
-        start, stop = _byte_at(folder / f"{name}.mp3", 1.0), _byte_at(folder / f"{name}.mp3", 2.0)
+        start, stop = _byte_at(folder / f"{name}.mp3", 1.0), _byte_at(folder / f"{name}.mp3", 1.0 + seconds)
         data[start:stop] = np.random.default_rng(0).bytes(stop - start)
         (folder / f"{name}-damaged.mp3").write_bytes(data)
+    (folder / "mixed.mp3").write_bytes((folder / "low-damaged.mp3").read_bytes() + (folder / "vbr.mp3").read_bytes())
     return folder
 
 
@@ -392,10 +400,10 @@ def _byte_at(path: Path, seconds: float) -> int:
         return next(packet.pos for packet in container.demux(audio=0) if packet.pts * packet.time_base >= seconds)
 
 
-def _noise_starts(audio: np.ndarray) -> float:
-    """Seconds into ``audio`` (16 kHz) of the first 10 ms louder than the tone."""
+def _noise_starts(audio: np.ndarray, loud: float = 0.3) -> float:
+    """Seconds into ``audio`` (16 kHz) of the first 10 ms louder than the tone (RMS above ``loud``)."""
     windows = audio[: len(audio) // 160 * 160].reshape(-1, 160)
-    return float(np.argmax(np.sqrt((windows**2).mean(axis=1)) > 0.3)) / 100
+    return float(np.argmax(np.sqrt((windows**2).mean(axis=1)) > loud)) / 100
 
 
 @pytest.mark.parametrize("name", ["cover.mp3", "id3v1.mp3", "apev2.mp3", "footer.mp3", "joined.mp3", "lyrics3.mp3"])
@@ -441,26 +449,64 @@ def test_garbage_over_a_second_of_an_mp3_is_read_as_silence_with_a_warning(mp3s:
     with pytest.warns(EmimicWarning) as caught:
         media = decode(path, video=False)
     assert [str(warning.message) for warning in caught] == [
-        f"{path}: is damaged: 1.03 s of its audio cannot be decoded (at 0.9 s) and is read as silence, so that what"
+        f"{path}: is damaged: 1.04 s of its audio cannot be decoded (at 0.9 s) and is read as silence, so that what"
         " follows keeps its time; replace it with an undamaged copy if there is one."]
     assert media.audio.size / 16000 == pytest.approx(4, abs=0.04) and media.duration == media.audio.size / 16000
     assert not media.audio[round(0.95 * 16000):round(1.95 * 16000)].any()
     assert _noise_starts(media.audio) == pytest.approx(3, abs=0.04)
 
 
-def test_garbage_over_a_second_of_a_variable_bit_rate_mp3_is_put_back_within_a_tenth(mp3s: Path) -> None:
-    """The time lost is estimated from the bytes lost at the mean bit rate."""
-    with pytest.warns(EmimicWarning, match=r"vbr-damaged\.mp3: is damaged: (0\.9\d|1\.0\d) s of its audio cannot"):
+def test_garbage_over_a_silence_of_a_variable_bit_rate_mp3_is_measured_by_its_frame_count(mp3s: Path) -> None:
+    """Silent frames are a fifth the size of loud ones: the loud frames around the garbage would measure the silence
+    it covers at 0.4 s; the Xing header's frame count says how much was lost, to the sample."""
+    with pytest.warns(EmimicWarning, match=r"vbr-damaged\.mp3: is damaged: 2\.0\d s of its audio cannot"):
         media = decode(mp3s / "vbr-damaged.mp3", video=False)
-    assert media.audio.size / 16000 == pytest.approx(4, abs=0.1)
-    assert _noise_starts(media.audio) == pytest.approx(3, abs=0.1)
+    # Plus the encoder's padding, which FFmpeg no longer trims from the last frame once it has skipped damage.
+    assert media.audio.size / 16000 == pytest.approx(6, abs=0.03)
+    assert _noise_starts(media.audio[16000:], loud=0.1) == pytest.approx(2, abs=0.03)  # again at 3 s
+
+
+def test_garbage_over_an_mp3_without_a_frame_count_is_estimated(mp3s: Path) -> None:
+    with pytest.warns(EmimicWarning, match=r"vbr-uncounted-damaged\.mp3: is damaged: about \d\.\d\d s of its audio"):
+        decode(mp3s / "vbr-uncounted-damaged.mp3", video=False)
+
+
+@dataclass
+class _Packet:
+    pos: int
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def __bytes__(self) -> bytes:
+        return self.data
+
+
+def test_damage_decoded_as_a_frame_larger_than_its_header_states_does_not_measure_the_damage() -> None:
+    """FFmpeg decodes some garbage as a frame: its size is not that of the frames around (144 bytes at 32 kb/s)."""
+    frame, frames = b"\xff\xf3\x48\xc4" + bytes(140), [SimpleNamespace(samples=576, sample_rate=16000)]
+    lost, position = media_module._LostAudio(), 0
+    for data, decoded in [(frame, frames)] * 10 + [(frame[:4] + bytes(2000), frames), (bytes(1440), None)] + [
+            (frame, frames)] * 10:
+        lost.add(_Packet(position, data), decoded)
+        position += len(data)
+    (gap,), counted = lost.gaps(None)
+    assert gap == pytest.approx((11 * 0.036, 10 * 0.036)) and not counted
+
+
+def test_garbage_over_an_mp3_joined_with_one_of_another_sample_rate_is_measured_in_its_own_frames(mp3s: Path) -> None:
+    """A second of the 8 kHz file's frames is not a second of the joined file's average frame."""
+    with pytest.warns(EmimicWarning, match=r"mixed\.mp3: is damaged: about (0\.9\d|1\.0\d) s of its audio"):
+        decode(mp3s / "mixed.mp3", video=False)
 
 
 def test_extract_shows_the_warning_of_a_damaged_mp3_and_extracts_it(tmp_path: Path, mp3s: Path) -> None:
     """The warning travels from the worker to the command with the clip's report."""
     (tmp_path / "audio").mkdir()
     shutil.copy(mp3s / "cbr-damaged.mp3", tmp_path / "audio" / "00001.mp3")
-    with pytest.warns(EmimicWarning, match=r"audio/00001\.mp3: is damaged: 1\.03 s of its audio cannot be decoded"):
+    with pytest.warns(EmimicWarning, match=r"audio/00001\.mp3: is damaged: 1\.04 s of its audio cannot be decoded"):
         summary = extract(tmp_path, ["egemaps"], progress=False)
     assert summary.loc["egemaps", "done"] == 1
 

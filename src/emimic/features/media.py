@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from emimic.errors import DataError, EmimicWarning
-from emimic.features.stated_length import TagSpan, mp3_seconds, tag_spans, wav_seconds
+from emimic.features.stated_length import TagSpan, frame_bytes, mp3_frames, mp3_seconds, tag_spans, wav_seconds
 from emimic.labels import shortlist
 
 SAMPLE_RATE = 16_000
@@ -89,8 +89,16 @@ def _scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, in
     return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
 
 
-# Frames decoded on each side of a stretch lost whose mean size measures it: about a second.
+# Frames decoded on each side of a stretch lost whose sizes and lengths measure it: about a second.
 _FRAMES_AROUND = 32
+
+
+@dataclass
+class _Stretch:
+    """Packets that decode to nothing between two that decode (or before the first, after the last)."""
+
+    decoded_before: int  # packets decoded to audio before it
+    lost_bytes: int  # of its packets, tags left out
 
 
 class _LostAudio:
@@ -99,47 +107,91 @@ class _LostAudio:
     FFmpeg skips bytes it cannot decode and dates the frames after them as if they followed on (a second of garbage
     costs one frame's timestamp), so the time lost is measured in bytes: the packets that decode to nothing between
     two that decode, less the tags among them (a joined file's second ID3v2 tag with its cover art, the first one's
-    APEv2, Lyrics3 or ID3v1 tag), count as whole frames at the mean size of the frames decoded around them (to a frame
-    at a constant bit rate, within about 0.1 s per second lost at a variable one, whose frames are larger where the
-    sound is richer). Packets before the first frame or after the last one (junk or a tag at the end) shift nothing.
+    APEv2, Lyrics3 or ID3v1 tag). Where the file's frame count holds (a Xing, Info or VBRI header, no join), the time
+    lost in all is what it states less what decoded, split between the stretches by their bytes (exact for one
+    stretch); else each stretch counts as whole frames at the mean size of the frames decoded around it, which at a
+    variable bit rate is an estimate (frames are larger where the sound is richer). Packets before the first frame or
+    after the last one (junk or a tag at the end) shift nothing, but take their share of what the count says is lost.
     """
 
     def __init__(self) -> None:
-        self._seconds = 0.0  # of audio decoded so far
-        self._sizes: list[int] = []  # of the packets that decoded to audio
-        self._undecoded: list[tuple[int, bytes]] = []  # (position, bytes) of the packets since the last one decoded
-        # (seconds decoded before, packets decoded before, its packets)
-        self._stretches: list[tuple[float, int, list[tuple[int, int]]]] = []
-        self._tags: list[TagSpan] = []
+        self._seconds: list[float] = []  # of each packet that decoded to audio
+        self._sizes: list[int] = []  # its bytes
+        # Whether its bytes are those its header states: damage may decode as a frame of the wrong size.
+        self._framed: list[bool] = []
+        # (position, bytes, whether FFmpeg failed on it) of the packets since the last one decoded
+        self._undecoded: list[tuple[int, bytes, bool]] = []
+        self._stretches: list[_Stretch] = []  # between decoded packets
+        self._ends = 0  # bytes lost before the first decoded packet and after the last, tags left out
+        self._frames = 0  # packets FFmpeg decoded, to audio or to nothing (the first, all encoder delay)
+        self._joined = False  # a tag between frames: the first file's frame count does not cover the next
 
-    def add(self, packet: Any, frames: Sequence[Any]) -> None:
-        """One audio packet, with the frames it decoded to (none: FFmpeg could not decode it)."""
+    def add(self, packet: Any, frames: Sequence[Any] | None) -> None:
+        """One audio packet, with the frames it decoded to (None: FFmpeg could not decode it)."""
         if packet.pos is None or not packet.size:  # the decoder's flush at the end
             return
+        data = bytes(packet)
+        self._frames += frames is not None
         if not frames:
-            self._undecoded.append((packet.pos, bytes(packet)))
+            self._undecoded.append((packet.pos, data, frames is None))
             return
-        if self._undecoded and self._sizes:
-            # Tags are looked for only here: a tag's signature in the bytes of audio would be chance.
-            self._tags += _tags_in(self._undecoded)
-            self._stretches.append((self._seconds, len(self._sizes), [(at, len(data)) for at, data in self._undecoded]))
-        self._undecoded = []
+        if self._undecoded:
+            self._close(between=bool(self._seconds))
+        self._seconds.append(sum(frame.samples / frame.sample_rate for frame in frames))
         self._sizes.append(packet.size)
-        self._seconds += sum(frame.samples / frame.sample_rate for frame in frames)
+        self._framed.append(frame_bytes(data[:4]) == packet.size)
 
-    def gaps(self) -> list[tuple[float, float]]:
-        """(seconds of audio decoded before, seconds lost) of each stretch of whole frames lost, in order."""
-        gaps = []
-        for before, decoded, packets in self._stretches:
-            lost_bytes = sum(_untagged_bytes(position, size, self._tags) for position, size in packets)
-            around = self._sizes[max(decoded - _FRAMES_AROUND, 0):decoded + _FRAMES_AROUND]
-            frames = round(lost_bytes * len(around) / sum(around))
-            if frames:
-                gaps.append((before, frames * self._seconds / len(self._sizes)))
-        return gaps
+    def _close(self, *, between: bool) -> None:
+        """Measure the packets undecoded since the last decoded one: a stretch ``between`` two decoded ones, else the
+        file's start or end, where only the packets FFmpeg failed on count (not the frames it trims to nothing)."""
+        # Tags are looked for only here: a tag's signature in the bytes of audio would be chance.
+        tags = _tags_in([(position, data) for position, data, _ in self._undecoded])
+        lost = sum(_untagged_bytes(position, len(data), tags) for position, data, failed in self._undecoded
+                   if failed or between)
+        if between:
+            self._joined = self._joined or bool(tags)
+            self._stretches.append(_Stretch(len(self._seconds), lost))
+        else:
+            self._ends += lost
+        self._undecoded = []
+
+    def gaps(self, stated_frames: int | None) -> tuple[list[tuple[float, float]], bool]:
+        """(seconds of audio decoded before, seconds lost) of each stretch of whole frames lost, in order, and
+        whether they are counted from ``stated_frames`` (the file's frame count) rather than estimated. Frames, not
+        seconds: FFmpeg no longer trims the encoder's padding from the last frame once it has skipped damage."""
+        if self._undecoded:
+            self._close(between=False)
+        stretches = [stretch for stretch in self._stretches if stretch.lost_bytes]
+        counted = stated_frames is not None and not self._joined and stated_frames >= self._frames
+        if counted:
+            share = (stated_frames - self._frames) / (sum(s.lost_bytes for s in stretches) + self._ends or 1)
+            frames = [round(stretch.lost_bytes * share) for stretch in stretches]
+        else:
+            frames = [self._estimated_frames(stretch) for stretch in stretches]
+        starts = np.cumsum([0.0, *self._seconds])
+        return [(float(starts[stretch.decoded_before]), count * self._frame_seconds(stretch))
+                for stretch, count in zip(stretches, frames, strict=True) if count], counted
+
+    def _around(self, stretch: _Stretch) -> slice:
+        return slice(max(stretch.decoded_before - _FRAMES_AROUND, 0), stretch.decoded_before + _FRAMES_AROUND)
+
+    def _frame_seconds(self, stretch: _Stretch) -> float:
+        """Seconds of a frame around ``stretch``: the median, as the first and last frames are trimmed (encoder delay
+        and padding), and a joined file's frames may be of another sample rate."""
+        return float(np.median(self._seconds[self._around(stretch)]))
+
+    def _estimated_frames(self, stretch: _Stretch) -> int:
+        """Frames ``stretch`` held, at the mean size of the frames decoded around it of the size their header states
+        (not damage decoded as a frame) and of its frames' length (not the first one, trimmed, nor a joined file's at
+        another sample rate)."""
+        around, seconds = self._around(stretch), self._frame_seconds(stretch)
+        sizes = [size for size, framed, length in zip(self._sizes[around], self._framed[around],
+                                                      self._seconds[around], strict=True)
+                 if framed and length == seconds] or self._sizes[around]
+        return round(stretch.lost_bytes * len(sizes) / sum(sizes))
 
 
-def _tags_in(packets: list[tuple[int, bytes]]) -> list[TagSpan]:
+def _tags_in(packets: Sequence[tuple[int, bytes]]) -> list[TagSpan]:
     """The tags in ``packets`` ((position, bytes) in the file), looked for in each run of them that follow on in the
     file: FFmpeg may cut a tag in several (a Lyrics3 tag's start in one, its end in the next)."""
     runs: list[tuple[int, bytearray]] = []
@@ -177,14 +229,16 @@ def _with_silence(signal: np.ndarray | None, gaps: list[tuple[float, float]], ra
     return np.concatenate(pieces)
 
 
-def _lost_sentence(path: Path, gaps: list[tuple[float, float]]) -> str:
-    """The warning for an MP3 whose audio was lost in ``gaps``: where, in the recording's time, and how much."""
+def _lost_sentence(path: Path, gaps: list[tuple[float, float]], counted: bool) -> str:
+    """The warning for an MP3 whose audio was lost in ``gaps``: where, in the recording's time, and how much (about
+    that, unless ``counted`` by its frame count)."""
     starts, shift = [], 0.0
     for before, lost in gaps:
         starts.append(f"{before + shift:.1f} s")
         shift += lost
-    return (f"{path}: is damaged: {shift:.2f} s of its audio cannot be decoded (at {shortlist(starts)}) and is read as"
-            " silence, so that what follows keeps its time; replace it with an undamaged copy if there is one.")
+    return (f"{path}: is damaged: {'' if counted else 'about '}{shift:.2f} s of its audio cannot be decoded (at"
+            f" {shortlist(starts)}) and is read as silence, so that what follows keeps its time; replace it with an"
+            " undamaged copy if there is one.")
 
 
 def dangling_links(links: Sequence[Path], consequence: str) -> str:
@@ -449,10 +503,10 @@ def decode(
                     if not frame_by_frame:
                         raise
                     skipped += 1
-                    frames = []
+                    frames = None
                 if packet.stream.index == lost_from:
                     lost.add(packet, frames)
-                for frame in frames:
+                for frame in frames or ():
                     if isinstance(frame, av.AudioFrame):
                         mix.add(frame)
                     else:
@@ -464,7 +518,7 @@ def decode(
                 f"{path}: is damaged or cut short{reached} ({exc.strerror}); check that it plays to the end, or copy"
                 " or export it again."
             ) from None
-        gaps = lost.gaps()
+        gaps, counted = lost.gaps(mp3_frames(path) if lost_from is not None else None)
         # The stretches lost count as held: they are read as silence.
         _check_complete(path, container, end - _start_seconds(container) + sum(seconds for _, seconds in gaps))
 
@@ -472,7 +526,7 @@ def decode(
     if audio:
         media.audio = _with_silence(mix.signal(), gaps, sample_rate)
         if gaps:
-            warnings.warn(EmimicWarning(_lost_sentence(path, gaps)), stacklevel=2)
+            warnings.warn(EmimicWarning(_lost_sentence(path, gaps, counted)), stacklevel=2)
         if media.audio is None and skipped:
             raise DataError(f"{path}: is damaged: FFmpeg could decode none of its {skipped} audio packet(s); check"
                             " that it plays, or copy or export it again.")

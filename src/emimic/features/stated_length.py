@@ -37,6 +37,9 @@ _LAME_ENCODERS = (b"LAME", b"Lavf", b"Lavc")
 _LAME_DELAY = 21
 # Sample rates by the frame header's 2-bit index, for MPEG-1; MPEG-2 halves them and MPEG-2.5 quarters them.
 _MPEG1_SAMPLE_RATES = (44100, 48000, 32000)
+# Layer III bit rates (kb/s) by the frame header's 4-bit index, for MPEG-1 and for MPEG-2 and 2.5 (0: free format).
+_MPEG1_KBITS = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
+_MPEG2_KBITS = (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)
 _ID3V1_BYTES = 128
 # What may follow an ID3v1 tag inside an MP3: the next file's first frame (its 11 sync bits) or one of its tags, else
 # the packet's end; its 3-byte signature alone turns up in random bytes (damage) about every 16 MB.
@@ -73,10 +76,31 @@ def wav_seconds(path: Path) -> float | None:
     return None
 
 
+class _FrameCount(NamedTuple):
+    frames: int
+    samples_per_frame: int
+    trimmed: int  # samples: the encoder delay and padding
+    sample_rate: int
+
+
 def mp3_seconds(path: Path) -> float | None:
     """Seconds of audio an MP3's Xing, Info or VBRI header says it holds (its frame count times the samples per
     frame, less the encoder delay and padding a LAME tag states, over the sample rate of the frame carrying it), None
     without such a header or a frame count in it."""
+    count = _frame_count(path)
+    if count is None:
+        return None
+    return max(count.frames * count.samples_per_frame - count.trimmed, 0) / count.sample_rate
+
+
+def mp3_frames(path: Path) -> int | None:
+    """Audio frames an MP3's Xing, Info or VBRI header says it holds, None without such a header or a count in it."""
+    count = _frame_count(path)
+    return None if count is None else count.frames
+
+
+def _frame_count(path: Path) -> _FrameCount | None:
+    """What an MP3's Xing, Info or VBRI header states of its length."""
     with open(path, "rb") as file:
         file.seek(_id3v2_size(file.read(10)))
         data = file.read(_MP3_SEARCH_BYTES)
@@ -98,9 +122,25 @@ def mp3_seconds(path: Path) -> float | None:
         frames = struct.unpack_from(">I", data, vbri + _VBRI_FRAMES)[0]
     else:
         return None
-    # MPEG-1 (version bits 11) frames hold 1152 samples; MPEG-2 (10) and 2.5 (00) ones 576, at 1/2 and 1/4 the rate.
-    sample_rate = _MPEG1_SAMPLE_RATES[(data[frame + 2] >> 2) & 0b11] // {0b11: 1, 0b10: 2, 0b00: 4}[version]
-    return max(frames * (1152 if version == 0b11 else 576) - trimmed, 0) / sample_rate
+    # MPEG-1 (version bits 11) frames hold 1152 samples; MPEG-2 (10) and 2.5 (00) ones 576.
+    return _FrameCount(frames, 1152 if version == 0b11 else 576, trimmed, _sample_rate(data[frame:frame + 4]))
+
+
+def frame_bytes(header: bytes) -> int | None:
+    """Bytes of the MPEG audio layer III frame whose header ``header`` begins with (its bit rate's over its sample
+    rate's, and a padding byte when flagged), None when it is not one."""
+    if len(header) < 4 or not _is_frame_header(header, 0):
+        return None
+    mpeg1 = (header[1] >> 3) & 0b11 == 0b11
+    kbits = (_MPEG1_KBITS if mpeg1 else _MPEG2_KBITS)[header[2] >> 4]
+    return (144 if mpeg1 else 72) * kbits * 1000 // _sample_rate(header) + ((header[2] >> 1) & 1)
+
+
+def _sample_rate(header: bytes) -> int:
+    """The sample rate a frame header states: MPEG-1 (version bits 11) rates, halved for MPEG-2 (10), quartered for
+    MPEG-2.5 (00)."""
+    version = (header[1] >> 3) & 0b11
+    return _MPEG1_SAMPLE_RATES[(header[2] >> 2) & 0b11] // {0b11: 1, 0b10: 2, 0b00: 4}[version]
 
 
 def _id3v2_size(head: bytes) -> int:
@@ -165,11 +205,13 @@ def _found(data: bytes, signature: bytes) -> Iterator[int]:
 
 
 def _first_frame(data: bytes) -> int | None:
-    """Offset of the first MPEG audio layer III frame header in ``data`` (11 sync bits, a valid version, bit rate and
-    sample rate), None when there is none."""
-    for offset in range(len(data) - 3):
-        b1, b2 = data[offset + 1], data[offset + 2]
-        if (data[offset] == 0xFF and b1 & 0xE0 == 0xE0 and (b1 >> 3) & 0b11 != 0b01 and (b1 >> 1) & 0b11 == 0b01
-                and b2 >> 4 not in (0, 0xF) and (b2 >> 2) & 0b11 != 0b11):
-            return offset
-    return None
+    """Offset of the first MPEG audio layer III frame header in ``data``, None when there is none."""
+    return next((offset for offset in range(len(data) - 3) if _is_frame_header(data, offset)), None)
+
+
+def _is_frame_header(data: bytes, offset: int) -> bool:
+    """Whether an MPEG audio layer III frame header starts at ``offset`` of ``data``: 11 sync bits, a valid version,
+    bit rate (not free format) and sample rate."""
+    b1, b2 = data[offset + 1], data[offset + 2]
+    return (data[offset] == 0xFF and b1 & 0xE0 == 0xE0 and (b1 >> 3) & 0b11 != 0b01 and (b1 >> 1) & 0b11 == 0b01
+            and b2 >> 4 not in (0, 0xF) and (b2 >> 2) & 0b11 != 0b11)
