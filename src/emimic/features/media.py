@@ -6,6 +6,8 @@ recorded in :attr:`Media.audio_problem` and the audio extractors mask the clip. 
 cannot be opened or decoded, or that holds far less than the duration its header states, is a
 :class:`~emimic.errors.DataError` naming the file and saying what to do about it. The audio of an MP3 lost to damage
 in its middle is read as silence, with an :class:`~emimic.errors.EmimicWarning`, so that what follows keeps its time.
+Not caught there: damage written as zeros (FFmpeg reads them with the frame before, which still decodes: the file reads
+shorter without a warning, or is refused as cut short) and damage over the first frames (all after starts earlier).
 
 Frames come out as a player shows them: a phone video stored sideways with a rotation in its
 display matrix is turned upright, and a mirrored one is mirrored back. Audio of any channel
