@@ -379,6 +379,9 @@ def mp3s(tmp_path_factory: pytest.TempPathFactory) -> Path:
         start, stop = _byte_at(folder / f"{name}.mp3", 1.0), _byte_at(folder / f"{name}.mp3", 1.0 + seconds)
         data[start:stop] = np.random.default_rng(0).bytes(stop - start)
         (folder / f"{name}-damaged.mp3").write_bytes(data)
+        if name == "cbr":
+            data[start:stop] = bytes(stop - start)
+            (folder / "cbr-zeroed.mp3").write_bytes(data)
     (folder / "mixed.mp3").write_bytes((folder / "low-damaged.mp3").read_bytes() + (folder / "vbr.mp3").read_bytes())
     return folder
 
@@ -456,6 +459,19 @@ def test_garbage_over_a_second_of_an_mp3_is_read_as_silence_with_a_warning(mp3s:
     assert _noise_starts(media.audio) == pytest.approx(3, abs=0.04)
 
 
+def test_zeros_over_a_second_of_an_mp3_are_read_as_silence_with_a_warning(mp3s: Path) -> None:
+    """FFmpeg reads the zeros with the frame after them, which decodes: they are the bytes before its frame."""
+    with pytest.warns(EmimicWarning, match=r"cbr-zeroed\.mp3: is damaged: 1\.0\d s of its audio cannot be decoded"):
+        media = decode(mp3s / "cbr-zeroed.mp3", video=False)
+    assert _noise_starts(media.audio) == pytest.approx(3, abs=0.04)
+
+
+def test_an_apev2_tag_is_found_by_its_header_too() -> None:
+    """Its footer may lie in a later stretch of packets, or be flagged as a header by a faulty tagger."""
+    tag = _apev2_tag(1000)
+    assert list(tag_spans(tag[:100], 7)) == [TagSpan(7, 7 + len(tag), id3v2=False)]
+
+
 def test_garbage_over_a_silence_of_a_variable_bit_rate_mp3_is_measured_by_its_frame_count(mp3s: Path) -> None:
     """Silent frames are a fifth the size of loud ones: the loud frames around the garbage would measure the silence
     it covers at 0.4 s; the Xing header's frame count says how much was lost, to the sample."""
@@ -494,6 +510,18 @@ def test_damage_decoded_as_a_frame_larger_than_its_header_states_does_not_measur
         position += len(data)
     (gap,), counted = lost.gaps(None)
     assert gap == pytest.approx((11 * 0.036, 10 * 0.036)) and not counted
+
+
+def test_a_tag_whose_cover_art_decodes_in_places_is_not_audio_lost() -> None:
+    """Random bytes of a cover may decode as a frame: the APEv2 tag's footer, after it, still covers what is before."""
+    frame, frames = b"\xff\xf3\x48\xc4" + bytes(140), [SimpleNamespace(samples=576, sample_rate=16000)]
+    tag = _apev2_tag(2000, header=False)
+    lost, position = media_module._LostAudio(), 0
+    for data, decoded in [(frame, frames)] * 10 + [(tag[:1000], None), (tag[1000:1144], frames), (tag[1144:], None)] + [
+            (frame, frames)] * 10:
+        lost.add(_Packet(position, data), decoded)
+        position += len(data)
+    assert lost.gaps(None) == ([], False)
 
 
 def test_garbage_over_an_mp3_joined_with_one_of_another_sample_rate_is_measured_in_its_own_frames(mp3s: Path) -> None:

@@ -28,7 +28,15 @@ from typing import Any
 import numpy as np
 
 from emimic.errors import DataError, EmimicWarning
-from emimic.features.stated_length import TagSpan, frame_bytes, mp3_frames, mp3_seconds, tag_spans, wav_seconds
+from emimic.features.stated_length import (
+    TagSpan,
+    ending_frame,
+    frame_bytes,
+    mp3_frames,
+    mp3_seconds,
+    tag_spans,
+    wav_seconds,
+)
 from emimic.labels import shortlist
 
 SAMPLE_RATE = 16_000
@@ -100,7 +108,7 @@ class _Stretch:
     """Packets that decode to nothing between two that decode (or before the first, after the last)."""
 
     decoded_before: int  # packets decoded to audio before it
-    lost_bytes: int  # of its packets, tags left out
+    spans: list[tuple[int, int]]  # (position, size) of its bytes in the file, tags among them
 
 
 class _LostAudio:
@@ -124,7 +132,10 @@ class _LostAudio:
         # (position, bytes, whether FFmpeg failed on it) of the packets since the last one decoded
         self._undecoded: list[tuple[int, bytes, bool]] = []
         self._stretches: list[_Stretch] = []  # between decoded packets
-        self._ends = 0  # bytes lost before the first decoded packet and after the last, tags left out
+        self._ends: list[tuple[int, int]] = []  # (position, size) of those before the first and after the last
+        # Looked for only in the packets not decoded: a tag's signature in the bytes of audio would be chance. All
+        # of them: an APEv2 tag's footer may lie stretches after its start (its cover art decoding as frames between).
+        self._tags: list[TagSpan] = []
         self._frames = 0  # packets FFmpeg decoded, to audio or to nothing (the first, all encoder delay)
         self._joined = False  # a tag between frames: the first file's frame count does not cover the next
 
@@ -139,23 +150,37 @@ class _LostAudio:
             return
         if self._undecoded:
             self._close(between=bool(self._seconds))
+        framed = frame_bytes(data[:4]) == packet.size
+        # Bytes FFmpeg read with the frame that ends the packet (zeros written over the frames before it) are lost.
+        if not framed and (start := ending_frame(data)):
+            self._lose([(packet.pos, data[:start])])
         self._seconds.append(sum(frame.samples / frame.sample_rate for frame in frames))
         self._sizes.append(packet.size)
-        self._framed.append(frame_bytes(data[:4]) == packet.size)
+        self._framed.append(framed)
 
     def _close(self, *, between: bool) -> None:
-        """Measure the packets undecoded since the last decoded one: a stretch ``between`` two decoded ones, else the
+        """Keep the packets undecoded since the last decoded one: a stretch ``between`` two decoded ones, else the
         file's start or end, where only the packets FFmpeg failed on count (not the frames it trims to nothing)."""
-        # Tags are looked for only here: a tag's signature in the bytes of audio would be chance.
-        tags = _tags_in([(position, data) for position, data, _ in self._undecoded])
-        lost = sum(_untagged_bytes(position, len(data), tags) for position, data, failed in self._undecoded
-                   if failed or between)
         if between:
-            self._joined = self._joined or bool(tags)
-            self._stretches.append(_Stretch(len(self._seconds), lost))
+            self._lose([(position, data) for position, data, _ in self._undecoded])
         else:
-            self._ends += lost
+            self._tags += _tags_in([(position, data) for position, data, _ in self._undecoded])
+            self._ends += [(position, len(data)) for position, data, failed in self._undecoded if failed]
         self._undecoded = []
+
+    def _lose(self, packets: list[tuple[int, bytes]]) -> None:
+        """Count the bytes of ``packets`` ((position, bytes) in the file) lost after the packets decoded so far."""
+        tags = _tags_in(packets)
+        self._tags += tags
+        self._joined = self._joined or bool(tags)
+        spans = [(position, len(data)) for position, data in packets]
+        if self._stretches and self._stretches[-1].decoded_before == len(self._seconds):
+            self._stretches[-1].spans += spans
+        else:
+            self._stretches.append(_Stretch(len(self._seconds), spans))
+
+    def _lost_bytes(self, spans: list[tuple[int, int]]) -> int:
+        return sum(_untagged_bytes(position, size, self._tags) for position, size in spans)
 
     def gaps(self, stated_frames: int | None) -> tuple[list[tuple[float, float]], bool]:
         """(seconds of audio decoded before, seconds lost) of each stretch of whole frames lost, in order, and
@@ -163,16 +188,16 @@ class _LostAudio:
         seconds: FFmpeg no longer trims the encoder's padding from the last frame once it has skipped damage."""
         if self._undecoded:
             self._close(between=False)
-        stretches = [stretch for stretch in self._stretches if stretch.lost_bytes]
+        lost = [self._lost_bytes(stretch.spans) for stretch in self._stretches]
         counted = stated_frames is not None and not self._joined and stated_frames >= self._frames
         if counted:
-            share = (stated_frames - self._frames) / (sum(s.lost_bytes for s in stretches) + self._ends or 1)
-            frames = [round(stretch.lost_bytes * share) for stretch in stretches]
+            share = (stated_frames - self._frames) / (sum(lost) + self._lost_bytes(self._ends) or 1)
+            frames = [round(lost_bytes * share) for lost_bytes in lost]
         else:
-            frames = [self._estimated_frames(stretch) for stretch in stretches]
+            frames = [self._estimated_frames(*pair) for pair in zip(self._stretches, lost, strict=True)]
         starts = np.cumsum([0.0, *self._seconds])
         return [(float(starts[stretch.decoded_before]), count * self._frame_seconds(stretch))
-                for stretch, count in zip(stretches, frames, strict=True) if count], counted
+                for stretch, count in zip(self._stretches, frames, strict=True) if count], counted
 
     def _around(self, stretch: _Stretch) -> slice:
         return slice(max(stretch.decoded_before - _FRAMES_AROUND, 0), stretch.decoded_before + _FRAMES_AROUND)
@@ -182,7 +207,7 @@ class _LostAudio:
         and padding), and a joined file's frames may be of another sample rate."""
         return float(np.median(self._seconds[self._around(stretch)]))
 
-    def _estimated_frames(self, stretch: _Stretch) -> int:
+    def _estimated_frames(self, stretch: _Stretch, lost_bytes: int) -> int:
         """Frames ``stretch`` held, at the mean size of the frames decoded around it of the size their header states
         (not damage decoded as a frame) and of its frames' length (not the first one, trimmed, nor a joined file's at
         another sample rate)."""
@@ -190,7 +215,7 @@ class _LostAudio:
         sizes = [size for size, framed, length in zip(self._sizes[around], self._framed[around],
                                                       self._seconds[around], strict=True)
                  if framed and length == seconds] or self._sizes[around]
-        return round(stretch.lost_bytes * len(sizes) / sum(sizes))
+        return round(lost_bytes * len(sizes) / sum(sizes))
 
 
 def _tags_in(packets: Sequence[tuple[int, bytes]]) -> list[TagSpan]:

@@ -136,6 +136,13 @@ def frame_bytes(header: bytes) -> int | None:
     return (144 if mpeg1 else 72) * kbits * 1000 // _sample_rate(header) + ((header[2] >> 1) & 1)
 
 
+def ending_frame(data: bytes) -> int | None:
+    """Offset of the MPEG audio layer III frame that ends ``data`` (its header states the bytes left), None when none
+    does."""
+    return next((offset for offset in range(len(data) - 3)
+                 if offset + (frame_bytes(data[offset:offset + 4]) or 0) == len(data)), None)
+
+
 def _sample_rate(header: bytes) -> int:
     """The sample rate a frame header states: MPEG-1 (version bits 11) rates, halved for MPEG-2 (10), quartered for
     MPEG-2.5 (00)."""
@@ -161,16 +168,18 @@ class TagSpan(NamedTuple):
 
 
 def tag_spans(data: bytes, offset: int) -> Iterator[TagSpan]:
-    """The tags whose ID3v2 header, APEv2 footer or ID3v1 header lies in ``data``, the bytes at ``offset`` of an MP3
-    (an ID3v1 tag with the Lyrics3 tag before it); a span may reach past ``data`` (an ID3v2 tag's cover art), or
-    before it (an APEv2 or Lyrics3 tag's)."""
+    """The tags whose ID3v2 header, APEv2 header or footer, or ID3v1 header lies in ``data``, the bytes at ``offset``
+    of an MP3 (an ID3v1 tag with the Lyrics3 tag before it); a span may reach past ``data`` (an ID3v2 tag's cover
+    art), or before it (an APEv2 or Lyrics3 tag's)."""
     for at in _found(data, b"ID3"):
         if size := _id3v2_size(data[at:at + 10]):
             yield TagSpan(offset + at, offset + at + size, id3v2=True)
     for at in _found(data, b"APETAGEX"):
         if len(data) >= at + _APE_BYTES:
             size, _, flags = struct.unpack_from("<III", data, at + 12)
-            if not flags & _APE_IS_HEADER:  # the footer every APEv2 tag ends with states where it starts
+            if flags & _APE_IS_HEADER:  # a header states where the tag ends (its size counts the footer, not it)
+                yield TagSpan(offset + at, offset + at + _APE_BYTES + size, id3v2=False)
+            else:  # the footer every APEv2 tag ends with states where it starts
                 end = offset + at + _APE_BYTES
                 yield TagSpan(end - size - (_APE_BYTES if flags & _APE_HAS_HEADER else 0), end, id3v2=False)
     for at in _found(data, b"TAG"):
