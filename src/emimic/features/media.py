@@ -6,8 +6,7 @@ recorded in :attr:`Media.audio_problem` and the audio extractors mask the clip. 
 cannot be opened or decoded, or that holds far less than the duration its header states, is a
 :class:`~emimic.errors.DataError` naming the file and saying what to do about it. The audio of an MP3 lost to damage
 in its middle is read as silence, with an :class:`~emimic.errors.EmimicWarning`, so that what follows keeps its time.
-Not caught there: damage written as zeros (FFmpeg reads them with the frame before, which still decodes: the file reads
-shorter without a warning, or is refused as cut short) and damage over the first frames (all after starts earlier).
+Not caught: damage over the first frames (all after starts earlier, without a warning).
 
 Frames come out as a player shows them: a phone video stored sideways with a rotation in its
 display matrix is turned upright, and a mirrored one is mirrored back. Audio of any channel
@@ -116,7 +115,8 @@ class _LostAudio:
 
     FFmpeg skips bytes it cannot decode and dates the frames after them as if they followed on (a second of garbage
     costs one frame's timestamp), so the time lost is measured in bytes: the packets that decode to nothing between
-    two that decode, less the tags among them (a joined file's second ID3v2 tag with its cover art, the first one's
+    two that decode, and the bytes a packet holds before the frame that ends it (zeros, which FFmpeg reads with the
+    frame after them), less the tags among them (a joined file's second ID3v2 tag with its cover art, the first one's
     APEv2, Lyrics3 or ID3v1 tag). Where the file's frame count holds (a Xing, Info or VBRI header, no join), the time
     lost in all is what it states less what decoded, split between the stretches by their bytes (exact for one
     stretch); else each stretch counts as whole frames at the mean size of the frames decoded around it, which at a
