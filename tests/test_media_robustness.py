@@ -27,6 +27,7 @@ from emimic.data.layout import discover
 from emimic.errors import ConfigError, DataError, EmimicWarning
 from emimic.features import EXTRACTORS, ClipInput, Extractor, extract, runner
 from emimic.features import media as media_module
+from emimic.features.ledger import read_ledger
 from emimic.features.media import decode
 from emimic.features.pipeline import make_spec
 from emimic.features.plan import skipped_media
@@ -531,12 +532,15 @@ def test_garbage_over_an_mp3_joined_with_one_of_another_sample_rate_is_measured_
 
 
 def test_extract_shows_the_warning_of_a_damaged_mp3_and_extracts_it(tmp_path: Path, mp3s: Path) -> None:
-    """The warning travels from the worker to the command with the clip's report."""
+    """The warning travels from the worker to the command with the clip's report, and into the ledger."""
     (tmp_path / "audio").mkdir()
     shutil.copy(mp3s / "cbr-damaged.mp3", tmp_path / "audio" / "00001.mp3")
     with pytest.warns(EmimicWarning, match=r"audio/00001\.mp3: is damaged: 1\.04 s of its audio cannot be decoded"):
         summary = extract(tmp_path, ["egemaps"], progress=False)
     assert summary.loc["egemaps", "done"] == 1
+    # Recorded too: a resumed run skips the clip and shows nothing.
+    (outcome,) = read_ledger(tmp_path / "_extract" / "ledger.csv").values()
+    assert outcome["status"] == "done" and re.match(r"warning: .*00001\.mp3: is damaged: ", outcome["reason"])
 
 
 def test_a_whole_wav_whose_header_misstates_its_byte_rate_is_read(tmp_path: Path) -> None:
