@@ -104,7 +104,7 @@ _FRAMES_AROUND = 32
 
 @dataclass
 class _Stretch:
-    """Packets that decode to nothing between two that decode (or before the first, after the last)."""
+    """Packets that decode to nothing between two that decode, and the bytes a decoded one holds before its frame."""
 
     decoded_before: int  # packets decoded to audio before it
     spans: list[tuple[int, int]]  # (position, size) of its bytes in the file, tags among them
