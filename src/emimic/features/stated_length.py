@@ -9,7 +9,7 @@ recording there.
 
 Tags can also sit inside an MP3's stream (two files joined with ``cat``: the first one's ID3v1, Lyrics3 or APEv2 tag,
 the second one's ID3v2 tag with its cover art): :func:`tag_spans` finds where, so that their bytes are not taken for
-lost audio."""
+lost audio; :func:`frame_bytes` and :func:`ending_frame` tell a packet's frame from bytes FFmpeg read with it."""
 
 from __future__ import annotations
 
@@ -77,6 +77,8 @@ def wav_seconds(path: Path) -> float | None:
 
 
 class _FrameCount(NamedTuple):
+    """What an MP3's Xing, Info or VBRI header states of its length."""
+
     frames: int
     samples_per_frame: int
     trimmed: int  # samples: the encoder delay and padding
@@ -100,7 +102,7 @@ def mp3_frames(path: Path) -> int | None:
 
 
 def _frame_count(path: Path) -> _FrameCount | None:
-    """What an MP3's Xing, Info or VBRI header states of its length."""
+    """What an MP3's Xing, Info or VBRI header states of its length, None without one or a frame count in it."""
     with open(path, "rb") as file:
         file.seek(_id3v2_size(file.read(10)))
         data = file.read(_MP3_SEARCH_BYTES)
