@@ -351,7 +351,8 @@ def mp3s(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """4 s MP3s whose audio dates itself (a quiet tone, loud noise from 3 s on), at a constant bit rate (16 kHz, 32
     kb/s) and a variable one (44.1 kHz); the first with a PNG cover in its ID3v2 tag, with an ID3v1 tag, with an
     APEv2 tag, with one without a header, and joined with cat; each with garbage written over its second second (the
-    variable ones, over their silence from 1 s to 3 s)."""
+    variable ones, over their silence from 1 s to 3 s); and a variable one (44.1 kHz) of 3 s of the tone then 3 s of
+    the noise with garbage over a second of each."""
     folder = tmp_path_factory.mktemp("mp3s")
     dated = ("-f", "lavfi", "-i", "sine=f=300:d=3:r=16000,volume=0.1", "-f", "lavfi", "-i",
              "anoisesrc=d=1:a=0.8:r=16000", "-filter_complex", "[0][1]concat=n=2:v=0:a=1")
@@ -384,6 +385,14 @@ def mp3s(tmp_path_factory: pytest.TempPathFactory) -> Path:
             data[start:stop] = bytes(stop - start)
             (folder / "cbr-zeroed.mp3").write_bytes(data)
     (folder / "mixed.mp3").write_bytes((folder / "low-damaged.mp3").read_bytes() + (folder / "vbr.mp3").read_bytes())
+    # The tone's frames are under a third the size of the noise's (104 bytes, 365).
+    ffmpeg("-f", "lavfi", "-i", "sine=f=300:d=3,volume=0.1", "-f", "lavfi", "-i", "anoisesrc=d=3:a=0.8",
+           "-filter_complex", "[0][1]concat=n=2:v=0:a=1", "-ac", "2", "-q:a", "2", folder / "steps.mp3")
+    data = bytearray((folder / "steps.mp3").read_bytes())
+    for seconds in (1.0, 4.0):
+        start, stop = _byte_at(folder / "steps.mp3", seconds), _byte_at(folder / "steps.mp3", seconds + 1)
+        data[start:stop] = np.random.default_rng(0).bytes(stop - start)
+    (folder / "steps-damaged.mp3").write_bytes(data)
     return folder
 
 
@@ -481,6 +490,38 @@ def test_garbage_over_a_silence_of_a_variable_bit_rate_mp3_is_measured_by_its_fr
     # Plus the encoder's padding, which FFmpeg no longer trims from the last frame once it has skipped damage.
     assert media.audio.size / 16000 == pytest.approx(6, abs=0.03)
     assert _noise_starts(media.audio[16000:], loud=0.1) == pytest.approx(2, abs=0.03)  # again at 3 s
+
+
+def test_garbage_over_a_tone_and_over_noise_of_a_variable_bit_rate_mp3_is_each_as_long_as_it_was(mp3s: Path) -> None:
+    """The frame count says how much was lost in all; a second of the tone's small frames held as many frames as a
+    second of the noise's large ones (not a third of the bytes' share): each gap lasts a second (and the frames FFmpeg
+    reads with the garbage as it finds its way back), the noise between them still starts at 3 s, and the noise
+    after them is where it was."""
+    with pytest.warns(EmimicWarning, match=r"steps-damaged\.mp3: is damaged: 2\.\d\d s of its audio cannot"):
+        media = decode(mp3s / "steps-damaged.mp3", video=False)
+    assert _silences(media.audio) == pytest.approx([1.0, 1.0], abs=0.08)
+    assert _noise_starts(media.audio, loud=0.1) == pytest.approx(3, abs=0.03)
+    whole, at = decode(mp3s / "steps.mp3", video=False).audio, 5.5 * 16000
+    assert _lag(media.audio, whole[round(at):round(at) + 4000], round(at)) == pytest.approx(0, abs=2)
+
+
+def test_the_frames_a_count_says_were_lost_are_split_into_whole_frames_that_add_up() -> None:
+    """By largest remainder: a stretch's share rounded alone would lose a frame or add one."""
+    assert media_module._apportioned(10, [1.0, 1.0, 1.0]) == [4, 3, 3]
+    assert media_module._apportioned(80, [39.0, 41.01]) == [39, 41]
+    assert media_module._apportioned(5, [0.0, 0.0]) == [0, 0]
+
+
+def _silences(audio: np.ndarray) -> list[float]:
+    """Seconds of each run of zeros longer than 0.1 s in ``audio`` (16 kHz)."""
+    edges = np.flatnonzero(np.diff(np.r_[0, audio == 0, 0]))
+    return [(stop - start) / 16000 for start, stop in zip(edges[::2], edges[1::2], strict=True) if stop - start > 1600]
+
+
+def _lag(audio: np.ndarray, piece: np.ndarray, at: int, within: int = 8000) -> int:
+    """Samples after ``at`` where ``piece`` (of noise, which matches itself nowhere else) is in ``audio``."""
+    window = audio[at - within:at + len(piece) + within]
+    return int(np.argmax(np.correlate(window, piece, "valid"))) - within
 
 
 def test_garbage_over_an_mp3_without_a_frame_count_is_estimated(mp3s: Path) -> None:

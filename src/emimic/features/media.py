@@ -17,6 +17,7 @@ and 5.1 copies of one recording give the same signal.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -118,10 +119,11 @@ class _LostAudio:
     two that decode, and the bytes a packet holds before the frame that ends it (zeros, which FFmpeg reads with the
     frame after them), less the tags among them (a joined file's second ID3v2 tag with its cover art, the first one's
     APEv2, Lyrics3 or ID3v1 tag). Where the file's frame count holds (a Xing, Info or VBRI header, no join), the time
-    lost in all is what it states less what decoded, split between the stretches by their bytes (exact for one
-    stretch); else each stretch counts as whole frames at the mean size of the frames decoded around it, which at a
-    variable bit rate is an estimate (frames are larger where the sound is richer). Packets before the first frame or
-    after the last one (junk or a tag at the end) shift nothing, but take their share of what the count says is lost.
+    lost in all is what it states less what decoded, split between the stretches in proportion to their estimates
+    (exact for one stretch); else each stretch counts as whole frames at the mean size of the frames decoded around
+    it, which at a variable bit rate is an estimate (frames are larger where the sound is richer, so a split by bytes
+    alone would give a stretch over a silence too little). Packets before the first frame or after the last one
+    (junk or a tag at the end) shift nothing, but take their share of what the count says is lost.
     """
 
     def __init__(self) -> None:
@@ -132,7 +134,7 @@ class _LostAudio:
         # (position, bytes, whether FFmpeg failed on it) of the packets since the last one decoded
         self._undecoded: list[tuple[int, bytes, bool]] = []
         self._stretches: list[_Stretch] = []  # between decoded packets
-        self._ends: list[tuple[int, int]] = []  # (position, size) of those before the first and after the last
+        self._ends: list[_Stretch] = []  # those before the first and after the last
         # Looked for only in the packets not decoded: a tag's signature in the bytes of audio would be chance. All
         # of them: an APEv2 tag's footer may lie stretches after its start (its cover art decoding as frames between).
         self._tags: list[TagSpan] = []
@@ -165,7 +167,8 @@ class _LostAudio:
             self._lose([(position, data) for position, data, _ in self._undecoded])
         else:
             self._tags += _tags_in([(position, data) for position, data, _ in self._undecoded])
-            self._ends += [(position, len(data)) for position, data, failed in self._undecoded if failed]
+            self._ends.append(_Stretch(len(self._seconds), [(position, len(data))
+                                                          for position, data, failed in self._undecoded if failed]))
         self._undecoded = []
 
     def _lose(self, packets: list[tuple[int, bytes]]) -> None:
@@ -188,13 +191,16 @@ class _LostAudio:
         seconds: FFmpeg no longer trims the encoder's padding from the last frame once it has skipped damage."""
         if self._undecoded:
             self._close(between=False)
-        lost = [self._lost_bytes(stretch.spans) for stretch in self._stretches]
+        if not self._stretches:
+            return [], False
+        # Ends too: they have their share of what the count says is lost.
+        estimates = [self._estimated_frames(stretch) for stretch in self._stretches + self._ends]
         counted = stated_frames is not None and not self._joined and stated_frames >= self._frames
         if counted:
-            share = (stated_frames - self._frames) / (sum(lost) + self._lost_bytes(self._ends) or 1)
-            frames = [round(lost_bytes * share) for lost_bytes in lost]
+            frames = _apportioned(stated_frames - self._frames, estimates)
         else:
-            frames = [self._estimated_frames(*pair) for pair in zip(self._stretches, lost, strict=True)]
+            frames = [round(estimate) for estimate in estimates]
+        frames = frames[:len(self._stretches)]
         starts = np.cumsum([0.0, *self._seconds])
         return [(float(starts[stretch.decoded_before]), count * self._frame_seconds(stretch))
                 for stretch, count in zip(self._stretches, frames, strict=True) if count], counted
@@ -207,7 +213,7 @@ class _LostAudio:
         and padding), and a joined file's frames may be of another sample rate."""
         return float(np.median(self._seconds[self._around(stretch)]))
 
-    def _estimated_frames(self, stretch: _Stretch, lost_bytes: int) -> int:
+    def _estimated_frames(self, stretch: _Stretch) -> float:
         """Frames ``stretch`` held, at the mean size of the frames decoded around it of the size their header states
         (not damage decoded as a frame) and of its frames' length (not the first one, trimmed, nor a joined file's at
         another sample rate)."""
@@ -215,7 +221,19 @@ class _LostAudio:
         sizes = [size for size, framed, length in zip(self._sizes[around], self._framed[around],
                                                       self._seconds[around], strict=True)
                  if framed and length == seconds] or self._sizes[around]
-        return round(lost_bytes * len(sizes) / sum(sizes))
+        return self._lost_bytes(stretch.spans) * len(sizes) / sum(sizes)
+
+
+def _apportioned(total: int, weights: list[float]) -> list[int]:
+    """``total`` split into whole parts in proportion to ``weights``, by largest remainder: each part is rounded
+    down, and what that leaves goes one by one to the parts that lost the most."""
+    if not sum(weights):
+        return [0] * len(weights)
+    quotas = [total * weight / sum(weights) for weight in weights]
+    parts = [math.floor(quota) for quota in quotas]
+    for index in sorted(range(len(quotas)), key=lambda index: parts[index] - quotas[index])[:total - sum(parts)]:
+        parts[index] += 1
+    return parts
 
 
 def _tags_in(packets: Sequence[tuple[int, bytes]]) -> list[TagSpan]:
