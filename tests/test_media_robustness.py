@@ -550,7 +550,7 @@ def test_damage_decoded_as_a_frame_larger_than_its_header_states_does_not_measur
             (frame, frames)] * 10:
         lost.add(_Packet(position, data), decoded)
         position += len(data)
-    (gap,), counted = lost.gaps(None)
+    (gap,), counted = lost.finish(None)
     assert gap == pytest.approx((11 * 0.036, 10 * 0.036)) and not counted
 
 
@@ -563,7 +563,7 @@ def test_a_tag_whose_cover_art_decodes_in_places_is_not_audio_lost() -> None:
             (frame, frames)] * 10:
         lost.add(_Packet(position, data), decoded)
         position += len(data)
-    assert lost.gaps(None) == ([], False)
+    assert lost.finish(None) == ([], False)
 
 
 def test_garbage_over_an_mp3_joined_with_one_of_another_sample_rate_is_measured_in_its_own_frames(mp3s: Path) -> None:

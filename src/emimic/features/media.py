@@ -29,11 +29,11 @@ import numpy as np
 
 from emimic.errors import DataError, EmimicWarning
 from emimic.features.stated_length import (
+    FrameCount,
     TagSpan,
     ending_frame,
     frame_bytes,
-    mp3_frames,
-    mp3_seconds,
+    mp3_frame_count,
     tag_spans,
     wav_seconds,
 )
@@ -146,7 +146,8 @@ class _LostAudio:
         if packet.pos is None or not packet.size:  # the decoder's flush at the end
             return
         data = bytes(packet)
-        self._frames += frames is not None
+        if frames is not None:
+            self._frames += 1
         if not frames:
             self._undecoded.append((packet.pos, data, frames is None))
             return
@@ -185,10 +186,11 @@ class _LostAudio:
     def _lost_bytes(self, spans: list[tuple[int, int]]) -> int:
         return sum(_untagged_bytes(position, size, self._tags) for position, size in spans)
 
-    def gaps(self, stated_frames: int | None) -> tuple[list[tuple[float, float]], bool]:
-        """(seconds of audio decoded before, seconds lost) of each stretch of whole frames lost, in order, and
-        whether they are counted from ``stated_frames`` (the file's frame count) rather than estimated. Frames, not
-        seconds: FFmpeg no longer trims the encoder's padding from the last frame once it has skipped damage."""
+    def finish(self, stated_frames: int | None) -> tuple[list[tuple[float, float]], bool]:
+        """Close the packets undecoded at the end (once, after the last packet) and measure what was lost: (seconds
+        of audio decoded before, seconds lost) of each stretch of whole frames lost, in order, and whether they are
+        counted from ``stated_frames`` (the file's frame count) rather than estimated. Frames, not seconds: FFmpeg no
+        longer trims the encoder's padding from the last frame once it has skipped damage."""
         if self._undecoded:
             self._close(between=False)
         if not self._stretches:
@@ -220,7 +222,7 @@ class _LostAudio:
         around, seconds = self._around(stretch), self._frame_seconds(stretch)
         sizes = [size for size, framed, length in zip(self._sizes[around], self._framed[around],
                                                       self._seconds[around], strict=True)
-                 if framed and length == seconds] or self._sizes[around]
+                 if framed and math.isclose(length, seconds)] or self._sizes[around]
         return self._lost_bytes(stretch.spans) * len(sizes) / sum(sizes)
 
 
@@ -473,24 +475,25 @@ def _stated_seconds(container: Any) -> float:
     return max(stated, 0.0)
 
 
-def _header_seconds(path: Path, container: Any) -> float | None:
+def _header_seconds(path: Path, container: Any, mp3: FrameCount | None) -> float | None:
     """How long the file's own header says it lasts from its first timestamp; None when it states no length of its
-    own, so that a file cut short cannot be told from a shorter recording."""
+    own, so that a file cut short cannot be told from a shorter recording (``mp3``: an MP3's frame count, read once
+    for this and for the audio it lost)."""
     formats = set(container.format.name.split(","))
     if formats & _HEADER_DURATION_FORMATS:
         return _stated_seconds(container)
     if "mp3" in formats:  # not FFmpeg's duration: a bit-rate estimate where the file outgrows the header's byte count
-        return mp3_seconds(path)
+        return None if mp3 is None else mp3.seconds
     if "wav" in formats:
         return wav_seconds(path)
     return None
 
 
-def _check_complete(path: Path, container: Any, held: float) -> None:
+def _check_complete(path: Path, container: Any, held: float, mp3: FrameCount | None) -> None:
     """Refuse a file whose streams end far short of the duration its header states (``held``: seconds from the
     file's start to the latest packet end of any stream): FFmpeg reads a Matroska file cut in half without an
-    error, and half a clip's features would pass for all of them."""
-    stated = _header_seconds(path, container)
+    error, and half a clip's features would pass for all of them (``mp3``: an MP3's frame count)."""
+    stated = _header_seconds(path, container, mp3)
     if stated is not None and held < _MIN_SHARE_OF_DECLARED * stated:
         raise DataError(
             f"{path}: is cut short: it holds {max(held, 0.0):.1f} s of the {stated:.1f} s its header states (an"
@@ -563,9 +566,10 @@ def decode(
                 f"{path}: is damaged or cut short{reached} ({exc.strerror}); check that it plays to the end, or copy"
                 " or export it again."
             ) from None
-        gaps, counted = lost.gaps(mp3_frames(path) if lost_from is not None else None)
+        count = mp3_frame_count(path) if frame_by_frame else None
+        gaps, counted = lost.finish(None if count is None else count.frames)
         # The stretches lost count as held: they are read as silence.
-        _check_complete(path, container, end - _start_seconds(container) + sum(seconds for _, seconds in gaps))
+        _check_complete(path, container, end - _start_seconds(container) + sum(seconds for _, seconds in gaps), count)
 
     media = Media(path=path, duration=0.0, sample_rate=sample_rate)
     if audio:

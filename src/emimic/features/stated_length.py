@@ -76,7 +76,7 @@ def wav_seconds(path: Path) -> float | None:
     return None
 
 
-class _FrameCount(NamedTuple):
+class FrameCount(NamedTuple):
     """What an MP3's Xing, Info or VBRI header states of its length."""
 
     frames: int
@@ -84,24 +84,14 @@ class _FrameCount(NamedTuple):
     trimmed: int  # samples: the encoder delay and padding
     sample_rate: int
 
-
-def mp3_seconds(path: Path) -> float | None:
-    """Seconds of audio an MP3's Xing, Info or VBRI header says it holds (its frame count times the samples per
-    frame, less the encoder delay and padding a LAME tag states, over the sample rate of the frame carrying it), None
-    without such a header or a frame count in it."""
-    count = _frame_count(path)
-    if count is None:
-        return None
-    return max(count.frames * count.samples_per_frame - count.trimmed, 0) / count.sample_rate
+    @property
+    def seconds(self) -> float:
+        """Seconds of audio: the frames times the samples per frame, less the encoder delay and padding a LAME tag
+        states, over the sample rate of the frame carrying the header."""
+        return max(self.frames * self.samples_per_frame - self.trimmed, 0) / self.sample_rate
 
 
-def mp3_frames(path: Path) -> int | None:
-    """Audio frames an MP3's Xing, Info or VBRI header says it holds, None without such a header or a count in it."""
-    count = _frame_count(path)
-    return None if count is None else count.frames
-
-
-def _frame_count(path: Path) -> _FrameCount | None:
+def mp3_frame_count(path: Path) -> FrameCount | None:
     """What an MP3's Xing, Info or VBRI header states of its length, None without one or a frame count in it."""
     with open(path, "rb") as file:
         file.seek(_id3v2_size(file.read(10)))
@@ -125,7 +115,7 @@ def _frame_count(path: Path) -> _FrameCount | None:
     else:
         return None
     # MPEG-1 (version bits 11) frames hold 1152 samples; MPEG-2 (10) and 2.5 (00) ones 576.
-    return _FrameCount(frames, 1152 if version == 0b11 else 576, trimmed, _sample_rate(data[frame:frame + 4]))
+    return FrameCount(frames, 1152 if version == 0b11 else 576, trimmed, _sample_rate(data[frame:frame + 4]))
 
 
 def frame_bytes(header: bytes) -> int | None:
