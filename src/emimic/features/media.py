@@ -574,6 +574,10 @@ def decode(
     media = Media(path=path, duration=0.0, sample_rate=sample_rate)
     if audio:
         media.audio = _with_silence(mix.signal(), gaps, sample_rate)
+        if gaps and counted and count is not None and media.audio is not None:
+            # FFmpeg no longer trims the encoder's padding from the last frame once it has skipped damage: the frame
+            # count says where the audio ends, as an undamaged copy's does.
+            media.audio = media.audio[:round(count.seconds * sample_rate)]
         if gaps:
             warnings.warn(EmimicWarning(_lost_sentence(path, gaps, counted)), stacklevel=2)
         if media.audio is None and skipped:
