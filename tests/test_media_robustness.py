@@ -13,7 +13,10 @@ import shutil
 import struct
 import subprocess
 import sys
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -24,9 +27,11 @@ from emimic.data.layout import discover
 from emimic.errors import ConfigError, DataError, EmimicWarning
 from emimic.features import EXTRACTORS, ClipInput, Extractor, extract, runner
 from emimic.features import media as media_module
+from emimic.features.ledger import read_ledger
 from emimic.features.media import decode
 from emimic.features.pipeline import make_spec
 from emimic.features.plan import skipped_media
+from emimic.features.stated_length import TagSpan, tag_spans
 from emimic.infer import check_recipe, collect_videos, run_recipe
 
 MEDIA = Path(__file__).parent / "media"
@@ -311,15 +316,18 @@ def test_an_mp3_none_of_whose_packets_decodes_is_damaged(tmp_path: Path) -> None
         decode(tmp_path / "bad.mp3", video=False)
 
 
-def _apev2_tag(cover_bytes: int) -> bytes:
+def _apev2_tag(cover_bytes: int, *, header: bool = True) -> bytes:
     """An APEv2 tag (header, one binary item as cover art is stored, footer), as taggers append it to an MP3; the
-    cover's bytes are random, as a compressed image's are (some look like MPEG frame headers to FFmpeg)."""
+    cover's bytes are random, as a compressed image's are (some look like MPEG frame headers to FFmpeg). Its header
+    is optional: ``header=False`` leaves it out, as some taggers do."""
     cover = b"\x89PNG\r\n\x1a\n" + np.random.default_rng(0).bytes(cover_bytes - 8)
     item = struct.pack("<II", cover_bytes, 0b10) + b"Cover Art (Front)\0" + cover
 
     def frame(flags: int) -> bytes:  # version 2000, the tag's size less its header, one item
         return b"APETAGEX" + struct.pack("<IIII", 2000, len(item) + 32, 1, flags) + bytes(8)
 
+    if not header:
+        return item + frame(0)
     return frame(0xA0000000) + item + frame(0x80000000)
 
 
@@ -336,6 +344,245 @@ def test_a_whole_mp3_larger_than_its_frame_count_says_is_read(tmp_path: Path, na
     media = decode(tmp_path / name, video=False)
     assert media.duration == media.audio.size / 16000  # not FFmpeg's estimate, far above what it holds
     assert media.audio.size == pytest.approx(64000 if name == "apev2.mp3" else 130000, abs=3000)
+
+
+@pytest.fixture(scope="module")
+def mp3s(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 s MP3s whose audio dates itself (a quiet tone, loud noise from 3 s on), at a constant bit rate (16 kHz, 32
+    kb/s) and a variable one (44.1 kHz); the first with a PNG cover in its ID3v2 tag, with an ID3v1 tag, with an
+    APEv2 tag, with one without a header, and joined with cat; each with garbage written over its second second (the
+    variable ones, over their silence from 1 s to 3 s); and a variable one (44.1 kHz) of 3 s of the tone then 3 s of
+    the noise with garbage over a second of each."""
+    folder = tmp_path_factory.mktemp("mp3s")
+    dated = ("-f", "lavfi", "-i", "sine=f=300:d=3:r=16000,volume=0.1", "-f", "lavfi", "-i",
+             "anoisesrc=d=1:a=0.8:r=16000", "-filter_complex", "[0][1]concat=n=2:v=0:a=1")
+    ffmpeg(*dated, "-b:a", "32k", folder / "cbr.mp3")
+    # Speech-like: loud noise for 1 s of every 3, silent between, whose frames are 104 to 1044 bytes.
+    ffmpeg("-f", "lavfi", "-i", "anoisesrc=r=44100:d=6:a=0.8,volume='if(lt(mod(t,3),1),1,0)':eval=frame", "-ac", "2",
+           "-q:a", "0", folder / "vbr.mp3")
+    ffmpeg("-i", folder / "vbr.mp3", "-c", "copy", "-write_xing", "0", folder / "vbr-uncounted.mp3")
+    ffmpeg("-f", "lavfi", "-i", "testsrc=s=64x64", "-frames:v", "1", folder / "cover.png")
+    ffmpeg("-i", folder / "cbr.mp3", "-i", folder / "cover.png", "-map", "0", "-map", "1", "-c", "copy",
+           "-id3v2_version", "3", folder / "cover.mp3")
+    ffmpeg("-i", folder / "cbr.mp3", "-c", "copy", "-write_id3v1", "1", "-metadata", "title=take 1",
+           folder / "id3v1.mp3")
+    (folder / "apev2.mp3").write_bytes((folder / "cbr.mp3").read_bytes() + _apev2_tag(20_000))
+    (folder / "footer.mp3").write_bytes((folder / "cbr.mp3").read_bytes() + _apev2_tag(20_000, header=False))
+    # Tags at each join: ID3v1 then ID3v2, an ID3v2 with a cover, APEv2 (with a header, then without) then ID3v2.
+    (folder / "joined.mp3").write_bytes(b"".join((folder / name).read_bytes() for name in
+                                                 ("id3v1.mp3", "cover.mp3", "apev2.mp3", "footer.mp3", "cbr.mp3")))
+    # A Lyrics3 tag (v2, then v1) before each ID3v1 tag; the lyrics are random bytes, some alike MPEG frame headers.
+    audio, id3v1 = (folder / "id3v1.mp3").read_bytes()[:-128], (folder / "id3v1.mp3").read_bytes()[-128:]
+    (folder / "lyrics3.mp3").write_bytes(audio + _lyrics3_tag(2) + id3v1 + audio + _lyrics3_tag(1) + id3v1
+                                         + (folder / "cbr.mp3").read_bytes())
+    ffmpeg(*dated, "-ar", "8000", "-b:a", "16k", folder / "low.mp3")  # frames of 72 ms, 2.8 times longer
+    for name, seconds in {"cbr": 1.0, "vbr": 2.0, "vbr-uncounted": 2.0, "low": 1.0}.items():  # VBR: over a silence
+        data = bytearray((folder / f"{name}.mp3").read_bytes())
+        start, stop = _byte_at(folder / f"{name}.mp3", 1.0), _byte_at(folder / f"{name}.mp3", 1.0 + seconds)
+        data[start:stop] = np.random.default_rng(0).bytes(stop - start)
+        (folder / f"{name}-damaged.mp3").write_bytes(data)
+        if name == "cbr":
+            data[start:stop] = bytes(stop - start)
+            (folder / "cbr-zeroed.mp3").write_bytes(data)
+    (folder / "mixed.mp3").write_bytes((folder / "low-damaged.mp3").read_bytes() + (folder / "vbr.mp3").read_bytes())
+    # The tone's frames are under a third the size of the noise's (104 bytes, 365).
+    ffmpeg("-f", "lavfi", "-i", "sine=f=300:d=3,volume=0.1", "-f", "lavfi", "-i", "anoisesrc=d=3:a=0.8",
+           "-filter_complex", "[0][1]concat=n=2:v=0:a=1", "-ac", "2", "-q:a", "2", folder / "steps.mp3")
+    data = bytearray((folder / "steps.mp3").read_bytes())
+    for seconds in (1.0, 4.0):
+        start, stop = _byte_at(folder / "steps.mp3", seconds), _byte_at(folder / "steps.mp3", seconds + 1)
+        data[start:stop] = np.random.default_rng(0).bytes(stop - start)
+    (folder / "steps-damaged.mp3").write_bytes(data)
+    return folder
+
+
+def _lyrics3_tag(version: int) -> bytes:
+    """A Lyrics3 tag (v1 or v2, with 3 KB of lyrics), as some taggers put before an MP3's ID3v1 tag."""
+    lyrics = np.random.default_rng(version).bytes(3000)
+    if version == 1:
+        return b"LYRICSBEGIN" + lyrics + b"LYRICSEND"
+    fields = b"LYRICSBEGIN" + b"IND00002" + b"11" + b"LYR" + b"%05d" % len(lyrics) + lyrics
+    return fields + b"%06d" % len(fields) + b"LYRICS200"
+
+
+def _byte_at(path: Path, seconds: float) -> int:
+    """Where in ``path`` the first audio packet at or after ``seconds`` starts."""
+    import av
+
+    with av.open(str(path)) as container:
+        return next(packet.pos for packet in container.demux(audio=0) if packet.pts * packet.time_base >= seconds)
+
+
+def _noise_starts(audio: np.ndarray, loud: float = 0.3) -> float:
+    """Seconds into ``audio`` (16 kHz) of the first 10 ms louder than the tone (RMS above ``loud``)."""
+    windows = audio[: len(audio) // 160 * 160].reshape(-1, 160)
+    return float(np.argmax(np.sqrt((windows**2).mean(axis=1)) > loud)) / 100
+
+
+@pytest.mark.parametrize("name", ["cover.mp3", "id3v1.mp3", "apev2.mp3", "footer.mp3", "joined.mp3", "lyrics3.mp3"])
+def test_a_whole_mp3_with_tags_or_joined_is_read_whole_without_a_warning(mp3s: Path, name: str) -> None:
+    """Tags, and the frame FFmpeg glues to a joined file's ID3v2 tag, are not audio lost (FFmpeg cannot decode
+    the APEv2 tag's cover nor the joins)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EmimicWarning)
+        media = decode(mp3s / name, video=False)
+    # Plus what FFmpeg does not trim in a file larger than its Xing header says: the encoder's padding, and each
+    # later file's Info frame and encoder delay.
+    seconds, files = media.audio.size / 16000, {"joined.mp3": 5, "lyrics3.mp3": 3}.get(name, 1)
+    assert 4 * files <= seconds < 4 * files + 0.1 * files
+
+
+def test_an_id3v1_signature_in_damage_is_a_tag_only_where_a_tag_can_end() -> None:
+    """``TAG`` turns up in random bytes about every 16 MB: it is taken for an ID3v1 tag only where the 128 bytes end
+    at a frame, a tag, or the end of what was read; a Lyrics3 tag before it is part of it."""
+    damage = np.random.default_rng(0).bytes(1000)
+    id3v1 = b"TAG" + bytes(125)
+    assert list(tag_spans(damage[:100] + b"TAG" + damage[103:], 0)) == []
+    for after in (b"\xff\xfb\x90\x00", b"ID3", b"APETAGEX", b"LYRICSBEGIN", b""):  # a frame, tags, the end
+        assert list(tag_spans(damage[:100] + id3v1 + after, 5)) == [TagSpan(105, 233, id3v2=False)]
+    for version in (1, 2):
+        assert list(tag_spans(damage[:100] + _lyrics3_tag(version) + id3v1, 5)) == [
+            TagSpan(105, 105 + len(_lyrics3_tag(version)) + 128, id3v2=False)]
+
+
+def test_only_an_id3v2_tag_takes_the_rest_of_its_packet() -> None:
+    """FFmpeg reads the frame after a joined file's ID3v2 tag with the tag; after the others, what follows is
+    counted."""
+    assert media_module._untagged_bytes(1000, 500, [TagSpan(1100, 1228, id3v2=False)]) == 372
+    assert media_module._untagged_bytes(1000, 500, [TagSpan(1100, 1150, id3v2=True)]) == 100
+    assert media_module._untagged_bytes(1000, 500, [TagSpan(900, 1100, id3v2=False),
+                                                    TagSpan(1050, 1178, id3v2=False)]) == 322
+
+
+def test_garbage_over_a_second_of_an_mp3_is_read_as_silence_with_a_warning(mp3s: Path) -> None:
+    """FFmpeg skips the garbage and reads on as if nothing was lost: the second is put back as silence, so that the
+    noise still starts at 3 s, and a warning says so. The garbage starts 0.93 s into the audio (the frame dated 1 s,
+    less the encoder delay FFmpeg trims)."""
+    path = mp3s / "cbr-damaged.mp3"
+    with pytest.warns(EmimicWarning) as caught:
+        media = decode(path, video=False)
+    assert [str(warning.message) for warning in caught] == [
+        f"{path}: is damaged: 1.04 s of its audio cannot be decoded (at 0.9 s) and is read as silence, so that what"
+        " follows keeps its time; replace it with an undamaged copy if there is one."]
+    assert media.audio.size == 4 * 16000 and media.duration == 4  # as long as the undamaged copy
+    assert not media.audio[round(0.95 * 16000):round(1.95 * 16000)].any()
+    assert _noise_starts(media.audio) == pytest.approx(3, abs=0.04)
+
+
+def test_zeros_over_a_second_of_an_mp3_are_read_as_silence_with_a_warning(mp3s: Path) -> None:
+    """FFmpeg reads the zeros with the frame after them, which decodes: they are the bytes before its frame."""
+    with pytest.warns(EmimicWarning, match=r"cbr-zeroed\.mp3: is damaged: 1\.0\d s of its audio cannot be decoded"):
+        media = decode(mp3s / "cbr-zeroed.mp3", video=False)
+    assert _noise_starts(media.audio) == pytest.approx(3, abs=0.04)
+
+
+def test_an_apev2_tag_is_found_by_its_header_too() -> None:
+    """Its footer may lie in a later stretch of packets, or be flagged as a header by a faulty tagger."""
+    tag = _apev2_tag(1000)
+    assert list(tag_spans(tag[:100], 7)) == [TagSpan(7, 7 + len(tag), id3v2=False)]
+
+
+def test_garbage_over_a_silence_of_a_variable_bit_rate_mp3_is_measured_by_its_frame_count(mp3s: Path) -> None:
+    """Silent frames are a fifth the size of loud ones: the loud frames around the garbage would measure the silence
+    it covers at 0.4 s; the Xing header's frame count says how much was lost, to the sample."""
+    with pytest.warns(EmimicWarning, match=r"vbr-damaged\.mp3: is damaged: 2\.0\d s of its audio cannot"):
+        media = decode(mp3s / "vbr-damaged.mp3", video=False)
+    # Not the encoder's padding, which FFmpeg no longer trims from the last frame once it has skipped damage.
+    assert media.audio.size == 6 * 16000
+    assert _noise_starts(media.audio[16000:], loud=0.1) == pytest.approx(2, abs=0.03)  # again at 3 s
+
+
+def test_garbage_over_a_tone_and_over_noise_of_a_variable_bit_rate_mp3_is_each_as_long_as_it_was(mp3s: Path) -> None:
+    """The frame count says how much was lost in all; a second of the tone's small frames held as many frames as a
+    second of the noise's large ones (not a third of the bytes' share): each gap lasts a second (and the frames FFmpeg
+    reads with the garbage as it finds its way back), the noise between them still starts at 3 s, and the noise
+    after them is where it was."""
+    with pytest.warns(EmimicWarning, match=r"steps-damaged\.mp3: is damaged: 2\.\d\d s of its audio cannot"):
+        media = decode(mp3s / "steps-damaged.mp3", video=False)
+    assert _silences(media.audio) == pytest.approx([1.0, 1.0], abs=0.08)
+    assert _noise_starts(media.audio, loud=0.1) == pytest.approx(3, abs=0.03)
+    whole, at = decode(mp3s / "steps.mp3", video=False).audio, 5.5 * 16000
+    assert media.audio.size == whole.size
+    assert _lag(media.audio, whole[round(at):round(at) + 4000], round(at)) == pytest.approx(0, abs=2)
+
+
+def test_the_frames_a_count_says_were_lost_are_split_into_whole_frames_that_add_up() -> None:
+    """By largest remainder: a stretch's share rounded alone would lose a frame or add one."""
+    assert media_module._apportioned(10, [1.0, 1.0, 1.0]) == [4, 3, 3]
+    assert media_module._apportioned(80, [39.0, 41.01]) == [39, 41]
+    assert media_module._apportioned(5, [0.0, 0.0]) == [0, 0]
+
+
+def _silences(audio: np.ndarray) -> list[float]:
+    """Seconds of each run of zeros longer than 0.1 s in ``audio`` (16 kHz)."""
+    edges = np.flatnonzero(np.diff(np.r_[0, audio == 0, 0]))
+    return [(stop - start) / 16000 for start, stop in zip(edges[::2], edges[1::2], strict=True) if stop - start > 1600]
+
+
+def _lag(audio: np.ndarray, piece: np.ndarray, at: int, within: int = 8000) -> int:
+    """Samples after ``at`` where ``piece`` (of noise, which matches itself nowhere else) is in ``audio``."""
+    window = audio[at - within:at + len(piece) + within]
+    return int(np.argmax(np.correlate(window, piece, "valid"))) - within
+
+
+def test_garbage_over_an_mp3_without_a_frame_count_is_estimated(mp3s: Path) -> None:
+    with pytest.warns(EmimicWarning, match=r"vbr-uncounted-damaged\.mp3: is damaged: about \d\.\d\d s of its audio"):
+        decode(mp3s / "vbr-uncounted-damaged.mp3", video=False)
+
+
+@dataclass
+class _Packet:
+    pos: int
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def __bytes__(self) -> bytes:
+        return self.data
+
+
+def test_damage_decoded_as_a_frame_larger_than_its_header_states_does_not_measure_the_damage() -> None:
+    """FFmpeg decodes some garbage as a frame: its size is not that of the frames around (144 bytes at 32 kb/s)."""
+    frame, frames = b"\xff\xf3\x48\xc4" + bytes(140), [SimpleNamespace(samples=576, sample_rate=16000)]
+    lost, position = media_module._LostAudio(), 0
+    for data, decoded in [(frame, frames)] * 10 + [(frame[:4] + bytes(2000), frames), (bytes(1440), None)] + [
+            (frame, frames)] * 10:
+        lost.add(_Packet(position, data), decoded)
+        position += len(data)
+    (gap,), counted = lost.finish(None)
+    assert gap == pytest.approx((11 * 0.036, 10 * 0.036)) and not counted
+
+
+def test_a_tag_whose_cover_art_decodes_in_places_is_not_audio_lost() -> None:
+    """Random bytes of a cover may decode as a frame: the APEv2 tag's footer, after it, still covers what is before."""
+    frame, frames = b"\xff\xf3\x48\xc4" + bytes(140), [SimpleNamespace(samples=576, sample_rate=16000)]
+    tag = _apev2_tag(2000, header=False)
+    lost, position = media_module._LostAudio(), 0
+    for data, decoded in [(frame, frames)] * 10 + [(tag[:1000], None), (tag[1000:1144], frames), (tag[1144:], None)] + [
+            (frame, frames)] * 10:
+        lost.add(_Packet(position, data), decoded)
+        position += len(data)
+    assert lost.finish(None) == ([], False)
+
+
+def test_garbage_over_an_mp3_joined_with_one_of_another_sample_rate_is_measured_in_its_own_frames(mp3s: Path) -> None:
+    """A second of the 8 kHz file's frames is not a second of the joined file's average frame."""
+    with pytest.warns(EmimicWarning, match=r"mixed\.mp3: is damaged: about (0\.9\d|1\.0\d) s of its audio"):
+        decode(mp3s / "mixed.mp3", video=False)
+
+
+def test_extract_shows_the_warning_of_a_damaged_mp3_and_extracts_it(tmp_path: Path, mp3s: Path) -> None:
+    """The warning travels from the worker to the command with the clip's report, and into the ledger."""
+    (tmp_path / "audio").mkdir()
+    shutil.copy(mp3s / "cbr-damaged.mp3", tmp_path / "audio" / "00001.mp3")
+    with pytest.warns(EmimicWarning, match=r"audio/00001\.mp3: is damaged: 1\.04 s of its audio cannot be decoded"):
+        summary = extract(tmp_path, ["egemaps"], progress=False)
+    assert summary.loc["egemaps", "done"] == 1
+    # Recorded too: a resumed run skips the clip and shows nothing.
+    (outcome,) = read_ledger(tmp_path / "_extract" / "ledger.csv").values()
+    assert outcome["status"] == "done" and re.match(r"warning: .*00001\.mp3: is damaged: ", outcome["reason"])
 
 
 def test_a_whole_wav_whose_header_misstates_its_byte_rate_is_read(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from rich.markup import escape
 from emimic import installed_version
 from emimic.cli.arguments import OneLineParser
 from emimic.errors import EmimicError, EmimicWarning, emimic_warnings_to
+from emimic.progress import drawn_console
 from emimic.registry import Registry
 
 Handler = Callable[[argparse.Namespace], int]
@@ -115,8 +116,9 @@ def one_sentence(exc: Exception) -> str:
 
 
 def print_warning(warning: EmimicWarning) -> None:
-    """An :class:`EmimicWarning` as one ``warning:`` line on stderr (see :func:`~emimic.errors.emimic_warnings_to`)."""
-    console.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False, soft_wrap=True)
+    """An :class:`EmimicWarning` as one ``warning:`` line on stderr (see :func:`~emimic.errors.emimic_warnings_to`),
+    above the progress bar drawn now (a damaged clip's, sent back by extract's workers)."""
+    (drawn_console() or console).print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False, soft_wrap=True)
 
 
 def once_each(show: Callable[[EmimicWarning], None]) -> Callable[[EmimicWarning], None]:

@@ -58,15 +58,18 @@ class LedgerWriter:
         self.errors: list[dict[str, Any]] = []
 
     def record(self, report: ClipReport) -> None:
+        """Append ``report``'s outcomes; one done with a warning (a damaged MP3 read with silence) has it as its
+        reason, the one record of it a resumed run, which skips the clip, keeps."""
         rows = io.StringIO()
         writer = csv.DictWriter(rows, fieldnames=LEDGER_FIELDS)
+        warned = " ".join(f"warning: {warning}" for warning in report.warnings)
         for outcome in report.outcomes:
             writer.writerow(
                 {
                     "clip": report.clip_id,
                     "extractor": outcome.extractor,
                     "status": outcome.status,
-                    "reason": outcome.reason,
+                    "reason": outcome.reason or warned,
                     "seconds": f"{outcome.seconds:.3f}",
                     "params": self._key(report.clip_id, outcome.extractor),
                 }

@@ -5,8 +5,9 @@ XNNPACK delegate for CPU.`` and ``W0000 00:00:17.5  13983 inference_feedback_man
 descriptor 2, where ``--quiet`` cannot reach them: the wheels read neither ``GLOG_minloglevel`` nor
 ``TF_CPP_MIN_LOG_LEVEL``, and no Python call sets their level. Inside :func:`quiet_native_logs`, descriptor 2 is a
 temporary file; on leaving, descriptor 2 is put back and every line written meanwhile that is not such chatter
-(errors, Python's own output through descriptor 2) is written to it, in order. A Python exception raised inside
-propagates unchanged, after that.
+(errors, Python's own output through descriptor 2) is passed on, in order: to descriptor 2, or through the console of
+the progress bar drawn now if one is (emimic.progress), which draws the bar again below them rather than have them
+cut through it. A Python exception raised inside propagates unchanged, after that.
 
 Keep the window short (MediaPipe chatters only while a graph is built and until its first face, see
 emimic.features.vision): what is written inside appears only when it ends, and is lost if the process dies inside
@@ -27,6 +28,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from emimic.features.ledger import write_all
+from emimic.progress import drawn_console
 
 # TFLite's minimal logger (``INFO: ``, ``WARNING: ``, absl's ``WARNING: All log messages before
 # absl::InitializeLog() ...``) and absl/glog info and warning lines (``W0000 00:00:1795719504.73  13983 file.cc:114]
@@ -94,12 +96,18 @@ class _Capture:
 
 
 def _replay(file: BinaryIO) -> None:
-    """Write the lines of ``file`` that are not chatter to descriptor 2, and close it."""
-    with file, io.FileIO(2, "wb", closefd=False) as out:
+    """Pass on the lines of ``file`` that are not chatter, and close it: through the console of the progress bar drawn
+    now, to descriptor 2 when none is."""
+    with file:
         file.seek(0)
-        for line in file:
-            if not _CHATTER.match(line):
+        kept = [line for line in file if not _CHATTER.match(line)]
+    console = drawn_console()
+    if console is None:
+        with io.FileIO(2, "wb", closefd=False) as out:
+            for line in kept:
                 write_all(out, line)
+    elif kept:  # as they are: no markup, highlighting or wrapping
+        console.out(b"".join(kept).decode(errors="replace").removesuffix("\n"), highlight=False)
 
 
 _CAPTURE = _Capture()

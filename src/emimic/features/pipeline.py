@@ -219,6 +219,8 @@ def _extract_held(root: Path, spec: ExtractSpec, extractors: list[Extractor], la
         ):
             task = bar.add_task(f"extract {','.join(names)}", total=len(tasks))
             for report in reports:
+                for warning in report.warnings:  # shown above the progress bar
+                    warnings.warn(warning, stacklevel=2)
                 columns.update(report.columns)
                 for outcome in report.outcomes:
                     counts[outcome.extractor][outcome.status] += 1

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emimic.errors import DataError, EmimicError
+from emimic.errors import DataError, EmimicError, EmimicWarning, emimic_warnings_to
 from emimic.features.base import ClipInput, Extractor, NoSignal, Output, build_extractor
 from emimic.features.media import Media, decode
 from emimic.io import TEMP_SUFFIX, default_mode, read_transcript, save_array, write_text
@@ -107,6 +107,7 @@ class ClipReport:
     media_seconds: float = 0.0
     decode_seconds: float = 0.0
     columns: dict[str, list[str]] = field(default_factory=dict)  # feature names per output written
+    warnings: list[EmimicWarning] = field(default_factory=list)  # raised meanwhile, for the command to show
 
 
 class ClipRunner:
@@ -294,5 +295,11 @@ def _runner(spec: ExtractSpec) -> ClipRunner:
 
 
 def run_clip(spec: ExtractSpec, clip_id: int, sources: ClipSources, pending: tuple[str, ...]) -> ClipReport:
-    """The unit of work of every backend (in-process, process pool, Ray task)."""
-    return _runner(spec).run(clip_id, sources, pending)
+    """The unit of work of every backend (in-process, process pool, Ray task). The emimic warnings it raises (an MP3
+    read with silence for its damage) travel in its report: a worker would print them in Python's two-line format,
+    and a Ray task not at all."""
+    caught: list[EmimicWarning] = []
+    with emimic_warnings_to(caught.append):
+        report = _runner(spec).run(clip_id, sources, pending)
+    report.warnings = caught
+    return report
