@@ -26,8 +26,9 @@ class Interrupt(pl.Callback):
             raise RuntimeError("simulated crash")
 
 
-def test_resume_after_interruption_gives_the_same_final_metrics(root, tmp_path):
-    options = dict(max_epochs=5, progress=False, overrides={"optim.batch_size": 16})
+@pytest.mark.parametrize("config", [None, "gru"])  # gru: batches of LengthBuckets, which the loader iterates early
+def test_resume_after_interruption_gives_the_same_final_metrics(root, tmp_path, config):
+    options = dict(max_epochs=5, progress=False, config=config, overrides={"optim.batch_size": 16})
     whole = train(root, tmp_path / "whole", **options)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(root, tmp_path / "cut", callbacks=[Interrupt()], **options)

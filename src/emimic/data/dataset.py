@@ -289,7 +289,7 @@ class EpochShuffle(Sampler[int]):
         return torch.randperm(self.size, generator=generator).numpy()[: self.per_epoch]
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.order(self.generator()).tolist())
+        yield from self.order(self.generator()).tolist()  # lazily, for the reason LengthBuckets.__iter__ gives
 
     def __len__(self) -> int:
         return self.per_epoch
@@ -313,6 +313,8 @@ class LengthBuckets(Sampler[list[int]]):
         self.sampler = EpochShuffle(len(self.lengths), seed, per_epoch=per_epoch)
 
     def __iter__(self) -> Iterator[list[int]]:
+        # A generator: the order is drawn at the first batch, not when iter() is called. Lightning calls iter() on a
+        # resumed run's loader before set_epoch, so an eager order was epoch 0's, not the resumed epoch's.
         generator = self.sampler.generator()
         order = self.sampler.order(generator)
         if self.drop_last:
@@ -326,7 +328,8 @@ class LengthBuckets(Sampler[list[int]]):
             chunk = order[start : start + width]
             chunk = chunk[np.argsort(key[chunk], kind="stable")]
             batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
-        return iter([batches[i].tolist() for i in torch.randperm(len(batches), generator=generator).tolist()])
+        for i in torch.randperm(len(batches), generator=generator).tolist():
+            yield batches[i].tolist()
 
     def __len__(self) -> int:
         n, size = len(self.sampler), self.batch_size
