@@ -369,6 +369,58 @@ def test_hold_out_is_deterministic_disjoint_and_never_empty() -> None:
     assert len(held) == 3 and sorted(held.index) == sorted(again_held.index)
     assert set(kept.index).isdisjoint(held.index) and len(kept) + len(held) == 10
     assert len(hold_out(train, 0.01)[1]) == 1 and len(hold_out(train, 0.99)[0]) == 1
+    # the draw of clips one by one is pinned: run folders that held these out must keep resuming
+    assert sorted(held.index) == [14, 42, 49]
+
+
+def test_hold_out_of_grouped_clips_keeps_groups_whole_as_near_the_fraction_as_they_allow() -> None:
+    import pandas as pd
+
+    from emimic.data.holdout import hold_out
+
+    sizes = {"a": 9, "b": 3, "c": 5, "d": 1, "e": 7, "f": 4, "g": 6}  # 35 clips; 0.3 of them is 10
+    groups = pd.Series([name for name, size in sizes.items() for _ in range(size)], name="speaker")
+    groups.index = np.arange(len(groups)) * 3
+    train = pd.DataFrame({"x": np.arange(len(groups), dtype=float)}, index=groups.index)
+    kept, held = hold_out(train, 0.3, groups)
+    assert set(groups[kept.index]).isdisjoint(groups[held.index])  # no speaker on both sides
+    assert len(held) == 10  # a sum of whole groups can reach it here
+    shuffled = train.sample(frac=1.0, random_state=1)
+    assert sorted(hold_out(shuffled, 0.3, groups[shuffled.index])[1].index) == sorted(held.index)
+    # a group larger than twice the share is never the only choice unless every group is
+    big = pd.Series(["a"] * 20 + ["b"] * 30, index=np.arange(50), name="speaker")
+    assert len(hold_out(pd.DataFrame({"x": np.zeros(50)}, index=big.index), 0.1, big)[1]) == 20
+
+
+def test_valid_fraction_holds_out_whole_speakers_and_says_so(no_valid_root, tmp_path, capsys) -> None:
+    import pandas as pd
+
+    train_csv = no_valid_root / "train_split.csv"
+    frame = pd.read_csv(train_csv)
+    frame["speaker"] = [f"s{i % 6}" for i in range(len(frame))]  # 6 speakers of 3 or 4 clips
+    frame.to_csv(train_csv, index=False)
+    speaker = frame.set_index("Filename")["speaker"]
+    held = with_valid_split(open_dataset(no_valid_root), 0.25)
+    assert set(speaker[held.splits["train"].index]).isdisjoint(speaker[held.splits["valid"].index])
+    assert held.held_out_by == "speaker" and len(held.splits["valid"]) in (4, 6)  # 5 is no sum of whole groups near it
+    assert (f"will hold out {len(held.splits['valid'])} of 20 train clips (whole 'speaker' groups)"
+            in problems(no_valid_root, valid_fraction=0.25))
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(no_valid_root), "--out", str(run), "--valid-fraction", "0.25",
+                 "--max-epochs", "1", "--quiet"]) == 0
+    assert "validation clips: whole 'speaker' groups held out of train" in capsys.readouterr().out
+    record = json.loads((run / "metrics.json").read_text())["provenance"]["data"]["held_out"]
+    assert record == {"fraction": 0.25, "group_column": "speaker"}
+
+
+def test_valid_fraction_refuses_a_single_group(no_valid_root, tmp_path, capsys) -> None:
+    train_csv = no_valid_root / "train_split.csv"
+    train_csv.write_text("\n".join(line + (",group" if i == 0 else ",g1")
+                                   for i, line in enumerate(train_csv.read_text().splitlines())) + "\n")
+    code, err = run_cli(["train", "--data", str(no_valid_root), "--out", str(tmp_path / "run"), "--valid-fraction",
+                         "0.2", "--quiet"], capsys)
+    assert_one_sentence(code, err, "train_split.csv: all 20 clips are in one 'group' group, and --valid-fraction holds"
+                        " out whole groups; give the clips at least 2 groups, remove the 'group' column")
 
 
 # -- validate names files and ids; train points to it ----------------------------------------------------

@@ -42,6 +42,7 @@ class VidmimicDataset:
     """
 
     held_out_fraction: float | None = None  # set on the copy with_valid_split makes by holding out part of train
+    held_out_by: str | None = None  # the group column whose whole groups that copy holds out, if train has one
     view: str = ""  # what a copy with other splits is (a CV fold: "fold 2"), named with its splits in messages
 
     def __init__(self, layout: DatasetLayout, *, test_labels: bool = False, store_dir: str | Path | None = None):
@@ -148,12 +149,14 @@ def with_valid_split(ds: VidmimicDataset, valid_fraction: float | None) -> Vidmi
     """
     if valid_fraction is not None and ds.held_out_fraction == valid_fraction:
         return ds  # held out already (sweep and the train() it calls both ask): never held out twice
-    splits = resolve_valid_split(ds.splits, valid_fraction, root=ds.root)
+    splits, grouped_by = resolve_valid_split(ds.splits, valid_fraction, root=ds.root,
+                                             split_files=ds.layout.split_files)
     if "valid" in ds.splits:
         return ds
     held = copy.copy(ds)  # shares the layout and the store; only the split table differs
     held.splits = splits
     held.held_out_fraction = valid_fraction
+    held.held_out_by = grouped_by
     return held
 
 

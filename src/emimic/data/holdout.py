@@ -2,14 +2,17 @@
 
 Model selection needs a validation split. A corpus without ``valid_split.csv`` is refused by both
 ``emimic validate`` and ``emimic train`` with the same sentence, unless the user asks for a
-held-out share of the training clips. The split CSVs of the Hume-Vidmimic2 layout carry no
-speaker or group column, so clips are held out individually. The draw depends only on the
-training ids and the fraction, not on ``--seed``: runs of several seeds are selected and scored on
-the same clips, and ``validate`` can report exactly what ``train`` will hold out.
+held-out share of the training clips. Clips are held out one by one, unless ``train_split.csv`` has a
+group column (:mod:`emimic.data.groups`, as cross-validation folds by): then whole groups are, as close to
+the share as their sizes allow, so that the best epoch is never selected on a speaker (or seed video) the
+model trained on. The draw depends only on the training ids (and groups) and the fraction, not on
+``--seed``: runs of several seeds are selected and scored on the same clips, and ``validate`` can report
+exactly what ``train`` will hold out.
 
 Example::
 
     train, valid = hold_out(splits["train"], 0.2)
+    train, valid = hold_out(splits["train"], 0.2, groups=speakers)  # whole speakers
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from emimic.data.groups import clip_groups
 from emimic.data.layout import SPLIT_FILES
 from emimic.errors import DataError
-from emimic.labels import EMOTIONS, constant_emotions
+from emimic.labels import EMOTIONS, constant_emotions, read_meta
 
 VALID_FILE = SPLIT_FILES["valid"][0]
 TRAIN_FILE = SPLIT_FILES["train"][0]
@@ -68,16 +72,48 @@ def check_labels_vary(clips: pd.DataFrame, *, root: Path, split: str, purpose: s
                         f" {split} split, so no PCC exists to {purpose}; use a split whose labels vary.")
 
 
-def hold_out(train: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split the training labels into (kept, held out): ``round(fraction * n)`` clips, at least one each."""
+def hold_out(train: pd.DataFrame, fraction: float,
+             groups: pd.Series | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split the training labels into (kept, held out): ``round(fraction * n)`` clips, at least one each; with
+    ``groups`` (the group of each clip of ``train``, named after its column) whole groups, as near that count as
+    their sizes allow (:func:`held_groups`)."""
     if not 0.0 < fraction < 1.0:
         raise DataError(f"--valid-fraction {fraction} is not between 0 and 1; give e.g. 0.2.")
     if len(train) < 2:
         raise DataError(f"{TRAIN_FILE} has {len(train)} clip(s); holding out a validation share needs at least 2.")
     n_valid = min(len(train) - 1, max(1, round(fraction * len(train))))
-    order = np.random.default_rng(_HOLDOUT_SEED).permutation(np.sort(train.index.to_numpy()))
-    held = train.index.isin(order[:n_valid])
+    if groups is not None:
+        held = groups.isin(held_groups(groups, n_valid)).to_numpy()
+    else:
+        order = np.random.default_rng(_HOLDOUT_SEED).permutation(np.sort(train.index.to_numpy()))
+        held = train.index.isin(order[:n_valid])
     return train[~held], train[held]
+
+
+def held_groups(groups: pd.Series, n_valid: int) -> list[str]:
+    """The groups to hold out so that their clips number about ``n_valid``: in a seeded order of the group names,
+    each group is taken when it brings the count nearer ``n_valid``, and one group at least is held out and one kept
+    (the smallest, when every group holds ``2 * n_valid`` clips or more)."""
+    sizes = groups.value_counts()
+    if len(sizes) < 2:
+        raise DataError(f"{TRAIN_FILE}: all {len(groups)} clips are in one {groups.name!r} group, and --valid-fraction"
+                        f" holds out whole groups; give the clips at least 2 groups, remove the {groups.name!r} column"
+                        f" to hold out clips one by one, or add a {VALID_FILE}.")
+    names = np.random.default_rng(_HOLDOUT_SEED).permutation(np.sort(sizes.index.to_numpy()))
+    held: list[str] = []
+    count = 0
+    for name in names:
+        if len(held) == len(names) - 1:
+            break
+        if abs(count + sizes[name] - n_valid) < abs(count - n_valid):
+            held.append(name)
+            count += sizes[name]
+    return held or [min(names, key=lambda name: sizes[name])]
+
+
+def grouped_words(column: str) -> str:
+    """How ``validate``, ``train`` and a run's ``metrics.json`` say that a held-out split is made of whole groups."""
+    return f"whole {column!r} groups"
 
 
 def validation_clips(fraction: float | None) -> str:
@@ -95,19 +131,22 @@ def refuse_unused_fraction(splits: Mapping[str, pd.DataFrame], fraction: float |
 
 
 def resolve_valid_split(
-    splits: Mapping[str, pd.DataFrame], fraction: float | None, *, root: Path
-) -> dict[str, pd.DataFrame]:
-    """The splits training uses: as given when a valid split exists, else with ``fraction`` of train held out.
+    splits: Mapping[str, pd.DataFrame], fraction: float | None, *, root: Path, split_files: Mapping[str, Path]
+) -> tuple[dict[str, pd.DataFrame], str | None]:
+    """The splits training uses: as given when a valid split exists, else with ``fraction`` of train held out; and
+    the group column whose whole groups were held out (``None``: none, or clips one by one). ``split_files``: the
+    split CSVs ``splits`` were read from (the group column is read from train's).
 
     Raises the sentence ``validate`` reports when there is no valid split and no ``fraction``, or a
     ``fraction`` but also a valid split.
     """
     refuse_unused_fraction(splits, fraction, root=root)
     if "valid" in splits:
-        return dict(splits)
+        return dict(splits), None
     if fraction is None:
         raise DataError(missing_valid_sentence(root))
     if "train" not in splits:
         raise DataError(f"{root}: no {TRAIN_FILE}: nothing to train on.")
-    kept, held = hold_out(splits["train"], fraction)
-    return {**splits, "train": kept, "valid": held}
+    groups = clip_groups(read_meta(split_files["train"]), splits["train"].index, clips=TRAIN_FILE, files=TRAIN_FILE)
+    kept, held = hold_out(splits["train"], fraction, groups)
+    return {**splits, "train": kept, "valid": held}, None if groups is None else str(groups.name)

@@ -58,10 +58,11 @@ from sklearn.model_selection import GroupKFold, KFold
 
 from emimic.config import ExperimentConfig, load_config, with_overrides
 from emimic.data import VidmimicDataset, open_dataset
+from emimic.data.groups import clip_groups, group_column
 from emimic.data.holdout import MIN_PCC_CLIPS
 from emimic.errors import ConfigError, DataError
 from emimic.io import atomic_path, write_text
-from emimic.labels import EMOTIONS, GROUP_COLUMNS, view_prefix
+from emimic.labels import EMOTIONS, view_prefix
 from emimic.metrics import pcc_intervals, pcc_scores
 from emimic.models.ensemble import resolve_members
 from emimic.outputs import check_folder_settings, warn_leftovers
@@ -146,10 +147,6 @@ def pooled_labels(ds: VidmimicDataset) -> pd.DataFrame:
     return pd.concat([ds.split(name) for name in names]).sort_index()
 
 
-def group_column(meta: pd.DataFrame) -> str | None:
-    return next((c for c in GROUP_COLUMNS if c in meta.columns), None)
-
-
 def assign_folds(ids: np.ndarray, groups: np.ndarray | None, folds: int, seed: int) -> np.ndarray:
     """``(N,)`` fold (1..``folds``) of each clip, seeded; clips of one group share a fold."""
     units = len(np.unique(groups)) if groups is not None else len(ids)
@@ -192,11 +189,7 @@ def fold_table(out: Path, labels: pd.DataFrame, meta: pd.DataFrame, folds: int, 
             raise DataError(f"{path} assigns other clips than train+valid of this dataset holds; the data changed"
                             f" since this CV folder was made: choose a new --out.")
         return stored
-    column = group_column(meta)
-    groups = meta[column].reindex(labels.index) if column else None
-    if groups is not None and (missing := groups.index[groups.isna() | (groups == "")]).size:
-        raise DataError(f"group column {column!r} is empty or absent for {missing.size} clip(s) of train+valid (e.g."
-                        f" Filename {missing[0]}); give every clip of both split CSVs a group, or drop the column.")
+    groups = clip_groups(meta, labels.index, clips="train+valid", files="both split CSVs")
     fold_of = assign_folds(labels.index.to_numpy(), None if groups is None else groups.to_numpy(), folds, seed)
     table = pd.Series(fold_of, index=labels.index, name="fold")
     with atomic_path(path) as tmp:

@@ -377,6 +377,9 @@ def run_provenance(
             "modalities": fingerprint.modalities,
             "labels": fingerprint.labels,
             "split_sizes": {split: len(frame) for split, frame in data.splits.items()},
+            # the validation share held out of train, if one was (whole groups of a group column, if train has one)
+            "held_out": None if data.held_out_fraction is None else {"fraction": data.held_out_fraction,
+                                                                    "group_column": data.held_out_by},
             "coverage": {split: {m: round(v, 4) for m, v in row.items()}
                          for split, row in data.coverage().to_dict(orient="index").items()},
         },

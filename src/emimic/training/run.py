@@ -112,6 +112,7 @@ class TrainResult:
     seconds: float
     stored: bool = False  # True: the folder held this finished run already; nothing was trained
     rank: int = 0  # global rank of this process under DDP: only rank 0 wrote the run folder
+    held_out_by: str | None = None  # the group column whose whole groups were held out of train to validate on
 
     def to_dict(self) -> dict:
         return {**self.valid.to_dict(), "best_epoch": self.best_epoch, "epochs": self.epochs,
@@ -323,7 +324,7 @@ def train(
             valid = (evaluate(load_run(run), ds, split="valid") if trainer.is_global_zero else
                      _epoch_scores(history.rows, best_epoch, labelled["valid"][0], store, spec.modalities))
         result = TrainResult(run, valid, best_epoch, len(history.rows), time.perf_counter() - started,
-                             rank=trainer.global_rank)
+                             rank=trainer.global_rank, held_out_by=ds.held_out_by)
         if trainer.is_global_zero:
             source = None if isinstance(config, ExperimentConfig) else config
             write_text(run / METRICS_FILE, json.dumps(metrics_record(result, cfg, source, ds, record.data), indent=2))
@@ -570,4 +571,6 @@ def _stored_result(run: Path) -> TrainResult:
     stored = read_metrics(run)
     valid = Evaluation(stored["split"], stored["n_clips"], stored["mean_pcc"], stored["pcc"],
                        stored.get("coverage", {}))
-    return TrainResult(run, valid, stored["best_epoch"], stored["epochs"], stored["seconds"], stored=True)
+    held_out = stored.get("provenance", {}).get("data", {}).get("held_out") or {}
+    return TrainResult(run, valid, stored["best_epoch"], stored["epochs"], stored["seconds"], stored=True,
+                       held_out_by=held_out.get("group_column"))
