@@ -226,6 +226,17 @@ def test_a_group_column_must_name_every_clip(make_root, tmp_path):
         cross_validate(root, tmp_path / "cv", folds=2, **OPTIONS)
 
 
+def test_clips_in_both_train_and_valid_are_refused_before_any_fold_trains(make_root, tmp_path):
+    root = make_root(train=8, valid=4, test=2, dims={"vit": 4})
+    rows = (root / "train_split.csv").read_text().splitlines()[1:4]  # clips 3, 6 and 9
+    with open(root / "valid_split.csv", "a") as handle:
+        handle.write("\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"clips 3, 6, 9 are in both train_split\.csv and valid_split\.csv; a clip may"):
+        cross_validate(root, tmp_path / "cv", folds=2, **OPTIONS)
+    # before the store is packed: a fold that happens to hold both copies would train, and fail only after all did
+    assert not (tmp_path / "cv").exists() and not (root / ".emimic").exists()
+
+
 def test_a_corpus_of_test_clips_only_has_nothing_to_fold(make_root, tmp_path):
     root = make_root(train=8, valid=4, test=2, dims={"vit": 4})
     for split in ("train", "valid"):

@@ -136,7 +136,8 @@ class CVResult:
 
 
 def pooled_labels(ds: VidmimicDataset) -> pd.DataFrame:
-    """The labels of every clip of train and valid (the clips CV folds)."""
+    """The labels of every clip of train and valid (the clips CV folds); a clip in both is refused as ``train``
+    refuses it (pooled, it would be two clips of one id, in two folds)."""
     names = [name for name in ("train", "valid") if name in ds.splits]
     if not names:
         raise DataError(f"{ds.root}: has neither train_split.csv nor valid_split.csv, so there are no labelled clips to"
@@ -144,6 +145,8 @@ def pooled_labels(ds: VidmimicDataset) -> pd.DataFrame:
     for name in names:
         if not ds.has_labels(name):
             raise DataError(f"{ds.root}: cross-validation needs labels for every clip of the {name!r} split.")
+    if len(names) == 2:
+        ds.check_disjoint(*names)
     return pd.concat([ds.split(name) for name in names]).sort_index()
 
 
