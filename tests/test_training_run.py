@@ -76,13 +76,6 @@ def test_frame_encoder_and_no_ema_presets_train_and_predict(root, tmp_path, pres
     assert len(frame) == 8 and frame.iloc[:, 1:].to_numpy().max() <= 1
 
 
-def test_modality_folders_whose_names_torch_refuses_as_module_names_train_and_predict(make_root, tmp_path):
-    root = make_root(train=24, valid=8, test=4, dims={"vit.b16": 6, "keys": 4})  # a dot; an attribute of a dict
-    result = train(root, tmp_path / "run", max_epochs=1, progress=False)
-    assert result.valid.coverage == {"keys": 1.0, "vit.b16": 1.0}
-    assert len(predict(tmp_path / "run", root, split="test")) == 4
-
-
 def test_clips_in_both_train_and_valid_are_refused_before_anything_is_written(root, tmp_path):
     valid = root / "valid_split.csv"
     train_rows = (root / "train_split.csv").read_text().splitlines()[1:13]
@@ -118,3 +111,10 @@ def test_selection_last_runs_every_epoch_and_keeps_the_last(root, tmp_path):
                               "train.selection": "last", "train.patience": 1})
     assert result.epochs == result.best_epoch == 4
     assert torch.load(tmp_path / "last" / "checkpoints" / "best.ckpt", weights_only=True)["epoch"] == 3
+
+
+def test_modality_folders_whose_names_torch_refuses_as_module_names_train_and_predict(make_root, tmp_path):
+    root = make_root(train=24, valid=8, test=4, dims={"vit.b16": 6, "keys": 4})  # a dot; an attribute of a dict
+    result = train(root, tmp_path / "run", max_epochs=1, progress=False)
+    assert result.valid.coverage == {"keys": 1.0, "vit.b16": 1.0}
+    assert len(predict(tmp_path / "run", root, split="test")) == 4
