@@ -26,9 +26,11 @@ class Interrupt(pl.Callback):
             raise RuntimeError("simulated crash")
 
 
-@pytest.mark.parametrize("config", [None, "gru"])  # gru: batches of LengthBuckets, which the loader iterates early
-def test_resume_after_interruption_gives_the_same_final_metrics(root, tmp_path, config):
-    options = dict(max_epochs=5, progress=False, config=config, overrides={"optim.batch_size": 16})
+# gru: batches of LengthBuckets, which the loader iterates early; a worker process draws batches at iter() already
+@pytest.mark.parametrize(("config", "workers"), [(None, 0), ("gru", 0), ("gru", 1)])
+def test_resume_after_interruption_gives_the_same_final_metrics(root, tmp_path, config, workers):
+    options = dict(max_epochs=5, progress=False, config=config,
+                   overrides={"optim.batch_size": 16, "train.num_workers": workers})
     whole = train(root, tmp_path / "whole", **options)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(root, tmp_path / "cut", callbacks=[Interrupt()], **options)
