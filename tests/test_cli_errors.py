@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import documented_commands
@@ -359,8 +360,6 @@ def test_valid_fraction_with_a_valid_split_is_refused_by_both(make_root, tmp_pat
 
 
 def test_hold_out_is_deterministic_disjoint_and_never_empty() -> None:
-    import pandas as pd
-
     from emimic.data.holdout import hold_out
 
     train = pd.DataFrame({"x": np.arange(10.0)}, index=np.arange(10) * 7)
@@ -373,28 +372,32 @@ def test_hold_out_is_deterministic_disjoint_and_never_empty() -> None:
     assert sorted(held.index) == [14, 42, 49]
 
 
-def test_hold_out_of_grouped_clips_keeps_groups_whole_as_near_the_fraction_as_they_allow() -> None:
-    import pandas as pd
-
-    from emimic.data.holdout import hold_out
-
-    sizes = {"a": 9, "b": 3, "c": 5, "d": 1, "e": 7, "f": 4, "g": 6}  # 35 clips; 0.3 of them is 10
+def grouped_train(sizes: dict[str, int]) -> tuple[pd.DataFrame, pd.Series]:
+    """Training labels (ids 0, 3, 6, ...) and the 'speaker' of each clip, ``sizes[name]`` clips per speaker."""
     groups = pd.Series([name for name, size in sizes.items() for _ in range(size)], name="speaker")
     groups.index = np.arange(len(groups)) * 3
-    train = pd.DataFrame({"x": np.arange(len(groups), dtype=float)}, index=groups.index)
+    return pd.DataFrame({"x": np.arange(len(groups), dtype=float)}, index=groups.index), groups
+
+
+def test_hold_out_of_grouped_clips_keeps_groups_whole_as_near_the_fraction_as_they_allow() -> None:
+    from emimic.data.holdout import hold_out
+
+    train, groups = grouped_train({"a": 9, "b": 3, "c": 5, "d": 1, "e": 7, "f": 4, "g": 6})  # 0.3 of 35 is 10
     kept, held = hold_out(train, 0.3, groups)
     assert set(groups[kept.index]).isdisjoint(groups[held.index])  # no speaker on both sides
     assert len(held) == 10  # a sum of whole groups can reach it here
     shuffled = train.sample(frac=1.0, random_state=1)
     assert sorted(hold_out(shuffled, 0.3, groups[shuffled.index])[1].index) == sorted(held.index)
-    # a group larger than twice the share is never the only choice unless every group is
-    big = pd.Series(["a"] * 20 + ["b"] * 30, index=np.arange(50), name="speaker")
-    assert len(hold_out(pd.DataFrame({"x": np.zeros(50)}, index=big.index), 0.1, big)[1]) == 20
+    # the nearest sum of whole groups, not a greedy one: 0.195 of 75 clips is 15, which 10 + 5 make
+    train, groups = grouped_train({"a": 10, "b": 28, "c": 29, "d": 3, "e": 5})
+    assert sorted(set(groups[hold_out(train, 0.195, groups)[1].index])) == ["a", "e"]
+    # of two equally near counts the smaller (4, not 6, for 5); a group is held out and one kept whatever the share
+    train, groups = grouped_train({"a": 4, "b": 6, "c": 10})
+    assert len(hold_out(train, 0.25, groups)[1]) == 4
+    assert len(hold_out(train, 0.01, groups)[1]) == 4 and len(hold_out(train, 0.99, groups)[0]) == 4
 
 
 def test_valid_fraction_holds_out_whole_speakers_and_says_so(no_valid_root, tmp_path, capsys) -> None:
-    import pandas as pd
-
     train_csv = no_valid_root / "train_split.csv"
     frame = pd.read_csv(train_csv)
     frame["speaker"] = [f"s{i % 6}" for i in range(len(frame))]  # 6 speakers of 3 or 4 clips
@@ -402,7 +405,7 @@ def test_valid_fraction_holds_out_whole_speakers_and_says_so(no_valid_root, tmp_
     speaker = frame.set_index("Filename")["speaker"]
     held = with_valid_split(open_dataset(no_valid_root), 0.25)
     assert set(speaker[held.splits["train"].index]).isdisjoint(speaker[held.splits["valid"].index])
-    assert held.held_out_by == "speaker" and len(held.splits["valid"]) in (4, 6)  # 5 is no sum of whole groups near it
+    assert held.held_out_by == "speaker" and len(held.splits["valid"]) == 4  # 5 is no sum of groups: of 4 and 6, 4
     assert (f"will hold out {len(held.splits['valid'])} of 20 train clips (whole 'speaker' groups)"
             in problems(no_valid_root, valid_fraction=0.25))
     run = tmp_path / "run"

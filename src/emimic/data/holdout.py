@@ -3,8 +3,8 @@
 Model selection needs a validation split. A corpus without ``valid_split.csv`` is refused by both
 ``emimic validate`` and ``emimic train`` with the same sentence, unless the user asks for a
 held-out share of the training clips. Clips are held out one by one, unless ``train_split.csv`` has a
-group column (:mod:`emimic.data.groups`, as cross-validation folds by): then whole groups are, as close to
-the share as their sizes allow, so that the best epoch is never selected on a speaker (or seed video) the
+group column (:mod:`emimic.data.groups`, as cross-validation folds by): then whole groups are, as near
+the share as any set of them can, so that the best epoch is never selected on a speaker (or seed video) the
 model trained on. The draw depends only on the training ids (and groups) and the fraction, not on
 ``--seed``: runs of several seeds are selected and scored on the same clips, and ``validate`` can report
 exactly what ``train`` will hold out.
@@ -91,24 +91,36 @@ def hold_out(train: pd.DataFrame, fraction: float,
 
 
 def held_groups(groups: pd.Series, n_valid: int) -> list[str]:
-    """The groups to hold out so that their clips number about ``n_valid``: in a seeded order of the group names,
-    each group is taken when it brings the count nearer ``n_valid``, and one group at least is held out and one kept
-    (the smallest, when every group holds ``2 * n_valid`` clips or more)."""
+    """The groups to hold out: those whose clips number as near ``n_valid`` as any set of whole groups can, of
+    equally near counts the smaller (more clips to train on), and one group at least held out and one kept.
+
+    An exact subset sum over the group sizes (a greedy pick misses ``10 + 5`` for 15 of groups 10, 28, 29, 3, 5):
+    each count of clips is reached by the first set of groups, in a seeded order of the group names, that reaches
+    it, so the choice depends only on the groups and ``n_valid``.
+    """
     sizes = groups.value_counts()
     if len(sizes) < 2:
         raise DataError(f"{TRAIN_FILE}: all {len(groups)} clips are in one {groups.name!r} group, and --valid-fraction"
                         f" holds out whole groups; give the clips at least 2 groups, remove the {groups.name!r} column"
                         f" to hold out clips one by one, or add a {VALID_FILE}.")
     names = np.random.default_rng(_HOLDOUT_SEED).permutation(np.sort(sizes.index.to_numpy()))
+    counts = sizes[names].to_numpy()
+    total = int(counts.sum())
+    # last[s]: the position (in names) of the last group of the first set found whose clips number s; -1 unreached
+    last = np.full(total + 1, -1)
+    last[0] = len(names)  # the empty set: reached, and never taken apart
+    for position, count in enumerate(counts):
+        reached = np.flatnonzero(last >= 0) + count
+        reached = reached[reached <= total]
+        last[reached[last[reached] < 0]] = position
+    # a count below the total is one of a set that keeps a group; above zero, of one that holds one out
+    candidates = np.flatnonzero(last[1:total] >= 0) + 1
+    count = int(candidates[np.argmin(np.abs(candidates - n_valid) * 2 + (candidates > n_valid))])
     held: list[str] = []
-    count = 0
-    for name in names:
-        if len(held) == len(names) - 1:
-            break
-        if abs(count + sizes[name] - n_valid) < abs(count - n_valid):
-            held.append(name)
-            count += sizes[name]
-    return held or [min(names, key=lambda name: sizes[name])]
+    while count:
+        held.append(names[last[count]])
+        count -= counts[last[count]]
+    return held
 
 
 def grouped_words(column: str) -> str:
