@@ -9,24 +9,43 @@ both keep each group whole.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+
 import pandas as pd
 
 from emimic.errors import DataError
-from emimic.labels import GROUP_COLUMNS
+from emimic.labels import GROUP_COLUMNS, read_meta
+
+# The splits whose clips are grouped: the ones folded or held out of. test_split.csv's columns never count (a column
+# only it had would group no clip that is folded or held out, and made cv and --valid-fraction disagree).
+GROUPED_SPLITS = ("train", "valid")
 
 
-def group_column(meta: pd.DataFrame) -> str | None:
-    """The column of ``meta`` (split CSVs' optional columns, :func:`~emimic.labels.read_meta`) that groups clips."""
+def _grouped_meta(split_files: Mapping[str, Path]) -> pd.DataFrame:
+    frames = [read_meta(split_files[split]) for split in GROUPED_SPLITS if split in split_files]
+    return pd.concat(frames) if frames else pd.DataFrame()
+
+
+def _column(meta: pd.DataFrame) -> str | None:
     return next((c for c in GROUP_COLUMNS if c in meta.columns), None)
 
 
-def clip_groups(meta: pd.DataFrame, ids: pd.Index, *, clips: str, files: str) -> pd.Series | None:
-    """The group of each clip of ``ids`` (named after its column), or ``None`` when ``meta`` has no group column.
+def group_column(split_files: Mapping[str, Path]) -> str | None:
+    """The column that groups the clips: the first of :data:`~emimic.labels.GROUP_COLUMNS` that train_split.csv or
+    valid_split.csv (of ``split_files``, a layout's) has, or ``None``."""
+    return _column(_grouped_meta(split_files))
+
+
+def clip_groups(split_files: Mapping[str, Path], ids: pd.Index, *, clips: str, files: str) -> pd.Series | None:
+    """The group of each clip of ``ids`` (named after its :func:`group_column`), or ``None`` when there is no group
+    column. ``ids`` are clips of train and valid, in one of them only.
 
     A clip without a group is refused: it could land beside its own group's clips. ``clips`` names the clips in
     that sentence (``train+valid``) and ``files`` the split CSVs to fix (``both split CSVs``).
     """
-    column = group_column(meta)
+    meta = _grouped_meta(split_files)
+    column = _column(meta)
     if column is None:
         return None
     groups = meta[column].reindex(ids)

@@ -26,7 +26,7 @@ import pandas as pd
 from emimic.data.groups import clip_groups
 from emimic.data.layout import SPLIT_FILES
 from emimic.errors import DataError
-from emimic.labels import EMOTIONS, constant_emotions, read_meta
+from emimic.labels import EMOTIONS, constant_emotions
 
 VALID_FILE = SPLIT_FILES["valid"][0]
 TRAIN_FILE = SPLIT_FILES["train"][0]
@@ -159,6 +159,6 @@ def resolve_valid_split(
         raise DataError(missing_valid_sentence(root))
     if "train" not in splits:
         raise DataError(f"{root}: no {TRAIN_FILE}: nothing to train on.")
-    groups = clip_groups(read_meta(split_files["train"]), splits["train"].index, clips=TRAIN_FILE, files=TRAIN_FILE)
+    groups = clip_groups(split_files, splits["train"].index, clips=TRAIN_FILE, files=TRAIN_FILE)
     kept, held = hold_out(splits["train"], fraction, groups)
     return {**splits, "train": kept, "valid": held}, None if groups is None else str(groups.name)

@@ -183,8 +183,9 @@ def refit_epoch_count(best_epochs: Sequence[int]) -> int:
     return max(1, round(statistics.median(best_epochs)))
 
 
-def fold_table(out: Path, labels: pd.DataFrame, meta: pd.DataFrame, folds: int, seed: int) -> pd.Series:
-    """The fold of every clip (index Filename): read from ``folds.csv``, or assigned and written there once."""
+def fold_table(out: Path, labels: pd.DataFrame, split_files: Mapping[str, Path], folds: int, seed: int) -> pd.Series:
+    """The fold of every clip (index Filename): read from ``folds.csv``, or assigned and written there once, grouped
+    by the group column of ``split_files`` (a layout's) if there is one."""
     path = out / FOLDS_FILE
     if path.exists():
         stored = pd.read_csv(path, index_col=0)["fold"]
@@ -192,7 +193,7 @@ def fold_table(out: Path, labels: pd.DataFrame, meta: pd.DataFrame, folds: int, 
             raise DataError(f"{path} assigns other clips than train+valid of this dataset holds; the data changed"
                             f" since this CV folder was made: choose a new --out.")
         return stored
-    groups = clip_groups(meta, labels.index, clips="train+valid", files="both split CSVs")
+    groups = clip_groups(split_files, labels.index, clips="train+valid", files="both split CSVs")
     fold_of = assign_folds(labels.index.to_numpy(), None if groups is None else groups.to_numpy(), folds, seed)
     table = pd.Series(fold_of, index=labels.index, name="fold")
     with atomic_path(path) as tmp:
@@ -351,10 +352,10 @@ def cross_validate(
     # each fold model validates on its fold: a config's share held out of train (train.valid_fraction) does not apply
     cfg = with_overrides(cfg, {**overrides, "train.valid_fraction": None})
     seeds = distinct_seeds(seeds if seeds is not None else [cfg.seed])
-    labels, meta = pooled_labels(ds), ds.meta()
+    labels = pooled_labels(ds)
     # resolved once, for the clips a fold model trains on: every fold, seed and refit model has as many members
     cfg = resolve_members(cfg, len(labels) * (folds - 1) // folds)
-    column = group_column(meta)
+    column = group_column(ds.layout.split_files)
     needed = modalities_read(cfg)
     store = ds.store(progress=progress, needed=needed)  # packed once here, before any worker opens it
     data = corpus_fingerprint(ds, store, out / SETTINGS_FILE, needed=needed)
@@ -367,7 +368,7 @@ def cross_validate(
     replace = replace or _check_seeds(out, seeds, overwrite=overwrite)
     settings["data"] = data.to_record(replaced=replace)
     with results_folder(out, replace=replace, kind="CV"):
-        fold_of = fold_table(out, labels, meta, folds, fold_seed)
+        fold_of = fold_table(out, labels, ds.layout.split_files, folds, fold_seed)
         jobs = _plan(out, ds, cfg, fold_of, seeds)
         # a fold the config cannot train or select on would stop the command after other folds; checked before the
         # run folders, whose check of a fold's started run (an earlier emimic trained it) refuses it in a plain
