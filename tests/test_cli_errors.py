@@ -10,6 +10,7 @@ import pickle
 import socket
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from emimic.cli.arguments import StoreOnce
 from emimic.cli.registry import build_parser
 from emimic.data import open_dataset, with_valid_split
 from emimic.data.validate import validate
-from emimic.errors import ConfigError, OutputPathError
+from emimic.errors import ConfigError, EmimicWarning, OutputPathError
 from emimic.io import atomic_path, check_output_path, write_text
 
 TRAIN = ["train", "--data", "{root}", "--quiet"]
@@ -340,7 +341,9 @@ def test_valid_fraction_holds_out_what_validate_reports(no_valid_root, tmp_path,
     run = tmp_path / "run"
     assert main(["train", "--data", str(no_valid_root), "--out", str(run), "--valid-fraction", "0.25",
                  "--max-epochs", "1", "--quiet"]) == 0
-    assert "Validation (5 clips)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Validation (5 clips)" in printed
+    assert "validation clips: held out 5 of 20 train clips (25 %) one by one" in printed
     assert "valid_fraction: 0.25" in (run / "config.yaml").read_text()
 
 
@@ -380,7 +383,7 @@ def grouped_train(sizes: dict[str, int]) -> tuple[pd.DataFrame, pd.Series]:
 
 
 def test_hold_out_of_grouped_clips_keeps_groups_whole_as_near_the_fraction_as_they_allow() -> None:
-    from emimic.data.holdout import hold_out
+    from emimic.data.holdout import hold_out, validation_clips
 
     train, groups = grouped_train({"a": 9, "b": 3, "c": 5, "d": 1, "e": 7, "f": 4, "g": 6})  # 0.3 of 35 is 10
     kept, held = hold_out(train, 0.3, groups)
@@ -393,8 +396,16 @@ def test_hold_out_of_grouped_clips_keeps_groups_whole_as_near_the_fraction_as_th
     assert sorted(set(groups[hold_out(train, 0.195, groups)[1].index])) == ["a", "e"]
     # of two equally near counts the smaller (4, not 6, for 5); a group is held out and one kept whatever the share
     train, groups = grouped_train({"a": 4, "b": 6, "c": 10})
-    assert len(hold_out(train, 0.25, groups)[1]) == 4
-    assert len(hold_out(train, 0.01, groups)[1]) == 4 and len(hold_out(train, 0.99, groups)[0]) == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 20 % for 25 %: near enough to say nothing
+        assert len(hold_out(train, 0.25, groups)[1]) == 4
+    assert len(hold_out(train, 0.99, groups)[0]) == 4
+    # a share over twice the one asked for is said, in train's and validate's warning
+    with pytest.warns(EmimicWarning, match=r"train_split\.csv: --valid-fraction 0\.05 holds out 4 of 20 clips \(20%\),"
+                      r" the nearest share that whole 'speaker' groups make; give the clips more and smaller groups"):
+        assert len(hold_out(train, 0.05, groups)[1]) == 4
+    assert validation_clips(0.05, "speaker") == ("whole 'speaker' groups near 5 % of train held out"
+                                                 " (train.valid_fraction 0.05)")
 
 
 def test_valid_fraction_holds_out_whole_speakers_and_says_so(no_valid_root, tmp_path, capsys) -> None:
@@ -411,7 +422,7 @@ def test_valid_fraction_holds_out_whole_speakers_and_says_so(no_valid_root, tmp_
     run = tmp_path / "run"
     assert main(["train", "--data", str(no_valid_root), "--out", str(run), "--valid-fraction", "0.25",
                  "--max-epochs", "1", "--quiet"]) == 0
-    assert "validation clips: whole 'speaker' groups held out of train" in capsys.readouterr().out
+    assert "validation clips: held out 4 of 20 train clips (20 %) as whole 'speaker' groups" in capsys.readouterr().out
     record = json.loads((run / "metrics.json").read_text())["provenance"]["data"]["held_out"]
     assert record == {"fraction": 0.25, "group_column": "speaker"}
 

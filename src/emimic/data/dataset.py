@@ -70,6 +70,10 @@ class VidmimicDataset:
     def modalities(self) -> list[str]:
         return sorted(self.layout.modalities)
 
+    def split_sizes(self) -> dict[str, int]:
+        """The number of clips of each split (of this copy: with a share of train held out, if it holds one out)."""
+        return {split: len(frame) for split, frame in self.splits.items()}
+
     def has_labels(self, split: str) -> bool:
         frame = self.split(split)
         return bool(len(frame)) and bool(np.isfinite(frame.to_numpy(dtype=float)).all())

@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -25,13 +26,15 @@ import pandas as pd
 
 from emimic.data.groups import clip_groups
 from emimic.data.layout import SPLIT_FILES
-from emimic.errors import DataError
+from emimic.errors import DataError, EmimicWarning
 from emimic.labels import EMOTIONS, constant_emotions
 
 VALID_FILE = SPLIT_FILES["valid"][0]
 TRAIN_FILE = SPLIT_FILES["train"][0]
 # A fixed seed: the held-out clips must not change with the training seed.
 _HOLDOUT_SEED = 20_240_607
+# How far (as a factor) from --valid-fraction the share whole groups hold out may come before train warns.
+FAR_SHARE = 2.0
 # A Pearson correlation needs two clips: fewer leaves the best epoch to chance.
 MIN_PCC_CLIPS = 2
 
@@ -84,6 +87,7 @@ def hold_out(train: pd.DataFrame, fraction: float,
     n_valid = min(len(train) - 1, max(1, round(fraction * len(train))))
     if groups is not None:
         held = groups.isin(held_groups(groups, n_valid)).to_numpy()
+        warn_far_share(int(held.sum()), len(train), fraction, str(groups.name))
     else:
         order = np.random.default_rng(_HOLDOUT_SEED).permutation(np.sort(train.index.to_numpy()))
         held = train.index.isin(order[:n_valid])
@@ -123,16 +127,35 @@ def held_groups(groups: pd.Series, n_valid: int) -> list[str]:
     return held
 
 
+def warn_far_share(held: int, of: int, fraction: float, column: str) -> None:
+    """Warn when the whole groups held out of ``of`` clips are a share far from ``fraction`` (over twice or under
+    half of it): groups too large or too few for it, which the user may want to know before training on them."""
+    if not fraction / FAR_SHARE <= held / of <= fraction * FAR_SHARE:
+        warnings.warn(f"{TRAIN_FILE}: --valid-fraction {fraction} holds out {held} of {of} clips ({held / of:.0%}),"
+                      f" the nearest share that whole {column!r} groups make; give the clips more and smaller groups,"
+                      f" or add a {VALID_FILE}, to validate on a share nearer {fraction:.0%}.", EmimicWarning,
+                      stacklevel=2)
+
+
 def grouped_words(column: str) -> str:
     """How ``validate``, ``train`` and a run's ``metrics.json`` say that a held-out split is made of whole groups."""
     return f"whole {column!r} groups"
 
 
-def validation_clips(fraction: float | None) -> str:
+def held_out_words(held: int, of: int, column: str | None) -> str:
+    """What ``train`` says it validated on: ``held out 8 of 60 train clips (13 %) as whole 'speaker' groups``
+    (``column``: the group column, ``None`` when clips were held out one by one)."""
+    how = f"as {grouped_words(column)}" if column else "one by one"
+    return f"held out {held} of {of} train clips ({held / of * 100:.0f} %) {how}"
+
+
+def validation_clips(fraction: float | None, column: str | None = None) -> str:
     """The clips a model validates on, in words for a title or a report: the valid split, or the share of train
-    held out (``train.valid_fraction``)."""
+    held out (``train.valid_fraction``), as whole groups of ``column`` if it is given."""
     if fraction is None:
         return "the validation split"
+    if column:
+        return f"{grouped_words(column)} near {fraction * 100:g} % of train held out (train.valid_fraction {fraction})"
     return f"{fraction * 100:g} % of train held out (train.valid_fraction {fraction})"
 
 

@@ -376,7 +376,7 @@ def run_provenance(
             "content_of": fingerprint.content_of,
             "modalities": fingerprint.modalities,
             "labels": fingerprint.labels,
-            "split_sizes": {split: len(frame) for split, frame in data.splits.items()},
+            "split_sizes": data.split_sizes(),
             # the validation share held out of train, if one was (whole groups of a group column, if train has one)
             "held_out": None if data.held_out_fraction is None else {"fraction": data.held_out_fraction,
                                                                     "group_column": data.held_out_by},

@@ -263,11 +263,12 @@ class SweepResult:
     best_params: dict[str, Any]
     best_config: Path | None
     valid_fraction: float | None = None  # the share of train every trial held out for validation, if any
+    held_out_by: str | None = None  # the group column whose whole groups that share is made of, if it is
 
     @property
     def validated_on(self) -> str:
         """The clips every trial was scored on, in words."""
-        return validation_clips(self.valid_fraction)
+        return validation_clips(self.valid_fraction, self.held_out_by)
 
 
 def open_storage(spec: str) -> optuna.storages.BaseStorage:
@@ -421,9 +422,9 @@ def _best(study: optuna.Study) -> FrozenTrial | None:
     return max(complete, key=lambda t: t.value) if complete else None
 
 
-def _write_best(out: Path, cfg: ExperimentConfig, best: FrozenTrial, data: Path) -> Path:
-    described = (f"Best of the `emimic sweep` in {out} on {data}: trial {best.number}, validation mean PCC"
-                 f" {best.value:z.4f} on {validation_clips(cfg.train.valid_fraction)}.")
+def _write_best(out: Path, cfg: ExperimentConfig, best: FrozenTrial, ds: VidmimicDataset) -> Path:
+    described = (f"Best of the `emimic sweep` in {out} on {ds.root}: trial {best.number}, validation mean PCC"
+                 f" {best.value:z.4f} on {validation_clips(cfg.train.valid_fraction, ds.held_out_by)}.")
     best_cfg = with_overrides(cfg, {**best.params, "name": f"{cfg.name}-sweep", "description": described})
     write_text(out / BEST_FILE, config_to_yaml(best_cfg))
     return out / BEST_FILE
@@ -497,7 +498,7 @@ def sweep(
                 failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
                 raise NothingSaved(out, "sweep", detail=f" ({failed} of its trials failed)",
                                    advice="fix the search space or config and run again")
-    return _results(out, study, cfg, ds.root, ran=finished_trials(study) - done)
+    return _results(out, study, cfg, ds, ran=finished_trials(study) - done)
 
 
 def _outdated_trials(out: Path, *, overwrite: bool) -> bool:
@@ -533,14 +534,14 @@ def _run(workers: list[Worker], ds: VidmimicDataset, report: Callable[[FrozenTri
                                              inline=lambda worker: run_worker(worker, ds, report))
 
 
-def _results(out: Path, study: optuna.Study, cfg: ExperimentConfig, root: Path, ran: int) -> SweepResult:
+def _results(out: Path, study: optuna.Study, cfg: ExperimentConfig, ds: VidmimicDataset, ran: int) -> SweepResult:
     table = trial_table(study)
     with atomic_path(out / TABLE_FILE) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     best = _best(study)
-    fraction = cfg.train.valid_fraction
+    held = (cfg.train.valid_fraction, ds.held_out_by)
     if best is None:
-        return SweepResult(out, table, ran, None, None, {}, None, fraction)
-    return SweepResult(out, table, ran, best.number, best.value, dict(best.params), _write_best(out, cfg, best, root),
-                       fraction)
+        return SweepResult(out, table, ran, None, None, {}, None, *held)
+    return SweepResult(out, table, ran, best.number, best.value, dict(best.params), _write_best(out, cfg, best, ds),
+                       *held)
 
