@@ -401,7 +401,7 @@ def test_hold_out_of_grouped_clips_keeps_groups_whole_as_near_the_fraction_as_th
         assert len(hold_out(train, 0.25, groups)[1]) == 4
     assert len(hold_out(train, 0.99, groups)[0]) == 4
     # a share over twice the one asked for is said, in train's and validate's warning
-    with pytest.warns(EmimicWarning, match=r"train_split\.csv: --valid-fraction 0\.05 holds out 4 of 20 clips \(20%\),"
+    with pytest.warns(EmimicWarning, match=r"train_split\.csv: --valid-fraction 0\.05 holds out 4 of 20 clips \(20 %\),"
                       r" the nearest share that whole 'speaker' groups make; give the clips more and smaller groups"):
         assert len(hold_out(train, 0.05, groups)[1]) == 4
     assert validation_clips(0.05, "speaker") == ("whole 'speaker' groups near 5 % of train held out"
