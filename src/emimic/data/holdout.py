@@ -132,9 +132,9 @@ def warn_far_share(held: int, of: int, fraction: float, column: str) -> None:
     half of it): groups too large or too few for it, which the user may want to know before training on them."""
     if not fraction / FAR_SHARE <= held / of <= fraction * FAR_SHARE:
         warnings.warn(f"{TRAIN_FILE}: --valid-fraction {fraction} holds out {held} of {of} clips"
-                      f" ({held / of * 100:.0f} %), the nearest share that whole {column!r} groups make; give the clips more and smaller groups,"
-                      f" or add a {VALID_FILE}, to validate on a share nearer {fraction * 100:g} %.", EmimicWarning,
-                      stacklevel=2)
+                      f" ({held / of * 100:.0f} %), the nearest share that whole {column!r} groups make; give the"
+                      f" clips more and smaller groups, or add a {VALID_FILE}, to validate on a share nearer"
+                      f" {fraction * 100:g} %.", EmimicWarning, stacklevel=2)
 
 
 def grouped_words(column: str) -> str:
