@@ -391,6 +391,7 @@ def test_hold_out_of_grouped_clips_keeps_groups_whole_as_near_the_fraction_as_th
     assert len(held) == 10  # a sum of whole groups can reach it here
     shuffled = train.sample(frac=1.0, random_state=1)
     assert sorted(hold_out(shuffled, 0.3, groups[shuffled.index])[1].index) == sorted(held.index)
+    assert sorted(hold_out(shuffled, 0.3, groups)[1].index) == sorted(held.index)  # groups matched by id, not row
     # the nearest sum of whole groups, not a greedy one: 0.195 of 75 clips is 15, which 10 + 5 make
     train, groups = grouped_train({"a": 10, "b": 28, "c": 29, "d": 3, "e": 5})
     assert sorted(set(groups[hold_out(train, 0.195, groups)[1].index])) == ["a", "e"]

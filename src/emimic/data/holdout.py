@@ -78,7 +78,7 @@ def check_labels_vary(clips: pd.DataFrame, *, root: Path, split: str, purpose: s
 def hold_out(train: pd.DataFrame, fraction: float,
              groups: pd.Series | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split the training labels into (kept, held out): ``round(fraction * n)`` clips, at least one each; with
-    ``groups`` (the group of each clip of ``train``, named after its column) whole groups, as near that count as
+    ``groups`` (the group of each clip of ``train``, by id, named after its column) whole groups, as near that count as
     their sizes allow (:func:`held_groups`)."""
     if not 0.0 < fraction < 1.0:
         raise DataError(f"--valid-fraction {fraction} is not between 0 and 1; give e.g. 0.2.")
@@ -86,7 +86,7 @@ def hold_out(train: pd.DataFrame, fraction: float,
         raise DataError(f"{TRAIN_FILE} has {len(train)} clip(s); holding out a validation share needs at least 2.")
     n_valid = min(len(train) - 1, max(1, round(fraction * len(train))))
     if groups is not None:
-        held = groups.isin(held_groups(groups, n_valid)).to_numpy()
+        held = groups.reindex(train.index).isin(held_groups(groups, n_valid)).to_numpy()  # by id, not row
         warn_far_share(int(held.sum()), len(train), fraction, str(groups.name))
     else:
         order = np.random.default_rng(_HOLDOUT_SEED).permutation(np.sort(train.index.to_numpy()))
