@@ -347,6 +347,14 @@ def test_valid_fraction_holds_out_what_validate_reports(no_valid_root, tmp_path,
     assert "valid_fraction: 0.25" in (run / "config.yaml").read_text()
 
 
+@pytest.mark.parametrize("command", ["train", "validate", "ablate", "sweep"])
+def test_valid_fraction_help_says_grouped_clips_are_held_out_as_whole_groups(command, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "whole groups, as near the share as they allow, when train_split.csv has a group / speaker / seed_video" \
+           " column" in " ".join(capsys.readouterr().out.split())
+
+
 def test_a_held_out_dataset_is_not_held_out_again(no_valid_root) -> None:
     held = with_valid_split(open_dataset(no_valid_root), 0.25)
     assert with_valid_split(held, 0.25) is held  # what sweep, then the train() of each trial, ask for
