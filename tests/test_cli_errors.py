@@ -436,6 +436,27 @@ def test_valid_fraction_holds_out_whole_speakers_and_says_so(no_valid_root, tmp_
     assert record == {"fraction": 0.25, "group_column": "speaker"}
 
 
+def test_a_run_that_held_out_clips_one_by_one_on_grouped_clips_is_refused_saying_why(no_valid_root, tmp_path,
+                                                                                      capsys) -> None:
+    """A run made before groups were honoured, on the same corpus and command, was refused as made with other
+    data ('the train labels differ; the valid labels differ'), which left the user looking for what they changed."""
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(no_valid_root), "--out", str(run), "--valid-fraction", "0.25", "--max-epochs", "1",
+            "--quiet"]
+    assert main(argv) == 0
+    record = json.loads((run / "run.json").read_text())
+    assert record["dataset"]["held_out"] == {"fraction": 0.25, "group_column": None}
+    del record["dataset"]["held_out"]  # as an earlier emimic wrote it
+    (run / "run.json").write_text(json.dumps(record))
+    frame = pd.read_csv(no_valid_root / "train_split.csv")
+    frame["speaker"] = [f"s{i % 6}" for i in range(len(frame))]
+    frame.to_csv(no_valid_root / "train_split.csv", index=False)
+    code, err = run_cli(argv, capsys)
+    assert_one_sentence(code, err, "holds a finished run made with other settings or data (it held out clips of train"
+                        " one by one (made by an earlier emimic, or before the 'speaker' column was added); emimic now"
+                        " holds out whole 'speaker' groups for --valid-fraction); choose another --out")
+
+
 def test_valid_fraction_refuses_a_single_group(no_valid_root, tmp_path, capsys) -> None:
     train_csv = no_valid_root / "train_split.csv"
     train_csv.write_text("\n".join(line + (",group" if i == 0 else ",g1")

@@ -83,6 +83,7 @@ from emimic.training.provenance import (
     data_fingerprint,
     describe,
     differences,
+    held_out_record,
     labelled_splits,
     metrics_record,
     read_run_record,
@@ -376,7 +377,8 @@ def requested_run(ds: VidmimicDataset, cfg: ExperimentConfig
     spec = trainable_spec(cfg, store, untrainable)
     check_selectable(cfg, store, labelled["valid"][0], untrainable=untrainable, where=ds.where,
                      way_out=valid_way_out(ds.held_out_fraction))
-    return RunRecord(cfg, data_fingerprint(store, spec.inputs, labelled), str(ds.root)), spec, labelled
+    fingerprint = dataclasses.replace(data_fingerprint(store, spec.inputs, labelled), held_out=held_out_record(ds))
+    return RunRecord(cfg, fingerprint, str(ds.root)), spec, labelled
 
 
 # What a user can do about a valid split without the modalities the model predicts from, by where it comes from.
