@@ -220,6 +220,23 @@ def test_the_command_line_holds_out_a_share_of_train_with_valid_fraction_as_trai
     assert main(["sweep", "--data", str(tiny_root), "--out", str(tmp_path / "sweep-other"), "--trials", "1",
                  "--valid-fraction", "0.25", "--quiet"]) == 1
     assert flat(capsys.readouterr().err) == unused
+
+
+def test_ablate_and_sweep_say_a_share_of_grouped_clips_is_whole_groups(tmp_path: Path, capsys) -> None:
+    root = write_root(tmp_path / "root", train=20, valid=0, dims={"vit": 6})
+    (root / "valid_split.csv").unlink()
+    frame = pd.read_csv(root / "train_split.csv")
+    frame["speaker"] = [f"s{i % 5}" for i in range(len(frame))]
+    frame.to_csv(root / "train_split.csv", index=False)
+    held_out = "whole 'speaker' groups near 25 % of train held out (train.valid_fraction 0.25)"
+    assert main(["ablate", "--data", str(root), "--out", str(tmp_path / "ablation"), "--valid-fraction", "0.25",
+                 "--grid", str(grid_file(tmp_path, "cells:\n  paper: {}\n")), "--seeds", "0", "--max-epochs", "1",
+                 "--quiet"]) == 0
+    assert f"Ablation (1 seed(s), {held_out}): {tmp_path / 'ablation'}" in flat(capsys.readouterr().out)
+    assert main(["sweep", "--data", str(root), "--out", str(tmp_path / "sweep"), "--trials", "1", "--max-epochs", "1",
+                 "--valid-fraction", "0.25", "--quiet"]) == 0
+    assert f"best first; validation on {held_out}" in flat(capsys.readouterr().out)
+    assert load_config(tmp_path / "sweep" / "best.yaml").description.endswith(f"on {held_out}.")
     assert not (tmp_path / "other").exists() and not (tmp_path / "sweep-other").exists()
 
 

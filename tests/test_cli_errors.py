@@ -10,9 +10,11 @@ import pickle
 import socket
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import documented_commands
@@ -21,7 +23,7 @@ from emimic.cli.arguments import StoreOnce, output_file, output_folder
 from emimic.cli.registry import build_parser
 from emimic.data import open_dataset, with_valid_split
 from emimic.data.validate import validate
-from emimic.errors import ConfigError, OutputPathError
+from emimic.errors import ConfigError, EmimicWarning, OutputPathError
 from emimic.io import atomic_path, check_output_path, write_text
 
 TRAIN = ["train", "--data", "{root}", "--quiet"]
@@ -376,8 +378,18 @@ def test_valid_fraction_holds_out_what_validate_reports(no_valid_root, tmp_path,
     run = tmp_path / "run"
     assert main(["train", "--data", str(no_valid_root), "--out", str(run), "--valid-fraction", "0.25",
                  "--max-epochs", "1", "--quiet"]) == 0
-    assert "Validation (5 clips)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Validation (5 clips)" in printed
+    assert "validation clips: held out 5 of 20 train clips (25 %) one by one" in printed
     assert "valid_fraction: 0.25" in (run / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize("command", ["train", "validate", "ablate", "sweep"])
+def test_valid_fraction_help_says_grouped_clips_are_held_out_as_whole_groups(command, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "whole groups, as near the share as they allow, when train_split.csv has a group / speaker / seed_video" \
+           " column" in " ".join(capsys.readouterr().out.split())
 
 
 def test_a_held_out_dataset_is_not_held_out_again(no_valid_root) -> None:
@@ -396,8 +408,6 @@ def test_valid_fraction_with_a_valid_split_is_refused_by_both(make_root, tmp_pat
 
 
 def test_hold_out_is_deterministic_disjoint_and_never_empty() -> None:
-    import pandas as pd
-
     from emimic.data.holdout import hold_out
 
     train = pd.DataFrame({"x": np.arange(10.0)}, index=np.arange(10) * 7)
@@ -406,6 +416,92 @@ def test_hold_out_is_deterministic_disjoint_and_never_empty() -> None:
     assert len(held) == 3 and sorted(held.index) == sorted(again_held.index)
     assert set(kept.index).isdisjoint(held.index) and len(kept) + len(held) == 10
     assert len(hold_out(train, 0.01)[1]) == 1 and len(hold_out(train, 0.99)[0]) == 1
+    # the draw of clips one by one is pinned: run folders that held these out must keep resuming
+    assert sorted(held.index) == [14, 42, 49]
+
+
+def grouped_train(sizes: dict[str, int]) -> tuple[pd.DataFrame, pd.Series]:
+    """Training labels (ids 0, 3, 6, ...) and the 'speaker' of each clip, ``sizes[name]`` clips per speaker."""
+    groups = pd.Series([name for name, size in sizes.items() for _ in range(size)], name="speaker")
+    groups.index = np.arange(len(groups)) * 3
+    return pd.DataFrame({"x": np.arange(len(groups), dtype=float)}, index=groups.index), groups
+
+
+def test_hold_out_of_grouped_clips_keeps_groups_whole_as_near_the_fraction_as_they_allow() -> None:
+    from emimic.data.holdout import hold_out, validation_clips
+
+    train, groups = grouped_train({"a": 9, "b": 3, "c": 5, "d": 1, "e": 7, "f": 4, "g": 6})  # 0.3 of 35 is 10
+    kept, held = hold_out(train, 0.3, groups)
+    assert set(groups[kept.index]).isdisjoint(groups[held.index])  # no speaker on both sides
+    assert len(held) == 10  # a sum of whole groups can reach it here
+    shuffled = train.sample(frac=1.0, random_state=1)
+    assert sorted(hold_out(shuffled, 0.3, groups[shuffled.index])[1].index) == sorted(held.index)
+    assert sorted(hold_out(shuffled, 0.3, groups)[1].index) == sorted(held.index)  # groups matched by id, not row
+    # the nearest sum of whole groups, not a greedy one: 0.195 of 75 clips is 15, which 10 + 5 make
+    train, groups = grouped_train({"a": 10, "b": 28, "c": 29, "d": 3, "e": 5})
+    assert sorted(set(groups[hold_out(train, 0.195, groups)[1].index])) == ["a", "e"]
+    # of two equally near counts the smaller (4, not 6, for 5); a group is held out and one kept whatever the share
+    train, groups = grouped_train({"a": 4, "b": 6, "c": 10})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 20 % for 25 %: near enough to say nothing
+        assert len(hold_out(train, 0.25, groups)[1]) == 4
+    assert len(hold_out(train, 0.99, groups)[0]) == 4
+    # a share over twice the one asked for is said, in train's and validate's warning
+    with pytest.warns(EmimicWarning, match=r"train_split\.csv: --valid-fraction 0\.05 holds out 4 of 20 clips \(20 %\),"
+                      r" the nearest share that whole 'speaker' groups make; give the clips more and smaller groups"):
+        assert len(hold_out(train, 0.05, groups)[1]) == 4
+    assert validation_clips(0.05, "speaker") == ("whole 'speaker' groups near 5 % of train held out"
+                                                 " (train.valid_fraction 0.05)")
+
+
+def test_valid_fraction_holds_out_whole_speakers_and_says_so(no_valid_root, tmp_path, capsys) -> None:
+    train_csv = no_valid_root / "train_split.csv"
+    frame = pd.read_csv(train_csv)
+    frame["speaker"] = [f"s{i % 6}" for i in range(len(frame))]  # 6 speakers of 3 or 4 clips
+    frame.to_csv(train_csv, index=False)
+    speaker = frame.set_index("Filename")["speaker"]
+    held = with_valid_split(open_dataset(no_valid_root), 0.25)
+    assert set(speaker[held.splits["train"].index]).isdisjoint(speaker[held.splits["valid"].index])
+    assert held.held_out_by == "speaker" and len(held.splits["valid"]) == 4  # 5 is no sum of groups: of 4 and 6, 4
+    assert (f"will hold out {len(held.splits['valid'])} of 20 train clips (whole 'speaker' groups)"
+            in problems(no_valid_root, valid_fraction=0.25))
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(no_valid_root), "--out", str(run), "--valid-fraction", "0.25",
+                 "--max-epochs", "1", "--quiet"]) == 0
+    assert "validation clips: held out 4 of 20 train clips (20 %) as whole 'speaker' groups" in capsys.readouterr().out
+    record = json.loads((run / "metrics.json").read_text())["provenance"]["data"]["held_out"]
+    assert record == {"fraction": 0.25, "group_column": "speaker"}
+
+
+def test_a_run_that_held_out_clips_one_by_one_on_grouped_clips_is_refused_saying_why(no_valid_root, tmp_path,
+                                                                                      capsys) -> None:
+    """A run made before groups were honoured, on the same corpus and command, was refused as made with other
+    data ('the train labels differ; the valid labels differ'), which left the user looking for what they changed."""
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(no_valid_root), "--out", str(run), "--valid-fraction", "0.25", "--max-epochs", "1",
+            "--quiet"]
+    assert main(argv) == 0
+    record = json.loads((run / "run.json").read_text())
+    assert record["dataset"]["held_out"] == {"fraction": 0.25, "group_column": None}
+    del record["dataset"]["held_out"]  # as an earlier emimic wrote it
+    (run / "run.json").write_text(json.dumps(record))
+    frame = pd.read_csv(no_valid_root / "train_split.csv")
+    frame["speaker"] = [f"s{i % 6}" for i in range(len(frame))]
+    frame.to_csv(no_valid_root / "train_split.csv", index=False)
+    code, err = run_cli(argv, capsys)
+    assert_one_sentence(code, err, "holds a finished run made with other settings or data (it held out clips of train"
+                        " one by one (made by an earlier emimic, or before the 'speaker' column was added); emimic now"
+                        " holds out whole 'speaker' groups for --valid-fraction); choose another --out")
+
+
+def test_valid_fraction_refuses_a_single_group(no_valid_root, tmp_path, capsys) -> None:
+    train_csv = no_valid_root / "train_split.csv"
+    train_csv.write_text("\n".join(line + (",group" if i == 0 else ",g1")
+                                   for i, line in enumerate(train_csv.read_text().splitlines())) + "\n")
+    code, err = run_cli(["train", "--data", str(no_valid_root), "--out", str(tmp_path / "run"), "--valid-fraction",
+                         "0.2", "--quiet"], capsys)
+    assert_one_sentence(code, err, "train_split.csv: all 20 clips are in one 'group' group, and --valid-fraction holds"
+                        " out whole groups; give the clips at least 2 groups, remove the 'group' column")
 
 
 # -- validate names files and ids; train points to it ----------------------------------------------------

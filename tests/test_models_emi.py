@@ -75,6 +75,26 @@ def test_normalisation_statistics_are_buffers_saved_with_the_model():
     assert torch.all(state["branches.vit.pooled_std"] == 3.0)
 
 
+def test_a_modality_named_like_no_torch_module_gets_an_escaped_key_and_others_keep_theirs():
+    """A folder ``vit.b16`` (torch refuses a dot) or ``train`` (an attribute of the dict) is a modality like any."""
+    torch.manual_seed(0)
+    dims = {"train": 4, "vit": 7, "vit.b16": 5, "vit_b16": 3}
+    cfg = ModelConfig.model_validate({"fusion": "tensor", "encoder": {"name": "gru", "hidden": 8}})
+    spec = resolve_spec(cfg, dims)
+    model = build_model(spec, cfg).eval()
+    out = model(batch(spec, frames=True))
+    assert set(out.aux) == set(dims) and list(model.branches) == list(spec.modalities)
+    assert "vit.b16" in model.branches and model.branches["vit.b16"] is dict(model.branches.items())["vit.b16"]
+    state = model.state_dict()
+    # the names torch takes keep their keys (the checkpoints of earlier runs load); the others are escaped with '/',
+    # which no folder name holds, so no two modalities share a key
+    assert {"branches.vit.pooled_mean", "branches./vit/b16.pooled_mean", "aux_heads./train.weight"} <= set(state)
+    torch.manual_seed(1)
+    again = build_model(spec, cfg).eval()
+    again.load_state_dict(state)
+    assert torch.equal(again(batch(spec, frames=True)).pred, out.pred)
+
+
 @pytest.mark.parametrize("encoder", ["meanstd", "attentive"])
 def test_branches_standardise_with_the_stored_mean_and_std(encoder):
     """A model fed x with statistics (m, s) computes what it computes from (x - m) / s with (0, 1)."""

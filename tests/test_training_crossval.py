@@ -12,8 +12,16 @@ import yaml
 from conftest import write_root
 from emimic.cli import main
 from emimic.data import open_dataset
+from emimic.data.groups import group_column
 from emimic.errors import ConfigError, DataError, EmimicError
-from emimic.training.crossval import assign_folds, cross_validate, fold_view, refit_epoch_count
+from emimic.training.crossval import (
+    assign_folds,
+    cross_validate,
+    fold_table,
+    fold_view,
+    pooled_labels,
+    refit_epoch_count,
+)
 from emimic.training.inference import evaluate, predict
 from emimic.training.provenance import data_differences
 
@@ -224,6 +232,32 @@ def test_a_group_column_must_name_every_clip(make_root, tmp_path):
     frame.to_csv(root / "train_split.csv", index=False)
     with pytest.raises(DataError, match="group column 'speaker' is empty or absent for 4 clip"):
         cross_validate(root, tmp_path / "cv", folds=2, **OPTIONS)
+
+
+def test_the_group_column_is_read_from_train_and_valid_only(make_root, tmp_path):
+    """A 'group' column in test_split.csv only was taken before train's and valid's 'speaker' (it comes first), so cv
+    refused every folded clip as groupless while --valid-fraction held out whole speakers."""
+    root = make_root(train=8, valid=4, test=2, dims={"vit": 4})
+    for split in ("train", "valid", "test"):
+        frame = pd.read_csv(root / f"{split}_split.csv")
+        frame["group" if split == "test" else "speaker"] = [f"s{i % 3}" for i in range(len(frame))]
+        frame.to_csv(root / f"{split}_split.csv", index=False)
+    ds = open_dataset(root)
+    assert group_column(ds.layout.split_files) == "speaker"
+    folds = fold_table(tmp_path, pooled_labels(ds), ds.layout.split_files, 2, 0)
+    speaker = ds.meta()["speaker"][folds.index]
+    assert (folds.groupby(speaker).nunique() == 1).all()  # each speaker in one fold
+
+
+def test_clips_in_both_train_and_valid_are_refused_before_any_fold_trains(make_root, tmp_path):
+    root = make_root(train=8, valid=4, test=2, dims={"vit": 4})
+    rows = (root / "train_split.csv").read_text().splitlines()[1:4]  # clips 3, 6 and 9
+    with open(root / "valid_split.csv", "a") as handle:
+        handle.write("\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"clips 3, 6, 9 are in both train_split\.csv and valid_split\.csv; a clip may"):
+        cross_validate(root, tmp_path / "cv", folds=2, **OPTIONS)
+    # before the store is packed: a fold that happens to hold both copies would train, and fail only after all did
+    assert not (tmp_path / "cv").exists() and not (root / ".emimic").exists()
 
 
 def test_a_corpus_of_test_clips_only_has_nothing_to_fold(make_root, tmp_path):

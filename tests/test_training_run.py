@@ -26,8 +26,11 @@ class Interrupt(pl.Callback):
             raise RuntimeError("simulated crash")
 
 
-def test_resume_after_interruption_gives_the_same_final_metrics(root, tmp_path):
-    options = dict(max_epochs=5, progress=False, overrides={"optim.batch_size": 16})
+# gru: batches of LengthBuckets, which the loader iterates early; a worker process draws batches at iter() already
+@pytest.mark.parametrize(("config", "workers"), [(None, 0), ("gru", 0), ("gru", 1)])
+def test_resume_after_interruption_gives_the_same_final_metrics(root, tmp_path, config, workers):
+    options = dict(max_epochs=5, progress=False, config=config,
+                   overrides={"optim.batch_size": 16, "train.num_workers": workers})
     whole = train(root, tmp_path / "whole", **options)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(root, tmp_path / "cut", callbacks=[Interrupt()], **options)
@@ -110,3 +113,10 @@ def test_selection_last_runs_every_epoch_and_keeps_the_last(root, tmp_path):
                               "train.selection": "last", "train.patience": 1})
     assert result.epochs == result.best_epoch == 4
     assert torch.load(tmp_path / "last" / "checkpoints" / "best.ckpt", weights_only=True)["epoch"] == 3
+
+
+def test_modality_folders_whose_names_torch_refuses_as_module_names_train_and_predict(make_root, tmp_path):
+    root = make_root(train=24, valid=8, test=4, dims={"vit.b16": 6, "keys": 4})  # a dot; an attribute of a dict
+    result = train(root, tmp_path / "run", max_epochs=1, progress=False)
+    assert result.valid.coverage == {"keys": 1.0, "vit.b16": 1.0}
+    assert len(predict(tmp_path / "run", root, split="test")) == 4

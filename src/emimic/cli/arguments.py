@@ -13,6 +13,7 @@ from typing import Any
 
 from emimic.defaults import RUNNER_BACKENDS, SEED_MAX
 from emimic.errors import OutputPathError
+from emimic.labels import GROUP_COLUMNS
 
 # The namespace attribute that holds, during a parse, how each option given so far was written (per dest).
 _GIVEN = "_emimic_options_given"
@@ -127,7 +128,8 @@ def add_valid_fraction_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--valid-fraction", type=fraction, default=None, metavar="F",
         help="when the corpus has no valid_split.csv, hold out this share of train for validation, at least 2"
-             " clips (e.g. 0.2)",
+             " clips (e.g. 0.2); whole groups, as near the share as they allow, when train_split.csv has a"
+             f" {' / '.join(GROUP_COLUMNS)} column",
     )
 
 

@@ -134,6 +134,7 @@ def train_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
 
     def run(args: argparse.Namespace) -> int:
+        from emimic.data.holdout import held_out_words
         from emimic.training.run import train
 
         try:
@@ -151,6 +152,9 @@ def train_command(parser: argparse.ArgumentParser) -> Handler:
         out.print(pcc_table(result.valid.pcc, f"Validation ({result.valid.n_clips} clips), best epoch"
                             f" {result.best_epoch}/{result.epochs}"))
         out.print(coverage_line(result.valid.coverage))
+        if result.held_out_of:
+            held_out = held_out_words(result.valid.n_clips, result.held_out_of, result.held_out_by)
+            out.print(f"validation clips: {held_out}", highlight=False)
         out.print(f"run folder: {result.run}  ({result.seconds:.1f} s)")
         return 0
 

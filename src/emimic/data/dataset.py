@@ -42,6 +42,7 @@ class VidmimicDataset:
     """
 
     held_out_fraction: float | None = None  # set on the copy with_valid_split makes by holding out part of train
+    held_out_by: str | None = None  # the group column whose whole groups that copy holds out, if train has one
     view: str = ""  # what a copy with other splits is (a CV fold: "fold 2"), named with its splits in messages
 
     def __init__(self, layout: DatasetLayout, *, test_labels: bool = False, store_dir: str | Path | None = None):
@@ -68,6 +69,10 @@ class VidmimicDataset:
     @property
     def modalities(self) -> list[str]:
         return sorted(self.layout.modalities)
+
+    def split_sizes(self) -> dict[str, int]:
+        """The number of clips of each split (of this copy: with a share of train held out, if it holds one out)."""
+        return {split: len(frame) for split, frame in self.splits.items()}
 
     def has_labels(self, split: str) -> bool:
         frame = self.split(split)
@@ -148,12 +153,14 @@ def with_valid_split(ds: VidmimicDataset, valid_fraction: float | None) -> Vidmi
     """
     if valid_fraction is not None and ds.held_out_fraction == valid_fraction:
         return ds  # held out already (sweep and the train() it calls both ask): never held out twice
-    splits = resolve_valid_split(ds.splits, valid_fraction, root=ds.root)
+    splits, grouped_by = resolve_valid_split(ds.splits, valid_fraction, root=ds.root,
+                                             split_files=ds.layout.split_files)
     if "valid" in ds.splits:
         return ds
     held = copy.copy(ds)  # shares the layout and the store; only the split table differs
     held.splits = splits
     held.held_out_fraction = valid_fraction
+    held.held_out_by = grouped_by
     return held
 
 
@@ -289,7 +296,7 @@ class EpochShuffle(Sampler[int]):
         return torch.randperm(self.size, generator=generator).numpy()[: self.per_epoch]
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.order(self.generator()).tolist())
+        yield from self.order(self.generator()).tolist()  # lazily, for the reason LengthBuckets.__iter__ gives
 
     def __len__(self) -> int:
         return self.per_epoch
@@ -313,6 +320,8 @@ class LengthBuckets(Sampler[list[int]]):
         self.sampler = EpochShuffle(len(self.lengths), seed, per_epoch=per_epoch)
 
     def __iter__(self) -> Iterator[list[int]]:
+        # A generator: the order is drawn at the first batch, not when iter() is called. Lightning calls iter() on a
+        # resumed run's loader before set_epoch, so an eager order was epoch 0's, not the resumed epoch's.
         generator = self.sampler.generator()
         order = self.sampler.order(generator)
         if self.drop_last:
@@ -326,7 +335,8 @@ class LengthBuckets(Sampler[list[int]]):
             chunk = order[start : start + width]
             chunk = chunk[np.argsort(key[chunk], kind="stable")]
             batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
-        return iter([batches[i].tolist() for i in torch.randperm(len(batches), generator=generator).tolist()])
+        for i in torch.randperm(len(batches), generator=generator).tolist():
+            yield batches[i].tolist()
 
     def __len__(self) -> int:
         n, size = len(self.sampler), self.batch_size

@@ -9,13 +9,14 @@ False and ``emimic validate`` exits non-zero); ``warning`` ones are worth a look
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from emimic.data.holdout import check_valid_size, resolve_valid_split
+from emimic.data.holdout import check_valid_size, grouped_words, resolve_valid_split
 from emimic.data.layout import SPLIT_FILES, ModalitySource, discover, read_mapping
 from emimic.data.store import (
     VALID_FEATURES_WAY_OUT,
@@ -154,13 +155,14 @@ def _scan_modality(source: ModalitySource, root: Path, problems: list[Problem], 
 
 
 def _check_valid_split(
-    root: Path, splits: dict[str, pd.DataFrame], valid_fraction: float | None, problems: list[Problem]
+    root: Path, splits: dict[str, pd.DataFrame], split_files: Mapping[str, Path], valid_fraction: float | None,
+    problems: list[Problem]
 ) -> None:
     """Report what ``train`` will do for model selection: the same refusal, or the clips it will hold out."""
     if "train" not in splits:
         return
     try:
-        used = resolve_valid_split(splits, valid_fraction, root=root)
+        used, grouped_by = resolve_valid_split(splits, valid_fraction, root=root, split_files=split_files)
         if len(used["valid"]):  # an empty valid_split.csv is reported as such
             check_valid_size(used["valid"], root=root, fraction=valid_fraction)
     except DataError as exc:
@@ -168,9 +170,11 @@ def _check_valid_split(
         return
     if "valid" not in splits:
         held = used["valid"].index
+        whole = f" ({grouped_words(grouped_by)})" if grouped_by else ""
         problems.append(
             Problem("warning", "splits", f"no {SPLIT_FILES['valid'][0]}: train --valid-fraction {valid_fraction} will"
-                    f" hold out {len(held)} of {len(splits['train'])} train clips for validation: {shortlist(held)}.")
+                    f" hold out {len(held)} of {len(splits['train'])} train clips{whole} for validation:"
+                    f" {shortlist(held)}.")
         )
 
 
@@ -185,7 +189,7 @@ def validate(root: str | Path, *, valid_fraction: float | None = None, progress:
     if "train" not in layout.split_files:
         problems.append(Problem("error", "splits", f"no {SPLIT_FILES['train'][0]}: nothing to train on."))
     splits = _read_splits(layout.split_files, problems)
-    _check_valid_split(layout.root, splits, valid_fraction, problems)
+    _check_valid_split(layout.root, splits, layout.split_files, valid_fraction, problems)
     all_ids = set().union(*(frame.index for frame in splits.values())) if splits else set()
     if not layout.modalities:
         problems.append(Problem("error", "modalities", "no folder of per-clip .pkl/.npy/.pt feature files found."))

@@ -24,7 +24,7 @@ from emimic.errors import ConfigError
 from emimic.labels import EMOTIONS
 from emimic.models.encoders import build_encoder
 from emimic.models.fusion import TOKEN_INIT_STD, BranchOutput, BranchShape, build_fusion
-from emimic.models.layers import mlp
+from emimic.models.layers import ModalityModules, mlp
 from emimic.models.vad_prior import FILE_ORDER, VAD_AXES, VADLatent, VADPrior, axis_columns
 
 if TYPE_CHECKING:
@@ -176,7 +176,7 @@ class EMIModel(nn.Module):
         self.spec = spec
         self.output = cfg.head.output
         self.modality_dropout = cfg.modality_dropout
-        self.branches = nn.ModuleDict({m: Branch(spec.dims[m], cfg) for m in spec.modalities})
+        self.branches = ModalityModules({m: Branch(spec.dims[m], cfg) for m in spec.modalities})
         self.vad = VADPrior(cfg.branch.embed, cfg.vad.prior_std, spec.observed_columns) if spec.vad_modality else None
         widths = [self.vad.out_dim if m == spec.vad_modality and self.vad else cfg.branch.embed
                   for m in spec.modalities]
@@ -186,8 +186,8 @@ class EMIModel(nn.Module):
             self.branches[modality].pass_frames()
         self.head = nn.Identity() if self.fusion.predicts else nn.Sequential(
             nn.Dropout(cfg.head.dropout), mlp(self.fusion.out_dim, cfg.head.hidden, len(EMOTIONS), cfg.head.dropout))
-        self.aux_heads = nn.ModuleDict({m: nn.Linear(w, len(EMOTIONS)) for m, w in zip(spec.modalities, widths,
-                                                                                         strict=True)})
+        self.aux_heads = ModalityModules({m: nn.Linear(w, len(EMOTIONS)) for m, w in zip(spec.modalities, widths,
+                                                                                             strict=True)})
 
     @property
     def uses_frames(self) -> bool:

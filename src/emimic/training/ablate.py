@@ -202,11 +202,12 @@ class AblationResult:
     table: pd.DataFrame  # ablation.csv
     skipped: dict[str, str] = field(default_factory=dict)
     valid_fraction: float | None = None  # the share of train every cell held out for validation, if any
+    held_out_by: str | None = None  # the group column whose whole groups that share is made of, if it is
 
     @property
     def validated_on(self) -> str:
         """The clips every cell was scored on, in words."""
-        return validation_clips(self.valid_fraction)
+        return validation_clips(self.valid_fraction, self.held_out_by)
 
 
 # ---------------------------------------------------------------- the grid
@@ -583,8 +584,8 @@ def ablate(
         table.to_csv(tmp, index=False, float_format="%.6f")
     scores = table[table["status"] != "skipped"]
     summary = summarise(scores, grid.reference, seed_averaged_bootstrap(out, ds, cells, seeds))
-    result = AblationResult(out, seeds, grid.reference, summary, table,
-                            {c.name: c.skipped for c in cells if c.skipped},
-                            configs.written[grid.reference].train.valid_fraction)
+    fraction = configs.written[grid.reference].train.valid_fraction
+    result = AblationResult(out, seeds, grid.reference, summary, table, {c.name: c.skipped for c in cells if c.skipped},
+                            fraction, with_valid_split(ds, fraction).held_out_by)
     write_text(out / SUMMARY_FILE, markdown(result, ds, settings, base=grid.base, max_epochs=max_epochs))
     return result

@@ -58,10 +58,11 @@ from sklearn.model_selection import GroupKFold, KFold
 
 from emimic.config import ExperimentConfig, load_config, with_overrides
 from emimic.data import VidmimicDataset, open_dataset
+from emimic.data.groups import clip_groups, group_column
 from emimic.data.holdout import MIN_PCC_CLIPS
 from emimic.errors import ConfigError, DataError
 from emimic.io import atomic_path, write_text
-from emimic.labels import EMOTIONS, GROUP_COLUMNS, view_prefix
+from emimic.labels import EMOTIONS, view_prefix
 from emimic.metrics import pcc_intervals, pcc_scores
 from emimic.models.ensemble import resolve_members
 from emimic.outputs import check_folder_settings, warn_leftovers
@@ -135,7 +136,8 @@ class CVResult:
 
 
 def pooled_labels(ds: VidmimicDataset) -> pd.DataFrame:
-    """The labels of every clip of train and valid (the clips CV folds)."""
+    """The labels of every clip of train and valid (the clips CV folds); a clip in both is refused as ``train``
+    refuses it (pooled, it would be two clips of one id, in two folds)."""
     names = [name for name in ("train", "valid") if name in ds.splits]
     if not names:
         raise DataError(f"{ds.root}: has neither train_split.csv nor valid_split.csv, so there are no labelled clips to"
@@ -143,11 +145,9 @@ def pooled_labels(ds: VidmimicDataset) -> pd.DataFrame:
     for name in names:
         if not ds.has_labels(name):
             raise DataError(f"{ds.root}: cross-validation needs labels for every clip of the {name!r} split.")
+    if len(names) == 2:
+        ds.check_disjoint(*names)
     return pd.concat([ds.split(name) for name in names]).sort_index()
-
-
-def group_column(meta: pd.DataFrame) -> str | None:
-    return next((c for c in GROUP_COLUMNS if c in meta.columns), None)
 
 
 def assign_folds(ids: np.ndarray, groups: np.ndarray | None, folds: int, seed: int) -> np.ndarray:
@@ -183,8 +183,9 @@ def refit_epoch_count(best_epochs: Sequence[int]) -> int:
     return max(1, round(statistics.median(best_epochs)))
 
 
-def fold_table(out: Path, labels: pd.DataFrame, meta: pd.DataFrame, folds: int, seed: int) -> pd.Series:
-    """The fold of every clip (index Filename): read from ``folds.csv``, or assigned and written there once."""
+def fold_table(out: Path, labels: pd.DataFrame, split_files: Mapping[str, Path], folds: int, seed: int) -> pd.Series:
+    """The fold of every clip (index Filename): read from ``folds.csv``, or assigned and written there once, grouped
+    by the group column of ``split_files`` (a layout's) if there is one."""
     path = out / FOLDS_FILE
     if path.exists():
         stored = pd.read_csv(path, index_col=0)["fold"]
@@ -192,11 +193,7 @@ def fold_table(out: Path, labels: pd.DataFrame, meta: pd.DataFrame, folds: int, 
             raise DataError(f"{path} assigns other clips than train+valid of this dataset holds; the data changed"
                             f" since this CV folder was made: choose a new --out.")
         return stored
-    column = group_column(meta)
-    groups = meta[column].reindex(labels.index) if column else None
-    if groups is not None and (missing := groups.index[groups.isna() | (groups == "")]).size:
-        raise DataError(f"group column {column!r} is empty or absent for {missing.size} clip(s) of train+valid (e.g."
-                        f" Filename {missing[0]}); give every clip of both split CSVs a group, or drop the column.")
+    groups = clip_groups(split_files, labels.index, clips="train+valid", files="both split CSVs")
     fold_of = assign_folds(labels.index.to_numpy(), None if groups is None else groups.to_numpy(), folds, seed)
     table = pd.Series(fold_of, index=labels.index, name="fold")
     with atomic_path(path) as tmp:
@@ -355,10 +352,10 @@ def cross_validate(
     # each fold model validates on its fold: a config's share held out of train (train.valid_fraction) does not apply
     cfg = with_overrides(cfg, {**overrides, "train.valid_fraction": None})
     seeds = distinct_seeds(seeds if seeds is not None else [cfg.seed])
-    labels, meta = pooled_labels(ds), ds.meta()
+    labels = pooled_labels(ds)
     # resolved once, for the clips a fold model trains on: every fold, seed and refit model has as many members
     cfg = resolve_members(cfg, len(labels) * (folds - 1) // folds)
-    column = group_column(meta)
+    column = group_column(ds.layout.split_files)
     needed = modalities_read(cfg)
     store = ds.store(progress=progress, needed=needed)  # packed once here, before any worker opens it
     data = corpus_fingerprint(ds, store, out / SETTINGS_FILE, needed=needed)
@@ -371,7 +368,7 @@ def cross_validate(
     replace = replace or _check_seeds(out, seeds, overwrite=overwrite)
     settings["data"] = data.to_record(replaced=replace)
     with results_folder(out, replace=replace, kind="CV"):
-        fold_of = fold_table(out, labels, meta, folds, fold_seed)
+        fold_of = fold_table(out, labels, ds.layout.split_files, folds, fold_seed)
         jobs = _plan(out, ds, cfg, fold_of, seeds)
         # a fold the config cannot train or select on would stop the command after other folds; checked before the
         # run folders, whose check of a fold's started run (an earlier emimic trained it) refuses it in a plain

@@ -57,6 +57,15 @@ class EMIDataModule(pl.LightningDataModule):
         self.cfg, self.store, self.spec, self.model = cfg, store, spec, model
         self.labelled, self.weights = labelled, weights
         self.eval_batch = eval_batch or eval_batch_size(model, cfg.optim.batch_size)
+        self.first_epoch = 0  # the epoch training starts at: a resumed run's is restored from its checkpoint
+
+    def state_dict(self) -> dict[str, int]:
+        # Saved in each checkpoint, which emimic writes at the end of a train epoch: a run resumed from it starts at
+        # the next. Lightning restores it before it first iterates the training loader, unlike its epoch counter.
+        return {"first_epoch": self.trainer.current_epoch + 1}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self.first_epoch = state_dict["first_epoch"]
 
     def set_statistics(self, model: AnyModel) -> None:
         """Normalise ``model``'s inputs and initialise its output with statistics of the training clips only."""
@@ -77,10 +86,15 @@ class EMIDataModule(pl.LightningDataModule):
         share = process_share(len(ids), self.cfg.seed, rank=rank, replicas=world)
         per_epoch = len(ids) // world
         batch = self.cfg.optim.batch_size
-        return clip_loader(self.store, self.spec, self.model, ids[share], targets[share], batch_size=batch,
-                           max_frames=self.cfg.model.encoder.max_frames, seed=self.cfg.seed,
-                           drop_last=per_epoch > batch, num_workers=self.cfg.train.num_workers,
-                           weights=None if self.weights is None else self.weights[share], per_epoch=per_epoch)
+        loader = clip_loader(self.store, self.spec, self.model, ids[share], targets[share], batch_size=batch,
+                             max_frames=self.cfg.model.encoder.max_frames, seed=self.cfg.seed,
+                             drop_last=per_epoch > batch, num_workers=self.cfg.train.num_workers,
+                             weights=None if self.weights is None else self.weights[share], per_epoch=per_epoch)
+        # With worker processes the loader draws its first batches as soon as iter() is called on it, and Lightning
+        # calls it (for the scheduler's step count) before it restores a resumed run's epoch and calls set_epoch:
+        # the epoch this run starts at (load_state_dict) is set here, or the resumed epoch trains on epoch 0's order.
+        loader.batch_sampler.sampler.set_epoch(self.first_epoch)  # the EpochShuffle of either batch sampler
+        return loader
 
     def val_dataloader(self) -> DataLoader:
         rank, world = self._process()

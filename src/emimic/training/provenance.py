@@ -79,6 +79,9 @@ class DataFingerprint:
     content_of: str | None = CONTENT_OF  # None: recorded by an earlier emimic, its digests cover every clip
     # per modality, the content digest of every clip (the whole sources.csv): what an earlier emimic recorded
     every_clip: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    # the validation share held out of train (held_out_record); None: a valid split, or a run recorded before
+    # emimic recorded it. Not in the digest: the labels of train and valid already tell which clips were held out.
+    held_out: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def digest(self) -> str:
@@ -193,7 +196,7 @@ class RunRecord:
         """What ``run.json`` holds (the full config is ``config.yaml``)."""
         assert self.data is not None, "a new run always knows its data"
         dataset = {"root": self.dataset_root, "fingerprint": self.data.digest, "content_of": self.data.content_of,
-                   "modalities": self.data.modalities, "labels": self.data.labels}
+                   "modalities": self.data.modalities, "labels": self.data.labels, "held_out": self.data.held_out}
         return {"emimic": self.emimic_version, FORMAT_KEY: self.model_format, "created": self.created or _now(),
                 "config": self.config.name, "seed": self.config.seed, "dataset": dataset}
 
@@ -268,8 +271,9 @@ def read_run_record(run: str | Path) -> RunRecord | None:
     if stored is None:
         return RunRecord(config, None, model_format=made_with)
     dataset = stored["dataset"]
-    return RunRecord(config, DataFingerprint(dataset["modalities"], dataset["labels"], dataset.get("content_of")),
-                     dataset["root"], stored["emimic"], stored["created"], made_with)
+    data = DataFingerprint(dataset["modalities"], dataset["labels"], dataset.get("content_of"),
+                           held_out=dataset.get("held_out"))
+    return RunRecord(config, data, dataset["root"], stored["emimic"], stored["created"], made_with)
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -305,9 +309,20 @@ def _data_differences(old: DataFingerprint | None, new: DataFingerprint, *, dtyp
             found.append(f"{name!r} features were stored as {was['dtype']}, now {now['dtype']}")
         elif was["content"] != now["content"]:
             found.append(f"the {name!r} feature files differ")
-    found += [f"the {split} labels differ" for split in sorted(old.labels.keys() | new.labels.keys())
+    labels = [split for split in sorted(old.labels.keys() | new.labels.keys())
               if old.labels.get(split) != new.labels.get(split)]
-    return found
+    if labels and old.held_out is None and (new.held_out or {}).get("group_column"):
+        # most likely the same corpus and command: an earlier emimic held out clips one by one, whatever the groups
+        return [*found, f"it held out clips of train one by one (made by an earlier emimic, or before the"
+                        f" {new.held_out['group_column']!r} column was added); emimic now holds out whole"
+                        f" {new.held_out['group_column']!r} groups for --valid-fraction"]
+    return found + [f"the {split} labels differ" for split in labels]
+
+
+def held_out_record(ds: VidmimicDataset) -> dict[str, Any] | None:
+    """What a run records of the validation share ``ds`` holds out of train (``None``: it holds none out): its
+    fraction, and the group column whose whole groups it is made of (``None``: clips one by one)."""
+    return None if ds.held_out_fraction is None else {"fraction": ds.held_out_fraction, "group_column": ds.held_out_by}
 
 
 def data_differences(run: str | Path, ds: VidmimicDataset) -> list[str]:
@@ -376,7 +391,8 @@ def run_provenance(
             "content_of": fingerprint.content_of,
             "modalities": fingerprint.modalities,
             "labels": fingerprint.labels,
-            "split_sizes": {split: len(frame) for split, frame in data.splits.items()},
+            "split_sizes": data.split_sizes(),
+            "held_out": held_out_record(data),
             "coverage": {split: {m: round(v, 4) for m, v in row.items()}
                          for split, row in data.coverage().to_dict(orient="index").items()},
         },

@@ -83,6 +83,7 @@ from emimic.training.provenance import (
     data_fingerprint,
     describe,
     differences,
+    held_out_record,
     labelled_splits,
     metrics_record,
     read_run_record,
@@ -112,6 +113,8 @@ class TrainResult:
     seconds: float
     stored: bool = False  # True: the folder held this finished run already; nothing was trained
     rank: int = 0  # global rank of this process under DDP: only rank 0 wrote the run folder
+    held_out_of: int | None = None  # the clips of train_split.csv the validation clips were held out of, if they were
+    held_out_by: str | None = None  # the group column whose whole groups were held out of train to validate on
 
     def to_dict(self) -> dict:
         return {**self.valid.to_dict(), "best_epoch": self.best_epoch, "epochs": self.epochs,
@@ -323,7 +326,8 @@ def train(
             valid = (evaluate(load_run(run), ds, split="valid") if trainer.is_global_zero else
                      _epoch_scores(history.rows, best_epoch, labelled["valid"][0], store, spec.modalities))
         result = TrainResult(run, valid, best_epoch, len(history.rows), time.perf_counter() - started,
-                             rank=trainer.global_rank)
+                             rank=trainer.global_rank, held_out_of=_held_out_of(ds.held_out_fraction, ds.split_sizes()),
+                             held_out_by=ds.held_out_by)
         if trainer.is_global_zero:
             source = None if isinstance(config, ExperimentConfig) else config
             write_text(run / METRICS_FILE, json.dumps(metrics_record(result, cfg, source, ds, record.data), indent=2))
@@ -373,7 +377,8 @@ def requested_run(ds: VidmimicDataset, cfg: ExperimentConfig
     spec = trainable_spec(cfg, store, untrainable)
     check_selectable(cfg, store, labelled["valid"][0], untrainable=untrainable, where=ds.where,
                      way_out=valid_way_out(ds.held_out_fraction))
-    return RunRecord(cfg, data_fingerprint(store, spec.inputs, labelled), str(ds.root)), spec, labelled
+    fingerprint = dataclasses.replace(data_fingerprint(store, spec.inputs, labelled), held_out=held_out_record(ds))
+    return RunRecord(cfg, fingerprint, str(ds.root)), spec, labelled
 
 
 # What a user can do about a valid split without the modalities the model predicts from, by where it comes from.
@@ -570,4 +575,13 @@ def _stored_result(run: Path) -> TrainResult:
     stored = read_metrics(run)
     valid = Evaluation(stored["split"], stored["n_clips"], stored["mean_pcc"], stored["pcc"],
                        stored.get("coverage", {}))
-    return TrainResult(run, valid, stored["best_epoch"], stored["epochs"], stored["seconds"], stored=True)
+    data = stored.get("provenance", {}).get("data", {})
+    held_out = data.get("held_out") or {}
+    return TrainResult(run, valid, stored["best_epoch"], stored["epochs"], stored["seconds"], stored=True,
+                       held_out_of=_held_out_of(held_out.get("fraction"), data.get("split_sizes", {})),
+                       held_out_by=held_out.get("group_column"))
+
+
+def _held_out_of(fraction: float | None, split_sizes: Mapping[str, int]) -> int | None:
+    """The clips of train_split.csv a run's validation clips were held out of (``None``: it had a valid split)."""
+    return None if fraction is None else split_sizes["train"] + split_sizes["valid"]

@@ -409,11 +409,12 @@ class SweepResult:
     best_params: dict[str, Any]
     best_config: Path | None
     valid_fraction: float | None = None  # the share of train every trial held out for validation, if any
+    held_out_by: str | None = None  # the group column whose whole groups that share is made of, if it is
 
     @property
     def validated_on(self) -> str:
         """The clips every trial was scored on, in words."""
-        return validation_clips(self.valid_fraction)
+        return validation_clips(self.valid_fraction, self.held_out_by)
 
 
 def open_storage(spec: str) -> optuna.storages.BaseStorage:
@@ -568,10 +569,11 @@ def _best(study: optuna.Study) -> FrozenTrial | None:
     return max(complete, key=lambda t: t.value) if complete else None
 
 
-def _write_best(out: Path, cfg: ExperimentConfig, best: FrozenTrial, values: Mapping[str, Choice], data: Path) -> Path:
+def _write_best(out: Path, cfg: ExperimentConfig, best: FrozenTrial, values: Mapping[str, Choice],
+                ds: VidmimicDataset) -> Path:
     """``cfg`` with the ``values`` of the trial ``best`` as OUT/best.yaml."""
-    described = (f"Best of the `emimic sweep` in {out} on {data}: trial {best.number}, validation mean PCC"
-                 f" {best.value:z.4f} on {validation_clips(cfg.train.valid_fraction)}.")
+    described = (f"Best of the `emimic sweep` in {out} on {ds.root}: trial {best.number}, validation mean PCC"
+                 f" {best.value:z.4f} on {validation_clips(cfg.train.valid_fraction, ds.held_out_by)}.")
     best_cfg = with_overrides(cfg, {**values, "name": f"{cfg.name}-sweep", "description": described})
     write_text(out / BEST_FILE, config_to_yaml(best_cfg))
     return out / BEST_FILE
@@ -640,7 +642,7 @@ def sweep(
                 failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
                 raise NothingSaved(out, "sweep", detail=f" ({failed} of its trials failed)",
                                    advice="fix the search space or config and run again")
-    return _results(out, study, cfg, space, ds.root, ran=finished_trials(study) - done)
+    return _results(out, study, cfg, space, ds, ran=finished_trials(study) - done)
 
 
 def _check_selectable_trials(ds: VidmimicDataset, store: FeatureStore, cfg: ExperimentConfig, space: SearchSpace,
@@ -696,7 +698,7 @@ def _run(workers: list[Worker], ds: VidmimicDataset, report: Callable[[FrozenTri
                                              inline=lambda worker: run_worker(worker, ds, report))
 
 
-def _results(out: Path, study: optuna.Study, cfg: ExperimentConfig, space: SearchSpace, root: Path, ran: int
+def _results(out: Path, study: optuna.Study, cfg: ExperimentConfig, space: SearchSpace, ds: VidmimicDataset, ran: int
              ) -> SweepResult:
     table = trial_table(study, space)
     with atomic_path(out / TABLE_FILE) as tmp:
@@ -704,10 +706,10 @@ def _results(out: Path, study: optuna.Study, cfg: ExperimentConfig, space: Searc
         table.map(lambda value: json.dumps(value) if isinstance(value, list) else value).to_csv(
             tmp, index=False, float_format="%.6g")
     best = _best(study)
-    fraction = cfg.train.valid_fraction
+    held = (cfg.train.valid_fraction, ds.held_out_by)
     if best is None:
-        return SweepResult(out, table, ran, None, None, {}, None, fraction)
+        return SweepResult(out, table, ran, None, None, {}, None, *held)
     values = space.config_values(best.params)
-    return SweepResult(out, table, ran, best.number, best.value, values, _write_best(out, cfg, best, values, root),
-                       fraction)
+    return SweepResult(out, table, ran, best.number, best.value, values, _write_best(out, cfg, best, values, ds),
+                       *held)
 
