@@ -30,7 +30,8 @@ FPS = 2.0
 
 def unseen_score(run: Path, data: Path) -> float:
     """Mean PCC of ``emimic infer`` on ``data/unseen/*.mp4`` against ``data/unseen_labels.csv``."""
-    result = infer(run, [data / "unseen"], out=run / "unseen_predictions.csv", progress=False)
+    # beside the run, not in it: no output goes inside a run folder a command reads
+    result = infer(run, [data / "unseen"], out=run.with_name(f"{run.name}-unseen.csv"), progress=False)
     truth = read_split(data / "unseen_labels.csv", require_labels=True)
     preds = result.predictions.set_index(CLIP_COLUMN)
     ids = [int(name) for name in preds.index]
