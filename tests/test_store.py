@@ -16,7 +16,14 @@ from torch.utils.data import DataLoader
 
 from emimic.cli import main
 from emimic.data import ClipDataset, FeatureStore, collate_clips, feature_statistics, open_dataset, pack
-from emimic.data.store import Float16Harm, cache_dir, cache_store_dir, default_store_dir
+from emimic.data.store import (
+    FLOAT16_ROUNDING,
+    FLOAT32_ROUNDING,
+    RoundingHarm,
+    cache_dir,
+    cache_store_dir,
+    default_store_dir,
+)
 from emimic.data.validate import validate
 from emimic.errors import DataError
 from emimic.io import load_array
@@ -342,9 +349,22 @@ def test_float16_harm_of_clips_longer_than_its_block_counts_every_row_once() -> 
     """It works on blocks of rows (speed): the shares are those of all rows of all clips."""
     rng = np.random.default_rng(0)
     clips = [rng.normal(0, 1e-4, (frames, 300)).astype(np.float32) for frames in (1000, 7, 450)]
-    harm = Float16Harm(300)
+    harm = RoundingHarm(300, FLOAT16_ROUNDING)
     for frames in clips:
         harm.add(frames, frames.astype(np.float16))
     values = np.concatenate(clips).astype(np.float64)
     errors = np.concatenate(clips).astype(np.float16).astype(np.float64) - values
+    assert harm.error_shares() == pytest.approx(errors.std(0) / values.std(0), rel=1e-6)
+
+
+def test_rounding_harm_of_a_column_far_from_zero_keeps_its_spread() -> None:
+    """Sums of squares of values near 1e8 would cancel their spread of 0.3 away (1e16 in float64 keeps steps of 2):
+    the values are summed less the first frame's, so the shares are those numpy computes on the whole column."""
+    rng = np.random.default_rng(0)
+    clips = [1e8 + rng.normal(0, 0.3, (frames, 3)) for frames in (40, 7, 25)]
+    harm = RoundingHarm(3, FLOAT32_ROUNDING)
+    for frames in clips:
+        harm.add(frames, frames.astype(np.float32))
+    values = np.concatenate(clips)
+    errors = values.astype(np.float32).astype(np.float64) - values
     assert harm.error_shares() == pytest.approx(errors.std(0) / values.std(0), rel=1e-6)

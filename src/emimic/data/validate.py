@@ -18,14 +18,16 @@ import pandas as pd
 from emimic.data.holdout import check_valid_size, resolve_valid_split
 from emimic.data.layout import SPLIT_FILES, ModalitySource, discover, read_mapping
 from emimic.data.store import (
+    FLOAT32_ROUNDING,
     VALID_FEATURES_WAY_OUT,
+    RoundingHarm,
     featureless_valid_sentence,
     no_frames_sentence,
     untrainable_sentence,
     width_tie_sentence,
 )
 from emimic.errors import DataError, EmptyFeatures
-from emimic.io import as_frames, decode_object, read_error, to_numpy, unwrap
+from emimic.io import decode_object, float32_rounds, frame_array, read_error, single_precision, to_numpy, unwrap
 from emimic.labels import (
     EMOTIONS,
     constant_emotions,
@@ -115,12 +117,14 @@ def _scan_modality(source: ModalitySource, root: Path, problems: list[Problem], 
         ]
     bar.update(task, total=len(loaders))
     empty: list[str] = []
+    harm: RoundingHarm | None = None  # what the cast to float32 does to the clips of a wider dtype, as pack judges it
     for clip_id, where, load in loaders:
         where_of[clip_id] = where
         try:
             value = load()
             dtypes[str(to_numpy(unwrap(value, source=where)).dtype)] += 1
-            frames = as_frames(value, source=where)
+            frames = frame_array(value, source=where)
+            single = single_precision(frames, source=where)
         except EmptyFeatures:
             empty.append(where)
         except DataError as exc:
@@ -129,7 +133,13 @@ def _scan_modality(source: ModalitySource, root: Path, problems: list[Problem], 
             problems.append(Problem("error", source.name, str(read_error(where, exc))))
         else:
             lengths[clip_id], widths[clip_id] = frames.shape
+            if float32_rounds(frames.dtype):
+                harm = harm or RoundingHarm(frames.shape[1], FLOAT32_ROUNDING)
+                if frames.shape[1] == harm.dim:  # a clip of another width is reported below
+                    harm.add(frames, single)
         bar.advance(task)
+    if harm is not None and (refusal := harm.refusal(relative(source.container or source.path), source.name)):
+        problems.append(Problem("error", source.name, refusal))
     if empty and len(empty) == len(loaders):  # what pack refuses: no frame to learn from
         problems.append(Problem("error", source.name, no_frames_sentence(relative(source.path), source.name)))
     elif empty:
