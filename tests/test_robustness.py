@@ -557,10 +557,10 @@ def test_two_files_for_one_clip_are_refused_by_pack_and_train_as_by_validate(mak
     root = make_root()
     np.save(root / "vit" / "00003.npy", np.zeros((4, 8), dtype=np.float32))  # beside vit/00003.pkl
     assert not validate(root, progress=False).ok
-    with pytest.raises(DataError, match=r"vit/00003\.\w+: duplicates clip 00003 \(00003\.\w+\); keep one of the two"):
+    with pytest.raises(DataError, match=r"vit/00003\.\w+: duplicates clip 00003 \(00003\.\w+\); which one was meant"):
         pack(root, progress=False)
     code, err = run_cli(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--quiet"], capsys)
-    assert_one_sentence(code, err, "duplicates clip 00003", "keep one of the two files")
+    assert_one_sentence(code, err, "duplicates clip 00003", "which one was meant is yours to say")
 
 
 def test_an_empty_feature_file_says_so(make_root) -> None:

@@ -38,7 +38,7 @@ def test_every_problem_is_listed(make_root) -> None:
         " wav2vec2/00009.pkl: cannot be read",
         " vit/00012.pkl: holds 1 NaN/Inf",
         " vit/00015.pkl: feature width 5",
-        " vit/00018.pkl duplicates clip 00018 (vit/00018.npy)",
+        " vit/00018.pkl: duplicates clip 00018 (vit/00018.npy); which one was meant is yours to say",
         "1 file(s) for ids in no split: 99999.",
         " vit/notes.pkl: file name is not a clip id",
     ]:

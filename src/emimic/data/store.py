@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emimic.data.layout import DatasetLayout, ModalitySource, discover, read_mapping
+from emimic.data.layout import DatasetLayout, ModalitySource, discover, duplicate_sentence, read_mapping
 from emimic.defaults import CACHE_ENV, LOCK_WAIT_SECONDS, STORE_DTYPES
 from emimic.errors import DataError, EmimicWarning, EmptyFeatures, Interrupted, OutputConflict
 from emimic.io import (
@@ -514,7 +514,7 @@ def stale_modalities(layout: DatasetLayout, store_dir: Path, dtype: str | None =
     for source in layout.modalities.values():
         if source.duplicates:
             first, second = source.duplicates[0]
-            raise DataError(f"{second}: duplicates clip {first.stem} ({first.name}); keep one of the two files.")
+            raise DataError(duplicate_sentence(second, f"clip {first.stem}", first.name))
     manifest = _read_manifest(store_dir) or {"modalities": {}}
     dtype = dtype or store_dtype(manifest)
     packed = manifest["modalities"]

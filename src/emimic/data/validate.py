@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from emimic.data.holdout import check_valid_size, resolve_valid_split
-from emimic.data.layout import SPLIT_FILES, ModalitySource, discover, read_mapping
+from emimic.data.layout import SPLIT_FILES, ModalitySource, discover, duplicate_sentence, read_mapping
 from emimic.data.store import (
     FLOAT32_ROUNDING,
     VALID_FEATURES_WAY_OUT,
@@ -149,7 +149,7 @@ def _scan_modality(source: ModalitySource, root: Path, problems: list[Problem], 
         )
     for first, second in source.duplicates:
         problems.append(
-            Problem("error", source.name, f"{relative(second)} duplicates clip {first.stem} ({relative(first)}).")
+            Problem("error", source.name, duplicate_sentence(relative(second), f"clip {first.stem}", relative(first)))
         )
     for path in source.stray:
         problems.append(Problem("warning", source.name, f"{relative(path)}: file name is not a clip id; ignored."))
