@@ -25,7 +25,7 @@ from emimic.data.store import (
     default_store_dir,
 )
 from emimic.data.validate import validate
-from emimic.errors import DataError
+from emimic.errors import DataError, OutputConflict
 from emimic.io import load_array
 
 
@@ -368,3 +368,24 @@ def test_rounding_harm_of_a_column_far_from_zero_keeps_its_spread() -> None:
     values = np.concatenate(clips)
     errors = values.astype(np.float32).astype(np.float64) - values
     assert harm.error_shares() == pytest.approx(errors.std(0) / values.std(0), rel=1e-6)
+
+
+@pytest.mark.parametrize("inside", [".", "vit", "new/store"])
+def test_a_store_inside_the_dataset_root_is_refused_before_anything_is_written(make_root, tmp_path, inside,
+                                                                                capsys) -> None:
+    """Its folders and manifest were written into the root, then discovered as a modality: every later command
+    failed. Every command taking --store opens the dataset through open_dataset or pack, which both refuse it."""
+    root = make_root(dims={"vit": 4})
+    before = sorted(root.rglob("*"))
+    store = root / inside
+    expected = (f"error: {store}: the feature store would lie inside the dataset root {root.resolve()}, whose every"
+                " folder is read as data; pass a --store DIR outside it, or none (the store then lives in"
+                f" {default_store_dir(root.resolve())}).\n")
+    for command in (["pack", str(root)], ["train", "--data", str(root), "--out", str(tmp_path / "run")],
+                    ["cv", "--data", str(root), "--out", str(tmp_path / "cv")]):
+        assert main([*command, "--store", str(store), "--quiet"]) == 1
+        assert capsys.readouterr().err == expected
+    with pytest.raises(OutputConflict, match="inside the dataset root"):
+        open_dataset(root, store_dir=store)  # refused at once, even where a store there would be current
+    assert sorted(root.rglob("*")) == before
+    pack(root, store_dir=root / ".emimic" / "elsewhere", progress=False)  # emimic's own folder in the root is fine

@@ -99,6 +99,18 @@ def default_store_dir(root: Path) -> Path:
     return root / EMIMIC_DIR / "store"
 
 
+def check_store_place(root: Path, store_dir: str | Path) -> None:
+    """Refuse a store folder given inside the dataset ``root`` (but for emimic's own hidden ``.emimic`` folder there),
+    as :class:`OutputConflict`: discovery would read its folders and manifest as a modality, and every later command
+    would fail on them."""
+    given, resolved_root = Path(store_dir), Path(root).expanduser().resolve()
+    store = given.expanduser().resolve()
+    if store.is_relative_to(resolved_root) and not store.is_relative_to(resolved_root / EMIMIC_DIR):
+        raise OutputConflict(f"{given}: the feature store would lie inside the dataset root {resolved_root},"
+                             " whose every folder is read as data; pass a --store DIR outside it, or none (the store"
+                             f" then lives in {default_store_dir(resolved_root)}).")
+
+
 def cache_dir() -> Path:
     """emimic's cache folder: ``$EMIMIC_CACHE``, else ``$XDG_CACHE_HOME/emimic``, else ``~/.cache/emimic``."""
     if os.environ.get(CACHE_ENV):
@@ -592,6 +604,8 @@ def pack(
     layout = discover(root)
     if not layout.modalities:
         raise DataError(f"{layout.root}: no modality found (no folder of per-clip .pkl/.npy/.pt files).")
+    if store_dir is not None:
+        check_store_place(layout.root, store_dir)
     in_root = default_store_dir(layout.root)
     made_in_root = missing_folders(in_root)  # before locate_store, whose probe of the root makes them
     store = Path(store_dir) if store_dir is not None else locate_store(layout)
