@@ -1,9 +1,16 @@
+import json
 import pickle
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pytest
 
+from emimic.config import ModelConfig
 from emimic.data.validate import validate
+from emimic.errors import DataError
+from emimic.labels import read_meta
+from emimic.models.emi import resolve_spec
 
 
 def _dump(path: Path, value: object) -> None:
@@ -80,3 +87,44 @@ def test_zero_frame_files_are_a_warning(make_root) -> None:
     report = validate(root, progress=False)
     assert report.ok
     assert "1 file(s) hold zero frames and are masked" in _messages(report)
+
+
+def _errors(root: Path) -> list[str]:
+    return [p.message for p in validate(root, progress=False).errors]
+
+
+@pytest.mark.parametrize("cell", ["0", "-3", "2.5", "", "abc", "100000"])
+def test_a_bad_rater_count_is_refused_by_validate_in_trains_words(make_root, cell: str) -> None:
+    """train reads the raters column whatever its config (paper's sample weights are off): validate said "ready to
+    train" of what train then refused. A count 100 times the file's median is a typo (sqrt_raters would let that one
+    clip carry most of the loss)."""
+    root = make_root()
+    path = root / "valid_split.csv"
+    frame = pd.read_csv(path)
+    frame["raters"] = ["10"] * (len(frame) - 1) + [cell]
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataError) as refused:
+        read_meta(path)  # what train's VidmimicDataset.meta() reads
+    assert _errors(root) == [str(refused.value)]
+    assert f"{path}: column 'raters' row {len(frame) + 1} holds" in str(refused.value)
+    frame["raters"] = ["10"] * (len(frame) - 1) + ["999"]  # 99.9 times the median: a large panel, not refused
+    frame.to_csv(path, index=False)
+    assert validate(root, progress=False).ok
+
+
+def test_feature_names_train_refuses_are_refused_by_validate_in_its_words(make_root) -> None:
+    """A 3-column vad/ is the observed VAD prior of every preset but no_vad: without names telling its axes apart
+    train refused it while validate said "ready to train"; names of another count than the width pack refuses."""
+    root = make_root(dims={"wav2vec2": 6, "vad": 3})
+    with pytest.raises(DataError) as refused:
+        resolve_spec(ModelConfig(), {"wav2vec2": 6, "vad": 3}, {"wav2vec2": None, "vad": None})
+    assert _errors(root) == [str(refused.value)]
+    record = root / "vad" / "_extractor.json"
+    record.write_text(json.dumps({"feature_names": ["arousal", "valence"]}))
+    assert _errors(root) == [f"{record}: names 2 feature columns but the files of modality 'vad' are 3 wide; fix its"
+                             " feature_names or delete it."]
+    record.write_text(json.dumps({"feature_names": ["arousal", "dominance", "valence"]}))
+    assert validate(root, progress=False).ok
+    record.unlink()
+    (root / "wav2vec2").rename(root / "face")  # no acoustic branch, so no VAD prior: train reads vad/ as a branch
+    assert validate(root, progress=False).ok

@@ -454,7 +454,9 @@ def _pack_modality(source: ModalitySource, folder: Path, dtype: str, *, progress
     }
 
 
-def _checked_names(source: ModalitySource, dim: int) -> list[str] | None:
+def checked_feature_names(source: ModalitySource, dim: int) -> list[str] | None:
+    """The column names recorded for ``source`` (None: none are); a count other than its width ``dim`` is a
+    :class:`DataError`, for ``pack`` and ``validate`` alike."""
     names = source.feature_names
     if names is not None and len(names) != dim:
         raise DataError(
@@ -559,7 +561,7 @@ def _pack_into(store: Path, source: ModalitySource, dtype: str, *, progress: boo
     tmp = store / f".{source.name}-{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}"
     try:
         entry = _pack_modality(source, tmp, dtype, progress=progress)
-        entry["feature_names"] = _checked_names(source, entry["dim"])
+        entry["feature_names"] = checked_feature_names(source, entry["dim"])
         final = store / f"{source.name}-{digest[:12]}-{dtype}"
         shutil.rmtree(final, ignore_errors=True)  # a folder packed by a killed run but never recorded
         tmp.rename(final)

@@ -16,16 +16,19 @@ import numpy as np
 import pandas as pd
 
 from emimic.data.holdout import check_valid_size, resolve_valid_split
-from emimic.data.layout import SPLIT_FILES, ModalitySource, discover, duplicate_sentence, read_mapping
+from emimic.data.layout import SPLIT_FILES, DatasetLayout, ModalitySource, discover, duplicate_sentence, read_mapping
 from emimic.data.store import (
     FLOAT32_ROUNDING,
     VALID_FEATURES_WAY_OUT,
     RoundingHarm,
+    checked_feature_names,
     featureless_valid_sentence,
     no_frames_sentence,
     untrainable_sentence,
     width_tie_sentence,
 )
+from emimic.data.vad_columns import acoustic_modality, axis_columns, observed_vad_modality
+from emimic.defaults import DEFAULT_OBSERVED_VAD
 from emimic.errors import DataError, EmptyFeatures
 from emimic.io import decode_object, float32_rounds, frame_array, read_error, single_precision, to_numpy, unwrap
 from emimic.labels import (
@@ -33,6 +36,7 @@ from emimic.labels import (
     constant_emotions,
     constant_labels_sentence,
     empty_split_sentence,
+    read_meta,
     read_split,
     shortlist,
 )
@@ -75,9 +79,11 @@ def _read_splits(layout_split_files: dict[str, Path], problems: list[Problem]) -
     for split, path in layout_split_files.items():
         try:
             frames[split] = read_split(path, require_labels=split != "test")
+            read_meta(path)  # groups and rater counts: train reads them whatever its config
         except DataError as exc:
             problems.append(Problem("error", path.name, str(exc)))
-            continue
+            if split not in frames:
+                continue
         if frames[split].empty:  # training cannot do without train or valid; predict has nothing to do
             severity = "warning" if split == "test" else "error"
             problems.append(Problem(severity, path.name, empty_split_sentence(path)))
@@ -184,6 +190,24 @@ def _check_valid_split(
         )
 
 
+def _check_feature_names(layout: DatasetLayout, widths: dict[str, int], problems: list[Problem]) -> None:
+    """Report what ``pack`` and ``train`` refuse of the feature names recorded with the modalities of ``widths``
+    ({modality: width}, those training reads): a count other than the width, and an observed VAD modality whose
+    names do not tell its axes apart, as ``train`` reads it under every preset but no_vad."""
+    names: dict[str, list[str] | None] = {}
+    for name, width in widths.items():
+        try:
+            names[name] = checked_feature_names(layout.modalities[name], width)
+        except DataError as exc:
+            problems.append(Problem("error", name, str(exc)))
+    observed = observed_vad_modality(DEFAULT_OBSERVED_VAD, acoustic_modality(sorted(widths)), widths)
+    if observed in names:
+        try:
+            axis_columns(observed, names[observed])
+        except DataError as exc:
+            problems.append(Problem("error", observed, str(exc)))
+
+
 def validate(root: str | Path, *, valid_fraction: float | None = None, progress: bool = True) -> ValidationReport:
     """Read everything under ``root`` and report splits, modalities and problems.
 
@@ -232,6 +256,9 @@ def validate(root: str | Path, *, valid_fraction: float | None = None, progress:
             if ids and len(splits.get("train", ())) and row["no train"] == len(splits["train"]):
                 problems.append(Problem("warning", name, untrainable_sentence(name, len(splits["train"]))))
             rows.append(row)
+    trainable = {row["modality"]: row["width"] for row in rows  # as train leaves out what no training clip has
+                 if row["width"] is not None and row.get("no train", 0) < len(splits.get("train", [None]))}
+    _check_feature_names(layout, trainable, problems)
     split_rows = []
     for split, frame in splits.items():
         bare = frame.index[~frame.index.isin(list(clips_with_any))]
