@@ -36,7 +36,7 @@ RATERS_COLUMN = "raters"
 META_COLUMNS: tuple[str, ...] = (*GROUP_COLUMNS, RATERS_COLUMN)
 # A rater count more than this many times the median of its split CSV is refused as a typo (100000 for 10): with
 # loss.sample_weights: sqrt_raters it would weigh as sqrt(100) = 10 typical clips or more, and one such clip among 90
-# carried 60 % of the loss. Real panels differ far less (Hume-Vidmimic2 and the simulator: a few to tens of raters).
+# carried more than half of the loss.
 RATERS_MAX_RATIO = 100
 
 
