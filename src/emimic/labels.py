@@ -168,6 +168,10 @@ def _check_unique(ids: list[int], lines: pd.Index, path: Path) -> None:
                     " row per clip.")
 
 
+# What a spreadsheet may separate the columns of an export with instead of commas, as a message names it.
+_OTHER_SEPARATORS: dict[str, str] = {";": "';'", "\t": "tabs"}
+
+
 def _read_cells(path: Path) -> pd.DataFrame:
     """Every cell of a split CSV as stripped-header text, indexed by the row's line in the file (what messages
     name), without the rows whose cells are all empty (blank lines, and the rows spreadsheets leave at its end)."""
@@ -177,8 +181,10 @@ def _read_cells(path: Path) -> pd.DataFrame:
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot be read as a CSV ({exc}).") from None
     raw.columns = [str(c).strip() for c in raw.columns]
-    if len(raw.columns) == 1 and ";" in raw.columns[0]:
-        raise DataError(f"{path}: its columns are separated by ';'; save it comma-separated, as the challenge ships.")
+    separator = next((name for mark, name in _OTHER_SEPARATORS.items() if mark in raw.columns[0]), None)
+    if len(raw.columns) == 1 and separator:
+        raise DataError(f"{path}: its columns are separated by {separator}; save it comma-separated, as the challenge"
+                        " ships.")
     raw.index = raw.index + 2  # the header is line 1
     return raw[(raw.apply(lambda column: column.str.strip()) != "").any(axis=1)]
 
@@ -260,10 +266,10 @@ def check_label_values(labels: pd.DataFrame, *, source: str) -> None:
     bad = ~np.isfinite(values) | (values < 0.0) | (values > 1.0)
     if bad.any():
         row, col = (int(x) for x in np.argwhere(bad)[0])
-        raise DataError(
-            f"{source}: column {EMOTIONS[col]!r} for Filename {labels.index[row]} is {float(values[row, col])!r};"
-            " labels must be finite and in [0, 1]."
-        )
+        value = values[row, col]
+        shown = "empty" if np.isnan(value) else repr(float(value))  # a CSV cell that is NaN was left empty
+        raise DataError(f"{source}: column {EMOTIONS[col]!r} for Filename {labels.index[row]} is {shown}; labels must"
+                        " be finite and in [0, 1].")
 
 
 def write_split(labels: pd.DataFrame, path: str | Path) -> None:

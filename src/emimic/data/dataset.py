@@ -105,8 +105,7 @@ class VidmimicDataset:
         if len(shared):
             files = " and ".join(self.layout.split_files[s].name for s in (first, second))
             raise DataError(
-                f"{self.root}: clips {shortlist(shared)} are in both {files}; a clip may be in one split only"
-                f" (run `emimic validate {self.root}` to list every problem)."
+                f"{self.root}: clips {shortlist(shared)} are in both {files}; a clip may be in one split only."
             )
 
     def store(self, *, dtype: str | None = None, progress: bool = True,
