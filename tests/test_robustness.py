@@ -545,6 +545,16 @@ def test_empty_rows_a_spreadsheet_leaves_at_the_end_are_ignored(make_root) -> No
     assert validate(root, progress=False).ok
 
 
+def test_train_on_clips_in_two_splits_says_run_validate_once(make_root, tmp_path, capsys) -> None:
+    """The sentence said it, and the command added it again to the data error, as to any."""
+    root = make_root()
+    valid = root / "valid_split.csv"
+    valid.write_text(valid.read_text() + (root / "train_split.csv").read_text().splitlines()[1] + "\n")
+    code, err = run_cli(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--quiet"], capsys)
+    assert_one_sentence(code, err, "are in both train_split.csv and valid_split.csv")
+    assert err.endswith(f"a clip may be in one split only; run `emimic validate {root}` to list every problem.\n")
+
+
 def test_a_semicolon_separated_split_is_named_as_such(make_root) -> None:
     root = make_root()
     path = root / "train_split.csv"
