@@ -359,7 +359,8 @@ def test_float16_harm_of_clips_longer_than_its_block_counts_every_row_once() -> 
 
 def test_rounding_harm_of_a_column_far_from_zero_keeps_its_spread() -> None:
     """Sums of squares of values near 1e8 would cancel their spread of 0.3 away (1e16 in float64 keeps steps of 2):
-    the values are summed less the first frame's, so the shares are those numpy computes on the whole column."""
+    the values are summed less the first frame's, so the shares are those numpy computes on the whole column. A
+    constant column loses nothing, though the sums of its one rounding error leave a residue."""
     rng = np.random.default_rng(0)
     clips = [1e8 + rng.normal(0, 0.3, (frames, 3)) for frames in (40, 7, 25)]
     harm = RoundingHarm(3, FLOAT32_ROUNDING)
@@ -368,6 +369,11 @@ def test_rounding_harm_of_a_column_far_from_zero_keeps_its_spread() -> None:
     values = np.concatenate(clips)
     errors = values.astype(np.float32).astype(np.float64) - values
     assert harm.error_shares() == pytest.approx(errors.std(0) / values.std(0), rel=1e-6)
+    constant = RoundingHarm(1, FLOAT32_ROUNDING)
+    for frames in (125, 109, 331, 103, 164, 257, 220):  # sums whose residue is not 0
+        column = np.full((frames, 1), 423326506639.9308)
+        constant.add(column, column.astype(np.float32))
+    assert constant.error_shares().tolist() == [0.0]
 
 
 @pytest.mark.parametrize("inside", [".", "vit", "new/store"])

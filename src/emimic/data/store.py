@@ -317,12 +317,13 @@ class RoundingHarm:
 
     def error_shares(self) -> np.ndarray:
         """``(D,)`` the standard deviation of each column's rounding errors over that of its values; 0 where the
-        errors do not vary and, if the rounding spares them, for columns training treats as constant
+        errors or the values do not vary (a constant column has nothing to lose, though its one error's sums may
+        leave a rounding residue) and, if the rounding spares them, for columns training treats as constant
         (:func:`constant_columns`)."""
         means = self.sums / max(self.count, 1)
         values_std = np.sqrt(np.maximum(means[1] - means[0] ** 2, 0))
         errors_std = np.sqrt(np.maximum(means[3] - means[2] ** 2, 0))
-        harmless = errors_std == 0
+        harmless = (errors_std == 0) | (values_std == 0)
         if self.rounding.spares_constant and self.shift is not None:
             harmless |= constant_columns(values_std, means[0] + self.shift)
         with np.errstate(divide="ignore", invalid="ignore"):
