@@ -129,12 +129,6 @@ def unwrap(value: object, *, source: str) -> object:
     return next(iter(value.values()))
 
 
-def as_frames(value: object, *, source: str) -> np.ndarray:
-    """Validate one clip's features and return them as a float32 ``(T, D)`` array (:func:`frame_array`, then
-    :func:`single_precision`)."""
-    return single_precision(frame_array(value, source=source), source=source)
-
-
 def frame_array(value: object, *, source: str) -> np.ndarray:
     """Validate one clip's features and return them as a ``(T, D)`` array of their own real dtype.
 
