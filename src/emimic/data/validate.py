@@ -256,8 +256,9 @@ def validate(root: str | Path, *, valid_fraction: float | None = None, progress:
             if ids and len(splits.get("train", ())) and row["no train"] == len(splits["train"]):
                 problems.append(Problem("warning", name, untrainable_sentence(name, len(splits["train"]))))
             rows.append(row)
+    train_clips = len(splits["train"]) if "train" in splits else None
     trainable = {row["modality"]: row["width"] for row in rows  # as train leaves out what no training clip has
-                 if row["width"] is not None and row.get("no train", 0) < len(splits.get("train", [None]))}
+                 if row["width"] is not None and (train_clips is None or row["no train"] < train_clips)}
     _check_feature_names(layout, trainable, problems)
     split_rows = []
     for split, frame in splits.items():
