@@ -9,7 +9,7 @@ import pytest
 from emimic.config import ModelConfig
 from emimic.data.validate import validate
 from emimic.errors import DataError
-from emimic.labels import read_meta
+from emimic.labels import EMOTIONS, RatersWarning, read_meta
 from emimic.models.emi import resolve_spec
 
 
@@ -93,11 +93,10 @@ def _errors(root: Path) -> list[str]:
     return [p.message for p in validate(root, progress=False).errors]
 
 
-@pytest.mark.parametrize("cell", ["0", "-3", "2.5", "", "abc", "100000"])
+@pytest.mark.parametrize("cell", ["0", "-3", "2.5", "", "abc"])
 def test_a_bad_rater_count_is_refused_by_validate_in_trains_words(make_root, cell: str) -> None:
     """train reads the raters column whatever its config (paper's sample weights are off): validate said "ready to
-    train" of what train then refused. A count 100 times the file's median is a typo (sqrt_raters would let that one
-    clip carry most of the loss)."""
+    train" of what train then refused."""
     root = make_root()
     path = root / "valid_split.csv"
     frame = pd.read_csv(path)
@@ -107,9 +106,36 @@ def test_a_bad_rater_count_is_refused_by_validate_in_trains_words(make_root, cel
         read_meta(path)  # what train's VidmimicDataset.meta() reads
     assert _errors(root) == [str(refused.value)]
     assert f"{path}: column 'raters' row {len(frame) + 1} holds" in str(refused.value)
-    frame["raters"] = ["10"] * (len(frame) - 1) + ["999"]  # 99.9 times the median: a large panel, not refused
+
+
+@pytest.mark.parametrize("counts", [[1] * 90 + [150] * 5, [*range(1, 6)] * 18 + [600], [1, 1, 200], [10] * 9 + [1001]])
+def test_a_rater_count_far_above_the_median_is_a_warning_not_a_refusal(tmp_path: Path, counts: list[int]) -> None:
+    """A corpus may rate most clips once and a few by a panel of 150, whatever the config: these were refused as
+    typos. The first count over 100 times the median is named, as a typo (1001 among 10s) would weigh much."""
+    path = tmp_path / "valid_split.csv"
+    frame = pd.DataFrame({"Filename": range(1, len(counts) + 1), **{e: 0.5 for e in EMOTIONS}, "raters": counts})
     frame.to_csv(path, index=False)
-    assert validate(root, progress=False).ok
+    with pytest.warns(RatersWarning) as caught:
+        assert read_meta(path)["raters"].tolist() == counts
+    row, median = next(i for i, n in enumerate(counts) if n > 100 * np.median(counts)), np.median(counts)
+    assert [str(w.message) for w in caught] == [
+        f"{path}: column 'raters' row {row + 2} holds {counts[row]}, more than 100 times the file's median count"
+        f" ({median:g}), so with loss.sample_weights: sqrt_raters the clip would weigh as"
+        f" {(counts[row] / median) ** 0.5:.0f} typical clips; correct it if it is a typo."]
+
+
+def test_validate_lists_a_rater_count_far_above_the_median_as_a_warning(make_root) -> None:
+    root = make_root()
+    path = root / "valid_split.csv"
+    frame = pd.read_csv(path)
+    frame["raters"] = [10] * (len(frame) - 1) + [100000]
+    frame.to_csv(path, index=False)
+    report = validate(root, progress=False)
+    assert report.ok
+    assert [p.message for p in report.problems if "raters" in p.message] == [
+        f"{path}: column 'raters' row {len(frame) + 1} holds 100000, more than 100 times the file's median count (10),"
+        " so with loss.sample_weights: sqrt_raters the clip would weigh as 100 typical clips; correct it if it is a"
+        " typo."]
 
 
 def test_feature_names_train_refuses_are_refused_by_validate_in_its_words(make_root) -> None:

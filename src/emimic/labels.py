@@ -8,6 +8,7 @@ wherever one is read (split CSVs, one-pickle modality keys, the extraction ledge
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from emimic.errors import DataError
+from emimic.errors import DataError, EmimicWarning
 from emimic.io import atomic_path
 
 EMOTIONS: tuple[str, ...] = (
@@ -34,10 +35,15 @@ ID_WIDTH = 5
 GROUP_COLUMNS: tuple[str, ...] = ("group", "speaker", "seed_video")
 RATERS_COLUMN = "raters"
 META_COLUMNS: tuple[str, ...] = (*GROUP_COLUMNS, RATERS_COLUMN)
-# A rater count more than this many times the median of its split CSV is refused as a typo (100000 for 10): with
-# loss.sample_weights: sqrt_raters it would weigh as sqrt(100) = 10 typical clips or more, and one such clip among 90
-# carried more than half of the loss.
+# A rater count more than this many times the median of its split CSV is named in a warning, as it may be a typo
+# (100000 for 10): with loss.sample_weights: sqrt_raters it would weigh as sqrt(100) = 10 typical clips or more, and
+# one such clip among 90 carried more than half of the loss. Not refused: a real corpus may rate most clips once and
+# a few by a panel of 150.
 RATERS_MAX_RATIO = 100
+
+
+class RatersWarning(EmimicWarning):
+    """A rater count far above its split CSV's median, which may be a typo."""
 
 
 # A column whose population standard deviation (ddof 0) is at most this is constant: its PCC is undefined, and the
@@ -239,8 +245,8 @@ def read_meta(path: str | Path) -> pd.DataFrame:
 
 
 def _rater_counts(cells: pd.Series, lines: pd.Index, path: str | Path) -> np.ndarray:
-    """The ``raters`` column as integers; a cell that is no count >= 1, or one more than :data:`RATERS_MAX_RATIO`
-    times the file's median count, is a :class:`DataError` naming its row and value."""
+    """The ``raters`` column as integers; a cell that is no count >= 1 is a :class:`DataError` naming its row and
+    value, and the first count more than :data:`RATERS_MAX_RATIO` times the file's median a :class:`RatersWarning`."""
     counts = pd.to_numeric(cells, errors="coerce")
     bad = ~(counts >= 1) | (counts % 1 != 0)
     if bad.any():
@@ -249,14 +255,13 @@ def _rater_counts(cells: pd.Series, lines: pd.Index, path: str | Path) -> np.nda
         raise DataError(f"{path}: column {RATERS_COLUMN!r} row {lines[row]} holds {shown}; give the number of raters,"
                         " an integer >= 1.")
     median = float(counts.median())
-    excessive = counts > RATERS_MAX_RATIO * median
-    if excessive.any():
-        row = int(np.flatnonzero(excessive.to_numpy())[0])
-        count = int(counts.iloc[row])
-        raise DataError(f"{path}: column {RATERS_COLUMN!r} row {lines[row]} holds {count}, more than"
-                        f" {RATERS_MAX_RATIO} times the file's median count ({median:g}), which is taken for a typo"
-                        f" (with loss.sample_weights: sqrt_raters the clip would weigh as {(count / median) ** 0.5:.0f}"
-                        " typical clips); correct it.")
+    excessive = np.flatnonzero((counts > RATERS_MAX_RATIO * median).to_numpy())
+    if excessive.size:
+        row, count = int(excessive[0]), int(counts.iloc[excessive[0]])
+        warnings.warn(f"{path}: column {RATERS_COLUMN!r} row {lines[row]} holds {count}, more than {RATERS_MAX_RATIO}"
+                      f" times the file's median count ({median:g}), so with loss.sample_weights: sqrt_raters the clip"
+                      f" would weigh as {(count / median) ** 0.5:.0f} typical clips; correct it if it is a typo.",
+                      RatersWarning, stacklevel=3)
     return counts.astype(np.int64).to_numpy()
 
 

@@ -29,7 +29,7 @@ from emimic.data.store import (
 )
 from emimic.data.vad_columns import acoustic_modality, axis_columns, observed_vad_modality
 from emimic.defaults import DEFAULT_OBSERVED_VAD
-from emimic.errors import DataError, EmptyFeatures
+from emimic.errors import DataError, EmptyFeatures, emimic_warnings_to
 from emimic.io import decode_object, float32_rounds, frame_array, read_error, single_precision, to_numpy, unwrap
 from emimic.labels import (
     EMOTIONS,
@@ -79,7 +79,10 @@ def _read_splits(layout_split_files: dict[str, Path], problems: list[Problem]) -
     for split, path in layout_split_files.items():
         try:
             frames[split] = read_split(path, require_labels=split != "test")
-            read_meta(path)  # groups and rater counts: train reads them whatever its config
+            # groups and rater counts: train reads them whatever its config, and warns of a count far above the rest
+            with emimic_warnings_to(lambda warning, name=path.name: problems.append(
+                    Problem("warning", name, str(warning)))):
+                read_meta(path)
         except DataError as exc:
             problems.append(Problem("error", path.name, str(exc)))
             if split not in frames:
