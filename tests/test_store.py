@@ -437,8 +437,8 @@ def test_a_store_inside_the_dataset_root_is_refused_before_anything_is_written(m
     before = sorted(root.rglob("*"))
     store = root / inside
     expected = (f"error: {store}: the feature store would lie inside the dataset root {root.resolve()}, whose every"
-                " folder is read as data; pass a --store DIR outside it, or none (the store then lives in"
-                f" {default_store_dir(root.resolve())}).\n")
+                " folder is read as data but those whose names begin with '.' or '_'; pass a --store DIR outside it or"
+                f" in such a folder, or none (the store then lives in {default_store_dir(root.resolve())}).\n")
     for command in (["pack", str(root)], ["train", "--data", str(root), "--out", str(tmp_path / "run")],
                     ["cv", "--data", str(root), "--out", str(tmp_path / "cv")]):
         assert main([*command, "--store", str(store), "--quiet"]) == 1
@@ -446,4 +446,11 @@ def test_a_store_inside_the_dataset_root_is_refused_before_anything_is_written(m
     with pytest.raises(OutputConflict, match="inside the dataset root"):
         open_dataset(root, store_dir=store)  # refused at once, even where a store there would be current
     assert sorted(root.rglob("*")) == before
-    pack(root, store_dir=root / ".emimic" / "elsewhere", progress=False)  # emimic's own folder in the root is fine
+
+
+@pytest.mark.parametrize("unread", [".emimic/elsewhere", "_store", ".cache/store"])
+def test_a_store_in_a_folder_of_the_root_that_discovery_passes_over_is_accepted(make_root, unread: str) -> None:
+    """Names beginning with '.' or '_' are not read as data (main packed into ROOT/_store), so a store there is safe."""
+    root = make_root(dims={"vit": 4})
+    pack(root, store_dir=root / unread, progress=False)
+    assert open_dataset(root, store_dir=root / unread).store(progress=False).modalities == ["vit"]

@@ -221,13 +221,19 @@ def read_recipe(folder: Path) -> dict | None:
     return recipe if isinstance(recipe, dict) else None
 
 
+def unread(name: str) -> bool:
+    """Whether discovery passes over a file or folder of this name: extractor sidecars (``_extractor.json``) and
+    hidden entries, ``.emimic`` among them."""
+    return name.startswith((".", "_"))
+
+
 def _scan_folder(folder: Path, root: Path, suffixes: tuple[str, ...]) -> FolderScan:
     """The clip files of one folder, and what it holds besides them."""
     scan = FolderScan()
     with os.scandir(folder) as listed:
         entries = sorted(listed, key=lambda entry: entry.name)  # which of two files of a clip is kept must not vary
     for entry in entries:
-        if entry.name.startswith((".", "_")):
+        if unread(entry.name):
             continue
         path = Path(entry.path)
         stem, dot, suffix = entry.name.rpartition(".")
@@ -292,7 +298,7 @@ def discover(root: str | Path) -> DatasetLayout:
     media: dict[str, FolderScan] = {}
     escaping: list[Path] = []
     for entry in sorted(root.iterdir()):
-        if entry.name.startswith((".", "_")):
+        if unread(entry.name):
             continue
         if entry.is_file() and entry.suffix.lower() in ARRAY_SUFFIXES:
             _refuse_line_break(entry)

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emimic.data.layout import DatasetLayout, ModalitySource, discover, duplicate_sentence, read_mapping
+from emimic.data.layout import DatasetLayout, ModalitySource, discover, duplicate_sentence, read_mapping, unread
 from emimic.defaults import CACHE_ENV, LOCK_WAIT_SECONDS, STORE_DTYPES
 from emimic.errors import DataError, EmimicWarning, EmptyFeatures, Interrupted, OutputConflict
 from emimic.io import (
@@ -105,15 +105,19 @@ def default_store_dir(root: Path) -> Path:
 
 
 def check_store_place(root: Path, store_dir: str | Path) -> None:
-    """Refuse a store folder given inside the dataset ``root`` (but for emimic's own hidden ``.emimic`` folder there),
-    as :class:`OutputConflict`: discovery would read its folders and manifest as a modality, and every later command
-    would fail on them."""
+    """Refuse a store folder given inside the dataset ``root`` in a folder discovery reads (any but those it passes
+    over, :func:`~emimic.data.layout.unread`: ``.emimic``, ``_store``), as :class:`OutputConflict`: its folders and
+    manifest would be read as a modality, and every later command would fail on them."""
     given, resolved_root = Path(store_dir), Path(root).expanduser().resolve()
     store = given.expanduser().resolve()
-    if store.is_relative_to(resolved_root) and not store.is_relative_to(resolved_root / EMIMIC_DIR):
-        raise OutputConflict(f"{given}: the feature store would lie inside the dataset root {resolved_root},"
-                             " whose every folder is read as data; pass a --store DIR outside it, or none (the store"
-                             f" then lives in {default_store_dir(resolved_root)}).")
+    if not store.is_relative_to(resolved_root):
+        return
+    parts = store.relative_to(resolved_root).parts
+    if not parts or not unread(parts[0]):
+        raise OutputConflict(f"{given}: the feature store would lie inside the dataset root {resolved_root}, whose"
+                             " every folder is read as data but those whose names begin with '.' or '_'; pass a"
+                             " --store DIR outside it or in such a folder, or none (the store then lives in"
+                             f" {default_store_dir(resolved_root)}).")
 
 
 def cache_dir() -> Path:
