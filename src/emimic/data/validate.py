@@ -195,8 +195,9 @@ def _check_valid_split(
 
 def _check_feature_names(layout: DatasetLayout, widths: dict[str, int], problems: list[Problem]) -> None:
     """Report what ``pack`` and ``train`` refuse of the feature names recorded with the modalities of ``widths``
-    ({modality: width}, those training reads): a count other than the width, and an observed VAD modality whose
-    names do not tell its axes apart, as ``train`` reads it under every preset but no_vad."""
+    ({modality: width}, those training reads): a count other than the width (an error), and an observed VAD modality
+    whose names do not tell its axes apart (a warning: ``train`` refuses it under the default config, which validate
+    cannot know is the one used; under no_vad it is an ordinary branch)."""
     names: dict[str, list[str] | None] = {}
     for name, width in widths.items():
         try:
@@ -208,7 +209,9 @@ def _check_feature_names(layout: DatasetLayout, widths: dict[str, int], problems
         try:
             axis_columns(observed, names[observed])
         except DataError as exc:
-            problems.append(Problem("error", observed, str(exc)))
+            problems.append(Problem("warning", observed, f"under the default config (model.vad.observed:"
+                                    f" {DEFAULT_OBSERVED_VAD}, as every preset but no_vad sets it) train refuses"
+                                    f" this: {exc}"))
 
 
 def validate(root: str | Path, *, valid_fraction: float | None = None, progress: bool = True) -> ValidationReport:
