@@ -307,6 +307,9 @@ class RoundingHarm:
         self.count = 0
         self.shift: np.ndarray | None = None  # (2, D): the first frame's values and rounding errors
         self.sums = np.zeros((4, dim), dtype=np.float64)
+        # The float64 blocks of values and errors, allocated once rather than per block of every clip, beside the
+        # clip-sized arrays each file read allocates.
+        self.blocks = np.empty((2, max(1, ROUNDING_HARM_BLOCK_BYTES // (8 * dim)), dim), dtype=np.float64)
 
     def add(self, frames: np.ndarray, rounded: np.ndarray) -> None:
         """Count one clip: its ``frames`` and the ``rounded`` ones, a block of rows at a time: a whole clip's
@@ -317,14 +320,16 @@ class RoundingHarm:
         if self.shift is None:
             self.shift = np.stack([frames[0], np.subtract(rounded[0], frames[0], dtype=np.float64)])
         exact = np.array_equal(frames, rounded)
-        rows = max(1, ROUNDING_HARM_BLOCK_BYTES // (8 * frames.shape[1]))
+        rows = self.blocks.shape[1]
         for start in range(0, len(frames), rows):
+            block = slice(start, start + rows)
+            size = len(frames[block])
             # float64, not float32: as exact here, yet numpy widens float16 to float64 twice as fast as to float32
-            values = np.subtract(frames[start:start + rows], self.shift[0], dtype=np.float64)
+            values = np.subtract(frames[block], self.shift[0], out=self.blocks[0, :size])
             self.sums[0] += values.sum(0)
             self.sums[1] += np.einsum("ij,ij->j", values, values)
             if not exact:
-                errors = np.subtract(rounded[start:start + rows], frames[start:start + rows], dtype=np.float64)
+                errors = np.subtract(rounded[block], frames[block], out=self.blocks[1, :size])
                 errors -= self.shift[1]
                 self.sums[2] += errors.sum(0)
                 self.sums[3] += np.einsum("ij,ij->j", errors, errors)
