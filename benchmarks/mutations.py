@@ -105,7 +105,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("VAD observed prior not standardised", PRIOR,
              "(pooled.index_select(1, self.observed_columns) - self.observed_mean) / self.observed_std",
              "pooled.index_select(1, self.observed_columns)", VAD_SCALE),
-    Mutation("store drops the feature names", STORE, 'entry["feature_names"] = _checked_names(source, entry["dim"])',
+    Mutation("store drops the feature names", STORE,
+             'entry["feature_names"] = checked_feature_names(source, entry["dim"])',
              'entry["feature_names"] = None',
              ("tests/test_store.py::test_feature_names_recorded_by_the_extractor_travel_with_the_store", *VAD_TRAINED)),
 )

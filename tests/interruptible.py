@@ -70,7 +70,7 @@ class Slow(Extractor):
         return {"slow": pd.DataFrame(np.full((2, 3), clip.clip_id, np.float32)), "slow_images": crops}
 
 
-DECODE = store.decode_array
+DECODE = store.decode_frames
 
 
 def held_decode(data: bytes, suffix: str, *, source: str) -> np.ndarray:
@@ -81,7 +81,7 @@ def held_decode(data: bytes, suffix: str, *, source: str) -> np.ndarray:
 # Spawned extraction workers import this script as __mp_main__: they need the extractor too.
 if __name__ in ("__main__", "__mp_main__"):
     EXTRACTORS[Slow.name] = Slow
-    store.decode_array = held_decode  # type: ignore[assignment]
+    store.decode_frames = held_decode  # type: ignore[assignment]
 
 if __name__ == "__main__":
     from emimic.cli.registry import main

@@ -42,7 +42,10 @@ def test_test_split_without_labels(tmp_path: Path) -> None:
     ("body", "header", "message"),
     [
         ("1,0,0,0,0,0,1.5", HEADER, "Joy.*1.5.*in \\[0, 1\\]"),
-        ("1,0,0,0,0,0,\n", HEADER, "Joy.*nan"),
+        ("1,0,0,0,0,0,\n", HEADER, r"'Joy' for Filename 1 is empty; labels must be finite and in \[0, 1\]\.$"),
+        ("1,0,0,0,0,0,inf", HEADER, r"'Joy' for Filename 1 is inf; labels must be finite"),
+        ("1\t0\t0\t0\t0\t0\t0", HEADER.replace(",", "\t"),
+         r"its columns are separated by tabs; save it comma-separated, as the challenge ships\.$"),
         ("1,0,0,0,0,0,abc", HEADER, "'Joy' row 2 holds 'abc'"),
         ("1,0,0,0,0,0,0\n1,0,0,0,0,0,0", HEADER, "column 'Filename' lists clip id 1 in rows 2, 3; keep one row per"),
         ("2,0,0,0,0,0,0\n1,0,0,0,0,0,0\n02,0,0,0,0,0,0\n1,0,0,0,0,0,0\n2.0,0,0,0,0,0,0", HEADER,

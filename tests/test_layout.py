@@ -54,3 +54,17 @@ def test_a_one_pickle_modality_with_a_line_break_in_its_name_is_refused_naming_i
     assert str(refused.value) == expected
     assert main(["validate", str(root)]) == 1
     assert capsys.readouterr().err == f"error: {expected}\n"
+
+
+@pytest.mark.parametrize("suffix", [".pkl", ".npy", ".pt"])
+def test_a_one_pickle_modality_beside_a_folder_of_its_name_is_refused_naming_both(make_root, suffix, capsys) -> None:
+    """The one-pickle modality silently replaced the folder, whichever of the two was meant."""
+    root = make_root(dims={"vit": 4})
+    (root / f"vit{suffix}").write_bytes(pickle.dumps({3: np.ones((2, 4), dtype=np.float32)}))
+    expected = (f"{root / f'vit{suffix}'}: duplicates modality 'vit' ({root / 'vit'}); which one was meant is yours"
+                " to say, so keep one of the two.")
+    with pytest.raises(DataError) as refused:
+        discover(root)
+    assert str(refused.value) == expected
+    assert main(["pack", str(root), "--quiet"]) == 1
+    assert capsys.readouterr().err == f"error: {expected}\n"

@@ -228,6 +228,37 @@ def test_float16_packing_refuses_a_column_it_would_turn_into_zeros_in_every_clip
     pack(root, dtype="float16", progress=False)  # columns 4, 6 and 7 are kept
 
 
+def test_float32_refuses_wider_columns_it_would_round_and_validate_says_so(make_root) -> None:
+    """float64 and int64 features are cast to float32, which emimic computes in: judged per column over all clips as
+    float16 is, by pack (so by train) and validate alike, and refused with what to do rather than trained on blurred."""
+    root, rng = make_root(dims={"vit": 4, "wav2vec2": 3}), np.random.default_rng(0)
+    for path in (root / "vit").glob("*.pkl"):
+        frames = pickle.loads(path.read_bytes()).astype(np.float64)
+        frames[:, 1] += 1e8  # float32 steps of 8 where the column varies by about 1
+        frames[:, 2] += 1e3  # steps of 6e-5: kept
+        path.write_bytes(pickle.dumps(frames))
+    for path in (root / "wav2vec2").glob("*.pkl"):
+        stamps = rng.integers(0, 100, (len(pickle.loads(path.read_bytes())), 3))
+        stamps[:, 0] += 2**28  # int64 timestamps past 2^24: float32 keeps every 32nd
+        path.write_bytes(pickle.dumps(stamps))
+    advice = (r" \(at most 10% is accepted\); subtract each such column's offset \(its mean over all clips, say\) or"
+              r" rescale it before saving the features\.$")
+    sentence = (r": float32, the precision emimic computes in, would round column {} \(of {}, counting from 0\) of"
+                r" modality '{}' by \d+% of its standard deviation over all clips" + advice)
+    with pytest.raises(DataError, match=f"^{re.escape(str(root / 'vit'))}{sentence.format(1, 4, 'vit')}"):
+        pack(root, progress=False)
+    vit, wav2vec2 = (p.message for p in validate(root, progress=False).errors)  # every modality, as given
+    assert re.match(f"vit{sentence.format(1, 4, 'vit')}", vit)
+    assert re.match(f"wav2vec2{sentence.format(0, 3, 'wav2vec2')}", wav2vec2)
+    for folder, column, offset in (("vit", 1, 1e8), ("wav2vec2", 0, 2**28)):
+        for path in (root / folder).glob("*.pkl"):
+            frames = pickle.loads(path.read_bytes())
+            frames[:, column] -= offset
+            path.write_bytes(pickle.dumps(frames))
+    assert validate(root, progress=False).ok
+    pack(root, progress=False)
+
+
 def test_a_modality_no_training_clip_has_is_left_out_with_a_warning(make_root, tmp_path) -> None:
     """Its branch would never learn, and its untrained encoder would feed the valid and test clips noise."""
     root = make_root(dims={"vit": 8, "egemaps": 5}, missing={"egemaps": [3 * i for i in range(1, 13)]})  # train ids
@@ -514,6 +545,16 @@ def test_empty_rows_a_spreadsheet_leaves_at_the_end_are_ignored(make_root) -> No
     assert validate(root, progress=False).ok
 
 
+def test_train_on_clips_in_two_splits_says_run_validate_once(make_root, tmp_path, capsys) -> None:
+    """The sentence said it, and the command added it again to the data error, as to any."""
+    root = make_root()
+    valid = root / "valid_split.csv"
+    valid.write_text(valid.read_text() + (root / "train_split.csv").read_text().splitlines()[1] + "\n")
+    code, err = run_cli(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--quiet"], capsys)
+    assert_one_sentence(code, err, "are in both train_split.csv and valid_split.csv")
+    assert err.endswith(f"a clip may be in one split only; run `emimic validate {root}` to list every problem.\n")
+
+
 def test_a_semicolon_separated_split_is_named_as_such(make_root) -> None:
     root = make_root()
     path = root / "train_split.csv"
@@ -526,10 +567,10 @@ def test_two_files_for_one_clip_are_refused_by_pack_and_train_as_by_validate(mak
     root = make_root()
     np.save(root / "vit" / "00003.npy", np.zeros((4, 8), dtype=np.float32))  # beside vit/00003.pkl
     assert not validate(root, progress=False).ok
-    with pytest.raises(DataError, match=r"vit/00003\.\w+: duplicates clip 00003 \(00003\.\w+\); keep one of the two"):
+    with pytest.raises(DataError, match=r"vit/00003\.\w+: duplicates clip 00003 \(00003\.\w+\); which one was meant"):
         pack(root, progress=False)
     code, err = run_cli(["train", "--data", str(root), "--out", str(tmp_path / "run"), "--quiet"], capsys)
-    assert_one_sentence(code, err, "duplicates clip 00003", "keep one of the two files")
+    assert_one_sentence(code, err, "duplicates clip 00003", "which one was meant is yours to say")
 
 
 def test_an_empty_feature_file_says_so(make_root) -> None:

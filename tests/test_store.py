@@ -5,7 +5,7 @@ import pickle
 import shlex
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +16,16 @@ from torch.utils.data import DataLoader
 
 from emimic.cli import main
 from emimic.data import ClipDataset, FeatureStore, collate_clips, feature_statistics, open_dataset, pack
-from emimic.data.store import Float16Harm, cache_dir, cache_store_dir, default_store_dir
+from emimic.data.store import (
+    FLOAT16_ROUNDING,
+    FLOAT32_ROUNDING,
+    RoundingHarm,
+    cache_dir,
+    cache_store_dir,
+    default_store_dir,
+)
 from emimic.data.validate import validate
-from emimic.errors import DataError
+from emimic.errors import DataError, OutputConflict
 from emimic.io import load_array
 
 
@@ -342,9 +349,108 @@ def test_float16_harm_of_clips_longer_than_its_block_counts_every_row_once() -> 
     """It works on blocks of rows (speed): the shares are those of all rows of all clips."""
     rng = np.random.default_rng(0)
     clips = [rng.normal(0, 1e-4, (frames, 300)).astype(np.float32) for frames in (1000, 7, 450)]
-    harm = Float16Harm(300)
+    harm = RoundingHarm(300, FLOAT16_ROUNDING)
     for frames in clips:
         harm.add(frames, frames.astype(np.float16))
     values = np.concatenate(clips).astype(np.float64)
     errors = np.concatenate(clips).astype(np.float16).astype(np.float64) - values
     assert harm.error_shares() == pytest.approx(errors.std(0) / values.std(0), rel=1e-6)
+
+
+def test_rounding_harm_of_a_column_far_from_zero_keeps_its_spread() -> None:
+    """Sums of squares of values near 1e8 would cancel their spread of 0.3 away (1e16 in float64 keeps steps of 2):
+    the values are summed less the first frame's, so the shares are those numpy computes on the whole column. A
+    constant column loses nothing, though the sums of its one rounding error leave a residue."""
+    rng = np.random.default_rng(0)
+    clips = [1e8 + rng.normal(0, 0.3, (frames, 3)) for frames in (40, 7, 25)]
+    clips.append(clips[1].astype(np.float32).astype(np.float64))  # kept exactly: its errors are not computed
+    harm = RoundingHarm(3, FLOAT32_ROUNDING)
+    for frames in clips:
+        harm.add(frames, frames.astype(np.float32))
+    values = np.concatenate(clips)
+    errors = values.astype(np.float32).astype(np.float64) - values
+    assert harm.error_shares() == pytest.approx(errors.std(0) / values.std(0), rel=1e-6)
+    constant = RoundingHarm(1, FLOAT32_ROUNDING)
+    for frames in (125, 109, 331, 103, 164, 257, 220):  # sums whose residue is not 0
+        column = np.full((frames, 1), 423326506639.9308)
+        constant.add(column, column.astype(np.float32))
+    assert constant.error_shares().tolist() == [0.0]
+
+
+def _unit_rows(rng: np.random.Generator, frames: int, width: int) -> np.ndarray:
+    rows = rng.normal(size=(frames, width))
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def _layer_normalised(rng: np.random.Generator, frames: int) -> np.ndarray:
+    rows = rng.normal(size=(frames, 256))
+    return (rows - rows.mean(1, keepdims=True)) / rows.std(1, keepdims=True)
+
+
+# float64 columns of one value but for float64 arithmetic noise (1e-16 of it), which float32 rounds to one value.
+NOISE_COLUMNS: dict[str, Callable[[np.random.Generator, int, int], np.ndarray]] = {
+    "the norm beside an L2-normalised embedding": lambda rng, clip, frames: (
+        lambda rows: np.c_[rows, np.linalg.norm(rows, axis=1)])(_unit_rows(rng, frames, 8)),
+    "the sum of softmax probabilities": lambda rng, clip, frames: (
+        lambda p: np.c_[p, p.sum(1)])(rng.dirichlet(np.ones(5), frames)),
+    "a sample rate computed as n / duration": lambda rng, clip, frames: np.full(
+        (frames, 1), 16000 * (3 + clip * 0.37) / (3 + clip * 0.37)),
+    "the mean of a layer-normalised row plus 1": lambda rng, clip, frames: (
+        _layer_normalised(rng, frames).mean(1, keepdims=True) + 1),
+}
+
+
+def _float32_harm(clips: list[np.ndarray]) -> RoundingHarm:
+    harm = RoundingHarm(clips[0].shape[1], FLOAT32_ROUNDING)
+    for frames in clips:
+        harm.add(frames, frames.astype(np.float32))
+    return harm
+
+
+@pytest.mark.parametrize("column", NOISE_COLUMNS)
+def test_a_float64_column_constant_but_for_arithmetic_noise_is_accepted(column: str) -> None:
+    """float32 rounds all of its spread away, yet that spread is float64's own noise: there was nothing to lose, and
+    main packed it. A spread of 3e-9 of the mean, 0.3 around 1e8, is refused, though every value rounds to 1e8."""
+    rng = np.random.default_rng(0)
+    clips = [NOISE_COLUMNS[column](rng, clip, frames) for clip, frames in enumerate((300, 7, 300, 300))]
+    assert _float32_harm(clips).refusal("m", "m") is None
+    offset = [1e8 + rng.uniform(-0.3, 0.3, (frames, 1)) for frames in (50, 7, 31)]
+    assert {float(v) for v in np.concatenate(offset).astype(np.float32).ravel()} == {1e8}
+    assert _float32_harm(offset).error_shares() == pytest.approx([1.0])
+
+
+def test_a_constant_rounding_error_does_not_vary() -> None:
+    """The errors are summed less the first frame's: values in float32's steps around 4e11, each rounded by the same
+    error, vary by exactly 0, not by a residue of their sums (1.6e-11 of the values' spread here)."""
+    step, starts = float(np.spacing(np.float32(423326506639.9308))), np.cumsum([0, 175, 159, 381, 153, 214, 307])
+    clips = [423326506639.9308 + step * np.arange(start, start + frames, dtype=np.float64)[:, None]
+             for start, frames in zip(starts, (125, 109, 331, 103, 164, 257, 220), strict=True)]
+    assert _float32_harm(clips).error_shares().tolist() == [0.0]
+
+
+@pytest.mark.parametrize("inside", [".", "vit", "new/store"])
+def test_a_store_inside_the_dataset_root_is_refused_before_anything_is_written(make_root, tmp_path, inside,
+                                                                                capsys) -> None:
+    """Its folders and manifest were written into the root, then discovered as a modality: every later command
+    failed. Every command taking --store opens the dataset through open_dataset or pack, which both refuse it."""
+    root = make_root(dims={"vit": 4})
+    before = sorted(root.rglob("*"))
+    store = root / inside
+    expected = (f"error: {store}: the feature store would lie inside the dataset root {root.resolve()}, whose every"
+                " folder is read as data but those whose names begin with '.' or '_'; pass a --store DIR outside it or"
+                f" in such a folder, or none (the store then lives in {default_store_dir(root.resolve())}).\n")
+    for command in (["pack", str(root)], ["train", "--data", str(root), "--out", str(tmp_path / "run")],
+                    ["cv", "--data", str(root), "--out", str(tmp_path / "cv")]):
+        assert main([*command, "--store", str(store), "--quiet"]) == 1
+        assert capsys.readouterr().err == expected
+    with pytest.raises(OutputConflict, match="inside the dataset root"):
+        open_dataset(root, store_dir=store)  # refused at once, even where a store there would be current
+    assert sorted(root.rglob("*")) == before
+
+
+@pytest.mark.parametrize("unread", [".emimic/elsewhere", "_store", ".cache/store"])
+def test_a_store_in_a_folder_of_the_root_that_discovery_passes_over_is_accepted(make_root, unread: str) -> None:
+    """Names beginning with '.' or '_' are not read as data (main packed into ROOT/_store), so a store there is safe."""
+    root = make_root(dims={"vit": 4})
+    pack(root, store_dir=root / unread, progress=False)
+    assert open_dataset(root, store_dir=root / unread).store(progress=False).modalities == ["vit"]

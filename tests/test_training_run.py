@@ -83,7 +83,7 @@ def test_clips_in_both_train_and_valid_are_refused_before_anything_is_written(ro
     train_rows = (root / "train_split.csv").read_text().splitlines()[1:13]
     valid.write_text(valid.read_text() + "\n".join(train_rows) + "\n")
     with pytest.raises(DataError, match=r"clips 3, 6, 9, 12, 15, 18, 21, 24, 27, 30 and 2 more are in both"
-                                        r" train_split.csv and valid_split.csv.*emimic validate"):
+                                        r" train_split.csv and valid_split.csv; a clip may be in one split only\.$"):
         train(root, tmp_path / "run", max_epochs=1, progress=False)
     assert not (tmp_path / "run" / "config.yaml").exists()
 

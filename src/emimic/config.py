@@ -23,7 +23,16 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from emimic.defaults import ACCELERATORS, DEFAULT_PRESET, PRECISIONS, SEED_MAX, STRATEGIES, preset_dir, preset_names
+from emimic.defaults import (
+    ACCELERATORS,
+    DEFAULT_OBSERVED_VAD,
+    DEFAULT_PRESET,
+    PRECISIONS,
+    SEED_MAX,
+    STRATEGIES,
+    preset_dir,
+    preset_names,
+)
 from emimic.errors import ConfigError
 from emimic.registry import ENCODERS, FUSIONS, LOSS_TERMS, Registry
 
@@ -102,7 +111,8 @@ class VADConfig(Section):
 
     enabled: bool = True
     modality: str | None = Field(None, description="the acoustic branch; default: wav2vec2 or the first audio-like")
-    observed: str | None = Field("vad", description="modality whose 3 columns serve as an observed prior, if present")
+    observed: str | None = Field(DEFAULT_OBSERVED_VAD,
+                                 description="modality whose 3 columns serve as an observed prior, if present")
     prior_std: float = Field(0.5, gt=0.0)
 
 

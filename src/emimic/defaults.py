@@ -29,6 +29,9 @@ RUNNER_BACKENDS: tuple[str, ...] = ("local", "ray")
 ACCELERATORS: tuple[str, ...] = ("cpu", "gpu", "auto")
 PRECISIONS: tuple[str, ...] = ("32-true", "16-mixed", "bf16-mixed")
 STRATEGIES: tuple[str, ...] = ("auto", "ddp")
+# The modality whose 3 columns serve as the VAD prior's observed mean (model.vad.observed) unless a config says
+# otherwise: `validate`, which knows no config, judges its feature names as `train` does under every preset but no_vad.
+DEFAULT_OBSERVED_VAD = "vad"
 
 
 def preset_dir() -> Path:

@@ -71,13 +71,19 @@ def read_object(path: Path) -> object:
     return decode_object(path.read_bytes(), path.suffix, source=str(path))
 
 
-def decode_array(data: bytes, suffix: str, *, source: str) -> np.ndarray:
-    """Decode and validate one per-clip feature file's bytes as a float32 ``(T, D)`` array."""
+def decode_frames(data: bytes, suffix: str, *, source: str) -> np.ndarray:
+    """Decode and validate one per-clip feature file's bytes as a ``(T, D)`` array of the file's own dtype
+    (:func:`frame_array`)."""
     try:
         value = decode_object(data, suffix, source=source)
     except Exception as exc:  # a corrupt file can fail anywhere inside pickle, numpy or torch
         raise read_error(source, exc) from None
-    return as_frames(value, source=source)
+    return frame_array(value, source=source)
+
+
+def decode_array(data: bytes, suffix: str, *, source: str) -> np.ndarray:
+    """Decode and validate one per-clip feature file's bytes as a float32 ``(T, D)`` array."""
+    return single_precision(decode_frames(data, suffix, source=source), source=source)
 
 
 def truncated_sentence(source: str, how: str) -> str:
@@ -123,13 +129,14 @@ def unwrap(value: object, *, source: str) -> object:
     return next(iter(value.values()))
 
 
-def as_frames(value: object, *, source: str) -> np.ndarray:
-    """Validate one clip's features and return them as a float32 ``(T, D)`` array.
+def frame_array(value: object, *, source: str) -> np.ndarray:
+    """Validate one clip's features and return them as a ``(T, D)`` array of their own real dtype.
 
     A 1-D vector is one clip-level frame (T = 1); a dict holding a single array (``{"feature":
     x}``, as some extraction scripts save) is that array. Zero frames raise
     :class:`EmptyFeatures`, which callers treat as a missing clip. Anything non-numeric, of
-    width 0, of rank > 2 or holding NaN/Inf is a :class:`DataError` naming ``source``.
+    width 0, of rank > 2 or holding NaN/Inf is a :class:`DataError` naming ``source``. The dtype is kept so that
+    what the cast to float32 rounds can be judged (:func:`float32_rounds`).
     """
     try:
         array = to_numpy(unwrap(value, source=source))
@@ -151,10 +158,22 @@ def as_frames(value: object, *, source: str) -> np.ndarray:
         raise EmptyFeatures(f"{source}: holds no frames (shape {array.shape}).")
     if not np.isfinite(array).all():
         raise DataError(non_finite_sentence(source, ~np.isfinite(array)))
+    return array
+
+
+def float32_rounds(dtype: np.dtype) -> bool:
+    """Whether the cast to float32 may round values of ``dtype`` (float64, int32 and int64 above 2^24 ...): whether
+    what it does to a modality's columns must be judged (see :mod:`emimic.data.store`)."""
+    return not np.can_cast(dtype, np.float32)
+
+
+def single_precision(frames: np.ndarray, *, source: str) -> np.ndarray:
+    """Validated ``(T, D)`` frames (:func:`frame_array`) as the contiguous float32 array emimic computes in; values
+    beyond float32's range are a :class:`DataError` naming ``source``."""
     with np.errstate(over="ignore"):  # an overflow is reported below, as one sentence
-        single = array.astype(np.float32, copy=False)
-    if single is not array and not np.isfinite(single).all():  # float64 values past float32's 3.4e38
-        raise DataError(f"{source}: holds values up to {float(np.abs(array).max()):.3g}, beyond the float32 range"
+        single = frames.astype(np.float32, copy=False)
+    if single is not frames and not np.isfinite(single).all():  # float64 values past float32's 3.4e38
+        raise DataError(f"{source}: holds values up to {float(np.abs(frames).max()):.3g}, beyond the float32 range"
                         " emimic computes in; rescale them.")
     return np.ascontiguousarray(single)
 

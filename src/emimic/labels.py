@@ -8,6 +8,7 @@ wherever one is read (split CSVs, one-pickle modality keys, the extraction ledge
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from emimic.errors import DataError
+from emimic.errors import DataError, EmimicWarning
 from emimic.io import atomic_path
 
 EMOTIONS: tuple[str, ...] = (
@@ -34,6 +35,15 @@ ID_WIDTH = 5
 GROUP_COLUMNS: tuple[str, ...] = ("group", "speaker", "seed_video")
 RATERS_COLUMN = "raters"
 META_COLUMNS: tuple[str, ...] = (*GROUP_COLUMNS, RATERS_COLUMN)
+# A rater count more than this many times the median of its split CSV is named in a warning, as it may be a typo
+# (100000 for 10): with loss.sample_weights: sqrt_raters it would weigh as sqrt(100) = 10 typical clips or more, and
+# one such clip among 90 carried more than half of the loss. Not refused: a real corpus may rate most clips once and
+# a few by a panel of 150.
+RATERS_MAX_RATIO = 100
+
+
+class RatersWarning(EmimicWarning):
+    """A rater count far above its split CSV's median, which may be a typo."""
 
 
 # A column whose population standard deviation (ddof 0) is at most this is constant: its PCC is undefined, and the
@@ -164,6 +174,10 @@ def _check_unique(ids: list[int], lines: pd.Index, path: Path) -> None:
                     " row per clip.")
 
 
+# What a spreadsheet may separate the columns of an export with instead of commas, as a message names it.
+_OTHER_SEPARATORS: dict[str, str] = {";": "';'", "\t": "tabs"}
+
+
 def _read_cells(path: Path) -> pd.DataFrame:
     """Every cell of a split CSV as stripped-header text, indexed by the row's line in the file (what messages
     name), without the rows whose cells are all empty (blank lines, and the rows spreadsheets leave at its end)."""
@@ -173,8 +187,10 @@ def _read_cells(path: Path) -> pd.DataFrame:
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot be read as a CSV ({exc}).") from None
     raw.columns = [str(c).strip() for c in raw.columns]
-    if len(raw.columns) == 1 and ";" in raw.columns[0]:
-        raise DataError(f"{path}: its columns are separated by ';'; save it comma-separated, as the challenge ships.")
+    separator = next((name for mark, name in _OTHER_SEPARATORS.items() if mark in raw.columns[0]), None)
+    if len(raw.columns) == 1 and separator:
+        raise DataError(f"{path}: its columns are separated by {separator}; save it comma-separated, as the challenge"
+                        " ships.")
     raw.index = raw.index + 2  # the header is line 1
     return raw[(raw.apply(lambda column: column.str.strip()) != "").any(axis=1)]
 
@@ -224,14 +240,29 @@ def read_meta(path: str | Path) -> pd.DataFrame:
         values = raw[column].str.strip()
         meta[column] = values.to_numpy()
     if RATERS_COLUMN in meta.columns:
-        counts = pd.to_numeric(meta[RATERS_COLUMN], errors="coerce")
-        bad = ~(counts >= 1) | (counts % 1 != 0)
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(f"{path}: column {RATERS_COLUMN!r} row {raw.index[row]} holds"
-                            f" {meta[RATERS_COLUMN].iloc[row]!r}; give the number of raters, an integer >= 1.")
-        meta[RATERS_COLUMN] = counts.astype(np.int64)
+        meta[RATERS_COLUMN] = _rater_counts(meta[RATERS_COLUMN], raw.index, path)
     return meta
+
+
+def _rater_counts(cells: pd.Series, lines: pd.Index, path: str | Path) -> np.ndarray:
+    """The ``raters`` column as integers; a cell that is no count >= 1 is a :class:`DataError` naming its row and
+    value, and the first count more than :data:`RATERS_MAX_RATIO` times the file's median a :class:`RatersWarning`."""
+    counts = pd.to_numeric(cells, errors="coerce")
+    bad = ~(counts >= 1) | (counts % 1 != 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        shown = "an empty cell" if cells.iloc[row] == "" else repr(cells.iloc[row])
+        raise DataError(f"{path}: column {RATERS_COLUMN!r} row {lines[row]} holds {shown}; give the number of raters,"
+                        " an integer >= 1.")
+    median = float(counts.median())
+    excessive = np.flatnonzero((counts > RATERS_MAX_RATIO * median).to_numpy())
+    if excessive.size:
+        row, count = int(excessive[0]), int(counts.iloc[excessive[0]])
+        warnings.warn(f"{path}: column {RATERS_COLUMN!r} row {lines[row]} holds {count}, more than {RATERS_MAX_RATIO}"
+                      f" times the file's median count ({median:g}), so with loss.sample_weights: sqrt_raters the clip"
+                      f" would weigh as {(count / median) ** 0.5:.0f} typical clips; correct it if it is a typo.",
+                      RatersWarning, stacklevel=3)
+    return counts.astype(np.int64).to_numpy()
 
 
 def check_label_values(labels: pd.DataFrame, *, source: str) -> None:
@@ -240,10 +271,10 @@ def check_label_values(labels: pd.DataFrame, *, source: str) -> None:
     bad = ~np.isfinite(values) | (values < 0.0) | (values > 1.0)
     if bad.any():
         row, col = (int(x) for x in np.argwhere(bad)[0])
-        raise DataError(
-            f"{source}: column {EMOTIONS[col]!r} for Filename {labels.index[row]} is {float(values[row, col])!r};"
-            " labels must be finite and in [0, 1]."
-        )
+        value = values[row, col]
+        shown = "empty" if np.isnan(value) else repr(float(value))  # a CSV cell that is NaN was left empty
+        raise DataError(f"{source}: column {EMOTIONS[col]!r} for Filename {labels.index[row]} is {shown}; labels must"
+                        " be finite and in [0, 1].")
 
 
 def write_split(labels: pd.DataFrame, path: str | Path) -> None:

@@ -159,9 +159,10 @@ def pack_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument("root", type=Path, help="dataset root in the Hume-Vidmimic2 layout")
     parser.add_argument(
         "--dtype", choices=STORE_DTYPES, default=None,
-        help="frame storage type (default: the store's own; float32 when new); float16 refuses a clip beyond"
-             " ±65504, and a column whose float16 rounding errors (tiny values becoming 0, say) vary by"
-             " more than 10%% of its own standard deviation over all clips (docs/data.md)",
+        help="frame storage type (default: the store's own; float32 when new). Either refuses a column whose"
+             " rounding errors vary by more than 10%% of its own standard deviation over all clips: float32 in"
+             " float64 or int64 files (a feature varying by 0.3 around 1e8, where float32's steps are 8), float16"
+             " besides (tiny values becoming 0, say), which also refuses a clip beyond ±65504 (docs/data.md)",
     )
     add_store_arg(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -20,7 +20,14 @@ from torch.utils.data import Dataset, Sampler
 
 from emimic.data.holdout import resolve_valid_split
 from emimic.data.layout import SPLIT_FILES, DatasetLayout, discover
-from emimic.data.store import FeatureStore, constant_columns, locate_store, pack, stale_modalities
+from emimic.data.store import (
+    FeatureStore,
+    check_store_place,
+    constant_columns,
+    locate_store,
+    pack,
+    stale_modalities,
+)
 from emimic.errors import DataError
 from emimic.labels import EMOTIONS, empty_split_sentence, read_meta, read_split, shortlist, view_prefix
 
@@ -48,6 +55,8 @@ class VidmimicDataset:
     def __init__(self, layout: DatasetLayout, *, test_labels: bool = False, store_dir: str | Path | None = None):
         self.layout = layout
         self.root = layout.root
+        if store_dir is not None:
+            check_store_place(layout.root, store_dir)
         self._store_dir = Path(store_dir) if store_dir is not None else None
         self.splits: dict[str, pd.DataFrame] = {}
         for split, path in layout.split_files.items():
@@ -101,8 +110,7 @@ class VidmimicDataset:
         if len(shared):
             files = " and ".join(self.layout.split_files[s].name for s in (first, second))
             raise DataError(
-                f"{self.root}: clips {shortlist(shared)} are in both {files}; a clip may be in one split only"
-                f" (run `emimic validate {self.root}` to list every problem)."
+                f"{self.root}: clips {shortlist(shared)} are in both {files}; a clip may be in one split only."
             )
 
     def store(self, *, dtype: str | None = None, progress: bool = True,

@@ -221,13 +221,19 @@ def read_recipe(folder: Path) -> dict | None:
     return recipe if isinstance(recipe, dict) else None
 
 
+def unread(name: str) -> bool:
+    """Whether discovery passes over a file or folder of this name: extractor sidecars (``_extractor.json``) and
+    hidden entries, ``.emimic`` among them."""
+    return name.startswith((".", "_"))
+
+
 def _scan_folder(folder: Path, root: Path, suffixes: tuple[str, ...]) -> FolderScan:
     """The clip files of one folder, and what it holds besides them."""
     scan = FolderScan()
     with os.scandir(folder) as listed:
         entries = sorted(listed, key=lambda entry: entry.name)  # which of two files of a clip is kept must not vary
     for entry in entries:
-        if entry.name.startswith((".", "_")):
+        if unread(entry.name):
             continue
         path = Path(entry.path)
         stem, dot, suffix = entry.name.rpartition(".")
@@ -259,6 +265,22 @@ def _refuse_line_break(container: Path) -> None:
                         " name, which the feature store cannot record; rename the file without it.")
 
 
+def duplicate_sentence(second: Path | str, what: str, first: Path | str) -> str:
+    """What every command says of a ``second`` file (or folder) that holds ``what`` the ``first`` one does (a clip,
+    a modality): which of the two was meant is the user's to say."""
+    return f"{second}: duplicates {what} ({first}); which one was meant is yours to say, so keep one of the two."
+
+
+def _add_modality(modalities: dict[str, ModalitySource], source: ModalitySource) -> None:
+    """Record a discovered modality; a second one of its name (a folder ``vit/`` and a one-pickle ``vit.pkl``, or
+    ``vit.pkl`` and ``vit.npy``) is refused rather than left to replace the first."""
+    first = modalities.get(source.name)
+    if first is not None:
+        raise DataError(duplicate_sentence(source.container or source.path, f"modality {source.name!r}",
+                                           first.container or first.path))
+    modalities[source.name] = source
+
+
 def discover(root: str | Path) -> DatasetLayout:
     """List the splits, modalities, transcripts and videos of a dataset root."""
     root = Path(root).expanduser()
@@ -276,11 +298,11 @@ def discover(root: str | Path) -> DatasetLayout:
     media: dict[str, FolderScan] = {}
     escaping: list[Path] = []
     for entry in sorted(root.iterdir()):
-        if entry.name.startswith((".", "_")):
+        if unread(entry.name):
             continue
         if entry.is_file() and entry.suffix.lower() in ARRAY_SUFFIXES:
             _refuse_line_break(entry)
-            modalities[entry.stem] = ModalitySource(entry.stem, entry, container=entry)
+            _add_modality(modalities, ModalitySource(entry.stem, entry, container=entry))
             continue
         if not entry.is_dir():
             continue
@@ -296,5 +318,5 @@ def discover(root: str | Path) -> DatasetLayout:
         scan = _scan_folder(entry, root, ARRAY_SUFFIXES)
         escaping += scan.escaping
         if scan.names or scan.duplicates or scan.stray:
-            modalities[entry.name] = ModalitySource(entry.name, entry, scan.names, None, scan.duplicates, scan.stray)
+            _add_modality(modalities, ModalitySource(entry.name, entry, scan.names, None, scan.duplicates, scan.stray))
     return DatasetLayout(root, split_files, modalities, transcripts, escaping, media)

@@ -43,10 +43,19 @@ from pathlib import Path
 
 import numpy as np
 
-from emimic.data.layout import DatasetLayout, ModalitySource, discover, read_mapping
+from emimic.data.layout import DatasetLayout, ModalitySource, discover, duplicate_sentence, read_mapping, unread
 from emimic.defaults import CACHE_ENV, LOCK_WAIT_SECONDS, STORE_DTYPES
 from emimic.errors import DataError, EmimicWarning, EmptyFeatures, Interrupted, OutputConflict
-from emimic.io import TEMP_SUFFIX, as_frames, decode_array, remove_leftovers, write_failure, write_text
+from emimic.io import (
+    TEMP_SUFFIX,
+    decode_frames,
+    float32_rounds,
+    frame_array,
+    remove_leftovers,
+    single_precision,
+    write_failure,
+    write_text,
+)
 from emimic.labels import shortlist
 from emimic.outputs import (
     Hold,
@@ -62,18 +71,24 @@ STORE_VERSION = 1
 POOLED_STATS: tuple[str, ...] = ("mean", "std", "min", "max")
 DTYPES = STORE_DTYPES
 FLOAT16_MAX = float(np.finfo(np.float16).max)
-# A column is refused when the standard deviation of its float16 rounding errors over all clips exceeds this share of
-# the column's own (the errors add more than 1 % to its variance): what the model sees of a feature is its variation
-# (features are standardised), so such a rounding harms it (a 1e-9 feature becomes 0), while many tiny values float16
-# keeps well enough (a probability near 0 in most frames) or an offset common to all values (a constant column) do
-# not. Ordinary features lose about 0.02 %; the simulated text embedding, whose columns vary little around their
-# means, up to 2.6 %.
-FLOAT16_MAX_ERROR_SHARE = 0.1
-FLOAT16_HARM_BLOCK_BYTES = 1 << 20  # the float64 rows Float16Harm.add works on at once (see there why)
+# A column is refused when the standard deviation of the errors a rounding cast makes in it over all clips exceeds this
+# share of the column's own (the errors add more than 1 % to its variance): what the model sees of a feature is its
+# variation (features are standardised), so such a rounding harms it (float16 turns a 1e-9 feature into 0; float32,
+# which emimic computes in, turns a float64 feature varying by 0.3 around 1e8 into steps of 8), while many tiny values
+# float16 keeps well enough (a probability near 0 in most frames) or an offset common to all values (a constant
+# column) do not. Ordinary features lose about 0.02 % to float16; the simulated text embedding, whose columns vary
+# little around their means, up to 2.6 %.
+MAX_ROUNDING_ERROR_SHARE = 0.1
+ROUNDING_HARM_BLOCK_BYTES = 1 << 18  # the float64 rows RoundingHarm.add works on at once (see there why)
 # A column counts as constant when its standard deviation is within float32 rounding of its mean (1 ulp), or is
 # below the smallest normal float32: relative, so features of any scale (1e-9 or 1e9) keep their variation.
 CONSTANT_RELATIVE_STD = float(np.finfo(np.float32).eps)
 TINY_STD = float(np.finfo(np.float32).tiny)
+# A float64 column whose values spread by no more than float64 arithmetic noise of their mean (a norm beside an
+# L2-normalised embedding, a sum of probabilities, a rate computed as n / duration: one value but for its last bits)
+# holds nothing float32 could round away, though it rounds all of it: 1e4 float64 steps (2e-12 of the mean) is far
+# above that noise (1e-16) and far below what a real feature varies by (0.3 around 1e8 is 3e-9).
+NOISE_RELATIVE_STD = 1e4 * float(np.finfo(np.float64).eps)
 
 
 # The folder name of a packed modality: <modality>-<12 hex of its source fingerprint>-<dtype>.
@@ -87,6 +102,22 @@ EMIMIC_DIR = ".emimic"
 def default_store_dir(root: Path) -> Path:
     """The store's place inside a dataset root (used whenever the root is writable)."""
     return root / EMIMIC_DIR / "store"
+
+
+def check_store_place(root: Path, store_dir: str | Path) -> None:
+    """Refuse a store folder given inside the dataset ``root`` in a folder discovery reads (any but those it passes
+    over, :func:`~emimic.data.layout.unread`: ``.emimic``, ``_store``), as :class:`OutputConflict`: its folders and
+    manifest would be read as a modality, and every later command would fail on them."""
+    given, resolved_root = Path(store_dir), Path(root).expanduser().resolve()
+    store = given.expanduser().resolve()
+    if not store.is_relative_to(resolved_root):
+        return
+    parts = store.relative_to(resolved_root).parts
+    if not parts or not unread(parts[0]):
+        raise OutputConflict(f"{given}: the feature store would lie inside the dataset root {resolved_root}, whose"
+                             " every folder is read as data but those whose names begin with '.' or '_'; pass a"
+                             " --store DIR outside it or in such a folder, or none (the store then lives in"
+                             f" {default_store_dir(resolved_root)}).")
 
 
 def cache_dir() -> Path:
@@ -151,7 +182,8 @@ Clip = tuple[int, str, np.ndarray | None, str]
 
 def _clips(source: ModalitySource) -> tuple[list[int], Callable[[int], Clip]]:
     """The clip ids of a modality in id order and a reader of one clip: ``(clip id, file name, frames, checksum)``;
-    ``frames`` is None for a file that holds zero frames (masked like a missing file)."""
+    ``frames`` keep the file's dtype (:func:`~emimic.io.frame_array`), and are None for a file that holds zero frames
+    (masked like a missing file)."""
     if source.container is not None:
         data = source.container.read_bytes()
         checksum = hashlib.blake2b(data, digest_size=16).hexdigest()
@@ -159,7 +191,7 @@ def _clips(source: ModalitySource) -> tuple[list[int], Callable[[int], Clip]]:
 
         def from_container(clip_id: int) -> Clip:
             try:
-                frames = as_frames(mapping[clip_id], source=_clip_source(source, "", clip_id))
+                frames = frame_array(mapping[clip_id], source=_clip_source(source, "", clip_id))
             except EmptyFeatures:
                 frames = None
             return clip_id, source.container.name, frames, checksum
@@ -173,7 +205,7 @@ def _clips(source: ModalitySource) -> tuple[list[int], Callable[[int], Clip]]:
         except OSError as exc:
             raise DataError(f"{path}: cannot be read ({exc.strerror}).") from None
         try:
-            frames = decode_array(data, path.suffix, source=str(path))
+            frames = decode_frames(data, path.suffix, source=str(path))
         except EmptyFeatures:
             frames = None
         return clip_id, path.name, frames, hashlib.blake2b(data, digest_size=16).hexdigest()
@@ -228,7 +260,7 @@ def featureless_valid_sentence(clips: int, what: str, *, where: str = "", way_ou
 
 def _check_float16_range(frames: np.ndarray, where: str) -> None:
     """Refuse frames that float16 would turn into Inf (its largest value is 65504): the model would learn NaN. Tiny
-    values are judged per column over all clips (:func:`_check_float16_columns`), by the harm their rounding does."""
+    values are judged per column over all clips (:class:`RoundingHarm`), by the harm their rounding does."""
     peak = float(np.abs(frames).max())
     if peak > FLOAT16_MAX:
         raise DataError(f"{where}: holds values up to {peak:.3g}, beyond the float16 range (±{FLOAT16_MAX:.0f});"
@@ -241,60 +273,110 @@ def constant_columns(std: np.ndarray, mean: np.ndarray) -> np.ndarray:
     return std <= np.maximum(CONSTANT_RELATIVE_STD * np.abs(mean), TINY_STD)
 
 
-class Float16Harm:
-    """What float16 rounding does to each column of a modality, over all its clips: the sums of the values and of
-    the rounding errors, and of their squares (float64), from which their standard deviations come."""
+@dataclass(frozen=True)
+class Rounding:
+    """A cast that rounds a modality's features on their way into the store, and how a refusal of the columns it
+    harms words it (see :class:`RoundingHarm`)."""
 
-    def __init__(self, dim: int):
+    subject: str  # what rounds, as a refusal begins
+    kept: str  # what passes, as its limit says
+    remedy: str  # what a user can do about a harmed column
+    # Whether a column training treats as constant (constant_columns of the values before the cast) is spared: it is
+    # standardised to 0 whatever float16 makes of it; but the float32 values are what training judges constant, so
+    # a float64 column that varies below float32's steps of its mean is exactly what that cast harms.
+    spares_constant: bool
+
+
+FLOAT32_ROUNDING = Rounding(
+    "float32, the precision emimic computes in,", "accepted",
+    "subtract each such column's offset (its mean over all clips, say) or rescale it before saving the features",
+    spares_constant=False)
+FLOAT16_ROUNDING = Rounding("float16", "kept as float16", "pack this dataset with --dtype float32",
+                            spares_constant=True)
+
+
+class RoundingHarm:
+    """What a :class:`Rounding` cast does to each column of a modality, over all its clips: the sums of the values and
+    of the rounding errors, and of their squares (float64), from which their standard deviations come. Both are summed
+    less the first frame's: a large offset would cancel the spread of the values away, and a constant column's one
+    error would leave a residue of its sums that decides by luck whether it counts as varying."""
+
+    def __init__(self, dim: int, rounding: Rounding):
+        self.dim = dim
+        self.rounding = rounding
         self.count = 0
+        self.shift: np.ndarray | None = None  # (2, D): the first frame's values and rounding errors
         self.sums = np.zeros((4, dim), dtype=np.float64)
+        # The float64 blocks of values and errors, allocated once rather than per block of every clip, beside the
+        # clip-sized arrays each file read allocates.
+        self.blocks = np.empty((2, max(1, ROUNDING_HARM_BLOCK_BYTES // (8 * dim)), dim), dtype=np.float64)
 
-    def add(self, frames: np.ndarray, stored: np.ndarray) -> None:
-        """Count one clip: its ``frames`` and the float16 ``stored`` ones, a block of rows at a time: a whole clip's
+    def add(self, frames: np.ndarray, rounded: np.ndarray) -> None:
+        """Count one clip: its ``frames`` and the ``rounded`` ones, a block of rows at a time: a whole clip's
         float64 copies (2.4 MB each for 300x1024) made it 4x slower in a process that imported pandas (0.8 -> 3.3
-        ms), as each one was then mapped fresh from the system."""
-        rows = max(1, FLOAT16_HARM_BLOCK_BYTES // (8 * frames.shape[1]))
+        ms), as each one was then mapped fresh from the system; blocks of 256 KB, which stay in cache, take half the
+        time 1 MB ones did (0.85 against 1.8 ms a 300x768 float64 clip). A clip the cast keeps exactly (float32
+        values saved as float64, small integers: common) has its errors counted without being computed."""
+        if self.shift is None:
+            self.shift = np.stack([frames[0], np.subtract(rounded[0], frames[0], dtype=np.float64)])
+        exact = np.array_equal(frames, rounded)
+        rows = self.blocks.shape[1]
         for start in range(0, len(frames), rows):
-            values = frames[start:start + rows].astype(np.float64)
+            block = slice(start, start + rows)
+            size = len(frames[block])
             # float64, not float32: as exact here, yet numpy widens float16 to float64 twice as fast as to float32
-            errors = stored[start:start + rows].astype(np.float64)
-            errors -= values
-            self.sums += np.stack([values.sum(0), np.einsum("ij,ij->j", values, values), errors.sum(0),
-                                   np.einsum("ij,ij->j", errors, errors)])
+            values = np.subtract(frames[block], self.shift[0], out=self.blocks[0, :size])
+            self.sums[0] += values.sum(0)
+            self.sums[1] += np.einsum("ij,ij->j", values, values)
+            if not exact:
+                errors = np.subtract(rounded[block], frames[block], out=self.blocks[1, :size])
+                errors -= self.shift[1]
+                self.sums[2] += errors.sum(0)
+                self.sums[3] += np.einsum("ij,ij->j", errors, errors)
+        if exact:  # errors of 0, less the first frame's
+            self.sums[2] -= len(frames) * self.shift[1]
+            self.sums[3] += len(frames) * self.shift[1] ** 2
         self.count += len(frames)
 
     def error_shares(self) -> np.ndarray:
-        """``(D,)`` the standard deviation of each column's rounding errors over that of its values; 0 for a column
-        training treats as constant (:func:`constant_columns`), which it standardises to 0 whatever float16 makes of
-        it, and where the errors do not vary."""
+        """``(D,)`` the standard deviation of each column's rounding errors over that of its values; 0 where the
+        errors do not vary, where the values vary by no more than float64's own arithmetic noise
+        (``NOISE_RELATIVE_STD`` of their mean: nothing to lose) and, if the rounding spares them, for columns
+        training treats as constant (:func:`constant_columns`)."""
+        if self.shift is None:
+            return np.zeros(self.dim)
         means = self.sums / max(self.count, 1)
         values_std = np.sqrt(np.maximum(means[1] - means[0] ** 2, 0))
         errors_std = np.sqrt(np.maximum(means[3] - means[2] ** 2, 0))
-        harmless = constant_columns(values_std, means[0]) | (errors_std == 0)
+        mean = means[0] + self.shift[0]
+        harmless = (errors_std == 0) | (values_std <= NOISE_RELATIVE_STD * np.abs(mean))
+        if self.rounding.spares_constant:
+            harmless |= constant_columns(values_std, mean)
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(harmless, 0.0, errors_std / values_std)
 
-
-def _check_float16_columns(harm: Float16Harm, source: ModalitySource) -> None:
-    """Refuse the columns of a modality whose float16 rounding would change them by more than
-    ``FLOAT16_MAX_ERROR_SHARE`` of their standard deviation over all clips: a feature of 1e-9 scale among ordinary
-    ones would be stored as zeros while every clip passes :func:`_check_float16_range`."""
-    shares = harm.error_shares()
-    columns = np.flatnonzero(shares > FLOAT16_MAX_ERROR_SHARE)
-    if columns.size:
-        named = (f"column {columns[0]}" if columns.size == 1
-                 else f"columns {shortlist(columns.tolist(), shown=5)}")
+    def refusal(self, where: Path | str, modality: str) -> str | None:
+        """What ``pack`` and ``validate`` say of the columns of ``modality`` (at ``where``) that the rounding changes
+        by more than ``MAX_ROUNDING_ERROR_SHARE`` of their standard deviation over all clips (None: it harms none):
+        a feature of 1e-9 scale among ordinary ones would be stored as float16 zeros while every clip passes
+        :func:`_check_float16_range`."""
+        shares = self.error_shares()
+        columns = np.flatnonzero(shares > MAX_ROUNDING_ERROR_SHARE)
+        if not columns.size:
+            return None
+        named = f"column {columns[0]}" if columns.size == 1 else f"columns {shortlist(columns.tolist(), shown=5)}"
         share, whose = shares[columns[0]], "its" if columns.size == 1 else "the"
-        raise DataError(f"{source.container or source.path}: float16 would round {named} (of {len(shares)}, counting"
-                        f" from 0) of modality {source.name!r} by {share:.0%} of {whose}"
-                        f" standard deviation over all clips{'' if columns.size == 1 else f' of column {columns[0]}'}"
-                        f" (at most {FLOAT16_MAX_ERROR_SHARE:.0%} is kept as float16); pack this dataset with --dtype"
-                        " float32.")
+        # a decimal where whole percents would read "by 10% ... (at most 10% ...)"
+        shown = f"{share:.1%}" if round(share, 2) <= MAX_ROUNDING_ERROR_SHARE else f"{share:.0%}"
+        return (f"{where}: {self.rounding.subject} would round {named} (of {len(shares)}, counting from 0) of modality"
+                f" {modality!r} by {shown} of {whose} standard deviation over all clips"
+                f"{'' if columns.size == 1 else f' of column {columns[0]}'} (at most {MAX_ROUNDING_ERROR_SHARE:.0%} is"
+                f" {self.rounding.kept}); {self.rounding.remedy}.")
 
 
 def _clip_source(source: ModalitySource, name: str, clip_id: int) -> str:
     """How an error names the source of one clip: its file, or its entry in a one-pickle modality (as
-    :func:`~emimic.io.as_frames` is told)."""
+    :func:`~emimic.io.frame_array` is told)."""
     return str(source.path / name) if source.container is None else f"{source.container} [id {clip_id}]"
 
 
@@ -338,6 +420,7 @@ def _pack_modality(source: ModalitySource, folder: Path, dtype: str, *, progress
     lengths = np.empty(n_clips, dtype=np.int64)
     pooled: np.ndarray | None = None
     dim: int | None = None
+    harms: tuple[RoundingHarm, ...] = ()  # what the cast to float32, then to the store's dtype, rounds
     sources: list[str] = ["file,clip_id,frames,blake2b"]
     row = 0
     with open(folder / "frames.bin", "wb") as frames_out, progress_bar(progress) as bar:
@@ -351,26 +434,33 @@ def _pack_modality(source: ModalitySource, folder: Path, dtype: str, *, progress
             if dim is None:
                 dim = frames.shape[1]
                 pooled = np.empty((n_clips, 4 * dim), dtype=np.float32)
-                harm = Float16Harm(dim)
+                harms = (RoundingHarm(dim, FLOAT32_ROUNDING), RoundingHarm(dim, FLOAT16_ROUNDING))
             elif frames.shape[1] != dim:
                 # The first clips may be the odd ones: the others' widths decide which clips to name.
                 widths = dict.fromkeys(ids[:row].tolist(), dim) | {clip_id: frames.shape[1]}
                 widths |= _readable_widths(clip_ids[position + 1:], read_clip, lambda: bar.advance(task))
                 raise _mixed_widths(source, widths)
             assert pooled is not None
+            where = _clip_source(source, name, clip_id)
+            own = frames  # the file's values in its own dtype: float32 may round float64 or int64 ones
+            frames = single_precision(own, source=where)
+            if float32_rounds(own.dtype):
+                harms[0].add(own, frames)
+            del own  # a wide clip is not kept beyond its turn
             if dtype == "float16":  # checked before the cast, which would warn of the overflow it refuses
-                _check_float16_range(frames, _clip_source(source, name, clip_id))
+                _check_float16_range(frames, where)
             stored = frames.astype(dtype, copy=False)
             if dtype == "float16":
-                harm.add(frames, stored)
+                harms[1].add(frames, stored)
             ids[row], lengths[row] = clip_id, frames.shape[0]
             pooled[row] = pool_frames(frames)
             frames_out.write(stored.tobytes())
             row += 1
     if pooled is None:
         raise DataError(no_frames_sentence(source.path, source.name))
-    if dtype == "float16":
-        _check_float16_columns(harm, source)
+    for harm in harms:  # the float32 cast first: what it rounds away, no --dtype brings back
+        if refusal := harm.refusal(source.container or source.path, source.name):
+            raise DataError(refusal)
     ids, lengths, pooled = ids[:row], lengths[:row], pooled[:row]
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     for name, array in (("ids", ids), ("lengths", lengths), ("offsets", offsets), ("pooled", pooled)):
@@ -391,7 +481,9 @@ def _pack_modality(source: ModalitySource, folder: Path, dtype: str, *, progress
     }
 
 
-def _checked_names(source: ModalitySource, dim: int) -> list[str] | None:
+def checked_feature_names(source: ModalitySource, dim: int) -> list[str] | None:
+    """The column names recorded for ``source`` (None: none are); a count other than its width ``dim`` is a
+    :class:`DataError`, for ``pack`` and ``validate`` alike."""
     names = source.feature_names
     if names is not None and len(names) != dim:
         raise DataError(
@@ -463,7 +555,7 @@ def stale_modalities(layout: DatasetLayout, store_dir: Path, dtype: str | None =
     for source in layout.modalities.values():
         if source.duplicates:
             first, second = source.duplicates[0]
-            raise DataError(f"{second}: duplicates clip {first.stem} ({first.name}); keep one of the two files.")
+            raise DataError(duplicate_sentence(second, f"clip {first.stem}", first.name))
     manifest = _read_manifest(store_dir) or {"modalities": {}}
     dtype = dtype or store_dtype(manifest)
     packed = manifest["modalities"]
@@ -496,7 +588,7 @@ def _pack_into(store: Path, source: ModalitySource, dtype: str, *, progress: boo
     tmp = store / f".{source.name}-{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}"
     try:
         entry = _pack_modality(source, tmp, dtype, progress=progress)
-        entry["feature_names"] = _checked_names(source, entry["dim"])
+        entry["feature_names"] = checked_feature_names(source, entry["dim"])
         final = store / f"{source.name}-{digest[:12]}-{dtype}"
         shutil.rmtree(final, ignore_errors=True)  # a folder packed by a killed run but never recorded
         tmp.rename(final)
@@ -541,6 +633,8 @@ def pack(
     layout = discover(root)
     if not layout.modalities:
         raise DataError(f"{layout.root}: no modality found (no folder of per-clip .pkl/.npy/.pt files).")
+    if store_dir is not None:
+        check_store_place(layout.root, store_dir)
     in_root = default_store_dir(layout.root)
     made_in_root = missing_folders(in_root)  # before locate_store, whose probe of the root makes them
     store = Path(store_dir) if store_dir is not None else locate_store(layout)

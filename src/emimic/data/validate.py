@@ -17,21 +17,27 @@ import numpy as np
 import pandas as pd
 
 from emimic.data.holdout import check_valid_size, grouped_words, resolve_valid_split
-from emimic.data.layout import SPLIT_FILES, ModalitySource, discover, read_mapping
+from emimic.data.layout import SPLIT_FILES, DatasetLayout, ModalitySource, discover, duplicate_sentence, read_mapping
 from emimic.data.store import (
+    FLOAT32_ROUNDING,
     VALID_FEATURES_WAY_OUT,
+    RoundingHarm,
+    checked_feature_names,
     featureless_valid_sentence,
     no_frames_sentence,
     untrainable_sentence,
     width_tie_sentence,
 )
-from emimic.errors import DataError, EmptyFeatures
-from emimic.io import as_frames, decode_object, read_error, to_numpy, unwrap
+from emimic.data.vad_columns import acoustic_modality, axis_columns, observed_vad_modality
+from emimic.defaults import DEFAULT_OBSERVED_VAD
+from emimic.errors import DataError, EmptyFeatures, emimic_warnings_to
+from emimic.io import decode_object, float32_rounds, frame_array, read_error, single_precision, to_numpy, unwrap
 from emimic.labels import (
     EMOTIONS,
     constant_emotions,
     constant_labels_sentence,
     empty_split_sentence,
+    read_meta,
     read_split,
     shortlist,
 )
@@ -74,9 +80,14 @@ def _read_splits(layout_split_files: dict[str, Path], problems: list[Problem]) -
     for split, path in layout_split_files.items():
         try:
             frames[split] = read_split(path, require_labels=split != "test")
+            # groups and rater counts: train reads them whatever its config, and warns of a count far above the rest
+            with emimic_warnings_to(lambda warning, name=path.name: problems.append(
+                    Problem("warning", name, str(warning)))):
+                read_meta(path)
         except DataError as exc:
             problems.append(Problem("error", path.name, str(exc)))
-            continue
+            if split not in frames:
+                continue
         if frames[split].empty:  # training cannot do without train or valid; predict has nothing to do
             severity = "warning" if split == "test" else "error"
             problems.append(Problem(severity, path.name, empty_split_sentence(path)))
@@ -116,12 +127,14 @@ def _scan_modality(source: ModalitySource, root: Path, problems: list[Problem], 
         ]
     bar.update(task, total=len(loaders))
     empty: list[str] = []
+    harm: RoundingHarm | None = None  # what the cast to float32 does to the clips of a wider dtype, as pack judges it
     for clip_id, where, load in loaders:
         where_of[clip_id] = where
         try:
             value = load()
             dtypes[str(to_numpy(unwrap(value, source=where)).dtype)] += 1
-            frames = as_frames(value, source=where)
+            frames = frame_array(value, source=where)
+            single = single_precision(frames, source=where)
         except EmptyFeatures:
             empty.append(where)
         except DataError as exc:
@@ -130,7 +143,13 @@ def _scan_modality(source: ModalitySource, root: Path, problems: list[Problem], 
             problems.append(Problem("error", source.name, str(read_error(where, exc))))
         else:
             lengths[clip_id], widths[clip_id] = frames.shape
+            if float32_rounds(frames.dtype):
+                harm = harm or RoundingHarm(frames.shape[1], FLOAT32_ROUNDING)
+                if frames.shape[1] == harm.dim:  # a clip of another width is reported below
+                    harm.add(frames, single)
         bar.advance(task)
+    if harm is not None and (refusal := harm.refusal(relative(source.container or source.path), source.name)):
+        problems.append(Problem("error", source.name, refusal))
     if empty and len(empty) == len(loaders):  # what pack refuses: no frame to learn from
         problems.append(Problem("error", source.name, no_frames_sentence(relative(source.path), source.name)))
     elif empty:
@@ -140,7 +159,7 @@ def _scan_modality(source: ModalitySource, root: Path, problems: list[Problem], 
         )
     for first, second in source.duplicates:
         problems.append(
-            Problem("error", source.name, f"{relative(second)} duplicates clip {first.stem} ({relative(first)}).")
+            Problem("error", source.name, duplicate_sentence(relative(second), f"clip {first.stem}", relative(first)))
         )
     for path in source.stray:
         problems.append(Problem("warning", source.name, f"{relative(path)}: file name is not a clip id; ignored."))
@@ -176,6 +195,27 @@ def _check_valid_split(
                     f" hold out {len(held)} of {len(splits['train'])} train clips{whole} for validation:"
                     f" {shortlist(held)}.")
         )
+
+
+def _check_feature_names(layout: DatasetLayout, widths: dict[str, int], problems: list[Problem]) -> None:
+    """Report what ``pack`` and ``train`` refuse of the feature names recorded with the modalities of ``widths``
+    ({modality: width}, those training reads): a count other than the width (an error), and an observed VAD modality
+    whose names do not tell its axes apart (a warning: ``train`` refuses it under the default config, which validate
+    cannot know is the one used; under no_vad it is an ordinary branch)."""
+    names: dict[str, list[str] | None] = {}
+    for name, width in widths.items():
+        try:
+            names[name] = checked_feature_names(layout.modalities[name], width)
+        except DataError as exc:
+            problems.append(Problem("error", name, str(exc)))
+    observed = observed_vad_modality(DEFAULT_OBSERVED_VAD, acoustic_modality(sorted(widths)), widths)
+    if observed in names:
+        try:
+            axis_columns(observed, names[observed])
+        except DataError as exc:
+            problems.append(Problem("warning", observed, f"under the default config (model.vad.observed:"
+                                    f" {DEFAULT_OBSERVED_VAD}, as every preset but no_vad sets it) train refuses"
+                                    f" this: {exc}"))
 
 
 def validate(root: str | Path, *, valid_fraction: float | None = None, progress: bool = True) -> ValidationReport:
@@ -226,6 +266,10 @@ def validate(root: str | Path, *, valid_fraction: float | None = None, progress:
             if ids and len(splits.get("train", ())) and row["no train"] == len(splits["train"]):
                 problems.append(Problem("warning", name, untrainable_sentence(name, len(splits["train"]))))
             rows.append(row)
+    train_clips = len(splits["train"]) if "train" in splits else None
+    trainable = {row["modality"]: row["width"] for row in rows  # as train leaves out what no training clip has
+                 if row["width"] is not None and (train_clips is None or row["no train"] < train_clips)}
+    _check_feature_names(layout, trainable, problems)
     split_rows = []
     for split, frame in splits.items():
         bare = frame.index[~frame.index.isin(list(clips_with_any))]

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from emimic.data.vad_columns import acoustic_modality, observed_vad_modality
 from emimic.errors import ConfigError
 from emimic.labels import EMOTIONS
 from emimic.models.encoders import build_encoder
@@ -31,10 +32,6 @@ if TYPE_CHECKING:
     from emimic.config import ModelConfig
     from emimic.data.dataset import ModalityStats
     from emimic.models.ensemble import AnyModel
-
-# Substrings that mark a modality as acoustic when the config does not name the VAD branch.
-AUDIO_HINTS: tuple[str, ...] = ("wav2vec", "hubert", "wavlm", "whisper", "egemaps", "audio", "mfcc", "acoustic")
-
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -68,13 +65,7 @@ class ModelSpec:
 
 def vad_branch(cfg: ModelConfig, modalities: Sequence[str]) -> str | None:
     """The branch among ``modalities`` that carries the VAD prior of ``cfg`` (None: no prior)."""
-    return (cfg.vad.modality or _acoustic(modalities)) if cfg.vad.enabled else None
-
-
-def _acoustic(modalities: Sequence[str]) -> str | None:
-    if "wav2vec2" in modalities:
-        return "wav2vec2"
-    return next((m for m in modalities if any(h in m.lower() for h in AUDIO_HINTS)), None)
+    return (cfg.vad.modality or acoustic_modality(modalities)) if cfg.vad.enabled else None
 
 
 def resolve_spec(cfg: ModelConfig, available: Mapping[str, int],
@@ -96,8 +87,8 @@ def resolve_spec(cfg: ModelConfig, available: Mapping[str, int],
         if vad_modality is not None and vad_modality not in chosen:
             raise ConfigError(f"model.vad.modality: {vad_modality!r} is not a branch; branches: {', '.join(chosen)}.")
         observed_name = cfg.vad.observed
-        if vad_modality and observed_name in available and available[observed_name] == len(VAD_AXES):
-            observed = observed_name
+        observed = observed_vad_modality(observed_name, vad_modality, available)
+        if observed:
             columns = axis_columns(observed_name, (feature_names or {}).get(observed_name))
     return ModelSpec(tuple(chosen), {m: int(available[m]) for m in chosen}, vad_modality, observed, columns)
 

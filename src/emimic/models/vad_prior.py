@@ -40,14 +40,10 @@ import torch
 from torch import Tensor, nn
 
 from emimic.data.dataset import column_scales
-from emimic.data.layout import FEATURE_SIDECAR
-from emimic.errors import DataError
+from emimic.data.vad_columns import FILE_ORDER, VAD_AXES
+from emimic.data.vad_columns import axis_columns as axis_columns  # read from the data, torch-free (validate uses it)
 from emimic.labels import EMOTIONS
 
-VAD_AXES: tuple[str, ...] = ("valence", "arousal", "dominance")
-# Column of each axis in an observed VAD modality when the data names none (checkpoints made before
-# columns were matched by name read them in file order).
-FILE_ORDER: tuple[int, ...] = tuple(range(len(VAD_AXES)))
 # Rows in EMOTIONS order; columns valence, arousal, dominance in [-1, 1].
 VAD_ANCHORS: dict[str, tuple[float, float, float]] = {
     "Admiration": (0.8, 0.2, 0.4),
@@ -57,25 +53,6 @@ VAD_ANCHORS: dict[str, tuple[float, float, float]] = {
     "Excitement": (0.7, 0.9, 0.4),
     "Joy": (0.9, 0.6, 0.5),
 }
-
-
-def axis_columns(modality: str, names: Sequence[str] | None) -> tuple[int, ...]:
-    """Column of each of :data:`VAD_AXES` in the observed VAD ``modality``, from the feature names recorded
-    with it (``emimic extract`` writes audeering's order: arousal, dominance, valence)."""
-    record = f"{modality}/{FEATURE_SIDECAR}"
-    if names is None:
-        raise DataError(
-            f"modality {modality!r} has {len(VAD_AXES)} columns but no recorded feature names, so its valence,"
-            f" arousal and dominance cannot be told apart; list them in column order as \"feature_names\" in"
-            f" {record} (emimic extract writes it), or set model.vad.observed: null in the config."
-        )
-    lowered = [name.strip().lower() for name in names]
-    if sorted(lowered) != sorted(VAD_AXES):
-        raise DataError(
-            f"{record} names the columns {list(names)}, but an observed VAD prior needs exactly valence, arousal"
-            " and dominance; correct feature_names there, or set model.vad.observed: null in the config."
-        )
-    return tuple(lowered.index(axis) for axis in VAD_AXES)
 
 
 def anchor_table() -> Tensor:
