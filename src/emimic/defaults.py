@@ -42,3 +42,8 @@ def preset_dir() -> Path:
 def preset_names() -> list[str]:
     """Names of the packaged presets (file stems; nothing is parsed)."""
     return sorted(path.stem for path in preset_dir().glob("*.yaml"))
+
+
+# The columns of a split CSV that group its clips (a speaker, a seed video), in order of precedence: the first present
+# keeps each group whole in cross-validation folds and in the share of train --valid-fraction holds out.
+GROUP_COLUMNS: tuple[str, ...] = ("group", "speaker", "seed_video")

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from emimic.defaults import GROUP_COLUMNS
 from emimic.errors import DataError, EmimicWarning
 from emimic.io import atomic_path
 
@@ -29,10 +30,8 @@ EMOTIONS: tuple[str, ...] = (
 )
 ID_COLUMN = "Filename"
 ID_WIDTH = 5
-# Optional columns a split CSV may carry besides the labels. The first group column present keeps the
-# clips of one group (a speaker, a seed video) together in cross-validation folds; ``raters`` is the
-# number of raters averaged into each label (sample weighting).
-GROUP_COLUMNS: tuple[str, ...] = ("group", "speaker", "seed_video")
+# Optional columns a split CSV may carry besides the labels: the group columns (emimic.defaults, which the help
+# text reads without numpy) and ``raters``, the number of raters averaged into each label (sample weighting).
 RATERS_COLUMN = "raters"
 META_COLUMNS: tuple[str, ...] = (*GROUP_COLUMNS, RATERS_COLUMN)
 # A rater count more than this many times the median of its split CSV is named in a warning, as it may be a typo

@@ -11,9 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from emimic.defaults import RUNNER_BACKENDS, SEED_MAX
+from emimic.defaults import GROUP_COLUMNS, RUNNER_BACKENDS, SEED_MAX
 from emimic.errors import OutputPathError
-from emimic.labels import GROUP_COLUMNS
 
 # The namespace attribute that holds, during a parse, how each option given so far was written (per dest).
 _GIVEN = "_emimic_options_given"
