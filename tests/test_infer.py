@@ -97,6 +97,11 @@ def test_cli_writes_csv_and_plots_and_lists_failures(run: Path, tmp_path: Path, 
     assert "Predictions (1 clips)" in captured.out and "predictions_plots/ (1 PNG)" in flat(captured.out)
     assert "failed: 00005:" in captured.err and "is not a video or audio file FFmpeg can read" in flat(captured.err)
     assert (tmp_path / "predictions_plots" / "00001.png").stat().st_size > 0
+    # a second infer into that file: refused before any work unless --overwrite (it replaced the file silently)
+    again = ["infer", "--run", str(run), str(MEDIA / "00001.mp4"), "--out", str(out), "--quiet"]
+    assert main(again) == 1
+    assert f"{out} already exists; pass --overwrite to replace it" in flat(capsys.readouterr().err)
+    assert len(pd.read_csv(out)) == 1 and main([*again, "--overwrite"]) == 0
 
 
 def test_quiet_infer_keeps_facemeshs_native_log_lines_off_stderr(run: Path, tmp_path: Path, capfd) -> None:

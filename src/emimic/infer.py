@@ -45,7 +45,7 @@ from emimic.features.recipe import decoder_change, extractor_model_digest, sidec
 from emimic.features.runner import ExtractSpec
 from emimic.io import atomic_path
 from emimic.labels import EMOTIONS
-from emimic.outputs import Hold, exclusive_outputs, refuse_inside_runs
+from emimic.outputs import Hold, check_output_file, exclusive_outputs, refuse_inside_runs
 from emimic.training.inference import load_run, predict_ids
 
 INFER_CACHE = "infer"
@@ -324,6 +324,7 @@ def infer(
     plots: str | Path | None = None,
     model_dir: str | Path | None = None,
     workers: int = 1,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> InferResult:
     """Predict the six intensities of every video in ``inputs`` (files or folders) with the run ``run``.
@@ -331,11 +332,12 @@ def infer(
     ``out`` writes the predictions as CSV (``clip`` + six columns, atomically); ``plots`` writes one
     PNG per clip into that folder; ``model_dir`` holds the extractors' models when they are no
     longer where training found them. ``workers`` local processes extract in parallel. Neither is written inside
-    the run folder.
+    the run folder, and an existing ``out`` is replaced only with ``overwrite``.
     """
-    for output in (out, plots):
-        if output is not None:
-            refuse_inside_runs(output, [run])
+    if out is not None:
+        check_output_file(out, dataset_root=None, runs=[run], overwrite=overwrite)
+    if plots is not None:
+        refuse_inside_runs(plots, [run])
     trained = load_run(run)
     recipe = run_recipe(trained.data.get("recipes") or {}, trained.spec.inputs, run)
     videos = collect_videos(inputs)

@@ -88,11 +88,12 @@ def refuse_inside_runs(path: str | Path, runs: Iterable[str | Path], *, report: 
                                  " outside it.")
 
 
-def check_output_file(path: str | Path, *, dataset_root: str | Path, runs: Iterable[str | Path] = (),
+def check_output_file(path: str | Path, *, dataset_root: str | Path | None, runs: Iterable[str | Path] = (),
                       overwrite: bool = False) -> None:
-    """Refuse an output file inside ``dataset_root`` or inside one of the run folders ``runs`` the command reads
-    (even with ``overwrite``), or one that exists already unless ``overwrite``."""
-    refuse_inside_dataset(path, dataset_root)
+    """Refuse an output file inside ``dataset_root`` (None: the command reads none) or inside one of the run folders
+    ``runs`` the command reads (even with ``overwrite``), or one that exists already unless ``overwrite``."""
+    if dataset_root is not None:
+        refuse_inside_dataset(path, dataset_root)
     refuse_inside_runs(path, runs)
     if Path(path).exists() and not overwrite:
         raise OutputConflict(f"{path} already exists; pass --overwrite to replace it, or choose another path.")

@@ -43,6 +43,7 @@ def infer_command(parser: argparse.ArgumentParser) -> Handler:
     parser.add_argument(
         "--report", action="store_true", help="also plot each clip's six intensities into <out name>_plots/*.png"
     )
+    parser.add_argument("--overwrite", action="store_true", help="replace the --out file if it exists")
     parser.add_argument(
         "--model-dir", type=Path, default=None,
         help="folder of the extractors' models, when they are no longer where training found them",
@@ -55,7 +56,8 @@ def infer_command(parser: argparse.ArgumentParser) -> Handler:
         from emimic.labels import EMOTIONS  # pandas: not for --help
 
         result = infer(args.run, args.inputs, out=args.out, plots=plots_folder(args.out) if args.report else None,
-                       model_dir=args.model_dir, workers=args.workers, progress=not args.quiet)
+                       model_dir=args.model_dir, workers=args.workers, overwrite=args.overwrite,
+                       progress=not args.quiet)
         predictions = result.predictions
         table = Table(title=f"Predictions ({len(predictions)} clips)", title_justify="left")
         table.add_column(CLIP_COLUMN)
